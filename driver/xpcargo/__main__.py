@@ -1,0 +1,3 @@
+from xpcargo.cli import main
+
+main()

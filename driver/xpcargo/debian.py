@@ -1,0 +1,191 @@
+"""Root filesystems from Debian's packages: mmdebstrap for the system, the mirror's pool for pinned single files.
+
+The mirror is sometimes mid-sync (an index with "unexpected size", a hash mismatch, a dropped connection). Those
+failures are retried with backoff; anything else (a package that does not exist) fails at once, quoting apt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xpcargo.errors import ImageBuildError
+
+if TYPE_CHECKING:
+    from xpcargo.images import ImagePlan
+
+_ATTEMPTS = 4
+_MIRROR_TROUBLE = re.compile(
+    r"Hash Sum mismatch|unexpected size|Mirror sync in progress|Failed to fetch|Temporary failure|"
+    r"Could not (resolve|connect)|Connection (failed|timed out|reset|refused)|Unable to connect|"
+    r"\b50[0-9]\b|Undetermined Error|Clearsigned file isn't valid|does not have a Release file"
+)
+
+
+class _TransientMirrorError(Exception):
+    """A failure that another try may not meet."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _retrying(on_retry: Callable[[str], None], what: str) -> object:
+    import tenacity  # noqa: PLC0415
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0
+        on_retry(f"{what}: {error}; trying again in {wait:.0f}s (attempt {state.attempt_number + 1}/{_ATTEMPTS})")
+
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(_ATTEMPTS),
+        wait=tenacity.wait_exponential(multiplier=float(os.environ.get("XPCARGO_RETRY_WAIT", "4")), max=60),
+        retry=tenacity.retry_if_exception_type(_TransientMirrorError),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_pool_file(url: str, sha256: str, cache: Path, *, on_retry: Callable[[str], None]) -> Path:
+    """Download ``url`` into ``cache`` once, verified against its pinned hash."""
+    cache.mkdir(parents=True, exist_ok=True)
+    destination = cache / url.rsplit("/", 1)[-1]
+    if destination.is_file() and _sha256(destination) == sha256:
+        return destination
+
+    def download() -> None:
+        partial = destination.with_name(destination.name + ".part")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:  # noqa: S310
+                shutil.copyfileobj(response, out, 1 << 20)
+        except urllib.error.HTTPError as exc:
+            partial.unlink(missing_ok=True)
+            if exc.code >= 500 or exc.code == 429:
+                raise _TransientMirrorError(f"HTTP {exc.code} for {url}") from None
+            raise ImageBuildError(
+                f"image build failed at step `Rust std download`: the mirror answered HTTP {exc.code} {exc.reason} "
+                f"for {url}",
+                hint="the pinned Rust version may have left the mirror: update rust.version and hashes in images/",
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            partial.unlink(missing_ok=True)
+            reason = getattr(exc, "reason", exc)
+            raise _TransientMirrorError(f"cannot download {url}: {reason}") from None
+        actual = _sha256(partial)
+        if actual != sha256:
+            partial.unlink(missing_ok=True)
+            # A mirror mid-sync can serve a truncated or replaced file; another try usually fixes it.
+            raise _TransientMirrorError(f"{url} has sha256 {actual}, expected the pinned {sha256}")
+        partial.replace(destination)
+
+    try:
+        _retrying(on_retry, "Rust std download")(download)  # type: ignore[operator]
+    except _TransientMirrorError as exc:
+        raise ImageBuildError(
+            f"image build failed at step `Rust std download` after {_ATTEMPTS} tries: {exc.message}",
+            hint="the Debian mirror is unreachable or mid-sync; try again later",
+        ) from None
+    return destination
+
+
+def mmdebstrap_command(plan: ImagePlan, tarball: Path, *, std_deb: Path | None, deb_cache: Path) -> list[str]:
+    command = [
+        "mmdebstrap",
+        "--variant=apt",
+        "--architectures=amd64",
+        f"--include={','.join(plan.packages)}",
+        "--aptopt=Acquire::Retries \"3\"",
+        *(f"--dpkgopt=path-exclude={pattern}" for pattern in plan.dpkg_exclude),
+    ]
+    if plan.emulator:
+        # qemu-user ships an emulator for every architecture (~450 MB); a target needs just its own.
+        command += ["--dpkgopt=path-exclude=/usr/bin/qemu-*", f"--dpkgopt=path-include=/usr/bin/{plan.emulator}"]
+    cache = shlex.quote(str(deb_cache))
+    command += [
+        # Every image shares one cache of downloaded .debs, so the second image downloads little.
+        '--setup-hook=mkdir -p "$1"/var/cache/apt/archives',
+        f"--setup-hook=sync-in {cache} /var/cache/apt/archives/",
+        f"--customize-hook=sync-out /var/cache/apt/archives {cache}",
+    ]
+    if std_deb is not None:
+        command += [
+            f"--customize-hook=upload {shlex.quote(str(std_deb))} /tmp/xpcargo-std.deb",
+            '--customize-hook=chroot "$1" dpkg-deb -x /tmp/xpcargo-std.deb /',
+            '--customize-hook=rm "$1"/tmp/xpcargo-std.deb',
+        ]
+    command += [plan.suite, str(tarball), plan.mirror]
+    return command
+
+
+def bootstrap(
+    plan: ImagePlan,
+    tarball: Path,
+    *,
+    std_deb: Path | None,
+    deb_cache: Path,
+    on_line: Callable[[str], None],
+    on_retry: Callable[[str], None],
+) -> None:
+    if shutil.which("mmdebstrap") is None:
+        raise ImageBuildError(
+            "image build failed at step `bootstrap`: mmdebstrap is not installed",
+            hint="install it (Debian/Ubuntu: `sudo apt-get install mmdebstrap`), or run scripts/install",
+        )
+    deb_cache.mkdir(parents=True, exist_ok=True)
+    command = mmdebstrap_command(plan, tarball, std_deb=std_deb, deb_cache=deb_cache)
+
+    def run() -> None:
+        tarball.unlink(missing_ok=True)
+        tail: deque[str] = deque(maxlen=40)
+        environment = {**os.environ, "LC_ALL": "C.UTF-8"}
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=environment
+        ) as process:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                line = raw.rstrip()
+                if not line:
+                    continue
+                tail.append(line)
+                # mmdebstrap's own stage lines are the progress worth showing; apt's chatter is kept for errors.
+                if line.startswith(("I: ", "W: ", "E: ")):
+                    on_line(line)
+        if process.returncode == 0:
+            return
+        tarball.unlink(missing_ok=True)
+        errors = [line for line in tail if line.startswith(("E:", "Err:", "W: Failed"))] or list(tail)[-3:]
+        quoted = " | ".join(errors[-3:])
+        if _MIRROR_TROUBLE.search("\n".join(tail)):
+            raise _TransientMirrorError(quoted)
+        raise ImageBuildError(
+            f"image build for {plan.target} failed at step `bootstrap` (mmdebstrap exit {process.returncode}): {quoted}",
+            hint="check the target's packages and the project's extra-packages; apt's words are quoted above",
+        )
+
+    try:
+        _retrying(on_retry, "bootstrap")(run)  # type: ignore[operator]
+    except _TransientMirrorError as exc:
+        raise ImageBuildError(
+            f"image build for {plan.target} failed at step `bootstrap` after {_ATTEMPTS} tries; "
+            f"the mirror said: {exc.message}",
+            hint="the Debian mirror is unreachable or mid-sync; try again later",
+        ) from None

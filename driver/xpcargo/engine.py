@@ -1,0 +1,305 @@
+"""The only module that talks to the Docker engine.
+
+Everything else asks this module for what it needs (an image's presence, an import, a container, an exec) in
+xpcargo's own terms, and gets xpcargo errors back: never a ``docker`` exception, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from xpcargo.errors import EngineError, EngineUnavailableError
+
+if TYPE_CHECKING:
+    import docker
+
+MANAGED_LABEL = "org.xpcargo.managed"
+_CONTROL_TIMEOUT = 120
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    size: int
+    created: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BindMount:
+    path: Path
+    read_only: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerSpec:
+    image: str
+    user: str
+    workdir: Path
+    mounts: tuple[BindMount, ...]
+    env: Mapping[str, str]
+    labels: Mapping[str, str]
+    # "none" for compiling (hermetic, reproducible), "host" for the step that downloads crates.
+    network: str = "none"
+    extra_args: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Engine errors worth another try: the daemon restarting, a dropped connection, a 5xx."""
+    import docker.errors  # noqa: PLC0415
+    import requests  # noqa: PLC0415
+
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return True
+    if isinstance(exc, docker.errors.APIError):
+        status = exc.status_code or 0
+        return status >= 500 and "No such" not in str(exc)
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    import docker.errors  # noqa: PLC0415
+
+    if isinstance(exc, docker.errors.APIError) and exc.explanation:
+        text = exc.explanation
+        return text if isinstance(text, str) else str(text)
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _default_host(environ: Mapping[str, str]) -> str:
+    return environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+class Engine:
+    """A connection to the Docker engine."""
+
+    def __init__(self, client: docker.DockerClient, stream_client: docker.APIClient, host: str) -> None:
+        self._client = client
+        self._stream = stream_client
+        self.host = host
+
+    @classmethod
+    def connect(cls, environ: Mapping[str, str] = os.environ) -> Engine:
+        import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
+        import docker.errors  # noqa: PLC0415
+
+        host = _default_host(environ)
+        try:
+            client = docker.from_env(environment=dict(environ), timeout=_CONTROL_TIMEOUT)
+            version = _retry(client.api.version, attempts=2)["ApiVersion"]
+        except Exception as exc:  # noqa: BLE001 - the SDK raises a zoo of types for "not there"
+            raise EngineUnavailableError(
+                f"cannot reach the Docker engine at {host}: {_describe(exc)}",
+                hint="start it (`sudo systemctl start docker`, or `dockerd &`) or point DOCKER_HOST at a running one",
+            ) from None
+        # Builds can be silent for minutes (a long link); the stream must not time out like a control call.
+        kwargs = docker.utils.kwargs_from_env(environment=dict(environ))
+        stream_client = docker.APIClient(version=version, timeout=None, **kwargs)
+        return cls(client, stream_client, host)
+
+    def _call(self, what: str, operation: Callable[[], _T]) -> _T:
+        try:
+            return _retry(operation)
+        except Exception as exc:
+            import docker.errors  # noqa: PLC0415
+            import requests  # noqa: PLC0415
+
+            if isinstance(exc, requests.exceptions.ConnectionError):
+                raise EngineUnavailableError(
+                    f"lost the Docker engine at {self.host} while trying to {what}: {_describe(exc)}",
+                    hint="check that the engine is still running, then run the command again",
+                ) from None
+            if isinstance(exc, docker.errors.DockerException):
+                raise EngineError(f"the Docker engine could not {what}: {_describe(exc)}") from None
+            raise
+
+    # --- images --------------------------------------------------------------------------------------------------
+
+    def architecture(self) -> str:
+        info: dict[str, Any] = self._call("report its architecture", self._client.info)
+        return str(info.get("Architecture", ""))
+
+    def image_exists(self, reference: str) -> bool:
+        import docker.errors  # noqa: PLC0415
+
+        def inspect() -> bool:
+            try:
+                self._client.api.inspect_image(reference)
+            except docker.errors.ImageNotFound:
+                return False
+            return True
+
+        return self._call(f"inspect image {reference}", inspect)
+
+    def list_images(self, label: str = MANAGED_LABEL) -> list[ImageInfo]:
+        raw: list[dict[str, Any]] = self._call(
+            "list images", lambda: self._client.api.images(filters={"label": f"{label}=true"})
+        )
+        return [
+            ImageInfo(
+                id=item["Id"],
+                tags=tuple(tag for tag in item.get("RepoTags") or () if tag != "<none>:<none>"),
+                labels=dict(item.get("Labels") or {}),
+                size=int(item.get("Size", 0)),
+                created=str(item.get("Created", "")),
+            )
+            for item in raw
+        ]
+
+    def remove_image(self, image: str) -> None:
+        self._call(f"remove image {image}", lambda: self._client.api.remove_image(image, noprune=False))
+
+    def import_rootfs(self, tarball: Path, *, changes: Sequence[str]) -> str:
+        """Import a root filesystem tarball as an untagged image and return its id."""
+
+        def run() -> str:
+            answer = self._client.api.import_image_from_file(str(tarball), changes=list(changes))
+            # The engine answers with one JSON object per line; the last names the new image.
+            for line in reversed(str(answer).strip().splitlines()):
+                status = json.loads(line)
+                if "error" in status:
+                    raise EngineError(f"the Docker engine could not import {tarball.name}: {status['error']}")
+                if str(status.get("status", "")).startswith("sha256:"):
+                    return str(status["status"])
+            raise EngineError(f"the Docker engine imported {tarball.name} but named no image: {answer!r}")
+
+        # An import is not idempotent (a retry would leave a second copy behind), so it is tried once.
+        try:
+            return run()
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own error right here
+            raise EngineError(f"the Docker engine could not import {tarball.name}: {_describe(exc)}") from None
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        self._call(f"tag {image_id} as {repository}:{tag}", lambda: self._client.api.tag(image_id, repository, tag))
+
+    # --- containers ----------------------------------------------------------------------------------------------
+
+    def create_and_start(self, spec: ContainerSpec) -> str:
+        import docker.types  # noqa: PLC0415
+
+        mounts = [
+            docker.types.Mount(target=str(m.path), source=str(m.path), type="bind", read_only=m.read_only)
+            for m in spec.mounts
+        ]
+
+        def create() -> str:
+            host_config = self._client.api.create_host_config(
+                mounts=mounts, network_mode=spec.network, init=True, **spec.extra_args
+            )
+            answer = self._client.api.create_container(
+                spec.image,
+                # The container only hosts the commands xpcargo execs into it; it idles until it is removed.
+                command=["sleep", "infinity"],
+                user=spec.user,
+                working_dir=str(spec.workdir),
+                environment=dict(spec.env),
+                labels={MANAGED_LABEL: "true", **spec.labels},
+                host_config=host_config,
+            )
+            return str(answer["Id"])
+
+        container_id = self._call(f"create a container from {spec.image}", create)
+        try:
+            self._call("start the container", lambda: self._client.api.start(container_id))
+        except BaseException:
+            self.remove_container(container_id)
+            raise
+        return container_id
+
+    def exec(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        on_stdout: Callable[[bytes], None],
+        on_stderr: Callable[[bytes], None],
+        user: str | None = None,
+    ) -> int:
+        """Run ``argv`` in the container, stream its output to the callbacks, and return its exit code."""
+        created = self._call(
+            f"start `{argv[0]}` in the container",
+            lambda: self._client.api.exec_create(
+                container_id, list(argv), environment=dict(env or {}), user=user or ""
+            ),
+        )
+        exec_id = created["Id"]
+        try:
+            for out, err in self._stream.exec_start(exec_id, stream=True, demux=True):
+                if out:
+                    on_stdout(out)
+                if err:
+                    on_stderr(err)
+        except Exception as exc:
+            import docker.errors  # noqa: PLC0415
+            import requests  # noqa: PLC0415
+
+            if isinstance(exc, docker.errors.DockerException | requests.exceptions.RequestException):
+                raise EngineError(f"lost the output of `{argv[0]}` in the container: {_describe(exc)}") from None
+            raise
+        result = self._call("read the exit code", lambda: self._client.api.exec_inspect(exec_id))
+        code = result.get("ExitCode")
+        return int(code) if code is not None else 1
+
+    def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str]) -> int:
+        """Run ``argv`` attached to this terminal. The SDK has no terminal handling, so this uses the docker CLI."""
+        cli = shutil.which("docker")
+        if cli is None:
+            raise EngineError(
+                "an interactive shell needs the `docker` command-line client, which is not on PATH",
+                hint="install it (Debian: `apt-get install docker-cli` or `docker.io`), or pass a command after --",
+            )
+        command = [cli, "exec", "--interactive", "--tty"]
+        for name, value in env.items():
+            command += ["--env", f"{name}={value}"]
+        return subprocess.call([*command, container_id, *argv])
+
+    def remove_container(self, container_id: str) -> None:
+        import docker.errors  # noqa: PLC0415
+
+        def remove() -> None:
+            try:
+                self._client.api.remove_container(container_id, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+
+        self._call(f"remove container {container_id[:12]}", remove)
+
+    def list_containers(self, label: str = MANAGED_LABEL) -> list[str]:
+        raw = self._call(
+            "list containers", lambda: self._client.api.containers(all=True, filters={"label": f"{label}=true"})
+        )
+        return [str(item["Id"]) for item in raw]
+
+    @contextmanager
+    def container(self, spec: ContainerSpec) -> Iterator[str]:
+        """A container that lives exactly as long as the ``with`` block, whatever ends it."""
+        container_id = self.create_and_start(spec)
+        try:
+            yield container_id
+        finally:
+            self.remove_container(container_id)
+
+
+def _retry(operation: Callable[[], _T], *, attempts: int = 4) -> _T:
+    import tenacity  # noqa: PLC0415
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential(multiplier=0.25, max=4),
+        retry=tenacity.retry_if_exception(_transient),
+        reraise=True,
+    )
+    return retrying(operation)

@@ -1,0 +1,81 @@
+"""The one error hierarchy of xpcargo.
+
+Every failure the user can cause or meet is an ``XpcargoError`` subclass with its own exit code and a hint that
+says what to do next. The CLI prints ``error: <message>`` (plus the hint on its own line) and exits with the code,
+never a traceback. Cargo's own failures are not errors here: Cargo's exit code is passed through as it is.
+"""
+
+from __future__ import annotations
+
+
+class XpcargoError(Exception):
+    """Base of every error xpcargo reports to the user."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(XpcargoError):
+    """toolchains.yaml or the project's own configuration is malformed."""
+
+    exit_code = 3
+
+
+class UnknownTargetError(XpcargoError):
+    """The target triple is not in the toolchain table."""
+
+    exit_code = 4
+
+
+class ProjectError(XpcargoError):
+    """The Cargo project cannot be found or read (no Cargo.toml, a legacy build command, ...)."""
+
+    exit_code = 5
+
+
+class EngineUnavailableError(XpcargoError):
+    """The Docker engine cannot be reached."""
+
+    exit_code = 6
+
+
+class EngineError(XpcargoError):
+    """The Docker engine answered, but refused or failed an operation."""
+
+    exit_code = 7
+
+
+class ImageBuildError(XpcargoError):
+    """Building a toolchain image failed; the message names the step and quotes the mirror or tool."""
+
+    exit_code = 8
+
+
+class ReportError(XpcargoError):
+    """A stored build-script report is missing, corrupt, or records a failed build."""
+
+    exit_code = 9
+
+
+class BuildScriptProtocolError(XpcargoError):
+    """A build script printed a ``cargo:`` line that Cargo would reject."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, *, line_number: int, line: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.line_number = line_number
+        self.line = line
+
+
+class Interrupted(XpcargoError):
+    """The user pressed Ctrl-C or the process got SIGTERM; the container was removed."""
+
+    exit_code = 130

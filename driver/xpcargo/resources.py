@@ -1,0 +1,36 @@
+"""Where xpcargo's files live: the shipped toolchain table and image recipes, and the user's cache.
+
+An installed wheel carries them as package data (``xpcargo/data/``); a source checkout, including an editable
+install, keeps them at the top of the repository where people edit them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def data_dir() -> Path:
+    packaged = _PACKAGE_DIR / "data"
+    if (packaged / "toolchains.yaml").is_file():
+        return packaged
+    return _PACKAGE_DIR.parent.parent
+
+
+def toolchains_file() -> Path:
+    return data_dir() / "toolchains.yaml"
+
+
+def images_dir() -> Path:
+    return data_dir() / "images"
+
+
+def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The per-user cache: downloaded .debs and image-build scratch space (``XPCARGO_CACHE_DIR`` moves it)."""
+    if environ.get("XPCARGO_CACHE_DIR"):
+        return Path(environ["XPCARGO_CACHE_DIR"])
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "xpcargo"

@@ -1,0 +1,86 @@
+"""What a target means inside its container: the variables that point Cargo, build scripts and the cc crate at
+the target's compilers, archiver, linker, emulator and pkg-config, and which host variables cross over."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from xpcargo.config import TargetSpec
+
+# Host variables that change what Cargo builds and so must reach it; anything else stays on the host.
+_PASSED_PREFIXES = ("CARGO_",)
+_PASSED_NAMES = frozenset(
+    {
+        "RUSTFLAGS",
+        "RUSTDOCFLAGS",
+        "RUST_BACKTRACE",
+        "RUST_LOG",
+        "RUST_TEST_THREADS",
+        "RUST_MIN_STACK",
+        "SOURCE_DATE_EPOCH",
+        "NO_COLOR",
+        "TERM",
+    }
+)
+# These name programs on the host (a host rustc, an sccache wrapper, the host cargo binary) that do not exist in
+# the container; passing them would break the build instead of configuring it.
+_HOST_ONLY = frozenset(
+    {
+        "CARGO",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_RUSTC",
+        "CARGO_BUILD_RUSTC_WRAPPER",
+        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_RUSTDOC",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+    }
+)
+
+
+def env_key(triple: str) -> str:
+    """The form of a triple that Cargo uses in variable names: `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER`."""
+    return triple.replace("-", "_").replace(".", "_").upper()
+
+
+def toolchain_environment(spec: TargetSpec) -> dict[str, str]:
+    """The conventional variables for ``spec``, in the forms that Cargo, the cc crate and pkg-config read."""
+    lower = spec.triple.replace("-", "_").replace(".", "_")
+    upper = env_key(spec.triple)
+    env = {
+        f"CC_{lower}": spec.cc,
+        f"CXX_{lower}": spec.cxx,
+        f"AR_{lower}": spec.ar,
+        f"CARGO_TARGET_{upper}_LINKER": spec.linker,
+    }
+    if spec.runner:
+        env[f"CARGO_TARGET_{upper}_RUNNER"] = " ".join(spec.runner)
+    if spec.pkg_config_libdir:
+        env[f"PKG_CONFIG_LIBDIR_{lower}"] = ":".join(spec.pkg_config_libdir)
+        # pkg-config-rs refuses to answer for a foreign target unless told that the libdir is the target's.
+        env[f"PKG_CONFIG_ALLOW_CROSS_{lower}"] = "1"
+    env.update(spec.env)
+    return env
+
+
+def passthrough_environment(
+    host: Mapping[str, str], spec: TargetSpec, extra_names: Iterable[str] = ()
+) -> dict[str, str]:
+    """The host variables that cross into the container: Cargo's own, rustc's flags, and what the project names."""
+    own = toolchain_environment(spec)
+    wanted = set(extra_names) | set(spec.passthrough)
+    passed: dict[str, str] = {}
+    for name, value in host.items():
+        if name in _HOST_ONLY or name in own or _names_host_program(name):
+            continue
+        if name in wanted or name in _PASSED_NAMES or name.startswith(_PASSED_PREFIXES):
+            passed[name] = value
+    return passed
+
+
+def _names_host_program(name: str) -> bool:
+    # CARGO_TARGET_<TRIPLE>_LINKER and _RUNNER set on the host point at host programs (mold, clang, a wrapper).
+    return name.startswith("CARGO_TARGET_") and name.endswith(("_LINKER", "_RUNNER"))
