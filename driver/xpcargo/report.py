@@ -1,0 +1,456 @@
+"""The build-script report: what every build script (or ``links`` override) of the last build gave Cargo.
+
+After each Cargo command xpcargo records, per package with a build script, the libraries, search paths, ``cfg``s
+and environment Cargo reported in its ``build-script-executed`` message, plus two things Cargo reports nowhere: the
+``links`` metadata that dependents receive as ``DEP_<LINKS>_<KEY>`` and the build script's warnings. Those come from
+the ``output`` file Cargo keeps beside the script's OUT_DIR, read with the parser in ``buildscript``.
+
+Cargo emits no ``build-script-executed`` message for a package whose ``links`` is overridden in
+``[target.<triple>.<links>]`` of its config (checked with Cargo 1.95): the script neither builds nor runs. Such a
+package is reported from the override table instead, and marked ``overridden``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any, TypeVar
+
+from xpcargo.buildscript import RustcFlagsError, dependent_metadata, envify, parse, split_rustc_flags
+from xpcargo.errors import ReportError
+
+SCHEMA_VERSION = 1
+
+_PACKAGE_FIELDS = (
+    "package",
+    "version",
+    "links",
+    "out_dir",
+    "linked_libs",
+    "linked_paths",
+    "cfgs",
+    "env",
+    "metadata",
+    "warnings",
+    "overridden",
+)
+_REPORT_FIELDS = ("schema_version", "target", "profile", "success", "packages")
+
+# Keys of `[target.<triple>]` that are target settings, not `links` names (Cargo skips them the same way).
+_TARGET_SETTINGS = frozenset({"ar", "linker", "runner", "rustflags", "rustdocflags"})
+# Override keys that are neither metadata nor part of the report. Cargo refuses `warning` and the `rerun-if-*` keys
+# (the book says they are ignored); `rustc-link-arg-bin` is missing on purpose: Cargo takes it as metadata there.
+_OVERRIDE_NOT_METADATA = frozenset(
+    {
+        "rustc-check-cfg",
+        "rustc-link-arg",
+        "rustc-link-arg-cdylib",
+        "rustc-cdylib-link-arg",
+        "rustc-link-arg-bins",
+        "rustc-link-arg-tests",
+        "rustc-link-arg-benches",
+        "rustc-link-arg-examples",
+        "warning",
+        "rerun-if-changed",
+        "rerun-if-env-changed",
+    }
+)
+_PATH_COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageReport:
+    """One package's build script (or ``links`` override), as Cargo used it for the target."""
+
+    package: str
+    version: str
+    links: str | None
+    # Absolute; None when an override replaced the build script.
+    out_dir: str | None
+    linked_libs: tuple[str, ...]
+    linked_paths: tuple[str, ...]
+    cfgs: tuple[str, ...]
+    env: dict[str, str]
+    # Normalised KEY -> VALUE, exactly as immediate dependents receive DEP_<LINKS>_<KEY>.
+    metadata: dict[str, str]
+    warnings: tuple[str, ...]
+    overridden: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildReport:
+    """The build scripts of one Cargo command for one target and profile."""
+
+    target: str
+    profile: str
+    success: bool
+    # Sorted by package name, then version.
+    packages: tuple[PackageReport, ...]
+
+
+def collect(
+    *,
+    messages: Iterable[Mapping[str, Any]],
+    cargo_metadata: Mapping[str, Any],
+    links_overrides: Mapping[str, Mapping[str, Any]],
+    target: str,
+    profile: str,
+    success: bool,
+) -> BuildReport:
+    """Build the report of one Cargo command from its JSON messages and ``cargo metadata --format-version 1``.
+
+    ``links_overrides`` maps a ``links`` name to its ``[target.<target>.<links>]`` table as read from TOML. Paths in
+    the messages must be valid on this machine (xpcargo mounts every directory at its own path).
+    """
+    packages = {package["id"]: package for package in cargo_metadata["packages"]}
+    target_tree = _target_dir_name(target)
+    seen: set[str] = set()
+    in_target_tree: set[str] = set()
+    executed: dict[str, list[Mapping[str, Any]]] = {}
+    for message in messages:
+        package_id = message.get("package_id")
+        if not isinstance(package_id, str):
+            continue
+        seen.add(package_id)
+        if any(target_tree in PurePath(path).parts for path in _message_paths(message)):
+            in_target_tree.add(package_id)
+        if message.get("reason") == "build-script-executed":
+            executed.setdefault(package_id, []).append(message)
+    # With `--target`, Cargo builds the target's units under <target-dir>/<triple>/ and host units (build scripts'
+    # own dependencies, proc macros) elsewhere; without it, everything is built for the target.
+    in_target_graph = in_target_tree if in_target_tree else seen
+
+    entries: list[tuple[str, PackageReport]] = []
+    for package_id in seen:
+        package = packages.get(package_id)
+        if package is None:
+            raise ReportError(
+                f"Cargo built `{package_id}`, which `cargo metadata` does not list",
+                hint="read `cargo metadata` from the workspace that was built",
+            )
+        links = package.get("links")
+        override = links_overrides.get(links) if links is not None and links not in _TARGET_SETTINGS else None
+        # Target overrides replace only the target's unit; a host-only use of the package still runs its script.
+        if override is not None and package_id in in_target_graph:
+            entries.append((package_id, _from_override(package, links, override)))
+        elif package_id in executed:
+            # The target's run beats a host run of the same package; among equals the last message is the newest.
+            runs = executed[package_id]
+            preferred = [run for run in runs if target_tree in PurePath(str(run.get("out_dir"))).parts] or runs
+            entries.append((package_id, _from_message(package, preferred[-1])))
+    entries.sort(key=lambda entry: (entry[1].package, _version_key(entry[1].version), entry[0]))
+    return BuildReport(target=target, profile=profile, success=success, packages=tuple(e for _, e in entries))
+
+
+def _message_paths(message: Mapping[str, Any]) -> list[str]:
+    paths = [message.get("out_dir"), *(message.get("filenames") or ())]
+    return [path for path in paths if isinstance(path, str)]
+
+
+def _from_message(package: Mapping[str, Any], message: Mapping[str, Any]) -> PackageReport:
+    name, version, links = package["name"], package["version"], package.get("links")
+    out_dir = message.get("out_dir")
+    env = message.get("env")
+    if not (isinstance(out_dir, str) and isinstance(env, list)) or not all(_is_str_pair(pair) for pair in env):
+        raise ReportError(f"Cargo's `build-script-executed` message for {name} v{version} has an unexpected shape")
+    # Cargo keeps the script's stdout beside OUT_DIR, and in `root-output` the OUT_DIR it had when the script ran.
+    run_dir = Path(out_dir).parent
+    try:
+        stdout = (run_dir / "output").read_bytes()
+    except OSError as error:
+        raise ReportError(
+            f"cannot read the output of the build script of {name} v{version}: {error.strerror or error}",
+            hint=f"Cargo keeps it in {run_dir}; build again if the target directory was cleaned meanwhile",
+        ) from None
+    try:
+        generated_in = os.fsdecode((run_dir / "root-output").read_bytes())
+    except OSError:
+        generated_in = out_dir
+    output = parse(stdout, package=f"{name} v{version}", moved_out_dir=(generated_in, out_dir))
+    return PackageReport(
+        package=name,
+        version=version,
+        links=links,
+        out_dir=out_dir,
+        linked_libs=_message_strings(message, "linked_libs", name),
+        linked_paths=_message_strings(message, "linked_paths", name),
+        cfgs=_message_strings(message, "cfgs", name),
+        env=dict(env),
+        metadata=dependent_metadata(output, links),
+        warnings=output.warnings,
+        overridden=False,
+    )
+
+
+def _is_str_pair(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(item, str) for item in value)
+
+
+def _message_strings(message: Mapping[str, Any], field: str, package: str) -> tuple[str, ...]:
+    value = message.get(field)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ReportError(f"Cargo's `build-script-executed` message for {package} has no list of strings `{field}`")
+    return tuple(value)
+
+
+def _from_override(package: Mapping[str, Any], links: str, table: Mapping[str, Any]) -> PackageReport:
+    # Values of the wrong type are skipped: Cargo refuses to build with them, so they never reach a successful
+    # build's report, and a failed build's report is never shown.
+    libs: list[str] = []
+    paths: list[str] = []
+    cfgs: list[str] = []
+    env: dict[str, str] = {}
+    metadata: dict[str, str] = {}
+    # Cargo reads the keys sorted: that fixes the order of libraries and paths, and which of two metadata keys that
+    # normalise alike (`Some-Key`, `some_key`) reaches dependents.
+    for key, value in sorted(table.items(), key=lambda item: item[0]):
+        if key == "rustc-flags":
+            flag_paths, flag_libs = _override_flags(value)
+            paths.extend(flag_paths)
+            libs.extend(flag_libs)
+        elif key == "rustc-link-lib":
+            libs.extend(_toml_strings(value))
+        elif key == "rustc-link-search":
+            paths.extend(_toml_strings(value))
+        elif key == "rustc-cfg":
+            cfgs.extend(_toml_strings(value))
+        elif key == "rustc-env":
+            if isinstance(value, Mapping):
+                env.update((name, text) for name, text in value.items() if isinstance(text, str))
+        elif key not in _OVERRIDE_NOT_METADATA and isinstance(value, str):
+            metadata[envify(key)] = value
+    return PackageReport(
+        package=package["name"],
+        version=package["version"],
+        links=links,
+        out_dir=None,
+        linked_libs=tuple(libs),
+        linked_paths=tuple(paths),
+        cfgs=tuple(cfgs),
+        env=env,
+        metadata=metadata,
+        warnings=(),
+        overridden=True,
+    )
+
+
+def _override_flags(value: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if isinstance(value, str):
+        try:
+            return split_rustc_flags(value)
+        except RustcFlagsError:
+            pass
+    return (), ()
+
+
+def _toml_strings(value: object) -> list[str]:
+    # Tuples too: overrides from xpcargo's own configuration may arrive frozen.
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return []
+
+
+def _version_key(version: str) -> tuple[tuple[int, ...], int, tuple[tuple[int, int, str], ...]]:
+    """Semantic-version order, so that 0.10.0 sorts after 0.9.0 and 1.0.0-rc.1 before 1.0.0."""
+    release, _, pre = version.partition("+")[0].partition("-")
+    numbers = tuple(int(part) if part.isascii() and part.isdigit() else -1 for part in release.split("."))
+    identifiers = tuple(
+        (0, int(part), "") if part.isascii() and part.isdigit() else (1, 0, part)
+        for part in (pre.split(".") if pre else ())
+    )
+    return numbers, 0 if pre else 1, identifiers
+
+
+def _target_dir_name(target: str) -> str:
+    # Cargo names a target's directory after the triple, or after the file stem of a custom target's JSON file.
+    return PurePath(target).stem if target.endswith(".json") else target
+
+
+def report_path(target_dir: Path, target: str, profile: str) -> Path:
+    """Where the report of the last ``profile`` build for ``target`` lives."""
+    target_name = _target_dir_name(target)
+    for part in (target_name, profile):
+        if not _PATH_COMPONENT.fullmatch(part) or part in {".", ".."}:
+            raise ValueError(f"not usable in a file name: {part!r}")
+    return target_dir / "xpcargo" / "build-scripts" / target_name / f"{profile}.json"
+
+
+def _package_json(package: PackageReport) -> dict[str, Any]:
+    return {
+        "package": package.package,
+        "version": package.version,
+        "links": package.links,
+        "out_dir": package.out_dir,
+        "linked_libs": list(package.linked_libs),
+        "linked_paths": list(package.linked_paths),
+        "cfgs": list(package.cfgs),
+        "env": dict(package.env),
+        "metadata": dict(package.metadata),
+        "warnings": list(package.warnings),
+        "overridden": package.overridden,
+    }
+
+
+def save(report: BuildReport, path: Path) -> None:
+    """Write the report so that a reader sees the old file or the new one, never half of one."""
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "target": report.target,
+        "profile": report.profile,
+        "success": report.success,
+        "packages": [_package_json(package) for package in report.packages],
+    }
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # In the same directory, so that os.replace is a rename within one file system.
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise ReportError(f"cannot write the build-script report {path}: {error}") from None
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        # Path.replace is os.replace: an atomic rename over the old report.
+        Path(temporary).replace(path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise ReportError(f"cannot write the build-script report {path}: {error}") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class _CorruptError(Exception):
+    pass
+
+
+def load(path: Path) -> BuildReport:
+    """Read a report written by ``save``; only the report of a successful build is ever returned."""
+    # report_path puts each target in a directory of its own name.
+    hint = f"run `xpcargo build --target {path.parent.name}` first"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError(f"no build-script report at {path}", hint=hint) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReportError(f"cannot read the build-script report {path}: {error}", hint=hint) from None
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise ReportError(f"the build-script report {path} is not valid JSON ({error})", hint=hint) from None
+    try:
+        report = _report_from_json(document)
+    except _CorruptError as error:
+        raise ReportError(f"the build-script report {path} is corrupt: {error}", hint=hint) from None
+    if not report.success:
+        raise ReportError(
+            f"the last {report.profile} build for {report.target} failed, so its build-script report is incomplete",
+            hint=f"fix the build, then run `xpcargo build --target {report.target}` again",
+        )
+    return report
+
+
+def _report_from_json(document: object) -> BuildReport:
+    if isinstance(document, dict):
+        version = document.get("schema_version")
+        if type(version) is not int or version != SCHEMA_VERSION:
+            raise _CorruptError(f"schema version {version!r} is not {SCHEMA_VERSION}")
+    fields = _object(document, _REPORT_FIELDS, "the report")
+    packages = fields["packages"]
+    if not isinstance(packages, list):
+        raise _CorruptError("`packages` is not a list")
+    return BuildReport(
+        target=_typed(fields, "target", str),
+        profile=_typed(fields, "profile", str),
+        success=_typed(fields, "success", bool),
+        packages=tuple(_package_from_json(package) for package in packages),
+    )
+
+
+def _package_from_json(value: object) -> PackageReport:
+    fields = _object(value, _PACKAGE_FIELDS, "a package")
+    return PackageReport(
+        package=_typed(fields, "package", str),
+        version=_typed(fields, "version", str),
+        links=None if fields["links"] is None else _typed(fields, "links", str),
+        out_dir=None if fields["out_dir"] is None else _typed(fields, "out_dir", str),
+        linked_libs=_strings(fields, "linked_libs"),
+        linked_paths=_strings(fields, "linked_paths"),
+        cfgs=_strings(fields, "cfgs"),
+        env=_string_map(fields, "env"),
+        metadata=_string_map(fields, "metadata"),
+        warnings=_strings(fields, "warnings"),
+        overridden=_typed(fields, "overridden", bool),
+    )
+
+
+def _object(value: object, keys: tuple[str, ...], what: str) -> dict[str, object]:
+    if not isinstance(value, dict) or set(value) != set(keys):
+        raise _CorruptError(f"{what} does not have exactly the fields {', '.join(keys)}")
+    return value
+
+
+def _typed(fields: dict[str, object], key: str, kind: type[_T]) -> _T:
+    value = fields[key]
+    if not isinstance(value, kind):
+        raise _CorruptError(f"`{key}` is not a {kind.__name__}")
+    return value
+
+
+def _strings(fields: dict[str, object], key: str) -> tuple[str, ...]:
+    value = fields[key]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _CorruptError(f"`{key}` is not a list of strings")
+    return tuple(value)
+
+
+def _string_map(fields: dict[str, object], key: str) -> dict[str, str]:
+    value = fields[key]
+    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+        raise _CorruptError(f"`{key}` is not a table of strings")
+    return dict(value)
+
+
+def render_json(report: BuildReport) -> str:
+    """One JSON object per package, for scripts."""
+    return json.dumps([_package_json(package) for package in report.packages], indent=2, ensure_ascii=False)
+
+
+def render_table(report: BuildReport) -> str:
+    """A block per package for people: name@version, links, out dir, then every field that is not empty."""
+    if not report.packages:
+        return "no package of this build has a build script or a links override"
+    blocks = []
+    for package in report.packages:
+        if package.out_dir is not None:
+            out_dir = package.out_dir
+        else:
+            out_dir = f"none: build script overridden by [target.{report.target}.{package.links}]"
+        rows: list[tuple[str, Iterable[str]]] = [("links", [package.links or "-"]), ("out dir", [out_dir])]
+        rows += [
+            ("linked libs", package.linked_libs),
+            ("linked paths", package.linked_paths),
+            ("cfgs", package.cfgs),
+            ("env", [f"{name}={value}" for name, value in package.env.items()]),
+            # Shown under the name dependents read, which is what a user looks for in their build script.
+            (
+                "metadata",
+                [f"DEP_{envify(package.links or '')}_{key}={value}" for key, value in package.metadata.items()],
+            ),
+            ("warnings", package.warnings),
+        ]
+        lines = [f"{package.package}@{package.version}"]
+        for label, values in rows:
+            for index, value in enumerate(values):
+                lines.append(f"  {label + ':' if index == 0 else '':<14}{value}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
