@@ -23,6 +23,7 @@ from typing import Any
 
 from xpcargo import config, images, project, report, resources, targets
 from xpcargo.engine import Engine
+from xpcargo.project import CargoArgs, Mount, Project
 from xpcargo.errors import ConfigError, ReportError
 from xpcargo.session import Session, SessionPlan, open_session
 from xpcargo.ui import Reporter, binary_writer
@@ -39,10 +40,10 @@ class CargoPlan:
 
     command: str
     spec: config.TargetSpec
-    project: project.Project
+    project: Project
     args: tuple[str, ...]
-    parsed: project.CargoArgs
-    mounts: tuple[project.Mount, ...]
+    parsed: CargoArgs
+    mounts: tuple[Mount, ...]
     env: Mapping[str, str]
     links_overrides: Mapping[str, Mapping[str, Any]]
     overrides_file: Path | None
@@ -92,7 +93,8 @@ def plan(
     spec = config.resolve_target(triple, toolchains, config.load_project_config(proj.workspace_root), environ=environ)
     state_dir = proj.target_dir / "xpcargo" / triple
 
-    overrides = {**proj.links_overrides(triple), **spec.links_overrides}
+    # Cargo merges the `--config` file xpcargo writes into the project's own config key by key; so does this.
+    overrides = _merge_overrides(proj.links_overrides(triple), spec.links_overrides)
     overrides_file = state_dir / "links-overrides.toml" if spec.links_overrides else None
     extra_mounts = [Path(path) for path in spec.mounts]
     for path in extra_mounts:
@@ -123,6 +125,15 @@ def plan(
     )
 
 
+def _merge_overrides(
+    base: Mapping[str, Mapping[str, Any]], top: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    merged = {name: dict(table) for name, table in base.items()}
+    for name, table in top.items():
+        merged.setdefault(name, {}).update(table)
+    return merged
+
+
 def _override_paths(overrides: Mapping[str, Mapping[str, Any]]) -> list[Path]:
     """Host paths that ``links`` overrides name: link search paths, and metadata values that are absolute paths."""
     found: list[Path] = []
@@ -133,8 +144,7 @@ def _override_paths(overrides: Mapping[str, Mapping[str, Any]]) -> list[Path]:
                 if not isinstance(item, str):
                     continue
                 if key == "rustc-link-search":
-                    item = next((item[len(k) :] for k in _LINK_SEARCH_KINDS if item.startswith(k)), item)
-                    found.append(Path(item))
+                    found.append(Path(next((item[len(k) :] for k in _LINK_SEARCH_KINDS if item.startswith(k)), item)))
                 elif key == "rustc-flags":
                     words = item.split()
                     for index, word in enumerate(words):
@@ -142,7 +152,7 @@ def _override_paths(overrides: Mapping[str, Mapping[str, Any]]) -> list[Path]:
                             found.append(Path(words[index + 1]))
                         elif word.startswith("-L") and len(word) > 2:
                             found.append(Path(word[2:]))
-                elif os.path.isabs(item):
+                elif Path(item).is_absolute():
                     found.append(Path(item))
     return [path for path in found if path.is_absolute()]
 
@@ -388,24 +398,41 @@ def run(
             refetched=True,
         )
 
-    if plan.reads_messages and metadata is not None:
-        _keep_report(plan, reader, metadata, success=code == 0 and reader.finished is not False)
+    if not plan.reads_messages:
+        report.report_path(plan.project.target_dir, plan.triple, plan.profile_dir).unlink(missing_ok=True)
+        reporter.warn(
+            f"build-script report not updated: --message-format={plan.parsed.message_format} hides "
+            "Cargo's build-script messages"
+        )
+    elif metadata is not None:
+        _keep_report(plan, reader, metadata, success=code == 0 and reader.finished is not False, reporter=reporter)
     return code
 
 
-def _keep_report(plan: CargoPlan, reader: MessageReader, metadata: dict[str, Any], *, success: bool) -> None:
-    collected = report.collect(
-        messages=reader.messages,
-        cargo_metadata=metadata,
-        links_overrides=plan.links_overrides,
-        target=plan.triple,
-        profile=plan.profile_dir,
-        success=success,
-    )
-    report.save(collected, report.report_path(plan.project.target_dir, plan.triple, plan.profile_dir))
+def _keep_report(
+    plan: CargoPlan, reader: MessageReader, metadata: dict[str, Any], *, success: bool, reporter: Reporter
+) -> None:
+    path = report.report_path(plan.project.target_dir, plan.triple, plan.profile_dir)
+    try:
+        collected = report.collect(
+            messages=reader.messages,
+            cargo_metadata=metadata,
+            links_overrides=plan.links_overrides,
+            target=plan.triple,
+            profile=plan.profile_dir,
+            success=success,
+        )
+    except ReportError as error:
+        # Cargo's result stands whatever happens to the report; a stale report must not outlive it, though.
+        path.unlink(missing_ok=True)
+        reporter.warn(f"build-script report not saved: {error.message}")
+        return
+    report.save(collected, path)
 
 
-def load_report(triple: str, args: Sequence[str], *, cwd: Path, environ: Mapping[str, str] = os.environ) -> report.BuildReport:
+def load_report(
+    triple: str, args: Sequence[str], *, cwd: Path, environ: Mapping[str, str] = os.environ
+) -> report.BuildReport:
     parsed = project.parse_cargo_args(args)
     proj = project.discover(cwd, parsed, environ=environ)
     profile_dir = project.profile_dir_name(parsed.profile)

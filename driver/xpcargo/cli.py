@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 import typer.core
 
-try:  # newer typer carries its own copy of click
-    from typer._click import Context as ClickContext
-    from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - typer releases that depend on click
-    from click import Context as ClickContext  # type: ignore[assignment,no-redef]
-    from click.exceptions import UsageError  # type: ignore[assignment,no-redef]
-
 from xpcargo import __version__
-from xpcargo.errors import Interrupted, XpcargoError
+from xpcargo.errors import InterruptError, XpcargoError
 
 if TYPE_CHECKING:
     from xpcargo.engine import Engine
@@ -28,7 +23,7 @@ if TYPE_CHECKING:
 class _PassThroughCommand(typer.core.TyperCommand):
     """Keeps everything after `--` for Cargo, `--` included: `xpcargo run -- --flag` must reach the program."""
 
-    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if "--" not in args:
             return super().parse_args(ctx, args)
         split = args.index("--")
@@ -150,6 +145,7 @@ def targets() -> None:
 
 @app.command()
 def report(
+    *,
     target: TargetOption = None,
     release: Annotated[bool, typer.Option("--release", "-r", help="The release profile's report.")] = False,
     profile: Annotated[str | None, typer.Option(help="The report of this profile.")] = None,
@@ -227,7 +223,7 @@ def _project_targets(names: list[str] | None) -> list[Any]:
     return [config.resolve_target(name, toolchains, project_config) for name in wanted]
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -247,10 +243,10 @@ def main(argv: list[str] | None = None) -> None:
         code = result if isinstance(result, int) else 0
     except XpcargoError as error:
         code = _fail(error.message, error.hint, error.exit_code)
-    except UsageError as error:
+    except click.UsageError as error:
         code = _fail(error.format_message().replace("\n", " "), "see `xpcargo --help`", 2)
     except (typer.Abort, KeyboardInterrupt):
-        code = _fail("interrupted; the container was removed", None, Interrupted.exit_code)
+        code = _fail("interrupted; the container was removed", None, InterruptError.exit_code)
     except typer.Exit as exit_:
         code = exit_.exit_code
     except Exception as error:

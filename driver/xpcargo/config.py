@@ -127,7 +127,7 @@ class _Table:
     def has(self, key: str) -> bool:
         return key in self._values
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return [str(key) for key in self._values]
 
     def value(self, key: str, *, required: bool) -> object:
@@ -171,14 +171,17 @@ class _Table:
             result[name] = str(item).lower() if isinstance(item, bool) else str(item)
         return _frozen_map(result)
 
-    def table(self, key: str, *, required: bool = False) -> _Table | None:
-        value = self.value(key, required=required)
+    def table(self, key: str) -> _Table | None:
+        value = self.value(key, required=False)
         if value is None:
             return None
         return _Table(self.source, self._path(key), value)
 
+    def required_table(self, key: str) -> _Table:
+        return _Table(self.source, self._path(key), self.value(key, required=True))
+
     def finish(self) -> None:
-        unknown = [key for key in self.keys() if key not in self._read]
+        unknown = [key for key in self._values if key not in self._read]
         if unknown:
             key = unknown[0]
             close = difflib.get_close_matches(key, sorted(self._read), n=1)
@@ -265,13 +268,11 @@ def load_toolchains(path: Path | None = None, *, environ: Mapping[str, str] = os
     version = top.value("version", required=True)
     if version != 1:
         raise top.fail("version", f"unsupported version {version!r} (this xpcargo reads version 1)")
-    targets_table = top.table("targets", required=True)
-    assert targets_table is not None
+    targets_table = top.required_table("targets")
     targets: dict[str, TargetSpec] = {}
-    for triple in targets_table.keys():
+    for triple in targets_table.names():
         _validate_triple(targets_table, triple)
-        entry = targets_table.table(triple, required=True)
-        assert entry is not None
+        entry = targets_table.required_table(triple)
         targets[triple] = _read_target(entry, triple)
     targets_table.finish()
     top.finish()
@@ -292,10 +293,8 @@ def load_recipe(name: str, *, directory: Path | None = None, referenced_from: st
             hint=f"known recipes: {', '.join(known) or 'none'}",
         )
     top = _Table(path, "", _load_yaml(path))
-    rust = top.table("rust", required=True)
-    assert rust is not None
-    std = rust.table("std", required=True)
-    assert std is not None
+    rust = top.required_table("rust")
+    std = rust.required_table("std")
     hashes = std.string_map("sha256")
     for arch, digest in hashes.items():
         if not _SHA256.match(digest):
@@ -324,7 +323,17 @@ def load_recipe(name: str, *, directory: Path | None = None, referenced_from: st
 
 # --- The project's own configuration -------------------------------------------------------------------------------
 
-_PER_TARGET_OVERRIDES = ("recipe", "debian-arch", "packages", "cc", "cxx", "ar", "linker", "runner", "pkg-config-libdir")
+_PER_TARGET_OVERRIDES = (
+    "recipe",
+    "debian-arch",
+    "packages",
+    "cc",
+    "cxx",
+    "ar",
+    "linker",
+    "runner",
+    "pkg-config-libdir",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -370,11 +379,10 @@ def _read_settings(table: _Table, *, per_target: bool) -> ProjectSettings:
     links: dict[str, Mapping[str, Any]] = {}
     links_table = table.table("links") if per_target else None
     if links_table is not None:
-        for name in links_table.keys():
-            entry = links_table.table(name, required=True)
-            assert entry is not None
+        for name in links_table.names():
+            entry = links_table.required_table(name)
             # Cargo validates the override's keys itself; here it only has to be a table.
-            links[name] = _frozen_map({key: entry.value(key, required=True) for key in entry.keys()})
+            links[name] = _frozen_map({key: entry.value(key, required=True) for key in entry.names()})
         links_table.finish()
     settings = ProjectSettings(
         overrides=_frozen_map(overrides),
@@ -412,10 +420,9 @@ def _read_project(source: Path, where: str, data: object) -> ProjectConfig:
     targets: dict[str, ProjectSettings] = {}
     targets_table = top.table("target")
     if targets_table is not None:
-        for triple in targets_table.keys():
+        for triple in targets_table.names():
             _validate_triple(targets_table, triple)
-            entry = targets_table.table(triple, required=True)
-            assert entry is not None
+            entry = targets_table.required_table(triple)
             targets[triple] = _read_settings(entry, per_target=True)
         targets_table.finish()
     top.finish()

@@ -113,7 +113,7 @@ def mmdebstrap_command(plan: ImagePlan, tarball: Path, *, std_deb: Path | None, 
         "--variant=apt",
         "--architectures=amd64",
         f"--include={','.join(plan.packages)}",
-        "--aptopt=Acquire::Retries \"3\"",
+        '--aptopt=Acquire::Retries "3"',
         *(f"--dpkgopt=path-exclude={pattern}" for pattern in plan.dpkg_exclude),
     ]
     if plan.emulator:
@@ -160,8 +160,7 @@ def bootstrap(
         with subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=environment
         ) as process:
-            assert process.stdout is not None
-            for raw in process.stdout:
+            for raw in process.stdout or ():
                 line = raw.rstrip()
                 if not line:
                     continue
@@ -177,7 +176,8 @@ def bootstrap(
         if _MIRROR_TROUBLE.search("\n".join(tail)):
             raise _TransientMirrorError(quoted)
         raise ImageBuildError(
-            f"image build for {plan.target} failed at step `bootstrap` (mmdebstrap exit {process.returncode}): {quoted}",
+            f"image build for {plan.target} failed at step `bootstrap` "
+            f"(mmdebstrap exit {process.returncode}): {quoted}",
             hint="check the target's packages and the project's extra-packages; apt's words are quoted above",
         )
 

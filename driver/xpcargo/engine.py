@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -103,8 +103,8 @@ class Engine:
                 hint="start it (`sudo systemctl start docker`, or `dockerd &`) or point DOCKER_HOST at a running one",
             ) from None
         # Builds can be silent for minutes (a long link); the stream must not time out like a control call.
-        kwargs = docker.utils.kwargs_from_env(environment=dict(environ))
-        stream_client = docker.APIClient(version=version, timeout=None, **kwargs)
+        kwargs = docker.utils.kwargs_from_env(environment=dict(environ))  # type: ignore[attr-defined]
+        stream_client = docker.APIClient(version=version, timeout=None, **kwargs)  # type: ignore[arg-type]
         return cls(client, stream_client, host)
 
     def _call(self, what: str, operation: Callable[[], _T]) -> _T:
@@ -134,7 +134,7 @@ class Engine:
 
         def inspect() -> bool:
             try:
-                self._client.api.inspect_image(reference)
+                self._client.api.inspect_image(reference)  # type: ignore[no-untyped-call]
             except docker.errors.ImageNotFound:
                 return False
             return True
@@ -270,10 +270,8 @@ class Engine:
         import docker.errors  # noqa: PLC0415
 
         def remove() -> None:
-            try:
+            with suppress(docker.errors.NotFound):
                 self._client.api.remove_container(container_id, force=True, v=True)
-            except docker.errors.NotFound:
-                pass
 
         self._call(f"remove container {container_id[:12]}", remove)
 

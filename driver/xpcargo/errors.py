@@ -75,7 +75,7 @@ class BuildScriptProtocolError(XpcargoError):
         self.line = line
 
 
-class Interrupted(XpcargoError):
+class InterruptError(XpcargoError):
     """The user pressed Ctrl-C or the process got SIGTERM; the container was removed."""
 
     exit_code = 130

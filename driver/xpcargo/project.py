@@ -23,7 +23,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-_DEPENDENCY_TABLES = ("dependencies", "dev-dependencies", "build-dependencies", "dev_dependencies", "build_dependencies")
+_DEPENDENCY_TABLES = (
+    "dependencies",
+    "dev-dependencies",
+    "build-dependencies",
+    "dev_dependencies",
+    "build_dependencies",
+)
 # Keys of `[target.<triple>]` in Cargo's config that are settings, not `links` overrides.
 _TARGET_CONFIG_KEYS = frozenset({"linker", "runner", "rustflags", "rustdocflags", "ar"})
 
@@ -229,7 +235,7 @@ def _check_build_command(manifest: Path, data: Mapping[str, Any]) -> None:
     if not isinstance(build, str) or build.endswith(".rs") or (manifest.parent / build).is_file():
         return
     raise ProjectError(
-        f"{manifest}: `build = \"{build}\"` is a build command, which Cargo replaced with build scripts in 2014",
+        f'{manifest}: `build = "{build}"` is a build command, which Cargo replaced with build scripts in 2014',
         hint=(
             f'write a build.rs that runs it and tells Cargo what to link, e.g. `Command::new("{build.split()[0]}")'
             '.env("OUT_DIR", &out_dir).status()`, then `println!("cargo:rustc-link-search=native={out_dir}")` and '

@@ -17,13 +17,13 @@ from pathlib import Path
 from types import FrameType
 
 from xpcargo.engine import BindMount, ContainerSpec, Engine
-from xpcargo.errors import Interrupted
+from xpcargo.errors import InterruptError
 from xpcargo.project import Mount
 from xpcargo.ui import binary_writer
 
 SESSION_LABEL = "org.xpcargo.session"
 # Where HOME points for a user that has no home in the image: writable by anyone, gone with the container.
-CONTAINER_HOME = "/tmp"
+CONTAINER_HOME = "/tmp"  # noqa: S108 - inside the container, which is private and short-lived
 
 
 def invoking_user() -> str:
@@ -82,7 +82,7 @@ def _sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into an exception for the duration, so the container is removed on the way out."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted("terminated by SIGTERM; the container was removed")
+        raise InterruptError("terminated by SIGTERM; the container was removed")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
