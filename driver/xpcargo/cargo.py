@@ -23,8 +23,8 @@ from typing import Any
 
 from xpcargo import config, images, project, report, resources, targets
 from xpcargo.engine import Engine
-from xpcargo.project import CargoArgs, Mount, Project
 from xpcargo.errors import ConfigError, ReportError
+from xpcargo.project import CargoArgs, Mount, Project
 from xpcargo.session import Session, SessionPlan, open_session
 from xpcargo.ui import Reporter, binary_writer
 
