@@ -50,6 +50,13 @@ class CargoPlan:
     state_dir: Path
 
     @property
+    def hidden(self) -> tuple[Path, ...]:
+        # CARGO_HOME/bin holds rustup's proxies and host-built tools; Cargo looks there first for `cargo-clippy`
+        # and other subcommands, and would run the host's rustup instead of the image's clippy.
+        bin_dir = self.project.cargo_home / "bin"
+        return (bin_dir,) if bin_dir.is_dir() else ()
+
+    @property
     def triple(self) -> str:
         return self.spec.triple
 
@@ -331,6 +338,7 @@ def _fetch(engine: Engine, plan: CargoPlan, image: str, reporter: Reporter) -> t
         env={**plan.env, **_terminal_env(os.environ)},
         network="host",
         purpose="fetch",
+        hidden=plan.hidden,
     )
     with open_session(engine, session_plan) as session:
         code = session.run(["cargo", "fetch", *plan.manifest_args()])
@@ -370,6 +378,7 @@ def run(
         mounts=plan.mounts,
         workdir=plan.project.cwd,
         env={**plan.env, **_terminal_env(environ), "CARGO_NET_OFFLINE": "true"},
+        hidden=plan.hidden,
     )
     with open_session(engine, session_plan) as session:
         if metadata is None:
@@ -457,7 +466,11 @@ def run_shell(plan: CargoPlan, argv: Sequence[str], *, engine: Engine, reporter:
     image = images.ensure_image(engine, plan.spec, cache=resources.cache_dir(), reporter=reporter)
     write_overrides_file(plan)
     session_plan = SessionPlan(
-        image=image, mounts=plan.mounts, workdir=plan.project.cwd, env={**plan.env, "CARGO_NET_OFFLINE": "true"}
+        image=image,
+        mounts=plan.mounts,
+        workdir=plan.project.cwd,
+        env={**plan.env, "CARGO_NET_OFFLINE": "true"},
+        hidden=plan.hidden,
     )
     with open_session(engine, session_plan) as session:
         if not argv:

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,7 +51,8 @@ class ContainerSpec:
     labels: Mapping[str, str]
     # "none" for compiling (hermetic, reproducible), "host" for the step that downloads crates.
     network: str = "none"
-    extra_args: Mapping[str, Any] = field(default_factory=dict)
+    # Directories hidden behind an empty tmpfs: they exist on the host, but what they hold must not be used here.
+    hidden: tuple[Path, ...] = ()
 
 
 def _transient(exc: BaseException) -> bool:
@@ -67,9 +68,27 @@ def _transient(exc: BaseException) -> bool:
     return False
 
 
+def _root_os_error(exc: BaseException) -> OSError | None:
+    """requests buries the socket's own words (`No such file or directory`) a few exceptions deep."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen or not isinstance(current, BaseException):
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current
+        pending += [current.__cause__, current.__context__, *current.args]
+    return None
+
+
 def _describe(exc: BaseException) -> str:
     import docker.errors  # noqa: PLC0415
 
+    root = _root_os_error(exc)
+    if root is not None:
+        return str(root.strerror)
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
         text = exc.explanation
         return text if isinstance(text, str) else str(text)
@@ -196,7 +215,10 @@ class Engine:
 
         def create() -> str:
             host_config = self._client.api.create_host_config(
-                mounts=mounts, network_mode=spec.network, init=True, **spec.extra_args
+                mounts=mounts,
+                network_mode=spec.network,
+                init=True,
+                tmpfs={str(path): "" for path in spec.hidden},
             )
             answer = self._client.api.create_container(
                 spec.image,

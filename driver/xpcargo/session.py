@@ -39,6 +39,7 @@ class SessionPlan:
     user: str = field(default_factory=invoking_user)
     network: str = "none"
     purpose: str = "build"
+    hidden: tuple[Path, ...] = ()
 
     def container_spec(self) -> ContainerSpec:
         return ContainerSpec(
@@ -49,6 +50,7 @@ class SessionPlan:
             env={"HOME": CONTAINER_HOME, "USER": os.environ.get("USER", "xpcargo"), **self.env},
             labels={SESSION_LABEL: f"{self.purpose}:{os.getpid()}"},
             network=self.network,
+            hidden=self.hidden,
         )
 
 
