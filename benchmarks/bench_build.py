@@ -63,29 +63,26 @@ def cold_build(target: str, project: Path) -> float:
         return timed(xpcargo("build", "--target", target), cwd=project, env=env)
 
 
+def container_environment(target: str, project: Path) -> dict[str, str]:
+    """The environment xpcargo gives Cargo, read back from inside its container, so the baseline builds alike."""
+    printed = subprocess.run(
+        xpcargo("shell", "--target", target, "--", "env", "-0"), cwd=project, check=True, capture_output=True
+    ).stdout.decode()
+    variables = dict(item.split("=", 1) for item in printed.split("\0") if "=" in item)
+    for name in ("PATH", "HOSTNAME", "PWD", "SHLVL", "_"):
+        variables.pop(name, None)
+    return variables
+
+
 def docker_exec_baseline(target: str, project: Path, runs: int) -> tuple[float, float]:
     """The same no-op through `docker exec` into a running container, and through `docker run --rm`."""
     image = image_of(target, project)
-    key = target.replace("-", "_").upper()
-    linker = subprocess.run(
-        xpcargo("shell", "--target", target, "--", "sh", "-c", f"echo $CARGO_TARGET_{key}_LINKER"),
-        cwd=project,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
-    common = [
-        "--user", f"{os.getuid()}:{os.getgid()}",
-        "--network", "none",
-        "-v", f"{project}:{project}",
-        "-v", f"{home}:{home}",
-        "-w", str(project),
-        "-e", f"CARGO_HOME={home}",
-        "-e", "HOME=/tmp",
-        "-e", "CARGO_NET_OFFLINE=true",
-        "-e", f"CARGO_TARGET_{key}_LINKER={linker}",
-    ]  # fmt: skip
+    env = container_environment(target, project)
+    home = Path(env["CARGO_HOME"])
+    common = ["--user", f"{os.getuid()}:{os.getgid()}", "--network", "none", "-w", str(project)]
+    common += ["-v", f"{project}:{project}", "-v", f"{home}:{home}"]
+    for name, value in env.items():
+        common += ["-e", f"{name}={value}"]
     cargo = ["cargo", "build", "--target", target]
     container = subprocess.run(
         ["docker", "run", "-d", "--init", *common, image, "sleep", "infinity"],

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from xpcargo import debian
 from xpcargo.config import ImageRecipe, TargetSpec, load_recipe
 from xpcargo.engine import MANAGED_LABEL, ContainerSpec, Engine, ImageInfo
 from xpcargo.errors import ConfigError, ImageBuildError
@@ -151,6 +150,8 @@ def _build_lock(cache: Path, plan: ImagePlan) -> Iterator[None]:
 
 
 def build_image(engine: Engine, plan: ImagePlan, *, cache: Path, reporter: Reporter) -> None:
+    from xpcargo import debian  # noqa: PLC0415 - urllib and subprocess plumbing only an image build needs
+
     arch = engine.architecture()
     if ENGINE_ARCHES.get(arch) != "amd64":
         raise ImageBuildError(
