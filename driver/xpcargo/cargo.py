@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from xpcargo import config, images, project, report, resources, targets
-from xpcargo.engine import Engine
+from xpcargo.engine import Engine, Mount
 from xpcargo.errors import ConfigError, ReportError
-from xpcargo.project import CargoArgs, Mount, Project
+from xpcargo.project import CargoArgs, Project
 from xpcargo.session import Session, SessionPlan, open_session
 from xpcargo.ui import Reporter, binary_writer
 

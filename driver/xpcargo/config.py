@@ -219,7 +219,7 @@ def _load_yaml(path: Path) -> object:
         raise ConfigError(f"{path}: not valid YAML{position}: {problem}") from None
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as stream:
             return tomllib.load(stream)
@@ -401,10 +401,10 @@ def load_project_config(workspace_root: Path) -> ProjectConfig:
     """Read ``xpcargo.toml`` from the workspace root, else ``[workspace.metadata.xpcargo]`` of its Cargo.toml."""
     own_file = workspace_root / PROJECT_CONFIG_FILE
     if own_file.is_file():
-        return _read_project(own_file, "", _load_toml(own_file))
+        return _read_project(own_file, "", read_toml(own_file))
     manifest = workspace_root / "Cargo.toml"
     if manifest.is_file():
-        data = _load_toml(manifest)
+        data = read_toml(manifest)
         for section in ("workspace", "package"):
             section_data = data.get(section)
             metadata = section_data.get("metadata") if isinstance(section_data, dict) else None

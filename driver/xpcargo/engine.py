@@ -36,7 +36,9 @@ class ImageInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
-class BindMount:
+class Mount:
+    """A host directory, bind-mounted at the same absolute path inside the container."""
+
     path: Path
     read_only: bool = False
 
@@ -46,7 +48,7 @@ class ContainerSpec:
     image: str
     user: str
     workdir: Path
-    mounts: tuple[BindMount, ...]
+    mounts: tuple[Mount, ...]
     env: Mapping[str, str]
     labels: Mapping[str, str]
     # "none" for compiling (hermetic, reproducible), "host" for the step that downloads crates.

@@ -9,19 +9,15 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from xpcargo.errors import ConfigError, ProjectError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from xpcargo.config import read_toml
+from xpcargo.engine import Mount
+from xpcargo.errors import ProjectError
 
 _DEPENDENCY_TABLES = (
     "dependencies",
@@ -94,12 +90,6 @@ def profile_dir_name(profile: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Mount:
-    path: Path
-    read_only: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
 class Project:
     cwd: Path
     manifest: Path
@@ -132,7 +122,7 @@ class Project:
         merged: dict[str, dict[str, Any]] = {}
         # Files farther from the working directory have lower precedence, so apply them first.
         for path in reversed(self.cargo_config_files):
-            data = read_toml(path, what="Cargo config")
+            data = read_toml(path)
             target = data.get("target")
             table = target.get(triple) if isinstance(target, dict) else None
             if not isinstance(table, dict):
@@ -142,16 +132,6 @@ class Project:
                     continue
                 merged.setdefault(links, {}).update(override)
         return MappingProxyType({name: MappingProxyType(values) for name, values in merged.items()})
-
-
-def read_toml(path: Path, *, what: str) -> dict[str, Any]:
-    try:
-        with path.open("rb") as stream:
-            return tomllib.load(stream)
-    except OSError as exc:
-        raise ProjectError(f"{what} {path} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 def find_manifest(cwd: Path, manifest_path: str | None) -> Path:
@@ -176,7 +156,7 @@ def find_manifest(cwd: Path, manifest_path: str | None) -> Path:
 
 
 def find_workspace_root(manifest: Path) -> Path:
-    data = read_toml(manifest, what="manifest")
+    data = read_toml(manifest)
     if "workspace" in data:
         return manifest.parent
     package = data.get("package")
@@ -187,7 +167,7 @@ def find_workspace_root(manifest: Path) -> Path:
         candidate = directory / "Cargo.toml"
         if not candidate.is_file():
             continue
-        workspace = read_toml(candidate, what="manifest").get("workspace")
+        workspace = read_toml(candidate).get("workspace")
         if isinstance(workspace, dict) and _is_member(directory, workspace, manifest.parent):
             return directory
     return manifest.parent
@@ -263,7 +243,7 @@ def _cargo_config_files(cwd: Path, cargo_home: Path) -> tuple[Path, ...]:
 
 def _configured_target_dir(config_files: Iterable[Path]) -> Path | None:
     for path in config_files:
-        build = read_toml(path, what="Cargo config").get("build")
+        build = read_toml(path).get("build")
         value = build.get("target-dir") if isinstance(build, dict) else None
         if isinstance(value, str):
             # Cargo resolves a relative path against the directory that holds `.cargo/`.
@@ -287,7 +267,7 @@ def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.envi
     manifests: list[Path] = []
     outside: list[Path] = []
     pending = [manifest, root / "Cargo.toml"]
-    root_data = read_toml(root / "Cargo.toml", what="manifest") if (root / "Cargo.toml").is_file() else {}
+    root_data = read_toml(root / "Cargo.toml") if (root / "Cargo.toml").is_file() else {}
     if isinstance(root_data.get("workspace"), dict):
         pending.extend(_members(root, root_data["workspace"]))
     while pending:
@@ -295,7 +275,7 @@ def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.envi
         if current in manifests or not current.is_file():
             continue
         manifests.append(current)
-        data = read_toml(current, what="manifest")
+        data = read_toml(current)
         _check_build_command(current, data)
         for dependency in _path_dependencies(current, data):
             if not dependency.is_relative_to(root) and not any(dependency.is_relative_to(p) for p in outside):

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from xpcargo.engine import BindMount, ContainerSpec, Engine
+from xpcargo.engine import ContainerSpec, Engine, Mount
 from xpcargo.errors import InterruptError
-from xpcargo.project import Mount
 from xpcargo.ui import binary_writer
 
 SESSION_LABEL = "org.xpcargo.session"
@@ -46,7 +45,7 @@ class SessionPlan:
             image=self.image,
             user=self.user,
             workdir=self.workdir,
-            mounts=tuple(BindMount(path=m.path, read_only=m.read_only) for m in self.mounts),
+            mounts=self.mounts,
             env={"HOME": CONTAINER_HOME, "USER": os.environ.get("USER", "xpcargo"), **self.env},
             labels={SESSION_LABEL: f"{self.purpose}:{os.getpid()}"},
             network=self.network,
