@@ -133,9 +133,14 @@ class _Table:
     def value(self, key: str, *, required: bool) -> object:
         self._read.add(key)
         if key not in self._values:
-            if required:
-                raise self.fail(key, "is missing")
-            return None
+            if not required:
+                return None
+            # A required field that is missing is most often one that is misspelt: name what was written.
+            unread = [name for name in self._values if name not in self._read]
+            close = difflib.get_close_matches(key, unread, n=1)
+            if close:
+                raise self.fail(close[0], f"unknown field (did you mean `{key}`?)")
+            raise self.fail(key, "is missing")
         return self._values[key]
 
     def string(self, key: str) -> str:
@@ -352,6 +357,7 @@ class ProjectSettings:
 @dataclass(frozen=True, kw_only=True)
 class ProjectConfig:
     source: Path | None
+    where: str = ""  # the table inside `source` that holds it: "" for xpcargo.toml
     build: ProjectSettings = field(default_factory=ProjectSettings)
     targets: Mapping[str, ProjectSettings] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -426,7 +432,7 @@ def _read_project(source: Path, where: str, data: object) -> ProjectConfig:
             targets[triple] = _read_settings(entry, per_target=True)
         targets_table.finish()
     top.finish()
-    return ProjectConfig(source=source, build=build, targets=_frozen_map(targets))
+    return ProjectConfig(source=source, where=where, build=build, targets=_frozen_map(targets))
 
 
 def resolve_target(
@@ -458,7 +464,7 @@ def _new_target(triple: str, settings: ProjectSettings, project: ProjectConfig) 
     missing = [key for key in required if key not in settings.overrides]
     if missing:
         raise ConfigError(
-            f"{project.source}: target.{triple}.{missing[0]}: is missing "
+            f"{project.source}: {project.where + '.' if project.where else ''}target.{triple}.{missing[0]}: is missing "
             f"(a target that toolchains.yaml does not know needs {', '.join(required)})"
         )
     values = settings.overrides
