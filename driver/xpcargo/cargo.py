@@ -312,7 +312,8 @@ def _fingerprint(plan: CargoPlan, image: str) -> str:
     return plan.project.fingerprint(image, plan.parsed.manifest_path or "")
 
 
-def _read_metadata(session: Session, plan: CargoPlan) -> tuple[int, dict[str, Any] | None]:
+def _read_metadata(session: Session, plan: CargoPlan, image: str) -> tuple[int, dict[str, Any] | None]:
+    """`cargo metadata`, kept beside the fingerprint of what it was read from, so unchanged projects skip it."""
     captured: list[bytes] = []
     code = session.run(
         ["cargo", "metadata", "--format-version", "1", "--offline", *plan.manifest_args()],
@@ -325,17 +326,23 @@ def _read_metadata(session: Session, plan: CargoPlan) -> tuple[int, dict[str, An
         metadata = json.loads(b"".join(captured))
     except ValueError:
         return 1, None
-    return 0, metadata if isinstance(metadata, dict) else None
+    if not isinstance(metadata, dict):
+        return 1, None
+    # Fingerprinted after `cargo fetch` ran: it may have just written Cargo.lock.
+    _save_metadata(plan, _fingerprint(plan, image), metadata)
+    return 0, metadata
 
 
-def _fetch(engine: Engine, plan: CargoPlan, image: str, reporter: Reporter) -> tuple[int, dict[str, Any] | None]:
+def _fetch(
+    engine: Engine, plan: CargoPlan, image: str, reporter: Reporter, environ: Mapping[str, str]
+) -> tuple[int, dict[str, Any] | None]:
     """Download what the build needs into CARGO_HOME, in a container that may use the network."""
     reporter.status("Fetching", f"dependencies for {plan.project.workspace_root.name} (network step)")
     session_plan = SessionPlan(
         image=image,
         mounts=plan.mounts,
         workdir=plan.project.cwd,
-        env={**plan.env, **_terminal_env(os.environ)},
+        env={**plan.env, **_terminal_env(environ)},
         network="host",
         purpose="fetch",
         hidden=plan.hidden,
@@ -344,10 +351,7 @@ def _fetch(engine: Engine, plan: CargoPlan, image: str, reporter: Reporter) -> t
         code = session.run(["cargo", "fetch", *plan.manifest_args()])
         if code != 0:
             return code, None
-        code, metadata = _read_metadata(session, plan)
-    if metadata is not None:
-        _save_metadata(plan, _fingerprint(plan, image), metadata)
-    return code, metadata
+        return _read_metadata(session, plan, image)
 
 
 def run(
@@ -366,9 +370,9 @@ def run(
     image = images.ensure_image(engine, plan.spec, cache=resources.cache_dir(environ), reporter=reporter)
     write_overrides_file(plan)
 
-    metadata = None if plan.parsed.offline else _load_metadata(plan, _fingerprint(plan, image))
+    metadata = _load_metadata(plan, _fingerprint(plan, image))
     if metadata is None and not plan.parsed.offline:
-        code, metadata = _fetch(engine, plan, image, reporter)
+        code, metadata = _fetch(engine, plan, image, reporter, environ)
         if code != 0:
             return code
 
@@ -382,7 +386,7 @@ def run(
     )
     with open_session(engine, session_plan) as session:
         if metadata is None:
-            code, metadata = _read_metadata(session, plan)
+            code, metadata = _read_metadata(session, plan, image)
             if code != 0:
                 return code
         reader = MessageReader(
