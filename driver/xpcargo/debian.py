@@ -15,7 +15,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -107,11 +107,18 @@ def fetch_pool_file(url: str, sha256: str, cache: Path, *, on_retry: Callable[[s
     return destination
 
 
+def foreign_architectures(packages: Iterable[str]) -> list[str]:
+    """Architectures named by multiarch package specs such as `libssl-dev:arm64` or `zlib1g-dev:i386=1:1.3`."""
+    found = {spec.split("=", 1)[0].partition(":")[2] for spec in packages}
+    return sorted(arch for arch in found if arch and arch not in ("amd64", "any", "native", "all"))
+
+
 def mmdebstrap_command(plan: ImagePlan, tarball: Path, *, std_deb: Path | None, deb_cache: Path) -> list[str]:
     command = [
         "mmdebstrap",
         "--variant=apt",
-        "--architectures=amd64",
+        # The target's own -dev packages (`libssl-dev:arm64`) need its architecture's index as well.
+        f"--architectures={','.join(['amd64', *foreign_architectures(plan.packages)])}",
         f"--include={','.join(plan.packages)}",
         '--aptopt=Acquire::Retries "3"',
         # The root filesystem is thrown away if anything fails, so dpkg's fsync after every file buys nothing.
