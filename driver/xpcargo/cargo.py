@@ -101,9 +101,9 @@ def plan(
     state_dir = proj.target_dir / "xpcargo" / triple
 
     # Cargo merges the `--config` file xpcargo writes into the project's own config key by key; so does this.
-    overrides = _merge_overrides(proj.links_overrides(triple), spec.links_overrides)
+    overrides = project.merge_links_overrides(proj.links_overrides(triple), spec.links_overrides)
     overrides_file = state_dir / "links-overrides.toml" if spec.links_overrides else None
-    extra_mounts = [Path(path) for path in spec.mounts]
+    extra_mounts = [Path(os.path.normpath(path)) for path in spec.mounts]
     for path in extra_mounts:
         if not path.exists():
             raise ConfigError(
@@ -132,36 +132,31 @@ def plan(
     )
 
 
-def _merge_overrides(
-    base: Mapping[str, Mapping[str, Any]], top: Mapping[str, Mapping[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    merged = {name: dict(table) for name, table in base.items()}
-    for name, table in top.items():
-        merged.setdefault(name, {}).update(table)
-    return merged
+def _without_kind(path: str) -> str:
+    """`native=/opt/lib` → `/opt/lib`: a link search path may name its kind."""
+    return next((path[len(kind) :] for kind in _LINK_SEARCH_KINDS if path.startswith(kind)), path)
 
 
 def _override_paths(overrides: Mapping[str, Mapping[str, Any]]) -> list[Path]:
     """Host paths that ``links`` overrides name: link search paths, and metadata values that are absolute paths."""
-    found: list[Path] = []
+    found: list[str] = []
     for table in overrides.values():
         for key, value in table.items():
-            values = value if isinstance(value, list) else [value]
-            for item in values:
+            for item in value if isinstance(value, list) else [value]:
                 if not isinstance(item, str):
                     continue
                 if key == "rustc-link-search":
-                    found.append(Path(next((item[len(k) :] for k in _LINK_SEARCH_KINDS if item.startswith(k)), item)))
+                    found.append(_without_kind(item))
                 elif key == "rustc-flags":
                     words = item.split()
                     for index, word in enumerate(words):
                         if word == "-L" and index + 1 < len(words):
-                            found.append(Path(words[index + 1]))
+                            found.append(_without_kind(words[index + 1]))
                         elif word.startswith("-L") and len(word) > 2:
-                            found.append(Path(word[2:]))
-                elif Path(item).is_absolute():
-                    found.append(Path(item))
-    return [path for path in found if path.is_absolute()]
+                            found.append(_without_kind(word[2:]))
+                else:
+                    found.append(item)
+    return [Path(os.path.normpath(path)) for path in found if Path(path).is_absolute()]
 
 
 def _toml_value(value: object) -> str:

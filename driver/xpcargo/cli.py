@@ -243,6 +243,10 @@ def main(argv: list[str] | None = None) -> None:
         code = result if isinstance(result, int) else 0
     except XpcargoError as error:
         code = _fail(error.message, error.hint, error.exit_code)
+    except click.exceptions.NoArgsIsHelpError as error:
+        # `xpcargo` or `xpcargo image` alone: the help is the answer, printed as help, not squeezed into an error.
+        print(error.format_message(), file=sys.stderr)
+        code = 2
     except click.UsageError as error:
         code = _fail(error.format_message().replace("\n", " "), "see `xpcargo --help`", 2)
     except (typer.Abort, KeyboardInterrupt):

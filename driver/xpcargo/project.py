@@ -6,7 +6,6 @@ host has to know where the workspace, the target dir and the path dependencies a
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -127,11 +126,27 @@ class Project:
             table = target.get(triple) if isinstance(target, dict) else None
             if not isinstance(table, dict):
                 continue
-            for links, override in table.items():
-                if links in _TARGET_CONFIG_KEYS or not isinstance(override, dict):
-                    continue
-                merged.setdefault(links, {}).update(override)
+            overrides = {
+                links: override
+                for links, override in table.items()
+                if links not in _TARGET_CONFIG_KEYS and isinstance(override, dict)
+            }
+            merged = merge_links_overrides(merged, overrides)
         return MappingProxyType({name: MappingProxyType(values) for name, values in merged.items()})
+
+
+def merge_links_overrides(
+    base: Mapping[str, Mapping[str, Any]], top: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Merge two layers of `links` overrides as Cargo merges config layers: ``top`` wins for a single value,
+    and arrays are joined, ``top``'s items last."""
+    merged = {name: dict(table) for name, table in base.items()}
+    for name, table in top.items():
+        target = merged.setdefault(name, {})
+        for key, value in table.items():
+            earlier = target.get(key)
+            target[key] = [*earlier, *value] if isinstance(earlier, list) and isinstance(value, list) else value
+    return merged
 
 
 def find_manifest(cwd: Path, manifest_path: str | None) -> Path:
@@ -167,25 +182,53 @@ def find_workspace_root(manifest: Path) -> Path:
         candidate = directory / "Cargo.toml"
         if not candidate.is_file():
             continue
-        workspace = read_toml(candidate).get("workspace")
-        if isinstance(workspace, dict) and _is_member(directory, workspace, manifest.parent):
+        root_data = read_toml(candidate)
+        if isinstance(root_data.get("workspace"), dict) and manifest in _members(directory, root_data):
             return directory
     return manifest.parent
 
 
-def _is_member(root: Path, workspace: Mapping[str, Any], package_dir: Path) -> bool:
-    relative = package_dir.relative_to(root).as_posix()
-    excluded = workspace.get("exclude", [])
-    if any(relative == pattern.rstrip("/") or relative.startswith(pattern.rstrip("/") + "/") for pattern in excluded):
-        return False
-    return any(fnmatch.fnmatchcase(relative, pattern.rstrip("/")) for pattern in workspace.get("members", []))
+def _patterns(workspace: Mapping[str, Any], key: str) -> list[str]:
+    values = workspace.get(key)
+    return [str(pattern).rstrip("/") for pattern in values] if isinstance(values, list) else []
 
 
-def _members(root: Path, workspace: Mapping[str, Any]) -> Iterator[Path]:
-    for pattern in workspace.get("members", []) if isinstance(workspace.get("members"), list) else []:
-        for directory in sorted(root.glob(pattern)):
-            if (directory / "Cargo.toml").is_file() and _is_member(root, workspace, directory.resolve()):
-                yield directory.resolve() / "Cargo.toml"
+def _members(root: Path, root_data: Mapping[str, Any]) -> set[Path]:
+    """The manifests of a workspace's members, as Cargo counts them: those its `members` globs name, and the path
+    dependencies (of the root package and of members) that live under the root, unless `exclude`d."""
+    workspace = root_data["workspace"]
+    excluded = _patterns(workspace, "exclude")
+    listed = _patterns(workspace, "members")
+
+    def relative(manifest: Path) -> str:
+        return manifest.parent.relative_to(root).as_posix()
+
+    def under(path: str, patterns: list[str]) -> bool:
+        return any(path == pattern or path.startswith(f"{pattern}/") for pattern in patterns)
+
+    def is_member(manifest: Path) -> bool:
+        # Cargo's rule: excluded unless listed in `members` by its own path (a glob does not count as that).
+        return under(relative(manifest), listed) or not under(relative(manifest), excluded)
+
+    globbed = {
+        directory.resolve() / "Cargo.toml"
+        for pattern in listed
+        for directory in root.glob(pattern)
+        if (directory / "Cargo.toml").is_file()
+    }
+    members = {manifest for manifest in globbed if is_member(manifest)}
+    pending = [*members, root / "Cargo.toml"]
+    while pending:
+        current = pending.pop()
+        data = root_data if current == root / "Cargo.toml" else read_toml(current)
+        for dependency in _path_dependencies(current, data):
+            candidate = dependency / "Cargo.toml"
+            if candidate in members or not candidate.is_file() or not dependency.is_relative_to(root):
+                continue
+            if is_member(candidate):
+                members.add(candidate)
+                pending.append(candidate)
+    return members
 
 
 def _path_dependencies(manifest: Path, data: Mapping[str, Any]) -> Iterator[Path]:
@@ -214,10 +257,11 @@ def _check_build_command(manifest: Path, data: Mapping[str, Any]) -> None:
     build = package.get("build") if isinstance(package, dict) else None
     if not isinstance(build, str) or build.endswith(".rs") or (manifest.parent / build).is_file():
         return
+    program = (build.split() or ["make"])[0]
     raise ProjectError(
         f'{manifest}: `build = "{build}"` is a build command, which Cargo replaced with build scripts in 2014',
         hint=(
-            f'write a build.rs that runs it and tells Cargo what to link, e.g. `Command::new("{build.split()[0]}")'
+            f'write a build.rs that runs it and tells Cargo what to link, e.g. `Command::new("{program}")'
             '.env("OUT_DIR", &out_dir).status()`, then `println!("cargo:rustc-link-search=native={out_dir}")` and '
             '`println!("cargo:rustc-link-lib=static=NAME")`; set `build = "build.rs"` (see README, "Build scripts")'
         ),
@@ -227,13 +271,14 @@ def _check_build_command(manifest: Path, data: Mapping[str, Any]) -> None:
 def _cargo_config_files(cwd: Path, cargo_home: Path) -> tuple[Path, ...]:
     """Cargo's config files in precedence order, highest first: from the working directory up, then CARGO_HOME."""
     found: list[Path] = []
+    # Where both exist, Cargo reads the old extension-less `config` (and warns); so must xpcargo.
     for directory in (cwd, *cwd.parents):
-        for name in ("config.toml", "config"):
+        for name in ("config", "config.toml"):
             candidate = directory / ".cargo" / name
             if candidate.is_file():
                 found.append(candidate)
                 break
-    for name in ("config.toml", "config"):
+    for name in ("config", "config.toml"):
         candidate = cargo_home / name
         if candidate.is_file() and candidate not in found:
             found.append(candidate)
@@ -269,7 +314,7 @@ def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.envi
     pending = [manifest, root / "Cargo.toml"]
     root_data = read_toml(root / "Cargo.toml") if (root / "Cargo.toml").is_file() else {}
     if isinstance(root_data.get("workspace"), dict):
-        pending.extend(_members(root, root_data["workspace"]))
+        pending.extend(sorted(_members(root, root_data)))
     while pending:
         current = pending.pop()
         if current in manifests or not current.is_file():
@@ -304,6 +349,9 @@ def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.envi
 
 def mounts_for(project: Project, extra_read_only: Iterable[Path] = ()) -> tuple[Mount, ...]:
     """The host directories the container needs, each at its own absolute path, nested ones folded away."""
+    # Lexically normalised (not resolved: a symlink must stay visible at its own path), so that `a/../b` is
+    # recognised as `b` when mounts are folded into each other.
+    extra_read_only = [Path(os.path.normpath(path)) for path in extra_read_only]
     wanted: list[Mount] = [
         Mount(path=project.workspace_root),
         Mount(path=project.target_dir),

@@ -1,0 +1,209 @@
+"""The command line, run in-process: help, version, errors as one line with an exit code, and no engine needed for
+what does not build."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import xpcargo
+from xpcargo import cargo
+from xpcargo.errors import ConfigError, UnknownTargetError
+
+with warnings.catch_warnings():
+    # typer 0.25 (pyproject.toml keeps typer below 0.26) imports two helpers that click 8.5 deprecates, "to be
+    # removed in Click 9.0"; nothing bounds click, so this only warns today. Silence just those two here.
+    warnings.filterwarnings(
+        "ignore", r"'click\.utils\.get_(binary|text)_stream' is deprecated", category=DeprecationWarning
+    )
+    from xpcargo import cli
+
+TRIPLES = ("x86_64-unknown-linux-gnu", "i686-unknown-linux-gnu", "aarch64-unknown-linux-gnu")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No developer setting changes what the CLI does, and nothing may reach a Docker engine."""
+    for name in ("XPCARGO_TOOLCHAINS", "CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR", "XPCARGO_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("XPCARGO_TARGET_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    def no_engine() -> Any:
+        raise AssertionError("the test reached the Docker engine")
+
+    monkeypatch.setattr(cli, "_engine", no_engine)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(list(argv))
+    captured = capsys.readouterr()
+    code = caught.value.code
+    assert isinstance(code, int)
+    return code, captured.out, captured.err
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {err!r}"
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def _cargo_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "app"
+    (root / "src").mkdir(parents=True)
+    (root / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
+    (root / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "--help")
+    assert code == 0
+    assert err == ""
+    assert out.startswith("Usage: xpcargo")
+    for command in ("build", "check", "test", "run", "shell", "targets", "report", "image"):
+        assert re.search(rf"^\s+{command}\s", out, re.MULTILINE), f"`{command}` missing from --help"
+
+
+def test_subcommand_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "build", "--help")
+    assert code == 0
+    assert "--target" in out
+    code, out, _ = _run(capsys, "image", "--help")
+    assert code == 0
+    for command in ("build", "list", "prune"):
+        assert re.search(rf"^\s+{command}\s", out, re.MULTILINE)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "--version")
+    assert code == 0
+    assert out == f"xpcargo {xpcargo.__version__}\n"
+    assert err == ""
+
+
+@pytest.mark.parametrize("command", ["build", "check", "test", "run", "doc", "clippy", "bench", "shell", "report"])
+def test_command_without_target(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, out, err = _run(capsys, command, "--release")
+    assert code == UnknownTargetError.exit_code
+    assert code != 0
+    line = _one_error_line(err)
+    assert "--target" in line
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        pytest.param(["frobnicate"], "frobnicate", id="unknown-command"),
+        pytest.param(["image", "frob"], "frob", id="unknown-image-command"),
+        pytest.param(["build", "--target"], "--target", id="target-without-value"),
+        pytest.param(["--bogus"], "--bogus", id="unknown-option"),
+    ],
+)
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str) -> None:
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    assert fragment in _one_error_line(err)
+    assert out == ""
+
+
+@pytest.mark.parametrize("argv", [[], ["image"]], ids=["xpcargo", "xpcargo-image"])
+def test_no_arguments_prints_readable_help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    _, out, err = _run(capsys, *argv)
+    text = out + err
+    assert not text.startswith("error: Usage:")
+    assert re.search(r"^\s+build\s", text, re.MULTILINE)
+
+
+def test_targets_lists_the_shipped_triples(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "targets")
+    assert code == 0
+    assert err == ""
+    lines = out.splitlines()
+    assert lines[0].split() == ["TARGET", "DEBIAN", "ARCH", "RUNS", "WITH", "IMAGE"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == set(TRIPLES)
+    assert rows["aarch64-unknown-linux-gnu"][1:3] == ["arm64", "qemu-aarch64"]
+    assert rows["x86_64-unknown-linux-gnu"][1:3] == ["amd64", "native"]
+    assert rows["i686-unknown-linux-gnu"][3].startswith("xpcargo/i686-unknown-linux-gnu:")
+
+
+def test_targets_with_a_broken_toolchain_table(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "toolchains.yaml"
+    broken.write_text("version: 1\ntargets: [\n", encoding="utf-8")
+    monkeypatch.setenv("XPCARGO_TOOLCHAINS", str(broken))
+    code, out, err = _run(capsys, "targets")
+    assert code == ConfigError.exit_code
+    line = _one_error_line(err)
+    assert str(broken) in line
+    assert "line " in line
+    assert out == ""
+
+
+def test_unknown_target_fails_before_docker(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _cargo_project(tmp_path, monkeypatch)
+    code, out, err = _run(capsys, "build", "--target", "bogus-triple")
+    assert code == UnknownTargetError.exit_code
+    line = _one_error_line(err)
+    assert line.startswith("error: unknown target `bogus-triple`")
+    for triple in TRIPLES:
+        assert triple in line
+    assert out == ""
+
+
+def test_unknown_target_suggests_the_closest(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _cargo_project(tmp_path, monkeypatch)
+    code, _, err = _run(capsys, "check", "--target=aarch64-unknown-linux-gnux")
+    assert code == UnknownTargetError.exit_code
+    assert "did you mean `aarch64-unknown-linux-gnu`?" in _one_error_line(err)
+
+
+def test_legacy_build_command_fails_before_docker(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[1] / "fixtures" / "legacy-build-command")
+    code, _, err = _run(capsys, "build", "--target", "aarch64-unknown-linux-gnu")
+    assert code == 5
+    assert "build script" in _one_error_line(err)
+
+
+def test_arguments_reach_cargo_unchanged_and_its_exit_code_comes_back(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _cargo_project(tmp_path, monkeypatch)
+    seen: list[cargo.CargoPlan] = []
+
+    def fake_run(plan: cargo.CargoPlan, **_: Any) -> int:
+        seen.append(plan)
+        return 101
+
+    monkeypatch.setattr(cli, "_engine", lambda: None)
+    monkeypatch.setattr(cargo, "run", fake_run)
+    argv = ["--release", "-p", "app", "-j4", "--features=a b", "--", "--release", "--target", "x", "--"]
+    code, _, _ = _run(capsys, "run", "--target", "aarch64-unknown-linux-gnu", *argv)
+    assert code == 101
+    (plan,) = seen
+    assert plan.command == "run"
+    assert plan.args == tuple(argv)
+    assert plan.parsed.profile == "release"
+    assert plan.project.workspace_root == root.resolve()
+    assert plan.cargo_argv(color=False)[5:] == argv

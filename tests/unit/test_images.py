@@ -1,0 +1,232 @@
+"""Image plans (what goes into a target's image, and its content-hash tag) and the mmdebstrap command built from one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from xpcargo import config, debian
+from xpcargo.errors import ConfigError
+from xpcargo.images import LABEL_PLAN, LABEL_RUST, LABEL_TARGET, ImagePlan, plan_image
+
+X86_64 = "x86_64-unknown-linux-gnu"
+I686 = "i686-unknown-linux-gnu"
+AARCH64 = "aarch64-unknown-linux-gnu"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> config.Toolchains:
+    return config.load_toolchains(environ={})
+
+
+@pytest.fixture(scope="module")
+def recipe() -> config.ImageRecipe:
+    return config.load_recipe("trixie-rust")
+
+
+def _plan(shipped: config.Toolchains, recipe: config.ImageRecipe, triple: str, **changes: object) -> ImagePlan:
+    spec = replace(shipped.target(triple), **changes)  # type: ignore[arg-type]
+    return plan_image(spec, recipe)
+
+
+# --- The tag --------------------------------------------------------------------------------------------------------
+
+
+def test_plan_is_stable(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    first = _plan(shipped, recipe, AARCH64)
+    second = plan_image(shipped.target(AARCH64), config.load_recipe("trixie-rust"))
+    assert first == second
+    assert first.digest == second.digest
+    assert len(first.digest) == 64
+    assert first.tag == first.digest[:16]
+    assert first.repository == f"xpcargo/{AARCH64}"
+    assert first.reference == f"xpcargo/{AARCH64}:{first.tag}"
+
+
+def test_each_target_has_its_own_tag(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    digests = {_plan(shipped, recipe, triple).digest for triple in (X86_64, I686, AARCH64)}
+    assert len(digests) == 3
+
+
+def test_package_order_does_not_change_the_tag(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    spec = shipped.target(AARCH64)
+    one = _plan(shipped, recipe, AARCH64, extra_packages=("libssl-dev", "zlib1g-dev"))
+    other = _plan(shipped, recipe, AARCH64, extra_packages=("zlib1g-dev", "libssl-dev"))
+    assert one.digest == other.digest
+    reordered = _plan(shipped, recipe, AARCH64, packages=tuple(reversed(spec.packages)))
+    assert reordered.digest == _plan(shipped, recipe, AARCH64).digest
+    shuffled_recipe = replace(recipe, packages=tuple(reversed(recipe.packages)))
+    assert plan_image(spec, shuffled_recipe).digest == _plan(shipped, recipe, AARCH64).digest
+    # A package named twice is installed once.
+    assert _plan(shipped, recipe, AARCH64, extra_packages=(spec.packages[0],)).digest == (
+        _plan(shipped, recipe, AARCH64).digest
+    )
+
+
+def test_extra_package_changes_the_tag(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    base = _plan(shipped, recipe, AARCH64)
+    extended = _plan(shipped, recipe, AARCH64, extra_packages=("libssl-dev",))
+    assert extended.digest != base.digest
+    assert extended.tag != base.tag
+    assert "libssl-dev" in extended.packages
+
+
+def test_rust_version_changes_the_tag(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    bumped = replace(recipe, rust=replace(recipe.rust, version="1.97.0+dfsg1-1"))
+    base = _plan(shipped, recipe, AARCH64)
+    new = plan_image(shipped.target(AARCH64), bumped)
+    assert new.digest != base.digest
+    assert new.rust_version == "1.97.0+dfsg1-1"
+    assert new.std_deb is not None
+    assert new.std_deb.url.endswith("_1.97.0+dfsg1-1_arm64.deb")
+    # Even the native target, which has no std .deb, pins its compiler to the version.
+    assert plan_image(shipped.target(X86_64), bumped).digest != _plan(shipped, recipe, X86_64).digest
+
+
+def test_other_recipe_fields_change_the_tag(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    base = _plan(shipped, recipe, X86_64).digest
+    spec = shipped.target(X86_64)
+    assert plan_image(spec, replace(recipe, mirror="http://other.example/debian")).digest != base
+    assert plan_image(spec, replace(recipe, suite="forky")).digest != base
+    assert plan_image(spec, replace(recipe, dpkg_exclude=())).digest != base
+
+
+def test_settings_outside_the_image_do_not_change_the_tag(
+    shipped: config.Toolchains, recipe: config.ImageRecipe
+) -> None:
+    base = _plan(shipped, recipe, AARCH64).digest
+    assert _plan(shipped, recipe, AARCH64, cc="clang", passthrough=("X",), mounts=("/opt",)).digest == base
+
+
+# --- The Rust std and the packages ----------------------------------------------------------------------------------
+
+
+def test_native_target_has_no_std_deb(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    plan = _plan(shipped, recipe, X86_64)
+    assert plan.std_deb is None
+    assert plan.emulator is None
+
+
+@pytest.mark.parametrize(("triple", "arch"), [(AARCH64, "arm64"), (I686, "i386")])
+def test_foreign_target_gets_its_pinned_std_deb(
+    shipped: config.Toolchains, recipe: config.ImageRecipe, triple: str, arch: str
+) -> None:
+    plan = _plan(shipped, recipe, triple)
+    assert plan.std_deb is not None
+    version = recipe.rust.version
+    filename = f"libstd-rust-web-dev_{version}_{arch}.deb"
+    assert plan.std_deb.url == f"{recipe.mirror}/{recipe.rust.std_pool}/{filename}"
+    assert plan.std_deb.url.startswith("http://deb.debian.org/debian/pool/main/r/rustc-web/")
+    assert plan.std_deb.filename == filename
+    assert plan.std_deb.sha256 == recipe.rust.std_sha256[arch]
+    assert plan.emulator == shipped.target(triple).runner[0]
+
+
+def test_debian_arch_without_a_hash(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _plan(shipped, recipe, AARCH64, debian_arch="mips64el")
+    error = caught.value
+    assert "\n" not in str(error)
+    assert str(recipe.source) in error.message
+    assert "rust.std.sha256" in error.message
+    assert "mips64el" in error.message
+    assert AARCH64 in error.message
+    assert error.hint is not None
+    assert f"libstd-rust-web-dev_{recipe.rust.version}_mips64el.deb" in error.hint
+
+
+def test_engine_arch_decides_what_is_foreign(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    assert plan_image(shipped.target(AARCH64), recipe, engine_arch="arm64").std_deb is None
+    with pytest.raises(ConfigError, match="amd64"):
+        plan_image(shipped.target(X86_64), recipe, engine_arch="arm64")
+
+
+def test_packages_pin_rust_and_add_the_target(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    plan = _plan(shipped, recipe, AARCH64, extra_packages=("libssl-dev",))
+    version = recipe.rust.version
+    packages = set(plan.packages)
+    assert f"rustc-web={version}" in packages
+    assert f"cargo-web={version}" in packages
+    assert {name.split("=")[0] for name in packages} >= set(recipe.rust.packages)
+    assert "rustc-web" not in packages  # only the pinned form
+    assert set(recipe.packages) <= packages
+    assert set(shipped.target(AARCH64).packages) <= packages
+    assert "libssl-dev" in packages
+    assert list(plan.packages) == sorted(packages)
+    assert len(plan.packages) == len(packages)
+
+
+def test_labels(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+    plan = _plan(shipped, recipe, AARCH64)
+    labels = plan.labels
+    assert labels[LABEL_TARGET] == AARCH64
+    assert labels[LABEL_PLAN] == plan.digest
+    assert labels[LABEL_RUST] == recipe.rust.version
+
+
+# --- mmdebstrap -----------------------------------------------------------------------------------------------------
+
+
+def test_mmdebstrap_command_for_a_foreign_target(
+    tmp_path: Path, shipped: config.Toolchains, recipe: config.ImageRecipe
+) -> None:
+    plan = _plan(shipped, recipe, AARCH64)
+    tarball, std_deb = tmp_path / "rootfs.tar", tmp_path / "std.deb"
+    command = debian.mmdebstrap_command(plan, tarball, std_deb=std_deb, deb_cache=tmp_path / "debs")
+    assert command[0] == "mmdebstrap"
+    assert f"--include={','.join(plan.packages)}" in command
+    for pattern in recipe.dpkg_exclude:
+        assert f"--dpkgopt=path-exclude={pattern}" in command
+
+    # qemu-user ships every emulator; only the target's own is kept, re-included after the exclusion.
+    exclude = command.index("--dpkgopt=path-exclude=/usr/bin/qemu-*")
+    include = command.index("--dpkgopt=path-include=/usr/bin/qemu-aarch64")
+    assert exclude < include
+    assert [arg for arg in command if "path-include" in arg] == ["--dpkgopt=path-include=/usr/bin/qemu-aarch64"]
+
+    # The std .deb is uploaded into the root filesystem, extracted, then removed.
+    upload = next(i for i, arg in enumerate(command) if arg.startswith("--customize-hook=upload "))
+    assert str(std_deb) in command[upload]
+    assert command[upload].endswith(" /tmp/xpcargo-std.deb")
+    extract = next(i for i, arg in enumerate(command) if "dpkg-deb -x /tmp/xpcargo-std.deb /" in arg)
+    assert upload < extract
+    assert any("rm" in arg and "/tmp/xpcargo-std.deb" in arg for arg in command[extract + 1 :])
+
+    # The shared .deb cache goes in and comes back out.
+    assert any(arg.startswith("--setup-hook=sync-in ") and str(tmp_path / "debs") in arg for arg in command)
+    assert any(arg.startswith("--customize-hook=sync-out ") and str(tmp_path / "debs") in arg for arg in command)
+
+    assert command[-3:] == [recipe.suite, str(tarball), recipe.mirror]
+    assert all(not arg.startswith(recipe.suite) for arg in command[1:-3])
+
+
+def test_mmdebstrap_command_for_the_native_target(
+    tmp_path: Path, shipped: config.Toolchains, recipe: config.ImageRecipe
+) -> None:
+    plan = _plan(shipped, recipe, X86_64)
+    command = debian.mmdebstrap_command(plan, tmp_path / "rootfs.tar", std_deb=None, deb_cache=tmp_path / "debs")
+    assert not any("qemu" in arg for arg in command)
+    assert not any("upload" in arg or "dpkg-deb" in arg for arg in command)
+    assert command[-3:] == [recipe.suite, str(tmp_path / "rootfs.tar"), recipe.mirror]
+
+
+def test_mmdebstrap_command_keeps_only_the_i386_emulator(
+    tmp_path: Path, shipped: config.Toolchains, recipe: config.ImageRecipe
+) -> None:
+    plan = _plan(shipped, recipe, I686)
+    command = debian.mmdebstrap_command(plan, tmp_path / "r.tar", std_deb=tmp_path / "s.deb", deb_cache=tmp_path)
+    assert "--dpkgopt=path-include=/usr/bin/qemu-i386" in command
+    assert not any("qemu-aarch64" in arg for arg in command)
+
+
+def test_mmdebstrap_command_quotes_paths_with_spaces(
+    tmp_path: Path, shipped: config.Toolchains, recipe: config.ImageRecipe
+) -> None:
+    plan = _plan(shipped, recipe, AARCH64)
+    std_deb = tmp_path / "my dir" / "std.deb"
+    cache = tmp_path / "deb cache"
+    command = debian.mmdebstrap_command(plan, tmp_path / "r.tar", std_deb=std_deb, deb_cache=cache)
+    assert f"--customize-hook=upload '{std_deb}' /tmp/xpcargo-std.deb" in command
+    assert f"--setup-hook=sync-in '{cache}' /var/cache/apt/archives/" in command

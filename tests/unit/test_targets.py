@@ -1,0 +1,160 @@
+"""The environment a target's container gets: its toolchain variables, and which host variables cross over."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import MappingProxyType
+
+import pytest
+
+from xpcargo import config
+from xpcargo.targets import env_key, passthrough_environment, toolchain_environment
+
+X86_64 = "x86_64-unknown-linux-gnu"
+AARCH64 = "aarch64-unknown-linux-gnu"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> config.Toolchains:
+    return config.load_toolchains(environ={})
+
+
+def test_env_key() -> None:
+    assert env_key(AARCH64) == "AARCH64_UNKNOWN_LINUX_GNU"
+    assert env_key("thumbv7em-none-eabihf") == "THUMBV7EM_NONE_EABIHF"
+    assert env_key("my.custom-target") == "MY_CUSTOM_TARGET"
+
+
+def test_toolchain_environment_for_aarch64(shipped: config.Toolchains) -> None:
+    spec = shipped.target(AARCH64)
+    env = toolchain_environment(spec)
+    assert env["CC_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-gcc"
+    assert env["CXX_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-g++"
+    assert env["AR_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-ar"
+    assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER"] == "aarch64-linux-gnu-gcc"
+    assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == "qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    assert env["PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu"] == (
+        "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig"
+    )
+    assert env["PKG_CONFIG_ALLOW_CROSS_aarch64_unknown_linux_gnu"] == "1"
+    # Nothing names the host's compiler or another target.
+    assert not any("x86_64" in name or "X86_64" in name for name in env)
+    assert "CC" not in env
+
+
+def test_toolchain_environment_for_x86_64_has_no_runner(shipped: config.Toolchains) -> None:
+    env = toolchain_environment(shipped.target(X86_64))
+    assert env["CC_x86_64_unknown_linux_gnu"] == "gcc"
+    assert env["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER"] == "gcc"
+    assert not any(name.endswith("_RUNNER") for name in env)
+
+
+def test_toolchain_environment_without_pkg_config(shipped: config.Toolchains) -> None:
+    spec = replace(shipped.target(AARCH64), pkg_config_libdir=())
+    env = toolchain_environment(spec)
+    assert not any(name.startswith("PKG_CONFIG") for name in env)
+
+
+def test_target_env_is_added_and_may_override(shipped: config.Toolchains) -> None:
+    spec = replace(
+        shipped.target(AARCH64),
+        env=MappingProxyType({"OPENSSL_STATIC": "1", "CC_aarch64_unknown_linux_gnu": "ccache-gcc"}),
+    )
+    env = toolchain_environment(spec)
+    assert env["OPENSSL_STATIC"] == "1"
+    assert env["CC_aarch64_unknown_linux_gnu"] == "ccache-gcc"
+
+
+HOST = {
+    # Cargo's own and rustc's flags: passed.
+    "CARGO_INCREMENTAL": "0",
+    "CARGO_PROFILE_RELEASE_LTO": "true",
+    "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS": "-Ctarget-cpu=cortex-a72",
+    "RUSTFLAGS": "-Dwarnings",
+    "RUSTDOCFLAGS": "--cfg docsrs",
+    "RUST_BACKTRACE": "1",
+    "RUST_LOG": "info",
+    "SOURCE_DATE_EPOCH": "1700000000",
+    # Host programs: dropped.
+    "RUSTC_WRAPPER": "sccache",
+    "RUSTC_WORKSPACE_WRAPPER": "clippy-driver",
+    "RUSTC": "/home/u/.rustup/toolchains/stable/bin/rustc",
+    "RUSTDOC": "/usr/bin/rustdoc",
+    "CARGO": "/home/u/.cargo/bin/cargo",
+    "CARGO_BUILD_TARGET": "x86_64-unknown-linux-musl",
+    "CARGO_BUILD_RUSTC_WRAPPER": "sccache",
+    "CARGO_MAKEFLAGS": "-j --jobserver-fds=3,4",
+    "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER": "clang",
+    "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER": "/opt/host/aarch64-ld",
+    "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER": "/usr/bin/qemu-aarch64-static",
+    # The host's toolchain variables for the target: the container has its own.
+    "CC_aarch64_unknown_linux_gnu": "/opt/host/cc",
+    # Unrelated: dropped unless named.
+    "PATH": "/usr/local/bin:/usr/bin",
+    "HOME": "/home/u",
+    "CC": "clang",
+    "SSH_AUTH_SOCK": "/tmp/ssh",
+    "MY_SETTING": "mine",
+    "OTHER_SETTING": "other",
+}
+PASSED = {
+    "CARGO_INCREMENTAL",
+    "CARGO_PROFILE_RELEASE_LTO",
+    "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "RUST_BACKTRACE",
+    "RUST_LOG",
+    "SOURCE_DATE_EPOCH",
+}
+
+
+def test_passthrough_keeps_cargo_and_rust_variables(shipped: config.Toolchains) -> None:
+    passed = passthrough_environment(HOST, shipped.target(AARCH64))
+    assert set(passed) == PASSED
+    assert all(passed[name] == HOST[name] for name in passed)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTC_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER",
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
+        "CC_aarch64_unknown_linux_gnu",
+        "PATH",
+        "HOME",
+        "CC",
+        "SSH_AUTH_SOCK",
+    ],
+)
+def test_passthrough_drops_host_programs_and_unrelated(shipped: config.Toolchains, name: str) -> None:
+    spec = shipped.target(AARCH64)
+    assert name not in passthrough_environment(HOST, spec)
+    # Even a project naming a host program cannot send it into the container.
+    if name.startswith(("RUSTC", "CARGO")):
+        assert name not in passthrough_environment(HOST, replace(spec, passthrough=(name,)), [name])
+
+
+def test_passthrough_adds_what_the_project_names(shipped: config.Toolchains) -> None:
+    spec = replace(shipped.target(AARCH64), passthrough=("MY_SETTING",))
+    passed = passthrough_environment(HOST, spec)
+    assert passed["MY_SETTING"] == "mine"
+    assert "OTHER_SETTING" not in passed
+    with_extra = passthrough_environment(HOST, spec, ["OTHER_SETTING"])
+    assert with_extra["OTHER_SETTING"] == "other"
+    assert set(with_extra) == PASSED | {"MY_SETTING", "OTHER_SETTING"}
+
+
+def test_passthrough_of_a_name_the_host_does_not_have(shipped: config.Toolchains) -> None:
+    spec = replace(shipped.target(AARCH64), passthrough=("NOT_SET_ANYWHERE",))
+    assert "NOT_SET_ANYWHERE" not in passthrough_environment({}, spec)
+    assert passthrough_environment({}, spec) == {}
