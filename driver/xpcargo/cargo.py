@@ -23,7 +23,7 @@ from typing import Any
 
 from xpcargo import config, images, project, report, resources, targets
 from xpcargo.engine import Engine, Mount
-from xpcargo.errors import ConfigError, ReportError
+from xpcargo.errors import ConfigError, ProjectError, ReportError
 from xpcargo.project import CargoArgs, Project
 from xpcargo.session import Session, SessionPlan, open_session
 from xpcargo.ui import Reporter, binary_writer
@@ -96,7 +96,12 @@ def plan(
 ) -> CargoPlan:
     parsed = project.parse_cargo_args(args)
     toolchains = config.load_toolchains(environ=environ)
-    proj = project.discover(cwd, parsed, environ=environ)
+    try:
+        proj = project.discover(cwd, parsed, environ=environ)
+    except ProjectError:
+        # Outside a project, only the shipped table can know the target: a typo in it is the first thing to say.
+        toolchains.target(triple)
+        raise
     spec = config.resolve_target(triple, toolchains, config.load_project_config(proj.workspace_root), environ=environ)
     state_dir = proj.target_dir / "xpcargo" / triple
 
@@ -455,7 +460,6 @@ def load_report(
 
 def run_shell(plan: CargoPlan, argv: Sequence[str], *, engine: Engine, reporter: Reporter) -> int:
     """Run ``argv`` (or an interactive shell) with exactly the mounts and environment a build gets."""
-    from xpcargo.errors import ProjectError  # noqa: PLC0415
 
     if not argv and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise ProjectError(
