@@ -32,6 +32,7 @@ CARGO_COMMANDS = ("build", "check", "test", "run", "doc", "clippy", "bench")
 # Cargo says this when an offline build finds a crate missing from CARGO_HOME (someone cleaned the cache).
 _OFFLINE_MISS = ("--offline was specified", "attempting to make an HTTP request, but --offline")
 _LINK_SEARCH_KINDS = ("native=", "dependency=", "crate=", "framework=", "all=")
+_DEBIAN_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -333,16 +334,28 @@ def _read_metadata(session: Session, plan: CargoPlan, image: str) -> tuple[int, 
     return 0, metadata
 
 
+def host_ca_bundle(environ: Mapping[str, str]) -> Path | None:
+    """The certificates the host trusts. Behind a TLS-inspecting proxy the image's own bundle is not enough, and
+    the fetch step must trust what the host trusts to reach crates.io at all."""
+    for name in ("CARGO_HTTP_CAINFO", "SSL_CERT_FILE"):
+        configured = environ.get(name)
+        if configured and Path(configured).is_file():
+            return Path(configured)
+    return _DEBIAN_CA_BUNDLE if _DEBIAN_CA_BUNDLE.is_file() else None
+
+
 def _fetch(
     engine: Engine, plan: CargoPlan, image: str, reporter: Reporter, environ: Mapping[str, str]
 ) -> tuple[int, dict[str, Any] | None]:
     """Download what the build needs into CARGO_HOME, in a container that may use the network."""
     reporter.status("Fetching", f"dependencies for {plan.project.workspace_root.name} (network step)")
+    bundle = host_ca_bundle(environ)
+    trust = {"CARGO_HTTP_CAINFO": str(bundle)} if bundle else {}
     session_plan = SessionPlan(
         image=image,
-        mounts=plan.mounts,
+        mounts=(*plan.mounts, *([Mount(path=bundle, read_only=True)] if bundle else [])),
         workdir=plan.project.cwd,
-        env={**plan.env, **_terminal_env(environ)},
+        env={**plan.env, **_terminal_env(environ), **trust},
         network="host",
         purpose="fetch",
         hidden=plan.hidden,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import click
@@ -93,7 +96,8 @@ def _cargo(command: str, target: str | None, args: list[str]) -> int:
 
     triple = _require_target(target, command)
     plan = cargo.plan(command, triple, args, cwd=Path.cwd())
-    return cargo.run(plan, engine=_engine(), reporter=_reporter())
+    with _interrupts_as_errors():
+        return cargo.run(plan, engine=_engine(), reporter=_reporter())
 
 
 def _define_cargo_command(name: str, summary: str) -> None:
@@ -127,7 +131,8 @@ def shell(ctx: typer.Context, target: TargetOption = None) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     plan = cargo.plan("shell", triple, [], cwd=Path.cwd())
-    return cargo.run_shell(plan, argv, engine=_engine(), reporter=_reporter())
+    with _interrupts_as_errors():
+        return cargo.run_shell(plan, argv, engine=_engine(), reporter=_reporter())
 
 
 @app.command()
@@ -174,9 +179,10 @@ def image_build(
 
     specs = _project_targets(target_names)
     engine, reporter = _engine(), _reporter()
-    for spec in specs:
-        reference = images.ensure_image(engine, spec, cache=resources.cache_dir(), reporter=reporter)
-        reporter.status("Ready", f"{spec.triple}: {reference}")
+    with _interrupts_as_errors():
+        for spec in specs:
+            reference = images.ensure_image(engine, spec, cache=resources.cache_dir(), reporter=reporter)
+            reporter.status("Ready", f"{spec.triple}: {reference}")
 
 
 @image_app.command("list")
@@ -198,10 +204,10 @@ def image_prune(
     everything: Annotated[bool, typer.Option("--all", help="Remove current images too, not only stale ones.")] = False,
 ) -> None:
     """Remove xpcargo's stale images (and only xpcargo's)."""
-    from xpcargo import images  # noqa: PLC0415
+    from xpcargo import images, resources  # noqa: PLC0415
 
     keep = set() if everything else {images.plan_for(spec).reference for spec in _project_targets(None)}
-    removed = images.prune_images(_engine(), keep=keep)
+    removed = images.prune_images(_engine(), keep=keep, cache=resources.cache_dir())
     reporter = _reporter()
     for image in removed:
         reporter.status("Removed", image.tags[0] if image.tags else image.id)
@@ -237,6 +243,23 @@ def _fail(message: str, hint: str | None, code: int) -> int:
     return code
 
 
+@contextmanager
+def _interrupts_as_errors() -> Iterator[None]:
+    """Ctrl-C and SIGTERM unwind the stack like any error, so every container, temporary file and untagged image is
+    cleaned up on the way out. (typer would turn a KeyboardInterrupt into a bare exit code; this gets there first.)"""
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise InterruptError("terminated by SIGTERM; nothing was left running")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise InterruptError("interrupted; nothing was left running") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         result = app(args=argv, prog_name="xpcargo", standalone_mode=False)
@@ -250,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as error:
         code = _fail(error.format_message().replace("\n", " "), "see `xpcargo --help`", 2)
     except (typer.Abort, KeyboardInterrupt):
-        code = _fail("interrupted; the container was removed", None, InterruptError.exit_code)
+        code = _fail("interrupted", None, InterruptError.exit_code)
     except typer.Exit as exit_:
         code = exit_.exit_code
     except Exception as error:

@@ -169,14 +169,20 @@ def bootstrap(
         with subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=environment
         ) as process:
-            for raw in process.stdout or ():
-                line = raw.rstrip()
-                if not line:
-                    continue
-                tail.append(line)
-                # mmdebstrap's own stage lines are the progress worth showing; apt's chatter is kept for errors.
-                if line.startswith(("I: ", "W: ", "E: ")):
-                    on_line(line)
+            try:
+                for raw in process.stdout or ():
+                    line = raw.rstrip()
+                    if not line:
+                        continue
+                    tail.append(line)
+                    # mmdebstrap's own stage lines are the progress worth showing; apt's chatter is kept for errors.
+                    if line.startswith(("I: ", "W: ", "E: ")):
+                        on_line(line)
+            except BaseException:
+                # Interrupted: stop mmdebstrap (it cleans up its own temporary root) rather than wait for it.
+                process.terminate()
+                process.wait()
+                raise
         if process.returncode == 0:
             return
         tarball.unlink(missing_ok=True)

@@ -139,12 +139,23 @@ def ensure_image(engine: Engine, spec: TargetSpec, *, cache: Path, reporter: Rep
 
 @contextmanager
 def _build_lock(cache: Path, plan: ImagePlan) -> Iterator[None]:
+    with _lock(cache, plan.digest, blocking=True):
+        yield
+
+
+@contextmanager
+def _lock(cache: Path, digest: str, *, blocking: bool) -> Iterator[bool]:
+    """The lock an image build holds from its first download until its image is tagged; yields whether it got it."""
     locks = cache / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    with (locks / f"{plan.digest}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with (locks / f"{digest}.lock").open("w") as handle:
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -220,12 +231,19 @@ def list_images(engine: Engine) -> list[ImageInfo]:
     return sorted(engine.list_images(), key=lambda image: (image.labels.get(LABEL_TARGET, ""), image.created))
 
 
-def prune_images(engine: Engine, *, keep: set[str]) -> list[ImageInfo]:
-    """Remove xpcargo's own images except those whose reference is in ``keep``; return what was removed."""
+def prune_images(engine: Engine, *, keep: set[str], cache: Path) -> list[ImageInfo]:
+    """Remove xpcargo's own images except those whose reference is in ``keep``; return what was removed.
+
+    An image that another xpcargo is still building (imported, not yet checked and tagged) holds its build lock,
+    and is left alone.
+    """
     removed = []
     for image in engine.list_images():
         if keep.intersection(image.tags):
             continue
-        engine.remove_image(image.id)
+        with _lock(cache, image.labels.get(LABEL_PLAN, "unlabelled"), blocking=False) as idle:
+            if not idle:
+                continue
+            engine.remove_image(image.id)
         removed.append(image)
     return removed

@@ -1,5 +1,5 @@
 """A container session: one container per xpcargo command, with the project mounted at its own paths, running as
-the invoking user, removed on exit, Ctrl-C or SIGTERM.
+the invoking user, removed on exit, Ctrl-C or SIGTERM (which the CLI turns into an exception for that reason).
 
 Every command of one xpcargo invocation (fetch, metadata, the Cargo command itself) runs through ``docker exec`` in
 the same container, because starting a container costs several times what an exec does.
@@ -8,16 +8,13 @@ the same container, because starting a container costs several times what an exe
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 from xpcargo.engine import ContainerSpec, Engine, Mount
-from xpcargo.errors import InterruptError
 from xpcargo.ui import binary_writer
 
 SESSION_LABEL = "org.xpcargo.session"
@@ -79,24 +76,10 @@ class Session:
 
 
 @contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception for the duration, so the container is removed on the way out."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise InterruptError("terminated by SIGTERM; the container was removed")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
 def open_session(engine: Engine, plan: SessionPlan) -> Iterator[Session]:
     for mount in plan.mounts:
         # Created here, as the invoking user: the engine would create a missing bind source as root.
         if not mount.read_only:
             mount.path.mkdir(parents=True, exist_ok=True)
-    with _sigterm_raises(), engine.container(plan.container_spec()) as container_id:
+    with engine.container(plan.container_spec()) as container_id:
         yield Session(engine, container_id)

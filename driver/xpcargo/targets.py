@@ -7,6 +7,9 @@ from collections.abc import Iterable, Mapping
 
 from xpcargo.config import TargetSpec
 
+# The images are amd64 root filesystems: build scripts and proc-macros are built for, and run on, this triple.
+HOST_TRIPLE = "x86_64-unknown-linux-gnu"
+
 # Host variables that change what Cargo builds and so must reach it; anything else stays on the host.
 _PASSED_PREFIXES = ("CARGO_",)
 _PASSED_NAMES = frozenset(
@@ -20,6 +23,14 @@ _PASSED_NAMES = frozenset(
         "SOURCE_DATE_EPOCH",
         "NO_COLOR",
         "TERM",
+        # The fetch step downloads through the same proxy as the host.
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
     }
 )
 # These name programs on the host (a host rustc, an sccache wrapper, the host cargo binary) that do not exist in
@@ -47,10 +58,19 @@ def env_key(triple: str) -> str:
 
 
 def toolchain_environment(spec: TargetSpec) -> dict[str, str]:
-    """The conventional variables for ``spec``, in the forms that Cargo, the cc crate and pkg-config read."""
+    """The conventional variables for ``spec``, in the forms that Cargo, the cc crate and pkg-config read.
+
+    The host's own tools are named too, whatever the target: Cargo applies the host triple's settings to build
+    scripts, and a variable that came and went with the target would make every build script stale whenever
+    the target changes.
+    """
     lower = spec.triple.replace("-", "_").replace(".", "_")
     upper = env_key(spec.triple)
     env = {
+        f"CC_{HOST_TRIPLE.replace('-', '_')}": "gcc",
+        f"CXX_{HOST_TRIPLE.replace('-', '_')}": "g++",
+        f"AR_{HOST_TRIPLE.replace('-', '_')}": "ar",
+        f"CARGO_TARGET_{env_key(HOST_TRIPLE)}_LINKER": "gcc",
         f"CC_{lower}": spec.cc,
         f"CXX_{lower}": spec.cxx,
         f"AR_{lower}": spec.ar,
