@@ -103,7 +103,13 @@ def plan(
         # Outside a project, only the shipped table can know the target: a typo in it is the first thing to say.
         toolchains.target(triple)
         raise
-    spec = config.resolve_target(triple, toolchains, config.load_project_config(proj.workspace_root), environ=environ)
+    project_config = config.load_project_config(proj.workspace_root)
+    spec = config.resolve_target(triple, toolchains, project_config, environ=environ)
+    host = (
+        config.resolve_target(targets.HOST_TRIPLE, toolchains, project_config, environ=environ)
+        if targets.HOST_TRIPLE in toolchains.targets
+        else None
+    )
     state_dir = proj.target_dir / "xpcargo" / triple
 
     # Cargo merges the `--config` file xpcargo writes into the project's own config key by key; so does this.
@@ -120,7 +126,7 @@ def plan(
 
     env = {
         **targets.passthrough_environment(environ, spec),
-        **targets.toolchain_environment(spec),
+        **targets.toolchain_environment(spec, host),
         "CARGO_HOME": str(proj.cargo_home),
         "CARGO_TARGET_DIR": str(proj.target_dir),
     }

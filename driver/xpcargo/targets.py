@@ -57,20 +57,23 @@ def env_key(triple: str) -> str:
     return triple.replace("-", "_").replace(".", "_").upper()
 
 
-def toolchain_environment(spec: TargetSpec) -> dict[str, str]:
+def toolchain_environment(spec: TargetSpec, host: TargetSpec | None = None) -> dict[str, str]:
     """The conventional variables for ``spec``, in the forms that Cargo, the cc crate and pkg-config read.
 
-    The host's own tools are named too, whatever the target: Cargo applies the host triple's settings to build
-    scripts, and a variable that came and went with the target would make every build script stale whenever
-    the target changes.
+    The host's tools (``host``, the entry for HOST_TRIPLE) are named too, whatever the target: Cargo applies the
+    host triple's settings to build scripts, and variables that came and went with the target would make every
+    build script stale whenever the target changes.
     """
+    env = _tool_variables(host) if host is not None and host.triple != spec.triple else {}
+    env.update(_tool_variables(spec))
+    env.update(spec.env)
+    return env
+
+
+def _tool_variables(spec: TargetSpec) -> dict[str, str]:
     lower = spec.triple.replace("-", "_").replace(".", "_")
     upper = env_key(spec.triple)
     env = {
-        f"CC_{HOST_TRIPLE.replace('-', '_')}": "gcc",
-        f"CXX_{HOST_TRIPLE.replace('-', '_')}": "g++",
-        f"AR_{HOST_TRIPLE.replace('-', '_')}": "ar",
-        f"CARGO_TARGET_{env_key(HOST_TRIPLE)}_LINKER": "gcc",
         f"CC_{lower}": spec.cc,
         f"CXX_{lower}": spec.cxx,
         f"AR_{lower}": spec.ar,
@@ -82,7 +85,6 @@ def toolchain_environment(spec: TargetSpec) -> dict[str, str]:
         env[f"PKG_CONFIG_LIBDIR_{lower}"] = ":".join(spec.pkg_config_libdir)
         # pkg-config-rs refuses to answer for a foreign target unless told that the libdir is the target's.
         env[f"PKG_CONFIG_ALLOW_CROSS_{lower}"] = "1"
-    env.update(spec.env)
     return env
 
 
@@ -90,7 +92,7 @@ def passthrough_environment(
     host: Mapping[str, str], spec: TargetSpec, extra_names: Iterable[str] = ()
 ) -> dict[str, str]:
     """The host variables that cross into the container: Cargo's own, rustc's flags, and what the project names."""
-    own = toolchain_environment(spec)
+    own = _tool_variables(spec)
     wanted = set(extra_names) | set(spec.passthrough)
     passed: dict[str, str] = {}
     for name, value in host.items():

@@ -12,6 +12,7 @@ from xpcargo.targets import env_key, passthrough_environment, toolchain_environm
 
 X86_64 = "x86_64-unknown-linux-gnu"
 AARCH64 = "aarch64-unknown-linux-gnu"
+I686 = "i686-unknown-linux-gnu"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def test_env_key() -> None:
 
 def test_toolchain_environment_for_aarch64(shipped: config.Toolchains) -> None:
     spec = shipped.target(AARCH64)
-    env = toolchain_environment(spec)
+    env = toolchain_environment(spec, shipped.target(X86_64))
     assert env["CC_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-gcc"
     assert env["CXX_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-g++"
     assert env["AR_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-ar"
@@ -37,9 +38,22 @@ def test_toolchain_environment_for_aarch64(shipped: config.Toolchains) -> None:
         "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig"
     )
     assert env["PKG_CONFIG_ALLOW_CROSS_aarch64_unknown_linux_gnu"] == "1"
-    # Nothing names the host's compiler or another target.
-    assert not any("x86_64" in name or "X86_64" in name for name in env)
+    # The host's tools are named too (build scripts are host units), and no other target's.
+    assert env["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER"] == "gcc"
+    assert env["CC_x86_64_unknown_linux_gnu"] == "gcc"
+    assert not any("i686" in name or "I686" in name for name in env)
     assert "CC" not in env
+
+
+def test_host_variables_do_not_change_with_the_target(shipped: config.Toolchains) -> None:
+    """Cargo fingerprints build scripts with the host triple's settings: they must not come and go with --target."""
+
+    def host_part(triple: str) -> dict[str, str]:
+        env = toolchain_environment(shipped.target(triple), shipped.target(X86_64))
+        return {name: value for name, value in env.items() if "x86_64" in name.lower()}
+
+    assert host_part(AARCH64) == host_part(X86_64) == host_part(I686)
+    assert host_part(AARCH64)
 
 
 def test_toolchain_environment_for_x86_64_has_no_runner(shipped: config.Toolchains) -> None:
