@@ -1,0 +1,289 @@
+"""The container session around a Cargo command: who owns what it writes, what happens on Ctrl-C and SIGTERM, the
+fetch step and CARGO_HOME, where artifacts go, what the project's xpcargo.toml adds, and other Cargo commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import (
+    AARCH64,
+    FIXTURES,
+    SESSION_LABEL,
+    X86_64,
+    Cli,
+    Result,
+    Workspace,
+    assert_elf_for,
+    copy_fixture,
+    managed_containers,
+    run_cli,
+    single_error_line,
+    start_cli,
+)
+
+pytestmark = pytest.mark.engine
+
+UNPRIVILEGED_UID = 4242
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+
+
+# --- Ownership ----------------------------------------------------------------------------------------------------
+
+
+def _owners(*roots: Path) -> dict[Path, int]:
+    found: dict[Path, int] = {}
+    for root in roots:
+        found[root] = root.lstat().st_uid
+        for directory, names, files in os.walk(root):
+            for name in [*names, *files]:
+                path = Path(directory) / name
+                found[path] = path.lstat().st_uid
+    return found
+
+
+@pytest.fixture
+def unprivileged_dir() -> Iterator[Path]:
+    """A directory the unprivileged uid can reach: pytest's own tmp dirs are private to the user running pytest."""
+    path = Path(tempfile.mkdtemp(prefix="xpcargo-uid-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_container_runs_as_the_invoking_user(xpcargo: Cli, unprivileged_dir: Path) -> None:
+    """Nothing the build writes (target dir, CARGO_HOME) belongs to root when an ordinary user builds."""
+    if os.getuid() == 0:
+        if not DOCKER_SOCKET.is_socket() or shutil.which("setpriv") is None:
+            pytest.skip("running as root needs setpriv and a local docker.sock to build as an unprivileged user")
+        uid, gid = UNPRIVILEGED_UID, DOCKER_SOCKET.stat().st_gid
+        prefix: tuple[str, ...] = ("setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups")
+    else:
+        uid, gid, prefix = os.getuid(), os.getgid(), ()
+
+    home, cache = unprivileged_dir / "home", unprivileged_dir / "cache"
+    cargo_home = home / ".cargo"
+    cargo_home.mkdir(parents=True)
+    cache.mkdir()
+    project = unprivileged_dir / "zlib-sys"
+    shutil.copytree(FIXTURES / "zlib-sys", project, ignore=shutil.ignore_patterns("target"))
+    env: dict[str, str | None] = {
+        "HOME": str(home),
+        "XPCARGO_CACHE_DIR": str(cache),
+        "CARGO_HOME": None,  # the default, $HOME/.cargo
+        "USER": "xpcargo-test",
+    }
+    for path in _owners(unprivileged_dir):
+        os.chown(path, uid, gid, follow_symlinks=False)
+
+    result = run_cli(["build", "--target", X86_64], cwd=project, env=env, prefix=prefix)
+    assert result.code == 0, result
+    assert_elf_for(project / "target" / X86_64 / "debug" / "zlib-roundtrip", X86_64)
+    assert list((cargo_home / "registry" / "cache").glob("*/libz-sys-*.crate")), "nothing was fetched"
+
+    owners = _owners(project / "target", cargo_home)
+    assert len(owners) > 100, "the walk found too little to mean anything"
+    by_root = sorted(str(path) for path, owner in owners.items() if owner == 0)
+    assert not by_root, f"{len(by_root)} files owned by root, e.g. {by_root[:5]}"
+    others = sorted(str(path) for path, owner in owners.items() if owner != uid)
+    assert not others, f"files not owned by uid {uid}: {others[:5]}"
+
+
+# --- Signals ------------------------------------------------------------------------------------------------------
+
+
+SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
+
+
+def interrupt_shell(xpcargo: Cli, project: Path, signum: signal.Signals) -> tuple[Result, float, str]:
+    """Start `xpcargo shell -- sleep 600` in its own process group, signal the group once its container runs.
+
+    Returns the result, the seconds from the signal to the exit, and the container's session label.
+    """
+    argv = [sys.executable, "-m", "xpcargo", "shell", "--target", X86_64, "--", "sleep", "600"]
+    process = start_cli(argv, cwd=project, env=xpcargo.env, new_session=True)
+    label = f"{SESSION_LABEL}=build:{process.pid}"
+    try:
+        deadline = time.monotonic() + 120
+        while not managed_containers(label):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                stdout, stderr = process.communicate()
+                pytest.fail(f"no container labelled {label} appeared (exit {process.returncode}):\n{stdout}\n{stderr}")
+            time.sleep(0.2)
+        time.sleep(0.5)  # let `sleep 600` start inside it
+        sent = time.monotonic()
+        os.killpg(process.pid, signum)
+        stdout, stderr = process.communicate(timeout=60)
+        elapsed = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    result = Result(argv=tuple(argv), cwd=project, code=process.returncode, stdout=stdout, stderr=stderr)
+    return result, elapsed, label
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_signal_stops_promptly_and_removes_the_container(
+    workspace: Workspace, xpcargo: Cli, signum: signal.Signals
+) -> None:
+    result, elapsed, label = interrupt_shell(xpcargo, workspace.crate("seed-codegen").project, signum)
+    assert result.code == 130, result
+    assert elapsed < 20, f"took {elapsed:.1f}s to stop{result}"
+    assert "Traceback" not in result.stderr, result
+    assert not managed_containers(label), f"the container labelled {label} is still there"
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_signal_is_reported_in_one_error_line(workspace: Workspace, xpcargo: Cli, signum: signal.Signals) -> None:
+    result, _, _ = interrupt_shell(xpcargo, workspace.crate("seed-codegen").project, signum)
+    line = single_error_line(result)
+    assert "nothing was left running" in line, result
+    assert [text for text in result.stderr_lines if text.strip()] == [line], result
+
+
+# --- Fetch step and CARGO_HOME ------------------------------------------------------------------------------------
+
+
+def test_warm_build_skips_the_fetch_step(workspace: Workspace, xpcargo: Cli, cargo_home: Path) -> None:
+    crate = workspace.crate("zlib-sys")
+    first_time = X86_64 not in crate.builds
+    workspace.built("zlib-sys", X86_64)
+    if first_time:
+        assert "Fetching" in crate.builds[X86_64].stderr, crate.builds[X86_64]
+
+    again = xpcargo(["build", "--target", X86_64], cwd=crate.project)
+    assert again.code == 0, again
+    assert "Fetching" not in again.stderr, again
+    assert "Downloaded" not in again.stderr, again
+    # The crates were downloaded into the host's CARGO_HOME, which the container mounts at the same path.
+    crates = sorted(path.name for path in (cargo_home / "registry" / "cache").glob("*/*.crate"))
+    assert "libz-sys-1.1.31.crate" in crates, crates
+    assert any(name.startswith("cc-") for name in crates), crates
+
+
+def test_changed_manifest_fetches_again(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    first = xpcargo(["build", "--target", X86_64], cwd=project)
+    assert first.code == 0, first
+    assert "Fetching" in first.stderr, first
+    manifest = project / "Cargo.toml"
+    manifest.write_text(manifest.read_text(encoding="utf-8") + "\n[features]\nextra = []\n", encoding="utf-8")
+    changed = xpcargo(["build", "--target", X86_64], cwd=project)
+    assert changed.code == 0, changed
+    assert "Fetching" in changed.stderr, changed
+
+
+def test_switching_targets_does_not_rebuild(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    for triple in (X86_64, AARCH64):
+        first = xpcargo(["build", "--target", triple], cwd=project)
+        assert first.code == 0, first
+    again = xpcargo(["build", "--target", X86_64], cwd=project)
+    assert again.code == 0, again
+    assert "Compiling" not in again.stderr, f"nothing changed, yet Cargo rebuilt:{again}"
+
+
+# --- Where artifacts go -------------------------------------------------------------------------------------------
+
+
+def _assert_built_into(result: Result, target_dir: Path, project: Path) -> None:
+    assert result.code == 0, result
+    assert_elf_for(target_dir / X86_64 / "debug" / "hello-generated", X86_64)
+    assert not (project / "target").exists(), f"{project / 'target'} was created as well"
+
+
+def test_cargo_target_dir_variable(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, xpcargo: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    target_dir = tmp_path / "elsewhere" / "env-target"
+    result = xpcargo(["build", "--target", X86_64], cwd=project, env={"CARGO_TARGET_DIR": str(target_dir)})
+    _assert_built_into(result, target_dir, project)
+
+
+def test_target_dir_option(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    result = xpcargo(["build", "--target", X86_64, "--target-dir", "option-target"], cwd=project)
+    _assert_built_into(result, project / "option-target", project)
+
+
+def test_target_dir_in_cargo_config(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    (project / ".cargo").mkdir()
+    (project / ".cargo" / "config.toml").write_text('[build]\ntarget-dir = "../config-target"\n', encoding="utf-8")
+    result = xpcargo(["build", "--target", X86_64], cwd=project)
+    _assert_built_into(result, project.parent / "config-target", project)
+
+
+def test_path_dependency_outside_the_workspace(workspace: Workspace) -> None:
+    crate = workspace.built("path-dep", X86_64)
+    assert_elf_for(crate.artifact(X86_64), X86_64)
+    generated = list((crate.target_dir / X86_64 / "debug" / "build").glob("outside-*/out/generated.rs"))
+    assert len(generated) == 1, generated
+    assert f"built for {X86_64}" in generated[0].read_text(encoding="utf-8")
+    assert not (crate.root / "outside" / "target").exists()
+
+
+# --- The project's xpcargo.toml -----------------------------------------------------------------------------------
+
+
+def test_project_env_passthrough_and_mounts(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, xpcargo: Cli
+) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    shared = tmp_path / "shared data"
+    shared.mkdir()
+    (shared / "note.txt").write_text("a file from the host\n", encoding="utf-8")
+    (project / "xpcargo.toml").write_text(
+        f'[target.{X86_64}]\nenv = {{ GREETING = "hi" }}\npassthrough = ["MY_VAR"]\nmounts = ["{shared}"]\n',
+        encoding="utf-8",
+    )
+    script = (
+        'echo $GREETING $MY_VAR; echo "${NOT_PASSED:-unset}"; cat "$1"/note.txt; touch "$1"/x 2>/dev/null || echo ro'
+    )
+    result = xpcargo(
+        ["shell", "--target", X86_64, "--", "sh", "-c", script, "sh", str(shared)],
+        cwd=project,
+        env={"MY_VAR": "from-host", "NOT_PASSED": "secret"},
+    )
+    assert result.code == 0, result
+    assert result.stdout_lines == ["hi from-host", "unset", "a file from the host", "ro"], result
+    assert not (shared / "x").exists()
+
+
+# --- Other Cargo commands -----------------------------------------------------------------------------------------
+
+
+def test_clippy_for_aarch64(workspace: Workspace, xpcargo: Cli) -> None:
+    crate = workspace.crate("seed-codegen")
+    result = xpcargo(["clippy", "--target", AARCH64, "--", "-D", "warnings"], cwd=crate.project)
+    assert result.code == 0, result
+    assert "Finished" in result.stderr, result
+    assert list((crate.target_dir / AARCH64 / "debug").glob("**/*.rmeta")), "clippy checked nothing"
+
+
+def test_doc_for_aarch64(workspace: Workspace, xpcargo: Cli) -> None:
+    crate = workspace.crate("seed-codegen")
+    result = xpcargo(["doc", "--target", AARCH64, "--no-deps"], cwd=crate.project)
+    assert result.code == 0, result
+    index = crate.target_dir / AARCH64 / "doc" / "hello_generated" / "index.html"
+    assert index.is_file(), result
+    assert "hello_generated" in index.read_text(encoding="utf-8")
+
+
+def test_shell_passes_the_exit_code_through(xpcargo: Cli, workspace: Workspace) -> None:
+    crate = workspace.crate("seed-codegen")
+    script = "echo out; echo err >&2; exit 3"
+    result = xpcargo(["shell", "--target", X86_64, "--", "sh", "-c", script], cwd=crate.project)
+    assert result.code == 3, result
+    assert result.stdout == "out\n", result
+    assert result.stderr == "err\n", result
