@@ -28,7 +28,6 @@ from xpcargo.project import CargoArgs, Project
 from xpcargo.session import Session, SessionPlan, open_session
 from xpcargo.ui import Reporter, binary_writer
 
-CARGO_COMMANDS = ("build", "check", "test", "run", "doc", "clippy", "bench")
 # Cargo says this when an offline build finds a crate missing from CARGO_HOME (someone cleaned the cache).
 _OFFLINE_MISS = ("--offline was specified", "attempting to make an HTTP request, but --offline")
 _LINK_SEARCH_KINDS = ("native=", "dependency=", "crate=", "framework=", "all=")

@@ -299,12 +299,6 @@ class Engine:
 
         self._call(f"remove container {container_id[:12]}", remove)
 
-    def list_containers(self, label: str = MANAGED_LABEL) -> list[str]:
-        raw = self._call(
-            "list containers", lambda: self._client.api.containers(all=True, filters={"label": f"{label}=true"})
-        )
-        return [str(item["Id"]) for item in raw]
-
     @contextmanager
     def container(self, spec: ContainerSpec) -> Iterator[str]:
         """A container that lives exactly as long as the ``with`` block, whatever ends it."""
