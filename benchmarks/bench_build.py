@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -35,6 +34,17 @@ def timed(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) 
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def peak_rss_mib(argv: Sequence[str], *, cwd: Path) -> float:
+    """Peak resident memory of ``argv`` and its children, measured by a fresh process whose only child it is."""
+    probe = (
+        "import resource, subprocess, sys; "
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    printed = subprocess.run([sys.executable, "-c", probe, *argv], cwd=cwd, check=True, capture_output=True).stdout
+    return int(printed) / 1024
 
 
 def median_of(runs: int, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) -> float:
@@ -74,8 +84,9 @@ def container_environment(target: str, project: Path) -> dict[str, str]:
     return variables
 
 
-def docker_exec_baseline(target: str, project: Path, runs: int) -> tuple[float, float]:
-    """The same no-op through `docker exec` into a running container, and through `docker run --rm`."""
+def docker_exec_baseline(target: str, project: Path, runs: int) -> tuple[float, float, float]:
+    """The same no-op through `docker exec` into a running container (time and the CLI's peak memory), and
+    through `docker run --rm`."""
     image = image_of(target, project)
     env = container_environment(target, project)
     home = Path(env["CARGO_HOME"])
@@ -92,10 +103,11 @@ def docker_exec_baseline(target: str, project: Path, runs: int) -> tuple[float, 
     ).stdout.strip()
     try:
         exec_time = median_of(runs, ["docker", "exec", container, *cargo], cwd=project)
+        exec_memory = peak_rss_mib(["docker", "exec", container, *cargo], cwd=project)
     finally:
         subprocess.run(["docker", "rm", "-f", container], check=True, capture_output=True)
     run_time = median_of(runs, ["docker", "run", "--rm", *common, image, *cargo], cwd=project)
-    return exec_time, run_time
+    return exec_time, run_time, exec_memory
 
 
 def main() -> None:
@@ -117,15 +129,14 @@ def main() -> None:
         build = xpcargo("build", "--target", options.target)
         timed(build, cwd=project)  # the real build, and the fetch step; everything after is a no-op
         warm = median_of(options.runs, build, cwd=project)
-        exec_time, run_time = docker_exec_baseline(options.target, project, options.runs)
+        exec_time, run_time, exec_memory = docker_exec_baseline(options.target, project, options.runs)
         print(f"warm no-op `xpcargo build`:            {warm:8.3f} s")
         print(f"  baseline `docker exec` cargo build:   {exec_time:8.3f} s   ratio {warm / exec_time:5.1f}x")
         print(f"  reference `docker run --rm` cargo:    {run_time:8.3f} s   ratio {warm / run_time:5.1f}x")
 
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        timed(build, cwd=project)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        print(f"peak RSS of xpcargo (no-op build):      {max(peak, before) / 1024:8.1f} MiB")
+        memory = peak_rss_mib(build, cwd=project)
+        print(f"peak RSS of xpcargo (no-op build):      {memory:8.1f} MiB")
+        print(f"  baseline `docker exec` CLI:           {exec_memory:8.1f} MiB   ratio {memory / exec_memory:5.1f}x")
 
         help_time = median_of(options.runs, xpcargo("--help"), cwd=project)
         python_time = median_of(options.runs, [sys.executable, "-c", "pass"], cwd=project)
