@@ -130,17 +130,11 @@ def ensure_image(engine: Engine, spec: TargetSpec, *, cache: Path, reporter: Rep
     plan = plan_for(spec)
     if engine.image_exists(plan.reference):
         return plan.reference
-    with _build_lock(cache, plan):
+    with _lock(cache, plan.digest, blocking=True):
         # Another xpcargo (a parallel CI job) may have built it while this one waited for the lock.
         if not engine.image_exists(plan.reference):
             build_image(engine, plan, cache=cache, reporter=reporter)
     return plan.reference
-
-
-@contextmanager
-def _build_lock(cache: Path, plan: ImagePlan) -> Iterator[None]:
-    with _lock(cache, plan.digest, blocking=True):
-        yield
 
 
 @contextmanager
