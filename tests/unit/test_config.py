@@ -20,12 +20,6 @@ RISCV = "riscv64gc-unknown-linux-gnu"
 AARCH64_IMAGE_VAR = "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_IMAGE"
 
 
-@pytest.fixture(scope="module")
-def shipped() -> config.Toolchains:
-    # An empty environ: XPCARGO_TOOLCHAINS on the developer's machine must not change what is tested.
-    return load_toolchains(environ={})
-
-
 def _entry(**changes: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "recipe": "trixie-rust",

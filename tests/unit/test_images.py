@@ -17,11 +17,6 @@ AARCH64 = "aarch64-unknown-linux-gnu"
 
 
 @pytest.fixture(scope="module")
-def shipped() -> config.Toolchains:
-    return config.load_toolchains(environ={})
-
-
-@pytest.fixture(scope="module")
 def recipe() -> config.ImageRecipe:
     return config.load_recipe("trixie-rust")
 

@@ -15,11 +15,6 @@ AARCH64 = "aarch64-unknown-linux-gnu"
 I686 = "i686-unknown-linux-gnu"
 
 
-@pytest.fixture(scope="module")
-def shipped() -> config.Toolchains:
-    return config.load_toolchains(environ={})
-
-
 def test_env_key() -> None:
     assert env_key(AARCH64) == "AARCH64_UNKNOWN_LINUX_GNU"
     assert env_key("thumbv7em-none-eabihf") == "THUMBV7EM_NONE_EABIHF"
