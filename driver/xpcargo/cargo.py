@@ -387,6 +387,8 @@ def run(
     write_stderr = write_stderr or binary_writer(sys.stderr)
     image = images.ensure_image(engine, plan.spec, cache=resources.cache_dir(environ), reporter=reporter)
     write_overrides_file(plan)
+    if not refetched:
+        _warn_about_toolchain_file(plan, reporter)
 
     metadata = _load_metadata(plan, _fingerprint(plan, image))
     if metadata is None and not plan.parsed.offline:
@@ -438,6 +440,21 @@ def run(
     elif metadata is not None:
         _keep_report(plan, reader, metadata, success=code == 0 and reader.finished is not False, reporter=reporter)
     return code
+
+
+def _warn_about_toolchain_file(plan: CargoPlan, reporter: Reporter) -> None:
+    """rustup's toolchain file means nothing in the image, which has one pinned Rust: say so when they differ."""
+    requested = plan.project.requested_toolchain()
+    if requested is None or plan.spec.image:
+        return
+    path, channel = requested
+    upstream = images.plan_for(plan.spec).rust_version.split("+", 1)[0]
+    if channel in ("stable", upstream) or upstream.startswith(f"{channel}."):
+        return
+    reporter.warn(
+        f"{path.name} asks for Rust `{channel}`; the {plan.triple} image builds with Rust {upstream} "
+        "(rustup toolchain files are not read in the container)"
+    )
 
 
 def _keep_report(

@@ -16,7 +16,7 @@ from typing import Any
 
 from xpcargo.config import read_toml
 from xpcargo.engine import Mount
-from xpcargo.errors import ProjectError
+from xpcargo.errors import ConfigError, ProjectError
 
 _DEPENDENCY_TABLES = (
     "dependencies",
@@ -99,6 +99,26 @@ class Project:
     outside_paths: tuple[Path, ...]
     cargo_config_files: tuple[Path, ...]
     manifests: tuple[Path, ...]
+
+    def requested_toolchain(self) -> tuple[Path, str] | None:
+        """The channel a rustup toolchain file asks for (rustup looks from the working directory up), if any."""
+        for directory in (self.cwd, *self.cwd.parents):
+            for name in ("rust-toolchain.toml", "rust-toolchain"):
+                path = directory / name
+                if not path.is_file():
+                    continue
+                text = path.read_text(encoding="utf-8", errors="replace").strip()
+                # The old `rust-toolchain` may hold just the channel; otherwise `channel = "..."` in [toolchain].
+                legacy = name == "rust-toolchain" and "\n" not in text and not text.startswith("[") and "=" not in text
+                channel: object = text if legacy else None
+                if not legacy:
+                    try:
+                        table = read_toml(path).get("toolchain", {})
+                    except ConfigError:
+                        return None
+                    channel = table.get("channel") if isinstance(table, dict) else None
+                return (path, channel) if isinstance(channel, str) and channel else None
+        return None
 
     def fingerprint(self, *extra: str) -> str:
         """Changes whenever the set of packages Cargo needs may change: then xpcargo fetches again."""
