@@ -24,7 +24,8 @@ from xpcargo.errors import ImageBuildError
 if TYPE_CHECKING:
     from xpcargo.images import ImagePlan
 
-_ATTEMPTS = 4
+# A mirror sync takes minutes; with waits of 4, 8, 16, 32 and 64 s, six tries span about two minutes.
+_ATTEMPTS = 6
 _MIRROR_TROUBLE = re.compile(
     r"Hash Sum mismatch|unexpected size|Mirror sync in progress|Failed to fetch|Temporary failure|"
     r"Could not (resolve|connect)|Connection (failed|timed out|reset|refused)|Unable to connect|"
@@ -50,7 +51,7 @@ def _retrying(on_retry: Callable[[str], None], what: str) -> object:
 
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(_ATTEMPTS),
-        wait=tenacity.wait_exponential(multiplier=float(os.environ.get("XPCARGO_RETRY_WAIT", "4")), max=60),
+        wait=tenacity.wait_exponential(multiplier=float(os.environ.get("XPCARGO_RETRY_WAIT", "4")), max=120),
         retry=tenacity.retry_if_exception_type(_TransientMirrorError),
         before_sleep=before_sleep,
         reraise=True,
@@ -193,7 +194,11 @@ def bootstrap(
         raise ImageBuildError(
             f"image build for {plan.target} failed at step `bootstrap` "
             f"(mmdebstrap exit {process.returncode}): {quoted}",
-            hint="check the target's packages and the project's extra-packages; apt's words are quoted above",
+            hint=(
+                "the pinned Rust left the mirror: update rust.version and the std hashes (images/README.md)"
+                if "was not found" in quoted and "Version '" in quoted
+                else "check the target's packages and the project's extra-packages; apt's words are quoted above"
+            ),
         )
 
     try:
