@@ -29,7 +29,7 @@ _ATTEMPTS = 6
 _MIRROR_TROUBLE = re.compile(
     r"Hash Sum mismatch|unexpected size|Mirror sync in progress|Failed to fetch|Temporary failure|"
     r"Could not (resolve|connect)|Connection (failed|timed out|reset|refused)|Unable to connect|"
-    r"\b50[0-9] [A-Z][a-z]+|Undetermined Error|Clearsigned file isn't valid|does not have a Release file"
+    r"\b50[0-9] +[A-Z][a-z]+|Undetermined Error|Clearsigned file isn't valid|does not have a Release file"
 )
 
 

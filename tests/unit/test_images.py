@@ -225,3 +225,22 @@ def test_mmdebstrap_command_quotes_paths_with_spaces(
     command = debian.mmdebstrap_command(plan, tmp_path / "r.tar", std_deb=std_deb, deb_cache=cache)
     assert f"--customize-hook=upload '{std_deb}' /tmp/xpcargo-std.deb" in command
     assert f"--setup-hook=sync-in '{cache}' /var/cache/apt/archives/" in command
+
+
+@pytest.mark.parametrize(
+    ("line", "transient"),
+    [
+        (
+            "E: Failed to fetch http://deb.debian.org/debian/dists/trixie/main/binary-amd64/Packages.xz  File has "
+            "unexpected size (9436656 != 9437612). Mirror sync in progress? [IP: 1.2.3.4 80]",
+            True,
+        ),
+        ("Err:7 http://deb.debian.org/debian trixie/main amd64 gcc amd64 4:14.2.0-1  503  Service Unavailable", True),
+        ("E: Failed to fetch http://deb.debian.org/debian/pool/main/g/gcc.deb  Hash Sum mismatch", True),
+        ("Get:12 http://deb.debian.org/debian trixie/main amd64 libgcc-s1 amd64 14.2.0-19 [503 kB]", False),
+        ("E: Unable to locate package xpcargo-no-such-package", False),
+        ("E: Version '9.9' for 'rustc-web' was not found", False),
+    ],
+)
+def test_mirror_trouble_is_told_from_a_real_error(line: str, transient: bool) -> None:
+    assert bool(debian._MIRROR_TROUBLE.search(line)) is transient
