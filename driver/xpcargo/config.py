@@ -97,6 +97,11 @@ class Toolchains:
             raise unknown_target(triple, self.targets) from None
 
 
+def env_key(triple: str) -> str:
+    """The form of a triple that Cargo uses in variable names: `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER`."""
+    return triple.replace("-", "_").replace(".", "_").upper()
+
+
 def unknown_target(triple: str, known: Mapping[str, object]) -> UnknownTargetError:
     names = sorted(known)
     close = difflib.get_close_matches(triple, names, n=1, cutoff=0.6)
@@ -453,7 +458,7 @@ def resolve_target(
     spec = _apply(spec, project.build)
     if own is not None:
         spec = _apply(spec, own)
-    image_from_env = environ.get(f"XPCARGO_TARGET_{triple.replace('-', '_').replace('.', '_').upper()}_IMAGE")
+    image_from_env = environ.get(f"XPCARGO_TARGET_{env_key(triple)}_IMAGE")
     if image_from_env:
         spec = replace(spec, image=image_from_env)
     return spec

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from xpcargo.config import TargetSpec
+from xpcargo.config import TargetSpec, env_key
 
 # The images are amd64 root filesystems: build scripts and proc-macros are built for, and run on, this triple.
 HOST_TRIPLE = "x86_64-unknown-linux-gnu"
@@ -50,11 +50,6 @@ _HOST_ONLY = frozenset(
         "CARGO_MAKEFLAGS",
     }
 )
-
-
-def env_key(triple: str) -> str:
-    """The form of a triple that Cargo uses in variable names: `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER`."""
-    return triple.replace("-", "_").replace(".", "_").upper()
 
 
 def toolchain_environment(spec: TargetSpec, host: TargetSpec | None = None) -> dict[str, str]:

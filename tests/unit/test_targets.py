@@ -8,7 +8,8 @@ from types import MappingProxyType
 import pytest
 
 from xpcargo import config
-from xpcargo.targets import env_key, passthrough_environment, toolchain_environment
+from xpcargo.config import env_key
+from xpcargo.targets import passthrough_environment, toolchain_environment
 
 X86_64 = "x86_64-unknown-linux-gnu"
 AARCH64 = "aarch64-unknown-linux-gnu"
