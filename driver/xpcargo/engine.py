@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from xpcargo.errors import EngineError, EngineUnavailableError
+from xpcargo.errors import EngineError, EngineUnavailableError, XpcargoError
 
 if TYPE_CHECKING:
     import docker
@@ -112,12 +112,14 @@ class Engine:
     @classmethod
     def connect(cls, environ: Mapping[str, str] = os.environ) -> Engine:
         import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
-        import docker.errors  # noqa: PLC0415
 
         host = _default_host(environ)
         try:
+            # Negotiating the API version is the first request, so this is also the check that the engine is there.
             client = docker.from_env(environment=dict(environ), timeout=_CONTROL_TIMEOUT)
-            version = _retry(client.api.version, attempts=2)["ApiVersion"]
+            version = client.api.api_version
+        except XpcargoError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the SDK raises a zoo of types for "not there"
             raise EngineUnavailableError(
                 f"cannot reach the Docker engine at {host}: {_describe(exc)}",
