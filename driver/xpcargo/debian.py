@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from xpcargo.errors import ImageBuildError
 
 if TYPE_CHECKING:
+    import tenacity
+
     from xpcargo.images import ImagePlan
 
 # A mirror sync takes minutes; with waits of 4, 8, 16, 32 and 64 s, six tries span about two minutes.
@@ -41,7 +43,7 @@ class _TransientMirrorError(Exception):
         self.message = message
 
 
-def _retrying(on_retry: Callable[[str], None], what: str) -> object:
+def _retrying(on_retry: Callable[[str], None], what: str) -> tenacity.Retrying:
     import tenacity  # noqa: PLC0415
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -99,7 +101,7 @@ def fetch_pool_file(url: str, sha256: str, cache: Path, *, on_retry: Callable[[s
         partial.replace(destination)
 
     try:
-        _retrying(on_retry, "Rust std download")(download)  # type: ignore[operator]
+        _retrying(on_retry, "Rust std download")(download)
     except _TransientMirrorError as exc:
         raise ImageBuildError(
             f"image build failed at step `Rust std download` after {_ATTEMPTS} tries: {exc.message}",
@@ -197,12 +199,12 @@ def bootstrap(
             hint=(
                 "the pinned Rust left the mirror: update rust.version and the std hashes (images/README.md)"
                 if "was not found" in quoted and "Version '" in quoted
-                else "check the target's packages and the project's extra-packages; apt's words are quoted above"
+                else "check the target's packages and the project's extra-packages; the message quotes apt"
             ),
         )
 
     try:
-        _retrying(on_retry, "bootstrap")(run)  # type: ignore[operator]
+        _retrying(on_retry, "bootstrap")(run)
     except _TransientMirrorError as exc:
         raise ImageBuildError(
             f"image build for {plan.target} failed at step `bootstrap` after {_ATTEMPTS} tries; "
