@@ -1,0 +1,40 @@
+"""An installed wheel carries the toolchain table and the image recipes, and finds them without the source tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_finds_its_toolchains_and_recipes(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", tmp_path, REPO],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("xpcargo-*.whl")
+    installed = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(installed)
+
+    # A fresh interpreter that sees only the unpacked wheel for xpcargo (its dependencies come from this venv).
+    probe = (
+        "import xpcargo.config as c, xpcargo.resources as r; "
+        "t = c.load_toolchains(environ={}); "
+        "print(r.toolchains_file()); print(c.load_recipe(t.target('aarch64-unknown-linux-gnu').recipe).source)"
+    )
+    printed = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(installed)!r}); {probe}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    ).stdout.split()
+    assert printed == [
+        str(installed / "xpcargo" / "data" / "toolchains.yaml"),
+        str(installed / "xpcargo" / "data" / "images" / "trixie-rust.yaml"),
+    ]
