@@ -105,6 +105,11 @@ class RustcFlagsError(ValueError):
     """``rustc-flags`` holds something other than ``-l``/``-L`` flags."""
 
 
+# Keys of `[target.<triple>]` in Cargo's config that are the target's settings; every other table there is a
+# `links` override.
+TARGET_SETTING_KEYS = frozenset({"ar", "linker", "runner", "rustflags", "rustdocflags"})
+
+
 def split_rustc_flags(value: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Split a ``rustc-flags`` value into (search paths, libraries) the way Cargo does.
 

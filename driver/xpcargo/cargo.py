@@ -17,11 +17,13 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from xpcargo import config, images, project, report, resources, targets
+from xpcargo.buildscript import RustcFlagsError, split_rustc_flags
 from xpcargo.engine import Engine, Mount
 from xpcargo.errors import ConfigError, ProjectError, ReportError
 from xpcargo.project import CargoArgs, Project
@@ -159,12 +161,9 @@ def _override_paths(overrides: Mapping[str, Mapping[str, Any]]) -> list[Path]:
                 if key == "rustc-link-search":
                     found.append(_without_kind(item))
                 elif key == "rustc-flags":
-                    words = item.split()
-                    for index, word in enumerate(words):
-                        if word == "-L" and index + 1 < len(words):
-                            found.append(_without_kind(words[index + 1]))
-                        elif word.startswith("-L") and len(word) > 2:
-                            found.append(_without_kind(word[2:]))
+                    # Malformed flags are Cargo's to report; they name no path to mount.
+                    with suppress(RustcFlagsError):
+                        found += [_without_kind(path) for path in split_rustc_flags(item)[0]]
                 else:
                     found.append(item)
     return [Path(os.path.normpath(path)) for path in found if Path(path).is_absolute()]

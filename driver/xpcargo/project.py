@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from xpcargo.buildscript import TARGET_SETTING_KEYS
 from xpcargo.config import read_toml
 from xpcargo.engine import Mount
 from xpcargo.errors import ConfigError, ProjectError
@@ -25,8 +26,6 @@ _DEPENDENCY_TABLES = (
     "dev_dependencies",
     "build_dependencies",
 )
-# Keys of `[target.<triple>]` in Cargo's config that are settings, not `links` overrides.
-_TARGET_CONFIG_KEYS = frozenset({"linker", "runner", "rustflags", "rustdocflags", "ar"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,7 +148,7 @@ class Project:
             overrides = {
                 links: override
                 for links, override in table.items()
-                if links not in _TARGET_CONFIG_KEYS and isinstance(override, dict)
+                if links not in TARGET_SETTING_KEYS and isinstance(override, dict)
             }
             merged = merge_links_overrides(merged, overrides)
         return MappingProxyType({name: MappingProxyType(values) for name, values in merged.items()})

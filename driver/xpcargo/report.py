@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
-from xpcargo.buildscript import RustcFlagsError, dependent_metadata, envify, parse, split_rustc_flags
+from xpcargo.buildscript import (
+    TARGET_SETTING_KEYS,
+    RustcFlagsError,
+    dependent_metadata,
+    envify,
+    parse,
+    split_rustc_flags,
+)
 from xpcargo.errors import ReportError
 
 SCHEMA_VERSION = 1
@@ -41,8 +48,6 @@ _PACKAGE_FIELDS = (
 )
 _REPORT_FIELDS = ("schema_version", "target", "profile", "success", "packages")
 
-# Keys of `[target.<triple>]` that are target settings, not `links` names (Cargo skips them the same way).
-_TARGET_SETTINGS = frozenset({"ar", "linker", "runner", "rustflags", "rustdocflags"})
 # Override keys that are neither metadata nor part of the report. Cargo refuses `warning` and the `rerun-if-*` keys
 # (the book says they are ignored); `rustc-link-arg-bin` is missing on purpose: Cargo takes it as metadata there.
 _OVERRIDE_NOT_METADATA = frozenset(
@@ -136,7 +141,7 @@ def collect(
                 hint="read `cargo metadata` from the workspace that was built",
             )
         links = package.get("links")
-        override = links_overrides.get(links) if links is not None and links not in _TARGET_SETTINGS else None
+        override = links_overrides.get(links) if links is not None and links not in TARGET_SETTING_KEYS else None
         # Target overrides replace only the target's unit; a host-only use of the package still runs its script.
         if override is not None and package_id in in_target_graph:
             entries.append((package_id, _from_override(package, links, override)))
