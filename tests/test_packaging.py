@@ -23,9 +23,11 @@ def test_wheel_finds_its_toolchains_and_recipes(tmp_path: Path) -> None:
 
     # A fresh interpreter that sees only the unpacked wheel for xpcargo (its dependencies come from this venv).
     probe = (
-        "import xpcargo.config as c, xpcargo.resources as r; "
-        "t = c.load_toolchains(environ={}); "
-        "print(r.toolchains_file()); print(c.load_recipe(t.target('aarch64-unknown-linux-gnu').recipe).source)"
+        "from xpcargo.context import Context; import pathlib; "
+        "c = Context.create(cwd=pathlib.Path('/'), environ={}); "
+        "s = c.toolchains.target('aarch64-unknown-linux-gnu'); "
+        "print(c.settings.toolchains_file); print(c.settings.recipes_dir / (s.recipe + '.yaml')); "
+        "print(c.image_plan(s).reference)"
     )
     printed = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(installed)!r}); {probe}"],
@@ -34,7 +36,9 @@ def test_wheel_finds_its_toolchains_and_recipes(tmp_path: Path) -> None:
         text=True,
         cwd=tmp_path,
     ).stdout.split()
-    assert printed == [
+    assert printed[:2] == [
         str(installed / "xpcargo" / "data" / "toolchains.yaml"),
         str(installed / "xpcargo" / "data" / "images" / "trixie-rust.yaml"),
     ]
+    # The recipe was found and read: the plan has its content-hash tag.
+    assert printed[2].startswith("xpcargo/aarch64-unknown-linux-gnu:")

@@ -1,14 +1,11 @@
-"""The command line: parse arguments, call the layers below, turn their errors into one line and an exit code."""
+"""The command line: parse the arguments, build the context, call one function below, and turn its errors into one
+line and an exit code."""
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from types import FrameType
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import click
@@ -16,11 +13,11 @@ import typer
 import typer.core
 
 from xpcargo import __version__
-from xpcargo.errors import InterruptError, XpcargoError
+from xpcargo.errors import InternalError, InterruptError, UsageError, XpcargoError
 
 if TYPE_CHECKING:
-    from xpcargo.engine import Engine
-    from xpcargo.ui import Reporter
+    from xpcargo.container.spec import Runtime
+    from xpcargo.context import Context
 
 
 class _PassThroughCommand(typer.core.TyperCommand):
@@ -48,7 +45,7 @@ app.add_typer(image_app, name="image")
 
 _PASS_THROUGH: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
 TargetOption = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option("--target", metavar="TRIPLE", help="The target triple to build for (see `xpcargo targets`)."),
 ]
 
@@ -68,41 +65,40 @@ def _root(
     """Cross-compile Cargo projects in toolchain containers."""
 
 
-def _require_target(target: str | None, command: str) -> str:
-    if target:
-        return target
+def _one_target(targets: list[str] | None, command: str) -> str:
     from xpcargo.errors import UnknownTargetError  # noqa: PLC0415
 
-    raise UnknownTargetError(
-        f"`xpcargo {command}` needs --target",
-        hint="name a target triple, e.g. `--target aarch64-unknown-linux-gnu` (`xpcargo targets` lists them)",
-    )
+    if not targets:
+        raise UnknownTargetError(
+            f"`xpcargo {command}` needs --target",
+            hint="name a target triple, e.g. `--target aarch64-unknown-linux-gnu` (`xpcargo targets` lists them)",
+        )
+    if len(set(targets)) > 1:
+        raise UnknownTargetError(
+            f"`xpcargo {command}` takes one --target, got {', '.join(targets)}",
+            hint="run one command per target",
+        )
+    return targets[0]
 
 
-def _reporter() -> Reporter:
-    from xpcargo.ui import Reporter  # noqa: PLC0415
+def _context() -> Context:
+    from xpcargo.context import Context  # noqa: PLC0415
 
-    return Reporter()
-
-
-def _engine() -> Engine:
-    from xpcargo.engine import Engine  # noqa: PLC0415
-
-    return Engine.connect()
+    return Context.of_this_process()
 
 
-def _cargo(command: str, target: str | None, args: list[str]) -> int:
-    from xpcargo import cargo  # noqa: PLC0415
+def _connect(context: Context) -> Runtime:
+    from xpcargo.container.docker_runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
 
-    triple = _require_target(target, command)
-    plan = cargo.plan(command, triple, args, cwd=Path.cwd())
-    with _interrupts_as_errors():
-        return cargo.run(plan, engine=_engine(), reporter=_reporter())
+    return DockerRuntime.connect(context.environ)
 
 
 def _define_cargo_command(name: str, summary: str) -> None:
     def command(ctx: typer.Context, target: TargetOption = None) -> int:
-        return _cargo(name, target, list(ctx.args))
+        from xpcargo.build import run  # noqa: PLC0415
+
+        triple = _one_target(target, name)
+        return run.cargo_command(_context(), name, triple, list(ctx.args), connect=_connect)
 
     command.__doc__ = f"{summary}\n\nEvery other argument goes to `cargo {name}` unchanged."
     app.command(name, context_settings=_PASS_THROUGH, cls=_PassThroughCommand)(command)
@@ -124,28 +120,22 @@ for _name, _summary in (
 def shell(ctx: typer.Context, target: TargetOption = None) -> int:
     """Run a command (after --), or an interactive shell, in the target's container with a build's mounts and
     environment."""
-    from xpcargo import cargo  # noqa: PLC0415
+    from xpcargo.build import run  # noqa: PLC0415
 
-    triple = _require_target(target, "shell")
+    triple = _one_target(target, "shell")
     argv = list(ctx.args)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    plan = cargo.plan("shell", triple, [], cwd=Path.cwd())
-    with _interrupts_as_errors():
-        return cargo.run_shell(plan, argv, engine=_engine(), reporter=_reporter())
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    return run.shell(_context(), triple, argv, connect=_connect, interactive=interactive)
 
 
 @app.command()
 def targets() -> None:
     """List the targets xpcargo knows, with their emulators and images."""
-    from xpcargo import images  # noqa: PLC0415
-    from xpcargo.config import load_toolchains  # noqa: PLC0415
+    from xpcargo.image import builder  # noqa: PLC0415
 
-    toolchains = load_toolchains()
-    rows = [("TARGET", "DEBIAN ARCH", "RUNS WITH", "IMAGE")]
-    for triple, spec in sorted(toolchains.targets.items()):
-        rows.append((triple, spec.debian_arch, spec.emulator or "native", images.plan_for(spec).reference))
-    _print_table(rows)
+    _print_table([("TARGET", "DEBIAN ARCH", "RUNS WITH", "IMAGE"), *builder.target_rows(_context())])
 
 
 @app.command()
@@ -159,14 +149,14 @@ def report(
     target_dir: Annotated[str | None, typer.Option(help="The target dir the build used.")] = None,
 ) -> None:
     """Print what every build script of the last build for a target decided."""
-    from xpcargo import cargo  # noqa: PLC0415
     from xpcargo import report as reports  # noqa: PLC0415
+    from xpcargo.build import run  # noqa: PLC0415
 
-    triple = _require_target(target, "report")
+    triple = _one_target(target, "report")
     args = [*(["--release"] if release else []), *(["--profile", profile] if profile else [])]
     args += [*(["--manifest-path", manifest_path] if manifest_path else [])]
     args += [*(["--target-dir", target_dir] if target_dir else [])]
-    loaded = cargo.load_report(triple, args, cwd=Path.cwd())
+    loaded = run.load_report(_context(), triple, args)
     typer.echo(reports.render_json(loaded) if as_json else reports.render_table(loaded))
 
 
@@ -175,58 +165,30 @@ def image_build(
     target_names: Annotated[list[str] | None, typer.Argument(metavar="[TARGET]...", help="Default: all.")] = None,
 ) -> None:
     """Build the images for these targets (all by default) unless the engine has them already."""
-    from xpcargo import images, resources  # noqa: PLC0415
+    from xpcargo.image import builder  # noqa: PLC0415
 
-    specs = _project_targets(target_names)
-    engine, reporter = _engine(), _reporter()
-    with _interrupts_as_errors():
-        for spec in specs:
-            reference = images.ensure_image(engine, spec, cache=resources.cache_dir(), reporter=reporter)
-            reporter.status("Ready", f"{spec.triple}: {reference}")
+    context = _context()
+    builder.build_images(context, _connect(context), target_names or [])
 
 
 @image_app.command("list")
 def image_list() -> None:
     """List xpcargo's images, marking those that today's recipes would build."""
-    from xpcargo import images  # noqa: PLC0415
+    from xpcargo.image import builder  # noqa: PLC0415
 
-    current = {images.plan_for(spec).reference for spec in _project_targets(None)}
-    rows = [("IMAGE", "TARGET", "SIZE", "STATUS")]
-    for image in images.list_images(_engine()):
-        name = image.tags[0] if image.tags else image.id[7:19]
-        status = "current" if current.intersection(image.tags) else "stale"
-        rows.append((name, image.labels.get(images.LABEL_TARGET, "?"), f"{image.size / 2**30:.2f} GB", status))
-    _print_table(rows)
+    context = _context()
+    _print_table([("IMAGE", "TARGET", "SIZE", "STATUS"), *builder.image_rows(context, _connect(context))])
 
 
 @image_app.command("prune")
 def image_prune(
     everything: Annotated[bool, typer.Option("--all", help="Remove current images too, not only stale ones.")] = False,
 ) -> None:
-    """Remove xpcargo's stale images (and only xpcargo's)."""
-    from xpcargo import images, resources  # noqa: PLC0415
+    """Remove xpcargo's images, except the current ones of the shipped targets (and only xpcargo's)."""
+    from xpcargo.image import builder  # noqa: PLC0415
 
-    keep = set() if everything else {images.plan_for(spec).reference for spec in _project_targets(None)}
-    removed = images.prune_images(_engine(), keep=keep, cache=resources.cache_dir())
-    reporter = _reporter()
-    for image in removed:
-        reporter.status("Removed", image.tags[0] if image.tags else image.id)
-    reporter.status("Pruned", f"{len(removed)} image(s), {sum(i.size for i in removed) / 2**30:.2f} GB")
-
-
-def _project_targets(names: list[str] | None) -> list[Any]:
-    """Targets as the project in the working directory configures them (or as shipped, outside a project)."""
-    from xpcargo import config, project  # noqa: PLC0415
-    from xpcargo.errors import ProjectError  # noqa: PLC0415
-
-    toolchains = config.load_toolchains()
-    try:
-        root = project.find_workspace_root(project.find_manifest(Path.cwd(), None))
-        project_config = config.load_project_config(root)
-    except ProjectError:
-        project_config = config.ProjectConfig(source=None)
-    wanted = names or sorted({*toolchains.targets, *project_config.targets})
-    return [config.resolve_target(name, toolchains, project_config) for name in wanted]
+    context = _context()
+    builder.prune_images(context, _connect(context), everything=everything)
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
@@ -235,54 +197,38 @@ def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def _fail(message: str, hint: str | None, code: int) -> int:
-    line = f"error: {message}"
-    if hint:
-        line += f" (hint: {hint})"
-    print(line, file=sys.stderr)
-    return code
-
-
-@contextmanager
-def _interrupts_as_errors() -> Iterator[None]:
-    """Ctrl-C and SIGTERM unwind the stack like any error, so every container, temporary file and untagged image is
-    cleaned up on the way out. (typer would turn a KeyboardInterrupt into a bare exit code; this gets there first.)"""
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise InterruptError("terminated by SIGTERM; nothing was left running")
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise InterruptError("interrupted; nothing was left running") from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _fail(error: XpcargoError) -> int:
+    print(error.summary(), file=sys.stderr)
+    return error.exit_code
 
 
 def main(argv: list[str] | None = None) -> None:
+    from xpcargo import interrupts  # noqa: PLC0415
+
     try:
-        result = app(args=argv, prog_name="xpcargo", standalone_mode=False)
+        with interrupts.as_errors():
+            result = app(args=argv, prog_name="xpcargo", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except XpcargoError as error:
-        code = _fail(error.message, error.hint, error.exit_code)
+        code = _fail(error)
     except click.exceptions.NoArgsIsHelpError as error:
         # `xpcargo` or `xpcargo image` alone: the help is the answer, printed as help, not squeezed into an error.
         print(error.format_message(), file=sys.stderr)
         code = 2
     except click.UsageError as error:
-        code = _fail(error.format_message().replace("\n", " "), "see `xpcargo --help`", 2)
+        code = _fail(UsageError(error.format_message().replace("\n", " "), hint="see `xpcargo --help`"))
     except (typer.Abort, KeyboardInterrupt):
-        code = _fail("interrupted", None, InterruptError.exit_code)
+        code = _fail(InterruptError("interrupted"))
     except typer.Exit as exit_:
         code = exit_.exit_code
     except Exception as error:
         if os.environ.get("XPCARGO_DEBUG"):
             raise
         code = _fail(
-            f"internal error: {type(error).__name__}: {error}",
-            "this is a bug in xpcargo; run again with XPCARGO_DEBUG=1 for a traceback and report it",
-            70,
+            InternalError(
+                f"internal error: {type(error).__name__}: {error}",
+                hint="this is a bug in xpcargo; run again with XPCARGO_DEBUG=1 for a traceback and report it",
+            )
         )
     sys.stdout.flush()
     sys.exit(code)

@@ -21,6 +21,16 @@ class XpcargoError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def summary(self) -> str:
+        """The one line the user sees: the message, and the hint in brackets."""
+        return f"error: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+
+
+class UsageError(XpcargoError):
+    """The command line itself is wrong: an unknown option, a missing argument."""
+
+    exit_code = 2
+
 
 class ConfigError(XpcargoError):
     """toolchains.yaml or the project's own configuration is malformed."""
@@ -76,6 +86,22 @@ class BuildScriptProtocolError(XpcargoError):
 
 
 class InterruptError(XpcargoError):
-    """The user pressed Ctrl-C or the process got SIGTERM; the container was removed."""
+    """Ctrl-C, SIGTERM or SIGHUP. What the cleanup on the way out could not remove is named in ``left_behind``."""
 
     exit_code = 130
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.left_behind: list[str] = []
+
+    def summary(self) -> str:
+        if not self.left_behind:
+            return f"error: {self.message}; nothing was left running"
+        ids = " ".join(container[:12] for container in self.left_behind)
+        return f"error: {self.message}; left running: container {ids} (hint: remove it with `docker rm -f {ids}`)"
+
+
+class InternalError(XpcargoError):
+    """A bug in xpcargo: no input may lead here."""
+
+    exit_code = 70

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
-from xpcargo.buildscript import (
+from xpcargo.cargo.links import LinksOverrides
+from xpcargo.cargo.protocol import (
     TARGET_SETTING_KEYS,
     RustcFlagsError,
     dependent_metadata,
@@ -104,14 +105,14 @@ def collect(
     *,
     messages: Iterable[Mapping[str, Any]],
     cargo_metadata: Mapping[str, Any],
-    links_overrides: Mapping[str, Mapping[str, Any]],
+    links_overrides: LinksOverrides,
     target: str,
     profile: str,
     success: bool,
 ) -> BuildReport:
     """Build the report of one Cargo command from its JSON messages and ``cargo metadata --format-version 1``.
 
-    ``links_overrides`` maps a ``links`` name to its ``[target.<target>.<links>]`` table as read from TOML. Paths in
+    ``links_overrides`` are the ``[target.<target>.<links>]`` tables Cargo used for this build. Paths in
     the messages must be valid on this machine (xpcargo mounts every directory at its own path).
     """
     packages = {package["id"]: package for package in cargo_metadata["packages"]}
@@ -283,7 +284,10 @@ def report_path(target_dir: Path, target: str, profile: str) -> Path:
     target_name = _target_dir_name(target)
     for part in (target_name, profile):
         if not _PATH_COMPONENT.fullmatch(part) or part in {".", ".."}:
-            raise ValueError(f"not usable in a file name: {part!r}")
+            raise ReportError(
+                f"`{part}` is not usable in a file name",
+                hint="a target triple or a profile name has only letters, digits, `_`, `-` and `.`",
+            )
     return target_dir / "xpcargo" / "build-scripts" / target_name / f"{profile}.json"
 
 

@@ -6,7 +6,6 @@ install, keeps them at the top of the repository where people edit them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,9 +27,7 @@ def images_dir() -> Path:
     return data_dir() / "images"
 
 
-def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """The per-user cache: downloaded .debs and image-build scratch space (``XPCARGO_CACHE_DIR`` moves it)."""
-    if environ.get("XPCARGO_CACHE_DIR"):
-        return Path(environ["XPCARGO_CACHE_DIR"])
+def default_cache_dir(environ: Mapping[str, str]) -> Path:
+    """The per-user cache: downloaded .debs, image-build scratch space, locks and fetch records."""
     base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
     return Path(base) / "xpcargo"

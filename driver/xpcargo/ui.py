@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -10,24 +9,11 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 
-def _wants_color(stream: TextIO) -> bool:
-    if os.environ.get("NO_COLOR"):
-        return False
-    forced = os.environ.get("CARGO_TERM_COLOR")
-    if forced in ("always", "never"):
-        return forced == "always"
-    return stream.isatty()
-
-
 @dataclass(kw_only=True)
 class Reporter:
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     quiet: bool = False
-    color: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.color is None:
-            self.color = _wants_color(self.stream)
+    color: bool = False
 
     def status(self, verb: str, message: str) -> None:
         if self.quiet:

@@ -6,20 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (
+from .helpers import (
     AARCH64,
     MANAGED_LABEL,
     REPO,
     X86_64,
     Cli,
     Result,
-    Workspace,
     copy_fixture,
     docker,
     single_error_line,
     xpcargo_image_tags,
 )
 
+# These fail before any toolchain image is needed (the last one builds a broken image of its own), so they take
+# the `cli` fixture and do not wait for the images.
 pytestmark = pytest.mark.engine
 
 
@@ -30,18 +31,18 @@ def only_error_line(result: Result) -> str:
     return line
 
 
-def test_unknown_target_suggests_the_closest(workspace: Workspace, xpcargo: Cli) -> None:
-    crate = workspace.crate("seed-codegen")
-    result = xpcargo(["build", "--target", "aarch64-unknown-linux-gnux"], cwd=crate.project)
+def test_unknown_target_suggests_the_closest(tmp_path_factory: pytest.TempPathFactory, cli: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    result = cli(["build", "--target", "aarch64-unknown-linux-gnux"], cwd=project)
     line = only_error_line(result)
     assert result.code == 4, result
     assert "`aarch64-unknown-linux-gnux`" in line
     assert "did you mean `aarch64-unknown-linux-gnu`?" in line
 
 
-def test_missing_target_option(workspace: Workspace, xpcargo: Cli) -> None:
-    crate = workspace.crate("seed-codegen")
-    result = xpcargo(["build"], cwd=crate.project)
+def test_missing_target_option(tmp_path_factory: pytest.TempPathFactory, cli: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    result = cli(["build"], cwd=project)
     line = only_error_line(result)
     assert "--target" in line
 
@@ -74,7 +75,14 @@ def test_missing_target_option(workspace: Workspace, xpcargo: Cli) -> None:
     ],
 )
 def test_malformed_toolchains_file(
-    workspace: Workspace, xpcargo: Cli, tmp_path: Path, *, original: str, broken: str, field: str, problem: str
+    tmp_path_factory: pytest.TempPathFactory,
+    cli: Cli,
+    tmp_path: Path,
+    *,
+    original: str,
+    broken: str,
+    field: str,
+    problem: str,
 ) -> None:
     text = (REPO / "toolchains.yaml").read_text(encoding="utf-8")
     # Only the aarch64 entry is changed: the other targets' identical lines must stay as they are.
@@ -83,8 +91,8 @@ def test_malformed_toolchains_file(
     toolchains = tmp_path / "broken-toolchains.yaml"
     toolchains.write_text(f"{head}  {AARCH64}:\n" + entry.replace(original, broken, 1), encoding="utf-8")
 
-    crate = workspace.crate("seed-codegen")
-    result = xpcargo(["build", "--target", AARCH64], cwd=crate.project, env={"XPCARGO_TOOLCHAINS": str(toolchains)})
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    result = cli(["build", "--target", AARCH64], cwd=project, env={"XPCARGO_TOOLCHAINS": str(toolchains)})
     line = only_error_line(result)
     assert result.code == 3, result
     assert str(toolchains) in line, "the message must name the file"
@@ -110,41 +118,39 @@ def test_malformed_toolchains_file(
     ],
 )
 def test_malformed_project_config(
-    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, content: str, expected: str
+    tmp_path_factory: pytest.TempPathFactory, cli: Cli, content: str, expected: str
 ) -> None:
     project = copy_fixture(tmp_path_factory, "seed-codegen")
     (project / "xpcargo.toml").write_text(content, encoding="utf-8")
-    result = xpcargo(["build", "--target", X86_64], cwd=project)
+    result = cli(["build", "--target", X86_64], cwd=project)
     line = only_error_line(result)
     assert result.code == 3, result
     assert str(project / "xpcargo.toml") in line
     assert expected in line
 
 
-def test_no_cargo_manifest(tmp_path: Path, xpcargo: Cli) -> None:
+def test_no_cargo_manifest(tmp_path: Path, cli: Cli) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = xpcargo(["build", "--target", X86_64], cwd=empty)
+    result = cli(["build", "--target", X86_64], cwd=empty)
     line = only_error_line(result)
     assert result.code == 5, result
     assert "could not find `Cargo.toml`" in line
     assert str(empty) in line
 
 
-def test_legacy_build_command(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+def test_legacy_build_command(tmp_path_factory: pytest.TempPathFactory, cli: Cli) -> None:
     project = copy_fixture(tmp_path_factory, "legacy-build-command")
-    result = xpcargo(["build", "--target", X86_64], cwd=project)
+    result = cli(["build", "--target", X86_64], cwd=project)
     line = only_error_line(result)
     assert result.code == 5, result
     assert 'build = "make"' in line
     assert "build script" in line
 
 
-def test_engine_unreachable(workspace: Workspace, xpcargo: Cli) -> None:
-    crate = workspace.crate("seed-codegen")
-    result = xpcargo(
-        ["build", "--target", X86_64], cwd=crate.project, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
-    )
+def test_engine_unreachable(tmp_path_factory: pytest.TempPathFactory, cli: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    result = cli(["build", "--target", X86_64], cwd=project, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     line = only_error_line(result)
     assert result.code == 6, result
     assert "unix:///nonexistent/docker.sock" in line
@@ -156,15 +162,13 @@ def _managed_image_ids() -> set[str]:
     return set(docker("images", "--filter", f"label={MANAGED_LABEL}=true", "-q", "--no-trunc").split())
 
 
-def test_image_build_failure_quotes_apt_and_tags_nothing(
-    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
-) -> None:
+def test_image_build_failure_quotes_apt_and_tags_nothing(tmp_path_factory: pytest.TempPathFactory, cli: Cli) -> None:
     project = copy_fixture(tmp_path_factory, "seed-codegen")
     (project / "xpcargo.toml").write_text(
         f'[target.{X86_64}]\nextra-packages = ["xpcargo-no-such-package"]\n', encoding="utf-8"
     )
     tags_before, ids_before = xpcargo_image_tags(), _managed_image_ids()
-    result = xpcargo(["build", "--target", X86_64], cwd=project, env={"XPCARGO_RETRY_WAIT": "0"})
+    result = cli(["build", "--target", X86_64], cwd=project, env={"XPCARGO_RETRY_WAIT": "0"})
     line = single_error_line(result)
     # The image build's progress comes first; the error is the last line.
     assert result.stderr_lines[-1] == line, result

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import AARCH64, FIXTURES, Cli, Workspace, copy_fixture, single_error_line
+from .helpers import AARCH64, FIXTURES, Cli, Workspace, copy_fixture, single_error_line
 
 pytestmark = pytest.mark.engine
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (
+from .helpers import (
     AARCH64,
     FIXTURES,
     I686,

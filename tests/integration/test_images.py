@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import MANAGED_LABEL, TARGETS, X86_64, Cli, docker
+from .helpers import MANAGED_LABEL, TARGETS, X86_64, Cli, docker
 
 pytestmark = pytest.mark.engine
 

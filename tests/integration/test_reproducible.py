@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from .conftest import AARCH64, Cli, copy_fixture
+from .helpers import AARCH64, Cli, copy_fixture
 
 pytestmark = pytest.mark.engine
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (
+from .helpers import (
     AARCH64,
     FIXTURES,
     SESSION_LABEL,
@@ -111,7 +111,7 @@ def interrupt_shell(xpcargo: Cli, project: Path, signum: signal.Signals) -> tupl
     """
     argv = [sys.executable, "-m", "xpcargo", "shell", "--target", X86_64, "--", "sleep", "600"]
     process = start_cli(argv, cwd=project, env=xpcargo.env, new_session=True)
-    label = f"{SESSION_LABEL}=build:{process.pid}"
+    label = f"{SESSION_LABEL}=shell:{process.pid}"
     try:
         deadline = time.monotonic() + 120
         while not managed_containers(label):

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from xpcargo import config
+from xpcargo import resources
+from xpcargo.config import targets as config
+from xpcargo.image import debian
 
 
 @pytest.fixture(scope="session")
 def shipped() -> config.Toolchains:
     """The toolchains.yaml that ships, read with an empty environment so a developer's XPCARGO_TOOLCHAINS cannot
     change what is tested."""
-    return config.load_toolchains(environ={})
+    return config.load_toolchains(resources.toolchains_file())
+
+
+@pytest.fixture(autouse=True)
+def _no_image_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit test never downloads from the mirror or runs mmdebstrap; one that means to replaces these itself."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a unit test started a real image build")
+
+    monkeypatch.setattr(debian, "bootstrap", refuse)
+    monkeypatch.setattr(debian, "fetch_pool_file", refuse)

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 import xpcargo
-from xpcargo import cargo
 from xpcargo.errors import ConfigError, UnknownTargetError
+
+from .fake_runtime import Exec, FakeRuntime, Reply, default_script
 
 with warnings.catch_warnings():
     # typer 0.25 (pyproject.toml keeps typer below 0.26) imports two helpers that click 8.5 deprecates, "to be
@@ -37,10 +38,10 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NO_COLOR", "1")
 
-    def no_engine() -> Any:
+    def no_engine(context: Any) -> Any:
         raise AssertionError("the test reached the Docker engine")
 
-    monkeypatch.setattr(cli, "_engine", no_engine)
+    monkeypatch.setattr(cli, "_connect", no_engine)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -189,21 +190,77 @@ def test_legacy_build_command_fails_before_docker(
 def test_arguments_reach_cargo_unchanged_and_its_exit_code_comes_back(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = _cargo_project(tmp_path, monkeypatch)
-    seen: list[cargo.CargoPlan] = []
+    _cargo_project(tmp_path, monkeypatch)
+    monkeypatch.setenv("XPCARGO_CACHE_DIR", str(tmp_path / "cache"))
 
-    def fake_run(plan: cargo.CargoPlan, **_: Any) -> int:
-        seen.append(plan)
-        return 101
+    def script(call: Exec) -> Reply:
+        return Reply(code=101) if call.command == "run" else default_script(call)
 
-    monkeypatch.setattr(cli, "_engine", lambda: None)
-    monkeypatch.setattr(cargo, "run", fake_run)
+    runtime = FakeRuntime(script=script, every_image=True)
+    monkeypatch.setattr(cli, "_connect", lambda context: runtime)
+
     argv = ["--release", "-p", "app", "-j4", "--features=a b", "--", "--release", "--target", "x", "--"]
     code, _, _ = _run(capsys, "run", "--target", "aarch64-unknown-linux-gnu", *argv)
     assert code == 101
-    (plan,) = seen
-    assert plan.command == "run"
-    assert plan.args == tuple(argv)
-    assert plan.parsed.profile == "release"
-    assert plan.project.workspace_root == root.resolve()
-    assert plan.cargo_argv(color=False)[5:] == argv
+    call = runtime.execs[-1]
+    assert call.argv[:5] == ("cargo", "run", "--target", "aarch64-unknown-linux-gnu", "--message-format=json")
+    assert list(call.argv[5:]) == argv
+    assert not runtime.running
+
+
+def test_a_second_target_is_refused_not_dropped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _cargo_project(tmp_path, monkeypatch)
+    code, _, err = _run(capsys, "build", "--target", "aarch64-unknown-linux-gnu", "--target", "i686-unknown-linux-gnu")
+    assert code == UnknownTargetError.exit_code
+    assert "takes one --target" in _one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["report", "--target", "x;id"], UnknownTargetError.exit_code),
+        (["report", "--target", "aarch64/../x"], UnknownTargetError.exit_code),
+        (["report", "--target", "aarch64-unknown-linux-gnu", "--profile", "a/b"], 9),
+    ],
+)
+def test_report_names_that_are_no_file_names_are_one_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], code: int
+) -> None:
+    _cargo_project(tmp_path, monkeypatch)
+    got, _, err = _run(capsys, *argv)
+    assert got == code
+    assert "internal error" not in _one_error_line(err)
+
+
+@pytest.mark.parametrize("name", ["Cargo.toml", "xpcargo.toml", ".cargo/config.toml", "rust-toolchain.toml"])
+def test_files_that_are_not_utf8_are_one_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    root = _cargo_project(tmp_path, monkeypatch)
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'[package]\nname = "\xff\xfe"\n')
+    monkeypatch.setattr(cli, "_connect", lambda context: FakeRuntime(every_image=True))
+    code, _, err = _run(capsys, "build", "--target", "aarch64-unknown-linux-gnu")
+    if name == "rust-toolchain.toml":
+        # rustup's file is only read for a warning; a broken one is no reason to stop.
+        assert "internal error" not in err
+        return
+    assert code == ConfigError.exit_code
+    line = _one_error_line(err)
+    assert "not UTF-8" in line
+    assert name.rsplit("/", 1)[-1] in line
+
+
+@pytest.mark.parametrize("manifest", ['target = "x"', "patch = 5", '[workspace]\nmembers = "x"', "replace = []"])
+def test_manifests_of_the_wrong_shape_are_not_internal_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest: str
+) -> None:
+    root = _cargo_project(tmp_path, monkeypatch)
+    (root / "Cargo.toml").write_text(f'{manifest}\n[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
+    monkeypatch.setattr(cli, "_connect", lambda context: FakeRuntime(every_image=True))
+    _, _, err = _run(capsys, "build", "--target", "aarch64-unknown-linux-gnu")
+    assert "internal error" not in err
+    assert "Traceback" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from xpcargo import config
-from xpcargo.config import load_project_config, load_recipe, load_toolchains, resolve_target
+from xpcargo import resources
+from xpcargo.cargo.links import LinksOverrides
+from xpcargo.config import targets as config
+from xpcargo.config.targets import load_project_config, load_toolchains, resolve_target
+from xpcargo.context import Settings
 from xpcargo.errors import ConfigError, UnknownTargetError
+from xpcargo.image.recipe import load_recipe
 
 X86_64 = "x86_64-unknown-linux-gnu"
 I686 = "i686-unknown-linux-gnu"
@@ -80,7 +85,7 @@ def test_shipped_runners(shipped: config.Toolchains) -> None:
 
 
 def test_shipped_recipe_pins_std_for_foreign_arches() -> None:
-    recipe = load_recipe("trixie-rust")
+    recipe = load_recipe("trixie-rust", directory=resources.images_dir())
     assert recipe.name == "trixie-rust"
     assert recipe.suite == "trixie"
     assert not recipe.mirror.endswith("/")
@@ -94,13 +99,13 @@ def test_shipped_recipe_pins_std_for_foreign_arches() -> None:
 
 def test_every_shipped_target_names_an_existing_recipe_with_its_std(shipped: config.Toolchains) -> None:
     for spec in shipped.targets.values():
-        recipe = load_recipe(spec.recipe)
+        recipe = load_recipe(spec.recipe, directory=resources.images_dir())
         assert spec.debian_arch == "amd64" or spec.debian_arch in recipe.rust.std_sha256
 
 
 def test_xpcargo_toolchains_variable_points_at_another_table(tmp_path: Path) -> None:
     path = _write_toolchains(tmp_path, {AARCH64: _entry(cc="my-cc")})
-    toolchains = load_toolchains(environ={"XPCARGO_TOOLCHAINS": str(path)})
+    toolchains = load_toolchains(Settings.from_environment({"XPCARGO_TOOLCHAINS": str(path)}).toolchains_file)
     assert toolchains.source == path
     assert set(toolchains.targets) == {AARCH64}
     assert toolchains.target(AARCH64).cc == "my-cc"
@@ -312,14 +317,17 @@ def test_project_config_is_read_from_xpcargo_toml(tmp_path: Path) -> None:
     root = _workspace(tmp_path, xpcargo_toml=FULL_PROJECT)
     project = load_project_config(root)
     assert project.source == root / "xpcargo.toml"
-    assert dict(project.build.env) == {"RUST_LOG": "debug", "SHARED": "build"}
-    assert project.build.passthrough == ("MY_TOKEN",)
-    assert project.build.mounts == ("/opt/sdk",)
-    own = project.targets[AARCH64]
-    assert dict(own.overrides) == {"cc": "clang"}
-    assert own.image == "my/image:1"
-    assert dict(own.env) == {"SHARED": "target", "LEVEL": "3", "FAST": "true"}
-    assert dict(own.links_overrides["z"]) == {
+    build = project.build.values
+    assert dict(build["env"]) == {"RUST_LOG": "debug", "SHARED": "build"}  # type: ignore[call-overload]
+    assert build["passthrough"] == ("MY_TOKEN",)
+    assert build["mounts"] == ("/opt/sdk",)
+    own = project.targets[AARCH64].values
+    assert own["cc"] == "clang"
+    assert own["image"] == "my/image:1"
+    assert dict(own["env"]) == {"SHARED": "target", "LEVEL": "3", "FAST": "true"}  # type: ignore[call-overload]
+    links = own["links"]
+    assert isinstance(links, LinksOverrides)
+    assert dict(links.tables["z"]) == {
         "rustc-link-lib": ["z"],
         "rustc-link-search": ["native=/opt/z/lib"],
         "root": "/opt/z",
@@ -340,7 +348,7 @@ def test_resolve_target_applies_project_over_shipped(tmp_path: Path, shipped: co
     assert spec.passthrough == ("MY_TOKEN",)
     assert spec.mounts == ("/opt/sdk", "/opt/arm-sdk")
     assert spec.image == "my/image:1"
-    assert set(spec.links_overrides) == {"z"}
+    assert set(spec.links) == {"z"}
 
 
 def test_build_section_applies_to_every_target(tmp_path: Path, shipped: config.Toolchains) -> None:
@@ -351,7 +359,7 @@ def test_build_section_applies_to_every_target(tmp_path: Path, shipped: config.T
     assert spec.extra_packages == ("libssl-dev",)
     assert spec.mounts == ("/opt/sdk",)
     assert spec.image is None
-    assert dict(spec.links_overrides) == {}
+    assert not spec.links
 
 
 def test_environment_image_wins(tmp_path: Path, shipped: config.Toolchains) -> None:
@@ -416,7 +424,7 @@ def test_xpcargo_toml_wins_over_metadata(tmp_path: Path) -> None:
     )
     project = load_project_config(root)
     assert project.source == root / "xpcargo.toml"
-    assert project.build.extra_packages == ("from-file",)
+    assert project.build.values["extra_packages"] == ("from-file",)
 
 
 def test_no_project_config(tmp_path: Path) -> None:
@@ -561,3 +569,163 @@ def test_unknown_triple_suggests_project_targets(tmp_path: Path, shipped: config
         resolve_target("riscv64gc-unknown-linux-gnux", shipped, project, environ={})
     assert caught.value.hint is not None
     assert f"did you mean `{RISCV}`?" in caught.value.hint
+
+
+# --- Settings declared once; the environment layer --------------------------------------------------------------
+
+
+_ANNOTATION_OF_KIND = {
+    config.Kind.NAME: ("str", "str | None"),
+    config.Kind.WORDS: ("tuple[str, ...]",),
+    config.Kind.ENV: ("Mapping[str, str]",),
+    config.Kind.LINKS: ("LinksOverrides",),
+}
+
+
+def test_every_setting_is_a_field_of_its_kind() -> None:
+    """The declaration is the only list of settings: each field's annotation agrees with the kind it reads."""
+    annotations = {field.name: field.type for field in dataclasses.fields(config.TargetSpec)}
+    assert set(config.SETTINGS) == set(annotations) - {"triple"}
+    for name, setting in config.SETTINGS.items():
+        assert annotations[name] in _ANNOTATION_OF_KIND[setting.kind], name
+        optional = annotations[name] == "str | None"
+        assert optional == (setting.kind is config.Kind.NAME and not setting.required), name
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_CC", "clang", "cc", "clang"),
+        (
+            "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
+            "qemu-aarch64 -cpu max",
+            "runner",
+            ("qemu-aarch64", "-cpu", "max"),
+        ),
+        (
+            "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_EXTRA_PACKAGES",
+            "libssl-dev:arm64 zlib1g-dev:arm64",
+            "extra_packages",
+            ("libssl-dev:arm64", "zlib1g-dev:arm64"),
+        ),
+        ("XPCARGO_BUILD_EXTRA_PACKAGES", "protobuf-compiler", "extra_packages", ("protobuf-compiler",)),
+        ("XPCARGO_BUILD_PASSTHROUGH", "A B", "passthrough", ("A", "B")),
+    ],
+)
+def test_every_field_has_an_environment_form(
+    shipped: config.Toolchains, variable: str, value: str, field: str, expected: object
+) -> None:
+    spec = resolve_target(AARCH64, shipped, config.ProjectConfig(source=None), environ={variable: value})
+    assert getattr(spec, field) == expected
+
+
+def test_environment_env_table_and_links(shipped: config.Toolchains) -> None:
+    environ = {
+        "XPCARGO_BUILD_ENV": "A=1 B=2",
+        "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_ENV": "B=3",
+        "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKS": '{ z = { rustc-link-lib = ["z"] } }',
+    }
+    spec = resolve_target(AARCH64, shipped, config.ProjectConfig(source=None), environ=environ)
+    assert dict(spec.env) == {"A": "1", "B": "3"}
+    assert dict(spec.links.tables["z"]) == {"rustc-link-lib": ["z"]}
+
+
+def test_precedence_is_one_fold(tmp_path: Path, shipped: config.Toolchains) -> None:
+    """shipped < [build] < [target.T] < XPCARGO_BUILD_ < XPCARGO_TARGET_T_, each merging as its field says."""
+    project = load_project_config(_workspace(tmp_path, xpcargo_toml=FULL_PROJECT))
+    environ = {
+        "XPCARGO_BUILD_EXTRA_PACKAGES": "from-env-build",
+        "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_EXTRA_PACKAGES": "from-env-target",
+        "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_CC": "from-env",
+    }
+    spec = resolve_target(AARCH64, shipped, project, environ=environ)
+    assert spec.extra_packages == ("libssl-dev", "zlib1g-dev:arm64", "from-env-build", "from-env-target")
+    assert spec.cc == "from-env"
+    assert spec.cxx == shipped.target(AARCH64).cxx
+
+
+@pytest.mark.parametrize(
+    ("environ", "fragments"),
+    [
+        ({"XPCARGO_BUILD_ENV": "NOT_A_PAIR"}, ["XPCARGO_BUILD_ENV", "expected a table"]),
+        ({"XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER": "x"}, []),
+        ({"XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_EXTRA_PACKAGES": "libssl-dev:aarch64"}, ["arm64"]),
+        ({"XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKS": "{ z = 1 }"}, ["LINKS (z)", "expected a table"]),
+        ({"XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RECIPE": "../../evil"}, ["not a recipe name"]),
+    ],
+)
+def test_bad_environment_values(shipped: config.Toolchains, environ: dict[str, str], fragments: list[str]) -> None:
+    if not fragments:
+        resolve_target(AARCH64, shipped, config.ProjectConfig(source=None), environ=environ)
+        return
+    with pytest.raises(ConfigError) as caught:
+        resolve_target(AARCH64, shipped, config.ProjectConfig(source=None), environ=environ)
+    text = f"{caught.value.message} {caught.value.hint}"
+    for fragment in fragments:
+        assert fragment in text
+
+
+@pytest.mark.parametrize(
+    ("package", "fragment"),
+    [
+        ("libssl-dev:aarch64", "write `libssl-dev:arm64`"),
+        ("libssl-dev:x86_64", "write `libssl-dev:amd64`"),
+        ("libssl-dev:armv7", "write `libssl-dev:armhf`"),
+        ("libssl-dev,evil", "not a Debian package name"),
+        ("Upper", "not a Debian package name"),
+        ("--option", "not a Debian package name"),
+    ],
+)
+def test_extra_packages_follow_debians_grammar(tmp_path: Path, package: str, fragment: str) -> None:
+    root = _workspace(tmp_path, xpcargo_toml=f'[build]\nextra-packages = ["{package}"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_project_config(root)
+    assert fragment in f"{caught.value.message} (hint: {caught.value.hint})"
+
+
+@pytest.mark.parametrize("package", ["libssl-dev:arm64", "g++", "libc6-dev:i386=2.41-12", "zlib1g-dev"])
+def test_good_package_names(tmp_path: Path, package: str) -> None:
+    root = _workspace(tmp_path, xpcargo_toml=f'[build]\nextra-packages = ["{package}"]\n')
+    assert load_project_config(root).build.values["extra_packages"] == (package,)
+
+
+@pytest.mark.parametrize("recipe", ["../images/x", "/etc/recipe", "a/b", ".hidden"])
+def test_a_recipe_is_a_name_never_a_path(tmp_path: Path, recipe: str) -> None:
+    root = _workspace(tmp_path, xpcargo_toml=f'[target.{AARCH64}]\nrecipe = "{recipe}"\n')
+    with pytest.raises(ConfigError, match="not a recipe name"):
+        load_project_config(root)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("XPCARGO_CACHEDIR", "did you mean XPCARGO_CACHE_DIR"),
+        ("XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_IMAGES", "names no setting"),
+        ("XPCARGO_BUILD_CC", "names no setting"),
+    ],
+)
+def test_unknown_xpcargo_variables_are_errors(name: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environment({name: "x"})
+    assert fragment in f"{caught.value.message} {caught.value.hint}"
+
+
+def test_settings_come_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_environment(
+        {
+            "XPCARGO_CACHE_DIR": str(tmp_path / "cache"),
+            "XPCARGO_IMAGES": str(tmp_path / "recipes"),
+            "XPCARGO_RETRY_WAIT": "0.5",
+            "XPCARGO_DEBUG": "1",
+            "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_IMAGE": "x",
+        }
+    )
+    assert settings.cache_dir == tmp_path / "cache"
+    assert settings.recipes_dir == tmp_path / "recipes"
+    assert settings.retry_wait == 0.5
+    assert settings.debug
+    defaults = Settings.from_environment({"HOME": str(tmp_path)})
+    assert defaults.cache_dir == tmp_path / ".cache" / "xpcargo"
+    assert defaults.toolchains_file == resources.toolchains_file()
+    with pytest.raises(ConfigError, match="XPCARGO_RETRY_WAIT"):
+        Settings.from_environment({"XPCARGO_RETRY_WAIT": "soon"})

@@ -8,18 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo.engine import Mount
+from xpcargo.build import plan
+from xpcargo.cargo.args import CargoArgs, parse_cargo_args, profile_dir_name
+from xpcargo.cargo.project import Project, discover, find_manifest, find_workspace_root
+from xpcargo.container.spec import Mount
 from xpcargo.errors import ProjectError, XpcargoError
-from xpcargo.project import (
-    CargoArgs,
-    Project,
-    discover,
-    find_manifest,
-    find_workspace_root,
-    mounts_for,
-    parse_cargo_args,
-    profile_dir_name,
-)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 AARCH64 = "aarch64-unknown-linux-gnu"
@@ -357,26 +350,28 @@ def test_links_overrides_merge_nearer_wins(tmp_path: Path, workspace: Path) -> N
     _write(workspace / ".cargo" / "config.toml", FAR_CONFIG)
     _write(workspace / "app" / ".cargo" / "config.toml", NEAR_CONFIG)
     project = discover(workspace / "app", parse_cargo_args([]), environ=_environ(tmp_path))
-    overrides = project.links_overrides(AARCH64)
+    overrides = project.links_overrides(AARCH64).tables
     assert set(overrides) == {"z", "ssl"}
     assert dict(overrides["z"]) == {"rustc-link-lib": ["z"], "root": "/near/z", "include": "/near/z/include"}
     assert dict(overrides["ssl"]) == {"rustc-link-lib": ["ssl"]}
-    assert dict(project.links_overrides("x86_64-unknown-linux-gnu")) == {"z": {"rustc-link-lib": ["z-x86"]}}
-    assert dict(project.links_overrides("i686-unknown-linux-gnu")) == {}
+    assert project.links_overrides("x86_64-unknown-linux-gnu").tables == {"z": {"rustc-link-lib": ["z-x86"]}}
+    assert project.links_overrides("i686-unknown-linux-gnu").tables == {}
 
 
 def test_links_overrides_from_the_far_file_only_seen_from_its_directory(tmp_path: Path, workspace: Path) -> None:
     _write(workspace / "app" / ".cargo" / "config.toml", NEAR_CONFIG)
     # From the workspace root, app/.cargo is not one of Cargo's config files.
     project = discover(workspace, parse_cargo_args([]), environ=_environ(tmp_path))
-    assert dict(project.links_overrides(AARCH64)) == {}
+    assert not project.links_overrides(AARCH64)
 
 
 def test_links_override_arrays_are_joined_like_cargo(tmp_path: Path, workspace: Path) -> None:
     _write(workspace / ".cargo" / "config.toml", f'[target.{AARCH64}.z]\nrustc-link-search = ["/far/lib"]\n')
     _write(workspace / "app" / ".cargo" / "config.toml", f'[target.{AARCH64}.z]\nrustc-link-search = ["/near/lib"]\n')
     project = discover(workspace / "app", parse_cargo_args([]), environ=_environ(tmp_path))
-    assert sorted(project.links_overrides(AARCH64)["z"]["rustc-link-search"]) == ["/far/lib", "/near/lib"]
+    search = project.links_overrides(AARCH64).tables["z"]["rustc-link-search"]
+    assert isinstance(search, list)
+    assert sorted(search) == ["/far/lib", "/near/lib"]
 
 
 # --- fingerprint ----------------------------------------------------------------------------------------------------
@@ -476,6 +471,11 @@ def _project(**changes: object) -> Project:
     }
     values.update(changes)
     return Project(**values)  # type: ignore[arg-type]
+
+
+def mounts_for(project: Project, extra: list[Path] | None = None) -> tuple[Mount, ...]:
+    asked = [(path, "a test") for path in extra or []]
+    return plan.mounts_for(project, asked, engine_socket=Path("/var/run/docker.sock"))
 
 
 def test_mounts_fold_nested_directories() -> None:

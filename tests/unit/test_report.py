@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from xpcargo.buildscript import parse
+from xpcargo.cargo.links import LinksOverrides
+from xpcargo.cargo.protocol import parse
 from xpcargo.errors import ReportError
 from xpcargo.report import (
     SCHEMA_VERSION,
@@ -206,7 +207,7 @@ def _collect(build: Build, overrides: dict[str, Any] | None = None) -> BuildRepo
     return collect(
         messages=build.messages,
         cargo_metadata=build.metadata,
-        links_overrides=overrides or {},
+        links_overrides=LinksOverrides(overrides or {}),
         target=build.host,
         profile="dev",
         success=True,
@@ -383,7 +384,7 @@ def test_target_run_beats_host_run(tmp_path: Path) -> None:
     report = collect(
         messages=[target_run, host_run],
         cargo_metadata=METADATA,
-        links_overrides={},
+        links_overrides=LinksOverrides(),
         target=TRIPLE,
         profile="dev",
         success=True,
@@ -401,7 +402,7 @@ def test_target_override_leaves_host_only_use_alone(tmp_path: Path) -> None:
     report = collect(
         messages=[host_run, _artifact(tmp_path / "host" / "debug" / "deps" / "libsys.rlib"), app_artifact],
         cargo_metadata=metadata,
-        links_overrides={"sys": {"root": "/ovr"}},
+        links_overrides=LinksOverrides({"sys": {"root": "/ovr"}}),
         target=TRIPLE,
         profile="dev",
         success=True,
@@ -416,7 +417,7 @@ def test_target_override_beats_host_run(tmp_path: Path) -> None:
     report = collect(
         messages=[host_run, _artifact(tmp_path / TRIPLE / "debug" / "deps" / "libsys.rlib")],
         cargo_metadata=METADATA,
-        links_overrides={"sys": {"root": "/ovr", "rustc-link-lib": ["sys"]}},
+        links_overrides=LinksOverrides({"sys": {"root": "/ovr", "rustc-link-lib": ["sys"]}}),
         target=TRIPLE,
         profile="dev",
         success=True,
@@ -430,7 +431,9 @@ def test_malformed_override_values_are_skipped(tmp_path: Path) -> None:
     report = collect(
         messages=[_artifact(tmp_path / TRIPLE / "debug" / "deps" / "libsys.rlib")],
         cargo_metadata=METADATA,
-        links_overrides={"sys": {"num": 5, "rustc-flags": "-O", "rustc-link-lib": "not-a-list", "warning": "w"}},
+        links_overrides=LinksOverrides(
+            {"sys": {"num": 5, "rustc-flags": "-O", "rustc-link-lib": "not-a-list", "warning": "w"}}
+        ),
         target=TRIPLE,
         profile="dev",
         success=False,
@@ -444,7 +447,7 @@ def test_unknown_package_is_an_error(tmp_path: Path) -> None:
         collect(
             messages=[_run(tmp_path, TRIPLE, "path+file:///elsewhere#x@1.0.0", b"")],
             cargo_metadata=METADATA,
-            links_overrides={},
+            links_overrides=LinksOverrides(),
             target=TRIPLE,
             profile="dev",
             success=True,
@@ -461,7 +464,7 @@ def test_packages_sorted_by_name_then_semantic_version(tmp_path: Path) -> None:
     report = collect(
         messages=messages,
         cargo_metadata={"packages": packages},
-        links_overrides={},
+        links_overrides=LinksOverrides(),
         target=TRIPLE,
         profile="dev",
         success=True,
@@ -517,7 +520,7 @@ def test_report_path_is_under_xpcargo(tmp_path: Path) -> None:
     assert path.is_relative_to(tmp_path / "xpcargo")
     assert report_path(tmp_path, "/specs/my-board.json", "dev").parent.name == "my-board"
     assert path != report_path(tmp_path, TRIPLE, "dev")
-    with pytest.raises(ValueError, match="file name"):
+    with pytest.raises(ReportError, match="file name"):
         report_path(tmp_path, TRIPLE, "../x")
 
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-from xpcargo.buildscript import TARGET_SETTING_KEYS
-from xpcargo.config import read_toml
-from xpcargo.engine import Mount
+from xpcargo.cargo.args import CargoArgs
+from xpcargo.cargo.links import LinksOverrides
+from xpcargo.config.schema import read_toml
 from xpcargo.errors import ConfigError, ProjectError
 
 _DEPENDENCY_TABLES = (
@@ -26,65 +25,6 @@ _DEPENDENCY_TABLES = (
     "dev_dependencies",
     "build_dependencies",
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class CargoArgs:
-    """What xpcargo has to know of the arguments it passes on to Cargo unchanged."""
-
-    manifest_path: str | None = None
-    target_dir: str | None = None
-    profile: str = "dev"
-    message_format: str | None = None
-    offline: bool = False
-    locked: bool = False
-    has_program_args: bool = False
-
-
-def parse_cargo_args(args: Sequence[str]) -> CargoArgs:
-    """Pick out the options that change where xpcargo mounts things or how it reads Cargo's output."""
-    values: dict[str, str] = {}
-    flags: set[str] = set()
-    with_value = {"--manifest-path", "--target-dir", "--profile", "--message-format"}
-    index = 0
-    has_program_args = False
-    while index < len(args):
-        arg = args[index]
-        if arg == "--":
-            has_program_args = True
-            break
-        name, equals, inline = arg.partition("=")
-        if name in with_value:
-            if equals:
-                value = inline
-            elif index + 1 < len(args):
-                index += 1
-                value = args[index]
-            else:
-                value = ""
-            # --message-format may be given several times and Cargo joins them.
-            if name == "--message-format" and name in values:
-                value = f"{values[name]},{value}"
-            values[name] = value
-        elif arg in ("--release", "-r"):
-            values.setdefault("--profile", "release")
-        elif arg in ("--offline", "--frozen", "--locked"):
-            flags.add(arg)
-        index += 1
-    return CargoArgs(
-        manifest_path=values.get("--manifest-path"),
-        target_dir=values.get("--target-dir"),
-        profile=values.get("--profile", "dev"),
-        message_format=values.get("--message-format"),
-        offline="--offline" in flags or "--frozen" in flags,
-        locked="--locked" in flags or "--frozen" in flags,
-        has_program_args=has_program_args,
-    )
-
-
-def profile_dir_name(profile: str) -> str:
-    """The directory Cargo uses for a profile: `dev` and `test` build into `debug`, `bench` into `release`."""
-    return {"dev": "debug", "test": "debug", "bench": "release"}.get(profile, profile)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,37 +75,13 @@ class Project:
                 digest.update(b"<missing>")
         return digest.hexdigest()
 
-    def links_overrides(self, triple: str) -> Mapping[str, Mapping[str, Any]]:
+    def links_overrides(self, triple: str) -> LinksOverrides:
         """`[target.<triple>.<links>]` tables of the project's Cargo config, merged as Cargo merges them."""
-        merged: dict[str, dict[str, Any]] = {}
+        merged = LinksOverrides()
         # Files farther from the working directory have lower precedence, so apply them first.
         for path in reversed(self.cargo_config_files):
-            data = read_toml(path)
-            target = data.get("target")
-            table = target.get(triple) if isinstance(target, dict) else None
-            if not isinstance(table, dict):
-                continue
-            overrides = {
-                links: override
-                for links, override in table.items()
-                if links not in TARGET_SETTING_KEYS and isinstance(override, dict)
-            }
-            merged = merge_links_overrides(merged, overrides)
-        return MappingProxyType({name: MappingProxyType(values) for name, values in merged.items()})
-
-
-def merge_links_overrides(
-    base: Mapping[str, Mapping[str, Any]], top: Mapping[str, Mapping[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    """Merge two layers of `links` overrides as Cargo merges config layers: ``top`` wins for a single value,
-    and arrays are joined, ``top``'s items last."""
-    merged = {name: dict(table) for name, table in base.items()}
-    for name, table in top.items():
-        target = merged.setdefault(name, {})
-        for key, value in table.items():
-            earlier = target.get(key)
-            target[key] = [*earlier, *value] if isinstance(earlier, list) and isinstance(value, list) else value
-    return merged
+            merged = LinksOverrides.from_cargo_config(read_toml(path), triple).over(merged)
+        return merged
 
 
 def find_manifest(cwd: Path, manifest_path: str | None) -> Path:
@@ -250,18 +166,23 @@ def _members(root: Path, root_data: Mapping[str, Any]) -> set[Path]:
     return members
 
 
+def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _path_dependencies(manifest: Path, data: Mapping[str, Any]) -> Iterator[Path]:
-    def tables() -> Iterator[Mapping[str, Any]]:
+    # A manifest of the wrong shape (`target = "x"`) is Cargo's to report; here it just names no path.
+    def tables() -> Iterator[object]:
         for name in _DEPENDENCY_TABLES:
-            yield data.get(name, {})
-        for platform in data.get("target", {}).values():
+            yield data.get(name)
+        for platform in _table(data, "target").values():
             if isinstance(platform, dict):
                 for name in _DEPENDENCY_TABLES:
-                    yield platform.get(name, {})
-        workspace = data.get("workspace", {})
-        yield workspace.get("dependencies", {}) if isinstance(workspace, dict) else {}
-        yield from data.get("patch", {}).values()
-        yield data.get("replace", {})
+                    yield platform.get(name)
+        yield _table(data, "workspace").get("dependencies")
+        yield from _table(data, "patch").values()
+        yield data.get("replace")
 
     for table in tables():
         if not isinstance(table, dict):
@@ -364,28 +285,3 @@ def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.envi
         cargo_config_files=config_files,
         manifests=tuple(sorted(manifests)),
     )
-
-
-def mounts_for(project: Project, extra_read_only: Iterable[Path] = ()) -> tuple[Mount, ...]:
-    """The host directories the container needs, each at its own absolute path, nested ones folded away."""
-    # Lexically normalised (not resolved: a symlink must stay visible at its own path), so that `a/../b` is
-    # recognised as `b` when mounts are folded into each other.
-    extra_read_only = [Path(os.path.normpath(path)) for path in extra_read_only]
-    wanted: list[Mount] = [
-        Mount(path=project.workspace_root),
-        Mount(path=project.target_dir),
-        Mount(path=project.cargo_home),
-        *(Mount(path=path) for path in project.outside_paths),
-        *(Mount(path=path.parent, read_only=True) for path in project.cargo_config_files),
-        *(Mount(path=Path(path), read_only=True) for path in extra_read_only),
-    ]
-    # The working directory is where relative arguments (a --manifest-path, say) are resolved.
-    if not any(project.cwd.is_relative_to(mount.path) for mount in wanted):
-        wanted.append(Mount(path=project.cwd, read_only=True))
-    chosen: list[Mount] = []
-    # A writable mount wins over a read-only one of the same tree; a parent mount covers its children.
-    for mount in sorted(wanted, key=lambda m: (len(m.path.parts), m.read_only)):
-        if any(mount.path.is_relative_to(kept.path) and (kept.read_only <= mount.read_only) for kept in chosen):
-            continue
-        chosen.append(mount)
-    return tuple(chosen)

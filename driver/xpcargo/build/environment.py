@@ -1,14 +1,14 @@
-"""What a target means inside its container: the variables that point Cargo, build scripts and the cc crate at
-the target's compilers, archiver, linker, emulator and pkg-config, and which host variables cross over."""
+"""The environment of a build's container: the variables that point Cargo, build scripts and the cc crate at the
+target's compilers, archiver, linker, emulator and pkg-config; which host variables cross over; and which of those
+are credentials, kept out of the container's own environment and given only to the step that needs them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
-from xpcargo.config import TargetSpec, env_key
-
-# The images are amd64 root filesystems: build scripts and proc-macros are built for, and run on, this triple.
-HOST_TRIPLE = "x86_64-unknown-linux-gnu"
+from xpcargo.config.targets import TargetSpec, env_key
 
 # Host variables that change what Cargo builds and so must reach it; anything else stays on the host.
 _PASSED_PREFIXES = ("CARGO_",)
@@ -23,16 +23,16 @@ _PASSED_NAMES = frozenset(
         "SOURCE_DATE_EPOCH",
         "NO_COLOR",
         "TERM",
-        # The fetch step downloads through the same proxy as the host.
-        "http_proxy",
-        "https_proxy",
-        "no_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-        "ALL_PROXY",
     }
 )
+# The fetch step downloads through the same proxy as the host; a proxy URL may carry a password, so these are
+# treated as credentials.
+_PROXY_NAMES = frozenset(
+    {"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"}
+)
+# Registry tokens and credential settings: what lets a process publish or download private crates as the user.
+_CREDENTIAL = re.compile(r"^CARGO_(REGISTRY|REGISTRIES_[A-Z0-9_]+)_(TOKEN|CREDENTIAL_PROVIDER|SECRET_KEY.*)$")
+_DEBIAN_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # These name programs on the host (a host rustc, an sccache wrapper, the host cargo binary) that do not exist in
 # the container; passing them would break the build instead of configuring it.
 _HOST_ONLY = frozenset(
@@ -55,9 +55,9 @@ _HOST_ONLY = frozenset(
 def toolchain_environment(spec: TargetSpec, host: TargetSpec | None = None) -> dict[str, str]:
     """The conventional variables for ``spec``, in the forms that Cargo, the cc crate and pkg-config read.
 
-    The host's tools (``host``, the entry for HOST_TRIPLE) are named too, whatever the target: Cargo applies the
-    host triple's settings to build scripts, and variables that came and went with the target would make every
-    build script stale whenever the target changes.
+    The host's tools (``host``, the entry for the images' own triple) are named too, whatever the target: Cargo
+    applies the host triple's settings to build scripts, and variables that came and went with the target would
+    make every build script stale whenever the target changes.
     """
     env = _tool_variables(host) if host is not None and host.triple != spec.triple else {}
     env.update(_tool_variables(spec))
@@ -93,9 +93,25 @@ def passthrough_environment(
     for name, value in host.items():
         if name in _HOST_ONLY or name in own or _names_host_program(name):
             continue
-        if name in wanted or name in _PASSED_NAMES or name.startswith(_PASSED_PREFIXES):
+        if name in wanted or name in _PASSED_NAMES or name in _PROXY_NAMES or name.startswith(_PASSED_PREFIXES):
             passed[name] = value
     return passed
+
+
+def is_credential(name: str) -> bool:
+    """Whether a variable must stay out of a container's environment (where every build script and anyone with
+    access to the engine can read it) and reach only the exec of the step that needs it."""
+    return name in _PROXY_NAMES or bool(_CREDENTIAL.match(name))
+
+
+def host_ca_bundle(environ: Mapping[str, str]) -> Path | None:
+    """The certificates the host trusts. Behind a TLS-inspecting proxy the image's own bundle is not enough, and
+    the fetch step must trust what the host trusts to reach crates.io at all."""
+    for name in ("CARGO_HTTP_CAINFO", "SSL_CERT_FILE"):
+        configured = environ.get(name)
+        if configured and Path(configured).is_file():
+            return Path(configured)
+    return _DEBIAN_CA_BUNDLE if _DEBIAN_CA_BUNDLE.is_file() else None
 
 
 def _names_host_program(name: str) -> bool:

@@ -7,9 +7,9 @@ from types import MappingProxyType
 
 import pytest
 
-from xpcargo import config
-from xpcargo.config import env_key
-from xpcargo.targets import passthrough_environment, toolchain_environment
+from xpcargo.build.environment import is_credential, passthrough_environment, toolchain_environment
+from xpcargo.config import targets as config
+from xpcargo.config.targets import env_key
 
 X86_64 = "x86_64-unknown-linux-gnu"
 AARCH64 = "aarch64-unknown-linux-gnu"
@@ -168,3 +168,22 @@ def test_passthrough_of_a_name_the_host_does_not_have(shipped: config.Toolchains
     spec = replace(shipped.target(AARCH64), passthrough=("NOT_SET_ANYWHERE",))
     assert "NOT_SET_ANYWHERE" not in passthrough_environment({}, spec)
     assert passthrough_environment({}, spec) == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("CARGO_REGISTRY_TOKEN", True),
+        ("CARGO_REGISTRIES_MY_CORP_TOKEN", True),
+        ("CARGO_REGISTRIES_MY_CORP_CREDENTIAL_PROVIDER", True),
+        ("CARGO_REGISTRY_CREDENTIAL_PROVIDER", True),
+        ("https_proxy", True),
+        ("HTTP_PROXY", True),
+        ("ALL_PROXY", True),
+        ("CARGO_REGISTRIES_MY_CORP_INDEX", False),
+        ("CARGO_HOME", False),
+        ("RUSTFLAGS", False),
+    ],
+)
+def test_credentials_are_told_apart(name: str, secret: bool) -> None:
+    assert is_credential(name) is secret

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo import config, debian
+from xpcargo import resources
+from xpcargo.config import targets as config
 from xpcargo.errors import ConfigError
-from xpcargo.images import LABEL_PLAN, LABEL_RUST, LABEL_TARGET, ImagePlan, plan_image
+from xpcargo.image import debian
+from xpcargo.image.plan import LABEL_PLAN, LABEL_RUST, LABEL_TARGET, ImagePlan, plan_image
+from xpcargo.image.recipe import ImageRecipe, load_recipe
 
 X86_64 = "x86_64-unknown-linux-gnu"
 I686 = "i686-unknown-linux-gnu"
@@ -17,21 +20,23 @@ AARCH64 = "aarch64-unknown-linux-gnu"
 
 
 @pytest.fixture(scope="module")
-def recipe() -> config.ImageRecipe:
-    return config.load_recipe("trixie-rust")
+def recipe() -> ImageRecipe:
+    return load_recipe("trixie-rust", directory=resources.images_dir())
 
 
-def _plan(shipped: config.Toolchains, recipe: config.ImageRecipe, triple: str, **changes: object) -> ImagePlan:
+def _plan(shipped: config.Toolchains, recipe: ImageRecipe, triple: str, **changes: object) -> ImagePlan:
     spec = replace(shipped.target(triple), **changes)  # type: ignore[arg-type]
-    return plan_image(spec, recipe)
+    return plan_image(spec, recipe, build_arch="amd64")
 
 
 # --- The tag --------------------------------------------------------------------------------------------------------
 
 
-def test_plan_is_stable(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+def test_plan_is_stable(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     first = _plan(shipped, recipe, AARCH64)
-    second = plan_image(shipped.target(AARCH64), config.load_recipe("trixie-rust"))
+    second = plan_image(
+        shipped.target(AARCH64), load_recipe("trixie-rust", directory=resources.images_dir()), build_arch="amd64"
+    )
     assert first == second
     assert first.digest == second.digest
     assert len(first.digest) == 64
@@ -40,12 +45,12 @@ def test_plan_is_stable(shipped: config.Toolchains, recipe: config.ImageRecipe) 
     assert first.reference == f"xpcargo/{AARCH64}:{first.tag}"
 
 
-def test_each_target_has_its_own_tag(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+def test_each_target_has_its_own_tag(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     digests = {_plan(shipped, recipe, triple).digest for triple in (X86_64, I686, AARCH64)}
     assert len(digests) == 3
 
 
-def test_package_order_does_not_change_the_tag(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+def test_package_order_does_not_change_the_tag(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     spec = shipped.target(AARCH64)
     one = _plan(shipped, recipe, AARCH64, extra_packages=("libssl-dev", "zlib1g-dev"))
     other = _plan(shipped, recipe, AARCH64, extra_packages=("zlib1g-dev", "libssl-dev"))
@@ -53,14 +58,14 @@ def test_package_order_does_not_change_the_tag(shipped: config.Toolchains, recip
     reordered = _plan(shipped, recipe, AARCH64, packages=tuple(reversed(spec.packages)))
     assert reordered.digest == _plan(shipped, recipe, AARCH64).digest
     shuffled_recipe = replace(recipe, packages=tuple(reversed(recipe.packages)))
-    assert plan_image(spec, shuffled_recipe).digest == _plan(shipped, recipe, AARCH64).digest
+    assert plan_image(spec, shuffled_recipe, build_arch="amd64").digest == _plan(shipped, recipe, AARCH64).digest
     # A package named twice is installed once.
     assert _plan(shipped, recipe, AARCH64, extra_packages=(spec.packages[0],)).digest == (
         _plan(shipped, recipe, AARCH64).digest
     )
 
 
-def test_extra_package_changes_the_tag(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+def test_extra_package_changes_the_tag(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     base = _plan(shipped, recipe, AARCH64)
     extended = _plan(shipped, recipe, AARCH64, extra_packages=("libssl-dev",))
     assert extended.digest != base.digest
@@ -68,29 +73,29 @@ def test_extra_package_changes_the_tag(shipped: config.Toolchains, recipe: confi
     assert "libssl-dev" in extended.packages
 
 
-def test_rust_version_changes_the_tag(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+def test_rust_version_changes_the_tag(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     bumped = replace(recipe, rust=replace(recipe.rust, version="1.97.0+dfsg1-1"))
     base = _plan(shipped, recipe, AARCH64)
-    new = plan_image(shipped.target(AARCH64), bumped)
+    new = plan_image(shipped.target(AARCH64), bumped, build_arch="amd64")
     assert new.digest != base.digest
     assert new.rust_version == "1.97.0+dfsg1-1"
     assert new.std_deb is not None
     assert new.std_deb.url.endswith("_1.97.0+dfsg1-1_arm64.deb")
     # Even the native target, which has no std .deb, pins its compiler to the version.
-    assert plan_image(shipped.target(X86_64), bumped).digest != _plan(shipped, recipe, X86_64).digest
+    assert (
+        plan_image(shipped.target(X86_64), bumped, build_arch="amd64").digest != _plan(shipped, recipe, X86_64).digest
+    )
 
 
-def test_other_recipe_fields_change_the_tag(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+def test_other_recipe_fields_change_the_tag(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     base = _plan(shipped, recipe, X86_64).digest
     spec = shipped.target(X86_64)
-    assert plan_image(spec, replace(recipe, mirror="http://other.example/debian")).digest != base
-    assert plan_image(spec, replace(recipe, suite="forky")).digest != base
-    assert plan_image(spec, replace(recipe, dpkg_exclude=())).digest != base
+    assert plan_image(spec, replace(recipe, mirror="http://other.example/debian"), build_arch="amd64").digest != base
+    assert plan_image(spec, replace(recipe, suite="forky"), build_arch="amd64").digest != base
+    assert plan_image(spec, replace(recipe, dpkg_exclude=()), build_arch="amd64").digest != base
 
 
-def test_settings_outside_the_image_do_not_change_the_tag(
-    shipped: config.Toolchains, recipe: config.ImageRecipe
-) -> None:
+def test_settings_outside_the_image_do_not_change_the_tag(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     base = _plan(shipped, recipe, AARCH64).digest
     assert _plan(shipped, recipe, AARCH64, cc="clang", passthrough=("X",), mounts=("/opt",)).digest == base
 
@@ -98,7 +103,7 @@ def test_settings_outside_the_image_do_not_change_the_tag(
 # --- The Rust std and the packages ----------------------------------------------------------------------------------
 
 
-def test_native_target_has_no_std_deb(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+def test_native_target_has_no_std_deb(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     plan = _plan(shipped, recipe, X86_64)
     assert plan.std_deb is None
     assert plan.emulator is None
@@ -106,7 +111,7 @@ def test_native_target_has_no_std_deb(shipped: config.Toolchains, recipe: config
 
 @pytest.mark.parametrize(("triple", "arch"), [(AARCH64, "arm64"), (I686, "i386")])
 def test_foreign_target_gets_its_pinned_std_deb(
-    shipped: config.Toolchains, recipe: config.ImageRecipe, triple: str, arch: str
+    shipped: config.Toolchains, recipe: ImageRecipe, triple: str, arch: str
 ) -> None:
     plan = _plan(shipped, recipe, triple)
     assert plan.std_deb is not None
@@ -119,7 +124,7 @@ def test_foreign_target_gets_its_pinned_std_deb(
     assert plan.emulator == shipped.target(triple).runner[0]
 
 
-def test_debian_arch_without_a_hash(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+def test_debian_arch_without_a_hash(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     with pytest.raises(ConfigError) as caught:
         _plan(shipped, recipe, AARCH64, debian_arch="mips64el")
     error = caught.value
@@ -132,13 +137,13 @@ def test_debian_arch_without_a_hash(shipped: config.Toolchains, recipe: config.I
     assert f"libstd-rust-web-dev_{recipe.rust.version}_mips64el.deb" in error.hint
 
 
-def test_engine_arch_decides_what_is_foreign(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
-    assert plan_image(shipped.target(AARCH64), recipe, engine_arch="arm64").std_deb is None
+def test_engine_arch_decides_what_is_foreign(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
+    assert plan_image(shipped.target(AARCH64), recipe, build_arch="arm64").std_deb is None
     with pytest.raises(ConfigError, match="amd64"):
-        plan_image(shipped.target(X86_64), recipe, engine_arch="arm64")
+        plan_image(shipped.target(X86_64), recipe, build_arch="arm64")
 
 
-def test_packages_pin_rust_and_add_the_target(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+def test_packages_pin_rust_and_add_the_target(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     plan = _plan(shipped, recipe, AARCH64, extra_packages=("libssl-dev",))
     version = recipe.rust.version
     packages = set(plan.packages)
@@ -153,7 +158,7 @@ def test_packages_pin_rust_and_add_the_target(shipped: config.Toolchains, recipe
     assert len(plan.packages) == len(packages)
 
 
-def test_labels(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
+def test_labels(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     plan = _plan(shipped, recipe, AARCH64)
     labels = plan.labels
     assert labels[LABEL_TARGET] == AARCH64
@@ -165,7 +170,7 @@ def test_labels(shipped: config.Toolchains, recipe: config.ImageRecipe) -> None:
 
 
 def test_mmdebstrap_command_for_a_foreign_target(
-    tmp_path: Path, shipped: config.Toolchains, recipe: config.ImageRecipe
+    tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe
 ) -> None:
     plan = _plan(shipped, recipe, AARCH64)
     tarball, std_deb = tmp_path / "rootfs.tar", tmp_path / "std.deb"
@@ -198,7 +203,7 @@ def test_mmdebstrap_command_for_a_foreign_target(
 
 
 def test_mmdebstrap_command_for_the_native_target(
-    tmp_path: Path, shipped: config.Toolchains, recipe: config.ImageRecipe
+    tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe
 ) -> None:
     plan = _plan(shipped, recipe, X86_64)
     command = debian.mmdebstrap_command(plan, tmp_path / "rootfs.tar", std_deb=None, deb_cache=tmp_path / "debs")
@@ -208,7 +213,7 @@ def test_mmdebstrap_command_for_the_native_target(
 
 
 def test_mmdebstrap_command_keeps_only_the_i386_emulator(
-    tmp_path: Path, shipped: config.Toolchains, recipe: config.ImageRecipe
+    tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe
 ) -> None:
     plan = _plan(shipped, recipe, I686)
     command = debian.mmdebstrap_command(plan, tmp_path / "r.tar", std_deb=tmp_path / "s.deb", deb_cache=tmp_path)
@@ -217,7 +222,7 @@ def test_mmdebstrap_command_keeps_only_the_i386_emulator(
 
 
 def test_mmdebstrap_command_quotes_paths_with_spaces(
-    tmp_path: Path, shipped: config.Toolchains, recipe: config.ImageRecipe
+    tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe
 ) -> None:
     plan = _plan(shipped, recipe, AARCH64)
     std_deb = tmp_path / "my dir" / "std.deb"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xpcargo.buildscript import (
+from xpcargo.cargo.protocol import (
     BuildScriptOutput,
     LinkArg,
     dep_env_name,

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xpcargo.errors import ImageBuildError
+from xpcargo.image.plan import ImagePlan
 
 if TYPE_CHECKING:
     import tenacity
-
-    from xpcargo.images import ImagePlan
 
 # A mirror sync takes minutes; with waits of 4, 8, 16, 32 and 64 s, six tries span about two minutes.
 _ATTEMPTS = 6
@@ -43,7 +42,7 @@ class _TransientMirrorError(Exception):
         self.message = message
 
 
-def _retrying(on_retry: Callable[[str], None], what: str) -> tenacity.Retrying:
+def _retrying(on_retry: Callable[[str], None], what: str, *, first_wait: float) -> tenacity.Retrying:
     import tenacity  # noqa: PLC0415
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -53,7 +52,7 @@ def _retrying(on_retry: Callable[[str], None], what: str) -> tenacity.Retrying:
 
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(_ATTEMPTS),
-        wait=tenacity.wait_exponential(multiplier=float(os.environ.get("XPCARGO_RETRY_WAIT", "4")), max=120),
+        wait=tenacity.wait_exponential(multiplier=first_wait, max=120),
         retry=tenacity.retry_if_exception_type(_TransientMirrorError),
         before_sleep=before_sleep,
         reraise=True,
@@ -68,7 +67,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_pool_file(url: str, sha256: str, cache: Path, *, on_retry: Callable[[str], None]) -> Path:
+def fetch_pool_file(
+    url: str, sha256: str, cache: Path, *, on_retry: Callable[[str], None], first_wait: float = 4
+) -> Path:
     """Download ``url`` into ``cache`` once, verified against its pinned hash."""
     cache.mkdir(parents=True, exist_ok=True)
     destination = cache / url.rsplit("/", 1)[-1]
@@ -101,7 +102,7 @@ def fetch_pool_file(url: str, sha256: str, cache: Path, *, on_retry: Callable[[s
         partial.replace(destination)
 
     try:
-        _retrying(on_retry, "Rust std download")(download)
+        _retrying(on_retry, "Rust std download", first_wait=first_wait)(download)
     except _TransientMirrorError as exc:
         raise ImageBuildError(
             f"image build failed at step `Rust std download` after {_ATTEMPTS} tries: {exc.message}",
@@ -110,10 +111,10 @@ def fetch_pool_file(url: str, sha256: str, cache: Path, *, on_retry: Callable[[s
     return destination
 
 
-def foreign_architectures(packages: Iterable[str]) -> list[str]:
+def foreign_architectures(packages: Iterable[str], *, native: str) -> list[str]:
     """Architectures named by multiarch package specs such as `libssl-dev:arm64` or `zlib1g-dev:i386=1:1.3`."""
     found = {spec.split("=", 1)[0].partition(":")[2] for spec in packages}
-    return sorted(arch for arch in found if arch and arch not in ("amd64", "any", "native", "all"))
+    return sorted(arch for arch in found if arch and arch not in (native, "any", "native", "all"))
 
 
 def mmdebstrap_command(plan: ImagePlan, tarball: Path, *, std_deb: Path | None, deb_cache: Path) -> list[str]:
@@ -121,7 +122,7 @@ def mmdebstrap_command(plan: ImagePlan, tarball: Path, *, std_deb: Path | None, 
         "mmdebstrap",
         "--variant=apt",
         # The target's own -dev packages (`libssl-dev:arm64`) need its architecture's index as well.
-        f"--architectures={','.join(['amd64', *foreign_architectures(plan.packages)])}",
+        f"--architectures={','.join([plan.build_arch, *foreign_architectures(plan.packages, native=plan.build_arch)])}",
         f"--include={','.join(plan.packages)}",
         '--aptopt=Acquire::Retries "3"',
         # The root filesystem is thrown away if anything fails, so dpkg's fsync after every file buys nothing.
@@ -156,6 +157,7 @@ def bootstrap(
     deb_cache: Path,
     on_line: Callable[[str], None],
     on_retry: Callable[[str], None],
+    first_wait: float = 4,
 ) -> None:
     if shutil.which("mmdebstrap") is None:
         raise ImageBuildError(
@@ -204,7 +206,7 @@ def bootstrap(
         )
 
     try:
-        _retrying(on_retry, "bootstrap")(run)
+        _retrying(on_retry, "bootstrap", first_wait=first_wait)(run)
     except _TransientMirrorError as exc:
         raise ImageBuildError(
             f"image build for {plan.target} failed at step `bootstrap` after {_ATTEMPTS} tries; "

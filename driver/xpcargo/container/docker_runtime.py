@@ -1,60 +1,27 @@
-"""The only module that talks to the Docker engine.
+"""The Docker engine as a ``Runtime``: the only module that imports the Docker SDK.
 
-Everything else asks this module for what it needs (an image's presence, an import, a container, an exec) in
-xpcargo's own terms, and gets xpcargo errors back: never a ``docker`` exception, never a traceback.
+Everything else asks for what it needs (an image's presence, an import, a container, an exec) in xpcargo's own
+terms (``container.spec``), and gets xpcargo errors back: never a ``docker`` exception, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from xpcargo.container.spec import REQUEST_LABEL, ContainerInfo, ContainerRequest, ImageInfo, Output
 from xpcargo.errors import EngineError, EngineUnavailableError, XpcargoError
 
 if TYPE_CHECKING:
     import docker
 
-MANAGED_LABEL = "org.xpcargo.managed"
 _CONTROL_TIMEOUT = 120
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImageInfo:
-    id: str
-    tags: tuple[str, ...]
-    labels: Mapping[str, str]
-    size: int
-    created: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Mount:
-    """A host directory, bind-mounted at the same absolute path inside the container."""
-
-    path: Path
-    read_only: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class ContainerSpec:
-    image: str
-    user: str
-    workdir: Path
-    mounts: tuple[Mount, ...]
-    env: Mapping[str, str]
-    labels: Mapping[str, str]
-    # "none" for compiling (hermetic, reproducible), "host" for the step that downloads crates.
-    network: str = "none"
-    # Directories hidden behind an empty tmpfs: they exist on the host, but what they hold must not be used here.
-    hidden: tuple[Path, ...] = ()
 
 
 def _transient(exc: BaseException) -> bool:
@@ -101,16 +68,20 @@ def _default_host(environ: Mapping[str, str]) -> str:
     return environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-class Engine:
-    """A connection to the Docker engine."""
+class DockerRuntime:
+    """A connection to a Docker engine (or one that speaks its API)."""
 
     def __init__(self, client: docker.DockerClient, stream_client: docker.APIClient, host: str) -> None:
         self._client = client
         self._stream = stream_client
-        self.host = host
+        self._host = host
+
+    @property
+    def host(self) -> str:
+        return self._host
 
     @classmethod
-    def connect(cls, environ: Mapping[str, str] = os.environ) -> Engine:
+    def connect(cls, environ: Mapping[str, str]) -> DockerRuntime:
         import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
 
         host = _default_host(environ)
@@ -139,7 +110,7 @@ class Engine:
 
             if isinstance(exc, requests.exceptions.ConnectionError):
                 raise EngineUnavailableError(
-                    f"lost the Docker engine at {self.host} while trying to {what}: {_describe(exc)}",
+                    f"lost the Docker engine at {self._host} while trying to {what}: {_describe(exc)}",
                     hint="check that the engine is still running, then run the command again",
                 ) from None
             if isinstance(exc, docker.errors.DockerException):
@@ -164,10 +135,8 @@ class Engine:
 
         return self._call(f"inspect image {reference}", inspect)
 
-    def list_images(self, label: str = MANAGED_LABEL) -> list[ImageInfo]:
-        raw: list[dict[str, Any]] = self._call(
-            "list images", lambda: self._client.api.images(filters={"label": f"{label}=true"})
-        )
+    def list_images(self, label: str) -> list[ImageInfo]:
+        raw: list[dict[str, Any]] = self._call("list images", lambda: self._client.api.images(filters={"label": label}))
         return [
             ImageInfo(
                 id=item["Id"],
@@ -209,57 +178,54 @@ class Engine:
 
     # --- containers ----------------------------------------------------------------------------------------------
 
-    def create_and_start(self, spec: ContainerSpec) -> str:
+    def start(self, request: ContainerRequest) -> str:
         import docker.types  # noqa: PLC0415
 
         mounts = [
             docker.types.Mount(target=str(m.path), source=str(m.path), type="bind", read_only=m.read_only)
-            for m in spec.mounts
+            for m in request.mounts
         ]
+        request_id = request.labels.get(REQUEST_LABEL)
 
         def create() -> str:
+            # A create whose answer was lost (a dropped connection) may still have made the container: find it
+            # rather than make a second one that nobody would ever remove.
+            if request_id is not None:
+                found = self._api_containers(f"{REQUEST_LABEL}={request_id}")
+                if found:
+                    return str(found[0]["Id"])
             host_config = self._client.api.create_host_config(
                 mounts=mounts,
-                network_mode=spec.network,
+                network_mode=request.network,
                 init=True,
-                tmpfs={str(path): "" for path in spec.hidden},
+                tmpfs={str(path): "" for path in request.hidden},
             )
             answer = self._client.api.create_container(
-                spec.image,
+                request.image,
                 # The container only hosts the commands xpcargo execs into it; it idles until it is removed.
                 command=["sleep", "infinity"],
-                user=spec.user,
-                working_dir=str(spec.workdir),
-                environment=dict(spec.env),
-                labels={MANAGED_LABEL: "true", **spec.labels},
+                user=request.user,
+                working_dir=str(request.workdir),
+                environment=dict(request.env),
+                labels=dict(request.labels),
                 host_config=host_config,
             )
             return str(answer["Id"])
 
-        container_id = self._call(f"create a container from {spec.image}", create)
+        container_id = self._call(f"create a container from {request.image}", create)
         try:
             self._call("start the container", lambda: self._client.api.start(container_id))
         except BaseException:
-            self.remove_container(container_id)
+            self.remove(container_id)
             raise
         return container_id
 
     def exec(
-        self,
-        container_id: str,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        on_stdout: Callable[[bytes], None],
-        on_stderr: Callable[[bytes], None],
-        user: str | None = None,
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], on_stdout: Output, on_stderr: Output
     ) -> int:
-        """Run ``argv`` in the container, stream its output to the callbacks, and return its exit code."""
         created = self._call(
             f"start `{argv[0]}` in the container",
-            lambda: self._client.api.exec_create(
-                container_id, list(argv), environment=dict(env or {}), user=user or ""
-            ),
+            lambda: self._client.api.exec_create(container_id, list(argv), environment=dict(env)),
         )
         exec_id = created["Id"]
         try:
@@ -287,12 +253,12 @@ class Engine:
                 "an interactive shell needs the `docker` command-line client, which is not on PATH",
                 hint="install it (Debian: `apt-get install docker-cli` or `docker.io`), or pass a command after --",
             )
-        command = [cli, "exec", "--interactive", "--tty"]
+        command = [cli, "--host", self._host, "exec", "--interactive", "--tty"]
         for name, value in env.items():
             command += ["--env", f"{name}={value}"]
         return subprocess.call([*command, container_id, *argv])
 
-    def remove_container(self, container_id: str) -> None:
+    def remove(self, container_id: str) -> None:
         import docker.errors  # noqa: PLC0415
 
         def remove() -> None:
@@ -301,14 +267,18 @@ class Engine:
 
         self._call(f"remove container {container_id[:12]}", remove)
 
-    @contextmanager
-    def container(self, spec: ContainerSpec) -> Iterator[str]:
-        """A container that lives exactly as long as the ``with`` block, whatever ends it."""
-        container_id = self.create_and_start(spec)
-        try:
-            yield container_id
-        finally:
-            self.remove_container(container_id)
+    def _api_containers(self, label: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._client.api.containers(all=True, filters={"label": label})
+        return found
+
+    def list_containers(self, label: str) -> list[ContainerInfo]:
+        raw = self._call("list containers", lambda: self._api_containers(label))
+        return [
+            ContainerInfo(
+                id=str(item["Id"]), labels=dict(item.get("Labels") or {}), running=item.get("State") == "running"
+            )
+            for item in raw
+        ]
 
 
 def _retry(operation: Callable[[], _T], *, attempts: int = 4) -> _T:

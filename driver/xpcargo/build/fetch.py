@@ -1,0 +1,94 @@
+"""The fetch step: ``cargo fetch`` and ``cargo metadata`` in a container on the host network, filling the shared
+``CARGO_HOME`` so that the build itself runs offline with no network at all.
+
+It runs only when the manifests, the lock file or the Cargo config changed since the last fetch (the fetch record
+keeps their fingerprint, and ``cargo metadata``'s answer beside it, since the report needs that answer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xpcargo.build.plan import BuildPlan, Step
+from xpcargo.container.session import Session, open_session
+from xpcargo.container.spec import Runtime
+from xpcargo.ui import Reporter
+
+Metadata = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FetchRecord:
+    """What the last fetch saw: the project's fingerprint and ``cargo metadata``'s answer for it."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, plan: BuildPlan) -> FetchRecord:
+        return cls(plan.state_dir / "fetched.json")
+
+    def load(self, fingerprint: str) -> Metadata | None:
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+            return None
+        metadata = state.get("metadata")
+        return metadata if isinstance(metadata, dict) else None
+
+    def save(self, fingerprint: str, metadata: Metadata) -> None:
+        """Atomically, under a name of its own: two xpcargo processes may save at once."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+                json.dump({"fingerprint": fingerprint, "metadata": metadata}, stream)
+            Path(temporary).replace(self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def fingerprint(plan: BuildPlan, image: str) -> str:
+    return plan.project.fingerprint(image, plan.parsed.manifest_path or "")
+
+
+def read_metadata(session: Session, plan: BuildPlan, image: str) -> tuple[int, Metadata | None]:
+    """`cargo metadata`, recorded beside the fingerprint of what it was read from, so unchanged projects skip it."""
+    captured: list[bytes] = []
+    code = session.run(
+        ["cargo", "metadata", "--format-version", "1", "--offline", *plan.manifest_args()],
+        env={"CARGO_NET_OFFLINE": "true"},
+        on_stdout=captured.append,
+    )
+    if code != 0:
+        return code, None
+    try:
+        metadata = json.loads(b"".join(captured))
+    except ValueError:
+        return 1, None
+    if not isinstance(metadata, dict):
+        return 1, None
+    # Fingerprinted after `cargo fetch` ran: it may have just written Cargo.lock.
+    FetchRecord.of(plan).save(fingerprint(plan, image), metadata)
+    return 0, metadata
+
+
+def fetch(runtime: Runtime, plan: BuildPlan, image: str, reporter: Reporter) -> tuple[int, Metadata | None]:
+    """Download what the build needs into CARGO_HOME, in a container that may use the network."""
+    reporter.status("Fetching", f"dependencies for {plan.project.workspace_root.name} (network step)")
+    with open_session(runtime, plan.request(Step.FETCH, image), purpose="fetch") as session:
+        # Credentials reach this one command, never the container's own environment.
+        code = session.run(["cargo", "fetch", *plan.manifest_args()], env=dict(plan.credentials))
+        if code != 0:
+            return code, None
+        return read_metadata(session, plan, image)

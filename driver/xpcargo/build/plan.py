@@ -1,0 +1,226 @@
+"""A Cargo command for a target, planned on the host before the engine is touched: what Cargo is asked, what is
+mounted where, what environment each step gets, and one container request per step.
+
+Planning is pure apart from reading the project's files, so everything here is tested without an engine.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from xpcargo.build import environment
+from xpcargo.cargo import args as cargo_args
+from xpcargo.cargo.args import CargoArgs
+from xpcargo.cargo.links import LinksOverrides
+from xpcargo.cargo.project import Project
+from xpcargo.config.targets import TargetSpec, check_triple
+from xpcargo.container.session import invoking_user
+from xpcargo.container.spec import ContainerRequest, Mount
+from xpcargo.context import Context
+from xpcargo.errors import ConfigError, ProjectError
+
+# Where HOME points for a user that has no home in the image: writable by anyone, gone with the container.
+CONTAINER_HOME = "/tmp"  # noqa: S108 - inside the container, which is private and short-lived
+# Kernel and runtime file systems: mounting them (or a directory above them) hands a build the host's devices,
+# processes, or the engine's own socket.
+_FORBIDDEN = tuple(Path(path) for path in ("/proc", "/sys", "/dev", "/run", "/var/run"))
+
+
+class Step(enum.Enum):
+    FETCH = "fetch"  # `cargo fetch` and `cargo metadata`, on the host network
+    BUILD = "build"  # the Cargo command itself, with no network
+    SHELL = "shell"  # `xpcargo shell`: a build's container, with a command of the user's
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildPlan:
+    """Everything decided before the engine is touched."""
+
+    command: str
+    spec: TargetSpec
+    project: Project
+    args: tuple[str, ...]
+    parsed: CargoArgs
+    mounts: tuple[Mount, ...]
+    # The environment of every step's container.
+    env: Mapping[str, str]
+    # Registry tokens and proxy settings: given to the fetch step's commands only, never to a container.
+    credentials: Mapping[str, str]
+    terminal_env: Mapping[str, str]
+    color: bool
+    links: LinksOverrides
+    overrides_file: Path | None
+    state_dir: Path
+    ca_bundle: Path | None
+    user: str = field(default_factory=invoking_user)
+
+    @property
+    def triple(self) -> str:
+        return self.spec.triple
+
+    @property
+    def profile_dir(self) -> str:
+        return cargo_args.profile_dir_name(self.parsed.profile)
+
+    @property
+    def injects_json(self) -> bool:
+        """Whether xpcargo chooses the message format: when the user did not choose one."""
+        return self.parsed.message_format is None
+
+    @property
+    def reads_messages(self) -> bool:
+        return self.injects_json or "json" in (self.parsed.message_format or "")
+
+    @property
+    def hidden(self) -> tuple[Path, ...]:
+        # CARGO_HOME/bin holds rustup's proxies and host-built tools; Cargo looks there first for `cargo-clippy`
+        # and other subcommands, and would run the host's rustup instead of the image's clippy.
+        bin_dir = self.project.cargo_home / "bin"
+        return (bin_dir,) if bin_dir.is_dir() else ()
+
+    def cargo_argv(self) -> list[str]:
+        argv = ["cargo", self.command, "--target", self.triple]
+        if self.injects_json:
+            argv.append("--message-format=json-diagnostic-rendered-ansi" if self.color else "--message-format=json")
+        if self.overrides_file is not None:
+            argv += ["--config", str(self.overrides_file)]
+        return [*argv, *self.args]
+
+    def manifest_args(self) -> list[str]:
+        args = ["--manifest-path", self.parsed.manifest_path] if self.parsed.manifest_path else []
+        return [*args, "--locked"] if self.parsed.locked else args
+
+    def request(self, step: Step, image: str) -> ContainerRequest:
+        """The container for ``step``: only the fetch step has a network, and only it trusts the host's CAs."""
+        mounts, env = self.mounts, {**self.env, "HOME": CONTAINER_HOME}
+        if step is Step.FETCH:
+            if self.ca_bundle is not None:
+                mounts = (*mounts, Mount(path=self.ca_bundle, read_only=True))
+                env["CARGO_HTTP_CAINFO"] = str(self.ca_bundle)
+        else:
+            env["CARGO_NET_OFFLINE"] = "true"
+        if step is not Step.SHELL:
+            env.update(self.terminal_env)
+        return ContainerRequest(
+            image=image,
+            user=self.user,
+            workdir=self.project.cwd,
+            mounts=mounts,
+            env=MappingProxyType(env),
+            network="host" if step is Step.FETCH else "none",
+            hidden=self.hidden,
+        )
+
+
+def plan(context: Context, command: str, triple: str, args: Sequence[str]) -> BuildPlan:
+    check_triple(triple)
+    parsed = cargo_args.parse_cargo_args(args)
+    try:
+        project = context.project(parsed)
+    except ProjectError:
+        # Outside a project, only the shipped table can know the target: a typo in it is the first thing to say.
+        context.toolchains.target(triple)
+        raise
+    project_config = context.project_config(project.workspace_root)
+    spec = context.target(triple, project_config)
+    host = context.host_target(project_config)
+    state_dir = project.target_dir / "xpcargo" / triple
+
+    # Cargo merges the `--config` file xpcargo writes into the project's own config key by key; so does this.
+    links = spec.links.over(project.links_overrides(triple))
+    extra: list[tuple[Path, str]] = []
+    for configured in spec.mounts:
+        path = Path(os.path.normpath(configured))
+        if not path.exists():
+            raise ConfigError(
+                f"the mount `{path}` configured for {triple} does not exist on this machine",
+                hint="create it or remove it from `mounts` in xpcargo.toml",
+            )
+        extra.append((path, "`mounts`"))
+    extra += [(path, "a `links` override") for path in links.host_paths() if path.exists()]
+
+    passed = environment.passthrough_environment(context.environ, spec)
+    env = {
+        **{name: value for name, value in passed.items() if not environment.is_credential(name)},
+        **environment.toolchain_environment(spec, host),
+        "USER": context.environ.get("USER", "xpcargo"),
+        "CARGO_HOME": str(project.cargo_home),
+        "CARGO_TARGET_DIR": str(project.target_dir),
+    }
+    return BuildPlan(
+        command=command,
+        spec=spec,
+        project=project,
+        args=tuple(args),
+        parsed=parsed,
+        mounts=mounts_for(project, extra, engine_socket=_engine_socket(context.environ)),
+        env=MappingProxyType(env),
+        credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
+        terminal_env=MappingProxyType(context.terminal.cargo_env()),
+        color=context.terminal.color,
+        links=links,
+        overrides_file=state_dir / "links-overrides.toml" if spec.links else None,
+        state_dir=state_dir,
+        ca_bundle=environment.host_ca_bundle(context.environ),
+    )
+
+
+def _engine_socket(environ: Mapping[str, str]) -> Path:
+    host = environ.get("DOCKER_HOST", "")
+    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else Path("/var/run/docker.sock")
+
+
+def _check_mount(path: Path, why: str, *, engine_socket: Path) -> None:
+    """Only directories and regular files are mounted, and nothing that holds the host's devices, processes or the
+    engine's socket: a project must not reach out of its container through what it asks to have mounted."""
+    resolved = path.resolve()
+    reaches = next(
+        (place for place in _FORBIDDEN if resolved.is_relative_to(place) or place.is_relative_to(resolved)), None
+    )
+    if reaches is None and engine_socket.resolve().is_relative_to(resolved):
+        reaches = engine_socket
+    try:
+        mode = resolved.stat().st_mode
+    except OSError:
+        mode = None
+    if reaches is not None or (mode is not None and not (stat.S_ISDIR(mode) or stat.S_ISREG(mode))):
+        what = f"reaches {reaches}" if reaches is not None else "is not a directory or a regular file"
+        raise ConfigError(
+            f"refusing to mount `{path}` (asked for by {why}): it {what}",
+            hint="mount only directories and files a build needs; sockets, devices and /proc, /sys, /dev, /run "
+            "are never mounted",
+        )
+
+
+def mounts_for(
+    project: Project, extra_read_only: Iterable[tuple[Path, str]] = (), *, engine_socket: Path
+) -> tuple[Mount, ...]:
+    """The host directories the container needs, each at its own absolute path, nested ones folded away."""
+    # Lexically normalised (not resolved: a symlink must stay visible at its own path), so that `a/../b` is
+    # recognised as `b` when mounts are folded into each other.
+    wanted: list[tuple[Mount, str]] = [
+        (Mount(path=project.workspace_root), "the workspace"),
+        (Mount(path=project.target_dir), "the target dir"),
+        (Mount(path=project.cargo_home), "CARGO_HOME"),
+        *((Mount(path=path), "a path dependency") for path in project.outside_paths),
+        *((Mount(path=path.parent, read_only=True), "Cargo's config") for path in project.cargo_config_files),
+        *((Mount(path=Path(os.path.normpath(path)), read_only=True), why) for path, why in extra_read_only),
+    ]
+    # The working directory is where relative arguments (a --manifest-path, say) are resolved.
+    if not any(project.cwd.is_relative_to(mount.path) for mount, _ in wanted):
+        wanted.append((Mount(path=project.cwd, read_only=True), "the working directory"))
+    for mount, why in wanted:
+        _check_mount(mount.path, why, engine_socket=engine_socket)
+    chosen: list[Mount] = []
+    # A writable mount wins over a read-only one of the same tree; a parent mount covers its children.
+    for mount, _ in sorted(wanted, key=lambda item: (len(item[0].path.parts), item[0].read_only)):
+        if any(mount.path.is_relative_to(kept.path) and (kept.read_only <= mount.read_only) for kept in chosen):
+            continue
+        chosen.append(mount)
+    return tuple(chosen)

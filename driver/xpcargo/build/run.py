@@ -1,0 +1,200 @@
+"""Running a Cargo command for a target, from plan to report: the image, the fetch step when it is due, the
+command itself in a container with no network, and every build script's result kept for ``xpcargo report``.
+
+Two containers at most: the fetch step's (only when the project's manifests, lock file or Cargo config changed since
+the last fetch) and the build's. Cargo always runs with a JSON ``--message-format`` so that its
+``build-script-executed`` messages can be kept; the diagnostics are printed as Cargo renders them, so the terminal
+looks as it would without xpcargo.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from xpcargo import report
+from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
+from xpcargo.build.plan import BuildPlan, Step, plan
+from xpcargo.cargo import args as cargo_args
+from xpcargo.cargo.messages import MessageReader
+from xpcargo.config.targets import check_triple
+from xpcargo.container.session import open_session
+from xpcargo.container.spec import Output, Runtime
+from xpcargo.context import Context
+from xpcargo.errors import ProjectError, ReportError
+from xpcargo.image.builder import image_for
+from xpcargo.ui import Reporter, binary_writer
+
+# Cargo says this when an offline build finds a crate missing from CARGO_HOME (someone cleaned the cache).
+_OFFLINE_MISS = (b"--offline was specified", b"attempting to make an HTTP request, but --offline")
+
+Connect = Callable[[Context], Runtime]
+
+
+def cargo_command(context: Context, command: str, triple: str, args: Sequence[str], *, connect: Connect) -> int:
+    """`xpcargo <command> --target <triple> [args]`: plan first, so bad input fails before the engine is asked."""
+    build_plan = plan(context, command, triple, args)
+    return run(context, build_plan, runtime=connect(context), reporter=context.reporter())
+
+
+class _Tail:
+    """The last few KiB of a stream, passed on unchanged, for recognising one of Cargo's errors afterwards."""
+
+    def __init__(self, write: Output) -> None:
+        self._write = write
+        self.text = b""
+
+    def __call__(self, chunk: bytes) -> None:
+        self._write(chunk)
+        self.text = (self.text + chunk)[-8192:]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Outcome:
+    code: int
+    metadata: Metadata | None
+    messages: list[dict[str, Any]]
+    finished: bool | None
+    offline_miss: bool
+
+
+def _build(
+    runtime: Runtime, plan: BuildPlan, image: str, metadata: Metadata | None, *, stdout: Output, stderr: Output
+) -> _Outcome:
+    """The Cargo command in a container with no network."""
+    with open_session(runtime, plan.request(Step.BUILD, image), purpose="build") as session:
+        if metadata is None:
+            code, metadata = read_metadata(session, plan, image)
+            if code != 0:
+                return _Outcome(code=code, metadata=None, messages=[], finished=None, offline_miss=False)
+        reader = MessageReader(echo_messages=not plan.injects_json, write_stdout=stdout, write_stderr=stderr)
+        errors = _Tail(stderr)
+        code = session.run(plan.cargo_argv(), on_stdout=reader.feed, on_stderr=errors)
+        reader.close()
+    return _Outcome(
+        code=code,
+        metadata=metadata,
+        messages=reader.messages,
+        finished=reader.finished,
+        offline_miss=code != 0 and any(hint in errors.text for hint in _OFFLINE_MISS),
+    )
+
+
+def run(
+    context: Context,
+    plan: BuildPlan,
+    *,
+    runtime: Runtime,
+    reporter: Reporter,
+    write_stdout: Output | None = None,
+    write_stderr: Output | None = None,
+) -> int:
+    """Run the planned Cargo command; return Cargo's exit code."""
+    stdout = write_stdout or binary_writer(sys.stdout)
+    stderr = write_stderr or binary_writer(sys.stderr)
+    image = image_for(context, runtime, plan.spec, reporter)
+    _write_overrides_file(plan)
+    _warn_about_toolchain_file(context, plan, reporter)
+    record = FetchRecord.of(plan)
+    refetched = False
+    while True:
+        metadata = record.load(fingerprint(plan, image))
+        if metadata is None and not plan.parsed.offline:
+            code, metadata = fetch(runtime, plan, image, reporter)
+            if code != 0:
+                return code
+        outcome = _build(runtime, plan, image, metadata, stdout=stdout, stderr=stderr)
+        if not (outcome.offline_miss and not plan.parsed.offline and not refetched):
+            break
+        # The fetch record said all was downloaded, but CARGO_HOME lost crates since: fetch again, once.
+        record.forget()
+        refetched = True
+        reporter.warn("crates went missing from CARGO_HOME since the last fetch; fetching again")
+    _keep_report(plan, outcome, reporter)
+    return outcome.code
+
+
+def _write_overrides_file(plan: BuildPlan) -> None:
+    """xpcargo's own `links` overrides, as a Cargo config file passed with `--config`."""
+    if plan.overrides_file is None:
+        return
+    plan.overrides_file.parent.mkdir(parents=True, exist_ok=True)
+    plan.overrides_file.write_text(plan.spec.links.as_cargo_config(plan.triple), encoding="utf-8")
+
+
+def _warn_about_toolchain_file(context: Context, plan: BuildPlan, reporter: Reporter) -> None:
+    """rustup's toolchain file means nothing in the image, which has one pinned Rust: say so when they differ."""
+    requested = plan.project.requested_toolchain()
+    if requested is None or plan.spec.image:
+        return
+    path, channel = requested
+    upstream = context.image_plan(plan.spec).rust_version.split("+", 1)[0]
+    if channel in ("stable", upstream) or upstream.startswith(f"{channel}."):
+        return
+    reporter.warn(
+        f"{path.name} asks for Rust `{channel}`; the {plan.triple} image builds with Rust {upstream} "
+        "(rustup toolchain files are not read in the container)"
+    )
+
+
+def _keep_report(plan: BuildPlan, outcome: _Outcome, reporter: Reporter) -> None:
+    """Record what the build scripts decided. Cargo's result stands whatever happens to the report."""
+    try:
+        path = report.report_path(plan.project.target_dir, plan.triple, plan.profile_dir)
+        if not plan.reads_messages:
+            path.unlink(missing_ok=True)
+            reporter.warn(
+                f"build-script report not updated: --message-format={plan.parsed.message_format} hides "
+                "Cargo's build-script messages"
+            )
+            return
+        if outcome.metadata is None:
+            return
+        try:
+            collected = report.collect(
+                messages=outcome.messages,
+                cargo_metadata=outcome.metadata,
+                links_overrides=plan.links,
+                target=plan.triple,
+                profile=plan.profile_dir,
+                success=outcome.code == 0 and outcome.finished is not False,
+            )
+        except ReportError:
+            # A stale report must not outlive the build it described.
+            path.unlink(missing_ok=True)
+            raise
+        report.save(collected, path)
+    except (ReportError, OSError) as error:
+        reporter.warn(f"build-script report not saved: {error}")
+
+
+def load_report(context: Context, triple: str, args: Sequence[str]) -> report.BuildReport:
+    check_triple(triple)
+    parsed = cargo_args.parse_cargo_args(args)
+    project = context.project(parsed)
+    path = report.report_path(project.target_dir, triple, cargo_args.profile_dir_name(parsed.profile))
+    try:
+        return report.load(path)
+    except ReportError as error:
+        if error.hint is None:
+            error.hint = f"run `xpcargo build --target {triple}` first"
+        raise
+
+
+def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connect, interactive: bool) -> int:
+    """Run ``argv`` (or an interactive shell) with exactly the mounts and environment a build gets."""
+    if not argv and not interactive:
+        raise ProjectError(
+            "`xpcargo shell` without a command needs a terminal",
+            hint="pass the command after --, e.g. `xpcargo shell --target T -- uname -m`",
+        )
+    build_plan = plan(context, "shell", triple, [])
+    runtime, reporter = connect(context), context.reporter()
+    image = image_for(context, runtime, build_plan.spec, reporter)
+    _write_overrides_file(build_plan)
+    with open_session(runtime, build_plan.request(Step.SHELL, image), purpose="shell") as session:
+        if not argv:
+            return session.run_interactive(["bash", "-l"])
+        return session.run(list(argv))

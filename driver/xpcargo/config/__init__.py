@@ -1,0 +1,1 @@
+"""Configuration: the validating reader of xpcargo's files (``schema``) and a target's settings (``targets``)."""

@@ -1,0 +1,491 @@
+"""A target's settings: each declared once, on ``TargetSpec``, and resolved as one fold over layers.
+
+The layers, lowest first: the shipped ``toolchains.yaml`` (``XPCARGO_TOOLCHAINS`` names another), the project's
+``[build]``, the project's ``[target.<triple>]`` (in ``xpcargo.toml``, or ``[workspace.metadata.xpcargo]`` /
+``[package.metadata.xpcargo]`` of the root ``Cargo.toml``), then the environment: ``XPCARGO_BUILD_<FIELD>`` and
+``XPCARGO_TARGET_<TRIPLE>_<FIELD>``, in the manner of cross's ``CROSS_TARGET_<TRIPLE>_<KEY>``.
+
+Every setting says, where it is declared, what kind of value it holds, how a higher layer combines with a lower one
+(replace, append, update), and which layers may set it. Reading, validation, the environment forms and the fold
+all follow from that one declaration.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from xpcargo.cargo.links import LinksOverrides
+from xpcargo.config.schema import EMPTY, ENV_NAME, Table, describe, frozen_map, load_yaml, read_toml
+from xpcargo.errors import ConfigError, UnknownTargetError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+PROJECT_CONFIG_FILE = "xpcargo.toml"
+
+_TRIPLE = re.compile(r"^[a-z0-9_.]+(-[a-z0-9_.]+){1,3}$")
+# A recipe is a file of xpcargo's own images/ directory (or of XPCARGO_IMAGES): a bare name, never a path.
+_RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Debian policy 5.6.1: a package name, optionally `:arch` (multiarch) and `=version`.
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?::(?P<arch>[a-z0-9_-]+))?(?:=[A-Za-z0-9.+~:-]+)?$")
+_DEBIAN_ARCHES = frozenset(
+    {"amd64", "arm64", "armel", "armhf", "i386", "loong64", "mips64el", "ppc64el", "riscv64", "s390x"}
+    | {"all", "any", "native"}
+)
+# What Rust (and the kernel) call an architecture that Debian names otherwise.
+_RUST_TO_DEBIAN_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "i686": "i386",
+    "i386": "i386",
+    "x86": "i386",
+    "armv7": "armhf",
+    "arm": "armel",
+    "powerpc64le": "ppc64el",
+    "riscv64gc": "riscv64",
+    "loongarch64": "loong64",
+}
+
+
+class Kind(enum.Enum):
+    NAME = "a non-empty string"
+    WORDS = "a list of non-empty strings"
+    ENV = "a table of NAME = VALUE"
+    LINKS = "a table of `links` overrides"
+
+
+class Merge(enum.Enum):
+    REPLACE = "replace"  # a higher layer's value replaces a lower one's
+    APPEND = "append"  # lists: a higher layer's items follow a lower one's
+    UPDATE = "update"  # tables: a higher layer's keys win, the others stay
+
+
+class Source(enum.Enum):
+    SHIPPED = "toolchains.yaml"
+    BUILD = "[build]"
+    TARGET = "[target.<triple>]"
+
+
+_ALL = frozenset(Source)
+_TARGET_ONLY = frozenset({Source.SHIPPED, Source.TARGET})
+_PROJECT = frozenset({Source.BUILD, Source.TARGET})
+
+# A check of one value: returns None when it is fine, else what is wrong (and optionally a hint).
+Check = Callable[[Any], "tuple[str, str | None] | None"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setting:
+    kind: Kind
+    merge: Merge
+    sources: frozenset[Source]
+    required: bool
+    check: Check | None
+
+
+def _setting(
+    kind: Kind,
+    *,
+    sources: frozenset[Source] = _TARGET_ONLY,
+    merge: Merge = Merge.REPLACE,
+    required: bool = False,
+    check: Check | None = None,
+) -> Any:
+    metadata = {"setting": Setting(kind=kind, merge=merge, sources=sources, required=required, check=check)}
+    if kind is Kind.NAME:
+        return field(default="" if required else None, metadata=metadata)
+    if kind is Kind.WORDS:
+        return field(default=(), metadata=metadata)
+    if kind is Kind.ENV:
+        return field(default_factory=lambda: EMPTY, metadata=metadata)
+    return field(default_factory=LinksOverrides, metadata=metadata)
+
+
+def _check_recipe(name: str) -> tuple[str, str | None] | None:
+    if _RECIPE_NAME.match(name):
+        return None
+    return f"`{name}` is not a recipe name", "name a recipe of xpcargo's images/ directory, without a path"
+
+
+def _check_runner(words: tuple[str, ...]) -> tuple[str, str | None] | None:
+    # Cargo splits a runner given through the environment at white space, so no single word may contain any.
+    if any(not part.strip() or part.split() != [part] for part in words):
+        return "each word must be non-empty and contain no white space", None
+    return None
+
+
+def _check_packages(names: tuple[str, ...]) -> tuple[str, str | None] | None:
+    for name in names:
+        match = _PACKAGE.match(name)
+        if match is None:
+            return (
+                f"`{name}` is not a Debian package name",
+                "use Debian's form NAME, NAME:ARCH or NAME=VERSION (lowercase letters, digits, + - .)",
+            )
+        arch = match.group("arch")
+        if arch and arch not in _DEBIAN_ARCHES:
+            debian = _RUST_TO_DEBIAN_ARCH.get(arch, "")
+            known = ", ".join(sorted(_DEBIAN_ARCHES - {"all", "any", "native"}))
+            suggestion = f"; Debian calls `{arch}` `{debian}`: write `{name.replace(':' + arch, ':' + debian)}`"
+            return (
+                f"`{name}` names the architecture `{arch}`, which Debian does not have",
+                f"Debian's architectures are {known}" + (suggestion if debian else ""),
+            )
+    return None
+
+
+def _check_env_names(names: tuple[str, ...]) -> tuple[str, str | None] | None:
+    bad = next((name for name in names if not ENV_NAME.match(name)), None)
+    return (f"`{bad}` is not a valid environment variable name", None) if bad else None
+
+
+def _check_absolute(paths: tuple[str, ...]) -> tuple[str, str | None] | None:
+    relative = next((path for path in paths if not Path(path).is_absolute()), None)
+    return (f"`{relative}` is not an absolute path", None) if relative else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetSpec:
+    """Everything xpcargo needs to know about one target, after every layer of configuration is applied.
+
+    Each field but ``triple`` is a setting: its key in the files is the field name with ``-`` for ``_``
+    (``debian-arch``), and its environment form is the field name in capitals (``XPCARGO_TARGET_<T>_DEBIAN_ARCH``).
+    """
+
+    triple: str
+    # The image recipe in images/ (without .yaml).
+    recipe: str = _setting(Kind.NAME, required=True, check=_check_recipe)
+    # Debian's name of the target architecture (selects the Rust std .deb).
+    debian_arch: str = _setting(Kind.NAME, required=True)
+    # Debian packages added to the recipe's.
+    packages: tuple[str, ...] = _setting(Kind.WORDS, check=_check_packages)
+    # The C/C++ compilers and archiver that build scripts (and the cc crate) must use, and what rustc links with.
+    cc: str = _setting(Kind.NAME, required=True)
+    cxx: str = _setting(Kind.NAME, required=True)
+    ar: str = _setting(Kind.NAME, required=True)
+    linker: str = _setting(Kind.NAME, required=True)
+    # How Cargo runs a built program (an emulator for a foreign architecture); empty runs it natively.
+    runner: tuple[str, ...] = _setting(Kind.WORDS, check=_check_runner)
+    # Where pkg-config looks for the target's .pc files.
+    pkg_config_libdir: tuple[str, ...] = _setting(Kind.WORDS, check=_check_absolute)
+    # Extra environment for every command in the container.
+    env: Mapping[str, str] = _setting(Kind.ENV, sources=_ALL, merge=Merge.UPDATE)
+    # An image already in the engine to use instead of building one.
+    image: str | None = _setting(Kind.NAME, sources=frozenset({Source.TARGET}))
+    # Debian packages a project adds to the image (multiarch `libssl-dev:arm64` included).
+    extra_packages: tuple[str, ...] = _setting(Kind.WORDS, sources=_PROJECT, merge=Merge.APPEND, check=_check_packages)
+    # Host variables copied into the container.
+    passthrough: tuple[str, ...] = _setting(Kind.WORDS, sources=_PROJECT, merge=Merge.APPEND, check=_check_env_names)
+    # Extra host directories mounted read-only at the same path.
+    mounts: tuple[str, ...] = _setting(Kind.WORDS, sources=_PROJECT, merge=Merge.APPEND, check=_check_absolute)
+    # `links` overrides, passed to Cargo with --config.
+    links: LinksOverrides = _setting(  # noqa: RUF009 - a dataclass field() with a default factory
+        Kind.LINKS, sources=frozenset({Source.TARGET}), merge=Merge.UPDATE
+    )
+
+    @property
+    def emulator(self) -> str | None:
+        return self.runner[0] if self.runner else None
+
+
+SETTINGS: Mapping[str, Setting] = MappingProxyType(
+    {item.name: item.metadata["setting"] for item in fields(TargetSpec) if "setting" in item.metadata}
+)
+
+
+def setting_key(name: str) -> str:
+    """The key of a setting in the files: `debian_arch` → `debian-arch`."""
+    return name.replace("_", "-")
+
+
+def env_key(triple: str) -> str:
+    """The form of a triple that Cargo uses in variable names: `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER`."""
+    return triple.replace("-", "_").replace(".", "_").upper()
+
+
+# --- Layers --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    """The settings one place gives: field name -> a value already of the field's kind."""
+
+    origin: str  # how an error names the place: `xpcargo.toml: target.aarch64-unknown-linux-gnu`
+    values: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+
+# Builds the error for a value: (the key inside the value, "" for the value itself; the problem; a hint).
+Fail = Callable[[str, str, "str | None"], ConfigError]
+
+
+def _convert(setting: Setting, raw: object, fail: Fail) -> object:
+    """``raw`` as read from TOML or YAML, validated and converted into the field's kind."""
+    value: object
+    match setting.kind:
+        case Kind.NAME:
+            if not isinstance(raw, str) or not raw:
+                raise fail("", f"expected a non-empty string, got {describe(raw)}", None)
+            value = raw
+        case Kind.WORDS:
+            if not isinstance(raw, list) or not all(isinstance(item, str) and item for item in raw):
+                raise fail("", f"expected a list of non-empty strings, got {describe(raw)}", None)
+            value = tuple(raw)
+        case Kind.ENV:
+            value = _env_table(raw, fail)
+        case Kind.LINKS:
+            value = _links_table(raw, fail)
+    if setting.check is not None:
+        problem = setting.check(value)
+        if problem is not None:
+            raise fail("", *problem)
+    return value
+
+
+def _env_table(raw: object, fail: Fail) -> Mapping[str, str]:
+    if not isinstance(raw, Mapping):
+        raise fail("", f"expected a table of NAME = VALUE, got {describe(raw)}", None)
+    result: dict[str, str] = {}
+    for name, item in raw.items():
+        if not isinstance(name, str) or not ENV_NAME.match(name):
+            raise fail(str(name), "is not a valid environment variable name", None)
+        if not isinstance(item, str | int | float | bool):
+            raise fail(name, f"expected a string, got {describe(item)}", None)
+        result[name] = str(item).lower() if isinstance(item, bool) else str(item)
+    return frozen_map(result)
+
+
+def _links_table(raw: object, fail: Fail) -> LinksOverrides:
+    if not isinstance(raw, Mapping):
+        raise fail("", f"expected a table of `links` overrides, got {describe(raw)}", None)
+    tables: dict[str, Mapping[str, object]] = {}
+    for name, entry in raw.items():
+        # Cargo validates an override's keys itself; here it only has to be a table.
+        if not isinstance(entry, Mapping):
+            raise fail(str(name), f"expected a table, got {describe(entry)}", None)
+        tables[str(name)] = dict(entry)
+    return LinksOverrides(tables)
+
+
+def read_layer(table: Table, source: Source, *, require: bool = False) -> Layer:
+    """The settings of one table of a file; ``require`` makes the required settings required here."""
+    values: dict[str, object] = {}
+    for name, setting in SETTINGS.items():
+        if source not in setting.sources:
+            continue
+        key = setting_key(name)
+        raw = table.value(key, required=require and setting.required)
+        if raw is None:
+            continue
+
+        def fail(inner: str, problem: str, hint: str | None, key: str = key) -> ConfigError:
+            return table.fail(f"{key}.{inner}" if inner else key, problem, hint=hint)
+
+        values[name] = _convert(setting, raw, fail)
+    table.finish()
+    return Layer(origin=f"{table.source}: {table.where}" if table.where else str(table.source), values=values)
+
+
+def _environment_value(setting: Setting, raw: str) -> object:
+    """What an environment variable says, in the form a file would: words split at white space, an env table as
+    NAME=VALUE words, `links` overrides as a TOML inline table."""
+    match setting.kind:
+        case Kind.NAME:
+            return raw
+        case Kind.WORDS:
+            return raw.split()
+        case Kind.ENV:
+            pairs = [word.partition("=") for word in raw.split()]
+            if any(not equals for _, equals, _ in pairs):
+                return raw  # not a table: reported as such
+            return {name: value for name, _, value in pairs}
+        case Kind.LINKS:
+            try:
+                return tomllib.loads(f"value = {raw}")["value"]
+            except tomllib.TOMLDecodeError:
+                return raw
+
+
+def environment_layer(environ: Mapping[str, str], prefix: str, source: Source) -> Layer:
+    """The settings that ``<prefix><FIELD>`` variables give (``XPCARGO_BUILD_`` or ``XPCARGO_TARGET_<TRIPLE>_``)."""
+    values: dict[str, object] = {}
+    for name, setting in SETTINGS.items():
+        variable = f"{prefix}{name.upper()}"
+        raw = environ.get(variable)
+        if source not in setting.sources or not raw:
+            continue
+
+        def fail(inner: str, problem: str, hint: str | None, variable: str = variable) -> ConfigError:
+            return ConfigError(f"{variable}{f' ({inner})' if inner else ''}: {problem}", hint=hint)
+
+        values[name] = _convert(setting, _environment_value(setting, raw), fail)
+    return Layer(origin="the environment", values=values)
+
+
+def environment_settings(source: Source) -> tuple[str, ...]:
+    """The variable suffixes (``IMAGE``, ``EXTRA_PACKAGES``, ...) that the environment may set for ``source``."""
+    return tuple(name.upper() for name, setting in SETTINGS.items() if source in setting.sources)
+
+
+def _combine(setting: Setting, lower: object, higher: object) -> object:
+    """A higher layer's value over a lower one's. Values are already of the setting's kind (``_convert``)."""
+    if setting.merge is Merge.APPEND and isinstance(lower, tuple) and isinstance(higher, tuple):
+        return lower + higher
+    if setting.merge is Merge.UPDATE:
+        if isinstance(lower, LinksOverrides) and isinstance(higher, LinksOverrides):
+            return higher.over(lower)
+        if isinstance(lower, Mapping) and isinstance(higher, Mapping):
+            return frozen_map({**lower, **higher})
+    return higher
+
+
+def fold(triple: str, layers: Iterable[Layer]) -> TargetSpec:
+    """Apply ``layers``, lowest first, into one ``TargetSpec``."""
+    values: dict[str, Any] = {}
+    origins: list[str] = []
+    for layer in layers:
+        origins.append(layer.origin)
+        for name, value in layer.values.items():
+            values[name] = _combine(SETTINGS[name], values.get(name), value)
+    missing = [name for name, setting in SETTINGS.items() if setting.required and name not in values]
+    if missing:
+        required = ", ".join(setting_key(name) for name, setting in SETTINGS.items() if setting.required)
+        where = next((origin for origin in reversed(origins) if "target." in origin), origins[-1] if origins else "")
+        raise ConfigError(
+            f"{where}.{setting_key(missing[0])}: is missing (a target that toolchains.yaml does not know needs "
+            f"{required})"
+        )
+    return TargetSpec(triple=triple, **values)
+
+
+def layer_of(spec: TargetSpec) -> Layer:
+    """A resolved target as a layer, to fold more layers over it."""
+    return Layer(
+        origin=f"toolchains.yaml: targets.{spec.triple}",
+        values={name: getattr(spec, name) for name, setting in SETTINGS.items() if Source.SHIPPED in setting.sources},
+    )
+
+
+# --- The shipped table --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Toolchains:
+    source: Path
+    targets: Mapping[str, TargetSpec]
+
+    def target(self, triple: str) -> TargetSpec:
+        try:
+            return self.targets[triple]
+        except KeyError:
+            raise unknown_target(triple, self.targets) from None
+
+
+def unknown_target(triple: str, known: Iterable[str]) -> UnknownTargetError:
+    names = sorted(known)
+    close = difflib.get_close_matches(triple, names, n=1, cutoff=0.6)
+    suggestion = f"did you mean `{close[0]}`? " if close else ""
+    return UnknownTargetError(
+        f"unknown target `{triple}`",
+        hint=f"{suggestion}known targets: {', '.join(names)} (see `xpcargo targets`)",
+    )
+
+
+def _validate_triple(table: Table, triple: str) -> None:
+    if not _TRIPLE.match(triple):
+        raise table.fail(triple, "is not a target triple (expected something like `aarch64-unknown-linux-gnu`)")
+
+
+def check_triple(triple: str) -> str:
+    """A triple given on the command line: the same grammar, so it is safe in a file name or a label."""
+    if not _TRIPLE.match(triple):
+        raise UnknownTargetError(
+            f"`{triple}` is not a target triple",
+            hint="name one like `aarch64-unknown-linux-gnu` (`xpcargo targets` lists them)",
+        )
+    return triple
+
+
+def load_toolchains(path: Path) -> Toolchains:
+    """Load and validate a toolchains.yaml."""
+    top = Table(path, "", load_yaml(path))
+    version = top.value("version", required=True)
+    if version != 1:
+        raise top.fail("version", f"unsupported version {version!r} (this xpcargo reads version 1)")
+    targets_table = top.required_table("targets")
+    targets: dict[str, TargetSpec] = {}
+    for triple in targets_table.names():
+        _validate_triple(targets_table, triple)
+        layer = read_layer(targets_table.required_table(triple), Source.SHIPPED, require=True)
+        targets[triple] = fold(triple, [layer])
+    targets_table.finish()
+    top.finish()
+    if not targets:
+        raise top.fail("targets", "lists no target")
+    return Toolchains(source=path, targets=frozen_map(targets))
+
+
+# --- The project's own configuration -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectConfig:
+    source: Path | None
+    build: Layer = field(default_factory=lambda: Layer(origin="[build]"))
+    targets: Mapping[str, Layer] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def load_project_config(workspace_root: Path) -> ProjectConfig:
+    """Read ``xpcargo.toml`` from the workspace root, else ``[workspace.metadata.xpcargo]`` of its Cargo.toml."""
+    own_file = workspace_root / PROJECT_CONFIG_FILE
+    if own_file.is_file():
+        return _read_project(own_file, "", read_toml(own_file))
+    manifest = workspace_root / "Cargo.toml"
+    if manifest.is_file():
+        data = read_toml(manifest)
+        for section in ("workspace", "package"):
+            section_data = data.get(section)
+            metadata = section_data.get("metadata") if isinstance(section_data, dict) else None
+            if isinstance(metadata, dict) and "xpcargo" in metadata:
+                return _read_project(manifest, f"{section}.metadata.xpcargo", metadata["xpcargo"])
+    return ProjectConfig(source=None)
+
+
+def _read_project(source: Path, where: str, data: object) -> ProjectConfig:
+    top = Table(source, where, data)
+    build_table = top.table("build")
+    build = read_layer(build_table, Source.BUILD) if build_table else Layer(origin=f"{source}: build")
+    targets: dict[str, Layer] = {}
+    targets_table = top.table("target")
+    if targets_table is not None:
+        for triple in targets_table.names():
+            _validate_triple(targets_table, triple)
+            targets[triple] = read_layer(targets_table.required_table(triple), Source.TARGET)
+        targets_table.finish()
+    top.finish()
+    return ProjectConfig(source=source, build=build, targets=frozen_map(targets))
+
+
+def resolve_target(
+    triple: str, toolchains: Toolchains, project: ProjectConfig, *, environ: Mapping[str, str]
+) -> TargetSpec:
+    """Fold the layers for ``triple``: shipped entry, ``[build]``, ``[target.<triple>]``, then the environment."""
+    own = project.targets.get(triple)
+    if triple not in toolchains.targets and own is None:
+        raise unknown_target(triple, {*toolchains.targets, *project.targets})
+    layers = [layer_of(toolchains.targets[triple])] if triple in toolchains.targets else []
+    layers += [project.build, *([own] if own is not None else [])]
+    layers += [
+        environment_layer(environ, "XPCARGO_BUILD_", Source.BUILD),
+        environment_layer(environ, f"XPCARGO_TARGET_{env_key(triple)}_", Source.TARGET),
+    ]
+    return fold(triple, layers)

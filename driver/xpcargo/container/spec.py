@@ -1,0 +1,95 @@
+"""What xpcargo asks of a container engine, in its own terms: the request for a container, and the ``Runtime``
+protocol that an engine implements (Docker's is ``docker_runtime``; a test's fake records requests instead).
+
+Nothing here talks to an engine, so everything above this seam can be planned and tested without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Protocol
+
+MANAGED_LABEL = "org.xpcargo.managed"
+# Which xpcargo process started a container, and for what step: `<purpose>:<pid>`.
+SESSION_LABEL = "org.xpcargo.session"
+# A unique name for one request, so that a create whose answer was lost can be found instead of repeated.
+REQUEST_LABEL = "org.xpcargo.request"
+
+Output = Callable[[bytes], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mount:
+    """A host directory, bind-mounted at the same absolute path inside the container."""
+
+    path: Path
+    read_only: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerRequest:
+    """Everything a container is started with."""
+
+    image: str
+    user: str
+    workdir: Path
+    mounts: tuple[Mount, ...] = ()
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # "none" for compiling (hermetic, reproducible), "host" for the step that downloads crates.
+    network: str = "none"
+    # Directories hidden behind an empty tmpfs: they exist on the host, but what they hold must not be used here.
+    hidden: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    size: int
+    created: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerInfo:
+    id: str
+    labels: Mapping[str, str]
+    running: bool
+
+
+class Runtime(Protocol):
+    """A container engine. Every method raises xpcargo's own errors (``EngineUnavailableError``,
+    ``EngineError``), never the engine library's."""
+
+    @property
+    def host(self) -> str:
+        """Where the engine is, for messages: `unix:///var/run/docker.sock`."""
+
+    def architecture(self) -> str: ...
+
+    # Images.
+    def image_exists(self, reference: str) -> bool: ...
+    def list_images(self, label: str) -> list[ImageInfo]: ...
+    def remove_image(self, image: str) -> None: ...
+    def import_rootfs(self, tarball: Path, *, changes: Sequence[str]) -> str: ...
+    def tag(self, image_id: str, repository: str, tag: str) -> None: ...
+
+    # Containers.
+    def start(self, request: ContainerRequest) -> str:
+        """Create and start a container; return its id. A create is never repeated blindly: one whose answer was
+        lost is looked up by its ``REQUEST_LABEL``."""
+
+    def exec(
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], on_stdout: Output, on_stderr: Output
+    ) -> int:
+        """Run ``argv`` in the container, stream its output to the callbacks, and return its exit code."""
+
+    def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str]) -> int: ...
+    def remove(self, container_id: str) -> None:
+        """Stop and remove the container; one that is already gone is fine."""
+
+    def list_containers(self, label: str) -> list[ContainerInfo]: ...

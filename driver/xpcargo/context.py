@@ -1,0 +1,223 @@
+"""Where a command starts from: the working directory and the environment, turned once into what the layers below
+need (the toolchain table, the project and its configuration, every ``XPCARGO_*`` knob, the terminal policy and
+the platform the images run on) and passed down from there.
+
+Nothing below this module reads ``os.environ`` or the working directory itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from xpcargo import platforms, resources
+from xpcargo.errors import ConfigError, ProjectError
+
+if TYPE_CHECKING:
+    from xpcargo.cargo.args import CargoArgs
+    from xpcargo.cargo.project import Project
+    from xpcargo.config.targets import ProjectConfig, TargetSpec, Toolchains
+    from xpcargo.image.plan import ImagePlan
+    from xpcargo.ui import Reporter
+
+# Every knob of xpcargo's own, with what it does. XPCARGO_BUILD_<FIELD> and XPCARGO_TARGET_<TRIPLE>_<FIELD> set
+# a target's settings (config.targets) and are checked there.
+KNOBS: Mapping[str, str] = MappingProxyType(
+    {
+        "XPCARGO_TOOLCHAINS": "another toolchains.yaml instead of the shipped one",
+        "XPCARGO_IMAGES": "another directory of image recipes instead of the shipped images/",
+        "XPCARGO_CACHE_DIR": "the cache of downloaded .debs, locks and fetch records (default ~/.cache/xpcargo)",
+        "XPCARGO_RETRY_WAIT": "the first wait, in seconds, before retrying a mirror that is mid-sync (default 4)",
+        "XPCARGO_DEBUG": "show a traceback for an internal error",
+    }
+)
+_SETTING_PREFIXES = ("XPCARGO_BUILD_", "XPCARGO_TARGET_")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """xpcargo's own knobs, each read from the environment here and nowhere else."""
+
+    toolchains_file: Path
+    recipes_dir: Path
+    cache_dir: Path
+    retry_wait: float
+    debug: bool
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
+        for name in environ:
+            if name.startswith("XPCARGO_") and name not in KNOBS and not name.startswith(_SETTING_PREFIXES):
+                close = difflib.get_close_matches(name, [*KNOBS, "XPCARGO_BUILD_", "XPCARGO_TARGET_"], n=1)
+                raise ConfigError(
+                    f"unknown environment variable {name}",
+                    hint=(f"did you mean {close[0]}? " if close else "") + f"xpcargo reads {', '.join(KNOBS)}, "
+                    "XPCARGO_BUILD_<FIELD> and XPCARGO_TARGET_<TRIPLE>_<FIELD>",
+                )
+        _check_setting_variables([name for name in environ if name.startswith(_SETTING_PREFIXES)])
+        wait = environ.get("XPCARGO_RETRY_WAIT", "4")
+        try:
+            retry_wait = float(wait)
+        except ValueError:
+            retry_wait = -1.0
+        if not 0 <= retry_wait <= 600:
+            raise ConfigError(
+                f"XPCARGO_RETRY_WAIT={wait!r} is not a number of seconds", hint="use a number from 0 to 600"
+            )
+        return cls(
+            toolchains_file=_path(environ, "XPCARGO_TOOLCHAINS") or resources.toolchains_file(),
+            recipes_dir=_path(environ, "XPCARGO_IMAGES") or resources.images_dir(),
+            cache_dir=_path(environ, "XPCARGO_CACHE_DIR") or resources.default_cache_dir(environ),
+            retry_wait=retry_wait,
+            debug=bool(environ.get("XPCARGO_DEBUG")),
+        )
+
+
+def _check_setting_variables(names: list[str]) -> None:
+    """An XPCARGO_BUILD_ or XPCARGO_TARGET_ variable must end in a setting's name: a typo is an error, not a no-op."""
+    if not names:
+        return
+    from xpcargo.config.targets import Source, environment_settings  # noqa: PLC0415
+
+    for name in names:
+        source = Source.BUILD if name.startswith("XPCARGO_BUILD_") else Source.TARGET
+        suffixes = environment_settings(source)
+        if source is Source.BUILD and name.removeprefix("XPCARGO_BUILD_") in suffixes:
+            continue
+        if source is Source.TARGET and any(name.endswith(f"_{suffix}") for suffix in suffixes):
+            continue
+        raise ConfigError(
+            f"environment variable {name} names no setting",
+            hint=f"{'XPCARGO_BUILD_' if source is Source.BUILD else 'XPCARGO_TARGET_<TRIPLE>_'}<FIELD> takes one of "
+            f"{', '.join(suffixes)}",
+        )
+
+
+def _path(environ: Mapping[str, str], name: str) -> Path | None:
+    value = environ.get(name)
+    return Path(value) if value else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Terminal:
+    """The one colour and progress policy, for xpcargo's own lines and for Cargo's."""
+
+    color: bool
+    # Cargo's progress bar, as wide as the terminal, when stderr is one (Cargo in the container sees a pipe).
+    progress_width: int | None
+
+    @classmethod
+    def detect(cls, environ: Mapping[str, str], *, stderr_is_terminal: bool, columns: int) -> Terminal:
+        forced = environ.get("CARGO_TERM_COLOR")
+        if environ.get("NO_COLOR"):
+            color = False
+        elif forced in ("always", "never"):
+            color = forced == "always"
+        else:
+            color = stderr_is_terminal
+        progress = stderr_is_terminal and "CARGO_TERM_PROGRESS_WHEN" not in environ
+        return cls(color=color, progress_width=columns if progress else None)
+
+    def cargo_env(self) -> dict[str, str]:
+        """What Cargo in the container must be told, since it does not see the user's terminal."""
+        env = {"CARGO_TERM_COLOR": "always" if self.color else "never"}
+        if self.progress_width is not None:
+            env["CARGO_TERM_PROGRESS_WHEN"] = "always"
+            env["CARGO_TERM_PROGRESS_WIDTH"] = str(self.progress_width)
+        return env
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    cwd: Path
+    environ: Mapping[str, str]
+    settings: Settings
+    terminal: Terminal
+    platform: platforms.Platform | None
+
+    @classmethod
+    def create(
+        cls, *, cwd: Path, environ: Mapping[str, str], stderr_is_terminal: bool = False, columns: int = 80
+    ) -> Context:
+        environ = MappingProxyType(dict(environ))
+        return cls(
+            cwd=cwd,
+            environ=environ,
+            settings=Settings.from_environment(environ),
+            terminal=Terminal.detect(environ, stderr_is_terminal=stderr_is_terminal, columns=columns),
+            platform=platforms.this_machine(),
+        )
+
+    @classmethod
+    def of_this_process(cls) -> Context:
+        return cls.create(
+            cwd=Path.cwd(),
+            environ=os.environ,
+            stderr_is_terminal=sys.stderr.isatty(),
+            columns=shutil.get_terminal_size().columns,
+        )
+
+    @cached_property
+    def toolchains(self) -> Toolchains:
+        from xpcargo.config.targets import load_toolchains  # noqa: PLC0415 - PyYAML is not for `--help`
+
+        return load_toolchains(self.settings.toolchains_file)
+
+    @property
+    def build_platform(self) -> platforms.Platform:
+        """The platform of the images: a local engine's is this machine's."""
+        if self.platform is None:
+            raise ConfigError(
+                f"xpcargo's images are built for x86_64 and aarch64 machines, and this one is {os.uname().machine}",
+                hint="run xpcargo on an x86_64 or aarch64 machine",
+            )
+        return self.platform
+
+    def project(self, args: CargoArgs) -> Project:
+        from xpcargo.cargo.project import discover  # noqa: PLC0415
+
+        return discover(self.cwd, args, environ=self.environ)
+
+    def project_config(self, workspace_root: Path) -> ProjectConfig:
+        from xpcargo.config.targets import load_project_config  # noqa: PLC0415
+
+        return load_project_config(workspace_root)
+
+    def project_config_here(self) -> ProjectConfig:
+        """The configuration of the project in the working directory, or none outside a project."""
+        from xpcargo.cargo.project import find_manifest, find_workspace_root  # noqa: PLC0415
+        from xpcargo.config.targets import ProjectConfig  # noqa: PLC0415
+
+        try:
+            root = find_workspace_root(find_manifest(self.cwd, None))
+        except ProjectError:
+            return ProjectConfig(source=None)
+        return self.project_config(root)
+
+    def target(self, triple: str, project_config: ProjectConfig) -> TargetSpec:
+        from xpcargo.config.targets import resolve_target  # noqa: PLC0415
+
+        return resolve_target(triple, self.toolchains, project_config, environ=self.environ)
+
+    def host_target(self, project_config: ProjectConfig) -> TargetSpec | None:
+        """The entry for the images' own triple: build scripts and proc-macros are built with its tools."""
+        triple = self.build_platform.rust_triple
+        return self.target(triple, project_config) if triple in self.toolchains.targets else None
+
+    def image_plan(self, spec: TargetSpec) -> ImagePlan:
+        from xpcargo.image.plan import plan_for  # noqa: PLC0415
+
+        return plan_for(spec, recipes=self.settings.recipes_dir, build_arch=self.build_platform.debian_arch)
+
+    def reporter(self) -> Reporter:
+        from xpcargo.ui import Reporter  # noqa: PLC0415
+
+        return Reporter(color=self.terminal.color)

@@ -1,0 +1,31 @@
+"""Signals as exceptions: Ctrl-C, SIGTERM and SIGHUP unwind the stack like any error, so every container, temporary
+file and untagged image is cleaned up by ordinary ``finally`` code on the way out."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from xpcargo.errors import InterruptError
+
+# SIGHUP is what a closed terminal or a dropped ssh session sends: the user is gone, as with SIGTERM.
+_TERMINATING = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+
+
+@contextmanager
+def as_errors() -> Iterator[None]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise ``InterruptError``."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise InterruptError(f"terminated by {_TERMINATING[signal.Signals(signum)]}")
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in _TERMINATING}
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise InterruptError("interrupted") from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,354 @@
+"""What the integration tests share: the real CLI as a subprocess, the real Docker engine, real artifacts.
+
+Nothing here is mocked. The fixtures that use these live in conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+
+X86_64 = "x86_64-unknown-linux-gnu"
+I686 = "i686-unknown-linux-gnu"
+AARCH64 = "aarch64-unknown-linux-gnu"
+TARGETS = (X86_64, I686, AARCH64)
+
+MANAGED_LABEL = "org.xpcargo.managed"
+SESSION_LABEL = "org.xpcargo.session"
+
+# What each target's binaries say about themselves: std's ARCH, the C compiler's arch, the ELF class and machine.
+RUST_ARCH = {X86_64: "x86_64", I686: "x86", AARCH64: "aarch64"}
+C_ARCH = {X86_64: "x86_64", I686: "i686", AARCH64: "aarch64"}
+ELF_CLASS = {X86_64: 64, I686: 32, AARCH64: 64}
+ELF_MACHINE = {X86_64: 62, I686: 3, AARCH64: 183}
+
+# Variables of the developer's shell that would move artifacts or change the toolchain behind the tests' back.
+_SCRUBBED_PREFIXES = ("XPCARGO_TARGET_",)
+_SCRUBBED = frozenset(
+    {
+        "CARGO_HOME",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TERM_COLOR",
+        "CARGO_TERM_PROGRESS_WHEN",
+        "RUSTFLAGS",
+        "RUSTDOCFLAGS",
+        "XPCARGO_TOOLCHAINS",
+        "XPCARGO_CACHE_DIR",
+        "XPCARGO_DEBUG",
+        "NO_COLOR",
+    }
+)
+
+BUILD_TIMEOUT = 900
+IMAGE_BUILD_TIMEOUT = 3600
+
+
+# --- Running the CLI --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    cwd: Path
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stdout_lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+    def __str__(self) -> str:
+        """What an assertion message needs to explain a failure."""
+        return (
+            f"\n$ cd {self.cwd} && {' '.join(self.argv)}\nexit code: {self.code}\n"
+            f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+        )
+
+
+def base_environment(overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The host environment without what would change a build, plus ``overrides`` (None removes a variable)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in _SCRUBBED and not name.startswith(_SCRUBBED_PREFIXES)
+    }
+    env["CARGO_TERM_COLOR"] = "never"
+    for name, value in (overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def run_cli(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str | None] | None = None,
+    timeout: float = BUILD_TIMEOUT,
+    prefix: Sequence[str] = (),
+) -> Result:
+    """Run the real CLI (``python -m xpcargo``) as a subprocess; ``prefix`` wraps it (e.g. ``setpriv ...``)."""
+    argv = (*prefix, sys.executable, "-m", "xpcargo", *args)
+    with start_cli(argv, cwd=cwd, env=env) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            pytest.fail(f"`{' '.join(argv)}` did not finish in {timeout}s:\n{stdout}\n{stderr}")
+    return Result(argv=argv, cwd=cwd, code=process.returncode, stdout=stdout, stderr=stderr)
+
+
+# The xpcargo processes this test session started: a container labelled with one of their pids is the session's.
+STARTED_PIDS: set[int] = set()
+
+
+def start_cli(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str | None] | None = None, new_session: bool = False
+) -> subprocess.Popen[str]:
+    """Start ``argv`` (a full command line running xpcargo) with its output piped, and remember its pid."""
+    process = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=base_environment(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=new_session,
+    )
+    STARTED_PIDS.add(process.pid)
+    return process
+
+
+# --- The engine ---------------------------------------------------------------------------------------------------
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
+    completed = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, errors="replace", timeout=timeout, check=False
+    )
+    if check and completed.returncode != 0:
+        pytest.fail(f"`docker {' '.join(args)}` failed ({completed.returncode}): {completed.stderr.strip()}")
+    return completed.stdout
+
+
+def managed_containers(label: str = f"{MANAGED_LABEL}=true") -> set[str]:
+    return set(docker("ps", "-a", "--filter", f"label={label}", "-q", "--no-trunc").split())
+
+
+def xpcargo_image_tags() -> set[str]:
+    """Every `repository:tag` in the engine whose repository is xpcargo's."""
+    listing = docker("images", "--format", "{{.Repository}}:{{.Tag}}")
+    return {line for line in listing.split() if line.startswith("xpcargo/")}
+
+
+# --- ELF ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ElfHeader:
+    bits: int  # 32 or 64, from EI_CLASS
+    machine: int  # e_machine: 62 x86-64, 3 i386, 183 aarch64
+
+
+def read_elf_header(path: Path) -> ElfHeader:
+    with path.open("rb") as stream:
+        ident = stream.read(20)
+    assert len(ident) == 20, f"{path}: too short for an ELF header"
+    assert ident[:4] == b"\x7fELF", f"{path}: not an ELF file (magic {ident[:4]!r})"
+    ei_class, ei_data = ident[4], ident[5]
+    assert ei_class in (1, 2), f"{path}: bad EI_CLASS {ei_class}"
+    assert ei_data in (1, 2), f"{path}: bad EI_DATA {ei_data}"
+    (machine,) = struct.unpack("<H" if ei_data == 1 else ">H", ident[18:20])
+    return ElfHeader(bits=32 if ei_class == 1 else 64, machine=machine)
+
+
+def assert_elf_for(path: Path, triple: str) -> None:
+    assert path.is_file(), f"no artifact at {path}"
+    header = read_elf_header(path)
+    assert header == ElfHeader(bits=ELF_CLASS[triple], machine=ELF_MACHINE[triple]), f"{path}: {header}"
+
+
+# --- Fixture crates ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FixtureCrate:
+    """A fixture crate: which directory to copy, where inside the copy to run, and what it builds."""
+
+    name: str
+    copy: str  # directory under tests/fixtures copied as a whole (path-dep keeps its sibling layout)
+    project: str  # where to run xpcargo, relative to the copy
+    binary: str
+    target_root: str  # where Cargo's target dir is, relative to the copy
+    cargo_args: tuple[str, ...] = ()
+
+    def expected_lines(self, triple: str) -> list[str]:
+        arch = f"arch={RUST_ARCH[triple]}"
+        return {
+            "seed-c-lib": ["found 42 from C!", f"c-arch={C_ARCH[triple]}", arch],
+            "seed-codegen": [f"hello world, generated for {triple}", arch],
+            "dep-metadata": ["provider answer=42 greeting=hello-from-provider", arch],
+            "zlib-sys": ["zlib 1.3.2 roundtrip ok", arch],
+            "path-dep": [f"outside says hello from outside the workspace, built for {triple}", arch],
+        }[self.name]
+
+
+RUNNABLE = {
+    crate.name: crate
+    for crate in (
+        FixtureCrate(name="seed-c-lib", copy="seed-c-lib", project=".", binary="hello-world-from-c", target_root="."),
+        FixtureCrate(name="seed-codegen", copy="seed-codegen", project=".", binary="hello-generated", target_root="."),
+        FixtureCrate(
+            name="dep-metadata",
+            copy="dep-metadata",
+            project=".",
+            binary="consumer",
+            target_root=".",
+            cargo_args=("-p", "consumer"),
+        ),
+        FixtureCrate(name="zlib-sys", copy="zlib-sys", project=".", binary="zlib-roundtrip", target_root="."),
+        FixtureCrate(name="path-dep", copy="path-dep", project="app", binary="app", target_root="app"),
+    )
+}
+
+
+def copy_fixture(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A private copy of tests/fixtures/<name> (without any target dir), so the fixture itself stays clean."""
+    destination = factory.mktemp(name) / name
+    shutil.copytree(FIXTURES / name, destination, ignore=shutil.ignore_patterns("target"), symlinks=True)
+    return destination
+
+
+@dataclass
+class BuiltCrate:
+    crate: FixtureCrate
+    root: Path  # the copy
+    builds: dict[str, Result] = field(default_factory=dict)
+
+    @property
+    def project(self) -> Path:
+        return (self.root / self.crate.project).resolve()
+
+    @property
+    def target_dir(self) -> Path:
+        return (self.root / self.crate.target_root / "target").resolve()
+
+    def artifact(self, triple: str, profile_dir: str = "debug") -> Path:
+        return self.target_dir / triple / profile_dir / self.crate.binary
+
+
+class Workspace:
+    """One copy of each runnable fixture, shared by every test of the session, built once per target on demand."""
+
+    def __init__(self, factory: pytest.TempPathFactory, cli: Cli) -> None:
+        self._factory = factory
+        self._cli = cli
+        self._crates: dict[str, BuiltCrate] = {}
+
+    def crate(self, name: str) -> BuiltCrate:
+        if name not in self._crates:
+            crate = RUNNABLE[name]
+            self._crates[name] = BuiltCrate(crate=crate, root=copy_fixture(self._factory, crate.copy))
+        return self._crates[name]
+
+    def built(self, name: str, triple: str) -> BuiltCrate:
+        """The shared copy of ``name`` after `xpcargo build --target triple` (run the first time only)."""
+        crate = self.crate(name)
+        if triple not in crate.builds:
+            crate.builds[triple] = self._cli(["build", "--target", triple, *crate.crate.cargo_args], cwd=crate.project)
+        result = crate.builds[triple]
+        assert result.code == 0, f"the build of {name} for {triple} failed:{result}"
+        return crate
+
+
+class Cli:
+    """Runs xpcargo with the session's CARGO_HOME (so the user's own ~/.cargo is left alone)."""
+
+    def __init__(self, env: Mapping[str, str | None]) -> None:
+        self.env = dict(env)
+
+    def __call__(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str | None] | None = None,
+        timeout: float = BUILD_TIMEOUT,
+    ) -> Result:
+        return run_cli(args, cwd=cwd, env={**self.env, **(env or {})}, timeout=timeout)
+
+
+# --- Image builds, leaks, errors -----------------------------------------------------------------------------------
+
+
+def image_build_output(command: list[str], env: Mapping[str, str]) -> tuple[int, str]:
+    """Run ``command``, echoing its output as it comes and keeping it for the failure message."""
+    kept: list[str] = []
+    with subprocess.Popen(
+        command, cwd=REPO, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as process:
+        STARTED_PIDS.add(process.pid)
+        assert process.stdout is not None
+        for line in process.stdout:
+            kept.append(line)
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        code = process.wait(timeout=IMAGE_BUILD_TIMEOUT)
+    return code, "".join(kept)
+
+
+def leaked_containers(ignore: set[str]) -> dict[str, str]:
+    """Containers that an xpcargo process of this test session started and that outlived it: id -> description.
+
+    Other xpcargo commands may share this engine while the tests run (another developer's, another CI job's):
+    a container is looked at only when its session label names a process that this test session started.
+    """
+    listing = docker(
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        f"label={MANAGED_LABEL}=true",
+        "--format",
+        f'{{{{.ID}}}}\t{{{{.Label "{SESSION_LABEL}"}}}}\t{{{{.Image}}}} {{{{.Status}}}}',
+    )
+    leaked = {}
+    for line in listing.splitlines():
+        container, session, description = line.split("\t")
+        owner = session.rpartition(":")[2]
+        if container in ignore or not owner.isdigit() or int(owner) not in STARTED_PIDS:
+            continue
+        leaked[container] = f"{container[:12]} {session} {description}"
+    return leaked
+
+
+def single_error_line(result: Result) -> str:
+    """Assert the failure xpcargo reports is one `error: ` line, without a traceback; return it."""
+    assert result.code != 0, result
+    assert "Traceback" not in result.stderr, result
+    errors = [line for line in result.stderr_lines if line.startswith("error")]
+    assert len(errors) == 1, result
+    assert errors[0].startswith("error: "), result
+    return errors[0]

@@ -1,0 +1,153 @@
+"""A ``Runtime`` that runs nothing: it records every request and plays back what Cargo would have printed.
+
+The orchestration (fetch when due, the build, the refetch, the report, image ensure/build) is tested against it
+without an engine; the integration tests run the same code against the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xpcargo.container.spec import ContainerInfo, ContainerRequest, ImageInfo, Output
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What one exec prints and how it ends."""
+
+    code: int = 0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    # Raised after the output is delivered: an engine fault or a signal in the middle of a command.
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Exec:
+    container: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+
+    @property
+    def command(self) -> str:
+        """`cargo build` → `build`; anything else → its program."""
+        return self.argv[1] if self.argv[0] == "cargo" and len(self.argv) > 1 else self.argv[0]
+
+
+def cargo_message(reason: str, **fields: object) -> bytes:
+    return json.dumps({"reason": reason, **fields}, separators=(",", ":")).encode() + b"\n"
+
+
+def metadata(*packages: Mapping[str, object]) -> bytes:
+    return json.dumps({"packages": list(packages), "workspace_members": [], "version": 1}).encode()
+
+
+Script = Callable[[Exec], Reply]
+
+
+def default_script(call: Exec) -> Reply:
+    """Cargo as it answers a project with no dependencies: everything succeeds."""
+    if call.command == "metadata":
+        return Reply(stdout=metadata())
+    if call.command in ("build", "check", "test", "run", "doc", "clippy", "bench"):
+        return Reply(stdout=cargo_message("build-finished", success=True))
+    return Reply()
+
+
+@dataclass
+class FakeRuntime:
+    script: Script = default_script
+    images: set[str] = field(default_factory=set)
+    # Every image asked for is there: for tests about what happens before or after the image.
+    every_image: bool = False
+    machine: str = "x86_64"
+    host: str = "fake:///engine"
+    # Raised by `start`, to fail a container's creation.
+    start_error: BaseException | None = None
+    started: list[ContainerRequest] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    execs: list[Exec] = field(default_factory=list)
+    imported: list[tuple[Path, tuple[str, ...]]] = field(default_factory=list)
+    removed_images: list[str] = field(default_factory=list)
+    image_labels: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- Runtime ---------------------------------------------------------------------------------------------
+
+    def architecture(self) -> str:
+        return self.machine
+
+    def image_exists(self, reference: str) -> bool:
+        return self.every_image or reference in self.images
+
+    def list_images(self, label: str) -> list[ImageInfo]:
+        name, _, value = label.partition("=")
+        return [
+            ImageInfo(id=f"sha256:{reference}", tags=(reference,), labels=labels, size=2**30, created="0")
+            for reference, labels in sorted(self.image_labels.items())
+            if labels.get(name) == value and reference in self.images
+        ]
+
+    def remove_image(self, image: str) -> None:
+        self.removed_images.append(image)
+        self.images.discard(image.removeprefix("sha256:"))
+
+    def import_rootfs(self, tarball: Path, *, changes: Sequence[str]) -> str:
+        self.imported.append((tarball, tuple(changes)))
+        image_id = f"sha256:imported{len(self.imported)}"
+        self.images.add(image_id)
+        return image_id
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        self.images.add(f"{repository}:{tag}")
+
+    def start(self, request: ContainerRequest) -> str:
+        if self.start_error is not None:
+            raise self.start_error
+        with self._lock:
+            self.started.append(request)
+            return f"container-{len(self.started)}"
+
+    def exec(
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], on_stdout: Output, on_stderr: Output
+    ) -> int:
+        assert container_id in self.running, f"exec into {container_id}, which is not running"
+        call = Exec(container=container_id, argv=tuple(argv), env=dict(env))
+        self.execs.append(call)
+        reply = self.script(call)
+        if reply.stdout:
+            on_stdout(reply.stdout)
+        if reply.stderr:
+            on_stderr(reply.stderr)
+        if reply.error is not None:
+            raise reply.error
+        return reply.code
+
+    def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str]) -> int:
+        self.execs.append(Exec(container=container_id, argv=tuple(argv), env=dict(env)))
+        return 0
+
+    def remove(self, container_id: str) -> None:
+        self.removed.append(container_id)
+
+    def list_containers(self, label: str) -> list[ContainerInfo]:
+        return [
+            ContainerInfo(id=container, labels=self.started[int(container.split("-")[1]) - 1].labels, running=True)
+            for container in sorted(self.running)
+        ]
+
+    # --- What the tests ask ------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> set[str]:
+        return {f"container-{index}" for index in range(1, len(self.started) + 1)} - set(self.removed)
+
+    def commands(self) -> list[str]:
+        return [call.command for call in self.execs]
+
+    def purposes(self) -> list[str]:
+        return [request.labels["org.xpcargo.session"].split(":")[0] for request in self.started]

@@ -1,0 +1,301 @@
+"""Planning a Cargo command on the host: Cargo's arguments, the mounts, each step's container request."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xpcargo.build import plan as build_plan
+from xpcargo.build.plan import BuildPlan, Step
+from xpcargo.build.run import _write_overrides_file
+from xpcargo.container.spec import Mount
+from xpcargo.context import Context
+from xpcargo.errors import ConfigError, UnknownTargetError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+AARCH64 = "aarch64-unknown-linux-gnu"
+X86_64 = "x86_64-unknown-linux-gnu"
+
+
+# --- BuildPlan ------------------------------------------------------------------------------------------------------
+
+
+def _project(tmp_path: Path, xpcargo_toml: str | None = None) -> Path:
+    root = tmp_path / "app"
+    (root / "src").mkdir(parents=True)
+    (root / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
+    (root / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
+    if xpcargo_toml is not None:
+        (root / "xpcargo.toml").write_text(textwrap.dedent(xpcargo_toml), encoding="utf-8")
+    return root
+
+
+def _environ(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"HOME": str(tmp_path / "home"), "PATH": "/usr/bin", **extra}
+
+
+def _plan(
+    tmp_path: Path, command: str, args: list[str], *, triple: str = AARCH64, color: bool = False, **kw: Any
+) -> BuildPlan:
+    root = _project(tmp_path, kw.pop("xpcargo_toml", None))
+    context = Context.create(cwd=root, environ=_environ(tmp_path, **kw), stderr_is_terminal=color)
+    return build_plan.plan(context, command, triple, args)
+
+
+def test_cargo_argv_puts_target_and_format_before_user_args(tmp_path: Path) -> None:
+    args = ["--release", "-p", "app", "--", "--message-format", "human", "--target", "x86_64", "--"]
+    plan = _plan(tmp_path, "run", args)
+    argv = plan.cargo_argv()
+    assert argv[:5] == ["cargo", "run", "--target", AARCH64, "--message-format=json"]
+    assert argv[5:] == args
+    in_colour = _plan(tmp_path / "colour", "run", args, color=True)
+    assert in_colour.cargo_argv()[4] == "--message-format=json-diagnostic-rendered-ansi"
+    assert plan.injects_json
+    assert plan.reads_messages
+    assert plan.profile_dir == "release"
+
+
+def test_no_injection_when_the_user_chose_a_format(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "check", ["--message-format=json-diagnostic-short", "--workspace"], color=True)
+    assert plan.cargo_argv() == [
+        "cargo",
+        "check",
+        "--target",
+        AARCH64,
+        "--message-format=json-diagnostic-short",
+        "--workspace",
+    ]
+    assert not plan.injects_json
+    assert plan.reads_messages
+
+
+def test_a_human_format_is_not_read(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "build", ["--message-format", "short"])
+    assert not any(arg.startswith("--message-format=") for arg in plan.cargo_argv())
+    assert not plan.reads_messages
+
+
+def test_a_message_format_after_dashdash_is_the_programs(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "run", ["--", "--message-format=short"])
+    assert plan.injects_json
+    assert plan.cargo_argv()[4] == "--message-format=json"
+
+
+def test_plan_environment(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "build", [], RUSTFLAGS="-Dwarnings", RUSTC_WRAPPER="sccache")
+    assert plan.env["CC_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-gcc"
+    assert plan.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].startswith("qemu-aarch64")
+    assert plan.env["RUSTFLAGS"] == "-Dwarnings"
+    assert plan.env["CARGO_HOME"] == str(tmp_path / "home" / ".cargo")
+    assert plan.env["CARGO_TARGET_DIR"] == str(tmp_path.resolve() / "app" / "target")
+    assert "RUSTC_WRAPPER" not in plan.env
+    assert "PATH" not in plan.env
+    assert "HOME" not in plan.env
+    assert plan.request(Step.BUILD, "img").env["HOME"] == "/tmp"
+    assert plan.state_dir == tmp_path.resolve() / "app" / "target" / "xpcargo" / AARCH64
+    assert plan.overrides_file is None
+
+
+def test_plan_with_an_unknown_target(tmp_path: Path) -> None:
+    with pytest.raises(UnknownTargetError):
+        _plan(tmp_path, "build", [], triple="aarch64-unknown-linux-gnux")
+
+
+LINKS_PROJECT = f"""\
+    [target.{AARCH64}.links.z]
+    rustc-link-lib = ["static=z"]
+    rustc-link-search = ["native={{lib}}"]
+    include = "{{include}}"
+    "with space" = "a \\"quoted\\" value"
+    level = 3
+    static = true
+"""
+
+
+def test_links_overrides_go_into_a_config_file(tmp_path: Path) -> None:
+    lib, include = tmp_path / "zlib" / "lib", tmp_path / "zlib" / "include"
+    lib.mkdir(parents=True)
+    include.mkdir()
+    plan = _plan(tmp_path, "build", ["--offline"], xpcargo_toml=LINKS_PROJECT.format(lib=lib, include=include))
+    assert plan.overrides_file == plan.state_dir / "links-overrides.toml"
+    argv = plan.cargo_argv()
+    assert argv[:7] == [
+        "cargo",
+        "build",
+        "--target",
+        AARCH64,
+        "--message-format=json",
+        "--config",
+        str(plan.overrides_file),
+    ]
+    assert argv[7:] == ["--offline"]
+
+    _write_overrides_file(plan)
+    written = tomllib.loads(plan.overrides_file.read_text(encoding="utf-8"))
+    assert written == {
+        "target": {
+            AARCH64: {
+                "z": {
+                    "rustc-link-lib": ["static=z"],
+                    "rustc-link-search": [f"native={lib}"],
+                    "include": str(include),
+                    "with space": 'a "quoted" value',
+                    "level": 3,
+                    "static": True,
+                }
+            }
+        }
+    }
+    # The directories the override names exist on the host, so they are mounted, read-only.
+    assert Mount(path=lib, read_only=True) in plan.mounts
+    assert Mount(path=include, read_only=True) in plan.mounts
+
+
+def test_links_overrides_merge_the_projects_cargo_config(tmp_path: Path) -> None:
+    root = _project(tmp_path, f'[target.{AARCH64}.links.z]\ninclude = "/from-xpcargo"\n')
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(
+        f'[target.{AARCH64}.z]\nrustc-link-lib = ["z"]\ninclude = "/from-cargo-config"\n', encoding="utf-8"
+    )
+    plan = build_plan.plan(Context.create(cwd=root, environ=_environ(tmp_path)), "build", AARCH64, [])
+    assert plan.links.tables == {"z": {"rustc-link-lib": ["z"], "include": "/from-xpcargo"}}
+
+
+def test_configured_mount_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{tmp_path / "missing"}"]\n')
+
+
+def test_configured_mount_is_read_only(tmp_path: Path) -> None:
+    sdk = tmp_path / "sdk"
+    sdk.mkdir()
+    plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{sdk}"]\n')
+    assert Mount(path=sdk, read_only=True) in plan.mounts
+
+
+def test_configured_mount_with_dotdot_is_mounted(tmp_path: Path) -> None:
+    sdk = tmp_path / "sdk"
+    sdk.mkdir()
+    dotted = tmp_path.resolve() / "app" / ".." / "sdk"
+    plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{dotted}"]\n')
+    assert any(mount.path.resolve() == sdk.resolve() for mount in plan.mounts)
+
+
+# --- Container requests per step ---------------------------------------------------------------------------------
+
+
+def test_only_the_fetch_step_has_a_network_and_the_hosts_ca_bundle(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("certificates", encoding="utf-8")
+    plan = _plan(tmp_path, "build", [], CARGO_HTTP_CAINFO=str(bundle))
+    fetch = plan.request(Step.FETCH, "img:1")
+    build = plan.request(Step.BUILD, "img:1")
+    shell = plan.request(Step.SHELL, "img:1")
+    assert (fetch.network, build.network, shell.network) == ("host", "none", "none")
+    assert Mount(path=bundle, read_only=True) in fetch.mounts
+    assert Mount(path=bundle, read_only=True) not in build.mounts
+    assert fetch.env["CARGO_HTTP_CAINFO"] == str(bundle)
+    assert "CARGO_NET_OFFLINE" not in fetch.env
+    assert build.env["CARGO_NET_OFFLINE"] == shell.env["CARGO_NET_OFFLINE"] == "true"
+    assert {request.image for request in (fetch, build, shell)} == {"img:1"}
+    assert build.user == f"{os.getuid()}:{os.getgid()}"
+    assert build.workdir == plan.project.cwd
+
+
+def test_credentials_reach_no_containers_environment(tmp_path: Path) -> None:
+    plan = _plan(
+        tmp_path,
+        "build",
+        [],
+        CARGO_REGISTRY_TOKEN="secret-1",
+        CARGO_REGISTRIES_CORP_TOKEN="secret-2",
+        https_proxy="http://user:secret-3@proxy:3128",
+        CARGO_PROFILE_RELEASE_LTO="true",
+    )
+    for step in Step:
+        env = plan.request(step, "img").env
+        assert not any("secret" in value for value in env.values()), step
+        assert env["CARGO_PROFILE_RELEASE_LTO"] == "true"
+    assert dict(plan.credentials) == {
+        "CARGO_REGISTRY_TOKEN": "secret-1",
+        "CARGO_REGISTRIES_CORP_TOKEN": "secret-2",
+        "https_proxy": "http://user:secret-3@proxy:3128",
+    }
+
+
+def test_terminal_policy_reaches_cargo(tmp_path: Path) -> None:
+    plain = _plan(tmp_path / "a", "build", [])
+    assert plain.request(Step.BUILD, "img").env["CARGO_TERM_COLOR"] == "never"
+    coloured = _plan(tmp_path / "b", "build", [], color=True)
+    env = coloured.request(Step.BUILD, "img").env
+    assert env["CARGO_TERM_COLOR"] == "always"
+    assert env["CARGO_TERM_PROGRESS_WHEN"] == "always"
+    no_color = _plan(tmp_path / "c", "build", [], color=True, NO_COLOR="1")
+    assert no_color.request(Step.BUILD, "img").env["CARGO_TERM_COLOR"] == "never"
+    assert no_color.cargo_argv()[4] == "--message-format=json"
+    forced = _plan(tmp_path / "d", "build", [], CARGO_TERM_COLOR="always")
+    assert forced.cargo_argv()[4] == "--message-format=json-diagnostic-rendered-ansi"
+
+
+# --- What may be mounted ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/var/run/docker.sock", "/run", "/proc", "/sys/kernel", "/dev/null", "/", "/var"])
+def test_special_places_are_never_mounted(tmp_path: Path, path: str) -> None:
+    with pytest.raises(ConfigError, match="refusing to mount") as caught:
+        _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{path}"]\n')
+    assert "`mounts`" in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+def test_a_socket_named_by_a_links_override_is_refused(tmp_path: Path) -> None:
+    """A project's own Cargo config can name any path in a `links` override: a socket must not be mounted."""
+    sock_path = tmp_path / "engine.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(sock_path))
+    try:
+        project = _project(tmp_path)
+        (project / ".cargo").mkdir()
+        (project / ".cargo" / "config.toml").write_text(
+            f'[target.{AARCH64}.sqlite]\nsocket = "{sock_path}"\n', encoding="utf-8"
+        )
+        context = Context.create(cwd=project, environ=_environ(tmp_path))
+        with pytest.raises(ConfigError, match="not a directory or a regular file") as caught:
+            build_plan.plan(context, "build", AARCH64, [])
+        assert "a `links` override" in caught.value.message
+    finally:
+        listener.close()
+
+
+def test_a_mount_holding_the_engines_socket_is_refused(tmp_path: Path) -> None:
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(engine / "docker.sock"))
+    try:
+        with pytest.raises(ConfigError, match=r"docker\.sock"):
+            _plan(
+                tmp_path,
+                "build",
+                [],
+                xpcargo_toml=f'[build]\nmounts = ["{engine}"]\n',
+                DOCKER_HOST=f"unix://{engine / 'docker.sock'}",
+            )
+    finally:
+        listener.close()
+
+
+def test_a_target_triple_must_look_like_one(tmp_path: Path) -> None:
+    for bad in ("x;id", "aarch64/../x", "../../etc", ""):
+        with pytest.raises(UnknownTargetError):
+            _plan(tmp_path / str(abs(hash(bad))), "build", [], triple=bad)

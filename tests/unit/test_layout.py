@@ -1,0 +1,90 @@
+"""The shape of the package, checked: imports run one way (no module reaches itself through others), one module
+imports the Docker SDK, and only the session starts or removes containers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "driver" / "xpcargo"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(name: str) -> set[str]:
+    """Every xpcargo module that ``name`` imports, at the top, lazily inside a function, or for type checking."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {module for module in found if module in MODULES and module not in (name, "xpcargo")}
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    graph = {name: _imports(name) for name in MODULES}
+    for start, imported in graph.items():
+        seen: set[str] = set()
+        pending = list(imported)
+        while pending:
+            current = pending.pop()
+            assert current != start, f"{start} imports itself through {sorted(seen)}"
+            if current not in seen:
+                seen.add(current)
+                pending += graph[current]
+
+
+def test_only_the_docker_runtime_imports_the_sdk() -> None:
+    users = {
+        name
+        for name, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if (isinstance(node, ast.Import) and any(a.name.split(".")[0] in ("docker", "requests") for a in node.names))
+        or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("docker", "requests"))
+    }
+    assert users == {"xpcargo.container.docker_runtime"}
+
+
+def test_only_the_session_starts_and_removes_containers() -> None:
+    callers = set()
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                target = node.func.value
+                on_runtime = (isinstance(target, ast.Name) and target.id == "runtime") or (
+                    isinstance(target, ast.Attribute) and target.attr in ("runtime", "_runtime")
+                )
+                if on_runtime and node.func.attr in ("start", "remove"):
+                    callers.add(name)
+    assert callers == {"xpcargo.container.session"}
+
+
+def test_the_cli_imports_no_engine_or_yaml_at_start() -> None:
+    """`xpcargo --help` must not pay for the Docker SDK or PyYAML: the CLI imports the layers lazily."""
+    tree = ast.parse(MODULES["xpcargo.cli"].read_text(encoding="utf-8"))
+    top_level = {
+        node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    }
+    assert top_level <= {
+        "__future__",
+        "os",
+        "sys",
+        "collections.abc",
+        "typing",
+        "click",
+        "typer",
+        "typer.core",
+        "xpcargo",
+        "xpcargo.errors",
+    }

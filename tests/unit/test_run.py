@@ -1,0 +1,385 @@
+"""The orchestration of a Cargo command against a fake runtime: when the fetch step runs, the build, the refetch,
+Cargo's exit code, the report, and that every container is removed whatever happens."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from xpcargo import report
+from xpcargo.build import run
+from xpcargo.build.plan import Step, plan
+from xpcargo.context import Context
+from xpcargo.errors import EngineError, InterruptError, ProjectError, ReportError
+
+from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script, metadata
+
+AARCH64 = "aarch64-unknown-linux-gnu"
+OFFLINE_MISS = b"error: failed to download `zlib`\n  attempting to make an HTTP request, but --offline was specified\n"
+
+
+def _project(tmp_path: Path) -> Path:
+    root = tmp_path / "app"
+    (root / "src").mkdir(parents=True)
+    (root / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
+    (root / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
+    return root
+
+
+def _context(tmp_path: Path, cwd: Path, **environ: str) -> Context:
+    env = {"HOME": str(tmp_path / "home"), "XPCARGO_CACHE_DIR": str(tmp_path / "cache"), **environ}
+    return Context.create(cwd=cwd, environ=env)
+
+
+class World:
+    """A project, a context, and a fake runtime that has the target's image."""
+
+    def __init__(self, tmp_path: Path, **environ: str) -> None:
+        self.root = _project(tmp_path)
+        self.context = _context(tmp_path, self.root, **environ)
+        self.runtime = FakeRuntime()
+        spec = self.context.target(AARCH64, self.context.project_config(self.root))
+        self.image = self.context.image_plan(spec).reference
+        self.runtime.images.add(self.image)
+        self.stdout: list[bytes] = []
+        self.stderr: list[bytes] = []
+
+    def run(self, command: str = "build", args: tuple[str, ...] = ()) -> int:
+        build_plan = plan(self.context, command, AARCH64, list(args))
+        return run.run(
+            self.context,
+            build_plan,
+            runtime=self.runtime,
+            reporter=self.context.reporter(),
+            write_stdout=self.stdout.append,
+            write_stderr=self.stderr.append,
+        )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def test_first_build_fetches_then_builds_offline(world: World) -> None:
+    assert world.run() == 0
+    assert world.runtime.purposes() == ["fetch", "build"]
+    assert world.runtime.commands() == ["fetch", "metadata", "build"]
+    fetch, build = world.runtime.started
+    assert fetch.network == "host"
+    assert build.network == "none"
+    assert {request.image for request in world.runtime.started} == {world.image}
+    build_call = world.runtime.execs[-1]
+    assert build_call.argv[:5] == ("cargo", "build", "--target", AARCH64, "--message-format=json")
+    assert not world.runtime.running
+
+
+def test_an_unchanged_project_is_not_fetched_again(world: World) -> None:
+    world.run()
+    world.runtime.started.clear()
+    world.runtime.removed.clear()
+    world.runtime.execs.clear()
+    assert world.run() == 0
+    assert world.runtime.purposes() == ["build"]
+    assert world.runtime.commands() == ["build"]
+
+
+def test_a_changed_lock_file_fetches_again(world: World) -> None:
+    world.run()
+    (world.root / "Cargo.lock").write_text("version = 4\n", encoding="utf-8")
+    world.runtime.started.clear()
+    world.runtime.removed.clear()
+    assert world.run() == 0
+    assert world.runtime.purposes() == ["fetch", "build"]
+
+
+def test_offline_means_no_fetch_container(world: World) -> None:
+    assert world.run(args=("--offline",)) == 0
+    assert world.runtime.purposes() == ["build"]
+    # With no fetch record, metadata is read in the build container itself.
+    assert world.runtime.commands() == ["metadata", "build"]
+
+
+def test_credentials_go_to_the_fetch_command_only(tmp_path: Path) -> None:
+    world = World(tmp_path, CARGO_REGISTRY_TOKEN="s3cret")
+    world.run()
+    fetch_call = next(call for call in world.runtime.execs if call.command == "fetch")
+    assert fetch_call.env == {"CARGO_REGISTRY_TOKEN": "s3cret"}
+    for request in world.runtime.started:
+        assert "s3cret" not in request.env.values()
+    assert all("s3cret" not in call.env.values() for call in world.runtime.execs if call.command != "fetch")
+
+
+def test_a_failed_fetch_returns_cargos_code_and_builds_nothing(world: World) -> None:
+    world.runtime.script = lambda call: (
+        Reply(code=101, stderr=b"error: no network") if call.command == "fetch" else Reply()
+    )
+    assert world.run() == 101
+    assert world.runtime.commands() == ["fetch"]
+    assert not world.runtime.running
+
+
+def test_cargos_exit_code_comes_back(world: World) -> None:
+    def script(call: Exec) -> Reply:
+        if call.command == "build":
+            return Reply(code=101, stderr=b"error[E0425]: cannot find value\n")
+        return default_script(call)
+
+    world.runtime.script = script
+    assert world.run() == 101
+    assert b"".join(world.stderr) == b"error[E0425]: cannot find value\n"
+    assert not world.runtime.running
+
+
+def test_an_offline_miss_refetches_once(world: World) -> None:
+    builds: list[int] = []
+
+    def script(call: Exec) -> Reply:
+        if call.command == "build":
+            builds.append(1)
+            return Reply(code=101, stderr=OFFLINE_MISS) if len(builds) == 1 else default_script(call)
+        return default_script(call)
+
+    world.run()  # fetches and records
+    world.runtime.script = script
+    world.runtime.started.clear()
+    world.runtime.removed.clear()
+    world.runtime.execs.clear()
+    assert world.run() == 0
+    assert world.runtime.purposes() == ["build", "fetch", "build"]
+    assert len(builds) == 2
+
+
+def test_an_offline_miss_that_persists_is_not_retried_forever(world: World) -> None:
+    world.runtime.script = lambda call: (
+        Reply(code=101, stderr=OFFLINE_MISS) if call.command == "build" else default_script(call)
+    )
+    assert world.run() == 101
+    assert world.runtime.commands().count("build") == 2
+    assert world.runtime.commands().count("fetch") == 2
+
+
+def test_an_offline_miss_with_offline_asked_is_cargos_answer(world: World) -> None:
+    world.runtime.script = lambda call: (
+        Reply(code=101, stderr=OFFLINE_MISS) if call.command == "build" else default_script(call)
+    )
+    assert world.run(args=("--offline",)) == 101
+    assert "fetch" not in world.runtime.commands()
+
+
+def test_a_failing_metadata_read_returns_its_code(world: World) -> None:
+    world.runtime.script = lambda call: Reply(code=3) if call.command == "metadata" else default_script(call)
+    assert world.run() == 3
+    assert "build" not in world.runtime.commands()
+
+
+def test_report_is_kept_and_a_report_failure_never_changes_cargos_code(world: World) -> None:
+    package = {"id": "app 0.1.0", "name": "app", "version": "0.1.0", "links": None}
+    out_dir = world.root.resolve() / "target" / AARCH64 / "debug" / "build" / "app-1" / "out"
+    out_dir.mkdir(parents=True)
+    # What Cargo keeps beside OUT_DIR: the build script's own stdout.
+    (out_dir.parent / "output").write_text("cargo:rustc-link-lib=static=z\ncargo:warning=hi\n", encoding="utf-8")
+    executed = cargo_message(
+        "build-script-executed",
+        package_id="app 0.1.0",
+        linked_libs=["static=z"],
+        linked_paths=[],
+        cfgs=[],
+        env=[],
+        out_dir=str(out_dir),
+    )
+
+    def script(call: Exec) -> Reply:
+        if call.command == "metadata":
+            return Reply(stdout=metadata(package))
+        if call.command == "build":
+            return Reply(stdout=executed + cargo_message("build-finished", success=True))
+        return default_script(call)
+
+    world.runtime.script = script
+    assert world.run() == 0
+    path = report.report_path(world.root.resolve() / "target", AARCH64, "debug")
+    saved = report.load(path)
+    assert [p.package for p in saved.packages] == ["app"]
+    assert saved.packages[0].linked_libs == ("static=z",)
+    assert saved.packages[0].warnings == ("hi",)
+
+    # Cargo built a package that metadata does not list: the report cannot be made, Cargo's 0 stands, and the
+    # stale report is gone.
+    world.runtime.script = lambda call: (
+        Reply(stdout=executed.replace(b"app 0.1.0", b"ghost 0.1.0") + cargo_message("build-finished", success=True))
+        if call.command == "build"
+        else script(call)
+    )
+    assert world.run() == 0
+    assert not path.exists()
+
+
+def test_a_report_that_cannot_be_written_is_a_warning(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = world.root / "target" / "xpcargo" / "build-scripts"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where a directory must go", encoding="utf-8")
+    assert world.run() == 0
+    assert "build-script report not saved" in capsys.readouterr().err
+
+
+def test_a_human_message_format_drops_the_stale_report(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.run()
+    path = report.report_path(world.root.resolve() / "target", AARCH64, "debug")
+    assert path.exists()
+    world.run(args=("--message-format", "short"))
+    assert not path.exists()
+    assert "hides Cargo's build-script messages" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [EngineError("lost the output"), InterruptError("interrupted"), KeyboardInterrupt()],
+    ids=["engine-error", "interrupt", "keyboard-interrupt"],
+)
+def test_the_container_is_removed_on_error_and_interrupt(world: World, error: BaseException) -> None:
+    world.runtime.script = lambda call: (
+        Reply(stdout=b"partial", error=error) if call.command == "build" else default_script(call)
+    )
+    # Ctrl-C reaches the caller as xpcargo's own error, which says what was left running.
+    with pytest.raises(EngineError if isinstance(error, EngineError) else InterruptError) as caught:
+        world.run()
+    if isinstance(caught.value, InterruptError):
+        assert caught.value.left_behind == []
+        assert caught.value.summary().endswith("nothing was left running")
+    assert world.runtime.started
+    assert not world.runtime.running
+
+
+def test_an_interrupted_fetch_removes_its_container(world: World) -> None:
+    world.runtime.script = lambda call: Reply(error=KeyboardInterrupt()) if call.command == "fetch" else Reply()
+    with pytest.raises(InterruptError):
+        world.run()
+    assert world.runtime.purposes() == ["fetch"]
+    assert not world.runtime.running
+
+
+def test_links_overrides_file_is_written_and_passed(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    (world.root / "xpcargo.toml").write_text(f'[target.{AARCH64}.links.z]\nrustc-link-lib = ["z"]\n', encoding="utf-8")
+    assert world.run() == 0
+    build_call = world.runtime.execs[-1]
+    config_file = Path(build_call.argv[build_call.argv.index("--config") + 1])
+    assert config_file.read_text(encoding="utf-8").startswith(f'[target."{AARCH64}"."z"]')
+
+
+def test_toolchain_file_asking_for_another_rust_warns(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    (world.root / "rust-toolchain.toml").write_text('[toolchain]\nchannel = "1.70.0"\n', encoding="utf-8")
+    world.run()
+    assert "asks for Rust `1.70.0`" in capsys.readouterr().err
+    (world.root / "rust-toolchain.toml").write_text('[toolchain]\nchannel = "stable"\n', encoding="utf-8")
+    world.run()
+    assert "asks for Rust" not in capsys.readouterr().err
+
+
+def test_messages_the_user_asked_for_pass_through(world: World) -> None:
+    lines = cargo_message("compiler-artifact", package_id="app 0.1.0") + cargo_message("build-finished", success=True)
+    world.runtime.script = lambda call: Reply(stdout=lines) if call.command == "build" else default_script(call)
+    assert world.run(args=("--message-format=json",)) == 0
+    assert b"".join(world.stdout) == lines
+
+
+def test_cargo_command_plans_before_it_connects(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    context = _context(tmp_path, root)
+    connected: list[Context] = []
+
+    def connect(ctx: Context) -> FakeRuntime:
+        connected.append(ctx)
+        return FakeRuntime()
+
+    from xpcargo.errors import UnknownTargetError  # noqa: PLC0415
+
+    with pytest.raises(UnknownTargetError):
+        run.cargo_command(context, "build", "nonsense-target", [], connect=connect)
+    assert connected == []
+
+
+# --- shell and report -----------------------------------------------------------------------------------------
+
+
+def test_shell_runs_a_command_in_a_build_container(world: World) -> None:
+    code = run.shell(world.context, AARCH64, ["uname", "-m"], connect=lambda _: world.runtime, interactive=False)
+    assert code == 0
+    (request,) = world.runtime.started
+    assert request.network == "none"
+    assert world.runtime.execs[0].argv == ("uname", "-m")
+    assert not world.runtime.running
+    expected = plan(world.context, "shell", AARCH64, []).request(Step.SHELL, world.image)
+    assert dataclasses.replace(request, labels={}) == expected
+
+
+def test_shell_without_a_command_needs_a_terminal(world: World) -> None:
+    with pytest.raises(ProjectError, match="needs a terminal"):
+        run.shell(world.context, AARCH64, [], connect=lambda _: world.runtime, interactive=False)
+    assert run.shell(world.context, AARCH64, [], connect=lambda _: world.runtime, interactive=True) == 0
+    assert world.runtime.execs[-1].argv == ("bash", "-l")
+
+
+def test_load_report_after_a_build(world: World) -> None:
+    world.run()
+    loaded = run.load_report(world.context, AARCH64, [])
+    assert loaded.target == AARCH64
+    with pytest.raises(ReportError) as caught:
+        run.load_report(world.context, AARCH64, ["--release"])
+    assert caught.value.hint == f"run `xpcargo build --target {AARCH64}` first"
+
+
+def test_fetch_record_survives_concurrent_saves(world: World) -> None:
+    """Two processes saving the record at once each write a temporary file of their own."""
+    import threading  # noqa: PLC0415
+
+    from xpcargo.build.fetch import FetchRecord  # noqa: PLC0415
+
+    record = FetchRecord(world.root / "target" / "xpcargo" / "record.json")
+    errors: list[BaseException] = []
+
+    def save(index: int) -> None:
+        try:
+            for _ in range(200):
+                record.save(f"fingerprint-{index}", {"index": index})
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=save, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    state = json.loads(record.path.read_text(encoding="utf-8"))
+    assert record.load(state["fingerprint"]) == state["metadata"]
+    assert list(record.path.parent.glob("*.tmp")) == []
+
+
+def test_an_interrupt_whose_cleanup_fails_names_what_is_left(world: World) -> None:
+    class Unremovable(FakeRuntime):
+        def remove(self, container_id: str) -> None:
+            raise EngineError("the engine does not answer")
+
+    runtime = Unremovable(every_image=True, script=lambda call: Reply(error=KeyboardInterrupt()))
+    world.runtime = runtime
+    with pytest.raises(InterruptError) as caught:
+        world.run()
+    assert caught.value.left_behind == ["container-1"]
+    line = caught.value.summary()
+    assert "left running: container container-1" in line
+    assert "docker rm -f container-1" in line
+
+
+def test_a_failed_removal_after_success_is_an_error(world: World) -> None:
+    class Unremovable(FakeRuntime):
+        def remove(self, container_id: str) -> None:
+            raise EngineError("the engine does not answer")
+
+    world.runtime = Unremovable(every_image=True)
+    with pytest.raises(EngineError, match="does not answer"):
+        world.run()
