@@ -90,7 +90,7 @@ def _context() -> Context:
 def _connect(context: Context) -> Runtime:
     from xpcargo.container.docker_runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
 
-    return DockerRuntime.connect(context.environ)
+    return DockerRuntime.connect(context.environ, engine_timeout=context.settings.engine_timeout)
 
 
 def _define_cargo_command(name: str, summary: str) -> None:

@@ -36,6 +36,8 @@ KNOBS: Mapping[str, str] = MappingProxyType(
         "XPCARGO_IMAGES": "another directory of image recipes instead of the shipped images/",
         "XPCARGO_CACHE_DIR": "the cache of downloaded .debs, locks and fetch records (default ~/.cache/xpcargo)",
         "XPCARGO_RETRY_WAIT": "the first wait, in seconds, before retrying a mirror that is mid-sync (default 4)",
+        "XPCARGO_ENGINE_TIMEOUT": "seconds the engine may leave a request or a ping unanswered before it counts as "
+        "hung (default 30)",
         "XPCARGO_DEBUG": "show a traceback for an internal error",
     }
 )
@@ -50,6 +52,7 @@ class Settings:
     recipes_dir: Path
     cache_dir: Path
     retry_wait: float
+    engine_timeout: float
     debug: bool
 
     @classmethod
@@ -63,20 +66,12 @@ class Settings:
                     "XPCARGO_BUILD_<FIELD> and XPCARGO_TARGET_<TRIPLE>_<FIELD>",
                 )
         _check_setting_variables([name for name in environ if name.startswith(_SETTING_PREFIXES)])
-        wait = environ.get("XPCARGO_RETRY_WAIT", "4")
-        try:
-            retry_wait = float(wait)
-        except ValueError:
-            retry_wait = -1.0
-        if not 0 <= retry_wait <= 600:
-            raise ConfigError(
-                f"XPCARGO_RETRY_WAIT={wait!r} is not a number of seconds", hint="use a number from 0 to 600"
-            )
         return cls(
             toolchains_file=_path(environ, "XPCARGO_TOOLCHAINS") or resources.toolchains_file(),
             recipes_dir=_path(environ, "XPCARGO_IMAGES") or resources.images_dir(),
             cache_dir=_path(environ, "XPCARGO_CACHE_DIR") or resources.default_cache_dir(environ),
-            retry_wait=retry_wait,
+            retry_wait=_seconds(environ, "XPCARGO_RETRY_WAIT", default=4, low=0, high=600),
+            engine_timeout=_seconds(environ, "XPCARGO_ENGINE_TIMEOUT", default=30, low=1, high=3600),
             debug=bool(environ.get("XPCARGO_DEBUG")),
         )
 
@@ -99,6 +94,17 @@ def _check_setting_variables(names: list[str]) -> None:
             hint=f"{'XPCARGO_BUILD_' if source is Source.BUILD else 'XPCARGO_TARGET_<TRIPLE>_'}<FIELD> takes one of "
             f"{', '.join(suffixes)}",
         )
+
+
+def _seconds(environ: Mapping[str, str], name: str, *, default: float, low: float, high: float) -> float:
+    text = environ.get(name, "")
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={text!r} is not a number of seconds", hint=f"use a number from {low:g} to {high:g}")
+    return value
 
 
 def _path(environ: Mapping[str, str], name: str) -> Path | None:

@@ -1,8 +1,8 @@
 """The one error hierarchy of xpcargo.
 
 Every failure the user can cause or meet is an ``XpcargoError`` subclass with its own exit code and a hint that
-says what to do next. The CLI prints ``error: <message>`` (plus the hint on its own line) and exits with the code,
-never a traceback. Cargo's own failures are not errors here: Cargo's exit code is passed through as it is.
+says what to do next. The CLI prints one line, ``error: <message> (hint: <hint>)``, and exits with the code, never
+a traceback. Cargo's own failures are not errors here: Cargo's exit code is passed through as it is.
 """
 
 from __future__ import annotations
@@ -17,13 +17,25 @@ class XpcargoError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # Containers that the cleanup on the way out could not confirm removed (the engine did not answer).
+        self.left_behind: list[str] = []
 
     def __str__(self) -> str:
         return self.message
 
     def summary(self) -> str:
-        """The one line the user sees: the message, and the hint in brackets."""
+        """The one line the user sees: the message, what may be left running, and the hint in brackets."""
+        if self.left_behind:
+            return f"error: {self.message}; {_left_behind(self.left_behind)}"
         return f"error: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+
+
+def _left_behind(containers: list[str]) -> str:
+    ids = " ".join(container[:12] for container in containers)
+    return (
+        f"the engine did not confirm the removal of container {ids}, which may still be running "
+        f"(hint: once the engine answers, `docker rm -f {ids}`)"
+    )
 
 
 class UsageError(XpcargoError):
@@ -62,6 +74,12 @@ class EngineError(XpcargoError):
     exit_code = 7
 
 
+class ContainerDiedError(EngineError):
+    """The container ended under a command: killed from outside, OOM-killed, or its main process exited."""
+
+    exit_code = 11
+
+
 class ImageBuildError(XpcargoError):
     """Building a toolchain image failed; the message names the step and quotes the mirror or tool."""
 
@@ -90,15 +108,10 @@ class InterruptError(XpcargoError):
 
     exit_code = 130
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.left_behind: list[str] = []
-
     def summary(self) -> str:
-        if not self.left_behind:
-            return f"error: {self.message}; nothing was left running"
-        ids = " ".join(container[:12] for container in self.left_behind)
-        return f"error: {self.message}; left running: container {ids} (hint: remove it with `docker rm -f {ids}`)"
+        if self.left_behind:
+            return f"error: {self.message}; {_left_behind(self.left_behind)}"
+        return f"error: {self.message}; nothing was left running"
 
 
 class InternalError(XpcargoError):

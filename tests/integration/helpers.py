@@ -26,6 +26,7 @@ TARGETS = (X86_64, I686, AARCH64)
 
 MANAGED_LABEL = "org.xpcargo.managed"
 SESSION_LABEL = "org.xpcargo.session"
+HOST_LABEL = "org.xpcargo.host"
 
 # What each target's binaries say about themselves: std's ARCH, the C compiler's arch, the ELF class and machine.
 RUST_ARCH = {X86_64: "x86_64", I686: "x86", AARCH64: "aarch64"}

@@ -1,14 +1,12 @@
-"""The container session around a Cargo command: who owns what it writes, what happens on Ctrl-C and SIGTERM, the
-fetch step and CARGO_HOME, where artifacts go, what the project's xpcargo.toml adds, and other Cargo commands."""
+"""The container session around a Cargo command: who owns what it writes, the fetch step and CARGO_HOME, where
+artifacts go, what the project's xpcargo.toml adds, and other Cargo commands. (Signals and engine faults:
+test_faults.py.)"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,17 +15,13 @@ import pytest
 from .helpers import (
     AARCH64,
     FIXTURES,
-    SESSION_LABEL,
     X86_64,
     Cli,
     Result,
     Workspace,
     assert_elf_for,
     copy_fixture,
-    managed_containers,
     run_cli,
-    single_error_line,
-    start_cli,
 )
 
 pytestmark = pytest.mark.engine
@@ -96,60 +90,6 @@ def test_container_runs_as_the_invoking_user(xpcargo: Cli, unprivileged_dir: Pat
     assert not by_root, f"{len(by_root)} files owned by root, e.g. {by_root[:5]}"
     others = sorted(str(path) for path, owner in owners.items() if owner != uid)
     assert not others, f"files not owned by uid {uid}: {others[:5]}"
-
-
-# --- Signals ------------------------------------------------------------------------------------------------------
-
-
-SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
-
-
-def interrupt_shell(xpcargo: Cli, project: Path, signum: signal.Signals) -> tuple[Result, float, str]:
-    """Start `xpcargo shell -- sleep 600` in its own process group, signal the group once its container runs.
-
-    Returns the result, the seconds from the signal to the exit, and the container's session label.
-    """
-    argv = [sys.executable, "-m", "xpcargo", "shell", "--target", X86_64, "--", "sleep", "600"]
-    process = start_cli(argv, cwd=project, env=xpcargo.env, new_session=True)
-    label = f"{SESSION_LABEL}=shell:{process.pid}"
-    try:
-        deadline = time.monotonic() + 120
-        while not managed_containers(label):
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                stdout, stderr = process.communicate()
-                pytest.fail(f"no container labelled {label} appeared (exit {process.returncode}):\n{stdout}\n{stderr}")
-            time.sleep(0.2)
-        time.sleep(0.5)  # let `sleep 600` start inside it
-        sent = time.monotonic()
-        os.killpg(process.pid, signum)
-        stdout, stderr = process.communicate(timeout=60)
-        elapsed = time.monotonic() - sent
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    result = Result(argv=tuple(argv), cwd=project, code=process.returncode, stdout=stdout, stderr=stderr)
-    return result, elapsed, label
-
-
-@pytest.mark.parametrize("signum", SIGNALS)
-def test_signal_stops_promptly_and_removes_the_container(
-    workspace: Workspace, xpcargo: Cli, signum: signal.Signals
-) -> None:
-    result, elapsed, label = interrupt_shell(xpcargo, workspace.crate("seed-codegen").project, signum)
-    assert result.code == 130, result
-    assert elapsed < 20, f"took {elapsed:.1f}s to stop{result}"
-    assert "Traceback" not in result.stderr, result
-    assert not managed_containers(label), f"the container labelled {label} is still there"
-
-
-@pytest.mark.parametrize("signum", SIGNALS)
-def test_signal_is_reported_in_one_error_line(workspace: Workspace, xpcargo: Cli, signum: signal.Signals) -> None:
-    result, _, _ = interrupt_shell(xpcargo, workspace.crate("seed-codegen").project, signum)
-    line = single_error_line(result)
-    assert "nothing was left running" in line, result
-    assert [text for text in result.stderr_lines if text.strip()] == [line], result
 
 
 # --- Fetch step and CARGO_HOME ------------------------------------------------------------------------------------

@@ -487,8 +487,8 @@ def test_mounts_fold_nested_directories() -> None:
     assert set(mounts) == {
         Mount(path=Path("/w")),
         Mount(path=Path("/h/.cargo")),
-        Mount(path=Path("/o")),
-        Mount(path=Path("/elsewhere")),
+        Mount(path=Path("/o"), read_only=True),
+        Mount(path=Path("/elsewhere"), read_only=True),
         Mount(path=Path("/ro"), read_only=True),
     }
     assert len(mounts) == len({mount.path for mount in mounts})
@@ -526,7 +526,10 @@ def test_mounts_for_a_discovered_project(tmp_path: Path, workspace: Path) -> Non
     assert tmp_path / "home" / ".cargo" in paths
     assert tmp_path.resolve() / "outer" in paths
     assert workspace.resolve() / "target" not in paths  # inside the workspace
-    assert all(not mount.read_only for mount in mounts)
+    # The workspace and CARGO_HOME are writable; a path dependency outside the workspace is not.
+    writable = {mount.path for mount in mounts if not mount.read_only}
+    assert writable == {workspace.resolve(), tmp_path / "home" / ".cargo"}
+    assert tmp_path.resolve() / "outer" in paths - writable
 
 
 @pytest.mark.parametrize(

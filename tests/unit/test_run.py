@@ -307,6 +307,7 @@ def test_cargo_command_plans_before_it_connects(tmp_path: Path) -> None:
 
 
 def test_shell_runs_a_command_in_a_build_container(world: World) -> None:
+    (world.root.parent / "home" / ".cargo").mkdir(parents=True)
     code = run.shell(world.context, AARCH64, ["uname", "-m"], connect=lambda _: world.runtime, interactive=False)
     assert code == 0
     (request,) = world.runtime.started
@@ -371,7 +372,7 @@ def test_an_interrupt_whose_cleanup_fails_names_what_is_left(world: World) -> No
         world.run()
     assert caught.value.left_behind == ["container-1"]
     line = caught.value.summary()
-    assert "left running: container container-1" in line
+    assert line.startswith("error: interrupted; the engine did not confirm the removal of container container-1")
     assert "docker rm -f container-1" in line
 
 
@@ -383,3 +384,57 @@ def test_a_failed_removal_after_success_is_an_error(world: World) -> None:
     world.runtime = Unremovable(every_image=True)
     with pytest.raises(EngineError, match="does not answer"):
         world.run()
+
+
+def test_an_engine_error_keeps_its_cause_when_the_cleanup_fails_too(world: World) -> None:
+    class Unremovable(FakeRuntime):
+        def remove(self, container_id: str) -> None:
+            raise EngineError("the engine does not answer")
+
+    world.runtime = Unremovable(
+        every_image=True, script=lambda call: Reply(error=EngineError("lost the output of `cargo build`"))
+    )
+    with pytest.raises(EngineError, match="lost the output") as caught:
+        world.run()
+    assert caught.value.left_behind == ["container-1"]
+    assert "may still be running" in caught.value.summary()
+
+
+def test_a_second_ctrl_c_during_cleanup_still_says_what_may_be_left(world: World) -> None:
+    class SlowToRemove(FakeRuntime):
+        def remove(self, container_id: str) -> None:
+            raise KeyboardInterrupt
+
+    world.runtime = SlowToRemove(every_image=True, script=lambda call: Reply(error=KeyboardInterrupt()))
+    with pytest.raises(InterruptError) as caught:
+        world.run()
+    assert caught.value.left_behind == ["container-1"]
+
+
+def test_orphans_of_dead_processes_on_this_machine_are_reaped(world: World) -> None:
+    from xpcargo.container import session  # noqa: PLC0415
+    from xpcargo.container.spec import ContainerRequest  # noqa: PLC0415
+
+    runtime = FakeRuntime(every_image=True)
+    dead = session.labelled(ContainerRequest(image="i", user="0:0", workdir=Path("/")), "build")
+    dead_labels = {**dead.labels, "org.xpcargo.session": "build:999999999"}
+    elsewhere = {**dead_labels, "org.xpcargo.host": "another-machine/boot"}
+    alive = session.labelled(ContainerRequest(image="i", user="0:0", workdir=Path("/")), "build").labels
+    for labels in (dead_labels, elsewhere, alive):
+        runtime.start(ContainerRequest(image="i", user="0:0", workdir=Path("/"), labels=labels))
+    assert session.reap_orphans(runtime) == ["container-1"]
+    assert runtime.running == {"container-2", "container-3"}
+
+
+def test_the_build_reads_cargo_home_and_never_its_credentials(world: World) -> None:
+    home = world.root.parent / "home" / ".cargo"
+    home.mkdir(parents=True)
+    (home / "credentials.toml").write_text('[registry]\ntoken = "s3cret"\n', encoding="utf-8")
+    world.run()
+    fetch, build = world.runtime.started
+    by_path = {mount.path: mount for mount in build.mounts}
+    assert by_path[home].read_only
+    assert by_path[home / "credentials.toml"].source == Path("/dev/null")
+    fetch_paths = {mount.path: mount for mount in fetch.mounts}
+    assert not fetch_paths[home].read_only
+    assert home / "credentials.toml" not in fetch_paths

@@ -10,7 +10,7 @@ import enum
 import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -30,6 +30,10 @@ CONTAINER_HOME = "/tmp"  # noqa: S108 - inside the container, which is private a
 # Kernel and runtime file systems: mounting them (or a directory above them) hands a build the host's devices,
 # processes, or the engine's own socket.
 _FORBIDDEN = tuple(Path(path) for path in ("/proc", "/sys", "/dev", "/run", "/var/run"))
+
+
+# What Cargo keeps registry tokens in, under CARGO_HOME (the old name without extension, too).
+_CREDENTIALS_FILES = ("credentials.toml", "credentials")
 
 
 class Step(enum.Enum):
@@ -97,7 +101,8 @@ class BuildPlan:
         return [*args, "--locked"] if self.parsed.locked else args
 
     def request(self, step: Step, image: str) -> ContainerRequest:
-        """The container for ``step``: only the fetch step has a network, and only it trusts the host's CAs."""
+        """The container for ``step``. Only the fetch step has a network, trusts the host's CAs, may write to
+        CARGO_HOME and sees its credentials files; the build reads the crates it fetched and nothing else there."""
         mounts, env = self.mounts, {**self.env, "HOME": CONTAINER_HOME}
         if step is Step.FETCH:
             if self.ca_bundle is not None:
@@ -105,6 +110,15 @@ class BuildPlan:
                 env["CARGO_HTTP_CAINFO"] = str(self.ca_bundle)
         else:
             env["CARGO_NET_OFFLINE"] = "true"
+            home = self.project.cargo_home
+            if home.is_dir():
+                mounts = tuple(replace(m, read_only=True) if m.path == home else m for m in mounts)
+            # An empty file over each credentials file: a build script must not read the user's registry tokens.
+            mounts += tuple(
+                Mount(path=home / name, source=Path("/dev/null"), read_only=True)
+                for name in _CREDENTIALS_FILES
+                if (home / name).is_file()
+            )
         if step is not Step.SHELL:
             env.update(self.terminal_env)
         return ContainerRequest(
@@ -208,7 +222,8 @@ def mounts_for(
         (Mount(path=project.workspace_root), "the workspace"),
         (Mount(path=project.target_dir), "the target dir"),
         (Mount(path=project.cargo_home), "CARGO_HOME"),
-        *((Mount(path=path), "a path dependency") for path in project.outside_paths),
+        # Outside the workspace, nothing is Cargo's to write: read-only.
+        *((Mount(path=path, read_only=True), "a path dependency") for path in project.outside_paths),
         *((Mount(path=path.parent, read_only=True), "Cargo's config") for path in project.cargo_config_files),
         *((Mount(path=Path(os.path.normpath(path)), read_only=True), why) for path, why in extra_read_only),
     ]

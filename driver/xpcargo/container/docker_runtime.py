@@ -2,34 +2,55 @@
 
 Everything else asks for what it needs (an image's presence, an import, a container, an exec) in xpcargo's own
 terms (``container.spec``), and gets xpcargo errors back: never a ``docker`` exception, never a traceback.
+
+Three things keep a container from outliving its command, or a command from hanging on a sick engine:
+- a tether: every container's main process reads its standard input, which xpcargo holds open through an attached
+  socket; when xpcargo goes, however it goes (SIGKILL too), the kernel closes the socket, the main process sees the
+  end of its input and exits, and the engine removes the container (``auto_remove``);
+- a watch on the container's events, so that a container that dies under a command is told as it is: killed,
+  OOM-killed, or stopped;
+- a health check while a command's output is awaited (a command may be silent for minutes, an engine may not):
+  an engine that does not answer a ping for ``engine_timeout`` seconds ends the wait with an error.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
+import socket
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xpcargo.container.spec import REQUEST_LABEL, ContainerInfo, ContainerRequest, ImageInfo, Output
-from xpcargo.errors import EngineError, EngineUnavailableError, XpcargoError
+from xpcargo.errors import ContainerDiedError, EngineError, EngineUnavailableError, XpcargoError
 
 if TYPE_CHECKING:
     import docker
 
-_CONTROL_TIMEOUT = 120
 _T = TypeVar("_T")
+# The main process of every container: it ends, and with it the container, when xpcargo's end of the tether closes.
+_TETHERED_MAIN = ["sh", "-c", "cat >/dev/null"]
+# How long the removal on the way out may take before xpcargo says what it could not confirm and exits.
+_REMOVAL_DEADLINE = 5.0
+# How long to wait for the engine's word on a container after a command in it ended by a signal.
+_DEATH_GRACE = 2.0
 
 
 def _transient(exc: BaseException) -> bool:
-    """Engine errors worth another try: the daemon restarting, a dropped connection, a 5xx."""
+    """Engine errors worth another try: the daemon restarting, a dropped connection, a 5xx. Not a timeout: an engine
+    that did not answer in time is hung, and asking again would only double the wait."""
     import docker.errors  # noqa: PLC0415
     import requests  # noqa: PLC0415
 
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+    if isinstance(exc, requests.exceptions.Timeout):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
         return True
     if isinstance(exc, docker.errors.APIError):
         status = exc.status_code or 0
@@ -71,23 +92,38 @@ def _default_host(environ: Mapping[str, str]) -> str:
 class DockerRuntime:
     """A connection to a Docker engine (or one that speaks its API)."""
 
-    def __init__(self, client: docker.DockerClient, stream_client: docker.APIClient, host: str) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        host: str,
+        *,
+        engine_timeout: float,
+        connection: Mapping[str, Any],
+    ) -> None:
         self._client = client
-        self._stream = stream_client
         self._host = host
+        # How to open another connection to the same engine (base URL, TLS, API version).
+        self._connection = dict(connection)
+        # Builds can be silent for minutes (a long link); the stream must not time out like a control call.
+        self._stream = self._client_like(timeout=None)
+        self._engine_timeout = engine_timeout
+        # Per container: xpcargo's end of the tether (kept referenced: dropping it ends the container) and the
+        # watch on its events.
+        self._tethers: dict[str, Any] = {}
+        self._watches: dict[str, _ContainerWatch] = {}
 
     @property
     def host(self) -> str:
         return self._host
 
     @classmethod
-    def connect(cls, environ: Mapping[str, str]) -> DockerRuntime:
+    def connect(cls, environ: Mapping[str, str], *, engine_timeout: float = 30) -> DockerRuntime:
         import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
 
         host = _default_host(environ)
         try:
             # Negotiating the API version is the first request, so this is also the check that the engine is there.
-            client = docker.from_env(environment=dict(environ), timeout=_CONTROL_TIMEOUT)
+            client = docker.from_env(environment=dict(environ), timeout=math.ceil(engine_timeout))
             version = client.api.api_version
         except XpcargoError:
             raise
@@ -96,26 +132,42 @@ class DockerRuntime:
                 f"cannot reach the Docker engine at {host}: {_describe(exc)}",
                 hint="start it (`sudo systemctl start docker`, or `dockerd &`) or point DOCKER_HOST at a running one",
             ) from None
-        # Builds can be silent for minutes (a long link); the stream must not time out like a control call.
-        kwargs = docker.utils.kwargs_from_env(environment=dict(environ))  # type: ignore[attr-defined]
-        stream_client = docker.APIClient(version=version, timeout=None, **kwargs)  # type: ignore[arg-type]
-        return cls(client, stream_client, host)
+        connection = {**docker.utils.kwargs_from_env(environment=dict(environ)), "version": version}  # type: ignore[attr-defined]
+        return cls(client, host, engine_timeout=engine_timeout, connection=connection)
+
+    def _client_like(self, *, timeout: float | None) -> docker.APIClient:
+        """Another connection to the same engine: a watch or a health check must not queue behind a stream."""
+        import docker  # noqa: PLC0415
+
+        return docker.APIClient(
+            timeout=None if timeout is None else math.ceil(timeout),  # type: ignore[arg-type]
+            **self._connection,
+        )
 
     def _call(self, what: str, operation: Callable[[], _T]) -> _T:
         try:
             return _retry(operation)
-        except Exception as exc:
-            import docker.errors  # noqa: PLC0415
-            import requests  # noqa: PLC0415
+        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors; anything else is re-raised
+            raise self._translate(what, exc) from None
 
-            if isinstance(exc, requests.exceptions.ConnectionError):
-                raise EngineUnavailableError(
-                    f"lost the Docker engine at {self._host} while trying to {what}: {_describe(exc)}",
-                    hint="check that the engine is still running, then run the command again",
-                ) from None
-            if isinstance(exc, docker.errors.DockerException):
-                raise EngineError(f"the Docker engine could not {what}: {_describe(exc)}") from None
-            raise
+    def _translate(self, what: str, exc: Exception) -> Exception:
+        import docker.errors  # noqa: PLC0415
+        import requests  # noqa: PLC0415
+
+        if isinstance(exc, requests.exceptions.Timeout):
+            return EngineUnavailableError(
+                f"the Docker engine at {self._host} did not answer within {self._engine_timeout:.0f}s while trying "
+                f"to {what}",
+                hint="check the engine (`docker info`); XPCARGO_ENGINE_TIMEOUT sets how long xpcargo waits",
+            )
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return EngineUnavailableError(
+                f"lost the Docker engine at {self._host} while trying to {what}: {_describe(exc)}",
+                hint="check that the engine is still running, then run the command again",
+            )
+        if isinstance(exc, docker.errors.DockerException | requests.exceptions.RequestException):
+            return EngineError(f"the Docker engine could not {what}: {_describe(exc)}")
+        return exc
 
     # --- images --------------------------------------------------------------------------------------------------
 
@@ -155,7 +207,7 @@ class DockerRuntime:
         """Import a root filesystem tarball as an untagged image and return its id."""
 
         def run() -> str:
-            answer = self._client.api.import_image_from_file(str(tarball), changes=list(changes))
+            answer = self._stream.import_image_from_file(str(tarball), changes=list(changes))
             # The engine answers with one JSON object per line; the last names the new image.
             for line in reversed(str(answer).strip().splitlines()):
                 status = json.loads(line)
@@ -182,10 +234,11 @@ class DockerRuntime:
         import docker.types  # noqa: PLC0415
 
         mounts = [
-            docker.types.Mount(target=str(m.path), source=str(m.path), type="bind", read_only=m.read_only)
+            docker.types.Mount(target=str(m.path), source=str(m.source or m.path), type="bind", read_only=m.read_only)
             for m in request.mounts
         ]
         request_id = request.labels.get(REQUEST_LABEL)
+        since = time.time() - 1
 
         def create() -> str:
             # A create whose answer was lost (a dropped connection) may still have made the container: find it
@@ -198,12 +251,17 @@ class DockerRuntime:
                 mounts=mounts,
                 network_mode=request.network,
                 init=True,
+                auto_remove=True,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
                 tmpfs={str(path): "" for path in request.hidden},
             )
             answer = self._client.api.create_container(
                 request.image,
-                # The container only hosts the commands xpcargo execs into it; it idles until it is removed.
-                command=["sleep", "infinity"],
+                command=_TETHERED_MAIN,
+                # An open stdin that closes for good when its one attached client goes: the tether.
+                stdin_open=True,
+                detach=False,
                 user=request.user,
                 working_dir=str(request.workdir),
                 environment=dict(request.env),
@@ -214,6 +272,12 @@ class DockerRuntime:
 
         container_id = self._call(f"create a container from {request.image}", create)
         try:
+            # Tied before it starts: a container that ran untied could outlive a process killed right then.
+            self._tethers[container_id] = self._call(
+                "attach to the container",
+                lambda: self._client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1}),
+            )
+            self._watches[container_id] = _ContainerWatch(self._client_like(timeout=None), container_id, since)
             self._call("start the container", lambda: self._client.api.start(container_id))
         except BaseException:
             self.remove(container_id)
@@ -223,27 +287,100 @@ class DockerRuntime:
     def exec(
         self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], on_stdout: Output, on_stderr: Output
     ) -> int:
+        import docker.errors  # noqa: PLC0415
+
+        command = " ".join(argv[:2])
         created = self._call(
-            f"start `{argv[0]}` in the container",
+            f"start `{command}` in the container",
             lambda: self._client.api.exec_create(container_id, list(argv), environment=dict(env)),
         )
         exec_id = created["Id"]
         try:
-            for out, err in self._stream.exec_start(exec_id, stream=True, demux=True):
-                if out:
-                    on_stdout(out)
-                if err:
-                    on_stderr(err)
-        except Exception as exc:
-            import docker.errors  # noqa: PLC0415
-            import requests  # noqa: PLC0415
+            stream = self._stream.exec_start(exec_id, stream=True, demux=True)
+        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
+            raise self._translate(f"start `{command}` in the container", exc) from None
+        with self._health_check(on_hung=stream.close) as hung:
+            try:
+                for out, err in stream:
+                    if out:
+                        on_stdout(out)
+                    if err:
+                        on_stderr(err)
+            except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
+                raise self._translate(f"read the output of `{command}`", exc) from None
+        if hung.is_set():
+            raise EngineUnavailableError(
+                f"the Docker engine at {self._host} stopped answering while `{command}` ran "
+                f"(no answer for {self._engine_timeout:.0f}s)",
+                hint="check the engine (`docker info`), then run the command again; XPCARGO_ENGINE_TIMEOUT sets how "
+                "long xpcargo waits",
+            )
+        try:
+            result = self._client.api.exec_inspect(exec_id)
+        except docker.errors.NotFound:
+            result = None  # the container is gone, and its execs with it
+        except Exception as exc:  # noqa: BLE001 - the stream ended because the connection did: say that first
+            raise EngineUnavailableError(
+                f"lost the connection to the Docker engine at {self._host} while `{command}` ran: {_describe(exc)}",
+                hint="check that the engine is still running, then run the command again",
+            ) from None
+        code = result.get("ExitCode") if result is not None else None
+        if code is None or code >= 128:
+            self._raise_if_died(container_id, command, code)
+        if result is None or result.get("Running") or code is None:
+            raise EngineUnavailableError(
+                f"lost the output of `{command}` while it still ran: the connection to the Docker engine at "
+                f"{self._host} dropped",
+                hint="check that the engine is still running, then run the command again",
+            )
+        return int(code)
 
-            if isinstance(exc, docker.errors.DockerException | requests.exceptions.RequestException):
-                raise EngineError(f"lost the output of `{argv[0]}` in the container: {_describe(exc)}") from None
-            raise
-        result = self._call("read the exit code", lambda: self._client.api.exec_inspect(exec_id))
-        code = result.get("ExitCode")
-        return int(code) if code is not None else 1
+    def _raise_if_died(self, container_id: str, command: str, code: int | None) -> None:
+        watch = self._watches.get(container_id)
+        if watch is None:
+            return
+        death = watch.death(grace=_DEATH_GRACE)
+        if death is not None:
+            raise ContainerDiedError(
+                f"the container running `{command}` {death}",
+                hint=(
+                    "give the engine more memory, or build with fewer jobs (`-j 1`)"
+                    if "OOM" in death
+                    else "something outside xpcargo stopped the container; run the command again"
+                ),
+            )
+        if watch.oom and code == 137:
+            raise ContainerDiedError(
+                f"`{command}` was killed by the kernel's OOM killer in the container (exit 137)",
+                hint="give the engine more memory, or build with fewer jobs (`-j 1`)",
+            )
+
+    @contextmanager
+    def _health_check(self, *, on_hung: Callable[[], None]) -> Iterator[threading.Event]:
+        """While the block waits on a stream, ping the engine on a connection of its own; after ``engine_timeout``
+        seconds without an answer, call ``on_hung`` (which ends the wait) and set the event it yields."""
+        hung, stop = threading.Event(), threading.Event()
+        interval = max(self._engine_timeout / 3, 0.5)
+        pinger = self._client_like(timeout=interval)
+
+        def watch() -> None:
+            last_answer = time.monotonic()
+            while not stop.wait(interval):
+                # Any failure to answer counts as silence.
+                with suppress(Exception):
+                    pinger.ping()
+                    last_answer = time.monotonic()
+                if time.monotonic() - last_answer >= self._engine_timeout:
+                    hung.set()
+                    on_hung()
+                    return
+
+        thread = threading.Thread(target=watch, name="xpcargo-engine-health", daemon=True)
+        thread.start()
+        try:
+            yield hung
+        finally:
+            stop.set()
 
     def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str]) -> int:
         """Run ``argv`` attached to this terminal. The SDK has no terminal handling, so this uses the docker CLI."""
@@ -259,13 +396,40 @@ class DockerRuntime:
         return subprocess.call([*command, container_id, *argv])
 
     def remove(self, container_id: str) -> None:
+        """Untie the container (which ends it, with no request to the engine), then remove it for certain, within
+        a deadline: on the way out of a Ctrl-C, a hung engine must not hold xpcargo."""
         import docker.errors  # noqa: PLC0415
 
-        def remove() -> None:
-            with suppress(docker.errors.NotFound):
-                self._client.api.remove_container(container_id, force=True, v=True)
+        watch = self._watches.pop(container_id, None)
+        if watch is not None:
+            watch.close()
+        tether = self._tethers.pop(container_id, None)
+        if tether is not None:
+            _untie(tether)
+        done = threading.Event()
+        failure: list[Exception] = []
+        remover = self._client_like(timeout=_REMOVAL_DEADLINE)
 
-        self._call(f"remove container {container_id[:12]}", remove)
+        def remove() -> None:
+            try:
+                remover.remove_container(container_id, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                # 409: the engine is already removing it (auto_remove after the untie).
+                if exc.status_code != 409:
+                    failure.append(exc)
+            except Exception as exc:  # noqa: BLE001 - reported below as xpcargo's own error
+                failure.append(exc)
+            done.set()
+
+        threading.Thread(target=remove, name="xpcargo-remove", daemon=True).start()
+        if not done.wait(_REMOVAL_DEADLINE + 1) or failure:
+            cause = _describe(failure[0]) if failure else f"no answer within {_REMOVAL_DEADLINE:.0f}s"
+            raise EngineUnavailableError(
+                f"the Docker engine at {self._host} did not remove container {container_id[:12]}: {cause}",
+                hint="check the engine (`docker info`)",
+            )
 
     def _api_containers(self, label: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self._client.api.containers(all=True, filters={"label": label})
@@ -279,6 +443,68 @@ class DockerRuntime:
             )
             for item in raw
         ]
+
+
+def _untie(tether: Any) -> None:
+    """Close xpcargo's end of the tether: the container's main process reads the end of its input and exits.
+    Only a shutdown reaches the engine; closing the Python object leaves the socket open underneath."""
+    raw = getattr(tether, "_sock", tether)
+    with suppress(OSError):
+        raw.shutdown(socket.SHUT_WR)
+    with suppress(OSError):
+        raw.close()
+
+
+class _ContainerWatch:
+    """Follows one container's events from before it started: whether it was OOM-killed, killed, or died."""
+
+    def __init__(self, api: docker.APIClient, container_id: str, since: float) -> None:
+        self.oom = False
+        self._kill_signal: str | None = None
+        self._exit_code: str | None = None
+        self._died = threading.Event()
+        self._stream: Any = None
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._follow, args=(api, container_id, since), name="xpcargo-container-events", daemon=True
+        )
+        self._thread.start()
+
+    def _follow(self, api: docker.APIClient, container_id: str, since: float) -> None:
+        with suppress(Exception):
+            self._stream = api.events(
+                since=int(since), filters={"container": container_id, "type": "container"}, decode=True
+            )
+            if self._closed:
+                self._stream.close()
+            for event in self._stream:
+                action = str(event.get("Action") or event.get("status") or "")
+                attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                if action == "oom":
+                    self.oom = True
+                elif action == "kill":
+                    self._kill_signal = str(attributes.get("signal", ""))
+                elif action == "die":
+                    self._exit_code = str(attributes.get("exitCode", ""))
+                    self._died.set()
+
+    def death(self, *, grace: float) -> str | None:
+        """How the container died, in words, or None while it lives (the engine's word may lag a little)."""
+        if not self._died.wait(grace):
+            return None
+        if self.oom:
+            return "was killed by the kernel's OOM killer"
+        if self._kill_signal in ("9", "KILL", "SIGKILL"):
+            return "was killed (SIGKILL from outside xpcargo, e.g. `docker kill`)"
+        if self._kill_signal:
+            return f"was stopped by signal {self._kill_signal} from outside xpcargo (e.g. `docker stop`)"
+        return f"stopped: its main process exited with {self._exit_code or 'an unknown code'}"
+
+    def close(self) -> None:
+        self._closed = True
+        if self._stream is not None:
+            with suppress(Exception):
+                self._stream.close()
 
 
 def _retry(operation: Callable[[], _T], *, attempts: int = 4) -> _T:

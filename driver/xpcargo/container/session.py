@@ -8,13 +8,16 @@ so removal is ordinary ``finally`` code). Nothing else in xpcargo creates or rem
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 from xpcargo.container.spec import (
+    HOST_LABEL,
     MANAGED_LABEL,
     REQUEST_LABEL,
     SESSION_LABEL,
@@ -58,15 +61,53 @@ class Session:
         return self._runtime.exec_interactive(self.container_id, argv, env=env or {})
 
 
+def this_host() -> str:
+    """This machine's name and the boot of its kernel: where a pid in SESSION_LABEL can be looked up."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        boot = "unknown-boot"
+    return f"{socket.gethostname()}/{boot}"
+
+
 def labelled(request: ContainerRequest, purpose: str) -> ContainerRequest:
-    """The request with the labels every container of xpcargo's carries: managed, whose, and a request id."""
+    """The request with the labels every container of xpcargo's carries: managed, whose, where, and a request id."""
     labels = {
         **request.labels,
         MANAGED_LABEL: "true",
         SESSION_LABEL: f"{purpose}:{os.getpid()}",
+        HOST_LABEL: this_host(),
         REQUEST_LABEL: uuid.uuid4().hex,
     }
     return replace(request, labels=labels)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(runtime: Runtime) -> list[str]:
+    """Remove xpcargo's containers whose process, on this machine, is gone; return their ids.
+
+    A container ends by itself when its xpcargo process goes, even by SIGKILL; what is left to reap is a container
+    whose process died between creating it and tying it to itself. Containers of other machines sharing the
+    engine are never touched: their pids mean nothing here.
+    """
+    reaped = []
+    host = this_host()
+    for container in runtime.list_containers(f"{MANAGED_LABEL}=true"):
+        owner = container.labels.get(SESSION_LABEL, "").rpartition(":")[2]
+        if container.labels.get(HOST_LABEL) != host or not owner.isdigit() or _process_exists(int(owner)):
+            continue
+        runtime.remove(container.id)
+        reaped.append(container.id)
+    return reaped
 
 
 @contextmanager
@@ -74,21 +115,31 @@ def open_session(runtime: Runtime, request: ContainerRequest, *, purpose: str) -
     """A container that lives exactly as long as the ``with`` block."""
     for mount in request.mounts:
         # Created here, as the invoking user: the engine would create a missing bind source as root.
-        if not mount.read_only:
+        if not mount.read_only and mount.source is None:
             mount.path.mkdir(parents=True, exist_ok=True)
+    reap_orphans(runtime)
     container_id = runtime.start(labelled(request, purpose))
     try:
         yield Session(runtime, container_id)
-    except (InterruptError, KeyboardInterrupt) as caught:
-        interrupt = caught if isinstance(caught, InterruptError) else InterruptError("interrupted")
-        try:
-            runtime.remove(container_id)
-        except XpcargoError:
-            # The user asked to stop: say what is left, rather than how the cleanup failed.
-            interrupt.left_behind.append(container_id)
+    except KeyboardInterrupt:
+        interrupt = InterruptError("interrupted")
+        _remove_after_error(runtime, container_id, interrupt)
         raise interrupt from None
+    except XpcargoError as error:
+        _remove_after_error(runtime, container_id, error)
+        raise
     except BaseException:
         runtime.remove(container_id)
         raise
     else:
         runtime.remove(container_id)
+
+
+def _remove_after_error(runtime: Runtime, container_id: str, error: XpcargoError) -> None:
+    """Remove the container on the way out of a failure; if the engine does not confirm it, the failure still
+    says what happened first, and adds what may be left running."""
+    try:
+        runtime.remove(container_id)
+    except (XpcargoError, KeyboardInterrupt):
+        # A second Ctrl-C cuts the cleanup short: that too leaves the container unconfirmed.
+        error.left_behind.append(container_id)

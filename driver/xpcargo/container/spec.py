@@ -17,21 +17,29 @@ MANAGED_LABEL = "org.xpcargo.managed"
 SESSION_LABEL = "org.xpcargo.session"
 # A unique name for one request, so that a create whose answer was lost can be found instead of repeated.
 REQUEST_LABEL = "org.xpcargo.request"
+# The machine (host name and kernel boot) of the process in SESSION_LABEL: a pid means something only there.
+HOST_LABEL = "org.xpcargo.host"
 
 Output = Callable[[bytes], None]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Mount:
-    """A host directory, bind-mounted at the same absolute path inside the container."""
+    """A host directory or file, bind-mounted at the same absolute path inside the container (or, with ``source``,
+    another host path mounted there: an empty file over a credentials file, say)."""
 
     path: Path
     read_only: bool = False
+    source: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class ContainerRequest:
-    """Everything a container is started with."""
+    """Everything a container is started with.
+
+    Every container also drops all capabilities, cannot gain privileges (`no-new-privileges`), and ends by itself
+    when the xpcargo process that started it goes away, however it goes (see ``docker_runtime``).
+    """
 
     image: str
     user: str
@@ -86,10 +94,14 @@ class Runtime(Protocol):
     def exec(
         self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], on_stdout: Output, on_stderr: Output
     ) -> int:
-        """Run ``argv`` in the container, stream its output to the callbacks, and return its exit code."""
+        """Run ``argv`` in the container, stream its output to the callbacks, and return its exit code.
+
+        Raises ``ContainerDiedError`` when the container (or the command, by the OOM killer) was killed under it,
+        and ``EngineUnavailableError`` when the engine stopped answering or the connection was lost."""
 
     def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str]) -> int: ...
     def remove(self, container_id: str) -> None:
-        """Stop and remove the container; one that is already gone is fine."""
+        """Stop and remove the container; one that is already gone is fine. Bounded in time: an engine that does
+        not answer within a few seconds raises ``EngineUnavailableError`` rather than hanging."""
 
     def list_containers(self, label: str) -> list[ContainerInfo]: ...
