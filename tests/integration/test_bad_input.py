@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from .helpers import (
     Result,
     copy_fixture,
     docker,
+    run_cli,
     single_error_line,
     xpcargo_image_tags,
 )
@@ -181,3 +184,22 @@ def test_image_build_failure_quotes_apt_and_tags_nothing(tmp_path_factory: pytes
     assert xpcargo_image_tags() - tags_before == set(), "a failed build left a tagged image"
     assert _managed_image_ids() - ids_before == set(), "a failed build left an image behind"
     assert not (project / "target" / X86_64).exists(), "Cargo ran although there was no image"
+
+
+def test_a_new_target_dir_on_a_read_only_file_system(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    """A read-only file system for real: a tmpfs mounted read-only in a mount namespace of xpcargo's own."""
+    if os.getuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) to mount a read-only file system")
+    project = copy_fixture(tmp_path_factory, "seed-codegen")
+    read_only = project.parent / "read-only"
+    read_only.mkdir()
+    mount_then_run = f'mount -t tmpfs -o ro tmpfs "{read_only}" && exec "$@"'
+    result = run_cli(
+        ["build", "--target", X86_64, "--target-dir", str(read_only / "new")],
+        cwd=project,
+        env=xpcargo.env,
+        prefix=("unshare", "--mount", "sh", "-c", mount_then_run, "sh"),
+    )
+    line = single_error_line(result)
+    assert result.code == 5, result
+    assert f"cannot create {read_only / 'new'}: Read-only file system" in line, result

@@ -43,13 +43,19 @@ class FetchRecord:
         return metadata if isinstance(metadata, dict) else None
 
     def save(self, fingerprint: str, metadata: Metadata) -> None:
-        """Atomically, under a name of its own: two xpcargo processes may save at once."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        """Atomically, under a name of its own: two xpcargo processes may save at once. A record that cannot be
+        written is no error: the next command fetches again."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        except OSError:
+            return
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
                 json.dump({"fingerprint": fingerprint, "metadata": metadata}, stream)
             Path(temporary).replace(self.path)
+        except OSError:
+            Path(temporary).unlink(missing_ok=True)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise

@@ -120,8 +120,14 @@ def _write_overrides_file(plan: BuildPlan) -> None:
     """xpcargo's own `links` overrides, as a Cargo config file passed with `--config`."""
     if plan.overrides_file is None:
         return
-    plan.overrides_file.parent.mkdir(parents=True, exist_ok=True)
-    plan.overrides_file.write_text(plan.spec.links.as_cargo_config(plan.triple), encoding="utf-8")
+    try:
+        plan.overrides_file.parent.mkdir(parents=True, exist_ok=True)
+        plan.overrides_file.write_text(plan.spec.links.as_cargo_config(plan.triple), encoding="utf-8")
+    except OSError as error:
+        raise ProjectError(
+            f"cannot write {plan.overrides_file}: {error.strerror}",
+            hint="point --target-dir (or CARGO_TARGET_DIR) at a writable place",
+        ) from None
 
 
 def _warn_about_toolchain_file(context: Context, plan: BuildPlan, reporter: Reporter) -> None:

@@ -25,7 +25,7 @@ from xpcargo.container.spec import (
     Output,
     Runtime,
 )
-from xpcargo.errors import InterruptError, XpcargoError
+from xpcargo.errors import InterruptError, ProjectError, XpcargoError
 from xpcargo.ui import binary_writer
 
 
@@ -116,7 +116,13 @@ def open_session(runtime: Runtime, request: ContainerRequest, *, purpose: str) -
     for mount in request.mounts:
         # Created here, as the invoking user: the engine would create a missing bind source as root.
         if not mount.read_only and mount.source is None:
-            mount.path.mkdir(parents=True, exist_ok=True)
+            try:
+                mount.path.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ProjectError(
+                    f"cannot create {mount.path}: {error.strerror}",
+                    hint="point --target-dir (or CARGO_TARGET_DIR, CARGO_HOME) at a writable place",
+                ) from None
     reap_orphans(runtime)
     container_id = runtime.start(labelled(request, purpose))
     try:
