@@ -46,7 +46,15 @@ app.add_typer(image_app, name="image")
 _PASS_THROUGH: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
 TargetOption = Annotated[
     list[str] | None,
-    typer.Option("--target", metavar="TRIPLE", help="The target triple to build for (see `xpcargo targets`)."),
+    typer.Option("--target", metavar="TRIPLE", help="The target triple (see `xpcargo targets`)."),
+]
+MatrixTargetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        metavar="TRIPLE",
+        help="The target triple (see `xpcargo targets`); repeat it, or say `all`, to build several side by side.",
+    ),
 ]
 
 
@@ -65,20 +73,28 @@ def _root(
     """Cross-compile Cargo projects in toolchain containers."""
 
 
+def _targets(targets: list[str] | None, command: str) -> list[str]:
+    if targets:
+        return targets
+    from xpcargo.errors import UnknownTargetError  # noqa: PLC0415
+
+    raise UnknownTargetError(
+        f"`xpcargo {command}` needs --target",
+        hint="name a target triple, e.g. `--target aarch64-unknown-linux-gnu`, or `--target all` "
+        "(`xpcargo targets` lists them)",
+    )
+
+
 def _one_target(targets: list[str] | None, command: str) -> str:
     from xpcargo.errors import UnknownTargetError  # noqa: PLC0415
 
-    if not targets:
+    named = _targets(targets, command)
+    if len(set(named)) > 1 or named[0] == "all":
         raise UnknownTargetError(
-            f"`xpcargo {command}` needs --target",
-            hint="name a target triple, e.g. `--target aarch64-unknown-linux-gnu` (`xpcargo targets` lists them)",
-        )
-    if len(set(targets)) > 1:
-        raise UnknownTargetError(
-            f"`xpcargo {command}` takes one --target, got {', '.join(targets)}",
+            f"`xpcargo {command}` takes one --target, got {', '.join(named)}",
             hint="run one command per target",
         )
-    return targets[0]
+    return named[0]
 
 
 def _context() -> Context:
@@ -94,11 +110,29 @@ def _connect(context: Context) -> Runtime:
 
 
 def _define_cargo_command(name: str, summary: str) -> None:
-    def command(ctx: typer.Context, target: TargetOption = None) -> int:
-        from xpcargo.build import run  # noqa: PLC0415
+    def command(
+        ctx: typer.Context,
+        target: MatrixTargetOption = None,
+        target_jobs: Annotated[
+            int | None,
+            typer.Option(
+                "--target-jobs",
+                min=1,
+                metavar="N",
+                help="With several targets: how many build side by side (default: the number of cores, at least 2). "
+                "Cargo's own -j/--jobs passes through.",
+            ),
+        ] = None,
+        fail_fast: Annotated[
+            bool, typer.Option("--fail-fast", help="With several targets: stop the others when one fails.")
+        ] = False,
+    ) -> int:
+        from xpcargo.build import matrix  # noqa: PLC0415
 
-        triple = _one_target(target, name)
-        return run.cargo_command(_context(), name, triple, list(ctx.args), connect=_connect)
+        names = _targets(target, name)
+        return matrix.cargo_command(
+            _context(), name, names, list(ctx.args), connect=_connect, target_jobs=target_jobs, fail_fast=fail_fast
+        )
 
     command.__doc__ = f"{summary}\n\nEvery other argument goes to `cargo {name}` unchanged."
     app.command(name, context_settings=_PASS_THROUGH, cls=_PassThroughCommand)(command)

@@ -114,6 +114,12 @@ class InterruptError(XpcargoError):
         return f"error: {self.message}; nothing was left running"
 
 
+class CancelledError(XpcargoError):
+    """A target of a multi-target build was stopped because another one failed (--fail-fast) or on Ctrl-C."""
+
+    exit_code = 130
+
+
 class InternalError(XpcargoError):
     """A bug in xpcargo: no input may lead here."""
 

@@ -208,13 +208,30 @@ def test_arguments_reach_cargo_unchanged_and_its_exit_code_comes_back(
     assert not runtime.running
 
 
-def test_a_second_target_is_refused_not_dropped(
+def test_report_takes_one_target(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _cargo_project(tmp_path, monkeypatch)
-    code, _, err = _run(capsys, "build", "--target", "aarch64-unknown-linux-gnu", "--target", "i686-unknown-linux-gnu")
+    argv = ["report", "--target", "aarch64-unknown-linux-gnu", "--target", "i686-unknown-linux-gnu"]
+    code, _, err = _run(capsys, *argv)
     assert code == UnknownTargetError.exit_code
     assert "takes one --target" in _one_error_line(err)
+
+
+def test_several_targets_build_side_by_side(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _cargo_project(tmp_path, monkeypatch)
+    monkeypatch.setenv("XPCARGO_CACHE_DIR", str(tmp_path / "cache"))
+    runtime = FakeRuntime(every_image=True)
+    monkeypatch.setattr(cli, "_connect", lambda context: runtime)
+    code, _, err = _run(capsys, "build", "--target", "all", "--target-jobs", "2", "-j", "1")
+    assert code == 0
+    builds = [call.argv for call in runtime.execs if call.command == "build"]
+    assert sorted(argv[3] for argv in builds) == sorted(TRIPLES)
+    # Cargo's own -j reaches Cargo; --target-jobs is xpcargo's.
+    assert all(argv[-2:] == ("-j", "1") for argv in builds)
+    assert "3 ok" in err
 
 
 @pytest.mark.parametrize(

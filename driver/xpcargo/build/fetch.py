@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from xpcargo.build.plan import BuildPlan, Step
-from xpcargo.container.session import Session, open_session
-from xpcargo.container.spec import Runtime
+from xpcargo.container.session import Cancellation, Session, open_session
+from xpcargo.container.spec import Output, Runtime
 from xpcargo.ui import Reporter
 
 Metadata = dict[str, Any]
@@ -68,13 +68,16 @@ def fingerprint(plan: BuildPlan, image: str) -> str:
     return plan.project.fingerprint(image, plan.parsed.manifest_path or "")
 
 
-def read_metadata(session: Session, plan: BuildPlan, image: str) -> tuple[int, Metadata | None]:
+def read_metadata(
+    session: Session, plan: BuildPlan, image: str, *, stderr: Output | None = None
+) -> tuple[int, Metadata | None]:
     """`cargo metadata`, recorded beside the fingerprint of what it was read from, so unchanged projects skip it."""
     captured: list[bytes] = []
     code = session.run(
         ["cargo", "metadata", "--format-version", "1", "--offline", *plan.manifest_args()],
         env={"CARGO_NET_OFFLINE": "true"},
         on_stdout=captured.append,
+        on_stderr=stderr,
     )
     if code != 0:
         return code, None
@@ -89,12 +92,24 @@ def read_metadata(session: Session, plan: BuildPlan, image: str) -> tuple[int, M
     return 0, metadata
 
 
-def fetch(runtime: Runtime, plan: BuildPlan, image: str, reporter: Reporter) -> tuple[int, Metadata | None]:
+def fetch(
+    runtime: Runtime,
+    plan: BuildPlan,
+    image: str,
+    reporter: Reporter,
+    *,
+    stdout: Output | None = None,
+    stderr: Output | None = None,
+    cancellation: Cancellation | None = None,
+) -> tuple[int, Metadata | None]:
     """Download what the build needs into CARGO_HOME, in a container that may use the network."""
     reporter.status("Fetching", f"dependencies for {plan.project.workspace_root.name} (network step)")
-    with open_session(runtime, plan.request(Step.FETCH, image), purpose="fetch") as session:
+    request = plan.request(Step.FETCH, image)
+    with open_session(runtime, request, purpose="fetch", cancellation=cancellation) as session:
         # Credentials reach this one command, never the container's own environment.
-        code = session.run(["cargo", "fetch", *plan.manifest_args()], env=dict(plan.credentials))
+        code = session.run(
+            ["cargo", "fetch", *plan.manifest_args()], env=dict(plan.credentials), on_stdout=stdout, on_stderr=stderr
+        )
         if code != 0:
             return code, None
-        return read_metadata(session, plan, image)
+        return read_metadata(session, plan, image, stderr=stderr)

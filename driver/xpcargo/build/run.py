@@ -20,7 +20,7 @@ from xpcargo.build.plan import BuildPlan, Step, plan
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.messages import MessageReader
 from xpcargo.config.targets import check_triple
-from xpcargo.container.session import open_session
+from xpcargo.container.session import Cancellation, open_session
 from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
 from xpcargo.errors import ProjectError, ReportError
@@ -52,7 +52,7 @@ class _Tail:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Outcome:
+class Outcome:
     code: int
     metadata: Metadata | None
     messages: list[dict[str, Any]]
@@ -61,19 +61,27 @@ class _Outcome:
 
 
 def _build(
-    runtime: Runtime, plan: BuildPlan, image: str, metadata: Metadata | None, *, stdout: Output, stderr: Output
-) -> _Outcome:
+    runtime: Runtime,
+    plan: BuildPlan,
+    image: str,
+    metadata: Metadata | None,
+    *,
+    stdout: Output,
+    stderr: Output,
+    cancellation: Cancellation | None,
+) -> Outcome:
     """The Cargo command in a container with no network."""
-    with open_session(runtime, plan.request(Step.BUILD, image), purpose="build") as session:
+    request = plan.request(Step.BUILD, image)
+    with open_session(runtime, request, purpose="build", cancellation=cancellation) as session:
         if metadata is None:
-            code, metadata = read_metadata(session, plan, image)
+            code, metadata = read_metadata(session, plan, image, stderr=stderr)
             if code != 0:
-                return _Outcome(code=code, metadata=None, messages=[], finished=None, offline_miss=False)
+                return Outcome(code=code, metadata=None, messages=[], finished=None, offline_miss=False)
         reader = MessageReader(echo_messages=not plan.injects_json, write_stdout=stdout, write_stderr=stderr)
         errors = _Tail(stderr)
         code = session.run(plan.cargo_argv(), on_stdout=reader.feed, on_stderr=errors)
         reader.close()
-    return _Outcome(
+    return Outcome(
         code=code,
         metadata=metadata,
         messages=reader.messages,
@@ -92,6 +100,23 @@ def run(
     write_stderr: Output | None = None,
 ) -> int:
     """Run the planned Cargo command; return Cargo's exit code."""
+    outcome = execute(
+        context, plan, runtime=runtime, reporter=reporter, write_stdout=write_stdout, write_stderr=write_stderr
+    )
+    return outcome.code
+
+
+def execute(
+    context: Context,
+    plan: BuildPlan,
+    *,
+    runtime: Runtime,
+    reporter: Reporter,
+    write_stdout: Output | None = None,
+    write_stderr: Output | None = None,
+    cancellation: Cancellation | None = None,
+) -> Outcome:
+    """Run the planned Cargo command; return what came of it: Cargo's exit code and its messages."""
     stdout = write_stdout or binary_writer(sys.stdout)
     stderr = write_stderr or binary_writer(sys.stderr)
     image = image_for(context, runtime, plan.spec, reporter)
@@ -102,10 +127,12 @@ def run(
     while True:
         metadata = record.load(fingerprint(plan, image))
         if metadata is None and not plan.parsed.offline:
-            code, metadata = fetch(runtime, plan, image, reporter)
+            code, metadata = fetch(
+                runtime, plan, image, reporter, stdout=stdout, stderr=stderr, cancellation=cancellation
+            )
             if code != 0:
-                return code
-        outcome = _build(runtime, plan, image, metadata, stdout=stdout, stderr=stderr)
+                return Outcome(code=code, metadata=None, messages=[], finished=None, offline_miss=False)
+        outcome = _build(runtime, plan, image, metadata, stdout=stdout, stderr=stderr, cancellation=cancellation)
         if not (outcome.offline_miss and not plan.parsed.offline and not refetched):
             break
         # The fetch record said all was downloaded, but CARGO_HOME lost crates since: fetch again, once.
@@ -113,7 +140,7 @@ def run(
         refetched = True
         reporter.warn("crates went missing from CARGO_HOME since the last fetch; fetching again")
     _keep_report(plan, outcome, reporter)
-    return outcome.code
+    return outcome
 
 
 def _write_overrides_file(plan: BuildPlan) -> None:
@@ -145,7 +172,7 @@ def _warn_about_toolchain_file(context: Context, plan: BuildPlan, reporter: Repo
     )
 
 
-def _keep_report(plan: BuildPlan, outcome: _Outcome, reporter: Reporter) -> None:
+def _keep_report(plan: BuildPlan, outcome: Outcome, reporter: Reporter) -> None:
     """Record what the build scripts decided. Cargo's result stands whatever happens to the report."""
     try:
         path = report.report_path(plan.project.target_dir, plan.triple, plan.profile_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from xpcargo.container.spec import (
     Output,
     Runtime,
 )
-from xpcargo.errors import InterruptError, ProjectError, XpcargoError
+from xpcargo.errors import CancelledError, InterruptError, ProjectError, XpcargoError
 from xpcargo.ui import binary_writer
 
 
@@ -110,8 +111,51 @@ def reap_orphans(runtime: Runtime) -> list[str]:
     return reaped
 
 
+class Cancellation:
+    """Lets one thread stop what the sessions of other threads run: the other targets of a multi-target build,
+    when one fails with --fail-fast or on Ctrl-C. Cancelling removes the live container of every session that
+    shares it (their commands end with it), and a session that has not started yet does not start."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, Runtime] = {}
+        self._cancelled = False
+        # Containers the engine did not confirm removed when they were cancelled.
+        self.left_behind: list[str] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def check(self) -> None:
+        if self._cancelled:
+            raise CancelledError("cancelled: another target failed or the build was interrupted")
+
+    def _enter(self, runtime: Runtime, container_id: str) -> None:
+        with self._lock:
+            self._live[container_id] = runtime
+        if self._cancelled:
+            raise CancelledError("cancelled: another target failed or the build was interrupted")
+
+    def _leave(self, container_id: str) -> None:
+        with self._lock:
+            self._live.pop(container_id, None)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            live = dict(self._live)
+        for container_id, runtime in live.items():
+            try:
+                runtime.remove(container_id)
+            except XpcargoError:
+                self.left_behind.append(container_id)
+
+
 @contextmanager
-def open_session(runtime: Runtime, request: ContainerRequest, *, purpose: str) -> Iterator[Session]:
+def open_session(
+    runtime: Runtime, request: ContainerRequest, *, purpose: str, cancellation: Cancellation | None = None
+) -> Iterator[Session]:
     """A container that lives exactly as long as the ``with`` block."""
     for mount in request.mounts:
         # Created here, as the invoking user: the engine would create a missing bind source as root.
@@ -123,9 +167,13 @@ def open_session(runtime: Runtime, request: ContainerRequest, *, purpose: str) -
                     f"cannot create {mount.path}: {error.strerror}",
                     hint="point --target-dir (or CARGO_TARGET_DIR, CARGO_HOME) at a writable place",
                 ) from None
+    if cancellation is not None:
+        cancellation.check()
     reap_orphans(runtime)
     container_id = runtime.start(labelled(request, purpose))
     try:
+        if cancellation is not None:
+            cancellation._enter(runtime, container_id)
         yield Session(runtime, container_id)
     except KeyboardInterrupt:
         interrupt = InterruptError("interrupted")
@@ -139,6 +187,9 @@ def open_session(runtime: Runtime, request: ContainerRequest, *, purpose: str) -
         raise
     else:
         runtime.remove(container_id)
+    finally:
+        if cancellation is not None:
+            cancellation._leave(container_id)
 
 
 def _remove_after_error(runtime: Runtime, container_id: str, error: XpcargoError) -> None:

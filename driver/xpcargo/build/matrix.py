@@ -1,0 +1,328 @@
+"""Several targets in one command: each target in its own container, side by side up to a limit, sharing the
+project's target dir (so artifacts land where Cargo puts them for one target), then one summary.
+
+Targets share the target dir on purpose. Cargo locks the host part of it (`target/debug`, where build scripts and
+proc-macros are built) for the length of a build, so targets side by side wait there for each other; but the host
+part is then built once, not once per target. Measured on a 2-core machine (README, "Several targets at once"),
+that beats a target dir per target, whose host builds compete for the same cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from xpcargo.build import run
+from xpcargo.build.plan import BuildPlan, plan
+from xpcargo.container.session import Cancellation
+from xpcargo.container.spec import Runtime
+from xpcargo.context import Context
+from xpcargo.errors import CancelledError, InterruptError, XpcargoError
+from xpcargo.ui import LineWriter, Reporter, binary_writer
+
+ALL = "all"
+# Final artifacts worth a line in the summary: what a release ships, not the intermediate libraries.
+_SHIPPED_KINDS = frozenset({"bin", "cdylib", "dylib", "staticlib"})
+# How long Ctrl-C waits for the targets' own cleanup before it says what it could not confirm.
+_CLEANUP_WAIT = 15.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Artifact:
+    path: Path
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetResult:
+    triple: str
+    # Cargo's exit code, or the exit code of xpcargo's own error for this target.
+    code: int
+    seconds: float
+    artifacts: tuple[Artifact, ...] = ()
+    error: str | None = None
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0 and not self.cancelled
+
+    @property
+    def result(self) -> str:
+        if self.cancelled:
+            return "cancelled"
+        if self.ok:
+            return "ok"
+        return f"failed ({self.code})"
+
+
+def expand_targets(context: Context, names: Sequence[str]) -> list[str]:
+    """The targets a command names, in order, each once; `all` is every target the shipped table and the working
+    directory's project define."""
+    wanted: list[str] = []
+    for name in names:
+        if name == ALL:
+            project = context.project_config_here()
+            expanded = sorted({*context.toolchains.targets, *project.targets})
+        else:
+            expanded = [name]
+        wanted += [triple for triple in expanded if triple not in wanted]
+    return wanted
+
+
+def artifacts_of(messages: Iterable[Mapping[str, Any]], plan: BuildPlan) -> tuple[Artifact, ...]:
+    """The final artifacts Cargo reported for the target (binaries, shared and static libraries, test
+    executables), with their sizes and sha256, in the order Cargo built them."""
+    tree = plan.project.target_dir / plan.triple
+    found: dict[Path, None] = {}
+    for message in messages:
+        if message.get("reason") != "compiler-artifact":
+            continue
+        kinds = set((message.get("target") or {}).get("kind") or ())
+        executable = message.get("executable")
+        paths = [executable] if isinstance(executable, str) else []
+        if kinds & _SHIPPED_KINDS:
+            paths += [
+                name
+                for name in message.get("filenames") or ()
+                if isinstance(name, str) and not name.endswith((".rlib", ".rmeta", ".d"))
+            ]
+        for name in paths:
+            path = Path(name)
+            if path.is_relative_to(tree) and path.is_file():
+                found[path] = None
+    return tuple(Artifact(path=path, size=path.stat().st_size, sha256=_sha256(path)) for path in found)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Output:
+    """Where the targets write: whole lines, each attributable to its target; JSON messages the user asked for
+    go to stdout unchanged."""
+
+    def __init__(self, triples: Sequence[str], *, color: bool) -> None:
+        self._width = max(len(triple) for triple in triples)
+        self._color = color
+        self._stdout_lock = threading.Lock()
+        self._stderr_lock = threading.Lock()
+
+    def prefix(self, triple: str) -> str:
+        return f"{triple:<{self._width}} | "
+
+    def writers(self, triple: str, *, raw_stdout: bool) -> tuple[LineWriter, LineWriter]:
+        prefix = self.prefix(triple).encode()
+        stdout = LineWriter(binary_writer(sys.stdout), self._stdout_lock, b"" if raw_stdout else prefix)
+        stderr = LineWriter(binary_writer(sys.stderr), self._stderr_lock, prefix)
+        return stdout, stderr
+
+    def reporter(self, triple: str) -> Reporter:
+        return Reporter(color=self._color, prefix=self.prefix(triple))
+
+
+def _run_one(
+    context: Context, build_plan: BuildPlan, runtime: Runtime, output: _Output, cancellation: Cancellation
+) -> TargetResult:
+    started = time.monotonic()
+    stdout, stderr = output.writers(build_plan.triple, raw_stdout=not build_plan.injects_json)
+    reporter = output.reporter(build_plan.triple)
+    try:
+        cancellation.check()
+        outcome = run.execute(
+            context,
+            build_plan,
+            runtime=runtime,
+            reporter=reporter,
+            write_stdout=stdout,
+            write_stderr=stderr,
+            cancellation=cancellation,
+        )
+    except XpcargoError as error:
+        cancelled = isinstance(error, CancelledError) or cancellation.cancelled
+        if not cancelled:
+            reporter.warn(error.summary().removeprefix("error: "))
+        return TargetResult(
+            triple=build_plan.triple,
+            code=error.exit_code,
+            seconds=time.monotonic() - started,
+            error=None if cancelled else error.summary(),
+            cancelled=cancelled,
+        )
+    finally:
+        stdout.close()
+        stderr.close()
+    seconds = time.monotonic() - started
+    if outcome.code != 0 and cancellation.cancelled:
+        # Its container was removed under it: Cargo's code says so, not what went wrong.
+        return TargetResult(triple=build_plan.triple, code=outcome.code, seconds=seconds, cancelled=True)
+    artifacts = artifacts_of(outcome.messages, build_plan) if outcome.code == 0 else ()
+    reporter.status("Finished" if outcome.code == 0 else "Failed", f"in {seconds:.1f}s")
+    return TargetResult(triple=build_plan.triple, code=outcome.code, seconds=seconds, artifacts=artifacts)
+
+
+def cargo_command(
+    context: Context,
+    command: str,
+    names: Sequence[str],
+    args: Sequence[str],
+    *,
+    connect: run.Connect,
+    target_jobs: int | None,
+    fail_fast: bool,
+) -> int:
+    """`xpcargo <command> --target ...`: one target runs as it always has; several run side by side."""
+    triples = expand_targets(context, names)
+    if len(triples) == 1:
+        return run.cargo_command(context, command, triples[0], args, connect=connect)
+    jobs = target_jobs if target_jobs is not None else default_target_jobs()
+    return run_matrix(context, command, triples, args, connect=connect, target_jobs=jobs, fail_fast=fail_fast)
+
+
+def run_matrix(
+    context: Context,
+    command: str,
+    triples: Sequence[str],
+    args: Sequence[str],
+    *,
+    connect: run.Connect,
+    target_jobs: int,
+    fail_fast: bool,
+) -> int:
+    """`xpcargo <command> --target A --target B ...`: every target planned first (bad input fails before the
+    engine is asked), then run side by side, `target_jobs` at a time; then the summary."""
+    # Cargo's progress bar redraws one line; several of them interleaved would be noise.
+    context = replace(context, terminal=replace(context.terminal, progress_width=None))
+    plans = [plan(context, command, triple, args) for triple in triples]
+    runtime = connect(context)
+    output = _Output(triples, color=context.terminal.color)
+    cancellation = Cancellation()
+    pending: queue.Queue[BuildPlan] = queue.Queue()
+    for build_plan in plans:
+        pending.put(build_plan)
+    done: queue.Queue[TargetResult] = queue.Queue()
+
+    def worker() -> None:
+        while True:
+            try:
+                build_plan = pending.get_nowait()
+            except queue.Empty:
+                return
+            done.put(_run_one(context, build_plan, runtime, output, cancellation))
+
+    started = time.monotonic()
+    # Daemon threads: on Ctrl-C the main thread cancels what they run and does not wait forever for them.
+    workers = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(target_jobs, len(plans))))]
+    for thread in workers:
+        thread.start()
+    results: dict[str, TargetResult] = {}
+    try:
+        while len(results) < len(plans):
+            try:
+                result = done.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            results[result.triple] = result
+            if fail_fast and not result.ok and not result.cancelled:
+                cancellation.cancel()
+    except KeyboardInterrupt:
+        cancellation.cancel()
+        deadline = time.monotonic() + _CLEANUP_WAIT
+        for thread in workers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        interrupt = InterruptError("interrupted")
+        interrupt.left_behind += cancellation.left_behind
+        raise interrupt from None
+    ordered = [results[triple] for triple in triples]
+    summary = Summary(command=command, results=tuple(ordered), seconds=time.monotonic() - started)
+    reporter = context.reporter()
+    reporter.status("Summary", summary.headline())
+    sys.stderr.write(summary.table(relative_to=context.cwd))
+    sys.stderr.flush()
+    step_summary = context.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        try:
+            with Path(step_summary).open("a", encoding="utf-8") as stream:
+                stream.write(summary.markdown(relative_to=context.cwd))
+        except OSError as error:
+            reporter.warn(f"cannot append the summary to GITHUB_STEP_SUMMARY ({step_summary}): {error.strerror}")
+    return summary.exit_code
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    command: str
+    results: tuple[TargetResult, ...]
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every target succeeded; else the code of the first target, in the order given, that failed."""
+        failed = [result for result in self.results if not result.ok and not result.cancelled]
+        return failed[0].code if failed else (130 if any(r.cancelled for r in self.results) else 0)
+
+    def headline(self) -> str:
+        counts: dict[str, int] = {}
+        for result in self.results:
+            key = "cancelled" if result.cancelled else "ok" if result.ok else "failed"
+            counts[key] = counts.get(key, 0) + 1
+        told = ", ".join(f"{count} {key}" for key, count in counts.items())
+        return f"`{self.command}` for {len(self.results)} targets in {self.seconds:.1f}s: {told}"
+
+    def rows(self, *, relative_to: Path) -> list[tuple[str, ...]]:
+        rows: list[tuple[str, ...]] = [("TARGET", "RESULT", "TIME", "ARTIFACT", "SIZE", "SHA256")]
+        for result in self.results:
+            first = (result.triple, result.result, f"{result.seconds:.1f}s")
+            if not result.artifacts:
+                rows.append((*first, "-", "", ""))
+            for index, artifact in enumerate(result.artifacts):
+                lead = first if index == 0 else ("", "", "")
+                rows.append((*lead, _shown(artifact.path, relative_to), _size(artifact.size), artifact.sha256))
+        return rows
+
+    def table(self, *, relative_to: Path) -> str:
+        rows = self.rows(relative_to=relative_to)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+        return "\n".join(lines) + "\n"
+
+    def markdown(self, *, relative_to: Path) -> str:
+        rows = self.rows(relative_to=relative_to)
+        header, *body = rows
+        lines = [f"### xpcargo {self.headline()}", "", "| " + " | ".join(header) + " |"]
+        lines.append("|" + "---|" * len(header))
+        lines += ["| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in body]
+        return "\n".join(lines) + "\n\n"
+
+
+def _markdown_cell(text: str) -> str:
+    return f"`{text}`" if text and ("/" in text or len(text) == 64) else text.replace("|", "\\|")
+
+
+def _shown(path: Path, base: Path) -> str:
+    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024**2:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 1024**2:.1f} MiB"
+
+
+def default_target_jobs() -> int:
+    return max(2, os.cpu_count() or 2)

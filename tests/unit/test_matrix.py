@@ -1,0 +1,176 @@
+"""Several targets in one command, against a fake runtime: side by side, every line attributable, a summary with
+each artifact's size and sha256, the exit code, --fail-fast, and the GitHub step summary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from xpcargo.build import matrix
+from xpcargo.context import Context
+
+from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script
+
+AARCH64 = "aarch64-unknown-linux-gnu"
+I686 = "i686-unknown-linux-gnu"
+X86_64 = "x86_64-unknown-linux-gnu"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "app"
+    (root / "src").mkdir(parents=True)
+    (root / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
+    (root / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
+    return root
+
+
+def _context(root: Path, **environ: str) -> Context:
+    env = {"HOME": str(root.parent / "home"), "XPCARGO_CACHE_DIR": str(root.parent / "cache"), **environ}
+    return Context.create(cwd=root, environ=env)
+
+
+def _target_of(call: Exec) -> str:
+    return call.argv[call.argv.index("--target") + 1]
+
+
+def _builds_a_binary(root: Path, failing: set[str] = frozenset()) -> FakeRuntime:  # type: ignore[assignment]
+    """Cargo that writes a binary for each target (its bytes name the target), or fails for ``failing``."""
+
+    def script(call: Exec) -> Reply:
+        if call.command != "build":
+            return default_script(call)
+        triple = _target_of(call)
+        if triple in failing:
+            return Reply(code=101, stderr=b"error: could not compile `app`\n")
+        binary = root.resolve() / "target" / triple / "debug" / "app"
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        binary.write_bytes(f"binary for {triple}".encode())
+        artifact = cargo_message(
+            "compiler-artifact",
+            package_id="app 0.1.0",
+            target={"kind": ["bin"], "name": "app"},
+            filenames=[str(binary)],
+            executable=str(binary),
+        )
+        return Reply(stdout=artifact + cargo_message("build-finished", success=True), stderr=b"   Compiling app\n")
+
+    return FakeRuntime(script=script, every_image=True)
+
+
+def test_expand_targets(root: Path) -> None:
+    context = _context(root)
+    assert matrix.expand_targets(context, [AARCH64, AARCH64, I686]) == [AARCH64, I686]
+    assert matrix.expand_targets(context, ["all"]) == sorted([AARCH64, I686, X86_64])
+    assert matrix.expand_targets(context, [I686, "all"]) == [I686, AARCH64, X86_64]
+
+
+def test_three_targets_summary_and_artifacts(
+    root: Path, capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
+    step_summary = tmp_path / "step-summary.md"
+    context = _context(root, GITHUB_STEP_SUMMARY=str(step_summary))
+    runtime = _builds_a_binary(root)
+    code = matrix.run_matrix(
+        context, "build", [AARCH64, I686, X86_64], [], connect=lambda _: runtime, target_jobs=3, fail_fast=False
+    )
+    assert code == 0
+    err = capsysbinary.readouterr().err.decode()
+    # Every line a target printed says which target it is.
+    for line in err.splitlines():
+        if "Compiling app" in line:
+            assert line.split(" | ")[0].strip() in (AARCH64, I686, X86_64), line
+    for triple in (AARCH64, I686, X86_64):
+        binary = root.resolve() / "target" / triple / "debug" / "app"
+        digest = hashlib.sha256(binary.read_bytes()).hexdigest()
+        row = next(line for line in err.splitlines() if line.startswith(triple) and digest in line)
+        assert f"target/{triple}/debug/app" in row
+        assert " ok " in row
+        assert f"`{digest}`" in step_summary.read_text(encoding="utf-8")
+    assert "`build` for 3 targets" in err
+    assert not runtime.running
+
+
+def test_a_failing_target_fails_the_command_and_the_others_finish(
+    root: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    runtime = _builds_a_binary(root, failing={I686})
+    code = matrix.run_matrix(
+        _context(root), "build", [AARCH64, I686, X86_64], [], connect=lambda _: runtime, target_jobs=1, fail_fast=False
+    )
+    assert code == 101
+    err = capsysbinary.readouterr().err.decode()
+    assert re.search(rf"^{I686} +\| error: could not compile `app`$", err, re.MULTILINE)
+    assert sorted(_target_of(call) for call in runtime.execs if call.command == "build") == sorted(
+        [AARCH64, I686, X86_64]
+    )
+    assert (root / "target" / X86_64 / "debug" / "app").exists()
+    assert "2 ok, 1 failed" in err or "1 failed" in err
+
+
+def test_fail_fast_stops_the_other_targets(root: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    removed = threading.Event()
+
+    class Stoppable(FakeRuntime):
+        def remove(self, container_id: str) -> None:
+            super().remove(container_id)
+            removed.set()
+
+    def script(call: Exec) -> Reply:
+        if call.command != "build":
+            return default_script(call)
+        if _target_of(call) == I686:
+            return Reply(code=101, stderr=b"error: broken\n")
+        # The other target builds until its container is removed under it.
+        assert removed.wait(10), "the slow target was never cancelled"
+        return Reply(code=137)
+
+    runtime = Stoppable(script=script, every_image=True)
+    code = matrix.run_matrix(
+        _context(root), "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=True
+    )
+    assert code == 101
+    err = capsysbinary.readouterr().err.decode()
+    assert "1 failed, 1 cancelled" in err or "1 cancelled, 1 failed" in err
+    assert not runtime.running
+
+
+def test_json_messages_pass_through_unchanged(root: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    runtime = _builds_a_binary(root)
+    code = matrix.run_matrix(
+        _context(root),
+        "build",
+        [AARCH64, X86_64],
+        ["--message-format=json"],
+        connect=lambda _: runtime,
+        target_jobs=2,
+        fail_fast=False,
+    )
+    assert code == 0
+    out = capsysbinary.readouterr().out
+    lines = out.splitlines()
+    assert lines
+    assert all(json.loads(line)["reason"] in ("compiler-artifact", "build-finished") for line in lines)
+    assert sum(json.loads(line)["reason"] == "build-finished" for line in lines) == 2
+
+
+def test_an_error_of_xpcargos_in_one_target_is_its_result(
+    root: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    runtime = _builds_a_binary(root)
+    runtime.every_image = False
+    context = _context(root)
+    # Only aarch64's image is there; the i686 target has a configured image that is missing.
+    runtime.images.add(context.image_plan(context.toolchains.target(AARCH64)).reference)
+    (root / "xpcargo.toml").write_text(f'[target.{I686}]\nimage = "missing:1"\n', encoding="utf-8")
+    code = matrix.run_matrix(
+        context, "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=False
+    )
+    assert code == 3
+    err = capsysbinary.readouterr().err.decode()
+    assert re.search(rf"^{I686} +\| warning: image `missing:1` configured for {I686} is not in the engine", err, re.M)
