@@ -165,11 +165,25 @@ def shell(ctx: typer.Context, target: TargetOption = None) -> int:
 
 
 @app.command()
-def targets() -> None:
-    """List the targets xpcargo knows, with their emulators and images."""
-    from xpcargo.image import builder  # noqa: PLC0415
+def targets(
+    *,
+    target: MatrixTargetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: one object per target.")] = False,
+    github_matrix: Annotated[
+        bool,
+        typer.Option("--github-matrix", help='Print a GitHub Actions matrix: {"include": [{"target": ...}]}.'),
+    ] = False,
+) -> None:
+    """List the targets xpcargo knows: emulator, glibc floor and image of each."""
+    from xpcargo import catalog  # noqa: PLC0415
 
-    _print_table([("TARGET", "DEBIAN ARCH", "RUNS WITH", "IMAGE"), *builder.target_rows(_context())])
+    infos = catalog.describe(_context(), target or [])
+    if github_matrix:
+        typer.echo(catalog.github_matrix(infos))
+    elif as_json:
+        typer.echo(catalog.as_json(infos))
+    else:
+        _print_table(catalog.rows(infos))
 
 
 @app.command()

@@ -134,12 +134,13 @@ def test_targets_lists_the_shipped_triples(capsys: pytest.CaptureFixture[str]) -
     assert code == 0
     assert err == ""
     lines = out.splitlines()
-    assert lines[0].split() == ["TARGET", "DEBIAN", "ARCH", "RUNS", "WITH", "IMAGE"]
+    assert lines[0].split() == ["TARGET", "DEBIAN", "ARCH", "RUNS", "WITH", "GLIBC", "IMAGE"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(rows) == set(TRIPLES)
     assert rows["aarch64-unknown-linux-gnu"][1:3] == ["arm64", "qemu-aarch64"]
     assert rows["x86_64-unknown-linux-gnu"][1:3] == ["amd64", "native"]
-    assert rows["i686-unknown-linux-gnu"][3].startswith("xpcargo/i686-unknown-linux-gnu:")
+    assert rows["i686-unknown-linux-gnu"][3] == "2.41"
+    assert rows["i686-unknown-linux-gnu"][4].startswith("xpcargo/i686-unknown-linux-gnu:")
 
 
 def test_targets_with_a_broken_toolchain_table(

@@ -213,7 +213,7 @@ def run_matrix(
     pending: queue.Queue[BuildPlan] = queue.Queue()
     for build_plan in plans:
         pending.put(build_plan)
-    done: queue.Queue[TargetResult] = queue.Queue()
+    done: queue.Queue[TargetResult | BaseException] = queue.Queue()
 
     def worker() -> None:
         while True:
@@ -221,7 +221,11 @@ def run_matrix(
                 build_plan = pending.get_nowait()
             except queue.Empty:
                 return
-            done.put(_run_one(context, build_plan, runtime, output, cancellation))
+            try:
+                done.put(_run_one(context, build_plan, runtime, output, cancellation))
+            except BaseException as crash:  # noqa: BLE001 - handed to the main thread, which raises it
+                done.put(crash)
+                return
 
     started = time.monotonic()
     # Daemon threads: on Ctrl-C the main thread cancels what they run and does not wait forever for them.
@@ -235,6 +239,10 @@ def run_matrix(
                 result = done.get(timeout=0.2)
             except queue.Empty:
                 continue
+            if isinstance(result, BaseException):
+                # A bug in one target's thread: stop the others, and let the bug be reported as one.
+                cancellation.cancel()
+                raise result
             results[result.triple] = result
             if fail_fast and not result.ok and not result.cancelled:
                 cancellation.cancel()
@@ -248,6 +256,12 @@ def run_matrix(
         raise interrupt from None
     ordered = [results[triple] for triple in triples]
     summary = Summary(command=command, results=tuple(ordered), seconds=time.monotonic() - started)
+    _show(summary, context)
+    return summary.exit_code
+
+
+def _show(summary: Summary, context: Context) -> None:
+    """The summary on stderr (stdout may be JSON for a tool), and in GitHub's step summary when there is one."""
     reporter = context.reporter()
     reporter.status("Summary", summary.headline())
     sys.stderr.write(summary.table(relative_to=context.cwd))
@@ -259,7 +273,6 @@ def run_matrix(
                 stream.write(summary.markdown(relative_to=context.cwd))
         except OSError as error:
             reporter.warn(f"cannot append the summary to GITHUB_STEP_SUMMARY ({step_summary}): {error.strerror}")
-    return summary.exit_code
 
 
 @dataclass(frozen=True, kw_only=True)

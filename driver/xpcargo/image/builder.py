@@ -232,11 +232,3 @@ def prune_images(context: Context, runtime: Runtime, *, everything: bool) -> lis
         builder.reporter.status("Removed", image.tags[0] if image.tags else image.id)
     builder.reporter.status("Pruned", f"{len(removed)} image(s), {sum(i.size for i in removed) / 2**30:.2f} GB")
     return removed
-
-
-def target_rows(context: Context) -> list[tuple[str, str, str, str]]:
-    """`xpcargo targets`: the shipped targets, their emulators and their images."""
-    return [
-        (triple, spec.debian_arch, spec.emulator or "native", context.image_plan(spec).reference)
-        for triple, spec in sorted(context.toolchains.targets.items())
-    ]

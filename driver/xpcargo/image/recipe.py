@@ -31,6 +31,9 @@ class ImageRecipe:
     packages: tuple[str, ...]
     rust: RustToolchain
     dpkg_exclude: tuple[str, ...]
+    # The glibc of the suite: the newest symbol version a binary linked in the image may need. Not part of the
+    # image plan (it follows from the suite); it is what `xpcargo targets` tells.
+    glibc: str | None = None
 
 
 def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> ImageRecipe:
@@ -68,6 +71,7 @@ def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> Ima
         packages=top.strings("packages"),
         rust=toolchain,
         dpkg_exclude=top.strings("dpkg-exclude"),
+        glibc=top.string("glibc") if top.has("glibc") else None,
     )
     top.finish()
     return recipe

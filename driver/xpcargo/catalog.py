@@ -1,0 +1,66 @@
+"""What xpcargo knows about each target, for people and for CI: `xpcargo targets` as a table, as JSON, or as a
+GitHub Actions matrix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from xpcargo.context import Context
+from xpcargo.image.recipe import load_recipe
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetInfo:
+    target: str
+    image: str
+    debian_arch: str
+    runner: tuple[str, ...]
+    # The newest GLIBC_x.y symbol version a binary built in the image may need (the image's own glibc).
+    glibc: str | None
+    # A binary for this target runs here without an emulator; every target's binaries run under `xpcargo run`.
+    native: bool
+
+
+def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
+    """The shipped targets (or those ``names``, `all` included, as the working directory's project sees them)."""
+    from xpcargo.build.matrix import expand_targets  # noqa: PLC0415
+
+    if names:
+        project = context.project_config_here()
+        specs = [context.target(triple, project) for triple in expand_targets(context, names)]
+    else:
+        specs = [spec for _, spec in sorted(context.toolchains.targets.items())]
+    infos = []
+    for spec in specs:
+        plan = None if spec.image else context.image_plan(spec)
+        recipe = load_recipe(spec.recipe, directory=context.settings.recipes_dir)
+        infos.append(
+            TargetInfo(
+                target=spec.triple,
+                image=spec.image or (plan.reference if plan else ""),
+                debian_arch=spec.debian_arch,
+                runner=spec.runner,
+                glibc=recipe.glibc,
+                native=context.platform is not None and spec.triple == context.platform.rust_triple,
+            )
+        )
+    return infos
+
+
+def rows(infos: Sequence[TargetInfo]) -> list[tuple[str, ...]]:
+    table: list[tuple[str, ...]] = [("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE")]
+    for info in infos:
+        runs = "native" if not info.runner else info.runner[0]
+        table.append((info.target, info.debian_arch, runs, info.glibc or "?", info.image))
+    return table
+
+
+def as_json(infos: Sequence[TargetInfo]) -> str:
+    return json.dumps([asdict(info) for info in infos], indent=2)
+
+
+def github_matrix(infos: Sequence[TargetInfo]) -> str:
+    """For `strategy.matrix: ${{ fromJSON(needs.<job>.outputs.matrix) }}`: one line, as `$GITHUB_OUTPUT` wants."""
+    return json.dumps({"include": [{"target": info.target} for info in infos]}, separators=(",", ":"))

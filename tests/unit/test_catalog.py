@@ -1,0 +1,57 @@
+"""`xpcargo targets`: the table, the JSON for scripts, and the matrix that GitHub Actions reads with fromJSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xpcargo import catalog
+from xpcargo.context import Context
+from xpcargo.errors import UnknownTargetError
+
+AARCH64 = "aarch64-unknown-linux-gnu"
+I686 = "i686-unknown-linux-gnu"
+X86_64 = "x86_64-unknown-linux-gnu"
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Context:
+    return Context.create(cwd=tmp_path, environ={"HOME": str(tmp_path)})
+
+
+def test_every_shipped_target_is_described(context: Context) -> None:
+    infos = catalog.describe(context)
+    assert [info.target for info in infos] == sorted([AARCH64, I686, X86_64])
+    by_target = {info.target: info for info in infos}
+    assert by_target[AARCH64].runner[0] == "qemu-aarch64"
+    assert by_target[AARCH64].image == context.image_plan(context.toolchains.target(AARCH64)).reference
+    assert all(info.glibc == "2.41" for info in infos)
+    assert by_target[X86_64].native is (context.platform is not None and context.platform.machine == "x86_64")
+    assert not by_target[AARCH64].native or context.platform is not None
+
+
+def test_json_has_every_field(context: Context) -> None:
+    document = json.loads(catalog.as_json(catalog.describe(context)))
+    assert {item["target"] for item in document} == {AARCH64, I686, X86_64}
+    assert set(document[0]) == {"target", "image", "debian_arch", "runner", "glibc", "native"}
+
+
+def test_github_matrix_is_one_line_of_include(context: Context) -> None:
+    text = catalog.github_matrix(catalog.describe(context, [I686, AARCH64]))
+    assert "\n" not in text
+    assert json.loads(text) == {"include": [{"target": I686}, {"target": AARCH64}]}
+    everything = json.loads(catalog.github_matrix(catalog.describe(context, ["all"])))
+    assert [entry["target"] for entry in everything["include"]] == sorted([AARCH64, I686, X86_64])
+
+
+def test_an_unknown_target_is_refused(context: Context) -> None:
+    with pytest.raises(UnknownTargetError):
+        catalog.describe(context, ["sparc-unknown-linux-gnu"])
+
+
+def test_the_table(context: Context) -> None:
+    rows = catalog.rows(catalog.describe(context))
+    assert rows[0] == ("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE")
+    assert rows[-1][:4] == (X86_64, "amd64", "native", "2.41")
