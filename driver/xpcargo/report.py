@@ -31,6 +31,7 @@ from xpcargo.cargo.protocol import (
     split_rustc_flags,
 )
 from xpcargo.errors import ReportError
+from xpcargo.ui import escape_controls
 
 SCHEMA_VERSION = 1
 
@@ -429,13 +430,25 @@ def _string_map(fields: dict[str, object], key: str) -> dict[str, str]:
     return dict(value)
 
 
+# What JSON leaves raw but a terminal may act on: DEL, C1 controls, the Unicode separators and bidi controls.
+_JSON_UNESCAPED_CONTROLS = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def render_json(report: BuildReport) -> str:
-    """One JSON object per package, for scripts."""
-    return json.dumps([_package_json(package) for package in report.packages], indent=2, ensure_ascii=False)
+    """One JSON object per package, for scripts: every value exact, and no raw control character in the text.
+
+    JSON escapes C0 controls itself; the others are written as ``\\u`` escapes too, which decode to the same value.
+    """
+    text = json.dumps([_package_json(package) for package in report.packages], indent=2, ensure_ascii=False)
+    return _JSON_UNESCAPED_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def render_table(report: BuildReport) -> str:
-    """A block per package for people: name@version, links, out dir, then every field that is not empty."""
+    """A block per package for people: name@version, links, out dir, then every field that is not empty.
+
+    Every value is shown with its control characters escaped: a build script's warning must not retitle, clear or
+    recolour the terminal, nor forge lines of the report. ``render_json`` needs no such care: JSON escapes them.
+    """
     if not report.packages:
         return "no package of this build has a build script or a links override"
     blocks = []
@@ -457,9 +470,9 @@ def render_table(report: BuildReport) -> str:
             ),
             ("warnings", package.warnings),
         ]
-        lines = [f"{package.package}@{package.version}"]
+        lines = [escape_controls(f"{package.package}@{package.version}")]
         for label, values in rows:
             for index, value in enumerate(values):
-                lines.append(f"  {label + ':' if index == 0 else '':<14}{value}")
+                lines.append(f"  {label + ':' if index == 0 else '':<14}{escape_controls(value)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -653,6 +654,40 @@ def test_render_table() -> None:
         "  out dir:      none: build script overridden by [target.aarch64-unknown-linux-gnu.z]\n"
         "  linked libs:  z"
     )
+
+
+# What would act on a terminal: C0 but the newline between lines, DEL, C1, separators, bidi controls, surrogates.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def test_render_table_escapes_control_characters() -> None:
+    hostile = "retitled \x1b]0;pwned\x07 cleared \x1b[2J\rforged\nline \x9b31m \x00\t\x7f \u202e \u2028 \ud800"
+    escaped = r"retitled \x1b]0;pwned\x07 cleared \x1b[2J\rforged\nline \x9b31m \x00\t\x7f \u202e \u2028 \ud800"
+    package = replace(
+        REPORT.packages[0],
+        package="foo\x1b[8m",
+        warnings=(hostile,),
+        env={"E\x1b": hostile},
+        metadata={"K": hostile},
+        cfgs=(hostile,),
+    )
+    rendered = render_table(replace(REPORT, packages=(package,)))
+    assert not _TERMINAL_CONTROLS.findall(rendered)
+    rendered.encode()
+    lines = rendered.splitlines()
+    assert lines[0] == r"foo\x1b[8m@0.1.0"
+    assert f"  cfgs:         {escaped}" in lines
+    assert f"  env:          E\\x1b={escaped}" in lines
+    assert f"  metadata:     DEP_FOO_K={escaped}" in lines
+    assert f"  warnings:     {escaped}" in lines
+
+
+def test_render_json_keeps_control_characters_exactly() -> None:
+    hostile = "retitled \x1b]0;pwned\x07 \r\n \x9b \x00"
+    package = replace(REPORT.packages[0], warnings=(hostile,))
+    rendered = render_json(replace(REPORT, packages=(package,)))
+    assert not _TERMINAL_CONTROLS.findall(rendered.replace("\n", ""))
+    assert json.loads(rendered)[0]["warnings"] == [hostile]
 
 
 def test_render_table_empty() -> None:
