@@ -1,5 +1,5 @@
-"""Build scripts that try to hurt the tool reading what they printed: terminal control sequences in the values of a
-report."""
+"""Build scripts that try to hurt the tool reading what they printed: a gigabyte of output, a line of hundreds of
+MiB forged into Cargo's own stdout, and terminal control sequences in the values of a report."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ from typing import Any
 
 import pytest
 
-from .helpers import X86_64, Cli, copy_fixture
+from .helpers import X86_64, Cli, copy_fixture, measure_cli
 
 pytestmark = pytest.mark.engine
+
+# The flood the hardening issue asks xpcargo to survive, and the memory it may use meanwhile (measured: about 37 MiB,
+# the same as for a build that prints nothing). 1 GiB takes some 25 s here, most of it Cargo's.
+FLOOD_MIB = 1024
+FORGED_MIB = 256
+PEAK_RSS_LIMIT_MIB = 100
 
 # Anything that acts on a terminal: C0 (except the newline between lines), DEL, C1, Unicode line separators and
 # bidirectional controls.
@@ -25,6 +31,36 @@ def _entry(xpcargo: Cli, project: Path, name: str) -> dict[str, Any]:
     entries: list[dict[str, Any]] = json.loads(reported.stdout)
     (entry,) = (entry for entry in entries if entry["package"] == name)
     return entry
+
+
+def test_a_gigabyte_of_build_script_output_keeps_xpcargo_small(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, tmp_path: Path
+) -> None:
+    project = copy_fixture(tmp_path_factory, "build-script-flood")
+    (project / "flood-mib").write_text(f"{FLOOD_MIB}\n")
+    (project / "forged-mib").write_text(f"{FORGED_MIB}\n")
+
+    built = measure_cli(["build", "--target", X86_64], cwd=project, stderr_file=tmp_path / "stderr", env=xpcargo.env)
+
+    assert built.code == 0, built.stderr_file.read_bytes()[-4000:].decode(errors="replace")
+    # The flood really happened: Cargo kept it all, and the forged line went through xpcargo's stdout.
+    (output,) = (project / "target" / X86_64 / "debug" / "build").glob("build-script-flood-*/output")
+    assert output.stat().st_size >= FLOOD_MIB << 20
+    assert built.stdout_bytes >= FORGED_MIB << 20
+    assert built.peak_rss_mib < PEAK_RSS_LIMIT_MIB, (
+        f"xpcargo peaked at {built.peak_rss_mib:.0f} MiB for {FLOOD_MIB} MiB of build-script output"
+    )
+
+    entry = _entry(xpcargo, project, "build-script-flood")
+    assert entry["cfgs"] == [f"flood_cfg_{n}" for n in range(1000)]
+    assert len(entry["metadata"]) <= 1000
+    assert entry["metadata"]["FLOOD_KEY_1"] == "flood value 1"
+    assert len(entry["warnings"]) <= 1001
+    capped = entry["warnings"][-1]
+    assert capped.startswith("xpcargo report capped: not kept: cfgs 500, "), capped
+    assert "lines over 64 KiB 1 " in capped
+    report_file = project / "target" / "xpcargo" / "build-scripts" / X86_64 / "debug.json"
+    assert report_file.stat().st_size < 1 << 20
 
 
 def test_report_shows_no_control_characters_but_json_keeps_them(
