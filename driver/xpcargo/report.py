@@ -1,9 +1,11 @@
 """The build-script report: what every build script (or ``links`` override) of the last build gave Cargo.
 
-After each Cargo command xpcargo records, per package with a build script, the libraries, search paths, ``cfg``s
-and environment Cargo reported in its ``build-script-executed`` message, plus two things Cargo reports nowhere: the
-``links`` metadata that dependents receive as ``DEP_<LINKS>_<KEY>`` and the build script's warnings. Those come from
-the ``output`` file Cargo keeps beside the script's OUT_DIR, read with the parser in ``buildscript``.
+After each Cargo command xpcargo records, per package whose build script ran (Cargo's ``build-script-executed``
+message says which, and where), the libraries, search paths, ``cfg``s and environment the script gave Cargo, plus two
+things Cargo reports nowhere: the ``links`` metadata that dependents receive as ``DEP_<LINKS>_<KEY>`` and the build
+script's warnings. All of them are read from the ``output`` file Cargo keeps beside the script's OUT_DIR, with the
+parser in ``cargo.protocol`` (Cargo builds its message from the same file with the same rules), a line at a time: a
+build script may print gigabytes, and the report keeps only the first entries of each (see ``MAX_ENTRIES``).
 
 Cargo emits no ``build-script-executed`` message for a package whose ``links`` is overridden in
 ``[target.<triple>.<links>]`` of its config (checked with Cargo 1.95): the script neither builds nor runs. Such a
@@ -12,27 +14,47 @@ package is reported from the override table instead, and marked ``overridden``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, TypeVar
+from typing import IO, Any, TypeGuard, TypeVar
 
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.protocol import (
     TARGET_SETTING_KEYS,
+    Instruction,
+    LongLine,
     RustcFlagsError,
-    dependent_metadata,
     envify,
-    parse,
+    instructions,
+    output_lines,
     split_rustc_flags,
 )
-from xpcargo.errors import ReportError
+from xpcargo.errors import BuildScriptProtocolError, ReportError
+from xpcargo.ui import escape_controls
 
 SCHEMA_VERSION = 1
+
+# What the report keeps of one build script's output. Cargo keeps all of it (a build script printing a gigabyte
+# leaves a gigabyte in `output`), but a report is read by a person or a script, and xpcargo must stay small while
+# it reads: real build scripts print a handful of instructions, so these caps only ever cut a runaway or hostile
+# script. What is cut is counted and named in a last warning that starts with CAPPED_MARKER.
+# The first MAX_ENTRIES of each list (libraries, paths, cfgs, env and metadata names, warnings).
+MAX_ENTRIES = 1000
+# Text kept per package, over all its lists: 1000 entries of 4 KiB each in six lists would still be 24 MiB.
+MAX_PACKAGE_CHARS = 256 * 1024
+# A longer line is not interpreted at all (its start alone could be read as another instruction than Cargo read).
+MAX_LINE_BYTES = 64 * 1024
+CAPPED_MARKER = "xpcargo report capped:"
+# Cargo writes OUT_DIR's path into `root-output`; anything longer than a path can be is not one.
+_MAX_PATH_BYTES = 4096
 
 _PACKAGE_FIELDS = (
     "package",
@@ -156,54 +178,149 @@ def collect(
 
 
 def _message_paths(message: Mapping[str, Any]) -> list[str]:
-    paths = [message.get("out_dir"), *(message.get("filenames") or ())]
+    filenames = message.get("filenames")
+    paths = [message.get("out_dir"), *(filenames if isinstance(filenames, list) else ())]
     return [path for path in paths if isinstance(path, str)]
 
 
 def _from_message(package: Mapping[str, Any], message: Mapping[str, Any]) -> PackageReport:
     name, version, links = package["name"], package["version"], package.get("links")
     out_dir = message.get("out_dir")
-    env = message.get("env")
-    if not (isinstance(out_dir, str) and isinstance(env, list)) or not all(_is_str_pair(pair) for pair in env):
-        raise ReportError(f"Cargo's `build-script-executed` message for {name} v{version} has an unexpected shape")
+    if not _is_path(out_dir):
+        raise ReportError(f"Cargo's `build-script-executed` message for {name} v{version} has no usable `out_dir`")
     # Cargo keeps the script's stdout beside OUT_DIR, and in `root-output` the OUT_DIR it had when the script ran.
     run_dir = Path(out_dir).parent
+    generated_in = _read_root_output(run_dir / "root-output") or out_dir
+    kept = _Kept(links=links)
     try:
-        stdout = (run_dir / "output").read_bytes()
+        with _open_regular(run_dir / "output") as stream:
+            for item in instructions(
+                output_lines(stream, max_bytes=MAX_LINE_BYTES),
+                package=f"{name} v{version}",
+                moved_out_dir=(generated_in, out_dir),
+            ):
+                kept.add(item)
     except OSError as error:
         raise ReportError(
             f"cannot read the output of the build script of {name} v{version}: {error.strerror or error}",
             hint=f"Cargo keeps it in {run_dir}; build again if the target directory was cleaned meanwhile",
         ) from None
+    except BuildScriptProtocolError as error:
+        # Cargo read the same file and accepted it, so it changed since (or Cargo and this parser disagree).
+        raise ReportError(
+            f"the output of the build script of {name} v{version} changed after Cargo read it: "
+            + escape_controls(error.message),
+            hint="build again; if this repeats, report it as a bug in xpcargo",
+        ) from None
+    return kept.package_report(package=name, version=version, out_dir=out_dir)
+
+
+def _is_path(value: object) -> TypeGuard[str]:
+    """An absolute path this machine can open: Cargo writes no other, but its stdout is not only Cargo's."""
+    return _is_text(value) and isinstance(value, str) and value.startswith("/") and "\0" not in value
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """``path`` opened for reading, if it is a regular file and not a symbolic link.
+
+    Build scripts run as the user and can replace files beside their OUT_DIR; a symbolic link would be followed on
+    this machine, and a FIFO or /dev/zero would keep xpcargo reading forever.
+    """
     try:
-        generated_in = os.fsdecode((run_dir / "root-output").read_bytes())
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if path.is_symlink():
+            raise OSError(error.errno, f"{path.name} is a symbolic link, not the file Cargo writes") from None
+        raise
+    stream = os.fdopen(descriptor, "rb")
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        stream.close()
+        raise OSError(errno.EINVAL, f"{path.name} is not a regular file")
+    return stream
+
+
+def _read_root_output(path: Path) -> str | None:
+    """The OUT_DIR Cargo recorded in ``root-output``, or None when it is missing or is no absolute path."""
+    try:
+        with _open_regular(path) as stream:
+            data = stream.read(_MAX_PATH_BYTES + 1)
     except OSError:
-        generated_in = out_dir
-    output = parse(stdout, package=f"{name} v{version}", moved_out_dir=(generated_in, out_dir))
-    return PackageReport(
-        package=name,
-        version=version,
-        links=links,
-        out_dir=out_dir,
-        linked_libs=_message_strings(message, "linked_libs", name),
-        linked_paths=_message_strings(message, "linked_paths", name),
-        cfgs=_message_strings(message, "cfgs", name),
-        env=dict(env),
-        metadata=dependent_metadata(output, links),
-        warnings=output.warnings,
-        overridden=False,
-    )
+        return None
+    text = os.fsdecode(data)
+    return text if len(data) <= _MAX_PATH_BYTES and _is_path(text) else None
 
 
-def _is_str_pair(value: object) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(isinstance(item, str) for item in value)
+# The report's lists and tables, and what each is called in the capping warning.
+_LISTS = {"link_libs": "linked libs", "link_search": "linked paths", "cfgs": "cfgs", "warnings": "warnings"}
+_TABLES = {"env": "env variables", "metadata": "metadata keys"}
 
 
-def _message_strings(message: Mapping[str, Any], field: str, package: str) -> tuple[str, ...]:
-    value = message.get(field)
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ReportError(f"Cargo's `build-script-executed` message for {package} has no list of strings `{field}`")
-    return tuple(value)
+class _Kept:
+    """One package's lists being read, within the caps, with a count of what was not kept."""
+
+    def __init__(self, *, links: str | None) -> None:
+        self._links = links
+        self._lists: dict[str, list[str]] = {field: [] for field in _LISTS}
+        self._tables: dict[str, dict[str, str]] = {field: {} for field in _TABLES}
+        self._chars = 0
+        self._not_kept: Counter[str] = Counter()
+        self._long_lines = 0
+
+    def add(self, item: Instruction | LongLine) -> None:
+        if not isinstance(item, Instruction):
+            self._long_lines += 1
+        elif item.field in _LISTS and isinstance(item.value, str):
+            self._append(item.field, item.value)
+        elif item.field == "env" and isinstance(item.value, tuple):
+            self._put("env", *item.value)
+        elif item.field == "metadata" and isinstance(item.value, tuple) and self._links is not None:
+            # Normalised as dependents read it; Cargo sets the variables in printed order, so a later value wins.
+            # Without `links` there is no variable name to pass metadata in, so Cargo passes none.
+            self._put("metadata", envify(item.value[0]), item.value[1])
+
+    def _append(self, field: str, value: str) -> None:
+        values = self._lists[field]
+        if len(values) < MAX_ENTRIES and self._chars + len(value) <= MAX_PACKAGE_CHARS:
+            values.append(value)
+            self._chars += len(value)
+        else:
+            self._not_kept[_LISTS[field]] += 1
+
+    def _put(self, field: str, key: str, value: str) -> None:
+        table = self._tables[field]
+        old = table.get(key)
+        grown = len(value) - len(old) if old is not None else len(key) + len(value)
+        if (old is not None or len(table) < MAX_ENTRIES) and self._chars + grown <= MAX_PACKAGE_CHARS:
+            table[key] = value
+            self._chars += grown
+        else:
+            self._not_kept[_TABLES[field]] += 1
+
+    def package_report(self, *, package: str, version: str, out_dir: str) -> PackageReport:
+        warnings = list(self._lists["warnings"])
+        cut = [f"{label} {count}" for label, count in self._not_kept.items()]
+        if self._long_lines:
+            cut.append(f"lines over {MAX_LINE_BYTES // 1024} KiB {self._long_lines}")
+        if cut:
+            warnings.append(
+                f"{CAPPED_MARKER} not kept: {', '.join(cut)} (xpcargo keeps the first {MAX_ENTRIES} entries of each "
+                f"list, {MAX_PACKAGE_CHARS // 1024} KiB of text per package, and reads lines up to "
+                f"{MAX_LINE_BYTES // 1024} KiB; Cargo's `output` file beside out_dir has everything)"
+            )
+        return PackageReport(
+            package=package,
+            version=version,
+            links=self._links,
+            out_dir=out_dir,
+            linked_libs=tuple(self._lists["link_libs"]),
+            linked_paths=tuple(self._lists["link_search"]),
+            cfgs=tuple(self._lists["cfgs"]),
+            env=self._tables["env"],
+            metadata=self._tables["metadata"],
+            warnings=tuple(warnings),
+            overridden=False,
+        )
 
 
 def _from_override(package: Mapping[str, Any], links: str, table: Mapping[str, Any]) -> PackageReport:
@@ -412,30 +529,55 @@ def _typed(fields: dict[str, object], key: str, kind: type[_T]) -> _T:
     value = fields[key]
     if not isinstance(value, kind):
         raise _CorruptError(f"`{key}` is not a {kind.__name__}")
+    if isinstance(value, str) and not _is_text(value):
+        raise _CorruptError(f"`{key}` holds a lone surrogate, which is no text")
     return value
 
 
 def _strings(fields: dict[str, object], key: str) -> tuple[str, ...]:
     value = fields[key]
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list) or not all(_is_text(item) for item in value):
         raise _CorruptError(f"`{key}` is not a list of strings")
     return tuple(value)
 
 
 def _string_map(fields: dict[str, object], key: str) -> dict[str, str]:
     value = fields[key]
-    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+    if not isinstance(value, dict) or not all(_is_text(name) and _is_text(item) for name, item in value.items()):
         raise _CorruptError(f"`{key}` is not a table of strings")
     return dict(value)
 
 
+def _is_text(value: object) -> bool:
+    """A str that can be written out: JSON's `\\ud800` escapes give lone surrogates, which no UTF-8 stream takes."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# What JSON leaves raw but a terminal may act on: DEL, C1 controls, the Unicode separators and bidi controls.
+_JSON_UNESCAPED_CONTROLS = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def render_json(report: BuildReport) -> str:
-    """One JSON object per package, for scripts."""
-    return json.dumps([_package_json(package) for package in report.packages], indent=2, ensure_ascii=False)
+    """One JSON object per package, for scripts: every value exact, and no raw control character in the text.
+
+    JSON escapes C0 controls itself; the others are written as ``\\u`` escapes too, which decode to the same value.
+    """
+    text = json.dumps([_package_json(package) for package in report.packages], indent=2, ensure_ascii=False)
+    return _JSON_UNESCAPED_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def render_table(report: BuildReport) -> str:
-    """A block per package for people: name@version, links, out dir, then every field that is not empty."""
+    """A block per package for people: name@version, links, out dir, then every field that is not empty.
+
+    Every value is shown with its control characters escaped: a build script's warning must not retitle, clear or
+    recolour the terminal, nor forge lines of the report. ``render_json`` needs no such care: JSON escapes them.
+    """
     if not report.packages:
         return "no package of this build has a build script or a links override"
     blocks = []
@@ -457,9 +599,9 @@ def render_table(report: BuildReport) -> str:
             ),
             ("warnings", package.warnings),
         ]
-        lines = [f"{package.package}@{package.version}"]
+        lines = [escape_controls(f"{package.package}@{package.version}")]
         for label, values in rows:
             for index, value in enumerate(values):
-                lines.append(f"  {label + ':' if index == 0 else '':<14}{value}")
+                lines.append(f"  {label + ':' if index == 0 else '':<14}{escape_controls(value)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -44,6 +45,30 @@ class Reporter:
         self._line(f"{label}: {message}")
 
 
+# What must never reach a terminal from text xpcargo did not write: C0 controls (tab and newline too, so that one
+# value stays one line), DEL, C1 controls (0x9b alone starts a sequence on some terminals), the Unicode line and
+# paragraph separators, the bidirectional controls that reorder what a line shows, and lone surrogates (which no
+# UTF-8 terminal can be sent). Escaping ESC is enough to disarm a whole escape sequence: the rest of it is printable.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character written out as an escape (ESC as ``\\x1b``), as Python's ``repr`` would.
+
+    For text from build scripts and other programs: it can then retitle, clear or recolour no terminal, and forge no
+    line. Backslashes are left alone, so paths and values read as printed; an escape is therefore not proof that
+    the character was there.
+    """
+    return _CONTROLS.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
 class Stopwatch:
     def __init__(self) -> None:
         self.start = time.monotonic()
@@ -65,25 +90,40 @@ def binary_writer(stream: TextIO) -> Callable[[bytes], None]:
 
 class LineWriter:
     """Passes a stream on in whole lines, each with ``prefix`` before it, under one lock shared by every writer of
-    the same stream: the output of targets building side by side stays attributable, line by line."""
+    the same stream: the output of targets building side by side stays attributable, line by line.
+
+    A line longer than ``MAX_HELD`` is passed on in pieces as it comes (memory stays bounded whatever a program
+    prints); only then can another target's line come between its pieces."""
+
+    MAX_HELD = 64 * 1024
 
     def __init__(self, write: Callable[[bytes], None], lock: threading.Lock, prefix: bytes = b"") -> None:
         self._write = write
         self._lock = lock
         self._prefix = prefix
         self._pending = b""
+        # The current line's start (and prefix) was already passed on.
+        self._started = False
+
+    def _lead(self) -> bytes:
+        return b"" if self._started else self._prefix
 
     def __call__(self, chunk: bytes) -> None:
         self._pending += chunk
-        if b"\n" not in self._pending:
-            return
-        complete, _, self._pending = self._pending.rpartition(b"\n")
-        lines = b"".join(self._prefix + line + b"\n" for line in complete.split(b"\n"))
-        with self._lock:
-            self._write(lines)
+        if b"\n" in self._pending:
+            complete, _, self._pending = self._pending.rpartition(b"\n")
+            first, *rest = complete.split(b"\n")
+            lines = self._lead() + first + b"\n" + b"".join(self._prefix + line + b"\n" for line in rest)
+            self._started = False
+            with self._lock:
+                self._write(lines)
+        if len(self._pending) > self.MAX_HELD:
+            with self._lock:
+                self._write(self._lead() + self._pending)
+            self._pending, self._started = b"", True
 
     def close(self) -> None:
-        if self._pending:
+        if self._pending or self._started:
             with self._lock:
-                self._write(self._prefix + self._pending + b"\n")
-            self._pending = b""
+                self._write(self._lead() + self._pending + b"\n")
+        self._pending, self._started = b"", False

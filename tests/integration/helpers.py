@@ -5,11 +5,13 @@ Nothing here is mocked. The fixtures that use these live in conftest.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +142,60 @@ def start_cli(
     )
     STARTED_PIDS.add(process.pid)
     return process
+
+
+# Runs xpcargo (argv[2:]) as its only child: prints the child's pid at once, then, once it has ended, its exit code,
+# its peak resident memory (RUSAGE_CHILDREN counts only waited-for children: xpcargo alone, not the containers, which
+# the engine starts) and how many bytes it wrote to stdout, which is read as it comes and not kept. stderr goes to
+# the file argv[1].
+_MEASURE = """
+import json, resource, subprocess, sys
+with open(sys.argv[1], "wb") as errors:
+    child = subprocess.Popen(sys.argv[2:], stdout=subprocess.PIPE, stderr=errors)
+    print(json.dumps({"pid": child.pid}), flush=True)
+    size = 0
+    while chunk := child.stdout.read(1 << 20):
+        size += len(chunk)
+    code = child.wait()
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"code": code, "peak_rss_kib": peak, "stdout_bytes": size}), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    code: int
+    peak_rss_mib: float
+    stdout_bytes: int
+    stderr_file: Path
+    seconds: float
+
+
+def measure_cli(
+    args: Sequence[str], *, cwd: Path, stderr_file: Path, env: Mapping[str, str | None], timeout: float = BUILD_TIMEOUT
+) -> Measured:
+    """Run the real CLI like ``run_cli``, for output too large to keep: measure it instead."""
+    started = time.monotonic()
+    argv = (sys.executable, "-c", _MEASURE, str(stderr_file), sys.executable, "-m", "xpcargo", *args)
+    with start_cli(argv, cwd=cwd, env=env) as process:
+        assert process.stdout is not None
+        # The containers are labelled with xpcargo's own pid, which is the probe's child.
+        STARTED_PIDS.add(json.loads(process.stdout.readline())["pid"])
+        try:
+            stdout, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            pytest.fail(f"`{' '.join(args)}` did not finish in {timeout}s; its stderr is in {stderr_file}")
+    assert process.returncode == 0, f"the measuring process failed: {stdout}"
+    result = json.loads(stdout)
+    return Measured(
+        code=result["code"],
+        peak_rss_mib=result["peak_rss_kib"] / 1024,
+        stdout_bytes=result["stdout_bytes"],
+        stderr_file=stderr_file,
+        seconds=time.monotonic() - started,
+    )
 
 
 # --- The engine ---------------------------------------------------------------------------------------------------

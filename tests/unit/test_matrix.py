@@ -199,3 +199,22 @@ def test_a_crash_in_one_target_is_not_a_hang(root: Path) -> None:
             _context(root), "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=False
         )
     assert not runtime.running
+
+
+def test_line_writer_keeps_lines_whole_and_memory_bounded() -> None:
+    from xpcargo.ui import LineWriter  # noqa: PLC0415
+
+    written: list[bytes] = []
+    writer = LineWriter(written.append, threading.Lock(), b"T | ")
+    for chunk in (b"one\ntw", b"o\nthr", b"ee"):
+        writer(chunk)
+    writer.close()
+    assert b"".join(written) == b"T | one\nT | two\nT | three\n"
+
+    written.clear()
+    long_line = b"x" * (LineWriter.MAX_HELD * 3)
+    for start in range(0, len(long_line), 1000):
+        writer(long_line[start : start + 1000])
+    writer(b"\nafter\n")
+    assert max(len(piece) for piece in written) <= LineWriter.MAX_HELD + 1000 + 16
+    assert b"".join(written) == b"T | " + long_line + b"\nT | after\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -10,9 +12,13 @@ from hypothesis import strategies as st
 
 from xpcargo.cargo.protocol import (
     BuildScriptOutput,
+    Instruction,
     LinkArg,
+    LongLine,
     dep_env_name,
     dependent_metadata,
+    instructions,
+    output_lines,
     parse,
     split_rustc_flags,
 )
@@ -234,3 +240,66 @@ def _parse_or_protocol_error(data: bytes | str) -> None:
     except BuildScriptProtocolError as caught:
         error = caught
     assert error is None or error.line_number >= 1
+
+
+# --- Streaming: the same rules a line at a time, in bounded memory ------------------------------------------------
+
+
+def _streamed(data: bytes, *, max_bytes: int = 1 << 20) -> BuildScriptOutput:
+    """parse() rebuilt from the streaming entry point, to compare the two."""
+    collected: dict[str, list[Any]] = {}
+    for item in instructions(output_lines(io.BytesIO(data), max_bytes=max_bytes)):
+        assert isinstance(item, Instruction)
+        collected.setdefault(item.field, []).append(item.value)
+    return BuildScriptOutput(**{field: tuple(values) for field, values in collected.items()})
+
+
+@pytest.mark.parametrize("data", [case[1] for case in ACCEPTED], ids=[case[0] for case in ACCEPTED])
+def test_streaming_reads_what_parse_reads(data: bytes) -> None:
+    assert _streamed(data) == parse(data)
+    assert _streamed(data + b"\n") == parse(data + b"\n")
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(st.lists(_FRAGMENTS, max_size=30).map("".join))
+def test_streaming_agrees_with_parse_on_anything(text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    try:
+        expected: BuildScriptOutput | str = parse(data)
+    except BuildScriptProtocolError as error:
+        expected = error.message
+    try:
+        streamed: BuildScriptOutput | str = _streamed(data)
+    except BuildScriptProtocolError as error:
+        streamed = error.message
+    assert streamed == expected
+
+
+def test_output_lines_reports_long_lines_by_length() -> None:
+    data = b"cargo:rustc-cfg=a\n" + b"x" * 25 + b"\n" + b"y" * 10 + b"\n\ncargo:rustc-cfg=" + b"z" * 30
+    assert list(output_lines(io.BytesIO(data), max_bytes=10)) == [17, 25, b"y" * 10, b"", 46]
+    assert list(output_lines(io.BytesIO(b"a\nbb"), max_bytes=2)) == [b"a", b"bb"]
+    assert list(output_lines(io.BytesIO(b""), max_bytes=2)) == []
+
+
+def test_long_lines_keep_their_numbers_and_are_not_interpreted() -> None:
+    data = b"cargo:rustc-cfg=a\ncargo:rustc-cfg=" + b"b" * 100 + b"\ncargo::bad\n"
+    items = instructions(output_lines(io.BytesIO(data), max_bytes=50))
+    assert next(items) == Instruction(field="cfgs", value="a")
+    assert next(items) == LongLine(number=2, length=116)
+    with pytest.raises(BuildScriptProtocolError) as caught:
+        next(items)
+    assert caught.value.line_number == 3
+
+
+def test_a_long_line_is_read_in_bounded_memory() -> None:
+    data = b"cargo:warning=" + b"w" * (32 << 20) + b"\ncargo:rustc-cfg=after\n"
+    stream = io.BytesIO(data)
+    tracemalloc.start()
+    try:
+        items = list(instructions(output_lines(stream, max_bytes=64 << 10)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert items == [LongLine(number=1, length=(32 << 20) + 14), Instruction(field="cfgs", value="after")]
+    assert peak < 4 << 20

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tracemalloc
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.protocol import parse
 from xpcargo.errors import ReportError
 from xpcargo.report import (
+    CAPPED_MARKER,
+    MAX_ENTRIES,
+    MAX_LINE_BYTES,
+    MAX_PACKAGE_CHARS,
     SCHEMA_VERSION,
     BuildReport,
     PackageReport,
@@ -357,7 +365,8 @@ def test_override_not_in_the_build_is_not_reported(plain_build: Build) -> None:
 def _run(root: Path, tree: str, package_id: str, output: bytes) -> dict[str, Any]:
     out_dir = root / tree / "debug" / "build" / f"{package_id.rsplit('#', 1)[1]}-{len(tree)}" / "out"
     out_dir.mkdir(parents=True)
-    (out_dir.parent / "output").write_bytes(output)
+    # Which run the report took shows in its libraries.
+    (out_dir.parent / "output").write_bytes(f"cargo:rustc-link-lib={tree}\n".encode() + output)
     return {
         "reason": "build-script-executed",
         "package_id": package_id,
@@ -452,6 +461,161 @@ def test_unknown_package_is_an_error(tmp_path: Path) -> None:
             profile="dev",
             success=True,
         )
+
+
+def _collect_one(messages: list[dict[str, Any]]) -> PackageReport:
+    report = collect(
+        messages=messages,
+        cargo_metadata=METADATA,
+        links_overrides=LinksOverrides(),
+        target=TRIPLE,
+        profile="dev",
+        success=True,
+    )
+    (package,) = report.packages
+    return package
+
+
+def test_report_keeps_the_first_entries_and_says_what_it_did_not_keep(tmp_path: Path) -> None:
+    lines = [f"cargo:rustc-cfg=c{n}" for n in range(MAX_ENTRIES + 500)]
+    lines += [f"cargo:key{n}=v{n}" for n in range(MAX_ENTRIES + 200)]
+    lines += ["cargo:key0=later value wins", "cargo:rustc-env=E=1", "cargo:warning=first"]
+    lines += ["cargo:warning=" + "w" * MAX_LINE_BYTES, "plain " + "p" * MAX_LINE_BYTES]
+    lines += [f"cargo:warning=w{n}" for n in range(MAX_ENTRIES)]
+    package = _collect_one([_run(tmp_path, TRIPLE, SYS_ID, "\n".join(lines).encode())])
+    assert package.cfgs == tuple(f"c{n}" for n in range(MAX_ENTRIES))
+    assert len(package.metadata) == MAX_ENTRIES
+    assert package.metadata["KEY0"] == "later value wins"
+    assert package.env == {"E": "1"}
+    assert package.linked_libs == (TRIPLE,)
+    assert package.warnings[:2] == ("first", "w0")
+    assert len(package.warnings) == MAX_ENTRIES + 1
+    assert package.warnings[-1] == (
+        f"{CAPPED_MARKER} not kept: cfgs 500, metadata keys 200, warnings 1, lines over 64 KiB 2 "
+        "(xpcargo keeps the first 1000 entries of each list, 256 KiB of text per package, and reads lines up to "
+        "64 KiB; Cargo's `output` file beside out_dir has everything)"
+    )
+
+
+def test_report_keeps_a_bounded_amount_of_text_per_package(tmp_path: Path) -> None:
+    long_warning = "w" * 1023
+    output = "".join(f"cargo:warning={n:04}{long_warning}\n" for n in range(300)).encode()
+    package = _collect_one([_run(tmp_path, TRIPLE, SYS_ID, output)])
+    kept = package.warnings[:-1]
+    assert sum(map(len, kept)) + len(TRIPLE) <= MAX_PACKAGE_CHARS
+    assert len(kept) == (MAX_PACKAGE_CHARS - len(TRIPLE)) // 1027
+    assert f"not kept: warnings {300 - len(kept)} " in package.warnings[-1]
+
+
+def test_a_report_of_an_uncapped_script_has_no_marker(tmp_path: Path) -> None:
+    package = _collect_one([_run(tmp_path, TRIPLE, SYS_ID, b"cargo:warning=hi\n")])
+    assert package.warnings == ("hi",)
+
+
+def test_collect_reads_a_large_output_in_bounded_memory(tmp_path: Path) -> None:
+    block = b"".join(
+        b"cargo:warning=flood %d\ncargo:key%d=value\nplain line that Cargo ignores ..............\n" % (n, n)
+        for n in range(2000)
+    )
+    message = _run(tmp_path, TRIPLE, SYS_ID, block * 12)
+    output = Path(message["out_dir"]).parent / "output"
+    assert output.stat().st_size > 2 << 20
+    tracemalloc.start()
+    try:
+        package = _collect_one([message])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(package.warnings) == MAX_ENTRIES + 1
+    # What is kept (some 2000 short entries) and a line at a time, not the file.
+    assert peak < 1 << 20
+
+
+def test_an_output_that_is_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:
+    message = _run(tmp_path, TRIPLE, SYS_ID, b"")
+    output = Path(message["out_dir"]).parent / "output"
+    secret = tmp_path / "secret"
+    secret.write_text("cargo:warning=a file of the user's, not the build's\n")
+    output.unlink()
+    output.symlink_to(secret)
+    with pytest.raises(ReportError, match="output is a symbolic link"):
+        _collect_one([message])
+
+
+def test_an_output_that_is_a_fifo_does_not_hang(tmp_path: Path) -> None:
+    message = _run(tmp_path, TRIPLE, SYS_ID, b"")
+    output = Path(message["out_dir"]).parent / "output"
+    output.unlink()
+    os.mkfifo(output)
+    with pytest.raises(ReportError, match="output is not a regular file"):
+        _collect_one([message])
+
+
+@pytest.mark.parametrize("kind", ["empty", "link to /dev/zero", "fifo", "relative"])
+def test_a_root_output_that_is_no_path_is_ignored(tmp_path: Path, kind: str) -> None:
+    message = _run(tmp_path, TRIPLE, SYS_ID, b"cargo:include=/old/out/include\n")
+    root_output = Path(message["out_dir"]).parent / "root-output"
+    if kind == "empty":
+        root_output.write_bytes(b"")
+    elif kind == "link to /dev/zero":
+        root_output.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(root_output)
+    else:
+        root_output.write_bytes(b"old/out")
+    # An empty OUT_DIR to rewrite would put the new one between every two characters.
+    assert _collect_one([message]).metadata == {"INCLUDE": "/old/out/include"}
+
+
+def test_an_output_cargo_would_reject_is_a_report_error_shown_safely(tmp_path: Path) -> None:
+    message = _run(tmp_path, TRIPLE, SYS_ID, b"cargo::bad\x1b]0;pwned\x07\n")
+    with pytest.raises(ReportError, match="changed after Cargo read it") as caught:
+        _collect_one([message])
+    assert "\x1b" not in caught.value.message
+    assert "\\x1b]0;pwned\\x07" in caught.value.message
+
+
+BAD_OUT_DIRS = ["relative/out", "/nul\0/out", "/lone\ud800/out", 5, None, ["/a"]]
+
+
+@pytest.mark.parametrize("out_dir", BAD_OUT_DIRS, ids=map(repr, BAD_OUT_DIRS))
+def test_a_build_script_message_without_a_usable_out_dir_is_a_report_error(out_dir: object) -> None:
+    message = {"reason": "build-script-executed", "package_id": SYS_ID, "out_dir": out_dir}
+    with pytest.raises(ReportError, match="no usable `out_dir`"):
+        _collect_one([message])
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    reason=st.sampled_from(["build-script-executed", "compiler-artifact", "compiler-message"]),
+    package_id=st.sampled_from([SYS_ID, "not listed"]) | _JSON,
+    fields=st.dictionaries(st.sampled_from(["out_dir", "filenames", "linked_libs", "env"]), _JSON, max_size=4),
+)
+def test_any_message_shape_gives_a_report_or_a_report_error(
+    tmp_path: Path, reason: str, package_id: object, fields: dict[str, Any]
+) -> None:
+    message = {"reason": reason, "package_id": package_id, **fields}
+    try:
+        report = collect(
+            messages=[message],
+            cargo_metadata=METADATA,
+            links_overrides=LinksOverrides({"sys": {"root": "/ovr"}}),
+            target=TRIPLE,
+            profile="dev",
+            success=True,
+        )
+    except ReportError:
+        return
+    save(report, tmp_path / "report.json")
+    render_table(report).encode()
+    render_json(report).encode()
 
 
 def test_packages_sorted_by_name_then_semantic_version(tmp_path: Path) -> None:
@@ -571,6 +735,13 @@ CORRUPT: list[tuple[str, str]] = [
     ("libs not strings", json.dumps({**_document(), "packages": [{**_document()["packages"][0], "linked_libs": [1]}]})),
     ("env not a table", json.dumps({**_document(), "packages": [{**_document()["packages"][0], "env": []}]})),
     ("links a number", json.dumps({**_document(), "packages": [{**_document()["packages"][0], "links": 3}]})),
+    # JSON can spell lone surrogates, which no UTF-8 terminal or file takes.
+    ("lone surrogate", json.dumps({**_document(), "packages": [{**_document()["packages"][0], "package": "\ud800"}]})),
+    (
+        "lone surrogate key",
+        json.dumps({**_document(), "packages": [{**_document()["packages"][0], "env": {"\udc80": ""}}]}),
+    ),
+    ("lone surrogate target", json.dumps({**_document(), "target": "\udfff"})),
 ]
 
 
@@ -583,6 +754,27 @@ def test_load_corrupt(tmp_path: Path, text: str) -> None:
         load(path)
     assert "\n" not in caught.value.message
     assert caught.value.hint == f"run `xpcargo build --target {TRIPLE}` first"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    field=st.sampled_from(["target", "profile", "success", *json.loads(render_json(REPORT))[0]]),
+    value=_JSON | st.text(alphabet=st.characters(categories=["Cs", "Cc", "L"])),
+)
+def test_any_corrupt_field_is_a_report_error_or_a_showable_report(tmp_path: Path, field: str, value: object) -> None:
+    document = _document()
+    if field in document:
+        document[field] = value
+    else:
+        document["packages"][0][field] = value
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    try:
+        loaded = load(path)
+    except ReportError:
+        return
+    render_table(loaded).encode()
+    render_json(loaded).encode()
 
 
 def test_load_not_utf8(tmp_path: Path) -> None:
@@ -653,6 +845,40 @@ def test_render_table() -> None:
         "  out dir:      none: build script overridden by [target.aarch64-unknown-linux-gnu.z]\n"
         "  linked libs:  z"
     )
+
+
+# What would act on a terminal: C0 but the newline between lines, DEL, C1, separators, bidi controls, surrogates.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def test_render_table_escapes_control_characters() -> None:
+    hostile = "retitled \x1b]0;pwned\x07 cleared \x1b[2J\rforged\nline \x9b31m \x00\t\x7f \u202e \u2028 \ud800"
+    escaped = r"retitled \x1b]0;pwned\x07 cleared \x1b[2J\rforged\nline \x9b31m \x00\t\x7f \u202e \u2028 \ud800"
+    package = replace(
+        REPORT.packages[0],
+        package="foo\x1b[8m",
+        warnings=(hostile,),
+        env={"E\x1b": hostile},
+        metadata={"K": hostile},
+        cfgs=(hostile,),
+    )
+    rendered = render_table(replace(REPORT, packages=(package,)))
+    assert not _TERMINAL_CONTROLS.findall(rendered)
+    rendered.encode()
+    lines = rendered.splitlines()
+    assert lines[0] == r"foo\x1b[8m@0.1.0"
+    assert f"  cfgs:         {escaped}" in lines
+    assert f"  env:          E\\x1b={escaped}" in lines
+    assert f"  metadata:     DEP_FOO_K={escaped}" in lines
+    assert f"  warnings:     {escaped}" in lines
+
+
+def test_render_json_keeps_control_characters_exactly() -> None:
+    hostile = "retitled \x1b]0;pwned\x07 \r\n \x9b \x00"
+    package = replace(REPORT.packages[0], warnings=(hostile,))
+    rendered = render_json(replace(REPORT, packages=(package,)))
+    assert not _TERMINAL_CONTROLS.findall(rendered.replace("\n", ""))
+    assert json.loads(rendered)[0]["warnings"] == [hostile]
 
 
 def test_render_table_empty() -> None:

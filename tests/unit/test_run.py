@@ -12,6 +12,7 @@ import pytest
 from xpcargo import report
 from xpcargo.build import run
 from xpcargo.build.plan import Step, plan
+from xpcargo.cargo.messages import MAX_MESSAGE_BYTES
 from xpcargo.context import Context
 from xpcargo.errors import EngineError, InterruptError, ProjectError, ReportError
 
@@ -216,6 +217,24 @@ def test_report_is_kept_and_a_report_failure_never_changes_cargos_code(world: Wo
     )
     assert world.run() == 0
     assert not path.exists()
+
+
+def test_a_build_script_message_too_long_to_read_leaves_no_report(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.run()
+    path = report.report_path(world.root.resolve() / "target", AARCH64, "debug")
+    assert path.exists()
+    # Written into Cargo's stdout by a build script: it starts like the message the report needs, and never ends.
+    forged = b'{"reason":"build-script-executed","package_id":"' + b"x" * (MAX_MESSAGE_BYTES + 1) + b"\n"
+    world.runtime.script = lambda call: (
+        Reply(stdout=forged + cargo_message("build-finished", success=True))
+        if call.command == "build"
+        else default_script(call)
+    )
+    assert world.run() == 0
+    assert not path.exists()
+    assert "build-script report not saved: 1 of Cargo's messages were too long" in capsys.readouterr().err
 
 
 def test_a_report_that_cannot_be_written_is_a_warning(world: World, capsys: pytest.CaptureFixture[str]) -> None:

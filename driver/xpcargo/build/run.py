@@ -18,7 +18,7 @@ from xpcargo import report
 from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.build.plan import BuildPlan, Step, plan
 from xpcargo.cargo import args as cargo_args
-from xpcargo.cargo.messages import MessageReader
+from xpcargo.cargo.messages import MAX_MESSAGE_BYTES, MessageReader
 from xpcargo.config.targets import check_triple
 from xpcargo.container.session import Cancellation, open_session
 from xpcargo.container.spec import Output, Runtime
@@ -56,6 +56,8 @@ class Outcome:
     code: int
     metadata: Metadata | None
     messages: list[dict[str, Any]]
+    # Messages the report needs that the reader could not keep (see MessageReader.overflowed).
+    unread_messages: int
     finished: bool | None
     offline_miss: bool
 
@@ -76,7 +78,9 @@ def _build(
         if metadata is None:
             code, metadata = read_metadata(session, plan, image, stderr=stderr)
             if code != 0:
-                return Outcome(code=code, metadata=None, messages=[], finished=None, offline_miss=False)
+                return Outcome(
+                    code=code, metadata=None, messages=[], unread_messages=0, finished=None, offline_miss=False
+                )
         reader = MessageReader(echo_messages=not plan.injects_json, write_stdout=stdout, write_stderr=stderr)
         errors = _Tail(stderr)
         code = session.run(plan.cargo_argv(), on_stdout=reader.feed, on_stderr=errors)
@@ -85,6 +89,7 @@ def _build(
         code=code,
         metadata=metadata,
         messages=reader.messages,
+        unread_messages=reader.overflowed,
         finished=reader.finished,
         offline_miss=code != 0 and any(hint in errors.text for hint in _OFFLINE_MISS),
     )
@@ -131,7 +136,9 @@ def execute(
                 runtime, plan, image, reporter, stdout=stdout, stderr=stderr, cancellation=cancellation
             )
             if code != 0:
-                return Outcome(code=code, metadata=None, messages=[], finished=None, offline_miss=False)
+                return Outcome(
+                    code=code, metadata=None, messages=[], unread_messages=0, finished=None, offline_miss=False
+                )
         outcome = _build(runtime, plan, image, metadata, stdout=stdout, stderr=stderr, cancellation=cancellation)
         if not (outcome.offline_miss and not plan.parsed.offline and not refetched):
             break
@@ -184,6 +191,14 @@ def _keep_report(plan: BuildPlan, outcome: Outcome, reporter: Reporter) -> None:
             )
             return
         if outcome.metadata is None:
+            return
+        if outcome.unread_messages:
+            # A report that silently lacks a package is worse than none; the stale one must go too.
+            path.unlink(missing_ok=True)
+            reporter.warn(
+                f"build-script report not saved: {outcome.unread_messages} of Cargo's messages were too long "
+                f"(over {MAX_MESSAGE_BYTES >> 20} MiB) or too many to keep"
+            )
             return
         try:
             collected = report.collect(

@@ -12,8 +12,9 @@ itself are left out: the package's ``rust-version`` (``cargo::`` needs 1.77) and
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import IO, Any, Literal, get_args
 
 from xpcargo.errors import BuildScriptProtocolError
 
@@ -61,18 +62,6 @@ _LINK_ARG_KINDS: dict[str, LinkArgKind] = {
     "rustc-link-arg-benches": "benches",
     "rustc-link-arg-examples": "examples",
 }
-
-# Instructions whose value is stored as printed, each in its own list.
-_PLAIN = (
-    "rustc-link-lib",
-    "rustc-link-search",
-    "rustc-cfg",
-    "rustc-check-cfg",
-    "warning",
-    "error",
-    "rerun-if-changed",
-    "rerun-if-env-changed",
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,6 +140,102 @@ def dependent_metadata(output: BuildScriptOutput, links: str | None) -> dict[str
     return {envify(key): value for key, value in output.metadata}
 
 
+# The field of ``BuildScriptOutput`` that an instruction adds to.
+Field = Literal[
+    "link_libs",
+    "link_search",
+    "link_args",
+    "cfgs",
+    "check_cfgs",
+    "env",
+    "metadata",
+    "warnings",
+    "errors",
+    "rerun_if_changed",
+    "rerun_if_env_changed",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Instruction:
+    """One value a build script gave Cargo: a str, a (name, value) pair for ``env`` and ``metadata``, or a link
+    argument."""
+
+    field: Field
+    value: str | tuple[str, str] | LinkArg
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongLine:
+    """A line that ``output_lines`` did not keep because it is longer than its limit, so it was not interpreted."""
+
+    number: int
+    length: int
+
+
+def output_lines(stream: IO[bytes], *, max_bytes: int) -> Iterator[bytes | int]:
+    """The lines of a build script's stdout read from ``stream``, each without its ``\\n``, in bounded memory.
+
+    A line longer than ``max_bytes`` comes as its length in bytes instead: Cargo reads it whole, but a reader that
+    must stay small cannot.
+    """
+    while True:
+        # readline with a limit never holds more than the limit, however long the line is.
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        if line.endswith(b"\n"):
+            yield line[:-1]
+            continue
+        if len(line) <= max_bytes:
+            yield line  # the last line, without a newline
+            return
+        length = len(line)
+        while line and not line.endswith(b"\n"):
+            line = stream.readline(1 << 20)
+            length += len(line)
+        yield length - 1 if line else length
+
+
+def instructions(
+    lines: Iterable[bytes | int],
+    *,
+    package: str | None = None,
+    moved_out_dir: tuple[str, str] | None = None,
+) -> Iterator[Instruction | LongLine]:
+    """What each line told Cargo, in printed order, as ``parse`` reads it; for streams too large to hold.
+
+    ``lines`` are the lines without their ``\\n``, or the length of a line the caller did not keep (see
+    ``output_lines``); such a line comes back as a ``LongLine``. Raises ``BuildScriptProtocolError`` at the first
+    line Cargo would reject, after the instructions of the lines before it.
+    """
+    whence = f"build script of `{package}`" if package else "build script"
+    rewrite = moved_out_dir if moved_out_dir is not None and moved_out_dir[0] != moved_out_dir[1] else None
+    for number, raw_line in enumerate(lines, start=1):
+        if isinstance(raw_line, int):
+            yield LongLine(number=number, length=raw_line)
+            continue
+        try:
+            line = raw_line.decode("utf-8").strip(_RUST_WHITESPACE)
+        except UnicodeDecodeError:
+            # Cargo skips such lines silently instead of failing the build.
+            continue
+        try:
+            instruction = _split_instruction(line)
+            if instruction is not None:
+                syntax, key, value = instruction
+                if rewrite is not None:
+                    value = value.replace(*rewrite)
+                yield from _interpret(syntax, key, value, whence=whence)
+        except _LineError as error:
+            raise BuildScriptProtocolError(
+                f"invalid output in {whence} at line {number}: `{line}`: {error.reason}",
+                line_number=number,
+                line=line,
+                hint=error.hint,
+            ) from None
+
+
 def parse(
     data: bytes | str,
     *,
@@ -167,29 +252,11 @@ def parse(
     """
     # A str made from undecodable bytes carries lone surrogates; keep them, so that those lines are skipped below.
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    whence = f"build script of `{package}`" if package else "build script"
-    parsed = _Parsed()
-    for number, raw_line in enumerate(raw.split(b"\n"), start=1):
-        try:
-            line = raw_line.decode("utf-8").strip(_RUST_WHITESPACE)
-        except UnicodeDecodeError:
-            # Cargo skips such lines silently instead of failing the build.
-            continue
-        try:
-            instruction = _split_instruction(line)
-            if instruction is not None:
-                syntax, key, value = instruction
-                if moved_out_dir is not None and moved_out_dir[0] != moved_out_dir[1]:
-                    value = value.replace(*moved_out_dir)
-                parsed.add(syntax, key, value, whence=whence)
-        except _LineError as error:
-            raise BuildScriptProtocolError(
-                f"invalid output in {whence} at line {number}: `{line}`: {error.reason}",
-                line_number=number,
-                line=line,
-                hint=error.hint,
-            ) from None
-    return parsed.freeze()
+    collected: dict[Field, list[Any]] = {field: [] for field in get_args(Field)}
+    for item in instructions(raw.split(b"\n"), package=package, moved_out_dir=moved_out_dir):
+        if isinstance(item, Instruction):
+            collected[item.field].append(item.value)
+    return BuildScriptOutput(**{field: tuple(values) for field, values in collected.items()})
 
 
 class _LineError(Exception):
@@ -219,78 +286,67 @@ def _split_instruction(line: str) -> tuple[str, str, str] | None:
     return None
 
 
-class _Parsed:
-    """The lists being filled while the lines are read; frozen into a ``BuildScriptOutput`` at the end."""
+# Instructions whose value is stored as printed, and the field each goes to.
+_PLAIN: dict[str, Field] = {
+    "rustc-link-lib": "link_libs",
+    "rustc-link-search": "link_search",
+    "rustc-cfg": "cfgs",
+    "rustc-check-cfg": "check_cfgs",
+    "warning": "warnings",
+    "error": "errors",
+    "rerun-if-changed": "rerun_if_changed",
+    "rerun-if-env-changed": "rerun_if_env_changed",
+}
 
-    def __init__(self) -> None:
-        self.plain: dict[str, list[str]] = {key: [] for key in _PLAIN}
-        self.link_args: list[LinkArg] = []
-        self.env: list[tuple[str, str]] = []
-        self.metadata: list[tuple[str, str]] = []
 
-    def add(self, syntax: str, key: str, value: str, *, whence: str) -> None:
-        if key in self.plain:
-            self.plain[key].append(value)
-        elif key == "rustc-flags":
-            try:
-                paths, libs = split_rustc_flags(value)
-            except RustcFlagsError as error:
-                hint = f"link with `{syntax}rustc-link-lib=LIB` and `{syntax}rustc-link-search=PATH` instead"
-                raise _LineError(str(error), hint) from None
-            self.plain["rustc-link-lib"].extend(libs)
-            self.plain["rustc-link-search"].extend(paths)
-        elif key in _LINK_ARG_KINDS:
-            self.link_args.append(LinkArg(kind=_LINK_ARG_KINDS[key], arg=value))
-        elif key == "rustc-link-arg-bin":
-            bin_name, separator, arg = value.partition("=")
-            if not separator:
-                raise _LineError(
-                    f"`{syntax}rustc-link-arg-bin` needs the form `{syntax}rustc-link-arg-bin=BIN=ARG`",
-                    f"name the binary before the argument; {_DOCS}",
-                )
-            self.link_args.append(LinkArg(kind="bin", arg=arg, bin=bin_name))
-        elif key == "rustc-env":
-            self._add_env(syntax, value, whence=whence)
-        elif key == "metadata":
-            meta_key, separator, meta_value = value.partition("=")
-            if not separator:
-                form = "cargo:KEY=VALUE" if syntax == "cargo:" else "cargo::metadata=KEY=VALUE"
-                raise _LineError(
-                    f"expected `{form}` with an `=` character, but none was found", f"add `=VALUE`; {_DOCS}"
-                )
-            # Trimmed after the OUT_DIR rewrite, as Cargo does.
-            self.metadata.append((meta_key, meta_value.rstrip(_RUST_WHITESPACE)))
-        else:
-            raise _LineError(
-                f"unknown key `{key}`",
-                f"`cargo::` takes only Cargo's instructions; write metadata as `cargo::metadata={key}=VALUE`",
-            )
-
-    def _add_env(self, syntax: str, value: str, *, whence: str) -> None:
-        name, separator, env_value = value.partition("=")
+def _interpret(syntax: str, key: str, value: str, *, whence: str) -> Iterator[Instruction]:
+    """The values one instruction gives Cargo (``rustc-flags`` gives several), or ``_LineError``."""
+    if key in _PLAIN:
+        yield Instruction(field=_PLAIN[key], value=value)
+    elif key == "rustc-flags":
+        try:
+            paths, libs = split_rustc_flags(value)
+        except RustcFlagsError as error:
+            hint = f"link with `{syntax}rustc-link-lib=LIB` and `{syntax}rustc-link-search=PATH` instead"
+            raise _LineError(str(error), hint) from None
+        yield from (Instruction(field="link_libs", value=lib) for lib in libs)
+        yield from (Instruction(field="link_search", value=path) for path in paths)
+    elif key in _LINK_ARG_KINDS:
+        yield Instruction(field="link_args", value=LinkArg(kind=_LINK_ARG_KINDS[key], arg=value))
+    elif key == "rustc-link-arg-bin":
+        bin_name, separator, arg = value.partition("=")
         if not separator:
-            raise _LineError(f"variable rustc-env has no value: `{value}`", f"write `{syntax}rustc-env=VAR=VALUE`")
-        if name == "RUSTC_BOOTSTRAP":
-            # Cargo never passes this one to rustc: it fails the build unless nightly features are allowed anyway, and
-            # then it warns. An output read back after a build that got through is the second case.
-            self.plain["warning"].append(
-                f"cannot set `RUSTC_BOOTSTRAP={env_value}` from {whence}: crates cannot set `RUSTC_BOOTSTRAP` "
-                "themselves, as doing so would subvert the stability guarantees of Rust for your project"
+            raise _LineError(
+                f"`{syntax}rustc-link-arg-bin` needs the form `{syntax}rustc-link-arg-bin=BIN=ARG`",
+                f"name the binary before the argument; {_DOCS}",
             )
-        else:
-            self.env.append((name, env_value))
-
-    def freeze(self) -> BuildScriptOutput:
-        return BuildScriptOutput(
-            link_libs=tuple(self.plain["rustc-link-lib"]),
-            link_search=tuple(self.plain["rustc-link-search"]),
-            link_args=tuple(self.link_args),
-            cfgs=tuple(self.plain["rustc-cfg"]),
-            check_cfgs=tuple(self.plain["rustc-check-cfg"]),
-            env=tuple(self.env),
-            metadata=tuple(self.metadata),
-            warnings=tuple(self.plain["warning"]),
-            errors=tuple(self.plain["error"]),
-            rerun_if_changed=tuple(self.plain["rerun-if-changed"]),
-            rerun_if_env_changed=tuple(self.plain["rerun-if-env-changed"]),
+        yield Instruction(field="link_args", value=LinkArg(kind="bin", arg=arg, bin=bin_name))
+    elif key == "rustc-env":
+        yield _env(syntax, value, whence=whence)
+    elif key == "metadata":
+        meta_key, separator, meta_value = value.partition("=")
+        if not separator:
+            form = "cargo:KEY=VALUE" if syntax == "cargo:" else "cargo::metadata=KEY=VALUE"
+            raise _LineError(f"expected `{form}` with an `=` character, but none was found", f"add `=VALUE`; {_DOCS}")
+        # Trimmed after the OUT_DIR rewrite, as Cargo does.
+        yield Instruction(field="metadata", value=(meta_key, meta_value.rstrip(_RUST_WHITESPACE)))
+    else:
+        raise _LineError(
+            f"unknown key `{key}`",
+            f"`cargo::` takes only Cargo's instructions; write metadata as `cargo::metadata={key}=VALUE`",
         )
+
+
+def _env(syntax: str, value: str, *, whence: str) -> Instruction:
+    name, separator, env_value = value.partition("=")
+    if not separator:
+        raise _LineError(f"variable rustc-env has no value: `{value}`", f"write `{syntax}rustc-env=VAR=VALUE`")
+    if name == "RUSTC_BOOTSTRAP":
+        # Cargo never passes this one to rustc: it fails the build unless nightly features are allowed anyway, and
+        # then it warns. An output read back after a build that got through is the second case.
+        return Instruction(
+            field="warnings",
+            value=f"cannot set `RUSTC_BOOTSTRAP={env_value}` from {whence}: crates cannot set `RUSTC_BOOTSTRAP` "
+            "themselves, as doing so would subvert the stability guarantees of Rust for your project",
+        )
+    return Instruction(field="env", value=(name, env_value))
