@@ -93,3 +93,5 @@ class Runtime(Protocol):
         """Stop and remove the container; one that is already gone is fine."""
 
     def list_containers(self, label: str) -> list[ContainerInfo]: ...
+    def containers_using(self, image_id: str) -> list[ContainerInfo]:
+        """Every container, running or not, made from ``image_id`` or from an image built on it."""
