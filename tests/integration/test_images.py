@@ -141,9 +141,8 @@ def test_prune_removes_only_what_xpcargo_recorded_building(
     assert pruned.code == 0, pruned
     lines = pruned.stderr_lines
     assert f"     Removed {scene.old}" in lines, pruned
-    assert [line for line in lines if line.startswith(f"        Kept {scene.recent}: used ")][0].endswith("s ago"), (
-        pruned
-    )
+    recent = next(line for line in lines if line.startswith(f"        Kept {scene.recent}: used "))
+    assert recent.endswith("s ago"), pruned
     assert f"        Kept {scene.in_use}: used by stopped container {scene.container[:12]}" in lines, pruned
     unrecorded = f"not built by xpcargo with this cache (no record in {scene.cache}/images)"
     assert f"        Kept {scene.derived}: {unrecorded}" in lines, pruned
