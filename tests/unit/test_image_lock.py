@@ -94,12 +94,16 @@ def test_a_killed_builds_scratch_is_swept(tmp_path: Path) -> None:
     (stale / "mmdebstrap.x" / "etc").symlink_to("/etc")
     fresh_without_lock = root / "image-starting"
     fresh_without_lock.mkdir()
+    (fresh_without_lock / "rootfs.tar").write_bytes(b"")
     scratch.sweep(root, reporter)
     assert not stale.exists()
     assert Path("/etc/passwd").exists()
     assert fresh_without_lock.is_dir(), "a directory of a build that is just starting was removed"
     assert seen.getvalue() == f"     Removed {stale}, left by an image build that was killed\n"
     old = time.time() - 3600
+    os.utime(fresh_without_lock / "rootfs.tar", (old, old))
+    scratch.sweep(root, reporter)
+    assert fresh_without_lock.is_dir(), "a directory was removed while something in it was recent"
     os.utime(fresh_without_lock, (old, old))
     scratch.sweep(root, reporter)
     assert not fresh_without_lock.exists()

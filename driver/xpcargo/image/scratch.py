@@ -22,8 +22,9 @@ from pathlib import Path
 from xpcargo.ui import Reporter
 
 _OWNER = "owner.lock"
-# A directory whose lock file is not there yet may belong to a build that is starting this very moment.
-_GRACE_SECONDS = 60
+# A directory without a lock file is a build's only once nothing in it has changed for this long: it may be one that
+# is starting this very moment, or the build of an older xpcargo sharing the cache, which made no lock file.
+_GRACE_SECONDS = 3600
 _ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
@@ -60,7 +61,7 @@ def sweep(root: Path, reporter: Reporter) -> None:
         try:
             fd: int | None = os.open(directory / _OWNER, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
-            if time.time() - directory.lstat().st_mtime < _GRACE_SECONDS:
+            if time.time() - _last_change(directory) < _GRACE_SECONDS:
                 continue
             fd = None
         try:
@@ -77,6 +78,11 @@ def sweep(root: Path, reporter: Reporter) -> None:
         finally:
             if fd is not None:
                 os.close(fd)
+
+
+def _last_change(directory: Path) -> float:
+    with os.scandir(directory) as entries:
+        return max([directory.lstat().st_mtime, *(entry.stat(follow_symlinks=False).st_mtime for entry in entries)])
 
 
 def mounts_under(directory: Path) -> list[str]:
