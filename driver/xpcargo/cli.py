@@ -228,15 +228,30 @@ def image_list() -> None:
     _print_table([("IMAGE", "TARGET", "SIZE", "STATUS"), *builder.image_rows(context, _connect(context))])
 
 
+def _duration(text: str) -> float:
+    from xpcargo.ui import parse_duration  # noqa: PLC0415
+
+    return parse_duration(text, option="--older-than")
+
+
 @image_app.command("prune")
 def image_prune(
     everything: Annotated[bool, typer.Option("--all", help="Remove current images too, not only stale ones.")] = False,
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            parser=_duration,
+            help="Only images not used for this long: 30m, 12h, 7d, 2w.",
+        ),
+    ] = None,
 ) -> None:
-    """Remove xpcargo's images, except the current ones of the shipped targets (and only xpcargo's)."""
+    """Remove the images xpcargo built, except the current ones of the shipped targets and any a container uses."""
     from xpcargo.image import builder  # noqa: PLC0415
 
     context = _context()
-    builder.prune_images(context, _connect(context), everything=everything)
+    builder.prune_images(context, _connect(context), everything=everything, unused_for=older_than)
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:

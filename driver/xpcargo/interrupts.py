@@ -11,17 +11,26 @@ from types import FrameType
 from xpcargo.errors import InterruptError
 
 # SIGHUP is what a closed terminal or a dropped ssh session sends: the user is gone, as with SIGTERM.
-_TERMINATING = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+_MESSAGES = {
+    signal.SIGINT: "interrupted",
+    signal.SIGTERM: "terminated by SIGTERM",
+    signal.SIGHUP: "terminated by SIGHUP",
+}
+SIGNALS = frozenset(_MESSAGES)
 
 
 @contextmanager
 def as_errors() -> Iterator[None]:
-    """Within the block, SIGINT, SIGTERM and SIGHUP raise ``InterruptError``."""
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise ``InterruptError``.
+
+    Ctrl-C raises it too, rather than Python's ``KeyboardInterrupt``: typer turns a ``KeyboardInterrupt`` into a
+    silent exit 130, with no line to say what happened.
+    """
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        raise InterruptError(f"terminated by {_TERMINATING[signal.Signals(signum)]}")
+        raise InterruptError(_MESSAGES[signal.Signals(signum)])
 
-    previous = {signum: signal.signal(signum, on_signal) for signum in _TERMINATING}
+    previous = {signum: signal.signal(signum, on_signal) for signum in _MESSAGES}
     try:
         yield
     except KeyboardInterrupt:

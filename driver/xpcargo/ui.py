@@ -1,4 +1,5 @@
-"""Status lines on stderr, in Cargo's own style, so that xpcargo's steps read like part of the build."""
+"""Status lines on stderr, in Cargo's own style, so that xpcargo's steps read like part of the build; and durations
+as people write and read them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
+from xpcargo.errors import UsageError
+
 
 @dataclass(kw_only=True)
 class Reporter:
@@ -18,31 +21,33 @@ class Reporter:
     color: bool = False
     # Put before every line: the target's name when several targets build at once.
     prefix: str = ""
-
-    def _line(self, text: str) -> None:
-        # One write per whole line: lines of targets building side by side never mix.
-        self.stream.write(f"{self.prefix}{text}\n")
-        self.stream.flush()
+    # A copy of every line, without colour: an image build's progress, for another xpcargo waiting on that build.
+    copy: TextIO | None = None
 
     def status(self, verb: str, message: str) -> None:
-        if self.quiet:
-            return
         label = f"{verb:>12}"
-        if self.color:
-            label = f"\x1b[1;32m{label}\x1b[0m"
-        self._line(f"{label} {message}")
+        self._emit(f"{label} {message}", f"\x1b[1;32m{label}\x1b[0m {message}")
 
     def detail(self, message: str) -> None:
         """A line of a long step's own progress (an image build's), indented under its status line."""
-        if self.quiet:
-            return
-        self._line(f"{'':>12} {message}")
+        self._emit(f"{'':>12} {message}")
+
+    def relay(self, line: str) -> None:
+        """A line as another xpcargo printed it (the progress of a build this one waits for)."""
+        self._emit(line)
 
     def warn(self, message: str) -> None:
-        label = "warning"
-        if self.color:
-            label = f"\x1b[1;33m{label}\x1b[0m"
-        self._line(f"{label}: {message}")
+        self._emit(f"warning: {message}", f"\x1b[1;33mwarning\x1b[0m: {message}", always=True)
+
+    def _emit(self, plain: str, colored: str | None = None, *, always: bool = False) -> None:
+        if self.copy is not None:
+            self.copy.write(f"{plain}\n")
+            self.copy.flush()
+        if self.quiet and not always:
+            return
+        # One write per whole line: lines of targets building side by side never mix.
+        self.stream.write(f"{self.prefix}{colored if self.color and colored else plain}\n")
+        self.stream.flush()
 
 
 # What must never reach a terminal from text xpcargo did not write: C0 controls (tab and newline too, so that one
@@ -127,3 +132,25 @@ class LineWriter:
             with self._lock:
                 self._write(self._lead() + self._pending + b"\n")
         self._pending, self._started = b"", False
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"([0-9]+)([smhdw])")
+
+
+def parse_duration(text: str, *, option: str) -> float:
+    """`30m`, `12h`, `7d` (also `s` and `w`) as seconds; anything else is a usage error naming ``option``."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None:
+        raise UsageError(
+            f"{option} {text!r} is not a duration", hint="write a whole number and a unit: 30m, 12h, 7d or 2w"
+        )
+    return int(found[1]) * _UNITS[found[2]]
+
+
+def ago(seconds: float) -> str:
+    """How long ago, as people say it: `40s`, `25m`, `3h`, `12d`."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f}{unit}"
+    return f"{max(seconds, 0):.0f}s"

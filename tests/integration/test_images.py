@@ -1,10 +1,16 @@
-"""`xpcargo image list` and `xpcargo image prune` against the engine's real images."""
+"""`xpcargo image list` and `xpcargo image prune` against the engine's real images (prune only ever against images
+the test made and recorded in a cache of its own)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import tarfile
+import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,9 +18,6 @@ import pytest
 from .helpers import MANAGED_LABEL, TARGETS, X86_64, Cli, docker
 
 pytestmark = pytest.mark.engine
-
-STALE = f"xpcargo/{X86_64}:stale0000"
-FOREIGN = "not-xpcargo/keep:1"
 
 
 def _table(stdout: str) -> list[list[str]]:
@@ -61,51 +64,113 @@ def test_list_shows_the_current_images(xpcargo: Cli, outside_any_project: Path, 
         assert float(row[-3]) > 0.1, row
 
 
+@dataclass
+class PruneScene:
+    """Tiny images of the test's own under a repository name of its own, some recorded as built in the test's own
+    cache (the shared toolchain images have no record there, so prune can never remove them)."""
+
+    cache: Path
+    old: str
+    recent: str
+    in_use: str
+    derived: str
+    foreign: str
+    container: str
+
+
+def _record(cache: Path, reference: str, *, digest: str, used_days_ago: float) -> None:
+    """What xpcargo writes when it has built an image: `<cache>/images/<plan digest>.json`, touched on each use."""
+    image_id = docker("image", "inspect", "--format", "{{.Id}}", reference).strip()
+    images = cache / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    record = images / f"{digest}.json"
+    built = time.time() - used_days_ago * 86400
+    record.write_text(
+        json.dumps({"reference": reference, "image_id": image_id, "target": X86_64, "built": built}),
+        encoding="utf-8",
+    )
+    os.utime(record, (built, built))
+
+
 @pytest.fixture
-def stale_and_foreign_images(tmp_path: Path) -> Iterator[None]:
-    """A tiny stale image labelled as xpcargo's and a tiny foreign one without the label, removed afterwards."""
+def prune_scene(tmp_path: Path) -> Iterator[PruneScene]:
     content = tmp_path / "rootfs"
     content.mkdir()
-    (content / "hello.txt").write_text("not a toolchain\n", encoding="utf-8")
     tarball = tmp_path / "rootfs.tar"
-    with tarfile.open(tarball, "w") as archive:
-        archive.add(content / "hello.txt", arcname="hello.txt")
-    for reference in (STALE, FOREIGN):
-        assert not _image_exists(reference), f"{reference} is in the engine already"
-    docker(
-        "import",
-        "--change",
-        f"LABEL {MANAGED_LABEL}=true",
-        "--change",
-        f"LABEL org.xpcargo.target={X86_64}",
-        str(tarball),
-        STALE,
+    repository = f"xpcargo-test-{uuid.uuid4().hex[:12]}"
+    scene = PruneScene(
+        cache=tmp_path / "cache",
+        old=f"{repository}/old:1",
+        recent=f"{repository}/recent:1",
+        in_use=f"{repository}/in-use:1",
+        derived=f"{repository}/derived:1",
+        foreign=f"{repository}/foreign:1",
+        container="",
     )
-    docker("import", str(tarball), FOREIGN)
+    made = [scene.old, scene.recent, scene.in_use, scene.foreign]
+    labels = ["--change", f"LABEL {MANAGED_LABEL}=true", "--change", f"LABEL org.xpcargo.target={X86_64}"]
     try:
-        yield
+        for reference in made:
+            # Each image its own content, hence its own id.
+            (content / "name.txt").write_text(reference, encoding="utf-8")
+            with tarfile.open(tarball, "w") as archive:
+                archive.add(content / "name.txt", arcname="name.txt")
+            docker("import", *([] if reference == scene.foreign else labels), str(tarball), reference)
+        _record(scene.cache, scene.old, digest="1" * 64, used_days_ago=30)
+        _record(scene.cache, scene.recent, digest="2" * 64, used_days_ago=0)
+        _record(scene.cache, scene.in_use, digest="3" * 64, used_days_ago=30)
+        scene.container = docker("create", "--label", f"{repository}=1", scene.in_use, "/none").strip()
+        # Committed from a container of an image xpcargo built: it inherits every label, and is not xpcargo's.
+        docker("commit", scene.container, scene.derived)
+        made.append(scene.derived)
+        yield scene
     finally:
-        for reference in (STALE, FOREIGN):
+        if scene.container:
+            docker("rm", "--force", scene.container, check=False)
+        for reference in reversed(made):
             if _image_exists(reference):
                 docker("rmi", "--force", reference)
 
 
-@pytest.mark.usefixtures("stale_and_foreign_images")
-def test_prune_removes_only_stale_xpcargo_images(
-    xpcargo: Cli, outside_any_project: Path, current_images: dict[str, str]
+def test_prune_removes_only_what_xpcargo_recorded_building(
+    xpcargo: Cli, outside_any_project: Path, current_images: dict[str, str], prune_scene: PruneScene
 ) -> None:
-    listed = xpcargo(["image", "list"], cwd=outside_any_project)
-    assert listed.code == 0, listed
-    rows = {row[0]: row for row in _table(listed.stdout)}
-    assert rows[STALE][1] == X86_64, listed
-    assert rows[STALE][-1] == "stale", listed
-    assert FOREIGN not in rows, listed
-
-    pruned = xpcargo(["image", "prune"], cwd=outside_any_project)
+    scene = prune_scene
+    env = {"XPCARGO_CACHE_DIR": str(scene.cache)}
+    pruned = xpcargo(["image", "prune", "--older-than", "7d"], cwd=outside_any_project, env=env)
     assert pruned.code == 0, pruned
-    assert f"Removed {STALE}" in pruned.stderr, pruned
-
-    assert not _image_exists(STALE), pruned
-    assert _image_exists(FOREIGN), f"prune removed {FOREIGN}, which is not xpcargo's{pruned}"
+    lines = pruned.stderr_lines
+    assert f"     Removed {scene.old}" in lines, pruned
+    recent = next(line for line in lines if line.startswith(f"        Kept {scene.recent}: used "))
+    assert recent.endswith("s ago"), pruned
+    assert f"        Kept {scene.in_use}: used by stopped container {scene.container[:12]}" in lines, pruned
+    unrecorded = f"not built by xpcargo with this cache (no record in {scene.cache}/images)"
+    assert f"        Kept {scene.derived}: {unrecorded}" in lines, pruned
     for reference in current_images.values():
-        assert _image_exists(reference), f"prune removed the current image {reference}{pruned}"
+        assert f"        Kept {reference}: {unrecorded}" in lines, pruned
+    assert not [line for line in lines if scene.foreign in line], pruned
+    assert not _image_exists(scene.old), pruned
+    for reference in (scene.recent, scene.in_use, scene.derived, scene.foreign, *current_images.values()):
+        assert _image_exists(reference), f"prune removed {reference}{pruned}"
+
+    # Once the container is gone and with no limit on age, the rest of what xpcargo built goes too; the image
+    # committed from that container keeps its own name (and so its parent's layers).
+    docker("rm", scene.container)
+    again = xpcargo(["image", "prune"], cwd=outside_any_project, env=env)
+    assert again.code == 0, again
+    assert {line.split()[1] for line in again.stderr_lines if line.split()[0] == "Removed"} == {
+        scene.recent,
+        scene.in_use,
+    }, again
+    assert _image_exists(scene.derived), again
+    assert _image_exists(scene.foreign), again
+    for reference in current_images.values():
+        assert _image_exists(reference), f"prune removed the current image {reference}{again}"
+
+
+def test_a_bad_duration_is_one_line(cli: Cli, outside_any_project: Path) -> None:
+    result = cli(["image", "prune", "--older-than", "a week"], cwd=outside_any_project)
+    assert result.code == 2, result
+    assert result.stderr_lines == [
+        "error: --older-than 'a week' is not a duration (hint: write a whole number and a unit: 30m, 12h, 7d or 2w)"
+    ], result

@@ -73,7 +73,12 @@ class FakeRuntime:
     execs: list[Exec] = field(default_factory=list)
     imported: list[tuple[Path, tuple[str, ...]]] = field(default_factory=list)
     removed_images: list[str] = field(default_factory=list)
+    # Labels by reference, or by image id for an imported image.
     image_labels: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    # reference -> image id, for names given by `tag` (any other reference `r` is the image `sha256:r`).
+    image_ids: dict[str, str] = field(default_factory=dict)
+    # Image id -> the engine's refusal to remove it.
+    refuse_removal: dict[str, BaseException] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- Runtime ---------------------------------------------------------------------------------------------
@@ -84,26 +89,44 @@ class FakeRuntime:
     def image_exists(self, reference: str) -> bool:
         return self.every_image or reference in self.images
 
+    def image_id(self, reference: str) -> str:
+        return reference if reference.startswith("sha256:") else self.image_ids.get(reference, f"sha256:{reference}")
+
     def list_images(self, label: str) -> list[ImageInfo]:
         name, _, value = label.partition("=")
-        return [
-            ImageInfo(id=f"sha256:{reference}", tags=(reference,), labels=labels, size=2**30, created="0")
-            for reference, labels in sorted(self.image_labels.items())
-            if labels.get(name) == value and reference in self.images
-        ]
+        tags: dict[str, list[str]] = {}
+        for reference in sorted(self.images):
+            tags.setdefault(self.image_id(reference), [])
+            if not reference.startswith("sha256:"):
+                tags[self.image_id(reference)].append(reference)
+        found = []
+        for image_id, names in tags.items():
+            labels = self.image_labels.get(image_id) or next(
+                (self.image_labels[n] for n in names if n in self.image_labels), {}
+            )
+            if labels.get(name) == value:
+                found.append(ImageInfo(id=image_id, tags=tuple(names), labels=labels, size=2**30, created="0"))
+        return found
 
     def remove_image(self, image: str) -> None:
+        refusal = self.refuse_removal.get(self.image_id(image))
+        if refusal is not None:
+            raise refusal
         self.removed_images.append(image)
         self.images.discard(image.removeprefix("sha256:"))
+        self.images.discard(image)
 
     def import_rootfs(self, tarball: Path, *, changes: Sequence[str]) -> str:
         self.imported.append((tarball, tuple(changes)))
         image_id = f"sha256:imported{len(self.imported)}"
         self.images.add(image_id)
+        labels = [change.removeprefix("LABEL ").split("=", 1) for change in changes if change.startswith("LABEL ")]
+        self.image_labels[image_id] = dict(labels)
         return image_id
 
     def tag(self, image_id: str, repository: str, tag: str) -> None:
         self.images.add(f"{repository}:{tag}")
+        self.image_ids[f"{repository}:{tag}"] = image_id
 
     def start(self, request: ContainerRequest) -> str:
         if self.start_error is not None:
@@ -138,6 +161,13 @@ class FakeRuntime:
         return [
             ContainerInfo(id=container, labels=self.started[int(container.split("-")[1]) - 1].labels, running=True)
             for container in sorted(self.running)
+        ]
+
+    def containers_using(self, image_id: str) -> list[ContainerInfo]:
+        return [
+            info
+            for info in self.list_containers("")
+            if self.image_id(self.started[int(info.id.split("-")[1]) - 1].image) == image_id
         ]
 
     # --- What the tests ask ------------------------------------------------------------------------------------

@@ -112,6 +112,8 @@ def test_command_without_target(capsys: pytest.CaptureFixture[str], command: str
         pytest.param(["image", "frob"], "frob", id="unknown-image-command"),
         pytest.param(["build", "--target"], "--target", id="target-without-value"),
         pytest.param(["--bogus"], "--bogus", id="unknown-option"),
+        pytest.param(["image", "prune", "--older-than", "soon"], "'soon' is not a duration", id="bad-duration"),
+        pytest.param(["image", "prune", "--older-than"], "--older-than", id="duration-without-value"),
     ],
 )
 def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str) -> None:
@@ -282,3 +284,14 @@ def test_manifests_of_the_wrong_shape_are_not_internal_errors(
     _, _, err = _run(capsys, "build", "--target", "aarch64-unknown-linux-gnu")
     assert "internal error" not in err
     assert "Traceback" not in err
+
+
+def test_prune_takes_a_duration(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XPCARGO_CACHE_DIR", str(tmp_path / "cache"))
+    runtime = FakeRuntime()
+    monkeypatch.setattr(cli, "_connect", lambda context: runtime)
+    code, _, err = _run(capsys, "image", "prune", "--older-than", "7d")
+    assert code == 0
+    assert err.splitlines() == ["      Pruned 0 image(s), 0.00 GB; kept 0"]

@@ -3,15 +3,17 @@ the tag, what a failure leaves behind, and what prune keeps."""
 
 from __future__ import annotations
 
-import fcntl
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from xpcargo.container.spec import ContainerRequest
 from xpcargo.context import Context
-from xpcargo.errors import ConfigError, ImageBuildError
-from xpcargo.image import builder, debian
+from xpcargo.errors import ConfigError, EngineError, ImageBuildError
+from xpcargo.image import builder, debian, lock, records
 from xpcargo.image.plan import LABEL_PLAN, LABEL_TARGET, ImagePlan
 
 from .fake_runtime import Exec, FakeRuntime, Reply
@@ -139,35 +141,123 @@ def _labelled(runtime: FakeRuntime, reference: str, target: str, digest: str) ->
     runtime.image_labels[reference] = {"org.xpcargo.managed": "true", LABEL_TARGET: target, LABEL_PLAN: digest}
 
 
+def _built(context: Context, runtime: FakeRuntime, reference: str, digest: str, *, used_ago: float = 0) -> None:
+    """An image that xpcargo built with this cache: labelled, and recorded."""
+    _labelled(runtime, reference, X86_64, digest)
+    cache = context.settings.cache_dir
+    records.save(cache, digest=digest, reference=reference, image_id=runtime.image_id(reference), target=X86_64)
+    used = time.time() - used_ago
+    os.utime(cache / "images" / f"{digest}.json", (used, used))
+
+
+def _kept(pruned: builder.Pruned) -> dict[str, str]:
+    return dict(pruned.kept)
+
+
+def test_a_built_image_is_recorded_and_each_use_is_noted(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeBootstrap(monkeypatch)
+    runtime = FakeRuntime()
+    spec = context.toolchains.target(X86_64)
+    plan = context.image_plan(spec)
+    builder.image_for(context, runtime, spec)
+    (record,) = records.load_all(context.settings.cache_dir)
+    assert (record.digest, record.reference, record.image_id) == (plan.digest, plan.reference, "sha256:imported1")
+    path = context.settings.cache_dir / "images" / f"{plan.digest}.json"
+    os.utime(path, (1, 1))
+    builder.image_for(context, runtime, spec)
+    assert records.load_all(context.settings.cache_dir)[0].last_used > time.time() - 60
+
+
 def test_prune_keeps_the_shipped_targets_current_images_wherever_it_runs(context: Context) -> None:
     runtime = FakeRuntime()
     current = {t: context.image_plan(spec) for t, spec in context.toolchains.targets.items()}
-    for triple, plan in current.items():
-        _labelled(runtime, plan.reference, triple, plan.digest)
-    _labelled(runtime, f"xpcargo/{X86_64}:old", X86_64, "0" * 64)
-    _labelled(runtime, "built-from-ours:1", X86_64, "../../../etc/passwd")
+    for plan in current.values():
+        _built(context, runtime, plan.reference, plan.digest)
+    _built(context, runtime, f"xpcargo/{X86_64}:old", "0" * 64)
     rows = builder.image_rows(context, runtime)
     assert {row[0]: row[3] for row in rows}[f"xpcargo/{X86_64}:old"] == "stale"
     assert {row[0]: row[3] for row in rows}[current[X86_64].reference] == "current"
 
-    removed = builder.prune_images(context, runtime, everything=False)
-    assert {image.tags[0] for image in removed} == {f"xpcargo/{X86_64}:old", "built-from-ours:1"}
+    pruned = builder.prune_images(context, runtime, everything=False)
+    assert [reference for reference, _ in pruned.removed] == [f"xpcargo/{X86_64}:old"]
     assert {plan.reference for plan in current.values()} <= runtime.images
-    # A label that is no digest names no lock file outside the cache.
-    assert not (context.settings.cache_dir / "locks").joinpath("../../../etc/passwd.lock").exists()
+    assert _kept(pruned)[current[X86_64].reference] == f"the current image of {X86_64}"
+    # Its record went with it.
+    assert "0" * 64 not in {record.digest for record in records.load_all(context.settings.cache_dir)}
 
     everything = builder.prune_images(context, runtime, everything=True)
-    assert {image.tags[0] for image in everything} == {plan.reference for plan in current.values()}
+    assert {reference for reference, _ in everything.removed} == {plan.reference for plan in current.values()}
+
+
+def test_prune_removes_only_what_xpcargo_recorded_building(context: Context) -> None:
+    """The label is inherited by an image built FROM xpcargo's or committed from its container: no proof at all."""
+    runtime = FakeRuntime()
+    _built(context, runtime, "xpcargo/x:old", "1" * 64)
+    _labelled(runtime, "built-from-ours:1", X86_64, "1" * 64)
+    _labelled(runtime, "xpcargo/x:older-xpcargo", X86_64, "2" * 64)
+    # A record whose name now belongs to another image proves nothing about that image either.
+    _built(context, runtime, "xpcargo/x:renamed", "3" * 64)
+    runtime.image_ids["xpcargo/x:renamed"] = "sha256:someone-else"
+    pruned = builder.prune_images(context, runtime, everything=True)
+    assert [reference for reference, _ in pruned.removed] == ["xpcargo/x:old"]
+    kept = _kept(pruned)
+    assert set(kept) == {"built-from-ours:1", "xpcargo/x:older-xpcargo", "xpcargo/x:renamed"}
+    assert all("not built by xpcargo with this cache" in why for why in kept.values())
+    assert {record.digest for record in records.load_all(context.settings.cache_dir)} == set()
+
+
+def test_prune_removes_a_name_not_the_image(context: Context) -> None:
+    """An image xpcargo built and someone else tagged too keeps that other name: only xpcargo's is removed."""
+    runtime = FakeRuntime()
+    _built(context, runtime, "xpcargo/x:1", "1" * 64)
+    runtime.images.add("mine:keep")
+    runtime.image_ids["mine:keep"] = runtime.image_id("xpcargo/x:1")
+    pruned = builder.prune_images(context, runtime, everything=True)
+    assert [reference for reference, _ in pruned.removed] == ["xpcargo/x:1"]
+    assert runtime.removed_images == ["xpcargo/x:1"]
+    assert "mine:keep" in runtime.images
+
+
+def test_prune_keeps_images_in_use_recent_or_refused_and_carries_on(context: Context) -> None:
+    runtime = FakeRuntime()
+    _built(context, runtime, "xpcargo/x:in-use", "1" * 64, used_ago=30 * 86400)
+    _built(context, runtime, "xpcargo/x:recent", "2" * 64, used_ago=3 * 3600)
+    _built(context, runtime, "xpcargo/x:refused", "3" * 64, used_ago=30 * 86400)
+    _built(context, runtime, "xpcargo/x:old", "4" * 64, used_ago=30 * 86400)
+    runtime.start(ContainerRequest(image="xpcargo/x:in-use", user="0:0", workdir=Path("/")))
+    runtime.refuse_removal[runtime.image_id("xpcargo/x:refused")] = EngineError("conflict: image is being used")
+
+    pruned = builder.prune_images(context, runtime, everything=True, unused_for=7 * 86400)
+    assert [reference for reference, _ in pruned.removed] == ["xpcargo/x:old"]
+    assert _kept(pruned) == {
+        "xpcargo/x:in-use": "used by running container container-1",
+        "xpcargo/x:recent": "used 3h ago",
+        "xpcargo/x:refused": "the engine refused: conflict: image is being used",
+    }
+    # Without a limit on age, the recent one goes too.
+    again = builder.prune_images(context, runtime, everything=True)
+    assert [reference for reference, _ in again.removed] == ["xpcargo/x:recent"]
+
+
+def test_prune_reports_a_line_for_each_image(context: Context, capsys: pytest.CaptureFixture[str]) -> None:
+    runtime = FakeRuntime()
+    _built(context, runtime, "xpcargo/x:old", "1" * 64)
+    _labelled(runtime, "derived:1", X86_64, "1" * 64)
+    builder.prune_images(context, runtime, everything=True)
+    assert capsys.readouterr().err.splitlines() == [
+        "     Removed xpcargo/x:old",
+        f"        Kept derived:1: not built by xpcargo with this cache (no record in {context.settings.cache_dir}"
+        "/images)",
+        "      Pruned 1 image(s), 1.00 GB; kept 1",
+    ]
 
 
 def test_prune_leaves_an_image_that_is_being_built(context: Context) -> None:
     runtime = FakeRuntime()
-    _labelled(runtime, "xpcargo/x:building", X86_64, "a" * 64)
-    locks = context.settings.cache_dir / "locks"
-    locks.mkdir(parents=True)
-    with (locks / f"{'a' * 64}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        assert builder.prune_images(context, runtime, everything=True) == []
-    assert [image.tags[0] for image in builder.prune_images(context, runtime, everything=True)] == [
-        "xpcargo/x:building"
-    ]
+    _built(context, runtime, "xpcargo/x:building", "a" * 64)
+    with lock.try_held(context.settings.cache_dir, "a" * 64) as free:
+        assert free
+        pruned = builder.prune_images(context, runtime, everything=True)
+    assert pruned.removed == []
+    assert _kept(pruned) == {"xpcargo/x:building": "another xpcargo is building it"}
+    assert [r for r, _ in builder.prune_images(context, runtime, everything=True).removed] == ["xpcargo/x:building"]

@@ -246,12 +246,13 @@ def run_matrix(
             results[result.triple] = result
             if fail_fast and not result.ok and not result.cancelled:
                 cancellation.cancel()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, InterruptError) as caught:
+        # Ctrl-C, SIGTERM or SIGHUP reach this thread only: stop every target, let each clean up after itself.
         cancellation.cancel()
         deadline = time.monotonic() + _CLEANUP_WAIT
         for thread in workers:
             thread.join(max(0.0, deadline - time.monotonic()))
-        interrupt = InterruptError("interrupted")
+        interrupt = caught if isinstance(caught, InterruptError) else InterruptError("interrupted")
         interrupt.left_behind += cancellation.left_behind
         raise interrupt from None
     ordered = [results[triple] for triple in triples]

@@ -437,12 +437,22 @@ class DockerRuntime:
 
     def list_containers(self, label: str) -> list[ContainerInfo]:
         raw = self._call("list containers", lambda: self._api_containers(label))
-        return [
-            ContainerInfo(
-                id=str(item["Id"]), labels=dict(item.get("Labels") or {}), running=item.get("State") == "running"
-            )
-            for item in raw
-        ]
+        return _container_infos(raw)
+
+    def containers_using(self, image_id: str) -> list[ContainerInfo]:
+        def containers() -> list[dict[str, Any]]:
+            # `ancestor` matches the image and every image built on it: the engine would refuse to remove it too.
+            found: list[dict[str, Any]] = self._client.api.containers(all=True, filters={"ancestor": image_id})
+            return found
+
+        return _container_infos(self._call(f"list the containers of image {image_id[7:19]}", containers))
+
+
+def _container_infos(raw: list[dict[str, Any]]) -> list[ContainerInfo]:
+    return [
+        ContainerInfo(id=str(item["Id"]), labels=dict(item.get("Labels") or {}), running=item.get("State") == "running")
+        for item in raw
+    ]
 
 
 def _untie(tether: Any) -> None:

@@ -105,3 +105,5 @@ class Runtime(Protocol):
         not answer within a few seconds raises ``EngineUnavailableError`` rather than hanging."""
 
     def list_containers(self, label: str) -> list[ContainerInfo]: ...
+    def containers_using(self, image_id: str) -> list[ContainerInfo]:
+        """Every container, running or not, made from ``image_id`` or from an image built on it."""

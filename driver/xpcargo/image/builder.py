@@ -2,32 +2,30 @@
 
 A missing image is built (mmdebstrap, then an import), checked in a container (rustc has the target's std, the
 emulator runs), and only then tagged, so a failed build never leaves a tagged half-image. One lock per plan keeps
-two processes from building the same image at once.
+two processes from building the same image at once; the one that waits shows the other's progress (``lock``). Each
+build has a scratch directory that a later build sweeps if this one is killed (``scratch``), and each image built
+is recorded with its last use, which is all that `image prune` removes (``records``).
 """
 
 from __future__ import annotations
 
-import fcntl
-import re
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from xpcargo import platforms
 from xpcargo.config.targets import TargetSpec
 from xpcargo.container.session import open_session
 from xpcargo.container.spec import MANAGED_LABEL, ContainerRequest, ImageInfo, Runtime
-from xpcargo.errors import ConfigError, ImageBuildError
-from xpcargo.image.plan import LABEL_PLAN, LABEL_TARGET, ImagePlan
-from xpcargo.ui import Reporter, Stopwatch
+from xpcargo.errors import ConfigError, EngineError, ImageBuildError
+from xpcargo.image import lock, records, scratch
+from xpcargo.image.plan import LABEL_TARGET, ImagePlan
+from xpcargo.ui import Reporter, Stopwatch, ago
 
 if TYPE_CHECKING:
     from xpcargo.context import Context
-
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,15 +50,16 @@ class Builder:
         return self.ensure(plan)
 
     def ensure(self, plan: ImagePlan) -> str:
-        if self.runtime.image_exists(plan.reference):
-            return plan.reference
-        with _lock(self.cache, plan.digest, blocking=True):
-            # Another xpcargo (a parallel CI job) may have built it while this one waited for the lock.
-            if not self.runtime.image_exists(plan.reference):
-                self.build(plan)
+        if not self.runtime.image_exists(plan.reference):
+            with lock.held(self.cache, plan.digest, reference=plan.reference, reporter=self.reporter) as progress:
+                # Another xpcargo (a parallel CI job) may have built it while this one waited for the lock.
+                if not self.runtime.image_exists(plan.reference):
+                    self.build(plan, progress=progress)
+        records.touch(self.cache, plan.digest)
         return plan.reference
 
-    def build(self, plan: ImagePlan) -> None:
+    def build(self, plan: ImagePlan, *, progress: TextIO | None = None) -> None:
+        """Build, check and tag ``plan``'s image; ``progress`` gets a copy of every line, for a waiting process."""
         from xpcargo.image import debian  # noqa: PLC0415 - urllib and subprocess plumbing only a build needs
 
         machine = self.runtime.architecture()
@@ -71,12 +70,11 @@ class Builder:
                 f"{self.runtime.host} runs `{machine}`",
                 hint="run xpcargo against an engine on this machine's architecture (DOCKER_HOST)",
             )
-        reporter = self.reporter
+        reporter = replace(self.reporter, copy=progress) if progress is not None else self.reporter
         clock = Stopwatch()
         reporter.status("Building", f"image {plan.reference} for {plan.target} (first use; later runs reuse it)")
-        scratch_root = self.cache / "scratch"
-        scratch_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="image-", dir=scratch_root) as scratch:
+        scratch.sweep(self.cache / "scratch", reporter)
+        with scratch.owned(self.cache / "scratch", reporter) as directory:
             std_file = None
             if plan.std_deb is not None:
                 reporter.detail(f"[1/4] Rust std for {plan.target}: {plan.std_deb.filename}")
@@ -89,13 +87,14 @@ class Builder:
                 )
             else:
                 reporter.detail("[1/4] Rust std: installed with the compiler")
-            tarball = Path(scratch) / "rootfs.tar"
+            tarball = directory / "rootfs.tar"
             reporter.detail(
                 f"[2/4] Debian {plan.suite} root filesystem with {len(plan.packages)} packages (mmdebstrap)"
             )
             debian.bootstrap(
                 plan,
                 tarball,
+                scratch=directory,
                 std_deb=std_file,
                 deb_cache=self.cache / "debs",
                 on_line=lambda line: reporter.detail(f"      {line}"),
@@ -115,6 +114,9 @@ class Builder:
         except BaseException:
             self.runtime.remove_image(image_id)
             raise
+        # Recorded before it is named: killed in between, the record names an image without that name, which prune
+        # forgets, rather than a named image that nothing says xpcargo built.
+        records.save(self.cache, digest=plan.digest, reference=plan.reference, image_id=image_id, target=plan.target)
         self.runtime.tag(image_id, plan.repository, plan.tag)
         reporter.status("Built", f"image {plan.reference} in {clock}")
 
@@ -139,42 +141,74 @@ class Builder:
         images = self.runtime.list_images(f"{MANAGED_LABEL}=true")
         return sorted(images, key=lambda image: (image.labels.get(LABEL_TARGET, ""), image.created))
 
-    def prune(self, *, keep: Sequence[ImagePlan]) -> list[ImageInfo]:
-        """Remove xpcargo's own images except the plans in ``keep``; return what was removed.
+    def prune(self, *, keep: Sequence[ImagePlan], unused_for: float | None = None) -> Pruned:
+        """Remove the images this xpcargo built (and recorded), except the plans in ``keep``, those used in the last
+        ``unused_for`` seconds, and those a container uses; say why each other image of xpcargo's is kept.
 
-        An image that another xpcargo is still building (imported, not yet checked and tagged) holds its build
-        lock, and is left alone.
+        Removal untags the recorded reference: an image with other names or with children keeps them. An image
+        that another xpcargo is still building holds its build lock, and is left alone.
         """
-        kept = {plan.reference for plan in keep}
-        removed = []
-        for image in self.runtime.list_images(f"{MANAGED_LABEL}=true"):
-            if kept.intersection(image.tags):
+        scratch.sweep(self.cache / "scratch", self.reporter)
+        kept_plans = {plan.reference: plan.target for plan in keep}
+        images = self.runtime.list_images(f"{MANAGED_LABEL}=true")
+        by_id = {image.id: image for image in images}
+        result = Pruned()
+        recorded: set[str] = set()
+        now = time.time()
+        for record in records.load_all(self.cache):
+            image = by_id.get(record.image_id)
+            if image is None or record.reference not in image.tags:
+                # The image, or xpcargo's name for it, is gone: whatever has the name now is not xpcargo's build.
+                records.forget(self.cache, record.digest)
                 continue
-            digest = image.labels.get(LABEL_PLAN, "")
-            # The label names the lock file: a label that is no digest (an image built FROM ours) gets none.
-            with _lock(self.cache, digest if _DIGEST.fullmatch(digest) else "unlabelled", blocking=False) as idle:
-                if not idle:
-                    continue
-                self.runtime.remove_image(image.id)
-            removed.append(image)
-        return removed
+            recorded.add(image.id)
+            why = self._reason_to_keep(record, image, kept_plans, unused_for, now)
+            if why is None:
+                with lock.try_held(self.cache, record.digest) as idle:
+                    why = self._remove(record, image, result) if idle else "another xpcargo is building it"
+            if why is not None:
+                result.kept.append((record.reference, why))
+        for image in images:
+            if image.id not in recorded:
+                name = image.tags[0] if image.tags else image.id[7:19]
+                result.kept.append((name, f"not built by xpcargo with this cache (no record in {self.cache}/images)"))
+        return result
+
+    def _reason_to_keep(
+        self,
+        record: records.Record,
+        image: ImageInfo,
+        kept_plans: dict[str, str],
+        unused_for: float | None,
+        now: float,
+    ) -> str | None:
+        if record.reference in kept_plans:
+            return f"the current image of {kept_plans[record.reference]}"
+        users = self.runtime.containers_using(image.id)
+        if users:
+            state = "running" if any(user.running for user in users) else "stopped"
+            return f"used by {state} container {' '.join(user.id[:12] for user in users)}"
+        if unused_for is not None and now - record.last_used < unused_for:
+            return f"used {ago(now - record.last_used)} ago"
+        return None
+
+    def _remove(self, record: records.Record, image: ImageInfo, result: Pruned) -> str | None:
+        """Remove ``record``'s image; return why the engine would not."""
+        try:
+            self.runtime.remove_image(record.reference)
+        except EngineError as error:
+            return f"the engine refused: {error.message}"
+        records.forget(self.cache, record.digest)
+        result.removed.append((record.reference, image.size))
+        return None
 
 
-@contextmanager
-def _lock(cache: Path, digest: str, *, blocking: bool) -> Iterator[bool]:
-    """The lock an image build holds from its first download until its image is tagged; yields whether it got it."""
-    locks = cache / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with (locks / f"{digest}.lock").open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+@dataclass
+class Pruned:
+    """What `image prune` did: the references removed with their sizes, and the images kept with the reason."""
+
+    removed: list[tuple[str, int]] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)
 
 
 # --- The image commands, for the targets a context knows --------------------------------------------------------
@@ -222,13 +256,17 @@ def image_rows(context: Context, runtime: Runtime) -> list[tuple[str, str, str, 
     return rows
 
 
-def prune_images(context: Context, runtime: Runtime, *, everything: bool) -> list[ImageInfo]:
-    """`xpcargo image prune`: remove xpcargo's images but the current plans of the shipped targets (wherever it
-    runs: what is kept does not depend on the working directory)."""
+def prune_images(context: Context, runtime: Runtime, *, everything: bool, unused_for: float | None = None) -> Pruned:
+    """`xpcargo image prune`: remove the images xpcargo built, but the current plans of the shipped targets (wherever
+    it runs: what is kept does not depend on the working directory) and those used in the last ``unused_for``
+    seconds."""
     keep = [] if everything else [context.image_plan(spec) for spec in context.toolchains.targets.values()]
     builder = for_context(context, runtime)
-    removed = builder.prune(keep=keep)
-    for image in removed:
-        builder.reporter.status("Removed", image.tags[0] if image.tags else image.id)
-    builder.reporter.status("Pruned", f"{len(removed)} image(s), {sum(i.size for i in removed) / 2**30:.2f} GB")
-    return removed
+    pruned = builder.prune(keep=keep, unused_for=unused_for)
+    for reference, _ in pruned.removed:
+        builder.reporter.status("Removed", reference)
+    for name, why in pruned.kept:
+        builder.reporter.status("Kept", f"{name}: {why}")
+    size = sum(size for _, size in pruned.removed) / 2**30
+    builder.reporter.status("Pruned", f"{len(pruned.removed)} image(s), {size:.2f} GB; kept {len(pruned.kept)}")
+    return pruned

@@ -2,15 +2,22 @@
 
 The mirror is sometimes mid-sync (an index with "unexpected size", a hash mismatch, a dropped connection). Those
 failures are retried with backoff; anything else (a package that does not exist) fails at once, quoting apt.
+
+mmdebstrap runs in its unshare mode, so the chroot's proc, sys and dev mounts live in a mount namespace of its own
+and vanish with its processes: none is ever made on the host. As root, it runs as the init of a PID namespace of
+its own that dies with xpcargo (SIGKILL included), and takes every process of the build with it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -19,6 +26,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xpcargo import interrupts
 from xpcargo.errors import ImageBuildError
 from xpcargo.image.plan import ImagePlan
 
@@ -120,6 +128,8 @@ def foreign_architectures(packages: Iterable[str], *, native: str) -> list[str]:
 def mmdebstrap_command(plan: ImagePlan, tarball: Path, *, std_deb: Path | None, deb_cache: Path) -> list[str]:
     command = [
         "mmdebstrap",
+        # Never root mode, even as root: its mounts are made on the host, where a killed build would leave them.
+        "--mode=unshare",
         "--variant=apt",
         # The target's own -dev packages (`libssl-dev:arm64`) need its architecture's index as well.
         f"--architectures={','.join([plan.build_arch, *foreign_architectures(plan.packages, native=plan.build_arch)])}",
@@ -149,10 +159,72 @@ def mmdebstrap_command(plan: ImagePlan, tarball: Path, *, std_deb: Path | None, 
     return command
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _tether() -> list[str]:
+    """The wrapper that ties every process of the build to xpcargo's life.
+
+    `unshare --pid --fork --kill-child` makes mmdebstrap the init of a new PID namespace: when it dies, the kernel
+    kills everything left in the namespace (without it, apt's and tar's processes can outlive a killed mmdebstrap
+    and deadlock on a pipe forever). Only root may create the namespace; an ordinary user's build runs without it.
+    """
+    if os.geteuid() == 0 and shutil.which("unshare") is not None:
+        return ["unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--"]
+    return []
+
+
+def _dies_with(parent: int, mask: set[int | signal.Signals]) -> Callable[[], None]:
+    """What the child runs before exec: ask for SIGKILL when xpcargo dies, even by SIGKILL itself."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: no dlopen in the child
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            # xpcargo died before the request was in place: nobody will send the signal.
+            os._exit(1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    return preexec
+
+
+def _start(argv: list[str], environment: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``argv`` with xpcargo's stop signals held back until the caller lets them through.
+
+    A preexec function makes Python run its fork hooks in xpcargo too, and a signal whose handler raises there is
+    printed and lost: Ctrl-C would be ignored. Held back, it is raised once the caller is ready to kill the build.
+    """
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, interrupts.SIGNALS)
+    try:
+        return subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=environment,
+            # Its own process group, so that it can be killed as a whole, and so that a Ctrl-C at the terminal
+            # reaches xpcargo alone, which decides.
+            start_new_session=True,
+            preexec_fn=_dies_with(os.getpid(), mask),  # noqa: PLW1509 - one prctl call, looked up before the fork
+        )
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    """Kill the whole build at once: its root filesystem is thrown away anyway, so there is nothing to wait for."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def bootstrap(
     plan: ImagePlan,
     tarball: Path,
     *,
+    scratch: Path,
     std_deb: Path | None,
     deb_cache: Path,
     on_line: Callable[[str], None],
@@ -170,24 +242,31 @@ def bootstrap(
     def run() -> None:
         tarball.unlink(missing_ok=True)
         tail: deque[str] = deque(maxlen=40)
-        environment = {**os.environ, "LC_ALL": "C.UTF-8"}
-        with subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=environment
-        ) as process:
-            try:
-                for raw in process.stdout or ():
-                    line = raw.rstrip()
-                    if not line:
-                        continue
-                    tail.append(line)
-                    # mmdebstrap's own stage lines are the progress worth showing; apt's chatter is kept for errors.
-                    if line.startswith(("I: ", "W: ", "E: ")):
-                        on_line(line)
-            except BaseException:
-                # Interrupted: stop mmdebstrap (it cleans up its own temporary root) rather than wait for it.
-                process.terminate()
-                process.wait()
-                raise
+        # mmdebstrap's temporary root and gpg home go to the build's own scratch directory, which a later build
+        # sweeps if this one is killed.
+        environment = {**os.environ, "LC_ALL": "C.UTF-8", "TMPDIR": str(scratch)}
+        process = _start([*_tether(), *command], environment)
+        # Not `with process`: its exit waits for the process before any handler here could kill it.
+        try:
+            # A signal held back while it started is raised here, where it kills the build.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupts.SIGNALS)
+            for raw in process.stdout or ():
+                line = raw.rstrip()
+                if not line:
+                    continue
+                tail.append(line)
+                # mmdebstrap's own stage lines are the progress worth showing; apt's chatter is kept for errors.
+                if line.startswith(("I: ", "W: ", "E: ")):
+                    on_line(line)
+            process.wait()
+        except BaseException:
+            # Interrupted: kill the whole build now rather than wait for mmdebstrap's own cleanup (20 s and more).
+            # Its mounts go with its mount namespace, and what it wrote is in the scratch directory, removed next.
+            _kill(process)
+            raise
+        finally:
+            if process.stdout is not None:
+                process.stdout.close()
         if process.returncode == 0:
             return
         tarball.unlink(missing_ok=True)

@@ -1,0 +1,140 @@
+"""Scratch space for image builds: one directory per build under ``<cache>/scratch``, owned by the building process
+through a lock inside it, and swept by a later build once its owner is gone.
+
+mmdebstrap runs with ``TMPDIR`` pointing into the build's directory, so whatever a killed build leaves (a partial
+root filesystem of a GB or more, mmdebstrap's gpg home, a half-written tarball) is in a directory that a later build
+can prove nobody owns. Nothing is deleted while something is mounted under it, and deletion stays on the
+directory's own file system, as `rm -rf --one-file-system` does.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from xpcargo.ui import Reporter
+
+_OWNER = "owner.lock"
+# A directory without a lock file is a build's only once nothing in it has changed for this long: it may be one that
+# is starting this very moment, or the build of an older xpcargo sharing the cache, which made no lock file.
+_GRACE_SECONDS = 3600
+_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+@contextmanager
+def owned(root: Path, reporter: Reporter) -> Iterator[Path]:
+    """A new scratch directory, locked as this process's until the block ends, then removed."""
+    root.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="image-", dir=root))
+    # apt downloads as its own user, `_apt`, into mmdebstrap's temporary root below this directory.
+    directory.chmod(0o755)
+    # Locked before it gets its name, so that a sweep never finds the lock file free while this process lives.
+    fd = os.open(directory / ".owner.new", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        (directory / ".owner.new").rename(directory / _OWNER)
+        yield directory
+    finally:
+        try:
+            problem = remove(directory)
+            if problem:
+                reporter.warn(problem)
+        finally:
+            os.close(fd)
+
+
+def sweep(root: Path, reporter: Reporter) -> None:
+    """Remove the scratch directories of builds whose process is gone (killed, or on a machine that rebooted)."""
+    if not root.is_dir():
+        return
+    for directory in sorted(root.glob("image-*")):
+        if directory.is_symlink() or not directory.is_dir():
+            continue
+        try:
+            fd: int | None = os.open(directory / _OWNER, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if time.time() - _last_change(directory) < _GRACE_SECONDS:
+                continue
+            fd = None
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live build's
+            problem = remove(directory)
+            if problem:
+                reporter.warn(problem)
+            else:
+                reporter.status("Removed", f"{directory}, left by an image build that was killed")
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def _last_change(directory: Path) -> float:
+    with os.scandir(directory) as entries:
+        return max([directory.lstat().st_mtime, *(entry.stat(follow_symlinks=False).st_mtime for entry in entries)])
+
+
+def mounts_under(directory: Path) -> list[str]:
+    """What is mounted at or below ``directory`` in this process's mount namespace."""
+    top = os.path.realpath(directory)
+    found = []
+    with Path("/proc/self/mountinfo").open(encoding="utf-8", errors="replace") as mountinfo:
+        for line in mountinfo:
+            fields = line.split(" ")
+            if len(fields) < 5:
+                continue
+            point = _ESCAPE.sub(lambda match: chr(int(match[1], 8)), fields[4])
+            if point == top or point.startswith(f"{top}/"):
+                found.append(point)
+    return found
+
+
+def remove(directory: Path) -> str | None:
+    """Delete ``directory`` unless something is mounted under it; return what stopped it, or None."""
+    if not directory.exists():
+        return None
+    mounted = mounts_under(directory)
+    if mounted:
+        return (
+            f"kept {directory}: {mounted[-1]} is mounted there (hint: `umount --lazy` what is mounted under it, "
+            "deepest first, then delete it)"
+        )
+    try:
+        skipped = _remove_tree(directory, directory.lstat().st_dev)
+    except OSError as exc:
+        return (
+            f"could not remove {directory}: {exc.strerror}: {exc.filename} (hint: a build that was not root leaves "
+            "files owned by its subordinate ids; remove the directory as root)"
+        )
+    if skipped:
+        return f"kept {directory}: {skipped[0]} is on another file system"
+    return None
+
+
+def _remove_tree(directory: Path, device: int) -> list[str]:
+    """Delete what is on ``device`` below ``directory``, never crossing into another file system; return what was
+    left for that reason."""
+    skipped: list[str] = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(info.st_mode):
+                Path(entry.path).unlink()
+            elif info.st_dev != device:
+                skipped.append(entry.path)
+            else:
+                skipped += _remove_tree(Path(entry.path), device)
+    if not skipped:
+        directory.rmdir()
+    return skipped
