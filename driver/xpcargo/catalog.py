@@ -15,6 +15,8 @@ from xpcargo.image.recipe import load_recipe
 class TargetInfo:
     target: str
     image: str
+    # The content hash of the image's plan (the image's tag is its first 16 digits); None for a configured image.
+    plan: str | None
     debian_arch: str
     runner: tuple[str, ...]
     # The newest GLIBC_x.y symbol version a binary built in the image may need (the image's own glibc).
@@ -40,6 +42,7 @@ def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
             TargetInfo(
                 target=spec.triple,
                 image=spec.image or (plan.reference if plan else ""),
+                plan=plan.digest if plan else None,
                 debian_arch=spec.debian_arch,
                 runner=spec.runner,
                 glibc=recipe.glibc,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import click
@@ -232,6 +233,40 @@ def _duration(text: str) -> float:
     from xpcargo.ui import parse_duration  # noqa: PLC0415
 
     return parse_duration(text, option="--older-than")
+
+
+@image_app.command("key")
+def image_key(
+    target_names: Annotated[list[str] | None, typer.Argument(metavar="[TARGET]...", help="Default: all.")] = None,
+) -> None:
+    """Print the CI cache key of these targets' images: it changes exactly when one of the images would."""
+    from xpcargo.image import transfer  # noqa: PLC0415
+
+    typer.echo(transfer.key(_context(), target_names or []))
+
+
+@image_app.command("save")
+def image_save(
+    target_names: Annotated[list[str] | None, typer.Argument(metavar="[TARGET]...", help="Default: all.")] = None,
+    *,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The directory to write <plan digest>.tar to.")],
+) -> None:
+    """Write these targets' images (built first if missing) to files named by their plan digest, for a CI cache."""
+    from xpcargo.image import transfer  # noqa: PLC0415
+
+    context = _context()
+    transfer.save(context, _connect(context), target_names or [], output)
+
+
+@image_app.command("load")
+def image_load(
+    directory: Annotated[Path, typer.Argument(help="A directory written by `xpcargo image save`.")],
+) -> None:
+    """Load the saved images whose plan a target has now; refuse a file that does not hold what its name says."""
+    from xpcargo.image import transfer  # noqa: PLC0415
+
+    context = _context()
+    transfer.load(context, _connect(context), directory)
 
 
 @image_app.command("prune")

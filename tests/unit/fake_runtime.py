@@ -128,6 +128,17 @@ class FakeRuntime:
         self.images.add(f"{repository}:{tag}")
         self.image_ids[f"{repository}:{tag}"] = image_id
 
+    def save_image(self, reference: str, destination: Path) -> None:
+        assert self.image_exists(reference), f"save of {reference}, which is not there"
+        labels = dict(self.image_labels.get(reference, {}))
+        destination.write_text(json.dumps({"reference": reference, "labels": labels}), encoding="utf-8")
+
+    def load_image(self, source: Path) -> list[str]:
+        archive = json.loads(source.read_text(encoding="utf-8"))
+        self.images.add(archive["reference"])
+        self.image_labels[archive["reference"]] = archive["labels"]
+        return [archive["reference"]]
+
     def start(self, request: ContainerRequest) -> str:
         if self.start_error is not None:
             raise self.start_error

@@ -35,7 +35,7 @@ def test_every_shipped_target_is_described(context: Context) -> None:
 def test_json_has_every_field(context: Context) -> None:
     document = json.loads(catalog.as_json(catalog.describe(context)))
     assert {item["target"] for item in document} == {AARCH64, I686, X86_64}
-    assert set(document[0]) == {"target", "image", "debian_arch", "runner", "glibc", "native"}
+    assert set(document[0]) == {"target", "image", "plan", "debian_arch", "runner", "glibc", "native"}
 
 
 def test_github_matrix_is_one_line_of_include(context: Context) -> None:

@@ -78,6 +78,7 @@ def test_the_cli_imports_no_engine_or_yaml_at_start() -> None:
     }
     assert top_level <= {
         "__future__",
+        "pathlib",
         "os",
         "sys",
         "collections.abc",

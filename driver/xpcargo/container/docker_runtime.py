@@ -228,6 +228,34 @@ class DockerRuntime:
     def tag(self, image_id: str, repository: str, tag: str) -> None:
         self._call(f"tag {image_id} as {repository}:{tag}", lambda: self._client.api.tag(image_id, repository, tag))
 
+    def save_image(self, reference: str, destination: Path) -> None:
+        def save() -> None:
+            with destination.open("wb") as stream:
+                for chunk in self._stream.get_image(reference):
+                    stream.write(chunk)
+
+        self._call(f"save image {reference}", save)
+
+    def load_image(self, source: Path) -> list[str]:
+        def load() -> list[str]:
+            loaded: list[str] = []
+            with source.open("rb") as stream:
+                for status in self._stream.load_image(stream):  # type: ignore[no-untyped-call]
+                    if "error" in status:
+                        raise EngineError(f"the Docker engine could not load {source.name}: {status['error']}")
+                    text = str(status.get("stream", ""))
+                    if text.startswith("Loaded image: "):
+                        loaded.append(text.removeprefix("Loaded image: ").strip())
+            return loaded
+
+        # A load is not idempotent in what it reports, and a retry would read the archive again: tried once.
+        try:
+            return load()
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own error right here
+            raise self._translate(f"load {source.name}", exc) from None
+
     # --- containers ----------------------------------------------------------------------------------------------
 
     def start(self, request: ContainerRequest) -> str:

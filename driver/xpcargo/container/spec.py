@@ -85,6 +85,11 @@ class Runtime(Protocol):
     def remove_image(self, image: str) -> None: ...
     def import_rootfs(self, tarball: Path, *, changes: Sequence[str]) -> str: ...
     def tag(self, image_id: str, repository: str, tag: str) -> None: ...
+    def save_image(self, reference: str, destination: Path) -> None:
+        """Write the image as a `docker save` archive to ``destination``."""
+
+    def load_image(self, source: Path) -> list[str]:
+        """Load a `docker save` archive; return the references it named."""
 
     # Containers.
     def start(self, request: ContainerRequest) -> str:

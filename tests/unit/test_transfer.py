@@ -1,0 +1,83 @@
+"""Images as files for a CI cache, against a fake runtime: the key, save, load, and what load refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xpcargo.context import Context
+from xpcargo.errors import ImageBuildError
+from xpcargo.image import records, transfer
+from xpcargo.image.plan import LABEL_PLAN, LABEL_TARGET
+
+from .fake_runtime import FakeRuntime
+
+AARCH64 = "aarch64-unknown-linux-gnu"
+X86_64 = "x86_64-unknown-linux-gnu"
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Context:
+    return Context.create(cwd=tmp_path, environ={"HOME": str(tmp_path), "XPCARGO_CACHE_DIR": str(tmp_path / "c")})
+
+
+def _with_images(context: Context) -> FakeRuntime:
+    runtime = FakeRuntime()
+    for spec in context.toolchains.targets.values():
+        plan = context.image_plan(spec)
+        runtime.images.add(plan.reference)
+        runtime.image_labels[plan.reference] = dict(plan.labels)
+    return runtime
+
+
+def test_the_key_changes_exactly_when_a_plan_does(tmp_path: Path, context: Context) -> None:
+    key = transfer.key(context)
+    assert key.startswith("xpcargo-images-")
+    assert transfer.key(context) == key
+    assert transfer.key(context, [AARCH64]) != key
+    changed = Context.create(
+        cwd=tmp_path,
+        environ={"HOME": str(tmp_path), "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_EXTRA_PACKAGES": "libssl-dev:arm64"},
+    )
+    assert transfer.key(changed) != key
+    assert transfer.key(changed, [X86_64]) == transfer.key(context, [X86_64])
+
+
+def test_save_then_load_into_an_empty_engine(tmp_path: Path, context: Context) -> None:
+    saved = transfer.save(context, _with_images(context), [], tmp_path / "cache")
+    digests = {context.image_plan(spec).digest for spec in context.toolchains.targets.values()}
+    assert {path.name for path in saved} == {f"{digest}.tar" for digest in digests}
+
+    empty = FakeRuntime()
+    result = transfer.load(context, empty, tmp_path / "cache")
+    assert set(result.loaded) == {context.image_plan(spec).reference for spec in context.toolchains.targets.values()}
+    # Loaded images are xpcargo's own: prune may remove them later.
+    assert {record.digest for record in records.load_all(context.settings.cache_dir)} == digests
+    again = transfer.load(context, empty, tmp_path / "cache")
+    assert again.loaded == ()
+    assert len(again.present) == 3
+
+
+def test_a_stale_archive_is_skipped(tmp_path: Path, context: Context) -> None:
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    (directory / f"{'0' * 64}.tar").write_text("{}", encoding="utf-8")
+    result = transfer.load(context, FakeRuntime(), directory)
+    assert result.skipped == (f"{'0' * 64}.tar",)
+
+
+def test_an_archive_that_is_not_what_its_name_says_is_refused(tmp_path: Path, context: Context) -> None:
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    aarch64 = context.image_plan(context.toolchains.target(AARCH64))
+    x86_64 = context.image_plan(context.toolchains.target(X86_64))
+    # The aarch64 plan's name, holding an x86_64 image.
+    forged = {"reference": x86_64.reference, "labels": {LABEL_PLAN: x86_64.digest, LABEL_TARGET: X86_64}}
+    (directory / f"{aarch64.digest}.tar").write_text(json.dumps(forged), encoding="utf-8")
+    runtime = FakeRuntime()
+    with pytest.raises(ImageBuildError, match="refusing"):
+        transfer.load(context, runtime, directory)
+    assert x86_64.reference not in runtime.images
+    assert aarch64.reference not in runtime.images
