@@ -37,7 +37,7 @@ ELF_CLASS = {X86_64: 64, I686: 32, AARCH64: 64}
 ELF_MACHINE = {X86_64: 62, I686: 3, AARCH64: 183}
 
 # Variables of the developer's shell that would move artifacts or change the toolchain behind the tests' back.
-_SCRUBBED_PREFIXES = ("XPCARGO_TARGET_",)
+_SCRUBBED_PREFIXES = ("XPCARGO_",)
 _SCRUBBED = frozenset(
     {
         "CARGO_HOME",
@@ -48,9 +48,6 @@ _SCRUBBED = frozenset(
         "CARGO_TERM_PROGRESS_WHEN",
         "RUSTFLAGS",
         "RUSTDOCFLAGS",
-        "XPCARGO_TOOLCHAINS",
-        "XPCARGO_CACHE_DIR",
-        "XPCARGO_DEBUG",
         "NO_COLOR",
     }
 )

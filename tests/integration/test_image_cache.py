@@ -5,8 +5,10 @@ plan of the test's), so the shared images are never removed."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,8 +46,10 @@ def _fabricate(base: str, reference: str, plan: str, scratch: Path) -> None:
 def own_plans(tmp_path: Path, xpcargo: Cli) -> Iterator[tuple[dict[str, str], dict[str, str], dict[str, str]]]:
     """Two plans of the test's own (extra packages no one else uses), the first with an image in the engine."""
     base = _info(xpcargo, {}, tmp_path)["image"]
-    first_env = {"XPCARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_EXTRA_PACKAGES": f"xpcargo-test-{tmp_path.name}-a"}
-    second_env = {"XPCARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_EXTRA_PACKAGES": f"xpcargo-test-{tmp_path.name}-b"}
+    # Package names no one else plans with (Debian's grammar: lowercase, digits, `-`); never installed.
+    unique = f"xpcargo-test-{os.getpid()}-{time.monotonic_ns()}"
+    first_env = {"XPCARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_EXTRA_PACKAGES": f"{unique}-a"}
+    second_env = {"XPCARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_EXTRA_PACKAGES": f"{unique}-b"}
     first, second = _info(xpcargo, first_env, tmp_path), _info(xpcargo, second_env, tmp_path)
     _fabricate(base, first["image"], first["plan"], tmp_path / "build")
     try:
