@@ -50,14 +50,14 @@ class World:
 
     def run(self, command: str = "build", args: tuple[str, ...] = ()) -> int:
         build_plan = plan(self.context, command, AARCH64, list(args))
-        return run.run(
+        return run.execute(
             self.context,
             build_plan,
             runtime=self.runtime,
             reporter=self.context.reporter(),
             write_stdout=self.stdout.append,
             write_stderr=self.stderr.append,
-        )
+        ).code
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ that beats a target dir per target, whose host builds compete for the same cores
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import sys
@@ -26,6 +25,7 @@ from xpcargo.container.session import Cancellation
 from xpcargo.container.spec import Runtime
 from xpcargo.context import Context
 from xpcargo.errors import CancelledError, InterruptError, XpcargoError
+from xpcargo.hashing import file_sha256
 from xpcargo.ui import LineWriter, Reporter, binary_writer
 
 ALL = "all"
@@ -100,15 +100,7 @@ def artifacts_of(messages: Iterable[Mapping[str, Any]], plan: BuildPlan) -> tupl
             path = Path(name)
             if path.is_relative_to(tree) and path.is_file():
                 found[path] = None
-    return tuple(Artifact(path=path, size=path.stat().st_size, sha256=_sha256(path)) for path in found)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return tuple(Artifact(path=path, size=path.stat().st_size, sha256=file_sha256(path)) for path in found)
 
 
 class _Output:

@@ -36,7 +36,7 @@ Connect = Callable[[Context], Runtime]
 def cargo_command(context: Context, command: str, triple: str, args: Sequence[str], *, connect: Connect) -> int:
     """`xpcargo <command> --target <triple> [args]`: plan first, so bad input fails before the engine is asked."""
     build_plan = plan(context, command, triple, args)
-    return run(context, build_plan, runtime=connect(context), reporter=context.reporter())
+    return execute(context, build_plan, runtime=connect(context), reporter=context.reporter()).code
 
 
 class _Tail:
@@ -93,22 +93,6 @@ def _build(
         finished=reader.finished,
         offline_miss=code != 0 and any(hint in errors.text for hint in _OFFLINE_MISS),
     )
-
-
-def run(
-    context: Context,
-    plan: BuildPlan,
-    *,
-    runtime: Runtime,
-    reporter: Reporter,
-    write_stdout: Output | None = None,
-    write_stderr: Output | None = None,
-) -> int:
-    """Run the planned Cargo command; return Cargo's exit code."""
-    outcome = execute(
-        context, plan, runtime=runtime, reporter=reporter, write_stdout=write_stdout, write_stderr=write_stderr
-    )
-    return outcome.code
 
 
 def execute(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import os
 import re
 import shlex
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from xpcargo import interrupts
 from xpcargo.errors import ImageBuildError
+from xpcargo.hashing import file_sha256
 from xpcargo.image.plan import ImagePlan
 
 if TYPE_CHECKING:
@@ -67,21 +67,13 @@ def _retrying(on_retry: Callable[[str], None], what: str, *, first_wait: float) 
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_pool_file(
     url: str, sha256: str, cache: Path, *, on_retry: Callable[[str], None], first_wait: float = 4
 ) -> Path:
     """Download ``url`` into ``cache`` once, verified against its pinned hash."""
     cache.mkdir(parents=True, exist_ok=True)
     destination = cache / url.rsplit("/", 1)[-1]
-    if destination.is_file() and _sha256(destination) == sha256:
+    if destination.is_file() and file_sha256(destination) == sha256:
         return destination
 
     def download() -> None:
@@ -102,7 +94,7 @@ def fetch_pool_file(
             partial.unlink(missing_ok=True)
             reason = getattr(exc, "reason", exc)
             raise _TransientMirrorError(f"cannot download {url}: {reason}") from None
-        actual = _sha256(partial)
+        actual = file_sha256(partial)
         if actual != sha256:
             partial.unlink(missing_ok=True)
             # A mirror mid-sync can serve a truncated or replaced file; another try usually fixes it.
