@@ -457,3 +457,14 @@ def test_the_build_reads_cargo_home_and_never_its_credentials(world: World) -> N
     fetch_paths = {mount.path: mount for mount in fetch.mounts}
     assert not fetch_paths[home].read_only
     assert home / "credentials.toml" not in fetch_paths
+
+
+def test_cargo_clean_does_not_bring_the_fetch_step_back(world: World) -> None:
+    world.run()
+    import shutil  # noqa: PLC0415
+
+    shutil.rmtree(world.root / "target")  # what `cargo clean` does
+    world.runtime.started.clear()
+    world.runtime.removed.clear()
+    assert world.run() == 0
+    assert world.runtime.purposes() == ["build"]

@@ -1,8 +1,9 @@
 """The fetch step: ``cargo fetch`` and ``cargo metadata`` in a container on the host network, filling the shared
 ``CARGO_HOME`` so that the build itself runs offline with no network at all.
 
-It runs only when the manifests, the lock file or the Cargo config changed since the last fetch (the fetch record
-keeps their fingerprint, and ``cargo metadata``'s answer beside it, since the report needs that answer).
+It runs only when the manifests, the lock file or the Cargo config changed since the last fetch (the fetch record, in
+xpcargo's cache so that it outlives `cargo clean`, keeps their fingerprint, and ``cargo metadata``'s answer beside
+it, since the report needs that answer).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class FetchRecord:
 
     @classmethod
     def of(cls, plan: BuildPlan) -> FetchRecord:
-        return cls(plan.state_dir / "fetched.json")
+        return cls(plan.fetch_record)
 
     def load(self, fingerprint: str) -> Metadata | None:
         try:

@@ -7,6 +7,7 @@ Planning is pure apart from reading the project's files, so everything here is t
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
@@ -61,6 +62,8 @@ class BuildPlan:
     links: LinksOverrides
     overrides_file: Path | None
     state_dir: Path
+    # What the last fetch saw: in xpcargo's cache, not the target dir, so that `cargo clean` does not forget it.
+    fetch_record: Path
     ca_bundle: Path | None
     user: str = field(default_factory=invoking_user)
 
@@ -181,8 +184,15 @@ def plan(context: Context, command: str, triple: str, args: Sequence[str]) -> Bu
         links=links,
         overrides_file=state_dir / "links-overrides.toml" if spec.links else None,
         state_dir=state_dir,
+        fetch_record=_fetch_record(context, project, triple),
         ca_bundle=environment.host_ca_bundle(context.environ),
     )
+
+
+def _fetch_record(context: Context, project: Project, triple: str) -> Path:
+    """One record per workspace, target dir and target: two checkouts, or two target dirs, never share one."""
+    key = hashlib.sha256(f"{project.workspace_root}\0{project.target_dir}\0{triple}".encode()).hexdigest()
+    return context.settings.cache_dir / "fetched" / f"{key[:32]}.json"
 
 
 def _engine_socket(environ: Mapping[str, str]) -> Path:
