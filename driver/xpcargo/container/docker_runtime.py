@@ -268,13 +268,16 @@ class DockerRuntime:
         request_id = request.labels.get(REQUEST_LABEL)
         since = time.time() - 1
 
+        attempts: list[None] = []
+
         def create() -> str:
-            # A create whose answer was lost (a dropped connection) may still have made the container: find it
-            # rather than make a second one that nobody would ever remove.
-            if request_id is not None:
+            # A create whose answer was lost (a dropped connection) may still have made the container: a retry finds
+            # it rather than make a second one that nobody would ever remove.
+            if attempts and request_id is not None:
                 found = self._api_containers(f"{REQUEST_LABEL}={request_id}")
                 if found:
                     return str(found[0]["Id"])
+            attempts.append(None)
             host_config = self._client.api.create_host_config(
                 mounts=mounts,
                 network_mode=request.network,

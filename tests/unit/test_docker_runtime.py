@@ -1,0 +1,68 @@
+"""What the Docker runtime does when the engine's answer is lost: a dropped connection right after the engine
+created a container cannot be produced on cue, so here (only) the engine's API is a stand-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from xpcargo.container import docker_runtime
+from xpcargo.container.docker_runtime import DockerRuntime
+from xpcargo.container.spec import REQUEST_LABEL, ContainerRequest
+
+
+class LosesTheFirstAnswer:
+    """An engine API whose first create succeeds but whose answer never arrives."""
+
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+        self.started: list[str] = []
+
+    def create_host_config(self, **options: Any) -> dict[str, Any]:
+        return options
+
+    def create_container(self, image: str, **options: Any) -> dict[str, str]:
+        self.created.append({"Id": f"c{len(self.created) + 1}", "Labels": options["labels"]})
+        if len(self.created) == 1:
+            raise requests.exceptions.ConnectionError("Connection aborted.")
+        return {"Id": self.created[-1]["Id"]}
+
+    def containers(self, *, all: bool, filters: dict[str, str]) -> list[dict[str, Any]]:
+        name, _, value = filters["label"].partition("=")
+        return [c for c in self.created if c["Labels"].get(name) == value]
+
+    def attach_socket(self, container: str, params: dict[str, int]) -> object:
+        return object()
+
+    def start(self, container: str) -> None:
+        self.started.append(container)
+
+
+class _Client:
+    def __init__(self, api: LosesTheFirstAnswer) -> None:
+        self.api = api
+
+
+class _NoWatch:
+    def __init__(self, *args: object) -> None:
+        pass
+
+
+def test_a_create_whose_answer_was_lost_is_found_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The watch on the container's events talks to an engine of its own; there is none here.
+    monkeypatch.setattr(docker_runtime, "_ContainerWatch", _NoWatch)
+    api = LosesTheFirstAnswer()
+    runtime = DockerRuntime(
+        _Client(api),  # type: ignore[arg-type]
+        "unix:///nowhere.sock",
+        engine_timeout=1,
+        connection={"base_url": "unix:///nowhere.sock", "version": "1.41"},
+    )
+    request = ContainerRequest(image="i", user="0:0", workdir=Path("/"), labels={REQUEST_LABEL: "req-1"})
+    container = runtime.start(request)
+    assert container == "c1"
+    assert [c["Id"] for c in api.created] == ["c1"], "a second container was created for the same request"
+    assert api.started == ["c1"]
