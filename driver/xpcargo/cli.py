@@ -126,12 +126,27 @@ def _define_cargo_command(name: str, summary: str) -> None:
         fail_fast: Annotated[
             bool, typer.Option("--fail-fast", help="With several targets: stop the others when one fails.")
         ] = False,
+        reproducible: Annotated[
+            bool,
+            typer.Option(
+                "--reproducible",
+                help="Build reproducibly: SOURCE_DATE_EPOCH, paths remapped, fixed locale, time zone, umask and user, "
+                "--locked (see `Reproducible releases` in the README).",
+            ),
+        ] = False,
     ) -> int:
         from xpcargo.build import matrix  # noqa: PLC0415
 
         names = _targets(target, name)
         return matrix.cargo_command(
-            _context(), name, names, list(ctx.args), connect=_connect, target_jobs=target_jobs, fail_fast=fail_fast
+            _context(),
+            name,
+            names,
+            list(ctx.args),
+            connect=_connect,
+            target_jobs=target_jobs,
+            fail_fast=fail_fast,
+            reproducible=reproducible,
         )
 
     command.__doc__ = f"{summary}\n\nEvery other argument goes to `cargo {name}` unchanged."
