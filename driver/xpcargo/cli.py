@@ -166,6 +166,53 @@ for _name, _summary in (
 
 
 @app.command(context_settings=_PASS_THROUGH, cls=_PassThroughCommand)
+def verify(ctx: typer.Context, target: TargetOption = None) -> int:
+    """Build twice (the second time in a copy of the workspace at another path, with another umask, time zone,
+    locale and user) and compare every binary and library; exit 12 when any differs.
+
+    Every other argument goes to `cargo build` unchanged."""
+    from xpcargo.release import verify as verifying  # noqa: PLC0415
+
+    triple = _one_target(target, "verify")
+    return verifying.verify(_context(), triple, list(ctx.args), connect=_connect)
+
+
+@app.command(context_settings=_PASS_THROUGH, cls=_PassThroughCommand)
+def dist(
+    ctx: typer.Context,
+    target: MatrixTargetOption = None,
+    out_dir: Annotated[
+        str | None,
+        typer.Option("--out-dir", metavar="DIR", help="Where to write the archives (default: <target-dir>/dist)."),
+    ] = None,
+    version_in_name: Annotated[
+        bool, typer.Option("--version-in-name", help="Name archives <bin>-v<version>-<target>.tar.gz.")
+    ] = False,
+    target_jobs: Annotated[
+        int | None,
+        typer.Option("--target-jobs", min=1, metavar="N", help="How many targets build side by side."),
+    ] = None,
+) -> int:
+    """Build every binary reproducibly for every target and pack each as <bin>-<target>.tar.gz, with sha256.sum,
+    dist-manifest.json and provenance.intoto.json beside them.
+
+    Every other argument goes to `cargo build --release --bins` unchanged."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from xpcargo.release import dist as releasing  # noqa: PLC0415
+
+    return releasing.dist(
+        _context(),
+        _targets(target, "dist"),
+        list(ctx.args),
+        connect=_connect,
+        out_dir=Path(out_dir) if out_dir else None,
+        version_in_name=version_in_name,
+        target_jobs=target_jobs,
+    )
+
+
+@app.command(context_settings=_PASS_THROUGH, cls=_PassThroughCommand)
 def shell(ctx: typer.Context, target: TargetOption = None) -> int:
     """Run a command (after --), or an interactive shell, in the target's container with a build's mounts and
     environment."""
