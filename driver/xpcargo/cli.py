@@ -127,12 +127,27 @@ def _define_cargo_command(name: str, summary: str) -> None:
         fail_fast: Annotated[
             bool, typer.Option("--fail-fast", help="With several targets: stop the others when one fails.")
         ] = False,
+        reproducible: Annotated[
+            bool,
+            typer.Option(
+                "--reproducible",
+                help="Build reproducibly: SOURCE_DATE_EPOCH, paths remapped, fixed locale, time zone, umask and user, "
+                "--locked (see `Reproducible releases` in the README).",
+            ),
+        ] = False,
     ) -> int:
         from xpcargo.build import matrix  # noqa: PLC0415
 
         names = _targets(target, name)
         return matrix.cargo_command(
-            _context(), name, names, list(ctx.args), connect=_connect, target_jobs=target_jobs, fail_fast=fail_fast
+            _context(),
+            name,
+            names,
+            list(ctx.args),
+            connect=_connect,
+            target_jobs=target_jobs,
+            fail_fast=fail_fast,
+            reproducible=reproducible,
         )
 
     command.__doc__ = f"{summary}\n\nEvery other argument goes to `cargo {name}` unchanged."
@@ -149,6 +164,53 @@ for _name, _summary in (
     ("bench", "Build and run the benchmarks for a target, under its emulator."),
 ):
     _define_cargo_command(_name, _summary)
+
+
+@app.command(context_settings=_PASS_THROUGH, cls=_PassThroughCommand)
+def verify(ctx: typer.Context, target: TargetOption = None) -> int:
+    """Build twice (the second time in a copy of the workspace at another path, with another umask, time zone,
+    locale and user) and compare every binary and library; exit 12 when any differs.
+
+    Every other argument goes to `cargo build` unchanged."""
+    from xpcargo.release import verify as verifying  # noqa: PLC0415
+
+    triple = _one_target(target, "verify")
+    return verifying.verify(_context(), triple, list(ctx.args), connect=_connect)
+
+
+@app.command(context_settings=_PASS_THROUGH, cls=_PassThroughCommand)
+def dist(
+    ctx: typer.Context,
+    target: MatrixTargetOption = None,
+    out_dir: Annotated[
+        str | None,
+        typer.Option("--out-dir", metavar="DIR", help="Where to write the archives (default: <target-dir>/dist)."),
+    ] = None,
+    version_in_name: Annotated[
+        bool, typer.Option("--version-in-name", help="Name archives <bin>-v<version>-<target>.tar.gz.")
+    ] = False,
+    target_jobs: Annotated[
+        int | None,
+        typer.Option("--target-jobs", min=1, metavar="N", help="How many targets build side by side."),
+    ] = None,
+) -> int:
+    """Build every binary reproducibly for every target and pack each as <bin>-<target>.tar.gz, with sha256.sum,
+    dist-manifest.json and provenance.intoto.json beside them.
+
+    Every other argument goes to `cargo build --release --bins` unchanged."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from xpcargo.release import dist as releasing  # noqa: PLC0415
+
+    return releasing.dist(
+        _context(),
+        _targets(target, "dist"),
+        list(ctx.args),
+        connect=_connect,
+        out_dir=Path(out_dir) if out_dir else None,
+        version_in_name=version_in_name,
+        target_jobs=target_jobs,
+    )
 
 
 @app.command(context_settings=_PASS_THROUGH, cls=_PassThroughCommand)

@@ -103,6 +103,12 @@ class BuildScriptProtocolError(XpcargoError):
         self.line = line
 
 
+class NotReproducibleError(XpcargoError):
+    """`xpcargo verify` built twice and the artifacts differ."""
+
+    exit_code = 12
+
+
 class InterruptError(XpcargoError):
     """Ctrl-C, SIGTERM or SIGHUP. What the cleanup on the way out could not remove is named in ``left_behind``."""
 

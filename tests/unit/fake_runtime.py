@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xpcargo.container.spec import ContainerInfo, ContainerRequest, ImageInfo, Output
+from xpcargo.container.spec import ContainerInfo, ContainerRequest, ImageDetails, ImageInfo, Output
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,10 @@ class FakeRuntime:
 
     def image_id(self, reference: str) -> str:
         return reference if reference.startswith("sha256:") else self.image_ids.get(reference, f"sha256:{reference}")
+
+    def inspect_image(self, reference: str) -> ImageDetails:
+        image_id = self.image_id(reference)
+        return ImageDetails(id=image_id, layers=(f"sha256:layer-of-{image_id.removeprefix('sha256:')}",))
 
     def list_images(self, label: str) -> list[ImageInfo]:
         name, _, value = label.partition("=")

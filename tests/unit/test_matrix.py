@@ -76,9 +76,9 @@ def test_three_targets_summary_and_artifacts(
     step_summary = tmp_path / "step-summary.md"
     context = _context(root, GITHUB_STEP_SUMMARY=str(step_summary))
     runtime = _builds_a_binary(root)
-    code = matrix.run_matrix(
+    code = matrix.build_matrix(
         context, "build", [AARCH64, I686, X86_64], [], connect=lambda _: runtime, target_jobs=3, fail_fast=False
-    )
+    ).exit_code
     assert code == 0
     err = capsysbinary.readouterr().err.decode()
     # Every line a target printed says which target it is.
@@ -100,9 +100,9 @@ def test_a_failing_target_fails_the_command_and_the_others_finish(
     root: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
     runtime = _builds_a_binary(root, failing={I686})
-    code = matrix.run_matrix(
+    code = matrix.build_matrix(
         _context(root), "build", [AARCH64, I686, X86_64], [], connect=lambda _: runtime, target_jobs=1, fail_fast=False
-    )
+    ).exit_code
     assert code == 101
     err = capsysbinary.readouterr().err.decode()
     assert re.search(rf"^{I686} +\| error: could not compile `app`$", err, re.MULTILINE)
@@ -138,9 +138,9 @@ def test_fail_fast_stops_the_other_targets(root: Path, capsysbinary: pytest.Capt
         return Reply(code=137)
 
     runtime = Stoppable(script=script, every_image=True)
-    code = matrix.run_matrix(
+    code = matrix.build_matrix(
         _context(root), "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=True
-    )
+    ).exit_code
     assert code == 101
     err = capsysbinary.readouterr().err.decode()
     assert "1 cancelled" in err
@@ -150,7 +150,7 @@ def test_fail_fast_stops_the_other_targets(root: Path, capsysbinary: pytest.Capt
 
 def test_json_messages_pass_through_unchanged(root: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     runtime = _builds_a_binary(root)
-    code = matrix.run_matrix(
+    code = matrix.build_matrix(
         _context(root),
         "build",
         [AARCH64, X86_64],
@@ -158,7 +158,7 @@ def test_json_messages_pass_through_unchanged(root: Path, capsysbinary: pytest.C
         connect=lambda _: runtime,
         target_jobs=2,
         fail_fast=False,
-    )
+    ).exit_code
     assert code == 0
     out = capsysbinary.readouterr().out
     lines = out.splitlines()
@@ -176,9 +176,9 @@ def test_an_error_of_xpcargos_in_one_target_is_its_result(
     # Only aarch64's image is there; the i686 target has a configured image that is missing.
     runtime.images.add(context.image_plan(context.toolchains.target(AARCH64)).reference)
     (root / "xpcargo.toml").write_text(f'[target.{I686}]\nimage = "missing:1"\n', encoding="utf-8")
-    code = matrix.run_matrix(
+    code = matrix.build_matrix(
         context, "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=False
-    )
+    ).exit_code
     assert code == 3
     err = capsysbinary.readouterr().err.decode()
     assert re.search(rf"^{I686} +\| warning: image `missing:1` configured for {I686} is not in the engine", err, re.M)
@@ -195,7 +195,7 @@ def test_a_crash_in_one_target_is_not_a_hang(root: Path) -> None:
 
     runtime = FakeRuntime(script=script, every_image=True)
     with pytest.raises(RuntimeError, match="a bug"):
-        matrix.run_matrix(
+        matrix.build_matrix(
             _context(root), "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=False
         )
     assert not runtime.running

@@ -19,8 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from xpcargo.build import plan as plan_module
 from xpcargo.build import run
 from xpcargo.build.plan import BuildPlan, plan
+from xpcargo.build.reproducible import Reproducibility
 from xpcargo.container.session import Cancellation
 from xpcargo.container.spec import Runtime
 from xpcargo.context import Context
@@ -40,6 +42,9 @@ class Artifact:
     path: Path
     size: int
     sha256: str
+    # The kinds of the Cargo target that made it (`bin`, `cdylib`, ...), and its package (Cargo's package id).
+    kinds: frozenset[str] = frozenset()
+    package_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +88,7 @@ def artifacts_of(messages: Iterable[Mapping[str, Any]], plan: BuildPlan) -> tupl
     """The final artifacts Cargo reported for the target (binaries, shared and static libraries, test
     executables), with their sizes and sha256, in the order Cargo built them."""
     tree = plan.project.target_dir / plan.triple
-    found: dict[Path, None] = {}
+    found: dict[Path, tuple[frozenset[str], str]] = {}
     for message in messages:
         if message.get("reason") != "compiler-artifact":
             continue
@@ -99,8 +104,11 @@ def artifacts_of(messages: Iterable[Mapping[str, Any]], plan: BuildPlan) -> tupl
         for name in paths:
             path = Path(name)
             if path.is_relative_to(tree) and path.is_file():
-                found[path] = None
-    return tuple(Artifact(path=path, size=path.stat().st_size, sha256=file_sha256(path)) for path in found)
+                found[path] = (frozenset(kinds), str(message.get("package_id") or ""))
+    return tuple(
+        Artifact(path=path, size=path.stat().st_size, sha256=file_sha256(path), kinds=kinds, package_id=package)
+        for path, (kinds, package) in found.items()
+    )
 
 
 class _Output:
@@ -175,16 +183,27 @@ def cargo_command(
     connect: run.Connect,
     target_jobs: int | None,
     fail_fast: bool,
+    reproducible: bool = False,
 ) -> int:
     """`xpcargo <command> --target ...`: one target runs as it always has; several run side by side."""
     triples = expand_targets(context, names)
+    settings = plan_module.reproducibility(context, args) if reproducible else None
     if len(triples) == 1:
-        return run.cargo_command(context, command, triples[0], args, connect=connect)
+        return run.cargo_command(context, command, triples[0], args, connect=connect, reproducible=settings)
     jobs = target_jobs if target_jobs is not None else default_target_jobs()
-    return run_matrix(context, command, triples, args, connect=connect, target_jobs=jobs, fail_fast=fail_fast)
+    return build_matrix(
+        context,
+        command,
+        triples,
+        args,
+        connect=connect,
+        target_jobs=jobs,
+        fail_fast=fail_fast,
+        reproducible=settings,
+    ).exit_code
 
 
-def run_matrix(
+def build_matrix(
     context: Context,
     command: str,
     triples: Sequence[str],
@@ -193,12 +212,13 @@ def run_matrix(
     connect: run.Connect,
     target_jobs: int,
     fail_fast: bool,
-) -> int:
+    reproducible: Reproducibility | None = None,
+) -> Summary:
     """`xpcargo <command> --target A --target B ...`: every target planned first (bad input fails before the
-    engine is asked), then run side by side, `target_jobs` at a time; then the summary."""
+    engine is asked), then run side by side, `target_jobs` at a time; then the summary, shown and returned."""
     # Cargo's progress bar redraws one line; several of them interleaved would be noise.
     context = replace(context, terminal=replace(context.terminal, progress_width=None))
-    plans = [plan(context, command, triple, args) for triple in triples]
+    plans = [plan(context, command, triple, args, reproducible_settings=reproducible) for triple in triples]
     runtime = connect(context)
     output = _Output(triples, color=context.terminal.color)
     cancellation = Cancellation()
@@ -250,7 +270,7 @@ def run_matrix(
     ordered = [results[triple] for triple in triples]
     summary = Summary(command=command, results=tuple(ordered), seconds=time.monotonic() - started)
     _show(summary, context)
-    return summary.exit_code
+    return summary
 
 
 def _show(summary: Summary, context: Context) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from xpcargo.build import environment
+from xpcargo.build import environment, reproducible
+from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.links import LinksOverrides
@@ -66,6 +67,11 @@ class BuildPlan:
     fetch_record: Path
     ca_bundle: Path | None
     user: str = field(default_factory=invoking_user)
+    # Reproducible mode (`dist`, `verify`, `--reproducible`), and the Cargo config file that adds its rustflags.
+    reproducible: Reproducibility | None = None
+    remaps: tuple[tuple[Path, str], ...] = ()
+    rustflags_file: Path | None = None
+    rustflags_config: str | None = None
 
     @property
     def triple(self) -> str:
@@ -97,7 +103,17 @@ class BuildPlan:
             argv.append("--message-format=json-diagnostic-rendered-ansi" if self.color else "--message-format=json")
         if self.overrides_file is not None:
             argv += ["--config", str(self.overrides_file)]
+        if self.rustflags_file is not None:
+            argv += ["--config", str(self.rustflags_file)]
+        if self.reproducible is not None and not cargo_args.parse_cargo_args(self.args).locked:
+            argv.append("--locked")
         return [*argv, *self.args]
+
+    def command_argv(self) -> list[str]:
+        """What the build container runs: the Cargo command, under the reproducible umask when there is one."""
+        if self.reproducible is None:
+            return self.cargo_argv()
+        return reproducible.umask_argv(self.cargo_argv(), self.reproducible.variation.umask)
 
     def manifest_args(self) -> list[str]:
         args = ["--manifest-path", self.parsed.manifest_path] if self.parsed.manifest_path else []
@@ -106,7 +122,8 @@ class BuildPlan:
     def request(self, step: Step, image: str) -> ContainerRequest:
         """The container for ``step``. Only the fetch step has a network, trusts the host's CAs, may write to
         CARGO_HOME and sees its credentials files; the build reads the crates it fetched and nothing else there."""
-        mounts, env = self.mounts, {**self.env, "HOME": CONTAINER_HOME}
+        user_home = self.reproducible.variation.home if self.reproducible is not None else CONTAINER_HOME
+        mounts, env = self.mounts, {**self.env, "HOME": user_home}
         if step is Step.FETCH:
             if self.ca_bundle is not None:
                 mounts = (*mounts, Mount(path=self.ca_bundle, read_only=True))
@@ -135,9 +152,18 @@ class BuildPlan:
         )
 
 
-def plan(context: Context, command: str, triple: str, args: Sequence[str]) -> BuildPlan:
+def plan(
+    context: Context,
+    command: str,
+    triple: str,
+    args: Sequence[str],
+    *,
+    reproducible_settings: Reproducibility | None = None,
+) -> BuildPlan:
     check_triple(triple)
     parsed = cargo_args.parse_cargo_args(args)
+    if reproducible_settings is not None:
+        parsed = replace(parsed, locked=True)
     try:
         project = context.project(parsed)
     except ProjectError:
@@ -170,6 +196,26 @@ def plan(context: Context, command: str, triple: str, args: Sequence[str]) -> Bu
         "CARGO_HOME": str(project.cargo_home),
         "CARGO_TARGET_DIR": str(project.target_dir),
     }
+    remaps: tuple[tuple[Path, str], ...] = ()
+    rustflags = None
+    if reproducible_settings is not None:
+        remaps = reproducible.remapping(
+            workspace_root=project.workspace_root,
+            target_dir=project.target_dir,
+            cargo_home=project.cargo_home,
+            outside=project.outside_paths,
+        )
+        rustflags = reproducible.merge_rustflags(
+            reproducible.rustc_remap_flags(remaps),
+            environ=env,
+            config_files=project.cargo_config_files,
+            triple=triple,
+        )
+        for name in rustflags.removed:
+            env.pop(name, None)
+        env.update(rustflags.env)
+        env.update(reproducible.merge_c_flags(reproducible.c_remap_flags(remaps), environ=env, triple=triple))
+        env.update(reproducible.environment(reproducible_settings))
     return BuildPlan(
         command=command,
         spec=spec,
@@ -186,6 +232,10 @@ def plan(context: Context, command: str, triple: str, args: Sequence[str]) -> Bu
         state_dir=state_dir,
         fetch_record=_fetch_record(context, project, triple),
         ca_bundle=environment.host_ca_bundle(context.environ),
+        reproducible=reproducible_settings,
+        remaps=remaps,
+        rustflags_file=state_dir / "reproducible.toml" if rustflags is not None and rustflags.config else None,
+        rustflags_config=rustflags.config if rustflags is not None else None,
     )
 
 
@@ -193,6 +243,13 @@ def _fetch_record(context: Context, project: Project, triple: str) -> Path:
     """One record per workspace, target dir and target: two checkouts, or two target dirs, never share one."""
     key = hashlib.sha256(f"{project.workspace_root}\0{project.target_dir}\0{triple}".encode()).hexdigest()
     return context.settings.cache_dir / "fetched" / f"{key[:32]}.json"
+
+
+def reproducibility(context: Context, args: Sequence[str]) -> Reproducibility:
+    """The settings of a reproducible build of the project that ``args`` name: its SOURCE_DATE_EPOCH above all."""
+    project = context.project(cargo_args.parse_cargo_args(args))
+    epoch, source = reproducible.source_date_epoch(context.environ, project.workspace_root)
+    return Reproducibility(source_date_epoch=epoch, epoch_source=source)
 
 
 def _engine_socket(environ: Mapping[str, str]) -> Path:

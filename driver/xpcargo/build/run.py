@@ -17,6 +17,7 @@ from typing import Any
 from xpcargo import report
 from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.build.plan import BuildPlan, Step, plan
+from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES, MessageReader
 from xpcargo.config.targets import check_triple
@@ -33,9 +34,17 @@ _OFFLINE_MISS = (b"--offline was specified", b"attempting to make an HTTP reques
 Connect = Callable[[Context], Runtime]
 
 
-def cargo_command(context: Context, command: str, triple: str, args: Sequence[str], *, connect: Connect) -> int:
+def cargo_command(
+    context: Context,
+    command: str,
+    triple: str,
+    args: Sequence[str],
+    *,
+    connect: Connect,
+    reproducible: Reproducibility | None = None,
+) -> int:
     """`xpcargo <command> --target <triple> [args]`: plan first, so bad input fails before the engine is asked."""
-    build_plan = plan(context, command, triple, args)
+    build_plan = plan(context, command, triple, args, reproducible_settings=reproducible)
     return execute(context, build_plan, runtime=connect(context), reporter=context.reporter()).code
 
 
@@ -83,7 +92,7 @@ def _build(
                 )
         reader = MessageReader(echo_messages=not plan.injects_json, write_stdout=stdout, write_stderr=stderr)
         errors = _Tail(stderr)
-        code = session.run(plan.cargo_argv(), on_stdout=reader.feed, on_stderr=errors)
+        code = session.run(plan.command_argv(), on_stdout=reader.feed, on_stderr=errors)
         reader.close()
     return Outcome(
         code=code,
@@ -135,17 +144,21 @@ def execute(
 
 
 def _write_overrides_file(plan: BuildPlan) -> None:
-    """xpcargo's own `links` overrides, as a Cargo config file passed with `--config`."""
-    if plan.overrides_file is None:
-        return
-    try:
-        plan.overrides_file.parent.mkdir(parents=True, exist_ok=True)
-        plan.overrides_file.write_text(plan.spec.links.as_cargo_config(plan.triple), encoding="utf-8")
-    except OSError as error:
-        raise ProjectError(
-            f"cannot write {plan.overrides_file}: {error.strerror}",
-            hint="point --target-dir (or CARGO_TARGET_DIR) at a writable place",
-        ) from None
+    """xpcargo's own `links` overrides, and reproducible mode's rustflags, as Cargo config files passed with
+    `--config`."""
+    files = [(plan.overrides_file, plan.spec.links.as_cargo_config(plan.triple) if plan.overrides_file else "")]
+    files.append((plan.rustflags_file, plan.rustflags_config or ""))
+    for path, text in files:
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise ProjectError(
+                f"cannot write {path}: {error.strerror}",
+                hint="point --target-dir (or CARGO_TARGET_DIR) at a writable place",
+            ) from None
 
 
 def _warn_about_toolchain_file(context: Context, plan: BuildPlan, reporter: Reporter) -> None:

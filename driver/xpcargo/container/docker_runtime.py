@@ -27,7 +27,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from xpcargo.container.spec import REQUEST_LABEL, ContainerInfo, ContainerRequest, ImageInfo, Output
+from xpcargo.container.spec import REQUEST_LABEL, ContainerInfo, ContainerRequest, ImageDetails, ImageInfo, Output
 from xpcargo.errors import ContainerDiedError, EngineError, EngineUnavailableError, XpcargoError
 
 if TYPE_CHECKING:
@@ -186,6 +186,14 @@ class DockerRuntime:
             return True
 
         return self._call(f"inspect image {reference}", inspect)
+
+    def inspect_image(self, reference: str) -> ImageDetails:
+        raw: dict[str, Any] = self._call(
+            f"inspect image {reference}",
+            lambda: self._client.api.inspect_image(reference),  # type: ignore[no-untyped-call]
+        )
+        layers = (raw.get("RootFS") or {}).get("Layers") or ()
+        return ImageDetails(id=str(raw["Id"]), layers=tuple(str(layer) for layer in layers))
 
     def list_images(self, label: str) -> list[ImageInfo]:
         raw: list[dict[str, Any]] = self._call("list images", lambda: self._client.api.images(filters={"label": label}))

@@ -63,6 +63,14 @@ class ImageInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ImageDetails:
+    """What identifies an image's content: its id and the digests of its root file system's layers."""
+
+    id: str
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class ContainerInfo:
     id: str
     labels: Mapping[str, str]
@@ -81,6 +89,7 @@ class Runtime(Protocol):
 
     # Images.
     def image_exists(self, reference: str) -> bool: ...
+    def inspect_image(self, reference: str) -> ImageDetails: ...
     def list_images(self, label: str) -> list[ImageInfo]: ...
     def remove_image(self, image: str) -> None: ...
     def import_rootfs(self, tarball: Path, *, changes: Sequence[str]) -> str: ...

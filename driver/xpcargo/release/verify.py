@@ -1,0 +1,214 @@
+"""`xpcargo verify`: build twice, as differently as a rebuild elsewhere would, and compare every final artifact.
+
+The first build runs in the workspace; the second in a fresh copy of it at another path, each with a fresh target
+dir and its own container. The second also runs under another umask, time zone, locale, user name and home. Both
+are reproducible builds with the same SOURCE_DATE_EPOCH. The artifacts Cargo names (binaries, shared and static
+libraries) are compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from xpcargo.build import run
+from xpcargo.build.matrix import Artifact, artifacts_of
+from xpcargo.build.plan import BuildPlan, plan, reproducibility
+from xpcargo.build.reproducible import VARIED
+from xpcargo.cargo import args as cargo_args
+from xpcargo.context import Context
+from xpcargo.errors import NotReproducibleError, ProjectError
+
+# Options xpcargo sets itself for each of the two builds.
+_REPLACED = ("--manifest-path", "--target-dir")
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    name: str  # relative to the target's tree: `release/app`
+    first: Artifact | None
+    second: Artifact | None
+    first_difference: int | None = None
+
+    @property
+    def same(self) -> bool:
+        return self.first is not None and self.second is not None and self.first.sha256 == self.second.sha256
+
+
+def verify(context: Context, triple: str, args: Sequence[str], *, connect: run.Connect) -> int:
+    """Build twice, compare, print the table; raise ``NotReproducibleError`` when anything differs."""
+    settings = reproducibility(context, args)
+    parsed = cargo_args.parse_cargo_args(args)
+    project = context.project(parsed)
+    base = project.target_dir / "xpcargo" / "verify" / triple
+    shutil.rmtree(base, ignore_errors=True)
+    rest = without_options(args, _REPLACED)
+
+    root = _copied_root(project.workspace_root, project.outside_paths)
+    copy = base / "build-2" / "src" / root.name
+    _copy_tree(root, copy, skip=(project.target_dir, base))
+    moved_cwd = copy / context.cwd.relative_to(root) if context.cwd.is_relative_to(root) else copy
+    first = plan(
+        context,
+        "build",
+        triple,
+        [*rest, "--manifest-path", str(project.manifest), "--target-dir", str(base / "build-1" / "target")],
+        reproducible_settings=settings,
+    )
+    second = plan(
+        replace(context, cwd=moved_cwd),
+        "build",
+        triple,
+        [
+            *rest,
+            "--manifest-path",
+            str(copy / project.manifest.relative_to(root)),
+            "--target-dir",
+            str(base / "build-2" / "target"),
+        ],
+        reproducible_settings=settings.with_variation(VARIED),
+    )
+    runtime, reporter = connect(context), context.reporter()
+    built: list[tuple[Artifact, ...]] = []
+    for number, build_plan in enumerate((first, second), start=1):
+        reporter.status("Verifying", f"build {number} of 2 in {build_plan.project.workspace_root}")
+        outcome = run.execute(context, build_plan, runtime=runtime, reporter=reporter)
+        if outcome.code != 0:
+            return outcome.code
+        built.append(artifacts_of(outcome.messages, build_plan))
+    comparisons = compare(first, built[0], second, built[1])
+    if not comparisons:
+        raise ProjectError(
+            "the build made no binary or library to compare",
+            hint="verify compares what Cargo names as final artifacts: build a bin, cdylib or staticlib "
+            "(e.g. `--release --bins`)",
+        )
+    sys.stdout.write(table(comparisons))
+    differing = [comparison for comparison in comparisons if not comparison.same]
+    for comparison in differing:
+        sys.stdout.write(explain(comparison))
+        if comparison.first is not None and comparison.second is not None:
+            _diffoscope(comparison.first.path, comparison.second.path)
+    sys.stdout.flush()
+    if differing:
+        raise NotReproducibleError(
+            f"{len(differing)} of {len(comparisons)} artifacts differ between the two builds for {triple}: "
+            + ", ".join(comparison.name for comparison in differing),
+            hint=f"both builds are kept in {base}; look for timestamps, absolute paths or unordered iteration in "
+            "build scripts and proc-macros",
+        )
+    reporter.status("Verified", f"{len(comparisons)} artifacts for {triple} are identical in both builds")
+    return 0
+
+
+def without_options(args: Sequence[str], names: Sequence[str]) -> list[str]:
+    """``args`` without the options ``names`` (as `--name value` or `--name=value`), up to a `--`."""
+    kept: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            return [*kept, *args[index:]]
+        if arg in names:
+            index += 2
+            continue
+        if arg.partition("=")[0] in names:
+            index += 1
+            continue
+        kept.append(arg)
+        index += 1
+    return kept
+
+
+def _copied_root(workspace: Path, outside: Sequence[Path]) -> Path:
+    """The smallest directory holding the workspace and its path dependencies, so relative paths still hold."""
+    root = Path(os.path.commonpath([workspace, *outside])) if outside else workspace
+    if root == Path(root.anchor):
+        raise ProjectError(
+            f"the workspace {workspace} and its path dependencies share no directory but /",
+            hint="verify copies the workspace with its path dependencies; keep them under one directory",
+        )
+    return root
+
+
+def _copy_tree(source: Path, destination: Path, *, skip: Sequence[Path]) -> None:
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        here = Path(directory)
+        return {name for name in names if name == ".git" or here / name in skip}
+
+    shutil.copytree(source, destination, ignore=ignore, symlinks=True)
+
+
+def compare(
+    first_plan: BuildPlan, first: Sequence[Artifact], second_plan: BuildPlan, second: Sequence[Artifact]
+) -> list[Comparison]:
+    """Each artifact of either build, matched by its path in the target's tree, in the first build's order."""
+    first_tree = first_plan.project.target_dir / first_plan.triple
+    second_tree = second_plan.project.target_dir / second_plan.triple
+    ones = {str(artifact.path.relative_to(first_tree)): artifact for artifact in first}
+    twos = {str(artifact.path.relative_to(second_tree)): artifact for artifact in second}
+    found = []
+    for name in [*ones, *(name for name in twos if name not in ones)]:
+        one, two = ones.get(name), twos.get(name)
+        offset = None
+        if one is not None and two is not None and one.sha256 != two.sha256:
+            offset = first_difference(one.path, two.path)
+        found.append(Comparison(name=name, first=one, second=two, first_difference=offset))
+    return found
+
+
+def first_difference(one: Path, two: Path) -> int:
+    """The offset of the first byte that differs (the shorter file's length when one is a prefix of the other)."""
+    offset = 0
+    with one.open("rb") as left, two.open("rb") as right:
+        while True:
+            a, b = left.read(_CHUNK), right.read(_CHUNK)
+            if a != b:
+                return offset + next(
+                    (index for index, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+                )
+            if not a:
+                return offset
+            offset += len(a)
+
+
+def table(comparisons: Sequence[Comparison]) -> str:
+    rows = [("ARTIFACT", "BUILD 1 SHA256", "BUILD 2 SHA256", "RESULT")]
+    for comparison in comparisons:
+        rows.append(
+            (
+                comparison.name,
+                comparison.first.sha256 if comparison.first else "(missing)",
+                comparison.second.sha256 if comparison.second else "(missing)",
+                "same" if comparison.same else "differs",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
+    )
+
+
+def explain(comparison: Comparison) -> str:
+    if comparison.first is None or comparison.second is None:
+        only = "first" if comparison.first is not None else "second"
+        return f"{comparison.name}: only the {only} build made it\n"
+    return (
+        f"{comparison.name} differs from byte {comparison.first_difference} on: {comparison.first.path} "
+        f"({comparison.first.size} bytes) and {comparison.second.path} ({comparison.second.size} bytes)\n"
+    )
+
+
+def _diffoscope(one: Path, two: Path) -> None:
+    """diffoscope's account of the difference, when it is installed."""
+    program = shutil.which("diffoscope")
+    if program is None:
+        return
+    sys.stdout.flush()
+    subprocess.run([program, "--text", "-", str(one), str(two)], check=False)
