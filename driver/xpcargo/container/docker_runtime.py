@@ -27,7 +27,14 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from xpcargo.container.spec import REQUEST_LABEL, ContainerInfo, ContainerRequest, ImageInfo, Output
+from xpcargo.container.spec import (
+    REQUEST_LABEL,
+    ContainerInfo,
+    ContainerRequest,
+    ImageDetails,
+    ImageInfo,
+    Output,
+)
 from xpcargo.errors import ContainerDiedError, EngineError, EngineUnavailableError, XpcargoError
 
 if TYPE_CHECKING:
@@ -184,6 +191,23 @@ class DockerRuntime:
             except docker.errors.ImageNotFound:
                 return False
             return True
+
+        return self._call(f"inspect image {reference}", inspect)
+
+    def inspect_image(self, reference: str) -> ImageDetails | None:
+        import docker.errors  # noqa: PLC0415
+
+        def inspect() -> ImageDetails | None:
+            try:
+                raw: dict[str, Any] = self._client.api.inspect_image(reference)  # type: ignore[no-untyped-call]
+            except docker.errors.ImageNotFound:
+                return None
+            return ImageDetails(
+                id=str(raw["Id"]),
+                tags=tuple(raw.get("RepoTags") or ()),
+                labels=dict((raw.get("Config") or {}).get("Labels") or {}),
+                layers=tuple(str(layer) for layer in (raw.get("RootFS") or {}).get("Layers") or ()),
+            )
 
         return self._call(f"inspect image {reference}", inspect)
 
