@@ -143,6 +143,9 @@ def test_a_foreign_targets_lock_keeps_its_std_and_foreign_architectures(context:
     assert "--dpkgopt=path-include=/usr/bin/qemu-aarch64" in command
     # What the engine would mount over, which mmdebstrap copies from the host, is not in a locked image.
     assert '--customize-hook=rm -f "$1"/etc/hostname "$1"/etc/resolv.conf' in command
+    # Nor the times of the .deb cache, which the build syncs in.
+    archives = '"$1"/var/cache/apt/archives'
+    assert f"--customize-hook=touch -c -h -d @1764000000 {archives}/lock {archives}/partial" in command
 
 
 def test_every_build_writes_out_its_packages(context: Context, tmp_path: Path) -> None:

@@ -170,9 +170,14 @@ def mmdebstrap_command(
         '--customize-hook=rm "$1"/tmp/xpcargo-packages',
     ]
     if plan.lock is not None:
-        # mmdebstrap makes everything else reproducible under SOURCE_DATE_EPOCH (sorted tar, clamped times, no
-        # logs, an empty machine-id), but copies these two from the host: the engine mounts its own over them.
-        command.append('--customize-hook=rm -f "$1"/etc/hostname "$1"/etc/resolv.conf')
+        # mmdebstrap makes everything else reproducible under SOURCE_DATE_EPOCH (sorted tar, times clamped to it,
+        # no logs, an empty machine-id), but copies these two from the host: the engine mounts its own over them.
+        # apt's lock and partial/ come from the .deb cache with the cache's own (older, unclamped) times.
+        archives = '"$1"/var/cache/apt/archives'
+        command += [
+            '--customize-hook=rm -f "$1"/etc/hostname "$1"/etc/resolv.conf',
+            f"--customize-hook=touch -c -h -d @{plan.source_date_epoch} {archives}/lock {archives}/partial",
+        ]
     command += [plan.suite, str(tarball), plan.mirror]
     return command
 
