@@ -41,7 +41,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-image_app = typer.Typer(help="Build, list and prune xpcargo's toolchain images.", no_args_is_help=True)
+image_app = typer.Typer(help="Build, lock, verify, list and prune xpcargo's toolchain images.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
 
 _PASS_THROUGH: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -280,6 +280,29 @@ def image_build(
 
     context = _context()
     builder.build_images(context, _connect(context), target_names or [])
+
+
+@image_app.command("lock")
+def image_lock(
+    target_names: Annotated[list[str] | None, typer.Argument(metavar="[TARGET]...", help="Default: all.")] = None,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Build the images anew from today's mirror first, then lock them.")
+    ] = False,
+) -> None:
+    """Write the exact Debian packages of these targets' images to the project's xpcargo-images.lock."""
+    from xpcargo.image import builder  # noqa: PLC0415
+
+    context = _context()
+    builder.lock_images(context, _connect(context), target_names or [], refresh=refresh)
+
+
+@image_app.command("verify")
+def image_verify(target: Annotated[str, typer.Argument(metavar="TARGET")]) -> None:
+    """Build a locked target's image again and check that its root file system layer is the same."""
+    from xpcargo.image import builder  # noqa: PLC0415
+
+    context = _context()
+    builder.verify_image(context, _connect(context), target)
 
 
 @image_app.command("list")

@@ -218,10 +218,14 @@ class Context:
         triple = self.build_platform.rust_triple
         return self.target(triple, project_config) if triple in self.toolchains.targets else None
 
-    def image_plan(self, spec: TargetSpec) -> ImagePlan:
+    def image_plan(self, spec: TargetSpec, *, locked: bool = True) -> ImagePlan:
+        """``spec``'s image plan: locked when the project's lock file has an entry for it, unless ``locked`` is
+        false."""
         from xpcargo.image.plan import plan_for  # noqa: PLC0415
 
-        return plan_for(spec, recipes=self.settings.recipes_dir, build_arch=self.build_platform.debian_arch)
+        return plan_for(
+            spec, recipes=self.settings.recipes_dir, build_arch=self.build_platform.debian_arch, locked=locked
+        )
 
     def reporter(self) -> Reporter:
         from xpcargo.ui import Reporter  # noqa: PLC0415

@@ -6,13 +6,20 @@ without an engine; the integration tests run the same code against the real one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from xpcargo.container.spec import ContainerInfo, ContainerRequest, ImageDetails, ImageInfo, Output
+from xpcargo.image import debian
+from xpcargo.image.lockfile import Package
+from xpcargo.image.plan import ImagePlan
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,8 @@ class FakeRuntime:
     image_labels: dict[str, Mapping[str, str]] = field(default_factory=dict)
     # reference -> image id, for names given by `tag` (any other reference `r` is the image `sha256:r`).
     image_ids: dict[str, str] = field(default_factory=dict)
+    # Image id -> its layer digests; an imported image's one layer is the sha256 of its tarball, as in Docker.
+    image_layers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Image id -> the engine's refusal to remove it.
     refuse_removal: dict[str, BaseException] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -92,9 +101,16 @@ class FakeRuntime:
     def image_id(self, reference: str) -> str:
         return reference if reference.startswith("sha256:") else self.image_ids.get(reference, f"sha256:{reference}")
 
-    def inspect_image(self, reference: str) -> ImageDetails:
+    def inspect_image(self, reference: str) -> ImageDetails | None:
+        if not self.image_exists(reference):
+            return None
         image_id = self.image_id(reference)
-        return ImageDetails(id=image_id, layers=(f"sha256:layer-of-{image_id.removeprefix('sha256:')}",))
+        return ImageDetails(
+            id=image_id,
+            tags=tuple(name for name in sorted(self.images) if self.image_ids.get(name) == image_id),
+            labels=self.image_labels.get(image_id) or self.image_labels.get(reference, {}),
+            layers=self.image_layers.get(image_id, (f"sha256:layer-of-{reference}",)),
+        )
 
     def list_images(self, label: str) -> list[ImageInfo]:
         name, _, value = label.partition("=")
@@ -124,6 +140,7 @@ class FakeRuntime:
         self.imported.append((tarball, tuple(changes)))
         image_id = f"sha256:imported{len(self.imported)}"
         self.images.add(image_id)
+        self.image_layers[image_id] = (f"sha256:{hashlib.sha256(tarball.read_bytes()).hexdigest()}",)
         labels = [change.removeprefix("LABEL ").split("=", 1) for change in changes if change.startswith("LABEL ")]
         self.image_labels[image_id] = dict(labels)
         return image_id
@@ -196,3 +213,45 @@ class FakeRuntime:
 
     def purposes(self) -> list[str]:
         return [request.labels["org.xpcargo.session"].split(":")[0] for request in self.started]
+
+
+# The packages a fake bootstrap says it installed.
+INSTALLED = (
+    Package(name="base-files", arch="amd64", version="13.8+deb13u8"),
+    Package(name="ca-certificates", arch="all", version="20250419"),
+    Package(name="libc6", arch="amd64", version="2.41-12"),
+)
+
+
+class FakeBootstrap:
+    """Stands in for the mirror and mmdebstrap, which a unit test must not use: writes a small tarball, whose
+    content (and so its layer digest in the fake runtime) is ``content``, and says it installed ``packages``."""
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        *,
+        error: BaseException | None = None,
+        packages: tuple[Package, ...] = INSTALLED,
+    ) -> None:
+        self.calls: list[str] = []
+        self.plans: list[ImagePlan] = []
+        self.error = error
+        self.packages = packages
+        self.content = b"\0" * 1024
+        monkeypatch.setattr(debian, "bootstrap", self.bootstrap)
+        monkeypatch.setattr(debian, "fetch_pool_file", self.fetch_pool_file)
+
+    def fetch_pool_file(self, url: str, sha256: str, cache: Path, **_: Any) -> Path:
+        self.calls.append(f"std {url.rsplit('/', 1)[-1]}")
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "std.deb").write_bytes(b"deb")
+        return cache / "std.deb"
+
+    def bootstrap(self, plan: ImagePlan, tarball: Path, **kwargs: Any) -> tuple[Package, ...]:
+        self.calls.append(f"bootstrap {plan.target} std={kwargs['std_deb'] is not None}")
+        self.plans.append(plan)
+        if self.error is not None:
+            raise self.error
+        tarball.write_bytes(self.content)
+        return self.packages

@@ -13,10 +13,10 @@ import pytest
 from xpcargo.container.spec import ContainerRequest
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, EngineError, ImageBuildError
-from xpcargo.image import builder, debian, lock, records
-from xpcargo.image.plan import LABEL_PLAN, LABEL_TARGET, ImagePlan
+from xpcargo.image import builder, lock, records
+from xpcargo.image.plan import LABEL_PLAN, LABEL_TARGET
 
-from .fake_runtime import Exec, FakeRuntime, Reply
+from .fake_runtime import Exec, FakeBootstrap, FakeRuntime, Reply
 
 AARCH64 = "aarch64-unknown-linux-gnu"
 X86_64 = "x86_64-unknown-linux-gnu"
@@ -25,28 +25,6 @@ X86_64 = "x86_64-unknown-linux-gnu"
 @pytest.fixture
 def context(tmp_path: Path) -> Context:
     return Context.create(cwd=tmp_path, environ={"HOME": str(tmp_path), "XPCARGO_CACHE_DIR": str(tmp_path / "c")})
-
-
-class FakeBootstrap:
-    """Stands in for the mirror and mmdebstrap, which a unit test must not use: writes a small tarball."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, error: BaseException | None = None) -> None:
-        self.calls: list[str] = []
-        self.error = error
-        monkeypatch.setattr(debian, "bootstrap", self.bootstrap)
-        monkeypatch.setattr(debian, "fetch_pool_file", self.fetch_pool_file)
-
-    def fetch_pool_file(self, url: str, sha256: str, cache: Path, **_: Any) -> Path:
-        self.calls.append(f"std {url.rsplit('/', 1)[-1]}")
-        cache.mkdir(parents=True, exist_ok=True)
-        (cache / "std.deb").write_bytes(b"deb")
-        return cache / "std.deb"
-
-    def bootstrap(self, plan: ImagePlan, tarball: Path, **kwargs: Any) -> None:
-        self.calls.append(f"bootstrap {plan.target} std={kwargs['std_deb'] is not None}")
-        if self.error is not None:
-            raise self.error
-        tarball.write_bytes(b"\0" * 1024)
 
 
 def _check_script(fails: bool) -> Any:

@@ -174,7 +174,9 @@ def test_mmdebstrap_command_for_a_foreign_target(
 ) -> None:
     plan = _plan(shipped, recipe, AARCH64)
     tarball, std_deb = tmp_path / "rootfs.tar", tmp_path / "std.deb"
-    command = debian.mmdebstrap_command(plan, tarball, std_deb=std_deb, deb_cache=tmp_path / "debs")
+    command = debian.mmdebstrap_command(
+        plan, tarball, std_deb=std_deb, deb_cache=tmp_path / "debs", packages_file=tmp_path / "p.txt"
+    )
     assert command[0] == "mmdebstrap"
     assert f"--include={','.join(plan.packages)}" in command
     for pattern in recipe.dpkg_exclude:
@@ -206,7 +208,9 @@ def test_mmdebstrap_command_for_the_native_target(
     tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe
 ) -> None:
     plan = _plan(shipped, recipe, X86_64)
-    command = debian.mmdebstrap_command(plan, tmp_path / "rootfs.tar", std_deb=None, deb_cache=tmp_path / "debs")
+    command = debian.mmdebstrap_command(
+        plan, tmp_path / "rootfs.tar", std_deb=None, deb_cache=tmp_path / "debs", packages_file=tmp_path / "p.txt"
+    )
     assert not any("qemu" in arg for arg in command)
     assert not any("upload" in arg or "dpkg-deb" in arg for arg in command)
     assert command[-3:] == [recipe.suite, str(tmp_path / "rootfs.tar"), recipe.mirror]
@@ -216,7 +220,9 @@ def test_mmdebstrap_command_keeps_only_the_i386_emulator(
     tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe
 ) -> None:
     plan = _plan(shipped, recipe, I686)
-    command = debian.mmdebstrap_command(plan, tmp_path / "r.tar", std_deb=tmp_path / "s.deb", deb_cache=tmp_path)
+    command = debian.mmdebstrap_command(
+        plan, tmp_path / "r.tar", std_deb=tmp_path / "s.deb", deb_cache=tmp_path, packages_file=tmp_path / "p.txt"
+    )
     assert "--dpkgopt=path-include=/usr/bin/qemu-i386" in command
     assert not any("qemu-aarch64" in arg for arg in command)
 
@@ -227,7 +233,9 @@ def test_mmdebstrap_command_quotes_paths_with_spaces(
     plan = _plan(shipped, recipe, AARCH64)
     std_deb = tmp_path / "my dir" / "std.deb"
     cache = tmp_path / "deb cache"
-    command = debian.mmdebstrap_command(plan, tmp_path / "r.tar", std_deb=std_deb, deb_cache=cache)
+    command = debian.mmdebstrap_command(
+        plan, tmp_path / "r.tar", std_deb=std_deb, deb_cache=cache, packages_file=tmp_path / "p.txt"
+    )
     assert f"--customize-hook=upload '{std_deb}' /tmp/xpcargo-std.deb" in command
     assert f"--setup-hook=sync-in '{cache}' /var/cache/apt/archives/" in command
 

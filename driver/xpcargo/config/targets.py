@@ -17,7 +17,7 @@ import enum
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -25,6 +25,8 @@ from typing import Any
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.config.schema import EMPTY, ENV_NAME, Table, describe, frozen_map, load_yaml, read_toml
 from xpcargo.errors import ConfigError, UnknownTargetError
+from xpcargo.image.lockfile import ImageLocks, LockedImage
+from xpcargo.image.lockfile import load as load_image_locks
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -158,8 +160,9 @@ def _check_absolute(paths: tuple[str, ...]) -> tuple[str, str | None] | None:
 class TargetSpec:
     """Everything xpcargo needs to know about one target, after every layer of configuration is applied.
 
-    Each field but ``triple`` is a setting: its key in the files is the field name with ``-`` for ``_``
-    (``debian-arch``), and its environment form is the field name in capitals (``XPCARGO_TARGET_<T>_DEBIAN_ARCH``).
+    Each field but ``triple`` and ``image_lock`` is a setting: its key in the files is the field name with ``-`` for
+    ``_`` (``debian-arch``), and its environment form is the field name in capitals
+    (``XPCARGO_TARGET_<T>_DEBIAN_ARCH``).
     """
 
     triple: str
@@ -192,6 +195,8 @@ class TargetSpec:
     links: LinksOverrides = _setting(  # noqa: RUF009 - a dataclass field() with a default factory
         Kind.LINKS, sources=frozenset({Source.TARGET}), merge=Merge.UPDATE
     )
+    # Not a setting: the project's xpcargo-images.lock entry for the target, which its image is built from.
+    image_lock: LockedImage | None = None
 
     @property
     def emulator(self) -> str | None:
@@ -442,10 +447,17 @@ class ProjectConfig:
     source: Path | None
     build: Layer = field(default_factory=lambda: Layer(origin="[build]"))
     targets: Mapping[str, Layer] = field(default_factory=lambda: MappingProxyType({}))
+    # The project's image lock file (None outside a project: there is nowhere to keep one).
+    image_locks: ImageLocks | None = None
 
 
 def load_project_config(workspace_root: Path) -> ProjectConfig:
-    """Read ``xpcargo.toml`` from the workspace root, else ``[workspace.metadata.xpcargo]`` of its Cargo.toml."""
+    """Read ``xpcargo.toml`` from the workspace root, else ``[workspace.metadata.xpcargo]`` of its Cargo.toml; and
+    the image lock file beside it."""
+    return replace(_load_settings(workspace_root), image_locks=load_image_locks(workspace_root))
+
+
+def _load_settings(workspace_root: Path) -> ProjectConfig:
     own_file = workspace_root / PROJECT_CONFIG_FILE
     if own_file.is_file():
         return _read_project(own_file, "", read_toml(own_file))
@@ -488,4 +500,6 @@ def resolve_target(
         environment_layer(environ, "XPCARGO_BUILD_", Source.BUILD),
         environment_layer(environ, f"XPCARGO_TARGET_{env_key(triple)}_", Source.TARGET),
     ]
-    return fold(triple, layers)
+    spec = fold(triple, layers)
+    lock = project.image_locks.targets.get(triple) if project.image_locks is not None else None
+    return replace(spec, image_lock=lock) if lock is not None else spec

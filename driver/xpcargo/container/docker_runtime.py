@@ -27,7 +27,14 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from xpcargo.container.spec import REQUEST_LABEL, ContainerInfo, ContainerRequest, ImageDetails, ImageInfo, Output
+from xpcargo.container.spec import (
+    REQUEST_LABEL,
+    ContainerInfo,
+    ContainerRequest,
+    ImageDetails,
+    ImageInfo,
+    Output,
+)
 from xpcargo.errors import ContainerDiedError, EngineError, EngineUnavailableError, XpcargoError
 
 if TYPE_CHECKING:
@@ -187,13 +194,22 @@ class DockerRuntime:
 
         return self._call(f"inspect image {reference}", inspect)
 
-    def inspect_image(self, reference: str) -> ImageDetails:
-        raw: dict[str, Any] = self._call(
-            f"inspect image {reference}",
-            lambda: self._client.api.inspect_image(reference),  # type: ignore[no-untyped-call]
-        )
-        layers = (raw.get("RootFS") or {}).get("Layers") or ()
-        return ImageDetails(id=str(raw["Id"]), layers=tuple(str(layer) for layer in layers))
+    def inspect_image(self, reference: str) -> ImageDetails | None:
+        import docker.errors  # noqa: PLC0415
+
+        def inspect() -> ImageDetails | None:
+            try:
+                raw: dict[str, Any] = self._client.api.inspect_image(reference)  # type: ignore[no-untyped-call]
+            except docker.errors.ImageNotFound:
+                return None
+            return ImageDetails(
+                id=str(raw["Id"]),
+                tags=tuple(raw.get("RepoTags") or ()),
+                labels=dict((raw.get("Config") or {}).get("Labels") or {}),
+                layers=tuple(str(layer) for layer in (raw.get("RootFS") or {}).get("Layers") or ()),
+            )
+
+        return self._call(f"inspect image {reference}", inspect)
 
     def list_images(self, label: str) -> list[ImageInfo]:
         raw: list[dict[str, Any]] = self._call("list images", lambda: self._client.api.images(filters={"label": label}))

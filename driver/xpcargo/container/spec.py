@@ -64,9 +64,13 @@ class ImageInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class ImageDetails:
-    """What identifies an image's content: its id and the digests of its root file system's layers."""
+    """One image as the engine describes it."""
 
     id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    # The digest of each layer's uncompressed tar (the engine's RootFS diff_ids), lowest first. An imported root
+    # file system is one layer, whose digest is the sha256 of the tarball imported.
     layers: tuple[str, ...]
 
 
@@ -89,7 +93,9 @@ class Runtime(Protocol):
 
     # Images.
     def image_exists(self, reference: str) -> bool: ...
-    def inspect_image(self, reference: str) -> ImageDetails: ...
+    def inspect_image(self, reference: str) -> ImageDetails | None:
+        """The image's id, names, labels and layer digests; None when the engine has no such image."""
+
     def list_images(self, label: str) -> list[ImageInfo]: ...
     def remove_image(self, image: str) -> None: ...
     def import_rootfs(self, tarball: Path, *, changes: Sequence[str]) -> str: ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -19,12 +20,15 @@ from xpcargo import platforms
 from xpcargo.config.targets import TargetSpec
 from xpcargo.container.session import open_session
 from xpcargo.container.spec import MANAGED_LABEL, ContainerRequest, ImageInfo, Runtime
-from xpcargo.errors import ConfigError, EngineError, ImageBuildError
+from xpcargo.errors import ConfigError, EngineError, ImageBuildError, ProjectError
 from xpcargo.image import lock, records, scratch
+from xpcargo.image.lockfile import LOCK_FILE, ImageLocks, LockedImage, Package, differences
+from xpcargo.image.lockfile import save as save_locks
 from xpcargo.image.plan import LABEL_TARGET, ImagePlan
 from xpcargo.ui import Reporter, Stopwatch, ago
 
 if TYPE_CHECKING:
+    from xpcargo.config.targets import ProjectConfig
     from xpcargo.context import Context
 
 
@@ -60,6 +64,57 @@ class Builder:
 
     def build(self, plan: ImagePlan, *, progress: TextIO | None = None) -> None:
         """Build, check and tag ``plan``'s image; ``progress`` gets a copy of every line, for a waiting process."""
+        reporter = replace(self.reporter, copy=progress) if progress is not None else self.reporter
+        clock = Stopwatch()
+        reporter.status("Building", f"image {plan.reference} for {plan.target} (first use; later runs reuse it)")
+        image_id, packages = self._make(plan, reporter)
+        # Recorded before it is named: killed in between, the record names an image without that name, which prune
+        # forgets, rather than a named image that nothing says xpcargo built.
+        records.save(
+            self.cache,
+            digest=plan.digest,
+            reference=plan.reference,
+            image_id=image_id,
+            target=plan.target,
+            packages=packages,
+        )
+        self.runtime.tag(image_id, plan.repository, plan.tag)
+        reporter.status("Built", f"image {plan.reference} in {clock}")
+
+    def rebuild(self, plan: ImagePlan) -> None:
+        """Build ``plan``'s image anew from today's mirror, even though the engine has one; the old image goes
+        unless a container still uses it."""
+        with lock.held(self.cache, plan.digest, reference=plan.reference, reporter=self.reporter) as progress:
+            old = self.runtime.inspect_image(plan.reference)
+            self.build(plan, progress=progress)
+            if old is not None and not self.runtime.containers_using(old.id):
+                with suppress(EngineError):
+                    self.runtime.remove_image(old.id)
+        records.touch(self.cache, plan.digest)
+
+    def verify(self, plan: ImagePlan) -> Verification:
+        """Build locked ``plan``'s image again, untagged, compare its root file system layer with the image's, and
+        remove the new one. The image must be there (``ensure`` it first)."""
+        existing = self.runtime.inspect_image(plan.reference)
+        assert existing is not None  # noqa: S101 - the caller ensured it
+        clock = Stopwatch()
+        self.reporter.status("Rebuilding", f"image {plan.reference} for {plan.target} from the lock, to compare")
+        image_id, _ = self._make(plan, self.reporter)
+        try:
+            rebuilt = self.runtime.inspect_image(image_id)
+        finally:
+            # An identical config would be the same image: never remove the original.
+            if image_id != existing.id:
+                self.runtime.remove_image(image_id)
+        self.reporter.status("Rebuilt", f"image {plan.reference} in {clock}, and removed the rebuild")
+        return Verification(
+            reference=plan.reference,
+            image_layers=existing.layers,
+            rebuilt_layers=rebuilt.layers if rebuilt is not None else (),
+        )
+
+    def _make(self, plan: ImagePlan, reporter: Reporter) -> tuple[str, tuple[Package, ...]]:
+        """Bootstrap, import and check ``plan``'s image; return its id, untagged, and the packages installed."""
         from xpcargo.image import debian  # noqa: PLC0415 - urllib and subprocess plumbing only a build needs
 
         machine = self.runtime.architecture()
@@ -70,9 +125,6 @@ class Builder:
                 f"{self.runtime.host} runs `{machine}`",
                 hint="run xpcargo against an engine on this machine's architecture (DOCKER_HOST)",
             )
-        reporter = replace(self.reporter, copy=progress) if progress is not None else self.reporter
-        clock = Stopwatch()
-        reporter.status("Building", f"image {plan.reference} for {plan.target} (first use; later runs reuse it)")
         scratch.sweep(self.cache / "scratch", reporter)
         with scratch.owned(self.cache / "scratch", reporter) as directory:
             std_file = None
@@ -88,10 +140,11 @@ class Builder:
             else:
                 reporter.detail("[1/4] Rust std: installed with the compiler")
             tarball = directory / "rootfs.tar"
+            locked = f", locked at {LOCK_FILE}'s versions" if plan.lock else ""
             reporter.detail(
-                f"[2/4] Debian {plan.suite} root filesystem with {len(plan.packages)} packages (mmdebstrap)"
+                f"[2/4] Debian {plan.suite} root filesystem with {len(plan.packages)} packages{locked} (mmdebstrap)"
             )
-            debian.bootstrap(
+            packages = debian.bootstrap(
                 plan,
                 tarball,
                 scratch=directory,
@@ -114,11 +167,7 @@ class Builder:
         except BaseException:
             self.runtime.remove_image(image_id)
             raise
-        # Recorded before it is named: killed in between, the record names an image without that name, which prune
-        # forgets, rather than a named image that nothing says xpcargo built.
-        records.save(self.cache, digest=plan.digest, reference=plan.reference, image_id=image_id, target=plan.target)
-        self.runtime.tag(image_id, plan.repository, plan.tag)
-        reporter.status("Built", f"image {plan.reference} in {clock}")
+        return image_id, packages
 
     def _verify(self, image_id: str, plan: ImagePlan) -> None:
         """Prove the image can do its job before it gets a name: rustc has the target's std, the emulator runs."""
@@ -203,6 +252,19 @@ class Builder:
         return None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Verification:
+    """`image verify`: the layers of the image and of its rebuild from the lock."""
+
+    reference: str
+    image_layers: tuple[str, ...]
+    rebuilt_layers: tuple[str, ...]
+
+    @property
+    def same(self) -> bool:
+        return bool(self.image_layers) and self.image_layers == self.rebuilt_layers
+
+
 @dataclass
 class Pruned:
     """What `image prune` did: the references removed with their sizes, and the images kept with the reason."""
@@ -270,3 +332,84 @@ def prune_images(context: Context, runtime: Runtime, *, everything: bool, unused
     size = sum(size for _, size in pruned.removed) / 2**30
     builder.reporter.status("Pruned", f"{len(pruned.removed)} image(s), {size:.2f} GB; kept {len(pruned.kept)}")
     return pruned
+
+
+def _project_locks(context: Context) -> tuple[ProjectConfig, ImageLocks]:
+    project_config = context.project_config_here()
+    if project_config.image_locks is None:
+        raise ProjectError(
+            f"image locks belong to a project ({LOCK_FILE} at its workspace root), and there is no Cargo project "
+            f"in {context.cwd} or above",
+            hint="run the command in the project, where its Cargo.toml is",
+        )
+    return project_config, project_config.image_locks
+
+
+def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, refresh: bool) -> ImageLocks:
+    """`xpcargo image lock`: record in the project's lock file the exact packages of each target's unlocked image
+    (built first if the engine lacks it, or anew from today's mirror with ``refresh``). An entry whose plan and
+    packages did not change is kept as it is, date included, so that its image keeps its tag."""
+    from xpcargo.image.contents import inventory  # noqa: PLC0415
+
+    project_config, locks = _project_locks(context)
+    builder = for_context(context, runtime)
+    for spec in (context.target(name, project_config) for name in names or sorted(context.toolchains.targets)):
+        if spec.image:
+            builder.reporter.status("Skipped", f"{spec.triple}: it uses the configured image {spec.image}")
+            continue
+        plan = context.image_plan(spec, locked=False)
+        if refresh:
+            builder.rebuild(plan)
+        else:
+            builder.ensure(plan)
+        found = inventory(runtime, builder.cache, plan.reference)
+        old = locks.targets.get(spec.triple)
+        if old is not None and old.plan == plan.digest and old.packages == found.packages:
+            builder.reporter.status("Unchanged", f"{spec.triple}: {len(old.packages)} packages")
+            continue
+        entry = LockedImage(
+            plan=plan.digest,
+            build_arch=plan.build_arch,
+            suite=plan.suite,
+            mirror=plan.mirror,
+            # Every file of the locked image gets at most this time: a moment before its first build.
+            source_date_epoch=int(time.time()),
+            packages=found.packages,
+            std_deb=plan.std_deb.url if plan.std_deb else None,
+            std_sha256=plan.std_deb.sha256 if plan.std_deb else None,
+        )
+        changes = differences(old.packages, found.packages) if old is not None else []
+        summary = f"{len(changes)} changed" if old is not None else "new"
+        builder.reporter.status(
+            "Locked", f"{spec.triple}: {len(found.packages)} packages ({summary}) from {found.reference}"
+        )
+        for change in changes:
+            builder.reporter.detail(f"      {change}")
+        locks = locks.with_entry(spec.triple, entry)
+    save_locks(locks)
+    builder.reporter.status("Wrote", str(locks.path))
+    return locks
+
+
+def verify_image(context: Context, runtime: Runtime, name: str) -> Verification:
+    """`xpcargo image verify`: build a locked target's image again and compare root file system layers."""
+    project_config, locks = _project_locks(context)
+    spec = context.target(name, project_config)
+    if spec.image_lock is None:
+        raise ConfigError(
+            f"{name} has no entry in {locks.path}: there is nothing to verify its image against",
+            hint=f"lock it first with `xpcargo image lock {name}`, and commit {LOCK_FILE}",
+        )
+    plan = context.image_plan(spec)
+    builder = for_context(context, runtime)
+    builder.ensure(plan)
+    verification = builder.verify(plan)
+    builder.reporter.status("Layer", f"{' '.join(verification.image_layers)} of {plan.reference}")
+    builder.reporter.status("Layer", f"{' '.join(verification.rebuilt_layers) or 'none'} of the rebuild")
+    if not verification.same:
+        raise ImageBuildError(
+            f"the rebuild of {plan.reference} from {LOCK_FILE} has another root file system layer than the image",
+            hint="the image is not reproducible: compare the two root file systems (`docker export`) and report it",
+        )
+    builder.reporter.status("Verified", f"{plan.reference}: the rebuild has the same root file system layer")
+    return verification

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from xpcargo import interrupts
 from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
+from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, LOCK_FILE, REFRESH_HINT, Package, parse_dpkg_query
 from xpcargo.image.plan import ImagePlan
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ _MIRROR_TROUBLE = re.compile(
     r"Could not (resolve|connect)|Connection (failed|timed out|reset|refused)|Unable to connect|"
     r"\b50[0-9] +[A-Z][a-z]+|Undetermined Error|Clearsigned file isn't valid|does not have a Release file"
 )
+
+# apt's words for a `name=version` that the mirror's index does not have.
+_VERSION_GONE = re.compile(r"Version '([^']+)' for '([^']+)' was not found")
 
 
 class _TransientMirrorError(Exception):
@@ -117,7 +121,11 @@ def foreign_architectures(packages: Iterable[str], *, native: str) -> list[str]:
     return sorted(arch for arch in found if arch and arch not in (native, "any", "native", "all"))
 
 
-def mmdebstrap_command(plan: ImagePlan, tarball: Path, *, std_deb: Path | None, deb_cache: Path) -> list[str]:
+def mmdebstrap_command(
+    plan: ImagePlan, tarball: Path, *, std_deb: Path | None, deb_cache: Path, packages_file: Path
+) -> list[str]:
+    """The mmdebstrap command line for ``plan``; it also writes every installed package's version to
+    ``packages_file`` (``lockfile.DPKG_QUERY_FORMAT``), the record an image lock is made from."""
     command = [
         "mmdebstrap",
         # Never root mode, even as root: its mounts are made on the host, where a killed build would leave them.
@@ -146,6 +154,21 @@ def mmdebstrap_command(plan: ImagePlan, tarball: Path, *, std_deb: Path | None, 
             f"--customize-hook=upload {shlex.quote(str(std_deb))} /tmp/xpcargo-std.deb",
             '--customize-hook=chroot "$1" dpkg-deb -x /tmp/xpcargo-std.deb /',
             '--customize-hook=rm "$1"/tmp/xpcargo-std.deb',
+        ]
+    query = f"dpkg-query -W -f {shlex.quote(DPKG_QUERY_FORMAT)}"
+    command += [
+        f'--customize-hook=chroot "$1" {query} > "$1"/tmp/xpcargo-packages',
+        f"--customize-hook=download /tmp/xpcargo-packages {shlex.quote(str(packages_file))}",
+        '--customize-hook=rm "$1"/tmp/xpcargo-packages',
+    ]
+    if plan.lock is not None:
+        # mmdebstrap makes everything else reproducible under SOURCE_DATE_EPOCH (sorted tar, times clamped to it,
+        # no logs, an empty machine-id), but copies these two from the host: the engine mounts its own over them.
+        # apt's lock and partial/ come from the .deb cache with the cache's own (older, unclamped) times.
+        archives = '"$1"/var/cache/apt/archives'
+        command += [
+            '--customize-hook=rm -f "$1"/etc/hostname "$1"/etc/resolv.conf',
+            f"--customize-hook=touch -c -h -d @{plan.source_date_epoch} {archives}/lock {archives}/partial",
         ]
     command += [plan.suite, str(tarball), plan.mirror]
     return command
@@ -222,14 +245,16 @@ def bootstrap(
     on_line: Callable[[str], None],
     on_retry: Callable[[str], None],
     first_wait: float = 4,
-) -> None:
+) -> tuple[Package, ...]:
+    """Bootstrap ``plan``'s root file system into ``tarball``; return every package installed, at its version."""
     if shutil.which("mmdebstrap") is None:
         raise ImageBuildError(
             "image build failed at step `bootstrap`: mmdebstrap is not installed",
             hint="install it (Debian/Ubuntu: `sudo apt-get install mmdebstrap`), or run scripts/install",
         )
     deb_cache.mkdir(parents=True, exist_ok=True)
-    command = mmdebstrap_command(plan, tarball, std_deb=std_deb, deb_cache=deb_cache)
+    packages_file = scratch / "packages.txt"
+    command = mmdebstrap_command(plan, tarball, std_deb=std_deb, deb_cache=deb_cache, packages_file=packages_file)
 
     def run() -> None:
         tarball.unlink(missing_ok=True)
@@ -237,6 +262,11 @@ def bootstrap(
         # mmdebstrap's temporary root and gpg home go to the build's own scratch directory, which a later build
         # sweeps if this one is killed.
         environment = {**os.environ, "LC_ALL": "C.UTF-8", "TMPDIR": str(scratch)}
+        # A locked image is reproducible: mmdebstrap clamps every time to SOURCE_DATE_EPOCH and sorts the tar. An
+        # unlocked one takes no date from the user's shell.
+        environment.pop("SOURCE_DATE_EPOCH", None)
+        if plan.source_date_epoch is not None:
+            environment["SOURCE_DATE_EPOCH"] = str(plan.source_date_epoch)
         process = _start([*_tether(), *command], environment)
         # Not `with process`: its exit waits for the process before any handler here could kill it.
         try:
@@ -266,6 +296,15 @@ def bootstrap(
         quoted = " | ".join(errors[-3:])
         if _MIRROR_TROUBLE.search("\n".join(tail)):
             raise _TransientMirrorError(quoted)
+        gone = _VERSION_GONE.findall("\n".join(tail))
+        if plan.lock is not None and gone:
+            version, name = gone[0]
+            more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""
+            raise ImageBuildError(
+                f"{LOCK_FILE} locks {name} at {version}{more} for {plan.target}, and the mirror {plan.mirror} no "
+                "longer serves that version",
+                hint=f"`{REFRESH_HINT} {plan.target}` rewrites the lock from today's mirror; commit it",
+            )
         raise ImageBuildError(
             f"image build for {plan.target} failed at step `bootstrap` "
             f"(mmdebstrap exit {process.returncode}): {quoted}",
@@ -283,4 +322,12 @@ def bootstrap(
             f"image build for {plan.target} failed at step `bootstrap` after {_ATTEMPTS} tries; "
             f"the mirror said: {exc.message}",
             hint="the Debian mirror is unreachable or mid-sync; try again later",
+        ) from None
+    try:
+        return parse_dpkg_query(packages_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ImageBuildError(
+            f"image build for {plan.target}: mmdebstrap succeeded but the list of installed packages is unreadable: "
+            f"{exc}",
+            hint="this is a bug in xpcargo; run again with XPCARGO_DEBUG=1 and report it",
         ) from None

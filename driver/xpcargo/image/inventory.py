@@ -49,6 +49,8 @@ class ImageInventory:
 def inventory(runtime: Runtime, *, triple: str, reference: str, plan_hash: str | None) -> ImageInventory:
     """Ask the engine for the image's identity, and a container of it for its packages and its rustc."""
     details = runtime.inspect_image(reference)
+    if details is None:
+        raise EngineError(f"image {reference} is not in the engine", hint="build it first (`xpcargo image build`)")
     request = ContainerRequest(image=reference, user=invoking_user(), workdir=Path("/"), network="none")
     with open_session(runtime, request, purpose="inventory") as session:
         packages = parse_packages(_output(session, ["dpkg-query", "-W", "-f", _DPKG_FORMAT], reference))

@@ -11,9 +11,12 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+
+from xpcargo.image.lockfile import Package
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -27,17 +30,23 @@ class Record:
     # Seconds since the epoch.
     built: float
     last_used: float
+    # Every Debian package the build installed, at its version (None for a record of an older xpcargo).
+    packages: tuple[Package, ...] | None = None
 
 
 def _directory(cache: Path) -> Path:
     return cache / "images"
 
 
-def save(cache: Path, *, digest: str, reference: str, image_id: str, target: str) -> None:
-    """Record that this xpcargo built ``image_id`` and named it ``reference``."""
+def save(
+    cache: Path, *, digest: str, reference: str, image_id: str, target: str, packages: Sequence[Package] | None = None
+) -> None:
+    """Record that this xpcargo built ``image_id`` and named it ``reference``, with the packages it installed."""
     directory = _directory(cache)
     directory.mkdir(parents=True, exist_ok=True)
-    record = {"reference": reference, "image_id": image_id, "target": target, "built": time.time()}
+    record: dict[str, object] = {"reference": reference, "image_id": image_id, "target": target, "built": time.time()}
+    if packages is not None:
+        record["packages"] = [str(package) for package in packages]
     partial = directory / f".{digest}.{os.getpid()}.json"
     partial.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     partial.replace(directory / f"{digest}.json")
@@ -71,6 +80,9 @@ def load_all(cache: Path) -> list[Record]:
                     target=str(data["target"]),
                     built=float(data["built"]),
                     last_used=path.stat().st_mtime,
+                    packages=(
+                        tuple(Package.parse(str(text)) for text in data["packages"]) if "packages" in data else None
+                    ),
                 )
             )
         except (OSError, ValueError, KeyError, TypeError):

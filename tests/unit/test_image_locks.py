@@ -1,0 +1,313 @@
+"""Locked images without an engine: the lock file, the locked plan and its tag, the mmdebstrap command, `image lock`
+and `image verify` against the fake runtime, and the one line for a locked version the mirror lacks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from xpcargo.context import Context
+from xpcargo.errors import ConfigError, ImageBuildError, ProjectError
+from xpcargo.image import builder, debian, lockfile, records
+from xpcargo.image.contents import inventory
+from xpcargo.image.lockfile import LOCK_FILE, LockedImage, Package
+from xpcargo.image.plan import LABEL_LOCK
+
+from .fake_runtime import INSTALLED, Exec, FakeBootstrap, FakeRuntime, Reply
+
+AARCH64 = "aarch64-unknown-linux-gnu"
+X86_64 = "x86_64-unknown-linux-gnu"
+# The real bootstrap, which conftest replaces for every test; one test here runs it over a fake mmdebstrap.
+_BOOTSTRAP = debian.bootstrap
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "Cargo.toml").write_text('[package]\nname = "p"\nversion = "0.1.0"\n', encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def context(project: Path, tmp_path: Path) -> Context:
+    return Context.create(cwd=project, environ={"HOME": str(tmp_path), "XPCARGO_CACHE_DIR": str(tmp_path / "cache")})
+
+
+def _spec(context: Context, triple: str) -> object:
+    return context.target(triple, context.project_config_here())
+
+
+def _entry(plan_digest: str, *packages: Package, epoch: int = 1_764_000_000) -> LockedImage:
+    return LockedImage(
+        plan=plan_digest,
+        build_arch="amd64",
+        suite="trixie",
+        mirror="http://deb.debian.org/debian",
+        source_date_epoch=epoch,
+        packages=tuple(sorted(packages or INSTALLED)),
+    )
+
+
+def _write_lock(context: Context, triple: str, entry: LockedImage) -> None:
+    lockfile.save(lockfile.ImageLocks(path=context.cwd / LOCK_FILE, targets={triple: entry}))
+
+
+def test_the_lock_file_reads_back_what_was_written(tmp_path: Path) -> None:
+    foreign = Package(name="libssl-dev", arch="arm64", version="3.5.1-1")
+    entry = replace(
+        _entry("a" * 64, *INSTALLED, foreign),
+        std_deb="http://deb.debian.org/debian/pool/main/r/rustc-web/libstd-rust-web-dev_1_arm64.deb",
+        std_sha256="b" * 64,
+    )
+    locks = lockfile.ImageLocks(path=tmp_path / LOCK_FILE, targets={AARCH64: entry, X86_64: _entry("c" * 64)})
+    lockfile.save(locks)
+    text = (tmp_path / LOCK_FILE).read_text(encoding="utf-8")
+    assert f'[targets."{AARCH64}"]' in text
+    assert '    "libssl-dev:arm64=3.5.1-1",' in text
+    loaded = lockfile.load(tmp_path)
+    assert dict(loaded.targets) == {AARCH64: entry, X86_64: _entry("c" * 64)}
+    assert loaded.targets[AARCH64].digest == entry.digest
+    # What apt is asked for: native and arch-all packages by name, foreign ones with their architecture.
+    assert entry.include_specs() == (
+        "base-files=13.8+deb13u8",
+        "ca-certificates=20250419",
+        "libc6=2.41-12",
+        "libssl-dev:arm64=3.5.1-1",
+    )
+
+
+def test_a_broken_lock_file_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / LOCK_FILE).write_text('version = 1\n[targets.x]\nplan = "a"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"targets\.x\.source-date-epoch: is missing"):
+        lockfile.load(tmp_path)
+    (tmp_path / LOCK_FILE).write_text("version = 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="this xpcargo reads version 1"):
+        lockfile.load(tmp_path)
+
+
+def test_a_locked_plan_installs_every_package_at_its_version_under_its_own_tag(context: Context) -> None:
+    unlocked = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    _write_lock(context, X86_64, _entry(unlocked.digest))
+    spec = context.target(X86_64, context.project_config_here())
+    assert spec.image_lock is not None
+    plan = context.image_plan(spec)
+    assert plan.packages == ("base-files=13.8+deb13u8", "ca-certificates=20250419", "libc6=2.41-12")
+    assert plan.source_date_epoch == 1_764_000_000
+    assert plan.lock == spec.image_lock.digest
+    assert plan.labels[LABEL_LOCK] == plan.lock
+    assert plan.reference != unlocked.reference
+    assert context.image_plan(spec, locked=False) == unlocked
+    # Another date (or any other change to the entry) is another image.
+    _write_lock(context, X86_64, _entry(unlocked.digest, epoch=1))
+    assert context.image_plan(context.target(X86_64, context.project_config_here())).reference != plan.reference
+
+
+def test_an_unlocked_plan_keeps_its_tag(context: Context) -> None:
+    """Locks added two fields to the plan; an unlocked plan hashes as it did, so existing images stay current."""
+    plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    assert (plan.lock, plan.source_date_epoch) == (None, None)
+    assert LABEL_LOCK not in plan.labels
+    assert plan.digest == replace(plan).digest
+
+
+def test_a_lock_for_another_plan_is_refused_with_the_command_that_renews_it(context: Context) -> None:
+    _write_lock(context, X86_64, _entry("0" * 64))
+    with pytest.raises(ConfigError) as caught:
+        context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    assert caught.value.message.startswith(f"{LOCK_FILE} locks {X86_64} for another image plan than today's")
+    assert caught.value.hint == f"run `xpcargo image lock {X86_64}` and commit {LOCK_FILE}"
+
+
+def test_a_foreign_targets_lock_keeps_its_std_and_foreign_architectures(context: Context, tmp_path: Path) -> None:
+    unlocked = context.image_plan(_spec(context, AARCH64))  # type: ignore[arg-type]
+    assert unlocked.std_deb is not None
+    foreign = Package(name="libssl-dev", arch="arm64", version="3.5.1-1")
+    entry = replace(
+        _entry(unlocked.digest, *INSTALLED, foreign), std_deb=unlocked.std_deb.url, std_sha256=unlocked.std_deb.sha256
+    )
+    _write_lock(context, AARCH64, entry)
+    plan = context.image_plan(_spec(context, AARCH64))  # type: ignore[arg-type]
+    assert plan.std_deb == unlocked.std_deb
+    assert plan.emulator == "qemu-aarch64"
+    command = debian.mmdebstrap_command(
+        plan, tmp_path / "r.tar", std_deb=tmp_path / "std.deb", deb_cache=tmp_path, packages_file=tmp_path / "p"
+    )
+    assert "--architectures=amd64,arm64" in command
+    assert f"--include={','.join(entry.include_specs())}" in command
+    assert '--customize-hook=chroot "$1" dpkg-deb -x /tmp/xpcargo-std.deb /' in command
+    assert "--dpkgopt=path-include=/usr/bin/qemu-aarch64" in command
+    # What the engine would mount over, which mmdebstrap copies from the host, is not in a locked image.
+    assert '--customize-hook=rm -f "$1"/etc/hostname "$1"/etc/resolv.conf' in command
+    # Nor the times of the .deb cache, which the build syncs in.
+    archives = '"$1"/var/cache/apt/archives'
+    assert f"--customize-hook=touch -c -h -d @1764000000 {archives}/lock {archives}/partial" in command
+
+
+def test_every_build_writes_out_its_packages(context: Context, tmp_path: Path) -> None:
+    plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    command = debian.mmdebstrap_command(
+        plan, tmp_path / "r.tar", std_deb=None, deb_cache=tmp_path, packages_file=tmp_path / "packages.txt"
+    )
+    assert (
+        "--customize-hook=chroot \"$1\" dpkg-query -W -f '${Package}:${Architecture}=${Version}\\n' "
+        '> "$1"/tmp/xpcargo-packages'
+    ) in command
+    assert f"--customize-hook=download /tmp/xpcargo-packages {tmp_path}/packages.txt" in command
+    assert not any("resolv.conf" in argument for argument in command)
+    assert lockfile.parse_dpkg_query("libc6:amd64=2.41-12\nbase-files:amd64=13.8+deb13u8\n") == (
+        Package(name="base-files", arch="amd64", version="13.8+deb13u8"),
+        Package(name="libc6", arch="amd64", version="2.41-12"),
+    )
+
+
+def _failing_mmdebstrap(monkeypatch: pytest.MonkeyPatch, output: str) -> None:
+    """mmdebstrap as a script that prints ``output`` and fails."""
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(debian, "_tether", list)
+
+    def start(argv: list[str], environment: dict[str, str]) -> subprocess.Popen[str]:
+        assert environment["SOURCE_DATE_EPOCH"] == "1764000000"
+        return subprocess.Popen(
+            ["sh", "-c", 'printf "%s\\n" "$1"; exit 1', "sh", output],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    monkeypatch.setattr(debian, "_start", start)
+
+
+def test_a_locked_version_the_mirror_lacks_is_named_with_the_refresh(
+    context: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unlocked = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    _write_lock(context, X86_64, _entry(unlocked.digest))
+    plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    _failing_mmdebstrap(
+        monkeypatch,
+        "E: Version '2.41-12' for 'libc6' was not found\nE: Version '20250419' for 'ca-certificates' was not found\n"
+        "E: setup failed",
+    )
+    with pytest.raises(ImageBuildError) as caught:
+        _BOOTSTRAP(
+            plan,
+            tmp_path / "r.tar",
+            scratch=tmp_path,
+            std_deb=None,
+            deb_cache=tmp_path / "debs",
+            on_line=lambda _: None,
+            on_retry=lambda _: None,
+        )
+    assert caught.value.summary() == (
+        f"error: {LOCK_FILE} locks libc6 at 2.41-12 (and 1 more) for {X86_64}, and the mirror "
+        "http://deb.debian.org/debian no longer serves that version "
+        f"(hint: `xpcargo image lock --refresh {X86_64}` rewrites the lock from today's mirror; commit it)"
+    )
+    assert caught.value.exit_code == 8
+
+
+def test_lock_records_what_the_build_installed_and_keeps_an_unchanged_entry(
+    context: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bootstrap = FakeBootstrap(monkeypatch)
+    runtime = FakeRuntime()
+    builder.lock_images(context, runtime, [X86_64], refresh=False)
+    unlocked = context.image_plan(_spec(context, X86_64), locked=False)  # type: ignore[arg-type]
+    assert unlocked.reference in runtime.images
+    (record,) = records.load_all(context.settings.cache_dir)
+    assert record.packages == INSTALLED
+    entry = lockfile.load(context.cwd).targets[X86_64]
+    assert (entry.plan, entry.packages, entry.std_deb) == (unlocked.digest, INSTALLED, None)
+    # Read from the build's record: no container was needed.
+    assert [purpose for purpose in runtime.purposes() if purpose != "image-check"] == []
+
+    # Locking again changes nothing, the date included: the locked image keeps its tag.
+    before = (context.cwd / LOCK_FILE).read_text(encoding="utf-8")
+    builder.lock_images(context, runtime, [X86_64], refresh=False)
+    assert (context.cwd / LOCK_FILE).read_text(encoding="utf-8") == before
+    assert len(bootstrap.calls) == 1
+
+    # The locked build: every package at its version, with the lock's date.
+    builder.build_images(context, runtime, [X86_64])
+    locked = bootstrap.plans[-1]
+    assert locked.lock == entry.digest
+    assert locked.source_date_epoch == entry.source_date_epoch
+    assert locked.reference in runtime.images
+
+
+def test_refresh_rebuilds_and_records_the_changes(
+    context: Context, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bootstrap = FakeBootstrap(monkeypatch)
+    runtime = FakeRuntime()
+    builder.lock_images(context, runtime, [X86_64], refresh=False)
+    first = lockfile.load(context.cwd).targets[X86_64]
+    newer = Package(name="libc6", arch="amd64", version="2.41-13")
+    bootstrap.packages = (INSTALLED[0], INSTALLED[1], newer)
+    bootstrap.content = b"\1" * 1024
+    capsys.readouterr()
+    builder.lock_images(context, runtime, [X86_64], refresh=True)
+    assert len(bootstrap.calls) == 2
+    second = lockfile.load(context.cwd).targets[X86_64]
+    assert second.packages == bootstrap.packages
+    assert second.plan == first.plan
+    assert "libc6:amd64 2.41-12 -> 2.41-13" in capsys.readouterr().err
+    # The old unlocked image went; the new one has its name.
+    assert runtime.removed_images == ["sha256:imported1"]
+
+
+def test_an_image_without_a_record_is_asked_with_dpkg_query(context: Context) -> None:
+    def script(call: Exec) -> Reply:
+        assert call.argv[:2] == ("dpkg-query", "-W")
+        return Reply(stdout=b"libc6:amd64=2.41-12\nbase-files:amd64=13.8+deb13u8\n")
+
+    runtime = FakeRuntime(script=script, images={"shared:1"})
+    runtime.image_labels["shared:1"] = {"org.xpcargo.plan-hash": "f" * 64, "org.xpcargo.target": X86_64}
+    found = inventory(runtime, context.settings.cache_dir, "shared:1")
+    assert found.packages_from == "dpkg-query"
+    assert [str(package) for package in found.packages] == ["base-files:amd64=13.8+deb13u8", "libc6:amd64=2.41-12"]
+    assert (found.plan, found.target, found.lock) == ("f" * 64, X86_64, None)
+    assert found.rootfs_layer == "sha256:layer-of-shared:1"
+    assert runtime.purposes() == ["image-inventory"]
+    assert not runtime.running
+
+
+def test_lock_outside_a_project_is_refused(tmp_path: Path) -> None:
+    outside = Context.create(cwd=tmp_path, environ={"HOME": str(tmp_path)})
+    with pytest.raises(ProjectError, match="image locks belong to a project"):
+        builder.lock_images(outside, FakeRuntime(), [X86_64], refresh=False)
+
+
+def test_verify_rebuilds_compares_and_removes_the_rebuild(
+    context: Context, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bootstrap = FakeBootstrap(monkeypatch)
+    runtime = FakeRuntime()
+    with pytest.raises(ConfigError, match=f"{X86_64} has no entry in"):
+        builder.verify_image(context, runtime, X86_64)
+    builder.lock_images(context, runtime, [X86_64], refresh=False)
+    builder.build_images(context, runtime, [X86_64])
+    plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    capsys.readouterr()
+
+    verification = builder.verify_image(context, runtime, X86_64)
+    assert verification.same
+    layer = verification.image_layers[0]
+    err = capsys.readouterr().err.splitlines()
+    assert f"       Layer {layer} of {plan.reference}" in err
+    assert f"       Layer {layer} of the rebuild" in err
+    assert runtime.removed_images == ["sha256:imported3"]
+    assert plan.reference in runtime.images
+
+    # A rebuild with other content is not the image: both layers shown, exit code 8, the rebuild removed.
+    bootstrap.content = b"\1" * 1024
+    with pytest.raises(ImageBuildError, match="has another root file system layer") as caught:
+        builder.verify_image(context, runtime, X86_64)
+    assert caught.value.exit_code == 8
+    assert runtime.removed_images[-1] == "sha256:imported4"
+    assert "of the rebuild" in capsys.readouterr().err
