@@ -81,3 +81,12 @@ def test_an_archive_that_is_not_what_its_name_says_is_refused(tmp_path: Path, co
         transfer.load(context, runtime, directory)
     assert x86_64.reference not in runtime.images
     assert aarch64.reference not in runtime.images
+
+
+def test_a_missing_or_unwritable_directory_is_one_error(tmp_path: Path, context: Context) -> None:
+    with pytest.raises(ImageBuildError, match="there is no directory"):
+        transfer.load(context, FakeRuntime(), tmp_path / "missing")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    with pytest.raises(ImageBuildError, match="cannot save images to"):
+        transfer.save(context, _with_images(context), [], blocker / "below")

@@ -43,7 +43,12 @@ def key(context: Context, names: Sequence[str] = ()) -> str:
 
 def save(context: Context, runtime: Runtime, names: Sequence[str], directory: Path) -> list[Path]:
     """Build what is missing, then write each target's image to ``<directory>/<plan digest>.tar``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ImageBuildError(
+            f"cannot save images to {directory}: {error.strerror}", hint="name a directory that can be written"
+        ) from None
     reporter = context.reporter()
     saved = []
     for plan in _plans(context, names):
@@ -57,6 +62,11 @@ def save(context: Context, runtime: Runtime, names: Sequence[str], directory: Pa
         try:
             runtime.save_image(plan.reference, partial)
             partial.replace(archive)
+        except OSError as error:
+            raise ImageBuildError(
+                f"cannot save {plan.reference} to {archive}: {error.strerror}",
+                hint="check the free space and the permissions of the directory",
+            ) from None
         finally:
             partial.unlink(missing_ok=True)
         reporter.status("Saved", f"{plan.reference} to {archive} ({archive.stat().st_size / 2**30:.2f} GB)")
@@ -67,6 +77,11 @@ def save(context: Context, runtime: Runtime, names: Sequence[str], directory: Pa
 def load(context: Context, runtime: Runtime, directory: Path) -> Loaded:
     """Load the archives in ``directory`` whose plan a known target has now. One whose content is not the image
     its name says is refused: it is removed again, and the load fails."""
+    if not directory.is_dir():
+        raise ImageBuildError(
+            f"there is no directory {directory} to load images from",
+            hint="name the directory `xpcargo image save -o DIR` wrote (a CI cache that was not restored has none)",
+        )
     reporter = context.reporter()
     wanted = {plan.digest: plan for plan in _plans(context, ())}
     loaded, present, skipped = [], [], []
