@@ -13,7 +13,7 @@ import pytest
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ImageBuildError, ProjectError
 from xpcargo.image import builder, debian, lockfile, records
-from xpcargo.image.contents import inventory
+from xpcargo.image.inventory import contents
 from xpcargo.image.lockfile import LOCK_FILE, LockedImage, Package
 from xpcargo.image.plan import LABEL_LOCK
 
@@ -268,7 +268,7 @@ def test_an_image_without_a_record_is_asked_with_dpkg_query(context: Context) ->
 
     runtime = FakeRuntime(script=script, images={"shared:1"})
     runtime.image_labels["shared:1"] = {"org.xpcargo.plan-hash": "f" * 64, "org.xpcargo.target": X86_64}
-    found = inventory(runtime, context.settings.cache_dir, "shared:1")
+    found = contents(runtime, context.settings.cache_dir, "shared:1")
     assert found.packages_from == "dpkg-query"
     assert [str(package) for package in found.packages] == ["base-files:amd64=13.8+deb13u8", "libc6:amd64=2.41-12"]
     assert (found.plan, found.target, found.lock) == ("f" * 64, X86_64, None)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo.image.inventory import DebianPackage, ImageInventory, parse_packages, parse_rustc_version
+from xpcargo.image.inventory import DebianPackage, ImageInventory, parse_rustc_version
 from xpcargo.release import archive, dist, provenance, verify
 
 from .slsa_rules import check_statement
@@ -123,7 +123,11 @@ def _release(**changes: object) -> provenance.Release:
         plan_hash="d" * 64,
         layers=("sha256:" + "e" * 64,),
         rustc=parse_rustc_version("rustc 1.96.0 (abc 2026-01-01)\nrelease: 1.96.0\ncommit-hash: " + "f" * 40 + "\n"),
-        packages=parse_packages("libc6\t2.41-12\tarm64\nlibc6\t2.41-12\tamd64\ngcc\t4:14.2.0-1\tamd64\n"),
+        packages=(
+            DebianPackage(name="gcc", version="4:14.2.0-1", architecture="amd64"),
+            DebianPackage(name="libc6", version="2.41-12", architecture="amd64"),
+            DebianPackage(name="libc6", version="2.41-12", architecture="arm64"),
+        ),
     )
     values: dict[str, object] = {
         "subjects": {"app-aarch64-unknown-linux-gnu.tar.gz": "a" * 64},
@@ -213,8 +217,30 @@ def test_the_builder_in_github_actions_is_the_workflow() -> None:
     assert provenance.builder_id({}) == provenance.LOCAL_BUILDER
 
 
-def test_packages_parse_with_their_architecture() -> None:
-    assert parse_packages("a\t1\tamd64\nbroken\n\nb\t2\n") == (
-        DebianPackage(name="a", version="1", architecture="amd64"),
-        DebianPackage(name="b", version="2", architecture="all"),
+def test_an_inventory_takes_the_packages_of_the_build_record_and_asks_the_image_for_rustc(tmp_path: Path) -> None:
+    """Provenance and locks read one list of packages: the record written when the image was built."""
+    from xpcargo.image import records  # noqa: PLC0415
+    from xpcargo.image.inventory import inventory  # noqa: PLC0415
+    from xpcargo.image.lockfile import Package  # noqa: PLC0415
+
+    from .fake_runtime import Exec, FakeRuntime, Reply  # noqa: PLC0415
+
+    def script(call: Exec) -> Reply:
+        assert call.argv == ("rustc", "-vV"), call.argv
+        return Reply(stdout=b"rustc 1.96.0 (abc 2026-01-01)\nrelease: 1.96.0\nhost: x86_64-unknown-linux-gnu\n")
+
+    runtime = FakeRuntime(script=script)
+    runtime.images.add("img:1")
+    runtime.image_ids["img:1"] = "sha256:abc"
+    records.save(
+        tmp_path,
+        digest="d" * 64,
+        reference="img:1",
+        image_id="sha256:abc",
+        target="x86_64-unknown-linux-gnu",
+        packages=[Package(name="libc6", arch="amd64", version="2.41-12")],
     )
+    found = inventory(runtime, tmp_path, triple="x86_64-unknown-linux-gnu", reference="img:1", plan_hash="d" * 64)
+    assert found.packages == (DebianPackage(name="libc6", version="2.41-12", architecture="amd64"),)
+    assert found.rustc["release"] == "1.96.0"
+    assert found.image_id == "sha256:abc"

@@ -349,7 +349,7 @@ def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, ref
     """`xpcargo image lock`: record in the project's lock file the exact packages of each target's unlocked image
     (built first if the engine lacks it, or anew from today's mirror with ``refresh``). An entry whose plan and
     packages did not change is kept as it is, date included, so that its image keeps its tag."""
-    from xpcargo.image.contents import inventory  # noqa: PLC0415
+    from xpcargo.image.inventory import contents  # noqa: PLC0415
 
     project_config, locks = _project_locks(context)
     builder = for_context(context, runtime)
@@ -362,7 +362,7 @@ def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, ref
             builder.rebuild(plan)
         else:
             builder.ensure(plan)
-        found = inventory(runtime, builder.cache, plan.reference)
+        found = contents(runtime, builder.cache, plan.reference)
         old = locks.targets.get(spec.triple)
         if old is not None and old.plan == plan.digest and old.packages == found.packages:
             builder.reporter.status("Unchanged", f"{spec.triple}: {len(old.packages)} packages")

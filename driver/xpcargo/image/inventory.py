@@ -1,9 +1,9 @@
-"""What is in an image, for provenance: its id, the digests of its root file system's layers, the Debian packages
-installed in it, and the Rust it builds with.
+"""What is in an image: its id, its plan, the digests of its layers, every Debian package with its version, and
+(for provenance) the Rust it builds with.
 
-This is the one seam through which the release code learns about an image. It asks the engine and looks inside a
-container; a recorded image lock can answer the same questions without a container, and this module is where to
-plug it in.
+The packages come from the record xpcargo wrote when it built the image (``records``); an image without one (built
+by an older xpcargo, or with another cache) is asked in a container of its own, with ``dpkg-query -W``. A lock file
+records them (``lockfile``); a provenance statement lists them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,87 @@ from types import MappingProxyType
 
 from xpcargo.container.session import Session, invoking_user, open_session
 from xpcargo.container.spec import ContainerRequest, Runtime
-from xpcargo.errors import EngineError
+from xpcargo.errors import ConfigError, EngineError, ImageBuildError
+from xpcargo.image import records
+from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, Package, parse_dpkg_query
+from xpcargo.image.plan import LABEL_LOCK, LABEL_PLAN, LABEL_TARGET
 
-# Architecture too: a multiarch image holds `libc6` for amd64 and for arm64, at the same version or not.
-_DPKG_FORMAT = "${Package}\t${Version}\t${Architecture}\n"
+
+@dataclass(frozen=True, kw_only=True)
+class ImageContents:
+    reference: str
+    image_id: str
+    # The labels xpcargo gives its images; None on an image that xpcargo did not build.
+    target: str | None
+    plan: str | None
+    lock: str | None
+    # The digests of the image's layers (uncompressed tar, the engine's diff_ids), lowest first.
+    layers: tuple[str, ...]
+    packages: tuple[Package, ...]
+    # Where ``packages`` came from: "build record" or "dpkg-query".
+    packages_from: str
+
+    @property
+    def rootfs_layer(self) -> str | None:
+        """The digest of the root file system: the one layer of an image xpcargo built (None for several)."""
+        return self.layers[0] if len(self.layers) == 1 else None
+
+
+def contents(runtime: Runtime, cache: Path, reference: str) -> ImageContents:
+    """The image ``reference`` names: id, labels, layers and packages (see the module's docstring)."""
+    details = runtime.inspect_image(reference)
+    if details is None:
+        raise ConfigError(
+            f"image {reference} is not in the engine at {runtime.host}",
+            hint="build it first (`xpcargo image build TARGET`)",
+        )
+    packages = _recorded_packages(cache, details.id)
+    source = "build record"
+    if packages is None:
+        packages = installed_packages(runtime, details.id, name=reference)
+        source = "dpkg-query"
+    return ImageContents(
+        reference=reference,
+        image_id=details.id,
+        target=details.labels.get(LABEL_TARGET),
+        plan=details.labels.get(LABEL_PLAN),
+        lock=details.labels.get(LABEL_LOCK),
+        layers=details.layers,
+        packages=packages,
+        packages_from=source,
+    )
+
+
+def _recorded_packages(cache: Path, image_id: str) -> tuple[Package, ...] | None:
+    for record in records.load_all(cache):
+        if record.image_id == image_id and record.packages is not None:
+            return record.packages
+    return None
+
+
+def installed_packages(runtime: Runtime, image: str, *, name: str) -> tuple[Package, ...]:
+    """Every package dpkg lists as installed in ``image``, asked in a container that lives for that one query."""
+    stdout: list[bytes] = []
+    stderr: list[bytes] = []
+    request = ContainerRequest(image=image, user="0:0", workdir=Path("/"))
+    with open_session(runtime, request, purpose="image-inventory") as session:
+        code = session.run(
+            ["dpkg-query", "-W", "-f", DPKG_QUERY_FORMAT], on_stdout=stdout.append, on_stderr=stderr.append
+        )
+    text = b"".join(stdout).decode(errors="replace")
+    problem = b"".join(stderr).decode(errors="replace").strip().splitlines()
+    try:
+        packages = parse_dpkg_query(text) if code == 0 else ()
+    except ValueError as exc:
+        problem = [str(exc)]
+        packages = ()
+    if not packages:
+        raise ImageBuildError(
+            f"cannot list the Debian packages of image {name}: `dpkg-query -W` "
+            + (f"failed: {problem[-1]}" if problem else f"exited with {code} and listed nothing"),
+            hint="only an image with dpkg (a Debian or Ubuntu root file system) can be locked or described",
+        )
+    return packages
 
 
 @dataclass(frozen=True, kw_only=True, order=True)
@@ -46,23 +123,22 @@ class ImageInventory:
     packages: tuple[DebianPackage, ...] = ()
 
 
-def inventory(runtime: Runtime, *, triple: str, reference: str, plan_hash: str | None) -> ImageInventory:
-    """Ask the engine for the image's identity, and a container of it for its packages and its rustc."""
-    details = runtime.inspect_image(reference)
-    if details is None:
-        raise EngineError(f"image {reference} is not in the engine", hint="build it first (`xpcargo image build`)")
+def inventory(runtime: Runtime, cache: Path, *, triple: str, reference: str, plan_hash: str | None) -> ImageInventory:
+    """The image's contents, and its rustc asked in a container of it."""
+    found = contents(runtime, cache, reference)
     request = ContainerRequest(image=reference, user=invoking_user(), workdir=Path("/"), network="none")
     with open_session(runtime, request, purpose="inventory") as session:
-        packages = parse_packages(_output(session, ["dpkg-query", "-W", "-f", _DPKG_FORMAT], reference))
         rustc = parse_rustc_version(_output(session, ["rustc", "-vV"], reference))
     return ImageInventory(
         triple=triple,
         reference=reference,
-        image_id=details.id,
+        image_id=found.image_id,
         plan_hash=plan_hash,
-        layers=details.layers,
+        layers=found.layers,
         rustc=MappingProxyType(rustc),
-        packages=packages,
+        packages=tuple(
+            sorted(DebianPackage(name=p.name, version=p.version, architecture=p.arch) for p in found.packages)
+        ),
     )
 
 
@@ -77,16 +153,6 @@ def _output(session: Session, argv: Sequence[str], reference: str) -> str:
             hint="check the image with `xpcargo shell`",
         )
     return b"".join(out).decode(errors="replace")
-
-
-def parse_packages(text: str) -> tuple[DebianPackage, ...]:
-    packages = set()
-    for line in text.splitlines():
-        name, _, rest = line.partition("\t")
-        version, _, architecture = rest.partition("\t")
-        if name and version:
-            packages.add(DebianPackage(name=name, version=version, architecture=architecture or "all"))
-    return tuple(sorted(packages))
 
 
 def parse_rustc_version(text: str) -> dict[str, str]:

@@ -104,7 +104,9 @@ def dist(
         spec = context.target(triple, project_config)
         reference = image_for(context, runtime, spec)
         plan_hash = None if spec.image else context.image_plan(spec).digest
-        images.append(inventory(runtime, triple=triple, reference=reference, plan_hash=plan_hash))
+        images.append(
+            inventory(runtime, context.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
+        )
     lock = project.workspace_root / "Cargo.lock"
     remaps = reproducible.remapping(
         workspace_root=project.workspace_root,
