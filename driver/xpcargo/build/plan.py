@@ -199,12 +199,7 @@ def plan(
     remaps: tuple[tuple[Path, str], ...] = ()
     rustflags = None
     if reproducible_settings is not None:
-        remaps = reproducible.remapping(
-            workspace_root=project.workspace_root,
-            target_dir=project.target_dir,
-            cargo_home=project.cargo_home,
-            outside=project.outside_paths,
-        )
+        remaps = remapping(project)
         rustflags = reproducible.merge_rustflags(
             reproducible.rustc_remap_flags(remaps),
             environ=env,
@@ -243,6 +238,17 @@ def _fetch_record(context: Context, project: Project, triple: str) -> Path:
     """One record per workspace, target dir and target: two checkouts, or two target dirs, never share one."""
     key = hashlib.sha256(f"{project.workspace_root}\0{project.target_dir}\0{triple}".encode()).hexdigest()
     return context.settings.cache_dir / "fetched" / f"{key[:32]}.json"
+
+
+def remapping(project: Project) -> tuple[tuple[Path, str], ...]:
+    """The host paths of ``project`` a reproducible build maps to fixed names: one list for the build's flags and
+    for what the provenance says of them."""
+    return reproducible.remapping(
+        workspace_root=project.workspace_root,
+        target_dir=project.target_dir,
+        cargo_home=project.cargo_home,
+        outside=project.outside_paths,
+    )
 
 
 def reproducibility(context: Context, args: Sequence[str]) -> Reproducibility:

@@ -21,7 +21,7 @@ from pathlib import Path
 from xpcargo import __version__
 from xpcargo.build import matrix, reproducible, run
 from xpcargo.build.matrix import Artifact
-from xpcargo.build.plan import reproducibility
+from xpcargo.build.plan import remapping, reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.context import Context
 from xpcargo.errors import ProjectError
@@ -108,12 +108,7 @@ def dist(
             inventory(runtime, context.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
         )
     lock = project.workspace_root / "Cargo.lock"
-    remaps = reproducible.remapping(
-        workspace_root=project.workspace_root,
-        target_dir=project.target_dir,
-        cargo_home=project.cargo_home,
-        outside=project.outside_paths,
-    )
+    remaps = remapping(project)
     document = provenance.statement(
         provenance.Release(
             subjects=digests,
