@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from typing import Any
 import pytest
 
 from xpcargo.container.spec import ContainerInfo, ContainerRequest, ImageDetails, ImageInfo, Output
-from xpcargo.image import debian
+from xpcargo.image import debian, layers
+from xpcargo.image.layers import BuiltLayer
 from xpcargo.image.lockfile import Package
-from xpcargo.image.plan import ImagePlan
+from xpcargo.image.plan import BasePlan, Layer
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class FakeRuntime:
     removed: list[str] = field(default_factory=list)
     execs: list[Exec] = field(default_factory=list)
     imported: list[tuple[Path, tuple[str, ...]]] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
     removed_images: list[str] = field(default_factory=list)
     # Labels by reference, or by image id for an imported image.
     image_labels: dict[str, Mapping[str, str]] = field(default_factory=dict)
@@ -155,10 +158,32 @@ class FakeRuntime:
         destination.write_text(json.dumps({"reference": reference, "labels": labels}), encoding="utf-8")
 
     def load_image(self, source: Path) -> list[str]:
+        if tarfile.is_tarfile(source):
+            return self._load_docker_archive(source)
         archive = json.loads(source.read_text(encoding="utf-8"))
         self.images.add(archive["reference"])
         self.image_labels[archive["reference"]] = archive["labels"]
         return [archive["reference"]]
+
+    def _load_docker_archive(self, source: Path) -> list[str]:
+        """An archive of ``docker_archive``: the engine must hold every layer whose tar it leaves out."""
+        with tarfile.open(source) as archive:
+            (manifest,) = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
+            config_bytes = archive.extractfile(manifest["Config"]).read()  # type: ignore[union-attr]
+            present = set(archive.getnames())
+        config = json.loads(config_bytes)
+        held = {layer for layers in self.image_layers.values() for layer in layers}
+        for name, diff_id in zip(manifest["Layers"], config["rootfs"]["diff_ids"], strict=True):
+            assert name in present or diff_id in held, f"the archive lacks layer {diff_id}, which the engine lacks"
+        image_id = f"sha256:{hashlib.sha256(config_bytes).hexdigest()}"
+        self.loaded.append(image_id)
+        self.images.add(image_id)
+        self.image_layers[image_id] = tuple(config["rootfs"]["diff_ids"])
+        self.image_labels[image_id] = dict(config["config"]["Labels"])
+        return []
+
+    def changes(self, container_id: str) -> list[tuple[str, str]]:
+        return [("A", "/usr/bin/new-tool")]
 
     def start(self, request: ContainerRequest) -> str:
         if self.start_error is not None:
@@ -224,8 +249,9 @@ INSTALLED = (
 
 
 class FakeBootstrap:
-    """Stands in for the mirror and mmdebstrap, which a unit test must not use: writes a small tarball, whose
-    content (and so its layer digest in the fake runtime) is ``content``, and says it installed ``packages``."""
+    """Stands in for the mirror, mmdebstrap and apt in a layer's container, which a unit test must not use: writes
+    small tarballs, whose content (and so their layer digests in the fake runtime) is ``content``, and says the
+    image holds ``packages`` (the base, ``packages`` without its last)."""
 
     def __init__(
         self,
@@ -235,12 +261,14 @@ class FakeBootstrap:
         packages: tuple[Package, ...] = INSTALLED,
     ) -> None:
         self.calls: list[str] = []
-        self.plans: list[ImagePlan] = []
+        self.plans: list[BasePlan] = []
+        self.layers: list[Layer] = []
         self.error = error
         self.packages = packages
         self.content = b"\0" * 1024
         monkeypatch.setattr(debian, "bootstrap", self.bootstrap)
         monkeypatch.setattr(debian, "fetch_pool_file", self.fetch_pool_file)
+        monkeypatch.setattr(layers, "build", self.layer)
 
     def fetch_pool_file(self, url: str, sha256: str, cache: Path, **_: Any) -> Path:
         self.calls.append(f"std {url.rsplit('/', 1)[-1]}")
@@ -248,10 +276,21 @@ class FakeBootstrap:
         (cache / "std.deb").write_bytes(b"deb")
         return cache / "std.deb"
 
-    def bootstrap(self, plan: ImagePlan, tarball: Path, **kwargs: Any) -> tuple[Package, ...]:
-        self.calls.append(f"bootstrap {plan.target} std={kwargs['std_deb'] is not None}")
+    def bootstrap(self, plan: BasePlan, tarball: Path, **kwargs: Any) -> tuple[Package, ...]:
+        self.calls.append(f"bootstrap {kwargs['target']}")
         self.plans.append(plan)
         if self.error is not None:
             raise self.error
         tarball.write_bytes(self.content)
-        return self.packages
+        return self.packages[:-1]
+
+    def layer(self, runtime: Any, *, layer: Layer, target: str, scratch: Path, **kwargs: Any) -> BuiltLayer:
+        self.calls.append(f"layer {layer.purpose} {target} std={bool(kwargs['pool_files'])}")
+        self.layers.append(layer)
+        if self.error is not None:
+            raise self.error
+        tar = scratch / "layer.tar"
+        tar.write_bytes(self.content + layer.purpose.encode())
+        return BuiltLayer(
+            tar=tar, diff_id=f"sha256:{hashlib.sha256(tar.read_bytes()).hexdigest()}", packages=self.packages
+        )

@@ -40,18 +40,56 @@ def test_a_missing_image_is_built_checked_then_tagged(context: Context, monkeypa
     spec = context.toolchains.target(AARCH64)
     plan = context.image_plan(spec)
     assert builder.image_for(context, runtime, spec) == plan.reference
-    assert bootstrap.calls == [f"std {plan.std_deb.filename if plan.std_deb else ''}", f"bootstrap {AARCH64} std=True"]
+    assert bootstrap.calls == [
+        f"bootstrap {AARCH64}",
+        f"std {plan.std_deb.filename if plan.std_deb else ''}",
+        f"layer target {AARCH64} std=True",
+    ]
+    # The base is imported, with its own labels; the target's layer is loaded on it, carrying only its own tar.
     ((_, changes),) = runtime.imported
-    assert f"LABEL {LABEL_PLAN}={plan.digest}" in changes
+    assert f"LABEL {LABEL_PLAN}={plan.base.digest}" in changes
+    (loaded,) = runtime.loaded
+    assert runtime.image_layers[loaded][0] == runtime.image_layers["sha256:imported1"][0]
+    assert len(runtime.image_layers[loaded]) == 2
+    assert runtime.image_labels[loaded][LABEL_PLAN] == plan.digest
+    assert runtime.image_labels[loaded][LABEL_TARGET] == AARCH64
     # The check ran as root in a container of its own, which is gone.
     (check,) = runtime.started
     assert check.user == "0:0"
-    assert check.image == "sha256:imported1"
+    assert check.image == loaded
     assert "qemu-aarch64 --version" in runtime.execs[0].argv[-1]
     assert not runtime.running
-    assert plan.reference in runtime.images
+    assert {plan.base.reference, plan.reference} <= runtime.images
     # The scratch space is gone too.
     assert list((context.settings.cache_dir / "scratch").iterdir()) == []
+
+
+def test_a_second_target_reuses_the_base_and_extra_packages_add_a_layer(
+    context: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bootstrap = FakeBootstrap(monkeypatch)
+    runtime = FakeRuntime()
+    builder.image_for(context, runtime, context.toolchains.target(X86_64))
+    bootstrap.calls.clear()
+    from dataclasses import replace  # noqa: PLC0415
+
+    spec = replace(context.toolchains.target(AARCH64), extra_packages=("libssl-dev:arm64",))
+    builder.image_for(context, runtime, spec)
+    assert bootstrap.calls == [
+        f"std {context.image_plan(spec).std_deb.filename}",  # type: ignore[union-attr]
+        f"layer target {AARCH64} std=True",
+        f"layer extra-packages {AARCH64} std=False",
+    ]
+    # Each layer loaded on the one before: the base's layer, the target's, the project's.
+    assert [len(runtime.image_layers[image]) for image in runtime.loaded] == [2, 2, 3]
+
+
+def test_an_image_whose_base_was_pruned_needs_nothing(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    bootstrap = FakeBootstrap(monkeypatch)
+    plan = context.image_plan(context.toolchains.target(AARCH64))
+    runtime = FakeRuntime(images={plan.reference})
+    assert builder.image_for(context, runtime, context.toolchains.target(AARCH64)) == plan.reference
+    assert bootstrap.calls == []
 
 
 def test_an_image_that_is_there_is_not_built(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +108,7 @@ def test_a_failed_check_removes_the_image_and_tags_nothing(context: Context, mon
     with pytest.raises(ImageBuildError, match="failed its check") as caught:
         builder.image_for(context, runtime, spec)
     assert "rustc: not found" in caught.value.message
-    assert runtime.removed_images == ["sha256:imported1"]
+    assert runtime.removed_images == runtime.loaded
     assert context.image_plan(spec).reference not in runtime.images
     assert not runtime.running
 
@@ -111,7 +149,7 @@ def test_build_images_and_the_rows(context: Context, monkeypatch: pytest.MonkeyP
     builder.build_images(context, runtime, [X86_64])
     reference = context.image_plan(context.toolchains.target(X86_64)).reference
     assert reference in runtime.images
-    assert runtime.started[0].image.startswith("sha256:imported")
+    assert runtime.started[0].image == runtime.loaded[0]
 
 
 def _labelled(runtime: FakeRuntime, reference: str, target: str, digest: str) -> None:
@@ -138,12 +176,13 @@ def test_a_built_image_is_recorded_and_each_use_is_noted(context: Context, monke
     spec = context.toolchains.target(X86_64)
     plan = context.image_plan(spec)
     builder.image_for(context, runtime, spec)
-    (record,) = records.load_all(context.settings.cache_dir)
-    assert (record.digest, record.reference, record.image_id) == (plan.digest, plan.reference, "sha256:imported1")
+    base, record = sorted(records.load_all(context.settings.cache_dir), key=lambda r: r.reference)
+    assert (base.digest, base.reference, base.image_id) == (plan.base.digest, plan.base.reference, "sha256:imported1")
+    assert (record.digest, record.reference, record.image_id) == (plan.digest, plan.reference, runtime.loaded[0])
     path = context.settings.cache_dir / "images" / f"{plan.digest}.json"
     os.utime(path, (1, 1))
     builder.image_for(context, runtime, spec)
-    assert records.load_all(context.settings.cache_dir)[0].last_used > time.time() - 60
+    assert {r.digest: r for r in records.load_all(context.settings.cache_dir)}[plan.digest].last_used > time.time() - 60
 
 
 def test_prune_keeps_the_shipped_targets_current_images_wherever_it_runs(context: Context) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ImageBuildError, ProjectError
-from xpcargo.image import builder, debian, lockfile, records
+from xpcargo.image import builder, debian, layers, lockfile, records
 from xpcargo.image.inventory import contents
 from xpcargo.image.lockfile import LOCK_FILE, LockedImage, Package
 from xpcargo.image.plan import LABEL_LOCK
@@ -50,6 +50,8 @@ def _entry(plan_digest: str, *packages: Package, epoch: int = 1_764_000_000) -> 
         mirror="http://deb.debian.org/debian",
         source_date_epoch=epoch,
         packages=tuple(sorted(packages or INSTALLED)),
+        # What FakeBootstrap's base holds: all but the last.
+        base_packages=INSTALLED[:-1],
     )
 
 
@@ -69,24 +71,24 @@ def test_the_lock_file_reads_back_what_was_written(tmp_path: Path) -> None:
     text = (tmp_path / LOCK_FILE).read_text(encoding="utf-8")
     assert f'[targets."{AARCH64}"]' in text
     assert '    "libssl-dev:arm64=3.5.1-1",' in text
+    # The base's packages are listed once, and `packages` holds what the target adds.
+    assert text.count('"base-files:amd64=13.8+deb13u8"') == 2
     loaded = lockfile.load(tmp_path)
     assert dict(loaded.targets) == {AARCH64: entry, X86_64: _entry("c" * 64)}
     assert loaded.targets[AARCH64].digest == entry.digest
-    # What apt is asked for: native and arch-all packages by name, foreign ones with their architecture.
-    assert entry.include_specs() == (
-        "base-files=13.8+deb13u8",
-        "ca-certificates=20250419",
-        "libc6=2.41-12",
-        "libssl-dev:arm64=3.5.1-1",
-    )
+    # What apt is asked for: native and arch-all packages by name, foreign ones with their architecture; the base
+    # its own, the layer the rest.
+    assert entry.base_specs() == ("base-files=13.8+deb13u8", "ca-certificates=20250419")
+    assert entry.layer_specs() == ("libc6=2.41-12", "libssl-dev:arm64=3.5.1-1")
 
 
 def test_a_broken_lock_file_is_a_configuration_error(tmp_path: Path) -> None:
-    (tmp_path / LOCK_FILE).write_text('version = 1\n[targets.x]\nplan = "a"\n', encoding="utf-8")
+    (tmp_path / LOCK_FILE).write_text('version = 2\n[targets.x]\nplan = "a"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"targets\.x\.source-date-epoch: is missing"):
         lockfile.load(tmp_path)
-    (tmp_path / LOCK_FILE).write_text("version = 2\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="this xpcargo reads version 1"):
+    # A lock of the one-layer images before the shared base is refused with the command that rewrites it.
+    (tmp_path / LOCK_FILE).write_text("version = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="this xpcargo reads version 2"):
         lockfile.load(tmp_path)
 
 
@@ -96,10 +98,12 @@ def test_a_locked_plan_installs_every_package_at_its_version_under_its_own_tag(c
     spec = context.target(X86_64, context.project_config_here())
     assert spec.image_lock is not None
     plan = context.image_plan(spec)
-    assert plan.packages == ("base-files=13.8+deb13u8", "ca-certificates=20250419", "libc6=2.41-12")
-    assert plan.source_date_epoch == 1_764_000_000
-    assert plan.lock == spec.image_lock.digest
-    assert plan.labels[LABEL_LOCK] == plan.lock
+    assert plan.base.packages == ("base-files=13.8+deb13u8", "ca-certificates=20250419")
+    (layer,) = plan.layers
+    assert (layer.purpose, layer.packages) == ("locked", ("libc6=2.41-12",))
+    assert plan.source_date_epoch == plan.base.source_date_epoch == 1_764_000_000
+    assert plan.lock == plan.base.lock == spec.image_lock.digest
+    assert all(stage.labels[LABEL_LOCK] == plan.lock for stage in plan.stages)
     assert plan.reference != unlocked.reference
     assert context.image_plan(spec, locked=False) == unlocked
     # Another date (or any other change to the entry) is another image.
@@ -111,7 +115,7 @@ def test_an_unlocked_plan_keeps_its_tag(context: Context) -> None:
     """Locks added two fields to the plan; an unlocked plan hashes as it did, so existing images stay current."""
     plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
     assert (plan.lock, plan.source_date_epoch) == (None, None)
-    assert LABEL_LOCK not in plan.labels
+    assert all(LABEL_LOCK not in stage.labels for stage in plan.stages)
     assert plan.digest == replace(plan).digest
 
 
@@ -134,13 +138,15 @@ def test_a_foreign_targets_lock_keeps_its_std_and_foreign_architectures(context:
     plan = context.image_plan(_spec(context, AARCH64))  # type: ignore[arg-type]
     assert plan.std_deb == unlocked.std_deb
     assert plan.emulator == "qemu-aarch64"
-    command = debian.mmdebstrap_command(
-        plan, tmp_path / "r.tar", std_deb=tmp_path / "std.deb", deb_cache=tmp_path, packages_file=tmp_path / "p"
-    )
-    assert "--architectures=amd64,arm64" in command
-    assert f"--include={','.join(entry.include_specs())}" in command
-    assert '--customize-hook=chroot "$1" dpkg-deb -x /tmp/xpcargo-std.deb /' in command
-    assert "--dpkgopt=path-include=/usr/bin/qemu-aarch64" in command
+    command = debian.mmdebstrap_command(plan.base, tmp_path / "r.tar", deb_cache=tmp_path, packages_file=tmp_path / "p")
+    assert "--architectures=amd64" in command
+    assert f"--include={','.join(entry.base_specs())}" in command
+    (layer,) = plan.layers
+    script = layers.install_script(layer, build_arch="amd64", pool_debs=["std.deb"], owner="0:0")
+    assert "dpkg --add-architecture arm64" in script
+    assert "libssl-dev:arm64=3.5.1-1" in script
+    assert f"dpkg-deb -x {layers.POOL}/std.deb /" in script
+    assert "qemu-aarch64" in script
     # What the engine would mount over, which mmdebstrap copies from the host, is not in a locked image.
     assert '--customize-hook=rm -f "$1"/etc/hostname "$1"/etc/resolv.conf' in command
     # Nor the times of the .deb cache, which the build syncs in.
@@ -149,9 +155,9 @@ def test_a_foreign_targets_lock_keeps_its_std_and_foreign_architectures(context:
 
 
 def test_every_build_writes_out_its_packages(context: Context, tmp_path: Path) -> None:
-    plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    plan = context.image_plan(_spec(context, X86_64)).base  # type: ignore[arg-type]
     command = debian.mmdebstrap_command(
-        plan, tmp_path / "r.tar", std_deb=None, deb_cache=tmp_path, packages_file=tmp_path / "packages.txt"
+        plan, tmp_path / "r.tar", deb_cache=tmp_path, packages_file=tmp_path / "packages.txt"
     )
     assert (
         "--customize-hook=chroot \"$1\" dpkg-query -W -f '${Package}:${Architecture}=${Version}\\n' "
@@ -195,10 +201,10 @@ def test_a_locked_version_the_mirror_lacks_is_named_with_the_refresh(
     )
     with pytest.raises(ImageBuildError) as caught:
         _BOOTSTRAP(
-            plan,
+            plan.base,
             tmp_path / "r.tar",
+            target=X86_64,
             scratch=tmp_path,
-            std_deb=None,
             deb_cache=tmp_path / "debs",
             on_line=lambda _: None,
             on_retry=lambda _: None,
@@ -219,10 +225,11 @@ def test_lock_records_what_the_build_installed_and_keeps_an_unchanged_entry(
     builder.lock_images(context, runtime, [X86_64], refresh=False)
     unlocked = context.image_plan(_spec(context, X86_64), locked=False)  # type: ignore[arg-type]
     assert unlocked.reference in runtime.images
-    (record,) = records.load_all(context.settings.cache_dir)
-    assert record.packages == INSTALLED
+    recorded = {record.digest: record.packages for record in records.load_all(context.settings.cache_dir)}
+    assert recorded == {unlocked.base.digest: INSTALLED[:-1], unlocked.digest: INSTALLED}
     entry = lockfile.load(context.cwd).targets[X86_64]
     assert (entry.plan, entry.packages, entry.std_deb) == (unlocked.digest, INSTALLED, None)
+    assert entry.base_packages == INSTALLED[:-1]
     # Read from the build's record: no container was needed.
     assert [purpose for purpose in runtime.purposes() if purpose != "image-check"] == []
 
@@ -230,14 +237,16 @@ def test_lock_records_what_the_build_installed_and_keeps_an_unchanged_entry(
     before = (context.cwd / LOCK_FILE).read_text(encoding="utf-8")
     builder.lock_images(context, runtime, [X86_64], refresh=False)
     assert (context.cwd / LOCK_FILE).read_text(encoding="utf-8") == before
-    assert len(bootstrap.calls) == 1
+    assert len(bootstrap.calls) == 2
 
     # The locked build: every package at its version, with the lock's date.
     builder.build_images(context, runtime, [X86_64])
     locked = bootstrap.plans[-1]
     assert locked.lock == entry.digest
     assert locked.source_date_epoch == entry.source_date_epoch
-    assert locked.reference in runtime.images
+    assert locked.packages == entry.base_specs()
+    assert bootstrap.layers[-1].packages == entry.layer_specs()
+    assert context.image_plan(_spec(context, X86_64)).reference in runtime.images  # type: ignore[arg-type]
 
 
 def test_refresh_rebuilds_and_records_the_changes(
@@ -252,13 +261,13 @@ def test_refresh_rebuilds_and_records_the_changes(
     bootstrap.content = b"\1" * 1024
     capsys.readouterr()
     builder.lock_images(context, runtime, [X86_64], refresh=True)
-    assert len(bootstrap.calls) == 2
+    assert len(bootstrap.calls) == 4
     second = lockfile.load(context.cwd).targets[X86_64]
     assert second.packages == bootstrap.packages
     assert second.plan == first.plan
     assert "libc6:amd64 2.41-12 -> 2.41-13" in capsys.readouterr().err
-    # The old unlocked image went; the new one has its name.
-    assert runtime.removed_images == ["sha256:imported1"]
+    # The old unlocked images went; the new ones have their names.
+    assert runtime.removed_images == ["sha256:imported1", runtime.loaded[0]]
 
 
 def test_an_image_without_a_record_is_asked_with_dpkg_query(context: Context) -> None:
@@ -272,7 +281,7 @@ def test_an_image_without_a_record_is_asked_with_dpkg_query(context: Context) ->
     assert found.packages_from == "dpkg-query"
     assert [str(package) for package in found.packages] == ["base-files:amd64=13.8+deb13u8", "libc6:amd64=2.41-12"]
     assert (found.plan, found.target, found.lock) == ("f" * 64, X86_64, None)
-    assert found.rootfs_layer == "sha256:layer-of-shared:1"
+    assert found.layers == ("sha256:layer-of-shared:1",)
     assert runtime.purposes() == ["image-inventory"]
     assert not runtime.running
 
@@ -283,7 +292,7 @@ def test_lock_outside_a_project_is_refused(tmp_path: Path) -> None:
         builder.lock_images(outside, FakeRuntime(), [X86_64], refresh=False)
 
 
-def test_verify_rebuilds_compares_and_removes_the_rebuild(
+def test_verify_rebuilds_every_layer_and_compares(
     context: Context, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
@@ -293,21 +302,22 @@ def test_verify_rebuilds_compares_and_removes_the_rebuild(
     builder.lock_images(context, runtime, [X86_64], refresh=False)
     builder.build_images(context, runtime, [X86_64])
     plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    images = set(runtime.images)
     capsys.readouterr()
 
     verification = builder.verify_image(context, runtime, X86_64)
     assert verification.same
-    layer = verification.image_layers[0]
+    assert len(verification.image_layers) == 2
     err = capsys.readouterr().err.splitlines()
-    assert f"       Layer {layer} of {plan.reference}" in err
-    assert f"       Layer {layer} of the rebuild" in err
-    assert runtime.removed_images == ["sha256:imported3"]
-    assert plan.reference in runtime.images
+    assert f"      Layers {' '.join(verification.image_layers)} of {plan.reference}" in err
+    assert f"      Layers {' '.join(verification.image_layers)} of the rebuild" in err
+    # The rebuild is compared, never loaded: the engine holds what it held.
+    assert runtime.images == images
+    assert bootstrap.calls[-2:] == [f"bootstrap {X86_64}", f"layer locked {X86_64} std=False"]
 
-    # A rebuild with other content is not the image: both layers shown, exit code 8, the rebuild removed.
+    # A rebuild with other content is not the image: both shown, exit code 8.
     bootstrap.content = b"\1" * 1024
-    with pytest.raises(ImageBuildError, match="has another root file system layer") as caught:
+    with pytest.raises(ImageBuildError, match="has other layers than the image") as caught:
         builder.verify_image(context, runtime, X86_64)
     assert caught.value.exit_code == 8
-    assert runtime.removed_images[-1] == "sha256:imported4"
     assert "of the rebuild" in capsys.readouterr().err

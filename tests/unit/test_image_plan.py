@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pytest
 from xpcargo import resources
 from xpcargo.config import targets as config
 from xpcargo.errors import ConfigError
-from xpcargo.image import debian
-from xpcargo.image.plan import LABEL_PLAN, LABEL_RUST, LABEL_TARGET, ImagePlan, plan_image
+from xpcargo.image import debian, layers
+from xpcargo.image.plan import LABEL_PARENT, LABEL_PLAN, LABEL_RUST, LABEL_TARGET, ImagePlan, Layer, plan_image
 from xpcargo.image.recipe import ImageRecipe, load_recipe
 
 X86_64 = "x86_64-unknown-linux-gnu"
@@ -40,9 +41,30 @@ def test_plan_is_stable(shipped: config.Toolchains, recipe: ImageRecipe) -> None
     assert first == second
     assert first.digest == second.digest
     assert len(first.digest) == 64
-    assert first.tag == first.digest[:16]
-    assert first.repository == f"xpcargo/{AARCH64}"
-    assert first.reference == f"xpcargo/{AARCH64}:{first.tag}"
+    assert first.final.tag == first.digest[:16]
+    assert first.final.repository == f"xpcargo/{AARCH64}"
+    assert first.reference == f"xpcargo/{AARCH64}:{first.final.tag}"
+
+
+def test_the_chain_is_the_shared_base_then_the_targets_layer_then_the_projects(
+    shipped: config.Toolchains, recipe: ImageRecipe
+) -> None:
+    plain = _plan(shipped, recipe, AARCH64)
+    base, target = plain.stages
+    assert base.layer is None
+    assert base.reference == f"xpcargo/trixie-rust:{plain.base.digest[:16]}"
+    assert target.layer is not None
+    assert target.layer.purpose == "target"
+    assert target.parent == base
+    # Every target of the recipe shares the base; a project's extra packages add a layer and change nothing below.
+    assert _plan(shipped, recipe, I686).stages[0] == base
+    extended = _plan(shipped, recipe, AARCH64, extra_packages=("libssl-dev:arm64",))
+    assert extended.stages[:2] == plain.stages
+    extra = extended.final
+    assert extra.layer is not None
+    assert (extra.layer.purpose, extra.layer.packages) == ("extra-packages", ("libssl-dev:arm64",))
+    assert extra.parent == target
+    assert extra.digest != target.digest
 
 
 def test_each_target_has_its_own_tag(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
@@ -69,8 +91,9 @@ def test_extra_package_changes_the_tag(shipped: config.Toolchains, recipe: Image
     base = _plan(shipped, recipe, AARCH64)
     extended = _plan(shipped, recipe, AARCH64, extra_packages=("libssl-dev",))
     assert extended.digest != base.digest
-    assert extended.tag != base.tag
-    assert "libssl-dev" in extended.packages
+    assert extended.final.tag != base.final.tag
+    assert extended.final.layer is not None
+    assert "libssl-dev" in extended.final.layer.packages
 
 
 def test_rust_version_changes_the_tag(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
@@ -143,101 +166,138 @@ def test_engine_arch_decides_what_is_foreign(shipped: config.Toolchains, recipe:
         plan_image(shipped.target(X86_64), recipe, build_arch="arm64")
 
 
-def test_packages_pin_rust_and_add_the_target(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
+def test_the_base_pins_rust_and_the_layers_add_the_target(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     plan = _plan(shipped, recipe, AARCH64, extra_packages=("libssl-dev",))
     version = recipe.rust.version
-    packages = set(plan.packages)
+    packages = set(plan.base.packages)
     assert f"rustc-web={version}" in packages
     assert f"cargo-web={version}" in packages
     assert {name.split("=")[0] for name in packages} >= set(recipe.rust.packages)
     assert "rustc-web" not in packages  # only the pinned form
     assert set(recipe.packages) <= packages
-    assert set(shipped.target(AARCH64).packages) <= packages
-    assert "libssl-dev" in packages
-    assert list(plan.packages) == sorted(packages)
-    assert len(plan.packages) == len(packages)
+    assert list(plan.base.packages) == sorted(packages)
+    target, extra = plan.layers
+    assert set(target.packages) == set(shipped.target(AARCH64).packages)
+    assert extra.packages == ("libssl-dev",)
 
 
 def test_labels(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     plan = _plan(shipped, recipe, AARCH64)
-    labels = plan.labels
-    assert labels[LABEL_TARGET] == AARCH64
-    assert labels[LABEL_PLAN] == plan.digest
-    assert labels[LABEL_RUST] == recipe.rust.version
+    base, target = plan.stages
+    assert target.labels[LABEL_TARGET] == AARCH64
+    assert target.labels[LABEL_PLAN] == plan.digest
+    assert target.labels[LABEL_PARENT] == base.digest
+    assert target.labels[LABEL_RUST] == recipe.rust.version
+    # The base belongs to no target.
+    assert LABEL_TARGET not in base.labels
+    assert base.labels[LABEL_PLAN] == plan.base.digest
 
 
 # --- mmdebstrap -----------------------------------------------------------------------------------------------------
 
 
-def test_mmdebstrap_command_for_a_foreign_target(
-    tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe
-) -> None:
-    plan = _plan(shipped, recipe, AARCH64)
-    tarball, std_deb = tmp_path / "rootfs.tar", tmp_path / "std.deb"
-    command = debian.mmdebstrap_command(
-        plan, tarball, std_deb=std_deb, deb_cache=tmp_path / "debs", packages_file=tmp_path / "p.txt"
-    )
+def test_mmdebstrap_builds_the_base(tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe) -> None:
+    plan = _plan(shipped, recipe, AARCH64).base
+    tarball = tmp_path / "rootfs.tar"
+    command = debian.mmdebstrap_command(plan, tarball, deb_cache=tmp_path / "debs", packages_file=tmp_path / "p.txt")
     assert command[0] == "mmdebstrap"
+    assert "--mode=unshare" in command
     assert f"--include={','.join(plan.packages)}" in command
     for pattern in recipe.dpkg_exclude:
         assert f"--dpkgopt=path-exclude={pattern}" in command
-
-    # qemu-user ships every emulator; only the target's own is kept, re-included after the exclusion.
-    exclude = command.index("--dpkgopt=path-exclude=/usr/bin/qemu-*")
-    include = command.index("--dpkgopt=path-include=/usr/bin/qemu-aarch64")
-    assert exclude < include
-    assert [arg for arg in command if "path-include" in arg] == ["--dpkgopt=path-include=/usr/bin/qemu-aarch64"]
-
-    # The std .deb is uploaded into the root filesystem, extracted, then removed.
-    upload = next(i for i, arg in enumerate(command) if arg.startswith("--customize-hook=upload "))
-    assert str(std_deb) in command[upload]
-    assert command[upload].endswith(" /tmp/xpcargo-std.deb")
-    extract = next(i for i, arg in enumerate(command) if "dpkg-deb -x /tmp/xpcargo-std.deb /" in arg)
-    assert upload < extract
-    assert any("rm" in arg and "/tmp/xpcargo-std.deb" in arg for arg in command[extract + 1 :])
-
+    # Nothing of any target's: no emulator, no std.
+    assert not any("qemu" in arg or "upload" in arg or "dpkg-deb" in arg for arg in command)
     # The shared .deb cache goes in and comes back out.
     assert any(arg.startswith("--setup-hook=sync-in ") and str(tmp_path / "debs") in arg for arg in command)
     assert any(arg.startswith("--customize-hook=sync-out ") and str(tmp_path / "debs") in arg for arg in command)
-
     assert command[-3:] == [recipe.suite, str(tarball), recipe.mirror]
     assert all(not arg.startswith(recipe.suite) for arg in command[1:-3])
-
-
-def test_mmdebstrap_command_for_the_native_target(
-    tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe
-) -> None:
-    plan = _plan(shipped, recipe, X86_64)
-    command = debian.mmdebstrap_command(
-        plan, tmp_path / "rootfs.tar", std_deb=None, deb_cache=tmp_path / "debs", packages_file=tmp_path / "p.txt"
-    )
-    assert not any("qemu" in arg for arg in command)
-    assert not any("upload" in arg or "dpkg-deb" in arg for arg in command)
-    assert command[-3:] == [recipe.suite, str(tmp_path / "rootfs.tar"), recipe.mirror]
-
-
-def test_mmdebstrap_command_keeps_only_the_i386_emulator(
-    tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe
-) -> None:
-    plan = _plan(shipped, recipe, I686)
-    command = debian.mmdebstrap_command(
-        plan, tmp_path / "r.tar", std_deb=tmp_path / "s.deb", deb_cache=tmp_path, packages_file=tmp_path / "p.txt"
-    )
-    assert "--dpkgopt=path-include=/usr/bin/qemu-i386" in command
-    assert not any("qemu-aarch64" in arg for arg in command)
 
 
 def test_mmdebstrap_command_quotes_paths_with_spaces(
     tmp_path: Path, shipped: config.Toolchains, recipe: ImageRecipe
 ) -> None:
-    plan = _plan(shipped, recipe, AARCH64)
-    std_deb = tmp_path / "my dir" / "std.deb"
+    plan = _plan(shipped, recipe, AARCH64).base
     cache = tmp_path / "deb cache"
-    command = debian.mmdebstrap_command(
-        plan, tmp_path / "r.tar", std_deb=std_deb, deb_cache=cache, packages_file=tmp_path / "p.txt"
-    )
-    assert f"--customize-hook=upload '{std_deb}' /tmp/xpcargo-std.deb" in command
+    command = debian.mmdebstrap_command(plan, tmp_path / "r.tar", deb_cache=cache, packages_file=tmp_path / "p.txt")
     assert f"--setup-hook=sync-in '{cache}' /var/cache/apt/archives/" in command
+
+
+# --- A layer --------------------------------------------------------------------------------------------------------
+
+
+def test_a_target_layer_keeps_only_its_emulator_and_unpacks_its_std(
+    shipped: config.Toolchains, recipe: ImageRecipe
+) -> None:
+    layer = _plan(shipped, recipe, I686).layers[0]
+    script = layers.install_script(layer, build_arch="amd64", pool_debs=["std i386.deb"], owner="1000:1000")
+    lines = script.splitlines()
+    # qemu-user ships every emulator; only the target's own is kept, re-included after the exclusion, and the
+    # filter leaves with the install.
+    (filter_line,) = [line for line in lines if "path-exclude=/usr/bin/qemu-*" in line]
+    assert "path-include=/usr/bin/%s" in filter_line
+    assert "qemu-i386" in filter_line
+    install = next(i for i, line in enumerate(lines) if " install " in line)
+    assert lines.index(filter_line) < install
+    assert all(package in lines[install] for package in layer.packages)
+    assert "--no-install-recommends" in lines[install]
+    assert f"dpkg-deb -x '{layers.POOL}/std i386.deb' /" in lines
+    assert "rm -f /etc/dpkg/dpkg.cfg.d/xpcargo-emulator" in lines
+    # The .debs it added to the shared cache are the invoking user's.
+    assert lines[-1] == "chown -R 1000:1000 /var/cache/apt/archives"
+
+
+def test_a_layer_of_foreign_packages_adds_their_architecture() -> None:
+    layer = Layer(purpose="extra-packages", packages=("libssl-dev:arm64", "protobuf-compiler"))
+    script = layers.install_script(layer, build_arch="amd64", pool_debs=[], owner="0:0")
+    assert "dpkg --add-architecture arm64" in script.splitlines()
+    assert "qemu" not in script
+
+
+def test_a_layer_holds_what_the_install_changed_but_apts_own_state() -> None:
+    changes = [
+        ("C", "/usr"),
+        ("A", "/usr/bin/aarch64-linux-gnu-gcc"),
+        ("A", "/usr/lib/rustlib/aarch64-unknown-linux-gnu"),
+        ("C", "/var/lib/dpkg/status"),
+        ("A", "/var/lib/dpkg/status-old"),
+        ("A", "/var/lib/dpkg/lock-frontend"),
+        ("A", "/var/lib/apt/lists/deb.debian.org_debian_dists_trixie_InRelease"),
+        ("A", "/var/log/apt/history.log"),
+        ("A", "/var/cache/ldconfig/aux-cache"),
+        ("C", "/tmp"),
+        ("A", "/xpcargo-layer"),
+        ("D", "/etc/old.conf"),
+        ("D", "/var/log/old.log"),
+    ]
+    kept, deleted = layers.layer_paths(changes)
+    assert kept == [
+        "usr",
+        "usr/bin/aarch64-linux-gnu-gcc",
+        "usr/lib/rustlib/aarch64-unknown-linux-gnu",
+        "var/lib/dpkg/status",
+    ]
+    assert deleted == ["/etc/old.conf"]
+
+
+def test_a_locked_layer_is_written_with_clamped_times(tmp_path: Path) -> None:
+    command = layers.tar_command(layers.INPUT / "paths", source_date_epoch=1700000000)
+    assert "--mtime=@1700000000" in command
+    assert "--clamp-mtime" in command
+    assert "--numeric-owner" in command
+    assert "--no-recursion" in command
+    assert not any("mtime" in arg for arg in layers.tar_command(layers.INPUT / "paths", source_date_epoch=None))
+
+
+def test_deleted_paths_become_whiteouts(tmp_path: Path) -> None:
+    tar = tmp_path / "layer.tar"
+    with tarfile.open(tar, "w") as archive:
+        archive.addfile(tarfile.TarInfo("usr"))
+    layers.add_whiteouts(tar, ["/etc/old.conf", "/usr/share/gone"], mtime=5)
+    with tarfile.open(tar) as archive:
+        members = archive.getmembers()
+    assert [member.name for member in members] == ["usr", "etc/.wh.old.conf", "usr/share/.wh.gone"]
+    assert {member.mtime for member in members[1:]} == {5}
 
 
 @pytest.mark.parametrize(
@@ -256,4 +316,4 @@ def test_mmdebstrap_command_quotes_paths_with_spaces(
     ],
 )
 def test_mirror_trouble_is_told_from_a_real_error(line: str, transient: bool) -> None:
-    assert bool(debian._MIRROR_TROUBLE.search(line)) is transient
+    assert bool(debian.MIRROR_TROUBLE.search(line)) is transient

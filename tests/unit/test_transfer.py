@@ -28,7 +28,7 @@ def _with_images(context: Context) -> FakeRuntime:
     for spec in context.toolchains.targets.values():
         plan = context.image_plan(spec)
         runtime.images.add(plan.reference)
-        runtime.image_labels[plan.reference] = dict(plan.labels)
+        runtime.image_labels[plan.reference] = dict(plan.final.labels)
     return runtime
 
 

@@ -308,6 +308,7 @@ class DockerRuntime:
                 init=True,
                 auto_remove=True,
                 cap_drop=["ALL"],
+                cap_add=list(request.capabilities) or None,
                 security_opt=["no-new-privileges"],
                 tmpfs={str(path): "" for path in request.hidden},
             )
@@ -449,6 +450,15 @@ class DockerRuntime:
         for name, value in env.items():
             command += ["--env", f"{name}={value}"]
         return subprocess.call([*command, container_id, *argv])
+
+    def changes(self, container_id: str) -> list[tuple[str, str]]:
+        kinds = {0: "C", 1: "A", 2: "D"}
+
+        def diff() -> list[tuple[str, str]]:
+            answer = self._client.api.diff(container_id) or []
+            return [(kinds.get(int(entry["Kind"]), "C"), str(entry["Path"])) for entry in answer]
+
+        return self._call("list the container's changes", diff)
 
     def remove(self, container_id: str) -> None:
         """Untie the container (which ends it, with no request to the engine), then remove it for certain, within

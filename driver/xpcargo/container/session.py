@@ -61,6 +61,10 @@ class Session:
     def run_interactive(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
         return self._runtime.exec_interactive(self.container_id, argv, env=env or {})
 
+    def changes(self) -> list[tuple[str, str]]:
+        """What the commands run so far changed in the image's file system (see ``Runtime.changes``)."""
+        return self._runtime.changes(self.container_id)
+
 
 def this_host() -> str:
     """This machine's name and the boot of its kernel: where a pid in SESSION_LABEL can be looked up."""

@@ -37,8 +37,9 @@ class Mount:
 class ContainerRequest:
     """Everything a container is started with.
 
-    Every container also drops all capabilities, cannot gain privileges (`no-new-privileges`), and ends by itself
-    when the xpcargo process that started it goes away, however it goes (see ``docker_runtime``).
+    Every container also drops all capabilities but ``capabilities``, cannot gain privileges (`no-new-privileges`),
+    and ends by itself when the xpcargo process that started it goes away, however it goes (see
+    ``docker_runtime``).
     """
 
     image: str
@@ -51,6 +52,8 @@ class ContainerRequest:
     network: str = "none"
     # Directories hidden behind an empty tmpfs: they exist on the host, but what they hold must not be used here.
     hidden: tuple[Path, ...] = ()
+    # The capabilities kept (Linux names without CAP_): none, but for the root of an image layer's apt and dpkg.
+    capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +123,10 @@ class Runtime(Protocol):
         and ``EngineUnavailableError`` when the engine stopped answering or the connection was lost."""
 
     def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str]) -> int: ...
+    def changes(self, container_id: str) -> list[tuple[str, str]]:
+        """What the container changed in its image's file system: ``(kind, path)`` with kind ``A`` (added),
+        ``C`` (changed) or ``D`` (deleted), bind mounts left out."""
+
     def remove(self, container_id: str) -> None:
         """Stop and remove the container; one that is already gone is fine. Bounded in time: an engine that does
         not answer within a few seconds raises ``EngineUnavailableError`` rather than hanging."""

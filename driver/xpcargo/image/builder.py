@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -21,15 +21,17 @@ from xpcargo.config.targets import TargetSpec
 from xpcargo.container.session import open_session
 from xpcargo.container.spec import MANAGED_LABEL, ContainerRequest, ImageInfo, Runtime
 from xpcargo.errors import ConfigError, EngineError, ImageBuildError, ProjectError
-from xpcargo.image import lock, records, scratch
+from xpcargo.hashing import file_sha256
+from xpcargo.image import docker_archive, lock, records, scratch
 from xpcargo.image.lockfile import LOCK_FILE, ImageLocks, LockedImage, Package, differences
 from xpcargo.image.lockfile import save as save_locks
-from xpcargo.image.plan import LABEL_TARGET, ImagePlan
+from xpcargo.image.plan import LABEL_RECIPE, LABEL_TARGET, ImagePlan, Layer, Stage
 from xpcargo.ui import Reporter, Stopwatch, ago
 
 if TYPE_CHECKING:
     from xpcargo.config.targets import ProjectConfig
     from xpcargo.context import Context
+    from xpcargo.image.layers import BuiltLayer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,120 +56,177 @@ class Builder:
         return self.ensure(plan)
 
     def ensure(self, plan: ImagePlan) -> str:
-        if not self.runtime.image_exists(plan.reference):
-            with lock.held(self.cache, plan.digest, reference=plan.reference, reporter=self.reporter) as progress:
-                # Another xpcargo (a parallel CI job) may have built it while this one waited for the lock.
-                if not self.runtime.image_exists(plan.reference):
-                    self.build(plan, progress=progress)
-        records.touch(self.cache, plan.digest)
+        """``plan``'s image, each image of its chain built first if the engine lacks it. When the engine has the
+        image itself, the images below it are not needed (nor asked for: one question to the engine)."""
+        stages = plan.stages
+        missing = not self.runtime.image_exists(plan.reference)
+        for stage in stages:
+            if missing and not self.runtime.image_exists(stage.reference):
+                with lock.held(self.cache, stage.digest, reference=stage.reference, reporter=self.reporter) as progress:
+                    # Another xpcargo (a parallel CI job) may have built it while this one waited for the lock.
+                    if not self.runtime.image_exists(stage.reference):
+                        self.build(plan, stage, progress=progress)
+            records.touch(self.cache, stage.digest)
         return plan.reference
 
-    def build(self, plan: ImagePlan, *, progress: TextIO | None = None) -> None:
-        """Build, check and tag ``plan``'s image; ``progress`` gets a copy of every line, for a waiting process."""
+    def build(self, plan: ImagePlan, stage: Stage, *, progress: TextIO | None = None) -> None:
+        """Build, check and tag ``stage`` of ``plan``'s chain (its parent is there); ``progress`` gets a copy of
+        every line, for a waiting process."""
         reporter = replace(self.reporter, copy=progress) if progress is not None else self.reporter
         clock = Stopwatch()
-        reporter.status("Building", f"image {plan.reference} for {plan.target} (first use; later runs reuse it)")
-        image_id, packages = self._make(plan, reporter)
+        what = _describe(plan, stage)
+        reporter.status("Building", f"image {stage.reference}, {what} (first use; later runs reuse it)")
+        image_id, packages = self._make(plan, stage, reporter)
         # Recorded before it is named: killed in between, the record names an image without that name, which prune
         # forgets, rather than a named image that nothing says xpcargo built.
         records.save(
             self.cache,
-            digest=plan.digest,
-            reference=plan.reference,
+            digest=stage.digest,
+            reference=stage.reference,
             image_id=image_id,
-            target=plan.target,
+            target=plan.target if stage.layer is not None else f"{plan.base.recipe} base",
             packages=packages,
         )
-        self.runtime.tag(image_id, plan.repository, plan.tag)
-        reporter.status("Built", f"image {plan.reference} in {clock}")
+        self.runtime.tag(image_id, stage.repository, stage.tag)
+        reporter.status("Built", f"image {stage.reference} in {clock}")
 
     def rebuild(self, plan: ImagePlan) -> None:
-        """Build ``plan``'s image anew from today's mirror, even though the engine has one; the old image goes
-        unless a container still uses it."""
-        with lock.held(self.cache, plan.digest, reference=plan.reference, reporter=self.reporter) as progress:
-            old = self.runtime.inspect_image(plan.reference)
-            self.build(plan, progress=progress)
-            if old is not None and not self.runtime.containers_using(old.id):
-                with suppress(EngineError):
-                    self.runtime.remove_image(old.id)
-        records.touch(self.cache, plan.digest)
+        """Build every image of ``plan``'s chain anew from today's mirror, even though the engine has them; an old
+        image goes unless a container still uses it."""
+        for stage in plan.stages:
+            with lock.held(self.cache, stage.digest, reference=stage.reference, reporter=self.reporter) as progress:
+                old = self.runtime.inspect_image(stage.reference)
+                self.build(plan, stage, progress=progress)
+                if old is not None and not self.runtime.containers_using(old.id):
+                    with suppress(EngineError):
+                        self.runtime.remove_image(old.id)
+            records.touch(self.cache, stage.digest)
 
     def verify(self, plan: ImagePlan) -> Verification:
-        """Build locked ``plan``'s image again, untagged, compare its root file system layer with the image's, and
-        remove the new one. The image must be there (``ensure`` it first)."""
+        """Build locked ``plan``'s layers again (the base with mmdebstrap, each layer on the image's own parent) and
+        compare their digests with the image's. Nothing is loaded into the engine. The image must be there (``ensure``
+        it first)."""
         existing = self.runtime.inspect_image(plan.reference)
         assert existing is not None  # noqa: S101 - the caller ensured it
         clock = Stopwatch()
-        self.reporter.status("Rebuilding", f"image {plan.reference} for {plan.target} from the lock, to compare")
-        image_id, _ = self._make(plan, self.reporter)
-        try:
-            rebuilt = self.runtime.inspect_image(image_id)
-        finally:
-            # An identical config would be the same image: never remove the original.
-            if image_id != existing.id:
-                self.runtime.remove_image(image_id)
-        self.reporter.status("Rebuilt", f"image {plan.reference} in {clock}, and removed the rebuild")
-        return Verification(
-            reference=plan.reference,
-            image_layers=existing.layers,
-            rebuilt_layers=rebuilt.layers if rebuilt is not None else (),
-        )
+        self.reporter.status("Rebuilding", f"the layers of {plan.reference} from the lock, to compare")
+        rebuilt: list[str] = []
+        with self._scratch() as directory:
+            for stage in plan.stages:
+                if stage.layer is None:
+                    tarball = directory / "rootfs.tar"
+                    self._bootstrap(plan, tarball, directory, self.reporter)
+                    rebuilt.append(f"sha256:{file_sha256(tarball)}")
+                    tarball.unlink()
+                else:
+                    assert stage.parent is not None  # noqa: S101 - a layer always has a parent
+                    built = self._layer(plan, stage.layer, stage.parent.reference, directory, self.reporter)
+                    rebuilt.append(built.diff_id)
+                    built.tar.unlink()
+        self.reporter.status("Rebuilt", f"{len(rebuilt)} layer(s) of {plan.reference} in {clock}")
+        return Verification(reference=plan.reference, image_layers=existing.layers, rebuilt_layers=tuple(rebuilt))
 
-    def _make(self, plan: ImagePlan, reporter: Reporter) -> tuple[str, tuple[Package, ...]]:
-        """Bootstrap, import and check ``plan``'s image; return its id, untagged, and the packages installed."""
-        from xpcargo.image import debian  # noqa: PLC0415 - urllib and subprocess plumbing only a build needs
-
+    def _make(self, plan: ImagePlan, stage: Stage, reporter: Reporter) -> tuple[str, tuple[Package, ...]]:
+        """Build ``stage``'s image, untagged; return its id and the packages it holds."""
         machine = self.runtime.architecture()
         engine = platforms.for_machine(machine)
         if engine is None or engine.debian_arch != plan.build_arch:
             raise ImageBuildError(
-                f"cannot build {plan.reference}: it is planned for {plan.build_arch} and the engine at "
+                f"cannot build {stage.reference}: it is planned for {plan.build_arch} and the engine at "
                 f"{self.runtime.host} runs `{machine}`",
                 hint="run xpcargo against an engine on this machine's architecture (DOCKER_HOST)",
             )
-        scratch.sweep(self.cache / "scratch", reporter)
-        with scratch.owned(self.cache / "scratch", reporter) as directory:
-            std_file = None
-            if plan.std_deb is not None:
-                reporter.detail(f"[1/4] Rust std for {plan.target}: {plan.std_deb.filename}")
-                std_file = debian.fetch_pool_file(
-                    plan.std_deb.url,
-                    plan.std_deb.sha256,
-                    self.cache / "pool",
-                    on_retry=reporter.warn,
-                    first_wait=self.retry_wait,
+        with self._scratch() as directory:
+            if stage.layer is None:
+                tarball = directory / "rootfs.tar"
+                packages = self._bootstrap(plan, tarball, directory, reporter)
+                reporter.detail(f"      importing {tarball.stat().st_size // 2**20} MiB into the engine")
+                changes = [
+                    *(f"ENV {variable}" for variable in docker_archive.ENVIRONMENT),
+                    *(f"LABEL {name}={value}" for name, value in stage.labels.items()),
+                ]
+                return self.runtime.import_rootfs(tarball, changes=changes), packages
+            assert stage.parent is not None  # noqa: S101 - a layer always has a parent
+            parent = self.runtime.inspect_image(stage.parent.reference)
+            if parent is None:
+                raise ImageBuildError(
+                    f"image {stage.parent.reference}, the parent of {stage.reference}, left the engine mid-build",
+                    hint="run the command again",
                 )
-            else:
-                reporter.detail("[1/4] Rust std: installed with the compiler")
-            tarball = directory / "rootfs.tar"
-            locked = f", locked at {LOCK_FILE}'s versions" if plan.lock else ""
-            reporter.detail(
-                f"[2/4] Debian {plan.suite} root filesystem with {len(plan.packages)} packages{locked} (mmdebstrap)"
+            built = self._layer(plan, stage.layer, stage.parent.reference, directory, reporter)
+            reporter.detail(f"      loading the {built.tar.stat().st_size // 2**20} MiB layer into the engine")
+            config = docker_archive.image_config(
+                architecture=plan.build_arch,
+                diff_ids=[*parent.layers, built.diff_id],
+                labels=stage.labels,
+                created=plan.source_date_epoch if plan.source_date_epoch is not None else time.time(),
+                history=[*(f"xpcargo layer {n}" for n in range(len(parent.layers))), f"xpcargo {stage.layer.purpose}"],
             )
-            packages = debian.bootstrap(
-                plan,
-                tarball,
-                scratch=directory,
-                std_deb=std_file,
-                deb_cache=self.cache / "debs",
-                on_line=lambda line: reporter.detail(f"      {line}"),
-                on_retry=reporter.warn,
-                first_wait=self.retry_wait,
+            archive = directory / "image.tar"
+            image_id = docker_archive.write(
+                archive, config=config, layers=[*((layer, None) for layer in parent.layers), (built.diff_id, built.tar)]
             )
-            reporter.detail(f"[3/4] importing {tarball.stat().st_size // 2**20} MiB into the engine")
-            changes = [
-                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "ENV LANG=C.UTF-8",
-                *(f"LABEL {name}={value}" for name, value in plan.labels.items()),
-            ]
-            image_id = self.runtime.import_rootfs(tarball, changes=changes)
-        reporter.detail("[4/4] checking the toolchain in the new image")
+            built.tar.unlink()
+            self.runtime.load_image(archive)
+        reporter.detail("      checking the toolchain in the new image")
         try:
             self._verify(image_id, plan)
         except BaseException:
             self.runtime.remove_image(image_id)
             raise
-        return image_id, packages
+        return image_id, built.packages
+
+    def _scratch(self) -> AbstractContextManager[Path]:
+        scratch.sweep(self.cache / "scratch", self.reporter)
+        return scratch.owned(self.cache / "scratch", self.reporter)
+
+    def _bootstrap(self, plan: ImagePlan, tarball: Path, directory: Path, reporter: Reporter) -> tuple[Package, ...]:
+        from xpcargo.image import debian  # noqa: PLC0415 - urllib and subprocess plumbing only a build needs
+
+        base = plan.base
+        locked = f", locked at {LOCK_FILE}'s versions" if base.lock else ""
+        reporter.detail(
+            f"      Debian {base.suite} root filesystem with {len(base.packages)} packages{locked} (mmdebstrap)"
+        )
+        return debian.bootstrap(
+            base,
+            tarball,
+            target=plan.target,
+            scratch=directory,
+            deb_cache=self.cache / "debs",
+            on_line=lambda line: reporter.detail(f"      {line}"),
+            on_retry=reporter.warn,
+            first_wait=self.retry_wait,
+        )
+
+    def _layer(self, plan: ImagePlan, layer: Layer, parent: str, directory: Path, reporter: Reporter) -> BuiltLayer:
+        from xpcargo.image import debian, layers  # noqa: PLC0415 - urllib and subprocess plumbing only a build needs
+
+        pool_files = []
+        for deb in layer.pool_debs:
+            reporter.detail(f"      {deb.filename} from the mirror's pool")
+            pool_files.append(
+                debian.fetch_pool_file(
+                    deb.url, deb.sha256, self.cache / "pool", on_retry=reporter.warn, first_wait=self.retry_wait
+                )
+            )
+        locked = f", locked at {LOCK_FILE}'s versions" if plan.lock else ""
+        reporter.detail(f"      {layer.purpose} layer: {len(layer.packages)} packages{locked} (apt in a container)")
+        return layers.build(
+            self.runtime,
+            parent=parent,
+            layer=layer,
+            target=plan.target,
+            build_arch=plan.build_arch,
+            locked=plan.lock is not None,
+            source_date_epoch=plan.source_date_epoch,
+            scratch=directory,
+            deb_cache=self.cache / "debs",
+            pool_files=pool_files,
+            on_line=lambda line: reporter.detail(f"      {line}"),
+            on_retry=reporter.warn,
+            first_wait=self.retry_wait,
+        )
 
     def _verify(self, image_id: str, plan: ImagePlan) -> None:
         """Prove the image can do its job before it gets a name: rustc has the target's std, the emulator runs."""
@@ -198,7 +257,8 @@ class Builder:
         that another xpcargo is still building holds its build lock, and is left alone.
         """
         scratch.sweep(self.cache / "scratch", self.reporter)
-        kept_plans = {plan.reference: plan.target for plan in keep}
+        # A plan keeps its whole chain: the base and the target's layer too, which other targets and projects share.
+        kept_plans = {stage.reference: plan.target for plan in keep for stage in plan.stages}
         images = self.runtime.list_images(f"{MANAGED_LABEL}=true")
         by_id = {image.id: image for image in images}
         result = Pruned()
@@ -273,6 +333,12 @@ class Pruned:
     kept: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _describe(plan: ImagePlan, stage: Stage) -> str:
+    if stage.layer is None:
+        return f"the {plan.base.recipe} base that every target of the recipe shares"
+    return f"the {stage.layer.purpose} layer of {plan.target}"
+
+
 # --- The image commands, for the targets a context knows --------------------------------------------------------
 
 
@@ -309,12 +375,15 @@ def build_images(context: Context, runtime: Runtime, names: Sequence[str]) -> No
 
 def image_rows(context: Context, runtime: Runtime) -> list[tuple[str, str, str, str]]:
     """`xpcargo image list`: xpcargo's images, marking those that today's configuration would use."""
-    current = {context.image_plan(spec).reference for spec in known_targets(context) if not spec.image}
+    plans = [context.image_plan(spec) for spec in known_targets(context) if not spec.image]
+    current = {stage.reference for plan in plans for stage in plan.stages}
     rows = []
     for image in for_context(context, runtime).images():
         name = image.tags[0] if image.tags else image.id[7:19]
         status = "current" if current.intersection(image.tags) else "stale"
-        rows.append((name, image.labels.get(LABEL_TARGET, "?"), f"{image.size / 2**30:.2f} GB", status))
+        target = image.labels.get(LABEL_TARGET) or f"(base of {image.labels.get(LABEL_RECIPE, '?')})"
+        # The engine counts shared layers in each image's size: a layer's own size is what it adds.
+        rows.append((name, target, f"{image.size / 2**30:.2f} GB", status))
     return rows
 
 
@@ -363,8 +432,14 @@ def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, ref
         else:
             builder.ensure(plan)
         found = contents(runtime, builder.cache, plan.reference)
+        base = contents(runtime, builder.cache, plan.base.reference)
         old = locks.targets.get(spec.triple)
-        if old is not None and old.plan == plan.digest and old.packages == found.packages:
+        if (
+            old is not None
+            and old.plan == plan.digest
+            and old.packages == found.packages
+            and old.base_packages == base.packages
+        ):
             builder.reporter.status("Unchanged", f"{spec.triple}: {len(old.packages)} packages")
             continue
         entry = LockedImage(
@@ -375,6 +450,7 @@ def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, ref
             # Every file of the locked image gets at most this time: a moment before its first build.
             source_date_epoch=int(time.time()),
             packages=found.packages,
+            base_packages=base.packages,
             std_deb=plan.std_deb.url if plan.std_deb else None,
             std_sha256=plan.std_deb.sha256 if plan.std_deb else None,
         )
@@ -404,12 +480,12 @@ def verify_image(context: Context, runtime: Runtime, name: str) -> Verification:
     builder = for_context(context, runtime)
     builder.ensure(plan)
     verification = builder.verify(plan)
-    builder.reporter.status("Layer", f"{' '.join(verification.image_layers)} of {plan.reference}")
-    builder.reporter.status("Layer", f"{' '.join(verification.rebuilt_layers) or 'none'} of the rebuild")
+    builder.reporter.status("Layers", f"{' '.join(verification.image_layers)} of {plan.reference}")
+    builder.reporter.status("Layers", f"{' '.join(verification.rebuilt_layers) or 'none'} of the rebuild")
     if not verification.same:
         raise ImageBuildError(
-            f"the rebuild of {plan.reference} from {LOCK_FILE} has another root file system layer than the image",
+            f"the rebuild of {plan.reference} from {LOCK_FILE} has other layers than the image",
             hint="the image is not reproducible: compare the two root file systems (`docker export`) and report it",
         )
-    builder.reporter.status("Verified", f"{plan.reference}: the rebuild has the same root file system layer")
+    builder.reporter.status("Verified", f"{plan.reference}: the rebuild has the same layers")
     return verification

@@ -29,24 +29,24 @@ from xpcargo import interrupts
 from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
 from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, LOCK_FILE, REFRESH_HINT, Package, parse_dpkg_query
-from xpcargo.image.plan import ImagePlan
+from xpcargo.image.plan import BasePlan
 
 if TYPE_CHECKING:
     import tenacity
 
 # A mirror sync takes minutes; with waits of 4, 8, 16, 32 and 64 s, six tries span about two minutes.
-_ATTEMPTS = 6
-_MIRROR_TROUBLE = re.compile(
+ATTEMPTS = 6
+MIRROR_TROUBLE = re.compile(
     r"Hash Sum mismatch|unexpected size|Mirror sync in progress|Failed to fetch|Temporary failure|"
     r"Could not (resolve|connect)|Connection (failed|timed out|reset|refused)|Unable to connect|"
     r"\b50[0-9] +[A-Z][a-z]+|Undetermined Error|Clearsigned file isn't valid|does not have a Release file"
 )
 
 # apt's words for a `name=version` that the mirror's index does not have.
-_VERSION_GONE = re.compile(r"Version '([^']+)' for '([^']+)' was not found")
+VERSION_GONE = re.compile(r"Version '([^']+)' for '([^']+)' was not found")
 
 
-class _TransientMirrorError(Exception):
+class TransientMirrorError(Exception):
     """A failure that another try may not meet."""
 
     def __init__(self, message: str) -> None:
@@ -54,18 +54,18 @@ class _TransientMirrorError(Exception):
         self.message = message
 
 
-def _retrying(on_retry: Callable[[str], None], what: str, *, first_wait: float) -> tenacity.Retrying:
+def retrying(on_retry: Callable[[str], None], what: str, *, first_wait: float) -> tenacity.Retrying:
     import tenacity  # noqa: PLC0415
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
-        on_retry(f"{what}: {error}; trying again in {wait:.0f}s (attempt {state.attempt_number + 1}/{_ATTEMPTS})")
+        on_retry(f"{what}: {error}; trying again in {wait:.0f}s (attempt {state.attempt_number + 1}/{ATTEMPTS})")
 
     return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(_ATTEMPTS),
+        stop=tenacity.stop_after_attempt(ATTEMPTS),
         wait=tenacity.wait_exponential(multiplier=first_wait, max=120),
-        retry=tenacity.retry_if_exception_type(_TransientMirrorError),
+        retry=tenacity.retry_if_exception_type(TransientMirrorError),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -88,7 +88,7 @@ def fetch_pool_file(
         except urllib.error.HTTPError as exc:
             partial.unlink(missing_ok=True)
             if exc.code >= 500 or exc.code == 429:
-                raise _TransientMirrorError(f"HTTP {exc.code} for {url}") from None
+                raise TransientMirrorError(f"HTTP {exc.code} for {url}") from None
             raise ImageBuildError(
                 f"image build failed at step `Rust std download`: the mirror answered HTTP {exc.code} {exc.reason} "
                 f"for {url}",
@@ -97,19 +97,19 @@ def fetch_pool_file(
         except (urllib.error.URLError, OSError) as exc:
             partial.unlink(missing_ok=True)
             reason = getattr(exc, "reason", exc)
-            raise _TransientMirrorError(f"cannot download {url}: {reason}") from None
+            raise TransientMirrorError(f"cannot download {url}: {reason}") from None
         actual = file_sha256(partial)
         if actual != sha256:
             partial.unlink(missing_ok=True)
             # A mirror mid-sync can serve a truncated or replaced file; another try usually fixes it.
-            raise _TransientMirrorError(f"{url} has sha256 {actual}, expected the pinned {sha256}")
+            raise TransientMirrorError(f"{url} has sha256 {actual}, expected the pinned {sha256}")
         partial.replace(destination)
 
     try:
-        _retrying(on_retry, "Rust std download", first_wait=first_wait)(download)
-    except _TransientMirrorError as exc:
+        retrying(on_retry, "Rust std download", first_wait=first_wait)(download)
+    except TransientMirrorError as exc:
         raise ImageBuildError(
-            f"image build failed at step `Rust std download` after {_ATTEMPTS} tries: {exc.message}",
+            f"image build failed at step `Rust std download` after {ATTEMPTS} tries: {exc.message}",
             hint="the Debian mirror is unreachable or mid-sync; try again later",
         ) from None
     return destination
@@ -121,9 +121,7 @@ def foreign_architectures(packages: Iterable[str], *, native: str) -> list[str]:
     return sorted(arch for arch in found if arch and arch not in (native, "any", "native", "all"))
 
 
-def mmdebstrap_command(
-    plan: ImagePlan, tarball: Path, *, std_deb: Path | None, deb_cache: Path, packages_file: Path
-) -> list[str]:
+def mmdebstrap_command(plan: BasePlan, tarball: Path, *, deb_cache: Path, packages_file: Path) -> list[str]:
     """The mmdebstrap command line for ``plan``; it also writes every installed package's version to
     ``packages_file`` (``lockfile.DPKG_QUERY_FORMAT``), the record an image lock is made from."""
     command = [
@@ -131,17 +129,14 @@ def mmdebstrap_command(
         # Never root mode, even as root: its mounts are made on the host, where a killed build would leave them.
         "--mode=unshare",
         "--variant=apt",
-        # The target's own -dev packages (`libssl-dev:arm64`) need its architecture's index as well.
         f"--architectures={','.join([plan.build_arch, *foreign_architectures(plan.packages, native=plan.build_arch)])}",
         f"--include={','.join(plan.packages)}",
         '--aptopt=Acquire::Retries "3"',
         # The root filesystem is thrown away if anything fails, so dpkg's fsync after every file buys nothing.
+        # These options stay in the image (/etc/dpkg/dpkg.cfg.d/99mmdebstrap), so every layer on it keeps them.
         "--dpkgopt=force-unsafe-io",
         *(f"--dpkgopt=path-exclude={pattern}" for pattern in plan.dpkg_exclude),
     ]
-    if plan.emulator:
-        # qemu-user ships an emulator for every architecture (~450 MB); a target needs just its own.
-        command += ["--dpkgopt=path-exclude=/usr/bin/qemu-*", f"--dpkgopt=path-include=/usr/bin/{plan.emulator}"]
     cache = shlex.quote(str(deb_cache))
     command += [
         # Every image shares one cache of downloaded .debs, so the second image downloads little.
@@ -149,12 +144,6 @@ def mmdebstrap_command(
         f"--setup-hook=sync-in {cache} /var/cache/apt/archives/",
         f"--customize-hook=sync-out /var/cache/apt/archives {cache}",
     ]
-    if std_deb is not None:
-        command += [
-            f"--customize-hook=upload {shlex.quote(str(std_deb))} /tmp/xpcargo-std.deb",
-            '--customize-hook=chroot "$1" dpkg-deb -x /tmp/xpcargo-std.deb /',
-            '--customize-hook=rm "$1"/tmp/xpcargo-std.deb',
-        ]
     query = f"dpkg-query -W -f {shlex.quote(DPKG_QUERY_FORMAT)}"
     command += [
         f'--customize-hook=chroot "$1" {query} > "$1"/tmp/xpcargo-packages',
@@ -236,17 +225,18 @@ def _kill(process: subprocess.Popen[str]) -> None:
 
 
 def bootstrap(
-    plan: ImagePlan,
+    plan: BasePlan,
     tarball: Path,
     *,
+    target: str,
     scratch: Path,
-    std_deb: Path | None,
     deb_cache: Path,
     on_line: Callable[[str], None],
     on_retry: Callable[[str], None],
     first_wait: float = 4,
 ) -> tuple[Package, ...]:
-    """Bootstrap ``plan``'s root file system into ``tarball``; return every package installed, at its version."""
+    """Bootstrap ``plan``'s root file system into ``tarball`` (for ``target``, which messages name); return every
+    package installed, at its version."""
     if shutil.which("mmdebstrap") is None:
         raise ImageBuildError(
             "image build failed at step `bootstrap`: mmdebstrap is not installed",
@@ -254,7 +244,7 @@ def bootstrap(
         )
     deb_cache.mkdir(parents=True, exist_ok=True)
     packages_file = scratch / "packages.txt"
-    command = mmdebstrap_command(plan, tarball, std_deb=std_deb, deb_cache=deb_cache, packages_file=packages_file)
+    command = mmdebstrap_command(plan, tarball, deb_cache=deb_cache, packages_file=packages_file)
 
     def run() -> None:
         tarball.unlink(missing_ok=True)
@@ -294,20 +284,19 @@ def bootstrap(
         tarball.unlink(missing_ok=True)
         errors = [line for line in tail if line.startswith(("E:", "Err:", "W: Failed"))] or list(tail)[-3:]
         quoted = " | ".join(errors[-3:])
-        if _MIRROR_TROUBLE.search("\n".join(tail)):
-            raise _TransientMirrorError(quoted)
-        gone = _VERSION_GONE.findall("\n".join(tail))
+        if MIRROR_TROUBLE.search("\n".join(tail)):
+            raise TransientMirrorError(quoted)
+        gone = VERSION_GONE.findall("\n".join(tail))
         if plan.lock is not None and gone:
             version, name = gone[0]
             more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""
             raise ImageBuildError(
-                f"{LOCK_FILE} locks {name} at {version}{more} for {plan.target}, and the mirror {plan.mirror} no "
+                f"{LOCK_FILE} locks {name} at {version}{more} for {target}, and the mirror {plan.mirror} no "
                 "longer serves that version",
-                hint=f"`{REFRESH_HINT} {plan.target}` rewrites the lock from today's mirror; commit it",
+                hint=f"`{REFRESH_HINT} {target}` rewrites the lock from today's mirror; commit it",
             )
         raise ImageBuildError(
-            f"image build for {plan.target} failed at step `bootstrap` "
-            f"(mmdebstrap exit {process.returncode}): {quoted}",
+            f"image build for {target} failed at step `bootstrap` (mmdebstrap exit {process.returncode}): {quoted}",
             hint=(
                 "the pinned Rust left the mirror: update rust.version and the std hashes (images/README.md)"
                 if "was not found" in quoted and "Version '" in quoted
@@ -316,10 +305,10 @@ def bootstrap(
         )
 
     try:
-        _retrying(on_retry, "bootstrap", first_wait=first_wait)(run)
-    except _TransientMirrorError as exc:
+        retrying(on_retry, "bootstrap", first_wait=first_wait)(run)
+    except TransientMirrorError as exc:
         raise ImageBuildError(
-            f"image build for {plan.target} failed at step `bootstrap` after {_ATTEMPTS} tries; "
+            f"image build for {target} failed at step `bootstrap` after {ATTEMPTS} tries; "
             f"the mirror said: {exc.message}",
             hint="the Debian mirror is unreachable or mid-sync; try again later",
         ) from None
@@ -327,7 +316,6 @@ def bootstrap(
         return parse_dpkg_query(packages_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ImageBuildError(
-            f"image build for {plan.target}: mmdebstrap succeeded but the list of installed packages is unreadable: "
-            f"{exc}",
+            f"image build for {target}: mmdebstrap succeeded but the list of installed packages is unreadable: {exc}",
             hint="this is a bug in xpcargo; run again with XPCARGO_DEBUG=1 and report it",
         ) from None

@@ -35,11 +35,6 @@ class ImageContents:
     # Where ``packages`` came from: "build record" or "dpkg-query".
     packages_from: str
 
-    @property
-    def rootfs_layer(self) -> str | None:
-        """The digest of the root file system: the one layer of an image xpcargo built (None for several)."""
-        return self.layers[0] if len(self.layers) == 1 else None
-
 
 def contents(runtime: Runtime, cache: Path, reference: str) -> ImageContents:
     """The image ``reference`` names: id, labels, layers and packages (see the module's docstring)."""

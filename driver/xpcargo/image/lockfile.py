@@ -29,7 +29,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 LOCK_FILE = "xpcargo-images.lock"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REFRESH_HINT = "xpcargo image lock --refresh"
 
 # `name:arch=version`, as dpkg-query names an installed package (Debian policy 5.6.1 and 5.6.12).
@@ -81,7 +81,9 @@ class LockedImage:
     mirror: str
     # Every file in the root file system gets at most this modification time (and mmdebstrap is reproducible).
     source_date_epoch: int
+    # Every package of the image, and those of them that its base (shared by every target) holds.
     packages: tuple[Package, ...]
+    base_packages: tuple[Package, ...]
     # A foreign target's Rust std, unpacked from one pool .deb rather than installed by dpkg.
     std_deb: str | None = None
     std_sha256: str | None = None
@@ -89,11 +91,21 @@ class LockedImage:
     @property
     def digest(self) -> str:
         """The content hash that goes into the locked image's plan."""
-        entry = {**asdict(self), "packages": [str(package) for package in self.packages]}
+        entry = {
+            **asdict(self),
+            "packages": [str(package) for package in self.packages],
+            "base_packages": [str(package) for package in self.base_packages],
+        }
         return hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
 
-    def include_specs(self) -> tuple[str, ...]:
-        return tuple(package.include_spec(self.build_arch) for package in self.packages)
+    def base_specs(self) -> tuple[str, ...]:
+        """How the base's build asks apt for exactly its recorded packages."""
+        return tuple(package.include_spec(self.build_arch) for package in self.base_packages)
+
+    def layer_specs(self) -> tuple[str, ...]:
+        """How the layer on the base asks apt for exactly the rest."""
+        base = set(self.base_packages)
+        return tuple(package.include_spec(self.build_arch) for package in self.packages if package not in base)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,12 +156,9 @@ def _read_entry(table: Table) -> LockedImage:
     epoch = table.value("source-date-epoch", required=True)
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
         raise table.fail("source-date-epoch", f"expected seconds since 1970, got {describe(epoch)}")
-    packages = []
-    for text in table.strings("packages", required=True):
-        try:
-            packages.append(Package.parse(text))
-        except ValueError as exc:
-            raise table.fail("packages", str(exc), hint=f"rewrite the lock with `{REFRESH_HINT}`") from None
+    # The file lists the base's packages once and, under `packages`, what the target's layers add to them.
+    base_packages = _read_packages(table, "base-packages")
+    packages = tuple(sorted({*base_packages, *_read_packages(table, "packages")}))
     std_sha256 = table.string("std-sha256") if table.has("std-sha256") else None
     if std_sha256 is not None and not _SHA256.match(std_sha256):
         raise table.fail("std-sha256", "expected 64 lowercase hexadecimal digits")
@@ -159,12 +168,23 @@ def _read_entry(table: Table) -> LockedImage:
         suite=table.string("suite"),
         mirror=table.string("mirror"),
         source_date_epoch=epoch,
-        packages=tuple(sorted(packages)),
+        packages=packages,
+        base_packages=base_packages,
         std_deb=table.string("std-deb") if table.has("std-deb") else None,
         std_sha256=std_sha256,
     )
     table.finish()
     return entry
+
+
+def _read_packages(table: Table, key: str) -> tuple[Package, ...]:
+    packages = []
+    for text in table.strings(key, required=True):
+        try:
+            packages.append(Package.parse(text))
+        except ValueError as exc:
+            raise table.fail(key, str(exc), hint=f"rewrite the lock with `{REFRESH_HINT}`") from None
+    return tuple(sorted(packages))
 
 
 def _quote(text: str) -> str:
@@ -192,7 +212,10 @@ def render(targets: Mapping[str, LockedImage]) -> str:
         ]
         if entry.std_deb is not None and entry.std_sha256 is not None:
             lines += [f"std-deb = {_quote(entry.std_deb)}", f"std-sha256 = {_quote(entry.std_sha256)}"]
-        lines += ["packages = [", *(f"    {_quote(str(package))}," for package in entry.packages), "]"]
+        base = set(entry.base_packages)
+        added = [package for package in entry.packages if package not in base]
+        for key, packages in (("base-packages", entry.base_packages), ("packages", added)):
+            lines += [f"{key} = [", *(f"    {_quote(str(package))}," for package in packages), "]"]
     return "\n".join(lines) + "\n"
 
 

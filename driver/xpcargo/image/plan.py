@@ -1,8 +1,10 @@
-"""What goes into a target's image, decided on the host without the engine: the plan and its content-hash tag.
+"""What goes into a target's image, decided on the host without the engine: the plan and its content-hash tags.
 
-An image is planned from the target's recipe, the target's own packages and Rust std, and the project's extra
-packages. The tag is the hash of that plan, so an unchanged plan never rebuilds and a changed one can never be
-mistaken for the old image.
+A target's image is a chain. The base (the recipe's Debian suite, its common tools and the pinned Rust) is one
+root file system that mmdebstrap builds once and every target of the recipe shares. The target adds a thin layer
+(its cross compilers, emulator and Rust std), and a project's extra packages add another. Each image of the chain
+is tagged with the hash of its own plan and its parent's, so an unchanged plan never rebuilds, a changed one can
+never be mistaken for the old image, and a project's extra packages never rebuild the base or the target layer.
 """
 
 from __future__ import annotations
@@ -20,18 +22,19 @@ from xpcargo.image.lockfile import LOCK_FILE, LockedImage
 from xpcargo.image.recipe import ImageRecipe, load_recipe
 
 # Bump when the way an image is built changes, so that every tag changes with it.
-BUILDER_REVISION = 1
+BUILDER_REVISION = 2
 
 LABEL_TARGET = "org.xpcargo.target"
 LABEL_PLAN = "org.xpcargo.plan-hash"
+LABEL_PARENT = "org.xpcargo.parent-plan-hash"
 LABEL_RECIPE = "org.xpcargo.recipe"
 LABEL_RUST = "org.xpcargo.rust-version"
 LABEL_LOCK = "org.xpcargo.lock-hash"
 
 
 @dataclass(frozen=True, kw_only=True)
-class StdDeb:
-    """The Rust std of a foreign architecture, one pinned .deb taken straight from the mirror's pool."""
+class PoolDeb:
+    """One pinned .deb taken straight from the mirror's pool and unpacked as it is (a foreign Rust std)."""
 
     url: str
     sha256: str
@@ -41,59 +44,143 @@ class StdDeb:
         return self.url.rsplit("/", 1)[-1]
 
 
+def _hash(content: Mapping[str, object]) -> str:
+    canonical = json.dumps({"builder": BUILDER_REVISION, **content}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @dataclass(frozen=True, kw_only=True)
-class ImagePlan:
-    target: str
+class BasePlan:
+    """The root file system every target of a recipe shares: the suite, the common tools and the pinned Rust."""
+
     recipe: str
     # The architecture of the root file system: the engine's, which runs the image.
     build_arch: str
     suite: str
     mirror: str
     packages: tuple[str, ...]
-    std_deb: StdDeb | None
-    emulator: str | None
     dpkg_exclude: tuple[str, ...]
     rust_version: str
-    # A locked image (the project's xpcargo-images.lock has an entry for the target): the entry's content hash,
-    # and the modification time every file is clamped to. ``packages`` then names every package at its version.
+    # Locked (the project's xpcargo-images.lock has an entry for the target): the entry's content hash, and the
+    # modification time every file is clamped to. ``packages`` then names every package at its version.
     lock: str | None = None
     source_date_epoch: int | None = None
 
     @property
     def digest(self) -> str:
-        plan = asdict(self)
-        # amd64 was the only build architecture before it was part of the plan; keep those tags unchanged.
-        if plan["build_arch"] == "amd64":
-            del plan["build_arch"]
-        # Nor did an unlocked plan change when locks came.
-        for name in ("lock", "source_date_epoch"):
-            if plan[name] is None:
-                del plan[name]
-        canonical = json.dumps({"builder": BUILDER_REVISION, **plan}, sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-    @property
-    def repository(self) -> str:
-        return f"xpcargo/{self.target}"
-
-    @property
-    def tag(self) -> str:
-        return self.digest[:16]
+        return _hash({"stage": "base", **asdict(self)})
 
     @property
     def reference(self) -> str:
-        return f"{self.repository}:{self.tag}"
+        return f"xpcargo/{self.recipe}:{self.digest[:16]}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    """What one thin layer installs on its parent: Debian packages through apt, pinned pool .debs unpacked as they
+    are, and of qemu-user's emulators only ``emulator`` (the package ships one per architecture, ~450 MB)."""
+
+    # "target" (cross compilers, emulator, std), "extra-packages" (the project's), or "locked" (both, pinned).
+    purpose: str
+    packages: tuple[str, ...]
+    pool_debs: tuple[PoolDeb, ...] = ()
+    emulator: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    """One image of a chain: the base, or a layer on the image before it."""
+
+    reference: str
+    digest: str
+    labels: Mapping[str, str]
+    # None for the base.
+    layer: Layer | None = None
+    parent: Stage | None = None
 
     @property
-    def labels(self) -> Mapping[str, str]:
-        return {
+    def repository(self) -> str:
+        return self.reference.rsplit(":", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        return self.reference.rsplit(":", 1)[1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImagePlan:
+    """A target's image: the base and the layers on it, lowest first."""
+
+    target: str
+    base: BasePlan
+    layers: tuple[Layer, ...]
+    # Locked: the lock entry's content hash and its date (the base carries the same).
+    lock: str | None = None
+    source_date_epoch: int | None = None
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        base_labels = {
             MANAGED_LABEL: "true",
-            LABEL_TARGET: self.target,
-            LABEL_PLAN: self.digest,
-            LABEL_RECIPE: self.recipe,
-            LABEL_RUST: self.rust_version,
+            LABEL_PLAN: self.base.digest,
+            LABEL_RECIPE: self.base.recipe,
+            LABEL_RUST: self.base.rust_version,
             **({LABEL_LOCK: self.lock} if self.lock else {}),
         }
+        stage = Stage(reference=self.base.reference, digest=self.base.digest, labels=base_labels)
+        chain = [stage]
+        for layer in self.layers:
+            digest = _hash(
+                {
+                    "stage": "layer",
+                    "parent": stage.digest,
+                    "target": self.target,
+                    "layer": asdict(layer),
+                    "lock": self.lock,
+                    "source_date_epoch": self.source_date_epoch,
+                }
+            )
+            labels = {**base_labels, LABEL_PLAN: digest, LABEL_PARENT: stage.digest, LABEL_TARGET: self.target}
+            reference = f"xpcargo/{self.target}:{digest[:16]}"
+            stage = Stage(reference=reference, digest=digest, labels=labels, layer=layer, parent=stage)
+            chain.append(stage)
+        return tuple(chain)
+
+    @property
+    def final(self) -> Stage:
+        return self.stages[-1]
+
+    @property
+    def digest(self) -> str:
+        return self.final.digest
+
+    @property
+    def reference(self) -> str:
+        return self.final.reference
+
+    @property
+    def build_arch(self) -> str:
+        return self.base.build_arch
+
+    @property
+    def suite(self) -> str:
+        return self.base.suite
+
+    @property
+    def mirror(self) -> str:
+        return self.base.mirror
+
+    @property
+    def rust_version(self) -> str:
+        return self.base.rust_version
+
+    @property
+    def emulator(self) -> str | None:
+        return next((layer.emulator for layer in self.layers if layer.emulator), None)
+
+    @property
+    def std_deb(self) -> PoolDeb | None:
+        return next((deb for layer in self.layers for deb in layer.pool_debs), None)
 
 
 def plan_image(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str, lock: LockedImage | None = None) -> ImagePlan:
@@ -109,9 +196,24 @@ def plan_image(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str, lock: 
             + (f", or it was written on a {lock.build_arch} machine" if lock.build_arch != build_arch else ""),
             hint=f"run `xpcargo image lock {spec.triple}` and commit {LOCK_FILE}",
         )
-    return replace(
-        unlocked,
-        packages=lock.include_specs(),
+    # Locked, the base installs exactly the base's recorded packages, and one layer exactly the rest: apt has
+    # nothing left to choose in either.
+    base = replace(
+        unlocked.base,
+        packages=lock.base_specs(),
+        lock=lock.digest,
+        source_date_epoch=lock.source_date_epoch,
+    )
+    layer = Layer(
+        purpose="locked",
+        packages=lock.layer_specs(),
+        pool_debs=tuple(deb for layer in unlocked.layers for deb in layer.pool_debs),
+        emulator=unlocked.emulator,
+    )
+    return ImagePlan(
+        target=spec.triple,
+        base=base,
+        layers=(layer,),
         lock=lock.digest,
         source_date_epoch=lock.source_date_epoch,
     )
@@ -119,7 +221,7 @@ def plan_image(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str, lock: 
 
 def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) -> ImagePlan:
     rust = recipe.rust
-    std_deb: StdDeb | None = None
+    pool_debs: tuple[PoolDeb, ...] = ()
     if spec.debian_arch != build_arch:
         digest = rust.std_sha256.get(spec.debian_arch)
         if digest is None:
@@ -129,22 +231,31 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
                 hint=f"add the sha256 of {rust.std_package}_{rust.version}_{spec.debian_arch}.deb (images/README.md)",
             )
         filename = f"{rust.std_package}_{rust.version}_{spec.debian_arch}.deb"
-        std_deb = StdDeb(url=f"{recipe.mirror}/{rust.std_pool}/{filename}", sha256=digest)
+        pool_debs = (PoolDeb(url=f"{recipe.mirror}/{rust.std_pool}/{filename}", sha256=digest),)
     pinned = tuple(f"{name}={rust.version}" for name in rust.packages)
     # apt does not care about order, and neither must the hash.
-    packages = tuple(sorted({*recipe.packages, *pinned, *spec.packages, *spec.extra_packages}))
-    return ImagePlan(
-        target=spec.triple,
+    base = BasePlan(
         recipe=recipe.name,
         build_arch=build_arch,
         suite=recipe.suite,
         mirror=recipe.mirror,
-        packages=packages,
-        std_deb=std_deb,
-        emulator=spec.emulator,
+        packages=tuple(sorted({*recipe.packages, *pinned})),
         dpkg_exclude=recipe.dpkg_exclude,
         rust_version=rust.version,
     )
+    layers = [
+        Layer(
+            purpose="target",
+            packages=tuple(sorted(set(spec.packages))),
+            pool_debs=pool_debs,
+            emulator=spec.emulator,
+        )
+    ]
+    # A package the layers below install already is installed once.
+    extra = set(spec.extra_packages) - set(spec.packages) - set(base.packages)
+    if extra:
+        layers.append(Layer(purpose="extra-packages", packages=tuple(sorted(extra))))
+    return ImagePlan(target=spec.triple, base=base, layers=tuple(layers))
 
 
 def plan_for(spec: TargetSpec, *, recipes: Path, build_arch: str, locked: bool = True) -> ImagePlan:
