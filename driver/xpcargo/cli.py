@@ -298,7 +298,7 @@ def image_lock(
 
 @image_app.command("verify")
 def image_verify(target: Annotated[str, typer.Argument(metavar="TARGET")]) -> None:
-    """Build a locked target's image again and check that its root file system layer is the same."""
+    """Build a locked target's image layers again and check that they are the same."""
     from xpcargo.image import builder  # noqa: PLC0415
 
     context = _context()

@@ -1,5 +1,5 @@
-"""Locked images against the real engine and mirror: two builds from one lock give the same root file system layer,
-and a locked version that the mirror does not serve is one error line naming it.
+"""Locked images against the real engine and mirror: two builds from one lock give the same layers (the base's and
+the target's), and a locked version that the mirror does not serve is one error line naming it.
 
 Each test locks the shared x86_64 image in a project of its own (reading its packages in a container: its cache has
 no record of them), so every locked image is the test's own: its tag holds the lock's date, which is the test's.
@@ -57,14 +57,20 @@ def _layers(reference: str) -> list[str]:
 
 @pytest.fixture
 def locked_images() -> Iterator[list[str]]:
-    """The locked images a test built, removed at its end: the test's own tags only."""
+    """The locked images a test built, removed at its end: those labelled with its lock's hash, which holds the
+    test's own date (the base and the target's layer)."""
     made: list[str] = []
     yield made
     for reference in made:
-        docker("rmi", "--force", reference, check=False)
+        lock = docker("image", "inspect", "--format", '{{index .Config.Labels "org.xpcargo.lock-hash"}}', reference)
+        ours = docker(
+            "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"label=org.xpcargo.lock-hash={lock}"
+        )
+        for image in {reference, *ours.split()} if lock.strip() else {reference}:
+            docker("rmi", "--force", image, check=False)
 
 
-def test_two_builds_of_a_locked_image_have_the_same_layer(
+def test_two_builds_of_a_locked_image_have_the_same_layers(
     xpcargo: Cli, project: Path, tmp_path: Path, deb_cache: Path, locked_images: list[str]
 ) -> None:
     first = _cache(tmp_path, "first", deb_cache)
@@ -83,16 +89,16 @@ def test_two_builds_of_a_locked_image_have_the_same_layer(
     built = xpcargo(["image", "build", X86_64], cwd=project, env=first, timeout=900)
     assert built.code == 0, built
     assert "locked at xpcargo-images.lock's versions" in built.stderr, built
-    (layer,) = _layers(reference)
+    base, layer = _layers(reference)
 
     # The second build: another cache (nothing shared but downloaded .debs), compared by `image verify`.
     verified = xpcargo(["image", "verify", X86_64], cwd=project, env=_cache(tmp_path, "second", deb_cache), timeout=900)
     assert verified.code == 0, verified
     lines = [line.strip() for line in verified.stderr_lines]
-    assert f"Layer {layer} of {reference}" in lines, verified
-    assert f"Layer {layer} of the rebuild" in lines, verified
-    assert f"Verified {reference}: the rebuild has the same root file system layer" in lines, verified
-    # The rebuild is gone: only the locked image carries its plan's label.
+    assert f"Layers {base} {layer} of {reference}" in lines, verified
+    assert f"Layers {base} {layer} of the rebuild" in lines, verified
+    assert f"Verified {reference}: the rebuild has the same layers" in lines, verified
+    # The rebuild was compared, never loaded: only the locked image carries its plan's label.
     plan = docker("image", "inspect", "--format", '{{index .Config.Labels "org.xpcargo.plan-hash"}}', reference)
     assert docker("images", "--quiet", "--filter", f"label=org.xpcargo.plan-hash={plan.strip()}").split() == [
         docker("image", "inspect", "--format", "{{.Id}}", reference).strip().removeprefix("sha256:")[:12]

@@ -468,7 +468,7 @@ def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, ref
 
 
 def verify_image(context: Context, runtime: Runtime, name: str) -> Verification:
-    """`xpcargo image verify`: build a locked target's image again and compare root file system layers."""
+    """`xpcargo image verify`: build a locked target's layers again and compare them."""
     project_config, locks = _project_locks(context)
     spec = context.target(name, project_config)
     if spec.image_lock is None:
