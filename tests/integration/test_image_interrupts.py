@@ -4,7 +4,8 @@ image at once.
 The builds use a recipe of their own with a tiny package set (Debian's essential set, apt and `hostname`: ~35 MB
 downloaded into the test's own cache), so the bootstrap takes ~15 s and is interrupted while dpkg installs the
 essential packages. The image could never pass its check (it has no rustc), so nothing is ever tagged, and the
-shared toolchain images are never touched.
+shared toolchain images are never touched. A layer's build is interrupted on the shared base (only read), while apt
+installs a target's cross compiler in a cache of the test's own.
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ def test_after_a_sigkill_the_next_build_sweeps_what_is_left(tiny: Tiny, started:
     assert left > 2**20
 
     following = started(tiny)
-    following.wait_for_line("[2/4]")
+    following.wait_for_line("(mmdebstrap)")
     assert f"     Removed {stale}, left by an image build that was killed" in following.lines, following
     assert not stale.exists()
     following.process.send_signal(signal.SIGINT)
@@ -258,7 +259,7 @@ def test_a_second_build_of_the_same_image_says_whom_it_waits_for_and_shows_its_p
     tiny: Tiny, started: Callable[[Tiny], Watched]
 ) -> None:
     first = started(tiny)
-    first.wait_for_line("[2/4]")
+    first.wait_for_line("(mmdebstrap)")
     second = started(tiny)
     reference = next(line for line in first.lines if "Building image" in line).split()[2]
     second.wait_for_line(f"Waiting for process {first.process.pid} to finish building image {reference}")
@@ -275,3 +276,72 @@ def test_a_second_build_of_the_same_image_says_whom_it_waits_for_and_shows_its_p
     second.process.send_signal(signal.SIGTERM)
     assert second.finish() == 130, second
     assert tiny.scratch == []
+
+
+# A target of the test's own: its layer installs a cross compiler (a download of some 40 MB into the test's own
+# cache, then dpkg) on the shared base. It has no Rust std, so its image could never pass its check: whatever
+# happens, no image of it is ever tagged.
+_LAYER_TOOLCHAINS = """\
+version: 1
+targets:
+  riscv64gc-unknown-linux-gnu:
+    recipe: trixie-rust
+    debian-arch: amd64
+    packages: [gcc-riscv64-linux-gnu]
+    cc: gcc
+    cxx: g++
+    ar: ar
+    linker: gcc
+    runner: []
+    pkg-config-libdir: []
+    env: {}
+"""
+
+
+def test_a_signal_during_a_layer_removes_its_container_and_leaves_nothing(
+    tmp_path: Path, toolchain_images: tuple[str, ...]
+) -> None:
+    """The target's layer (apt in a container of the shared base) is stopped mid-install: the container goes, no
+    image is loaded or tagged, the scratch directory goes, and the base is still there."""
+    (tmp_path / "toolchains.yaml").write_text(_LAYER_TOOLCHAINS, encoding="utf-8")
+    cache = tmp_path / "cache"
+    env: dict[str, str | None] = {
+        "XPCARGO_TOOLCHAINS": str(tmp_path / "toolchains.yaml"),
+        "XPCARGO_CACHE_DIR": str(cache),
+    }
+    bases = set(docker("images", "-q", "--no-trunc", "--filter", "label=org.xpcargo.recipe=trixie-rust").split())
+
+    def layered() -> set[str]:
+        """Layered images (tagged or not) of this target: none is ever made of this test's plan."""
+        filters = ["--filter", "label=org.xpcargo.target=riscv64gc-unknown-linux-gnu"]
+        return set(
+            docker(
+                "images", "-a", "-q", "--no-trunc", *filters, "--filter", "label=org.xpcargo.parent-plan-hash"
+            ).split()
+        )
+
+    layered_before = layered()
+    argv = [sys.executable, "-m", "xpcargo", "image", "build", "riscv64gc-unknown-linux-gnu"]
+    build = Watched(start_cli(argv, cwd=tmp_path, env=env))
+    try:
+        build.wait_for_line("(apt in a container)", timeout=600)
+        label = f"label=org.xpcargo.session=image-layer:{build.process.pid}"
+        deadline = time.monotonic() + 60
+        while not docker("ps", "-q", "--filter", label).split():
+            assert time.monotonic() < deadline, f"no layer container appeared{build!r}"
+            time.sleep(0.2)
+        time.sleep(2)  # apt is updating its indexes or installing
+        build.process.send_signal(signal.SIGINT)
+        code = build.finish()
+    finally:
+        if build.process.poll() is None:
+            build.process.kill()
+    assert code == 130, build
+    errors = [line for line in build.lines if line.startswith("error")]
+    assert errors == ["error: interrupted; nothing was left running"], build
+    assert docker("ps", "-a", "-q", "--filter", label).split() == []
+    assert sorted((cache / "scratch").iterdir()) == []
+    assert layered() == layered_before, "an image of the interrupted layer was left in the engine"
+    assert bases <= set(
+        docker("images", "-q", "--no-trunc", "--filter", "label=org.xpcargo.recipe=trixie-rust").split()
+    )

@@ -53,11 +53,15 @@ def test_a_missing_image_is_built_checked_then_tagged(context: Context, monkeypa
     assert len(runtime.image_layers[loaded]) == 2
     assert runtime.image_labels[loaded][LABEL_PLAN] == plan.digest
     assert runtime.image_labels[loaded][LABEL_TARGET] == AARCH64
-    # The check ran as root in a container of its own, which is gone.
-    (check,) = runtime.started
-    assert check.user == "0:0"
-    assert check.image == loaded
-    assert "qemu-aarch64 --version" in runtime.execs[0].argv[-1]
+    # Each image was checked as root in a container of its own, which is gone: the base runs rustc and cargo, the
+    # target's layer has its std and emulator too.
+    base_check, check = runtime.started
+    assert (base_check.image, base_check.user) == ("sha256:imported1", "0:0")
+    assert "rustc --version" in runtime.execs[0].argv[-1]
+    assert "qemu" not in runtime.execs[0].argv[-1]
+    assert (check.image, check.user) == (loaded, "0:0")
+    assert f"test -d /usr/lib/rustlib/{AARCH64}/lib" in runtime.execs[1].argv[-1]
+    assert "qemu-aarch64 --version" in runtime.execs[1].argv[-1]
     assert not runtime.running
     assert {plan.base.reference, plan.reference} <= runtime.images
     # The scratch space is gone too.
@@ -108,7 +112,10 @@ def test_a_failed_check_removes_the_image_and_tags_nothing(context: Context, mon
     with pytest.raises(ImageBuildError, match="failed its check") as caught:
         builder.image_for(context, runtime, spec)
     assert "rustc: not found" in caught.value.message
-    assert runtime.removed_images == runtime.loaded
+    # The base failed its check: it is removed, and nothing is built on it.
+    assert runtime.removed_images == ["sha256:imported1"]
+    assert runtime.loaded == []
+    assert context.image_plan(spec).base.reference not in runtime.images
     assert context.image_plan(spec).reference not in runtime.images
     assert not runtime.running
 
@@ -149,7 +156,7 @@ def test_build_images_and_the_rows(context: Context, monkeypatch: pytest.MonkeyP
     builder.build_images(context, runtime, [X86_64])
     reference = context.image_plan(context.toolchains.target(X86_64)).reference
     assert reference in runtime.images
-    assert runtime.started[0].image == runtime.loaded[0]
+    assert [request.image for request in runtime.started] == ["sha256:imported1", runtime.loaded[0]]
 
 
 def _labelled(runtime: FakeRuntime, reference: str, target: str, digest: str) -> None:

@@ -140,40 +140,50 @@ class Builder:
             if stage.layer is None:
                 tarball = directory / "rootfs.tar"
                 packages = self._bootstrap(plan, tarball, directory, reporter)
-                reporter.detail(f"      importing {tarball.stat().st_size // 2**20} MiB into the engine")
+                reporter.detail(f"      [base] importing {tarball.stat().st_size // 2**20} MiB into the engine")
                 changes = [
                     *(f"ENV {variable}" for variable in docker_archive.ENVIRONMENT),
                     *(f"LABEL {name}={value}" for name, value in stage.labels.items()),
                 ]
-                return self.runtime.import_rootfs(tarball, changes=changes), packages
-            assert stage.parent is not None  # noqa: S101 - a layer always has a parent
-            parent = self.runtime.inspect_image(stage.parent.reference)
-            if parent is None:
-                raise ImageBuildError(
-                    f"image {stage.parent.reference}, the parent of {stage.reference}, left the engine mid-build",
-                    hint="run the command again",
-                )
-            built = self._layer(plan, stage.layer, stage.parent.reference, directory, reporter)
-            reporter.detail(f"      loading the {built.tar.stat().st_size // 2**20} MiB layer into the engine")
-            config = docker_archive.image_config(
-                architecture=plan.build_arch,
-                diff_ids=[*parent.layers, built.diff_id],
-                labels=stage.labels,
-                created=plan.source_date_epoch if plan.source_date_epoch is not None else time.time(),
-                history=[*(f"xpcargo layer {n}" for n in range(len(parent.layers))), f"xpcargo {stage.layer.purpose}"],
-            )
-            archive = directory / "image.tar"
-            image_id = docker_archive.write(
-                archive, config=config, layers=[*((layer, None) for layer in parent.layers), (built.diff_id, built.tar)]
-            )
-            built.tar.unlink()
-            self.runtime.load_image(archive)
+                image_id = self.runtime.import_rootfs(tarball, changes=changes)
+            else:
+                image_id, packages = self._load_layer(plan, stage, directory, reporter)
         reporter.detail("      checking the toolchain in the new image")
         try:
-            self._verify(image_id, plan)
+            self._verify(image_id, plan, base=stage.layer is None)
         except BaseException:
             self.runtime.remove_image(image_id)
             raise
+        return image_id, packages
+
+    def _load_layer(
+        self, plan: ImagePlan, stage: Stage, directory: Path, reporter: Reporter
+    ) -> tuple[str, tuple[Package, ...]]:
+        """Build ``stage``'s layer on the image below it and load the result, untagged; return its id and packages."""
+        layer, below = stage.layer, stage.parent
+        assert layer is not None  # noqa: S101 - called for a layer's stage
+        assert below is not None  # noqa: S101 - a layer's stage always has a parent
+        parent = self.runtime.inspect_image(below.reference)
+        if parent is None:
+            raise ImageBuildError(
+                f"image {below.reference}, the parent of {stage.reference}, left the engine mid-build",
+                hint="run the command again",
+            )
+        built = self._layer(plan, layer, below.reference, directory, reporter)
+        reporter.detail(f"      loading the {built.tar.stat().st_size // 2**20} MiB layer into the engine")
+        config = docker_archive.image_config(
+            architecture=plan.build_arch,
+            diff_ids=[*parent.layers, built.diff_id],
+            labels=stage.labels,
+            created=plan.source_date_epoch if plan.source_date_epoch is not None else time.time(),
+            history=[*(f"xpcargo layer {n}" for n in range(len(parent.layers))), f"xpcargo {layer.purpose}"],
+        )
+        archive = directory / "image.tar"
+        image_id = docker_archive.write(
+            archive, config=config, layers=[*((digest, None) for digest in parent.layers), (built.diff_id, built.tar)]
+        )
+        built.tar.unlink()
+        self.runtime.load_image(archive)
         return image_id, built.packages
 
     def _scratch(self) -> AbstractContextManager[Path]:
@@ -186,7 +196,7 @@ class Builder:
         base = plan.base
         locked = f", locked at {LOCK_FILE}'s versions" if base.lock else ""
         reporter.detail(
-            f"      Debian {base.suite} root filesystem with {len(base.packages)} packages{locked} (mmdebstrap)"
+            f"      [base] Debian {base.suite} root filesystem with {len(base.packages)} packages{locked} (mmdebstrap)"
         )
         return debian.bootstrap(
             base,
@@ -211,7 +221,7 @@ class Builder:
                 )
             )
         locked = f", locked at {LOCK_FILE}'s versions" if plan.lock else ""
-        reporter.detail(f"      {layer.purpose} layer: {len(layer.packages)} packages{locked} (apt in a container)")
+        reporter.detail(f"      [layer] {layer.purpose}: {len(layer.packages)} packages{locked} (apt in a container)")
         return layers.build(
             self.runtime,
             parent=parent,
@@ -228,10 +238,13 @@ class Builder:
             first_wait=self.retry_wait,
         )
 
-    def _verify(self, image_id: str, plan: ImagePlan) -> None:
-        """Prove the image can do its job before it gets a name: rustc has the target's std, the emulator runs."""
-        checks = [f"test -d /usr/lib/rustlib/{plan.target}/lib", "rustc --version", "cargo --version"]
-        if plan.emulator:
+    def _verify(self, image_id: str, plan: ImagePlan, *, base: bool) -> None:
+        """Prove the image can do its job before it gets a name: rustc and cargo run, and, above the base, rustc has
+        the target's std and the emulator runs."""
+        checks = ["rustc --version", "cargo --version"]
+        if not base:
+            checks.insert(0, f"test -d /usr/lib/rustlib/{plan.target}/lib")
+        if plan.emulator and not base:
             checks.append(f"{plan.emulator} --version")
         script = " && ".join(checks)
         output: list[bytes] = []
