@@ -1,7 +1,7 @@
 """The glibc floor, for real: the report and the multi-target summary state each artifact's GLIBC need; a
 `glibc = "2.36"` floor links against bookworm's libc, so that the artifact needs no newer symbol and runs on glibc
-2.36 itself (its own loader natively, qemu with the old libc for aarch64), while build scripts still link against
-the image's own glibc.
+2.36 itself (its own loader natively, qemu with the old libc for i686 and aarch64), while build scripts still link
+against the image's own glibc.
 
 The fixture (tests/fixtures/glibc-floor) calls strtol from C with _GNU_SOURCE: trixie's glibc 2.41 headers turn it
 into __isoc23_strtol (GLIBC_2.38), bookworm's leave strtol (GLIBC_2.17); its `strlcpy` feature calls a function glibc
@@ -20,12 +20,12 @@ import pytest
 from xpcargo import resources
 from xpcargo.elf import inspect_file, version_key
 
-from .helpers import AARCH64, X86_64, Cli, base_environment, copy_fixture, single_error_line
+from .helpers import AARCH64, I686, X86_64, Cli, base_environment, copy_fixture, single_error_line
 
 pytestmark = pytest.mark.engine
 
 _SYSROOT = resources.default_cache_dir(base_environment()) / "sysroots" / "glibc-2.36"
-_ARCH = {X86_64: "amd64", AARCH64: "arm64"}
+_ARCH = {X86_64: "amd64", I686: "i386", AARCH64: "arm64"}
 
 
 def _readelf_glibc(path: Path) -> str | None:
@@ -69,7 +69,7 @@ def test_the_report_and_the_summary_state_each_artifacts_glibc_need(
         assert table.stdout.splitlines()[-1].split() == [str(artifact), "2.38", "(floor", "2.41)"], table
 
 
-@pytest.mark.parametrize("triple", [X86_64, AARCH64])
+@pytest.mark.parametrize("triple", [X86_64, I686, AARCH64])
 def test_a_glibc_2_36_floor_needs_no_newer_symbol_and_runs_on_glibc_2_36(
     tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, triple: str
 ) -> None:
@@ -93,7 +93,7 @@ def test_a_glibc_2_36_floor_needs_no_newer_symbol_and_runs_on_glibc_2_36(
     if triple == X86_64:
         command = [f"{sysroot}/lib64/ld-linux-x86-64.so.2", "--library-path", f"{sysroot}/lib/x86_64-linux-gnu"]
     else:
-        command = ["qemu-aarch64", "-L", str(sysroot)]
+        command = [{I686: "qemu-i386", AARCH64: "qemu-aarch64"}[triple], "-L", str(sysroot)]
     ran = xpcargo(["shell", "--target", triple, "--", *command, str(artifact)], cwd=project)
     assert ran.code == 0, ran
     assert ran.stdout.splitlines() == ["strtol=42", "runs-on-glibc=2.36"]

@@ -137,6 +137,8 @@ def ensure(sysroot: Sysroot, *, cache_dir: Path, on_retry: Callable[[str], None]
     # making the same one each make their own and one of them wins.
     scratch = Path(tempfile.mkdtemp(prefix=f".{sysroot.debian_arch}.", dir=sysroot.directory.parent))
     try:
+        # mkdtemp's 0700 would keep the sysroot from a build running under another uid than the one that made it.
+        scratch.chmod(0o755)
         for deb in debs:
             unpack_deb(deb, scratch)
         (scratch / _STAMP).write_text(stamp, encoding="utf-8")
