@@ -4,10 +4,14 @@ path that tries to leave)."""
 
 from __future__ import annotations
 
+import functools
+import gc
 import hashlib
+import http.server
 import io
 import tarfile
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -258,3 +262,39 @@ def test_ensure_unpacks_once_and_again_when_the_pins_change(tmp_path: Path, monk
     assert floor.ensure(repinned, cache_dir=cache, on_retry=never, retry_wait=0)
     assert (sysroot.directory / "lib/x86_64-linux-gnu/libc.so.6").read_bytes() == b"glibc 2.36 u15"
     assert sorted(path.name for path in sysroot.directory.parent.iterdir()) == ["amd64"]
+
+
+# image/debian.py's fetch_pool_file leaves urllib's HTTPError (and its socket) unclosed on a 404: collected here,
+# inside the test, rather than failing the session at exit.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_pin_the_mirror_no_longer_serves_is_one_error_saying_to_renew_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real HTTP server on this machine that has no such file: the real download meets a real 404.
+    monkeypatch.setattr(debian, "fetch_pool_file", _FETCH_POOL_FILE)
+    served = tmp_path / "mirror"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        sysroot = floor.Sysroot(
+            version="2.36",
+            suite="bookworm",
+            debian_arch="arm64",
+            directory=tmp_path / "cache" / "sysroots" / "glibc-2.36" / "arm64",
+            debs=((f"http://127.0.0.1:{port}/pool/main/g/glibc/libc6_2.36_arm64.deb", "0" * 64),),
+        )
+        with pytest.raises(ImageBuildError) as caught:
+            floor.ensure(sysroot, cache_dir=tmp_path / "cache", on_retry=lambda _: None, retry_wait=0)
+    finally:
+        server.shutdown()
+        server.server_close()
+        gc.collect()
+    summary = caught.value.summary()
+    assert summary.startswith("error: cannot download bookworm's glibc 2.36 for arm64: the mirror answered HTTP 404")
+    assert "renew the pins of `glibc-floors`" in summary
+    assert "Rust" not in summary
+    assert not sysroot.directory.exists()

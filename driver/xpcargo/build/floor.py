@@ -126,10 +126,8 @@ def ensure(sysroot: Sysroot, *, cache_dir: Path, on_retry: Callable[[str], None]
     with contextlib.suppress(OSError):
         if (sysroot.directory / _STAMP).read_text(encoding="utf-8") == stamp:
             return False
-    from xpcargo.image.debian import fetch_pool_file  # noqa: PLC0415 - tenacity and urllib on demand only
-
     debs = [
-        fetch_pool_file(url, digest, cache_dir / "pool", on_retry=on_retry, first_wait=retry_wait)
+        _download(sysroot, url, digest, cache_dir=cache_dir, on_retry=on_retry, retry_wait=retry_wait)
         for url, digest in sysroot.debs
     ]
     sysroot.directory.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +153,32 @@ def ensure(sysroot: Sysroot, *, cache_dir: Path, on_retry: Callable[[str], None]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return True
+
+
+def _download(
+    sysroot: Sysroot, url: str, digest: str, *, cache_dir: Path, on_retry: Callable[[str], None], retry_wait: float
+) -> Path:
+    """One pinned .deb through the image builder's pool download (its cache, retries and hash check), told as what
+    it is here: the image builder's words are about the Rust std."""
+    from xpcargo.image.debian import fetch_pool_file  # noqa: PLC0415 - tenacity and urllib on demand only
+
+    what = f"glibc {sysroot.version} download"
+
+    def retrying(message: str) -> None:
+        on_retry(message.replace("Rust std download", what, 1))
+
+    try:
+        return fetch_pool_file(url, digest, cache_dir / "pool", on_retry=retrying, first_wait=retry_wait)
+    except ImageBuildError as error:
+        detail = error.message.split(": ", 1)[-1]
+        gone = "answered HTTP" in error.message
+        raise ImageBuildError(
+            f"cannot download {sysroot.suite}'s glibc {sysroot.version} for {sysroot.debian_arch}: {detail}",
+            hint="the mirror keeps only a suite's current versions: renew the pins of `glibc-floors` in the recipe "
+            "(images/README.md says how)"
+            if gone
+            else error.hint,
+        ) from None
 
 
 def unpack_deb(deb: Path, destination: Path) -> None:
