@@ -298,3 +298,36 @@ def test_a_pin_the_mirror_no_longer_serves_is_one_error_saying_to_renew_it(
     assert "renew the pins of `glibc-floors`" in summary
     assert "Rust" not in summary
     assert not sysroot.directory.exists()
+
+
+def test_two_processes_making_the_same_sysroot_leave_one_whole_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(debian, "fetch_pool_file", _FETCH_POOL_FILE)
+    cache = tmp_path / "cache"
+    (cache / "pool").mkdir(parents=True)
+    contents = _deb([_file(f"./usr/lib/x86_64-linux-gnu/lib{index}.a", b"x" * 4096) for index in range(300)])
+    (cache / "pool" / "libc6-dev_2.36_amd64.deb").write_bytes(contents)
+    sysroot = floor.Sysroot(
+        version="2.36",
+        suite="bookworm",
+        debian_arch="amd64",
+        directory=cache / "sysroots" / "glibc-2.36" / "amd64",
+        debs=(("http://mirror/pool/libc6-dev_2.36_amd64.deb", hashlib.sha256(contents).hexdigest()),),
+    )
+    errors: list[BaseException] = []
+
+    def make() -> None:
+        try:
+            floor.ensure(sysroot, cache_dir=cache, on_retry=lambda _: None, retry_wait=0)
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(list((sysroot.directory / "usr/lib/x86_64-linux-gnu").iterdir())) == 300
+    assert sorted(path.name for path in sysroot.directory.parent.iterdir()) == ["amd64"]

@@ -123,9 +123,8 @@ def floor_of(spec: TargetSpec, recipe: ImageRecipe, *, cache_dir: Path) -> Floor
 def ensure(sysroot: Sysroot, *, cache_dir: Path, on_retry: Callable[[str], None], retry_wait: float) -> bool:
     """Download and unpack ``sysroot`` unless it is there already; True when it had to be made."""
     stamp = "".join(f"{url} {digest}\n" for url, digest in sysroot.debs)
-    with contextlib.suppress(OSError):
-        if (sysroot.directory / _STAMP).read_text(encoding="utf-8") == stamp:
-            return False
+    if _holds(sysroot.directory, stamp):
+        return False
     debs = [
         _download(sysroot, url, digest, cache_dir=cache_dir, on_retry=on_retry, retry_wait=retry_wait)
         for url, digest in sysroot.debs
@@ -140,6 +139,9 @@ def ensure(sysroot: Sysroot, *, cache_dir: Path, on_retry: Callable[[str], None]
         for deb in debs:
             unpack_deb(deb, scratch)
         (scratch / _STAMP).write_text(stamp, encoding="utf-8")
+        if _holds(sysroot.directory, stamp):
+            # Another process made it meanwhile, and its build may have it mounted already: keep that one.
+            return True
         if sysroot.directory.exists():
             stale = Path(tempfile.mkdtemp(prefix=f".{sysroot.debian_arch}.stale.", dir=sysroot.directory.parent))
             with contextlib.suppress(OSError):
@@ -148,11 +150,19 @@ def ensure(sysroot: Sysroot, *, cache_dir: Path, on_retry: Callable[[str], None]
         try:
             scratch.replace(sysroot.directory)
         except OSError:
-            if not (sysroot.directory / _STAMP).is_file():
+            if not _holds(sysroot.directory, stamp):
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return True
+
+
+def _holds(directory: Path, stamp: str) -> bool:
+    """Whether ``directory`` is a finished sysroot of exactly these .debs."""
+    try:
+        return (directory / _STAMP).read_text(encoding="utf-8") == stamp
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _download(
