@@ -19,7 +19,8 @@ class TargetInfo:
     plan: str | None
     debian_arch: str
     runner: tuple[str, ...]
-    # The newest GLIBC_x.y symbol version a binary built in the image may need (the image's own glibc).
+    # The newest GLIBC_x.y symbol version a binary built for the target may need: the image's own glibc, or the
+    # lower floor the project asks for (`glibc = "2.36"`).
     glibc: str | None
     # A binary for this target runs here without an emulator; every target's binaries run under `xpcargo run`.
     native: bool
@@ -27,6 +28,7 @@ class TargetInfo:
 
 def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
     """The shipped targets (or those ``names``, `all` included, as the working directory's project sees them)."""
+    from xpcargo.build.floor import floor_of  # noqa: PLC0415
     from xpcargo.build.matrix import expand_targets  # noqa: PLC0415
 
     if names:
@@ -45,7 +47,7 @@ def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
                 plan=plan.digest if plan else None,
                 debian_arch=spec.debian_arch,
                 runner=spec.runner,
-                glibc=recipe.glibc,
+                glibc=floor_of(spec, recipe, cache_dir=context.settings.cache_dir).version,
                 native=context.platform is not None and spec.triple == context.platform.rust_triple,
             )
         )

@@ -256,10 +256,17 @@ def report(
     release: Annotated[bool, typer.Option("--release", "-r", help="The release profile's report.")] = False,
     profile: Annotated[str | None, typer.Option(help="The report of this profile.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: one object per package.")] = False,
+    artifacts: Annotated[
+        bool,
+        typer.Option(
+            "--artifacts", help="Print the final artifacts instead, with the newest glibc each needs and the floor."
+        ),
+    ] = False,
     manifest_path: Annotated[str | None, typer.Option(help="Path to the project's Cargo.toml.")] = None,
     target_dir: Annotated[str | None, typer.Option(help="The target dir the build used.")] = None,
 ) -> None:
-    """Print what every build script of the last build for a target decided."""
+    """Print what every build script of the last build for a target decided, and what each artifact needs from
+    glibc."""
     from xpcargo import report as reports  # noqa: PLC0415
     from xpcargo.build import run  # noqa: PLC0415
 
@@ -268,7 +275,10 @@ def report(
     args += [*(["--manifest-path", manifest_path] if manifest_path else [])]
     args += [*(["--target-dir", target_dir] if target_dir else [])]
     loaded = run.load_report(_context(), triple, args)
-    typer.echo(reports.render_json(loaded) if as_json else reports.render_table(loaded))
+    if artifacts:
+        typer.echo(reports.render_artifacts_json(loaded) if as_json else reports.render_artifacts(loaded))
+    else:
+        typer.echo(reports.render_json(loaded) if as_json else reports.render_table(loaded))
 
 
 @image_app.command("build")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import IO, Any, TypeGuard, TypeVar
 
+from xpcargo.build.artifacts import FinalArtifact, GlibcNeed, glibc_need
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.protocol import (
     TARGET_SETTING_KEYS,
@@ -40,7 +41,8 @@ from xpcargo.cargo.protocol import (
 from xpcargo.errors import BuildScriptProtocolError, ReportError
 from xpcargo.ui import escape_controls
 
-SCHEMA_VERSION = 1
+# 2 added `glibc_floor` and `artifacts`; a report of version 1 is still read (with neither).
+SCHEMA_VERSION = 2
 
 # What the report keeps of one build script's output. Cargo keeps all of it (a build script printing a gigabyte
 # leaves a gigabyte in `output`), but a report is read by a person or a script, and xpcargo must stay small while
@@ -70,6 +72,8 @@ _PACKAGE_FIELDS = (
     "overridden",
 )
 _REPORT_FIELDS = ("schema_version", "target", "profile", "success", "packages")
+_REPORT_FIELDS_V2 = (*_REPORT_FIELDS, "glibc_floor", "artifacts")
+_ARTIFACT_FIELDS = ("path", "kinds", "package_id", "machine", "glibc")
 
 # Override keys that are neither metadata nor part of the report. Cargo refuses `warning` and the `rerun-if-*` keys
 # (the book says they are ignored); `rustc-link-arg-bin` is missing on purpose: Cargo takes it as metadata there.
@@ -113,14 +117,41 @@ class PackageReport:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ArtifactReport:
+    """A final artifact of the build (what Cargo named: binaries, shared and static libraries, test executables)
+    and what it needs from glibc."""
+
+    path: str
+    kinds: tuple[str, ...]
+    package_id: str
+    need: GlibcNeed
+
+
+@dataclass(frozen=True, kw_only=True)
 class BuildReport:
-    """The build scripts of one Cargo command for one target and profile."""
+    """The build scripts of one Cargo command for one target and profile, and the artifacts it made."""
 
     target: str
     profile: str
     success: bool
     # Sorted by package name, then version.
     packages: tuple[PackageReport, ...]
+    # The newest glibc the target's artifacts may need (the image's own, or the project's lower floor).
+    glibc_floor: str | None = None
+    artifacts: tuple[ArtifactReport, ...] = ()
+
+
+def artifact_reports(found: Iterable[FinalArtifact]) -> tuple[ArtifactReport, ...]:
+    """Each artifact with its glibc need, read from the file now."""
+    return tuple(
+        ArtifactReport(
+            path=str(item.path),
+            kinds=tuple(sorted(item.kinds)),
+            package_id=item.package_id,
+            need=glibc_need(item.path),
+        )
+        for item in found
+    )
 
 
 def collect(
@@ -424,6 +455,16 @@ def _package_json(package: PackageReport) -> dict[str, Any]:
     }
 
 
+def _artifact_json(artifact: ArtifactReport) -> dict[str, Any]:
+    return {
+        "path": artifact.path,
+        "kinds": list(artifact.kinds),
+        "package_id": artifact.package_id,
+        "machine": artifact.need.machine,
+        "glibc": artifact.need.glibc,
+    }
+
+
 def save(report: BuildReport, path: Path) -> None:
     """Write the report so that a reader sees the old file or the new one, never half of one."""
     document = {
@@ -432,6 +473,8 @@ def save(report: BuildReport, path: Path) -> None:
         "profile": report.profile,
         "success": report.success,
         "packages": [_package_json(package) for package in report.packages],
+        "glibc_floor": report.glibc_floor,
+        "artifacts": [_artifact_json(artifact) for artifact in report.artifacts],
     }
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     try:
@@ -486,19 +529,37 @@ def load(path: Path) -> BuildReport:
 
 
 def _report_from_json(document: object) -> BuildReport:
-    if isinstance(document, dict):
-        version = document.get("schema_version")
-        if type(version) is not int or version != SCHEMA_VERSION:
-            raise _CorruptError(f"schema version {version!r} is not {SCHEMA_VERSION}")
-    fields = _object(document, _REPORT_FIELDS, "the report")
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    if isinstance(document, dict) and (type(version) is not int or version not in (1, SCHEMA_VERSION)):
+        raise _CorruptError(f"schema version {version!r} is not {SCHEMA_VERSION}")
+    fields = _object(document, _REPORT_FIELDS if version == 1 else _REPORT_FIELDS_V2, "the report")
     packages = fields["packages"]
     if not isinstance(packages, list):
         raise _CorruptError("`packages` is not a list")
+    artifacts = fields.get("artifacts", [])
+    if not isinstance(artifacts, list):
+        raise _CorruptError("`artifacts` is not a list")
+    floor = fields.get("glibc_floor")
     return BuildReport(
         target=_typed(fields, "target", str),
         profile=_typed(fields, "profile", str),
         success=_typed(fields, "success", bool),
         packages=tuple(_package_from_json(package) for package in packages),
+        glibc_floor=None if floor is None else _typed(fields, "glibc_floor", str),
+        artifacts=tuple(_artifact_from_json(artifact) for artifact in artifacts),
+    )
+
+
+def _artifact_from_json(value: object) -> ArtifactReport:
+    fields = _object(value, _ARTIFACT_FIELDS, "an artifact")
+    return ArtifactReport(
+        path=_typed(fields, "path", str),
+        kinds=_strings(fields, "kinds"),
+        package_id=_typed(fields, "package_id", str),
+        need=GlibcNeed(
+            machine=None if fields["machine"] is None else _typed(fields, "machine", str),
+            glibc=None if fields["glibc"] is None else _typed(fields, "glibc", str),
+        ),
     )
 
 
@@ -572,6 +633,29 @@ def render_json(report: BuildReport) -> str:
     return _JSON_UNESCAPED_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
+def render_artifacts_json(report: BuildReport) -> str:
+    """One JSON object per final artifact: its path, kinds, package, ELF machine, and the newest glibc it needs,
+    with the target's floor."""
+    entries = [{**_artifact_json(artifact), "glibc_floor": report.glibc_floor} for artifact in report.artifacts]
+    text = json.dumps(entries, indent=2, ensure_ascii=False)
+    return _JSON_UNESCAPED_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def render_artifacts(report: BuildReport) -> str:
+    """The final artifacts with the newest glibc each needs, next to the target's floor."""
+    floor = report.glibc_floor or "unknown"
+    lines = [f"artifacts (newest GLIBC_ each needs; the glibc floor of {report.target} is {floor}):"]
+    if not report.artifacts:
+        lines.append(
+            "  none recorded (the last build made no binary or library for the target, or predates this report)"
+        )
+    width = max((len(artifact.path) for artifact in report.artifacts), default=0)
+    for artifact in report.artifacts:
+        need = artifact.need.describe(report.glibc_floor)
+        lines.append(escape_controls(f"  {artifact.path:<{width}}  {need}"))
+    return "\n".join(lines)
+
+
 def render_table(report: BuildReport) -> str:
     """A block per package for people: name@version, links, out dir, then every field that is not empty.
 
@@ -579,7 +663,8 @@ def render_table(report: BuildReport) -> str:
     recolour the terminal, nor forge lines of the report. ``render_json`` needs no such care: JSON escapes them.
     """
     if not report.packages:
-        return "no package of this build has a build script or a links override"
+        empty = "no package of this build has a build script or a links override"
+        return "\n\n".join([empty, render_artifacts(report)]) if report.artifacts else empty
     blocks = []
     for package in report.packages:
         if package.out_dir is not None:
@@ -604,4 +689,6 @@ def render_table(report: BuildReport) -> str:
             for index, value in enumerate(values):
                 lines.append(f"  {label + ':' if index == 0 else '':<14}{escape_controls(value)}")
         blocks.append("\n".join(lines))
+    if report.artifacts:
+        blocks.append(render_artifacts(report))
     return "\n\n".join(blocks)

@@ -21,6 +21,7 @@ from typing import Any
 
 from xpcargo.build import plan as plan_module
 from xpcargo.build import run
+from xpcargo.build.artifacts import NOT_ELF, GlibcNeed, final_artifacts, glibc_need
 from xpcargo.build.plan import BuildPlan, plan
 from xpcargo.build.reproducible import Reproducibility
 from xpcargo.container.session import Cancellation
@@ -31,8 +32,6 @@ from xpcargo.hashing import file_sha256
 from xpcargo.ui import LineWriter, Reporter, binary_writer
 
 ALL = "all"
-# Final artifacts worth a line in the summary: what a release ships, not the intermediate libraries.
-_SHIPPED_KINDS = frozenset({"bin", "cdylib", "dylib", "staticlib"})
 # How long Ctrl-C waits for the targets' own cleanup before it says what it could not confirm.
 _CLEANUP_WAIT = 15.0
 
@@ -45,6 +44,7 @@ class Artifact:
     # The kinds of the Cargo target that made it (`bin`, `cdylib`, ...), and its package (Cargo's package id).
     kinds: frozenset[str] = frozenset()
     package_id: str = ""
+    glibc: GlibcNeed = NOT_ELF
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +54,8 @@ class TargetResult:
     code: int
     seconds: float
     artifacts: tuple[Artifact, ...] = ()
+    # The newest glibc the target's artifacts may need (README, "The glibc floor").
+    glibc_floor: str | None = None
     error: str | None = None
     cancelled: bool = False
 
@@ -86,28 +88,17 @@ def expand_targets(context: Context, names: Sequence[str]) -> list[str]:
 
 def artifacts_of(messages: Iterable[Mapping[str, Any]], plan: BuildPlan) -> tuple[Artifact, ...]:
     """The final artifacts Cargo reported for the target (binaries, shared and static libraries, test
-    executables), with their sizes and sha256, in the order Cargo built them."""
-    tree = plan.project.target_dir / plan.triple
-    found: dict[Path, tuple[frozenset[str], str]] = {}
-    for message in messages:
-        if message.get("reason") != "compiler-artifact":
-            continue
-        kinds = set((message.get("target") or {}).get("kind") or ())
-        executable = message.get("executable")
-        paths = [executable] if isinstance(executable, str) else []
-        if kinds & _SHIPPED_KINDS:
-            paths += [
-                name
-                for name in message.get("filenames") or ()
-                if isinstance(name, str) and not name.endswith((".rlib", ".rmeta", ".d"))
-            ]
-        for name in paths:
-            path = Path(name)
-            if path.is_relative_to(tree) and path.is_file():
-                found[path] = (frozenset(kinds), str(message.get("package_id") or ""))
+    executables), with their sizes, sha256 and glibc need, in the order Cargo built them."""
     return tuple(
-        Artifact(path=path, size=path.stat().st_size, sha256=file_sha256(path), kinds=kinds, package_id=package)
-        for path, (kinds, package) in found.items()
+        Artifact(
+            path=found.path,
+            size=found.path.stat().st_size,
+            sha256=file_sha256(found.path),
+            kinds=found.kinds,
+            package_id=found.package_id,
+            glibc=glibc_need(found.path),
+        )
+        for found in final_artifacts(messages, plan.project.target_dir / plan.triple)
     )
 
 
@@ -171,7 +162,13 @@ def _run_one(
         return TargetResult(triple=build_plan.triple, code=outcome.code, seconds=seconds, cancelled=True)
     artifacts = artifacts_of(outcome.messages, build_plan) if outcome.code == 0 else ()
     reporter.status("Finished" if outcome.code == 0 else "Failed", f"in {seconds:.1f}s")
-    return TargetResult(triple=build_plan.triple, code=outcome.code, seconds=seconds, artifacts=artifacts)
+    return TargetResult(
+        triple=build_plan.triple,
+        code=outcome.code,
+        seconds=seconds,
+        artifacts=artifacts,
+        glibc_floor=build_plan.glibc_floor,
+    )
 
 
 def cargo_command(
@@ -309,14 +306,15 @@ class Summary:
         return f"`{self.command}` for {len(self.results)} targets in {self.seconds:.1f}s: {told}"
 
     def rows(self, *, relative_to: Path) -> list[tuple[str, ...]]:
-        rows: list[tuple[str, ...]] = [("TARGET", "RESULT", "TIME", "ARTIFACT", "SIZE", "SHA256")]
+        rows: list[tuple[str, ...]] = [("TARGET", "RESULT", "TIME", "ARTIFACT", "SIZE", "GLIBC", "SHA256")]
         for result in self.results:
             first = (result.triple, result.result, f"{result.seconds:.1f}s")
             if not result.artifacts:
-                rows.append((*first, "-", "", ""))
+                rows.append((*first, "-", "", "", ""))
             for index, artifact in enumerate(result.artifacts):
                 lead = first if index == 0 else ("", "", "")
-                rows.append((*lead, _shown(artifact.path, relative_to), _size(artifact.size), artifact.sha256))
+                shown = (_shown(artifact.path, relative_to), _size(artifact.size))
+                rows.append((*lead, *shown, artifact.glibc.describe(result.glibc_floor), artifact.sha256))
         return rows
 
     def table(self, *, relative_to: Path) -> str:

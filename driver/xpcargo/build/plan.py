@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from xpcargo.build import environment, reproducible
+from xpcargo.build import environment, floor, reproducible
+from xpcargo.build.floor import Sysroot
 from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.args import CargoArgs
@@ -26,6 +27,7 @@ from xpcargo.container.session import invoking_user
 from xpcargo.container.spec import ContainerRequest, Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
+from xpcargo.image.recipe import load_recipe
 
 # Where HOME points for a user that has no home in the image: writable by anyone, gone with the container.
 CONTAINER_HOME = "/tmp"  # noqa: S108 - inside the container, which is private and short-lived
@@ -67,11 +69,16 @@ class BuildPlan:
     fetch_record: Path
     ca_bundle: Path | None
     user: str = field(default_factory=invoking_user)
-    # Reproducible mode (`dist`, `verify`, `--reproducible`), and the Cargo config file that adds its rustflags.
+    # Reproducible mode (`dist`, `verify`, `--reproducible`), and the Cargo config file that adds rustflags (its
+    # remapping, the glibc floor's sysroot).
     reproducible: Reproducibility | None = None
     remaps: tuple[tuple[Path, str], ...] = ()
     rustflags_file: Path | None = None
     rustflags_config: str | None = None
+    # The newest glibc the target's artifacts may need, and the older libc that meets it when it is lower than the
+    # image's own (downloaded and unpacked by the run, before the first container).
+    glibc_floor: str | None = None
+    sysroot: Sysroot | None = None
 
     @property
     def triple(self) -> str:
@@ -196,20 +203,31 @@ def plan(
         "CARGO_HOME": str(project.cargo_home),
         "CARGO_TARGET_DIR": str(project.target_dir),
     }
+    # Flags added to the user's own: the reproducible mode's path remapping, and the glibc floor's sysroot.
     remaps: tuple[tuple[Path, str], ...] = ()
-    rustflags = None
+    rust_flags: list[str] = []
+    c_flags: list[str] = []
     if reproducible_settings is not None:
         remaps = remapping(project)
+        rust_flags += reproducible.rustc_remap_flags(remaps)
+        c_flags += reproducible.c_remap_flags(remaps)
+    glibc = floor.floor_of(
+        spec, load_recipe(spec.recipe, directory=context.settings.recipes_dir), cache_dir=context.settings.cache_dir
+    )
+    if glibc.sysroot is not None:
+        rust_flags += glibc.sysroot.rust_flags()
+        c_flags += glibc.sysroot.c_flags()
+        extra.append((glibc.sysroot.directory, f"the glibc {glibc.version} floor"))
+    rustflags = None
+    if rust_flags:
         rustflags = reproducible.merge_rustflags(
-            reproducible.rustc_remap_flags(remaps),
-            environ=env,
-            config_files=project.cargo_config_files,
-            triple=triple,
+            rust_flags, environ=env, config_files=project.cargo_config_files, triple=triple
         )
         for name in rustflags.removed:
             env.pop(name, None)
         env.update(rustflags.env)
-        env.update(reproducible.merge_c_flags(reproducible.c_remap_flags(remaps), environ=env, triple=triple))
+        env.update(reproducible.merge_c_flags(c_flags, environ=env, triple=triple))
+    if reproducible_settings is not None:
         env.update(reproducible.environment(reproducible_settings))
     return BuildPlan(
         command=command,
@@ -229,8 +247,10 @@ def plan(
         ca_bundle=environment.host_ca_bundle(context.environ),
         reproducible=reproducible_settings,
         remaps=remaps,
-        rustflags_file=state_dir / "reproducible.toml" if rustflags is not None and rustflags.config else None,
+        rustflags_file=state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None,
         rustflags_config=rustflags.config if rustflags is not None else None,
+        glibc_floor=glibc.version,
+        sysroot=glibc.sysroot,
     )
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from xpcargo import report
+from xpcargo.build import floor
+from xpcargo.build.artifacts import final_artifacts
 from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.build.plan import BuildPlan, Step, plan
 from xpcargo.build.reproducible import Reproducibility
@@ -118,6 +120,7 @@ def execute(
     stdout = write_stdout or binary_writer(sys.stdout)
     stderr = write_stderr or binary_writer(sys.stderr)
     image = image_for(context, runtime, plan.spec, reporter)
+    _ensure_sysroot(context, plan, reporter)
     _write_overrides_file(plan)
     _warn_about_toolchain_file(context, plan, reporter)
     record = FetchRecord.of(plan)
@@ -141,6 +144,21 @@ def execute(
         reporter.warn("crates went missing from CARGO_HOME since the last fetch; fetching again")
     _keep_report(plan, outcome, reporter)
     return outcome
+
+
+def _ensure_sysroot(context: Context, plan: BuildPlan, reporter: Reporter) -> None:
+    """The older libc of a lower glibc floor, on the host before any container mounts it."""
+    sysroot = plan.sysroot
+    if sysroot is None:
+        return
+    made = floor.ensure(
+        sysroot, cache_dir=context.settings.cache_dir, on_retry=reporter.warn, retry_wait=context.settings.retry_wait
+    )
+    if made:
+        reporter.status(
+            "Unpacked",
+            f"glibc {sysroot.version} of Debian {sysroot.suite} ({sysroot.debian_arch}) into {sysroot.directory}",
+        )
 
 
 def _write_overrides_file(plan: BuildPlan) -> None:
@@ -210,6 +228,8 @@ def _keep_report(plan: BuildPlan, outcome: Outcome, reporter: Reporter) -> None:
             # A stale report must not outlive the build it described.
             path.unlink(missing_ok=True)
             raise
+        found = final_artifacts(outcome.messages, plan.project.target_dir / plan.triple)
+        collected = replace(collected, glibc_floor=plan.glibc_floor, artifacts=report.artifact_reports(found))
         report.save(collected, path)
     except (ReportError, OSError) as error:
         reporter.warn(f"build-script report not saved: {error}")
@@ -238,6 +258,7 @@ def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connec
     build_plan = plan(context, "shell", triple, [])
     runtime, reporter = connect(context), context.reporter()
     image = image_for(context, runtime, build_plan.spec, reporter)
+    _ensure_sysroot(context, build_plan, reporter)
     _write_overrides_file(build_plan)
     with open_session(runtime, build_plan.request(Step.SHELL, image), purpose="shell") as session:
         if not argv:

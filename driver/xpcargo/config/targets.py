@@ -146,6 +146,12 @@ def _check_packages(names: tuple[str, ...]) -> tuple[str, str | None] | None:
     return None
 
 
+def _check_glibc(version: str) -> tuple[str, str | None] | None:
+    if re.fullmatch(r"[0-9]+\.[0-9]+", version):
+        return None
+    return f"`{version}` is not a glibc version", "write it as MAJOR.MINOR, e.g. `2.36`"
+
+
 def _check_env_names(names: tuple[str, ...]) -> tuple[str, str | None] | None:
     bad = next((name for name in names if not ENV_NAME.match(name)), None)
     return (f"`{bad}` is not a valid environment variable name", None) if bad else None
@@ -185,6 +191,9 @@ class TargetSpec:
     env: Mapping[str, str] = _setting(Kind.ENV, sources=_ALL, merge=Merge.UPDATE)
     # An image already in the engine to use instead of building one.
     image: str | None = _setting(Kind.NAME, sources=frozenset({Source.TARGET}))
+    # The newest glibc the target's artifacts may need: a floor of the recipe's `glibc-floors` (`2.36`), met by
+    # linking against that older libc; unset, the image's own glibc.
+    glibc: str | None = _setting(Kind.NAME, check=_check_glibc)
     # Debian packages a project adds to the image (multiarch `libssl-dev:arm64` included).
     extra_packages: tuple[str, ...] = _setting(Kind.WORDS, sources=_PROJECT, merge=Merge.APPEND, check=_check_packages)
     # Host variables copied into the container.

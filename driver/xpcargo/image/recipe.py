@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xpcargo.config.schema import Table, load_yaml
 from xpcargo.errors import ConfigError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_VERSION = re.compile(r"^[0-9]+\.[0-9]+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,6 +21,17 @@ class RustToolchain:
     std_package: str
     std_pool: str
     std_sha256: Mapping[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlibcFloor:
+    """An older glibc that binaries built in the image can be linked against: Debian's .debs of another suite,
+    pinned by sha256 per Debian architecture, unpacked on the host into a sysroot (see build.floor)."""
+
+    version: str
+    suite: str
+    # Debian arch -> ((pool path, sha256), ...)
+    debs: Mapping[str, tuple[tuple[str, str], ...]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +46,9 @@ class ImageRecipe:
     # The glibc of the suite: the newest symbol version a binary linked in the image may need. Not part of the
     # image plan (it follows from the suite); it is what `xpcargo targets` tells.
     glibc: str | None = None
+    # Lower floors a target may ask for (`glibc = "2.36"`), by version. Not part of the image plan either: the
+    # image stays the same, and the older libc is mounted beside it.
+    glibc_floors: Mapping[str, GlibcFloor] = field(default_factory=dict)
 
 
 def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> ImageRecipe:
@@ -72,6 +87,33 @@ def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> Ima
         rust=toolchain,
         dpkg_exclude=top.strings("dpkg-exclude"),
         glibc=top.string("glibc") if top.has("glibc") else None,
+        glibc_floors=_glibc_floors(top.table("glibc-floors")),
     )
     top.finish()
     return recipe
+
+
+def _glibc_floors(table: Table | None) -> Mapping[str, GlibcFloor]:
+    if table is None:
+        return {}
+    floors = {}
+    for version in table.names():
+        if not _VERSION.match(version):
+            raise table.fail(version, "expected a glibc version such as `2.36`")
+        entry = table.required_table(version)
+        debs_table = entry.required_table("debs")
+        debs: dict[str, tuple[tuple[str, str], ...]] = {}
+        for arch in debs_table.names():
+            pinned = []
+            for line in debs_table.strings(arch, required=True):
+                path, _, digest = line.partition(" ")
+                digest = digest.strip()
+                if not path.startswith("pool/") or not path.endswith(".deb") or not _SHA256.match(digest):
+                    raise debs_table.fail(arch, f"`{line}` is not `pool/<path>.deb <sha256>`")
+                pinned.append((path, digest))
+            debs[arch] = tuple(pinned)
+        debs_table.finish()
+        floors[version] = GlibcFloor(version=version, suite=entry.string("suite"), debs=debs)
+        entry.finish()
+    table.finish()
+    return floors
