@@ -261,7 +261,7 @@ def test_a_second_build_of_the_same_image_says_whom_it_waits_for_and_shows_its_p
     first = started(tiny)
     first.wait_for_line("(mmdebstrap)")
     second = started(tiny)
-    reference = next(line for line in first.lines if "Building image" in line).split()[2]
+    reference = next(line for line in first.lines if "Building image" in line).split()[2].rstrip(",")
     second.wait_for_line(f"Waiting for process {first.process.pid} to finish building image {reference}")
     # The first build's progress, as it goes: its mmdebstrap lines, relayed by the second process.
     second.wait_for_line(MID_BOOTSTRAP)
