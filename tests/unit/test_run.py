@@ -468,3 +468,32 @@ def test_cargo_clean_does_not_bring_the_fetch_step_back(world: World) -> None:
     world.runtime.removed.clear()
     assert world.run() == 0
     assert world.runtime.purposes() == ["build"]
+
+
+def test_a_build_script_missing_a_tool_gets_one_hint_line_after_cargos_output(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failure = (Path(__file__).parent / "captured" / "cmake-crate.txt").read_bytes()
+    world.runtime.script = lambda call: (
+        Reply(code=101, stdout=cargo_message("build-finished", success=False), stderr=failure)
+        if call.command == "build"
+        else default_script(call)
+    )
+    assert world.run() == 101
+    assert b"".join(world.stderr) == failure
+    hint_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hint:")]
+    assert hint_lines == [
+        'hint: the build script of cm v0.1.0 found no `cmake`: add `extra-packages = ["cmake"]` under [build] '
+        f"(or [target.{AARCH64}]) in xpcargo.toml"
+    ]
+
+
+def test_a_successful_build_gets_no_hint_whatever_its_output(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    failure = (Path(__file__).parent / "captured" / "cmake-crate.txt").read_bytes()
+    world.runtime.script = lambda call: (
+        Reply(stdout=cargo_message("build-finished", success=True), stderr=failure)
+        if call.command == "build"
+        else default_script(call)
+    )
+    assert world.run() == 0
+    assert "hint:" not in capsys.readouterr().err

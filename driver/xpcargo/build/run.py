@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpcargo import report
+from xpcargo.build import hints
 from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.build.plan import BuildPlan, Step, plan
 from xpcargo.build.reproducible import Reproducibility
@@ -69,6 +70,8 @@ class Outcome:
     unread_messages: int
     finished: bool | None
     offline_miss: bool
+    # What a failed build script said was missing from the image (see build.hints).
+    missing: hints.Missing | None = None
 
 
 def _build(
@@ -91,9 +94,11 @@ def _build(
                     code=code, metadata=None, messages=[], unread_messages=0, finished=None, offline_miss=False
                 )
         reader = MessageReader(echo_messages=not plan.injects_json, write_stdout=stdout, write_stderr=stderr)
-        errors = _Tail(stderr)
+        scanner = hints.HintScanner(stderr)
+        errors = _Tail(scanner)
         code = session.run(plan.command_argv(), on_stdout=reader.feed, on_stderr=errors)
         reader.close()
+        scanner.close()
     return Outcome(
         code=code,
         metadata=metadata,
@@ -101,6 +106,7 @@ def _build(
         unread_messages=reader.overflowed,
         finished=reader.finished,
         offline_miss=code != 0 and any(hint in errors.text for hint in _OFFLINE_MISS),
+        missing=scanner.found if code != 0 else None,
     )
 
 
@@ -140,6 +146,9 @@ def execute(
         refetched = True
         reporter.warn("crates went missing from CARGO_HOME since the last fetch; fetching again")
     _keep_report(plan, outcome, reporter)
+    if outcome.missing is not None:
+        # After Cargo's own output, which stays as it was, as does its exit code.
+        reporter.hint(hints.hint(outcome.missing, triple=plan.triple, debian_arch=plan.spec.debian_arch))
     return outcome
 
 
