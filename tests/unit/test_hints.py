@@ -1,6 +1,6 @@
 """The hint after a build script that found a tool or library missing: read from real captured Cargo output.
 
-Each file in captured/ is Cargo's stderr for one failed build script, as xpcargo showed it for
+Each file in captured/failures/ is Cargo's stderr for one failed build script, as xpcargo showed it for
 aarch64-unknown-linux-gnu with the image of 2026-11 (openssl-sys with and without `vendored`, alsa-sys, prost-build,
 the cmake crate, bindgen), less the `cargo:rerun-if-*`, `rustc-check-cfg` and backtrace lines.
 """
@@ -14,7 +14,7 @@ import pytest
 from xpcargo.build import hints
 from xpcargo.build.hints import HintScanner, Missing
 
-CAPTURED = Path(__file__).parent / "captured"
+CAPTURED = Path(__file__).parent / "captured" / "failures"
 AARCH64 = "aarch64-unknown-linux-gnu"
 
 

@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpcargo import report
-from xpcargo.build import hints
+from xpcargo.build import hints, origins
 from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.build.plan import BuildPlan, Step, plan
 from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES, MessageReader
 from xpcargo.config.targets import check_triple
-from xpcargo.container.session import Cancellation, open_session
+from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
-from xpcargo.errors import ProjectError, ReportError
+from xpcargo.errors import EngineError, ProjectError, ReportError
 from xpcargo.image.builder import image_for
 from xpcargo.ui import Reporter, binary_writer
 
@@ -72,6 +72,9 @@ class Outcome:
     offline_miss: bool
     # What a failed build script said was missing from the image (see build.hints).
     missing: hints.Missing | None = None
+    # The build-script report, collected while the container still ran (so that it could say where each linked
+    # library came from), or why it could not be.
+    collected: report.BuildReport | ReportError | None = None
 
 
 def _build(
@@ -99,6 +102,7 @@ def _build(
         code = session.run(plan.command_argv(), on_stdout=reader.feed, on_stderr=errors)
         reader.close()
         scanner.close()
+        collected = _collect(session, plan, reader, metadata, code=code) if plan.reads_messages else None
     return Outcome(
         code=code,
         metadata=metadata,
@@ -107,7 +111,47 @@ def _build(
         finished=reader.finished,
         offline_miss=code != 0 and any(hint in errors.text for hint in _OFFLINE_MISS),
         missing=scanner.found if code != 0 else None,
+        collected=collected,
     )
+
+
+def _collect(
+    session: Session, plan: BuildPlan, reader: MessageReader, metadata: Metadata | None, *, code: int
+) -> report.BuildReport | ReportError | None:
+    """The build-script report of the command that just ran, with its libraries' origins if it succeeded."""
+    if reader.overflowed or metadata is None:
+        return None
+    try:
+        collected = report.collect(
+            messages=reader.messages,
+            cargo_metadata=metadata,
+            links_overrides=plan.links,
+            target=plan.triple,
+            profile=plan.profile_dir,
+            success=code == 0 and reader.finished is not False,
+        )
+    except ReportError as error:
+        return error
+    places = origins.Places(
+        target_dir=str(plan.project.target_dir),
+        mounts=tuple(plan.spec.mounts),
+        project=tuple(str(mount.path) for mount in plan.mounts),
+    )
+    argv = origins.probe_argv(collected, target_cc=plan.spec.cc, mounted=places.project) if collected.success else None
+    if argv is None:
+        return collected
+    output = bytearray()
+
+    def keep(chunk: bytes) -> None:
+        if len(output) < origins.MAX_PROBE_BYTES:
+            output.extend(chunk[: origins.MAX_PROBE_BYTES - len(output)])
+
+    try:
+        session.run(argv, on_stdout=keep, on_stderr=lambda _: None)
+    except EngineError:
+        # The build succeeded; where its libraries came from is not worth failing it for.
+        return collected
+    return origins.attribute(collected, origins.read_probe(bytes(output)), places)
 
 
 def execute(
@@ -206,20 +250,12 @@ def _keep_report(plan: BuildPlan, outcome: Outcome, reporter: Reporter) -> None:
                 f"(over {MAX_MESSAGE_BYTES >> 20} MiB) or too many to keep"
             )
             return
-        try:
-            collected = report.collect(
-                messages=outcome.messages,
-                cargo_metadata=outcome.metadata,
-                links_overrides=plan.links,
-                target=plan.triple,
-                profile=plan.profile_dir,
-                success=outcome.code == 0 and outcome.finished is not False,
-            )
-        except ReportError:
+        if isinstance(outcome.collected, ReportError):
             # A stale report must not outlive the build it described.
             path.unlink(missing_ok=True)
-            raise
-        report.save(collected, path)
+            raise outcome.collected
+        if outcome.collected is not None:
+            report.save(outcome.collected, path)
     except (ReportError, OSError) as error:
         reporter.warn(f"build-script report not saved: {error}")
 

@@ -1,0 +1,220 @@
+"""Where each library that a build script linked came from: a build script's OUT_DIR, the image (and the Debian
+package that owns the file), the project's mounts or a `links` override.
+
+The linker looks for `-l NAME` in the `-L` paths that build scripts printed, then in the C compiler's own library
+directories (for a cross compiler, its sysroot and the target's multiarch directories). Those directories and the
+image's files exist only in the build's container, so one shell command there (``probe_argv``) prints the
+compiler's directories, which candidate files exist, and `dpkg -S` of those; ``attribute`` then picks, for each
+library, the first file the linker would take, as the linker orders them, and says where it came from.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
+
+from xpcargo.report import BuildReport, LinkedLibrary, Origin, PackageReport
+
+# The C compiler that links what runs on the build machine (build scripts, proc-macros): the image's own.
+HOST_CC = "cc"
+
+# argv: target C compiler, host C compiler, the file names and the host directories mounted in the container (each
+# one per line), then every -L directory. `-print-search-dirs` prints `libraries: =DIR:DIR...`; each directory is
+# canonicalised with `pwd -P` before `dpkg -S`, which knows files by the path their package installed them at (`..`
+# and symlinked dirs differ). `dpkg -S` reads the whole package database (0.1 to 0.2 s): it is asked only about
+# files of the image, never about the host's, and not at all when every library is the project's own.
+_SCRIPT = r"""
+set -f
+target_cc=$1 host_cc=$2 names=$3 mounted=$4
+shift 4
+IFS='
+'
+dirs() { "$1" -print-search-dirs 2>/dev/null | sed -n 's/^libraries: =//p' | tr ':' '\n'; }
+target_dirs=$(dirs "$target_cc")
+host_dirs=$(dirs "$host_cc")
+for dir in $target_dirs; do printf 'T\t%s\n' "$dir"; done
+for dir in $host_dirs; do printf 'H\t%s\n' "$dir"; done
+found=
+for dir in "$@" $target_dirs $host_dirs; do
+  for name in $names; do
+    if [ -e "$dir/$name" ]; then
+      canonical="$(cd "$dir" 2>/dev/null && pwd -P)/$name"
+      printf 'E\t%s\t%s\n' "$dir/$name" "$canonical"
+      for host in $mounted; do
+        case "$canonical" in "$host"/*) continue 2 ;; esac
+      done
+      found="$found
+$canonical"
+    fi
+  done
+done
+if [ -n "$found" ]; then
+  found=$(printf '%s\n' $found | sort -u)
+  dpkg -S $found 2>/dev/null | sed 's/^/O\t/'
+fi
+exit 0
+"""
+
+# The probe's own output is a few lines per library; more than this is not the probe speaking.
+MAX_PROBE_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class Request:
+    """A library as a build script named it: ``static=z``, ``dylib=ssl``, ``z``, ``static:+verbatim=libz.a``."""
+
+    name: str
+    kind: str | None
+    file_names: tuple[str, ...]
+
+
+def parse_library(entry: str) -> Request | None:
+    """``[KIND[:MODIFIERS]=]NAME[:RENAME]``, as rustc's `-l` takes it; None for what no Linux linker searches."""
+    spec, has_kind, name = entry.rpartition("=")
+    kind, _, modifiers = spec.partition(":") if has_kind else ("", "", "")
+    name = name.split(":", 1)[0]
+    if not name or kind == "framework" or "/" in name:
+        return None
+    if "+verbatim" in modifiers.split(","):
+        names: tuple[str, ...] = (name,)
+    elif kind == "static":
+        names = (f"lib{name}.a",)
+    else:
+        # A dylib, or no kind: ld takes the shared library first, in each directory.
+        names = (f"lib{name}.so", f"lib{name}.a")
+    return Request(name=name, kind=kind or None, file_names=names)
+
+
+def search_path(entry: str) -> str:
+    """The directory of a ``rustc-link-search`` entry (``native=/x``, ``all=/x``, ``/x``)."""
+    kind, has_kind, path = entry.partition("=")
+    return path if has_kind and kind in ("native", "all", "dependency", "crate", "framework") else entry
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the probe saw in the container."""
+
+    target_dirs: tuple[str, ...] = ()
+    host_dirs: tuple[str, ...] = ()
+    # Candidate path as searched -> the same file with its directory canonical.
+    existing: Mapping[str, str] = field(default_factory=dict)
+    # Canonical path -> the Debian packages that own it, as `dpkg -S` lists them.
+    owners: Mapping[str, str] = field(default_factory=dict)
+
+
+def _requests(report: BuildReport) -> list[Request]:
+    return [
+        request for package in report.packages for entry in package.linked_libs if (request := parse_library(entry))
+    ]
+
+
+def probe_argv(report: BuildReport, *, target_cc: str, mounted: Sequence[str] = ()) -> list[str] | None:
+    """The command that probes the container for ``report``'s libraries; None when no library needs it.
+
+    ``mounted``: the host directories the container mounts, whose files no Debian package of the image owns.
+    """
+    requests = _requests(report)
+    if not requests:
+        return None
+    names = sorted({name for request in requests for name in request.file_names})
+    dirs = sorted({search_path(path) for package in report.packages for path in package.linked_paths})
+    hosts = "\n".join(posixpath.normpath(path) for path in mounted)
+    return ["sh", "-c", _SCRIPT, "probe", target_cc, HOST_CC, "\n".join(names), hosts, *dirs]
+
+
+def read_probe(output: bytes) -> Probe:
+    target_dirs: list[str] = []
+    host_dirs: list[str] = []
+    existing: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for raw in output.decode("utf-8", "replace").splitlines():
+        kind, _, rest = raw.partition("\t")
+        if kind == "T":
+            target_dirs.append(rest)
+        elif kind == "H":
+            host_dirs.append(rest)
+        elif kind == "E":
+            searched, _, canonical = rest.partition("\t")
+            existing.setdefault(searched, canonical)
+        elif kind == "O" and not rest.startswith("diversion by "):
+            # `zlib1g-dev:arm64: /usr/lib/aarch64-linux-gnu/libz.so`; several owners are comma-separated.
+            packages, _, path = rest.rpartition(": ")
+            if packages and path:
+                owners[path] = packages
+    return Probe(tuple(target_dirs), tuple(host_dirs), existing, owners)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Places:
+    """The host directories the build's container mounts, by what put them there."""
+
+    # Every build script's OUT_DIR is under the target dir.
+    target_dir: str
+    mounts: tuple[str, ...] = ()
+    # Every other mount: the workspace, path dependencies, CARGO_HOME, links overrides' paths.
+    project: tuple[str, ...] = ()
+
+
+def _under(path: str, directories: Iterable[str]) -> bool:
+    return any(PurePosixPath(path).is_relative_to(posixpath.normpath(directory)) for directory in directories)
+
+
+def attribute(report: BuildReport, probe: Probe, places: Places) -> BuildReport:
+    """``report`` with each package's ``libraries``: the file the linker would take for each, and its origin."""
+    target_paths = [p for package in report.packages if not package.host for p in _dirs(package)]
+    host_paths = [p for package in report.packages if package.host for p in _dirs(package)]
+    packages = []
+    for package in report.packages:
+        others = host_paths if package.host else target_paths
+        defaults = probe.host_dirs if package.host else probe.target_dirs
+        order = _unique([*_dirs(package), *others, *defaults])
+        libraries = [
+            _find(request, order, package, probe, places)
+            for entry in package.linked_libs
+            if (request := parse_library(entry))
+        ]
+        packages.append(replace(package, libraries=tuple(libraries)))
+    return replace(report, packages=tuple(packages))
+
+
+def _dirs(package: PackageReport) -> list[str]:
+    return [search_path(path) for path in package.linked_paths]
+
+
+def _unique(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _find(
+    request: Request, order: Sequence[str], package: PackageReport, probe: Probe, places: Places
+) -> LinkedLibrary:
+    for directory in order:
+        for name in request.file_names:
+            canonical = probe.existing.get(f"{directory}/{name}")
+            if canonical is None:
+                continue
+            path = posixpath.normpath(f"{directory}/{name}")
+            origin = _origin(path, directory, package, places)
+            return LinkedLibrary(
+                name=request.name,
+                kind=request.kind,
+                path=path,
+                origin=origin,
+                debian_package=probe.owners.get(canonical) if origin is Origin.IMAGE else None,
+            )
+    return LinkedLibrary(name=request.name, kind=request.kind, path=None, origin=Origin.NOT_FOUND)
+
+
+def _origin(path: str, directory: str, package: PackageReport, places: Places) -> Origin:
+    if package.overridden and directory in _dirs(package):
+        return Origin.LINKS_OVERRIDE
+    if _under(path, [places.target_dir]):
+        return Origin.OUT_DIR
+    if _under(path, places.mounts):
+        return Origin.MOUNT
+    if _under(path, places.project):
+        return Origin.PROJECT
+    return Origin.IMAGE

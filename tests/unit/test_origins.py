@@ -1,0 +1,157 @@
+"""Where each linked library came from: the probe's command, its output read back (captured/probe-aarch64.txt is
+what the probe printed in the aarch64 image for `m`, `dylib=pthread`, `static=gcc` and `z`), and the attribution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xpcargo.build import origins
+from xpcargo.build.origins import Places, Probe, Request, parse_library
+from xpcargo.report import BuildReport, LinkedLibrary, Origin, PackageReport
+
+CAPTURED = Path(__file__).parent / "captured"
+TRIPLE = "aarch64-unknown-linux-gnu"
+OUT_DIR = f"/w/target/{TRIPLE}/debug/build/foo-sys-0123/out"
+
+
+def _package(name: str, libs: tuple[str, ...], paths: tuple[str, ...] = (), **fields: object) -> PackageReport:
+    values: dict[str, object] = {
+        "package": name,
+        "version": "1.0.0",
+        "links": None,
+        "out_dir": OUT_DIR,
+        "linked_libs": libs,
+        "linked_paths": paths,
+        "cfgs": (),
+        "env": {},
+        "metadata": {},
+        "warnings": (),
+        "overridden": False,
+        **fields,
+    }
+    return PackageReport(**values)  # type: ignore[arg-type]
+
+
+def _report(*packages: PackageReport) -> BuildReport:
+    return BuildReport(target=TRIPLE, profile="debug", success=True, packages=packages)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("z", Request(name="z", kind=None, file_names=("libz.so", "libz.a"))),
+        ("static=z", Request(name="z", kind="static", file_names=("libz.a",))),
+        ("dylib=ssl", Request(name="ssl", kind="dylib", file_names=("libssl.so", "libssl.a"))),
+        ("static:+whole-archive,-bundle=foo", Request(name="foo", kind="static", file_names=("libfoo.a",))),
+        ("static:+verbatim=foo.o", Request(name="foo.o", kind="static", file_names=("foo.o",))),
+        ("z:renamed", Request(name="z", kind=None, file_names=("libz.so", "libz.a"))),
+        ("framework=Security", None),
+        ("", None),
+    ],
+)
+def test_parse_library(entry: str, expected: Request | None) -> None:
+    assert parse_library(entry) == expected
+
+
+def test_no_library_no_probe() -> None:
+    assert origins.probe_argv(_report(_package("a", ())), target_cc="gcc") is None
+
+
+def test_the_probe_gets_the_compiler_the_file_names_and_every_search_path() -> None:
+    report = _report(_package("a", ("static=foo", "m"), (f"native={OUT_DIR}/lib",)), _package("b", ("m",), ("/opt/x",)))
+    argv = origins.probe_argv(report, target_cc="aarch64-linux-gnu-gcc", mounted=("/w/", "/home/u/.cargo"))
+    assert argv is not None
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3:] == [
+        "probe",
+        "aarch64-linux-gnu-gcc",
+        "cc",
+        "libfoo.a\nlibm.a\nlibm.so",
+        # The host's directories, whose files dpkg is not asked about.
+        "/w\n/home/u/.cargo",
+        "/opt/x",
+        f"{OUT_DIR}/lib",
+    ]
+
+
+def test_the_image_libraries_of_the_real_probe_and_their_debian_packages() -> None:
+    probe = origins.read_probe((CAPTURED / "probe-aarch64.txt").read_bytes())
+    assert probe.target_dirs[0] == "/usr/lib/gcc-cross/aarch64-linux-gnu/14/"
+    assert probe.host_dirs[0] == "/usr/lib/gcc/x86_64-linux-gnu/14/"
+    report = _report(_package("p", ("m", "dylib=pthread", "static=gcc", "z")))
+    (package,) = origins.attribute(report, probe, Places(target_dir="/w/target")).packages
+    assert package.libraries == (
+        # The linker's order: the sysroot's lib/../lib before lib; in each, the shared library before the static.
+        LinkedLibrary(
+            name="m",
+            kind=None,
+            path="/usr/aarch64-linux-gnu/lib/libm.so",
+            origin=Origin.IMAGE,
+            debian_package="libc6-dev-arm64-cross",
+        ),
+        # glibc 2.34 and later ship only an empty libpthread.a.
+        LinkedLibrary(
+            name="pthread",
+            kind="dylib",
+            path="/usr/aarch64-linux-gnu/lib/libpthread.a",
+            origin=Origin.IMAGE,
+            debian_package="libc6-dev-arm64-cross",
+        ),
+        LinkedLibrary(
+            name="gcc",
+            kind="static",
+            path="/usr/lib/gcc-cross/aarch64-linux-gnu/14/libgcc.a",
+            origin=Origin.IMAGE,
+            debian_package="libgcc-14-dev-arm64-cross",
+        ),
+        LinkedLibrary(name="z", kind=None, path=None, origin=Origin.NOT_FOUND),
+    )
+
+
+def test_a_host_build_script_is_looked_up_in_the_build_machines_directories() -> None:
+    probe = origins.read_probe((CAPTURED / "probe-aarch64.txt").read_bytes())
+    report = _report(_package("p", ("m",), host=True))
+    (package,) = origins.attribute(report, probe, Places(target_dir="/w/target")).packages
+    assert package.libraries[0].path == "/usr/lib/x86_64-linux-gnu/libm.so"
+    assert package.libraries[0].debian_package == "libc6-dev:amd64"
+
+
+def test_out_dir_mounts_overrides_and_the_project_come_before_the_image() -> None:
+    lib = f"{OUT_DIR}/lib"
+    probe = Probe(
+        target_dirs=("/usr/lib/aarch64-linux-gnu/",),
+        existing={
+            f"{lib}/libfoo.a": f"{lib}/libfoo.a",
+            "/opt/sdk/lib/libsdk.so": "/opt/sdk/lib/libsdk.so",
+            "/opt/prebuilt/libpre.a": "/opt/prebuilt/libpre.a",
+            "/w/vendor/libv.a": "/w/vendor/libv.a",
+            # An image library of the same name as the bundled one comes after it in the search order.
+            "/usr/lib/aarch64-linux-gnu//libfoo.a": "/usr/lib/aarch64-linux-gnu/libfoo.a",
+        },
+        owners={"/usr/lib/aarch64-linux-gnu/libfoo.a": "libfoo-dev:arm64"},
+    )
+    report = _report(
+        _package("foo-sys", ("static=foo",), (f"native={lib}",)),
+        _package("sdk-sys", ("sdk",), ("native=/opt/sdk/lib",)),
+        _package("pre", ("static=pre",), ("/opt/prebuilt",), overridden=True, out_dir=None),
+        _package("v", ("static=v",), ("native=/w/vendor",)),
+    )
+    places = Places(target_dir="/w/target", mounts=("/opt/sdk",), project=("/w", "/w/target", "/opt/prebuilt"))
+    found = {package.package: package.libraries[0] for package in origins.attribute(report, probe, places).packages}
+    assert found["foo-sys"] == LinkedLibrary(name="foo", kind="static", path=f"{lib}/libfoo.a", origin=Origin.OUT_DIR)
+    assert found["sdk-sys"].origin is Origin.MOUNT
+    assert found["pre"].origin is Origin.LINKS_OVERRIDE
+    assert found["v"].origin is Origin.PROJECT
+    assert all(library.debian_package is None for library in found.values())
+
+
+def test_read_probe_skips_dpkg_diversions_and_noise() -> None:
+    probe = origins.read_probe(
+        b"diversion by foo from: /usr/lib/libx.so\n"
+        b"O\tdiversion by foo to: /usr/lib/libx.so.real\n"
+        b"O\tlibx-dev:arm64, liby-dev:arm64: /usr/lib/libx.so\n"
+        b"garbage\n"
+    )
+    assert probe.owners == {"/usr/lib/libx.so": "libx-dev:arm64, liby-dev:arm64"}
