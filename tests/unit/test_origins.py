@@ -55,13 +55,17 @@ def test_parse_library(entry: str, expected: Request | None) -> None:
     assert parse_library(entry) == expected
 
 
-def test_no_library_no_probe() -> None:
+def test_no_library_no_probe_and_a_flood_of_them_no_probe_either() -> None:
     assert origins.probe_argv(_report(_package("a", ())), target_cc="gcc") is None
+    flood = tuple(f"native=/{'x' * 60_000}/{index}" for index in range(20))
+    assert origins.probe_argv(_report(_package("a", ("m",), flood)), target_cc="gcc") is None
 
 
 def test_the_probe_gets_the_compiler_the_file_names_and_every_search_path() -> None:
     report = _report(_package("a", ("static=foo", "m"), (f"native={OUT_DIR}/lib",)), _package("b", ("m",), ("/opt/x",)))
-    argv = origins.probe_argv(report, target_cc="aarch64-linux-gnu-gcc", mounted=("/w/", "/home/u/.cargo"))
+    argv = origins.probe_argv(
+        report, target_cc="aarch64-linux-gnu-gcc", mounted=("/w/", "/home/u/.cargo"), known={"/usr/lib/b", "/usr/lib/a"}
+    )
     assert argv is not None
     assert argv[:2] == ["sh", "-c"]
     assert argv[3:] == [
@@ -71,6 +75,8 @@ def test_the_probe_gets_the_compiler_the_file_names_and_every_search_path() -> N
         "libfoo.a\nlibm.a\nlibm.so",
         # The host's directories, whose files dpkg is not asked about.
         "/w\n/home/u/.cargo",
+        # Files whose owners an earlier probe of the image found.
+        "/usr/lib/a\n/usr/lib/b",
         "/opt/x",
         f"{OUT_DIR}/lib",
     ]
@@ -155,3 +161,42 @@ def test_read_probe_skips_dpkg_diversions_and_noise() -> None:
         b"garbage\n"
     )
     assert probe.owners == {"/usr/lib/libx.so": "libx-dev:arm64, liby-dev:arm64"}
+
+
+def test_owners_known_from_an_earlier_probe_and_files_no_package_owns() -> None:
+    output = (
+        b"E\t/usr/lib/x/liba.so\t/usr/lib/x/liba.so\n"
+        b"E\t/usr/lib/x/libb.so\t/usr/lib/x/libb.so\n"
+        b"E\t/usr/lib/x/libc.so\t/usr/lib/x/libc.so\n"
+        b"E\t/w/lib/libd.a\t/w/lib/libd.a\n"
+        b"O\tliba-dev:arm64: /usr/lib/x/liba.so\n"
+    )
+    probe = origins.read_probe(output, mounted=("/w",), known={"/usr/lib/x/libb.so": "libb-dev:arm64"})
+    # The host's file is nobody's business; the image file dpkg did not name is owned by no package.
+    assert probe.owners == {
+        "/usr/lib/x/liba.so": "liba-dev:arm64",
+        "/usr/lib/x/libb.so": "libb-dev:arm64",
+        "/usr/lib/x/libc.so": "",
+    }
+    report = _report(_package("p", ("a", "b", "c"), ("/usr/lib/x",)))
+    libraries = origins.attribute(report, probe, Places(target_dir="/w/target")).packages[0].libraries
+    assert [(library.origin, library.debian_package) for library in libraries] == [
+        (Origin.IMAGE, "liba-dev:arm64"),
+        (Origin.IMAGE, "libb-dev:arm64"),
+        (Origin.IMAGE, None),
+    ]
+
+
+def test_the_owner_cache_is_per_image_and_no_cache_is_no_error(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "library-owners.json"
+    cache = origins.OwnerCache(path, "xpcargo/aarch64-unknown-linux-gnu:1234")
+    assert cache.load() == {}
+    cache.save({"/usr/lib/x/liba.so": "liba-dev:arm64", "/usr/lib/x/libc.so": ""})
+    assert cache.load() == {"/usr/lib/x/liba.so": "liba-dev:arm64", "/usr/lib/x/libc.so": ""}
+    assert origins.OwnerCache(path, "xpcargo/aarch64-unknown-linux-gnu:5678").load() == {}
+    path.write_text("[1, 2", encoding="utf-8")
+    assert cache.load() == {}
+    blocked = origins.OwnerCache(tmp_path / "file" / "library-owners.json", "i")
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    blocked.save({"/a": "b"})
+    assert blocked.load() == {}

@@ -534,6 +534,12 @@ def test_the_libraries_origins_are_asked_of_the_build_container_once_after_a_suc
     assert (hello.origin, hello.path) == (report.Origin.OUT_DIR, f"{out_dir}/libhello.a")
     assert (libm.origin, libm.debian_package) == (report.Origin.IMAGE, "libc6-dev-arm64-cross")
 
+    # Built again: the owners are known, dpkg is not asked about them again.
+    world.runtime.execs.clear()
+    assert world.run() == 0
+    (probe_again,) = [call for call in world.runtime.execs if call.command == "sh"]
+    assert probe_again.argv[8] == "/usr/aarch64-linux-gnu/lib/libm.so"
+
     # A failed build asks nothing more of the container.
     world.runtime.execs.clear()
     world.runtime.script = lambda call: (

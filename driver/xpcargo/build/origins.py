@@ -3,34 +3,43 @@ package that owns the file), the project's mounts or a `links` override.
 
 The linker looks for `-l NAME` in the `-L` paths that build scripts printed, then in the C compiler's own library
 directories (for a cross compiler, its sysroot and the target's multiarch directories). Those directories and the
-image's files exist only in the build's container, so one shell command there (``probe_argv``) prints the
-compiler's directories, which candidate files exist, and `dpkg -S` of those; ``attribute`` then picks, for each
-library, the first file the linker would take, as the linker orders them, and says where it came from.
+image's files exist only in the build's container, so one shell command there (``probe_argv``, run by ``find``
+after a successful build) prints the compiler's directories, which candidate files exist, and `dpkg -S` of those;
+``attribute`` then picks, for each library, the first file the linker would take, as the linker orders them, and
+says where it came from.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import ClassVar
 
+from xpcargo.container.session import Session
+from xpcargo.errors import EngineError
 from xpcargo.report import BuildReport, LinkedLibrary, Origin, PackageReport
 
 # The C compiler that links what runs on the build machine (build scripts, proc-macros): the image's own.
 HOST_CC = "cc"
 
-# argv: target C compiler, host C compiler, the file names and the host directories mounted in the container (each
-# one per line), then every -L directory. `-print-search-dirs` prints `libraries: =DIR:DIR...`; each directory is
-# canonicalised with `pwd -P` before `dpkg -S`, which knows files by the path their package installed them at (`..`
-# and symlinked dirs differ). `dpkg -S` reads the whole package database (0.1 to 0.2 s): it is asked only about
-# files of the image, never about the host's, and not at all when every library is the project's own.
+# argv: target C compiler, host C compiler, the file names, the host directories mounted in the container and the
+# files whose owners are known already (each one per line), then every -L directory. `-print-search-dirs` prints
+# `libraries: =DIR:DIR...`; each directory is canonicalised with `pwd -P` before `dpkg -S`, which knows files by
+# the path their package installed them at (`..` and symlinked dirs differ). `dpkg -S` reads the whole package
+# database (0.1 to 0.2 s): it is asked only about files of the image, never about the host's, nor twice about the
+# same file of the same image (see OwnerCache).
 _SCRIPT = r"""
 set -f
-target_cc=$1 host_cc=$2 names=$3 mounted=$4
-shift 4
-IFS='
+target_cc=$1 host_cc=$2 names=$3 mounted=$4 known=$5
+shift 5
+nl='
 '
+IFS=$nl
 dirs() { "$1" -print-search-dirs 2>/dev/null | sed -n 's/^libraries: =//p' | tr ':' '\n'; }
 target_dirs=$(dirs "$target_cc")
 host_dirs=$(dirs "$host_cc")
@@ -45,6 +54,7 @@ for dir in "$@" $target_dirs $host_dirs; do
       for host in $mounted; do
         case "$canonical" in "$host"/*) continue 2 ;; esac
       done
+      case "$nl$known$nl" in *"$nl$canonical$nl"*) continue ;; esac
       found="$found
 $canonical"
     fi
@@ -59,6 +69,8 @@ exit 0
 
 # The probe's own output is a few lines per library; more than this is not the probe speaking.
 MAX_PROBE_BYTES = 4 << 20
+# Linux takes 2 MiB of arguments and environment together; the build's environment needs some of it.
+MAX_ARGV_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,7 @@ class Probe:
     host_dirs: tuple[str, ...] = ()
     # Candidate path as searched -> the same file with its directory canonical.
     existing: Mapping[str, str] = field(default_factory=dict)
-    # Canonical path -> the Debian packages that own it, as `dpkg -S` lists them.
+    # Canonical path -> the Debian packages that own it, as `dpkg -S` lists them ("" when none does).
     owners: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -111,10 +123,13 @@ def _requests(report: BuildReport) -> list[Request]:
     ]
 
 
-def probe_argv(report: BuildReport, *, target_cc: str, mounted: Sequence[str] = ()) -> list[str] | None:
+def probe_argv(
+    report: BuildReport, *, target_cc: str, mounted: Sequence[str] = (), known: Iterable[str] = ()
+) -> list[str] | None:
     """The command that probes the container for ``report``'s libraries; None when no library needs it.
 
-    ``mounted``: the host directories the container mounts, whose files no Debian package of the image owns.
+    ``mounted``: the host directories the container mounts, whose files no Debian package of the image owns;
+    ``known``: the files whose owners an earlier probe of the same image found (see ``OwnerCache``).
     """
     requests = _requests(report)
     if not requests:
@@ -122,10 +137,15 @@ def probe_argv(report: BuildReport, *, target_cc: str, mounted: Sequence[str] = 
     names = sorted({name for request in requests for name in request.file_names})
     dirs = sorted({search_path(path) for package in report.packages for path in package.linked_paths})
     hosts = "\n".join(posixpath.normpath(path) for path in mounted)
-    return ["sh", "-c", _SCRIPT, "probe", target_cc, HOST_CC, "\n".join(names), hosts, *dirs]
+    argv = ["sh", "-c", _SCRIPT, "probe", target_cc, HOST_CC, "\n".join(names), hosts, "\n".join(sorted(known)), *dirs]
+    # Real builds name some dozens of libraries and paths; a runaway build script's thousands would not fit in one
+    # command line, and their origins are not worth a second one.
+    return argv if sum(map(len, argv)) <= MAX_ARGV_BYTES else None
 
 
-def read_probe(output: bytes) -> Probe:
+def read_probe(output: bytes, *, mounted: Sequence[str] = (), known: Mapping[str, str] | None = None) -> Probe:
+    """The probe's output; with the owners it was not asked about (``known``), and "" for each image file it was
+    asked about that no package owns."""
     target_dirs: list[str] = []
     host_dirs: list[str] = []
     existing: dict[str, str] = {}
@@ -144,6 +164,12 @@ def read_probe(output: bytes) -> Probe:
             packages, _, path = rest.rpartition(": ")
             if packages and path:
                 owners[path] = packages
+    known = known or {}
+    for canonical in existing.values():
+        if canonical in known:
+            owners[canonical] = known[canonical]
+        elif not _under(canonical, mounted):
+            owners.setdefault(canonical, "")
     return Probe(tuple(target_dirs), tuple(host_dirs), existing, owners)
 
 
@@ -160,6 +186,31 @@ class Places:
 
 def _under(path: str, directories: Iterable[str]) -> bool:
     return any(PurePosixPath(path).is_relative_to(posixpath.normpath(directory)) for directory in directories)
+
+
+def find(
+    session: Session, report: BuildReport, *, target_cc: str, places: Places, cache: OwnerCache | None
+) -> BuildReport:
+    """``report`` with its libraries' origins, asked of the build's own container (one command, if any)."""
+    known = cache.load() if cache is not None else {}
+    argv = probe_argv(report, target_cc=target_cc, mounted=places.project, known=known)
+    if argv is None:
+        return report
+    output = bytearray()
+
+    def keep(chunk: bytes) -> None:
+        if len(output) < MAX_PROBE_BYTES:
+            output.extend(chunk[: MAX_PROBE_BYTES - len(output)])
+
+    try:
+        session.run(argv, on_stdout=keep, on_stderr=lambda _: None)
+    except EngineError:
+        # The build succeeded; where its libraries came from is not worth failing it for.
+        return report
+    probe = read_probe(bytes(output), mounted=places.project, known=known)
+    if cache is not None and not known.items() >= probe.owners.items():
+        cache.save({**known, **probe.owners})
+    return attribute(report, probe, places)
 
 
 def attribute(report: BuildReport, probe: Probe, places: Places) -> BuildReport:
@@ -203,7 +254,7 @@ def _find(
                 kind=request.kind,
                 path=path,
                 origin=origin,
-                debian_package=probe.owners.get(canonical) if origin is Origin.IMAGE else None,
+                debian_package=(probe.owners.get(canonical) or None) if origin is Origin.IMAGE else None,
             )
     return LinkedLibrary(name=request.name, kind=request.kind, path=None, origin=Origin.NOT_FOUND)
 
@@ -218,3 +269,41 @@ def _origin(path: str, directory: str, package: PackageReport, places: Places) -
     if _under(path, places.project):
         return Origin.PROJECT
     return Origin.IMAGE
+
+
+@dataclass(frozen=True)
+class OwnerCache:
+    """The owners an earlier probe found in one image, kept in the target dir: which package owns a file of an
+    image does not change while the image is the same, and `dpkg -S` is the probe's one slow part.
+
+    A cache of another image is not read. One that cannot be read or written is no cache: the probe asks dpkg.
+    """
+
+    path: Path
+    image: str
+
+    # More is not a real build's libraries.
+    MAX_ENTRIES: ClassVar[int] = 10_000
+
+    def load(self) -> dict[str, str]:
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return {}
+        owners = document.get("owners") if isinstance(document, dict) and document.get("image") == self.image else None
+        if not isinstance(owners, dict):
+            return {}
+        return {path: owner for path, owner in owners.items() if isinstance(owner, str)}
+
+    def save(self, owners: Mapping[str, str]) -> None:
+        if len(owners) > self.MAX_ENTRIES:
+            return
+        text = json.dumps({"image": self.image, "owners": dict(sorted(owners.items()))}, indent=1)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(text, encoding="utf-8")
+            temporary.replace(self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink()

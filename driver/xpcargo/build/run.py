@@ -25,7 +25,7 @@ from xpcargo.config.targets import check_triple
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
-from xpcargo.errors import EngineError, ProjectError, ReportError
+from xpcargo.errors import ProjectError, ReportError
 from xpcargo.image.builder import image_for
 from xpcargo.ui import Reporter, binary_writer
 
@@ -102,7 +102,7 @@ def _build(
         code = session.run(plan.command_argv(), on_stdout=reader.feed, on_stderr=errors)
         reader.close()
         scanner.close()
-        collected = _collect(session, plan, reader, metadata, code=code) if plan.reads_messages else None
+        collected = _collect(session, plan, image, reader, metadata, code=code) if plan.reads_messages else None
     return Outcome(
         code=code,
         metadata=metadata,
@@ -116,7 +116,7 @@ def _build(
 
 
 def _collect(
-    session: Session, plan: BuildPlan, reader: MessageReader, metadata: Metadata | None, *, code: int
+    session: Session, plan: BuildPlan, image: str, reader: MessageReader, metadata: Metadata | None, *, code: int
 ) -> report.BuildReport | ReportError | None:
     """The build-script report of the command that just ran, with its libraries' origins if it succeeded."""
     if reader.overflowed or metadata is None:
@@ -132,26 +132,16 @@ def _collect(
         )
     except ReportError as error:
         return error
+    if not collected.success:
+        return collected
     places = origins.Places(
         target_dir=str(plan.project.target_dir),
         mounts=tuple(plan.spec.mounts),
         project=tuple(str(mount.path) for mount in plan.mounts),
     )
-    argv = origins.probe_argv(collected, target_cc=plan.spec.cc, mounted=places.project) if collected.success else None
-    if argv is None:
-        return collected
-    output = bytearray()
-
-    def keep(chunk: bytes) -> None:
-        if len(output) < origins.MAX_PROBE_BYTES:
-            output.extend(chunk[: origins.MAX_PROBE_BYTES - len(output)])
-
-    try:
-        session.run(argv, on_stdout=keep, on_stderr=lambda _: None)
-    except EngineError:
-        # The build succeeded; where its libraries came from is not worth failing it for.
-        return collected
-    return origins.attribute(collected, origins.read_probe(bytes(output)), places)
+    # xpcargo's own tags are content hashes; a project's own `image` may be retagged under the same name.
+    cache = origins.OwnerCache(plan.state_dir / "library-owners.json", image) if plan.spec.image is None else None
+    return origins.find(session, collected, target_cc=plan.spec.cc, places=places, cache=cache)
 
 
 def execute(
