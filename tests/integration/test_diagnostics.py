@@ -86,12 +86,12 @@ def test_the_report_says_which_library_came_from_out_dir_and_which_from_a_debian
     assert host_libm["path"] == "/usr/lib/x86_64-linux-gnu/libm.so", host_libm
     assert host_libm["debian_package"] == "libc6-dev:amd64", host_libm
 
-    # Built again, with the owners that the first build found kept in the target dir: the same answer.
+    # Built again, with what the first build's probe found kept in the target dir: the same answer.
     again = xpcargo(["build", "--target", AARCH64], cwd=project)
     assert again.code == 0, again
     assert _libraries(xpcargo, project) == packages
-    owners = json.loads((project / "target" / "xpcargo" / AARCH64 / "library-owners.json").read_text())
-    assert owners["owners"][libm["path"]] == libm["debian_package"]
+    kept = json.loads((project / "target" / "xpcargo" / AARCH64 / "library-probe.json").read_text())
+    assert kept["owners"][libm["path"]] == libm["debian_package"]
 
     text = xpcargo(["report", "--target", AARCH64], cwd=project)
     assert text.code == 0, text

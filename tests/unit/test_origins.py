@@ -4,11 +4,12 @@ what the probe printed in the aarch64 image for `m`, `dylib=pthread`, `static=gc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from xpcargo.build import origins
-from xpcargo.build.origins import Places, Probe, Request, parse_library
+from xpcargo.build.origins import Known, Places, Probe, Request, parse_library
 from xpcargo.report import BuildReport, LinkedLibrary, Origin, PackageReport
 
 CAPTURED = Path(__file__).parent / "captured"
@@ -187,16 +188,61 @@ def test_owners_known_from_an_earlier_probe_and_files_no_package_owns() -> None:
     ]
 
 
-def test_the_owner_cache_is_per_image_and_no_cache_is_no_error(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "library-owners.json"
-    cache = origins.OwnerCache(path, "xpcargo/aarch64-unknown-linux-gnu:1234")
-    assert cache.load() == {}
-    cache.save({"/usr/lib/x/liba.so": "liba-dev:arm64", "/usr/lib/x/libc.so": ""})
-    assert cache.load() == {"/usr/lib/x/liba.so": "liba-dev:arm64", "/usr/lib/x/libc.so": ""}
-    assert origins.OwnerCache(path, "xpcargo/aarch64-unknown-linux-gnu:5678").load() == {}
+def test_the_cache_is_per_image_and_no_cache_is_no_error(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "library-probe.json"
+    cache = origins.ProbeCache(path, "xpcargo/aarch64-unknown-linux-gnu:1234")
+    assert cache.load() == Known()
+    known = Known(
+        dirs={"cc": ("/usr/lib/",)},
+        files={"/usr/lib//liba.so": "/usr/lib/liba.so", "/usr/lib//libb.so": ""},
+        owners={"/usr/lib/liba.so": "liba-dev:amd64"},
+    )
+    cache.save(known)
+    assert cache.load() == known
+    assert origins.ProbeCache(path, "xpcargo/aarch64-unknown-linux-gnu:5678").load() == Known()
     path.write_text("[1, 2", encoding="utf-8")
-    assert cache.load() == {}
-    blocked = origins.OwnerCache(tmp_path / "file" / "library-owners.json", "i")
+    assert cache.load() == Known()
+    blocked = origins.ProbeCache(tmp_path / "file" / "library-probe.json", "i")
     (tmp_path / "file").write_text("", encoding="utf-8")
-    blocked.save({"/a": "b"})
-    assert blocked.load() == {}
+    blocked.save(known)
+    assert blocked.load() == Known()
+
+
+class _Session:
+    """Answers the probe with the captured output, plus what it would say of ``extra`` (host files), and counts
+    the calls."""
+
+    def __init__(self, *extra: Path) -> None:
+        self.calls = 0
+        self.extra = extra
+
+    def run(self, argv: list[str], **kwargs: Any) -> int:
+        self.calls += 1
+        found = "".join(f"E\t{path}\t{path}\n" for path in self.extra if path.exists())
+        kwargs["on_stdout"]((CAPTURED / "probe-aarch64.txt").read_bytes() + found.encode())
+        return 0
+
+
+def test_a_build_that_links_what_an_earlier_one_linked_asks_the_container_nothing(tmp_path: Path) -> None:
+    out_dir = tmp_path / "target" / "out"
+    out_dir.mkdir(parents=True)
+    (out_dir / "libhello.a").write_bytes(b"!<arch>\n")
+    report = _report(_package("p", ("m", "static=gcc", "z", "static=hello"), (f"native={out_dir}",)))
+    places = Places(target_dir=str(tmp_path / "target"), project=(str(tmp_path),))
+    cache = origins.ProbeCache(tmp_path / "target" / "library-probe.json", "image:1")
+    session = _Session(out_dir / "libhello.a")
+    first = origins.find(session, report, target_cc="aarch64-linux-gnu-gcc", places=places, cache=cache)  # type: ignore[arg-type]
+    second = origins.find(session, report, target_cc="aarch64-linux-gnu-gcc", places=places, cache=cache)  # type: ignore[arg-type]
+    assert session.calls == 1
+    assert first == second
+    hello = first.packages[0].libraries[3]
+    assert (hello.origin, hello.path) == (Origin.OUT_DIR, f"{out_dir}/libhello.a")
+    # The host's files are looked at again, each time: a build script may have stopped making one.
+    (out_dir / "libhello.a").unlink()
+    third = origins.find(session, report, target_cc="aarch64-linux-gnu-gcc", places=places, cache=cache)  # type: ignore[arg-type]
+    assert session.calls == 1
+    assert third.packages[0].libraries[3].origin is Origin.NOT_FOUND
+    # Another library of the image is not known yet: the probe runs again.
+    more = _report(_package("p", ("m", "dylib=pthread")))
+    origins.find(session, more, target_cc="aarch64-linux-gnu-gcc", places=places, cache=cache)  # type: ignore[arg-type]
+    assert session.calls == 2

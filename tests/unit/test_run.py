@@ -509,7 +509,7 @@ def test_the_libraries_origins_are_asked_of_the_build_container_once_after_a_suc
     )
     executed = cargo_message("build-script-executed", package_id="app 0.1.0", out_dir=str(out_dir))
     probe = (
-        f"T\t/usr/aarch64-linux-gnu/lib/\nE\t{out_dir}/libhello.a\t{out_dir}/libhello.a\n"
+        f"T\t/usr/aarch64-linux-gnu/lib/\nH\t/usr/lib/x86_64-linux-gnu/\nE\t{out_dir}/libhello.a\t{out_dir}/libhello.a\n"
         "E\t/usr/aarch64-linux-gnu/lib//libm.so\t/usr/aarch64-linux-gnu/lib/libm.so\n"
         "O\tlibc6-dev-arm64-cross: /usr/aarch64-linux-gnu/lib/libm.so\n"
     ).encode()
@@ -534,11 +534,13 @@ def test_the_libraries_origins_are_asked_of_the_build_container_once_after_a_suc
     assert (hello.origin, hello.path) == (report.Origin.OUT_DIR, f"{out_dir}/libhello.a")
     assert (libm.origin, libm.debian_package) == (report.Origin.IMAGE, "libc6-dev-arm64-cross")
 
-    # Built again: the owners are known, dpkg is not asked about them again.
+    # Built again: everything the probe found is known, and the container is not asked again.
     world.runtime.execs.clear()
+    (out_dir / "libhello.a").write_bytes(b"!<arch>\n")
     assert world.run() == 0
-    (probe_again,) = [call for call in world.runtime.execs if call.command == "sh"]
-    assert probe_again.argv[8] == "/usr/aarch64-linux-gnu/lib/libm.so"
+    assert "sh" not in world.runtime.commands()
+    again = report.load(report.report_path(world.root.resolve() / "target", AARCH64, "debug"))
+    assert again.packages[0].libraries == (hello, libm)
 
     # A failed build asks nothing more of the container.
     world.runtime.execs.clear()

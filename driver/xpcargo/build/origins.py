@@ -32,7 +32,7 @@ HOST_CC = "cc"
 # `libraries: =DIR:DIR...`; each directory is canonicalised with `pwd -P` before `dpkg -S`, which knows files by
 # the path their package installed them at (`..` and symlinked dirs differ). `dpkg -S` reads the whole package
 # database (0.1 to 0.2 s): it is asked only about files of the image, never about the host's, nor twice about the
-# same file of the same image (see OwnerCache).
+# same file of the same image (see ProbeCache).
 _SCRIPT = r"""
 set -f
 target_cc=$1 host_cc=$2 names=$3 mounted=$4 known=$5
@@ -129,7 +129,7 @@ def probe_argv(
     """The command that probes the container for ``report``'s libraries; None when no library needs it.
 
     ``mounted``: the host directories the container mounts, whose files no Debian package of the image owns;
-    ``known``: the files whose owners an earlier probe of the same image found (see ``OwnerCache``).
+    ``known``: the files whose owners an earlier probe of the same image found (see ``ProbeCache``).
     """
     requests = _requests(report)
     if not requests:
@@ -185,15 +185,22 @@ class Places:
 
 
 def _under(path: str, directories: Iterable[str]) -> bool:
-    return any(PurePosixPath(path).is_relative_to(posixpath.normpath(directory)) for directory in directories)
+    normal = PurePosixPath(posixpath.normpath(path))
+    return any(normal.is_relative_to(posixpath.normpath(directory)) for directory in directories)
 
 
 def find(
-    session: Session, report: BuildReport, *, target_cc: str, places: Places, cache: OwnerCache | None
+    session: Session, report: BuildReport, *, target_cc: str, places: Places, cache: ProbeCache | None
 ) -> BuildReport:
-    """``report`` with its libraries' origins, asked of the build's own container (one command, if any)."""
-    known = cache.load() if cache is not None else {}
-    argv = probe_argv(report, target_cc=target_cc, mounted=places.project, known=known)
+    """``report`` with its libraries' origins: from what earlier probes of the same image found, and the host's own
+    files, when that answers everything; else asked of the build's own container, with one command."""
+    if not _requests(report):
+        return report
+    known = cache.load() if cache is not None else Known()
+    warm = _from_known(report, known, target_cc=target_cc, mounted=places.project)
+    if warm is not None:
+        return attribute(report, warm, places)
+    argv = probe_argv(report, target_cc=target_cc, mounted=places.project, known=known.owners)
     if argv is None:
         return report
     output = bytearray()
@@ -207,10 +214,46 @@ def find(
     except EngineError:
         # The build succeeded; where its libraries came from is not worth failing it for.
         return report
-    probe = read_probe(bytes(output), mounted=places.project, known=known)
-    if cache is not None and not known.items() >= probe.owners.items():
-        cache.save({**known, **probe.owners})
+    probe = read_probe(bytes(output), mounted=places.project, known=known.owners)
+    if cache is not None and probe.target_dirs and probe.host_dirs:
+        cache.save(_learned(known, probe, report, target_cc=target_cc, mounted=places.project))
     return attribute(report, probe, places)
+
+
+def _candidates(report: BuildReport, target_dirs: Sequence[str], host_dirs: Sequence[str]) -> list[str]:
+    """Every path the probe tests, spelled as the probe spells it."""
+    names = sorted({name for request in _requests(report) for name in request.file_names})
+    given = sorted({search_path(path) for package in report.packages for path in package.linked_paths})
+    return [f"{directory}/{name}" for directory in (*given, *target_dirs, *host_dirs) for name in names]
+
+
+def _from_known(report: BuildReport, known: Known, *, target_cc: str, mounted: Sequence[str]) -> Probe | None:
+    """The probe's answer without the probe, or None when the image's part of it is not all known."""
+    target_dirs, host_dirs = known.dirs.get(target_cc), known.dirs.get(HOST_CC)
+    if target_dirs is None or host_dirs is None:
+        return None
+    existing: dict[str, str] = {}
+    for path in _candidates(report, target_dirs, host_dirs):
+        if _under(path, mounted):
+            # Mounted at the same path: the host sees what the container saw.
+            if os.path.exists(path):  # noqa: PTH110 - a path as the probe spells it, `//` included
+                existing[path] = path
+            continue
+        canonical = known.files.get(path)
+        if canonical is None or (canonical and canonical not in known.owners):
+            return None
+        if canonical:
+            existing[path] = canonical
+    return Probe(target_dirs, host_dirs, existing, known.owners)
+
+
+def _learned(known: Known, probe: Probe, report: BuildReport, *, target_cc: str, mounted: Sequence[str]) -> Known:
+    files = dict(known.files)
+    for path in _candidates(report, probe.target_dirs, probe.host_dirs):
+        if not _under(path, mounted):
+            files[path] = probe.existing.get(path, "")
+    dirs = {**known.dirs, target_cc: probe.target_dirs, HOST_CC: probe.host_dirs}
+    return Known(dirs=dirs, files=files, owners={**known.owners, **probe.owners})
 
 
 def attribute(report: BuildReport, probe: Probe, places: Places) -> BuildReport:
@@ -271,39 +314,68 @@ def _origin(path: str, directory: str, package: PackageReport, places: Places) -
     return Origin.IMAGE
 
 
-@dataclass(frozen=True)
-class OwnerCache:
-    """The owners an earlier probe found in one image, kept in the target dir: which package owns a file of an
-    image does not change while the image is the same, and `dpkg -S` is the probe's one slow part.
+@dataclass(frozen=True, kw_only=True)
+class Known:
+    """What earlier probes of one image found: each C compiler's library directories, whether each path tested
+    exists (its canonical path, or "" when it does not), and the owner of each file ("" when no package owns it)."""
 
-    A cache of another image is not read. One that cannot be read or written is no cache: the probe asks dpkg.
+    dirs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)
+    owners: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeCache:
+    """What the probe found in one image, kept in the target dir: an image's files and their owners do not change
+    while the image is the same, so a build that links what an earlier one linked asks the container nothing.
+
+    A cache of another image is not read. One that cannot be read or written is no cache: the probe runs.
     """
 
     path: Path
     image: str
 
     # More is not a real build's libraries.
-    MAX_ENTRIES: ClassVar[int] = 10_000
+    MAX_ENTRIES: ClassVar[int] = 50_000
 
-    def load(self) -> dict[str, str]:
+    def load(self) -> Known:
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError):
-            return {}
-        owners = document.get("owners") if isinstance(document, dict) and document.get("image") == self.image else None
-        if not isinstance(owners, dict):
-            return {}
-        return {path: owner for path, owner in owners.items() if isinstance(owner, str)}
+            return Known()
+        if not isinstance(document, dict) or document.get("image") != self.image:
+            return Known()
+        dirs = document.get("dirs")
+        return Known(
+            dirs={
+                cc: tuple(paths)
+                for cc, paths in (dirs.items() if isinstance(dirs, dict) else ())
+                if isinstance(paths, list) and all(isinstance(path, str) for path in paths)
+            },
+            files=_strings(document.get("files")),
+            owners=_strings(document.get("owners")),
+        )
 
-    def save(self, owners: Mapping[str, str]) -> None:
-        if len(owners) > self.MAX_ENTRIES:
+    def save(self, known: Known) -> None:
+        if len(known.files) + len(known.owners) > self.MAX_ENTRIES:
             return
-        text = json.dumps({"image": self.image, "owners": dict(sorted(owners.items()))}, indent=1)
+        document = {
+            "image": self.image,
+            "dirs": {cc: list(paths) for cc, paths in sorted(known.dirs.items())},
+            "files": dict(sorted(known.files.items())),
+            "owners": dict(sorted(known.owners.items())),
+        }
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(text, encoding="utf-8")
+            temporary.write_text(json.dumps(document, indent=1), encoding="utf-8")
             temporary.replace(self.path)
         except OSError:
             with contextlib.suppress(OSError):
                 temporary.unlink()
+
+
+def _strings(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {key: item for key, item in value.items() if isinstance(key, str) and isinstance(item, str)}

@@ -140,7 +140,7 @@ def _collect(
         project=tuple(str(mount.path) for mount in plan.mounts),
     )
     # xpcargo's own tags are content hashes; a project's own `image` may be retagged under the same name.
-    cache = origins.OwnerCache(plan.state_dir / "library-owners.json", image) if plan.spec.image is None else None
+    cache = origins.ProbeCache(plan.state_dir / "library-probe.json", image) if plan.spec.image is None else None
     return origins.find(session, collected, target_cc=plan.spec.cc, places=places, cache=cache)
 
 
