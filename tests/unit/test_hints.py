@@ -121,3 +121,12 @@ def test_a_huge_line_is_read_only_as_far_as_its_start_and_passed_on_whole() -> N
     scanner.close()
     assert scanner.found is not None
     assert scanner.found.package == "big v1.0.0"
+
+
+def test_a_name_a_build_script_printed_cannot_drive_the_terminal() -> None:
+    found = hints.recognise("Package 'evil\x07\x1b]0;pwned', required by 'virtual:world', not found", "x v1.0.0")
+    assert found is not None
+    line = hints.hint(found, triple=AARCH64, debian_arch="arm64")
+    assert "\x1b" not in line
+    assert "\x07" not in line
+    assert "evil\\x07\\x1b]0;pwned.pc" in line

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from xpcargo.container.spec import Output
+from xpcargo.ui import escape_controls
 
 # Every message below fits in a line's first KiB; a longer line (a build script's own flood) is read that far.
 MAX_LINE_BYTES = 4096
@@ -138,7 +139,7 @@ class Missing:
 
     # The package whose build script failed, as Cargo names it (`openssl-sys v0.9.118`).
     package: str
-    # What was missing, for the user: "`openssl.pc`", "libclang", "`cmake`", "Perl's `FindBin` module".
+    # What was missing, for the user: "`openssl.pc`", "libclang", "`cmake`", "Perl module `FindBin`".
     what: str
     # The Debian packages that add it; empty when the name alone does not say which.
     debian_packages: tuple[str, ...]
@@ -205,7 +206,12 @@ def _program(text: str, package: str) -> Missing | None:
 
 
 def hint(missing: Missing, *, triple: str, debian_arch: str) -> str:
-    """The one line that names the setting adding what was missing."""
+    """The one line that names the setting adding what was missing, with any control character a build script
+    slipped into a name written out as an escape (see ``ui.escape_controls``)."""
+    return escape_controls(_hint(missing, triple=triple, debian_arch=debian_arch))
+
+
+def _hint(missing: Missing, *, triple: str, debian_arch: str) -> str:
     where = f"[target.{triple}]" if missing.for_target else f"[build] (or [target.{triple}])"
     lead = f"the build script of {missing.package} found no {missing.what}"
     if missing.for_target:
