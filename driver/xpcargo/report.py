@@ -14,6 +14,7 @@ package is reported from the override table instead, and marked ``overridden``.
 
 from __future__ import annotations
 
+import enum
 import errno
 import json
 import os
@@ -22,9 +23,9 @@ import stat
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
-from typing import IO, Any, TypeGuard, TypeVar
+from typing import IO, Any, TypeGuard, TypeVar, assert_never
 
 from xpcargo.build.artifacts import FinalArtifact, GlibcNeed, glibc_need
 from xpcargo.cargo.links import LinksOverrides
@@ -71,6 +72,9 @@ _PACKAGE_FIELDS = (
     "warnings",
     "overridden",
 )
+# Fields added since schema version 1 was written: a report without them still loads.
+_ADDED_PACKAGE_FIELDS = ("host", "libraries")
+_LIBRARY_FIELDS = ("name", "kind", "path", "origin", "debian_package")
 _REPORT_FIELDS = ("schema_version", "target", "profile", "success", "packages")
 _REPORT_FIELDS_V2 = (*_REPORT_FIELDS, "glibc_floor", "artifacts")
 _ARTIFACT_FIELDS = ("path", "kinds", "package_id", "machine", "glibc")
@@ -97,6 +101,37 @@ _PATH_COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")
 _T = TypeVar("_T")
 
 
+class Origin(str, enum.Enum):
+    """Where a linked library was found, on the paths the linker searches for it."""
+
+    # Under a build script's OUT_DIR: built or unpacked by the build (bundled, vendored).
+    OUT_DIR = "out_dir"
+    # In the image: a Debian package's file (``debian_package`` says which), or one no package owns.
+    IMAGE = "image"
+    # Under a directory the project mounts (`mounts`).
+    MOUNT = "mount"
+    # Under a search path of a `links` override.
+    LINKS_OVERRIDE = "links_override"
+    # Elsewhere in the project's own directories (the workspace, a path dependency, CARGO_HOME).
+    PROJECT = "project"
+    # On none of the paths searched: linked by a flag the report does not follow, or not at all (`check`).
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkedLibrary:
+    """One entry of ``linked_libs``, and the file the linker finds for it."""
+
+    # The library's name, without kind or modifiers (`z` of `static=z`).
+    name: str
+    # `static`, `dylib`, or None when the build script named no kind (the linker takes a shared library first).
+    kind: str | None
+    path: str | None
+    origin: Origin
+    # The Debian package (or packages, comma-separated, as `dpkg -S` says) that owns ``path``, for the image.
+    debian_package: str | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class PackageReport:
     """One package's build script (or ``links`` override), as Cargo used it for the target."""
@@ -114,6 +149,10 @@ class PackageReport:
     metadata: dict[str, str]
     warnings: tuple[str, ...]
     overridden: bool
+    # The build script ran for the build machine, not the target: a build-dependency's or a proc-macro's.
+    host: bool = False
+    # Where each of ``linked_libs`` came from, after a successful build (see build.origins).
+    libraries: tuple[LinkedLibrary, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,8 +241,12 @@ def collect(
         elif package_id in executed:
             # The target's run beats a host run of the same package; among equals the last message is the newest.
             runs = executed[package_id]
-            preferred = [run for run in runs if target_tree in PurePath(str(run.get("out_dir"))).parts] or runs
-            entries.append((package_id, _from_message(package, preferred[-1])))
+            targets = [run for run in runs if target_tree in PurePath(str(run.get("out_dir"))).parts]
+            entry = _from_message(package, (targets or runs)[-1])
+            # Cargo's message has no field that says for which platform a script ran; with --target, the OUT_DIR
+            # does: <target-dir>/<triple>/... for the target, <target-dir>/<profile>/build/... for the host.
+            host = not targets and bool(in_target_tree)
+            entries.append((package_id, replace(entry, host=True) if host else entry))
     entries.sort(key=lambda entry: (entry[1].package, _version_key(entry[1].version), entry[0]))
     return BuildReport(target=target, profile=profile, success=success, packages=tuple(e for _, e in entries))
 
@@ -452,6 +495,17 @@ def _package_json(package: PackageReport) -> dict[str, Any]:
         "metadata": dict(package.metadata),
         "warnings": list(package.warnings),
         "overridden": package.overridden,
+        "host": package.host,
+        "libraries": [
+            {
+                "name": library.name,
+                "kind": library.kind,
+                "path": library.path,
+                "origin": library.origin.value,
+                "debian_package": library.debian_package,
+            }
+            for library in package.libraries
+        ],
     }
 
 
@@ -564,7 +618,10 @@ def _artifact_from_json(value: object) -> ArtifactReport:
 
 
 def _package_from_json(value: object) -> PackageReport:
-    fields = _object(value, _PACKAGE_FIELDS, "a package")
+    fields = _object(value, _PACKAGE_FIELDS, "a package", added=_ADDED_PACKAGE_FIELDS)
+    libraries = fields.get("libraries", [])
+    if not isinstance(libraries, list):
+        raise _CorruptError("`libraries` is not a list")
     return PackageReport(
         package=_typed(fields, "package", str),
         version=_typed(fields, "version", str),
@@ -577,12 +634,31 @@ def _package_from_json(value: object) -> PackageReport:
         metadata=_string_map(fields, "metadata"),
         warnings=_strings(fields, "warnings"),
         overridden=_typed(fields, "overridden", bool),
+        host=_typed(fields, "host", bool) if "host" in fields else False,
+        libraries=tuple(map(_library_from_json, libraries)),
     )
 
 
-def _object(value: object, keys: tuple[str, ...], what: str) -> dict[str, object]:
-    if not isinstance(value, dict) or set(value) != set(keys):
-        raise _CorruptError(f"{what} does not have exactly the fields {', '.join(keys)}")
+def _library_from_json(value: object) -> LinkedLibrary:
+    fields = _object(value, _LIBRARY_FIELDS, "a library")
+    origin = _typed(fields, "origin", str)
+    if origin not in {member.value for member in Origin}:
+        raise _CorruptError(f"`origin` {origin!r} is none of {', '.join(member.value for member in Origin)}")
+    optional = {key: None if fields[key] is None else _typed(fields, key, str) for key in ("kind", "path")}
+    package = fields["debian_package"]
+    return LinkedLibrary(
+        name=_typed(fields, "name", str),
+        kind=optional["kind"],
+        path=optional["path"],
+        origin=Origin(origin),
+        debian_package=None if package is None else _typed(fields, "debian_package", str),
+    )
+
+
+def _object(value: object, keys: tuple[str, ...], what: str, *, added: tuple[str, ...] = ()) -> dict[str, object]:
+    if not isinstance(value, dict) or not set(keys) <= set(value) <= set(keys) | set(added):
+        every = ", ".join(keys) + (f" (and perhaps {', '.join(added)})" if added else "")
+        raise _CorruptError(f"{what} does not have exactly the fields {every}")
     return value
 
 
@@ -683,7 +759,10 @@ def render_table(report: BuildReport) -> str:
                 [f"DEP_{envify(package.links or '')}_{key}={value}" for key, value in package.metadata.items()],
             ),
             ("warnings", package.warnings),
+            ("libraries", [_library_line(library) for library in package.libraries]),
         ]
+        if package.host:
+            rows.insert(0, ("runs for", ["the build machine (a build-dependency's or a proc-macro's build script)"]))
         lines = [escape_controls(f"{package.package}@{package.version}")]
         for label, values in rows:
             for index, value in enumerate(values):
@@ -692,3 +771,23 @@ def render_table(report: BuildReport) -> str:
     if report.artifacts:
         blocks.append(render_artifacts(report))
     return "\n\n".join(blocks)
+
+
+def _library_line(library: LinkedLibrary) -> str:
+    name = f"{library.kind}={library.name}" if library.kind else library.name
+    match library.origin:
+        case Origin.NOT_FOUND:
+            return f"{name}: not found on the search paths"
+        case Origin.IMAGE:
+            owner = f"Debian package {library.debian_package}" if library.debian_package else "no Debian package"
+            return f"{name}: {library.path} (image, {owner})"
+        case Origin.OUT_DIR:
+            return f"{name}: {library.path} (built in OUT_DIR)"
+        case Origin.MOUNT:
+            return f"{name}: {library.path} (the project's mounts)"
+        case Origin.LINKS_OVERRIDE:
+            return f"{name}: {library.path} (a links override)"
+        case Origin.PROJECT:
+            return f"{name}: {library.path} (the project's files)"
+        case _:
+            assert_never(library.origin)

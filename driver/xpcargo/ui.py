@@ -39,6 +39,10 @@ class Reporter:
     def warn(self, message: str) -> None:
         self._emit(f"warning: {message}", f"\x1b[1;33mwarning\x1b[0m: {message}", always=True)
 
+    def hint(self, message: str) -> None:
+        """What xpcargo can add to a failure that is not its own (Cargo's): the setting that fixes it."""
+        self._emit(f"hint: {message}", f"\x1b[1;36mhint\x1b[0m: {message}", always=True)
+
     def _emit(self, plain: str, colored: str | None = None, *, always: bool = False) -> None:
         if self.copy is not None:
             self.copy.write(f"{plain}\n")

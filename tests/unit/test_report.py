@@ -27,6 +27,8 @@ from xpcargo.report import (
     MAX_PACKAGE_CHARS,
     SCHEMA_VERSION,
     BuildReport,
+    LinkedLibrary,
+    Origin,
     PackageReport,
     collect,
     load,
@@ -401,6 +403,7 @@ def test_target_run_beats_host_run(tmp_path: Path) -> None:
     (package,) = report.packages
     assert package.linked_libs == (TRIPLE,)
     assert package.metadata == {"WHO": "target"}
+    assert not package.host
 
 
 def test_target_override_leaves_host_only_use_alone(tmp_path: Path) -> None:
@@ -418,6 +421,8 @@ def test_target_override_leaves_host_only_use_alone(tmp_path: Path) -> None:
     )
     (package,) = report.packages
     assert not package.overridden
+    # Its only run was for the build machine (a build-dependency's), and the report says so.
+    assert package.host
     assert package.metadata == {"WHO": "host"}
 
 
@@ -698,6 +703,47 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert [entry.name for entry in path.parent.iterdir()] == [path.name]
 
 
+def test_libraries_and_host_round_trip_and_render(tmp_path: Path) -> None:
+    libraries = (
+        LinkedLibrary(name="foo", kind="static", path="/w/target/out/lib/libfoo.a", origin=Origin.OUT_DIR),
+        LinkedLibrary(
+            name="z", kind=None, path="/usr/lib/x/libz.so", origin=Origin.IMAGE, debian_package="zlib1g-dev:arm64"
+        ),
+        LinkedLibrary(name="q", kind="dylib", path=None, origin=Origin.NOT_FOUND),
+    )
+    first = replace(REPORT.packages[0], host=True, libraries=libraries)
+    with_libraries = replace(REPORT, packages=(first, *REPORT.packages[1:]))
+    path = report_path(tmp_path, TRIPLE, "release")
+    save(with_libraries, path)
+    assert load(path) == with_libraries
+    assert json.loads(render_json(with_libraries))[0]["libraries"][1] == {
+        "name": "z",
+        "kind": None,
+        "path": "/usr/lib/x/libz.so",
+        "origin": "image",
+        "debian_package": "zlib1g-dev:arm64",
+    }
+    table = render_table(with_libraries)
+    assert "  runs for:     the build machine (a build-dependency's or a proc-macro's build script)" in table
+    assert "  libraries:    static=foo: /w/target/out/lib/libfoo.a (built in OUT_DIR)" in table
+    assert "                z: /usr/lib/x/libz.so (image, Debian package zlib1g-dev:arm64)" in table
+    assert "                dylib=q: not found on the search paths" in table
+
+
+def test_a_report_written_before_libraries_and_host_still_loads(tmp_path: Path) -> None:
+    path = report_path(tmp_path, TRIPLE, "release")
+    save(REPORT, path)
+    document = json.loads(path.read_text())
+    for package in document["packages"]:
+        del package["host"], package["libraries"]
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert load(path) == REPORT
+    document["packages"][0]["libraries"] = [{"name": "z", "kind": None, "path": None, "origin": "moon"}]
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(ReportError, match="corrupt"):
+        load(path)
+
+
 def test_load_missing(tmp_path: Path) -> None:
     with pytest.raises(ReportError) as caught:
         load(report_path(tmp_path, TRIPLE, "dev"))
@@ -809,6 +855,9 @@ def test_render_json() -> None:
             "metadata",
             "warnings",
             "overridden",
+            # Added since: after every field of the first version, which stay as they were.
+            "host",
+            "libraries",
         ]
     ] * 2
     assert rendered[0]["env"] == {"FOO_VERSION": "1.2=3"}
@@ -824,6 +873,8 @@ def test_render_json() -> None:
         "metadata": {},
         "warnings": [],
         "overridden": True,
+        "host": False,
+        "libraries": [],
     }
 
 

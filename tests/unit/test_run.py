@@ -468,3 +468,86 @@ def test_cargo_clean_does_not_bring_the_fetch_step_back(world: World) -> None:
     world.runtime.removed.clear()
     assert world.run() == 0
     assert world.runtime.purposes() == ["build"]
+
+
+def test_a_build_script_missing_a_tool_gets_one_hint_line_after_cargos_output(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failure = (Path(__file__).parent / "captured" / "failures" / "cmake-crate.txt").read_bytes()
+    world.runtime.script = lambda call: (
+        Reply(code=101, stdout=cargo_message("build-finished", success=False), stderr=failure)
+        if call.command == "build"
+        else default_script(call)
+    )
+    assert world.run() == 101
+    assert b"".join(world.stderr) == failure
+    hint_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hint:")]
+    assert hint_lines == [
+        'hint: the build script of cm v0.1.0 found no `cmake`: add `extra-packages = ["cmake"]` under [build] '
+        f"(or [target.{AARCH64}]) in xpcargo.toml"
+    ]
+
+
+def test_a_successful_build_gets_no_hint_whatever_its_output(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    failure = (Path(__file__).parent / "captured" / "failures" / "cmake-crate.txt").read_bytes()
+    world.runtime.script = lambda call: (
+        Reply(stdout=cargo_message("build-finished", success=True), stderr=failure)
+        if call.command == "build"
+        else default_script(call)
+    )
+    assert world.run() == 0
+    assert "hint:" not in capsys.readouterr().err
+
+
+def test_the_libraries_origins_are_asked_of_the_build_container_once_after_a_successful_build(world: World) -> None:
+    package = {"id": "app 0.1.0", "name": "app", "version": "0.1.0", "links": None}
+    out_dir = world.root.resolve() / "target" / AARCH64 / "debug" / "build" / "app-1" / "out"
+    out_dir.mkdir(parents=True)
+    (out_dir.parent / "output").write_text(
+        f"cargo:rustc-link-search=native={out_dir}\ncargo:rustc-link-lib=static=hello\ncargo:rustc-link-lib=m\n",
+        encoding="utf-8",
+    )
+    executed = cargo_message("build-script-executed", package_id="app 0.1.0", out_dir=str(out_dir))
+    probe = (
+        f"T\t/usr/aarch64-linux-gnu/lib/\nH\t/usr/lib/x86_64-linux-gnu/\nE\t{out_dir}/libhello.a\t{out_dir}/libhello.a\n"
+        "E\t/usr/aarch64-linux-gnu/lib//libm.so\t/usr/aarch64-linux-gnu/lib/libm.so\n"
+        "O\tlibc6-dev-arm64-cross: /usr/aarch64-linux-gnu/lib/libm.so\n"
+    ).encode()
+
+    def script(call: Exec) -> Reply:
+        if call.command == "metadata":
+            return Reply(stdout=metadata(package))
+        if call.command == "build":
+            return Reply(stdout=executed + cargo_message("build-finished", success=True))
+        if call.command == "sh":
+            return Reply(stdout=probe)
+        return default_script(call)
+
+    world.runtime.script = script
+    assert world.run() == 0
+    build, probe_call = world.runtime.execs[-2:]
+    assert probe_call.command == "sh"
+    assert probe_call.container == build.container
+    assert probe_call.argv[4] == "aarch64-linux-gnu-gcc"
+    saved = report.load(report.report_path(world.root.resolve() / "target", AARCH64, "debug"))
+    hello, libm = saved.packages[0].libraries
+    assert (hello.origin, hello.path) == (report.Origin.OUT_DIR, f"{out_dir}/libhello.a")
+    assert (libm.origin, libm.debian_package) == (report.Origin.IMAGE, "libc6-dev-arm64-cross")
+
+    # Built again: everything the probe found is known, and the container is not asked again.
+    world.runtime.execs.clear()
+    (out_dir / "libhello.a").write_bytes(b"!<arch>\n")
+    assert world.run() == 0
+    assert "sh" not in world.runtime.commands()
+    again = report.load(report.report_path(world.root.resolve() / "target", AARCH64, "debug"))
+    assert again.packages[0].libraries == (hello, libm)
+
+    # A failed build asks nothing more of the container.
+    world.runtime.execs.clear()
+    world.runtime.script = lambda call: (
+        Reply(code=101, stdout=executed + cargo_message("build-finished", success=False))
+        if call.command == "build"
+        else script(call)
+    )
+    assert world.run() == 101
+    assert "sh" not in world.runtime.commands()

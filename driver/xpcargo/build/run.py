@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from xpcargo import report
-from xpcargo.build import floor
+from xpcargo.build import floor, hints, origins
 from xpcargo.build.artifacts import final_artifacts
 from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.build.plan import BuildPlan, Step, plan
@@ -23,7 +23,7 @@ from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES, MessageReader
 from xpcargo.config.targets import check_triple
-from xpcargo.container.session import Cancellation, open_session
+from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
 from xpcargo.errors import ProjectError, ReportError
@@ -71,6 +71,11 @@ class Outcome:
     unread_messages: int
     finished: bool | None
     offline_miss: bool
+    # What a failed build script said was missing from the image (see build.hints).
+    missing: hints.Missing | None = None
+    # The build-script report, collected while the container still ran (so that it could say where each linked
+    # library came from), or why it could not be.
+    collected: report.BuildReport | ReportError | None = None
 
 
 def _build(
@@ -93,9 +98,12 @@ def _build(
                     code=code, metadata=None, messages=[], unread_messages=0, finished=None, offline_miss=False
                 )
         reader = MessageReader(echo_messages=not plan.injects_json, write_stdout=stdout, write_stderr=stderr)
-        errors = _Tail(stderr)
+        scanner = hints.HintScanner(stderr)
+        errors = _Tail(scanner)
         code = session.run(plan.command_argv(), on_stdout=reader.feed, on_stderr=errors)
         reader.close()
+        scanner.close()
+        collected = _collect(session, plan, image, reader, metadata, code=code) if plan.reads_messages else None
     return Outcome(
         code=code,
         metadata=metadata,
@@ -103,7 +111,38 @@ def _build(
         unread_messages=reader.overflowed,
         finished=reader.finished,
         offline_miss=code != 0 and any(hint in errors.text for hint in _OFFLINE_MISS),
+        missing=scanner.found if code != 0 else None,
+        collected=collected,
     )
+
+
+def _collect(
+    session: Session, plan: BuildPlan, image: str, reader: MessageReader, metadata: Metadata | None, *, code: int
+) -> report.BuildReport | ReportError | None:
+    """The build-script report of the command that just ran, with its libraries' origins if it succeeded."""
+    if reader.overflowed or metadata is None:
+        return None
+    try:
+        collected = report.collect(
+            messages=reader.messages,
+            cargo_metadata=metadata,
+            links_overrides=plan.links,
+            target=plan.triple,
+            profile=plan.profile_dir,
+            success=code == 0 and reader.finished is not False,
+        )
+    except ReportError as error:
+        return error
+    if not collected.success:
+        return collected
+    places = origins.Places(
+        target_dir=str(plan.project.target_dir),
+        mounts=tuple(plan.spec.mounts),
+        project=tuple(str(mount.path) for mount in plan.mounts),
+    )
+    # xpcargo's own tags are content hashes; a project's own `image` may be retagged under the same name.
+    cache = origins.ProbeCache(plan.state_dir / "library-probe.json", image) if plan.spec.image is None else None
+    return origins.find(session, collected, target_cc=plan.spec.cc, places=places, cache=cache)
 
 
 def execute(
@@ -143,6 +182,9 @@ def execute(
         refetched = True
         reporter.warn("crates went missing from CARGO_HOME since the last fetch; fetching again")
     _keep_report(plan, outcome, reporter)
+    if outcome.missing is not None:
+        # After Cargo's own output, which stays as it was, as does its exit code.
+        reporter.hint(hints.hint(outcome.missing, triple=plan.triple, debian_arch=plan.spec.debian_arch))
     return outcome
 
 
@@ -215,22 +257,14 @@ def _keep_report(plan: BuildPlan, outcome: Outcome, reporter: Reporter) -> None:
                 f"(over {MAX_MESSAGE_BYTES >> 20} MiB) or too many to keep"
             )
             return
-        try:
-            collected = report.collect(
-                messages=outcome.messages,
-                cargo_metadata=outcome.metadata,
-                links_overrides=plan.links,
-                target=plan.triple,
-                profile=plan.profile_dir,
-                success=outcome.code == 0 and outcome.finished is not False,
-            )
-        except ReportError:
+        if isinstance(outcome.collected, ReportError):
             # A stale report must not outlive the build it described.
             path.unlink(missing_ok=True)
-            raise
-        found = final_artifacts(outcome.messages, plan.project.target_dir / plan.triple)
-        collected = replace(collected, glibc_floor=plan.glibc_floor, artifacts=report.artifact_reports(found))
-        report.save(collected, path)
+            raise outcome.collected
+        if outcome.collected is not None:
+            found = final_artifacts(outcome.messages, plan.project.target_dir / plan.triple)
+            artifacts = report.artifact_reports(found)
+            report.save(replace(outcome.collected, glibc_floor=plan.glibc_floor, artifacts=artifacts), path)
     except (ReportError, OSError) as error:
         reporter.warn(f"build-script report not saved: {error}")
 
