@@ -394,7 +394,7 @@ def image_rows(context: Context, runtime: Runtime) -> list[tuple[str, str, str, 
     for image in for_context(context, runtime).images():
         name = image.tags[0] if image.tags else image.id[7:19]
         status = "current" if current.intersection(image.tags) else "stale"
-        target = image.labels.get(LABEL_TARGET) or f"(base of {image.labels.get(LABEL_RECIPE, '?')})"
+        target = image.labels.get(LABEL_TARGET) or f"base:{image.labels.get(LABEL_RECIPE, '?')}"
         # The engine counts shared layers in each image's size: a layer's own size is what it adds.
         rows.append((name, target, f"{image.size / 2**30:.2f} GB", status))
     return rows
