@@ -176,7 +176,8 @@ def test_image_build_failure_quotes_apt_and_tags_nothing(tmp_path_factory: pytes
     # The image build's progress comes first; the error is the last line.
     assert result.stderr_lines[-1] == line, result
     assert result.code == 8, result
-    assert "step `bootstrap`" in line, result
+    # Only the project's own layer is built (and fails): the base and the target's layer are the shared ones.
+    assert "step `extra-packages layer`" in line, result
     # A package that does not exist is no mirror trouble: it fails at once, without retries.
     assert "trying again" not in result.stderr, result
     assert "Unable to locate package xpcargo-no-such-package" in line, result
