@@ -264,9 +264,6 @@ def test_ensure_unpacks_once_and_again_when_the_pins_change(tmp_path: Path, monk
     assert sorted(path.name for path in sysroot.directory.parent.iterdir()) == ["amd64"]
 
 
-# image/debian.py's fetch_pool_file leaves urllib's HTTPError (and its socket) unclosed on a 404: collected here,
-# inside the test, rather than failing the session at exit.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_pin_the_mirror_no_longer_serves_is_one_error_saying_to_renew_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -168,26 +168,25 @@ def _holds(directory: Path, stamp: str) -> bool:
 def _download(
     sysroot: Sysroot, url: str, digest: str, *, cache_dir: Path, on_retry: Callable[[str], None], retry_wait: float
 ) -> Path:
-    """One pinned .deb through the image builder's pool download (its cache, retries and hash check), told as what
-    it is here: the image builder's words are about the Rust std."""
+    """One pinned .deb through the image builder's pool download: its cache, retries and hash check."""
     from xpcargo.image.debian import fetch_pool_file  # noqa: PLC0415 - tenacity and urllib on demand only
 
-    what = f"glibc {sysroot.version} download"
-
-    def retrying(message: str) -> None:
-        on_retry(message.replace("Rust std download", what, 1))
-
     try:
-        return fetch_pool_file(url, digest, cache_dir / "pool", on_retry=retrying, first_wait=retry_wait)
+        return fetch_pool_file(
+            url,
+            digest,
+            cache_dir / "pool",
+            on_retry=on_retry,
+            first_wait=retry_wait,
+            step=f"glibc {sysroot.version} download",
+            gone_hint="the mirror keeps only a suite's current versions: renew the pins of `glibc-floors` in the "
+            "recipe (images/README.md says how)",
+        )
     except ImageBuildError as error:
         detail = error.message.split(": ", 1)[-1]
-        gone = "answered HTTP" in error.message
         raise ImageBuildError(
             f"cannot download {sysroot.suite}'s glibc {sysroot.version} for {sysroot.debian_arch}: {detail}",
-            hint="the mirror keeps only a suite's current versions: renew the pins of `glibc-floors` in the recipe "
-            "(images/README.md says how)"
-            if gone
-            else error.hint,
+            hint=error.hint,
         ) from None
 
 

@@ -71,10 +71,21 @@ def retrying(on_retry: Callable[[str], None], what: str, *, first_wait: float) -
     )
 
 
+_RUST_GONE = "the pinned Rust version may have left the mirror: update rust.version and hashes in images/"
+
+
 def fetch_pool_file(
-    url: str, sha256: str, cache: Path, *, on_retry: Callable[[str], None], first_wait: float = 4
+    url: str,
+    sha256: str,
+    cache: Path,
+    *,
+    on_retry: Callable[[str], None],
+    first_wait: float = 4,
+    step: str = "Rust std download",
+    gone_hint: str = _RUST_GONE,
 ) -> Path:
-    """Download ``url`` into ``cache`` once, verified against its pinned hash."""
+    """Download ``url`` into ``cache`` once, verified against its pinned hash; messages call it ``step``, and a file
+    the mirror no longer serves gets ``gone_hint``."""
     cache.mkdir(parents=True, exist_ok=True)
     destination = cache / url.rsplit("/", 1)[-1]
     if destination.is_file() and file_sha256(destination) == sha256:
@@ -87,12 +98,12 @@ def fetch_pool_file(
                 shutil.copyfileobj(response, out, 1 << 20)
         except urllib.error.HTTPError as exc:
             partial.unlink(missing_ok=True)
+            exc.close()
             if exc.code >= 500 or exc.code == 429:
                 raise TransientMirrorError(f"HTTP {exc.code} for {url}") from None
             raise ImageBuildError(
-                f"image build failed at step `Rust std download`: the mirror answered HTTP {exc.code} {exc.reason} "
-                f"for {url}",
-                hint="the pinned Rust version may have left the mirror: update rust.version and hashes in images/",
+                f"image build failed at step `{step}`: the mirror answered HTTP {exc.code} {exc.reason} for {url}",
+                hint=gone_hint,
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             partial.unlink(missing_ok=True)
@@ -106,10 +117,10 @@ def fetch_pool_file(
         partial.replace(destination)
 
     try:
-        retrying(on_retry, "Rust std download", first_wait=first_wait)(download)
+        retrying(on_retry, step, first_wait=first_wait)(download)
     except TransientMirrorError as exc:
         raise ImageBuildError(
-            f"image build failed at step `Rust std download` after {ATTEMPTS} tries: {exc.message}",
+            f"image build failed at step `{step}` after {ATTEMPTS} tries: {exc.message}",
             hint="the Debian mirror is unreachable or mid-sync; try again later",
         ) from None
     return destination
