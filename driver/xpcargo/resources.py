@@ -27,6 +27,11 @@ def images_dir() -> Path:
     return data_dir() / "images"
 
 
+def cmake_toolchain_file() -> Path:
+    """The CMake toolchain file that every foreign target's container gets (``CMAKE_TOOLCHAIN_FILE_<target>``)."""
+    return data_dir() / "images" / "cmake" / "toolchain.cmake"
+
+
 def default_cache_dir(environ: Mapping[str, str]) -> Path:
     """The per-user cache: downloaded .debs, image-build scratch space, locks and fetch records."""
     base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")

@@ -7,7 +7,13 @@ from types import MappingProxyType
 
 import pytest
 
-from xpcargo.build.environment import is_credential, passthrough_environment, toolchain_environment
+from xpcargo import resources
+from xpcargo.build.environment import (
+    CMAKE_TOOLCHAIN_FILE,
+    is_credential,
+    passthrough_environment,
+    toolchain_environment,
+)
 from xpcargo.config import targets as config
 from xpcargo.config.targets import env_key
 
@@ -39,6 +45,36 @@ def test_toolchain_environment_for_aarch64(shipped: config.Toolchains) -> None:
     assert env["CC_x86_64_unknown_linux_gnu"] == "gcc"
     assert not any("i686" in name or "I686" in name for name in env)
     assert "CC" not in env
+
+
+@pytest.mark.parametrize("triple", [AARCH64, I686, "armv7-unknown-linux-gnueabihf", "s390x-unknown-linux-gnu"])
+def test_a_foreign_target_points_qemu_bindgen_and_cmake_at_its_sysroot(shipped: config.Toolchains, triple: str) -> None:
+    spec = shipped.target(triple)
+    assert spec.sysroot is not None
+    lower = triple.replace("-", "_")
+    env = toolchain_environment(spec, shipped.target(X86_64))
+    # What cross sets, so that tests written for cross (ripgrep's) run the crate's own binary under qemu.
+    assert env["CROSS_RUNNER"] == "qemu-user"
+    assert env["QEMU_LD_PREFIX"] == spec.sysroot
+    # The runner's -L names the same sysroot: one place would be wrong if the two disagreed.
+    assert spec.runner[1:] == ("-L", spec.sysroot)
+    assert env[f"BINDGEN_EXTRA_CLANG_ARGS_{lower}"] == f"--sysroot={spec.sysroot}"
+    assert env[f"CMAKE_TOOLCHAIN_FILE_{lower}"] == CMAKE_TOOLCHAIN_FILE
+    assert env["XPCARGO_TARGET"] == triple
+    # Nothing of the kind for the host, whose build scripts run natively.
+    assert not any(name.endswith("x86_64_unknown_linux_gnu") and "CMAKE" in name for name in env)
+
+
+def test_the_cmake_toolchain_file_reads_what_the_environment_sets() -> None:
+    text = resources.cmake_toolchain_file().read_text(encoding="utf-8")
+    for name in ("XPCARGO_TARGET", "QEMU_LD_PREFIX", "CC_${_xpcargo_lower}", "CARGO_TARGET_${_xpcargo_upper}_RUNNER"):
+        assert f"$ENV{{{name}}}" in text, name
+
+
+def test_a_native_target_gets_no_emulator_variables(shipped: config.Toolchains) -> None:
+    env = toolchain_environment(shipped.target(X86_64))
+    assert not {"CROSS_RUNNER", "QEMU_LD_PREFIX", "XPCARGO_TARGET"} & set(env)
+    assert not any(name.startswith(("BINDGEN_EXTRA_CLANG_ARGS", "CMAKE_TOOLCHAIN_FILE")) for name in env)
 
 
 def test_host_variables_do_not_change_with_the_target(shipped: config.Toolchains) -> None:

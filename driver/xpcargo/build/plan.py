@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from xpcargo import resources
 from xpcargo.build import environment, reproducible
 from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
@@ -217,7 +218,7 @@ def plan(
         project=project,
         args=tuple(args),
         parsed=parsed,
-        mounts=mounts_for(project, extra, engine_socket=_engine_socket(context.environ)),
+        mounts=(*mounts_for(project, extra, engine_socket=_engine_socket(context.environ)), *_tool_mounts(spec)),
         env=MappingProxyType(env),
         credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
         terminal_env=MappingProxyType(context.terminal.cargo_env()),
@@ -231,6 +232,15 @@ def plan(
         remaps=remaps,
         rustflags_file=state_dir / "reproducible.toml" if rustflags is not None and rustflags.config else None,
         rustflags_config=rustflags.config if rustflags is not None else None,
+    )
+
+
+def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
+    """xpcargo's own files that a foreign target's tools read: the CMake toolchain file, read-only."""
+    if not spec.sysroot:
+        return ()
+    return (
+        Mount(path=Path(environment.CMAKE_TOOLCHAIN_FILE), source=resources.cmake_toolchain_file(), read_only=True),
     )
 
 
