@@ -18,7 +18,8 @@ ARMV7 = "armv7-unknown-linux-gnueabihf"
 RISCV64 = "riscv64gc-unknown-linux-gnu"
 PPC64LE = "powerpc64le-unknown-linux-gnu"
 S390X = "s390x-unknown-linux-gnu"
-SHIPPED = sorted([AARCH64, I686, X86_64, ARMV7, RISCV64, PPC64LE, S390X])
+ARMV5TE = "armv5te-unknown-linux-gnueabi"
+SHIPPED = sorted([AARCH64, I686, X86_64, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE])
 
 
 @pytest.fixture

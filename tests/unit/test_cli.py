@@ -32,6 +32,7 @@ TRIPLES = (
     "riscv64gc-unknown-linux-gnu",
     "powerpc64le-unknown-linux-gnu",
     "s390x-unknown-linux-gnu",
+    "armv5te-unknown-linux-gnueabi",
 )
 
 

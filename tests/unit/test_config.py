@@ -66,13 +66,24 @@ def _config_error(path: Path) -> ConfigError:
 # --- The shipped files ----------------------------------------------------------------------------------------------
 
 
-def test_shipped_toolchains_load_with_the_three_targets(shipped: config.Toolchains) -> None:
+def test_shipped_toolchains_load_with_every_target(shipped: config.Toolchains) -> None:
     assert {X86_64, I686, AARCH64} <= set(shipped.targets)
     for triple, spec in shipped.targets.items():
         assert spec.triple == triple
-        assert spec.recipe == "trixie-rust"
+        # Debian builds armel's std (Rust's armv5te) only with its own rustc, which has a recipe of its own.
+        assert spec.recipe == ("trixie-rust-1.85" if spec.debian_arch == "armel" else "trixie-rust")
         for tool in (spec.cc, spec.cxx, spec.ar, spec.linker):
             assert tool
+        if spec.runner:
+            # The emulator's -L and QEMU_LD_PREFIX (from `sysroot`) must name the same directory.
+            assert spec.runner[1:] == ("-L", spec.sysroot), triple
+            assert spec.cc == f"{Path(spec.sysroot or '').name}-gcc", triple
+
+
+def test_every_shipped_recipe_pins_the_std_of_its_targets(shipped: config.Toolchains) -> None:
+    for spec in shipped.targets.values():
+        recipe = load_recipe(spec.recipe, directory=resources.images_dir())
+        assert spec.debian_arch == "amd64" or spec.debian_arch in recipe.rust.std_sha256, spec.triple
 
 
 def test_shipped_runners(shipped: config.Toolchains) -> None:
