@@ -57,6 +57,8 @@ def test_a_cmake_build_script_cross_compiles(tmp_path_factory: pytest.TempPathFa
     assert result.code == 0, result
     assert result.stdout_lines == [
         "cmake-processor=aarch64",
+        # Set by xpcargo's toolchain file alone (the cmake crate, without one, sets only the system and processor).
+        "cmake-emulator=qemu-aarch64 -L /usr/aarch64-linux-gnu",
         "cmake-crosscompiling=1",
         "c-arch=aarch64",
         "arch=aarch64",
