@@ -6,6 +6,7 @@ integration tests that run the crate's own binary (`CARGO_BIN_EXE_<name>` under 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,21 @@ def test_integration_tests_run_the_crates_own_binary(tmp_path_factory: pytest.Te
     assert result.code == 0, result
     assert "test greets_through_the_cross_runner ... ok" in result.stdout, result
     assert "1 ignored" in result.stdout, result
+
+
+def test_running_the_binary_directly_needs_qemu_in_the_hosts_binfmt_misc(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    """What the README says of a test that executes CARGO_BIN_EXE_<name> itself: it runs where the host kernel has
+    qemu registered for aarch64 (fix-binary), and elsewhere the child exits with 127 and prints nothing (the exec
+    fails with ENOEXEC inside qemu's emulated posix_spawn, which reports it only as that status). xpcargo never
+    registers it."""
+    project = copy_fixture(tmp_path_factory, "bin-exe")
+    result = xpcargo(["test", "--target", AARCH64, "--test", "cli", "--", "--ignored"], cwd=project)
+    registered = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    if registered.is_file() and "enabled" in registered.read_text(encoding="utf-8"):
+        assert result.code == 0, result
+        assert "test greets_when_run_directly ... ok" in result.stdout, result
+    else:
+        assert result.code == 101, result
+        assert 'Output { status: ExitStatus(unix_wait_status(32512)), stdout: "", stderr: "" }' in result.stdout, result
