@@ -6,6 +6,7 @@ integration tests that run the crate's own binary (`CARGO_BIN_EXE_<name>` under 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,12 @@ def test_openssl_from_the_system_needs_only_its_dev_package(
     result = xpcargo(["run", "-q", "--target", AARCH64], cwd=project, timeout=1800)
     assert result.code == 0, result
     assert result.stdout_lines == [_sha256_line(), "openssl=3", "arch=aarch64"], result
-    # Linked against Debian's libssl for arm64, which qemu loads from the multiarch directory.
-    report = xpcargo(["report", "--target", AARCH64], cwd=project)
+    # Linked against Debian's libssl for arm64 (pkg-config found it in the multiarch directory, not the host's).
+    report = xpcargo(["report", "--target", AARCH64, "--json"], cwd=project)
     assert report.code == 0, report
-    assert "ssl" in report.stdout, report
+    sys_crate = next(entry for entry in json.loads(report.stdout) if entry["package"] == "openssl-sys")
+    assert sys_crate["linked_libs"] == ["ssl", "crypto"], sys_crate
+    assert sys_crate["linked_paths"] == ["native=/usr/lib/aarch64-linux-gnu"], sys_crate
 
 
 def test_a_bindgen_build_script_parses_for_the_target(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
