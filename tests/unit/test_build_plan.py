@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from xpcargo import resources
 from xpcargo.build import plan as build_plan
 from xpcargo.build.plan import BuildPlan, Step
 from xpcargo.build.run import _write_overrides_file
@@ -104,6 +105,19 @@ def test_plan_environment(tmp_path: Path) -> None:
     assert plan.request(Step.BUILD, "img").env["HOME"] == "/tmp"
     assert plan.state_dir == tmp_path.resolve() / "app" / "target" / "xpcargo" / AARCH64
     assert plan.overrides_file is None
+
+
+def test_a_foreign_target_gets_the_cmake_toolchain_file_read_only(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "build", [])
+    toolchain = Path(plan.env["CMAKE_TOOLCHAIN_FILE_aarch64_unknown_linux_gnu"])
+    mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.path == toolchain]
+    assert mounted == [Mount(path=toolchain, source=resources.cmake_toolchain_file(), read_only=True)]
+    assert resources.cmake_toolchain_file().is_file()
+
+
+def test_the_native_target_mounts_no_toolchain_file(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "build", [], triple="x86_64-unknown-linux-gnu")
+    assert not [mount for mount in plan.mounts if mount.source is not None and mount.source.suffix == ".cmake"]
 
 
 def test_plan_with_an_unknown_target(tmp_path: Path) -> None:
