@@ -27,9 +27,10 @@ def images_dir() -> Path:
     return data_dir() / "images"
 
 
-def cmake_toolchain_file() -> Path:
-    """The CMake toolchain file that every foreign target's container gets (``CMAKE_TOOLCHAIN_FILE_<target>``)."""
-    return data_dir() / "images" / "cmake" / "toolchain.cmake"
+def share_dir() -> Path:
+    """xpcargo's files that every foreign target's container gets, read-only: the CMake toolchain file
+    (``CMAKE_TOOLCHAIN_FILE_<target>``) and the runner that registers the emulator in binfmt_misc."""
+    return data_dir() / "images" / "share"
 
 
 def default_cache_dir(environ: Mapping[str, str]) -> Path:

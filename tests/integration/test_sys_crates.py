@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import AARCH64, Cli, assert_elf_for, copy_fixture
+from xpcargo import resources
+from xpcargo.build import binfmt
+from xpcargo.build.environment import BINFMT_RUNNER, SHARE_DIR
+
+from .helpers import AARCH64, Cli, assert_elf_for, copy_fixture, docker
 
 pytestmark = pytest.mark.engine
+
+SYSROOT = "aarch64-linux-gnu"
 
 
 def _sha256_line() -> str:
@@ -93,3 +99,39 @@ def test_running_the_binary_directly_needs_qemu_in_the_hosts_binfmt_misc(
     else:
         assert result.code == 101, result
         assert 'Output { status: ExitStatus(unix_wait_status(32512)), stdout: "", stderr: "" }' in result.stdout, result
+
+
+def test_xpcargos_runner_registers_qemu_where_the_engine_allows_a_user_namespace(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    """The same test binary, run by xpcargo's runner in a container like xpcargo's (no capabilities,
+    no-new-privileges, a non-root uid) but with a seccomp profile that lets it make a user namespace, as Podman's
+    default does: qemu is registered in the namespace's own binfmt_misc, and running the binary directly works."""
+    project = copy_fixture(tmp_path_factory, "bin-exe")
+    built = xpcargo(["test", "--target", AARCH64, "--test", "cli", "--no-run", "--message-format=json"], cwd=project)
+    assert built.code == 0, built
+    messages = [json.loads(line) for line in built.stdout_lines]
+    (test_binary,) = [
+        m["executable"]
+        for m in messages
+        if m.get("reason") == "compiler-artifact" and m["executable"] and m["target"]["kind"] == ["test"]
+    ]
+    greet = project / "target" / AARCH64 / "debug" / "greet"
+    assert greet.is_file()
+    listing = xpcargo(["targets", "--json", "--target", AARCH64], cwd=project)
+    assert listing.code == 0, listing
+    image = json.loads(listing.stdout)[0]["image"]
+    line = binfmt.registration("qemu-aarch64")
+    assert line is not None
+    output = docker(
+        "run", "--rm", "--network", "none", "--user", "1000:1000",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--security-opt", "seccomp=unconfined",
+        "-e", f"QEMU_LD_PREFIX=/usr/{SYSROOT}",
+        "-v", f"{resources.share_dir()}:{SHARE_DIR}:ro",
+        # Each file at its own path (CARGO_BIN_EXE_greet is baked into the test binary), readable by uid 1000.
+        "-v", f"{test_binary}:{test_binary}:ro", "-v", f"{greet}:{greet}:ro",
+        image, "sh", BINFMT_RUNNER, line, "qemu-aarch64", "-L", f"/usr/{SYSROOT}",
+        test_binary, "--include-ignored", "--exact", "greets_when_run_directly",
+    )  # fmt: skip
+    assert "test greets_when_run_directly ... ok" in output, output
+    assert "1 passed" in output, output

@@ -95,7 +95,7 @@ def test_a_message_format_after_dashdash_is_the_programs(tmp_path: Path) -> None
 def test_plan_environment(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [], RUSTFLAGS="-Dwarnings", RUSTC_WRAPPER="sccache")
     assert plan.env["CC_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-gcc"
-    assert plan.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].startswith("qemu-aarch64")
+    assert plan.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].endswith("qemu-aarch64 -L /usr/aarch64-linux-gnu")
     assert plan.env["RUSTFLAGS"] == "-Dwarnings"
     assert plan.env["CARGO_HOME"] == str(tmp_path / "home" / ".cargo")
     assert plan.env["CARGO_TARGET_DIR"] == str(tmp_path.resolve() / "app" / "target")
@@ -107,17 +107,21 @@ def test_plan_environment(tmp_path: Path) -> None:
     assert plan.overrides_file is None
 
 
-def test_a_foreign_target_gets_the_cmake_toolchain_file_read_only(tmp_path: Path) -> None:
+def test_a_foreign_target_gets_xpcargos_runner_and_cmake_toolchain_file_read_only(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [])
     toolchain = Path(plan.env["CMAKE_TOOLCHAIN_FILE_aarch64_unknown_linux_gnu"])
-    mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.path == toolchain]
-    assert mounted == [Mount(path=toolchain, source=resources.cmake_toolchain_file(), read_only=True)]
-    assert resources.cmake_toolchain_file().is_file()
+    runner = plan.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].split()
+    mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.source == resources.share_dir()]
+    assert len(mounted) == 1
+    assert mounted[0].read_only
+    for path in (toolchain, Path(runner[1])):
+        assert path.parent == mounted[0].path
+        assert (resources.share_dir() / path.name).is_file()
 
 
-def test_the_native_target_mounts_no_toolchain_file(tmp_path: Path) -> None:
+def test_the_native_target_mounts_none_of_xpcargos_files(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [], triple="x86_64-unknown-linux-gnu")
-    assert not [mount for mount in plan.mounts if mount.source is not None and mount.source.suffix == ".cmake"]
+    assert not [mount for mount in plan.mounts if mount.source == resources.share_dir()]
 
 
 def test_plan_with_an_unknown_target(tmp_path: Path) -> None:

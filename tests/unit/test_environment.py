@@ -8,7 +8,9 @@ from types import MappingProxyType
 import pytest
 
 from xpcargo import resources
+from xpcargo.build import binfmt
 from xpcargo.build.environment import (
+    BINFMT_RUNNER,
     CMAKE_TOOLCHAIN_FILE,
     is_credential,
     passthrough_environment,
@@ -35,7 +37,10 @@ def test_toolchain_environment_for_aarch64(shipped: config.Toolchains) -> None:
     assert env["CXX_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-g++"
     assert env["AR_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-ar"
     assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER"] == "aarch64-linux-gnu-gcc"
-    assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == "qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    # The emulator, behind xpcargo's runner, which first registers it in the container's own binfmt_misc.
+    assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == (
+        f"sh {BINFMT_RUNNER} {binfmt.registration('qemu-aarch64')} qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    )
     assert env["PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu"] == (
         "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig"
     )
@@ -66,7 +71,7 @@ def test_a_foreign_target_points_qemu_bindgen_and_cmake_at_its_sysroot(shipped: 
 
 
 def test_the_cmake_toolchain_file_reads_what_the_environment_sets() -> None:
-    text = resources.cmake_toolchain_file().read_text(encoding="utf-8")
+    text = (resources.share_dir() / "toolchain.cmake").read_text(encoding="utf-8")
     for name in ("XPCARGO_TARGET", "QEMU_LD_PREFIX", "CC_${_xpcargo_lower}", "CARGO_TARGET_${_xpcargo_upper}_RUNNER"):
         assert f"$ENV{{{name}}}" in text, name
 
@@ -223,3 +228,26 @@ def test_passthrough_of_a_name_the_host_does_not_have(shipped: config.Toolchains
 )
 def test_credentials_are_told_apart(name: str, secret: bool) -> None:
     assert is_credential(name) is secret
+
+
+def test_the_binfmt_line_is_qemus_own_for_aarch64() -> None:
+    # As qemu's binfmt definition for aarch64 (qemu-binfmt-conf.sh) writes it.
+    magic = r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
+    mask = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
+    assert binfmt.registration("qemu-aarch64") == f":xpcargo-qemu-aarch64:M::{magic}:{mask}:/usr/bin/qemu-aarch64:F"
+
+
+def test_the_binfmt_line_of_a_big_endian_machine() -> None:
+    line = binfmt.registration("qemu-s390x")
+    assert line is not None
+    # EI_DATA 2, and e_type and e_machine (22) stored big-endian.
+    assert r"\x02\x02\x01" in line
+    assert line.split(":")[4].endswith(r"\x00\x02\x00\x16")
+    assert line.split(":")[5].endswith(r"\xff\xfe\xff\xff")
+
+
+def test_an_unknown_emulator_runs_without_binfmt(shipped: config.Toolchains) -> None:
+    assert binfmt.registration("my-wrapper") is None
+    assert binfmt.registration(None) is None
+    spec = replace(shipped.target(AARCH64), runner=("my-wrapper", "--flag"))
+    assert toolchain_environment(spec)["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == "my-wrapper --flag"

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from xpcargo.build import binfmt
 from xpcargo.config.targets import TargetSpec, env_key
 
 # Host variables that change what Cargo builds and so must reach it; anything else stays on the host.
@@ -33,8 +34,11 @@ _PROXY_NAMES = frozenset(
 # Registry tokens and credential settings: what lets a process publish or download private crates as the user.
 _CREDENTIAL = re.compile(r"^CARGO_(REGISTRY|REGISTRIES_[A-Z0-9_]+)_(TOKEN|CREDENTIAL_PROVIDER|SECRET_KEY.*)$")
 _DEBIAN_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-# Where the build's container finds xpcargo's CMake toolchain file (images/cmake/toolchain.cmake, mounted there).
-CMAKE_TOOLCHAIN_FILE = "/usr/local/share/xpcargo/toolchain.cmake"
+# Where a foreign target's container has xpcargo's own files (images/share/, mounted read-only): the CMake
+# toolchain file, and the runner that registers the emulator in the container's own binfmt_misc.
+SHARE_DIR = "/usr/local/share/xpcargo"
+CMAKE_TOOLCHAIN_FILE = f"{SHARE_DIR}/toolchain.cmake"
+BINFMT_RUNNER = f"{SHARE_DIR}/binfmt-run"
 # These name programs on the host (a host rustc, an sccache wrapper, the host cargo binary) that do not exist in
 # the container; passing them would break the build instead of configuring it.
 _HOST_ONLY = frozenset(
@@ -96,7 +100,10 @@ def _tool_variables(spec: TargetSpec) -> dict[str, str]:
         f"CARGO_TARGET_{upper}_LINKER": spec.linker,
     }
     if spec.runner:
-        env[f"CARGO_TARGET_{upper}_RUNNER"] = " ".join(spec.runner)
+        line = binfmt.registration(spec.emulator)
+        # Through a shell: the file is mounted without its mode bits mattering.
+        wrapper = ["sh", BINFMT_RUNNER, line] if line is not None else []
+        env[f"CARGO_TARGET_{upper}_RUNNER"] = " ".join([*wrapper, *spec.runner])
     if spec.pkg_config_libdir:
         env[f"PKG_CONFIG_LIBDIR_{lower}"] = ":".join(spec.pkg_config_libdir)
         # pkg-config-rs refuses to answer for a foreign target unless told that the libdir is the target's.

@@ -236,12 +236,10 @@ def plan(
 
 
 def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
-    """xpcargo's own files that a foreign target's tools read: the CMake toolchain file, read-only."""
-    if not spec.sysroot:
+    """xpcargo's own files that a foreign target's tools read (its runner, the CMake toolchain file), read-only."""
+    if not spec.runner and not spec.sysroot:
         return ()
-    return (
-        Mount(path=Path(environment.CMAKE_TOOLCHAIN_FILE), source=resources.cmake_toolchain_file(), read_only=True),
-    )
+    return (Mount(path=Path(environment.SHARE_DIR), source=resources.share_dir(), read_only=True),)
 
 
 def _fetch_record(context: Context, project: Project, triple: str) -> Path:

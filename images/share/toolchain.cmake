@@ -28,6 +28,14 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
-# try_run() and add_test() run the target's programs under its emulator.
+# try_run() and add_test() run the target's programs under its emulator: the runner's words without xpcargo's
+# binfmt wrapper in front (`sh <binfmt-run> <binfmt line>`), whose backslash escapes CMake would not keep intact.
 string(REPLACE " " ";" _xpcargo_runner "$ENV{CARGO_TARGET_${_xpcargo_upper}_RUNNER}")
+list(LENGTH _xpcargo_runner _xpcargo_words)
+if(_xpcargo_words GREATER 3)
+  list(GET _xpcargo_runner 1 _xpcargo_second)
+  if(_xpcargo_second MATCHES "/binfmt-run$")
+    list(SUBLIST _xpcargo_runner 3 -1 _xpcargo_runner)
+  endif()
+endif()
 set(CMAKE_CROSSCOMPILING_EMULATOR ${_xpcargo_runner})
