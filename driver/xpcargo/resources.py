@@ -27,6 +27,12 @@ def images_dir() -> Path:
     return data_dir() / "images"
 
 
+def share_dir() -> Path:
+    """xpcargo's files that every foreign target's container gets, read-only: the CMake toolchain file
+    (``CMAKE_TOOLCHAIN_FILE_<target>``) and the runner that registers the emulator in binfmt_misc."""
+    return data_dir() / "images" / "share"
+
+
 def default_cache_dir(environ: Mapping[str, str]) -> Path:
     """The per-user cache: downloaded .debs, image-build scratch space, locks and fetch records."""
     base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")

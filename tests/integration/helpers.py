@@ -24,17 +24,37 @@ FIXTURES = REPO / "tests" / "fixtures"
 X86_64 = "x86_64-unknown-linux-gnu"
 I686 = "i686-unknown-linux-gnu"
 AARCH64 = "aarch64-unknown-linux-gnu"
-TARGETS = (X86_64, I686, AARCH64)
+ARMV7 = "armv7-unknown-linux-gnueabihf"
+RISCV64 = "riscv64gc-unknown-linux-gnu"
+PPC64LE = "powerpc64le-unknown-linux-gnu"
+S390X = "s390x-unknown-linux-gnu"
+ARMV5TE = "armv5te-unknown-linux-gnueabi"
+# The targets whose every feature is tested; the others (Debian's other architectures with a Rust std) build and run
+# the seed C example and a -sys crate (test_matrix.py, through `--target all`).
+CORE_TARGETS = (X86_64, I686, AARCH64)
+TARGETS = (*CORE_TARGETS, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE)
 
 MANAGED_LABEL = "org.xpcargo.managed"
 SESSION_LABEL = "org.xpcargo.session"
 HOST_LABEL = "org.xpcargo.host"
 
 # What each target's binaries say about themselves: std's ARCH, the C compiler's arch, the ELF class and machine.
-RUST_ARCH = {X86_64: "x86_64", I686: "x86", AARCH64: "aarch64"}
-C_ARCH = {X86_64: "x86_64", I686: "i686", AARCH64: "aarch64"}
-ELF_CLASS = {X86_64: 64, I686: 32, AARCH64: 64}
-ELF_MACHINE = {X86_64: 62, I686: 3, AARCH64: 183}
+RUST_ARCH = {
+    X86_64: "x86_64",
+    I686: "x86",
+    AARCH64: "aarch64",
+    ARMV7: "arm",
+    RISCV64: "riscv64",
+    PPC64LE: "powerpc64",
+    S390X: "s390x",
+    ARMV5TE: "arm",
+}
+C_ARCH = {**RUST_ARCH, I686: "i686", PPC64LE: "powerpc64le"}
+ELF_CLASS = {X86_64: 64, I686: 32, AARCH64: 64, ARMV7: 32, RISCV64: 64, PPC64LE: 64, S390X: 64, ARMV5TE: 32}
+# e_machine: EM_X86_64, EM_386, EM_AARCH64, EM_ARM, EM_RISCV, EM_PPC64, EM_S390.
+ELF_MACHINE = {X86_64: 62, I686: 3, AARCH64: 183, ARMV7: 40, RISCV64: 243, PPC64LE: 21, S390X: 22, ARMV5TE: 40}
+# s390x is the one big-endian target: the header's EI_DATA says so.
+ELF_BIG_ENDIAN = frozenset({S390X})
 
 # Variables of the developer's shell that would move artifacts or change the toolchain behind the tests' back.
 _SCRUBBED_PREFIXES = ("XPCARGO_",)
@@ -223,7 +243,8 @@ def xpcargo_image_tags() -> set[str]:
 @dataclass(frozen=True)
 class ElfHeader:
     bits: int  # 32 or 64, from EI_CLASS
-    machine: int  # e_machine: 62 x86-64, 3 i386, 183 aarch64
+    machine: int  # e_machine: 62 x86-64, 3 i386, 183 aarch64 (ELF_MACHINE)
+    big_endian: bool = False  # EI_DATA
 
 
 def read_elf_header(path: Path) -> ElfHeader:
@@ -235,13 +256,14 @@ def read_elf_header(path: Path) -> ElfHeader:
     assert ei_class in (1, 2), f"{path}: bad EI_CLASS {ei_class}"
     assert ei_data in (1, 2), f"{path}: bad EI_DATA {ei_data}"
     (machine,) = struct.unpack("<H" if ei_data == 1 else ">H", ident[18:20])
-    return ElfHeader(bits=32 if ei_class == 1 else 64, machine=machine)
+    return ElfHeader(bits=32 if ei_class == 1 else 64, machine=machine, big_endian=ei_data == 2)
 
 
 def assert_elf_for(path: Path, triple: str) -> None:
     assert path.is_file(), f"no artifact at {path}"
     header = read_elf_header(path)
-    assert header == ElfHeader(bits=ELF_CLASS[triple], machine=ELF_MACHINE[triple]), f"{path}: {header}"
+    expected = ElfHeader(bits=ELF_CLASS[triple], machine=ELF_MACHINE[triple], big_endian=triple in ELF_BIG_ENDIAN)
+    assert header == expected, f"{path}: {header}"
 
 
 # --- Fixture crates ------------------------------------------------------------------------------------------------

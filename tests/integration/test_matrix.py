@@ -33,7 +33,7 @@ BINARIES = {"seed-c-lib": "hello-world-from-c", "zlib-sys": "zlib-roundtrip"}
 
 
 @pytest.mark.parametrize("fixture", ["seed-c-lib", "zlib-sys"])
-def test_three_targets_build_and_run(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, fixture: str) -> None:
+def test_every_target_builds_and_runs(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, fixture: str) -> None:
     project = copy_fixture(tmp_path_factory, fixture)
     result = xpcargo(["build", "--target", "all"], cwd=project)
     assert result.code == 0, result

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from xpcargo import resources
 from xpcargo.build import plan as build_plan
 from xpcargo.build.plan import BuildPlan, Step
 from xpcargo.build.run import _write_overrides_file
@@ -94,7 +95,7 @@ def test_a_message_format_after_dashdash_is_the_programs(tmp_path: Path) -> None
 def test_plan_environment(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [], RUSTFLAGS="-Dwarnings", RUSTC_WRAPPER="sccache")
     assert plan.env["CC_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-gcc"
-    assert plan.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].startswith("qemu-aarch64")
+    assert plan.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].endswith("qemu-aarch64 -L /usr/aarch64-linux-gnu")
     assert plan.env["RUSTFLAGS"] == "-Dwarnings"
     assert plan.env["CARGO_HOME"] == str(tmp_path / "home" / ".cargo")
     assert plan.env["CARGO_TARGET_DIR"] == str(tmp_path.resolve() / "app" / "target")
@@ -104,6 +105,23 @@ def test_plan_environment(tmp_path: Path) -> None:
     assert plan.request(Step.BUILD, "img").env["HOME"] == "/tmp"
     assert plan.state_dir == tmp_path.resolve() / "app" / "target" / "xpcargo" / AARCH64
     assert plan.overrides_file is None
+
+
+def test_a_foreign_target_gets_xpcargos_runner_and_cmake_toolchain_file_read_only(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "build", [])
+    toolchain = Path(plan.env["CMAKE_TOOLCHAIN_FILE_aarch64_unknown_linux_gnu"])
+    runner = plan.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].split()
+    mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.source == resources.share_dir()]
+    assert len(mounted) == 1
+    assert mounted[0].read_only
+    for path in (toolchain, Path(runner[1])):
+        assert path.parent == mounted[0].path
+        assert (resources.share_dir() / path.name).is_file()
+
+
+def test_the_native_target_mounts_none_of_xpcargos_files(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "build", [], triple="x86_64-unknown-linux-gnu")
+    assert not [mount for mount in plan.mounts if mount.source == resources.share_dir()]
 
 
 def test_plan_with_an_unknown_target(tmp_path: Path) -> None:

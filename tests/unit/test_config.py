@@ -21,7 +21,8 @@ from xpcargo.image.recipe import load_recipe
 X86_64 = "x86_64-unknown-linux-gnu"
 I686 = "i686-unknown-linux-gnu"
 AARCH64 = "aarch64-unknown-linux-gnu"
-RISCV = "riscv64gc-unknown-linux-gnu"
+# A target that toolchains.yaml does not ship (Debian builds no Rust std for it).
+LOONG = "loongarch64-unknown-linux-gnu"
 AARCH64_IMAGE_VAR = "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_IMAGE"
 
 
@@ -65,13 +66,24 @@ def _config_error(path: Path) -> ConfigError:
 # --- The shipped files ----------------------------------------------------------------------------------------------
 
 
-def test_shipped_toolchains_load_with_the_three_targets(shipped: config.Toolchains) -> None:
+def test_shipped_toolchains_load_with_every_target(shipped: config.Toolchains) -> None:
     assert {X86_64, I686, AARCH64} <= set(shipped.targets)
     for triple, spec in shipped.targets.items():
         assert spec.triple == triple
-        assert spec.recipe == "trixie-rust"
+        # Debian builds armel's std (Rust's armv5te) only with its own rustc, which has a recipe of its own.
+        assert spec.recipe == ("trixie-rust-1.85" if spec.debian_arch == "armel" else "trixie-rust")
         for tool in (spec.cc, spec.cxx, spec.ar, spec.linker):
             assert tool
+        if spec.runner:
+            # The emulator's -L and QEMU_LD_PREFIX (from `sysroot`) must name the same directory.
+            assert spec.runner[1:] == ("-L", spec.sysroot), triple
+            assert spec.cc == f"{Path(spec.sysroot or '').name}-gcc", triple
+
+
+def test_every_shipped_recipe_pins_the_std_of_its_targets(shipped: config.Toolchains) -> None:
+    for spec in shipped.targets.values():
+        recipe = load_recipe(spec.recipe, directory=resources.images_dir())
+        assert spec.debian_arch == "amd64" or spec.debian_arch in recipe.rust.std_sha256, spec.triple
 
 
 def test_shipped_runners(shipped: config.Toolchains) -> None:
@@ -485,15 +497,15 @@ def test_malformed_metadata_names_its_table(tmp_path: Path) -> None:
 
 
 NEW_TARGET = f"""\
-    [target.{RISCV}]
+    [target.{LOONG}]
     recipe = "trixie-rust"
-    debian-arch = "riscv64"
-    packages = ["gcc-riscv64-linux-gnu", "qemu-user"]
-    cc = "riscv64-linux-gnu-gcc"
-    cxx = "riscv64-linux-gnu-g++"
-    ar = "riscv64-linux-gnu-ar"
-    linker = "riscv64-linux-gnu-gcc"
-    runner = ["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu"]
+    debian-arch = "loong64"
+    packages = ["gcc-loongarch64-linux-gnu", "qemu-user"]
+    cc = "loongarch64-linux-gnu-gcc"
+    cxx = "loongarch64-linux-gnu-g++"
+    ar = "loongarch64-linux-gnu-ar"
+    linker = "loongarch64-linux-gnu-gcc"
+    runner = ["qemu-loongarch64", "-L", "/usr/loongarch64-linux-gnu"]
     extra-packages = ["libz-dev"]
     env = {{ A = "1" }}
 """
@@ -501,18 +513,18 @@ NEW_TARGET = f"""\
 
 def test_new_target_from_the_project(tmp_path: Path, shipped: config.Toolchains) -> None:
     project = load_project_config(_workspace(tmp_path, xpcargo_toml=NEW_TARGET))
-    spec = resolve_target(RISCV, shipped, project, environ={})
-    assert spec.triple == RISCV
+    spec = resolve_target(LOONG, shipped, project, environ={})
+    assert spec.triple == LOONG
     assert spec.recipe == "trixie-rust"
-    assert spec.debian_arch == "riscv64"
-    assert spec.packages == ("gcc-riscv64-linux-gnu", "qemu-user")
+    assert spec.debian_arch == "loong64"
+    assert spec.packages == ("gcc-loongarch64-linux-gnu", "qemu-user")
     assert (spec.cc, spec.cxx, spec.ar, spec.linker) == (
-        "riscv64-linux-gnu-gcc",
-        "riscv64-linux-gnu-g++",
-        "riscv64-linux-gnu-ar",
-        "riscv64-linux-gnu-gcc",
+        "loongarch64-linux-gnu-gcc",
+        "loongarch64-linux-gnu-g++",
+        "loongarch64-linux-gnu-ar",
+        "loongarch64-linux-gnu-gcc",
     )
-    assert spec.emulator == "qemu-riscv64"
+    assert spec.emulator == "qemu-loongarch64"
     assert spec.pkg_config_libdir == ()
     assert spec.extra_packages == ("libz-dev",)
     assert dict(spec.env) == {"A": "1"}
@@ -528,18 +540,18 @@ def test_incomplete_new_target_names_the_missing_field(
     root = _workspace(tmp_path, xpcargo_toml=text + "\n")
     project = load_project_config(root)
     with pytest.raises(ConfigError) as caught:
-        resolve_target(RISCV, shipped, project, environ={})
+        resolve_target(LOONG, shipped, project, environ={})
     message = str(caught.value)
     assert "\n" not in message
     assert str(root / "xpcargo.toml") in message
-    assert f"target.{RISCV}.{missing}: is missing" in message
+    assert f"target.{LOONG}.{missing}: is missing" in message
 
 
 def test_incomplete_new_target_in_metadata_names_the_full_path(tmp_path: Path, shipped: config.Toolchains) -> None:
-    root = _workspace(tmp_path, cargo_toml=f'[workspace]\n[workspace.metadata.xpcargo.target.{RISCV}]\nrecipe = "x"\n')
+    root = _workspace(tmp_path, cargo_toml=f'[workspace]\n[workspace.metadata.xpcargo.target.{LOONG}]\nrecipe = "x"\n')
     with pytest.raises(ConfigError) as caught:
-        resolve_target(RISCV, shipped, load_project_config(root), environ={})
-    assert f"workspace.metadata.xpcargo.target.{RISCV}.debian-arch" in str(caught.value)
+        resolve_target(LOONG, shipped, load_project_config(root), environ={})
+    assert f"workspace.metadata.xpcargo.target.{LOONG}.debian-arch" in str(caught.value)
 
 
 def test_unknown_triple_suggests_the_closest(shipped: config.Toolchains) -> None:
@@ -566,9 +578,9 @@ def test_unknown_triple_without_a_close_match(shipped: config.Toolchains) -> Non
 def test_unknown_triple_suggests_project_targets(tmp_path: Path, shipped: config.Toolchains) -> None:
     project = load_project_config(_workspace(tmp_path, xpcargo_toml=NEW_TARGET))
     with pytest.raises(UnknownTargetError) as caught:
-        resolve_target("riscv64gc-unknown-linux-gnux", shipped, project, environ={})
+        resolve_target("loongarch64-unknown-linux-gnux", shipped, project, environ={})
     assert caught.value.hint is not None
-    assert f"did you mean `{RISCV}`?" in caught.value.hint
+    assert f"did you mean `{LOONG}`?" in caught.value.hint
 
 
 # --- Settings declared once; the environment layer --------------------------------------------------------------

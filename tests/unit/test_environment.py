@@ -7,7 +7,15 @@ from types import MappingProxyType
 
 import pytest
 
-from xpcargo.build.environment import is_credential, passthrough_environment, toolchain_environment
+from xpcargo import resources
+from xpcargo.build import binfmt
+from xpcargo.build.environment import (
+    BINFMT_RUNNER,
+    CMAKE_TOOLCHAIN_FILE,
+    is_credential,
+    passthrough_environment,
+    toolchain_environment,
+)
 from xpcargo.config import targets as config
 from xpcargo.config.targets import env_key
 
@@ -29,7 +37,10 @@ def test_toolchain_environment_for_aarch64(shipped: config.Toolchains) -> None:
     assert env["CXX_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-g++"
     assert env["AR_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-ar"
     assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER"] == "aarch64-linux-gnu-gcc"
-    assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == "qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    # The emulator, behind xpcargo's runner, which first registers it in the container's own binfmt_misc.
+    assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == (
+        f"sh {BINFMT_RUNNER} {binfmt.registration('qemu-aarch64')} qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    )
     assert env["PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu"] == (
         "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig"
     )
@@ -39,6 +50,36 @@ def test_toolchain_environment_for_aarch64(shipped: config.Toolchains) -> None:
     assert env["CC_x86_64_unknown_linux_gnu"] == "gcc"
     assert not any("i686" in name or "I686" in name for name in env)
     assert "CC" not in env
+
+
+@pytest.mark.parametrize("triple", [AARCH64, I686, "armv7-unknown-linux-gnueabihf", "s390x-unknown-linux-gnu"])
+def test_a_foreign_target_points_qemu_bindgen_and_cmake_at_its_sysroot(shipped: config.Toolchains, triple: str) -> None:
+    spec = shipped.target(triple)
+    assert spec.sysroot is not None
+    lower = triple.replace("-", "_")
+    env = toolchain_environment(spec, shipped.target(X86_64))
+    # What cross sets, so that tests written for cross (ripgrep's) run the crate's own binary under qemu.
+    assert env["CROSS_RUNNER"] == "qemu-user"
+    assert env["QEMU_LD_PREFIX"] == spec.sysroot
+    # The runner's -L names the same sysroot: one place would be wrong if the two disagreed.
+    assert spec.runner[1:] == ("-L", spec.sysroot)
+    assert env[f"BINDGEN_EXTRA_CLANG_ARGS_{lower}"] == f"--sysroot={spec.sysroot}"
+    assert env[f"CMAKE_TOOLCHAIN_FILE_{lower}"] == CMAKE_TOOLCHAIN_FILE
+    assert env["XPCARGO_TARGET"] == triple
+    # Nothing of the kind for the host, whose build scripts run natively.
+    assert not any(name.endswith("x86_64_unknown_linux_gnu") and "CMAKE" in name for name in env)
+
+
+def test_the_cmake_toolchain_file_reads_what_the_environment_sets() -> None:
+    text = (resources.share_dir() / "toolchain.cmake").read_text(encoding="utf-8")
+    for name in ("XPCARGO_TARGET", "QEMU_LD_PREFIX", "CC_${_xpcargo_lower}", "CARGO_TARGET_${_xpcargo_upper}_RUNNER"):
+        assert f"$ENV{{{name}}}" in text, name
+
+
+def test_a_native_target_gets_no_emulator_variables(shipped: config.Toolchains) -> None:
+    env = toolchain_environment(shipped.target(X86_64))
+    assert not {"CROSS_RUNNER", "QEMU_LD_PREFIX", "XPCARGO_TARGET"} & set(env)
+    assert not any(name.startswith(("BINDGEN_EXTRA_CLANG_ARGS", "CMAKE_TOOLCHAIN_FILE")) for name in env)
 
 
 def test_host_variables_do_not_change_with_the_target(shipped: config.Toolchains) -> None:
@@ -187,3 +228,26 @@ def test_passthrough_of_a_name_the_host_does_not_have(shipped: config.Toolchains
 )
 def test_credentials_are_told_apart(name: str, secret: bool) -> None:
     assert is_credential(name) is secret
+
+
+def test_the_binfmt_line_is_qemus_own_for_aarch64() -> None:
+    # As qemu's binfmt definition for aarch64 (qemu-binfmt-conf.sh) writes it.
+    magic = r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
+    mask = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
+    assert binfmt.registration("qemu-aarch64") == f":xpcargo-qemu-aarch64:M::{magic}:{mask}:/usr/bin/qemu-aarch64:F"
+
+
+def test_the_binfmt_line_of_a_big_endian_machine() -> None:
+    line = binfmt.registration("qemu-s390x")
+    assert line is not None
+    # EI_DATA 2, and e_type and e_machine (22) stored big-endian.
+    assert r"\x02\x02\x01" in line
+    assert line.split(":")[4].endswith(r"\x00\x02\x00\x16")
+    assert line.split(":")[5].endswith(r"\xff\xfe\xff\xff")
+
+
+def test_an_unknown_emulator_runs_without_binfmt(shipped: config.Toolchains) -> None:
+    assert binfmt.registration("my-wrapper") is None
+    assert binfmt.registration(None) is None
+    spec = replace(shipped.target(AARCH64), runner=("my-wrapper", "--flag"))
+    assert toolchain_environment(spec)["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == "my-wrapper --flag"

@@ -51,7 +51,8 @@ def test_without_a_floor_the_images_own_glibc_and_nothing_added(tmp_path: Path) 
     planned = plan(_context(tmp_path, root), "build", AARCH64, [])
     assert planned.glibc_floor == "2.41"
     assert planned.sysroot is None
-    assert not any("sysroot" in value for value in planned.env.values())
+    # The target's own sysroot (bindgen's --sysroot) is the image's; no floor's sysroot is mounted or named.
+    assert not any("sysroots" in value for value in planned.env.values())
     assert planned.rustflags_file is None
 
 

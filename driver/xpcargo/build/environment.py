@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from xpcargo.build import binfmt
 from xpcargo.config.targets import TargetSpec, env_key
 
 # Host variables that change what Cargo builds and so must reach it; anything else stays on the host.
@@ -33,6 +34,11 @@ _PROXY_NAMES = frozenset(
 # Registry tokens and credential settings: what lets a process publish or download private crates as the user.
 _CREDENTIAL = re.compile(r"^CARGO_(REGISTRY|REGISTRIES_[A-Z0-9_]+)_(TOKEN|CREDENTIAL_PROVIDER|SECRET_KEY.*)$")
 _DEBIAN_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# Where a foreign target's container has xpcargo's own files (images/share/, mounted read-only): the CMake
+# toolchain file, and the runner that registers the emulator in the container's own binfmt_misc.
+SHARE_DIR = "/usr/local/share/xpcargo"
+CMAKE_TOOLCHAIN_FILE = f"{SHARE_DIR}/toolchain.cmake"
+BINFMT_RUNNER = f"{SHARE_DIR}/binfmt-run"
 # These name programs on the host (a host rustc, an sccache wrapper, the host cargo binary) that do not exist in
 # the container; passing them would break the build instead of configuring it.
 _HOST_ONLY = frozenset(
@@ -61,7 +67,26 @@ def toolchain_environment(spec: TargetSpec, host: TargetSpec | None = None) -> d
     """
     env = _tool_variables(host) if host is not None and host.triple != spec.triple else {}
     env.update(_tool_variables(spec))
+    env.update(_foreign_variables(spec))
     env.update(spec.env)
+    return env
+
+
+def _foreign_variables(spec: TargetSpec) -> dict[str, str]:
+    """What points the tools that -sys crates run (qemu, bindgen's clang, CMake) at a foreign target's sysroot,
+    in the names cross uses, so that crates written for cross work unchanged."""
+    env: dict[str, str] = {}
+    if spec.runner:
+        # cross's name for "run the target's programs under qemu-user"; tests that start the crate's own binary
+        # (ripgrep's, for one) put qemu-<arch> in front of it when this is set and not empty.
+        env["CROSS_RUNNER"] = "qemu-user"
+    if spec.sysroot:
+        lower = spec.triple.replace("-", "_").replace(".", "_")
+        env["QEMU_LD_PREFIX"] = spec.sysroot
+        # bindgen adds --target itself; its clang needs the target's C headers.
+        env[f"BINDGEN_EXTRA_CLANG_ARGS_{lower}"] = f"--sysroot={spec.sysroot}"
+        env[f"CMAKE_TOOLCHAIN_FILE_{lower}"] = CMAKE_TOOLCHAIN_FILE
+        env["XPCARGO_TARGET"] = spec.triple
     return env
 
 
@@ -75,7 +100,10 @@ def _tool_variables(spec: TargetSpec) -> dict[str, str]:
         f"CARGO_TARGET_{upper}_LINKER": spec.linker,
     }
     if spec.runner:
-        env[f"CARGO_TARGET_{upper}_RUNNER"] = " ".join(spec.runner)
+        line = binfmt.registration(spec.emulator)
+        # Through a shell: the file is mounted without its mode bits mattering.
+        wrapper = ["sh", BINFMT_RUNNER, line] if line is not None else []
+        env[f"CARGO_TARGET_{upper}_RUNNER"] = " ".join([*wrapper, *spec.runner])
     if spec.pkg_config_libdir:
         env[f"PKG_CONFIG_LIBDIR_{lower}"] = ":".join(spec.pkg_config_libdir)
         # pkg-config-rs refuses to answer for a foreign target unless told that the libdir is the target's.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from xpcargo import resources
 from xpcargo.build import environment, floor, reproducible
 from xpcargo.build.floor import Sysroot
 from xpcargo.build.reproducible import Reproducibility
@@ -235,7 +236,7 @@ def plan(
         project=project,
         args=tuple(args),
         parsed=parsed,
-        mounts=mounts_for(project, extra, engine_socket=_engine_socket(context.environ)),
+        mounts=(*mounts_for(project, extra, engine_socket=_engine_socket(context.environ)), *_tool_mounts(spec)),
         env=MappingProxyType(env),
         credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
         terminal_env=MappingProxyType(context.terminal.cargo_env()),
@@ -252,6 +253,13 @@ def plan(
         glibc_floor=glibc.version,
         sysroot=glibc.sysroot,
     )
+
+
+def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
+    """xpcargo's own files that a foreign target's tools read (its runner, the CMake toolchain file), read-only."""
+    if not spec.runner and not spec.sysroot:
+        return ()
+    return (Mount(path=Path(environment.SHARE_DIR), source=resources.share_dir(), read_only=True),)
 
 
 def _fetch_record(context: Context, project: Project, triple: str) -> Path:

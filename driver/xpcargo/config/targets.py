@@ -162,6 +162,10 @@ def _check_absolute(paths: tuple[str, ...]) -> tuple[str, str | None] | None:
     return (f"`{relative}` is not an absolute path", None) if relative else None
 
 
+def _check_sysroot(path: str) -> tuple[str, str | None] | None:
+    return _check_absolute((path,))
+
+
 @dataclass(frozen=True, kw_only=True)
 class TargetSpec:
     """Everything xpcargo needs to know about one target, after every layer of configuration is applied.
@@ -187,6 +191,8 @@ class TargetSpec:
     runner: tuple[str, ...] = _setting(Kind.WORDS, check=_check_runner)
     # Where pkg-config looks for the target's .pc files.
     pkg_config_libdir: tuple[str, ...] = _setting(Kind.WORDS, check=_check_absolute)
+    # The target's C library and headers (Debian's cross sysroot): qemu's QEMU_LD_PREFIX, bindgen's and CMake's root.
+    sysroot: str | None = _setting(Kind.NAME, check=_check_sysroot)
     # Extra environment for every command in the container.
     env: Mapping[str, str] = _setting(Kind.ENV, sources=_ALL, merge=Merge.UPDATE)
     # An image already in the engine to use instead of building one.
