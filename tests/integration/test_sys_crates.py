@@ -33,6 +33,13 @@ def test_openssl_vendored_builds_with_the_images_perl(tmp_path_factory: pytest.T
     assert result.code == 0, result
     assert result.stdout_lines == [_sha256_line(), "openssl=3", "arch=aarch64"], result
     assert_elf_for(project / "target" / AARCH64 / "debug" / "openssl-app", AARCH64)
+    # The feature's own packages (openssl-src) are known to the report: it is saved, and says openssl was built in
+    # the package's OUT_DIR.
+    assert "report not saved" not in result.stderr, result
+    shown = xpcargo(["report", "--target", AARCH64, "--json"], cwd=project)
+    assert shown.code == 0, shown
+    (openssl_sys,) = [entry for entry in json.loads(shown.stdout) if entry["package"] == "openssl-sys"]
+    assert {library["origin"] for library in openssl_sys["libraries"]} == {"out_dir"}, openssl_sys
 
 
 def test_openssl_from_the_system_needs_only_its_dev_package(

@@ -74,8 +74,10 @@ def read_metadata(
 ) -> tuple[int, Metadata | None]:
     """`cargo metadata`, recorded beside the fingerprint of what it was read from, so unchanged projects skip it."""
     captured: list[bytes] = []
+    # Every feature, so that the packages of any feature a build turns on (`--features vendored` brings openssl-src)
+    # are listed for the report; `cargo fetch` has fetched every package of the lock file, optional ones included.
     code = session.run(
-        ["cargo", "metadata", "--format-version", "1", "--offline", *plan.manifest_args()],
+        ["cargo", "metadata", "--format-version", "1", "--offline", "--all-features", *plan.manifest_args()],
         env={"CARGO_NET_OFFLINE": "true"},
         on_stdout=captured.append,
         on_stderr=stderr,
