@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -10,10 +11,12 @@ import pytest
 
 from xpcargo import resources
 from xpcargo.config import targets as config
-from xpcargo.errors import ConfigError
+from xpcargo.errors import ConfigError, ImageBuildError
 from xpcargo.image import debian, layers
 from xpcargo.image.plan import LABEL_PARENT, LABEL_PLAN, LABEL_RUST, LABEL_TARGET, ImagePlan, Layer, plan_image
 from xpcargo.image.recipe import ImageRecipe, load_recipe
+
+from .fake_runtime import Exec, FakeRuntime, Reply
 
 X86_64 = "x86_64-unknown-linux-gnu"
 I686 = "i686-unknown-linux-gnu"
@@ -317,3 +320,82 @@ def test_deleted_paths_become_whiteouts(tmp_path: Path) -> None:
 )
 def test_mirror_trouble_is_told_from_a_real_error(line: str, transient: bool) -> None:
     assert bool(debian.MIRROR_TROUBLE.search(line)) is transient
+
+
+# --- A layer's container, against the fake runtime ----------------------------------------------------------------
+
+
+def _layer_runtime(install: Reply) -> FakeRuntime:
+    def script(call: Exec) -> Reply:
+        if call.argv[0] == "sh":
+            return install
+        if call.argv[0] == "dpkg-query":
+            return Reply(stdout=b"libc6:amd64=2.41-12\ngcc-riscv64-linux-gnu:amd64=4:14.2.0-1\n")
+        assert call.argv[0] == "tar", call.argv
+        return Reply(stdout=b"the layer's tar")
+
+    return FakeRuntime(script=script)
+
+
+def _build_layer(runtime: FakeRuntime, tmp_path: Path, **changes: object) -> layers.BuiltLayer:
+    (tmp_path / "pool").mkdir(exist_ok=True)
+    std = tmp_path / "pool" / "std.deb"
+    std.write_bytes(b"deb")
+    arguments: dict[str, object] = {
+        "parent": "xpcargo/trixie-rust:base",
+        "layer": Layer(purpose="target", packages=("gcc-riscv64-linux-gnu",), emulator="qemu-riscv64"),
+        "target": "riscv64gc-unknown-linux-gnu",
+        "build_arch": "amd64",
+        "locked": False,
+        "source_date_epoch": None,
+        "scratch": tmp_path,
+        "deb_cache": tmp_path / "debs",
+        "pool_files": [std],
+        "on_line": lambda _: None,
+        "on_retry": lambda _: None,
+        "first_wait": 0,
+        **changes,
+    }
+    return layers.build(runtime, **arguments)  # type: ignore[arg-type]
+
+
+def test_a_layer_runs_as_a_root_of_few_capabilities_that_sees_no_project(tmp_path: Path) -> None:
+    runtime = _layer_runtime(Reply())
+    built = _build_layer(runtime, tmp_path)
+    (request,) = runtime.started
+    assert (request.image, request.user, request.network) == ("xpcargo/trixie-rust:base", "0:0", "host")
+    assert request.capabilities == layers.CAPABILITIES
+    assert "SYS_ADMIN" not in request.capabilities
+    # xpcargo's .deb cache, and read-only the list of changed paths and the pool: nothing of the project's.
+    assert {(str(m.path), m.source, m.read_only) for m in request.mounts} == {
+        ("/var/cache/apt/archives", tmp_path / "debs", False),
+        (str(layers.INPUT), tmp_path / "input", True),
+        (str(layers.POOL), tmp_path / "pool", True),
+    }
+    assert [call.argv[0] for call in runtime.execs] == ["sh", "dpkg-query", "tar"]
+    # What the engine said changed is what tar is asked to write, and the layer is what tar wrote.
+    assert (tmp_path / "input" / "paths").read_bytes() == b"usr/bin/new-tool\0"
+    assert built.tar.read_bytes() == b"the layer's tar"
+    assert built.diff_id == "sha256:" + hashlib.sha256(b"the layer's tar").hexdigest()
+    assert [str(p) for p in built.packages] == ["gcc-riscv64-linux-gnu:amd64=4:14.2.0-1", "libc6:amd64=2.41-12"]
+    assert not runtime.running
+
+
+def test_a_layer_apt_cannot_install_is_one_error_quoting_apt_without_retries(tmp_path: Path) -> None:
+    runtime = _layer_runtime(Reply(code=100, stdout=b"Reading package lists...\nE: Unable to locate package nope\n"))
+    with pytest.raises(ImageBuildError) as caught:
+        _build_layer(runtime, tmp_path)
+    assert "failed at step `target layer` (exit 100): E: Unable to locate package nope" in caught.value.message
+    assert len(runtime.started) == 1
+    assert not runtime.running
+
+
+def test_a_mirror_mid_sync_is_tried_again_in_a_new_container(tmp_path: Path) -> None:
+    trouble = b"E: Failed to fetch http://deb.debian.org/x.deb  Hash Sum mismatch\n"
+    runtime = _layer_runtime(Reply(code=100, stdout=trouble))
+    retries: list[str] = []
+    with pytest.raises(ImageBuildError, match="after 6 tries"):
+        _build_layer(runtime, tmp_path, on_retry=retries.append)
+    assert len(runtime.started) == 6
+    assert len(retries) == 5
+    assert not runtime.running
