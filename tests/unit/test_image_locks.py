@@ -3,8 +3,11 @@ and `image verify` against the fake runtime, and the one line for a locked versi
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import subprocess
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -321,3 +324,44 @@ def test_verify_rebuilds_every_layer_and_compares(
         builder.verify_image(context, runtime, X86_64)
     assert caught.value.exit_code == 8
     assert "of the rebuild" in capsys.readouterr().err
+
+
+def test_two_bases_never_run_mmdebstrap_on_one_deb_cache_at_once(
+    context: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unlocked = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    _write_lock(context, X86_64, _entry(unlocked.digest))
+    plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    _failing_mmdebstrap(monkeypatch, "E: setup failed")
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    # Another process's mmdebstrap holds the cache.
+    other = os.open(debs / ".mmdebstrap.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    said: list[str] = []
+    failed: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            _BOOTSTRAP(
+                plan.base,
+                tmp_path / "r.tar",
+                target=X86_64,
+                scratch=tmp_path,
+                deb_cache=debs,
+                on_line=said.append,
+                on_retry=lambda _: None,
+            )
+        except ImageBuildError as error:
+            failed.append(error)
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    thread.join(1.0)
+    assert thread.is_alive(), "mmdebstrap ran while another one held the .deb cache"
+    assert said == ["      waiting for another base's mmdebstrap to finish with the .deb cache"]
+    os.close(other)
+    thread.join(10)
+    assert not thread.is_alive()
+    (error,) = failed
+    assert "E: setup failed" in str(error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import shlex
@@ -21,7 +22,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -235,6 +236,23 @@ def _kill(process: subprocess.Popen[str]) -> None:
     process.wait()
 
 
+@contextlib.contextmanager
+def _deb_cache_held(deb_cache: Path, on_line: Callable[[str], None]) -> Iterator[None]:
+    """One mmdebstrap at a time per .deb cache: its hooks copy the whole cache in and out, and two of them at once
+    (two recipes' bases, built side by side by a multi-target build) break each other's copies. The kernel
+    releases the lock of a process that dies."""
+    fd = os.open(deb_cache / ".mmdebstrap.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_line("      waiting for another base's mmdebstrap to finish with the .deb cache")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def bootstrap(
     plan: BasePlan,
     tarball: Path,
@@ -316,7 +334,8 @@ def bootstrap(
         )
 
     try:
-        retrying(on_retry, "bootstrap", first_wait=first_wait)(run)
+        with _deb_cache_held(deb_cache, on_line):
+            retrying(on_retry, "bootstrap", first_wait=first_wait)(run)
     except TransientMirrorError as exc:
         raise ImageBuildError(
             f"image build for {target} failed at step `bootstrap` after {ATTEMPTS} tries; "
