@@ -365,3 +365,16 @@ def test_two_bases_never_run_mmdebstrap_on_one_deb_cache_at_once(
     assert not thread.is_alive()
     (error,) = failed
     assert "E: setup failed" in str(error)
+
+
+def test_a_refresh_of_several_targets_rebuilds_their_shared_base_once(
+    context: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bootstrap = FakeBootstrap(monkeypatch)
+    runtime = FakeRuntime()
+    builder.lock_images(context, runtime, [X86_64, AARCH64], refresh=True)
+    assert [call for call in bootstrap.calls if call.startswith("bootstrap")] == [f"bootstrap {X86_64}"]
+    assert [call for call in bootstrap.calls if call.startswith("layer")] == [
+        f"layer target {X86_64} std=False",
+        f"layer target {AARCH64} std=True",
+    ]

@@ -90,10 +90,15 @@ class Builder:
         self.runtime.tag(image_id, stage.repository, stage.tag)
         reporter.status("Built", f"image {stage.reference} in {clock}")
 
-    def rebuild(self, plan: ImagePlan) -> None:
-        """Build every image of ``plan``'s chain anew from today's mirror, even though the engine has them; an old
+    def rebuild(self, plan: ImagePlan, *, done: set[str] | None = None) -> None:
+        """Build every image of ``plan``'s chain anew from today's mirror, even though the engine has them, but those
+        whose digests are in ``done`` (a base shared with a plan rebuilt before), to which it adds its own; an old
         image goes unless a container still uses it."""
+        done = set() if done is None else done
         for stage in plan.stages:
+            if stage.digest in done:
+                continue
+            done.add(stage.digest)
             with lock.held(self.cache, stage.digest, reference=stage.reference, reporter=self.reporter) as progress:
                 old = self.runtime.inspect_image(stage.reference)
                 self.build(plan, stage, progress=progress)
@@ -435,13 +440,15 @@ def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, ref
 
     project_config, locks = _project_locks(context)
     builder = for_context(context, runtime)
+    # Refreshed once per run: the base every target shares.
+    refreshed: set[str] = set()
     for spec in (context.target(name, project_config) for name in names or sorted(context.toolchains.targets)):
         if spec.image:
             builder.reporter.status("Skipped", f"{spec.triple}: it uses the configured image {spec.image}")
             continue
         plan = context.image_plan(spec, locked=False)
         if refresh:
-            builder.rebuild(plan)
+            builder.rebuild(plan, done=refreshed)
         else:
             builder.ensure(plan)
         found = contents(runtime, builder.cache, plan.reference)
