@@ -202,8 +202,9 @@ def build(
                     on_stderr=lambda chunk: tail.append(chunk.decode(errors="replace")),
                 )
             if code != 0:
+                said = tail[-1].strip() if tail else f"tar exit {code}"
                 raise ImageBuildError(
-                    f"image build for {target}: writing the {layer.purpose} layer failed: {list(tail)[-1:]}",
+                    f"image build for {target}: writing the {layer.purpose} layer failed: {said}",
                     hint="check the free space in xpcargo's cache directory",
                 )
             add_whiteouts(tar, deleted, mtime=source_date_epoch or 0)
