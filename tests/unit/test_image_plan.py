@@ -317,3 +317,16 @@ def test_deleted_paths_become_whiteouts(tmp_path: Path) -> None:
 )
 def test_mirror_trouble_is_told_from_a_real_error(line: str, transient: bool) -> None:
     assert bool(debian.MIRROR_TROUBLE.search(line)) is transient
+
+
+def test_an_arch_independent_std_comes_through_apt_in_the_targets_layer(shipped: config.Toolchains) -> None:
+    wasm = shipped.target("wasm32-wasip1")
+    recipe_185 = load_recipe(wasm.recipe, directory=resources.images_dir())
+    plan = plan_image(wasm, recipe_185, build_arch="amd64")
+    assert plan.std_deb is None
+    (layer,) = plan.layers
+    assert f"libstd-rust-dev-wasm32={recipe_185.rust.version}" in layer.packages
+    # It shares the base of armel's target, whose std is a pool .deb.
+    armel = plan_image(shipped.target("armv5te-unknown-linux-gnueabi"), recipe_185, build_arch="amd64")
+    assert armel.std_deb is not None
+    assert plan.base == armel.base

@@ -76,7 +76,7 @@ def _foreign_variables(spec: TargetSpec) -> dict[str, str]:
     """What points the tools that -sys crates run (qemu, bindgen's clang, CMake) at a foreign target's sysroot,
     in the names cross uses, so that crates written for cross work unchanged."""
     env: dict[str, str] = {}
-    if spec.runner:
+    if spec.emulator is not None and spec.emulator.startswith("qemu-"):
         # cross's name for "run the target's programs under qemu-user"; tests that start the crate's own binary
         # (ripgrep's, for one) put qemu-<arch> in front of it when this is set and not empty.
         env["CROSS_RUNNER"] = "qemu-user"

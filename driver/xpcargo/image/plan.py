@@ -30,6 +30,8 @@ LABEL_PARENT = "org.xpcargo.parent-plan-hash"
 LABEL_RECIPE = "org.xpcargo.recipe"
 LABEL_RUST = "org.xpcargo.rust-version"
 LABEL_LOCK = "org.xpcargo.lock-hash"
+# Debian's architecture of packages that run anywhere; as a target's debian-arch, a target whose std is one.
+ARCH_INDEPENDENT = "all"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,7 +224,9 @@ def plan_image(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str, lock: 
 def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) -> ImagePlan:
     rust = recipe.rust
     pool_debs: tuple[PoolDeb, ...] = ()
-    if spec.debian_arch != build_arch:
+    # The build architecture's std is a dependency of rustc; an arch-independent one (`all`: wasm32's) is in the
+    # target's packages. Only a foreign architecture's std comes from the pool.
+    if spec.debian_arch not in (build_arch, ARCH_INDEPENDENT):
         digest = rust.std_sha256.get(spec.debian_arch)
         if digest is None:
             raise ConfigError(
