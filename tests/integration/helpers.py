@@ -272,6 +272,12 @@ def assert_elf_for(path: Path, triple: str) -> None:
     assert header == expected, f"{path}: {header}"
 
 
+def assert_wasm_module(path: Path) -> None:
+    """A WebAssembly module (the magic and binary format version 1), which is what wasm32-wasip1 builds."""
+    assert path.is_file(), f"no artifact at {path}"
+    assert path.read_bytes()[:8] == WASM_MAGIC + b"\x01\0\0\0", f"{path}: not a WebAssembly module"
+
+
 # --- Fixture crates ------------------------------------------------------------------------------------------------
 
 
