@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from xpcargo.config.targets import TargetSpec
+from xpcargo.config.targets import ARCH_INDEPENDENT, TargetSpec
 from xpcargo.container.spec import MANAGED_LABEL
 from xpcargo.errors import ConfigError
 from xpcargo.image.lockfile import LOCK_FILE, LockedImage
@@ -30,8 +30,6 @@ LABEL_PARENT = "org.xpcargo.parent-plan-hash"
 LABEL_RECIPE = "org.xpcargo.recipe"
 LABEL_RUST = "org.xpcargo.rust-version"
 LABEL_LOCK = "org.xpcargo.lock-hash"
-# Debian's architecture of packages that run anywhere; as a target's debian-arch, a target whose std is one.
-ARCH_INDEPENDENT = "all"
 
 
 @dataclass(frozen=True, kw_only=True)
