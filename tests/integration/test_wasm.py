@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import WASM32, Cli, Workspace, assert_wasm_module
+from .helpers import WASM32, Cli, Workspace, assert_wasm_module, copy_fixture
 
 pytestmark = pytest.mark.engine
 
@@ -104,3 +104,18 @@ def test_unit_tests_run_and_the_report_says_there_is_no_glibc(workspace: Workspa
     path, need = module.split()
     assert_wasm_module(Path(path))
     assert need == "-"
+
+
+def test_a_library_from_pkg_config_is_not_found_and_the_hint_says_to_build_it_from_source(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    project = copy_fixture(tmp_path_factory, "missing-pkg-config")
+    result = xpcargo(["build", "--target", WASM32], cwd=project)
+    assert result.code == 101, result
+    # pkg-config is set up for the target (and finds nothing), rather than refusing to cross-compile.
+    assert "Package sqlite3 was not found in the pkg-config search path" in result.stderr, result
+    assert result.stderr_lines[-1] == (
+        f"hint: the build script of missing-pkg-config v0.1.0 found no `sqlite3.pc` for {WASM32}: Debian packages "
+        f"no libraries for {WASM32}; build it from source with the crate's feature for that (often `vendored`, "
+        "`bundled` or `static`)"
+    ), result

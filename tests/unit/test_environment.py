@@ -257,6 +257,9 @@ def test_the_wasm_target_runs_under_node_and_is_no_qemu_target(shipped: config.T
     env = toolchain_environment(shipped.target("wasm32-wasip1"), shipped.target(X86_64))
     assert env["CC_wasm32_wasip1"] == "clang-19 --target=wasm32-wasip1"
     assert env["CARGO_TARGET_WASM32_WASIP1_LINKER"] == "wasm-ld-19"
+    # pkg-config answers for the target (finding nothing) rather than refusing to cross-compile.
+    assert env["PKG_CONFIG_LIBDIR_wasm32_wasip1"] == "/usr/lib/wasm32-wasi/pkgconfig"
+    assert env["PKG_CONFIG_ALLOW_CROSS_wasm32_wasip1"] == "1"
     runner = env["CARGO_TARGET_WASM32_WASIP1_RUNNER"].split()
     # Node is no emulator that binfmt_misc could register: no binfmt wrapper in front of it.
     assert runner[0] == "node"
