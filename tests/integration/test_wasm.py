@@ -116,6 +116,6 @@ def test_a_library_from_pkg_config_is_not_found_and_the_hint_says_to_build_it_fr
     assert "Package sqlite3 was not found in the pkg-config search path" in result.stderr, result
     assert result.stderr_lines[-1] == (
         f"hint: the build script of missing-pkg-config v0.1.0 found no `sqlite3.pc` for {WASM32}: Debian packages "
-        f"no libraries for {WASM32}; build it from source with the crate's feature for that (often `vendored`, "
+        f"no such library for {WASM32}; build it from source with the crate's feature for that (often `vendored`, "
         "`bundled` or `static`)"
     ), result

@@ -139,5 +139,5 @@ def test_a_target_library_missing_for_wasm_names_no_package() -> None:
     # Debian has no wasm32 libraries: `libssl-dev:all` would be a hint that cannot work.
     assert ":all" not in line
     assert "extra-packages" not in line
-    assert "Debian packages no libraries for wasm32-wasip1" in line
+    assert "Debian packages no such library for wasm32-wasip1" in line
     assert "`vendored`" in line

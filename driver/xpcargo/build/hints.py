@@ -220,7 +220,7 @@ def _hint(missing: Missing, *, triple: str, debian_arch: str) -> str:
         if debian_arch == ARCH_INDEPENDENT:
             # wasm32: Debian builds no library for it, so no package of any name can provide one.
             return (
-                f"{lead}: Debian packages no libraries for {triple}; build it from source with the crate's feature "
+                f"{lead}: Debian packages no such library for {triple}; build it from source with the crate's feature "
                 "for that (often `vendored`, `bundled` or `static`)"
             )
     if not missing.debian_packages:
