@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from xpcargo.build.floor import links_glibc
 from xpcargo.context import Context
 from xpcargo.image.recipe import load_recipe
 
@@ -20,7 +21,7 @@ class TargetInfo:
     debian_arch: str
     runner: tuple[str, ...]
     # The newest GLIBC_x.y symbol version a binary built for the target may need: the image's own glibc, or the
-    # lower floor the project asks for (`glibc = "2.36"`).
+    # lower floor the project asks for (`glibc = "2.36"`); None for a target that links no glibc (wasm32-wasip1).
     glibc: str | None
     # A binary for this target runs here without an emulator; every target's binaries run under `xpcargo run`.
     native: bool
@@ -58,7 +59,8 @@ def rows(infos: Sequence[TargetInfo]) -> list[tuple[str, ...]]:
     table: list[tuple[str, ...]] = [("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE")]
     for info in infos:
         runs = "native" if not info.runner else info.runner[0]
-        table.append((info.target, info.debian_arch, runs, info.glibc or "?", info.image))
+        floor = info.glibc or ("?" if links_glibc(info.target) else "none")
+        table.append((info.target, info.debian_arch, runs, floor, info.image))
     return table
 
 

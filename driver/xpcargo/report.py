@@ -28,6 +28,7 @@ from pathlib import Path, PurePath
 from typing import IO, Any, TypeGuard, TypeVar, assert_never
 
 from xpcargo.build.artifacts import FinalArtifact, GlibcNeed, glibc_need
+from xpcargo.build.floor import links_glibc
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.protocol import (
     TARGET_SETTING_KEYS,
@@ -719,8 +720,11 @@ def render_artifacts_json(report: BuildReport) -> str:
 
 def render_artifacts(report: BuildReport) -> str:
     """The final artifacts with the newest glibc each needs, next to the target's floor."""
-    floor = report.glibc_floor or "unknown"
-    lines = [f"artifacts (newest GLIBC_ each needs; the glibc floor of {report.target} is {floor}):"]
+    if report.glibc_floor is None and not links_glibc(report.target):
+        lines = [f"artifacts ({report.target} links no glibc: it has no glibc floor):"]
+    else:
+        floor = report.glibc_floor or "unknown"
+        lines = [f"artifacts (newest GLIBC_ each needs; the glibc floor of {report.target} is {floor}):"]
     if not report.artifacts:
         lines.append(
             "  none recorded (the last build made no binary or library for the target, or predates this report)"

@@ -29,7 +29,8 @@ def images_dir() -> Path:
 
 def share_dir() -> Path:
     """xpcargo's files that every foreign target's container gets, read-only: the CMake toolchain file
-    (``CMAKE_TOOLCHAIN_FILE_<target>``) and the runner that registers the emulator in binfmt_misc."""
+    (``CMAKE_TOOLCHAIN_FILE_<target>``), the runner that registers the emulator in binfmt_misc, and wasm32-wasip1's
+    runner under Node's WASI."""
     return data_dir() / "images" / "share"
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from .helpers import (
+    ALL_TARGETS,
     MANAGED_LABEL,
-    TARGETS,
     Cli,
     Workspace,
     base_environment,
@@ -31,7 +31,7 @@ from .helpers import (
 @pytest.fixture(scope="session")
 def toolchain_images(request: pytest.FixtureRequest) -> tuple[str, ...]:
     """The three toolchain images, built first if the engine lacks them (progress shown, not captured)."""
-    command = [sys.executable, "-m", "xpcargo", "image", "build", *TARGETS]
+    command = [sys.executable, "-m", "xpcargo", "image", "build", *ALL_TARGETS]
     env = base_environment()
     capture = request.config.pluginmanager.getplugin("capturemanager")
     started = time.monotonic()
@@ -45,7 +45,7 @@ def toolchain_images(request: pytest.FixtureRequest) -> tuple[str, ...]:
         pytest.fail(
             f"`xpcargo image build` failed with exit code {code} after {time.monotonic() - started:.0f}s:\n{output}"
         )
-    return TARGETS
+    return ALL_TARGETS
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,11 @@ ARMV5TE = "armv5te-unknown-linux-gnueabi"
 # the seed C example and a -sys crate (test_matrix.py, through `--target all`).
 CORE_TARGETS = (X86_64, I686, AARCH64)
 TARGETS = (*CORE_TARGETS, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE)
+# WebAssembly (WASI preview 1): no ELF file and no qemu, so it is tested on its own (test_wasm.py) and in
+# `--target all` (test_matrix.py).
+WASM32 = "wasm32-wasip1"
+ALL_TARGETS = (*TARGETS, WASM32)
+WASM_MAGIC = b"\0asm"
 
 MANAGED_LABEL = "org.xpcargo.managed"
 SESSION_LABEL = "org.xpcargo.session"
@@ -48,6 +53,7 @@ RUST_ARCH = {
     PPC64LE: "powerpc64",
     S390X: "s390x",
     ARMV5TE: "arm",
+    WASM32: "wasm32",
 }
 C_ARCH = {**RUST_ARCH, I686: "i686", PPC64LE: "powerpc64le"}
 ELF_CLASS = {X86_64: 64, I686: 32, AARCH64: 64, ARMV7: 32, RISCV64: 64, PPC64LE: 64, S390X: 64, ARMV5TE: 32}
@@ -264,6 +270,12 @@ def assert_elf_for(path: Path, triple: str) -> None:
     header = read_elf_header(path)
     expected = ElfHeader(bits=ELF_CLASS[triple], machine=ELF_MACHINE[triple], big_endian=triple in ELF_BIG_ENDIAN)
     assert header == expected, f"{path}: {header}"
+
+
+def assert_wasm_module(path: Path) -> None:
+    """A WebAssembly module (the magic and binary format version 1), which is what wasm32-wasip1 builds."""
+    assert path.is_file(), f"no artifact at {path}"
+    assert path.read_bytes()[:8] == WASM_MAGIC + b"\x01\0\0\0", f"{path}: not a WebAssembly module"
 
 
 # --- Fixture crates ------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Several targets in one command against the real engine: real ELF files for each, run under qemu, a summary
-whose sha256 values match the files, a failing target that fails the command while the others finish, and Ctrl-C
-that leaves no container."""
+"""Several targets in one command against the real engine: real ELF files for each (a WebAssembly module for
+wasm32-wasip1), run under qemu (Node's WASI for wasm32), a summary whose sha256 values match the files, a failing
+target that fails the command while the others finish, and Ctrl-C that leaves no container."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ import pytest
 
 from .helpers import (
     AARCH64,
+    ALL_TARGETS,
     C_ARCH,
     RUST_ARCH,
     SESSION_LABEL,
     TARGETS,
+    WASM32,
     X86_64,
     Cli,
     assert_elf_for,
+    assert_wasm_module,
     copy_fixture,
     managed_containers,
     start_cli,
@@ -39,18 +42,22 @@ def test_every_target_builds_and_runs(tmp_path_factory: pytest.TempPathFactory, 
     assert result.code == 0, result
     start = next(index for index, line in enumerate(result.stderr_lines) if "Summary" in line)
     summary = result.stderr_lines[start:]
-    for triple in TARGETS:
-        binary = project / "target" / triple / "debug" / BINARIES[fixture]
-        assert_elf_for(binary, triple)
+    for triple in ALL_TARGETS:
+        name = BINARIES[fixture] + (".wasm" if triple == WASM32 else "")
+        binary = project / "target" / triple / "debug" / name
+        if triple == WASM32:
+            assert_wasm_module(binary)
+        else:
+            assert_elf_for(binary, triple)
         digest = hashlib.sha256(binary.read_bytes()).hexdigest()
         row = next((line for line in summary if line.startswith(triple)), "")
-        assert f"target/{triple}/debug/{BINARIES[fixture]}" in row, result
+        assert f"target/{triple}/debug/{name}" in row, result
         assert digest in row, f"the summary's sha256 for {triple} is not the file's:{result}"
         assert f"{binary.stat().st_size / 2**20:.1f} MiB" in row, result
 
     ran = xpcargo(["run", "--target", "all"], cwd=project)
     assert ran.code == 0, ran
-    for triple in TARGETS:
+    for triple in ALL_TARGETS:
         # Every line a program printed carries its target's name.
         printed = [line.split(" | ", 1)[1] for line in ran.stdout_lines if re.match(rf"^{triple} +\| ", line)]
         assert f"arch={RUST_ARCH[triple]}" in printed, ran

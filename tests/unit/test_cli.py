@@ -33,6 +33,7 @@ TRIPLES = (
     "powerpc64le-unknown-linux-gnu",
     "s390x-unknown-linux-gnu",
     "armv5te-unknown-linux-gnueabi",
+    "wasm32-wasip1",
 )
 
 
@@ -152,6 +153,8 @@ def test_targets_lists_the_shipped_triples(capsys: pytest.CaptureFixture[str]) -
     assert rows["x86_64-unknown-linux-gnu"][1:3] == ["amd64", "native"]
     assert rows["i686-unknown-linux-gnu"][3] == "2.41"
     assert rows["i686-unknown-linux-gnu"][4].startswith("xpcargo/i686-unknown-linux-gnu:")
+    # A target that links no glibc says so instead of a version, and the table stays one row per target.
+    assert rows["wasm32-wasip1"][1:4] == ["all", "node", "none"]
 
 
 def test_targets_with_a_broken_toolchain_table(

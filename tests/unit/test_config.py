@@ -23,6 +23,7 @@ I686 = "i686-unknown-linux-gnu"
 AARCH64 = "aarch64-unknown-linux-gnu"
 # A target that toolchains.yaml does not ship (Debian builds no Rust std for it).
 LOONG = "loongarch64-unknown-linux-gnu"
+WASM32 = "wasm32-wasip1"
 AARCH64_IMAGE_VAR = "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_IMAGE"
 
 
@@ -70,11 +71,12 @@ def test_shipped_toolchains_load_with_every_target(shipped: config.Toolchains) -
     assert {X86_64, I686, AARCH64} <= set(shipped.targets)
     for triple, spec in shipped.targets.items():
         assert spec.triple == triple
-        # Debian builds armel's std (Rust's armv5te) only with its own rustc, which has a recipe of its own.
-        assert spec.recipe == ("trixie-rust-1.85" if spec.debian_arch == "armel" else "trixie-rust")
+        # Debian builds armel's std (Rust's armv5te) and wasm32's only with its own rustc, which has a recipe of
+        # its own.
+        assert spec.recipe == ("trixie-rust-1.85" if spec.debian_arch in ("armel", "all") else "trixie-rust")
         for tool in (spec.cc, spec.cxx, spec.ar, spec.linker):
             assert tool
-        if spec.runner:
+        if spec.emulator is not None and spec.emulator.startswith("qemu-"):
             # The emulator's -L and QEMU_LD_PREFIX (from `sysroot`) must name the same directory.
             assert spec.runner[1:] == ("-L", spec.sysroot), triple
             assert spec.cc == f"{Path(spec.sysroot or '').name}-gcc", triple
@@ -83,7 +85,27 @@ def test_shipped_toolchains_load_with_every_target(shipped: config.Toolchains) -
 def test_every_shipped_recipe_pins_the_std_of_its_targets(shipped: config.Toolchains) -> None:
     for spec in shipped.targets.values():
         recipe = load_recipe(spec.recipe, directory=resources.images_dir())
-        assert spec.debian_arch == "amd64" or spec.debian_arch in recipe.rust.std_sha256, spec.triple
+        # An arch-independent std comes through apt, pinned in the target's packages to the recipe's Rust.
+        pinned = any(
+            name.startswith(f"{recipe.rust.std_package}-") and name.endswith(f"={recipe.rust.version}")
+            for name in spec.packages
+        )
+        assert spec.debian_arch in ("amd64", *recipe.rust.std_sha256) or (spec.debian_arch == "all" and pinned), (
+            spec.triple
+        )
+
+
+def test_the_wasm_target_runs_under_nodes_wasi_with_xpcargos_runner(shipped: config.Toolchains) -> None:
+    wasm = shipped.target(WASM32)
+    assert wasm.debian_arch == "all"
+    assert wasm.runner[0] == "node"
+    # The runner script is a file of images/share/, which a target with a runner gets mounted.
+    script = Path(wasm.runner[-1])
+    assert str(script.parent) == "/usr/local/share/xpcargo"
+    assert (resources.share_dir() / script.name).is_file()
+    # clang compiles for wasm only when told; a C build script gets the target with the compiler.
+    assert wasm.cc.split()[1:] == ["--target=wasm32-wasip1"]
+    assert wasm.sysroot is None
 
 
 def test_shipped_runners(shipped: config.Toolchains) -> None:
@@ -112,7 +134,7 @@ def test_shipped_recipe_pins_std_for_foreign_arches() -> None:
 def test_every_shipped_target_names_an_existing_recipe_with_its_std(shipped: config.Toolchains) -> None:
     for spec in shipped.targets.values():
         recipe = load_recipe(spec.recipe, directory=resources.images_dir())
-        assert spec.debian_arch == "amd64" or spec.debian_arch in recipe.rust.std_sha256
+        assert spec.debian_arch in ("amd64", "all", *recipe.rust.std_sha256), spec.triple
 
 
 def test_xpcargo_toolchains_variable_points_at_another_table(tmp_path: Path) -> None:
@@ -569,7 +591,7 @@ def test_unknown_triple_suggests_the_closest(shipped: config.Toolchains) -> None
 
 def test_unknown_triple_without_a_close_match(shipped: config.Toolchains) -> None:
     with pytest.raises(UnknownTargetError) as caught:
-        shipped.target("wasm32-wasi")
+        shipped.target("sparc64-sun-solaris")
     assert caught.value.hint is not None
     assert "did you mean" not in caught.value.hint
     assert AARCH64 in caught.value.hint

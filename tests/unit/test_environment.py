@@ -251,3 +251,21 @@ def test_an_unknown_emulator_runs_without_binfmt(shipped: config.Toolchains) -> 
     assert binfmt.registration(None) is None
     spec = replace(shipped.target(AARCH64), runner=("my-wrapper", "--flag"))
     assert toolchain_environment(spec)["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == "my-wrapper --flag"
+
+
+def test_the_wasm_target_runs_under_node_and_is_no_qemu_target(shipped: config.Toolchains) -> None:
+    env = toolchain_environment(shipped.target("wasm32-wasip1"), shipped.target(X86_64))
+    assert env["CC_wasm32_wasip1"] == "clang-19 --target=wasm32-wasip1"
+    assert env["CARGO_TARGET_WASM32_WASIP1_LINKER"] == "wasm-ld-19"
+    # pkg-config answers for the target (finding nothing) rather than refusing to cross-compile.
+    assert env["PKG_CONFIG_LIBDIR_wasm32_wasip1"] == "/usr/lib/wasm32-wasi/pkgconfig"
+    assert env["PKG_CONFIG_ALLOW_CROSS_wasm32_wasip1"] == "1"
+    runner = env["CARGO_TARGET_WASM32_WASIP1_RUNNER"].split()
+    # Node is no emulator that binfmt_misc could register: no binfmt wrapper in front of it.
+    assert runner[0] == "node"
+    assert BINFMT_RUNNER not in runner
+    assert (resources.share_dir() / runner[-1].rsplit("/", 1)[-1]).is_file()
+    # cross's CROSS_RUNNER means qemu-user, and QEMU_LD_PREFIX, bindgen's and CMake's sysroot settings need a
+    # sysroot: a test that read them would put qemu in front of a .wasm file.
+    for name in ("CROSS_RUNNER", "QEMU_LD_PREFIX", "CMAKE_TOOLCHAIN_FILE_wasm32_wasip1", "XPCARGO_TARGET"):
+        assert name not in env, name

@@ -329,3 +329,15 @@ def test_two_processes_making_the_same_sysroot_leave_one_whole_one(
     assert errors == []
     assert len(list((sysroot.directory / "usr/lib/x86_64-linux-gnu").iterdir())) == 300
     assert sorted(path.name for path in sysroot.directory.parent.iterdir()) == ["amd64"]
+
+
+def test_a_target_that_links_no_glibc_has_no_floor_and_refuses_one(tmp_path: Path) -> None:
+    assert not floor.links_glibc("wasm32-wasip1")
+    assert floor.links_glibc("armv5te-unknown-linux-gnueabi")
+    root = _project(tmp_path)
+    planned = plan(_context(tmp_path, root), "build", "wasm32-wasip1", [])
+    assert (planned.glibc_floor, planned.sysroot, planned.rustflags_file) == (None, None, None)
+    asked = _project(tmp_path / "asked", '[target.wasm32-wasip1]\nglibc = "2.36"\n')
+    with pytest.raises(ConfigError, match="link no glibc") as caught:
+        plan(_context(tmp_path / "asked", asked), "build", "wasm32-wasip1", [])
+    assert "remove `glibc`" in (caught.value.hint or "")

@@ -154,3 +154,39 @@ def test_the_summary_has_a_glibc_column(tmp_path: Path) -> None:
     assert "| `target/aarch64-unknown-linux-gnu/release/app` | 10 B | 2.34 (floor 2.41) |" in summary.markdown(
         relative_to=tmp_path
     )
+
+
+def test_a_wasm_module_needs_no_glibc_and_its_target_has_no_floor(tmp_path: Path) -> None:
+    # The first bytes of every WebAssembly module: the magic and version 1. The ELF reader must take it for what it
+    # is (no ELF file), not fail.
+    module = tmp_path / "app.wasm"
+    module.write_bytes(b"\0asm\x01\0\0\0" + bytes(64))
+    need = glibc_need(module)
+    assert (need.machine, need.glibc) == (None, None)
+    assert need.describe(None) == "-"
+    built = report.BuildReport(
+        target="wasm32-wasip1",
+        profile="debug",
+        success=True,
+        packages=(),
+        artifacts=report.artifact_reports(
+            final_artifacts(
+                [
+                    {
+                        "reason": "compiler-artifact",
+                        "package_id": "app 0.1.0",
+                        "target": {"kind": ["bin"]},
+                        "filenames": [str(module)],
+                        "executable": str(module),
+                    }
+                ],
+                tmp_path,
+            )
+        ),
+    )
+    lines = report.render_artifacts(built).splitlines()
+    assert lines == ["artifacts (wasm32-wasip1 links no glibc: it has no glibc floor):", f"  {module}  -"]
+    # A glibc target whose floor is unknown still says so.
+    assert "floor of aarch64-unknown-linux-gnu is unknown" in report.render_artifacts(
+        report.BuildReport(target=AARCH64, profile="debug", success=True, packages=())
+    )

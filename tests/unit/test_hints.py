@@ -130,3 +130,14 @@ def test_a_name_a_build_script_printed_cannot_drive_the_terminal() -> None:
     assert "\x1b" not in line
     assert "\x07" not in line
     assert "evil\\x07\\x1b]0;pwned.pc" in line
+
+
+def test_a_target_library_missing_for_wasm_names_no_package() -> None:
+    found, _ = _scan((CAPTURED / "openssl-sys-pkg-config.txt").read_bytes())
+    assert found is not None
+    line = hints.hint(found, triple="wasm32-wasip1", debian_arch="all")
+    # Debian has no wasm32 libraries: `libssl-dev:all` would be a hint that cannot work.
+    assert ":all" not in line
+    assert "extra-packages" not in line
+    assert "Debian packages no such library for wasm32-wasip1" in line
+    assert "`vendored`" in line

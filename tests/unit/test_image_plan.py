@@ -399,3 +399,16 @@ def test_a_mirror_mid_sync_is_tried_again_in_a_new_container(tmp_path: Path) -> 
     assert len(runtime.started) == 6
     assert len(retries) == 5
     assert not runtime.running
+
+
+def test_an_arch_independent_std_comes_through_apt_in_the_targets_layer(shipped: config.Toolchains) -> None:
+    wasm = shipped.target("wasm32-wasip1")
+    recipe_185 = load_recipe(wasm.recipe, directory=resources.images_dir())
+    plan = plan_image(wasm, recipe_185, build_arch="amd64")
+    assert plan.std_deb is None
+    (layer,) = plan.layers
+    assert f"libstd-rust-dev-wasm32={recipe_185.rust.version}" in layer.packages
+    # It shares the base of armel's target, whose std is a pool .deb.
+    armel = plan_image(shipped.target("armv5te-unknown-linux-gnueabi"), recipe_185, build_arch="amd64")
+    assert armel.std_deb is not None
+    assert plan.base == armel.base

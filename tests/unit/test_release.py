@@ -244,3 +244,16 @@ def test_an_inventory_takes_the_packages_of_the_build_record_and_asks_the_image_
     assert found.packages == (DebianPackage(name="libc6", version="2.41-12", architecture="amd64"),)
     assert found.rustc["release"] == "1.96.0"
     assert found.image_id == "sha256:abc"
+
+
+def test_a_wasm_module_is_packed_under_its_binarys_name(tmp_path: Path) -> None:
+    from xpcargo.build.matrix import Artifact  # noqa: PLC0415
+
+    module = tmp_path / "app.wasm"
+    module.write_bytes(b"\0asm\x01\0\0\0")
+    artifact = Artifact(path=module, size=8, sha256="0" * 64, kinds=frozenset({"bin"}), package_id="app 0.3.0")
+    packed = dist._pack("wasm32-wasip1", artifact, tmp_path, epoch=0, version_in_name=True)
+    assert packed.archive == "app-v0.3.0-wasm32-wasip1.tar.gz"
+    assert packed.binary == "app.wasm"
+    with tarfile.open(tmp_path / packed.archive) as opened:
+        assert opened.getnames() == ["app-v0.3.0-wasm32-wasip1", "app-v0.3.0-wasm32-wasip1/app.wasm"]

@@ -35,7 +35,7 @@ _PROXY_NAMES = frozenset(
 _CREDENTIAL = re.compile(r"^CARGO_(REGISTRY|REGISTRIES_[A-Z0-9_]+)_(TOKEN|CREDENTIAL_PROVIDER|SECRET_KEY.*)$")
 _DEBIAN_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Where a foreign target's container has xpcargo's own files (images/share/, mounted read-only): the CMake
-# toolchain file, and the runner that registers the emulator in the container's own binfmt_misc.
+# toolchain file, the runner that registers the emulator in the container's own binfmt_misc, and the WASI runner.
 SHARE_DIR = "/usr/local/share/xpcargo"
 CMAKE_TOOLCHAIN_FILE = f"{SHARE_DIR}/toolchain.cmake"
 BINFMT_RUNNER = f"{SHARE_DIR}/binfmt-run"
@@ -76,7 +76,7 @@ def _foreign_variables(spec: TargetSpec) -> dict[str, str]:
     """What points the tools that -sys crates run (qemu, bindgen's clang, CMake) at a foreign target's sysroot,
     in the names cross uses, so that crates written for cross work unchanged."""
     env: dict[str, str] = {}
-    if spec.runner:
+    if spec.emulator is not None and spec.emulator.startswith("qemu-"):
         # cross's name for "run the target's programs under qemu-user"; tests that start the crate's own binary
         # (ripgrep's, for one) put qemu-<arch> in front of it when this is set and not empty.
         env["CROSS_RUNNER"] = "qemu-user"

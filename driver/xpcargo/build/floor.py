@@ -91,8 +91,22 @@ class Floor:
     sysroot: Sysroot | None = None
 
 
+def links_glibc(triple: str) -> bool:
+    """Whether a target's programs link against glibc: Rust's `*-linux-gnu*` targets. A wasm32-wasip1 module
+    carries wasi-libc inside it and needs no glibc at all, so it has no floor."""
+    return "-linux-gnu" in triple
+
+
 def floor_of(spec: TargetSpec, recipe: ImageRecipe, *, cache_dir: Path) -> Floor:
-    """The target's floor: the one it asks for, if the recipe can meet it, else the image's own glibc."""
+    """The target's floor: the one it asks for, if the recipe can meet it, else the image's own glibc; none for a
+    target that links no glibc."""
+    if not links_glibc(spec.triple):
+        if spec.glibc is not None:
+            raise ConfigError(
+                f"glibc {spec.glibc} for {spec.triple}: its programs link no glibc, so there is no floor to lower",
+                hint=f"remove `glibc` from the settings of {spec.triple}",
+            )
+        return Floor(version=None)
     if spec.glibc is None or spec.glibc == recipe.glibc:
         return Floor(version=recipe.glibc)
     floor = recipe.glibc_floors.get(spec.glibc)

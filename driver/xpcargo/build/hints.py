@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from xpcargo.config.targets import ARCH_INDEPENDENT
 from xpcargo.container.spec import Output
 from xpcargo.ui import escape_controls
 
@@ -216,6 +217,12 @@ def _hint(missing: Missing, *, triple: str, debian_arch: str) -> str:
     lead = f"the build script of {missing.package} found no {missing.what}"
     if missing.for_target:
         lead += f" for {triple}"
+        if debian_arch == ARCH_INDEPENDENT:
+            # wasm32: Debian builds no library for it, so no package of any name can provide one.
+            return (
+                f"{lead}: Debian packages no such library for {triple}; build it from source with the crate's feature "
+                "for that (often `vendored`, `bundled` or `static`)"
+            )
     if not missing.debian_packages:
         return (
             f"{lead}: add {missing.advice}, for {debian_arch} (`NAME:{debian_arch}`), to `extra-packages` under "

@@ -44,6 +44,9 @@ _DEBIAN_ARCHES = frozenset(
     {"amd64", "arm64", "armel", "armhf", "i386", "loong64", "mips64el", "ppc64el", "riscv64", "s390x"}
     | {"all", "any", "native"}
 )
+# Debian's architecture of packages that run anywhere. As a target's debian-arch: a target with no Debian architecture
+# of its own (wasm32), whose std is such a package.
+ARCH_INDEPENDENT = "all"
 # What Rust (and the kernel) call an architecture that Debian names otherwise.
 _RUST_TO_DEBIAN_ARCH = {
     "x86_64": "amd64",

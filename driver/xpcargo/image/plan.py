@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from xpcargo.config.targets import TargetSpec
+from xpcargo.config.targets import ARCH_INDEPENDENT, TargetSpec
 from xpcargo.container.spec import MANAGED_LABEL
 from xpcargo.errors import ConfigError
 from xpcargo.image.lockfile import LOCK_FILE, LockedImage
@@ -222,7 +222,9 @@ def plan_image(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str, lock: 
 def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) -> ImagePlan:
     rust = recipe.rust
     pool_debs: tuple[PoolDeb, ...] = ()
-    if spec.debian_arch != build_arch:
+    # The build architecture's std is a dependency of rustc; an arch-independent one (`all`: wasm32's) is in the
+    # target's packages. Only a foreign architecture's std comes from the pool.
+    if spec.debian_arch not in (build_arch, ARCH_INDEPENDENT):
         digest = rust.std_sha256.get(spec.debian_arch)
         if digest is None:
             raise ConfigError(

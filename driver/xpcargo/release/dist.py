@@ -160,8 +160,10 @@ def _split_program_args(args: Sequence[str]) -> tuple[list[str], list[str], list
 
 def _pack(triple: str, artifact: Artifact, destination: Path, *, epoch: int, version_in_name: bool) -> Packed:
     binary = artifact.path.name
+    # A WebAssembly module is `<bin>.wasm`; its archive is named after the binary, as every other target's is.
+    stem = binary.removesuffix(".wasm")
     package, version = package_name_and_version(artifact.package_id)
-    top = f"{binary}-v{version}-{triple}" if version_in_name and version else f"{binary}-{triple}"
+    top = f"{stem}-v{version}-{triple}" if version_in_name and version else f"{stem}-{triple}"
     data = archive.tar_gz_bytes(top, [archive.Member(name=binary, source=artifact.path, executable=True)], mtime=epoch)
     name = f"{top}.tar.gz"
     digest = archive.write_atomically(destination / name, data)

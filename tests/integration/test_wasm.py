@@ -1,0 +1,121 @@
+"""wasm32-wasip1 against the real engine: a pure-Rust program, the seed C example (C compiled by clang for wasm32,
+linked by wasm-ld) and a crates.io -sys crate (libz-sys, through the cc crate) build into WebAssembly modules and
+run under Node's WASI with their arguments, the working directory and their exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .helpers import WASM32, Cli, Workspace, assert_wasm_module, copy_fixture
+
+pytestmark = pytest.mark.engine
+
+PROGRAM_MANIFEST = """\
+[package]
+name = "wasi-probe"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[workspace]
+"""
+# Arguments, a file written through a relative path and read back through its absolute one (the runner opens the
+# working directory under both), the environment, then an exit code of the program's choosing, or a panic.
+PROGRAM_MAIN = """\
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for (index, arg) in args.iter().enumerate() {
+        println!("arg{index}=[{arg}]");
+    }
+    std::fs::write("written.txt", "from wasm").expect("write in the working directory");
+    let cwd = std::env::var("PWD_SEEN").expect("the environment reaches the program");
+    let back = std::fs::read_to_string(format!("{cwd}/written.txt")).expect("read by absolute path");
+    println!("read back=[{back}]");
+    println!("arch={}", std::env::consts::ARCH);
+    if args.first().map(String::as_str) == Some("panic") {
+        panic!("asked to panic");
+    }
+    std::process::exit(args.len() as i32 + 40);
+}
+"""
+
+
+def _program(tmp_path: Path) -> Path:
+    project = tmp_path / "wasi-probe"
+    (project / "src").mkdir(parents=True)
+    (project / "Cargo.toml").write_text(PROGRAM_MANIFEST, encoding="utf-8")
+    (project / "src" / "main.rs").write_text(PROGRAM_MAIN, encoding="utf-8")
+    return project
+
+
+def test_a_rust_program_gets_its_arguments_the_working_directory_and_its_exit_code(
+    tmp_path: Path, xpcargo: Cli
+) -> None:
+    project = _program(tmp_path)
+    result = xpcargo(
+        ["run", "-q", "--target", WASM32, "--", "--version", "a b", "--"],
+        cwd=project,
+        env={"XPCARGO_BUILD_PASSTHROUGH": "PWD_SEEN", "PWD_SEEN": str(project)},
+    )
+    # Cargo exits with the program's own code.
+    assert result.code == 43, result
+    assert result.stdout_lines == [
+        "arg0=[--version]",
+        "arg1=[a b]",
+        "arg2=[--]",
+        "read back=[from wasm]",
+        "arch=wasm32",
+    ], result
+    assert (project / "written.txt").read_text(encoding="utf-8") == "from wasm"
+    assert_wasm_module(project / "target" / WASM32 / "debug" / "wasi-probe.wasm")
+
+    panicked = xpcargo(
+        ["run", "-q", "--target", WASM32, "--", "panic"],
+        cwd=project,
+        env={"XPCARGO_BUILD_PASSTHROUGH": "PWD_SEEN", "PWD_SEEN": str(project)},
+    )
+    # A panic aborts, which is a trap for the engine: the runner exits as an aborted program would.
+    assert panicked.code == 134, panicked
+    assert "asked to panic" in panicked.stderr, panicked
+
+
+@pytest.mark.parametrize("name", ["seed-c-lib", "zlib-sys"])
+def test_c_and_a_sys_crate_build_and_run(workspace: Workspace, xpcargo: Cli, name: str) -> None:
+    crate = workspace.built(name, WASM32)
+    assert_wasm_module(crate.target_dir / WASM32 / "debug" / f"{crate.crate.binary}.wasm")
+    result = xpcargo(["run", "-q", "--target", WASM32], cwd=crate.project)
+    assert result.code == 0, result
+    # The seed's C says `c-arch=wasm32`: the build script compiled it with clang for wasm32, not the host's gcc.
+    assert result.stdout_lines == crate.crate.expected_lines(WASM32), result
+
+
+def test_unit_tests_run_and_the_report_says_there_is_no_glibc(workspace: Workspace, xpcargo: Cli) -> None:
+    crate = workspace.crate("seed-c-lib")
+    result = xpcargo(["test", "--target", WASM32], cwd=crate.project)
+    assert result.code == 0, result
+    assert "test result: ok. 2 passed" in result.stdout, result
+    artifacts = xpcargo(["report", "--target", WASM32, "--artifacts"], cwd=crate.project)
+    assert artifacts.code == 0, artifacts
+    lines = artifacts.stdout_lines
+    assert lines[0] == f"artifacts ({WASM32} links no glibc: it has no glibc floor):", artifacts
+    (module,) = lines[1:]
+    path, need = module.split()
+    assert_wasm_module(Path(path))
+    assert need == "-"
+
+
+def test_a_library_from_pkg_config_is_not_found_and_the_hint_says_to_build_it_from_source(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    project = copy_fixture(tmp_path_factory, "missing-pkg-config")
+    result = xpcargo(["build", "--target", WASM32], cwd=project)
+    assert result.code == 101, result
+    # pkg-config is set up for the target (and finds nothing), rather than refusing to cross-compile.
+    assert "Package sqlite3 was not found in the pkg-config search path" in result.stderr, result
+    assert result.stderr_lines[-1] == (
+        f"hint: the build script of missing-pkg-config v0.1.0 found no `sqlite3.pc` for {WASM32}: Debian packages "
+        f"no such library for {WASM32}; build it from source with the crate's feature for that (often `vendored`, "
+        "`bundled` or `static`)"
+    ), result
