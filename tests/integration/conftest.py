@@ -1,6 +1,7 @@
 """The integration tests' fixtures: the real CLI against the real engine, once the toolchain images exist.
 
-The first run on a machine with an empty engine builds the three toolchain images (a few minutes, shown as it goes);
+The first run on a machine with an empty engine builds every target's toolchain image (the two shared bases, then a
+layer per target: about six minutes, shown as it goes);
 later runs find them and start at once. Tests that never reach the engine (bad input, configuration errors) take
 the ``cli`` fixture, which does not wait for the images.
 """
@@ -30,7 +31,7 @@ from .helpers import (
 
 @pytest.fixture(scope="session")
 def toolchain_images(request: pytest.FixtureRequest) -> tuple[str, ...]:
-    """The three toolchain images, built first if the engine lacks them (progress shown, not captured)."""
+    """Every target's toolchain image, built first if the engine lacks it (progress shown, not captured)."""
     command = [sys.executable, "-m", "xpcargo", "image", "build", *ALL_TARGETS]
     env = base_environment()
     capture = request.config.pluginmanager.getplugin("capturemanager")
