@@ -285,6 +285,9 @@ def _walk_verneed(
         for _ in range(min(aux_count, _MAX_ENTRIES)):
             if aux_where in aux_seen:
                 raise ElfError("a version need's chain loops")
+            # One budget for every entry of every chain: entries may all point at one long chain.
+            if len(needs) >= _MAX_ENTRIES:
+                raise ElfError("the version needs list more entries than any real file")
             aux_seen.add(aux_where)
             _, _, _, name_index, aux_next = reader.unpack("IHHII", aux_where, "a version need's entry")
             needs.append((library, reader.string(str_offset, str_size, name_index)))

@@ -359,7 +359,7 @@ def test_two_bases_never_run_mmdebstrap_on_one_deb_cache_at_once(
     thread.start()
     thread.join(1.0)
     assert thread.is_alive(), "mmdebstrap ran while another one held the .deb cache"
-    assert said == ["      waiting for another base's mmdebstrap to finish with the .deb cache"]
+    assert said == ["      waiting for another image build to finish with the .deb cache"]
     os.close(other)
     thread.join(10)
     assert not thread.is_alive()

@@ -237,16 +237,16 @@ def _kill(process: subprocess.Popen[str]) -> None:
 
 
 @contextlib.contextmanager
-def _deb_cache_held(deb_cache: Path, on_line: Callable[[str], None]) -> Iterator[None]:
-    """One mmdebstrap at a time per .deb cache: its hooks copy the whole cache in and out, and two of them at once
-    (two recipes' bases, built side by side by a multi-target build) break each other's copies. The kernel
-    releases the lock of a process that dies."""
+def deb_cache_held(deb_cache: Path, on_line: Callable[[str], None]) -> Iterator[None]:
+    """One image build at a time in a .deb cache: mmdebstrap's hooks copy the whole cache in and out, and a layer's
+    apt locks the cache at once or fails; two of them side by side (a multi-target build on an empty engine) broke
+    each other. The kernel releases the lock of a process that dies."""
     fd = os.open(deb_cache / ".mmdebstrap.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            on_line("      waiting for another base's mmdebstrap to finish with the .deb cache")
+            on_line("      waiting for another image build to finish with the .deb cache")
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -334,7 +334,7 @@ def bootstrap(
         )
 
     try:
-        with _deb_cache_held(deb_cache, on_line):
+        with deb_cache_held(deb_cache, on_line):
             retrying(on_retry, "bootstrap", first_wait=first_wait)(run)
     except TransientMirrorError as exc:
         raise ImageBuildError(

@@ -23,7 +23,14 @@ from xpcargo.container.session import invoking_user, open_session
 from xpcargo.container.spec import ContainerRequest, Mount, Runtime
 from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
-from xpcargo.image.debian import ATTEMPTS, MIRROR_TROUBLE, VERSION_GONE, TransientMirrorError, foreign_architectures
+from xpcargo.image.debian import (
+    ATTEMPTS,
+    MIRROR_TROUBLE,
+    VERSION_GONE,
+    TransientMirrorError,
+    deb_cache_held,
+    foreign_architectures,
+)
 from xpcargo.image.debian import retrying as mirror_retrying
 from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, LOCK_FILE, REFRESH_HINT, Package, parse_dpkg_query
 from xpcargo.image.plan import Layer
@@ -56,7 +63,13 @@ class BuiltLayer:
 def install_script(layer: Layer, *, build_arch: str, pool_debs: Sequence[str], owner: str) -> str:
     """The shell script that installs ``layer`` as root; ``pool_debs`` are file names under POOL, ``owner`` who
     gets the .debs it adds to the shared cache (the invoking user's)."""
-    lines = ["set -eu", "export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8"]
+    # The cache is the invoking user's: what apt leaves there (its lock, partial/, the .debs) goes back to the user
+    # however the script ends, or the user's next mmdebstrap could not read it.
+    lines = [
+        "set -eu",
+        f"trap 'chown -R {owner} {_DEB_CACHE}' EXIT",
+        "export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8",
+    ]
     lines += [f"dpkg --add-architecture {arch}" for arch in foreign_architectures(layer.packages, native=build_arch)]
     emulator_filter = "/etc/dpkg/dpkg.cfg.d/xpcargo-emulator"
     if layer.emulator:
@@ -65,7 +78,7 @@ def install_script(layer: Layer, *, build_arch: str, pool_debs: Sequence[str], o
             f"printf 'path-exclude=/usr/bin/qemu-*\\npath-include=/usr/bin/%s\\n' {shlex.quote(layer.emulator)} "
             f"> {emulator_filter}"
         )
-    # The cache is the invoking user's directory: apt's download sandbox user could not write there.
+    # Nor could apt's download sandbox user write there.
     apt = "apt-get -q -o APT::Sandbox::User=root -o Acquire::Retries=3"
     if layer.packages:
         lines += [
@@ -73,11 +86,7 @@ def install_script(layer: Layer, *, build_arch: str, pool_debs: Sequence[str], o
             f"{apt} install -y --no-install-recommends {' '.join(shlex.quote(p) for p in layer.packages)}",
         ]
     lines += [f"dpkg-deb -x {shlex.quote(str(POOL / name))} /" for name in pool_debs]
-    lines += [
-        f"rm -f {emulator_filter}",
-        "rm -rf /var/lib/apt/lists/*",
-        f"chown -R {owner} {_DEB_CACHE}",
-    ]
+    lines += [f"rm -f {emulator_filter}", "rm -rf /var/lib/apt/lists/*"]
     return "\n".join(lines)
 
 
@@ -211,7 +220,8 @@ def build(
             return parse_dpkg_query(b"".join(query).decode(errors="replace"))
 
     try:
-        packages = mirror_retrying(on_retry, f"{layer.purpose} layer", first_wait=first_wait)(attempt)
+        with deb_cache_held(deb_cache, on_line):
+            packages = mirror_retrying(on_retry, f"{layer.purpose} layer", first_wait=first_wait)(attempt)
     except TransientMirrorError as exc:
         raise ImageBuildError(
             f"image build for {target} failed at step `{layer.purpose} layer` after {ATTEMPTS} tries; "
