@@ -24,7 +24,7 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from xpcargo import interrupts
 from xpcargo.errors import ImageBuildError
@@ -34,6 +34,8 @@ from xpcargo.image.plan import BasePlan
 
 if TYPE_CHECKING:
     import tenacity
+
+_T = TypeVar("_T")
 
 # A mirror sync takes minutes; with waits of 4, 8, 16, 32 and 64 s, six tries span about two minutes.
 ATTEMPTS = 6
@@ -70,6 +72,37 @@ def retrying(on_retry: Callable[[str], None], what: str, *, first_wait: float) -
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+def raise_mirror_failure(tail: Iterable[str], quoted: str, *, target: str, locked: bool, mirror: str | None) -> None:
+    """Raise what a failed apt's last lines (mmdebstrap's, or a layer's) say beyond a plain failure: the mirror
+    mid-sync (``TransientMirrorError``, which ``retried`` tries again), or a version the lock pins that the mirror
+    no longer serves. Returns when they say neither; ``quoted`` is apt's words for the retry's message."""
+    text = "\n".join(tail)
+    if MIRROR_TROUBLE.search(text):
+        raise TransientMirrorError(quoted)
+    gone = VERSION_GONE.findall(text)
+    if locked and gone:
+        version, name = gone[0]
+        more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""
+        where = f"the mirror {mirror}" if mirror else "the mirror"
+        raise ImageBuildError(
+            f"{LOCK_FILE} locks {name} at {version}{more} for {target}, and {where} no longer serves that version",
+            hint=f"`{REFRESH_HINT} {target}` rewrites the lock from today's mirror; commit it",
+        )
+
+
+def retried(
+    attempt: Callable[[], _T], *, step: str, target: str, on_retry: Callable[[str], None], first_wait: float
+) -> _T:
+    """``attempt``, tried again with backoff while the mirror is mid-sync; then one error naming ``step``."""
+    try:
+        return retrying(on_retry, step, first_wait=first_wait)(attempt)
+    except TransientMirrorError as exc:
+        raise ImageBuildError(
+            f"image build for {target} failed at step `{step}` after {ATTEMPTS} tries; the mirror said: {exc.message}",
+            hint="the Debian mirror is unreachable or mid-sync; try again later",
+        ) from None
 
 
 _RUST_GONE = "the pinned Rust version may have left the mirror: update rust.version and hashes in images/"
@@ -313,17 +346,7 @@ def bootstrap(
         tarball.unlink(missing_ok=True)
         errors = [line for line in tail if line.startswith(("E:", "Err:", "W: Failed"))] or list(tail)[-3:]
         quoted = " | ".join(errors[-3:])
-        if MIRROR_TROUBLE.search("\n".join(tail)):
-            raise TransientMirrorError(quoted)
-        gone = VERSION_GONE.findall("\n".join(tail))
-        if plan.lock is not None and gone:
-            version, name = gone[0]
-            more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""
-            raise ImageBuildError(
-                f"{LOCK_FILE} locks {name} at {version}{more} for {target}, and the mirror {plan.mirror} no "
-                "longer serves that version",
-                hint=f"`{REFRESH_HINT} {target}` rewrites the lock from today's mirror; commit it",
-            )
+        raise_mirror_failure(tail, quoted, target=target, locked=plan.lock is not None, mirror=plan.mirror)
         raise ImageBuildError(
             f"image build for {target} failed at step `bootstrap` (mmdebstrap exit {process.returncode}): {quoted}",
             hint=(
@@ -333,15 +356,8 @@ def bootstrap(
             ),
         )
 
-    try:
-        with deb_cache_held(deb_cache, on_line):
-            retrying(on_retry, "bootstrap", first_wait=first_wait)(run)
-    except TransientMirrorError as exc:
-        raise ImageBuildError(
-            f"image build for {target} failed at step `bootstrap` after {ATTEMPTS} tries; "
-            f"the mirror said: {exc.message}",
-            hint="the Debian mirror is unreachable or mid-sync; try again later",
-        ) from None
+    with deb_cache_held(deb_cache, on_line):
+        retried(run, step="bootstrap", target=target, on_retry=on_retry, first_wait=first_wait)
     try:
         return parse_dpkg_query(packages_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -23,16 +23,8 @@ from xpcargo.container.session import invoking_user, open_session
 from xpcargo.container.spec import ContainerRequest, Mount, Runtime
 from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
-from xpcargo.image.debian import (
-    ATTEMPTS,
-    MIRROR_TROUBLE,
-    VERSION_GONE,
-    TransientMirrorError,
-    deb_cache_held,
-    foreign_architectures,
-)
-from xpcargo.image.debian import retrying as mirror_retrying
-from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, LOCK_FILE, REFRESH_HINT, Package, parse_dpkg_query
+from xpcargo.image.debian import deb_cache_held, foreign_architectures, raise_mirror_failure, retried
+from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, Package, parse_dpkg_query
 from xpcargo.image.plan import Layer
 
 # What apt and dpkg need as root: files of any owner and mode, maintainer scripts that switch users or set
@@ -219,32 +211,17 @@ def build(
             add_whiteouts(tar, deleted, mtime=source_date_epoch or 0)
             return parse_dpkg_query(b"".join(query).decode(errors="replace"))
 
-    try:
-        with deb_cache_held(deb_cache, on_line):
-            packages = mirror_retrying(on_retry, f"{layer.purpose} layer", first_wait=first_wait)(attempt)
-    except TransientMirrorError as exc:
-        raise ImageBuildError(
-            f"image build for {target} failed at step `{layer.purpose} layer` after {ATTEMPTS} tries; "
-            f"the mirror said: {exc.message}",
-            hint="the Debian mirror is unreachable or mid-sync; try again later",
-        ) from None
+    with deb_cache_held(deb_cache, on_line):
+        packages = retried(
+            attempt, step=f"{layer.purpose} layer", target=target, on_retry=on_retry, first_wait=first_wait
+        )
     return BuiltLayer(tar=tar, diff_id=f"sha256:{file_sha256(tar)}", packages=packages)
 
 
 def _fail(target: str, code: int, tail: list[str], *, locked: bool, source: str) -> None:
     errors = [line for line in tail if line.startswith(("E:", "Err:", "W: Failed", "dpkg"))] or tail[-3:]
     quoted = " | ".join(errors[-3:])
-    text = "\n".join(tail)
-    if MIRROR_TROUBLE.search(text):
-        raise TransientMirrorError(quoted)
-    gone = VERSION_GONE.findall(text)
-    if locked and gone:
-        version, name = gone[0]
-        more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""
-        raise ImageBuildError(
-            f"{LOCK_FILE} locks {name} at {version}{more} for {target}, and the mirror no longer serves that version",
-            hint=f"`{REFRESH_HINT} {target}` rewrites the lock from today's mirror; commit it",
-        )
+    raise_mirror_failure(tail, quoted, target=target, locked=locked, mirror=None)
     raise ImageBuildError(
         f"image build for {target} failed at step `{source}` (exit {code}): {quoted}",
         hint="check the target's packages and the project's extra-packages; the message quotes apt",
