@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 from xpcargo.config.targets import ARCH_INDEPENDENT, TargetSpec
@@ -118,7 +119,8 @@ class ImagePlan:
     lock: str | None = None
     source_date_epoch: int | None = None
 
-    @property
+    # Computed once per plan (every digest hashes its parent's), though digest, reference and final all read it.
+    @cached_property
     def stages(self) -> tuple[Stage, ...]:
         base_labels = {
             MANAGED_LABEL: "true",
