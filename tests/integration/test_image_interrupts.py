@@ -39,13 +39,17 @@ rust:
   packages: [hostname]
   std: {package: libstd-rust-web-dev, pool: pool/main/r/rustc-web, sha256: {}}
 """
-_TOOLCHAINS = f"""\
+
+
+def _toolchains(triple: str, *, recipe: str, packages: str) -> str:
+    """A toolchains.yaml of one target of the test's own, native C tools, no runner."""
+    return f"""\
 version: 1
 targets:
-  {X86_64}:
-    recipe: tiny
+  {triple}:
+    recipe: {recipe}
     debian-arch: amd64
-    packages: []
+    packages: {packages}
     cc: gcc
     cxx: g++
     ar: ar
@@ -74,7 +78,7 @@ def tiny(tmp_path: Path) -> Tiny:
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     (recipes / "tiny.yaml").write_text(_RECIPE, encoding="utf-8")
-    (tmp_path / "toolchains.yaml").write_text(_TOOLCHAINS, encoding="utf-8")
+    (tmp_path / "toolchains.yaml").write_text(_toolchains(X86_64, recipe="tiny", packages="[]"), encoding="utf-8")
     cache = tmp_path / "cache"
     env: dict[str, str | None] = {
         "XPCARGO_TOOLCHAINS": str(tmp_path / "toolchains.yaml"),
@@ -281,21 +285,7 @@ def test_a_second_build_of_the_same_image_says_whom_it_waits_for_and_shows_its_p
 # A target of the test's own: its layer installs a cross compiler (a download of some 40 MB into the test's own
 # cache, then dpkg) on the shared base. It has no Rust std, so its image could never pass its check: whatever
 # happens, no image of it is ever tagged.
-_LAYER_TOOLCHAINS = """\
-version: 1
-targets:
-  riscv64gc-unknown-linux-gnu:
-    recipe: trixie-rust
-    debian-arch: amd64
-    packages: [gcc-riscv64-linux-gnu]
-    cc: gcc
-    cxx: g++
-    ar: ar
-    linker: gcc
-    runner: []
-    pkg-config-libdir: []
-    env: {}
-"""
+_LAYER_TOOLCHAINS = _toolchains("riscv64gc-unknown-linux-gnu", recipe="trixie-rust", packages="[gcc-riscv64-linux-gnu]")
 
 
 def test_a_signal_during_a_layer_removes_its_container_and_leaves_nothing(

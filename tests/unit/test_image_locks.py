@@ -18,7 +18,7 @@ from xpcargo.errors import ConfigError, ImageBuildError, ProjectError
 from xpcargo.image import builder, debian, layers, lockfile, records
 from xpcargo.image.inventory import contents
 from xpcargo.image.lockfile import LOCK_FILE, LockedImage, Package
-from xpcargo.image.plan import LABEL_LOCK
+from xpcargo.image.plan import LABEL_LOCK, ImagePlan
 
 from .fake_runtime import INSTALLED, Exec, FakeBootstrap, FakeRuntime, Reply
 
@@ -60,6 +60,13 @@ def _entry(plan_digest: str, *packages: Package, epoch: int = 1_764_000_000) -> 
 
 def _write_lock(context: Context, triple: str, entry: LockedImage) -> None:
     lockfile.save(lockfile.ImageLocks(path=context.cwd / LOCK_FILE, targets={triple: entry}))
+
+
+def _locked_plan(context: Context) -> ImagePlan:
+    """x86_64's plan once the lock file has an entry (``_entry``) for its unlocked plan."""
+    unlocked = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    _write_lock(context, X86_64, _entry(unlocked.digest))
+    return context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
 
 
 def test_the_lock_file_reads_back_what_was_written(tmp_path: Path) -> None:
@@ -194,9 +201,7 @@ def _failing_mmdebstrap(monkeypatch: pytest.MonkeyPatch, output: str) -> None:
 def test_a_locked_version_the_mirror_lacks_is_named_with_the_refresh(
     context: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    unlocked = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
-    _write_lock(context, X86_64, _entry(unlocked.digest))
-    plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    plan = _locked_plan(context)
     _failing_mmdebstrap(
         monkeypatch,
         "E: Version '2.41-12' for 'libc6' was not found\nE: Version '20250419' for 'ca-certificates' was not found\n"
@@ -329,9 +334,7 @@ def test_verify_rebuilds_every_layer_and_compares(
 def test_two_bases_never_run_mmdebstrap_on_one_deb_cache_at_once(
     context: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    unlocked = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
-    _write_lock(context, X86_64, _entry(unlocked.digest))
-    plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    plan = _locked_plan(context)
     _failing_mmdebstrap(monkeypatch, "E: setup failed")
     debs = tmp_path / "debs"
     debs.mkdir()
