@@ -208,28 +208,13 @@ def test_an_orphan_of_a_dead_process_is_reaped_by_the_next_command(xpcargo: Cli,
         if line.startswith(f"xpcargo/{X86_64}:")
     )
     dead_pid = 2**22 + os.getpid() % 1000  # above the kernel's largest pid: no such process
-    orphan = docker(
-        "create",
-        "--label",
-        f"{MANAGED_LABEL}=true",
-        "--label",
-        f"{SESSION_LABEL}=build:{dead_pid}",
-        "--label",
-        f"{HOST_LABEL}={_boot_host()}",
-        image,
-        "true",
-    ).strip()
-    foreign = docker(
-        "create",
-        "--label",
-        f"{MANAGED_LABEL}=true",
-        "--label",
-        f"{SESSION_LABEL}=build:{dead_pid}",
-        "--label",
-        f"{HOST_LABEL}=another-machine/boot",
-        image,
-        "true",
-    ).strip()
+
+    def created_by_the_dead_process(host: str) -> str:
+        labels = [f"{MANAGED_LABEL}=true", f"{SESSION_LABEL}=build:{dead_pid}", f"{HOST_LABEL}={host}"]
+        return docker("create", *(f"--label={label}" for label in labels), image, "true").strip()
+
+    orphan = created_by_the_dead_process(_boot_host())
+    foreign = created_by_the_dead_process("another-machine/boot")
     try:
         result = xpcargo(["shell", "--target", X86_64, "--", "true"], cwd=project)
         assert result.code == 0, result
