@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ from xpcargo.container.spec import Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, UnknownTargetError
 
+from .projects import app_project
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -31,16 +32,6 @@ X86_64 = "x86_64-unknown-linux-gnu"
 # --- BuildPlan ------------------------------------------------------------------------------------------------------
 
 
-def _project(tmp_path: Path, xpcargo_toml: str | None = None) -> Path:
-    root = tmp_path / "app"
-    (root / "src").mkdir(parents=True)
-    (root / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
-    (root / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
-    if xpcargo_toml is not None:
-        (root / "xpcargo.toml").write_text(textwrap.dedent(xpcargo_toml), encoding="utf-8")
-    return root
-
-
 def _environ(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {"HOME": str(tmp_path / "home"), "PATH": "/usr/bin", **extra}
 
@@ -48,7 +39,7 @@ def _environ(tmp_path: Path, **extra: str) -> dict[str, str]:
 def _plan(
     tmp_path: Path, command: str, args: list[str], *, triple: str = AARCH64, color: bool = False, **kw: Any
 ) -> BuildPlan:
-    root = _project(tmp_path, kw.pop("xpcargo_toml", None))
+    root = app_project(tmp_path, kw.pop("xpcargo_toml", None))
     context = Context.create(cwd=root, environ=_environ(tmp_path, **kw), stderr_is_terminal=color)
     return build_plan.plan(context, command, triple, args)
 
@@ -180,7 +171,7 @@ def test_links_overrides_go_into_a_config_file(tmp_path: Path) -> None:
 
 
 def test_links_overrides_merge_the_projects_cargo_config(tmp_path: Path) -> None:
-    root = _project(tmp_path, f'[target.{AARCH64}.links.z]\ninclude = "/from-xpcargo"\n')
+    root = app_project(tmp_path, f'[target.{AARCH64}.links.z]\ninclude = "/from-xpcargo"\n')
     (root / ".cargo").mkdir()
     (root / ".cargo" / "config.toml").write_text(
         f'[target.{AARCH64}.z]\nrustc-link-lib = ["z"]\ninclude = "/from-cargo-config"\n', encoding="utf-8"
@@ -282,7 +273,7 @@ def test_a_socket_named_by_a_links_override_is_refused(tmp_path: Path) -> None:
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(sock_path))
     try:
-        project = _project(tmp_path)
+        project = app_project(tmp_path)
         (project / ".cargo").mkdir()
         (project / ".cargo" / "config.toml").write_text(
             f'[target.{AARCH64}.sqlite]\nsocket = "{sock_path}"\n', encoding="utf-8"

@@ -10,7 +10,6 @@ import hashlib
 import http.server
 import io
 import tarfile
-import textwrap
 import threading
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from xpcargo.errors import ConfigError, ImageBuildError
 from xpcargo.image import debian
 from xpcargo.image.recipe import load_recipe
 
+from .projects import app_project
+
 # Taken before the unit tests' guard replaces it (conftest.py), for the one test that knows it downloads nothing.
 _FETCH_POOL_FILE = debian.fetch_pool_file
 
@@ -33,12 +34,7 @@ X86_64 = "x86_64-unknown-linux-gnu"
 
 
 def _project(tmp_path: Path, xpcargo_toml: str = "") -> Path:
-    root = tmp_path / "app"
-    (root / "src").mkdir(parents=True)
-    (root / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
-    (root / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
-    (root / "xpcargo.toml").write_text(textwrap.dedent(xpcargo_toml), encoding="utf-8")
-    return root
+    return app_project(tmp_path, xpcargo_toml)
 
 
 def _context(tmp_path: Path, root: Path, **environ: str) -> Context:

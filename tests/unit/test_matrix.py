@@ -15,6 +15,7 @@ from xpcargo.build import matrix
 from xpcargo.context import Context
 
 from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script
+from .projects import app_project
 
 AARCH64 = "aarch64-unknown-linux-gnu"
 I686 = "i686-unknown-linux-gnu"
@@ -23,11 +24,7 @@ X86_64 = "x86_64-unknown-linux-gnu"
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    root = tmp_path / "app"
-    (root / "src").mkdir(parents=True)
-    (root / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
-    (root / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
-    return root
+    return app_project(tmp_path)
 
 
 def _context(root: Path, **environ: str) -> Context:

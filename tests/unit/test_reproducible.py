@@ -14,6 +14,8 @@ from xpcargo.build.reproducible import FIXED, Reproducibility
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
 
+from .projects import app_project
+
 AARCH64 = "aarch64-unknown-linux-gnu"
 OURS = ["--remap-path-prefix=/w=/xpcargo/source"]
 
@@ -136,16 +138,8 @@ def test_no_git_says_how_to_set_the_epoch(tmp_path: Path, monkeypatch: pytest.Mo
         reproducible.source_date_epoch({}, tmp_path)
 
 
-def _project(tmp_path: Path) -> Path:
-    root = tmp_path / "app"
-    (root / "src").mkdir(parents=True)
-    (root / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
-    (root / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
-    return root
-
-
 def test_a_reproducible_plan(tmp_path: Path) -> None:
-    root = _project(tmp_path)
+    root = app_project(tmp_path)
     context = Context.create(
         cwd=root, environ={"HOME": str(tmp_path / "home"), "RUSTFLAGS": "-g", "XPCARGO_CACHE_DIR": str(tmp_path)}
     )
@@ -171,7 +165,7 @@ def test_a_reproducible_plan(tmp_path: Path) -> None:
 
 
 def test_a_plain_plan_is_untouched(tmp_path: Path) -> None:
-    root = _project(tmp_path)
+    root = app_project(tmp_path)
     context = Context.create(cwd=root, environ={"HOME": str(tmp_path / "home"), "XPCARGO_CACHE_DIR": str(tmp_path)})
     planned = plan(context, "build", AARCH64, [])
     assert "--locked" not in planned.cargo_argv()

@@ -17,17 +17,10 @@ from xpcargo.context import Context
 from xpcargo.errors import EngineError, InterruptError, ProjectError, ReportError
 
 from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script, metadata
+from .projects import app_project
 
 AARCH64 = "aarch64-unknown-linux-gnu"
 OFFLINE_MISS = b"error: failed to download `zlib`\n  attempting to make an HTTP request, but --offline was specified\n"
-
-
-def _project(tmp_path: Path) -> Path:
-    root = tmp_path / "app"
-    (root / "src").mkdir(parents=True)
-    (root / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
-    (root / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
-    return root
 
 
 def _context(tmp_path: Path, cwd: Path, **environ: str) -> Context:
@@ -39,7 +32,7 @@ class World:
     """A project, a context, and a fake runtime that has the target's image."""
 
     def __init__(self, tmp_path: Path, **environ: str) -> None:
-        self.root = _project(tmp_path)
+        self.root = app_project(tmp_path)
         self.context = _context(tmp_path, self.root, **environ)
         self.runtime = FakeRuntime()
         spec = self.context.target(AARCH64, self.context.project_config(self.root))
@@ -307,7 +300,7 @@ def test_messages_the_user_asked_for_pass_through(world: World) -> None:
 
 
 def test_cargo_command_plans_before_it_connects(tmp_path: Path) -> None:
-    root = _project(tmp_path)
+    root = app_project(tmp_path)
     context = _context(tmp_path, root)
     connected: list[Context] = []
 
