@@ -28,6 +28,7 @@ from xpcargo.container.session import invoking_user
 from xpcargo.container.spec import ContainerRequest, Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
+from xpcargo.image.plan import ImagePlan, plan_image
 from xpcargo.image.recipe import load_recipe
 
 # Where HOME points for a user that has no home in the image: writable by anyone, gone with the container.
@@ -80,6 +81,9 @@ class BuildPlan:
     # image's own (downloaded and unpacked by the run, before the first container).
     glibc_floor: str | None = None
     sysroot: Sysroot | None = None
+    # The target's image, planned from the same reading of its recipe as the floor; None when the project names an
+    # image of its own.
+    image_plan: ImagePlan | None = None
 
     @property
     def triple(self) -> str:
@@ -212,8 +216,12 @@ def plan(
         remaps = remapping(project)
         rust_flags += reproducible.rustc_remap_flags(remaps)
         c_flags += reproducible.c_remap_flags(remaps)
-    glibc = floor.floor_of(
-        spec, load_recipe(spec.recipe, directory=context.settings.recipes_dir), cache_dir=context.settings.cache_dir
+    recipe = load_recipe(spec.recipe, directory=context.settings.recipes_dir, referenced_from=f"target {spec.triple}")
+    glibc = floor.floor_of(spec, recipe, cache_dir=context.settings.cache_dir)
+    image_plan = (
+        None
+        if spec.image
+        else plan_image(spec, recipe, build_arch=context.build_platform.debian_arch, lock=spec.image_lock)
     )
     if glibc.sysroot is not None:
         rust_flags += glibc.sysroot.rust_flags()
@@ -252,6 +260,7 @@ def plan(
         rustflags_config=rustflags.config if rustflags is not None else None,
         glibc_floor=glibc.version,
         sysroot=glibc.sysroot,
+        image_plan=image_plan,
     )
 
 

@@ -27,7 +27,7 @@ from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
 from xpcargo.errors import ProjectError, ReportError
-from xpcargo.image.builder import image_for
+from xpcargo.image import builder
 from xpcargo.ui import Reporter, binary_writer
 
 # Cargo says this when an offline build finds a crate missing from CARGO_HOME (someone cleaned the cache).
@@ -158,10 +158,10 @@ def execute(
     """Run the planned Cargo command; return what came of it: Cargo's exit code and its messages."""
     stdout = write_stdout or binary_writer(sys.stdout)
     stderr = write_stderr or binary_writer(sys.stderr)
-    image = image_for(context, runtime, plan.spec, reporter)
+    image = builder.for_context(context, runtime, reporter).image_for(plan.spec, plan.image_plan)
     _ensure_sysroot(context, plan, reporter)
     _write_overrides_file(plan)
-    _warn_about_toolchain_file(context, plan, reporter)
+    _warn_about_toolchain_file(plan, reporter)
     record = FetchRecord.of(plan)
     refetched = False
     while True:
@@ -221,13 +221,13 @@ def _write_overrides_file(plan: BuildPlan) -> None:
             ) from None
 
 
-def _warn_about_toolchain_file(context: Context, plan: BuildPlan, reporter: Reporter) -> None:
+def _warn_about_toolchain_file(plan: BuildPlan, reporter: Reporter) -> None:
     """rustup's toolchain file means nothing in the image, which has one pinned Rust: say so when they differ."""
     requested = plan.project.requested_toolchain()
-    if requested is None or plan.spec.image:
+    if requested is None or plan.image_plan is None:
         return
     path, channel = requested
-    upstream = context.image_plan(plan.spec).rust_version.split("+", 1)[0]
+    upstream = plan.image_plan.rust_version.split("+", 1)[0]
     if channel in ("stable", upstream) or upstream.startswith(f"{channel}."):
         return
     reporter.warn(
@@ -291,7 +291,7 @@ def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connec
         )
     build_plan = plan(context, "shell", triple, [])
     runtime, reporter = connect(context), context.reporter()
-    image = image_for(context, runtime, build_plan.spec, reporter)
+    image = builder.for_context(context, runtime, reporter).image_for(build_plan.spec, build_plan.image_plan)
     _ensure_sysroot(context, build_plan, reporter)
     _write_overrides_file(build_plan)
     with open_session(runtime, build_plan.request(Step.SHELL, image), purpose="shell") as session:
