@@ -281,6 +281,34 @@ def report(
         typer.echo(reports.render_json(loaded) if as_json else reports.render_table(loaded))
 
 
+@app.command()
+def ps() -> None:
+    """List your warm containers: the build containers kept running for the next command (see XPCARGO_KEEP_WARM)."""
+    from xpcargo.build import warm_containers  # noqa: PLC0415
+
+    context = _context()
+    found = warm_containers.listing(_connect(context))
+    _print_table([warm_containers.HEADER, *(container.row() for container in found)])
+
+
+@app.command()
+def down(
+    everything: Annotated[
+        bool, typer.Option("--all", help="Stop every warm container of yours, not only this workspace's.")
+    ] = False,
+) -> None:
+    """Stop the warm containers of the workspace here (with --all, all of yours), and whatever runs in them."""
+    from xpcargo.build import warm_containers  # noqa: PLC0415
+
+    context = _context()
+    stopped = warm_containers.down(context, _connect(context), everything=everything)
+    reporter = context.reporter()
+    for container in stopped:
+        reporter.status("Stopped", f"warm container {container.id[:12]} of {container.target} ({container.workspace})")
+    if not stopped:
+        reporter.status("Stopped", "nothing: no warm container" + ("" if everything else " for this workspace"))
+
+
 @image_app.command("build")
 def image_build(
     target_names: Annotated[list[str] | None, typer.Argument(metavar="[TARGET]...", help="Default: all.")] = None,

@@ -8,6 +8,7 @@ Nothing below this module reads ``os.environ`` or the working directory itself.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import shutil
 import sys
@@ -38,6 +39,8 @@ KNOBS: Mapping[str, str] = MappingProxyType(
         "XPCARGO_RETRY_WAIT": "the first wait, in seconds, before retrying a mirror that is mid-sync (default 4)",
         "XPCARGO_ENGINE_TIMEOUT": "seconds the engine may leave a request or a ping unanswered before it counts as "
         "hung (default 30)",
+        "XPCARGO_KEEP_WARM": "seconds a build's container stays up, idle, for the next command (default 600; 0 "
+        "starts a fresh container for every command)",
         "XPCARGO_DEBUG": "show a traceback for an internal error",
     }
 )
@@ -53,6 +56,7 @@ class Settings:
     cache_dir: Path
     retry_wait: float
     engine_timeout: float
+    keep_warm: int
     debug: bool
 
     @classmethod
@@ -72,6 +76,7 @@ class Settings:
             cache_dir=_path(environ, "XPCARGO_CACHE_DIR") or resources.default_cache_dir(environ),
             retry_wait=_seconds(environ, "XPCARGO_RETRY_WAIT", default=4, low=0, high=600),
             engine_timeout=_seconds(environ, "XPCARGO_ENGINE_TIMEOUT", default=30, low=1, high=3600),
+            keep_warm=math.ceil(_seconds(environ, "XPCARGO_KEEP_WARM", default=600, low=0, high=86400)),
             debug=bool(environ.get("XPCARGO_DEBUG")),
         )
 

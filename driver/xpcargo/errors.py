@@ -80,6 +80,11 @@ class ContainerDiedError(EngineError):
     exit_code = 11
 
 
+class ContainerGoneError(ContainerDiedError):
+    """A command was asked of a container that was no longer running: nothing ran (a warm container that had just
+    ended after its idle time, say)."""
+
+
 class ImageBuildError(XpcargoError):
     """Building a toolchain image failed; the message names the step and quotes the mirror or tool."""
 
@@ -113,6 +118,11 @@ class InterruptError(XpcargoError):
     """Ctrl-C, SIGTERM or SIGHUP. What the cleanup on the way out could not remove is named in ``left_behind``."""
 
     exit_code = 130
+
+    def __init__(self, message: str, *, signal_name: str = "INT", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        # The signal's name without SIG, passed on to a command that runs in a warm container.
+        self.signal_name = signal_name
 
     def summary(self) -> str:
         if self.left_behind:

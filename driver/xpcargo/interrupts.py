@@ -28,7 +28,8 @@ def as_errors() -> Iterator[None]:
     """
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        raise InterruptError(_MESSAGES[signal.Signals(signum)])
+        received = signal.Signals(signum)
+        raise InterruptError(_MESSAGES[received], signal_name=received.name.removeprefix("SIG"))
 
     previous = {signum: signal.signal(signum, on_signal) for signum in _MESSAGES}
     try:

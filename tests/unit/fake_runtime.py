@@ -38,8 +38,27 @@ class Reply:
 @dataclass(frozen=True)
 class Exec:
     container: str
+    # The command, without the wrapper of a warm container's commands.
     argv: tuple[str, ...]
     env: Mapping[str, str]
+    workdir: Path = Path("/")
+    # The token of a warm container's wrapper, or None for a command run as it is.
+    token: str | None = None
+
+    @classmethod
+    def of(cls, container: str, argv: Sequence[str], env: Mapping[str, str], workdir: Path) -> Exec:
+        if len(argv) > 6 and argv[3] == "xpcargo-run":
+            return cls(container=container, argv=tuple(argv[6:]), env=dict(env), workdir=workdir, token=argv[5])
+        return cls(container=container, argv=tuple(argv), env=dict(env), workdir=workdir)
+
+    @property
+    def warm_script(self) -> str | None:
+        """`xpcargo-stop`, `xpcargo-retire`, ...: one of the warm containers' own scripts, or None."""
+        return (
+            self.argv[3]
+            if self.argv[:1] == ("sh",) and len(self.argv) > 3 and self.argv[3].startswith("xpcargo-")
+            else None
+        )
 
     @property
     def command(self) -> str:
@@ -78,6 +97,9 @@ class FakeRuntime:
     # Raised by `start`, to fail a container's creation.
     start_error: BaseException | None = None
     started: list[ContainerRequest] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    # Every container ever started, by id: its request and its main process (None: tied to xpcargo).
+    containers: dict[str, tuple[ContainerRequest, tuple[str, ...] | None]] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
     execs: list[Exec] = field(default_factory=list)
     imported: list[tuple[Path, tuple[str, ...]]] = field(default_factory=list)
@@ -185,18 +207,27 @@ class FakeRuntime:
     def changes(self, container_id: str) -> list[tuple[str, str]]:
         return [("A", "/usr/bin/new-tool")]
 
-    def start(self, request: ContainerRequest) -> str:
+    def start(self, request: ContainerRequest, *, main: Sequence[str] | None = None) -> str:
         if self.start_error is not None:
             raise self.start_error
         with self._lock:
             self.started.append(request)
-            return f"container-{len(self.started)}"
+            container_id = f"container-{len(self.containers) + 1}"
+            self.containers[container_id] = (request, tuple(main) if main is not None else None)
+            return container_id
 
     def exec(
-        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], on_stdout: Output, on_stderr: Output
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        workdir: Path,
+        on_stdout: Output,
+        on_stderr: Output,
     ) -> int:
         assert container_id in self.running, f"exec into {container_id}, which is not running"
-        call = Exec(container=container_id, argv=tuple(argv), env=dict(env))
+        call = Exec.of(container_id, argv, env, workdir)
         self.execs.append(call)
         reply = self.script(call)
         if reply.stdout:
@@ -207,31 +238,46 @@ class FakeRuntime:
             raise reply.error
         return reply.code
 
-    def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str]) -> int:
-        self.execs.append(Exec(container=container_id, argv=tuple(argv), env=dict(env)))
+    def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path) -> int:
+        self.execs.append(Exec.of(container_id, argv, env, workdir))
         return 0
 
     def remove(self, container_id: str) -> None:
         self.removed.append(container_id)
 
+    def release(self, container_id: str) -> None:
+        self.released.append(container_id)
+
     def list_containers(self, label: str) -> list[ContainerInfo]:
-        return [
-            ContainerInfo(id=container, labels=self.started[int(container.split("-")[1]) - 1].labels, running=True)
-            for container in sorted(self.running)
-        ]
+        name, _, value = label.partition("=")
+        found = []
+        for container in sorted(self.running):
+            request = self.containers[container][0]
+            if not name or request.labels.get(name) == value:
+                found.append(
+                    ContainerInfo(id=container, labels=request.labels, running=True, image=self.image_id(request.image))
+                )
+        return found
 
     def containers_using(self, image_id: str) -> list[ContainerInfo]:
         return [
-            info
-            for info in self.list_containers("")
-            if self.image_id(self.started[int(info.id.split("-")[1]) - 1].image) == image_id
+            info for info in self.list_containers("") if self.image_id(self.containers[info.id][0].image) == image_id
         ]
 
     # --- What the tests ask ------------------------------------------------------------------------------------
 
     @property
     def running(self) -> set[str]:
-        return {f"container-{index}" for index in range(1, len(self.started) + 1)} - set(self.removed)
+        return set(self.containers) - set(self.removed)
+
+    @property
+    def cold_running(self) -> set[str]:
+        """Running containers tied to xpcargo: none may be left after a command."""
+        return {container for container in self.running if self.containers[container][1] is None}
+
+    @property
+    def warm_running(self) -> set[str]:
+        return self.running - self.cold_running
 
     def commands(self) -> list[str]:
         return [call.command for call in self.execs]

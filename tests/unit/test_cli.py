@@ -220,7 +220,7 @@ def test_arguments_reach_cargo_unchanged_and_its_exit_code_comes_back(
     call = runtime.execs[-1]
     assert call.argv[:5] == ("cargo", "run", "--target", "aarch64-unknown-linux-gnu", "--message-format=json")
     assert list(call.argv[5:]) == argv
-    assert not runtime.running
+    assert not runtime.cold_running
 
 
 def test_report_takes_one_target(

@@ -92,7 +92,7 @@ def test_three_targets_summary_and_artifacts(
         assert " ok " in row
         assert f"`{digest}`" in step_summary.read_text(encoding="utf-8")
     assert "`build` for 3 targets" in err
-    assert not runtime.running
+    assert not runtime.cold_running
 
 
 def test_a_failing_target_fails_the_command_and_the_others_finish(
@@ -112,7 +112,10 @@ def test_a_failing_target_fails_the_command_and_the_others_finish(
     assert "2 ok, 1 failed" in err or "1 failed" in err
 
 
-def test_fail_fast_stops_the_other_targets(root: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+@pytest.mark.parametrize("keep_warm", ["0", "600"], ids=["own-container", "warm-container"])
+def test_fail_fast_stops_the_other_targets(
+    root: Path, capsysbinary: pytest.CaptureFixture[bytes], keep_warm: str
+) -> None:
     slow_container: list[str] = []
     slow_started = threading.Event()
     removed = threading.Event()
@@ -124,6 +127,10 @@ def test_fail_fast_stops_the_other_targets(root: Path, capsysbinary: pytest.Capt
                 removed.set()
 
     def script(call: Exec) -> Reply:
+        if call.warm_script == "xpcargo-stop" and call.container in slow_container:
+            # A warm container stays; the command's process group is stopped in it.
+            removed.set()
+            return Reply()
         if call.command != "build":
             return default_script(call)
         if _target_of(call) == I686:
@@ -137,14 +144,15 @@ def test_fail_fast_stops_the_other_targets(root: Path, capsysbinary: pytest.Capt
         return Reply(code=137)
 
     runtime = Stoppable(script=script, every_image=True)
+    context = _context(root, XPCARGO_KEEP_WARM=keep_warm)
     code = matrix.build_matrix(
-        _context(root), "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=True
+        context, "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=True
     ).exit_code
     assert code == 101
     err = capsysbinary.readouterr().err.decode()
     assert "1 cancelled" in err
     assert "1 failed" in err
-    assert not runtime.running
+    assert not runtime.cold_running
 
 
 def test_json_messages_pass_through_unchanged(root: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
@@ -197,7 +205,7 @@ def test_a_crash_in_one_target_is_not_a_hang(root: Path) -> None:
         matrix.build_matrix(
             _context(root), "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=False
         )
-    assert not runtime.running
+    assert not runtime.cold_running
 
 
 def test_line_writer_keeps_lines_whole_and_memory_bounded() -> None:

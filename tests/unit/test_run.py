@@ -68,7 +68,7 @@ def test_first_build_fetches_then_builds_offline(world: World) -> None:
     assert {request.image for request in world.runtime.started} == {world.image}
     build_call = world.runtime.execs[-1]
     assert build_call.argv[:5] == ("cargo", "build", "--target", AARCH64, "--message-format=json")
-    assert not world.runtime.running
+    assert not world.runtime.cold_running
 
 
 def test_an_unchanged_project_is_not_fetched_again(world: World) -> None:
@@ -77,7 +77,8 @@ def test_an_unchanged_project_is_not_fetched_again(world: World) -> None:
     world.runtime.removed.clear()
     world.runtime.execs.clear()
     assert world.run() == 0
-    assert world.runtime.purposes() == ["build"]
+    # Not even a container: the build's own is still warm.
+    assert world.runtime.purposes() == []
     assert world.runtime.commands() == ["build"]
 
 
@@ -86,8 +87,10 @@ def test_a_changed_lock_file_fetches_again(world: World) -> None:
     (world.root / "Cargo.lock").write_text("version = 4\n", encoding="utf-8")
     world.runtime.started.clear()
     world.runtime.removed.clear()
+    world.runtime.execs.clear()
     assert world.run() == 0
-    assert world.runtime.purposes() == ["fetch", "build"]
+    assert world.runtime.purposes() == ["fetch"]
+    assert world.runtime.commands() == ["fetch", "metadata", "build"]
 
 
 def test_offline_means_no_fetch_container(world: World) -> None:
@@ -101,7 +104,7 @@ def test_credentials_go_to_the_fetch_command_only(tmp_path: Path) -> None:
     world = World(tmp_path, CARGO_REGISTRY_TOKEN="s3cret")
     world.run()
     fetch_call = next(call for call in world.runtime.execs if call.command == "fetch")
-    assert fetch_call.env == {"CARGO_REGISTRY_TOKEN": "s3cret"}
+    assert fetch_call.env["CARGO_REGISTRY_TOKEN"] == "s3cret"
     for request in world.runtime.started:
         assert "s3cret" not in request.env.values()
     assert all("s3cret" not in call.env.values() for call in world.runtime.execs if call.command != "fetch")
@@ -113,7 +116,7 @@ def test_a_failed_fetch_returns_cargos_code_and_builds_nothing(world: World) -> 
     )
     assert world.run() == 101
     assert world.runtime.commands() == ["fetch"]
-    assert not world.runtime.running
+    assert not world.runtime.cold_running
 
 
 def test_cargos_exit_code_comes_back(world: World) -> None:
@@ -125,7 +128,7 @@ def test_cargos_exit_code_comes_back(world: World) -> None:
     world.runtime.script = script
     assert world.run() == 101
     assert b"".join(world.stderr) == b"error[E0425]: cannot find value\n"
-    assert not world.runtime.running
+    assert not world.runtime.cold_running
 
 
 def test_an_offline_miss_refetches_once(world: World) -> None:
@@ -143,7 +146,9 @@ def test_an_offline_miss_refetches_once(world: World) -> None:
     world.runtime.removed.clear()
     world.runtime.execs.clear()
     assert world.run() == 0
-    assert world.runtime.purposes() == ["build", "fetch", "build"]
+    # The builds run in the warm container of the first run; the fetch in a container of its own.
+    assert world.runtime.purposes() == ["fetch"]
+    assert world.runtime.commands() == ["build", "fetch", "metadata", "build"]
     assert len(builds) == 2
 
 
@@ -252,7 +257,8 @@ def test_a_human_message_format_drops_the_stale_report(world: World, capsys: pyt
     [EngineError("lost the output"), InterruptError("interrupted"), KeyboardInterrupt()],
     ids=["engine-error", "interrupt", "keyboard-interrupt"],
 )
-def test_the_container_is_removed_on_error_and_interrupt(world: World, error: BaseException) -> None:
+def test_the_container_is_removed_on_error_and_interrupt(tmp_path: Path, error: BaseException) -> None:
+    world = World(tmp_path, XPCARGO_KEEP_WARM="0")
     world.runtime.script = lambda call: (
         Reply(stdout=b"partial", error=error) if call.command == "build" else default_script(call)
     )
@@ -266,12 +272,49 @@ def test_the_container_is_removed_on_error_and_interrupt(world: World, error: Ba
     assert not world.runtime.running
 
 
+@pytest.mark.parametrize(
+    ("error", "signal_name"),
+    [(InterruptError("terminated by SIGTERM", signal_name="TERM"), "TERM"), (KeyboardInterrupt(), "INT")],
+    ids=["sigterm", "keyboard-interrupt"],
+)
+def test_an_interrupt_in_a_warm_container_signals_the_command_and_keeps_the_container(
+    world: World, error: BaseException, signal_name: str
+) -> None:
+    world.runtime.script = lambda call: (
+        Reply(stdout=b"partial", error=error) if call.command == "build" else default_script(call)
+    )
+    with pytest.raises(InterruptError) as caught:
+        world.run()
+    assert caught.value.left_behind == []
+    build = next(call for call in world.runtime.execs if call.command == "build")
+    stop = world.runtime.execs[-1]
+    assert stop.warm_script == "xpcargo-stop"
+    assert stop.container == build.container
+    # The token the wrapper recorded the command's process group under, and the signal xpcargo received.
+    assert stop.argv[5:7] == (build.token, signal_name)
+    assert world.runtime.running == {build.container} == world.runtime.warm_running
+
+
+def test_an_interrupt_that_cannot_be_passed_on_removes_the_warm_container(world: World) -> None:
+    def script(call: Exec) -> Reply:
+        if call.command == "build":
+            return Reply(error=InterruptError("interrupted"))
+        if call.warm_script == "xpcargo-stop":
+            return Reply(error=EngineError("no answer"))
+        return default_script(call)
+
+    world.runtime.script = script
+    with pytest.raises(InterruptError):
+        world.run()
+    assert not world.runtime.running
+
+
 def test_an_interrupted_fetch_removes_its_container(world: World) -> None:
     world.runtime.script = lambda call: Reply(error=KeyboardInterrupt()) if call.command == "fetch" else Reply()
     with pytest.raises(InterruptError):
         world.run()
     assert world.runtime.purposes() == ["fetch"]
-    assert not world.runtime.running
+    assert not world.runtime.cold_running
 
 
 def test_links_overrides_file_is_written_and_passed(tmp_path: Path) -> None:
@@ -325,9 +368,10 @@ def test_shell_runs_a_command_in_a_build_container(world: World) -> None:
     (request,) = world.runtime.started
     assert request.network == "none"
     assert world.runtime.execs[0].argv == ("uname", "-m")
-    assert not world.runtime.running
+    assert not world.runtime.cold_running
     expected = plan(world.context, "shell", AARCH64, []).request(Step.SHELL, world.image)
-    assert dataclasses.replace(request, labels={}) == expected
+    assert dataclasses.replace(request, labels={}) == dataclasses.replace(expected, labels={})
+    assert expected.labels.items() <= request.labels.items()
 
 
 def test_shell_without_a_command_needs_a_terminal(world: World) -> None:
@@ -459,8 +503,9 @@ def test_cargo_clean_does_not_bring_the_fetch_step_back(world: World) -> None:
     shutil.rmtree(world.root / "target")  # what `cargo clean` does
     world.runtime.started.clear()
     world.runtime.removed.clear()
+    world.runtime.execs.clear()
     assert world.run() == 0
-    assert world.runtime.purposes() == ["build"]
+    assert world.runtime.commands() == ["build"]
 
 
 def test_a_build_script_missing_a_tool_gets_one_hint_line_after_cargos_output(

@@ -257,11 +257,11 @@ def build_matrix(
                 cancellation.cancel()
     except (KeyboardInterrupt, InterruptError) as caught:
         # Ctrl-C, SIGTERM or SIGHUP reach this thread only: stop every target, let each clean up after itself.
-        cancellation.cancel()
+        interrupt = caught if isinstance(caught, InterruptError) else InterruptError("interrupted")
+        cancellation.cancel(interrupt.signal_name)
         deadline = time.monotonic() + _CLEANUP_WAIT
         for thread in workers:
             thread.join(max(0.0, deadline - time.monotonic()))
-        interrupt = caught if isinstance(caught, InterruptError) else InterruptError("interrupted")
         interrupt.left_behind += cancellation.left_behind
         raise interrupt from None
     ordered = [results[triple] for triple in triples]

@@ -25,7 +25,7 @@ from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.project import Project
 from xpcargo.config.targets import TargetSpec, check_triple
 from xpcargo.container.session import invoking_user
-from xpcargo.container.spec import ContainerRequest, Mount
+from xpcargo.container.spec import TARGET_LABEL, WORKSPACE_LABEL, ContainerRequest, Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
 from xpcargo.image.plan import ImagePlan, plan_image
@@ -70,6 +70,10 @@ class BuildPlan:
     # What the last fetch saw: in xpcargo's cache, not the target dir, so that `cargo clean` does not forget it.
     fetch_record: Path
     ca_bundle: Path | None
+    # Seconds the build's container stays up for the next command (0: one container per command), and where the
+    # locks of the warm containers' slots are.
+    keep_warm: int = 0
+    warm_locks: Path | None = None
     user: str = field(default_factory=invoking_user)
     # Reproducible mode (`dist`, `verify`, `--reproducible`), and the Cargo config file that adds rustflags (its
     # remapping, the glibc floor's sysroot).
@@ -153,14 +157,19 @@ class BuildPlan:
             )
         if step is not Step.SHELL:
             env.update(self.terminal_env)
+        # The build and the shell share a warm container; the fetch step, with its network and its credentials,
+        # and a reproducible build, which owes nothing to an earlier command, have one of their own.
+        warm = step is not Step.FETCH and self.reproducible is None
         return ContainerRequest(
             image=image,
             user=self.user,
             workdir=self.project.cwd,
             mounts=mounts,
             env=MappingProxyType(env),
+            labels=MappingProxyType({WORKSPACE_LABEL: str(self.project.workspace_root), TARGET_LABEL: self.triple}),
             network="host" if step is Step.FETCH else "none",
             hidden=self.hidden,
+            keep_warm=self.keep_warm if warm else 0,
         )
 
 
@@ -254,6 +263,8 @@ def plan(
         state_dir=state_dir,
         fetch_record=_fetch_record(context, project, triple),
         ca_bundle=environment.host_ca_bundle(context.environ),
+        keep_warm=context.settings.keep_warm,
+        warm_locks=context.settings.cache_dir / "warm",
         reproducible=reproducible_settings,
         remaps=remaps,
         rustflags_file=state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None,

@@ -90,7 +90,9 @@ def _build(
 ) -> Outcome:
     """The Cargo command in a container with no network."""
     request = plan.request(Step.BUILD, image)
-    with open_session(runtime, request, purpose="build", cancellation=cancellation) as session:
+    with open_session(
+        runtime, request, purpose="build", cancellation=cancellation, warm_locks=plan.warm_locks
+    ) as session:
         if metadata is None:
             code, metadata = read_metadata(session, plan, image, stderr=stderr)
             if code != 0:
@@ -294,7 +296,8 @@ def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connec
     image = builder.for_context(context, runtime, reporter).image_for(build_plan.spec, build_plan.image_plan)
     _ensure_sysroot(context, build_plan, reporter)
     _write_overrides_file(build_plan)
-    with open_session(runtime, build_plan.request(Step.SHELL, image), purpose="shell") as session:
+    request = build_plan.request(Step.SHELL, image)
+    with open_session(runtime, request, purpose="shell", warm_locks=build_plan.warm_locks) as session:
         if not argv:
             return session.run_interactive(["bash", "-l"])
         return session.run(list(argv))

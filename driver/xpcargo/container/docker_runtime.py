@@ -35,7 +35,7 @@ from xpcargo.container.spec import (
     ImageInfo,
     Output,
 )
-from xpcargo.errors import ContainerDiedError, EngineError, EngineUnavailableError, XpcargoError
+from xpcargo.errors import ContainerDiedError, ContainerGoneError, EngineError, EngineUnavailableError, XpcargoError
 
 if TYPE_CHECKING:
     import docker
@@ -282,7 +282,7 @@ class DockerRuntime:
 
     # --- containers ----------------------------------------------------------------------------------------------
 
-    def start(self, request: ContainerRequest) -> str:
+    def start(self, request: ContainerRequest, *, main: Sequence[str] | None = None) -> str:
         import docker.types  # noqa: PLC0415
 
         mounts = [
@@ -314,13 +314,13 @@ class DockerRuntime:
             )
             answer = self._client.api.create_container(
                 request.image,
-                command=_TETHERED_MAIN,
+                command=list(main) if main is not None else _TETHERED_MAIN,
                 # An open stdin that closes for good when its one attached client goes: the tether.
-                stdin_open=True,
+                stdin_open=main is None,
                 detach=False,
                 user=request.user,
                 working_dir=str(request.workdir),
-                environment=dict(request.env),
+                # Each command gets the environment with its exec; the main process needs none.
                 labels=dict(request.labels),
                 host_config=host_config,
             )
@@ -328,11 +328,12 @@ class DockerRuntime:
 
         container_id = self._call(f"create a container from {request.image}", create)
         try:
-            # Tied before it starts: a container that ran untied could outlive a process killed right then.
-            self._tethers[container_id] = self._call(
-                "attach to the container",
-                lambda: self._client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1}),
-            )
+            if main is None:
+                # Tied before it starts: a container that ran untied could outlive a process killed right then.
+                self._tethers[container_id] = self._call(
+                    "attach to the container",
+                    lambda: self._client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1}),
+                )
             self._watches[container_id] = _ContainerWatch(self._client_like(timeout=None), container_id, since)
             self._call("start the container", lambda: self._client.api.start(container_id))
         except BaseException:
@@ -341,30 +342,72 @@ class DockerRuntime:
         return container_id
 
     def exec(
-        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], on_stdout: Output, on_stderr: Output
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        workdir: Path,
+        on_stdout: Output,
+        on_stderr: Output,
     ) -> int:
+
+        command = _shown(argv)
+        # A container started elsewhere (a warm one) is followed for as long as this command runs.
+        watch = None
+        if container_id not in self._watches:
+            watch = self._watches[container_id] = _ContainerWatch(
+                self._client_like(timeout=None), container_id, time.time() - 1
+            )
+        try:
+            exec_id = self._exec_create(container_id, argv, env=env, workdir=workdir, command=command)
+            try:
+                stream = self._stream.exec_start(exec_id, stream=True, demux=True)
+            except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
+                raise self._translate_exec(container_id, command, exc) from None
+            with self._health_check(on_hung=stream.close) as hung:
+                try:
+                    for out, err in stream:
+                        if out:
+                            on_stdout(out)
+                        if err:
+                            on_stderr(err)
+                except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
+                    raise self._translate(f"read the output of `{command}`", exc) from None
+            return self._exec_result(container_id, exec_id, command, hung=hung.is_set())
+        finally:
+            if watch is not None:
+                self.release(container_id)
+
+    def _exec_create(
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path, command: str
+    ) -> str:
+        def create() -> str:
+            created = self._client.api.exec_create(
+                container_id, list(argv), environment=dict(env), workdir=str(workdir)
+            )
+            return str(created["Id"])
+
+        try:
+            return _retry(create)
+        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
+            raise self._translate_exec(container_id, command, exc) from None
+
+    def _translate_exec(self, container_id: str, command: str, exc: Exception) -> Exception:
+        """An exec refused because the container is gone or stopping: nothing ran, which the session may mend."""
         import docker.errors  # noqa: PLC0415
 
-        command = " ".join(argv[:2])
-        created = self._call(
-            f"start `{command}` in the container",
-            lambda: self._client.api.exec_create(container_id, list(argv), environment=dict(env)),
-        )
-        exec_id = created["Id"]
-        try:
-            stream = self._stream.exec_start(exec_id, stream=True, demux=True)
-        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
-            raise self._translate(f"start `{command}` in the container", exc) from None
-        with self._health_check(on_hung=stream.close) as hung:
-            try:
-                for out, err in stream:
-                    if out:
-                        on_stdout(out)
-                    if err:
-                        on_stderr(err)
-            except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
-                raise self._translate(f"read the output of `{command}`", exc) from None
-        if hung.is_set():
+        if isinstance(exc, docker.errors.APIError) and exc.status_code in (404, 409):
+            return ContainerGoneError(
+                f"container {container_id[:12]} was no longer running when asked to run `{command}`",
+                hint="run the command again",
+            )
+        return self._translate(f"start `{command}` in the container", exc)
+
+    def _exec_result(self, container_id: str, exec_id: str, command: str, *, hung: bool) -> int:
+        import docker.errors  # noqa: PLC0415
+
+        if hung:
             raise EngineUnavailableError(
                 f"the Docker engine at {self._host} stopped answering while `{command}` ran "
                 f"(no answer for {self._engine_timeout:.0f}s)",
@@ -438,7 +481,7 @@ class DockerRuntime:
         finally:
             stop.set()
 
-    def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str]) -> int:
+    def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path) -> int:
         """Run ``argv`` attached to this terminal. The SDK has no terminal handling, so this uses the docker CLI."""
         cli = shutil.which("docker")
         if cli is None:
@@ -446,7 +489,7 @@ class DockerRuntime:
                 "an interactive shell needs the `docker` command-line client, which is not on PATH",
                 hint="install it (Debian: `apt-get install docker-cli` or `docker.io`), or pass a command after --",
             )
-        command = [cli, "--host", self._host, "exec", "--interactive", "--tty"]
+        command = [cli, "--host", self._host, "exec", "--interactive", "--tty", "--workdir", str(workdir)]
         for name, value in env.items():
             command += ["--env", f"{name}={value}"]
         return subprocess.call([*command, container_id, *argv])
@@ -496,6 +539,11 @@ class DockerRuntime:
                 hint="check the engine (`docker info`)",
             )
 
+    def release(self, container_id: str) -> None:
+        watch = self._watches.pop(container_id, None)
+        if watch is not None:
+            watch.close()
+
     def _api_containers(self, label: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self._client.api.containers(all=True, filters={"label": label})
         return found
@@ -515,9 +563,22 @@ class DockerRuntime:
 
 def _container_infos(raw: list[dict[str, Any]]) -> list[ContainerInfo]:
     return [
-        ContainerInfo(id=str(item["Id"]), labels=dict(item.get("Labels") or {}), running=item.get("State") == "running")
+        ContainerInfo(
+            id=str(item["Id"]),
+            labels=dict(item.get("Labels") or {}),
+            running=item.get("State") == "running",
+            image=str(item.get("Image", "")),
+            created=float(item.get("Created") or 0),
+        )
         for item in raw
     ]
+
+
+def _shown(argv: Sequence[str]) -> str:
+    """A command as messages name it: its first two words, after xpcargo's own wrapper."""
+    if argv[:1] == ["sh"] and len(argv) > 3 and str(argv[3]).startswith("xpcargo-run"):
+        argv = argv[6:]
+    return " ".join(argv[:2])
 
 
 def _untie(tether: Any) -> None:

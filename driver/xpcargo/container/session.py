@@ -1,12 +1,15 @@
 """The container session: the one owner of a container's life.
 
-A session starts one container from a request, runs commands in it through the runtime, and removes it when the
-``with`` block ends, whatever ends it: a return, an error, or a signal (``interrupts`` turns those into exceptions,
-so removal is ordinary ``finally`` code). Nothing else in xpcargo creates or removes containers.
+A session runs commands in a container through the runtime. Most containers live exactly as long as their ``with``
+block, whatever ends it: a return, an error, or a signal (``interrupts`` turns those into exceptions, so removal is
+ordinary ``finally`` code). A request with ``keep_warm`` is served by a warm container instead: one already running
+for the same workspace, target and user whose key still matches (``warm.key``), or a new one, which ends by itself
+after that many idle seconds. Nothing else in xpcargo creates or removes containers.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import sys
@@ -17,17 +20,34 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from xpcargo.container import warm
 from xpcargo.container.spec import (
     HOST_LABEL,
+    KEEP_WARM_LABEL,
     MANAGED_LABEL,
     REQUEST_LABEL,
     SESSION_LABEL,
+    SLOT_LABEL,
+    TARGET_LABEL,
+    USER_LABEL,
+    WARM_KEY_LABEL,
+    WORKSPACE_LABEL,
+    ContainerInfo,
     ContainerRequest,
     Output,
     Runtime,
 )
-from xpcargo.errors import CancelledError, InterruptError, ProjectError, XpcargoError
+from xpcargo.errors import (
+    CancelledError,
+    ContainerGoneError,
+    InterruptError,
+    ProjectError,
+    XpcargoError,
+)
 from xpcargo.ui import binary_writer
+
+# How often a command is moved to a new warm container when the one it was given had just ended or was closing.
+_WARM_ATTEMPTS = 3
 
 
 def invoking_user() -> str:
@@ -35,11 +55,16 @@ def invoking_user() -> str:
 
 
 class Session:
-    """A running container and the commands run in it."""
+    """A running container and the commands run in it, each with the request's working directory and environment
+    (and its own additions)."""
 
-    def __init__(self, runtime: Runtime, container_id: str) -> None:
+    def __init__(self, runtime: Runtime, container_id: str, request: ContainerRequest) -> None:
         self._runtime = runtime
         self.container_id = container_id
+        self._request = request
+
+    def _env(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        return {**self._request.env, **(env or {})}
 
     def run(
         self,
@@ -53,17 +78,220 @@ class Session:
         return self._runtime.exec(
             self.container_id,
             argv,
-            env=env or {},
+            env=self._env(env),
+            workdir=self._request.workdir,
             on_stdout=on_stdout or binary_writer(sys.stdout),
             on_stderr=on_stderr or binary_writer(sys.stderr),
         )
 
     def run_interactive(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
-        return self._runtime.exec_interactive(self.container_id, argv, env=env or {})
+        return self._runtime.exec_interactive(
+            self.container_id, argv, env=self._env(env), workdir=self._request.workdir
+        )
 
     def changes(self) -> list[tuple[str, str]]:
         """What the commands run so far changed in the image's file system (see ``Runtime.changes``)."""
         return self._runtime.changes(self.container_id)
+
+    def cancel(self, signal_name: str) -> None:
+        """From another thread: end what runs here (by removing the container, which ends its commands)."""
+        self._runtime.remove(self.container_id)
+
+
+class WarmSession(Session):
+    """Commands in a warm container. Each runs under ``warm``'s wrapper, so that a signal for xpcargo reaches the
+    command's whole process group and leaves the container ready for the next command; a command refused by a
+    container that was closing, or sent to one that had just ended, runs in a new one."""
+
+    def __init__(self, runtime: Runtime, request: ContainerRequest, *, purpose: str, locks: Path) -> None:
+        super().__init__(runtime, "", request)
+        self._purpose = purpose
+        self._locks = locks
+        # Containers this session started, whose start-time watch it releases at the end.
+        self.started: list[str] = []
+        self._running: str | None = None
+        self._cancelled = False
+        self.container_id = self._find_or_start(unusable=frozenset())
+
+    def _find_or_start(self, *, unusable: frozenset[str]) -> str:
+        """The slot's container if it still fits; else a new one, once the old ones are retired. Under a lock per
+        slot, so that two commands started together share one container rather than start two."""
+        request = warm_labelled(self._runtime, self._request)
+        slot = request.labels[SLOT_LABEL]
+        with _slot_lock(self._locks, slot):
+            chosen = None
+            for container in self._runtime.list_containers(f"{SLOT_LABEL}={slot}"):
+                fits = container.running and container.labels.get(WARM_KEY_LABEL) == request.labels[WARM_KEY_LABEL]
+                if fits and chosen is None and container.id not in unusable:
+                    chosen = container.id
+                else:
+                    retire(self._runtime, container)
+            if chosen is not None:
+                return chosen
+            container_id = self._runtime.start(
+                labelled(request, self._purpose), main=warm.main_argv(self._request.keep_warm)
+            )
+            self.started.append(container_id)
+            return container_id
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        on_stdout: Output | None = None,
+        on_stderr: Output | None = None,
+    ) -> int:
+        for _ in range(_WARM_ATTEMPTS):
+            token = uuid.uuid4().hex[:16]
+            # Set before the check, read after cancel() sets the flag: one of the two sees the other.
+            self._running = token
+            if self._cancelled:
+                raise CancelledError("cancelled: another target failed or the build was interrupted")
+            try:
+                code = super().run(warm.wrapped(token, argv), env=env, on_stdout=on_stdout, on_stderr=on_stderr)
+            except ContainerGoneError:
+                self._move(unusable=False)
+                continue
+            except (InterruptError, KeyboardInterrupt) as caught:
+                interrupt = caught if isinstance(caught, InterruptError) else InterruptError("interrupted")
+                self._stop(token, interrupt.signal_name, interrupt)
+                raise interrupt from None
+            finally:
+                self._running = None
+            if code == warm.REFUSED and self._refused(token):
+                self._move(unusable=True)
+                continue
+            return code
+        raise ContainerGoneError(
+            f"no warm container stayed up long enough to run `{' '.join(argv[:2])}`",
+            hint="run the command again, or turn warm containers off with XPCARGO_KEEP_WARM=0",
+        )
+
+    def run_interactive(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
+        return super().run_interactive(warm.wrapped(uuid.uuid4().hex[:16], argv), env=env)
+
+    def _refused(self, token: str) -> bool:
+        """Whether exit code ``warm.REFUSED`` came from the wrapper, not from the command."""
+        try:
+            return self._quiet(warm.refused_argv(token)) == 0
+        except ContainerGoneError:
+            return True
+
+    def _move(self, *, unusable: bool) -> None:
+        previous = self.container_id
+        self.container_id = self._find_or_start(unusable=frozenset({previous}) if unusable else frozenset())
+
+    def _quiet(self, argv: Sequence[str]) -> int:
+        """A command of xpcargo's own in the container, its output dropped."""
+        return self._runtime.exec(
+            self.container_id, argv, env={}, workdir=Path("/"), on_stdout=_ignore, on_stderr=_ignore
+        )
+
+    def _stop(self, token: str, signal_name: str, error: XpcargoError) -> None:
+        """Pass the signal on to the command's process group and wait for it to end; if that cannot be done (the
+        engine does not answer, or a second Ctrl-C), remove the container, which certainly ends the command."""
+        try:
+            self._quiet(warm.stop_argv(token, signal_name))
+        except (XpcargoError, KeyboardInterrupt):
+            try:
+                self._runtime.remove(self.container_id)
+            except (XpcargoError, KeyboardInterrupt):
+                error.left_behind.append(self.container_id)
+
+    def cancel(self, signal_name: str) -> None:
+        self._cancelled = True
+        token = self._running
+        if token is not None:
+            self._stop(token, signal_name, CancelledError("cancelled"))
+
+    def close(self) -> None:
+        for container_id in self.started:
+            self._runtime.release(container_id)
+
+
+def _ignore(chunk: bytes) -> None:
+    pass
+
+
+def warm_labelled(runtime: Runtime, request: ContainerRequest) -> ContainerRequest:
+    """``request`` with its warm container's labels: slot, key, idle time and user."""
+    image = runtime.inspect_image(request.image)
+    key = warm.key(request, image.id if image is not None else request.image)
+    slot = warm.slot(
+        request.labels.get(WORKSPACE_LABEL, str(request.workdir)), request.labels.get(TARGET_LABEL, ""), request.user
+    )
+    labels = {
+        **request.labels,
+        SLOT_LABEL: slot,
+        WARM_KEY_LABEL: key,
+        KEEP_WARM_LABEL: str(request.keep_warm),
+        USER_LABEL: str(os.getuid()),
+    }
+    return replace(request, labels=labels)
+
+
+@contextmanager
+def _slot_lock(directory: Path, slot: str) -> Iterator[None]:
+    """An exclusive lock on the slot, for as long as finding or starting its container takes. Without a writable
+    lock directory, two commands started together may start a container each; both work."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(directory / f"{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def retire(runtime: Runtime, container: ContainerInfo) -> bool:
+    """Remove a warm container unless a command runs in it; return whether it is gone. An idle one is first told
+    to refuse new commands, so that none starts in it while it is removed; a busy one ends by itself once idle."""
+    if container.running:
+        try:
+            code = runtime.exec(
+                container.id, warm.retire_argv(), env={}, workdir=Path("/"), on_stdout=_ignore, on_stderr=_ignore
+            )
+        except ContainerGoneError:
+            code = 0
+        if code != 0:
+            return False
+    runtime.remove(container.id)
+    return True
+
+
+def warm_containers(runtime: Runtime, *, workspace: Path | None = None) -> list[ContainerInfo]:
+    """This user's warm containers, of one workspace or of all."""
+    found = runtime.list_containers(f"{USER_LABEL}={os.getuid()}")
+    return [
+        container
+        for container in found
+        if SLOT_LABEL in container.labels
+        and (workspace is None or container.labels.get(WORKSPACE_LABEL) == str(workspace))
+    ]
+
+
+def is_busy(runtime: Runtime, container: ContainerInfo) -> bool | None:
+    """Whether a command runs in a warm container; None when it could not be asked."""
+    if not container.running:
+        return False
+    try:
+        code = runtime.exec(
+            container.id, warm.busy_argv(), env={}, workdir=Path("/"), on_stdout=_ignore, on_stderr=_ignore
+        )
+    except XpcargoError:
+        return None
+    return code == 0
+
+
+def stop(runtime: Runtime, containers: Sequence[ContainerInfo]) -> None:
+    """Remove these containers now, with whatever runs in them (`xpcargo down`)."""
+    for container in containers:
+        runtime.remove(container.id)
 
 
 def this_host() -> str:
@@ -101,14 +329,17 @@ def reap_orphans(runtime: Runtime) -> list[str]:
     """Remove xpcargo's containers whose process, on this machine, is gone; return their ids.
 
     A container ends by itself when its xpcargo process goes, even by SIGKILL; what is left to reap is a container
-    whose process died between creating it and tying it to itself. Containers of other machines sharing the
-    engine are never touched: their pids mean nothing here.
+    whose process died between creating it and tying it to itself (or starting it, for a warm one: a running warm
+    container outlives its process by design). Containers of other machines sharing the engine are never touched:
+    their pids mean nothing here.
     """
     reaped = []
     host = this_host()
     for container in runtime.list_containers(f"{MANAGED_LABEL}=true"):
         owner = container.labels.get(SESSION_LABEL, "").rpartition(":")[2]
         if container.labels.get(HOST_LABEL) != host or not owner.isdigit() or _process_exists(int(owner)):
+            continue
+        if container.running and SLOT_LABEL in container.labels:
             continue
         try:
             runtime.remove(container.id)
@@ -121,12 +352,13 @@ def reap_orphans(runtime: Runtime) -> list[str]:
 
 class Cancellation:
     """Lets one thread stop what the sessions of other threads run: the other targets of a multi-target build,
-    when one fails with --fail-fast or on Ctrl-C. Cancelling removes the live container of every session that
-    shares it (their commands end with it), and a session that has not started yet does not start."""
+    when one fails with --fail-fast or on Ctrl-C. Cancelling ends what every session that shares it runs (a
+    session's own container is removed; in a warm one, the command's process group gets the signal), and a session
+    that has not started yet does not start."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._live: dict[str, Runtime] = {}
+        self._live: list[Session] = []
         self._cancelled = False
         # Containers the engine did not confirm removed when they were cancelled.
         self.left_behind: list[str] = []
@@ -139,50 +371,53 @@ class Cancellation:
         if self._cancelled:
             raise CancelledError("cancelled: another target failed or the build was interrupted")
 
-    def _enter(self, runtime: Runtime, container_id: str) -> None:
+    def _enter(self, session: Session) -> None:
         with self._lock:
-            self._live[container_id] = runtime
+            self._live.append(session)
         if self._cancelled:
             raise CancelledError("cancelled: another target failed or the build was interrupted")
 
-    def _leave(self, container_id: str) -> None:
+    def _leave(self, session: Session) -> None:
         with self._lock:
-            self._live.pop(container_id, None)
+            if session in self._live:
+                self._live.remove(session)
 
-    def cancel(self) -> None:
+    def cancel(self, signal_name: str = "TERM") -> None:
         with self._lock:
             self._cancelled = True
-            live = dict(self._live)
-        for container_id, runtime in live.items():
+            live = list(self._live)
+        for session in live:
             try:
-                runtime.remove(container_id)
+                session.cancel(signal_name)
             except XpcargoError:
-                self.left_behind.append(container_id)
+                self.left_behind.append(session.container_id)
 
 
 @contextmanager
 def open_session(
-    runtime: Runtime, request: ContainerRequest, *, purpose: str, cancellation: Cancellation | None = None
+    runtime: Runtime,
+    request: ContainerRequest,
+    *,
+    purpose: str,
+    cancellation: Cancellation | None = None,
+    warm_locks: Path | None = None,
 ) -> Iterator[Session]:
-    """A container that lives exactly as long as the ``with`` block."""
-    for mount in request.mounts:
-        # Created here, as the invoking user: the engine would create a missing bind source as root.
-        if not mount.read_only and mount.source is None:
-            try:
-                mount.path.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise ProjectError(
-                    f"cannot create {mount.path}: {error.strerror}",
-                    hint="point --target-dir (or CARGO_TARGET_DIR, CARGO_HOME) at a writable place",
-                ) from None
+    """A container for the ``with`` block: its own, or with ``request.keep_warm`` (and a directory for the slot
+    locks, ``warm_locks``), a warm one that outlives it."""
+    _make_mount_sources(request)
     if cancellation is not None:
         cancellation.check()
     reap_orphans(runtime)
+    if request.keep_warm > 0 and warm_locks is not None:
+        with _warm_session(runtime, request, purpose=purpose, locks=warm_locks, cancellation=cancellation) as warmed:
+            yield warmed
+        return
     container_id = runtime.start(labelled(request, purpose))
+    session = Session(runtime, container_id, request)
     try:
         if cancellation is not None:
-            cancellation._enter(runtime, container_id)
-        yield Session(runtime, container_id)
+            cancellation._enter(session)
+        yield session
     except KeyboardInterrupt:
         interrupt = InterruptError("interrupted")
         _remove_after_error(runtime, container_id, interrupt)
@@ -197,7 +432,39 @@ def open_session(
         runtime.remove(container_id)
     finally:
         if cancellation is not None:
-            cancellation._leave(container_id)
+            cancellation._leave(session)
+
+
+@contextmanager
+def _warm_session(
+    runtime: Runtime, request: ContainerRequest, *, purpose: str, locks: Path, cancellation: Cancellation | None
+) -> Iterator[WarmSession]:
+    """The container stays when the block ends, however it ends: the session has already stopped whatever an
+    interrupt stopped, and the container ends by itself once idle."""
+    session = WarmSession(runtime, request, purpose=purpose, locks=locks)
+    try:
+        if cancellation is not None:
+            cancellation._enter(session)
+        yield session
+    except KeyboardInterrupt:
+        raise InterruptError("interrupted") from None
+    finally:
+        session.close()
+        if cancellation is not None:
+            cancellation._leave(session)
+
+
+def _make_mount_sources(request: ContainerRequest) -> None:
+    for mount in request.mounts:
+        # Created here, as the invoking user: the engine would create a missing bind source as root.
+        if not mount.read_only and mount.source is None:
+            try:
+                mount.path.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ProjectError(
+                    f"cannot create {mount.path}: {error.strerror}",
+                    hint="point --target-dir (or CARGO_TARGET_DIR, CARGO_HOME) at a writable place",
+                ) from None
 
 
 def _remove_after_error(runtime: Runtime, container_id: str, error: XpcargoError) -> None:

@@ -19,6 +19,14 @@ SESSION_LABEL = "org.xpcargo.session"
 REQUEST_LABEL = "org.xpcargo.request"
 # The machine (host name and kernel boot) of the process in SESSION_LABEL: a pid means something only there.
 HOST_LABEL = "org.xpcargo.host"
+# A warm container's: what it is for (one per workspace, target and user, see ``warm.slot``), whether it still fits a
+# request (``warm.key``), and, for `xpcargo ps` and `xpcargo down`, whose and which workspace and target it serves.
+SLOT_LABEL = "org.xpcargo.slot"
+WARM_KEY_LABEL = "org.xpcargo.warm-key"
+KEEP_WARM_LABEL = "org.xpcargo.keep-warm"
+USER_LABEL = "org.xpcargo.user"
+WORKSPACE_LABEL = "org.xpcargo.workspace"
+TARGET_LABEL = "org.xpcargo.target"
 
 Output = Callable[[bytes], None]
 
@@ -44,6 +52,8 @@ class ContainerRequest:
 
     image: str
     user: str
+    # The working directory and the environment of every command run in the container (given per command, so that
+    # a warm container serves commands that differ in them).
     workdir: Path
     mounts: tuple[Mount, ...] = ()
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -54,6 +64,9 @@ class ContainerRequest:
     hidden: tuple[Path, ...] = ()
     # The capabilities kept (Linux names without CAP_): none, but for the root of an image layer's apt and dpkg.
     capabilities: tuple[str, ...] = ()
+    # Seconds a container kept warm for later commands waits idle before it ends; 0: the container lives exactly
+    # as long as the session that started it.
+    keep_warm: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +95,9 @@ class ContainerInfo:
     id: str
     labels: Mapping[str, str]
     running: bool
+    image: str = ""
+    # Seconds since the epoch.
+    created: float = 0.0
 
 
 class Runtime(Protocol):
@@ -110,19 +126,32 @@ class Runtime(Protocol):
         """Load a `docker save` archive; return the references it named."""
 
     # Containers.
-    def start(self, request: ContainerRequest) -> str:
+    def start(self, request: ContainerRequest, *, main: Sequence[str] | None = None) -> str:
         """Create and start a container; return its id. A create is never repeated blindly: one whose answer was
-        lost is looked up by its ``REQUEST_LABEL``."""
+        lost is looked up by its ``REQUEST_LABEL``.
+
+        ``main`` is the container's main process, which ends the container when it exits (which the engine then
+        removes); without one, the container is tied to this process and ends when it goes, however it goes."""
 
     def exec(
-        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], on_stdout: Output, on_stderr: Output
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        workdir: Path,
+        on_stdout: Output,
+        on_stderr: Output,
     ) -> int:
         """Run ``argv`` in the container, stream its output to the callbacks, and return its exit code.
 
-        Raises ``ContainerDiedError`` when the container (or the command, by the OOM killer) was killed under it,
+        Raises ``ContainerGoneError`` when the container was not running when asked (nothing ran),
+        ``ContainerDiedError`` when the container (or the command, by the OOM killer) was killed under it,
         and ``EngineUnavailableError`` when the engine stopped answering or the connection was lost."""
 
-    def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str]) -> int: ...
+    def exec_interactive(
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path
+    ) -> int: ...
     def changes(self, container_id: str) -> list[tuple[str, str]]:
         """What the container changed in its image's file system: ``(kind, path)`` with kind ``A`` (added),
         ``C`` (changed) or ``D`` (deleted), bind mounts left out."""
@@ -130,6 +159,9 @@ class Runtime(Protocol):
     def remove(self, container_id: str) -> None:
         """Stop and remove the container; one that is already gone is fine. Bounded in time: an engine that does
         not answer within a few seconds raises ``EngineUnavailableError`` rather than hanging."""
+
+    def release(self, container_id: str) -> None:
+        """Stop following a container started with a ``main`` process of its own, and leave it running."""
 
     def list_containers(self, label: str) -> list[ContainerInfo]: ...
     def containers_using(self, image_id: str) -> list[ContainerInfo]:
