@@ -47,8 +47,8 @@ class Exec:
 
     @classmethod
     def of(cls, container: str, argv: Sequence[str], env: Mapping[str, str], workdir: Path) -> Exec:
-        if len(argv) > 6 and argv[3] == "xpcargo-run":
-            return cls(container=container, argv=tuple(argv[6:]), env=dict(env), workdir=workdir, token=argv[5])
+        if len(argv) > 7 and argv[3] == "xpcargo-run":
+            return cls(container=container, argv=tuple(argv[7:]), env=dict(env), workdir=workdir, token=argv[5])
         return cls(container=container, argv=tuple(argv), env=dict(env), workdir=workdir)
 
     @property
@@ -225,6 +225,7 @@ class FakeRuntime:
         workdir: Path,
         on_stdout: Output,
         on_stderr: Output,
+        tether: bool = False,
     ) -> int:
         assert container_id in self.running, f"exec into {container_id}, which is not running"
         call = Exec.of(container_id, argv, env, workdir)

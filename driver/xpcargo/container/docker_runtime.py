@@ -350,8 +350,8 @@ class DockerRuntime:
         workdir: Path,
         on_stdout: Output,
         on_stderr: Output,
+        tether: bool = False,
     ) -> int:
-
         command = _shown(argv)
         # A container started elsewhere (a warm one) is followed for as long as this command runs.
         watch = None
@@ -360,7 +360,7 @@ class DockerRuntime:
                 self._client_like(timeout=None), container_id, time.time() - 1
             )
         try:
-            exec_id = self._exec_create(container_id, argv, env=env, workdir=workdir, command=command)
+            exec_id = self._exec_create(container_id, argv, env=env, workdir=workdir, command=command, tether=tether)
             try:
                 stream = self._stream.exec_start(exec_id, stream=True, demux=True)
             except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
@@ -380,11 +380,20 @@ class DockerRuntime:
                 self.release(container_id)
 
     def _exec_create(
-        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path, command: str
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        workdir: Path,
+        command: str,
+        tether: bool,
     ) -> str:
         def create() -> str:
+            # An attached standard input is held by the stream's connection, which the kernel closes when this
+            # process ends, however it ends.
             created = self._client.api.exec_create(
-                container_id, list(argv), environment=dict(env), workdir=str(workdir)
+                container_id, list(argv), environment=dict(env), workdir=str(workdir), stdin=tether
             )
             return str(created["Id"])
 
@@ -577,7 +586,7 @@ def _container_infos(raw: list[dict[str, Any]]) -> list[ContainerInfo]:
 def _shown(argv: Sequence[str]) -> str:
     """A command as messages name it: its first two words, after xpcargo's own wrapper."""
     if argv[:1] == ["sh"] and len(argv) > 3 and str(argv[3]).startswith("xpcargo-run"):
-        argv = argv[6:]
+        argv = argv[7:]
     return " ".join(argv[:2])
 
 

@@ -149,7 +149,15 @@ class WarmSession(Session):
             if self._cancelled:
                 raise CancelledError("cancelled: another target failed or the build was interrupted")
             try:
-                code = super().run(warm.wrapped(token, argv), env=env, on_stdout=on_stdout, on_stderr=on_stderr)
+                code = self._runtime.exec(
+                    self.container_id,
+                    warm.wrapped(token, argv, tether=True),
+                    env=self._env(env),
+                    workdir=self._request.workdir,
+                    tether=True,
+                    on_stdout=on_stdout or binary_writer(sys.stdout),
+                    on_stderr=on_stderr or binary_writer(sys.stderr),
+                )
             except ContainerGoneError:
                 self._move(unusable=False)
                 continue
@@ -169,7 +177,7 @@ class WarmSession(Session):
         )
 
     def run_interactive(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
-        return super().run_interactive(warm.wrapped(uuid.uuid4().hex[:16], argv), env=env)
+        return super().run_interactive(warm.wrapped(uuid.uuid4().hex[:16], argv, tether=False), env=env)
 
     def _refused(self, token: str) -> bool:
         """Whether exit code ``warm.REFUSED`` came from the wrapper, not from the command."""

@@ -142,8 +142,12 @@ class Runtime(Protocol):
         workdir: Path,
         on_stdout: Output,
         on_stderr: Output,
+        tether: bool = False,
     ) -> int:
         """Run ``argv`` in the container, stream its output to the callbacks, and return its exit code.
+
+        With ``tether``, the command's standard input stays open, held by this process, until the command ends:
+        if this process goes first, however it goes, the input ends (the command may watch for that).
 
         Raises ``ContainerGoneError`` when the container was not running when asked (nothing ran),
         ``ContainerDiedError`` when the container (or the command, by the OOM killer) was killed under it,

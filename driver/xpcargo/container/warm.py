@@ -61,15 +61,24 @@ done
 """
 )
 
-_WRAPPER = r"""d="$1"; t="$2"; shift 2
+# With a tether, xpcargo holds the command's standard input open for as long as it waits on the command: when it
+# goes, however it goes (SIGKILL, a cut connection to the engine), the input ends, and a watcher stops the group.
+_WRAPPER = r"""d="$1"; t="$2"; tether="$3"; shift 3
 [ -d "$d" ] || mkdir -p "$d"
 : > "$d/run.$$.$t"
 if [ -e "$d/closing" ]; then rm -f "$d/run.$$.$t"; : > "$d/refused.$t"; exit 199; fi
+if [ "$tether" = 1 ]; then
+  # A job in the background reads /dev/null unless told otherwise: its input is the tether, as descriptor 3.
+  exec 3<&0
+  ( cat <&3; kill -TERM "-$$"; sleep 5; kill -KILL "-$$" ) >/dev/null 2>&1 &
+  exec "$@" </dev/null 3<&-
+fi
 exec "$@"
 """
 
-# Signals the command's group, waits for it to end, then kills what is left. A command whose wrapper has not yet
-# recorded itself (the signal came right after it was started) is waited for, briefly.
+# Signals the command's group, waits for the command to end, then kills what is left of the group (the tether's
+# watcher, which ignores SIGINT as background jobs do, and anything the command left behind). A command whose
+# wrapper has not yet recorded itself (the signal came right after it was started) is waited for, briefly.
 _STOP = r"""d="$1"; t="$2"; sig="$3"; grace="$4"; n=0
 while :; do
   for f in "$d"/run.*."$t"; do [ -e "$f" ] && break 2; done
@@ -80,7 +89,7 @@ done
 g=${f#"$d"/run.}; g=${g%%.*}
 kill "-$sig" "-$g" 2>/dev/null
 n=0
-while kill -0 "-$g" 2>/dev/null && [ "$n" -lt "$grace" ]; do sleep 0.1; n=$((n + 1)); done
+while kill -0 "$g" 2>/dev/null && [ "$n" -lt "$grace" ]; do sleep 0.1; n=$((n + 1)); done
 kill -KILL "-$g" 2>/dev/null
 rm -f "$f"
 exit 0
@@ -107,9 +116,10 @@ def main_argv(idle_seconds: int) -> list[str]:
     return ["sh", "-c", _IDLE_WATCH, "xpcargo-keep-warm", STATE_DIR, str(idle_seconds)]
 
 
-def wrapped(token: str, argv: Sequence[str]) -> list[str]:
-    """``argv`` under the wrapper; its process group is found later by ``token``."""
-    return ["sh", "-c", _WRAPPER, "xpcargo-run", STATE_DIR, token, *argv]
+def wrapped(token: str, argv: Sequence[str], *, tether: bool) -> list[str]:
+    """``argv`` under the wrapper; its process group is found later by ``token``. With ``tether``, the command ends
+    when its standard input does (see ``Runtime.exec``); an interactive command's input is the terminal's."""
+    return ["sh", "-c", _WRAPPER, "xpcargo-run", STATE_DIR, token, "1" if tether else "0", *argv]
 
 
 def stop_argv(token: str, signal_name: str) -> list[str]:
