@@ -226,6 +226,7 @@ class FakeRuntime:
         on_stdout: Output,
         on_stderr: Output,
         tether: bool = False,
+        answer_within: float | None = None,
     ) -> int:
         assert container_id in self.running, f"exec into {container_id}, which is not running"
         call = Exec.of(container_id, argv, env, workdir)

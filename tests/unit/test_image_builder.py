@@ -263,6 +263,24 @@ def test_prune_keeps_images_in_use_recent_or_refused_and_carries_on(context: Con
     assert [reference for reference, _ in again.removed] == ["xpcargo/x:recent"]
 
 
+def test_prune_stops_idle_warm_containers_of_an_image_and_keeps_busy_ones(context: Context) -> None:
+    def script(call: Exec) -> Reply:
+        # The retire script answers 1 where a command runs: in the container of the busy image.
+        busy = call.warm_script == "xpcargo-retire" and call.container == "container-2"
+        return Reply(code=1 if busy else 0)
+
+    runtime = FakeRuntime(script=script)
+    _built(context, runtime, "xpcargo/x:idle", "1" * 64)
+    _built(context, runtime, "xpcargo/x:busy", "2" * 64)
+    warm = {"org.xpcargo.slot": "s", "org.xpcargo.managed": "true"}
+    for image in ("xpcargo/x:idle", "xpcargo/x:busy"):
+        runtime.start(ContainerRequest(image=image, user="0:0", workdir=Path("/"), labels=warm), main=["sh"])
+    pruned = builder.prune_images(context, runtime, everything=True)
+    assert [reference for reference, _ in pruned.removed] == ["xpcargo/x:idle"]
+    assert runtime.removed == ["container-1"]
+    assert _kept(pruned) == {"xpcargo/x:busy": "used by running container container-2"}
+
+
 def test_prune_reports_a_line_for_each_image(context: Context, capsys: pytest.CaptureFixture[str]) -> None:
     runtime = FakeRuntime()
     _built(context, runtime, "xpcargo/x:old", "1" * 64)

@@ -351,6 +351,7 @@ class DockerRuntime:
         on_stdout: Output,
         on_stderr: Output,
         tether: bool = False,
+        answer_within: float | None = None,
     ) -> int:
         command = _shown(argv)
         # A container started elsewhere (a warm one) is followed for as long as this command runs.
@@ -360,7 +361,9 @@ class DockerRuntime:
                 self._client_like(timeout=None), container_id, time.time() - 1
             )
         try:
-            exec_id = self._exec_create(container_id, argv, env=env, workdir=workdir, command=command, tether=tether)
+            exec_id = self._exec_create(
+                container_id, argv, env=env, workdir=workdir, command=command, tether=tether, timeout=answer_within
+            )
             try:
                 stream = self._stream.exec_start(exec_id, stream=True, demux=True)
             except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
@@ -388,17 +391,20 @@ class DockerRuntime:
         workdir: Path,
         command: str,
         tether: bool,
+        timeout: float | None,
     ) -> str:
+        api = self._client.api if timeout is None else self._client_like(timeout=timeout)
+
         def create() -> str:
             # An attached standard input is held by the stream's connection, which the kernel closes when this
             # process ends, however it ends.
-            created = self._client.api.exec_create(
+            created = api.exec_create(
                 container_id, list(argv), environment=dict(env), workdir=str(workdir), stdin=tether
             )
             return str(created["Id"])
 
         try:
-            return _retry(create)
+            return _retry(create) if timeout is None else create()
         except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
             raise self._translate_exec(container_id, command, exc) from None
 

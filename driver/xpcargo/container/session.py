@@ -40,6 +40,7 @@ from xpcargo.container.spec import (
 from xpcargo.errors import (
     CancelledError,
     ContainerGoneError,
+    EngineUnavailableError,
     InterruptError,
     ProjectError,
     XpcargoError,
@@ -48,6 +49,8 @@ from xpcargo.ui import binary_writer
 
 # How often a command is moved to a new warm container when the one it was given had just ended or was closing.
 _WARM_ATTEMPTS = 3
+# How long the engine has to take the stop of an interrupted command: Ctrl-C must not wait on a hung engine.
+_STOP_ANSWER_WITHIN = 3.0
 
 
 def invoking_user() -> str:
@@ -190,17 +193,27 @@ class WarmSession(Session):
         previous = self.container_id
         self.container_id = self._find_or_start(unusable=frozenset({previous}) if unusable else frozenset())
 
-    def _quiet(self, argv: Sequence[str]) -> int:
+    def _quiet(self, argv: Sequence[str], *, answer_within: float | None = None) -> int:
         """A command of xpcargo's own in the container, its output dropped."""
         return self._runtime.exec(
-            self.container_id, argv, env={}, workdir=Path("/"), on_stdout=_ignore, on_stderr=_ignore
+            self.container_id,
+            argv,
+            env={},
+            workdir=Path("/"),
+            on_stdout=_ignore,
+            on_stderr=_ignore,
+            answer_within=answer_within,
         )
 
     def _stop(self, token: str, signal_name: str, error: XpcargoError) -> None:
-        """Pass the signal on to the command's process group and wait for it to end; if that cannot be done (the
-        engine does not answer, or a second Ctrl-C), remove the container, which certainly ends the command."""
+        """Pass the signal on to the command's process group and wait for it to end. If the engine does not take
+        that at once, the command is named as left behind (it still ends when its tether does, once the engine
+        hears that this process is gone); if the stop fails otherwise, or a second Ctrl-C cuts it short, the
+        container is removed, which certainly ends the command."""
         try:
-            self._quiet(warm.stop_argv(token, signal_name))
+            self._quiet(warm.stop_argv(token, signal_name), answer_within=_STOP_ANSWER_WITHIN)
+        except EngineUnavailableError:
+            error.left_behind.append(self.container_id)
         except (XpcargoError, KeyboardInterrupt):
             try:
                 self._runtime.remove(self.container_id)
@@ -270,6 +283,11 @@ def retire(runtime: Runtime, container: ContainerInfo) -> bool:
             return False
     runtime.remove(container.id)
     return True
+
+
+def without_idle_warm(runtime: Runtime, containers: Sequence[ContainerInfo]) -> list[ContainerInfo]:
+    """``containers`` but the idle warm ones, which are retired (so that an image they use can go)."""
+    return [c for c in containers if SLOT_LABEL not in c.labels or not retire(runtime, c)]
 
 
 def warm_containers(runtime: Runtime, *, workspace: Path | None = None) -> list[ContainerInfo]:

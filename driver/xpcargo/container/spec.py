@@ -143,11 +143,14 @@ class Runtime(Protocol):
         on_stdout: Output,
         on_stderr: Output,
         tether: bool = False,
+        answer_within: float | None = None,
     ) -> int:
         """Run ``argv`` in the container, stream its output to the callbacks, and return its exit code.
 
         With ``tether``, the command's standard input stays open, held by this process, until the command ends:
         if this process goes first, however it goes, the input ends (the command may watch for that).
+        ``answer_within`` bounds the wait for the engine to take the command (not the command itself), and asks
+        only once: for what must happen now or not at all, on the way out of an interrupt.
 
         Raises ``ContainerGoneError`` when the container was not running when asked (nothing ran),
         ``ContainerDiedError`` when the container (or the command, by the OOM killer) was killed under it,

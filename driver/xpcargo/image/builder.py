@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from xpcargo import platforms
 from xpcargo.config.targets import TargetSpec
-from xpcargo.container.session import open_session
+from xpcargo.container.session import open_session, without_idle_warm
 from xpcargo.container.spec import MANAGED_LABEL, ContainerRequest, ImageInfo, Runtime
 from xpcargo.errors import ConfigError, EngineError, ImageBuildError, ProjectError
 from xpcargo.hashing import file_sha256
@@ -311,12 +311,13 @@ class Builder:
     ) -> str | None:
         if record.reference in kept_plans:
             return f"the current image of {kept_plans[record.reference]}"
-        users = self.runtime.containers_using(image.id)
+        if unused_for is not None and now - record.last_used < unused_for:
+            return f"used {ago(now - record.last_used)} ago"
+        # A build's container kept warm would hold the image for nothing: it goes, unless a command runs in it.
+        users = without_idle_warm(self.runtime, self.runtime.containers_using(image.id))
         if users:
             state = "running" if any(user.running for user in users) else "stopped"
             return f"used by {state} container {' '.join(user.id[:12] for user in users)}"
-        if unused_for is not None and now - record.last_used < unused_for:
-            return f"used {ago(now - record.last_used)} ago"
         return None
 
     def _remove(self, record: records.Record, image: ImageInfo, result: Pruned) -> str | None:
