@@ -18,12 +18,15 @@ import pytest
 from .helpers import (
     ALL_TARGETS,
     MANAGED_LABEL,
+    TEST_KEEP_WARM,
     Cli,
     Workspace,
     base_environment,
+    docker,
     image_build_output,
     leaked_containers,
     managed_containers,
+    warm_containers,
 )
 
 # --- Fixtures -----------------------------------------------------------------------------------------------------
@@ -57,7 +60,17 @@ def cargo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cli_env(cargo_home: Path) -> dict[str, str]:
-    return {"CARGO_HOME": str(cargo_home)}
+    return {"CARGO_HOME": str(cargo_home), "XPCARGO_KEEP_WARM": TEST_KEEP_WARM}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_containers_stopped_at_the_end() -> Iterator[None]:
+    """The warm containers the session's commands left waiting: stopped when the tests end, rather than left to
+    their idle timeout (the engine's other containers are not this session's to touch)."""
+    yield
+    left = warm_containers()
+    if left:
+        docker("rm", "--force", *left, check=False)
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,11 @@ WASM_MAGIC = b"\0asm"
 MANAGED_LABEL = "org.xpcargo.managed"
 SESSION_LABEL = "org.xpcargo.session"
 HOST_LABEL = "org.xpcargo.host"
+SLOT_LABEL = "org.xpcargo.slot"
+WORKSPACE_LABEL = "org.xpcargo.workspace"
+# How long the tests' warm containers wait idle: long enough to be reused from one test to the next, short enough
+# that none outlives an interrupted test session by much.
+TEST_KEEP_WARM = "120"
 
 # What each target's binaries say about themselves: std's ARCH, the C compiler's arch, the ELF class and machine.
 RUST_ARCH = {
@@ -407,8 +412,9 @@ def image_build_output(command: list[str], env: Mapping[str, str]) -> tuple[int,
     return code, "".join(kept)
 
 
-def leaked_containers(ignore: set[str]) -> dict[str, str]:
-    """Containers that an xpcargo process of this test session started and that outlived it: id -> description.
+def _session_containers() -> list[tuple[str, str, bool, str]]:
+    """Containers that an xpcargo process of this test session started: (id, session label, warm and running,
+    description).
 
     Other xpcargo commands may share this engine while the tests run (another developer's, another CI job's):
     a container is looked at only when its session label names a process that this test session started.
@@ -420,16 +426,55 @@ def leaked_containers(ignore: set[str]) -> dict[str, str]:
         "--filter",
         f"label={MANAGED_LABEL}=true",
         "--format",
-        f'{{{{.ID}}}}\t{{{{.Label "{SESSION_LABEL}"}}}}\t{{{{.Image}}}} {{{{.Status}}}}',
+        f'{{{{.ID}}}}\t{{{{.Label "{SESSION_LABEL}"}}}}\t{{{{.Label "{SLOT_LABEL}"}}}}\t{{{{.State}}}}\t'
+        "{{.Image}} {{.Status}}",
     )
-    leaked = {}
+    found = []
     for line in listing.splitlines():
-        container, session, description = line.split("\t")
+        container, session, slot, state, description = line.split("\t")
         owner = session.rpartition(":")[2]
-        if container in ignore or not owner.isdigit() or int(owner) not in STARTED_PIDS:
-            continue
-        leaked[container] = f"{container[:12]} {session} {description}"
-    return leaked
+        if owner.isdigit() and int(owner) in STARTED_PIDS:
+            found.append((container, session, bool(slot) and state == "running", description))
+    return found
+
+
+def leaked_containers(ignore: set[str]) -> dict[str, str]:
+    """Containers of this test session's xpcargo processes that outlived them: id -> description. A running warm
+    container is no leak: it is meant to wait for the next command (``warm_containers`` finds those)."""
+    return {
+        container: f"{container[:12]} {session} {description}"
+        for container, session, warm, description in _session_containers()
+        if container not in ignore and not warm
+    }
+
+
+def warm_container_of(workspace: Path, triple: str) -> str | None:
+    """The running warm container of ``workspace`` (a test's own directory) and ``triple``, if there is one."""
+    found = docker(
+        "ps",
+        "--no-trunc",
+        "-q",
+        "--filter",
+        f"label={WORKSPACE_LABEL}={workspace.resolve()}",
+        "--filter",
+        f"label=org.xpcargo.target={triple}",
+    ).split()
+    assert len(found) <= 1, f"two warm containers for one workspace and target: {found}"
+    return found[0] if found else None
+
+
+def command_processes(container: str) -> list[str]:
+    """The processes of the commands running in a warm container, as `pid pgid args` lines: all but its init, its
+    idle watch (the main process and its `sleep`) and this `ps`; none when the container is gone."""
+    listing = docker("exec", container, "ps", "-eo", "pid=,pgid=,args=", check=False)
+    rows = [line.split(None, 2) for line in listing.splitlines() if len(line.split(None, 2)) == 3]
+    watch = {pgid for _, pgid, args in rows if "xpcargo-keep-warm" in args}
+    return [" ".join(row) for row in rows if row[0] != "1" and row[1] not in watch and not row[2].startswith("ps -eo")]
+
+
+def warm_containers() -> set[str]:
+    """The running warm containers that this test session's xpcargo processes started."""
+    return {container for container, _, warm, _ in _session_containers() if warm}
 
 
 def single_error_line(result: Result) -> str:

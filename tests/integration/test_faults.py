@@ -1,6 +1,8 @@
 """Faults produced for real: signals to a running xpcargo (SIGINT, SIGTERM, SIGHUP, SIGKILL), a container killed
 under Cargo (`docker kill`, the OOM killer), an engine whose socket is cut or frozen between xpcargo and the engine,
-and orphans left by a process that died. Whatever happens: one truthful line, and no container left behind."""
+and orphans left by a process that died. Whatever happens: one truthful line, and nothing left running: with a
+container of the command's own, no container; in a warm container, no process of the command, and the container
+ready for the next one."""
 
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from .helpers import (
     Cli,
     Result,
     Workspace,
+    command_processes,
     docker,
     managed_containers,
     single_error_line,
     start_cli,
+    warm_container_of,
 )
 
 pytestmark = pytest.mark.engine
@@ -35,25 +39,46 @@ SIGNALS = [
     pytest.param(signal.SIGINT, id="SIGINT"),
     pytest.param(signal.SIGHUP, id="SIGHUP"),
 ]
+# Each fault in a container of the command's own (XPCARGO_KEEP_WARM=0), and in the project's warm container.
+MODES = [pytest.param(False, id="own-container"), pytest.param(True, id="warm-container")]
 
 
 class Running:
-    """`xpcargo shell -- <command>` running in its own process group, once its container is up."""
+    """`xpcargo shell -- <command>` running in its own process group, once the command runs in its container: one
+    of its own (``warm`` false), or the project's warm container."""
 
-    def __init__(self, xpcargo: Cli, project: Path, command: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, xpcargo: Cli, project: Path, command: list[str], *, warm: bool, env: dict[str, str] | None = None
+    ) -> None:
         self.argv = [sys.executable, "-m", "xpcargo", "shell", "--target", X86_64, "--", *command]
         self.project = project
-        self.process = start_cli(self.argv, cwd=project, env={**xpcargo.env, **(env or {})}, new_session=True)
+        self.warm = warm
+        self.container = ""
+        overrides: dict[str, str | None] = {**xpcargo.env, **(env or {})}
+        if not warm:
+            overrides["XPCARGO_KEEP_WARM"] = "0"
+        self.process = start_cli(self.argv, cwd=project, env=overrides, new_session=True)
         self.label = f"{SESSION_LABEL}=shell:{self.process.pid}"
         deadline = time.monotonic() + 120
-        while not managed_containers(self.label):
+        while not self._started():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.process.kill()
                 stdout, stderr = self.process.communicate()
-                pytest.fail(f"no container labelled {self.label} appeared:\n{stdout}\n{stderr}")
+                pytest.fail(f"the command did not start in a container:\n{stdout}\n{stderr}")
             time.sleep(0.2)
-        (self.container,) = managed_containers(self.label)
         time.sleep(0.5)  # let the command start inside it
+
+    def _started(self) -> bool:
+        if not self.warm:
+            found = managed_containers(self.label)
+            if found:
+                (self.container,) = found
+            return bool(found)
+        warm = warm_container_of(self.project, X86_64)
+        if warm is None:
+            return False
+        self.container = warm
+        return bool(command_processes(warm))
 
     def finish(self, timeout: float = 90) -> tuple[Result, float]:
         """Wait for xpcargo to exit; return its result and how long that took."""
@@ -71,11 +96,27 @@ class Running:
 
     def container_gone(self, within: float) -> bool:
         deadline = time.monotonic() + within
-        while managed_containers(self.label):
+        while managed_containers(self.label) or (self.warm and _running(self.container)):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
         return True
+
+    def nothing_left_running(self, within: float) -> bool:
+        """No container of the command's own; in a warm one, no process of the command, and the container still
+        there for the next."""
+        if not self.warm:
+            return self.container_gone(within)
+        deadline = time.monotonic() + within
+        while command_processes(self.container):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return _running(self.container)
+
+
+def _running(container: str) -> bool:
+    return docker("inspect", "--format", "{{.State.Running}}", container, check=False).strip() == "true"
 
 
 @pytest.fixture
@@ -86,11 +127,13 @@ def project(workspace: Workspace) -> Path:
 # --- Signals ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("warm", MODES)
 @pytest.mark.parametrize("signum", SIGNALS)
-def test_a_signal_stops_promptly_says_so_and_removes_the_container(
-    xpcargo: Cli, project: Path, signum: signal.Signals
+def test_a_signal_stops_promptly_says_so_and_leaves_nothing_running(
+    xpcargo: Cli, project: Path, signum: signal.Signals, warm: bool
 ) -> None:
-    running = Running(xpcargo, project, ["sleep", "600"])
+    # Two processes, one in the background: the whole process group must go, not only the command's first process.
+    running = Running(xpcargo, project, ["sh", "-c", "sleep 600 & sleep 600"], warm=warm)
     os.killpg(running.process.pid, signum)
     result, elapsed = running.finish(timeout=60)
     assert result.code == 130, result
@@ -98,22 +141,30 @@ def test_a_signal_stops_promptly_says_so_and_removes_the_container(
     line = single_error_line(result)
     assert line.endswith("nothing was left running"), result
     assert [text for text in result.stderr_lines if text.strip()] == [line], result
-    assert not managed_containers(running.label), f"the container labelled {running.label} is still there"
+    assert running.nothing_left_running(within=0), f"{running.container[:12]} still runs the command, or is gone"
+    if warm:
+        # Still usable: the next command runs in the same container.
+        again = xpcargo(["shell", "--target", X86_64, "--", "true"], cwd=project)
+        assert again.code == 0, again
+        assert warm_container_of(project, X86_64) == running.container
 
 
-def test_sigkill_leaves_no_container(xpcargo: Cli, project: Path) -> None:
-    """xpcargo cannot clean up after SIGKILL: the container ends by itself when xpcargo's tether closes."""
-    running = Running(xpcargo, project, ["sleep", "600"])
+@pytest.mark.parametrize("warm", MODES)
+def test_sigkill_leaves_nothing_running(xpcargo: Cli, project: Path, warm: bool) -> None:
+    """xpcargo cannot clean up after SIGKILL: the container (in a warm one, the command) ends by itself when
+    xpcargo's tether closes."""
+    running = Running(xpcargo, project, ["sleep", "600"], warm=warm)
     os.killpg(running.process.pid, signal.SIGKILL)
     running.finish(timeout=30)
-    assert running.container_gone(within=10), f"{running.container[:12]} outlived its SIGKILLed xpcargo"
+    assert running.nothing_left_running(within=10), f"{running.container[:12]}: the command outlived xpcargo"
 
 
 # --- The container dies under the command -------------------------------------------------------------------------
 
 
-def test_docker_kill_of_the_container_is_told(xpcargo: Cli, project: Path) -> None:
-    running = Running(xpcargo, project, ["sleep", "600"])
+@pytest.mark.parametrize("warm", MODES)
+def test_docker_kill_of_the_container_is_told(xpcargo: Cli, project: Path, warm: bool) -> None:
+    running = Running(xpcargo, project, ["sleep", "600"], warm=warm)
     docker("kill", running.container)
     result, _ = running.finish()
     assert result.code == 11, result
@@ -123,16 +174,21 @@ def test_docker_kill_of_the_container_is_told(xpcargo: Cli, project: Path) -> No
     assert running.container_gone(within=10)
 
 
-def test_the_oom_killer_is_told(xpcargo: Cli, project: Path) -> None:
+@pytest.mark.parametrize("warm", MODES)
+def test_the_oom_killer_is_told(xpcargo: Cli, project: Path, warm: bool) -> None:
     """The kernel's OOM killer, for real: the running container's memory limit is lowered under a command that
     then allocates more than that."""
     allocate = "sleep 2; x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived"
-    running = Running(xpcargo, project, ["sh", "-c", allocate])
+    running = Running(xpcargo, project, ["sh", "-c", allocate], warm=warm)
     docker("update", "--memory", "64m", "--memory-swap", "64m", running.container)
-    result, _ = running.finish()
-    assert result.code == 11, result
-    assert "OOM killer" in single_error_line(result), result
-    assert "survived" not in result.stdout, result
+    try:
+        result, _ = running.finish()
+        assert result.code == 11, result
+        assert "OOM killer" in single_error_line(result), result
+        assert "survived" not in result.stdout, result
+    finally:
+        # A warm container left with 64 MB would starve the next test's build.
+        docker("rm", "--force", running.container, check=False)
 
 
 # --- The engine goes away, or stops answering ---------------------------------------------------------------------
@@ -146,8 +202,11 @@ def engine_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnginePro
         yield proxy
 
 
-def test_a_cut_engine_connection_names_the_lost_stream(xpcargo: Cli, project: Path, engine_proxy: EngineProxy) -> None:
-    running = Running(xpcargo, project, ["sleep", "600"], env={"DOCKER_HOST": engine_proxy.url})
+@pytest.mark.parametrize("warm", MODES)
+def test_a_cut_engine_connection_names_the_lost_stream(
+    xpcargo: Cli, project: Path, engine_proxy: EngineProxy, warm: bool
+) -> None:
+    running = Running(xpcargo, project, ["sleep", "600"], warm=warm, env={"DOCKER_HOST": engine_proxy.url})
     engine_proxy.cut()
     result, elapsed = running.finish()
     engine_proxy.restore()
@@ -155,29 +214,32 @@ def test_a_cut_engine_connection_names_the_lost_stream(xpcargo: Cli, project: Pa
     line = single_error_line(result)
     assert line.startswith(f"error: lost the connection to the Docker engine at {engine_proxy.url} while `sleep 600`")
     assert elapsed < 15, f"took {elapsed:.1f}s{result}"
-    # The cut closed xpcargo's end of the tether too: the engine ended the container by itself.
-    assert running.container_gone(within=10)
+    # The cut closed xpcargo's end of the tether too: the engine ended the container (or the command) by itself.
+    assert running.nothing_left_running(within=10)
 
 
-def test_a_frozen_engine_is_noticed(xpcargo: Cli, project: Path, engine_proxy: EngineProxy) -> None:
+@pytest.mark.parametrize("warm", MODES)
+def test_a_frozen_engine_is_noticed(xpcargo: Cli, project: Path, engine_proxy: EngineProxy, warm: bool) -> None:
     env = {"DOCKER_HOST": engine_proxy.url, "XPCARGO_ENGINE_TIMEOUT": "5"}
-    running = Running(xpcargo, project, ["sleep", "600"], env=env)
+    running = Running(xpcargo, project, ["sleep", "600"], warm=warm, env=env)
     engine_proxy.freeze()
     result, elapsed = running.finish()
     assert result.code == 6, result
     line = single_error_line(result)
     assert "stopped answering while `sleep 600` ran" in line, result
-    # Truthful about what it could not confirm, with the command that removes it.
-    assert f"docker rm -f {running.container[:12]}" in line, result
+    if not warm:
+        # Truthful about what it could not confirm, with the command that removes it.
+        assert f"docker rm -f {running.container[:12]}" in line, result
     assert elapsed < 5 + 10, f"took {elapsed:.1f}s{result}"
     engine_proxy.thaw()
-    assert running.container_gone(within=10)
+    assert running.nothing_left_running(within=10)
 
 
+@pytest.mark.parametrize("warm", MODES)
 def test_ctrl_c_with_a_frozen_engine_returns_within_seconds(
-    xpcargo: Cli, project: Path, engine_proxy: EngineProxy
+    xpcargo: Cli, project: Path, engine_proxy: EngineProxy, warm: bool
 ) -> None:
-    running = Running(xpcargo, project, ["sleep", "600"], env={"DOCKER_HOST": engine_proxy.url})
+    running = Running(xpcargo, project, ["sleep", "600"], warm=warm, env={"DOCKER_HOST": engine_proxy.url})
     engine_proxy.freeze()
     time.sleep(1)
     os.killpg(running.process.pid, signal.SIGINT)
@@ -187,7 +249,7 @@ def test_ctrl_c_with_a_frozen_engine_returns_within_seconds(
     line = single_error_line(result)
     assert line.startswith("error: interrupted; the engine did not confirm the removal of container"), result
     engine_proxy.thaw()
-    assert running.container_gone(within=10)
+    assert running.nothing_left_running(within=10)
 
 
 # --- Orphans ------------------------------------------------------------------------------------------------------
