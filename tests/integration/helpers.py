@@ -432,7 +432,7 @@ def _session_containers() -> list[tuple[str, str, bool, str]]:
     found = []
     for line in listing.splitlines():
         container, session, slot, state, description = line.split("\t")
-        owner = session.rpartition(":")[2]
+        owner = session.rpartition(":")[2].removeprefix("warm-")
         if owner.isdigit() and int(owner) in STARTED_PIDS:
             found.append((container, session, bool(slot) and state == "running", description))
     return found

@@ -25,6 +25,7 @@ from .helpers import (
     Cli,
     assert_elf_for,
     assert_wasm_module,
+    command_processes,
     copy_fixture,
     managed_containers,
     start_cli,
@@ -80,13 +81,15 @@ def test_one_failing_target_fails_the_command_and_the_others_finish(
             assert_elf_for(project / "target" / triple / "debug" / "hello-generated", triple)
 
 
-def test_ctrl_c_during_a_three_target_build_leaves_no_container(
+def test_ctrl_c_during_a_multi_target_build_leaves_nothing_running(
     tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
 ) -> None:
+    """Every target's command is stopped: no fetch container is left, and the build containers, kept warm, run
+    nothing."""
     project = copy_fixture(tmp_path_factory, "zlib-sys")
     argv = [sys.executable, "-m", "xpcargo", "build", "--target", "all"]
     process = start_cli(argv, cwd=project, env=xpcargo.env, new_session=True)
-    label = f"{SESSION_LABEL}=build:{process.pid}"
+    label = f"{SESSION_LABEL}=build:warm-{process.pid}"
     deadline = time.monotonic() + 120
     while len(managed_containers(label)) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -97,8 +100,11 @@ def test_ctrl_c_during_a_three_target_build_leaves_no_container(
     assert process.returncode == 130, stderr
     assert time.monotonic() - started < 20, stderr
     assert stderr.splitlines()[-1].startswith("error: interrupted"), stderr
-    assert not managed_containers(f"{SESSION_LABEL}=build:{process.pid}")
     assert not managed_containers(f"{SESSION_LABEL}=fetch:{process.pid}")
+    warm = managed_containers(label)
+    assert len(warm) >= 2, stderr
+    for container in warm:
+        assert not command_processes(container), f"{container[:12]} still runs a command{stderr}"
 
 
 def test_one_target_output_is_unchanged(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:

@@ -21,7 +21,6 @@ import pytest
 from .helpers import (
     FIXTURES,
     MANAGED_LABEL,
-    SESSION_LABEL,
     WORKSPACE_LABEL,
     X86_64,
     Cli,
@@ -46,10 +45,6 @@ def _containers_of(project: Path) -> set[str]:
     return set(
         docker("ps", "-a", "-q", "--no-trunc", "--filter", f"label={WORKSPACE_LABEL}={project.resolve()}").split()
     )
-
-
-def _started_by(process_pid: int) -> set[str]:
-    return set(docker("ps", "-a", "-q", "--no-trunc", "--filter", f"label={SESSION_LABEL}=build:{process_pid}").split())
 
 
 def _gone(container: str, within: float) -> bool:

@@ -476,10 +476,12 @@ def test_orphans_of_dead_processes_on_this_machine_are_reaped(world: World) -> N
     dead_labels = {**dead.labels, "org.xpcargo.session": "build:999999999"}
     elsewhere = {**dead_labels, "org.xpcargo.host": "another-machine/boot"}
     alive = session.labelled(ContainerRequest(image="i", user="0:0", workdir=Path("/")), "build").labels
-    for labels in (dead_labels, elsewhere, alive):
+    # A running warm container outlives the process that started it by design.
+    warm = {**dead_labels, "org.xpcargo.session": "build:warm-999999999"}
+    for labels in (dead_labels, elsewhere, alive, warm):
         runtime.start(ContainerRequest(image="i", user="0:0", workdir=Path("/"), labels=labels))
     assert session.reap_orphans(runtime) == ["container-1"]
-    assert runtime.running == {"container-2", "container-3"}
+    assert runtime.running == {"container-2", "container-3", "container-4"}
 
 
 def test_the_build_reads_cargo_home_and_never_its_credentials(world: World) -> None:

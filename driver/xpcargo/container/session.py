@@ -329,12 +329,18 @@ def this_host() -> str:
     return f"{socket.gethostname()}/{boot}"
 
 
+# Before a warm container's pid in SESSION_LABEL: xpcargo before warm containers reaped every container whose
+# process was gone, and would remove warm ones; it takes this for no pid at all.
+_WARM_OWNER = "warm-"
+
+
 def labelled(request: ContainerRequest, purpose: str) -> ContainerRequest:
     """The request with the labels every container of xpcargo's carries: managed, whose, where, and a request id."""
+    owner = f"{_WARM_OWNER if request.keep_warm else ''}{os.getpid()}"
     labels = {
         **request.labels,
         MANAGED_LABEL: "true",
-        SESSION_LABEL: f"{purpose}:{os.getpid()}",
+        SESSION_LABEL: f"{purpose}:{owner}",
         HOST_LABEL: this_host(),
         REQUEST_LABEL: uuid.uuid4().hex,
     }
@@ -363,9 +369,11 @@ def reap_orphans(runtime: Runtime) -> list[str]:
     host = this_host()
     for container in runtime.list_containers(f"{MANAGED_LABEL}=true"):
         owner = container.labels.get(SESSION_LABEL, "").rpartition(":")[2]
+        warm = owner.startswith(_WARM_OWNER)
+        owner = owner.removeprefix(_WARM_OWNER)
         if container.labels.get(HOST_LABEL) != host or not owner.isdigit() or _process_exists(int(owner)):
             continue
-        if container.running and SLOT_LABEL in container.labels:
+        if warm and container.running:
             continue
         try:
             runtime.remove(container.id)
