@@ -1,16 +1,18 @@
-"""Measure xpcargo's costs against baselines taken in the same run, and print the ratios.
+"""What a no-op build costs with xpcargo against the engine's floor, measured in one run and printed as ratios.
 
     .venv/bin/python benchmarks/bench_build.py [--target T] [--runs N] [--cold]
 
-- warm no-op build: `xpcargo build` of the seed C example when nothing changed, against the same no-op
-  `cargo build` run by `docker exec` in an already running container of the same image (the floor for any tool
-  that builds in containers; `docker run --rm` is shown too, which is what a fresh-container-per-command tool pays);
-- `xpcargo --help` start-up, against `python -c pass`;
-- peak memory (max RSS) of the xpcargo process during the warm no-op build;
-- with --cold: the first build with the target's image removed and an empty cache (image build included).
-  This deletes that one image (xpcargo rebuilds it); nothing else is touched.
+- warm no-op `xpcargo build` of the seed C example (its container kept warm, the default), against the same no-op
+  `cargo build` run by `docker exec` in a running container of the same image, with the same mounts, environment
+  and user: the floor of any tool that builds in containers. Goal: at most 1.5x.
+- the same with warm containers off (XPCARGO_KEEP_WARM=0: a container per command), against `docker run --rm` of
+  the same: what a fresh-container-per-command tool pays. Goal: at most 1.5x.
+- peak memory (max RSS) of the xpcargo process during the warm no-op build, against the `docker exec` CLI's.
+- with --cold: the first build with the target's image removed and an empty cache (image build included). This
+  deletes that one image (xpcargo rebuilds it); nothing else is touched.
 
-Timings are medians of --runs runs. Nothing here is a test: it prints numbers for a human (or a note) to read.
+Each pair is timed back to back, in alternating order, --runs times; the table shows the medians and the median of
+the per-pair ratios. Nothing here is a test: it prints numbers for a human (or a note) to read.
 """
 
 from __future__ import annotations
@@ -23,36 +25,84 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "seed-c-lib"
 
+Command = Callable[[], None]
 
-def timed(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) -> float:
-    start = time.perf_counter()
+
+def run(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> None:
     subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def timed(command: Command) -> float:
+    start = time.perf_counter()
+    command()
     return time.perf_counter() - start
 
 
-def peak_rss_mib(argv: Sequence[str], *, cwd: Path) -> float:
+@dataclass(frozen=True)
+class Pair:
+    name: str
+    baseline: str
+    measured: list[float]
+    reference: list[float]
+    goal: float | None
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(m / r for m, r in zip(self.measured, self.reference, strict=True))
+
+    def row(self) -> tuple[str, ...]:
+        verdict = "-" if self.goal is None else ("met" if self.ratio <= self.goal else "not met")
+        goal = "-" if self.goal is None else f"<= {self.goal:g}x"
+        return (
+            self.name,
+            f"{statistics.median(self.measured) * 1000:.0f} ms",
+            self.baseline,
+            f"{statistics.median(self.reference) * 1000:.0f} ms",
+            f"{self.ratio:.2f}x",
+            goal,
+            verdict,
+        )
+
+
+def paired(name: str, measured: Command, baseline_name: str, baseline: Command, runs: int, goal: float | None) -> Pair:
+    """``measured`` and ``baseline`` back to back, the order alternating from one run to the next, after one
+    untimed run of each (caches, the first exec into a container)."""
+    measured()
+    baseline()
+    ours: list[float] = []
+    theirs: list[float] = []
+    for index in range(runs):
+        if index % 2:
+            theirs.append(timed(baseline))
+            ours.append(timed(measured))
+        else:
+            ours.append(timed(measured))
+            theirs.append(timed(baseline))
+    return Pair(name, baseline_name, ours, theirs, goal)
+
+
+def peak_rss_mib(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> float:
     """Peak resident memory of ``argv`` and its children, measured by a fresh process whose only child it is."""
     probe = (
         "import resource, subprocess, sys; "
         "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
-    printed = subprocess.run([sys.executable, "-c", probe, *argv], cwd=cwd, check=True, capture_output=True).stdout
+    printed = subprocess.run(
+        [sys.executable, "-c", probe, *argv], cwd=cwd, env=env, check=True, capture_output=True
+    ).stdout
     return int(printed) / 1024
 
 
-def median_of(runs: int, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) -> float:
-    return statistics.median(timed(argv, cwd=cwd, env=env) for _ in range(runs))
-
-
 def xpcargo(*args: str) -> list[str]:
-    return [sys.executable, "-m", "xpcargo", *args]
+    return [str(Path(sys.executable).parent / "xpcargo"), *args]
 
 
 def image_of(target: str, cwd: Path) -> str:
@@ -70,7 +120,7 @@ def cold_build(target: str, project: Path) -> float:
     with tempfile.TemporaryDirectory(prefix="xpcargo-bench-cache-") as cache:
         env = {**os.environ, "XPCARGO_CACHE_DIR": cache}
         shutil.rmtree(project / "target", ignore_errors=True)
-        return timed(xpcargo("build", "--target", target), cwd=project, env=env)
+        return timed(lambda: run(xpcargo("build", "--target", target), cwd=project, env=env))
 
 
 def container_environment(target: str, project: Path) -> dict[str, str]:
@@ -84,64 +134,78 @@ def container_environment(target: str, project: Path) -> dict[str, str]:
     return variables
 
 
-def docker_exec_baseline(target: str, project: Path, runs: int) -> tuple[float, float, float]:
-    """The same no-op through `docker exec` into a running container (time and the CLI's peak memory), and
-    through `docker run --rm`."""
-    image = image_of(target, project)
+def engine_arguments(target: str, project: Path) -> list[str]:
+    """What `docker run` needs to build like xpcargo: the user, no network, the mounts, the environment."""
     env = container_environment(target, project)
     home = Path(env["CARGO_HOME"])
     common = ["--user", f"{os.getuid()}:{os.getgid()}", "--network", "none", "-w", str(project)]
-    common += ["-v", f"{project}:{project}", "-v", f"{home}:{home}"]
+    common += ["-v", f"{project}:{project}", "-v", f"{home}:{home}:ro"]
+    share = REPO / "images" / "share"
+    common += ["-v", f"{share}:/usr/local/share/xpcargo:ro"]
     for name, value in env.items():
         common += ["-e", f"{name}={value}"]
-    cargo = ["cargo", "build", "--target", target]
-    container = subprocess.run(
-        ["docker", "run", "-d", "--init", *common, image, "sleep", "infinity"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    try:
-        exec_time = median_of(runs, ["docker", "exec", container, *cargo], cwd=project)
-        exec_memory = peak_rss_mib(["docker", "exec", container, *cargo], cwd=project)
-    finally:
-        subprocess.run(["docker", "rm", "-f", container], check=True, capture_output=True)
-    run_time = median_of(runs, ["docker", "run", "--rm", *common, image, *cargo], cwd=project)
-    return exec_time, run_time, exec_memory
+    return common
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="aarch64-unknown-linux-gnu")
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--cold", action="store_true", help="also time a cold first build (removes the image)")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="xpcargo-bench-") as scratch:
         project = Path(scratch) / "seed-c-lib"
         shutil.copytree(FIXTURE, project)
-        print(f"xpcargo benchmark: {FIXTURE.name} for {options.target}, medians of {options.runs} runs")
+        print(f"xpcargo benchmark: no-op build of {FIXTURE.name} for {options.target}, {options.runs} pairs\n")
 
         if options.cold:
             cold = cold_build(options.target, project)
-            print(f"cold first build (image build included): {cold:8.2f} s")
+            print(f"cold first build (image build included): {cold:.2f} s\n")
 
         build = xpcargo("build", "--target", options.target)
-        timed(build, cwd=project)  # the real build, and the fetch step; everything after is a no-op
-        warm = median_of(options.runs, build, cwd=project)
-        exec_time, run_time, exec_memory = docker_exec_baseline(options.target, project, options.runs)
-        print(f"warm no-op `xpcargo build`:            {warm:8.3f} s")
-        print(f"  baseline `docker exec` cargo build:   {exec_time:8.3f} s   ratio {warm / exec_time:5.1f}x")
-        print(f"  reference `docker run --rm` cargo:    {run_time:8.3f} s   ratio {warm / run_time:5.1f}x")
-
+        cold_env = {**os.environ, "XPCARGO_KEEP_WARM": "0"}
+        run(build, cwd=project)  # the real build, and the fetch step; everything after is a no-op
+        image = image_of(options.target, project)
+        common = engine_arguments(options.target, project)
+        cargo = ["cargo", "build", "--target", options.target]
+        container = subprocess.run(
+            ["docker", "run", "-d", "--init", *common, image, "sleep", "infinity"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        try:
+            warm = paired(
+                "xpcargo build (warm)",
+                lambda: run(build, cwd=project),
+                "docker exec",
+                lambda: run(["docker", "exec", container, *cargo], cwd=project),
+                options.runs,
+                goal=1.5,
+            )
+            exec_memory = peak_rss_mib(["docker", "exec", container, *cargo], cwd=project)
+        finally:
+            subprocess.run(["docker", "rm", "-f", container], check=True, capture_output=True)
+        fresh = paired(
+            "xpcargo build (KEEP_WARM=0)",
+            lambda: run(build, cwd=project, env=cold_env),
+            "docker run --rm",
+            lambda: run(["docker", "run", "--rm", *common, image, *cargo], cwd=project),
+            options.runs,
+            goal=1.5,
+        )
         memory = peak_rss_mib(build, cwd=project)
-        print(f"peak RSS of xpcargo (no-op build):      {memory:8.1f} MiB")
-        print(f"  baseline `docker exec` CLI:           {exec_memory:8.1f} MiB   ratio {memory / exec_memory:5.1f}x")
 
-        help_time = median_of(options.runs, xpcargo("--help"), cwd=project)
-        python_time = median_of(options.runs, [sys.executable, "-c", "pass"], cwd=project)
-        print(f"`xpcargo --help`:                       {help_time:8.3f} s")
-        print(f"  baseline `python -c pass`:            {python_time:8.3f} s   ratio {help_time / python_time:5.1f}x")
+        rows = [("measured", "median", "baseline", "median", "ratio", "goal", ""), warm.row(), fresh.row()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            f"\npeak RSS of xpcargo (warm no-op build): {memory:.1f} MiB; of the `docker exec` CLI: "
+            f"{exec_memory:.1f} MiB ({memory / exec_memory:.1f}x)"
+        )
+        subprocess.run(xpcargo("down"), cwd=project, check=False, capture_output=True)
 
 
 if __name__ == "__main__":

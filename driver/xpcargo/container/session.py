@@ -131,6 +131,9 @@ class WarmSession(Session):
                     retire(self._runtime, container)
             if chosen is not None:
                 return chosen
+            # Orphans are reaped when a container is started, as a command of its own would: a reused warm
+            # container costs no more questions to the engine than it must.
+            reap_orphans(self._runtime)
             container_id = self._runtime.start(
                 labelled(request, self._purpose), main=warm.main_argv(self._request.keep_warm)
             )
@@ -441,11 +444,11 @@ def open_session(
     _make_mount_sources(request)
     if cancellation is not None:
         cancellation.check()
-    reap_orphans(runtime)
     if request.keep_warm > 0 and warm_locks is not None:
         with _warm_session(runtime, request, purpose=purpose, locks=warm_locks, cancellation=cancellation) as warmed:
             yield warmed
         return
+    reap_orphans(runtime)
     container_id = runtime.start(labelled(request, purpose))
     session = Session(runtime, container_id, request)
     try:
