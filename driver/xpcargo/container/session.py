@@ -188,7 +188,7 @@ class WarmSession(Session):
     def _refused(self, token: str) -> bool:
         """Whether exit code ``warm.REFUSED`` came from the wrapper, not from the command."""
         try:
-            return self._quiet(warm.refused_argv(token)) == 0
+            return _quietly(self._runtime, self.container_id, warm.refused_argv(token)) == 0
         except ContainerGoneError:
             return True
 
@@ -196,25 +196,15 @@ class WarmSession(Session):
         previous = self.container_id
         self.container_id = self._find_or_start(unusable=frozenset({previous}) if unusable else frozenset())
 
-    def _quiet(self, argv: Sequence[str], *, answer_within: float | None = None) -> int:
-        """A command of xpcargo's own in the container, its output dropped."""
-        return self._runtime.exec(
-            self.container_id,
-            argv,
-            env={},
-            workdir=Path("/"),
-            on_stdout=_ignore,
-            on_stderr=_ignore,
-            answer_within=answer_within,
-        )
-
     def _stop(self, token: str, signal_name: str, error: XpcargoError) -> None:
         """Pass the signal on to the command's process group and wait for it to end. If the engine does not take
         that at once, the command is named as left behind (it still ends when its tether does, once the engine
         hears that this process is gone); if the stop fails otherwise, or a second Ctrl-C cuts it short, the
         container is removed, which certainly ends the command."""
         try:
-            self._quiet(warm.stop_argv(token, signal_name), answer_within=_STOP_ANSWER_WITHIN)
+            _quietly(
+                self._runtime, self.container_id, warm.stop_argv(token, signal_name), answer_within=_STOP_ANSWER_WITHIN
+            )
         except EngineUnavailableError:
             error.left_behind.append(self.container_id)
         except (XpcargoError, KeyboardInterrupt):
@@ -236,6 +226,19 @@ class WarmSession(Session):
 
 def _ignore(chunk: bytes) -> None:
     pass
+
+
+def _quietly(runtime: Runtime, container_id: str, argv: Sequence[str], *, answer_within: float | None = None) -> int:
+    """One of xpcargo's own commands in a warm container (``warm``'s scripts), its output dropped."""
+    return runtime.exec(
+        container_id,
+        argv,
+        env={},
+        workdir=Path("/"),
+        on_stdout=_ignore,
+        on_stderr=_ignore,
+        answer_within=answer_within,
+    )
 
 
 def warm_labelled(runtime: Runtime, request: ContainerRequest) -> ContainerRequest:
@@ -277,9 +280,7 @@ def retire(runtime: Runtime, container: ContainerInfo) -> bool:
     to refuse new commands, so that none starts in it while it is removed; a busy one ends by itself once idle."""
     if container.running:
         try:
-            code = runtime.exec(
-                container.id, warm.retire_argv(), env={}, workdir=Path("/"), on_stdout=_ignore, on_stderr=_ignore
-            )
+            code = _quietly(runtime, container.id, warm.retire_argv())
         except ContainerGoneError:
             code = 0
         if code != 0:
@@ -309,9 +310,7 @@ def is_busy(runtime: Runtime, container: ContainerInfo) -> bool | None:
     if not container.running:
         return False
     try:
-        code = runtime.exec(
-            container.id, warm.busy_argv(), env={}, workdir=Path("/"), on_stdout=_ignore, on_stderr=_ignore
-        )
+        code = _quietly(runtime, container.id, warm.busy_argv())
     except XpcargoError:
         return None
     return code == 0
