@@ -1,0 +1,205 @@
+"""Warm sessions against the fake runtime: which container a request gets, and what happens when that container is
+closing, gone, or no longer fits. The scripts themselves run for real in tests/integration/test_warm.py."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from xpcargo.container import session, warm
+from xpcargo.container.spec import TARGET_LABEL, WORKSPACE_LABEL, ContainerRequest, Mount
+from xpcargo.errors import CancelledError, ContainerGoneError, InterruptError
+
+from .fake_runtime import Exec, FakeRuntime, Reply, default_script
+
+
+def _request(tmp_path: Path, **changes: object) -> ContainerRequest:
+    fields: dict[str, object] = {
+        "image": "xpcargo/x86_64-unknown-linux-gnu:1",
+        "user": "1000:1000",
+        "workdir": tmp_path,
+        "mounts": (Mount(path=tmp_path),),
+        "env": {"A": "1"},
+        "labels": {WORKSPACE_LABEL: str(tmp_path), TARGET_LABEL: "x86_64-unknown-linux-gnu"},
+        "keep_warm": 60,
+        **changes,
+    }
+    return ContainerRequest(**fields)  # type: ignore[arg-type]
+
+
+def _run(runtime: FakeRuntime, request: ContainerRequest, locks: Path, argv: tuple[str, ...] = ("true",)) -> int:
+    with session.open_session(runtime, request, purpose="build", warm_locks=locks) as opened:
+        return opened.run(list(argv), env={"B": "2"})
+
+
+def test_a_second_command_reuses_the_container_with_its_own_environment(tmp_path: Path) -> None:
+    runtime = FakeRuntime(every_image=True)
+    _run(runtime, _request(tmp_path), tmp_path / "locks")
+    _run(runtime, _request(tmp_path, env={"A": "changed"}), tmp_path / "locks")
+    assert len(runtime.started) == 1
+    assert runtime.containers["container-1"][1] == tuple(warm.main_argv(60))
+    first, second = runtime.execs
+    assert first.env == {"A": "1", "B": "2"}
+    assert second.env == {"A": "changed", "B": "2"}
+    assert first.token != second.token
+    assert not runtime.removed
+    # The start-time watch of the container this process started is let go, the container is not.
+    assert runtime.released == ["container-1"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image": "xpcargo/x86_64-unknown-linux-gnu:2"},
+        {"user": "1001:1001"},
+        {"keep_warm": 30},
+        {"network": "host"},
+    ],
+    ids=["image", "user", "idle-time", "network"],
+)
+def test_a_request_that_no_longer_fits_replaces_the_container(tmp_path: Path, change: dict[str, object]) -> None:
+    runtime = FakeRuntime(every_image=True)
+    _run(runtime, _request(tmp_path), tmp_path / "locks")
+    _run(runtime, _request(tmp_path, **change), tmp_path / "locks")
+    if "user" in change:
+        # Another user has a slot of their own: the first user's container is not theirs to retire.
+        assert runtime.removed == []
+    else:
+        assert runtime.removed == ["container-1"]
+        assert [call.warm_script for call in runtime.execs if call.warm_script] == ["xpcargo-retire"]
+    assert len(runtime.started) == 2
+
+
+def test_a_recreated_mount_source_replaces_the_container(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    holder = tmp_path / "holder"
+    runtime = FakeRuntime(every_image=True)
+    request = _request(tmp_path, mounts=(Mount(path=tmp_path / "ws"), Mount(path=target)))
+    (tmp_path / "ws").mkdir()
+    _run(runtime, request, tmp_path / "locks")
+    # Moved away (and kept, so that its inode cannot be reused) and made again: what a bind mount would pin.
+    target.rename(holder)
+    target.mkdir()
+    _run(runtime, request, tmp_path / "locks")
+    assert len(runtime.started) == 2
+    assert runtime.removed == ["container-1"]
+
+
+def test_a_busy_container_that_no_longer_fits_is_left_to_end_by_itself(tmp_path: Path) -> None:
+    def script(call: Exec) -> Reply:
+        return Reply(code=1) if call.warm_script == "xpcargo-retire" else default_script(call)
+
+    runtime = FakeRuntime(script=script, every_image=True)
+    _run(runtime, _request(tmp_path), tmp_path / "locks")
+    _run(runtime, _request(tmp_path, keep_warm=30), tmp_path / "locks")
+    assert runtime.removed == []
+    assert runtime.running == {"container-1", "container-2"}
+
+
+def test_a_command_refused_by_a_closing_container_runs_in_a_new_one(tmp_path: Path) -> None:
+    closing = threading.Event()
+
+    def script(call: Exec) -> Reply:
+        if closing.is_set() and call.container == "container-1" and call.token is not None:
+            return Reply(code=warm.REFUSED)
+        return Reply(code=0)  # and `test -e refused.<token>` says it was the wrapper
+
+    runtime = FakeRuntime(script=script, every_image=True)
+    _run(runtime, _request(tmp_path), tmp_path / "locks")
+    runtime.execs.clear()
+    closing.set()
+    assert _run(runtime, _request(tmp_path), tmp_path / "locks", ("cargo", "build")) == 0
+    assert [call.container for call in runtime.execs if call.token] == ["container-1", "container-2"]
+    assert "container-1" in runtime.removed
+
+
+def test_a_command_that_exits_199_itself_is_not_run_again(tmp_path: Path) -> None:
+    def script(call: Exec) -> Reply:
+        if call.token is not None:
+            return Reply(code=warm.REFUSED)
+        # `test -e refused.<token>` fails: the command chose that code.
+        return Reply(code=1)
+
+    runtime = FakeRuntime(script=script, every_image=True)
+    assert _run(runtime, _request(tmp_path), tmp_path / "locks", ("cargo", "build")) == warm.REFUSED
+    assert len(runtime.started) == 1
+    assert len([call for call in runtime.execs if call.token]) == 1
+
+
+def test_a_container_gone_before_the_command_started_is_replaced(tmp_path: Path) -> None:
+    runtime = FakeRuntime(every_image=True)
+    _run(runtime, _request(tmp_path), tmp_path / "locks")
+    runtime.execs.clear()
+
+    def script(call: Exec) -> Reply:
+        if call.container == "container-1" and call.token:
+            # It ended by itself (its idle time ran out) just as it was found.
+            runtime.removed.append("container-1")
+            return Reply(error=ContainerGoneError("container-1 was no longer running"))
+        return Reply()
+
+    runtime.script = script
+    assert _run(runtime, _request(tmp_path), tmp_path / "locks") == 0
+    assert [call.container for call in runtime.execs if call.token] == ["container-1", "container-2"]
+
+
+def test_containers_that_keep_going_away_end_in_one_error(tmp_path: Path) -> None:
+    runtime = FakeRuntime(script=lambda call: Reply(error=ContainerGoneError("gone")), every_image=True)
+    with pytest.raises(ContainerGoneError, match="no warm container stayed up"):
+        _run(runtime, _request(tmp_path), tmp_path / "locks")
+
+
+def test_cancelling_stops_the_running_command_and_then_refuses_the_next(tmp_path: Path) -> None:
+    started, stopped = threading.Event(), threading.Event()
+
+    def script(call: Exec) -> Reply:
+        if call.warm_script == "xpcargo-stop":
+            stopped.set()
+        elif call.token is not None:
+            started.set()
+            assert stopped.wait(10)
+            return Reply(code=143)
+        return Reply()
+
+    runtime = FakeRuntime(script=script, every_image=True)
+    cancellation = session.Cancellation()
+    codes: list[int] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        with session.open_session(
+            runtime, _request(tmp_path), purpose="build", cancellation=cancellation, warm_locks=tmp_path / "locks"
+        ) as opened:
+            codes.append(opened.run(["cargo", "build"]))
+            try:
+                opened.run(["cargo", "metadata"])
+            except CancelledError as error:
+                errors.append(error)
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    assert started.wait(10)
+    cancellation.cancel("INT")
+    worker.join(10)
+    assert codes == [143]
+    assert len(errors) == 1
+    stop = next(call for call in runtime.execs if call.warm_script == "xpcargo-stop")
+    assert stop.argv[6] == "INT"
+    assert not runtime.removed
+
+
+def test_an_interrupt_passes_its_own_signal_on(tmp_path: Path) -> None:
+    def script(call: Exec) -> Reply:
+        if call.token is not None:
+            return Reply(error=InterruptError("terminated by SIGHUP", signal_name="HUP"))
+        return Reply()
+
+    runtime = FakeRuntime(script=script, every_image=True)
+    with pytest.raises(InterruptError):
+        _run(runtime, _request(tmp_path), tmp_path / "locks")
+    assert runtime.execs[-1].warm_script == "xpcargo-stop"
+    assert runtime.execs[-1].argv[6] == "HUP"
+    assert runtime.running == {"container-1"}
