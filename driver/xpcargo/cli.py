@@ -282,6 +282,22 @@ def report(
 
 
 @app.command()
+def info(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Say which engine xpcargo talks to: Docker or Podman, its version and API version, rootless or not, where."""
+    import json  # noqa: PLC0415
+
+    details = _connect(_context()).describe()
+    fields = {"xpcargo": __version__, **details.fields()}
+    if as_json:
+        typer.echo(json.dumps(fields, indent=2))
+    else:
+        width = max(len(name) for name in fields)
+        for name, value in fields.items():
+            shown = ("yes" if value else "no") if isinstance(value, bool) else value
+            typer.echo(f"{name + ':':<{width + 1}} {shown}")
+
+
+@app.command()
 def ps() -> None:
     """List your warm containers: the build containers kept running for the next command (see XPCARGO_KEEP_WARM)."""
     from xpcargo.build import warm_containers  # noqa: PLC0415

@@ -63,15 +63,19 @@ class ProjectError(XpcargoError):
 
 
 class EngineUnavailableError(XpcargoError):
-    """The Docker engine cannot be reached."""
+    """The engine (Docker, Podman) cannot be reached."""
 
     exit_code = 6
 
 
 class EngineError(XpcargoError):
-    """The Docker engine answered, but refused or failed an operation."""
+    """The engine answered, but refused or failed an operation."""
 
     exit_code = 7
+
+
+class EngineTooOldError(EngineError):
+    """The engine is older than xpcargo supports (see ``container.engine``)."""
 
 
 class ContainerDiedError(EngineError):

@@ -157,7 +157,8 @@ def test_engine_unreachable(tmp_path_factory: pytest.TempPathFactory, cli: Cli) 
     line = only_error_line(result)
     assert result.code == 6, result
     assert "unix:///nonexistent/docker.sock" in line
-    assert "start it" in line
+    assert "start Docker" in line
+    assert "or Podman" in line
     assert "DOCKER_HOST" in line
 
 

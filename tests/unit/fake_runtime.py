@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from xpcargo.container.spec import ContainerInfo, ContainerRequest, ImageDetails, ImageInfo, Output
+from xpcargo.container.engine import Engine, EngineKind
+from xpcargo.container.spec import ContainerInfo, ContainerRequest, EngineDetails, ImageDetails, ImageInfo, Output
 from xpcargo.image import debian, layers
 from xpcargo.image.layers import BuiltLayer
 from xpcargo.image.lockfile import Package
@@ -117,6 +118,19 @@ class FakeRuntime:
 
     # --- Runtime ---------------------------------------------------------------------------------------------
 
+    @property
+    def engine(self) -> Engine:
+        return Engine(kind=EngineKind.DOCKER, version="20.10.24", api_version="1.41", host=self.host)
+
+    def describe(self) -> EngineDetails:
+        return EngineDetails(
+            engine=self.engine,
+            rootless=False,
+            architecture=self.machine,
+            operating_system="Fake OS",
+            storage_driver="fake",
+        )
+
     def architecture(self) -> str:
         return self.machine
 
@@ -179,7 +193,7 @@ class FakeRuntime:
         labels = dict(self.image_labels.get(reference, {}))
         destination.write_text(json.dumps({"reference": reference, "labels": labels}), encoding="utf-8")
 
-    def load_image(self, source: Path) -> list[str]:
+    def load_image(self, source: Path, *, base: str | None = None) -> list[str]:
         if tarfile.is_tarfile(source):
             return self._load_docker_archive(source)
         archive = json.loads(source.read_text(encoding="utf-8"))

@@ -1,4 +1,5 @@
-"""The Docker engine as a ``Runtime``: the only module that imports the Docker SDK.
+"""The Docker engine, or Podman through its Docker-compatible API, as a ``Runtime``: the only module that imports
+the Docker SDK.
 
 Everything else asks for what it needs (an image's presence, an import, a container, an exec) in xpcargo's own
 terms (``container.spec``), and gets xpcargo errors back: never a ``docker`` exception, never a traceback.
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import socket
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,15 +30,17 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from xpcargo.container.engine import Engine, EngineKind, check_supported, default_host, identify
 from xpcargo.container.spec import (
     REQUEST_LABEL,
     ContainerInfo,
     ContainerRequest,
+    EngineDetails,
     ImageDetails,
     ImageInfo,
     Output,
 )
-from xpcargo.errors import ContainerDiedError, ContainerGoneError, EngineError, EngineUnavailableError, XpcargoError
+from xpcargo.errors import ContainerDiedError, ContainerGoneError, EngineError, EngineUnavailableError
 
 if TYPE_CHECKING:
     import docker
@@ -43,8 +48,13 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 # The main process of every container: it ends, and with it the container, when xpcargo's end of the tether closes.
 _TETHERED_MAIN = ["sh", "-c", "cat >/dev/null"]
+# The API version of the ping's client: any the floor accepts (the ping's URL carries none).
+_PROBE_API = "1.41"
+# The version of Podman's own API that xpcargo asks (`/v4.0.0/libpod/info`): every Podman 4 and 5 answers it.
+_PODMAN_API = "4.0.0"
 # How long the removal on the way out may take before xpcargo says what it could not confirm and exits.
 _REMOVAL_DEADLINE = 5.0
+_REMOVAL_ATTEMPTS = 3
 # How long to wait for the engine's word on a container after a command in it ended by a signal.
 _DEATH_GRACE = 2.0
 
@@ -92,10 +102,6 @@ def _describe(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _default_host(environ: Mapping[str, str]) -> str:
-    return environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-
 class DockerRuntime:
     """A connection to a Docker engine (or one that speaks its API)."""
 
@@ -106,9 +112,13 @@ class DockerRuntime:
         *,
         engine_timeout: float,
         connection: Mapping[str, Any],
+        engine: Engine | None = None,
     ) -> None:
         self._client = client
         self._host = host
+        self._engine = engine or Engine(kind=EngineKind.DOCKER, version="", api_version="", host=host)
+        # Rootless Podman or not: asked when first needed (see ``_keep_id``), never on the way to a warm container.
+        self._rootless: bool | None = None
         # How to open another connection to the same engine (base URL, TLS, API version).
         self._connection = dict(connection)
         # Builds can be silent for minutes (a long link); the stream must not time out like a control call.
@@ -127,20 +137,80 @@ class DockerRuntime:
     def connect(cls, environ: Mapping[str, str], *, engine_timeout: float = 30) -> DockerRuntime:
         import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
 
-        host = _default_host(environ)
+        host = default_host(environ, uid=os.getuid())
         try:
-            # Negotiating the API version is the first request, so this is also the check that the engine is there.
-            client = docker.from_env(environment=dict(environ), timeout=math.ceil(engine_timeout))
-            version = client.api.api_version
-        except XpcargoError:
-            raise
+            connection: dict[str, Any] = docker.utils.kwargs_from_env(environment={**environ, "DOCKER_HOST": host})  # type: ignore[attr-defined]
+            # One request says which engine this is, its API version, and that it is there: the ping (see
+            # ``container.engine``). A client given a version asks nothing on its own.
+            probe = docker.APIClient(version=_PROBE_API, timeout=math.ceil(engine_timeout), **connection)
+            answer = probe.get(f"{probe.base_url}/_ping")
+            answer.raise_for_status()
         except Exception as exc:  # noqa: BLE001 - the SDK raises a zoo of types for "not there"
             raise EngineUnavailableError(
-                f"cannot reach the Docker engine at {host}: {_describe(exc)}",
-                hint="start it (`sudo systemctl start docker`, or `dockerd &`) or point DOCKER_HOST at a running one",
+                f"cannot reach a container engine at {host}: {_describe(exc)}",
+                hint="start Docker (`sudo systemctl start docker`) or Podman (`systemctl --user start podman.socket`, "
+                "or `podman system service --time=0 &`), or point DOCKER_HOST at a running engine",
             ) from None
-        connection = {**docker.utils.kwargs_from_env(environment=dict(environ)), "version": version}  # type: ignore[attr-defined]
-        return cls(client, host, engine_timeout=engine_timeout, connection=connection)
+        engine = identify(
+            server=answer.headers.get("Server", ""), api_version=answer.headers.get("Api-Version", ""), host=host
+        )
+        check_supported(engine)
+        connection["version"] = engine.api_version
+        client = docker.DockerClient(timeout=math.ceil(engine_timeout), **connection)
+        return cls(client, host, engine_timeout=engine_timeout, connection=connection, engine=engine)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def describe(self) -> EngineDetails:
+        if self._engine.kind is EngineKind.PODMAN:
+            # Podman's Docker-compatible `/info` does not say whether it runs rootless; its own API does.
+            raw: dict[str, Any] = self._call("describe itself", self._podman_info)
+            host_info, store = raw.get("host") or {}, raw.get("store") or {}
+            return EngineDetails(
+                engine=self._engine,
+                rootless=bool((host_info.get("security") or {}).get("rootless")),
+                architecture=str(host_info.get("arch", "")),
+                operating_system=str((host_info.get("distribution") or {}).get("distribution", "")),
+                storage_driver=str(store.get("graphDriverName", "")),
+            )
+        info: dict[str, Any] = self._call("describe itself", self._client.info)
+        return EngineDetails(
+            engine=self._engine,
+            rootless=any("name=rootless" in option for option in info.get("SecurityOptions") or ()),
+            architecture=str(info.get("Architecture", "")),
+            operating_system=str(info.get("OperatingSystem", "")),
+            storage_driver=str(info.get("Driver", "")),
+        )
+
+    def _podman_info(self) -> dict[str, Any]:
+        api = self._client.api
+        answer = api.get(f"{api.base_url}/v{_PODMAN_API}/libpod/info", timeout=math.ceil(self._engine_timeout))
+        answer.raise_for_status()
+        info: dict[str, Any] = answer.json()
+        return info
+
+    def _name(self, reference: str) -> str:
+        """An image name as xpcargo gave it. Podman files a name without a registry under one: `localhost/` when
+        loaded, `docker.io/` when tagged through its Docker-compatible API; it finds the image by the short name too,
+        which is what xpcargo compares."""
+        if self._engine.kind is EngineKind.PODMAN:
+            for registry in ("localhost/", "docker.io/"):
+                if reference.startswith(registry) and not reference.startswith(f"{registry}library/"):
+                    return reference.removeprefix(registry)
+        return reference
+
+    def _keep_id(self) -> bool:
+        """Whether containers need Podman's `keep-id` user namespace: under rootless Podman the invoking user is
+        the container's root unless told otherwise, and a build's uid would be a subordinate one on the host. With
+        `keep-id` the user's uid is the same inside and out (and root, for an image layer, a subordinate one, which
+        owns nothing on the host that xpcargo does not give back). Asked once, when a container is first made."""
+        if self._engine.kind is not EngineKind.PODMAN:
+            return False
+        if self._rootless is None:
+            self._rootless = self.describe().rootless
+        return self._rootless
 
     def _client_like(self, *, timeout: float | None) -> docker.APIClient:
         """Another connection to the same engine: a watch or a health check must not queue behind a stream."""
@@ -163,17 +233,18 @@ class DockerRuntime:
 
         if isinstance(exc, requests.exceptions.Timeout):
             return EngineUnavailableError(
-                f"the Docker engine at {self._host} did not answer within {self._engine_timeout:.0f}s while trying "
+                f"{self._engine.name} at {self._host} did not answer within {self._engine_timeout:.0f}s while trying "
                 f"to {what}",
-                hint="check the engine (`docker info`); XPCARGO_ENGINE_TIMEOUT sets how long xpcargo waits",
+                hint=f"check the engine (`{self._engine.cli} info`); XPCARGO_ENGINE_TIMEOUT sets how long xpcargo "
+                "waits",
             )
         if isinstance(exc, requests.exceptions.ConnectionError):
             return EngineUnavailableError(
-                f"lost the Docker engine at {self._host} while trying to {what}: {_describe(exc)}",
+                f"lost {self._engine.name} at {self._host} while trying to {what}: {_describe(exc)}",
                 hint="check that the engine is still running, then run the command again",
             )
         if isinstance(exc, docker.errors.DockerException | requests.exceptions.RequestException):
-            return EngineError(f"the Docker engine could not {what}: {_describe(exc)}")
+            return EngineError(f"{self._engine.name} could not {what}: {_describe(exc)}")
         return exc
 
     # --- images --------------------------------------------------------------------------------------------------
@@ -204,7 +275,7 @@ class DockerRuntime:
                 return None
             return ImageDetails(
                 id=str(raw["Id"]),
-                tags=tuple(raw.get("RepoTags") or ()),
+                tags=tuple(self._name(tag) for tag in raw.get("RepoTags") or ()),
                 labels=dict((raw.get("Config") or {}).get("Labels") or {}),
                 layers=tuple(str(layer) for layer in (raw.get("RootFS") or {}).get("Layers") or ()),
             )
@@ -216,7 +287,7 @@ class DockerRuntime:
         return [
             ImageInfo(
                 id=item["Id"],
-                tags=tuple(tag for tag in item.get("RepoTags") or () if tag != "<none>:<none>"),
+                tags=tuple(self._name(tag) for tag in item.get("RepoTags") or () if tag != "<none>:<none>"),
                 labels=dict(item.get("Labels") or {}),
                 size=int(item.get("Size", 0)),
                 created=str(item.get("Created", "")),
@@ -236,10 +307,10 @@ class DockerRuntime:
             for line in reversed(str(answer).strip().splitlines()):
                 status = json.loads(line)
                 if "error" in status:
-                    raise EngineError(f"the Docker engine could not import {tarball.name}: {status['error']}")
+                    raise EngineError(f"{self._engine.name} could not import {tarball.name}: {status['error']}")
                 if str(status.get("status", "")).startswith("sha256:"):
                     return str(status["status"])
-            raise EngineError(f"the Docker engine imported {tarball.name} but named no image: {answer!r}")
+            raise EngineError(f"{self._engine.name} imported {tarball.name} but named no image: {answer!r}")
 
         # An import is not idempotent (a retry would leave a second copy behind), so it is tried once.
         try:
@@ -247,7 +318,7 @@ class DockerRuntime:
         except EngineError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own error right here
-            raise EngineError(f"the Docker engine could not import {tarball.name}: {_describe(exc)}") from None
+            raise EngineError(f"{self._engine.name} could not import {tarball.name}: {_describe(exc)}") from None
 
     def tag(self, image_id: str, repository: str, tag: str) -> None:
         self._call(f"tag {image_id} as {repository}:{tag}", lambda: self._client.api.tag(image_id, repository, tag))
@@ -260,16 +331,32 @@ class DockerRuntime:
 
         self._call(f"save image {reference}", save)
 
-    def load_image(self, source: Path) -> list[str]:
+    def load_image(self, source: Path, *, base: str | None = None) -> list[str]:
+        if base is None or self._engine.kind is not EngineKind.PODMAN:
+            # Docker skips a layer it holds without reading it, so an archive may leave it out.
+            return self._load(source)
+        # Podman refuses an archive without every layer's tar ("Some layer tarfiles are missing"): the ones left
+        # out come from `base`, saved for the purpose.
+        donor, complete = source.with_name(f"{source.name}.base"), source.with_name(f"{source.name}.complete")
+        try:
+            self.save_image(base, donor)
+            _fill_layers(source, donor, complete)
+            donor.unlink()
+            return self._load(complete)
+        finally:
+            donor.unlink(missing_ok=True)
+            complete.unlink(missing_ok=True)
+
+    def _load(self, source: Path) -> list[str]:
         def load() -> list[str]:
             loaded: list[str] = []
             with source.open("rb") as stream:
                 for status in self._stream.load_image(stream):  # type: ignore[no-untyped-call]
                     if "error" in status:
-                        raise EngineError(f"the Docker engine could not load {source.name}: {status['error']}")
+                        raise EngineError(f"{self._engine.name} could not load {source.name}: {status['error']}")
                     text = str(status.get("stream", ""))
                     if text.startswith("Loaded image: "):
-                        loaded.append(text.removeprefix("Loaded image: ").strip())
+                        loaded.append(self._name(text.removeprefix("Loaded image: ").strip()))
             return loaded
 
         # A load is not idempotent in what it reports, and a retry would read the archive again: tried once.
@@ -293,6 +380,7 @@ class DockerRuntime:
         since = time.time() - 1
 
         attempts: list[None] = []
+        keep_id = self._keep_id()
 
         def create() -> str:
             # A create whose answer was lost (a dropped connection) may still have made the container: a retry finds
@@ -312,6 +400,9 @@ class DockerRuntime:
                 security_opt=["no-new-privileges"],
                 tmpfs={str(path): "" for path in request.hidden},
             )
+            if keep_id:
+                # The SDK accepts only "host" here; Podman's compatible API takes its own modes.
+                host_config["UsernsMode"] = "keep-id"
             answer = self._client.api.create_container(
                 request.image,
                 command=list(main) if main is not None else _TETHERED_MAIN,
@@ -424,10 +515,10 @@ class DockerRuntime:
 
         if hung:
             raise EngineUnavailableError(
-                f"the Docker engine at {self._host} stopped answering while `{command}` ran "
+                f"{self._engine.name} at {self._host} stopped answering while `{command}` ran "
                 f"(no answer for {self._engine_timeout:.0f}s)",
-                hint="check the engine (`docker info`), then run the command again; XPCARGO_ENGINE_TIMEOUT sets how "
-                "long xpcargo waits",
+                hint=f"check the engine (`{self._engine.cli} info`), then run the command again; "
+                "XPCARGO_ENGINE_TIMEOUT sets how long xpcargo waits",
             )
         try:
             result = self._client.api.exec_inspect(exec_id)
@@ -435,7 +526,7 @@ class DockerRuntime:
             result = None  # the container is gone, and its execs with it
         except Exception as exc:  # noqa: BLE001 - the stream ended because the connection did: say that first
             raise EngineUnavailableError(
-                f"lost the connection to the Docker engine at {self._host} while `{command}` ran: {_describe(exc)}",
+                f"lost the connection to {self._engine.name} at {self._host} while `{command}` ran: {_describe(exc)}",
                 hint="check that the engine is still running, then run the command again",
             ) from None
         code = result.get("ExitCode") if result is not None else None
@@ -443,7 +534,7 @@ class DockerRuntime:
             self._raise_if_died(container_id, command, code)
         if result is None or result.get("Running") or code is None:
             raise EngineUnavailableError(
-                f"lost the output of `{command}` while it still ran: the connection to the Docker engine at "
+                f"lost the output of `{command}` while it still ran: the connection to {self._engine.name} at "
                 f"{self._host} dropped",
                 hint="check that the engine is still running, then run the command again",
             )
@@ -534,24 +625,31 @@ class DockerRuntime:
         remover = self._client_like(timeout=_REMOVAL_DEADLINE)
 
         def remove() -> None:
-            try:
-                remover.remove_container(container_id, force=True, v=True)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as exc:
-                # 409: the engine is already removing it (auto_remove after the untie).
-                if exc.status_code != 409:
+            for attempt in range(_REMOVAL_ATTEMPTS):
+                try:
+                    remover.remove_container(container_id, force=True, v=True)
+                except docker.errors.NotFound:
+                    pass
+                except docker.errors.APIError as exc:
+                    # 409: the engine is already removing it (auto_remove after the untie). Podman may also refuse
+                    # while the container ends by itself ("could not be stopped ... container state improper"):
+                    # asked again a moment later, it removes it or says it is gone.
+                    if exc.status_code != 409:
+                        if attempt + 1 < _REMOVAL_ATTEMPTS:
+                            time.sleep(0.25)
+                            continue
+                        failure.append(exc)
+                except Exception as exc:  # noqa: BLE001 - reported below as xpcargo's own error
                     failure.append(exc)
-            except Exception as exc:  # noqa: BLE001 - reported below as xpcargo's own error
-                failure.append(exc)
+                break
             done.set()
 
         threading.Thread(target=remove, name="xpcargo-remove", daemon=True).start()
         if not done.wait(_REMOVAL_DEADLINE + 1) or failure:
             cause = _describe(failure[0]) if failure else f"no answer within {_REMOVAL_DEADLINE:.0f}s"
             raise EngineUnavailableError(
-                f"the Docker engine at {self._host} did not remove container {container_id[:12]}: {cause}",
-                hint="check the engine (`docker info`)",
+                f"{self._engine.name} at {self._host} did not remove container {container_id[:12]}: {cause}",
+                hint=f"check the engine (`{self._engine.cli} info`)",
             )
 
     def release(self, container_id: str) -> None:
@@ -574,6 +672,37 @@ class DockerRuntime:
             return found
 
         return _container_infos(self._call(f"list the containers of image {image_id[7:19]}", containers))
+
+
+def _archive_json(archive: tarfile.TarFile, name: str) -> Any:
+    member = archive.extractfile(name)
+    if member is None:
+        raise EngineError(f"`{name}` in an image archive is not a file")
+    return json.load(member)
+
+
+def _fill_layers(partial: Path, donor: Path, destination: Path) -> None:
+    """Write ``partial`` (a `docker save` archive that leaves out layers) to ``destination`` with the layers it
+    leaves out taken from ``donor`` (a saved image that holds them), matched by diff_id."""
+    with tarfile.open(partial) as archive, tarfile.open(donor) as giver:
+        given = _archive_json(giver, "manifest.json")[0]
+        given_ids = _archive_json(giver, given["Config"])["rootfs"]["diff_ids"]
+        layer_of = dict(zip(given_ids, given["Layers"], strict=True))
+        manifest = _archive_json(archive, "manifest.json")[0]
+        diff_ids = _archive_json(archive, manifest["Config"])["rootfs"]["diff_ids"]
+        present = set(archive.getnames())
+        with tarfile.open(destination, "w", format=tarfile.PAX_FORMAT) as out:
+            for member in archive.getmembers():
+                out.addfile(member, archive.extractfile(member) if member.isfile() else None)
+            for name, diff_id in zip(manifest["Layers"], diff_ids, strict=True):
+                if name in present:
+                    continue
+                if diff_id not in layer_of:
+                    raise EngineError(f"the engine's copy of the base image has no layer {diff_id[:19]}")
+                member = giver.getmember(layer_of[diff_id])
+                copy = tarfile.TarInfo(name)
+                copy.size, copy.mode = member.size, 0o644
+                out.addfile(copy, giver.extractfile(member))
 
 
 def _container_infos(raw: list[dict[str, Any]]) -> list[ContainerInfo]:

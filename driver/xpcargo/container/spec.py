@@ -12,6 +12,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
 
+from xpcargo.container.engine import Engine
+
 MANAGED_LABEL = "org.xpcargo.managed"
 # Which xpcargo process started a container, and for what step: `<purpose>:<pid>`.
 SESSION_LABEL = "org.xpcargo.session"
@@ -100,6 +102,30 @@ class ContainerInfo:
     created: float = 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class EngineDetails:
+    """What `xpcargo info` says about the engine, beyond what connecting to it told (``Engine``)."""
+
+    engine: Engine
+    rootless: bool
+    architecture: str
+    operating_system: str
+    storage_driver: str
+
+    def fields(self) -> dict[str, str | bool]:
+        """As `xpcargo info` shows them, in order."""
+        return {
+            "engine": self.engine.kind.value,
+            "version": self.engine.version,
+            "api-version": self.engine.api_version,
+            "host": self.engine.host,
+            "rootless": self.rootless,
+            "architecture": self.architecture,
+            "operating-system": self.operating_system,
+            "storage-driver": self.storage_driver,
+        }
+
+
 class Runtime(Protocol):
     """A container engine. Every method raises xpcargo's own errors (``EngineUnavailableError``,
     ``EngineError``), never the engine library's."""
@@ -107,6 +133,13 @@ class Runtime(Protocol):
     @property
     def host(self) -> str:
         """Where the engine is, for messages: `unix:///var/run/docker.sock`."""
+
+    @property
+    def engine(self) -> Engine:
+        """Which engine this is (Docker, Podman), its version and API version: known from connecting, free."""
+
+    def describe(self) -> EngineDetails:
+        """Ask the engine about itself: rootless or not, its architecture, OS and storage (one request)."""
 
     def architecture(self) -> str: ...
 
@@ -122,8 +155,9 @@ class Runtime(Protocol):
     def save_image(self, reference: str, destination: Path) -> None:
         """Write the image as a `docker save` archive to ``destination``."""
 
-    def load_image(self, source: Path) -> list[str]:
-        """Load a `docker save` archive; return the references it named."""
+    def load_image(self, source: Path, *, base: str | None = None) -> list[str]:
+        """Load a `docker save` archive; return the references it named. An archive may leave out layers that the
+        image ``base``, already in the engine, holds (an engine that needs them all gets them from it)."""
 
     # Containers.
     def start(self, request: ContainerRequest, *, main: Sequence[str] | None = None) -> str:

@@ -157,7 +157,10 @@ class Builder:
         try:
             self._verify(image_id, plan, base=stage.layer is None)
         except BaseException:
-            self.runtime.remove_image(image_id)
+            # What failed is the news, not a removal refused because the check's container is still going (Podman
+            # removes it a moment after it says so): such an image stays behind, untagged.
+            with suppress(EngineError):
+                self.runtime.remove_image(image_id)
             raise
         return image_id, packages
 
@@ -188,7 +191,7 @@ class Builder:
             archive, config=config, layers=[*((digest, None) for digest in parent.layers), (built.diff_id, built.tar)]
         )
         built.tar.unlink()
-        self.runtime.load_image(archive)
+        self.runtime.load_image(archive, base=below.reference)
         return image_id, built.packages
 
     def _scratch(self) -> AbstractContextManager[Path]:

@@ -1,0 +1,411 @@
+"""xpcargo against Podman, through its Docker-compatible API: rootful, and rootless as an ordinary user.
+
+The tests start Podman's API service themselves, on sockets of their own (`podman system service`), and stop it at
+the end. The rootful engine gets the toolchain images from Docker (`xpcargo image save`, then `image load`: 100 s
+for two targets, once, as its image store persists like Docker's); the rootless engine builds its own as the user
+(mmdebstrap's unshare mode), which is the test that image builds work without root.
+
+Needs Podman, catatonit and uidmap (`scripts/install` installs them), and root, to start the rootful service and to
+make the rootless user (with /etc/subuid and /etc/subgid entries, removed at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .helpers import (
+    AARCH64,
+    FIXTURES,
+    REPO,
+    RUNNABLE,
+    X86_64,
+    Result,
+    command_processes,
+    run_cli,
+    start_cli,
+    warm_container_of,
+)
+
+TARGETS = (X86_64, AARCH64)
+CRATES = ("seed-c-lib", "zlib-sys")
+USER = "xpcargo-podman-t"
+# This sandbox's hard limits are below Podman's default nofile and nproc ("error setting rlimit type 7"); an
+# ordinary machine needs none of this.
+CONTAINERS_CONF = '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
+# Podman 4.3 picks `vfs` for a rootless store here, which copies the whole image for each container; the kernel's
+# own overlay works rootless (README, "Engines").
+STORAGE_CONF = '[storage]\ndriver = "overlay"\n'
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("podman") is None or os.getuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs podman (scripts/install installs it), root and setpriv",
+)
+
+
+@dataclass(frozen=True)
+class Podman:
+    """A Podman API service of the test's own, and how to run xpcargo against it."""
+
+    host: str
+    env: dict[str, str | None]
+    # Runs xpcargo as the service's user (empty: as root).
+    prefix: tuple[str, ...]
+    python: tuple[str, ...]
+
+    def __call__(self, args: list[str], *, cwd: Path, timeout: float = 900) -> Result:
+        argv = (*self.prefix, *self.python, "xpcargo", *args)
+        with start_cli(argv, cwd=cwd, env=self.env) as process:
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, stderr = process.communicate()
+                pytest.fail(f"`{' '.join(argv)}` did not finish in {timeout}s:\n{stdout}\n{stderr}")
+        return Result(argv=argv, cwd=cwd, code=process.returncode, stdout=stdout, stderr=stderr)
+
+    def cli(self, *args: str) -> str:
+        """The docker CLI against this Podman (its Docker-compatible API)."""
+        completed = subprocess.run(
+            ["docker", "--host", self.host, *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        return completed.stdout
+
+
+def _wait_for_socket(path: Path, service: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not path.is_socket():
+        if service.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"podman system service did not start: {log.read_text(errors='replace')}")
+        time.sleep(0.1)
+
+
+def _stop(service: subprocess.Popen[bytes], pause_pid_file: Path | None = None) -> None:
+    service.terminate()
+    try:
+        service.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        service.kill()
+        service.wait()
+    # A rootless Podman keeps its user namespace in a pause process of its own.
+    if pause_pid_file is not None and pause_pid_file.is_file():
+        pid = int(pause_pid_file.read_text().strip() or 0)
+        if pid > 1:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _down_all(podman: Podman, cwd: Path) -> None:
+    podman(["down", "--all"], cwd=cwd, timeout=120)
+
+
+def _image_references() -> list[str]:
+    result = run_cli(["targets", "--json", *(f"--target={t}" for t in TARGETS)], cwd=REPO)
+    assert result.code == 0, result
+    return [entry["image"] for entry in json.loads(result.stdout)]
+
+
+@pytest.fixture(scope="module")
+def rootful(
+    tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str], toolchain_images: tuple[str, ...]
+) -> Iterator[Podman]:
+    directory = tmp_path_factory.mktemp("podman")
+    (directory / "containers.conf").write_text(CONTAINERS_CONF)
+    socket = directory / "podman.sock"
+    log = directory / "service.log"
+    with log.open("wb") as output:
+        service = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{socket}"],
+            env={**os.environ, "CONTAINERS_CONF": str(directory / "containers.conf")},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    podman = Podman(
+        host=f"unix://{socket}",
+        env={**cli_env, "DOCKER_HOST": f"unix://{socket}"},
+        prefix=(),
+        python=(sys.executable, "-m"),
+    )
+    try:
+        _wait_for_socket(socket, service, log)
+        missing = [ref for ref in _image_references() if not podman.cli("image", "inspect", "--format", "x", ref)]
+        if missing:
+            # Docker's images, moved: the same plans, so the same tags (Docker is the engine the suite builds in).
+            saved = directory / "images"
+            saved.mkdir()
+            result = run_cli(["image", "save", *TARGETS, "-o", str(saved)], cwd=REPO, env=cli_env, timeout=1800)
+            assert result.code == 0, result
+            result = podman(["image", "load", str(saved)], cwd=REPO, timeout=1800)
+            assert result.code == 0, result
+            shutil.rmtree(saved)
+        yield podman
+    finally:
+        _down_all(podman, directory)
+        _stop(service)
+
+
+def _python_for_any_user() -> tuple[str, ...] | None:
+    """An interpreter with xpcargo's packages that another user may run: this one, or the system's Python of the
+    same version over this one's site-packages (a pyenv Python under /root is not for others)."""
+    candidates = [sys.executable]
+    system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    if Path(system).is_file():
+        candidates.append(system)
+    site = [entry for entry in sys.path if entry.endswith("site-packages")]
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO / "driver"), *site])}
+    for python in candidates:
+        probe = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", "import docker, xpcargo"],
+            env={**os.environ, **env},
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return (python, "-m")
+    return None
+
+
+@pytest.fixture(scope="module")
+def rootless(cli_env: dict[str, str]) -> Iterator[Podman]:
+    """A user of the test's own, with subordinate ids, running its own Podman service."""
+    python = _python_for_any_user()
+    if python is None:
+        pytest.skip("no Python with xpcargo's packages that another user may run")
+    if any(entry.pw_name == USER for entry in pwd.getpwall()):
+        pytest.fail(f"user {USER} exists already (left by a killed run?): remove it with `userdel {USER}`")
+    directory = Path(tempfile.mkdtemp(prefix="xpcargo-podman-"))
+    directory.chmod(0o755)
+    home, runtime, cache = directory / "home", directory / "run", directory / "cache"
+    saved = {
+        name: Path(f"/etc/{name}").read_bytes() if Path(f"/etc/{name}").exists() else b""
+        for name in ("subuid", "subgid")
+    }
+    subprocess.run(
+        ["useradd", "--no-create-home", "--user-group", "--home-dir", str(home), "--shell", "/bin/sh", USER],
+        check=True,
+    )
+    service: subprocess.Popen[bytes] | None = None
+    user = pwd.getpwnam(USER)
+    podman = None
+    try:
+        for name in ("subuid", "subgid"):
+            with Path(f"/etc/{name}").open("a") as table:
+                table.write(f"{USER}:3000000:65536\n")
+        for path in (home, runtime / "podman", cache):
+            path.mkdir(parents=True)
+        for name, text in (("containers.conf", CONTAINERS_CONF), ("storage.conf", STORAGE_CONF)):
+            (directory / name).write_text(text)
+        # The .debs the suite's image builds downloaded, so that the user's build does not fetch them again.
+        shared = Path(cli_env.get("XPCARGO_CACHE_DIR", Path.home() / ".cache" / "xpcargo"))
+        for part in ("debs", "pool"):
+            if (shared / part).is_dir():
+                shutil.copytree(shared / part, cache / part, symlinks=True)
+        for path in [home, runtime, cache, *runtime.rglob("*"), *cache.rglob("*")]:
+            os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        runtime.chmod(0o700)
+        prefix = ("setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups")
+        user_env = {
+            "HOME": str(home),
+            "USER": USER,
+            "XDG_RUNTIME_DIR": str(runtime),
+            "CONTAINERS_CONF": str(directory / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(directory / "storage.conf"),
+        }
+        socket = runtime / "podman" / "podman.sock"
+        log = directory / "service.log"
+        with log.open("wb") as output:
+            service = subprocess.Popen(
+                [*prefix, "podman", "system", "service", "--time=0", f"unix://{socket}"],
+                env={"PATH": os.environ["PATH"], **user_env},
+                cwd=directory,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait_for_socket(socket, service, log)
+        site = [entry for entry in sys.path if entry.endswith("site-packages")]
+        podman = Podman(
+            host=f"unix://{socket}",
+            env={
+                **user_env,
+                # Found as the user's own rootless socket: no DOCKER_HOST.
+                "DOCKER_HOST": None,
+                "CARGO_HOME": str(home / ".cargo"),
+                "XPCARGO_CACHE_DIR": str(cache),
+                "XPCARGO_KEEP_WARM": cli_env["XPCARGO_KEEP_WARM"],
+                "PYTHONPATH": os.pathsep.join([str(REPO / "driver"), *site]),
+            },
+            prefix=prefix,
+            python=python,
+        )
+        result = podman(["image", "build", *TARGETS], cwd=directory, timeout=3600)
+        assert result.code == 0, result
+        yield podman
+    finally:
+        if podman is not None:
+            _down_all(podman, directory)
+        if service is not None:
+            _stop(service, runtime / "libpod" / "tmp" / "pause.pid")
+        _remove_user(user.pw_uid, saved)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_user(uid: int, tables: dict[str, bytes]) -> None:
+    """What the user's Podman left (a conmon stays 5 minutes after each exec) goes first: the user is the test's
+    own, so every process of its uid is the test's, and userdel refuses a user with processes."""
+    for pid in _processes_of(uid):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    subprocess.run(["userdel", USER], check=False)
+    for name, content in tables.items():
+        Path(f"/etc/{name}").write_bytes(content)
+
+
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with suppress(OSError):
+            uids = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
+            if int(uids.split()[1]) == uid:
+                found.append(int(status.parent.name))
+    return found
+
+
+def _project(directory: Path, crate: str, owner: int | None = None) -> Path:
+    project = directory / crate
+    shutil.copytree(FIXTURES / RUNNABLE[crate].copy, project, ignore=shutil.ignore_patterns("target"), symlinks=True)
+    if owner is not None:
+        for path in [directory, *directory.rglob("*")]:
+            os.chown(path, owner, owner, follow_symlinks=False)
+    return project
+
+
+def _info(podman: Podman) -> dict[str, object]:
+    result = podman(["info", "--json"], cwd=Path("/"))
+    assert result.code == 0, result
+    info: dict[str, object] = json.loads(result.stdout)
+    return info
+
+
+def _builds_and_runs(podman: Podman, directory: Path, owner: int | None = None) -> list[Path]:
+    projects = []
+    for crate in CRATES:
+        project = _project(directory, crate, owner)
+        projects.append(project)
+        for triple in TARGETS:
+            result = podman(["run", "--target", triple], cwd=project)
+            assert result.code == 0, result
+            assert result.stdout_lines[-len(RUNNABLE[crate].expected_lines(triple)) :] == RUNNABLE[
+                crate
+            ].expected_lines(triple), result
+    return projects
+
+
+def test_rootful_podman_builds_and_runs_for_two_targets(rootful: Podman, tmp_path: Path) -> None:
+    info = _info(rootful)
+    assert (info["engine"], info["rootless"], info["host"]) == ("Podman", False, rootful.host), info
+    _builds_and_runs(rootful, tmp_path)
+
+
+def test_rootless_podman_builds_as_the_user_and_every_file_is_the_users(rootless: Podman) -> None:
+    info = _info(rootless)
+    assert (info["engine"], info["rootless"], info["host"]) == ("Podman", True, rootless.host), info
+    user = pwd.getpwnam(USER)
+    directory = Path(str(rootless.env["HOME"])).parent / "projects"
+    directory.mkdir()
+    projects = _builds_and_runs(rootless, directory, owner=user.pw_uid)
+    cargo_home = Path(str(rootless.env["CARGO_HOME"]))
+    assert list((cargo_home / "registry" / "cache").glob("*/libz-sys-*.crate")), "nothing was fetched"
+    walked = 0
+    for root in [*(project / "target" for project in projects), cargo_home]:
+        for path in [root, *root.rglob("*")]:
+            walked += 1
+            owner = path.lstat().st_uid
+            assert owner == user.pw_uid, f"{path} belongs to uid {owner}, not {USER} ({user.pw_uid})"
+    assert walked > 1000, "the walk found too little to mean anything"
+
+
+# --- Warm containers under Podman ----------------------------------------------------------------------------------
+
+
+def _warm_or_none(podman: Podman, project: Path) -> str | None:
+    os.environ["DOCKER_HOST"] = podman.host  # the helpers' docker CLI, for the lines below only
+    try:
+        return warm_container_of(project, X86_64)
+    finally:
+        del os.environ["DOCKER_HOST"]
+
+
+def _warm(podman: Podman, project: Path) -> str:
+    container = _warm_or_none(podman, project)
+    assert container is not None, "no warm container"
+    return container
+
+
+def _commands(podman: Podman, container: str) -> list[str]:
+    os.environ["DOCKER_HOST"] = podman.host
+    try:
+        return command_processes(container)
+    finally:
+        del os.environ["DOCKER_HOST"]
+
+
+def _start_shell(podman: Podman, project: Path, command: list[str]) -> tuple[subprocess.Popen[str], str]:
+    process = start_cli(
+        [sys.executable, "-m", "xpcargo", "shell", "--target", X86_64, "--", *command],
+        cwd=project,
+        env=podman.env,
+        new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while (container := _warm_or_none(podman, project)) is None or not _commands(podman, container):
+        assert process.poll() is None, "xpcargo ended before the command started"
+        assert time.monotonic() < deadline, "the command did not start"
+        time.sleep(0.2)
+    return process, container
+
+
+def _ends(podman: Podman, container: str, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while _commands(podman, container):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_warm_containers_are_reused_and_signals_and_sigkill_end_the_command(rootful: Podman, tmp_path: Path) -> None:
+    project = _project(tmp_path, "seed-c-lib")
+    assert rootful(["build", "--target", X86_64], cwd=project).code == 0
+    container = _warm(rootful, project)
+    again = rootful(["build", "--target", X86_64], cwd=project)
+    assert again.code == 0, again
+    assert _warm(rootful, project) == container, "the second build did not reuse the warm container"
+
+    # Ctrl-C reaches the command's whole process group (a background job too); the container stays.
+    process, container = _start_shell(rootful, project, ["sh", "-c", "sleep 600 & sleep 600"])
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert _ends(rootful, container, within=10), _commands(rootful, container)
+    assert _warm(rootful, project) == container
+
+    # SIGKILL of xpcargo: the tether ends the command.
+    process, container = _start_shell(rootful, project, ["sleep", "600"])
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert _ends(rootful, container, within=10), _commands(rootful, container)
+    assert _warm(rootful, project) == container
