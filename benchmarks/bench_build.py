@@ -71,7 +71,9 @@ class Pair:
         )
 
 
-def paired(name: str, measured: Command, baseline_name: str, baseline: Command, runs: int, goal: float | None) -> Pair:
+def paired(
+    name: str, measured: Command, baseline_name: str, baseline: Command, *, runs: int, goal: float | None
+) -> Pair:
     """``measured`` and ``baseline`` back to back, the order alternating from one run to the next, after one
     untimed run of each (caches, the first exec into a container)."""
     measured()
@@ -181,7 +183,7 @@ def main() -> None:
                 lambda: run(build, cwd=project),
                 "docker exec",
                 lambda: run(["docker", "exec", container, *cargo], cwd=project),
-                options.runs,
+                runs=options.runs,
                 goal=1.5,
             )
             exec_memory = peak_rss_mib(["docker", "exec", container, *cargo], cwd=project)
@@ -192,7 +194,7 @@ def main() -> None:
             lambda: run(build, cwd=project, env=cold_env),
             "docker run --rm",
             lambda: run(["docker", "run", "--rm", *common, image, *cargo], cwd=project),
-            options.runs,
+            runs=options.runs,
             goal=1.5,
         )
         memory = peak_rss_mib(build, cwd=project)
