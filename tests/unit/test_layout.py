@@ -138,3 +138,8 @@ def test_commands_that_reach_no_engine_import_no_docker_sdk(tmp_path: Path, argv
     assert not imported & {"docker", "requests", "urllib3"}
     if argv[-1] == "--help":
         assert "yaml" not in imported
+
+
+def test_a_help_from_the_cache_imports_neither_typer_nor_click(tmp_path: Path) -> None:
+    assert {"typer", "click"} <= _imported("launch", ["--help"], tmp_path)  # the first help fills the cache
+    assert _imported("launch", ["--help"], tmp_path) == set()
