@@ -269,13 +269,12 @@ def report(
     """Print what every build script of the last build for a target decided, and what each artifact needs from
     glibc."""
     from xpcargo import report as reports  # noqa: PLC0415
-    from xpcargo.build import run  # noqa: PLC0415
 
     triple = _one_target(target, "report")
     args = [*(["--release"] if release else []), *(["--profile", profile] if profile else [])]
     args += [*(["--manifest-path", manifest_path] if manifest_path else [])]
     args += [*(["--target-dir", target_dir] if target_dir else [])]
-    loaded = run.load_report(_context(), triple, args)
+    loaded = reports.load_last(_context(), triple, args)
     if artifacts:
         typer.echo(reports.render_artifacts_json(loaded) if as_json else reports.render_artifacts(loaded))
     else:
