@@ -5,12 +5,12 @@
 - warm no-op build: `xpcargo build` of the seed C example when nothing changed, against the same no-op
   `cargo build` run by `docker exec` in an already running container of the same image (the floor for any tool
   that builds in containers; `docker run --rm` is shown too, which is what a fresh-container-per-command tool pays);
-- `xpcargo --help` start-up, against `python -c pass`;
 - peak memory (max RSS) of the xpcargo process during the warm no-op build;
 - with --cold: the first build with the target's image removed and an empty cache (image build included).
   This deletes that one image (xpcargo rebuilds it); nothing else is touched.
 
-Timings are medians of --runs runs. Nothing here is a test: it prints numbers for a human (or a note) to read.
+Timings are medians of --runs runs. Start-up (`xpcargo --help`, `xpcargo image list`) is bench_startup.py's.
+Nothing here is a test: it prints numbers for a human (or a note) to read.
 """
 
 from __future__ import annotations
@@ -137,11 +137,6 @@ def main() -> None:
         memory = peak_rss_mib(build, cwd=project)
         print(f"peak RSS of xpcargo (no-op build):      {memory:8.1f} MiB")
         print(f"  baseline `docker exec` CLI:           {exec_memory:8.1f} MiB   ratio {memory / exec_memory:5.1f}x")
-
-        help_time = median_of(options.runs, xpcargo("--help"), cwd=project)
-        python_time = median_of(options.runs, [sys.executable, "-c", "pass"], cwd=project)
-        print(f"`xpcargo --help`:                       {help_time:8.3f} s")
-        print(f"  baseline `python -c pass`:            {python_time:8.3f} s   ratio {help_time / python_time:5.1f}x")
 
 
 if __name__ == "__main__":
