@@ -95,6 +95,7 @@ def table(results: Sequence[Result], *, unit: str = "ms") -> str:
 
 
 def machine() -> str:
-    """What the numbers were measured on, for the reader: cores and the load when the benchmark ended."""
-    load = os.getloadavg()[0]
-    return f"{os.cpu_count()} cores, load average {load:.2f}"
+    """What the numbers were measured on, for the reader: cores and the load average over the last minute and the
+    last five (a benchmark run beside other work measures that work too)."""
+    one, five, _ = os.getloadavg()
+    return f"{os.cpu_count()} cores, load average {one:.2f} (1 min), {five:.2f} (5 min)"
