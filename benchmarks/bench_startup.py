@@ -8,11 +8,11 @@
 - `xpcargo image list` against `docker images` (goal: at most 3x);
 - what stands under those: importing typer and click, and importing the Docker SDK, against `python -c pass`.
 
-xpcargo is run as the user runs it: the `xpcargo` script beside this Python when it starts xpcargo.launch, else
-`python -m xpcargo`. Bytecode is written and used as in an installed package (PYTHONDONTWRITEBYTECODE is dropped for
-the commands), and every command runs once before the timed runs. Each command and its baseline run alternately, the
-order swapped every run; the table shows the medians and the median of the paired ratios. Nothing here is a test: it
-prints numbers for a human (or a note) to read.
+xpcargo is run as the user runs it: the `xpcargo` script beside this Python (else `python -m xpcargo`). Bytecode is
+written and used as in an installed package (PYTHONDONTWRITEBYTECODE is dropped for the commands), and every command
+runs once before the timed runs. Each command and its baseline run alternately, the order swapped every run; the
+table shows the medians and the median of the paired ratios. Nothing here is a test: it prints numbers for a human
+(or a note) to read.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from pairing import Pair, machine, run_pairs, table, timed
 def xpcargo_command() -> tuple[list[str], str]:
     """The command a user types, as this Python runs it."""
     script = Path(sys.executable).with_name("xpcargo")
-    if script.is_file() and "xpcargo.launch" in script.read_text(encoding="utf-8", errors="replace"):
-        return [str(script)], "xpcargo"
-    return [sys.executable, "-m", "xpcargo"], "python -m xpcargo"
+    if not script.is_file():
+        return [sys.executable, "-m", "xpcargo"], "python -m xpcargo"
+    if "xpcargo.launch" not in script.read_text(encoding="utf-8", errors="replace"):
+        print(f"note: {script} was installed before xpcargo.launch: install again for the help cache")
+    return [str(script)], "xpcargo"
 
 
 def main() -> None:
