@@ -57,15 +57,16 @@ def _help_and_keep(args: list[str], entry: str) -> None:
     from xpcargo.cli import main as cli_main  # noqa: PLC0415
 
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        try:
+    code: str | int | None = 0
+    try:
+        with contextlib.redirect_stdout(printed):
             cli_main(args)
-            code: str | int | None = 0
-        except SystemExit as exit_:
-            code = exit_.code
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        sys.stdout.write(printed.getvalue())
+        sys.stdout.flush()
     text = printed.getvalue()
-    sys.stdout.write(text)
-    sys.stdout.flush()
     # The width click used is shutil's; an entry is named by the width the next run computes, and kept only when
     # the two agree, so that an entry never holds help laid out for another width.
     if code in (0, None) and text and _help_width() == _click_width():
