@@ -1,3 +1,3 @@
-from xpcargo.cli import main
+from xpcargo.launch import main
 
 main()

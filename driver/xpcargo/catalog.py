@@ -30,11 +30,10 @@ class TargetInfo:
 def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
     """The shipped targets (or those ``names``, `all` included, as the working directory's project sees them)."""
     from xpcargo.build.floor import floor_of  # noqa: PLC0415
-    from xpcargo.build.matrix import expand_targets  # noqa: PLC0415
 
     if names:
         project = context.project_config_here()
-        specs = [context.target(triple, project) for triple in expand_targets(context, names)]
+        specs = [context.target(triple, project) for triple in context.named_targets(names)]
     else:
         specs = [spec for _, spec in sorted(context.toolchains.targets.items())]
     infos = []

@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -45,6 +45,8 @@ KNOBS: Mapping[str, str] = MappingProxyType(
     }
 )
 _SETTING_PREFIXES = ("XPCARGO_BUILD_", "XPCARGO_TARGET_")
+# `--target all`
+ALL_TARGETS = "all"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,6 +219,19 @@ class Context:
         from xpcargo.config.targets import resolve_target  # noqa: PLC0415
 
         return resolve_target(triple, self.toolchains, project_config, environ=self.environ)
+
+    def named_targets(self, names: Sequence[str]) -> list[str]:
+        """The targets a command names, in order, each once; `all` is every target the shipped table and the working
+        directory's project define."""
+        wanted: list[str] = []
+        for name in names:
+            if name == ALL_TARGETS:
+                project = self.project_config_here()
+                expanded = sorted({*self.toolchains.targets, *project.targets})
+            else:
+                expanded = [name]
+            wanted += [triple for triple in expanded if triple not in wanted]
+        return wanted
 
     def host_target(self, project_config: ProjectConfig) -> TargetSpec | None:
         """The entry for the images' own triple: build scripts and proc-macros are built with its tools."""

@@ -22,13 +22,14 @@ import re
 import stat
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
-from typing import IO, Any, TypeGuard, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from xpcargo.build.artifacts import FinalArtifact, GlibcNeed, glibc_need
 from xpcargo.build.floor import links_glibc
+from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.protocol import (
     TARGET_SETTING_KEYS,
@@ -40,8 +41,12 @@ from xpcargo.cargo.protocol import (
     output_lines,
     split_rustc_flags,
 )
+from xpcargo.config.targets import check_triple
 from xpcargo.errors import BuildScriptProtocolError, ReportError
 from xpcargo.ui import escape_controls
+
+if TYPE_CHECKING:
+    from xpcargo.context import Context
 
 # 2 added `glibc_floor` and `artifacts`; a report of version 1 is still read (with neither).
 SCHEMA_VERSION = 2
@@ -555,6 +560,21 @@ def save(report: BuildReport, path: Path) -> None:
 
 class _CorruptError(Exception):
     pass
+
+
+def load_last(context: Context, triple: str, args: Sequence[str]) -> BuildReport:
+    """`xpcargo report`: the report of the last build for ``triple`` with these Cargo arguments (profile, manifest,
+    target dir). Here rather than beside the build, so that reading a report does not import the build."""
+    check_triple(triple)
+    parsed = cargo_args.parse_cargo_args(args)
+    project = context.project(parsed)
+    path = report_path(project.target_dir, triple, cargo_args.profile_dir_name(parsed.profile))
+    try:
+        return load(path)
+    except ReportError as error:
+        if error.hint is None:
+            error.hint = f"run `xpcargo build --target {triple}` first"
+        raise
 
 
 def load(path: Path) -> BuildReport:

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import xpcargo
+from xpcargo import cli  # imported by conftest.py first, with click's deprecation warnings silenced
 from xpcargo.errors import ConfigError, UnknownTargetError
 
 from .fake_runtime import Exec, FakeRuntime, Reply, default_script
-
-with warnings.catch_warnings():
-    # typer 0.25 (pyproject.toml keeps typer below 0.26) imports two helpers that click 8.5 deprecates, "to be
-    # removed in Click 9.0"; nothing bounds click, so this only warns today. Silence just those two here.
-    warnings.filterwarnings(
-        "ignore", r"'click\.utils\.get_(binary|text)_stream' is deprecated", category=DeprecationWarning
-    )
-    from xpcargo import cli
 
 TRIPLES = (
     "x86_64-unknown-linux-gnu",

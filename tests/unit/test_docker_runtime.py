@@ -66,3 +66,38 @@ def test_a_create_whose_answer_was_lost_is_found_not_repeated(monkeypatch: pytes
     assert container == "c1"
     assert [c["Id"] for c in api.created] == ["c1"], "a second container was created for the same request"
     assert api.started == ["c1"]
+
+
+def test_transient_engine_errors_are_tried_again_with_growing_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr("xpcargo.container.docker_runtime.time.sleep", waits.append)
+    calls: list[int] = []
+
+    def drops(times: int) -> Any:
+        def operation() -> str:
+            calls.append(1)
+            if len(calls) <= times:
+                raise requests.exceptions.ConnectionError("Connection aborted.")
+            return "answer"
+
+        return operation
+
+    assert docker_runtime._retry(drops(3)) == "answer"
+    assert waits == [0.25, 0.5, 1.0]
+    calls.clear()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        docker_runtime._retry(drops(4))
+    assert len(calls) == 4
+
+
+def test_an_engine_that_did_not_answer_in_time_is_not_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("xpcargo.container.docker_runtime.time.sleep", lambda _: None)
+    calls: list[int] = []
+
+    def hangs() -> None:
+        calls.append(1)
+        raise requests.exceptions.ReadTimeout("read timed out")
+
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        docker_runtime._retry(hangs)
+    assert calls == [1]

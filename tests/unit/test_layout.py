@@ -1,10 +1,18 @@
 """The shape of the package, checked: imports run one way (no module reaches itself through others), one module
-imports the Docker SDK, and only the session starts or removes containers."""
+imports the Docker SDK, only the session starts or removes containers, and the commands that reach no engine do not
+import the SDK when they run."""
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+
+from .projects import app_project
 
 PACKAGE = Path(__file__).resolve().parents[2] / "driver" / "xpcargo"
 
@@ -89,3 +97,49 @@ def test_the_cli_imports_no_engine_or_yaml_at_start() -> None:
         "xpcargo",
         "xpcargo.errors",
     }
+
+
+# Prints, when the process ends (after the CLI's sys.exit), which of the engine's libraries and PyYAML it imported.
+_IMPORTED_AT_EXIT = """
+import atexit, sys
+heavy = ("docker", "requests", "urllib3", "yaml", "typer", "click")
+atexit.register(lambda: print(sorted({m.split(".")[0] for m in sys.modules} & set(heavy)), file=sys.stderr))
+from xpcargo.MODULE import main
+main(sys.argv[1:])
+"""
+
+
+def _imported(module: str, argv: list[str], cwd: Path) -> set[str]:
+    """The heavy libraries that `xpcargo ARGV` imported, run for real in a fresh interpreter."""
+    environ = {**os.environ, "PYTHONPATH": str(PACKAGE.parent), "HOME": str(cwd), "XPCARGO_CACHE_DIR": str(cwd / "c")}
+    for name in ("XPCARGO_TOOLCHAINS", "XPCARGO_IMAGES", "CARGO_TARGET_DIR"):
+        environ.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTED_AT_EXIT.replace("MODULE", module), *argv],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    last = done.stderr.strip().splitlines()[-1]
+    return set(ast.literal_eval(last))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["image", "--help"], ["targets"], ["report", "--target", "x86_64-unknown-linux-gnu"]],
+    ids=["help", "image-help", "targets", "report"],
+)
+def test_commands_that_reach_no_engine_import_no_docker_sdk(tmp_path: Path, argv: list[str]) -> None:
+    """What is imported, not what the source says: a module imported on the way in would pay for the SDK too."""
+    project = app_project(tmp_path)
+    imported = _imported("cli", argv, project)
+    assert not imported & {"docker", "requests", "urllib3"}
+    if argv[-1] == "--help":
+        assert "yaml" not in imported
+
+
+def test_a_help_from_the_cache_imports_neither_typer_nor_click(tmp_path: Path) -> None:
+    assert {"typer", "click"} <= _imported("launch", ["--help"], tmp_path)  # the first help fills the cache
+    assert _imported("launch", ["--help"], tmp_path) == set()

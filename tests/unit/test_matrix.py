@@ -60,13 +60,13 @@ def _builds_a_binary(root: Path, failing: set[str] = frozenset()) -> FakeRuntime
     return FakeRuntime(script=script, every_image=True)
 
 
-def test_expand_targets(root: Path) -> None:
+def test_named_targets(root: Path) -> None:
     context = _context(root)
-    assert matrix.expand_targets(context, [AARCH64, AARCH64, I686]) == [AARCH64, I686]
+    assert context.named_targets([AARCH64, AARCH64, I686]) == [AARCH64, I686]
     shipped = sorted(context.toolchains.targets)
     assert X86_64 in shipped
-    assert matrix.expand_targets(context, ["all"]) == shipped
-    assert matrix.expand_targets(context, [I686, "all"]) == [I686, *(t for t in shipped if t != I686)]
+    assert context.named_targets(["all"]) == shipped
+    assert context.named_targets([I686, "all"]) == [I686, *(t for t in shipped if t != I686)]
 
 
 def test_three_targets_summary_and_artifacts(

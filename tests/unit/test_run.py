@@ -383,10 +383,10 @@ def test_shell_without_a_command_needs_a_terminal(world: World) -> None:
 
 def test_load_report_after_a_build(world: World) -> None:
     world.run()
-    loaded = run.load_report(world.context, AARCH64, [])
+    loaded = report.load_last(world.context, AARCH64, [])
     assert loaded.target == AARCH64
     with pytest.raises(ReportError) as caught:
-        run.load_report(world.context, AARCH64, ["--release"])
+        report.load_last(world.context, AARCH64, ["--release"])
     assert caught.value.hint == f"run `xpcargo build --target {AARCH64}` first"
 
 

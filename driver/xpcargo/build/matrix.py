@@ -31,7 +31,6 @@ from xpcargo.errors import CancelledError, InterruptError, XpcargoError
 from xpcargo.hashing import file_sha256
 from xpcargo.ui import LineWriter, Reporter, binary_writer
 
-ALL = "all"
 # How long Ctrl-C waits for the targets' own cleanup before it says what it could not confirm.
 _CLEANUP_WAIT = 15.0
 
@@ -70,20 +69,6 @@ class TargetResult:
         if self.ok:
             return "ok"
         return f"failed ({self.code})"
-
-
-def expand_targets(context: Context, names: Sequence[str]) -> list[str]:
-    """The targets a command names, in order, each once; `all` is every target the shipped table and the working
-    directory's project define."""
-    wanted: list[str] = []
-    for name in names:
-        if name == ALL:
-            project = context.project_config_here()
-            expanded = sorted({*context.toolchains.targets, *project.targets})
-        else:
-            expanded = [name]
-        wanted += [triple for triple in expanded if triple not in wanted]
-    return wanted
 
 
 def artifacts_of(messages: Iterable[Mapping[str, Any]], plan: BuildPlan) -> tuple[Artifact, ...]:
@@ -183,7 +168,7 @@ def cargo_command(
     reproducible: bool = False,
 ) -> int:
     """`xpcargo <command> --target ...`: one target runs as it always has; several run side by side."""
-    triples = expand_targets(context, names)
+    triples = context.named_targets(names)
     settings = plan_module.reproducibility(context, args) if reproducible else None
     if len(triples) == 1:
         return run.cargo_command(context, command, triples[0], args, connect=connect, reproducible=settings)

