@@ -20,74 +20,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from pairing import Pair, machine, run_pairs, table, timed
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "seed-c-lib"
 
-Command = Callable[[], None]
 
-
-def run(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> None:
-    subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def timed(command: Command) -> float:
-    start = time.perf_counter()
-    command()
-    return time.perf_counter() - start
-
-
-@dataclass(frozen=True)
-class Pair:
-    name: str
-    baseline: str
-    measured: list[float]
-    reference: list[float]
-    goal: float | None
-
-    @property
-    def ratio(self) -> float:
-        return statistics.median(m / r for m, r in zip(self.measured, self.reference, strict=True))
-
-    def row(self) -> tuple[str, ...]:
-        verdict = "-" if self.goal is None else ("met" if self.ratio <= self.goal else "not met")
-        goal = "-" if self.goal is None else f"<= {self.goal:g}x"
-        return (
-            self.name,
-            f"{statistics.median(self.measured) * 1000:.0f} ms",
-            self.baseline,
-            f"{statistics.median(self.reference) * 1000:.0f} ms",
-            f"{self.ratio:.2f}x",
-            goal,
-            verdict,
-        )
-
-
-def paired(
-    name: str, measured: Command, baseline_name: str, baseline: Command, *, runs: int, goal: float | None
-) -> Pair:
-    """``measured`` and ``baseline`` back to back, the order alternating from one run to the next, after one
-    untimed run of each (caches, the first exec into a container)."""
-    measured()
-    baseline()
-    ours: list[float] = []
-    theirs: list[float] = []
-    for index in range(runs):
-        if index % 2:
-            theirs.append(timed(baseline))
-            ours.append(timed(measured))
-        else:
-            ours.append(timed(measured))
-            theirs.append(timed(baseline))
-    return Pair(name, baseline_name, ours, theirs, goal)
+def run(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> float:
+    return timed(argv, cwd=cwd, env=env)
 
 
 def peak_rss_mib(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> float:
@@ -122,7 +68,7 @@ def cold_build(target: str, project: Path) -> float:
     with tempfile.TemporaryDirectory(prefix="xpcargo-bench-cache-") as cache:
         env = {**os.environ, "XPCARGO_CACHE_DIR": cache}
         shutil.rmtree(project / "target", ignore_errors=True)
-        return timed(lambda: run(xpcargo("build", "--target", target), cwd=project, env=env))
+        return timed(xpcargo("build", "--target", target), cwd=project, env=env)
 
 
 def container_environment(target: str, project: Path) -> dict[str, str]:
@@ -178,35 +124,33 @@ def main() -> None:
             text=True,
         ).stdout.strip()
         try:
-            warm = paired(
-                "xpcargo build (warm)",
-                lambda: run(build, cwd=project),
-                "docker exec",
-                lambda: run(["docker", "exec", container, *cargo], cwd=project),
-                runs=options.runs,
+            warm = Pair(
+                name="xpcargo build (warm)",
+                measure=lambda: run(build, cwd=project),
+                baseline_name="docker exec",
+                baseline=lambda: run(["docker", "exec", container, *cargo], cwd=project),
                 goal=1.5,
             )
+            fresh = Pair(
+                name="xpcargo build (KEEP_WARM=0)",
+                measure=lambda: run(build, cwd=project, env=cold_env),
+                baseline_name="docker run --rm",
+                baseline=lambda: run(["docker", "run", "--rm", *common, image, *cargo], cwd=project),
+                goal=1.5,
+            )
+            # One untimed run of each first: caches, and the first exec into a container.
+            run_pairs([warm, fresh], 1)
+            results = run_pairs([warm, fresh], options.runs)
             exec_memory = peak_rss_mib(["docker", "exec", container, *cargo], cwd=project)
         finally:
             subprocess.run(["docker", "rm", "-f", container], check=True, capture_output=True)
-        fresh = paired(
-            "xpcargo build (KEEP_WARM=0)",
-            lambda: run(build, cwd=project, env=cold_env),
-            "docker run --rm",
-            lambda: run(["docker", "run", "--rm", *common, image, *cargo], cwd=project),
-            runs=options.runs,
-            goal=1.5,
-        )
         memory = peak_rss_mib(build, cwd=project)
-
-        rows = [("measured", "median", "baseline", "median", "ratio", "goal", ""), warm.row(), fresh.row()]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(table(results))
         print(
             f"\npeak RSS of xpcargo (warm no-op build): {memory:.1f} MiB; of the `docker exec` CLI: "
             f"{exec_memory:.1f} MiB ({memory / exec_memory:.1f}x)"
         )
+        print(f"measured on {machine()}")
         subprocess.run(xpcargo("down"), cwd=project, check=False, capture_output=True)
 
 

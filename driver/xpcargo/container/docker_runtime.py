@@ -788,14 +788,22 @@ class _ContainerWatch:
 
 
 def _retry(operation: Callable[[], _T], *, attempts: int = 4) -> _T:
-    """``operation``, tried again after 0.25, 0.5 and 1 s while it fails in a way that another try may not. A loop
-    rather than tenacity: importing tenacity (asyncio and all) cost every command that talks to the engine more than
-    its call did."""
-    for attempt in range(1, attempts):
-        try:
-            return operation()
-        except Exception as exc:
-            if not _transient(exc):
-                raise
-        time.sleep(min(0.25 * 2 ** (attempt - 1), 4))
-    return operation()
+    """``operation``, tried again after 0.25, 0.5 and 1 s while it fails in a way that another try may not.
+
+    The first try runs as it is: tenacity (and the asyncio it imports) is loaded only when a retry is due, so that
+    a command whose engine answers does not pay more for the import than for its call."""
+    try:
+        return operation()
+    except Exception as exc:
+        if not _transient(exc) or attempts < 2:
+            raise
+    import tenacity  # noqa: PLC0415
+
+    time.sleep(0.25)
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts - 1),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=4),
+        retry=tenacity.retry_if_exception(_transient),
+        reraise=True,
+    )
+    return retrying(operation)
