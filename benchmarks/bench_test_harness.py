@@ -10,7 +10,9 @@ same command with `-- --test-threads=1`, alternately, the order swapped every ru
 the number of cores, plus xpcargo's own no-op build; the goal is at most 0.75. libtest's own time (its "finished in")
 is shown too, without xpcargo's share. Before timing, a test of the crate prints what
 `std::thread::available_parallelism()` says under the emulator in xpcargo's container, which is how many threads
-libtest starts. Nothing here is a test: it prints numbers for a human (or a note) to read.
+libtest starts; and every test prints when it started and ended, from which the benchmark counts how many tests ran
+at once on average: a count that other work on the machine does not move, as it does the times. Nothing here is a
+test: it prints numbers for a human (or a note) to read.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pathlib import Path
 from pairing import Pair, machine, run_pairs, table
 
 PROBE = "available_parallelism_probe"
+SPAN = "xpcargo-bench-span"
+_SPAN = re.compile(rf"{SPAN} (\d+) (\d+)")
 _FINISHED = re.compile(r"^test result: ok\. (\d+) passed.*finished in ([0-9.]+)s$", re.MULTILINE)
 
 
@@ -51,6 +55,15 @@ def write_crate(root: Path, *, tests: int, iterations: int) -> None:
         "        x",
         "    }",
         "",
+        "    // When the test ran, for the benchmark's count of tests in flight at once.",
+        "    fn timed(seed: u64) {",
+        "        use std::time::{SystemTime, UNIX_EPOCH};",
+        "        let nanos = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();",
+        "        let start = nanos();",
+        "        assert_ne!(work(seed), 1);",
+        f'        println!("{SPAN} {{start}} {{}}", nanos());',
+        "    }",
+        "",
         "    #[test]",
         f"    fn {PROBE}() {{",
         '        println!("available_parallelism={:?}", std::thread::available_parallelism());',
@@ -61,11 +74,18 @@ def write_crate(root: Path, *, tests: int, iterations: int) -> None:
             "",
             "    #[test]",
             f"    fn work_{number:04}() {{",
-            f"        assert_ne!(work({number}), 1);",
+            f"        timed({number});",
             "    }",
         ]
     lines.append("}")
     (root / "src" / "lib.rs").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def tests_in_flight(spans: list[tuple[int, int]]) -> float:
+    """How many tests ran at once on average: their summed durations over the time from the first start to the last
+    end. Unlike a time, it does not move when other work on the machine slows every test down alike."""
+    busy = sum(end - begin for begin, end in spans)
+    return busy / (max(end for _, end in spans) - min(begin for begin, _ in spans))
 
 
 def main() -> None:
@@ -94,22 +114,25 @@ def main() -> None:
             r"available_parallelism=(.*)", cargo_test("--", "--exact", f"tests::{PROBE}", "--nocapture").stdout
         )
         harness_seconds: dict[str, list[float]] = {"parallel": [], "serial": []}
+        in_flight: dict[str, list[float]] = {"parallel": [], "serial": []}
 
         def timed_test(kind: str, *args: str) -> float:
             start = time.perf_counter()
-            done = cargo_test("--", "--skip", PROBE, *args)
+            done = cargo_test("--", "--skip", PROBE, "--nocapture", *args)
             elapsed = time.perf_counter() - start
             finished = _FINISHED.search(done.stdout)
-            if finished is None or int(finished.group(1)) != options.tests:
+            spans = [(int(begin), int(end)) for begin, end in _SPAN.findall(done.stdout)]
+            if finished is None or int(finished.group(1)) != options.tests or len(spans) != options.tests:
                 raise SystemExit(f"error: the tests did not all pass:\n{done.stdout[-2000:]}")
             harness_seconds[kind].append(float(finished.group(2)))
+            in_flight[kind].append(tests_in_flight(spans))
             return elapsed
 
         pair = Pair(
             name="xpcargo test (libtest's threads)",
             measure=lambda: timed_test("parallel"),
             baseline_name="-- --test-threads=1",
-            baseline=lambda: timed_test("serial"),
+            baseline=lambda: timed_test("serial", "--test-threads=1"),
             goal=0.75,
         )
         print(
@@ -124,6 +147,10 @@ def main() -> None:
         print(
             f"libtest's own time: {parallel:.2f} s against {serial:.2f} s with one thread, "
             f"median paired ratio {statistics.median(ratios):.2f}x"
+        )
+        print(
+            f"tests in flight at once (on average): {statistics.median(in_flight['parallel']):.2f} with libtest's "
+            f"threads, {statistics.median(in_flight['serial']):.2f} with one"
         )
         print(f"measured on {machine()}")
 
