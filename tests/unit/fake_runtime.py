@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from xpcargo.container.spec import ContainerInfo, ContainerRequest, ImageDetails, ImageInfo, Output
+from xpcargo.container.spec import ContainerInfo, ContainerRequest, ImageDetails, ImageInfo, Output, VolumeInfo
 from xpcargo.image import debian, layers
 from xpcargo.image.layers import BuiltLayer
 from xpcargo.image.lockfile import Package
@@ -113,6 +113,10 @@ class FakeRuntime:
     image_layers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Image id -> the engine's refusal to remove it.
     refuse_removal: dict[str, BaseException] = field(default_factory=dict)
+    # Volumes by name: their labels, and every tar put into them (the directory it was unpacked at, its member
+    # names, its size in bytes).
+    volumes: dict[str, VolumeInfo] = field(default_factory=dict)
+    archives: list[tuple[Path, tuple[str, ...], int]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- Runtime ---------------------------------------------------------------------------------------------
@@ -206,6 +210,37 @@ class FakeRuntime:
 
     def changes(self, container_id: str) -> list[tuple[str, str]]:
         return [("A", "/usr/bin/new-tool")]
+
+    def create_volume(self, name: str, *, labels: Mapping[str, str]) -> VolumeInfo:
+        return self.volumes.setdefault(
+            name, VolumeInfo(name=name, labels=dict(labels), created=f"2026-11-25T00:00:{len(self.volumes):02}Z")
+        )
+
+    def list_volumes(self, label: str) -> list[VolumeInfo]:
+        name, _, value = label.partition("=")
+        users = {
+            volume: tuple(
+                c for c in sorted(self.running) if any(m.volume == volume for m in self.containers[c][0].mounts)
+            )
+            for volume in self.volumes
+        }
+        return [
+            VolumeInfo(name=v.name, labels=v.labels, created=v.created, users=users[v.name])
+            for v in self.volumes.values()
+            if v.labels.get(name) == value
+        ]
+
+    def remove_volume(self, name: str) -> bool:
+        if any(v.users for v in self.list_volumes("") if v.name == name):
+            return False
+        self.volumes.pop(name, None)
+        return True
+
+    def put_archive(self, container_id: str, directory: Path, archive: Path) -> None:
+        assert container_id in self.containers, f"put into {container_id}, which was never made"
+        with tarfile.open(archive) as opened:
+            names = tuple(opened.getnames())
+        self.archives.append((directory, names, archive.stat().st_size))
 
     def start(self, request: ContainerRequest, *, main: Sequence[str] | None = None) -> str:
         if self.start_error is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from xpcargo import report
-from xpcargo.build import floor, hints, origins
+from xpcargo.build import floor, hints, origins, remote
 from xpcargo.build.artifacts import final_artifacts
 from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.build.plan import BuildPlan, Step, plan
@@ -87,6 +87,7 @@ def _build(
     stdout: Output,
     stderr: Output,
     cancellation: Cancellation | None,
+    reporter: Reporter,
 ) -> Outcome:
     """The Cargo command in a container with no network."""
     request = plan.request(Step.BUILD, image)
@@ -105,6 +106,10 @@ def _build(
         code = session.run(plan.command_argv(), on_stdout=reader.feed, on_stderr=errors)
         reader.close()
         scanner.close()
+        if plan.remote is not None:
+            # Before the report is collected: it reads each build script's output, on the host.
+            wanted = remote.wanted_back(reader.messages, plan.project.target_dir)
+            remote.pull(session, plan.remote, [*wanted, plan.remote.lock_file], reporter)
         collected = _collect(session, plan, image, reader, metadata, code=code) if plan.reads_messages else None
     return Outcome(
         code=code,
@@ -164,6 +169,8 @@ def execute(
     _ensure_sysroot(context, plan, reporter)
     _write_overrides_file(plan)
     _warn_about_toolchain_file(plan, reporter)
+    if plan.remote is not None:
+        remote.push(runtime, plan.remote, image=image, user=plan.user, reporter=reporter, cancellation=cancellation)
     record = FetchRecord.of(plan)
     refetched = False
     while True:
@@ -176,7 +183,9 @@ def execute(
                 return Outcome(
                     code=code, metadata=None, messages=[], unread_messages=0, finished=None, offline_miss=False
                 )
-        outcome = _build(runtime, plan, image, metadata, stdout=stdout, stderr=stderr, cancellation=cancellation)
+        outcome = _build(
+            runtime, plan, image, metadata, stdout=stdout, stderr=stderr, cancellation=cancellation, reporter=reporter
+        )
         if not (outcome.offline_miss and not plan.parsed.offline and not refetched):
             break
         # The fetch record said all was downloaded, but CARGO_HOME lost crates since: fetch again, once.
@@ -296,6 +305,8 @@ def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connec
     image = builder.for_context(context, runtime, reporter).image_for(build_plan.spec, build_plan.image_plan)
     _ensure_sysroot(context, build_plan, reporter)
     _write_overrides_file(build_plan)
+    if build_plan.remote is not None:
+        remote.push(runtime, build_plan.remote, image=image, user=build_plan.user, reporter=reporter)
     request = build_plan.request(Step.SHELL, image)
     with open_session(runtime, request, purpose="shell", warm_locks=build_plan.warm_locks) as session:
         if not argv:

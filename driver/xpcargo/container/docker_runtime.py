@@ -15,6 +15,7 @@ Three things keep a container from outliving its command, or a command from hang
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import shutil
@@ -27,6 +28,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from xpcargo.container import engine
 from xpcargo.container.spec import (
     REQUEST_LABEL,
     ContainerInfo,
@@ -34,6 +36,7 @@ from xpcargo.container.spec import (
     ImageDetails,
     ImageInfo,
     Output,
+    VolumeInfo,
 )
 from xpcargo.errors import ContainerDiedError, ContainerGoneError, EngineError, EngineUnavailableError, XpcargoError
 
@@ -92,10 +95,6 @@ def _describe(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _default_host(environ: Mapping[str, str]) -> str:
-    return environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-
 class DockerRuntime:
     """A connection to a Docker engine (or one that speaks its API)."""
 
@@ -127,7 +126,16 @@ class DockerRuntime:
     def connect(cls, environ: Mapping[str, str], *, engine_timeout: float = 30) -> DockerRuntime:
         import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
 
-        host = _default_host(environ)
+        address = engine.locate(environ)
+        host = address.url
+        if address.needs_ssh and importlib.util.find_spec("paramiko") is None:
+            # The SDK's own words ("Install paramiko package...") would come with a hint to start the engine.
+            raise EngineUnavailableError(
+                f"cannot reach the Docker engine at {host}: ssh:// needs the paramiko package, which is not installed",
+                hint="install xpcargo with its ssh extra: `pip install 'xpcargo[ssh]'`",
+            )
+        # The docker context's endpoint, when that is where the engine is: the SDK reads DOCKER_HOST only.
+        environ = {**environ, "DOCKER_HOST": host}
         try:
             # Negotiating the API version is the first request, so this is also the check that the engine is there.
             client = docker.from_env(environment=dict(environ), timeout=math.ceil(engine_timeout))
@@ -280,13 +288,76 @@ class DockerRuntime:
         except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own error right here
             raise self._translate(f"load {source.name}", exc) from None
 
+    # --- volumes -------------------------------------------------------------------------------------------------
+
+    def create_volume(self, name: str, *, labels: Mapping[str, str]) -> VolumeInfo:
+        # The engine answers a create of a volume that exists with that volume: two commands may ask at once.
+        raw: dict[str, Any] = self._call(
+            f"create volume {name}", lambda: self._client.api.create_volume(name, labels=dict(labels))
+        )
+        return VolumeInfo(name=str(raw["Name"]), labels=dict(raw.get("Labels") or {}), created=str(raw["CreatedAt"]))
+
+    def list_volumes(self, label: str) -> list[VolumeInfo]:
+        def volumes() -> list[VolumeInfo]:
+            raw = self._client.api.volumes(filters={"label": label}).get("Volumes") or []
+            users: dict[str, list[str]] = {}
+            if raw:
+                for container in self._client.api.containers(all=True):
+                    for mount in container.get("Mounts") or ():
+                        if mount.get("Type") == "volume":
+                            users.setdefault(str(mount.get("Name")), []).append(str(container["Id"]))
+            return [
+                VolumeInfo(
+                    name=str(item["Name"]),
+                    labels=dict(item.get("Labels") or {}),
+                    created=str(item.get("CreatedAt", "")),
+                    users=tuple(users.get(str(item["Name"]), ())),
+                )
+                for item in raw
+            ]
+
+        return self._call("list volumes", volumes)
+
+    def remove_volume(self, name: str) -> bool:
+        import docker.errors  # noqa: PLC0415
+
+        def remove() -> bool:
+            try:
+                self._client.api.remove_volume(name)
+            except docker.errors.NotFound:
+                return True
+            except docker.errors.APIError as exc:
+                # 409: a container uses it; the engine never removes such a volume.
+                if exc.status_code == 409:
+                    return False
+                raise
+            return True
+
+        return self._call(f"remove volume {name}", remove)
+
+    def put_archive(self, container_id: str, directory: Path, archive: Path) -> None:
+        def put() -> None:
+            with archive.open("rb") as stream:
+                if not self._stream.put_archive(container_id, str(directory), stream):
+                    raise EngineError(f"the Docker engine refused to unpack {archive.name} at {directory}")
+
+        # An unpack of the same archive again is harmless: retried like any other call.
+        self._call(f"copy files to {directory} in container {container_id[:12]}", put)
+
     # --- containers ----------------------------------------------------------------------------------------------
 
     def start(self, request: ContainerRequest, *, main: Sequence[str] | None = None) -> str:
         import docker.types  # noqa: PLC0415
 
         mounts = [
-            docker.types.Mount(target=str(m.path), source=str(m.source or m.path), type="bind", read_only=m.read_only)
+            docker.types.Mount(
+                target=str(m.path),
+                source=m.volume if m.volume is not None else str(m.source or m.path),
+                type="volume" if m.volume is not None else "bind",
+                read_only=m.read_only,
+                # A remote volume is filled by xpcargo alone: never with what the image holds at that path.
+                no_copy=m.volume is not None,
+            )
             for m in request.mounts
         ]
         request_id = request.labels.get(REQUEST_LABEL)
