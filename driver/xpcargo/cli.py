@@ -433,7 +433,7 @@ def volumes_prune() -> None:
     pruned = volumes.prune(_connect(context), manifests=context.settings.cache_dir / "volumes")
     reporter = context.reporter()
     for volume in pruned.removed:
-        reporter.status("Removed", f"volume {volume.name} ({volume.labels.get(volumes.VOLUME_PATH_LABEL, '?')})")
+        reporter.status("Removed", f"volume {volume.name} ({volumes.host_path(volume)})")
     for volume in pruned.in_use:
         reporter.status("Kept", f"volume {volume.name}: used by {len(volume.users) or 'a'} container(s)")
     if not pruned.removed and not pruned.in_use:

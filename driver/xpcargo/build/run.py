@@ -26,7 +26,7 @@ from xpcargo.config.targets import check_triple
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
-from xpcargo.errors import ProjectError, ReportError
+from xpcargo.errors import ImageBuildError, ProjectError, ReportError
 from xpcargo.image import builder
 from xpcargo.ui import Reporter, binary_writer
 
@@ -165,7 +165,7 @@ def execute(
     """Run the planned Cargo command; return what came of it: Cargo's exit code and its messages."""
     stdout = write_stdout or binary_writer(sys.stdout)
     stderr = write_stderr or binary_writer(sys.stderr)
-    image = builder.for_context(context, runtime, reporter).image_for(plan.spec, plan.image_plan)
+    image = _image(context, plan, runtime, reporter)
     _ensure_sysroot(context, plan, reporter)
     _write_overrides_file(plan)
     _warn_about_toolchain_file(plan, reporter)
@@ -197,6 +197,21 @@ def execute(
         # After Cargo's own output, which stays as it was, as does its exit code.
         reporter.hint(hints.hint(outcome.missing, triple=plan.triple, debian_arch=plan.spec.debian_arch))
     return outcome
+
+
+def _image(context: Context, plan: BuildPlan, runtime: Runtime, reporter: Reporter) -> str:
+    """The target's image, built first if the engine lacks it; but never on a remote engine, whose layer builds
+    could not bind-mount xpcargo's caches: there it is loaded from this machine, under the same content-hash tag."""
+    if plan.remote is not None and plan.image_plan is not None:
+        reference = plan.image_plan.reference
+        if not runtime.image_exists(reference):
+            raise ImageBuildError(
+                f"the engine at {plan.remote.engine} has no {reference}, and xpcargo builds images only on an engine "
+                "that sees this machine's files",
+                hint=f"build it here and send it: `xpcargo image save {plan.triple} -o DIR`, then "
+                f"`DOCKER_HOST={plan.remote.engine} xpcargo image load DIR`",
+            )
+    return builder.for_context(context, runtime, reporter).image_for(plan.spec, plan.image_plan)
 
 
 def _ensure_sysroot(context: Context, plan: BuildPlan, reporter: Reporter) -> None:
@@ -302,7 +317,7 @@ def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connec
         )
     build_plan = plan(context, "shell", triple, [])
     runtime, reporter = connect(context), context.reporter()
-    image = builder.for_context(context, runtime, reporter).image_for(build_plan.spec, build_plan.image_plan)
+    image = _image(context, build_plan, runtime, reporter)
     _ensure_sysroot(context, build_plan, reporter)
     _write_overrides_file(build_plan)
     if build_plan.remote is not None:

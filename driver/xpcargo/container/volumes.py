@@ -76,6 +76,10 @@ def instance(volume: VolumeInfo) -> str:
     return volume.labels.get(INSTANCE_LABEL, "")
 
 
+def host_path(volume: VolumeInfo) -> str:
+    return volume.labels.get(VOLUME_PATH_LABEL, "?")
+
+
 def mine(runtime: Runtime) -> list[VolumeInfo]:
     """This user's volumes of this machine, by label: never one that xpcargo did not make."""
     return sorted(
