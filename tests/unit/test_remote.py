@@ -140,7 +140,9 @@ class RemoteWorld:
             "CARGO_HOME": str(self.home),
             "XPCARGO_CACHE_DIR": str(tmp_path / "cache"),
             "XPCARGO_REMOTE": "1",
+            "CARGO_HTTP_CAINFO": str(tmp_path / "ca.pem"),
         }
+        (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
         self.context = Context.create(cwd=self.root, environ=environ)
         self.runtime = FakeRuntime(script=script)  # type: ignore[arg-type]
         spec = self.context.target(X86, self.context.project_config(self.root))
@@ -175,6 +177,7 @@ def test_a_remote_build_mounts_volumes_at_the_host_paths_and_binds_nothing(tmp_p
         "workspace",
         "target-dir",
         "cargo-home",
+        "ca",
     }
     # CARGO_HOME's volume gets its Cargo config, never its credentials.
     assert "cargo-home/config.toml" in world.sent()
@@ -259,9 +262,9 @@ def test_prune_removes_only_unused_volumes_of_its_own(tmp_path: Path) -> None:
     world.build()
     world.runtime.create_volume("someone-elses", labels={"org.xpcargo.user": str(os.getuid())})
     pruned = volumes.prune(world.runtime, manifests=tmp_path / "cache" / "volumes")
-    # The warm build container still mounts all three.
+    # The warm build container still mounts three; the CA bundle's is the fetch step's alone.
     assert len(pruned.in_use) == 3
-    assert pruned.removed == ()
+    assert [volume.labels["org.xpcargo.volume-kind"] for volume in pruned.removed] == ["ca"]
     for container in list(world.runtime.running):
         world.runtime.remove(container)
     pruned = volumes.prune(world.runtime, manifests=tmp_path / "cache" / "volumes")
@@ -274,4 +277,8 @@ def test_a_fetch_step_may_write_cargo_home(tmp_path: Path) -> None:
     build_plan = plan(world.context, "build", X86, [])
     fetch = {m.path: m.read_only for m in build_plan.request(Step.FETCH, "image").mounts}
     assert fetch[world.home] is False
-    assert "CARGO_HTTP_CAINFO" not in build_plan.request(Step.FETCH, "image").env
+    # The host's CA bundle reaches the fetch step, in a volume of its own, and only the fetch step.
+    cainfo = build_plan.request(Step.FETCH, "image").env.get("CARGO_HTTP_CAINFO")
+    assert cainfo == "/usr/local/share/xpcargo-ca/ca.pem"
+    assert Path(cainfo).parent in fetch
+    assert Path(cainfo).parent not in {m.path for m in build_plan.request(Step.BUILD, "image").mounts}

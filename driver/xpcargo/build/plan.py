@@ -148,6 +148,8 @@ class BuildPlan:
             mounts = self.remote.mounts(fetch=step is Step.FETCH)
             if step is not Step.FETCH:
                 env["CARGO_NET_OFFLINE"] = "true"
+            elif self.remote.ca_bundle is not None:
+                env["CARGO_HTTP_CAINFO"] = str(self.remote.ca_bundle)
         elif step is Step.FETCH:
             if self.ca_bundle is not None:
                 mounts = (*mounts, Mount(path=self.ca_bundle, read_only=True))
@@ -267,6 +269,7 @@ def plan(
             engine=context.engine.url,
             cache_dir=context.settings.cache_dir,
             state_files=[path for path in (overrides_file, rustflags_file) if path is not None],
+            ca_bundle=environment.host_ca_bundle(context.environ),
         )
     return BuildPlan(
         command=command,

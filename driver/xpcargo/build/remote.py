@@ -11,7 +11,8 @@ carry host paths as they do locally.
 - CARGO_HOME is a volume the fetch step fills from the network on the engine's side; only CARGO_HOME's Cargo config
   is sent from here. Its credentials files never are: a volume is readable by whatever the engine runs, so in remote
   mode registry tokens reach `cargo fetch` only from the environment (`CARGO_REGISTRY_TOKEN`, ...).
-- Files (the host's CA bundle, the credentials masks) are not mounted: the fetch step trusts the image's CAs.
+- The host's CA bundle (which the fetch step trusts, as it does locally) is a volume of its own, mounted at
+  /usr/local/share/xpcargo-ca for the fetch step only.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from xpcargo.build.artifacts import SHIPPED_KINDS
 from xpcargo.cargo.project import Project
 from xpcargo.container import volumes
 from xpcargo.container.session import Cancellation, Session, open_session
-from xpcargo.container.spec import ContainerRequest, Mount, Runtime
+from xpcargo.container.spec import WORKSPACE_LABEL, ContainerRequest, Mount, Runtime
 from xpcargo.errors import ConfigError, EngineError
 from xpcargo.ui import Reporter
 
+# Where the fetch step finds the host's CA bundle.
+CA_DIRECTORY = Path("/usr/local/share/xpcargo-ca")
 # CARGO_HOME's own Cargo config: all of CARGO_HOME a build reads from this machine.
 _CARGO_HOME_CONFIG = ("config.toml", "config")
 
@@ -46,6 +49,8 @@ class SyncedVolume:
     # Read-only for the build (CARGO_HOME, path dependencies, other mounts); the fetch step writes CARGO_HOME.
     read_only: bool
     cargo_home: bool = False
+    # Mounted for the fetch step only (the host's CA bundle).
+    fetch_only: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,22 +62,34 @@ class RemotePlan:
     # Where files may come back to: the target dir, and the workspace (its Cargo.lock only).
     target_dir: Path
     lock_file: Path
+    # The host's CA bundle as the fetch step sees it (in a volume of its own: a volume holds directories).
+    ca_bundle: Path | None = None
 
-    def mounts(self, *, fetch: bool) -> tuple[Mount, ...]:
+    def mounts(self, *, fetch: bool, sync: bool = False) -> tuple[Mount, ...]:
+        """The volumes as a step mounts them; the sync's own container, which runs nothing of the project's, may
+        write to all of them."""
         # Parents first: a target dir inside the workspace is mounted over the workspace's volume.
-        ordered = sorted(self.volumes, key=lambda v: len(v.volume.path.parts))
+        ordered = sorted(
+            (v for v in self.volumes if fetch or sync or not v.fetch_only), key=lambda v: len(v.volume.path.parts)
+        )
         return tuple(
             Mount(
                 path=v.volume.path,
                 volume=v.volume.name,
-                read_only=v.read_only and not (fetch and v.cargo_home),
+                read_only=v.read_only and not sync and not (fetch and v.cargo_home),
             )
             for v in ordered
         )
 
 
 def plan_remote(
-    project: Project, mounts: Sequence[Mount], *, engine: str, cache_dir: Path, state_files: Iterable[Path]
+    project: Project,
+    mounts: Sequence[Mount],
+    *,
+    engine: str,
+    cache_dir: Path,
+    state_files: Iterable[Path],
+    ca_bundle: Path | None,
 ) -> RemotePlan:
     """The volumes of a build whose bind mounts would be ``mounts``."""
     workspace, target, home = project.workspace_root, project.target_dir, project.cargo_home
@@ -105,12 +122,27 @@ def plan_remote(
             synced.append(_volume(kind, mount.path, sync.Selection(root=source), workspace, read_only=True))
     files = tuple(sorted(str(path.relative_to(target)) for path in state_files if path.is_relative_to(target)))
     synced.append(_volume("target-dir", target, sync.Selection(root=target, only=files), workspace, read_only=False))
+    ca = None
+    if ca_bundle is not None:
+        # Not at its host path, which would hide the image's own /etc/ssl/certs: at a directory of xpcargo's.
+        bundle = ca_bundle.resolve()
+        ca = CA_DIRECTORY / bundle.name
+        selection = sync.Selection(root=bundle.parent, only=(bundle.name,))
+        synced.append(
+            SyncedVolume(
+                volume=volumes.spec("ca", CA_DIRECTORY, workspace=None),
+                selection=selection,
+                read_only=True,
+                fetch_only=True,
+            )
+        )
     return RemotePlan(
         engine=engine,
         volumes=tuple(synced),
         manifests=cache_dir / "volumes",
         target_dir=target,
         lock_file=workspace / "Cargo.lock",
+        ca_bundle=ca,
     )
 
 
@@ -194,7 +226,12 @@ def _send(
     cancellation: Cancellation | None,
 ) -> Pushed:
     request = ContainerRequest(
-        image=image, user=user, workdir=Path("/"), mounts=remote.mounts(fetch=True), env=MappingProxyType({})
+        image=image,
+        user=user,
+        workdir=Path("/"),
+        mounts=remote.mounts(fetch=True, sync=True),
+        env=MappingProxyType({}),
+        labels=MappingProxyType({WORKSPACE_LABEL: str(remote.lock_file.parent)}),
     )
     uid, _, gid = user.partition(":")
     files = removed = sent = 0
