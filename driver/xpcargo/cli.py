@@ -17,6 +17,7 @@ from xpcargo import __version__
 from xpcargo.errors import InternalError, InterruptError, UsageError, XpcargoError
 
 if TYPE_CHECKING:
+    from xpcargo.container.engine import EngineAddress
     from xpcargo.container.spec import Runtime
     from xpcargo.context import Context
 
@@ -108,10 +109,10 @@ def _context() -> Context:
     return Context.of_this_process()
 
 
-def _connect(context: Context) -> Runtime:
+def _connect(context: Context, address: EngineAddress | None = None, /) -> Runtime:
     from xpcargo.container.docker_runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
 
-    return DockerRuntime.connect(context.environ, engine_timeout=context.settings.engine_timeout)
+    return DockerRuntime.connect(context.environ, address=address, engine_timeout=context.settings.engine_timeout)
 
 
 def _define_cargo_command(name: str, summary: str) -> None:

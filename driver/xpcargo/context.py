@@ -248,6 +248,11 @@ class Context:
 
         return locate(self.environ)
 
+    def engine_for(self, spec: TargetSpec) -> EngineAddress:
+        """The engine ``spec`` builds on."""
+        del spec
+        return self.engine
+
     def reporter(self) -> Reporter:
         from xpcargo.ui import Reporter  # noqa: PLC0415
 

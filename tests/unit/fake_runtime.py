@@ -7,10 +7,12 @@ without an engine; the integration tests run the same code against the real one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tarfile
+import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,10 @@ class FakeRuntime:
     # names, its size in bytes).
     volumes: dict[str, VolumeInfo] = field(default_factory=dict)
     archives: list[tuple[Path, tuple[str, ...], int]] = field(default_factory=list)
+    # Each layer's tar by its digest, as imported or loaded: what `save_chunks` sends; and every archive loaded
+    # through `load_chunks`, with the digests of the layer tars it carried.
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    streamed: list[tuple[str, ...]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- Runtime ---------------------------------------------------------------------------------------------
@@ -169,7 +175,9 @@ class FakeRuntime:
         self.imported.append((tarball, tuple(changes)))
         image_id = f"sha256:imported{len(self.imported)}"
         self.images.add(image_id)
-        self.image_layers[image_id] = (f"sha256:{hashlib.sha256(tarball.read_bytes()).hexdigest()}",)
+        content = tarball.read_bytes()
+        self.image_layers[image_id] = (f"sha256:{hashlib.sha256(content).hexdigest()}",)
+        self.blobs[self.image_layers[image_id][0]] = content
         labels = [change.removeprefix("LABEL ").split("=", 1) for change in changes if change.startswith("LABEL ")]
         self.image_labels[image_id] = dict(labels)
         return image_id
@@ -199,14 +207,54 @@ class FakeRuntime:
             present = set(archive.getnames())
         config = json.loads(config_bytes)
         held = {layer for layers in self.image_layers.values() for layer in layers}
-        for name, diff_id in zip(manifest["Layers"], config["rootfs"]["diff_ids"], strict=True):
-            assert name in present or diff_id in held, f"the archive lacks layer {diff_id}, which the engine lacks"
+        with tarfile.open(source) as archive:
+            for name, diff_id in zip(manifest["Layers"], config["rootfs"]["diff_ids"], strict=True):
+                assert name in present or diff_id in held, f"the archive lacks layer {diff_id}, which the engine lacks"
+                if name in present:
+                    self.blobs[diff_id] = archive.extractfile(name).read()  # type: ignore[union-attr]
         image_id = f"sha256:{hashlib.sha256(config_bytes).hexdigest()}"
         self.loaded.append(image_id)
         self.images.add(image_id)
         self.image_layers[image_id] = tuple(config["rootfs"]["diff_ids"])
         self.image_labels[image_id] = dict(config["config"]["Labels"])
-        return []
+        for reference in manifest.get("RepoTags") or ():
+            self.images.add(reference)
+            self.image_ids[reference] = image_id
+        return list(manifest.get("RepoTags") or ())
+
+    def save_chunks(self, reference: str) -> Iterator[bytes]:
+        """A `docker save` archive as Docker 20.10 writes it: each layer's tar under a name that is not its digest,
+        and the manifest last."""
+        details = self.inspect_image(reference)
+        assert details is not None, f"save of {reference}, which is not there"
+        config = json.dumps(
+            {"config": {"Labels": dict(details.labels)}, "rootfs": {"type": "layers", "diff_ids": list(details.layers)}}
+        ).encode()
+        names = [f"{hashlib.sha256(f'v1 {digest}'.encode()).hexdigest()}/layer.tar" for digest in details.layers]
+        manifest = [{"Config": "config.json", "RepoTags": [reference], "Layers": names}]
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+            for name, digest in sorted(zip(names, details.layers, strict=True)):
+                _add(archive, name, self.blobs[digest])
+            _add(archive, "config.json", config)
+            _add(archive, "manifest.json", json.dumps(manifest).encode())
+        data = buffer.getvalue()
+        # In pieces that do not fall on the tar's blocks.
+        return iter([data[offset : offset + 1000] for offset in range(0, len(data), 1000)])
+
+    def load_chunks(self, chunks: Iterable[bytes]) -> list[str]:
+        data = b"".join(chunks)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            carried = tuple(
+                f"sha256:{hashlib.sha256(archive.extractfile(member).read()).hexdigest()}"  # type: ignore[union-attr]
+                for member in archive.getmembers()
+                if member.name.endswith("/layer.tar")
+            )
+        self.streamed.append(carried)
+        with tempfile.NamedTemporaryFile(suffix=".tar") as file:
+            file.write(data)
+            file.flush()
+            return self._load_docker_archive(Path(file.name))
 
     def changes(self, container_id: str) -> list[tuple[str, str]]:
         return [("A", "/usr/bin/new-tool")]
@@ -321,6 +369,12 @@ class FakeRuntime:
 
     def purposes(self) -> list[str]:
         return [request.labels["org.xpcargo.session"].split(":")[0] for request in self.started]
+
+
+def _add(archive: tarfile.TarFile, name: str, content: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(content)
+    archive.addfile(info, io.BytesIO(content))
 
 
 # The packages a fake bootstrap says it installed.

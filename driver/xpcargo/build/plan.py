@@ -25,6 +25,7 @@ from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.project import Project
 from xpcargo.config.targets import TargetSpec, check_triple
+from xpcargo.container.engine import EngineAddress
 from xpcargo.container.session import invoking_user
 from xpcargo.container.spec import TARGET_LABEL, WORKSPACE_LABEL, ContainerRequest, Mount
 from xpcargo.context import Context
@@ -89,7 +90,9 @@ class BuildPlan:
     # The target's image, planned from the same reading of its recipe as the floor; None when the project names an
     # image of its own.
     image_plan: ImagePlan | None = None
-    # On an engine that cannot see this machine's files: the volumes that stand in for the mounts.
+    # The engine the target builds on (``Context.engine_for``), and, when it cannot see this machine's files, the
+    # volumes that stand in for the mounts.
+    engine: EngineAddress
     remote: RemotePlan | None = None
 
     @property
@@ -261,16 +264,19 @@ def plan(
     mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(context.environ)), *_tool_mounts(spec))
     overrides_file = state_dir / "links-overrides.toml" if spec.links else None
     rustflags_file = state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None
-    remote = None
-    if context.engine.remote:
-        remote = plan_remote(
+    engine = context.engine_for(spec)
+    remote = (
+        plan_remote(
             project,
             mounts,
-            engine=context.engine.url,
+            engine=engine.url,
             cache_dir=context.settings.cache_dir,
             state_files=[path for path in (overrides_file, rustflags_file) if path is not None],
             ca_bundle=environment.host_ca_bundle(context.environ),
         )
+        if engine.remote
+        else None
+    )
     return BuildPlan(
         command=command,
         spec=spec,
@@ -278,6 +284,7 @@ def plan(
         args=tuple(args),
         parsed=parsed,
         mounts=mounts,
+        engine=engine,
         remote=remote,
         env=MappingProxyType(env),
         credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
@@ -286,7 +293,7 @@ def plan(
         links=links,
         overrides_file=overrides_file,
         state_dir=state_dir,
-        fetch_record=_fetch_record(context, project, triple),
+        fetch_record=_fetch_record(context, project, triple, engine),
         ca_bundle=environment.host_ca_bundle(context.environ),
         keep_warm=context.settings.keep_warm,
         warm_locks=context.settings.cache_dir / "warm",
@@ -307,12 +314,12 @@ def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
     return (Mount(path=Path(environment.SHARE_DIR), source=resources.share_dir(), read_only=True),)
 
 
-def _fetch_record(context: Context, project: Project, triple: str) -> Path:
+def _fetch_record(context: Context, project: Project, triple: str, engine: EngineAddress) -> Path:
     """One record per workspace, target dir and target: two checkouts, or two target dirs, never share one."""
     identity = f"{project.workspace_root}\0{project.target_dir}\0{triple}"
-    if context.engine.remote:
+    if engine.remote:
         # A remote engine's CARGO_HOME is a volume of its own, which a local fetch did not fill.
-        identity += f"\0{context.engine.url}"
+        identity += f"\0{engine.url}"
     key = hashlib.sha256(identity.encode()).hexdigest()
     return context.settings.cache_dir / "fetched" / f"{key[:32]}.json"
 

@@ -23,7 +23,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -123,10 +123,13 @@ class DockerRuntime:
         return self._host
 
     @classmethod
-    def connect(cls, environ: Mapping[str, str], *, engine_timeout: float = 30) -> DockerRuntime:
+    def connect(
+        cls, environ: Mapping[str, str], *, address: engine.EngineAddress | None = None, engine_timeout: float = 30
+    ) -> DockerRuntime:
+        """Connect to the engine at ``address``, by default the one the environment names (``engine.locate``)."""
         import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
 
-        address = engine.locate(environ)
+        address = address or engine.locate(environ)
         host = address.url
         if address.needs_ssh and importlib.util.find_spec("paramiko") is None:
             # The SDK's own words ("Install paramiko package...") would come with a hint to start the engine.
@@ -287,6 +290,38 @@ class DockerRuntime:
             raise
         except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own error right here
             raise self._translate(f"load {source.name}", exc) from None
+
+    def save_chunks(self, reference: str) -> Iterator[bytes]:
+        # The request is made here, so that an engine that lacks the image says so before anything is sent.
+        chunks = self._call(f"save image {reference}", lambda: self._stream.get_image(reference, chunk_size=1 << 20))
+
+        def stream() -> Iterator[bytes]:
+            try:
+                yield from chunks
+            except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
+                raise self._translate(f"save image {reference}", exc) from None
+
+        return stream()
+
+    def load_chunks(self, chunks: Iterable[bytes]) -> list[str]:
+        def load() -> list[str]:
+            loaded: list[str] = []
+            # A generator is sent with chunked transfer encoding, as it comes: nothing is held in memory or on disk.
+            for status in self._stream.load_image(chunks):  # type: ignore[no-untyped-call]
+                if "error" in status:
+                    raise EngineError(f"the Docker engine at {self._host} could not load an image: {status['error']}")
+                text = str(status.get("stream", ""))
+                if text.startswith("Loaded image: "):
+                    loaded.append(text.removeprefix("Loaded image: ").strip())
+            return loaded
+
+        # The stream can be read once: tried once.
+        try:
+            return load()
+        except XpcargoError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own error right here
+            raise self._translate("load an image", exc) from None
 
     # --- volumes -------------------------------------------------------------------------------------------------
 

@@ -6,7 +6,13 @@ An engine is remote when bind mounts would not reach this machine's files: its a
 Docker Desktop, colima and a dockerd in a container do), directly in `DOCKER_HOST` or through the current docker
 context (`DOCKER_CONTEXT`, else `currentContext` in `~/.docker/config.json`). A `unix://` socket is local.
 `XPCARGO_REMOTE=1` forces remote mode (an engine on this machine that cannot see its files, or a test of remote
-mode), `XPCARGO_REMOTE=0` forces local mode (a `tcp://` engine that shares this machine's file system).
+mode), `XPCARGO_REMOTE=0` forces local mode (a `tcp://` engine that shares this machine's file system). A target
+may name an engine of its own (`engine` in `[target.T]`, or `XPCARGO_TARGET_<TRIPLE>_ENGINE`), which is remote or
+local by the same rules.
+
+Images are built only on this machine's engine (a layer build bind-mounts xpcargo's caches) and sent from there to
+a remote one. This machine's engine is the first `unix://` socket of: `DOCKER_HOST`, the current docker context,
+the default socket (/var/run/docker.sock) and the rootless one ($XDG_RUNTIME_DIR/docker.sock), that exists.
 """
 
 from __future__ import annotations
@@ -14,9 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from xpcargo.container.spec import Runtime
+from xpcargo.errors import EngineUnavailableError
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 _LOCAL_SCHEMES = ("unix://", "npipe://", "fd://")
@@ -67,14 +77,63 @@ def locate(environ: Mapping[str, str]) -> EngineAddress:
         if found is not None:
             host, name = found
             source = f"docker context `{name}`"
-    url = host or DEFAULT_HOST
+    return at(host or DEFAULT_HOST, environ, source=source if host else "the default")
+
+
+def at(url: str, environ: Mapping[str, str], *, source: str) -> EngineAddress:
+    """The engine at ``url`` (which ``source`` names, for messages), remote or not."""
     forced = environ.get("XPCARGO_REMOTE", "")
     if forced in ("1", "0"):
         return EngineAddress(url=url, remote=forced == "1", why=f"XPCARGO_REMOTE={forced}")
     if url.startswith(_LOCAL_SCHEMES):
-        return EngineAddress(url=url, remote=False, why=f"{source if host else 'the default'} is a local socket")
+        return EngineAddress(url=url, remote=False, why=f"{source} is a local socket")
     scheme = url.split("://", 1)[0]
     return EngineAddress(url=url, remote=True, why=f"{source} is {scheme}://")
+
+
+def this_machine(environ: Mapping[str, str]) -> EngineAddress | None:
+    """This machine's engine, where images are built (see the module's docstring); None when there is none."""
+    candidates = [environ.get("DOCKER_HOST", "")]
+    found = _context_host(environ)
+    candidates.append(found[0] if found is not None else "")
+    candidates.append(DEFAULT_HOST)
+    if environ.get("XDG_RUNTIME_DIR"):
+        candidates.append(f"unix://{environ['XDG_RUNTIME_DIR']}/docker.sock")
+    for url in candidates:
+        if url.startswith("unix://") and Path(url.removeprefix("unix://")).is_socket():
+            return EngineAddress(url=url, remote=False, why="this machine's engine")
+    return None
+
+
+class Engines:
+    """The engines one command talks to, each connected once, on first use: each target's (several, when targets
+    name engines of their own), and this machine's, which builds the images that are sent to a remote one."""
+
+    def __init__(self, connect: Callable[[EngineAddress], Runtime], environ: Mapping[str, str]) -> None:
+        self._connect = connect
+        self._environ = environ
+        self._runtimes: dict[str, Runtime] = {}
+        # Targets side by side ask at once; a connection is made once.
+        self._lock = threading.Lock()
+
+    def runtime(self, address: EngineAddress) -> Runtime:
+        with self._lock:
+            found = self._runtimes.get(address.url)
+            if found is None:
+                found = self._runtimes[address.url] = self._connect(address)
+            return found
+
+    def local(self, *, missing: str) -> Runtime:
+        """This machine's engine; ``missing`` says what it was needed for, in the error when there is none."""
+        address = this_machine(self._environ)
+        if address is None:
+            raise EngineUnavailableError(
+                f"{missing}, and there is no Docker engine on this machine to build it on (no socket at "
+                f"{DEFAULT_HOST.removeprefix('unix://')}, nor in DOCKER_HOST or the docker context)",
+                hint="build and save it on a machine with an engine (`xpcargo image save TARGET -o DIR`), then load "
+                "it into the remote one (`DOCKER_HOST=... xpcargo image load DIR`)",
+            )
+        return self.runtime(address)
 
 
 def client_id() -> str:

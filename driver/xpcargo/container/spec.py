@@ -6,7 +6,7 @@ Nothing here talks to an engine, so everything above this seam can be planned an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -140,6 +140,12 @@ class Runtime(Protocol):
 
     def load_image(self, source: Path) -> list[str]:
         """Load a `docker save` archive; return the references it named."""
+
+    def save_chunks(self, reference: str) -> Iterator[bytes]:
+        """The image as a `docker save` archive, streamed: for another engine's ``load_chunks``."""
+
+    def load_chunks(self, chunks: Iterable[bytes]) -> list[str]:
+        """Load a `docker save` archive streamed in ``chunks``; return the references it named."""
 
     # Volumes.
     def create_volume(self, name: str, *, labels: Mapping[str, str]) -> VolumeInfo:
