@@ -1,6 +1,8 @@
 """Remote mode against the real engine, forced with XPCARGO_REMOTE=1 on the local one: the seed C example and the
 zlib -sys crate build and run for two targets with no bind mount in any container, `xpcargo report` agrees with a
-local build of the same project, and a build after a one-file change sends only that file.
+local build of the same project, and a build after a one-file change sends only that file. Then a second engine on
+this machine that cannot see its files (``second_engine``), reached over tcp:// on a loopback port, with no image:
+the image is sent to it from this machine's engine, and the seed C example builds and runs through it.
 
 Every test works in a project directory of its own, looks only at containers labelled with it, and removes the
 volumes labelled with it (and its CARGO_HOME's) at the end.
@@ -11,11 +13,13 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from . import second_engine
 from .helpers import AARCH64, RUNNABLE, WORKSPACE_LABEL, X86_64, Cli, copy_fixture, docker
 
 pytestmark = pytest.mark.engine
@@ -127,3 +131,54 @@ def test_a_second_build_sends_only_what_changed(
     assert "Compiling hello-world-from-c" in changed.stderr
     listed = xpcargo(["volumes", "list"], cwd=project)
     assert str(project) in listed.stdout
+
+
+@pytest.fixture(scope="module")
+def isolated_engine() -> Iterator[second_engine.SecondEngine]:
+    """A second engine that cannot see this machine's files, stopped (and its root removed) at the module's end."""
+    why = second_engine.missing()
+    if why is not None:
+        pytest.skip(why)
+    engine = second_engine.SecondEngine()
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.stop()
+
+
+_SENT = re.compile(r"Sent (\d+) image\(s\), ([0-9.]+) MiB \((\d+) layer\(s\); (\d+) the engine held\)")
+
+
+def test_a_build_through_an_engine_that_cannot_see_this_machines_files(
+    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, isolated_engine: second_engine.SecondEngine
+) -> None:
+    """The engine starts with no image: the target's chain (the base, then the target's layer) is sent from this
+    machine's engine, each stage once; then the seed C example builds and runs there, and its binary comes back.
+    Slow for a test (sending a 1.1 GB chain into a fuse-overlayfs engine takes about half a minute here)."""
+    crate = RUNNABLE["seed-c-lib"]
+    project = copy_fixture(tmp_path_factory, "seed-c-lib").resolve()
+    env = {"DOCKER_HOST": isolated_engine.url, "XPCARGO_KEEP_WARM": "0"}
+    started = time.monotonic()
+    built = xpcargo(["build", "--target", X86_64], cwd=project, env=env)
+    seconds = time.monotonic() - started
+    assert built.code == 0, built
+    ((images, mebibytes, layers, held),) = _SENT.findall(built.stderr)
+    assert (int(images), int(layers), int(held)) == (2, 2, 1), built.stderr
+    print(f"sent {mebibytes} MiB; the first build took {seconds:.1f}s")
+    # The engine holds the chain under the same content-hash tags as this machine's.
+    tags = set(isolated_engine.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split())
+    local = set(docker("images", "--format", "{{.Repository}}:{{.Tag}}").split())
+    assert tags, tags
+    assert tags <= local, tags
+    ran = xpcargo(["run", "--target", X86_64], cwd=project, env=env)
+    assert ran.code == 0, ran
+    assert "Sending" not in ran.stderr
+    assert ran.stdout_lines[-len(crate.expected_lines(X86_64)) :] == crate.expected_lines(X86_64)
+    assert (project / "target" / X86_64 / "debug" / crate.binary).is_file()
+    # It truly cannot see this machine's files: a bind mount of the project finds an empty directory there.
+    (image,) = (tag for tag in tags if X86_64 in tag)
+    seen = isolated_engine.docker(
+        "run", "--rm", "--network", "none", "--volume", f"{project}:/seen:ro", image, "ls", "-A", "/seen"
+    )
+    assert seen.stdout.strip() == "", seen.stdout
