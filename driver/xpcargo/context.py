@@ -249,9 +249,12 @@ class Context:
         return locate(self.environ)
 
     def engine_for(self, spec: TargetSpec) -> EngineAddress:
-        """The engine ``spec`` builds on."""
-        del spec
-        return self.engine
+        """The engine ``spec`` builds on: its own `engine`, else the one the environment names."""
+        if spec.engine is None:
+            return self.engine
+        from xpcargo.container.engine import at  # noqa: PLC0415
+
+        return at(spec.engine, self.environ, source=f"the `engine` of {spec.triple}")
 
     def reporter(self) -> Reporter:
         from xpcargo.ui import Reporter  # noqa: PLC0415

@@ -182,3 +182,29 @@ def test_a_build_through_an_engine_that_cannot_see_this_machines_files(
         "run", "--rm", "--network", "none", "--volume", f"{project}:/seen:ro", image, "ls", "-A", "/seen"
     )
     assert seen.stdout.strip() == "", seen.stdout
+
+
+def test_targets_spread_over_two_engines(
+    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, isolated_engine: second_engine.SecondEngine
+) -> None:
+    """`engine` in `[target.T]`: x86_64 builds on the second engine (remote: volumes, its image sent if it lacks
+    it), aarch64 on this machine's (local: bind mounts), side by side in one command."""
+    crate = RUNNABLE["seed-c-lib"]
+    project = copy_fixture(tmp_path_factory, "seed-c-lib").resolve()
+    (project / "xpcargo.toml").write_text(f'[target.{X86_64}]\nengine = "{isolated_engine.url}"\n', encoding="utf-8")
+    env = {"XPCARGO_KEEP_WARM": "0"}
+    listed = xpcargo(["targets", "--target", X86_64, "--target", AARCH64], cwd=project, env=env)
+    assert f"{isolated_engine.url} (remote)" in listed.stdout
+    built = xpcargo(["build", "--target", X86_64, "--target", AARCH64], cwd=project, env=env)
+    assert built.code == 0, built
+    synced = [line for line in built.stderr.splitlines() if "Synced" in line]
+    assert synced, built.stderr
+    assert all(line.startswith(X86_64) and isolated_engine.url in line for line in synced), synced
+    label = f"label={WORKSPACE_LABEL}={project}"
+    assert isolated_engine.docker("volume", "ls", "-q", "--filter", label).stdout.split()
+    assert not docker("volume", "ls", "-q", "--filter", label).split()
+    for triple in (X86_64, AARCH64):
+        assert (project / "target" / triple / "debug" / crate.binary).is_file()
+    ran = xpcargo(["run", "--target", X86_64], cwd=project, env=env)
+    assert ran.code == 0, ran
+    assert ran.stdout_lines[-len(crate.expected_lines(X86_64)) :] == crate.expected_lines(X86_64)

@@ -146,7 +146,7 @@ def test_targets_lists_the_shipped_triples(capsys: pytest.CaptureFixture[str]) -
     assert code == 0
     assert err == ""
     lines = out.splitlines()
-    assert lines[0].split() == ["TARGET", "DEBIAN", "ARCH", "RUNS", "WITH", "GLIBC", "IMAGE"]
+    assert lines[0].split() == ["TARGET", "DEBIAN", "ARCH", "RUNS", "WITH", "GLIBC", "IMAGE", "ENGINE"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(rows) == set(TRIPLES)
     assert rows["aarch64-unknown-linux-gnu"][1:3] == ["arm64", "qemu-aarch64"]

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from xpcargo.container.spec import Runtime
-from xpcargo.errors import EngineError
+from xpcargo.errors import EngineError, ImageBuildError
 from xpcargo.image.plan import ImagePlan, Stage
 from xpcargo.ui import Reporter, Stopwatch
 
@@ -57,6 +57,13 @@ def send(plan: ImagePlan, *, local: Runtime, remote: Runtime, reporter: Reporter
     stages = missing_stages(plan, remote)
     if not stages:
         return Sent()
+    # An image runs on the machine it was planned for: this one's architecture.
+    here, there = local.architecture(), remote.architecture()
+    if here != there:
+        raise ImageBuildError(
+            f"the engine at {remote.host} runs `{there}`, and xpcargo's images are built for this machine's `{here}`",
+            hint="build on an engine of this machine's architecture (a target's `engine`, or DOCKER_HOST)",
+        )
     clock = Stopwatch()
     total = Sent()
     for stage in stages:
