@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import tarfile
+import threading
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from .projects import app_project
 
 AARCH64 = "aarch64-unknown-linux-gnu"
 X86_64 = "x86_64-unknown-linux-gnu"
+REPORTER = Reporter(color=False)
 
 
 @pytest.fixture
@@ -43,7 +47,7 @@ def test_the_missing_chain_is_sent_stage_by_stage_under_the_same_tags(
     FakeBootstrap(monkeypatch)
     local, remote = FakeRuntime(), FakeRuntime()
     image_plan = _built(context, local, AARCH64)
-    sent = send.send(image_plan, local=local, remote=remote, reporter=Reporter(color=False))
+    sent = send.send(image_plan, local=local, remote=remote, cache=context.settings.cache_dir, reporter=REPORTER)
     assert sent.stages == tuple(stage.reference for stage in image_plan.stages)
     for stage in image_plan.stages:
         there, here = remote.inspect_image(stage.reference), local.inspect_image(stage.reference)
@@ -54,19 +58,55 @@ def test_the_missing_chain_is_sent_stage_by_stage_under_the_same_tags(
     assert [len(carried) for carried in remote.streamed] == [1, 1]
     assert (sent.layers_sent, sent.layers_held) == (2, 1)
     # Nothing more to send.
-    assert send.send(image_plan, local=local, remote=remote, reporter=Reporter(color=False)).stages == ()
+    assert (
+        send.send(image_plan, local=local, remote=remote, cache=context.settings.cache_dir, reporter=REPORTER).stages
+        == ()
+    )
 
 
 def test_a_second_target_sends_only_its_own_layer(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     FakeBootstrap(monkeypatch)
     local, remote = FakeRuntime(), FakeRuntime()
-    send.send(_built(context, local, AARCH64), local=local, remote=remote, reporter=Reporter(color=False))
+    send.send(
+        _built(context, local, AARCH64), local=local, remote=remote, cache=context.settings.cache_dir, reporter=REPORTER
+    )
     x86 = _built(context, local, X86_64)
     assert send.missing_stages(x86, remote) == (x86.stages[-1],)
-    sent = send.send(x86, local=local, remote=remote, reporter=Reporter(color=False))
+    sent = send.send(x86, local=local, remote=remote, cache=context.settings.cache_dir, reporter=REPORTER)
     assert sent.stages == (x86.reference,)
     assert (sent.layers_sent, sent.layers_held) == (1, 1)
     assert remote.image_exists(x86.reference)
+
+
+class SlowLoads(FakeRuntime):
+    """Loads that take a while: long enough for a second sender to ask whether the engine has the base."""
+
+    def load_chunks(self, chunks: Iterable[bytes]) -> list[str]:
+        time.sleep(0.3)
+        return super().load_chunks(chunks)
+
+
+def test_targets_side_by_side_send_a_shared_base_once(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeBootstrap(monkeypatch)
+    local, remote = FakeRuntime(), SlowLoads()
+    plans = [_built(context, local, AARCH64), _built(context, local, X86_64)]
+    failures: list[BaseException] = []
+
+    def sender(image_plan: ImagePlan) -> None:
+        try:
+            send.send(image_plan, local=local, remote=remote, cache=context.settings.cache_dir, reporter=REPORTER)
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            failures.append(error)
+
+    threads = [threading.Thread(target=sender, args=(image_plan,)) for image_plan in plans]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    # Three stages (the base, two targets' layers), three archives, one layer's tar each.
+    assert sorted(len(carried) for carried in remote.streamed) == [1, 1, 1]
+    assert all(remote.image_exists(image_plan.reference) for image_plan in plans)
 
 
 def test_the_filter_leaves_every_other_byte_as_it_is() -> None:

@@ -230,7 +230,7 @@ def _image(
         local = engines.local(missing=missing)
         builder.for_context(context, local, reporter).ensure(image_plan)
         if local is not runtime:
-            send.send(image_plan, local=local, remote=runtime, reporter=reporter)
+            send.send(image_plan, local=local, remote=runtime, cache=context.settings.cache_dir, reporter=reporter)
         return image_plan.reference
     return builder.for_context(context, runtime, reporter).image_for(plan.spec, image_plan)
 

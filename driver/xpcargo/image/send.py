@@ -16,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from xpcargo.container.spec import Runtime
 from xpcargo.errors import EngineError, ImageBuildError
+from xpcargo.image import lock
 from xpcargo.image.plan import ImagePlan, Stage
 from xpcargo.ui import Reporter, Stopwatch
 
@@ -52,8 +54,9 @@ def missing_stages(plan: ImagePlan, remote: Runtime) -> tuple[Stage, ...]:
     return tuple(missing)
 
 
-def send(plan: ImagePlan, *, local: Runtime, remote: Runtime, reporter: Reporter) -> Sent:
-    """Send the stages of ``plan``'s chain that ``remote`` lacks from ``local``, which has them all."""
+def send(plan: ImagePlan, *, local: Runtime, remote: Runtime, cache: Path, reporter: Reporter) -> Sent:
+    """Send the stages of ``plan``'s chain that ``remote`` lacks from ``local``, which has them all; ``cache`` holds
+    the locks that keep two senders of one stage to one engine apart."""
     stages = missing_stages(plan, remote)
     if not stages:
         return Sent()
@@ -67,34 +70,48 @@ def send(plan: ImagePlan, *, local: Runtime, remote: Runtime, reporter: Reporter
     clock = Stopwatch()
     total = Sent()
     for stage in stages:
-        parent = stage.parent
-        below = remote.inspect_image(parent.reference) if parent is not None else None
-        held = frozenset(below.layers) if below is not None else frozenset()
-        reporter.status(
-            "Sending",
-            f"image {stage.reference} from {local.host} to the engine at {remote.host}"
-            + (f" (it holds {len(held)} of its layers)" if held else ""),
-        )
-        counter = _Counter()
-        loaded = remote.load_chunks(_without_layers(local.save_chunks(stage.reference), held, counter))
-        if stage.reference not in loaded and not remote.image_exists(stage.reference):
-            raise EngineError(
-                f"the engine at {remote.host} loaded the archive of {stage.reference} but does not name it "
-                f"(it named {', '.join(loaded) or 'nothing'})",
-                hint="run the command again; if it repeats, send it by hand with `xpcargo image save` and `image load`",
-            )
+        # One sender per stage and engine: targets side by side (or two commands) that share a base wait for the
+        # one that sends it, then find it there.
+        name = hashlib.sha256(f"send\0{remote.host}\0{stage.digest}".encode()).hexdigest()
+        what = f"{stage.reference} (sending it to {remote.host})"
+        with lock.held(cache, name, reference=what, reporter=reporter) as progress:
+            if remote.image_exists(stage.reference):
+                continue
+            counter = _send_stage(stage, local=local, remote=remote, reporter=replace(reporter, copy=progress))
         total = Sent(
             stages=(*total.stages, stage.reference),
             bytes=total.bytes + counter.bytes,
             layers_sent=total.layers_sent + counter.sent,
             layers_held=total.layers_held + counter.held,
         )
+    if not total.stages:
+        return total
     reporter.status(
         "Sent",
         f"{len(total.stages)} image(s), {total.bytes / 2**20:.1f} MiB ({total.layers_sent} layer(s); "
         f"{total.layers_held} the engine held) to the engine at {remote.host} in {clock}",
     )
     return total
+
+
+def _send_stage(stage: Stage, *, local: Runtime, remote: Runtime, reporter: Reporter) -> _Counter:
+    parent = stage.parent
+    below = remote.inspect_image(parent.reference) if parent is not None else None
+    held = frozenset(below.layers) if below is not None else frozenset()
+    reporter.status(
+        "Sending",
+        f"image {stage.reference} from {local.host} to the engine at {remote.host}"
+        + (f" (it holds {len(held)} of its layers)" if held else ""),
+    )
+    counter = _Counter()
+    loaded = remote.load_chunks(_without_layers(local.save_chunks(stage.reference), held, counter))
+    if stage.reference not in loaded and not remote.image_exists(stage.reference):
+        raise EngineError(
+            f"the engine at {remote.host} loaded the archive of {stage.reference} but does not name it "
+            f"(it named {', '.join(loaded) or 'nothing'})",
+            hint="run the command again; if it repeats, send it by hand with `xpcargo image save` and `image load`",
+        )
+    return counter
 
 
 class _Counter:
