@@ -261,10 +261,10 @@ def plan(
         env.update(reproducible.merge_c_flags(c_flags, environ=env, triple=triple))
     if reproducible_settings is not None:
         env.update(reproducible.environment(reproducible_settings))
-    mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(context.environ)), *_tool_mounts(spec))
+    engine = context.engine_for(spec)
+    mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(engine)), *_tool_mounts(spec))
     overrides_file = state_dir / "links-overrides.toml" if spec.links else None
     rustflags_file = state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None
-    engine = context.engine_for(spec)
     remote = (
         plan_remote(
             project,
@@ -342,9 +342,10 @@ def reproducibility(context: Context, args: Sequence[str]) -> Reproducibility:
     return Reproducibility(source_date_epoch=epoch, epoch_source=source)
 
 
-def _engine_socket(environ: Mapping[str, str]) -> Path:
-    host = environ.get("DOCKER_HOST", "")
-    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else Path("/var/run/docker.sock")
+def _engine_socket(engine: EngineAddress) -> Path:
+    """The socket of the target's engine (its own `engine`, or DOCKER_HOST's), which no mount may reach."""
+    url = engine.url
+    return Path(url.removeprefix("unix://")) if url.startswith("unix://") else Path("/var/run/docker.sock")
 
 
 def _check_mount(path: Path, why: str, *, engine_socket: Path) -> None:
