@@ -25,6 +25,9 @@ class TargetInfo:
     glibc: str | None
     # A binary for this target runs here without an emulator; every target's binaries run under `xpcargo run`.
     native: bool
+    # The engine the target builds on (its own `engine`, else the environment's), and whether it is remote.
+    engine: str = ""
+    remote: bool = False
 
 
 def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
@@ -38,6 +41,7 @@ def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
         specs = [spec for _, spec in sorted(context.toolchains.targets.items())]
     infos = []
     for spec in specs:
+        engine = context.engine_for(spec)
         plan = None if spec.image else context.image_plan(spec)
         recipe = load_recipe(spec.recipe, directory=context.settings.recipes_dir)
         infos.append(
@@ -49,17 +53,20 @@ def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
                 runner=spec.runner,
                 glibc=floor_of(spec, recipe, cache_dir=context.settings.cache_dir).version,
                 native=context.platform is not None and spec.triple == context.platform.rust_triple,
+                engine=engine.url,
+                remote=engine.remote,
             )
         )
     return infos
 
 
 def rows(infos: Sequence[TargetInfo]) -> list[tuple[str, ...]]:
-    table: list[tuple[str, ...]] = [("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE")]
+    table: list[tuple[str, ...]] = [("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE", "ENGINE")]
     for info in infos:
         runs = "native" if not info.runner else info.runner[0]
         floor = info.glibc or ("?" if links_glibc(info.target) else "none")
-        table.append((info.target, info.debian_arch, runs, floor, info.image))
+        engine = f"{info.engine} (remote)" if info.remote else info.engine
+        table.append((info.target, info.debian_arch, runs, floor, info.image, engine))
     return table
 
 

@@ -18,6 +18,7 @@ from xpcargo import __version__
 from xpcargo.errors import InternalError, InterruptError, UsageError, XpcargoError
 
 if TYPE_CHECKING:
+    from xpcargo.container.location import EngineAddress
     from xpcargo.container.spec import Runtime
     from xpcargo.context import Context
 
@@ -44,6 +45,10 @@ app = typer.Typer(
 )
 image_app = typer.Typer(help="Build, lock, verify, list and prune xpcargo's toolchain images.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
+volumes_app = typer.Typer(
+    help="List and prune the volumes that stand in for your files on a remote engine.", no_args_is_help=True
+)
+app.add_typer(volumes_app, name="volumes")
 
 _PASS_THROUGH: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
 TargetOption = Annotated[
@@ -105,10 +110,10 @@ def _context() -> "Context":
     return Context.of_this_process()
 
 
-def _connect(context: "Context") -> "Runtime":
+def _connect(context: "Context", address: "EngineAddress | None" = None, /) -> "Runtime":
     from xpcargo.container.docker_runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
 
-    return DockerRuntime.connect(context.environ, engine_timeout=context.settings.engine_timeout)
+    return DockerRuntime.connect(context.environ, address=address, engine_timeout=context.settings.engine_timeout)
 
 
 def _define_cargo_command(name: str, summary: str) -> None:
@@ -426,6 +431,30 @@ def image_prune(
 
     context = _context()
     builder.prune_images(context, _connect(context), everything=everything, unused_for=older_than)
+
+
+@volumes_app.command("list")
+def volumes_list() -> None:
+    """List your volumes on the engine (remote mode): what each mirrors, and which containers use it."""
+    from xpcargo.container import volumes  # noqa: PLC0415
+
+    _print_table(volumes.rows(volumes.mine(_connect(_context()))))
+
+
+@volumes_app.command("prune")
+def volumes_prune() -> None:
+    """Remove your volumes on the engine that no container uses (a warm build container keeps its own)."""
+    from xpcargo.container import volumes  # noqa: PLC0415
+
+    context = _context()
+    pruned = volumes.prune(_connect(context), manifests=context.settings.cache_dir / "volumes")
+    reporter = context.reporter()
+    for volume in pruned.removed:
+        reporter.status("Removed", f"volume {volume.name} ({volumes.host_path(volume)})")
+    for volume in pruned.in_use:
+        reporter.status("Kept", f"volume {volume.name}: used by {len(volume.users) or 'a'} container(s)")
+    if not pruned.removed and not pruned.in_use:
+        reporter.status("Removed", "nothing: no volume of yours")
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:

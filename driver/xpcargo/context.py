@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from xpcargo.cargo.args import CargoArgs
     from xpcargo.cargo.project import Project
     from xpcargo.config.targets import ProjectConfig, TargetSpec, Toolchains
+    from xpcargo.container.location import EngineAddress
     from xpcargo.image.plan import ImagePlan
     from xpcargo.ui import Reporter
 
@@ -41,6 +42,8 @@ KNOBS: Mapping[str, str] = MappingProxyType(
         "hung (default 30)",
         "XPCARGO_KEEP_WARM": "seconds a build's container stays up, idle, for the next command (default 600; 0 "
         "starts a fresh container for every command)",
+        "XPCARGO_REMOTE": "1: the engine cannot see this machine's files, sync them through volumes; 0: it can "
+        "(default: remote when DOCKER_HOST or the docker context is tcp:// or ssh://)",
         "XPCARGO_DEBUG": "show a traceback for an internal error",
     }
 )
@@ -72,6 +75,12 @@ class Settings:
                     "XPCARGO_BUILD_<FIELD> and XPCARGO_TARGET_<TRIPLE>_<FIELD>",
                 )
         _check_setting_variables([name for name in environ if name.startswith(_SETTING_PREFIXES)])
+        if environ.get("XPCARGO_REMOTE", "") not in ("", "0", "1"):
+            raise ConfigError(
+                f"XPCARGO_REMOTE={environ['XPCARGO_REMOTE']!r} is neither 1 nor 0",
+                hint="1 syncs the build's files to the engine through volumes, 0 bind-mounts them; unset, xpcargo "
+                "decides from DOCKER_HOST (or the docker context)",
+            )
         return cls(
             toolchains_file=_path(environ, "XPCARGO_TOOLCHAINS") or resources.toolchains_file(),
             recipes_dir=_path(environ, "XPCARGO_IMAGES") or resources.images_dir(),
@@ -246,6 +255,21 @@ class Context:
         return plan_for(
             spec, recipes=self.settings.recipes_dir, build_arch=self.build_platform.debian_arch, locked=locked
         )
+
+    @cached_property
+    def engine(self) -> EngineAddress:
+        """Where the engine is, and whether its containers can bind-mount this machine's files."""
+        from xpcargo.container.location import locate  # noqa: PLC0415
+
+        return locate(self.environ)
+
+    def engine_for(self, spec: TargetSpec) -> EngineAddress:
+        """The engine ``spec`` builds on: its own `engine`, else the one the environment names."""
+        if spec.engine is None:
+            return self.engine
+        from xpcargo.container.location import at  # noqa: PLC0415
+
+        return at(spec.engine, self.environ, source=f"the `engine` of {spec.triple}")
 
     def reporter(self) -> Reporter:
         from xpcargo.ui import Reporter  # noqa: PLC0415

@@ -7,10 +7,12 @@ without an engine; the integration tests run the same code against the real one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tarfile
+import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,15 @@ from typing import Any
 import pytest
 
 from xpcargo.container.engine import Engine, EngineKind
-from xpcargo.container.spec import ContainerInfo, ContainerRequest, EngineDetails, ImageDetails, ImageInfo, Output
+from xpcargo.container.spec import (
+    ContainerInfo,
+    ContainerRequest,
+    EngineDetails,
+    ImageDetails,
+    ImageInfo,
+    Output,
+    VolumeInfo,
+)
 from xpcargo.image import debian, layers
 from xpcargo.image.layers import BuiltLayer
 from xpcargo.image.lockfile import Package
@@ -114,6 +124,14 @@ class FakeRuntime:
     image_layers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Image id -> the engine's refusal to remove it.
     refuse_removal: dict[str, BaseException] = field(default_factory=dict)
+    # Volumes by name: their labels, and every tar put into them (the directory it was unpacked at, its member
+    # names, its size in bytes).
+    volumes: dict[str, VolumeInfo] = field(default_factory=dict)
+    archives: list[tuple[Path, tuple[str, ...], int]] = field(default_factory=list)
+    # Each layer's tar by its digest, as imported or loaded: what `save_chunks` sends; and every archive loaded
+    # through `load_chunks`, with the digests of the layer tars it carried.
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    streamed: list[tuple[str, ...]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- Runtime ---------------------------------------------------------------------------------------------
@@ -179,7 +197,9 @@ class FakeRuntime:
         self.imported.append((tarball, tuple(changes)))
         image_id = f"sha256:imported{len(self.imported)}"
         self.images.add(image_id)
-        self.image_layers[image_id] = (f"sha256:{hashlib.sha256(tarball.read_bytes()).hexdigest()}",)
+        content = tarball.read_bytes()
+        self.image_layers[image_id] = (f"sha256:{hashlib.sha256(content).hexdigest()}",)
+        self.blobs[self.image_layers[image_id][0]] = content
         labels = [change.removeprefix("LABEL ").split("=", 1) for change in changes if change.startswith("LABEL ")]
         self.image_labels[image_id] = dict(labels)
         return image_id
@@ -209,17 +229,88 @@ class FakeRuntime:
             present = set(archive.getnames())
         config = json.loads(config_bytes)
         held = {layer for layers in self.image_layers.values() for layer in layers}
-        for name, diff_id in zip(manifest["Layers"], config["rootfs"]["diff_ids"], strict=True):
-            assert name in present or diff_id in held, f"the archive lacks layer {diff_id}, which the engine lacks"
+        with tarfile.open(source) as archive:
+            for name, diff_id in zip(manifest["Layers"], config["rootfs"]["diff_ids"], strict=True):
+                assert name in present or diff_id in held, f"the archive lacks layer {diff_id}, which the engine lacks"
+                if name in present:
+                    self.blobs[diff_id] = archive.extractfile(name).read()  # type: ignore[union-attr]
         image_id = f"sha256:{hashlib.sha256(config_bytes).hexdigest()}"
         self.loaded.append(image_id)
         self.images.add(image_id)
         self.image_layers[image_id] = tuple(config["rootfs"]["diff_ids"])
         self.image_labels[image_id] = dict(config["config"]["Labels"])
-        return []
+        for reference in manifest.get("RepoTags") or ():
+            self.images.add(reference)
+            self.image_ids[reference] = image_id
+        return list(manifest.get("RepoTags") or ())
+
+    def save_chunks(self, reference: str) -> Iterator[bytes]:
+        """A `docker save` archive as Docker 20.10 writes it: each layer's tar under a name that is not its digest,
+        and the manifest last."""
+        details = self.inspect_image(reference)
+        assert details is not None, f"save of {reference}, which is not there"
+        config = json.dumps(
+            {"config": {"Labels": dict(details.labels)}, "rootfs": {"type": "layers", "diff_ids": list(details.layers)}}
+        ).encode()
+        names = [f"{hashlib.sha256(f'v1 {digest}'.encode()).hexdigest()}/layer.tar" for digest in details.layers]
+        manifest = [{"Config": "config.json", "RepoTags": [reference], "Layers": names}]
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+            for name, digest in sorted(zip(names, details.layers, strict=True)):
+                _add(archive, name, self.blobs[digest])
+            _add(archive, "config.json", config)
+            _add(archive, "manifest.json", json.dumps(manifest).encode())
+        data = buffer.getvalue()
+        # In pieces that do not fall on the tar's blocks.
+        return iter([data[offset : offset + 1000] for offset in range(0, len(data), 1000)])
+
+    def load_chunks(self, chunks: Iterable[bytes]) -> list[str]:
+        data = b"".join(chunks)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            carried = tuple(
+                f"sha256:{hashlib.sha256(archive.extractfile(member).read()).hexdigest()}"  # type: ignore[union-attr]
+                for member in archive.getmembers()
+                if member.name.endswith("/layer.tar")
+            )
+        self.streamed.append(carried)
+        with tempfile.NamedTemporaryFile(suffix=".tar") as file:
+            file.write(data)
+            file.flush()
+            return self._load_docker_archive(Path(file.name))
 
     def changes(self, container_id: str) -> list[tuple[str, str]]:
         return [("A", "/usr/bin/new-tool")]
+
+    def create_volume(self, name: str, *, labels: Mapping[str, str]) -> VolumeInfo:
+        return self.volumes.setdefault(
+            name, VolumeInfo(name=name, labels=dict(labels), created=f"2026-11-25T00:00:{len(self.volumes):02}Z")
+        )
+
+    def list_volumes(self, label: str) -> list[VolumeInfo]:
+        name, _, value = label.partition("=")
+        users = {
+            volume: tuple(
+                c for c in sorted(self.running) if any(m.volume == volume for m in self.containers[c][0].mounts)
+            )
+            for volume in self.volumes
+        }
+        return [
+            VolumeInfo(name=v.name, labels=v.labels, created=v.created, users=users[v.name])
+            for v in self.volumes.values()
+            if v.labels.get(name) == value
+        ]
+
+    def remove_volume(self, name: str) -> bool:
+        if any(v.users for v in self.list_volumes("") if v.name == name):
+            return False
+        self.volumes.pop(name, None)
+        return True
+
+    def put_archive(self, container_id: str, directory: Path, archive: Path) -> None:
+        assert container_id in self.containers, f"put into {container_id}, which was never made"
+        with tarfile.open(archive) as opened:
+            names = tuple(opened.getnames())
+        self.archives.append((directory, names, archive.stat().st_size))
 
     def start(self, request: ContainerRequest, *, main: Sequence[str] | None = None) -> str:
         if self.start_error is not None:
@@ -300,6 +391,12 @@ class FakeRuntime:
 
     def purposes(self) -> list[str]:
         return [request.labels["org.xpcargo.session"].split(":")[0] for request in self.started]
+
+
+def _add(archive: tarfile.TarFile, name: str, content: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(content)
+    archive.addfile(info, io.BytesIO(content))
 
 
 # The packages a fake bootstrap says it installed.

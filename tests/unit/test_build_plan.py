@@ -304,6 +304,24 @@ def test_a_mount_holding_the_engines_socket_is_refused(tmp_path: Path) -> None:
         listener.close()
 
 
+def test_a_mount_holding_the_socket_of_the_targets_own_engine_is_refused(tmp_path: Path) -> None:
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(engine / "podman.sock"))
+    try:
+        with pytest.raises(ConfigError, match=r"podman\.sock"):
+            _plan(
+                tmp_path,
+                "build",
+                [],
+                xpcargo_toml=f'[build]\nmounts = ["{engine}"]\n\n[target.{AARCH64}]\n'
+                f'engine = "unix://{engine / "podman.sock"}"\n',
+            )
+    finally:
+        listener.close()
+
+
 def test_a_target_triple_must_look_like_one(tmp_path: Path) -> None:
     for bad in ("x;id", "aarch64/../x", "../../etc", ""):
         with pytest.raises(UnknownTargetError):

@@ -45,7 +45,17 @@ def test_every_shipped_target_is_described(context: Context) -> None:
 def test_json_has_every_field(context: Context) -> None:
     document = json.loads(catalog.as_json(catalog.describe(context)))
     assert {item["target"] for item in document} == set(SHIPPED)
-    assert set(document[0]) == {"target", "image", "plan", "debian_arch", "runner", "glibc", "native"}
+    assert set(document[0]) == {
+        "target",
+        "image",
+        "plan",
+        "debian_arch",
+        "runner",
+        "glibc",
+        "native",
+        "engine",
+        "remote",
+    }
 
 
 def test_github_matrix_is_one_line_of_include(context: Context) -> None:
@@ -63,6 +73,6 @@ def test_an_unknown_target_is_refused(context: Context) -> None:
 
 def test_the_table(context: Context) -> None:
     rows = catalog.rows(catalog.describe(context))
-    assert rows[0] == ("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE")
+    assert rows[0] == ("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE", "ENGINE")
     assert rows[-1][:4] == (X86_64, "amd64", "native", "2.41")
     assert next(row for row in rows if row[0] == WASM32)[:4] == (WASM32, "all", "node", "none")

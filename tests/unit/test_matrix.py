@@ -76,7 +76,7 @@ def test_three_targets_summary_and_artifacts(
     context = _context(root, GITHUB_STEP_SUMMARY=str(step_summary))
     runtime = _builds_a_binary(root)
     code = matrix.build_matrix(
-        context, "build", [AARCH64, I686, X86_64], [], connect=lambda _: runtime, target_jobs=3, fail_fast=False
+        context, "build", [AARCH64, I686, X86_64], [], connect=lambda *_: runtime, target_jobs=3, fail_fast=False
     ).exit_code
     assert code == 0
     err = capsysbinary.readouterr().err.decode()
@@ -100,7 +100,7 @@ def test_a_failing_target_fails_the_command_and_the_others_finish(
 ) -> None:
     runtime = _builds_a_binary(root, failing={I686})
     code = matrix.build_matrix(
-        _context(root), "build", [AARCH64, I686, X86_64], [], connect=lambda _: runtime, target_jobs=1, fail_fast=False
+        _context(root), "build", [AARCH64, I686, X86_64], [], connect=lambda *_: runtime, target_jobs=1, fail_fast=False
     ).exit_code
     assert code == 101
     err = capsysbinary.readouterr().err.decode()
@@ -146,7 +146,7 @@ def test_fail_fast_stops_the_other_targets(
     runtime = Stoppable(script=script, every_image=True)
     context = _context(root, XPCARGO_KEEP_WARM=keep_warm)
     code = matrix.build_matrix(
-        context, "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=True
+        context, "build", [AARCH64, I686], [], connect=lambda *_: runtime, target_jobs=2, fail_fast=True
     ).exit_code
     assert code == 101
     err = capsysbinary.readouterr().err.decode()
@@ -162,7 +162,7 @@ def test_json_messages_pass_through_unchanged(root: Path, capsysbinary: pytest.C
         "build",
         [AARCH64, X86_64],
         ["--message-format=json"],
-        connect=lambda _: runtime,
+        connect=lambda *_: runtime,
         target_jobs=2,
         fail_fast=False,
     ).exit_code
@@ -184,7 +184,7 @@ def test_an_error_of_xpcargos_in_one_target_is_its_result(
     runtime.images.add(context.image_plan(context.toolchains.target(AARCH64)).reference)
     (root / "xpcargo.toml").write_text(f'[target.{I686}]\nimage = "missing:1"\n', encoding="utf-8")
     code = matrix.build_matrix(
-        context, "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=False
+        context, "build", [AARCH64, I686], [], connect=lambda *_: runtime, target_jobs=2, fail_fast=False
     ).exit_code
     assert code == 3
     err = capsysbinary.readouterr().err.decode()
@@ -203,7 +203,7 @@ def test_a_crash_in_one_target_is_not_a_hang(root: Path) -> None:
     runtime = FakeRuntime(script=script, every_image=True)
     with pytest.raises(RuntimeError, match="a bug"):
         matrix.build_matrix(
-            _context(root), "build", [AARCH64, I686], [], connect=lambda _: runtime, target_jobs=2, fail_fast=False
+            _context(root), "build", [AARCH64, I686], [], connect=lambda *_: runtime, target_jobs=2, fail_fast=False
         )
     assert not runtime.cold_running
 

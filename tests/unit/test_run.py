@@ -347,7 +347,7 @@ def test_cargo_command_plans_before_it_connects(tmp_path: Path) -> None:
     context = _context(tmp_path, root)
     connected: list[Context] = []
 
-    def connect(ctx: Context) -> FakeRuntime:
+    def connect(ctx: Context, address: object = None, /) -> FakeRuntime:
         connected.append(ctx)
         return FakeRuntime()
 
@@ -363,7 +363,7 @@ def test_cargo_command_plans_before_it_connects(tmp_path: Path) -> None:
 
 def test_shell_runs_a_command_in_a_build_container(world: World) -> None:
     (world.root.parent / "home" / ".cargo").mkdir(parents=True)
-    code = run.shell(world.context, AARCH64, ["uname", "-m"], connect=lambda _: world.runtime, interactive=False)
+    code = run.shell(world.context, AARCH64, ["uname", "-m"], connect=lambda *_: world.runtime, interactive=False)
     assert code == 0
     (request,) = world.runtime.started
     assert request.network == "none"
@@ -376,8 +376,8 @@ def test_shell_runs_a_command_in_a_build_container(world: World) -> None:
 
 def test_shell_without_a_command_needs_a_terminal(world: World) -> None:
     with pytest.raises(ProjectError, match="needs a terminal"):
-        run.shell(world.context, AARCH64, [], connect=lambda _: world.runtime, interactive=False)
-    assert run.shell(world.context, AARCH64, [], connect=lambda _: world.runtime, interactive=True) == 0
+        run.shell(world.context, AARCH64, [], connect=lambda *_: world.runtime, interactive=False)
+    assert run.shell(world.context, AARCH64, [], connect=lambda *_: world.runtime, interactive=True) == 0
     assert world.runtime.execs[-1].argv == ("bash", "-l")
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xpcargo.build import remote
 from xpcargo.build.plan import BuildPlan, Step
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
@@ -115,4 +116,7 @@ def fetch(
         )
         if code != 0:
             return code, None
+        if plan.remote is not None:
+            # `cargo fetch` may have written the lock file, which the fingerprint covers: on the host too.
+            remote.pull(session, plan.remote, [plan.remote.lock_file], reporter)
         return read_metadata(session, plan, image, stderr=stderr)

@@ -24,8 +24,8 @@ from xpcargo.build import run
 from xpcargo.build.artifacts import NOT_ELF, GlibcNeed, final_artifacts, glibc_need
 from xpcargo.build.plan import BuildPlan, plan
 from xpcargo.build.reproducible import Reproducibility
+from xpcargo.container.location import Engines
 from xpcargo.container.session import Cancellation
-from xpcargo.container.spec import Runtime
 from xpcargo.context import Context
 from xpcargo.errors import CancelledError, InterruptError, XpcargoError
 from xpcargo.hashing import file_sha256
@@ -111,7 +111,7 @@ class _Output:
 
 
 def _run_one(
-    context: Context, build_plan: BuildPlan, runtime: Runtime, output: _Output, cancellation: Cancellation
+    context: Context, build_plan: BuildPlan, engines: Engines, output: _Output, cancellation: Cancellation
 ) -> TargetResult:
     started = time.monotonic()
     stdout, stderr = output.writers(build_plan.triple, raw_stdout=not build_plan.injects_json)
@@ -121,11 +121,12 @@ def _run_one(
         outcome = run.execute(
             context,
             build_plan,
-            runtime=runtime,
+            runtime=engines.runtime(build_plan.engine),
             reporter=reporter,
             write_stdout=stdout,
             write_stderr=stderr,
             cancellation=cancellation,
+            engines=engines,
         )
     except XpcargoError as error:
         cancelled = isinstance(error, CancelledError) or cancellation.cancelled
@@ -201,7 +202,11 @@ def build_matrix(
     # Cargo's progress bar redraws one line; several of them interleaved would be noise.
     context = replace(context, terminal=replace(context.terminal, progress_width=None))
     plans = [plan(context, command, triple, args, reproducible_settings=reproducible) for triple in triples]
-    runtime = connect(context)
+    # One connection per engine the targets name (most often the one), each made once, before any target starts:
+    # an engine that is not there fails the command as it does for one target.
+    pool = run.engines(context, connect)
+    for build_plan in plans:
+        pool.runtime(build_plan.engine)
     output = _Output(triples, color=context.terminal.color)
     cancellation = Cancellation()
     pending: queue.Queue[BuildPlan] = queue.Queue()
@@ -216,7 +221,7 @@ def build_matrix(
             except queue.Empty:
                 return
             try:
-                done.put(_run_one(context, build_plan, runtime, output, cancellation))
+                done.put(_run_one(context, build_plan, pool, output, cancellation))
             except BaseException as crash:  # noqa: BLE001 - handed to the main thread, which raises it
                 done.put(crash)
                 return

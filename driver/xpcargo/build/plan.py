@@ -18,12 +18,14 @@ from types import MappingProxyType
 from xpcargo import resources
 from xpcargo.build import environment, floor, reproducible
 from xpcargo.build.floor import Sysroot
+from xpcargo.build.remote import RemotePlan, plan_remote
 from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.project import Project
 from xpcargo.config.targets import TargetSpec, check_triple
+from xpcargo.container.location import EngineAddress
 from xpcargo.container.session import invoking_user
 from xpcargo.container.spec import TARGET_LABEL, WORKSPACE_LABEL, ContainerRequest, Mount
 from xpcargo.context import Context
@@ -88,6 +90,10 @@ class BuildPlan:
     # The target's image, planned from the same reading of its recipe as the floor; None when the project names an
     # image of its own.
     image_plan: ImagePlan | None = None
+    # The engine the target builds on (``Context.engine_for``), and, when it cannot see this machine's files, the
+    # volumes that stand in for the mounts.
+    engine: EngineAddress
+    remote: RemotePlan | None = None
 
     @property
     def triple(self) -> str:
@@ -140,7 +146,14 @@ class BuildPlan:
         CARGO_HOME and sees its credentials files; the build reads the crates it fetched and nothing else there."""
         user_home = self.reproducible.variation.home if self.reproducible is not None else CONTAINER_HOME
         mounts, env = self.mounts, {**self.env, "HOME": user_home}
-        if step is Step.FETCH:
+        if self.remote is not None:
+            # Volumes at the mounts' paths; CARGO_HOME's credentials and the host's CA bundle are not in them.
+            mounts = self.remote.mounts(fetch=step is Step.FETCH)
+            if step is not Step.FETCH:
+                env["CARGO_NET_OFFLINE"] = "true"
+            elif self.remote.ca_bundle is not None:
+                env["CARGO_HTTP_CAINFO"] = str(self.remote.ca_bundle)
+        elif step is Step.FETCH:
             if self.ca_bundle is not None:
                 mounts = (*mounts, Mount(path=self.ca_bundle, read_only=True))
                 env["CARGO_HTTP_CAINFO"] = str(self.ca_bundle)
@@ -168,7 +181,8 @@ class BuildPlan:
             env=MappingProxyType(env),
             labels=MappingProxyType({WORKSPACE_LABEL: str(self.project.workspace_root), TARGET_LABEL: self.triple}),
             network="host" if step is Step.FETCH else "none",
-            hidden=self.hidden,
+            # A remote CARGO_HOME holds no bin directory to hide.
+            hidden=self.hidden if self.remote is None else (),
             keep_warm=self.keep_warm if warm else 0,
         )
 
@@ -247,27 +261,45 @@ def plan(
         env.update(reproducible.merge_c_flags(c_flags, environ=env, triple=triple))
     if reproducible_settings is not None:
         env.update(reproducible.environment(reproducible_settings))
+    engine = context.engine_for(spec)
+    mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(engine)), *_tool_mounts(spec))
+    overrides_file = state_dir / "links-overrides.toml" if spec.links else None
+    rustflags_file = state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None
+    remote = (
+        plan_remote(
+            project,
+            mounts,
+            engine=engine.url,
+            cache_dir=context.settings.cache_dir,
+            state_files=[path for path in (overrides_file, rustflags_file) if path is not None],
+            ca_bundle=environment.host_ca_bundle(context.environ),
+        )
+        if engine.remote
+        else None
+    )
     return BuildPlan(
         command=command,
         spec=spec,
         project=project,
         args=tuple(args),
         parsed=parsed,
-        mounts=(*mounts_for(project, extra, engine_socket=_engine_socket(context.environ)), *_tool_mounts(spec)),
+        mounts=mounts,
+        engine=engine,
+        remote=remote,
         env=MappingProxyType(env),
         credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
         terminal_env=MappingProxyType(context.terminal.cargo_env()),
         color=context.terminal.color,
         links=links,
-        overrides_file=state_dir / "links-overrides.toml" if spec.links else None,
+        overrides_file=overrides_file,
         state_dir=state_dir,
-        fetch_record=_fetch_record(context, project, triple),
+        fetch_record=_fetch_record(context, project, triple, engine),
         ca_bundle=environment.host_ca_bundle(context.environ),
         keep_warm=context.settings.keep_warm,
         warm_locks=context.settings.cache_dir / "warm",
         reproducible=reproducible_settings,
         remaps=remaps,
-        rustflags_file=state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None,
+        rustflags_file=rustflags_file,
         rustflags_config=rustflags.config if rustflags is not None else None,
         glibc_floor=glibc.version,
         sysroot=glibc.sysroot,
@@ -282,9 +314,13 @@ def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
     return (Mount(path=Path(environment.SHARE_DIR), source=resources.share_dir(), read_only=True),)
 
 
-def _fetch_record(context: Context, project: Project, triple: str) -> Path:
+def _fetch_record(context: Context, project: Project, triple: str, engine: EngineAddress) -> Path:
     """One record per workspace, target dir and target: two checkouts, or two target dirs, never share one."""
-    key = hashlib.sha256(f"{project.workspace_root}\0{project.target_dir}\0{triple}".encode()).hexdigest()
+    identity = f"{project.workspace_root}\0{project.target_dir}\0{triple}"
+    if engine.remote:
+        # A remote engine's CARGO_HOME is a volume of its own, which a local fetch did not fill.
+        identity += f"\0{engine.url}"
+    key = hashlib.sha256(identity.encode()).hexdigest()
     return context.settings.cache_dir / "fetched" / f"{key[:32]}.json"
 
 
@@ -306,9 +342,10 @@ def reproducibility(context: Context, args: Sequence[str]) -> Reproducibility:
     return Reproducibility(source_date_epoch=epoch, epoch_source=source)
 
 
-def _engine_socket(environ: Mapping[str, str]) -> Path:
-    host = environ.get("DOCKER_HOST", "")
-    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else Path("/var/run/docker.sock")
+def _engine_socket(engine: EngineAddress) -> Path:
+    """The socket of the target's engine (its own `engine`, or DOCKER_HOST's), which no mount may reach."""
+    url = engine.url
+    return Path(url.removeprefix("unix://")) if url.startswith("unix://") else Path("/var/run/docker.sock")
 
 
 def _check_mount(path: Path, why: str, *, engine_socket: Path) -> None:

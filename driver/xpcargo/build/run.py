@@ -10,28 +10,37 @@ looks as it would without xpcargo.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from xpcargo import report
-from xpcargo.build import floor, hints, origins
+from xpcargo.build import floor, hints, origins, remote
 from xpcargo.build.artifacts import final_artifacts
 from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.build.plan import BuildPlan, Step, plan
 from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES, MessageReader
+from xpcargo.container.location import EngineAddress, Engines
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
-from xpcargo.errors import ProjectError, ReportError
-from xpcargo.image import builder
+from xpcargo.errors import ImageBuildError, ProjectError, ReportError
+from xpcargo.image import builder, send
 from xpcargo.ui import Reporter, binary_writer
 
 # Cargo says this when an offline build finds a crate missing from CARGO_HOME (someone cleaned the cache).
 _OFFLINE_MISS = (b"--offline was specified", b"attempting to make an HTTP request, but --offline")
 
-Connect = Callable[[Context], Runtime]
+
+class Connect(Protocol):
+    def __call__(self, context: Context, address: EngineAddress | None = None, /) -> Runtime:
+        """A connection to the engine at ``address``, by default the one the environment names."""
+
+
+def engines(context: Context, connect: Connect) -> Engines:
+    """The engines of one command, each connected on first use."""
+    return Engines(lambda address: connect(context, address), context.environ)
 
 
 def cargo_command(
@@ -45,7 +54,9 @@ def cargo_command(
 ) -> int:
     """`xpcargo <command> --target <triple> [args]`: plan first, so bad input fails before the engine is asked."""
     build_plan = plan(context, command, triple, args, reproducible_settings=reproducible)
-    return execute(context, build_plan, runtime=connect(context), reporter=context.reporter()).code
+    pool = engines(context, connect)
+    runtime = pool.runtime(build_plan.engine)
+    return execute(context, build_plan, runtime=runtime, reporter=context.reporter(), engines=pool).code
 
 
 class _Tail:
@@ -85,6 +96,7 @@ def _build(
     stdout: Output,
     stderr: Output,
     cancellation: Cancellation | None,
+    reporter: Reporter,
 ) -> Outcome:
     """The Cargo command in a container with no network."""
     request = plan.request(Step.BUILD, image)
@@ -103,6 +115,10 @@ def _build(
         code = session.run(plan.command_argv(), on_stdout=reader.feed, on_stderr=errors)
         reader.close()
         scanner.close()
+        if plan.remote is not None:
+            # Before the report is collected: it reads each build script's output, on the host.
+            wanted = remote.wanted_back(reader.messages, plan.project.target_dir)
+            remote.pull(session, plan.remote, [*wanted, plan.remote.lock_file], reporter)
         collected = _collect(session, plan, image, reader, metadata, code=code) if plan.reads_messages else None
     return Outcome(
         code=code,
@@ -154,14 +170,18 @@ def execute(
     write_stdout: Output | None = None,
     write_stderr: Output | None = None,
     cancellation: Cancellation | None = None,
+    engines: Engines | None = None,
 ) -> Outcome:
-    """Run the planned Cargo command; return what came of it: Cargo's exit code and its messages."""
+    """Run the planned Cargo command on ``runtime`` (the plan's engine); return what came of it: Cargo's exit code
+    and its messages. ``engines`` gives this machine's engine, which builds an image a remote engine lacks."""
     stdout = write_stdout or binary_writer(sys.stdout)
     stderr = write_stderr or binary_writer(sys.stderr)
-    image = builder.for_context(context, runtime, reporter).image_for(plan.spec, plan.image_plan)
+    image = _image(context, plan, runtime, reporter, engines)
     _ensure_sysroot(context, plan, reporter)
     _write_overrides_file(plan)
     _warn_about_toolchain_file(plan, reporter)
+    if plan.remote is not None:
+        remote.push(runtime, plan.remote, image=image, user=plan.user, reporter=reporter, cancellation=cancellation)
     record = FetchRecord.of(plan)
     refetched = False
     while True:
@@ -174,7 +194,9 @@ def execute(
                 return Outcome(
                     code=code, metadata=None, messages=[], unread_messages=0, finished=None, offline_miss=False
                 )
-        outcome = _build(runtime, plan, image, metadata, stdout=stdout, stderr=stderr, cancellation=cancellation)
+        outcome = _build(
+            runtime, plan, image, metadata, stdout=stdout, stderr=stderr, cancellation=cancellation, reporter=reporter
+        )
         if not (outcome.offline_miss and not plan.parsed.offline and not refetched):
             break
         # The fetch record said all was downloaded, but CARGO_HOME lost crates since: fetch again, once.
@@ -186,6 +208,29 @@ def execute(
         # After Cargo's own output, which stays as it was, as does its exit code.
         reporter.hint(hints.hint(outcome.missing, triple=plan.triple, debian_arch=plan.spec.debian_arch))
     return outcome
+
+
+def _image(
+    context: Context, plan: BuildPlan, runtime: Runtime, reporter: Reporter, engines: Engines | None = None
+) -> str:
+    """The target's image, built first if the engine lacks it; but never on a remote engine, whose layer builds
+    could not bind-mount xpcargo's caches: there it is built on this machine's engine (or found there) and sent,
+    under the same content-hash tags (``image.send``)."""
+    image_plan = plan.image_plan
+    if plan.remote is not None and image_plan is not None and not runtime.image_exists(image_plan.reference):
+        missing = f"the engine at {plan.remote.engine} has no {image_plan.reference}"
+        if engines is None:
+            raise ImageBuildError(
+                f"{missing}, and xpcargo builds images only on an engine that sees this machine's files",
+                hint=f"build it here and send it: `xpcargo image save {plan.triple} -o DIR`, then "
+                f"`DOCKER_HOST={plan.remote.engine} xpcargo image load DIR`",
+            )
+        local = engines.local(missing=missing)
+        builder.for_context(context, local, reporter).ensure(image_plan)
+        if local is not runtime:
+            send.send(image_plan, local=local, remote=runtime, cache=context.settings.cache_dir, reporter=reporter)
+        return image_plan.reference
+    return builder.for_context(context, runtime, reporter).image_for(plan.spec, image_plan)
 
 
 def _ensure_sysroot(context: Context, plan: BuildPlan, reporter: Reporter) -> None:
@@ -277,10 +322,13 @@ def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connec
             hint="pass the command after --, e.g. `xpcargo shell --target T -- uname -m`",
         )
     build_plan = plan(context, "shell", triple, [])
-    runtime, reporter = connect(context), context.reporter()
-    image = builder.for_context(context, runtime, reporter).image_for(build_plan.spec, build_plan.image_plan)
+    pool = engines(context, connect)
+    runtime, reporter = pool.runtime(build_plan.engine), context.reporter()
+    image = _image(context, build_plan, runtime, reporter, pool)
     _ensure_sysroot(context, build_plan, reporter)
     _write_overrides_file(build_plan)
+    if build_plan.remote is not None:
+        remote.push(runtime, build_plan.remote, image=image, user=build_plan.user, reporter=reporter)
     request = build_plan.request(Step.SHELL, image)
     with open_session(runtime, request, purpose="shell", warm_locks=build_plan.warm_locks) as session:
         if not argv:

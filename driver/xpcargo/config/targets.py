@@ -165,6 +165,15 @@ def _check_absolute(paths: tuple[str, ...]) -> tuple[str, str | None] | None:
     return (f"`{relative}` is not an absolute path", None) if relative else None
 
 
+def _check_engine(url: str) -> tuple[str, str | None] | None:
+    if url.startswith(("unix:///", "tcp://", "ssh://")) and url.split("://", 1)[1].strip("/"):
+        return None
+    return (
+        f"`{url}` is not an engine's address",
+        "write it as DOCKER_HOST takes it: ssh://HOST, tcp://HOST:PORT or unix:///PATH",
+    )
+
+
 def _check_sysroot(path: str) -> tuple[str, str | None] | None:
     return _check_absolute((path,))
 
@@ -198,6 +207,9 @@ class TargetSpec:
     sysroot: str | None = _setting(Kind.NAME, check=_check_sysroot)
     # Extra environment for every command in the container.
     env: Mapping[str, str] = _setting(Kind.ENV, sources=_ALL, merge=Merge.UPDATE)
+    # The engine the target builds on, instead of the one DOCKER_HOST (or the docker context) names: `ssh://builder`,
+    # `tcp://10.0.0.5:2376`, `unix:///run/podman/podman.sock`. A multi-target build spreads over the engines named.
+    engine: str | None = _setting(Kind.NAME, sources=frozenset({Source.TARGET}), check=_check_engine)
     # An image already in the engine to use instead of building one.
     image: str | None = _setting(Kind.NAME, sources=frozenset({Source.TARGET}))
     # The newest glibc the target's artifacts may need: a floor of the recipe's `glibc-floors` (`2.36`), met by

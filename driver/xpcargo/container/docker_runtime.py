@@ -16,6 +16,7 @@ Three things keep a container from outliving its command, or a command from hang
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -25,12 +26,13 @@ import subprocess
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from xpcargo.container.engine import Engine, EngineKind, check_supported, default_host, identify
+from xpcargo.container import location
+from xpcargo.container.engine import Engine, EngineKind, check_supported, identify
 from xpcargo.container.spec import (
     REQUEST_LABEL,
     ContainerInfo,
@@ -39,6 +41,7 @@ from xpcargo.container.spec import (
     ImageDetails,
     ImageInfo,
     Output,
+    VolumeInfo,
 )
 from xpcargo.errors import ContainerDiedError, ContainerGoneError, EngineError, EngineUnavailableError
 
@@ -134,10 +137,23 @@ class DockerRuntime:
         return self._host
 
     @classmethod
-    def connect(cls, environ: Mapping[str, str], *, engine_timeout: float = 30) -> DockerRuntime:
+    def connect(
+        cls, environ: Mapping[str, str], *, address: location.EngineAddress | None = None, engine_timeout: float = 30
+    ) -> DockerRuntime:
+        """Connect to the engine at ``address``, by default the one the environment names (``location.locate``)."""
         import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
 
-        host = default_host(environ, uid=os.getuid())
+        address = address or location.locate(environ)
+        host = address.url
+        if address.needs_ssh and importlib.util.find_spec("paramiko") is None:
+            # The SDK's own words ("Install paramiko package...") would come with a hint to start the engine.
+            raise EngineUnavailableError(
+                f"cannot reach the Docker engine at {host}: ssh:// needs the paramiko package, which is not installed",
+                hint="install xpcargo with its ssh extra: `pip install 'xpcargo[ssh]'`",
+            )
+        # The docker context's endpoint (or Podman's socket), when that is where the engine is: the SDK reads
+        # DOCKER_HOST only.
+        environ = {**environ, "DOCKER_HOST": host}
         try:
             connection: dict[str, Any] = docker.utils.kwargs_from_env(environment={**environ, "DOCKER_HOST": host})  # type: ignore[attr-defined]
             # One request says which engine this is, its API version, and that it is there: the ping (see
@@ -367,13 +383,108 @@ class DockerRuntime:
         except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own error right here
             raise self._translate(f"load {source.name}", exc) from None
 
+    def save_chunks(self, reference: str) -> Iterator[bytes]:
+        # The request is made here, so that an engine that lacks the image says so before anything is sent.
+        chunks = self._call(f"save image {reference}", lambda: self._stream.get_image(reference, chunk_size=1 << 20))
+
+        def stream() -> Iterator[bytes]:
+            try:
+                yield from chunks
+            except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
+                raise self._translate(f"save image {reference}", exc) from None
+
+        return stream()
+
+    def load_chunks(self, chunks: Iterable[bytes]) -> list[str]:
+        def load() -> list[str]:
+            loaded: list[str] = []
+            # A generator is sent with chunked transfer encoding, as it comes: nothing is held in memory or on disk.
+            for status in self._stream.load_image(chunks):  # type: ignore[no-untyped-call]
+                if "error" in status:
+                    raise EngineError(f"the Docker engine at {self._host} could not load an image: {status['error']}")
+                text = str(status.get("stream", ""))
+                if text.startswith("Loaded image: "):
+                    loaded.append(text.removeprefix("Loaded image: ").strip())
+            return loaded
+
+        # The stream can be read once: tried once.
+        try:
+            return load()
+        except XpcargoError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own error right here
+            raise self._translate("load an image", exc) from None
+
+    # --- volumes -------------------------------------------------------------------------------------------------
+
+    def create_volume(self, name: str, *, labels: Mapping[str, str]) -> VolumeInfo:
+        # The engine answers a create of a volume that exists with that volume: two commands may ask at once.
+        raw: dict[str, Any] = self._call(
+            f"create volume {name}", lambda: self._client.api.create_volume(name, labels=dict(labels))
+        )
+        return VolumeInfo(name=str(raw["Name"]), labels=dict(raw.get("Labels") or {}), created=str(raw["CreatedAt"]))
+
+    def list_volumes(self, label: str) -> list[VolumeInfo]:
+        def volumes() -> list[VolumeInfo]:
+            raw = self._client.api.volumes(filters={"label": label}).get("Volumes") or []
+            users: dict[str, list[str]] = {}
+            if raw:
+                for container in self._client.api.containers(all=True):
+                    for mount in container.get("Mounts") or ():
+                        if mount.get("Type") == "volume":
+                            users.setdefault(str(mount.get("Name")), []).append(str(container["Id"]))
+            return [
+                VolumeInfo(
+                    name=str(item["Name"]),
+                    labels=dict(item.get("Labels") or {}),
+                    created=str(item.get("CreatedAt", "")),
+                    users=tuple(users.get(str(item["Name"]), ())),
+                )
+                for item in raw
+            ]
+
+        return self._call("list volumes", volumes)
+
+    def remove_volume(self, name: str) -> bool:
+        import docker.errors  # noqa: PLC0415
+
+        def remove() -> bool:
+            try:
+                self._client.api.remove_volume(name)
+            except docker.errors.NotFound:
+                return True
+            except docker.errors.APIError as exc:
+                # 409: a container uses it; the engine never removes such a volume.
+                if exc.status_code == 409:
+                    return False
+                raise
+            return True
+
+        return self._call(f"remove volume {name}", remove)
+
+    def put_archive(self, container_id: str, directory: Path, archive: Path) -> None:
+        def put() -> None:
+            with archive.open("rb") as stream:
+                if not self._stream.put_archive(container_id, str(directory), stream):
+                    raise EngineError(f"the Docker engine refused to unpack {archive.name} at {directory}")
+
+        # An unpack of the same archive again is harmless: retried like any other call.
+        self._call(f"copy files to {directory} in container {container_id[:12]}", put)
+
     # --- containers ----------------------------------------------------------------------------------------------
 
     def start(self, request: ContainerRequest, *, main: Sequence[str] | None = None) -> str:
         import docker.types  # noqa: PLC0415
 
         mounts = [
-            docker.types.Mount(target=str(m.path), source=str(m.source or m.path), type="bind", read_only=m.read_only)
+            docker.types.Mount(
+                target=str(m.path),
+                source=m.volume if m.volume is not None else str(m.source or m.path),
+                type="volume" if m.volume is not None else "bind",
+                read_only=m.read_only,
+                # A remote volume is filled by xpcargo alone: never with what the image holds at that path.
+                no_copy=m.volume is not None,
+            )
             for m in request.mounts
         ]
         request_id = request.labels.get(REQUEST_LABEL)

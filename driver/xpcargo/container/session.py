@@ -92,6 +92,10 @@ class Session:
             self.container_id, argv, env=self._env(env), workdir=self._request.workdir
         )
 
+    def put_archive(self, directory: Path, archive: Path) -> None:
+        """Unpack the tar file ``archive`` at ``directory`` in the container (see ``Runtime.put_archive``)."""
+        self._runtime.put_archive(self.container_id, directory, archive)
+
     def changes(self) -> list[tuple[str, str]]:
         """What the commands run so far changed in the image's file system (see ``Runtime.changes``)."""
         return self._runtime.changes(self.container_id)
@@ -493,7 +497,7 @@ def _warm_session(
 def _make_mount_sources(request: ContainerRequest) -> None:
     for mount in request.mounts:
         # Created here, as the invoking user: the engine would create a missing bind source as root.
-        if not mount.read_only and mount.source is None:
+        if not mount.read_only and mount.source is None and mount.volume is None:
             try:
                 mount.path.mkdir(parents=True, exist_ok=True)
             except OSError as error:

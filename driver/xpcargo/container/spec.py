@@ -6,7 +6,7 @@ Nothing here talks to an engine, so everything above this seam can be planned an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -29,6 +29,10 @@ KEEP_WARM_LABEL = "org.xpcargo.keep-warm"
 USER_LABEL = "org.xpcargo.user"
 WORKSPACE_LABEL = "org.xpcargo.workspace"
 TARGET_LABEL = "org.xpcargo.target"
+# A volume's: what it holds (`workspace`, `target-dir`, `cargo-home`, `path-dependency`, `mount`), the host path it
+# mirrors, and which machine and user it belongs to (see ``container.volumes``).
+VOLUME_KIND_LABEL = "org.xpcargo.volume-kind"
+VOLUME_PATH_LABEL = "org.xpcargo.volume-path"
 
 Output = Callable[[bytes], None]
 
@@ -36,11 +40,13 @@ Output = Callable[[bytes], None]
 @dataclass(frozen=True, kw_only=True)
 class Mount:
     """A host directory or file, bind-mounted at the same absolute path inside the container (or, with ``source``,
-    another host path mounted there: an empty file over a credentials file, say)."""
+    another host path mounted there: an empty file over a credentials file, say); or, with ``volume``, the engine's
+    named volume of that name mounted at ``path`` (a remote engine sees no host path)."""
 
     path: Path
     read_only: bool = False
     source: Path | None = None
+    volume: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +96,16 @@ class ImageDetails:
     # The digest of each layer's uncompressed tar (the engine's RootFS diff_ids), lowest first. An imported root
     # file system is one layer, whose digest is the sha256 of the tarball imported.
     layers: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class VolumeInfo:
+    name: str
+    labels: Mapping[str, str]
+    # When the engine made it, as it says it (an ISO 8601 time): a volume removed and made again differs.
+    created: str
+    # The containers, running or not, that mount it.
+    users: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +174,26 @@ class Runtime(Protocol):
     def load_image(self, source: Path, *, base: str | None = None) -> list[str]:
         """Load a `docker save` archive; return the references it named. An archive may leave out layers that the
         image ``base``, already in the engine, holds (an engine that needs them all gets them from it)."""
+
+    def save_chunks(self, reference: str) -> Iterator[bytes]:
+        """The image as a `docker save` archive, streamed: for another engine's ``load_chunks``."""
+
+    def load_chunks(self, chunks: Iterable[bytes]) -> list[str]:
+        """Load a `docker save` archive streamed in ``chunks``; return the references it named."""
+
+    # Volumes.
+    def create_volume(self, name: str, *, labels: Mapping[str, str]) -> VolumeInfo:
+        """Create the named volume (or find it, when it is there already: two commands may ask at once)."""
+
+    def list_volumes(self, label: str) -> list[VolumeInfo]:
+        """The volumes with ``label`` (`name=value`), each with the containers that use it."""
+
+    def remove_volume(self, name: str) -> bool:
+        """Remove the volume; False when a container still uses it (the engine refuses), True when it is gone."""
+
+    def put_archive(self, container_id: str, directory: Path, archive: Path) -> None:
+        """Unpack the tar file ``archive`` at ``directory`` in the container (into its volumes, if mounted there),
+        with the owners and modes its entries name. The container need not run."""
 
     # Containers.
     def start(self, request: ContainerRequest, *, main: Sequence[str] | None = None) -> str:

@@ -146,11 +146,16 @@ _PER_COMMAND_LABELS = frozenset({SESSION_LABEL, REQUEST_LABEL, HOST_LABEL})
 
 def key(request: ContainerRequest, image_id: str) -> str:
     """What a warm container must match to run ``request``'s commands: the image (by id: a tag may move), the mounts
-    (by the identity of their sources, so that a directory deleted and made again is not the one still mounted),
+    (by the identity of their sources, so that a directory deleted and made again is not the one still mounted; a
+    volume by its name),
     the user, the network, the capabilities, the hidden paths, the idle timeout and the labels. Not the environment
     or the working directory: each command gets its own."""
     mounts = []
     for mount in request.mounts:
+        if mount.volume is not None:
+            # A volume is its name: the engine refuses to remove one that a container (this one) uses.
+            mounts.append([str(mount.path), f"volume:{mount.volume}", mount.read_only, []])
+            continue
         source = mount.source or mount.path
         try:
             status = source.stat()

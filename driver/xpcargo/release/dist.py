@@ -97,11 +97,13 @@ def dist(
     archive.write_atomically(destination / SUMS, archive.sha256_sums(digests).encode())
     archive.write_atomically(destination / MANIFEST, manifest(packed, settings.source_date_epoch).encode())
 
-    runtime = connect(context)
+    pool = run.engines(context, connect)
     project_config = context.project_config(project.workspace_root)
     images: list[ImageInventory] = []
     for triple in triples:
         spec = context.target(triple, project_config)
+        # The image as the engine that built the target holds it (the same content hash on every engine).
+        runtime = pool.runtime(context.engine_for(spec))
         reference = image_for(context, runtime, spec)
         plan_hash = None if spec.image else context.image_plan(spec).digest
         images.append(

@@ -74,11 +74,12 @@ def verify(context: Context, triple: str, args: Sequence[str], *, connect: run.C
         ],
         reproducible_settings=settings.with_variation(VARIED),
     )
-    runtime, reporter = connect(context), context.reporter()
+    pool, reporter = run.engines(context, connect), context.reporter()
+    runtime = pool.runtime(first.engine)
     built: list[tuple[Artifact, ...]] = []
     for number, build_plan in enumerate((first, second), start=1):
         reporter.status("Verifying", f"build {number} of 2 in {build_plan.project.workspace_root}")
-        outcome = run.execute(context, build_plan, runtime=runtime, reporter=reporter)
+        outcome = run.execute(context, build_plan, runtime=runtime, reporter=reporter, engines=pool)
         if outcome.code != 0:
             return outcome.code
         built.append(artifacts_of(outcome.messages, build_plan))

@@ -1,0 +1,351 @@
+"""A build on an engine that cannot see this machine's files (remote mode): every directory a local build would
+bind-mount is a volume instead, mounted at the same absolute path, so that Cargo's messages, OUT_DIRs and the report
+carry host paths as they do locally.
+
+- The workspace (and each path dependency, Cargo config directory or `mounts` entry outside it) is synced into a
+  volume of its own, by content (``sync``): a build after a one-file change sends that file.
+- The target dir is a volume of its own, which only Cargo writes (xpcargo sends it only its own `--config` files);
+  what the host needs comes back after the build: the final artifacts Cargo named, and each build script's run
+  directory (`output`, `root-output`, `stderr` and OUT_DIR), which the report reads; and Cargo.lock, which Cargo may
+  have written.
+- CARGO_HOME is a volume the fetch step fills from the network on the engine's side; only CARGO_HOME's Cargo config
+  is sent from here. Its credentials files never are: a volume is readable by whatever the engine runs, so in remote
+  mode registry tokens reach `cargo fetch` only from the environment (`CARGO_REGISTRY_TOKEN`, ...).
+- The host's CA bundle (which the fetch step trusts, as it does locally) is a volume of its own, mounted at
+  /usr/local/share/xpcargo-ca for the fetch step only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Any
+
+from xpcargo.build import sync
+from xpcargo.build.artifacts import SHIPPED_KINDS
+from xpcargo.cargo.project import Project
+from xpcargo.container import volumes
+from xpcargo.container.session import Cancellation, Session, open_session
+from xpcargo.container.spec import WORKSPACE_LABEL, ContainerRequest, Mount, Runtime
+from xpcargo.errors import ConfigError, EngineError
+from xpcargo.ui import Reporter
+
+# Where the fetch step finds the host's CA bundle.
+CA_DIRECTORY = Path("/usr/local/share/xpcargo-ca")
+# CARGO_HOME's own Cargo config: all of CARGO_HOME a build reads from this machine.
+_CARGO_HOME_CONFIG = ("config.toml", "config")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncedVolume:
+    volume: volumes.VolumeSpec
+    selection: sync.Selection
+    # Read-only for the build (CARGO_HOME, path dependencies, other mounts); the fetch step writes CARGO_HOME.
+    read_only: bool
+    cargo_home: bool = False
+    # Mounted for the fetch step only (the host's CA bundle).
+    fetch_only: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemotePlan:
+    engine: str
+    volumes: tuple[SyncedVolume, ...]
+    # The host's manifests of what each volume was sent.
+    manifests: Path
+    # Where files may come back to: the target dir, and the workspace (its Cargo.lock only).
+    target_dir: Path
+    lock_file: Path
+    # The host's CA bundle as the fetch step sees it (in a volume of its own: a volume holds directories).
+    ca_bundle: Path | None = None
+
+    def mounts(self, *, fetch: bool, sync: bool = False) -> tuple[Mount, ...]:
+        """The volumes as a step mounts them; the sync's own container, which runs nothing of the project's, may
+        write to all of them."""
+        # Parents first: a target dir inside the workspace is mounted over the workspace's volume.
+        ordered = sorted(
+            (v for v in self.volumes if fetch or sync or not v.fetch_only), key=lambda v: len(v.volume.path.parts)
+        )
+        return tuple(
+            Mount(
+                path=v.volume.path,
+                volume=v.volume.name,
+                read_only=v.read_only and not sync and not (fetch and v.cargo_home),
+            )
+            for v in ordered
+        )
+
+
+def plan_remote(
+    project: Project,
+    mounts: Sequence[Mount],
+    *,
+    engine: str,
+    cache_dir: Path,
+    state_files: Iterable[Path],
+    ca_bundle: Path | None,
+) -> RemotePlan:
+    """The volumes of a build whose bind mounts would be ``mounts``."""
+    workspace, target, home = project.workspace_root, project.target_dir, project.cargo_home
+    synced: list[SyncedVolume] = []
+    for mount in mounts:
+        source = mount.source or mount.path
+        if mount.path == target:
+            continue
+        if not source.is_dir():
+            raise ConfigError(
+                f"`{mount.path}` is a file, and a remote engine's volumes hold directories",
+                hint="mount its directory instead, or build with a local engine (XPCARGO_REMOTE=0)",
+            )
+        if mount.path == workspace:
+            inside = (target,) if target.is_relative_to(workspace) else ()
+            selection = sync.Selection(root=source, exclude=inside)
+            synced.append(_volume("workspace", mount.path, selection, workspace, read_only=False))
+        elif mount.path == home:
+            selection = sync.Selection(root=source, only=_CARGO_HOME_CONFIG)
+            synced.append(
+                SyncedVolume(
+                    volume=volumes.spec("cargo-home", mount.path, workspace=None),
+                    selection=selection,
+                    read_only=True,
+                    cargo_home=True,
+                )
+            )
+        else:
+            kind = "path-dependency" if mount.path in project.outside_paths else "mount"
+            synced.append(_volume(kind, mount.path, sync.Selection(root=source), workspace, read_only=True))
+    files = tuple(sorted(str(path.relative_to(target)) for path in state_files if path.is_relative_to(target)))
+    synced.append(_volume("target-dir", target, sync.Selection(root=target, only=files), workspace, read_only=False))
+    ca = None
+    if ca_bundle is not None:
+        # Not at its host path, which would hide the image's own /etc/ssl/certs: at a directory of xpcargo's.
+        bundle = ca_bundle.resolve()
+        ca = CA_DIRECTORY / bundle.name
+        selection = sync.Selection(root=bundle.parent, only=(bundle.name,))
+        synced.append(
+            SyncedVolume(
+                volume=volumes.spec("ca", CA_DIRECTORY, workspace=None),
+                selection=selection,
+                read_only=True,
+                fetch_only=True,
+            )
+        )
+    return RemotePlan(
+        engine=engine,
+        volumes=tuple(synced),
+        manifests=cache_dir / "volumes",
+        target_dir=target,
+        lock_file=workspace / "Cargo.lock",
+        ca_bundle=ca,
+    )
+
+
+def _volume(kind: str, path: Path, selection: sync.Selection, workspace: Path, *, read_only: bool) -> SyncedVolume:
+    return SyncedVolume(volume=volumes.spec(kind, path, workspace=workspace), selection=selection, read_only=read_only)
+
+
+# --- the way in -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pushed:
+    files: int
+    removed: int
+    bytes: int
+
+
+@contextmanager
+def _locked(directory: Path, names: Iterable[str]) -> Iterator[None]:
+    """A lock per volume while it is compared and sent to: two commands must not interleave their manifests. In a
+    fixed order, so that two commands never wait on each other."""
+    with ExitStack() as stack:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            yield
+            return
+        for name in sorted(names):
+            try:
+                descriptor = os.open(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                continue
+            stack.callback(os.close, descriptor)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+
+
+def push(
+    runtime: Runtime,
+    remote: RemotePlan,
+    *,
+    image: str,
+    user: str,
+    reporter: Reporter,
+    cancellation: Cancellation | None = None,
+) -> Pushed:
+    """Bring every volume up to date with the host: one question to the engine when nothing changed; else one
+    short-lived container (with no network, running nothing of the project's) through which the changes go."""
+    infos = volumes.ensure(runtime, [v.volume for v in remote.volumes])
+    with _locked(remote.manifests, infos):
+        pending = []
+        for synced in remote.volumes:
+            manifest = sync.Manifest(remote.manifests / f"{synced.volume.name}.json")
+            created = volumes.instance(infos[synced.volume.name])
+            previous = manifest.load(created)
+            changes = sync.diff(synced.selection, previous)
+            if changes.send or changes.remove:
+                pending.append((synced, manifest, created, changes, bool(previous)))
+            elif changes.manifest != previous:
+                # Touched but not changed: remembered, so that the next comparison need not read them again.
+                manifest.save(created, changes.manifest)
+        if not pending:
+            return Pushed(files=0, removed=0, bytes=0)
+        pushed = _send(runtime, remote, pending, image=image, user=user, cancellation=cancellation)
+    reporter.status(
+        "Synced",
+        f"{pushed.files} file(s), {pushed.bytes} bytes sent"
+        + (f", {pushed.removed} removed" if pushed.removed else "")
+        + f" to the engine at {remote.engine}",
+    )
+    return pushed
+
+
+def _send(
+    runtime: Runtime,
+    remote: RemotePlan,
+    pending: Sequence[tuple[SyncedVolume, sync.Manifest, str, sync.Changes, bool]],
+    *,
+    image: str,
+    user: str,
+    cancellation: Cancellation | None,
+) -> Pushed:
+    request = ContainerRequest(
+        image=image,
+        user=user,
+        workdir=Path("/"),
+        mounts=remote.mounts(fetch=True, sync=True),
+        env=MappingProxyType({}),
+        labels=MappingProxyType({WORKSPACE_LABEL: str(remote.lock_file.parent)}),
+    )
+    uid, _, gid = user.partition(":")
+    files = removed = sent = 0
+    with open_session(runtime, request, purpose="sync", cancellation=cancellation) as session:
+        for synced, manifest, created, changes, known in pending:
+            path = synced.volume.path
+            if changes.remove:
+                _quiet(session, ["rm", "-rf", "--", *(str(path / name) for name in changes.remove)])
+                removed += len(changes.remove)
+            if changes.send:
+                with tempfile.NamedTemporaryFile(suffix=".tar") as archive:
+                    sync.write_tar(
+                        archive,
+                        selection=synced.selection,
+                        top=path.name,
+                        names=changes.send,
+                        owner=(int(uid or 0), int(gid or 0)),
+                    )
+                    archive.flush()
+                    sent += archive.tell()
+                    session.put_archive(path.parent, Path(archive.name))
+                files += sum(1 for name in changes.send if changes.manifest[name].kind == "f")
+                if known:
+                    # Changed files get the engine's time, not this machine's: Cargo compares a source's mtime with
+                    # the time of its last build there, and a clock behind the engine's would hide the change.
+                    changed = [str(path / n) for n in changes.send if changes.manifest[n].kind == "f"]
+                    for chunk in _chunks(changed):
+                        _quiet(session, ["touch", "-c", "--", *chunk])
+            manifest.save(created, changes.manifest)
+    return Pushed(files=files, removed=removed, bytes=sent)
+
+
+def _chunks(paths: Sequence[str], limit: int = 256 << 10) -> Iterator[list[str]]:
+    """Argument lists well under Linux's limit for one command."""
+    chunk: list[str] = []
+    size = 0
+    for path in paths:
+        if chunk and size + len(path) > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(path)
+        size += len(path) + 1
+    if chunk:
+        yield chunk
+
+
+def _quiet(session: Session, argv: Sequence[str]) -> None:
+    errors = bytearray()
+    code = session.run(argv, on_stdout=lambda _: None, on_stderr=errors.extend)
+    if code != 0:
+        raise EngineError(
+            f"could not update a volume on the engine: `{argv[0]}` exited with {code}: "
+            + errors.decode(errors="replace").strip()[:300]
+        )
+
+
+# --- the way back ---------------------------------------------------------------------------------------------------
+
+
+def wanted_back(messages: Iterable[Mapping[str, Any]], target_dir: Path) -> list[Path]:
+    """What the host needs of a build that ran on the engine: the final artifacts Cargo named (binaries, shared and
+    static libraries, test executables) and each build script's run directory (its `output`, which the report reads,
+    and its OUT_DIR, where the report says a library came from)."""
+    paths: dict[Path, None] = {}
+    for message in messages:
+        reason = message.get("reason")
+        if reason == "compiler-artifact":
+            kinds = set((message.get("target") or {}).get("kind") or ())
+            executable = message.get("executable")
+            names = [executable] if isinstance(executable, str) else []
+            if kinds & SHIPPED_KINDS:
+                names += [n for n in message.get("filenames") or () if isinstance(n, str)]
+            for name in names:
+                if not name.endswith((".rlib", ".rmeta", ".d")):
+                    paths[Path(name)] = None
+        elif reason == "build-script-executed" and isinstance(message.get("out_dir"), str):
+            paths[Path(message["out_dir"]).parent] = None
+    return [path for path in paths if path.is_absolute() and path.is_relative_to(target_dir) and path != target_dir]
+
+
+def _write(stream: IO[bytes], chunk: bytes) -> None:
+    stream.write(chunk)
+
+
+def pull(session: Session, remote: RemotePlan, paths: Sequence[Path], reporter: Reporter) -> sync.Received:
+    """Copy ``paths`` (files or directories, in the target dir or the workspace's Cargo.lock) back to the host where
+    the host's copy differs: one command to list them, one more to send what differs."""
+    if not paths:
+        return sync.Received()
+    roots = (remote.target_dir, remote.lock_file.parent)
+    listing = bytearray()
+    code = session.run(
+        ["sh", "-c", sync.LIST_SCRIPT, "xpcargo-list", *(str(p) for p in paths)],
+        on_stdout=listing.extend,
+        on_stderr=lambda _: None,
+    )
+    if code != 0:
+        return sync.Received()
+    asked = [path for path in paths if path.is_relative_to(remote.target_dir) or path == remote.lock_file]
+    wanted = sync.stale(sync.read_listing(bytes(listing)), roots, asked)
+    if not wanted:
+        return sync.Received()
+    with tempfile.TemporaryFile() as archive:
+        errors = bytearray()
+        code = session.run(
+            ["tar", "-cPf", "-", "--", *(str(item.path) for item in wanted)],
+            on_stdout=lambda chunk: _write(archive, chunk),
+            on_stderr=errors.extend,
+        )
+        archive.seek(0)
+        received = sync.unpack(archive, {item.path: item for item in wanted}, roots)
+    if code != 0:
+        reporter.warn(f"some files did not come back from the engine: {errors.decode(errors='replace').strip()[:300]}")
+    if received.refused:
+        reporter.warn(f"refused {len(received.refused)} file(s) from the engine, e.g. {received.refused[0]!r}")
+    reporter.status("Received", f"{received.files} file(s), {received.bytes} bytes from the engine at {remote.engine}")
+    return received

@@ -1,0 +1,284 @@
+"""Remote mode without an engine: where the engine is, what a volume is sent (by content, only what changed, never
+credentials, links not followed), what comes back (only what differs, only under the target dir), and the volumes'
+listing and pruning."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from xpcargo.build import run, sync
+from xpcargo.build.plan import Step, plan
+from xpcargo.container import volumes
+from xpcargo.container.location import locate
+from xpcargo.context import Context
+from xpcargo.errors import ConfigError
+
+from .fake_runtime import Exec, FakeRuntime, Reply, default_script
+from .projects import app_project
+
+X86 = "x86_64-unknown-linux-gnu"
+
+
+@pytest.mark.parametrize(
+    ("environ", "remote"),
+    [
+        ({}, False),
+        ({"DOCKER_HOST": "unix:///run/user/1000/docker.sock"}, False),
+        ({"DOCKER_HOST": "tcp://10.0.0.5:2375"}, True),
+        ({"DOCKER_HOST": "tcp://127.0.0.1:2375"}, True),
+        ({"DOCKER_HOST": "ssh://me@builder"}, True),
+        ({"DOCKER_HOST": "ssh://me@builder", "XPCARGO_REMOTE": "0"}, False),
+        ({"XPCARGO_REMOTE": "1"}, True),
+    ],
+)
+def test_an_engine_is_remote_when_its_address_is_not_a_local_socket(environ: dict[str, str], remote: bool) -> None:
+    assert locate({"HOME": "/nonexistent", **environ}).remote is remote
+
+
+def test_the_current_docker_context_names_the_engine(tmp_path: Path) -> None:
+    import hashlib  # noqa: PLC0415
+
+    meta = tmp_path / "contexts" / "meta" / hashlib.sha256(b"arm").hexdigest()
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps({"Endpoints": {"docker": {"Host": "ssh://arm-builder"}}}))
+    (tmp_path / "config.json").write_text(json.dumps({"currentContext": "arm"}))
+    address = locate({"DOCKER_CONFIG": str(tmp_path)})
+    assert (address.url, address.remote, address.needs_ssh) == ("ssh://arm-builder", True, True)
+    assert "docker context `arm`" in address.why
+    # DOCKER_HOST wins over the context, as with the docker CLI.
+    assert locate({"DOCKER_CONFIG": str(tmp_path), "DOCKER_HOST": "unix:///x.sock"}).remote is False
+
+
+def test_xpcargo_remote_takes_only_0_or_1(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="XPCARGO_REMOTE"):
+        Context.create(cwd=tmp_path, environ={"XPCARGO_REMOTE": "yes"})
+
+
+# --- the way in ---------------------------------------------------------------------------------------------------
+
+
+def _tree(root: Path) -> sync.Selection:
+    (root / "src").mkdir(parents=True)
+    (root / "Cargo.toml").write_text("[package]\n")
+    (root / "src" / "main.rs").write_text("fn main() {}\n")
+    (root / "target" / "debug").mkdir(parents=True)
+    (root / "target" / "debug" / "big").write_bytes(b"x" * 4096)
+    return sync.Selection(root=root, exclude=(root / "target",))
+
+
+def test_a_first_sync_sends_everything_but_the_excluded_and_a_second_nothing(tmp_path: Path) -> None:
+    selection = _tree(tmp_path / "ws")
+    first = sync.diff(selection, {})
+    assert first.send == ("Cargo.toml", "src", "src/main.rs")
+    assert first.remove == ()
+    second = sync.diff(selection, first.manifest)
+    assert (second.send, second.remove) == ((), ())
+
+
+def test_only_a_changed_file_is_sent_and_a_touched_one_is_not(tmp_path: Path) -> None:
+    selection = _tree(tmp_path / "ws")
+    manifest = sync.diff(selection, {}).manifest
+    (tmp_path / "ws" / "src" / "main.rs").write_text("fn main() { println!() }\n")
+    os.utime(tmp_path / "ws" / "Cargo.toml", (1, 1))  # touched: same content
+    changes = sync.diff(selection, manifest)
+    assert changes.send == ("src/main.rs",)
+    # The touched file's new stat is remembered, so that it is not read again.
+    assert changes.manifest["Cargo.toml"].mtime_ns == 1_000_000_000
+
+
+def test_a_removed_tree_is_removed_by_its_top(tmp_path: Path) -> None:
+    selection = _tree(tmp_path / "ws")
+    manifest = sync.diff(selection, {}).manifest
+    (tmp_path / "ws" / "src" / "main.rs").unlink()
+    (tmp_path / "ws" / "src").rmdir()
+    assert sync.diff(selection, manifest).remove == ("src",)
+
+
+def test_links_travel_as_links_and_sockets_not_at_all(tmp_path: Path) -> None:
+    selection = _tree(tmp_path / "ws")
+    secret = tmp_path / "secret"
+    secret.write_text("token")
+    (tmp_path / "ws" / "evil").symlink_to(secret)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "ws" / "sock"))
+    try:
+        changes = sync.diff(selection, {})
+    finally:
+        listener.close()
+    assert "sock" not in changes.manifest
+    assert changes.manifest["evil"].kind == "l"
+    archive = io.BytesIO()
+    sync.write_tar(archive, selection=selection, top="ws", names=changes.send, owner=(1000, 1000))
+    archive.seek(0)
+    with tarfile.open(fileobj=archive) as opened:
+        members = {member.name: member for member in opened.getmembers()}
+    assert members["ws/evil"].issym()
+    assert members["ws/evil"].linkname == str(secret)
+    assert b"token" not in archive.getvalue()
+    assert {m.uid for m in members.values()} == {1000}
+
+
+# --- a build in remote mode, against the fake runtime --------------------------------------------------------------
+
+
+class RemoteWorld:
+    def __init__(self, tmp_path: Path, script: object = default_script) -> None:
+        self.root = app_project(tmp_path)
+        self.home = tmp_path / "cargo-home"
+        self.home.mkdir()
+        (self.home / "config.toml").write_text("[net]\nretry = 3\n")
+        (self.home / "credentials.toml").write_text('[registry]\ntoken = "secret"\n')
+        environ = {
+            "HOME": str(tmp_path / "home"),
+            "CARGO_HOME": str(self.home),
+            "XPCARGO_CACHE_DIR": str(tmp_path / "cache"),
+            "XPCARGO_REMOTE": "1",
+            "CARGO_HTTP_CAINFO": str(tmp_path / "ca.pem"),
+        }
+        (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+        self.context = Context.create(cwd=self.root, environ=environ)
+        self.runtime = FakeRuntime(script=script)  # type: ignore[arg-type]
+        spec = self.context.target(X86, self.context.project_config(self.root))
+        self.runtime.images.add(self.context.image_plan(spec).reference)
+
+    def build(self) -> int:
+        build_plan = plan(self.context, "build", X86, [])
+        return run.execute(
+            self.context,
+            build_plan,
+            runtime=self.runtime,
+            reporter=self.context.reporter(),
+            write_stdout=lambda _: None,
+        ).code
+
+    def sent(self) -> list[str]:
+        return [name for _, names, _ in self.runtime.archives for name in names]
+
+
+def test_a_remote_build_mounts_volumes_at_the_host_paths_and_binds_nothing(tmp_path: Path) -> None:
+    world = RemoteWorld(tmp_path)
+    assert world.build() == 0
+    for request in world.runtime.started:
+        assert all(mount.volume is not None for mount in request.mounts), request.mounts
+        assert request.hidden == ()
+    build = world.runtime.started[-1]
+    by_path = {mount.path: mount for mount in build.mounts}
+    assert by_path[world.root].read_only is False
+    assert by_path[world.root / "target"].read_only is False
+    assert by_path[world.home].read_only is True
+    assert {v.labels["org.xpcargo.volume-kind"] for v in world.runtime.volumes.values()} == {
+        "workspace",
+        "target-dir",
+        "cargo-home",
+        "ca",
+    }
+    # CARGO_HOME's volume gets its Cargo config, never its credentials.
+    assert "cargo-home/config.toml" in world.sent()
+    assert not any("credentials" in name for name in world.sent())
+
+
+def test_a_second_build_sends_nothing_and_starts_no_sync_container(tmp_path: Path) -> None:
+    world = RemoteWorld(tmp_path)
+    world.build()
+    sent = len(world.runtime.archives)
+    world.build()
+    assert len(world.runtime.archives) == sent
+    assert world.runtime.purposes().count("sync") == 1
+
+
+def test_a_changed_file_is_all_that_is_sent_and_it_gets_the_engines_time(tmp_path: Path) -> None:
+    world = RemoteWorld(tmp_path)
+    world.build()
+    before = len(world.runtime.archives)
+    (world.root / "src" / "main.rs").write_text("fn main() { let _ = 1; }\n")
+    world.build()
+    (archive,) = world.runtime.archives[before:]
+    assert archive[0] == world.root.parent
+    assert archive[1] == ("app", "app/src/main.rs")
+    touches = [call.argv for call in world.runtime.execs if call.argv[:1] == ("touch",)]
+    assert touches == [("touch", "-c", "--", str(world.root / "src" / "main.rs"))]
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_artifacts_and_build_script_output_come_back_and_nothing_outside_the_target_dir(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    target = root / "target" / X86 / "debug"
+    run_dir = target / "build" / "app-1"
+    binary, output, stray = target / "app", run_dir / "output", root / "src" / "main.rs"
+    asked: list[tuple[str, ...]] = []
+
+    def script(call: Exec) -> Reply:
+        if call.argv[:1] == ("cargo",) and call.command == "build":
+            messages = [
+                {
+                    "reason": "compiler-artifact",
+                    "target": {"kind": ["bin"]},
+                    "executable": str(binary),
+                    "filenames": [str(binary)],
+                    "package_id": "app",
+                },
+                {"reason": "build-finished", "success": True},
+            ]
+            return Reply(stdout=b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+        if call.argv[:1] == ("sh",) and "xpcargo-list" in call.argv:
+            listed = [(binary, 3), (output, 4), (stray, 5)]
+            return Reply(stdout=b"".join(f"{size} 1700000000.5 {path}\0".encode() for path, size in listed))
+        if call.argv[:1] == ("tar",):
+            asked.append(call.argv)
+            names = {str(binary): b"elf", str(output): b"out\n", str(stray): b"evil!"}
+            return Reply(stdout=_tar({name: names[name] for name in call.argv[4:] if name in names}))
+        return default_script(call)
+
+    world = RemoteWorld(tmp_path, script)
+    assert world.build() == 0
+    assert binary.read_bytes() == b"elf"
+    assert binary.stat().st_mtime_ns == 1_700_000_000_500_000_000
+    # The workspace's sources never come back, whatever the container lists.
+    assert stray.read_text() == "fn main() {}\n"
+    assert str(stray) not in asked[0]
+    # Unchanged on the host: not asked for again.
+    world.build()
+    assert len(asked) == 1 or str(binary) not in asked[-1]
+
+
+def test_prune_removes_only_unused_volumes_of_its_own(tmp_path: Path) -> None:
+    world = RemoteWorld(tmp_path)
+    world.build()
+    world.runtime.create_volume("someone-elses", labels={"org.xpcargo.user": str(os.getuid())})
+    pruned = volumes.prune(world.runtime, manifests=tmp_path / "cache" / "volumes")
+    # The warm build container still mounts three; the CA bundle's is the fetch step's alone.
+    assert len(pruned.in_use) == 3
+    assert [volume.labels["org.xpcargo.volume-kind"] for volume in pruned.removed] == ["ca"]
+    for container in list(world.runtime.running):
+        world.runtime.remove(container)
+    pruned = volumes.prune(world.runtime, manifests=tmp_path / "cache" / "volumes")
+    assert len(pruned.removed) == 3
+    assert list(world.runtime.volumes) == ["someone-elses"]
+
+
+def test_a_fetch_step_may_write_cargo_home(tmp_path: Path) -> None:
+    world = RemoteWorld(tmp_path)
+    build_plan = plan(world.context, "build", X86, [])
+    fetch = {m.path: m.read_only for m in build_plan.request(Step.FETCH, "image").mounts}
+    assert fetch[world.home] is False
+    # The host's CA bundle reaches the fetch step, in a volume of its own, and only the fetch step.
+    cainfo = build_plan.request(Step.FETCH, "image").env.get("CARGO_HTTP_CAINFO")
+    assert cainfo == "/usr/local/share/xpcargo-ca/ca.pem"
+    assert Path(cainfo).parent in fetch
+    assert Path(cainfo).parent not in {m.path for m in build_plan.request(Step.BUILD, "image").mounts}
