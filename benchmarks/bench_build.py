@@ -18,6 +18,7 @@ the per-pair ratios. Nothing here is a test: it prints numbers for a human (or a
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -54,12 +55,11 @@ def xpcargo(*args: str) -> list[str]:
 
 
 def image_of(target: str, cwd: Path) -> str:
-    listing = subprocess.run(xpcargo("targets"), cwd=cwd, check=True, capture_output=True, text=True).stdout
-    for line in listing.splitlines():
-        fields = line.split()
-        if fields and fields[0] == target:
-            return fields[-1]
-    raise SystemExit(f"error: {target} is not a known target")
+    listing = subprocess.run(
+        xpcargo("targets", "--json", "--target", target), cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+    (entry,) = json.loads(listing)
+    return str(entry["image"])
 
 
 def cold_build(target: str, project: Path) -> float:

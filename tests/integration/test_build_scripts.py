@@ -70,9 +70,10 @@ def test_report_agrees_with_cargos_own_messages(tmp_path_factory: pytest.TempPat
 
 
 def _image_of(xpcargo: Cli, cwd: Path, triple: str) -> str:
-    listing = xpcargo(["targets"], cwd=cwd)
+    listing = xpcargo(["targets", "--json", "--target", triple], cwd=cwd)
     assert listing.code == 0, listing
-    return next(line.split()[-1] for line in listing.stdout_lines if line.startswith(triple))
+    (entry,) = json.loads(listing.stdout)
+    return str(entry["image"])
 
 
 @pytest.fixture(scope="module")

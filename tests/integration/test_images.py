@@ -38,9 +38,9 @@ def outside_any_project(tmp_path: Path) -> Path:
 @pytest.fixture
 def current_images(xpcargo: Cli, outside_any_project: Path) -> dict[str, str]:
     """target -> the image reference today's recipes build, as `xpcargo targets` names it."""
-    result = xpcargo(["targets"], cwd=outside_any_project)
+    result = xpcargo(["targets", "--json"], cwd=outside_any_project)
     assert result.code == 0, result
-    images = {row[0]: row[-1] for row in _table(result.stdout)}
+    images = {str(entry["target"]): str(entry["image"]) for entry in json.loads(result.stdout)}
     assert set(images) >= set(TARGETS), result
     return {triple: images[triple] for triple in TARGETS}
 

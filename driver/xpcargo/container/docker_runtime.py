@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import shutil
 import socket
 import subprocess
@@ -43,7 +42,7 @@ from xpcargo.container.spec import (
     Output,
     VolumeInfo,
 )
-from xpcargo.errors import ContainerDiedError, ContainerGoneError, EngineError, EngineUnavailableError
+from xpcargo.errors import ContainerDiedError, ContainerGoneError, EngineError, EngineUnavailableError, XpcargoError
 
 if TYPE_CHECKING:
     import docker
