@@ -188,9 +188,15 @@ def test_a_second_build_sends_nothing_and_starts_no_sync_container(tmp_path: Pat
     world = RemoteWorld(tmp_path)
     world.build()
     sent = len(world.runtime.archives)
+    # One sync container per volume that changed, each mounting that volume alone.
+    syncs = world.runtime.purposes().count("sync")
+    assert syncs == sent
+    for request in world.runtime.started:
+        if request.labels["org.xpcargo.session"].startswith("sync:"):
+            assert len(request.mounts) == 1
     world.build()
     assert len(world.runtime.archives) == sent
-    assert world.runtime.purposes().count("sync") == 1
+    assert world.runtime.purposes().count("sync") == syncs
 
 
 def test_a_changed_file_is_all_that_is_sent_and_it_gets_the_engines_time(tmp_path: Path) -> None:
@@ -282,3 +288,31 @@ def test_a_fetch_step_may_write_cargo_home(tmp_path: Path) -> None:
     assert cainfo == "/usr/local/share/xpcargo-ca/ca.pem"
     assert Path(cainfo).parent in fetch
     assert Path(cainfo).parent not in {m.path for m in build_plan.request(Step.BUILD, "image").mounts}
+
+
+def test_a_path_dependency_holding_the_users_home_or_cargo_home_is_not_sent(tmp_path: Path) -> None:
+    """The project's own Cargo.toml names its path dependencies: `path = "../.."` must not carry the user's home
+    and CARGO_HOME (its credentials) to another machine."""
+    world = RemoteWorld(tmp_path)
+    (tmp_path / "Cargo.toml").write_text('[package]\nname = "dep"\nversion = "0.1.0"\nedition = "2021"\n')
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "lib.rs").write_text("")
+    manifest = world.root / "Cargo.toml"
+    manifest.write_text(manifest.read_text() + f'\n[dependencies]\ndep = {{ path = "{tmp_path}" }}\n')
+    with pytest.raises(ConfigError, match=r"refusing to send .*\(a path dependency\) to a remote engine: it holds"):
+        plan(world.context, "build", X86, [])
+    assert world.runtime.archives == []
+
+
+def test_a_file_that_cannot_come_back_is_refused_and_the_rest_comes_back(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    (target / "debug" / "app").mkdir(parents=True)  # a directory where the engine has a file
+    listed = {
+        target / "debug" / "app": sync.Listed(path=target / "debug" / "app", size=2, mtime_ns=0),
+        target / "debug" / "lib.rlib": sync.Listed(path=target / "debug" / "lib.rlib", size=2, mtime_ns=0),
+    }
+    archive = io.BytesIO(_tar({str(target / "debug" / "app"): b"ab", str(target / "debug" / "lib.rlib"): b"cd"}))
+    received = sync.unpack(archive, listed, [target])
+    assert received.files == 1
+    assert received.refused == [str(target / "debug" / "app")]
+    assert (target / "debug" / "lib.rlib").read_bytes() == b"cd"

@@ -273,6 +273,7 @@ def plan(
             cache_dir=context.settings.cache_dir,
             state_files=[path for path in (overrides_file, rustflags_file) if path is not None],
             ca_bundle=environment.host_ca_bundle(context.environ),
+            user_home=Path(context.environ["HOME"]).resolve() if context.environ.get("HOME") else None,
         )
         if engine.remote
         else None

@@ -65,21 +65,27 @@ class RemotePlan:
     # The host's CA bundle as the fetch step sees it (in a volume of its own: a volume holds directories).
     ca_bundle: Path | None = None
 
-    def mounts(self, *, fetch: bool, sync: bool = False) -> tuple[Mount, ...]:
-        """The volumes as a step mounts them; the sync's own container, which runs nothing of the project's, may
-        write to all of them."""
+    def mounts(self, *, fetch: bool) -> tuple[Mount, ...]:
+        """The volumes as a step mounts them (CARGO_HOME's writable for the fetch step alone)."""
         # Parents first: a target dir inside the workspace is mounted over the workspace's volume.
-        ordered = sorted(
-            (v for v in self.volumes if fetch or sync or not v.fetch_only), key=lambda v: len(v.volume.path.parts)
-        )
+        ordered = sorted((v for v in self.volumes if fetch or not v.fetch_only), key=lambda v: len(v.volume.path.parts))
         return tuple(
-            Mount(
-                path=v.volume.path,
-                volume=v.volume.name,
-                read_only=v.read_only and not sync and not (fetch and v.cargo_home),
-            )
+            Mount(path=v.volume.path, volume=v.volume.name, read_only=v.read_only and not (fetch and v.cargo_home))
             for v in ordered
         )
+
+
+def _refuse_private(path: Path, private: Sequence[tuple[Path, str]], why: str) -> None:
+    """A directory copied to another machine must not hold the user's home, CARGO_HOME (its credentials) or
+    xpcargo's cache: locally those would be read-only bind mounts, remotely they would be copies on a disk that
+    whatever the engine runs can read. A path dependency comes from the project's own, untrusted, Cargo.toml."""
+    for place, what in private:
+        if place.is_relative_to(path):
+            raise ConfigError(
+                f"refusing to send `{path}` ({why}) to a remote engine: it holds {what} ({place})",
+                hint="move the project (or run xpcargo from inside it) so that nothing outside the workspace holds "
+                "that, or build with a local engine (XPCARGO_REMOTE=0)",
+            )
 
 
 def plan_remote(
@@ -90,9 +96,18 @@ def plan_remote(
     cache_dir: Path,
     state_files: Iterable[Path],
     ca_bundle: Path | None,
+    user_home: Path | None = None,
 ) -> RemotePlan:
     """The volumes of a build whose bind mounts would be ``mounts``."""
     workspace, target, home = project.workspace_root, project.target_dir, project.cargo_home
+    private = [(home, "CARGO_HOME"), (cache_dir, "xpcargo's cache")]
+    if user_home is not None:
+        private.append((user_home, "your home directory"))
+    # Cargo's config directories outside the workspace: only their config files travel (a `~/.cargo` holds the
+    # credentials and the registry too).
+    config_files: dict[Path, list[str]] = {}
+    for config in project.cargo_config_files:
+        config_files.setdefault(config.parent, []).append(config.name)
     synced: list[SyncedVolume] = []
     for mount in mounts:
         source = mount.source or mount.path
@@ -117,8 +132,12 @@ def plan_remote(
                     cargo_home=True,
                 )
             )
+        elif mount.path in config_files and not mount.path.is_relative_to(workspace):
+            selection = sync.Selection(root=source, only=tuple(sorted(config_files[mount.path])))
+            synced.append(_volume("cargo-config", mount.path, selection, workspace, read_only=True))
         else:
             kind = "path-dependency" if mount.path in project.outside_paths else "mount"
+            _refuse_private(source.resolve(), private, "a path dependency" if kind == "path-dependency" else "a mount")
             synced.append(_volume(kind, mount.path, sync.Selection(root=source), workspace, read_only=True))
     files = tuple(sorted(str(path.relative_to(target)) for path in state_files if path.is_relative_to(target)))
     synced.append(_volume("target-dir", target, sync.Selection(root=target, only=files), workspace, read_only=False))
@@ -190,7 +209,8 @@ def push(
     cancellation: Cancellation | None = None,
 ) -> Pushed:
     """Bring every volume up to date with the host: one question to the engine when nothing changed; else one
-    short-lived container (with no network, running nothing of the project's) through which the changes go."""
+    short-lived container per changed volume (with no network, running nothing of the project's, mounting that volume
+    alone) through which the changes go."""
     infos = volumes.ensure(runtime, [v.volume for v in remote.volumes])
     with _locked(remote.manifests, infos):
         pending = []
@@ -225,19 +245,21 @@ def _send(
     user: str,
     cancellation: Cancellation | None,
 ) -> Pushed:
-    request = ContainerRequest(
-        image=image,
-        user=user,
-        workdir=Path("/"),
-        mounts=remote.mounts(fetch=True, sync=True),
-        env=MappingProxyType({}),
-        labels=MappingProxyType({WORKSPACE_LABEL: str(remote.lock_file.parent)}),
-    )
     uid, _, gid = user.partition(":")
     files = removed = sent = 0
-    with open_session(runtime, request, purpose="sync", cancellation=cancellation) as session:
-        for synced, manifest, created, changes, known in pending:
-            path = synced.volume.path
+    for synced, manifest, created, changes, known in pending:
+        path = synced.volume.path
+        # Each volume in a container of its own, with no other volume mounted: a build may have put links in the
+        # workspace's volume, and writing through them must not reach CARGO_HOME's volume or another's.
+        request = ContainerRequest(
+            image=image,
+            user=user,
+            workdir=Path("/"),
+            mounts=(Mount(path=path, volume=synced.volume.name),),
+            env=MappingProxyType({}),
+            labels=MappingProxyType({WORKSPACE_LABEL: str(remote.lock_file.parent)}),
+        )
+        with open_session(runtime, request, purpose="sync", cancellation=cancellation) as session:
             if changes.remove:
                 _quiet(session, ["rm", "-rf", "--", *(str(path / name) for name in changes.remove)])
                 removed += len(changes.remove)
@@ -337,7 +359,8 @@ def pull(session: Session, remote: RemotePlan, paths: Sequence[Path], reporter: 
     with tempfile.TemporaryFile() as archive:
         errors = bytearray()
         code = session.run(
-            ["tar", "-cPf", "-", "--", *(str(item.path) for item in wanted)],
+            # Hard links as files: the way back takes regular files only.
+            ["tar", "--hard-dereference", "-cPf", "-", "--", *(str(item.path) for item in wanted)],
             on_stdout=lambda chunk: _write(archive, chunk),
             on_stderr=errors.extend,
         )

@@ -353,14 +353,22 @@ def unpack(archive: IO[bytes], expected: Mapping[Path, Listed], roots: Sequence[
             if not member.isreg() or item is None or root is None:
                 received.refused.append(member.name)
                 continue
-            root.mkdir(parents=True, exist_ok=True)
-            if not _directory_under(root, path.parent):
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                placed = _directory_under(root, path.parent) and not path.is_dir()
+            except OSError:
+                placed = False
+            source = stream.extractfile(member) if placed else None
+            if source is None:
+                # Not a place a file may go (a directory where the engine has a file, a path through a link, one
+                # that cannot be made): that file does not come back, and the rest still does.
                 received.refused.append(member.name)
                 continue
-            source = stream.extractfile(member)
-            if source is None:
+            try:
+                descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".xpcargo")
+            except OSError:
+                received.refused.append(member.name)
                 continue
-            descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".xpcargo")
             try:
                 with os.fdopen(descriptor, "wb") as out:
                     while chunk := source.read(1 << 20):

@@ -221,7 +221,11 @@ class WarmSession(Session):
         self._cancelled = True
         token = self._running
         if token is not None:
-            self._stop(token, signal_name, CancelledError("cancelled"))
+            stopped = CancelledError("cancelled")
+            self._stop(token, signal_name, stopped)
+            if stopped.left_behind:
+                # Cancellation names it among what may still run.
+                raise EngineUnavailableError(f"the engine did not confirm the stop of a command in {self.container_id}")
 
     def close(self) -> None:
         for container_id in self.started:

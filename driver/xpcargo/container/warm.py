@@ -7,13 +7,14 @@ the container (`auto_remove`). Every command runs under a wrapper that records i
 after the group and a token of the host's choosing, so that the host can signal the whole group later (`docker exec`
 without a terminal forwards no signal), and so that the main process knows a command is running.
 
-A closing handshake rules out a command starting in a container that is about to end: the main process first
-creates `closing`, then looks once more for running commands; a wrapper first records itself, then looks for
-`closing` and, if it is there, refuses to run (exit ``REFUSED``, and a `refused.<token>` file that says it was the
-wrapper, not the command). Whichever looks second sees the other: either the container stays, or the command is
-refused before it started and the host runs it in a new container.
+A closing handshake rules out a command starting in a container that is about to end: the main process (or the
+host, retiring the container) first creates its `closing.*` marker, then looks once more for running commands; a
+wrapper first records itself, then looks for any `closing.*` and, if there is one, refuses to run (exit
+``REFUSED``, and a `refused.<token>` file that says it was the wrapper, not the command). Whichever looks second sees
+the other: either the container stays, or the command is refused before it started and the host runs it in a new
+container. The two closers have a marker each, so that one giving up does not take back the other's.
 
-Only POSIX sh and `sleep` are used, so any image with a shell can be kept warm.
+The scripts need sh, `sleep` (with fractions of a second), `cat`, `mkdir` and `rm`: any Debian or busybox image.
 """
 
 from __future__ import annotations
@@ -32,13 +33,17 @@ REFUSED = 199
 # How long a command has to end after its group got the user's signal, before it gets SIGKILL.
 STOP_GRACE_TENTHS = 50
 
-# True (0) when a command started by the wrapper still has a process; the files of finished ones are removed.
+# True (0) when a command started by the wrapper still has a process; the files of finished ones are removed. The
+# directory is writable by the build too, so a name counts only when it is a process group a wrapper could have
+# recorded: a number above 1 (`kill -0 -1` would ask about every process) and not the main process's own group.
 _BUSY = r"""
+main=; [ -e "$d/main" ] && read -r main < "$d/main"
 busy() {
   for f in "$d"/run.*; do
     [ -e "$f" ] || continue
     g=${f#"$d"/run.}; g=${g%%.*}
-    if kill -0 "-$g" 2>/dev/null; then return 0; fi
+    case "$g" in ''|*[!0-9]*) rm -f "$f"; continue ;; esac
+    if [ "$g" -gt 1 ] && [ "$g" != "$main" ] && kill -0 "-$g" 2>/dev/null; then return 0; fi
     rm -f "$f"
   done
   return 1
@@ -46,16 +51,17 @@ busy() {
 """
 
 _IDLE_WATCH = (
-    'd="$1"; idle="$2"; waited=0\n'
+    'd="$1"; idle="$2"; waited=0\nmkdir -p "$d"; echo $$ > "$d/main"\n'
     + _BUSY
     + r"""
+main=$$
 while sleep 1; do
-  [ -d "$d" ] || mkdir -p "$d"
+  [ -d "$d" ] || { mkdir -p "$d"; echo $$ > "$d/main"; }
   if busy; then waited=0; continue; fi
   waited=$((waited + 1))
   [ "$waited" -lt "$idle" ] && continue
-  : > "$d/closing"
-  if busy; then rm -f "$d/closing"; waited=0; continue; fi
+  : > "$d/closing.idle"
+  if busy; then rm -f "$d/closing.idle"; waited=0; continue; fi
   exit 0
 done
 """
@@ -66,7 +72,9 @@ done
 _WRAPPER = r"""d="$1"; t="$2"; tether="$3"; shift 3
 [ -d "$d" ] || mkdir -p "$d"
 : > "$d/run.$$.$t"
-if [ -e "$d/closing" ]; then rm -f "$d/run.$$.$t"; : > "$d/refused.$t"; exit 199; fi
+if [ -e "$d/closing.idle" ] || [ -e "$d/closing.retire" ]; then
+  rm -f "$d/run.$$.$t"; : > "$d/refused.$t"; exit 199
+fi
 if [ "$tether" = 1 ]; then
   # A job in the background reads /dev/null unless told otherwise: its input is the tether, as descriptor 3.
   exec 3<&0
@@ -87,6 +95,8 @@ while :; do
   sleep 0.1; n=$((n + 1))
 done
 g=${f#"$d"/run.}; g=${g%%.*}
+case "$g" in ''|*[!0-9]*) exit 0 ;; esac
+[ "$g" -gt 1 ] || exit 0
 kill "-$sig" "-$g" 2>/dev/null
 n=0
 while kill -0 "$g" 2>/dev/null && [ "$n" -lt "$grace" ]; do sleep 0.1; n=$((n + 1)); done
@@ -101,8 +111,8 @@ _RETIRE = (
     + _BUSY
     + r"""
 [ -d "$d" ] || mkdir -p "$d"
-: > "$d/closing"
-if busy; then rm -f "$d/closing"; exit 1; fi
+: > "$d/closing.retire"
+if busy; then rm -f "$d/closing.retire"; exit 1; fi
 exit 0
 """
 )
