@@ -139,7 +139,14 @@ def run_cli(
     prefix: Sequence[str] = (),
 ) -> Result:
     """Run the real CLI (``python -m xpcargo``) as a subprocess; ``prefix`` wraps it (e.g. ``setpriv ...``)."""
-    argv = (*prefix, sys.executable, "-m", "xpcargo", *args)
+    return run_argv((*prefix, sys.executable, "-m", "xpcargo", *args), cwd=cwd, env=env, timeout=timeout)
+
+
+def run_argv(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str | None] | None = None, timeout: float = BUILD_TIMEOUT
+) -> Result:
+    """Run ``argv`` (a full command line running xpcargo) to its end, or fail the test after ``timeout``."""
+    argv = tuple(argv)
     with start_cli(argv, cwd=cwd, env=env) as process:
         try:
             stdout, stderr = process.communicate(timeout=timeout)

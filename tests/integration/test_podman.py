@@ -35,6 +35,7 @@ from .helpers import (
     X86_64,
     Result,
     command_processes,
+    run_argv,
     run_cli,
     start_cli,
     warm_container_of,
@@ -67,15 +68,7 @@ class Podman:
     python: tuple[str, ...]
 
     def __call__(self, args: list[str], *, cwd: Path, timeout: float = 900) -> Result:
-        argv = (*self.prefix, *self.python, "xpcargo", *args)
-        with start_cli(argv, cwd=cwd, env=self.env) as process:
-            try:
-                stdout, stderr = process.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                stdout, stderr = process.communicate()
-                pytest.fail(f"`{' '.join(argv)}` did not finish in {timeout}s:\n{stdout}\n{stderr}")
-        return Result(argv=argv, cwd=cwd, code=process.returncode, stdout=stdout, stderr=stderr)
+        return run_argv((*self.prefix, *self.python, "xpcargo", *args), cwd=cwd, env=self.env, timeout=timeout)
 
     def cli(self, *args: str) -> str:
         """The docker CLI against this Podman (its Docker-compatible API)."""
