@@ -5,9 +5,11 @@ Everything else asks for what it needs (an image's presence, an import, a contai
 terms (``container.spec``), and gets xpcargo errors back: never a ``docker`` exception, never a traceback.
 
 Three things keep a container from outliving its command, or a command from hanging on a sick engine:
-- a tether: every container's main process reads its standard input, which xpcargo holds open through an attached
-  socket; when xpcargo goes, however it goes (SIGKILL too), the kernel closes the socket, the main process sees the
-  end of its input and exits, and the engine removes the container (``auto_remove``);
+- a tether: the main process of a container started without one of its own reads its standard input, which xpcargo
+  holds open through an attached socket; when xpcargo goes, however it goes (SIGKILL too), the kernel closes the
+  socket, the main process sees the end of its input and exits, and the engine removes the container
+  (``auto_remove``). A command run with ``tether`` is tied the same way through its exec's standard input (a warm
+  container's commands: see ``warm``);
 - a watch on the container's events, so that a container that dies under a command is told as it is: killed,
   OOM-killed, or stopped;
 - a health check while a command's output is awaited (a command may be silent for minutes, an engine may not):
