@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from xpcargo.container import location
 from xpcargo.container.engine import Engine, EngineKind, check_supported, identify
@@ -365,24 +365,8 @@ class DockerRuntime:
             complete.unlink(missing_ok=True)
 
     def _load(self, source: Path) -> list[str]:
-        def load() -> list[str]:
-            loaded: list[str] = []
-            with source.open("rb") as stream:
-                for status in self._stream.load_image(stream):  # type: ignore[no-untyped-call]
-                    if "error" in status:
-                        raise EngineError(f"{self._engine.name} could not load {source.name}: {status['error']}")
-                    text = str(status.get("stream", ""))
-                    if text.startswith("Loaded image: "):
-                        loaded.append(self._name(text.removeprefix("Loaded image: ").strip()))
-            return loaded
-
-        # A load is not idempotent in what it reports, and a retry would read the archive again: tried once.
-        try:
-            return load()
-        except EngineError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own error right here
-            raise self._translate(f"load {source.name}", exc) from None
+        with source.open("rb") as stream:
+            return self._load_stream(stream, what=source.name)
 
     def save_chunks(self, reference: str) -> Iterator[bytes]:
         # The request is made here, so that an engine that lacks the image says so before anything is sent.
@@ -397,24 +381,30 @@ class DockerRuntime:
         return stream()
 
     def load_chunks(self, chunks: Iterable[bytes]) -> list[str]:
+        # A generator is sent with chunked transfer encoding, as it comes: nothing is held in memory or on disk.
+        return self._load_stream(chunks, what="an image")
+
+    def _load_stream(self, data: Iterable[bytes] | IO[bytes], *, what: str) -> list[str]:
+        """Load a `docker save` archive from a file or a stream of chunks; return the names it gave (as xpcargo
+        named them: see ``_name``)."""
+
         def load() -> list[str]:
             loaded: list[str] = []
-            # A generator is sent with chunked transfer encoding, as it comes: nothing is held in memory or on disk.
-            for status in self._stream.load_image(chunks):  # type: ignore[no-untyped-call]
+            for status in self._stream.load_image(data):  # type: ignore[no-untyped-call]
                 if "error" in status:
-                    raise EngineError(f"the Docker engine at {self._host} could not load an image: {status['error']}")
+                    raise EngineError(f"{self._engine.name} could not load {what}: {status['error']}")
                 text = str(status.get("stream", ""))
                 if text.startswith("Loaded image: "):
-                    loaded.append(text.removeprefix("Loaded image: ").strip())
+                    loaded.append(self._name(text.removeprefix("Loaded image: ").strip()))
             return loaded
 
-        # The stream can be read once: tried once.
+        # A load is not idempotent in what it reports, and the archive can be read once: tried once.
         try:
             return load()
         except XpcargoError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own error right here
-            raise self._translate("load an image", exc) from None
+            raise self._translate(f"load {what}", exc) from None
 
     # --- volumes -------------------------------------------------------------------------------------------------
 
