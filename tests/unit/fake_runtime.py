@@ -97,6 +97,36 @@ def default_script(call: Exec) -> Reply:
     return Reply()
 
 
+def target_of(call: Exec) -> str:
+    """The triple a Cargo command was given with `--target`."""
+    return call.argv[call.argv.index("--target") + 1]
+
+
+def builds_a_binary(root: Path, failing: frozenset[str] = frozenset()) -> FakeRuntime:
+    """Cargo that writes a binary `app` for each target under ``root``'s target dir (its bytes are the triple) and
+    names it in a compiler-artifact message, or fails for the targets in ``failing``."""
+
+    def script(call: Exec) -> Reply:
+        if call.command != "build":
+            return default_script(call)
+        triple = target_of(call)
+        if triple in failing:
+            return Reply(code=101, stderr=b"error: could not compile `app`\n")
+        binary = root.resolve() / "target" / triple / "debug" / "app"
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        binary.write_bytes(triple.encode())
+        artifact = cargo_message(
+            "compiler-artifact",
+            package_id="app 0.1.0",
+            target={"kind": ["bin"], "name": "app"},
+            filenames=[str(binary)],
+            executable=str(binary),
+        )
+        return Reply(stdout=artifact + cargo_message("build-finished", success=True), stderr=b"   Compiling app\n")
+
+    return FakeRuntime(script=script, every_image=True)
+
+
 @dataclass
 class FakeRuntime:
     script: Script = default_script

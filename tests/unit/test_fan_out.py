@@ -14,7 +14,7 @@ from xpcargo.container.location import EngineAddress
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError
 
-from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script
+from .fake_runtime import FakeRuntime, builds_a_binary
 from .projects import app_project
 
 AARCH64 = "aarch64-unknown-linux-gnu"
@@ -80,26 +80,6 @@ def test_targets_shows_each_targets_engine(tmp_path: Path) -> None:
     assert rows[X86_64][-1] == "unix:///var/run/docker.sock"
 
 
-def _builds(root: Path) -> FakeRuntime:
-    def script(call: Exec) -> Reply:
-        if call.command != "build":
-            return default_script(call)
-        triple = call.argv[call.argv.index("--target") + 1]
-        binary = root.resolve() / "target" / triple / "debug" / "app"
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        binary.write_bytes(triple.encode())
-        artifact = cargo_message(
-            "compiler-artifact",
-            package_id="app 0.1.0",
-            target={"kind": ["bin"], "name": "app"},
-            filenames=[str(binary)],
-            executable=str(binary),
-        )
-        return Reply(stdout=artifact + cargo_message("build-finished", success=True))
-
-    return FakeRuntime(script=script, every_image=True)
-
-
 def test_a_multi_target_build_spreads_over_the_engines_each_connected_once(tmp_path: Path) -> None:
     root = _project(tmp_path, f'[target.{AARCH64}]\nengine = "{ARM_BUILDER}"\n')
     context = _context(root, XPCARGO_TARGET_I686_UNKNOWN_LINUX_GNU_ENGINE=OTHER_SOCKET)
@@ -108,7 +88,7 @@ def test_a_multi_target_build_spreads_over_the_engines_each_connected_once(tmp_p
     def connect(_: Context, address: EngineAddress | None = None, /) -> FakeRuntime:
         assert address is not None
         assert address.url not in runtimes, f"{address.url} connected twice"
-        runtimes[address.url] = _builds(root)
+        runtimes[address.url] = builds_a_binary(root)
         return runtimes[address.url]
 
     summary = matrix.build_matrix(
@@ -138,7 +118,7 @@ def test_an_engine_no_target_names_is_never_connected(tmp_path: Path) -> None:
     def connect(_: Context, address: EngineAddress | None = None, /) -> FakeRuntime:
         assert address is not None
         connected.append(address.url)
-        return _builds(root)
+        return builds_a_binary(root)
 
     summary = matrix.build_matrix(
         _context(root), "build", [I686, X86_64], [], connect=connect, target_jobs=2, fail_fast=False

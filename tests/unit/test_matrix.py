@@ -14,7 +14,7 @@ import pytest
 from xpcargo.build import matrix
 from xpcargo.context import Context
 
-from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script
+from .fake_runtime import Exec, FakeRuntime, Reply, builds_a_binary, default_script, target_of
 from .projects import app_project
 
 AARCH64 = "aarch64-unknown-linux-gnu"
@@ -32,34 +32,6 @@ def _context(root: Path, **environ: str) -> Context:
     return Context.create(cwd=root, environ=env)
 
 
-def _target_of(call: Exec) -> str:
-    return call.argv[call.argv.index("--target") + 1]
-
-
-def _builds_a_binary(root: Path, failing: set[str] = frozenset()) -> FakeRuntime:  # type: ignore[assignment]
-    """Cargo that writes a binary for each target (its bytes name the target), or fails for ``failing``."""
-
-    def script(call: Exec) -> Reply:
-        if call.command != "build":
-            return default_script(call)
-        triple = _target_of(call)
-        if triple in failing:
-            return Reply(code=101, stderr=b"error: could not compile `app`\n")
-        binary = root.resolve() / "target" / triple / "debug" / "app"
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        binary.write_bytes(f"binary for {triple}".encode())
-        artifact = cargo_message(
-            "compiler-artifact",
-            package_id="app 0.1.0",
-            target={"kind": ["bin"], "name": "app"},
-            filenames=[str(binary)],
-            executable=str(binary),
-        )
-        return Reply(stdout=artifact + cargo_message("build-finished", success=True), stderr=b"   Compiling app\n")
-
-    return FakeRuntime(script=script, every_image=True)
-
-
 def test_named_targets(root: Path) -> None:
     context = _context(root)
     assert context.named_targets([AARCH64, AARCH64, I686]) == [AARCH64, I686]
@@ -74,7 +46,7 @@ def test_three_targets_summary_and_artifacts(
 ) -> None:
     step_summary = tmp_path / "step-summary.md"
     context = _context(root, GITHUB_STEP_SUMMARY=str(step_summary))
-    runtime = _builds_a_binary(root)
+    runtime = builds_a_binary(root)
     code = matrix.build_matrix(
         context, "build", [AARCH64, I686, X86_64], [], connect=lambda *_: runtime, target_jobs=3, fail_fast=False
     ).exit_code
@@ -98,14 +70,14 @@ def test_three_targets_summary_and_artifacts(
 def test_a_failing_target_fails_the_command_and_the_others_finish(
     root: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    runtime = _builds_a_binary(root, failing={I686})
+    runtime = builds_a_binary(root, failing=frozenset({I686}))
     code = matrix.build_matrix(
         _context(root), "build", [AARCH64, I686, X86_64], [], connect=lambda *_: runtime, target_jobs=1, fail_fast=False
     ).exit_code
     assert code == 101
     err = capsysbinary.readouterr().err.decode()
     assert re.search(rf"^{I686} +\| error: could not compile `app`$", err, re.MULTILINE)
-    assert sorted(_target_of(call) for call in runtime.execs if call.command == "build") == sorted(
+    assert sorted(target_of(call) for call in runtime.execs if call.command == "build") == sorted(
         [AARCH64, I686, X86_64]
     )
     assert (root / "target" / X86_64 / "debug" / "app").exists()
@@ -133,7 +105,7 @@ def test_fail_fast_stops_the_other_targets(
             return Reply()
         if call.command != "build":
             return default_script(call)
-        if _target_of(call) == I686:
+        if target_of(call) == I686:
             # Fails once the other target is well into its build.
             slow_started.wait(10)
             return Reply(code=101, stderr=b"error: broken\n")
@@ -156,7 +128,7 @@ def test_fail_fast_stops_the_other_targets(
 
 
 def test_json_messages_pass_through_unchanged(root: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    runtime = _builds_a_binary(root)
+    runtime = builds_a_binary(root)
     code = matrix.build_matrix(
         _context(root),
         "build",
@@ -177,7 +149,7 @@ def test_json_messages_pass_through_unchanged(root: Path, capsysbinary: pytest.C
 def test_an_error_of_xpcargos_in_one_target_is_its_result(
     root: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    runtime = _builds_a_binary(root)
+    runtime = builds_a_binary(root)
     runtime.every_image = False
     context = _context(root)
     # Only aarch64's image is there; the i686 target has a configured image that is missing.
@@ -196,7 +168,7 @@ def test_a_crash_in_one_target_is_not_a_hang(root: Path) -> None:
     the command waiting forever for a result that never comes."""
 
     def script(call: Exec) -> Reply:
-        if call.command == "build" and _target_of(call) == I686:
+        if call.command == "build" and target_of(call) == I686:
             return Reply(error=RuntimeError("a bug"))
         return default_script(call)
 
