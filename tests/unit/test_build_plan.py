@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -270,9 +272,7 @@ def test_special_places_are_never_mounted(tmp_path: Path, path: str) -> None:
 def test_a_socket_named_by_a_links_override_is_refused(tmp_path: Path) -> None:
     """A project's own Cargo config can name any path in a `links` override: a socket must not be mounted."""
     sock_path = tmp_path / "engine.sock"
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(sock_path))
-    try:
+    with _listening(sock_path):
         project = app_project(tmp_path)
         (project / ".cargo").mkdir()
         (project / ".cargo" / "config.toml").write_text(
@@ -282,6 +282,15 @@ def test_a_socket_named_by_a_links_override_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="not a directory or a regular file") as caught:
             build_plan.plan(context, "build", AARCH64, [])
         assert "a `links` override" in caught.value.message
+
+
+@contextmanager
+def _listening(path: Path) -> Iterator[None]:
+    """A unix socket bound at ``path`` for as long as the block runs: what an engine's socket is."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    try:
+        yield
     finally:
         listener.close()
 
@@ -289,37 +298,27 @@ def test_a_socket_named_by_a_links_override_is_refused(tmp_path: Path) -> None:
 def test_a_mount_holding_the_engines_socket_is_refused(tmp_path: Path) -> None:
     engine = tmp_path / "engine"
     engine.mkdir()
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(engine / "docker.sock"))
-    try:
-        with pytest.raises(ConfigError, match=r"docker\.sock"):
-            _plan(
-                tmp_path,
-                "build",
-                [],
-                xpcargo_toml=f'[build]\nmounts = ["{engine}"]\n',
-                DOCKER_HOST=f"unix://{engine / 'docker.sock'}",
-            )
-    finally:
-        listener.close()
+    with _listening(engine / "docker.sock"), pytest.raises(ConfigError, match=r"docker\.sock"):
+        _plan(
+            tmp_path,
+            "build",
+            [],
+            xpcargo_toml=f'[build]\nmounts = ["{engine}"]\n',
+            DOCKER_HOST=f"unix://{engine / 'docker.sock'}",
+        )
 
 
 def test_a_mount_holding_the_socket_of_the_targets_own_engine_is_refused(tmp_path: Path) -> None:
     engine = tmp_path / "engine"
     engine.mkdir()
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(engine / "podman.sock"))
-    try:
-        with pytest.raises(ConfigError, match=r"podman\.sock"):
-            _plan(
-                tmp_path,
-                "build",
-                [],
-                xpcargo_toml=f'[build]\nmounts = ["{engine}"]\n\n[target.{AARCH64}]\n'
-                f'engine = "unix://{engine / "podman.sock"}"\n',
-            )
-    finally:
-        listener.close()
+    with _listening(engine / "podman.sock"), pytest.raises(ConfigError, match=r"podman\.sock"):
+        _plan(
+            tmp_path,
+            "build",
+            [],
+            xpcargo_toml=f'[build]\nmounts = ["{engine}"]\n\n[target.{AARCH64}]\n'
+            f'engine = "unix://{engine / "podman.sock"}"\n',
+        )
 
 
 def test_a_target_triple_must_look_like_one(tmp_path: Path) -> None:
