@@ -3,11 +3,13 @@ bind-mount is a volume instead, mounted at the same absolute path, so that Cargo
 carry host paths as they do locally.
 
 - The workspace (and each path dependency, Cargo config directory or `mounts` entry outside it) is synced into a
-  volume of its own, by content (``sync``): a build after a one-file change sends that file.
+  volume of its own, by content (``sync``): a build after a one-file change sends that file. Before each step, the
+  volumes it may write to are listed through its own container (``verify``): what an earlier command changed there
+  is reset to the host's copy.
 - The target dir is a volume of its own, which only Cargo writes (xpcargo sends it only its own `--config` files);
   what the host needs comes back after the build: the final artifacts Cargo named, and each build script's run
   directory (`output`, `root-output`, `stderr` and OUT_DIR), which the report reads; and Cargo.lock, which Cargo may
-  have written.
+  have written. Never through a link on the host: a target dir that is a link in the project is refused.
 - CARGO_HOME is a volume the fetch step fills from the network on the engine's side; only CARGO_HOME's Cargo config
   is sent from here. Its credentials files never are: a volume is readable by whatever the engine runs, so in remote
   mode registry tokens reach `cargo fetch` only from the environment (`CARGO_REGISTRY_TOKEN`, ...).
@@ -348,7 +350,7 @@ def _sync(
         if not pending:
             return Pushed(files=0, removed=0, bytes=0)
         pushed = _send(runtime, remote, pending, image=image, user=user, reporter=reporter, cancellation=cancellation)
-    if pushed.files or pushed.removed:
+    if pushed.bytes or pushed.removed:
         reporter.status(
             "Synced",
             f"{pushed.files} file(s), {pushed.bytes} bytes sent"

@@ -8,9 +8,16 @@ hashed, and sent only when its content or mode did change. Paths gone from the h
 Symbolic links travel as links, never followed (a project's `evil -> ~/.ssh/id_rsa` stays a dangling link);
 sockets, devices and FIFOs never travel.
 
+The volume's own tree: a command may change a volume it mounts writable (a build script writing into the workspace).
+Right after each sync the volume's tree is listed (kind, size, mtime, ctime, inode, mode, link target: a build can
+set a file's size and mtime back, not its ctime) and kept in the manifest; before each step a listing through the
+step's own container is compared with it, and a volume that differs is synced again: what the host does not have is
+removed, what changed is sent again (a changed directory with all it holds), so the next step sees the host's files.
+
 The way back: the container lists the files asked for (size and mtime), and only those that differ from the host's
-copy come back, each checked to be a regular file under a directory the build may write to, and written without
-following any symbolic link on the host.
+copy come back, each checked to be a regular file under a directory the build may write to, and written through
+directory descriptors opened one by one from a directory the user chose (the workspace), never through a symbolic
+link on the host: into a temporary file beside it, renamed over the old one.
 
 Pure apart from the file system: the engine is reached through the callers' sessions.
 """
