@@ -36,8 +36,8 @@ fn main() {
 """
 
 # Writes into the engine's copy of the workspace, outside the target dir: a Cargo config that every later build
-# reads, and the tracked `src/message.txt` with the same length and the old mtime (a size-and-mtime check is blind
-# to it).
+# reads, the tracked `src/message.txt` with the same length and the old mtime (a size-and-mtime check is blind
+# to it), a directory made unreadable and a link to `/`.
 _PLANTING_BUILD_SCRIPT = """\
 use std::fs;
 use std::path::Path;
@@ -54,6 +54,12 @@ fn main() {
     // The old mtime back (std has no utimes on stable 1.85's MSRV path: touch does it).
     Command::new("touch").arg("-r").arg(&stamp).arg(&message).status().unwrap();
     fs::remove_file(&stamp).unwrap();
+    // A directory its owner cannot read (what it holds cannot be listed), and a link out of the volume.
+    let hidden = root.join("hidden");
+    fs::create_dir_all(&hidden).unwrap();
+    fs::write(hidden.join("payload"), "x").unwrap();
+    Command::new("chmod").arg("000").arg(&hidden).status().unwrap();
+    let _ = std::os::unix::fs::symlink("/", root.join("escape"));
     println!("cargo::rustc-check-cfg=cfg(planted)");
 }
 """
@@ -130,13 +136,15 @@ def test_what_a_removed_build_script_left_in_the_workspace_volume_does_not_reach
     # The build that ran the build script is what it is; the host's own files are untouched.
     assert (project / "src" / "message.txt").read_text(encoding="utf-8") == "hello\n"
     assert not (project / ".cargo").exists()
+    # The engine's copy holds what it planted (listed as root: `hidden` is unreadable to its owner).
+    assert {".cargo/config.toml", "hidden/payload", "escape"} <= _volume_files(project, "workspace")
     # The project drops its build script: nothing of what it wrote may reach this build.
     (project / "build.rs").unlink()
     honest = xpcargo(["build", "--target", X86_64], cwd=project, env=REMOTE)
     assert honest.code == 0, honest
     assert _run(binary) == "clean: hello", honest
     held = _volume_files(project, "workspace")
-    assert ".cargo" not in held, held
+    assert not {".cargo", "hidden", "escape"} & held, held
     assert "build.rs" not in held, held
     assert {"Cargo.toml", "Cargo.lock", "src", "src/main.rs", "src/message.txt"} <= held, held
     # And a no-op build after that sends nothing and resets nothing.
