@@ -337,8 +337,11 @@ def test_a_listing_names_every_path_but_the_skipped_and_follows_no_link(tmp_path
     (root / "target" / "debug").mkdir(parents=True)
     (root / "odd *[name]").write_text("")
     (root / "out").symlink_to(tmp_path)
-    listed = _listed(sync.Tree(root=root, skipped=("target",)))
-    assert sorted(listed) == ["odd *[name]", "out", "src", "src/main.rs"]
+    # A skipped name is matched as it is, not as a pattern.
+    (root / "we*rd" / "in").mkdir(parents=True)
+    (root / "weXrd").mkdir()
+    listed = _listed(sync.Tree(root=root, skipped=("target", "we*rd")))
+    assert sorted(listed) == ["odd *[name]", "out", "src", "src/main.rs", "weXrd"]
     assert listed["out"] == ("l", str(tmp_path))
     assert listed["src"][0] == "d"
     assert listed["src/main.rs"][:2] == ("f", "13")

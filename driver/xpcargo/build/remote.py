@@ -289,7 +289,7 @@ def verify(
     ]
     if changed:
         _sync(
-            runtime, remote, changed, image=image, user=user, reporter=reporter, cancellation=cancellation, listed=True
+            runtime, remote, changed, image=image, user=user, reporter=reporter, cancellation=cancellation, force=True
         )
 
 
@@ -328,10 +328,10 @@ def _sync(
     user: str,
     reporter: Reporter,
     cancellation: Cancellation | None,
-    listed: bool = False,
+    force: bool = False,
 ) -> Pushed:
-    """Sync ``chosen``: those the host changed, those never listed, and (``listed``: a listing found them changed)
-    all of them."""
+    """Sync those of ``chosen`` that the host changed or that were never listed; with ``force`` (a listing found
+    them changed on the engine) all of them."""
     infos = volumes.ensure(runtime, [v.volume for v in chosen])
     with _locked(remote.manifests, infos):
         pending = []
@@ -340,7 +340,7 @@ def _sync(
             created = volumes.instance(infos[synced.volume.name])
             known = manifest.load(created)
             changes = sync.diff(synced.selection, known.entries)
-            if changes.send or changes.remove or known.tree is None or listed:
+            if changes.send or changes.remove or known.tree is None or force:
                 pending.append(
                     _Pending(synced=synced, manifest=manifest, created=created, changes=changes, known=known)
                 )
@@ -395,9 +395,8 @@ def _send(
             changes = sync.reconcile(item.changes, item.known.tree, _list(session, [tree]).get(0, {}))
             if changes.reset:
                 reporter.warn(
-                    f"{len(changes.reset)} path(s) changed on the engine in the copy of `{path}` (e.g. "
-                    f"`{changes.reset[0]}`) are reset to this machine's (a build script writes into its OUT_DIR "
-                    "only)"
+                    f"reset {len(changes.reset)} path(s) that a command changed in the engine's copy of `{path}` "
+                    f"(e.g. `{changes.reset[0]}`) to this machine's: a build script should write into its OUT_DIR only"
                 )
             if changes.remove:
                 for chunk in _chunks([str(path / name) for name in changes.remove]):

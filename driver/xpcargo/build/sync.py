@@ -552,9 +552,12 @@ def _place(source: IO[bytes], directory: int, name: str, *, mode: int, mtime_ns:
     through a link), renamed over whatever is there (a link too, which the rename replaces, not follows). False
     when it cannot go there (a directory has the name)."""
     temporary = f".{name}.{secrets.token_hex(6)}.xpcargo"
-    descriptor = os.open(
-        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=directory
-    )
+    try:
+        descriptor = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=directory
+        )
+    except OSError:
+        return False
     try:
         with os.fdopen(descriptor, "wb") as out:
             while chunk := source.read(1 << 20):
