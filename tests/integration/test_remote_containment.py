@@ -37,7 +37,7 @@ fn main() {
 
 # Writes into the engine's copy of the workspace, outside the target dir: a Cargo config that every later build
 # reads, the tracked `src/message.txt` with the same length and the old mtime (a size-and-mtime check is blind
-# to it), a directory made unreadable and a link to `/`.
+# to it), a directory made unreadable, a link to `/`, and its own line in Cargo.lock (which must not come back).
 _PLANTING_BUILD_SCRIPT = """\
 use std::fs;
 use std::path::Path;
@@ -59,6 +59,10 @@ fn main() {
     fs::create_dir_all(&hidden).unwrap();
     fs::write(hidden.join("payload"), "x").unwrap();
     Command::new("chmod").arg("000").arg(&hidden).status().unwrap();
+    // A lock file of its own, which must not come back to the host's checkout.
+    let mut lock = fs::read_to_string(root.join("Cargo.lock")).unwrap();
+    lock.push_str("# rewritten by a build script\n");
+    fs::write(root.join("Cargo.lock"), lock).unwrap();
     let _ = std::os::unix::fs::symlink("/", root.join("escape"));
     println!("cargo::rustc-check-cfg=cfg(planted)");
 }
@@ -136,6 +140,7 @@ def test_what_a_removed_build_script_left_in_the_workspace_volume_does_not_reach
     # The build that ran the build script is what it is; the host's own files are untouched.
     assert (project / "src" / "message.txt").read_text(encoding="utf-8") == "hello\n"
     assert not (project / ".cargo").exists()
+    assert "rewritten by a build script" not in (project / "Cargo.lock").read_text(encoding="utf-8")
     # The engine's copy holds what it planted (listed as root: `hidden` is unreadable to its owner).
     assert {".cargo/config.toml", "hidden/payload", "escape"} <= _volume_files(project, "workspace")
     # The project drops its build script: nothing of what it wrote may reach this build.

@@ -9,7 +9,8 @@ carry host paths as they do locally.
 - The target dir is a volume of its own, which only Cargo writes (xpcargo sends it only its own `--config` files);
   what the host needs comes back after the build: the final artifacts Cargo named, and each build script's run
   directory (`output`, `root-output`, `stderr` and OUT_DIR), which the report reads; and Cargo.lock, which Cargo may
-  have written. Never through a link on the host: a target dir that is a link in the project is refused.
+  had to write (after the fetch step, or after a build when the host has none). Never through a link on the host:
+  a target dir that is a link in the project is refused.
 - CARGO_HOME is a volume the fetch step fills from the network on the engine's side; only CARGO_HOME's Cargo config
   is sent from here. Its credentials files never are: a volume is readable by whatever the engine runs, so in remote
   mode registry tokens reach `cargo fetch` only from the environment (`CARGO_REGISTRY_TOKEN`, ...).
@@ -95,6 +96,12 @@ class RemotePlan:
             sync.Destination(path=self.target_dir, anchor=anchor),
             sync.Destination(path=workspace, anchor=workspace),
         )
+
+    def lock_after_build(self) -> tuple[Path, ...]:
+        """Cargo.lock, as a build may bring it back: only when the host has none (an offline build's first). The
+        fetch step resolves it, and brings it back; after a build, a changed lock would be a build script's doing,
+        which must not reach the host's checkout (the next step's ``verify`` resets it on the engine)."""
+        return () if os.path.lexists(self.lock_file) else (self.lock_file,)
 
     def mounts(self, *, fetch: bool) -> tuple[Mount, ...]:
         """The volumes as a step mounts them (CARGO_HOME's writable for the fetch step alone)."""

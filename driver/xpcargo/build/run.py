@@ -122,7 +122,7 @@ def _build(
         if plan.remote is not None:
             # Before the report is collected: it reads each build script's output, on the host.
             wanted = remote.wanted_back(reader.messages, plan.project.target_dir)
-            remote.pull(session, plan.remote, [*wanted, plan.remote.lock_file], reporter)
+            remote.pull(session, plan.remote, [*wanted, *plan.remote.lock_after_build()], reporter)
         collected = _collect(session, plan, image, reader, metadata, code=code) if plan.reads_messages else None
     return Outcome(
         code=code,
