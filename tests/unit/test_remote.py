@@ -494,3 +494,14 @@ def test_a_target_dir_the_project_ships_as_a_link_is_refused_before_anything_run
     with pytest.raises(ProjectError, match=r"is a symbolic link in the project"):
         plan(world.context, "build", X86, [])
     assert world.runtime.started == []
+
+
+def test_cargo_lock_comes_back_after_a_build_only_when_the_host_has_none(tmp_path: Path) -> None:
+    world = RemoteWorld(tmp_path)
+    remote_plan = plan(world.context, "build", X86, []).remote
+    assert remote_plan is not None
+    lock = world.root / "Cargo.lock"
+    lock.unlink(missing_ok=True)
+    assert remote_plan.lock_after_build() == (lock,)
+    lock.write_text("# the host's\n")
+    assert remote_plan.lock_after_build() == ()
