@@ -4,8 +4,8 @@ copy of the workspace does not outlive it, and the way back writes nothing throu
 - A build script writes a `.cargo/config.toml` into the workspace's volume (a `--cfg` for every later build) and
   rewrites a tracked source file there, with its size and mtime kept; then the project drops the build script. The
   next build sees the host's files only: the binary is the honest one, and the volume holds no planted file.
-- A project ships `target` as a link to a directory outside its checkout (a canary directory of the test's own):
-  refused in one line, and nothing is written there.
+- A project ships `target` (or `target/xpcargo`) as a link to a directory outside its checkout (a canary directory
+  of the test's own): refused in one line, and nothing is written there.
 - A project ships a link inside its target dir, where a binary will come back: the binary comes back as a file, and
   the canary the link names is untouched.
 """
@@ -158,14 +158,17 @@ def test_what_a_removed_build_script_left_in_the_workspace_volume_does_not_reach
     assert "Synced" not in again.stderr, again
 
 
+@pytest.mark.parametrize("link", ["target", "target/xpcargo"])
 def test_a_target_dir_the_project_ships_as_a_link_is_refused(
-    xpcargo: Cli, tmp_path: Path, volumes_removed: list[Path]
+    xpcargo: Cli, tmp_path: Path, volumes_removed: list[Path], link: str
 ) -> None:
+    """The target dir itself, or xpcargo's own directory in it (where this machine writes the report)."""
     project = _project(tmp_path / "checkout" / "linked")
     volumes_removed.append(project)
     canary = tmp_path / "canary"
     canary.mkdir()
-    (project / "target").symlink_to(Path("..") / ".." / "canary")
+    (project / link).parent.mkdir(parents=True, exist_ok=True)
+    (project / link).symlink_to(canary)
     built = xpcargo(["build", "--target", X86_64], cwd=project, env=REMOTE)
     assert built.code == 5, built
     (line,) = [line for line in built.stderr_lines if line.startswith("error:")]

@@ -496,6 +496,18 @@ def test_a_target_dir_the_project_ships_as_a_link_is_refused_before_anything_run
     assert world.runtime.started == []
 
 
+@pytest.mark.parametrize("link", ["xpcargo", "xpcargo/build-scripts", "xpcargo/build-scripts/x/debug.json"])
+def test_a_link_in_xpcargos_own_directory_of_the_target_dir_is_refused(tmp_path: Path, link: str) -> None:
+    """This machine writes reports and state files there: never through a link the project ships."""
+    world = RemoteWorld(tmp_path)
+    (tmp_path / "outside").mkdir()
+    path = world.root / "target" / link
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(tmp_path / "outside")
+    with pytest.raises(ProjectError, match=r"is a symbolic link in the project"):
+        plan(world.context, "build", X86, [])
+
+
 def test_cargo_lock_comes_back_after_a_build_only_when_the_host_has_none(tmp_path: Path) -> None:
     world = RemoteWorld(tmp_path)
     remote_plan = plan(world.context, "build", X86, []).remote
