@@ -49,6 +49,22 @@ def _git(repo: Path, *argv: str) -> str:
     return subprocess.run(command, check=True, env=env, capture_output=True, text=True).stdout
 
 
+def _sign(repo: Path) -> str:
+    """HEAD again, as a commit that carries a (bogus) signature: `git log` with `log.showSignature` runs
+    `gpg.program` for it."""
+    tree = _git(repo, "rev-parse", "HEAD^{tree}").strip()
+    parent = _git(repo, "rev-parse", "HEAD").strip()
+    body = (
+        f"tree {tree}\nparent {parent}\nauthor t <t@t> {_COMMIT_TIME} +0000\ncommitter t <t@t> {_COMMIT_TIME} +0000\n"
+        "gpgsig -----BEGIN PGP SIGNATURE-----\n \n -----END PGP SIGNATURE-----\n\nsigned\n"
+    )
+    (repo / ".git" / "signed-commit").write_text(body, encoding="utf-8")
+    commit = _git(repo, "hash-object", "-t", "commit", "-w", str(repo / ".git" / "signed-commit")).strip()
+    (repo / ".git" / "signed-commit").unlink()
+    _git(repo, "update-ref", "HEAD", commit)
+    return commit
+
+
 def _commit(project: Path) -> str:
     (project / ".gitignore").write_text("/target\n")
     _git(project, "init", "-q")
@@ -66,7 +82,7 @@ def test_git_config_planted_by_a_build_runs_nothing_on_the_host(
     (project / ".gitattributes").write_text("*.rs filter=planted diff=planted\n")
     _git(project, "add", ".gitattributes")
     _git(project, "commit", "-q", "-m", "attributes")
-    commit = _git(project, "rev-parse", "HEAD").strip()
+    commit = _sign(project)
     config = (project / ".git" / "config").read_bytes()
     canary = tmp_path / "canary"
     (project / "canary-path").write_text(str(canary))

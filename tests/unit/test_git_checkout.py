@@ -29,6 +29,22 @@ def _git(repo: Path, *argv: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *argv], check=True, env=env, capture_output=True, text=True).stdout
 
 
+def _sign(repo: Path) -> str:
+    """HEAD again, as a commit that carries a (bogus) signature: `git log` with `log.showSignature` runs
+    `gpg.program` for it."""
+    tree = _git(repo, "rev-parse", "HEAD^{tree}").strip()
+    parent = _git(repo, "rev-parse", "HEAD").strip()
+    body = (
+        f"tree {tree}\nparent {parent}\nauthor t <t@t> {_COMMIT_TIME} +0000\ncommitter t <t@t> {_COMMIT_TIME} +0000\n"
+        "gpgsig -----BEGIN PGP SIGNATURE-----\n \n -----END PGP SIGNATURE-----\n\nsigned\n"
+    )
+    (repo / ".git" / "signed-commit").write_text(body, encoding="utf-8")
+    commit = _git(repo, "hash-object", "-t", "commit", "-w", str(repo / ".git" / "signed-commit")).strip()
+    (repo / ".git" / "signed-commit").unlink()
+    _git(repo, "update-ref", "HEAD", commit)
+    return commit
+
+
 def _repository(tmp_path: Path) -> Path:
     repo = tmp_path / "project"
     repo.mkdir()
@@ -37,6 +53,7 @@ def _repository(tmp_path: Path) -> Path:
     (repo / ".gitattributes").write_text("*.txt filter=evil diff=evil\n", encoding="utf-8")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "x")
+    _sign(repo)
     _git(repo, "remote", "add", "origin", "https://user:token@example.com/o/r.git")
     return repo
 

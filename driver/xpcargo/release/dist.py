@@ -25,6 +25,7 @@ from xpcargo.build import git_checkout, matrix, reproducible, run
 from xpcargo.build.matrix import Artifact
 from xpcargo.build.plan import remapping, reproducibility
 from xpcargo.cargo import args as cargo_args
+from xpcargo.cargo.project import Project
 from xpcargo.context import Context
 from xpcargo.errors import ProjectError
 from xpcargo.image.builder import image_for
@@ -76,7 +77,7 @@ def dist(
         )
         if isinstance(built, int):
             return built
-        binaries = [(triple, tree, artifact) for triple, tree, artifact in built if "bin" in artifact.kinds]
+        binaries = [(triple, built_by, artifact) for triple, built_by, artifact in built if "bin" in artifact.kinds]
         if not binaries:
             raise ProjectError(
                 "the release build made no binary to pack",
@@ -87,11 +88,11 @@ def dist(
                 triple,
                 artifact,
                 destination,
-                target_dir=tree,
+                target_dir=built_by.target_dir,
                 epoch=settings.source_date_epoch,
                 version_in_name=version_in_name,
             )
-            for triple, tree, artifact in binaries
+            for triple, built_by, artifact in binaries
         ]
     finally:
         verify.discard(directories)
@@ -119,7 +120,8 @@ def dist(
             inventory(runtime, context.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
         )
     lock = project.workspace_root / "Cargo.lock"
-    remaps = remapping(project)
+    # The paths of the builds whose artifacts were packed (with verification, each target's first copy).
+    remaps = list(dict.fromkeys(pair for _, built_by, _ in built for pair in remapping(built_by)))
     document = provenance.statement(
         provenance.Release(
             subjects=digests,
@@ -159,11 +161,11 @@ def _build_verified(
     settings: reproducible.Reproducibility,
     connect: run.Connect,
     directories: list[Path],
-) -> list[tuple[str, Path, Artifact]] | int:
-    """Each target built twice as `verify` builds it; the first build's artifacts, with the target dir they are
-    in, when every artifact of both builds is the same bytes. ``directories`` collects the builds' directories,
+) -> list[tuple[str, Project, Artifact]] | int:
+    """Each target built twice as `verify` builds it; the first build's artifacts, with the project (the copy) that
+    made them, when every artifact of both builds is the same bytes. ``directories`` collects the builds' directories,
     for the caller to remove once it has packed."""
-    found: list[tuple[str, Path, Artifact]] = []
+    found: list[tuple[str, Project, Artifact]] = []
     for triple in triples:
         rebuilt = verify.build_twice(context, triple, build_args, settings=settings, connect=connect)
         if isinstance(rebuilt, int):
@@ -173,8 +175,7 @@ def _build_verified(
             sys.stdout.write(verify.table(rebuilt.comparisons))
             verify.report_differences(rebuilt, triple)
         directories.extend(rebuilt.directories)
-        tree = rebuilt.plans[0].project.target_dir
-        found += [(triple, tree, artifact) for artifact in rebuilt.artifacts[0]]
+        found += [(triple, rebuilt.plans[0].project, artifact) for artifact in rebuilt.artifacts[0]]
     return found
 
 
@@ -186,7 +187,7 @@ def _build_once(
     settings: reproducible.Reproducibility,
     connect: run.Connect,
     target_jobs: int | None,
-) -> list[tuple[str, Path, Artifact]] | int:
+) -> list[tuple[str, Project, Artifact]] | int:
     """Every target built once, side by side, in the project's own target dir (`--no-verify`)."""
     summary = matrix.build_matrix(
         context,
@@ -200,8 +201,8 @@ def _build_once(
     )
     if summary.exit_code != 0:
         return summary.exit_code
-    tree = context.project(cargo_args.parse_cargo_args(build_args)).target_dir
-    return [(result.triple, tree, artifact) for result in summary.results for artifact in result.artifacts]
+    project = context.project(cargo_args.parse_cargo_args(build_args))
+    return [(result.triple, project, artifact) for result in summary.results for artifact in result.artifacts]
 
 
 def release_args(args: Sequence[str]) -> list[str]:
