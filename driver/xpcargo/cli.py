@@ -174,8 +174,8 @@ for _name, _summary in (
 
 @app.command(context_settings=_PASS_THROUGH, cls=_PassThroughCommand)
 def verify(ctx: typer.Context, target: TargetOption = None) -> int:
-    """Build twice (the second time in a copy of the workspace at another path, with another umask, time zone,
-    locale and user) and compare every binary and library; exit 12 when any differs.
+    """Build twice (each time in a fresh copy of the workspace, the second with another umask, time zone, locale
+    and user) and compare every binary and library; exit 12 when any differs.
 
     Every other argument goes to `cargo build` unchanged."""
     from xpcargo.release import verify as verifying  # noqa: PLC0415
