@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from xpcargo import resources
-from xpcargo.build import environment, floor, reproducible
+from xpcargo.build import environment, floor, git_checkout, reproducible
 from xpcargo.build.floor import Sysroot
 from xpcargo.build.remote import RemotePlan, plan_remote
 from xpcargo.build.reproducible import Reproducibility
@@ -263,6 +263,8 @@ def plan(
         env.update(reproducible.environment(reproducible_settings))
     engine = context.engine_for(spec)
     mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(engine)), *_tool_mounts(spec))
+    # A remote engine builds in its own copy of the workspace, whose `.git` the host's git never reads.
+    mounts = mounts if engine.remote else git_checkout.read_only_git(mounts, project.workspace_root)
     overrides_file = state_dir / "links-overrides.toml" if spec.links else None
     rustflags_file = state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None
     remote = (
