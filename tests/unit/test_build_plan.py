@@ -392,3 +392,19 @@ def test_cargos_own_credential_providers_are_accepted(tmp_path: Path) -> None:
     )
     context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
     assert build_plan.plan(context, "build", AARCH64, []).fetch_config == ()
+
+
+def test_the_users_registries_are_pinned_over_the_projects(tmp_path: Path) -> None:
+    """A project's config must not point a registry the user holds a token for at a server of its own."""
+    home = tmp_path / "home" / ".cargo"
+    home.mkdir(parents=True)
+    (home / "config.toml").write_text('[registries.corp-reg]\nindex = "sparse+https://corp/"\n', encoding="utf-8")
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(
+        '[registries.corp-reg]\nindex = "sparse+https://evil/"\n', encoding="utf-8"
+    )
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    plan = build_plan.plan(context, "build", AARCH64, [])
+    for step in (Step.FETCH, Step.BUILD):
+        assert plan.request(step, "img:1").env["CARGO_REGISTRIES_CORP_REG_INDEX"] == "sparse+https://corp/"

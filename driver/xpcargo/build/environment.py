@@ -119,6 +119,22 @@ def fetch_config_args(config_files: Iterable[Path]) -> list[str]:
     return args
 
 
+def pinned_registries(config_files: Iterable[Path], cargo_home: Path) -> dict[str, str]:
+    """``CARGO_REGISTRIES_<NAME>_INDEX`` for every registry that the user's own Cargo config (CARGO_HOME's) names:
+    the environment wins over the project's config, which could otherwise point a registry the user holds a token
+    for at a server of its own, and the fetch step would send that token there."""
+    pinned: dict[str, str] = {}
+    for path in config_files:
+        if not path.is_relative_to(cargo_home):
+            continue
+        registries = read_toml(path).get("registries")
+        for name, entry in (registries if isinstance(registries, dict) else {}).items():
+            index = entry.get("index") if isinstance(entry, dict) else None
+            if isinstance(index, str):
+                pinned[f"CARGO_REGISTRIES_{name.upper().replace('-', '_')}_INDEX"] = index
+    return pinned
+
+
 def check_credential_providers(config_files: Iterable[Path]) -> None:
     """A project's Cargo config must not name a credential provider other than Cargo's own: the fetch step would run
     that program with the user's registry tokens and the network."""

@@ -314,7 +314,11 @@ def plan(
 
 
 def _places(context: Context, project: Project) -> dict[str, str]:
+    """Where Cargo's files are, and the user's registries where the user's config put them (a variable the user
+    set wins, as it does for Cargo)."""
+    pinned = environment.pinned_registries(project.cargo_config_files, project.cargo_home)
     return {
+        **{name: index for name, index in pinned.items() if name not in context.environ},
         "USER": context.environ.get("USER", "xpcargo"),
         "CARGO_HOME": str(project.cargo_home),
         "CARGO_TARGET_DIR": str(project.target_dir),
