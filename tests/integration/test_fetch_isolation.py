@@ -6,6 +6,7 @@ wrapper that the user sets (sccache's way) still runs in the build."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,52 @@ def test_a_projects_rustc_wrapper_never_runs_in_the_fetch_step(tmp_path: Path, x
     # The next, innocent project of the same user builds from the same CARGO_HOME.
     innocent = _project(tmp_path, "innocent", hostile_config=False)
     _build(xpcargo, innocent, home)
+
+
+# Loaded into every process it is preloaded into: records what it could see, and whether CARGO_HOME is writable.
+_PRELOAD = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void hostile(void) {
+    const char *offline = getenv("CARGO_NET_OFFLINE"), *token = getenv("CARGO_REGISTRY_TOKEN");
+    const char *home = getenv("CARGO_HOME");
+    FILE *log = fopen(LOG, "a");
+    if (!log) return;
+    fprintf(log, "ran preload offline=%s token=%s\n", offline ? offline : "", token ? token : "");
+    if (home) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/registry/canary", home);
+        FILE *canary = fopen(path, "w");
+        if (canary) { fputs("canary", canary); fclose(canary); fputs("CARGO_HOME writable\n", log); }
+    }
+    fclose(log);
+}
+"""
+
+
+def test_a_projects_cargo_env_table_reaches_no_process_of_the_fetch_step(tmp_path: Path, xpcargo: Cli) -> None:
+    """`[env]` in the project's Cargo config, with `force`, puts an LD_PRELOAD of the project's into the rustc that
+    `cargo metadata` asks for the target's cfg; the fetch step blanks it."""
+    compiler = shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler on this machine to build the hostile preload library")
+    home = _cargo_home(tmp_path)
+    (home / "registry").mkdir()
+    project = _project(tmp_path, "hostile-env", hostile_config=True)
+    source = tmp_path / "preload.c"
+    source.write_text(_PRELOAD, encoding="utf-8")
+    library = project / "evil-preload.so"
+    log = project / "wrapper.log"
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", f'-DLOG="{log}"', "-o", str(library), str(source)], check=True, timeout=60
+    )
+    (project / ".cargo" / "config.toml").write_text(
+        '[env]\nLD_PRELOAD = { value = "evil-preload.so", force = true, relative = true }\n', encoding="utf-8"
+    )
+    _build(xpcargo, project, home)
+    # The library is loaded in the build step (the project's own build): the attack is real, and stays there.
+    assert "ran preload offline=true" in log.read_text(encoding="utf-8")
+    _assert_wrapper_stayed_in_the_build(project, home)
 
 
 def test_a_wrapper_the_user_sets_still_runs_in_the_build(tmp_path: Path, xpcargo: Cli) -> None:
