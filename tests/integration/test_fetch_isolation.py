@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import FIXTURES, X86_64, Cli
+from .helpers import FIXTURES, X86_64, Cli, single_error_line
 
 pytestmark = pytest.mark.engine
 
@@ -145,3 +145,19 @@ def test_a_wrapper_the_user_sets_still_runs_in_the_build(tmp_path: Path, xpcargo
     compiled = [line for line in log.splitlines() if "--crate-name fetch_hostile" in line]
     assert compiled, log
     assert all(line.startswith("ran net=lo, ") for line in log.splitlines()), log
+
+
+def test_a_projects_credential_provider_is_refused(tmp_path: Path, cli: Cli) -> None:
+    """Cargo would run it in the fetch step, with the user's tokens and the network: one line, before any
+    container."""
+    project = _project(tmp_path, "provider", hostile_config=False)
+    (project / ".cargo").mkdir()
+    (project / ".cargo" / "config.toml").write_text(
+        '[registry]\nglobal-credential-providers = ["cargo:token", "./evil-wrapper.sh"]\n', encoding="utf-8"
+    )
+    result = cli(["build", "--target", X86_64], cwd=project, env={"CARGO_HOME": str(_cargo_home(tmp_path))})
+    line = single_error_line(result)
+    assert result.code == 3, result
+    assert str(project / ".cargo" / "config.toml") in line
+    assert "registry.global-credential-providers" in line
+    assert not (project / "wrapper.log").exists()
