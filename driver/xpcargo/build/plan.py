@@ -292,7 +292,7 @@ def plan(
         remote=remote,
         env=MappingProxyType(env),
         credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
-        fetch_env=_fetch_env({**host_env, **_places(context, project)}),
+        fetch_env=_fetch_env({**host_env, **_places(context, project)}, own_image=not spec.image),
         fetch_config=_fetch_config(project),
         terminal_env=MappingProxyType(context.terminal.cargo_env()),
         color=context.terminal.color,
@@ -325,12 +325,13 @@ def _places(context: Context, project: Project) -> dict[str, str]:
     }
 
 
-def _fetch_env(cargo_env: Mapping[str, str]) -> Mapping[str, str]:
+def _fetch_env(cargo_env: Mapping[str, str], *, own_image: bool) -> Mapping[str, str]:
     """The fetch step's environment: the user's variables and where Cargo's files are (none of the `env` tables),
     and the image's rustc with no wrapper and no flags in place of what the project's Cargo config names."""
-    return MappingProxyType(
-        {**cargo_env, "CARGO_HTTP_CAINFO": environment.IMAGE_CA_BUNDLE, **environment.FETCH_OVERRIDES}
-    )
+    # xpcargo's images all have Debian's bundle; an image of the user's may not (the host's, when there is one,
+    # is mounted over this by ``request``).
+    bundle = {"CARGO_HTTP_CAINFO": environment.IMAGE_CA_BUNDLE} if own_image else {}
+    return MappingProxyType({**cargo_env, **bundle, **environment.FETCH_OVERRIDES})
 
 
 def _fetch_config(project: Project) -> tuple[str, ...]:
