@@ -408,3 +408,14 @@ def test_the_users_registries_are_pinned_over_the_projects(tmp_path: Path) -> No
     plan = build_plan.plan(context, "build", AARCH64, [])
     for step in (Step.FETCH, Step.BUILD):
         assert plan.request(step, "img:1").env["CARGO_REGISTRIES_CORP_REG_INDEX"] == "sparse+https://corp/"
+
+
+def test_a_cargo_home_inside_the_workspace_is_still_read_only_outside_the_fetch_step(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    home = root / ".cargo-home"
+    home.mkdir()
+    context = Context.create(cwd=root, environ=_environ(tmp_path, CARGO_HOME=str(home)), stderr_is_terminal=False)
+    plan = build_plan.plan(context, "build", AARCH64, [])
+    for step in (Step.BUILD, Step.SHELL):
+        assert Mount(path=home, read_only=True) in plan.request(step, "img:1").mounts
+    assert not any(mount.path == home for mount in plan.request(Step.FETCH, "img:1").mounts)
