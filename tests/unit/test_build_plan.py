@@ -325,3 +325,97 @@ def test_a_target_triple_must_look_like_one(tmp_path: Path) -> None:
     for bad in ("x;id", "aarch64/../x", "../../etc", ""):
         with pytest.raises(UnknownTargetError):
             _plan(tmp_path / str(abs(hash(bad))), "build", [], triple=bad)
+
+
+def test_the_fetch_step_gets_no_env_table_and_the_images_rustc(tmp_path: Path) -> None:
+    """The project's `env` (and a user's wrapper) is for the build: the fetch step runs none of the project's code."""
+    plan = _plan(
+        tmp_path, "build", [], xpcargo_toml='[build]\nenv = { RUSTC_WRAPPER = "./evil.sh", LD_PRELOAD = "x.so" }\n'
+    )
+    fetch = plan.request(Step.FETCH, "img:1")
+    build = plan.request(Step.BUILD, "img:1")
+    assert build.env["RUSTC_WRAPPER"] == "./evil.sh"
+    assert build.env["LD_PRELOAD"] == "x.so"
+    assert "LD_PRELOAD" not in fetch.env
+    assert fetch.env["RUSTC_WRAPPER"] == fetch.env["RUSTC_WORKSPACE_WRAPPER"] == ""
+    assert fetch.env["CARGO_BUILD_RUSTC_WRAPPER"] == fetch.env["CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER"] == ""
+    assert fetch.env["RUSTC"] == fetch.env["CARGO_BUILD_RUSTC"] == "rustc"
+    assert fetch.env["CARGO_ENCODED_RUSTFLAGS"] == ""
+    assert fetch.env["CARGO_HOME"] == build.env["CARGO_HOME"]
+    # A project's `http.cainfo` never decides whom the fetch step trusts.
+    assert fetch.env["CARGO_HTTP_CAINFO"]
+
+
+def test_the_fetch_step_blanks_a_projects_cargo_env_table(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(
+        '[env]\nLD_PRELOAD = { value = "evil.so", force = true, relative = true }\nPLAIN = "x"\n', encoding="utf-8"
+    )
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    plan = build_plan.plan(context, "build", AARCH64, [])
+    assert plan.fetch_config == (
+        "--config",
+        'env."LD_PRELOAD".value=""',
+        "--config",
+        'env."LD_PRELOAD".force=false',
+        "--config",
+        'env."LD_PRELOAD".relative=false',
+        "--config",
+        'env."PLAIN"=""',
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        ('[registry]\nglobal-credential-providers = ["cargo:token", "./steal.sh"]\n', "global-credential-providers"),
+        ('[registry]\ncredential-provider = "cargo:token-from-stdout ./steal.sh"\n', "registry.credential-provider"),
+        ('[registries.corp]\nindex = "sparse+https://x/"\ncredential-provider = ["/x"]\n', "registries.corp"),
+    ],
+)
+def test_a_projects_credential_provider_is_refused(tmp_path: Path, config: str, setting: str) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(config, encoding="utf-8")
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    with pytest.raises(ConfigError, match=setting) as caught:
+        build_plan.plan(context, "build", AARCH64, [])
+    assert "config.toml" in str(caught.value)
+
+
+def test_cargos_own_credential_providers_are_accepted(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(
+        '[registry]\nglobal-credential-providers = ["cargo:token", "cargo:libsecret"]\n', encoding="utf-8"
+    )
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    assert build_plan.plan(context, "build", AARCH64, []).fetch_config == ()
+
+
+def test_the_users_registries_are_pinned_over_the_projects(tmp_path: Path) -> None:
+    """A project's config must not point a registry the user holds a token for at a server of its own."""
+    home = tmp_path / "home" / ".cargo"
+    home.mkdir(parents=True)
+    (home / "config.toml").write_text('[registries.corp-reg]\nindex = "sparse+https://corp/"\n', encoding="utf-8")
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(
+        '[registries.corp-reg]\nindex = "sparse+https://evil/"\n', encoding="utf-8"
+    )
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    plan = build_plan.plan(context, "build", AARCH64, [])
+    for step in (Step.FETCH, Step.BUILD):
+        assert plan.request(step, "img:1").env["CARGO_REGISTRIES_CORP_REG_INDEX"] == "sparse+https://corp/"
+
+
+def test_a_cargo_home_inside_the_workspace_is_still_read_only_outside_the_fetch_step(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    home = root / ".cargo-home"
+    home.mkdir()
+    context = Context.create(cwd=root, environ=_environ(tmp_path, CARGO_HOME=str(home)), stderr_is_terminal=False)
+    plan = build_plan.plan(context, "build", AARCH64, [])
+    for step in (Step.BUILD, Step.SHELL):
+        assert Mount(path=home, read_only=True) in plan.request(step, "img:1").mounts
+    assert not any(mount.path == home for mount in plan.request(Step.FETCH, "img:1").mounts)

@@ -64,6 +64,10 @@ class BuildPlan:
     env: Mapping[str, str]
     # Registry tokens and proxy settings: given to the fetch step's commands only, never to a container.
     credentials: Mapping[str, str]
+    # The fetch step's environment: what Cargo needs to download, none of the project's `env`, and the image's own
+    # rustc in place of any the project's Cargo config names; and the `--config` arguments that blank its `[env]`.
+    fetch_env: Mapping[str, str]
+    fetch_config: tuple[str, ...]
     terminal_env: Mapping[str, str]
     color: bool
     links: LinksOverrides
@@ -145,7 +149,8 @@ class BuildPlan:
         """The container for ``step``. Only the fetch step has a network, trusts the host's CAs, may write to
         CARGO_HOME and sees its credentials files; the build reads the crates it fetched and nothing else there."""
         user_home = self.reproducible.variation.home if self.reproducible is not None else CONTAINER_HOME
-        mounts, env = self.mounts, {**self.env, "HOME": user_home}
+        # The fetch step runs none of the project's code, so it gets none of the project's environment either.
+        mounts, env = self.mounts, {**(self.fetch_env if step is Step.FETCH else self.env), "HOME": user_home}
         if self.remote is not None:
             # Volumes at the mounts' paths; CARGO_HOME's credentials and the host's CA bundle are not in them.
             mounts = self.remote.mounts(fetch=step is Step.FETCH)
@@ -162,6 +167,9 @@ class BuildPlan:
             home = self.project.cargo_home
             if home.is_dir():
                 mounts = tuple(replace(m, read_only=True) if m.path == home else m for m in mounts)
+                if not any(m.path == home for m in mounts):
+                    # Folded into a writable mount above it (a CARGO_HOME inside the workspace): read-only all the same.
+                    mounts = (*mounts, Mount(path=home, read_only=True))
             # An empty file over each credentials file: a build script must not read the user's registry tokens.
             mounts += tuple(
                 Mount(path=home / name, source=Path("/dev/null"), read_only=True)
@@ -224,13 +232,8 @@ def plan(
     extra += [(path, "a `links` override") for path in links.host_paths() if path.exists()]
 
     passed = environment.passthrough_environment(context.environ, spec)
-    env = {
-        **{name: value for name, value in passed.items() if not environment.is_credential(name)},
-        **environment.toolchain_environment(spec, host),
-        "USER": context.environ.get("USER", "xpcargo"),
-        "CARGO_HOME": str(project.cargo_home),
-        "CARGO_TARGET_DIR": str(project.target_dir),
-    }
+    host_env = {name: value for name, value in passed.items() if not environment.is_credential(name)}
+    env = {**host_env, **environment.toolchain_environment(spec, host), **_places(context, project)}
     # Flags added to the user's own: the reproducible mode's path remapping, and the glibc floor's sysroot.
     remaps: tuple[tuple[Path, str], ...] = ()
     rust_flags: list[str] = []
@@ -291,6 +294,8 @@ def plan(
         remote=remote,
         env=MappingProxyType(env),
         credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
+        fetch_env=_fetch_env({**host_env, **_places(context, project)}, own_image=not spec.image),
+        fetch_config=_fetch_config(project),
         terminal_env=MappingProxyType(context.terminal.cargo_env()),
         color=context.terminal.color,
         links=links,
@@ -308,6 +313,35 @@ def plan(
         sysroot=glibc.sysroot,
         image_plan=image_plan,
     )
+
+
+def _places(context: Context, project: Project) -> dict[str, str]:
+    """Where Cargo's files are, and the user's registries where the user's config put them (a variable the user
+    set wins, as it does for Cargo)."""
+    pinned = environment.pinned_registries(project.cargo_config_files, project.cargo_home)
+    return {
+        **{name: index for name, index in pinned.items() if name not in context.environ},
+        "USER": context.environ.get("USER", "xpcargo"),
+        "CARGO_HOME": str(project.cargo_home),
+        "CARGO_TARGET_DIR": str(project.target_dir),
+    }
+
+
+def _fetch_env(cargo_env: Mapping[str, str], *, own_image: bool) -> Mapping[str, str]:
+    """The fetch step's environment: the user's variables and where Cargo's files are (none of the `env` tables),
+    and the image's rustc with no wrapper and no flags in place of what the project's Cargo config names."""
+    # xpcargo's images all have Debian's bundle; an image of the user's may not (the host's, when there is one,
+    # is mounted over this by ``request``).
+    bundle = {"CARGO_HTTP_CAINFO": environment.IMAGE_CA_BUNDLE} if own_image else {}
+    return MappingProxyType({**cargo_env, **bundle, **environment.FETCH_OVERRIDES})
+
+
+def _fetch_config(project: Project) -> tuple[str, ...]:
+    """The fetch step's `--config` arguments, which blank the project's `[env]`; refused first when the project's
+    Cargo config names a credential provider, which that step would run with the user's tokens."""
+    project_config = environment.project_config_files(project.cargo_config_files, project.cargo_home)
+    environment.check_credential_providers(project_config)
+    return tuple(environment.fetch_config_args(project_config))
 
 
 def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:

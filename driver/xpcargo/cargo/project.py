@@ -243,6 +243,20 @@ def cargo_home(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("HOME") or Path.home()) / ".cargo"
 
 
+def _check_names_carry(*paths: Path) -> None:
+    """Every path xpcargo hands the engine must be UTF-8: the engine's API is JSON, which cannot carry a name's raw
+    bytes, so a mount, a label or the fetch record's key of such a directory would name another one, or none."""
+    for path in paths:
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise ProjectError(
+                f"the directory `{shown}` has a name that is not UTF-8, which the container engine cannot be given",
+                hint="rename it (or move the project) so that every directory on its path has a UTF-8 name",
+            ) from None
+
+
 def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.environ) -> Project:
     cwd = cwd.resolve()
     manifest = find_manifest(cwd, args.manifest_path)
@@ -275,6 +289,7 @@ def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.envi
     else:
         target_dir = _configured_target_dir(config_files) or root / "target"
 
+    _check_names_carry(cwd, root, target_dir, home, *outside, *(path.parent for path in config_files))
     return Project(
         cwd=cwd,
         manifest=manifest,
