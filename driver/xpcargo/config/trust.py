@@ -359,11 +359,11 @@ def require(boundary: Boundary, triple: str) -> Boundary:
     if recorded is not None and recorded.digest == boundary.digest:
         return boundary
     first = relevant[0]
-    changed = " (its settings changed since `xpcargo trust`)" if recorded is not None else ""
+    changed = "; the checkout's settings changed since you ran `xpcargo trust`" if recorded is not None else ""
     raise UntrustedError(
         f"{first.names()} reaches outside the checkout ({first.value}){changed}",
         hint=f"if you trust this project, `xpcargo trust` in {boundary.checkout} shows what its settings reach and "
-        f"consents to exactly that; {CONSENT_VARIABLE}=1 consents for one command (CI)",
+        f"consents to exactly that, or {CONSENT_VARIABLE}=1 to one command, as in CI",
     )
 
 
@@ -428,7 +428,8 @@ def _save(store: Path, consents: Mapping[str, Consent]) -> None:
 def _update(store: Path, checkout: Path, consent: Consent | None) -> None:
     """Record (or, with None, remove) the consent for ``checkout``, one writer at a time."""
     store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with (store.parent / f".{store.name}.lock").open("a") as lock:
+    lock = os.open(store.parent / f".{store.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         consents = dict(_load(store))
         if consent is None:
@@ -436,6 +437,8 @@ def _update(store: Path, checkout: Path, consent: Consent | None) -> None:
         else:
             consents[_key(checkout)] = consent
         _save(store, consents)
+    finally:
+        os.close(lock)
 
 
 # --- `xpcargo trust` -------------------------------------------------------------------------------------------------
