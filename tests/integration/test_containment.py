@@ -64,7 +64,10 @@ def test_a_build_script_reaches_no_credentials_no_socket_and_no_privilege(
     credentials = home / "credentials.toml"
     credentials.write_text('[registry]\ntoken = "s3cret-token"\n', encoding="utf-8")
     try:
-        result = xpcargo(["run", "--target", X86_64], cwd=project, env={"CARGO_REGISTRY_TOKEN": "s3cret-env"})
+        # XPCARGO_TRUST: the user consents to the path dependency outside the checkout; it still stays read-only.
+        result = xpcargo(
+            ["run", "--target", X86_64], cwd=project, env={"CARGO_REGISTRY_TOKEN": "s3cret-env", "XPCARGO_TRUST": "1"}
+        )
     finally:
         credentials.unlink()
     assert result.code == 0, result

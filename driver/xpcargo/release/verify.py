@@ -15,12 +15,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 from xpcargo.build import run
 from xpcargo.build.matrix import Artifact, artifacts_of
 from xpcargo.build.plan import BuildPlan, plan, reproducibility
 from xpcargo.build.reproducible import VARIED
 from xpcargo.cargo import args as cargo_args
+from xpcargo.config.trust import CONSENT_VARIABLE
 from xpcargo.context import Context
 from xpcargo.errors import NotReproducibleError, ProjectError
 
@@ -61,8 +63,11 @@ def verify(context: Context, triple: str, args: Sequence[str], *, connect: run.C
         [*rest, "--manifest-path", str(project.manifest), "--target-dir", str(base / "build-1" / "target")],
         reproducible_settings=settings,
     )
+    # The copy holds the settings the first plan crossed the trust boundary with, at another path: the consent (or
+    # the refusal) of the first stands for it.
+    copied = {**context.environ, CONSENT_VARIABLE: "1"}
     second = plan(
-        replace(context, cwd=moved_cwd),
+        replace(context, cwd=moved_cwd, environ=MappingProxyType(copied)),
         "build",
         triple,
         [
