@@ -401,3 +401,20 @@ def test_a_project_outside_any_checkout_is_planned_as_before(tmp_path: Path) -> 
     ).project
     assert project.checkout == root.resolve()
     assert project.asks == ()
+
+
+def test_a_remote_engine_gets_the_users_cargo_config_file_alone(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    _package(root)
+    _write(root / "src" / "main.rs", "fn main() {}\n")
+    user_config = _write(tmp_path / ".cargo" / "config.toml", "[net]\nretry = 3\n")
+    _write(tmp_path / ".cargo" / "credentials.toml", "[registry]\ntoken = 'x'\n")
+    (tmp_path / "cargo-home").mkdir()
+    environ = _environ(
+        tmp_path, CARGO_HOME=str(tmp_path / "cargo-home"), DOCKER_HOST="tcp://10.0.0.5:2376", XPCARGO_REMOTE="1"
+    )
+    plan = build_plan.plan(Context.create(cwd=root, environ=environ), "build", X86_64, [])
+    assert plan.remote is not None
+    sent = {volume.volume.path: volume.selection for volume in plan.remote.volumes}
+    directory = user_config.parent.resolve()
+    assert sent[directory].only == ("config.toml",)
