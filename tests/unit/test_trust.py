@@ -418,3 +418,14 @@ def test_a_remote_engine_gets_the_users_cargo_config_file_alone(tmp_path: Path) 
     sent = {volume.volume.path: volume.selection for volume in plan.remote.volumes}
     directory = user_config.parent.resolve()
     assert sent[directory].only == ("config.toml",)
+
+
+def test_a_working_directory_at_home_is_not_mounted(tmp_path: Path) -> None:
+    environ = _environ(tmp_path)
+    root = Path(environ["HOME"]) / "projects" / "app"
+    _package(root)
+    _write(root / "src" / "main.rs", "fn main() {}\n")
+    context = Context.create(cwd=Path(environ["HOME"]), environ=environ)
+    plan = build_plan.plan(context, "build", X86_64, ["--manifest-path", "projects/app/Cargo.toml"])
+    assert all(mount.path != Path(environ["HOME"]).resolve() for mount in plan.mounts)
+    assert Mount(path=root.resolve()) in plan.mounts

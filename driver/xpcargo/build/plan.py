@@ -388,8 +388,11 @@ def mounts_for(
         *((Mount(path=path, read_only=True), "Cargo's config", True) for path in project.cargo_config_files),
         *((Mount(path=Path(os.path.normpath(path)), read_only=True), why, False) for path, why in extra_read_only),
     ]
-    # The working directory is where relative arguments (a --manifest-path, say) are resolved.
-    if not any(project.cwd.is_relative_to(mount.path) for mount, _, _ in wanted):
+    # The working directory is where relative arguments (a --manifest-path, say) are resolved. Not one never mounted
+    # (HOME, with --manifest-path): the engine makes it as the parent of the mounts below it, which is enough for
+    # arguments that lead into them.
+    outside_every_mount = not any(project.cwd.is_relative_to(mount.path) for mount, _, _ in wanted)
+    if outside_every_mount and never.refusal(project.cwd, own=True) is None:
         wanted.append((Mount(path=project.cwd, read_only=True), "the working directory", True))
     for mount, why, own in wanted:
         trust.check_mount(mount.path, why, never=never, own=own)
