@@ -174,8 +174,8 @@ for _name, _summary in (
 
 @app.command(context_settings=_PASS_THROUGH, cls=_PassThroughCommand)
 def verify(ctx: typer.Context, target: TargetOption = None) -> int:
-    """Build twice (the second time in a copy of the workspace at another path, with another umask, time zone,
-    locale and user) and compare every binary and library; exit 12 when any differs.
+    """Build twice (each time in a fresh copy of the workspace, the second with another umask, time zone, locale
+    and user) and compare every binary and library; exit 12 when any differs.
 
     Every other argument goes to `cargo build` unchanged."""
     from xpcargo.release import verify as verifying  # noqa: PLC0415
@@ -197,11 +197,19 @@ def dist(
     ] = False,
     target_jobs: Annotated[
         int | None,
-        typer.Option("--target-jobs", min=1, metavar="N", help="How many targets build side by side."),
+        typer.Option(
+            "--target-jobs", min=1, metavar="N", help="How many targets build side by side (with --no-verify)."
+        ),
     ] = None,
+    *,
+    no_verify: Annotated[
+        bool,
+        typer.Option("--no-verify", help="Build once, not twice and compared as verify does (the provenance says so)."),
+    ] = False,
 ) -> int:
-    """Build every binary reproducibly for every target and pack each as <bin>-<target>.tar.gz, with sha256.sum,
-    dist-manifest.json and provenance.intoto.json beside them.
+    """Build every binary reproducibly for every target, twice as verify does, and pack each as
+    <bin>-<target>.tar.gz when both builds agree, with sha256.sum, dist-manifest.json and provenance.intoto.json
+    beside them.
 
     Every other argument goes to `cargo build --release --bins` unchanged."""
     from pathlib import Path  # noqa: PLC0415
@@ -216,6 +224,7 @@ def dist(
         out_dir=Path(out_dir) if out_dir else None,
         version_in_name=version_in_name,
         target_jobs=target_jobs,
+        verified=not no_verify,
     )
 
 

@@ -341,6 +341,17 @@ def copy_fixture(factory: pytest.TempPathFactory, name: str) -> Path:
     return destination
 
 
+def remove_kept_builds(result: Result) -> list[Path]:
+    """The two build directories that a `verify` or `dist` whose builds differed names in its error (and keeps for
+    the user), removed, so that a test leaves nothing in the temporary directory."""
+    kept = [Path(word.strip(",;()")) for word in result.stderr_lines[-1].split() if word.startswith("/")]
+    assert len(kept) == 2, result
+    for path in kept:
+        assert path.is_dir(), result
+        shutil.rmtree(path)
+    return kept
+
+
 @dataclass
 class BuiltCrate:
     crate: FixtureCrate

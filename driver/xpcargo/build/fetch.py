@@ -110,6 +110,10 @@ def fetch(
     reporter.status("Fetching", f"dependencies for {plan.project.workspace_root.name} (network step)")
     request = plan.request(Step.FETCH, image)
     with open_session(runtime, request, purpose="fetch", cancellation=cancellation) as session:
+        if plan.remote is not None:
+            remote.verify(
+                session, runtime, plan.remote, image=image, user=plan.user, reporter=reporter, cancellation=cancellation
+            )
         # Credentials reach this one command, never the container's own environment.
         code = session.run(
             ["cargo", "fetch", *plan.manifest_args()], env=dict(plan.credentials), on_stdout=stdout, on_stderr=stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from xpcargo import resources
-from xpcargo.build import environment, floor, reproducible
+from xpcargo.build import environment, floor, git_checkout, reproducible
 from xpcargo.build.floor import Sysroot
 from xpcargo.build.remote import RemotePlan, plan_remote
 from xpcargo.build.reproducible import Reproducibility
@@ -261,10 +261,7 @@ def plan(
     if reproducible_settings is not None:
         env.update(reproducible.environment(reproducible_settings))
     engine = context.engine_for(spec)
-    mounts = (
-        *mounts_for(project, extra, engine_socket=_engine_socket(engine), never=boundary.never),
-        *_tool_mounts(spec),
-    )
+    mounts = _mounts(project, spec, extra, engine=engine, never=boundary.never)
     overrides_file = state_dir / "links-overrides.toml" if spec.links else None
     rustflags_file = state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None
     remote = (
@@ -308,6 +305,19 @@ def plan(
         sysroot=glibc.sysroot,
         image_plan=image_plan,
     )
+
+
+def _mounts(
+    project: Project,
+    spec: TargetSpec,
+    extra: Iterable[tuple[Path, str]],
+    *,
+    engine: EngineAddress,
+    never: trust.NeverMounted,
+) -> tuple[Mount, ...]:
+    mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(engine), never=never), *_tool_mounts(spec))
+    # A remote engine builds in its own copy of the workspace, whose `.git` the host's git never reads.
+    return mounts if engine.remote else git_checkout.read_only_git(mounts, project.workspace_root)
 
 
 def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
