@@ -429,3 +429,26 @@ def test_a_working_directory_at_home_is_not_mounted(tmp_path: Path) -> None:
     plan = build_plan.plan(context, "build", X86_64, ["--manifest-path", "projects/app/Cargo.toml"])
     assert all(mount.path != Path(environ["HOME"]).resolve() for mount in plan.mounts)
     assert Mount(path=root.resolve()) in plan.mounts
+
+
+def test_verify_crosses_the_boundary_on_the_project_and_its_copies_inherit_the_consent(tmp_path: Path) -> None:
+    """verify (and dist) build in copies of the workspace at other paths: the project itself is checked once, so
+    refusal and consent are the project's, not the copies'."""
+    from xpcargo.release import verify  # noqa: PLC0415
+
+    from .fake_runtime import FakeRuntime  # noqa: PLC0415
+
+    (tmp_path / "sdk").mkdir()
+    root = _consenting_project(tmp_path, f'"{tmp_path / "sdk"}"')
+    _write(root / "src" / "main.rs", "fn main() {}\n")
+    runtime = FakeRuntime(every_image=True)
+    context = Context.create(cwd=root, environ=_environ(tmp_path, SOURCE_DATE_EPOCH="1"))
+    settings = build_plan.reproducibility(context, [])
+    with pytest.raises(UntrustedError, match=r"`mounts` of \[build\] in .*/app/xpcargo\.toml"):
+        verify.build_twice(context, X86_64, ["--release"], settings=settings, connect=lambda *_: runtime)
+    assert runtime.started == []
+    trust.consent(_boundary(root, _environ(tmp_path)))
+    rebuilt = verify.build_twice(context, X86_64, ["--release"], settings=settings, connect=lambda *_: runtime)
+    assert not isinstance(rebuilt, int)
+    assert all(Mount(path=tmp_path / "sdk", read_only=True) in plan.mounts for plan in rebuilt.plans)
+    verify.discard(rebuilt.directories)
