@@ -243,6 +243,43 @@ def shell(ctx: typer.Context, target: TargetOption = None) -> int:
 
 
 @app.command()
+def trust(
+    revoke: Annotated[bool, typer.Option("--revoke", help="Withdraw the consent given to this checkout.")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Only show what the checkout's settings reach, and whether you consented.")
+    ] = False,
+    manifest_path: Annotated[str | None, typer.Option(help="Path to the project's Cargo.toml.")] = None,
+) -> None:
+    """Consent to what the checkout's own settings reach outside it (mounts, path dependencies, `links` paths, a
+    target dir, `passthrough`, `engine`, `image`): records the checkout and a digest of exactly those settings in
+    your config dir; changing any of them withdraws the consent."""
+    from xpcargo.build import plan  # noqa: PLC0415
+    from xpcargo.cargo.args import parse_cargo_args  # noqa: PLC0415
+    from xpcargo.config import trust as trusting  # noqa: PLC0415
+
+    context = _context()
+    project = context.project(parse_cargo_args(["--manifest-path", manifest_path] if manifest_path else []))
+    boundary = plan.trust_boundary(context, project, context.project_config(project.workspace_root))
+    reporter = context.reporter()
+    if revoke:
+        withdrawn = trusting.revoke(boundary)
+        reporter.status("Revoked", f"{'the' if withdrawn else 'no'} consent for {boundary.checkout}")
+        return
+    status = trusting.status(boundary) if show else trusting.consent(boundary)
+    for line in status.lines():
+        typer.echo(line)
+    if not boundary.asks:
+        reporter.status(
+            "Trusted", f"nothing to consent to: the settings of {boundary.checkout} reach nothing outside it"
+        )
+    elif status.consented:
+        reporter.status("Trusted", f"{boundary.checkout}, these settings only (recorded in {boundary.store})")
+    else:
+        changed = "; they changed since you consented" if status.changed else ""
+        reporter.status("Untrusted", f"{boundary.checkout}{changed}: `xpcargo trust` consents")
+
+
+@app.command()
 def targets(
     *,
     target: MatrixTargetOption = None,

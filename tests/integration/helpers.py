@@ -381,7 +381,12 @@ class Workspace:
     def crate(self, name: str) -> BuiltCrate:
         if name not in self._crates:
             crate = RUNNABLE[name]
-            self._crates[name] = BuiltCrate(crate=crate, root=copy_fixture(self._factory, crate.copy))
+            root = copy_fixture(self._factory, crate.copy)
+            if crate.project != ".":
+                # A workspace in a subdirectory of a git checkout (a monorepo): its path dependencies elsewhere in the
+                # checkout are the project's own and need no consent (config.trust).
+                subprocess.run(["git", "init", "-q", str(root)], check=True)
+            self._crates[name] = BuiltCrate(crate=crate, root=root)
         return self._crates[name]
 
     def built(self, name: str, triple: str) -> BuiltCrate:

@@ -137,7 +137,9 @@ def test_links_overrides_go_into_a_config_file(tmp_path: Path) -> None:
     lib, include = tmp_path / "zlib" / "lib", tmp_path / "zlib" / "include"
     lib.mkdir(parents=True)
     include.mkdir()
-    plan = _plan(tmp_path, "build", ["--offline"], xpcargo_toml=LINKS_PROJECT.format(lib=lib, include=include))
+    plan = _plan(
+        tmp_path, "build", ["--offline"], xpcargo_toml=LINKS_PROJECT.format(lib=lib, include=include), XPCARGO_TRUST="1"
+    )
     assert plan.overrides_file == plan.state_dir / "links-overrides.toml"
     argv = plan.cargo_argv()
     assert argv[:7] == [
@@ -184,13 +186,13 @@ def test_links_overrides_merge_the_projects_cargo_config(tmp_path: Path) -> None
 
 def test_configured_mount_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
-        _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{tmp_path / "missing"}"]\n')
+        _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{tmp_path / "missing"}"]\n', XPCARGO_TRUST="1")
 
 
 def test_configured_mount_is_read_only(tmp_path: Path) -> None:
     sdk = tmp_path / "sdk"
     sdk.mkdir()
-    plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{sdk}"]\n')
+    plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{sdk}"]\n', XPCARGO_TRUST="1")
     assert Mount(path=sdk, read_only=True) in plan.mounts
 
 
@@ -198,7 +200,7 @@ def test_configured_mount_with_dotdot_is_mounted(tmp_path: Path) -> None:
     sdk = tmp_path / "sdk"
     sdk.mkdir()
     dotted = tmp_path.resolve() / "app" / ".." / "sdk"
-    plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{dotted}"]\n')
+    plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{dotted}"]\n', XPCARGO_TRUST="1")
     assert any(mount.path.resolve() == sdk.resolve() for mount in plan.mounts)
 
 
@@ -382,6 +384,20 @@ def test_a_projects_credential_provider_is_refused(tmp_path: Path, config: str, 
     with pytest.raises(ConfigError, match=setting) as caught:
         build_plan.plan(context, "build", AARCH64, [])
     assert "config.toml" in str(caught.value)
+
+
+def test_a_credential_provider_of_the_users_config_above_the_checkout_is_the_users(tmp_path: Path) -> None:
+    # Above the checkout is the user's side of the boundary (config.trust): its provider and its `[env]` stand.
+    root = app_project(tmp_path)
+    user_config = root.parent / ".cargo" / "config.toml"
+    user_config.parent.mkdir()
+    user_config.write_text(
+        '[registry]\nglobal-credential-providers = ["/usr/local/bin/my-provider"]\n[env]\nMINE = "x"\n',
+        encoding="utf-8",
+    )
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    plan = build_plan.plan(context, "build", AARCH64, [])
+    assert plan.fetch_config == ()
 
 
 def test_cargos_own_credential_providers_are_accepted(tmp_path: Path) -> None:

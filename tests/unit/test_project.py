@@ -469,6 +469,7 @@ def _project(**changes: object) -> Project:
         "outside_paths": (),
         "cargo_config_files": (),
         "manifests": (Path("/w/Cargo.toml"),),
+        "checkout": Path("/w"),
     }
     values.update(changes)
     return Project(**values)  # type: ignore[arg-type]

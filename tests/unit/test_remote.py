@@ -302,7 +302,8 @@ def test_a_path_dependency_holding_the_users_home_or_cargo_home_is_not_sent(tmp_
     (tmp_path / "src" / "lib.rs").write_text("")
     manifest = world.root / "Cargo.toml"
     manifest.write_text(manifest.read_text() + f'\n[dependencies]\ndep = {{ path = "{tmp_path}" }}\n')
-    with pytest.raises(ConfigError, match=r"refusing to send .*\(a path dependency\) to a remote engine: it holds"):
+    # Refused by the trust boundary now, before the remote plan: the directory holds HOME (and its ~/.ssh).
+    with pytest.raises(ConfigError, match=r"refusing to mount .*`dependencies\.dep\.path` in .*: it reaches"):
         plan(world.context, "build", X86, [])
     assert world.runtime.archives == []
 

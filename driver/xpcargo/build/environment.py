@@ -95,9 +95,10 @@ def fetch_credentials(credentials: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in credentials.items() if name not in _PUBLISH_ONLY_CREDENTIALS}
 
 
-def project_config_files(config_files: Iterable[Path], cargo_home: Path) -> list[Path]:
-    """The Cargo config files that are not the user's own (CARGO_HOME's): the project's, which nothing trusts."""
-    return [path for path in config_files if not path.is_relative_to(cargo_home)]
+def project_config_files(config_files: Iterable[Path], *, cargo_home: Path, checkout: Path) -> list[Path]:
+    """The Cargo config files inside the checkout (and not CARGO_HOME's, which may live there in CI): the project's,
+    which nothing trusts. Those above the checkout are the user's own, as ``config.trust`` draws the line."""
+    return [path for path in config_files if path.is_relative_to(checkout) and not path.is_relative_to(cargo_home)]
 
 
 def fetch_config_args(config_files: Iterable[Path]) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +23,8 @@ from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.project import Project
-from xpcargo.config.targets import TargetSpec, check_triple
+from xpcargo.config import trust
+from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple
 from xpcargo.container.location import EngineAddress
 from xpcargo.container.session import invoking_user
 from xpcargo.container.spec import TARGET_LABEL, WORKSPACE_LABEL, ContainerRequest, Mount
@@ -35,9 +35,6 @@ from xpcargo.image.recipe import load_recipe
 
 # Where HOME points for a user that has no home in the image: writable by anyone, gone with the container.
 CONTAINER_HOME = "/tmp"  # noqa: S108 - inside the container, which is private and short-lived
-# Kernel and runtime file systems: mounting them (or a directory above them) hands a build the host's devices,
-# processes, or the engine's own socket.
-_FORBIDDEN = tuple(Path(path) for path in ("/proc", "/sys", "/dev", "/run", "/var/run"))
 
 
 # What Cargo keeps registry tokens in, under CARGO_HOME (the old name without extension, too).
@@ -214,22 +211,15 @@ def plan(
         context.toolchains.target(triple)
         raise
     project_config = context.project_config(project.workspace_root)
+    # Before anything is mounted or any engine named: what the checkout's settings reach outside it.
+    boundary = trust.require(trust_boundary(context, project, project_config), triple)
     spec = context.target(triple, project_config)
     host = context.host_target(project_config)
     state_dir = project.target_dir / "xpcargo" / triple
 
     # Cargo merges the `--config` file xpcargo writes into the project's own config key by key; so does this.
     links = spec.links.over(project.links_overrides(triple))
-    extra: list[tuple[Path, str]] = []
-    for configured in spec.mounts:
-        path = Path(os.path.normpath(configured))
-        if not path.exists():
-            raise ConfigError(
-                f"the mount `{path}` configured for {triple} does not exist on this machine",
-                hint="create it or remove it from `mounts` in xpcargo.toml",
-            )
-        extra.append((path, "`mounts`"))
-    extra += [(path, "a `links` override") for path in links.host_paths() if path.exists()]
+    extra = _asked_mounts(spec, links)
 
     passed = environment.passthrough_environment(context.environ, spec)
     host_env = {name: value for name, value in passed.items() if not environment.is_credential(name)}
@@ -265,9 +255,7 @@ def plan(
     if reproducible_settings is not None:
         env.update(reproducible.environment(reproducible_settings))
     engine = context.engine_for(spec)
-    mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(engine)), *_tool_mounts(spec))
-    # A remote engine builds in its own copy of the workspace, whose `.git` the host's git never reads.
-    mounts = mounts if engine.remote else git_checkout.read_only_git(mounts, project.workspace_root)
+    mounts = _mounts(project, spec, extra, engine=engine, never=boundary.never)
     overrides_file = state_dir / "links-overrides.toml" if spec.links else None
     rustflags_file = state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None
     remote = (
@@ -339,9 +327,39 @@ def _fetch_env(cargo_env: Mapping[str, str], *, own_image: bool) -> Mapping[str,
 def _fetch_config(project: Project) -> tuple[str, ...]:
     """The fetch step's `--config` arguments, which blank the project's `[env]`; refused first when the project's
     Cargo config names a credential provider, which that step would run with the user's tokens."""
-    project_config = environment.project_config_files(project.cargo_config_files, project.cargo_home)
+    project_config = environment.project_config_files(
+        project.cargo_config_files, cargo_home=project.cargo_home, checkout=project.checkout
+    )
     environment.check_credential_providers(project_config)
     return tuple(environment.fetch_config_args(project_config))
+
+
+def _asked_mounts(spec: TargetSpec, links: LinksOverrides) -> list[tuple[Path, str]]:
+    """The host paths the target's `mounts` and its `links` overrides ask for, with what asked for each."""
+    extra: list[tuple[Path, str]] = []
+    for configured in spec.mounts:
+        path = Path(os.path.normpath(configured))
+        if not path.exists():
+            raise ConfigError(
+                f"the mount `{path}` configured for {spec.triple} does not exist on this machine",
+                hint="create it or remove it from `mounts` in xpcargo.toml",
+            )
+        extra.append((path, "`mounts`"))
+    extra += [(path, "a `links` override") for path in links.host_paths() if path.exists()]
+    return extra
+
+
+def _mounts(
+    project: Project,
+    spec: TargetSpec,
+    extra: Iterable[tuple[Path, str]],
+    *,
+    engine: EngineAddress,
+    never: trust.NeverMounted,
+) -> tuple[Mount, ...]:
+    mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(engine), never=never), *_tool_mounts(spec))
+    # A remote engine builds in its own copy of the workspace, whose `.git` the host's git never reads.
+    return mounts if engine.remote else git_checkout.read_only_git(mounts, project.workspace_root)
 
 
 def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
@@ -372,6 +390,18 @@ def remapping(project: Project) -> tuple[tuple[Path, str], ...]:
     )
 
 
+def trust_boundary(context: Context, project: Project, project_config: ProjectConfig) -> trust.Boundary:
+    """The project's checkout and what its manifests, Cargo config files and xpcargo settings ask of the host
+    beyond it: one reading, for `plan` and for `xpcargo trust`, so that both digest the same settings."""
+    return trust.Boundary.of(
+        checkout=project.checkout,
+        asks=(*project.asks, *trust.settings_asks(project_config)),
+        environ=context.environ,
+        cargo_home=project.cargo_home,
+        cache_dir=context.settings.cache_dir,
+    )
+
+
 def reproducibility(context: Context, args: Sequence[str]) -> Reproducibility:
     """The settings of a reproducible build of the project that ``args`` name: its SOURCE_DATE_EPOCH above all."""
     project = context.project(cargo_args.parse_cargo_args(args))
@@ -385,51 +415,42 @@ def _engine_socket(engine: EngineAddress) -> Path:
     return Path(url.removeprefix("unix://")) if url.startswith("unix://") else Path("/var/run/docker.sock")
 
 
-def _check_mount(path: Path, why: str, *, engine_socket: Path) -> None:
-    """Only directories and regular files are mounted, and nothing that holds the host's devices, processes or the
-    engine's socket: a project must not reach out of its container through what it asks to have mounted."""
-    resolved = path.resolve()
-    reaches = next(
-        (place for place in _FORBIDDEN if resolved.is_relative_to(place) or place.is_relative_to(resolved)), None
-    )
-    if reaches is None and engine_socket.resolve().is_relative_to(resolved):
-        reaches = engine_socket
-    try:
-        mode = resolved.stat().st_mode
-    except OSError:
-        mode = None
-    if reaches is not None or (mode is not None and not (stat.S_ISDIR(mode) or stat.S_ISREG(mode))):
-        what = f"reaches {reaches}" if reaches is not None else "is not a directory or a regular file"
-        raise ConfigError(
-            f"refusing to mount `{path}` (asked for by {why}): it {what}",
-            hint="mount only directories and files a build needs; sockets, devices and /proc, /sys, /dev, /run "
-            "are never mounted",
-        )
-
-
 def mounts_for(
-    project: Project, extra_read_only: Iterable[tuple[Path, str]] = (), *, engine_socket: Path
+    project: Project,
+    extra_read_only: Iterable[tuple[Path, str]] = (),
+    *,
+    engine_socket: Path,
+    never: trust.NeverMounted | None = None,
 ) -> tuple[Mount, ...]:
-    """The host directories the container needs, each at its own absolute path, nested ones folded away."""
+    """The host directories the container needs, each at its own absolute path, nested ones folded away; none that
+    ``never`` (the boundary's places never mounted) or the engine's socket forbids."""
+    never = never or trust.NeverMounted.of({}, cargo_home=project.cargo_home, checkout=project.checkout)
+    never = replace(never, sockets=(*never.sockets, Path(os.path.normpath(engine_socket)).resolve()))
     # Lexically normalised (not resolved: a symlink must stay visible at its own path), so that `a/../b` is
     # recognised as `b` when mounts are folded into each other.
-    wanted: list[tuple[Mount, str]] = [
-        (Mount(path=project.workspace_root), "the workspace"),
-        (Mount(path=project.target_dir), "the target dir"),
-        (Mount(path=project.cargo_home), "CARGO_HOME"),
+    # Each with what asked for it, and whether it is xpcargo's own (the user's choice, not the project's: no search
+    # for sockets in it, and it may hold CARGO_HOME).
+    wanted: list[tuple[Mount, str, bool]] = [
+        (Mount(path=project.workspace_root), "the workspace", True),
+        (Mount(path=project.target_dir), "the target dir", True),
+        (Mount(path=project.cargo_home), "CARGO_HOME", True),
         # Outside the workspace, nothing is Cargo's to write: read-only.
-        *((Mount(path=path, read_only=True), "a path dependency") for path in project.outside_paths),
-        *((Mount(path=path.parent, read_only=True), "Cargo's config") for path in project.cargo_config_files),
-        *((Mount(path=Path(os.path.normpath(path)), read_only=True), why) for path, why in extra_read_only),
+        *((Mount(path=path, read_only=True), "a path dependency", False) for path in project.outside_paths),
+        # The file alone, not its directory: `~/.cargo` holds the registry tokens too.
+        *((Mount(path=path, read_only=True), "Cargo's config", True) for path in project.cargo_config_files),
+        *((Mount(path=Path(os.path.normpath(path)), read_only=True), why, False) for path, why in extra_read_only),
     ]
-    # The working directory is where relative arguments (a --manifest-path, say) are resolved.
-    if not any(project.cwd.is_relative_to(mount.path) for mount, _ in wanted):
-        wanted.append((Mount(path=project.cwd, read_only=True), "the working directory"))
-    for mount, why in wanted:
-        _check_mount(mount.path, why, engine_socket=engine_socket)
+    # The working directory is where relative arguments (a --manifest-path, say) are resolved. Not one never mounted
+    # (HOME, with --manifest-path): the engine makes it as the parent of the mounts below it, which is enough for
+    # arguments that lead into them.
+    outside_every_mount = not any(project.cwd.is_relative_to(mount.path) for mount, _, _ in wanted)
+    if outside_every_mount and never.refusal(project.cwd, own=True) is None:
+        wanted.append((Mount(path=project.cwd, read_only=True), "the working directory", True))
+    for mount, why, own in wanted:
+        trust.check_mount(mount.path, why, never=never, own=own)
     chosen: list[Mount] = []
     # A writable mount wins over a read-only one of the same tree; a parent mount covers its children.
-    for mount, _ in sorted(wanted, key=lambda item: (len(item[0].path.parts), item[0].read_only)):
+    for mount, _, _ in sorted(wanted, key=lambda item: (len(item[0].path.parts), item[0].read_only)):
         if any(mount.path.is_relative_to(kept.path) and (kept.read_only <= mount.read_only) for kept in chosen):
             continue
         chosen.append(mount)

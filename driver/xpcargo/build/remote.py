@@ -174,15 +174,16 @@ def plan_remote(
     private = [(home, "CARGO_HOME"), (cache_dir, "xpcargo's cache")]
     if user_home is not None:
         private.append((user_home, "your home directory"))
-    # Cargo's config directories outside the workspace: only their config files travel (a `~/.cargo` holds the
-    # credentials and the registry too).
-    config_files: dict[Path, list[str]] = {}
-    for config in project.cargo_config_files:
-        config_files.setdefault(config.parent, []).append(config.name)
     synced: list[SyncedVolume] = []
     for mount in mounts:
         source = mount.source or mount.path
         if mount.path == target:
+            continue
+        if mount.path in project.cargo_config_files and not mount.path.is_relative_to(workspace):
+            # A Cargo config file outside the workspace is mounted alone (a `~/.cargo` holds the credentials and the
+            # registry too); a volume holds a directory: its directory, with that file only.
+            selection = sync.Selection(root=source.parent, only=(mount.path.name,))
+            synced.append(_volume("cargo-config", mount.path.parent, selection, workspace, read_only=True))
             continue
         if not source.is_dir():
             raise ConfigError(
@@ -203,9 +204,6 @@ def plan_remote(
                     cargo_home=True,
                 )
             )
-        elif mount.path in config_files and not mount.path.is_relative_to(workspace):
-            selection = sync.Selection(root=source, only=tuple(sorted(config_files[mount.path])))
-            synced.append(_volume("cargo-config", mount.path, selection, workspace, read_only=True))
         else:
             kind = "path-dependency" if mount.path in project.outside_paths else "mount"
             _refuse_private(source.resolve(), private, "a path dependency" if kind == "path-dependency" else "a mount")

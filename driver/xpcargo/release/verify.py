@@ -17,12 +17,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 from xpcargo.build import run
 from xpcargo.build.matrix import Artifact, artifacts_of
-from xpcargo.build.plan import BuildPlan, plan, reproducibility
+from xpcargo.build.plan import BuildPlan, plan, reproducibility, trust_boundary
 from xpcargo.build.reproducible import VARIED, Reproducibility
 from xpcargo.cargo import args as cargo_args
+from xpcargo.config import trust
 from xpcargo.context import Context
 from xpcargo.errors import NotReproducibleError, ProjectError
 
@@ -111,6 +113,10 @@ def build_twice(
     the same workspace or not, never share a directory. The directories are the caller's to ``discard``.
     """
     project = context.project(cargo_args.parse_cargo_args(args))
+    # The copies hold the project's settings at other paths: the trust boundary is crossed once, by the project
+    # itself (its checkout, the user's consent to it), and that stands for both copies.
+    trust.require(trust_boundary(context, project, context.project_config(project.workspace_root)), triple)
+    consented = replace(context, environ=MappingProxyType({**context.environ, trust.CONSENT_VARIABLE: "1"}))
     rest = without_options(args, _REPLACED)
     root = _copied_root(project.workspace_root, project.outside_paths)
     directories: list[Path] = []
@@ -125,7 +131,7 @@ def build_twice(
             manifest = copy / project.manifest.relative_to(root)
             plans.append(
                 plan(
-                    replace(context, cwd=moved_cwd),
+                    replace(consented, cwd=moved_cwd),
                     "build",
                     triple,
                     [*rest, "--manifest-path", str(manifest), "--target-dir", str(directory / "target")],
