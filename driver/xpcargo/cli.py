@@ -138,7 +138,7 @@ def _define_cargo_command(name: str, summary: str) -> None:
             typer.Option(
                 "--reproducible",
                 help="Build reproducibly: SOURCE_DATE_EPOCH, paths remapped, fixed locale, time zone, umask and user, "
-                "--locked (see `Reproducible releases` in the README).",
+                "--locked (see docs/releases.md).",
             ),
         ] = False,
     ) -> int:

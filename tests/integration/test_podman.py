@@ -48,7 +48,7 @@ USER = "xpcargo-podman-t"
 # ordinary machine needs none of this.
 CONTAINERS_CONF = '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
 # Podman 4.3 picks `vfs` for a rootless store here, which copies the whole image for each container; the kernel's
-# own overlay works rootless (README, "Engines").
+# own overlay works rootless (docs/engines.md, "Podman, rootless").
 STORAGE_CONF = '[storage]\ndriver = "overlay"\n'
 
 pytestmark = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""Real crates.io -sys crates for aarch64 with no xpcargo configuration beyond what the README says is required:
+"""Real crates.io -sys crates for aarch64 with no xpcargo configuration beyond what the docs say is required:
 OpenSSL vendored (its build runs perl and make) and from the system (`extra-packages = ["libssl-dev:arm64"]`),
 a build script using bindgen (libclang), one using the cmake crate (xpcargo's CMake toolchain file), and
 integration tests that run the crate's own binary (`CARGO_BIN_EXE_<name>` under cross's `CROSS_RUNNER`)."""
@@ -93,7 +93,7 @@ def test_integration_tests_run_the_crates_own_binary(tmp_path_factory: pytest.Te
 def test_running_the_binary_directly_needs_qemu_in_the_hosts_binfmt_misc(
     tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
 ) -> None:
-    """What the README says of a test that executes CARGO_BIN_EXE_<name> itself: it runs where the host kernel has
+    """What docs/targets.md says of a test that executes CARGO_BIN_EXE_<name> itself: it runs where the host kernel has
     qemu registered for aarch64 (fix-binary), and elsewhere the child exits with 127 and prints nothing (the exec
     fails with ENOEXEC inside qemu's emulated posix_spawn, which reports it only as that status). xpcargo never
     registers it."""

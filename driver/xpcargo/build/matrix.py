@@ -3,7 +3,7 @@ project's target dir (so artifacts land where Cargo puts them for one target), t
 
 Targets share the target dir on purpose. Cargo locks the host part of it (`target/debug`, where build scripts and
 proc-macros are built) for the length of a build, so targets side by side wait there for each other; but the host
-part is then built once, not once per target. Measured on a 2-core machine (README, "Several targets at once"),
+part is then built once, not once per target. Measured on a 2-core machine (docs/ci.md, "Several targets at once"),
 that beats a target dir per target, whose host builds compete for the same cores.
 """
 
@@ -53,7 +53,7 @@ class TargetResult:
     code: int
     seconds: float
     artifacts: tuple[Artifact, ...] = ()
-    # The newest glibc the target's artifacts may need (README, "The glibc floor").
+    # The newest glibc the target's artifacts may need (docs/targets.md, "The glibc floor").
     glibc_floor: str | None = None
     error: str | None = None
     cancelled: bool = False

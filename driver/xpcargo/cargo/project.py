@@ -223,7 +223,7 @@ def _check_build_command(manifest: Path, data: Mapping[str, Any]) -> None:
         hint=(
             f'write a build.rs that runs it and tells Cargo what to link, e.g. `Command::new("{program}")'
             '.env("OUT_DIR", &out_dir).status()`, then `println!("cargo:rustc-link-search=native={out_dir}")` and '
-            '`println!("cargo:rustc-link-lib=static=NAME")`; set `build = "build.rs"` (see README, "Build scripts")'
+            '`println!("cargo:rustc-link-lib=static=NAME")`; set `build = "build.rs"` (see docs/build-scripts.md)'
         ),
     )
 

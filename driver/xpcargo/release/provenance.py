@@ -3,7 +3,7 @@
 The statement names every archive (``subject``, with its sha256) and says how they were made: xpcargo's build type,
 what the user asked for (``externalParameters``), what xpcargo fixed on its own (``internalParameters``), and what
 went in (``resolvedDependencies``: the source commit, Cargo.lock, each image with its id, plan hash and layers, its
-Rust, and every Debian package in it). It is not signed here; README, "Reproducible releases", says how to attest it.
+Rust, and every Debian package in it). It is not signed here; docs/ci.md, "Attesting in CI", says how to attest it.
 
 Everything here is pure: the document is built from values, so it is tested without an engine.
 """
@@ -20,7 +20,7 @@ from xpcargo.image.inventory import DebianPackage, ImageInventory
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
-# xpcargo's own build type: what the parameters below mean (README, "Reproducible releases").
+# xpcargo's own build type: what the parameters below mean (docs/releases.md, "Provenance").
 BUILD_TYPE = "https://xpcargo.dev/build-types/dist/v1"
 # The builder when no CI names one: a developer's machine, which vouches for nothing beyond itself.
 LOCAL_BUILDER = "https://xpcargo.dev/builders/local"
