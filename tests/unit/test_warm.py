@@ -39,7 +39,7 @@ def test_a_second_command_reuses_the_container_with_its_own_environment(tmp_path
     _run(runtime, _request(tmp_path), tmp_path / "locks")
     _run(runtime, _request(tmp_path, env={"A": "changed"}), tmp_path / "locks")
     assert len(runtime.started) == 1
-    assert runtime.containers["container-1"][1] == tuple(warm.main_argv(60))
+    assert runtime.containers["container-1"][1] == tuple(warm.main_argv(60, 3600))
     first, second = runtime.execs
     assert first.env == {"A": "1", "B": "2"}
     assert second.env == {"A": "changed", "B": "2"}

@@ -27,7 +27,7 @@ from xpcargo.cargo.project import Project
 from xpcargo.config.targets import TargetSpec, check_triple
 from xpcargo.container.location import EngineAddress
 from xpcargo.container.session import invoking_user
-from xpcargo.container.spec import TARGET_LABEL, WORKSPACE_LABEL, ContainerRequest, Mount
+from xpcargo.container.spec import TARGET_LABEL, WARM_LIFETIME, WORKSPACE_LABEL, ContainerRequest, Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
 from xpcargo.image.plan import ImagePlan, plan_image
@@ -75,6 +75,7 @@ class BuildPlan:
     # Seconds the build's container stays up for the next command (0: one container per command), and where the
     # locks of the warm containers' slots are.
     keep_warm: int = 0
+    warm_lifetime: int = WARM_LIFETIME
     warm_locks: Path | None = None
     user: str = field(default_factory=invoking_user)
     # Reproducible mode (`dist`, `verify`, `--reproducible`), and the Cargo config file that adds rustflags (its
@@ -184,6 +185,10 @@ class BuildPlan:
             # A remote CARGO_HOME holds no bin directory to hide.
             hidden=self.hidden if self.remote is None else (),
             keep_warm=self.keep_warm if warm else 0,
+            warm_lifetime=self.warm_lifetime,
+            # The project's code runs here: nothing of a command outlives it, and the image cannot be changed.
+            confined=True,
+            scratch=tuple(dict.fromkeys((Path(CONTAINER_HOME), Path(user_home)))),
         )
 
 
@@ -297,6 +302,7 @@ def plan(
         fetch_record=_fetch_record(context, project, triple, engine),
         ca_bundle=environment.host_ca_bundle(context.environ),
         keep_warm=context.settings.keep_warm,
+        warm_lifetime=context.settings.warm_lifetime,
         warm_locks=context.settings.cache_dir / "warm",
         reproducible=reproducible_settings,
         remaps=remaps,
