@@ -68,7 +68,8 @@ class ContainerRequest:
     """Everything a container is started with.
 
     Every container also drops all capabilities but ``capabilities`` and cannot gain privileges
-    (`no-new-privileges`). One started without a main process of its own ends by itself when the xpcargo process
+    (`no-new-privileges`); a ``confined`` one, which runs a project's code, also keeps nothing of a command past its
+    end (see ``confined`` below). One started without a main process of its own ends by itself when the xpcargo process
     that started it goes away, however it goes; a warm one ends by itself when idle, and each command run in it with
     the xpcargo process that waits on it (see ``docker_runtime`` and ``warm``).
     """
