@@ -49,7 +49,7 @@ _OTHERS = r"""
 others() {
   for p in /proc/[0-9]*; do
     [ "${p#/proc/}" != "$$" ] && [ -O "$p" ] || continue
-    s=; read -r s < "$p/stat" 2>/dev/null || continue
+    s=; { read -r s < "$p/stat"; } 2>/dev/null || continue
     case "${s##*) }" in Z*) continue ;; esac
     return 0
   done
@@ -62,7 +62,7 @@ _BUSY = r"""
 busy() {
   for p in /proc/[0-9]*; do
     [ -O "$p" ] && continue
-    s=; read -r s < "$p/stat" 2>/dev/null || continue
+    s=; { read -r s < "$p/stat"; } 2>/dev/null || continue
     case "${s##*) }" in Z*) continue ;; esac
     return 0
   done
@@ -80,7 +80,7 @@ _IDLE_WATCH = (
 ( sleep "$life"; : > "$d/expired" ) </dev/null >/dev/null 2>&1 &
 while :; do
   sleep 1 & wait "$!"
-  last=; read -r _ _ _ _ last < /proc/loadavg 2>/dev/null
+  last=; { read -r _ _ _ _ last < /proc/loadavg; } 2>/dev/null
   ran=
   case "$last" in
     ''|*[!0-9]*) ;;
@@ -123,8 +123,12 @@ else
   "$@"
 fi
 code=$?
+# A killed process lives on for a moment (the tether's `cat` as a rule): looked for again at once, then every 10 ms.
 n=0
-while kill -KILL -1 2>/dev/null; others && [ "$n" -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
+while kill -KILL -1 2>/dev/null; others && [ "$n" -lt 500 ]; do
+  [ "$n" -ge 50 ] && sleep 0.01
+  n=$((n + 1))
+done
 rm -f "$c-run.$t"
 exit "$code"
 """
@@ -140,7 +144,7 @@ while :; do
   [ "$n" -ge 20 ] && break
   sleep 0.1; n=$((n + 1))
 done
-g=; read -r g < "$c-run.$t" 2>/dev/null
+g=; { read -r g < "$c-run.$t"; } 2>/dev/null
 case "$g" in ''|*[!0-9]*) g=0 ;; esac
 if [ "$g" -gt 1 ]; then
   kill "-$sig" "-$g" 2>/dev/null
