@@ -502,7 +502,7 @@ class DockerRuntime:
                 cap_drop=["ALL"],
                 cap_add=list(request.capabilities) or None,
                 security_opt=["no-new-privileges"],
-                tmpfs=_tmpfs(request),
+                tmpfs=_tmpfs(request, podman=self._engine.kind is EngineKind.PODMAN),
                 read_only=request.confined,
             )
             if keep_id:
@@ -823,14 +823,15 @@ def _fill_layers(partial: Path, donor: Path, destination: Path) -> None:
                 out.addfile(copy, giver.extractfile(member))
 
 
-def _tmpfs(request: ContainerRequest) -> dict[str, str]:
+def _tmpfs(request: ContainerRequest, *, podman: bool) -> dict[str, str]:
     """Empty file systems: over each hidden path; and in a confined container, the scratch directories (programs
-    run from there: doctests, configure checks) and the keeper's own directory, which only the keeper may write."""
+    run from there: doctests, configure checks) and the keeper's own directory, which only the keeper may write
+    (the container's own user: Podman says so with `U`, and refuses Docker's `uid=`)."""
     mounts = {str(path): "" for path in request.hidden}
     if request.confined:
         mounts.update({str(path): "exec,mode=1777" for path in request.scratch})
         uid, _, gid = keeper(request.user).partition(":")
-        mounts[str(KEEPER_DIR)] = f"uid={uid},gid={gid},mode=0755"
+        mounts[str(KEEPER_DIR)] = "U,mode=0755" if podman else f"uid={uid},gid={gid},mode=0755"
     return mounts
 
 
