@@ -22,7 +22,7 @@ from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.links import LinksOverrides
-from xpcargo.cargo.project import Project
+from xpcargo.cargo.project import Project, refuse_linked_target_dir
 from xpcargo.config import trust
 from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple
 from xpcargo.container.location import EngineAddress
@@ -213,6 +213,8 @@ def plan(
     project_config = context.project_config(project.workspace_root)
     # Before anything is mounted or any engine named: what the checkout's settings reach outside it.
     boundary = trust.require(trust_boundary(context, project, project_config), triple)
+    # A `target` the project ships as a link would lead the output (and the report this machine writes) elsewhere.
+    refuse_linked_target_dir(project.workspace_root, project.target_dir)
     spec = context.target(triple, project_config)
     host = context.host_target(project_config)
     state_dir = project.target_dir / "xpcargo" / triple
