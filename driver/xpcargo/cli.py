@@ -174,8 +174,8 @@ for _name, _summary in (
 
 @app.command(context_settings=_PASS_THROUGH, cls=_PassThroughCommand)
 def verify(ctx: typer.Context, target: TargetOption = None) -> int:
-    """Build twice (the second time in a copy of the workspace at another path, with another umask, time zone,
-    locale and user) and compare every binary and library; exit 12 when any differs.
+    """Build twice (each time in a fresh copy of the workspace, the second with another umask, time zone, locale
+    and user) and compare every binary and library; exit 12 when any differs.
 
     Every other argument goes to `cargo build` unchanged."""
     from xpcargo.release import verify as verifying  # noqa: PLC0415
@@ -197,11 +197,19 @@ def dist(
     ] = False,
     target_jobs: Annotated[
         int | None,
-        typer.Option("--target-jobs", min=1, metavar="N", help="How many targets build side by side."),
+        typer.Option(
+            "--target-jobs", min=1, metavar="N", help="How many targets build side by side (with --no-verify)."
+        ),
     ] = None,
+    *,
+    no_verify: Annotated[
+        bool,
+        typer.Option("--no-verify", help="Build once, not twice and compared as verify does (the provenance says so)."),
+    ] = False,
 ) -> int:
-    """Build every binary reproducibly for every target and pack each as <bin>-<target>.tar.gz, with sha256.sum,
-    dist-manifest.json and provenance.intoto.json beside them.
+    """Build every binary reproducibly for every target, twice as verify does, and pack each as
+    <bin>-<target>.tar.gz when both builds agree, with sha256.sum, dist-manifest.json and provenance.intoto.json
+    beside them.
 
     Every other argument goes to `cargo build --release --bins` unchanged."""
     from pathlib import Path  # noqa: PLC0415
@@ -216,6 +224,7 @@ def dist(
         out_dir=Path(out_dir) if out_dir else None,
         version_in_name=version_in_name,
         target_jobs=target_jobs,
+        verified=not no_verify,
     )
 
 
@@ -231,6 +240,43 @@ def shell(ctx: typer.Context, target: TargetOption = None) -> int:
         argv = argv[1:]
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     return run.shell(_context(), triple, argv, connect=_connect, interactive=interactive)
+
+
+@app.command()
+def trust(
+    revoke: Annotated[bool, typer.Option("--revoke", help="Withdraw the consent given to this checkout.")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Only show what the checkout's settings reach, and whether you consented.")
+    ] = False,
+    manifest_path: Annotated[str | None, typer.Option(help="Path to the project's Cargo.toml.")] = None,
+) -> None:
+    """Consent to what the checkout's own settings reach outside it (mounts, path dependencies, `links` paths, a
+    target dir, `passthrough`, `engine`, `image`): records the checkout and a digest of exactly those settings in
+    your config dir; changing any of them withdraws the consent."""
+    from xpcargo.build import plan  # noqa: PLC0415
+    from xpcargo.cargo.args import parse_cargo_args  # noqa: PLC0415
+    from xpcargo.config import trust as trusting  # noqa: PLC0415
+
+    context = _context()
+    project = context.project(parse_cargo_args(["--manifest-path", manifest_path] if manifest_path else []))
+    boundary = plan.trust_boundary(context, project, context.project_config(project.workspace_root))
+    reporter = context.reporter()
+    if revoke:
+        withdrawn = trusting.revoke(boundary)
+        reporter.status("Revoked", f"{'the' if withdrawn else 'no'} consent for {boundary.checkout}")
+        return
+    status = trusting.status(boundary) if show else trusting.consent(boundary)
+    for line in status.lines():
+        typer.echo(line)
+    if not boundary.asks:
+        reporter.status(
+            "Trusted", f"nothing to consent to: the settings of {boundary.checkout} reach nothing outside it"
+        )
+    elif status.consented:
+        reporter.status("Trusted", f"{boundary.checkout}, these settings only (recorded in {boundary.store})")
+    else:
+        changed = "; they changed since you consented" if status.changed else ""
+        reporter.status("Untrusted", f"{boundary.checkout}{changed}: `xpcargo trust` consents")
 
 
 @app.command()

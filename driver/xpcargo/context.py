@@ -47,6 +47,8 @@ KNOBS: Mapping[str, str] = MappingProxyType(
         "was kept (default 3600)",
         "XPCARGO_REMOTE": "1: the engine cannot see this machine's files, sync them through volumes; 0: it can "
         "(default: remote when DOCKER_HOST or the docker context is tcp:// or ssh://)",
+        "XPCARGO_TRUST": "1: consent, for this command, to what the checkout's settings reach outside it (CI; see "
+        "`xpcargo trust`)",
         "XPCARGO_DEBUG": "show a traceback for an internal error",
     }
 )

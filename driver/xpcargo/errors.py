@@ -118,6 +118,13 @@ class NotReproducibleError(XpcargoError):
     exit_code = 12
 
 
+class UntrustedError(XpcargoError):
+    """A setting of the checkout reaches outside it (a mount, a path dependency, `passthrough`, `engine`, ...) and the
+    user has not consented to it (``config.trust``)."""
+
+    exit_code = 13
+
+
 class InterruptError(XpcargoError):
     """Ctrl-C, SIGTERM or SIGHUP. What the cleanup on the way out could not remove is named in ``left_behind``."""
 

@@ -341,6 +341,17 @@ def copy_fixture(factory: pytest.TempPathFactory, name: str) -> Path:
     return destination
 
 
+def remove_kept_builds(result: Result) -> list[Path]:
+    """The two build directories that a `verify` or `dist` whose builds differed names in its error (and keeps for
+    the user), removed, so that a test leaves nothing in the temporary directory."""
+    kept = [Path(word.strip(",;()")) for word in result.stderr_lines[-1].split() if word.startswith("/")]
+    assert len(kept) == 2, result
+    for path in kept:
+        assert path.is_dir(), result
+        shutil.rmtree(path)
+    return kept
+
+
 @dataclass
 class BuiltCrate:
     crate: FixtureCrate
@@ -370,7 +381,12 @@ class Workspace:
     def crate(self, name: str) -> BuiltCrate:
         if name not in self._crates:
             crate = RUNNABLE[name]
-            self._crates[name] = BuiltCrate(crate=crate, root=copy_fixture(self._factory, crate.copy))
+            root = copy_fixture(self._factory, crate.copy)
+            if crate.project != ".":
+                # A workspace in a subdirectory of a git checkout (a monorepo): its path dependencies elsewhere in the
+                # checkout are the project's own and need no consent (config.trust).
+                subprocess.run(["git", "init", "-q", str(root)], check=True)
+            self._crates[name] = BuiltCrate(crate=crate, root=root)
         return self._crates[name]
 
     def built(self, name: str, triple: str) -> BuiltCrate:

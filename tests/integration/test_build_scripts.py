@@ -111,7 +111,8 @@ def test_links_override_with_prebuilt_library_outside_workspace(
     else:
         (project / "xpcargo.toml").write_text(f"[target.{AARCH64}.links.prebuilt]\n{override}")
 
-    ran = xpcargo(["run", "-q", "--target", AARCH64], cwd=project)
+    # The library is outside the checkout: the user consents (config.trust).
+    ran = xpcargo(["run", "-q", "--target", AARCH64], cwd=project, env={"XPCARGO_TRUST": "1"})
 
     # The fixture's build script panics if it runs: this output proves it was overridden.
     assert ran.code == 0, ran

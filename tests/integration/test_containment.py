@@ -23,7 +23,11 @@ def test_a_links_override_cannot_mount_the_engines_socket(tmp_path_factory: pyte
     result = cli(["build", "--target", X86_64], cwd=project)
     line = single_error_line(result)
     assert result.code == 3, result
-    assert f"refusing to mount `{DOCKER_SOCKET}` (asked for by a `links` override)" in line, result
+    # The refusal names the override and the file that set it (config.trust).
+    assert (
+        f"refusing to mount `{DOCKER_SOCKET}` (asked for by a `links` override `[target.{X86_64}.sqlite]` in " in line
+    )
+    assert str(project / ".cargo" / "config.toml") in line, result
 
 
 @pytest.mark.parametrize("path", ["/", "/run", "/proc", "/dev/null", "/var"])
@@ -64,7 +68,10 @@ def test_a_build_script_reaches_no_credentials_no_socket_and_no_privilege(
     credentials = home / "credentials.toml"
     credentials.write_text('[registry]\ntoken = "s3cret-token"\n', encoding="utf-8")
     try:
-        result = xpcargo(["run", "--target", X86_64], cwd=project, env={"CARGO_REGISTRY_TOKEN": "s3cret-env"})
+        # XPCARGO_TRUST: the user consents to the path dependency outside the checkout; it still stays read-only.
+        result = xpcargo(
+            ["run", "--target", X86_64], cwd=project, env={"CARGO_REGISTRY_TOKEN": "s3cret-env", "XPCARGO_TRUST": "1"}
+        )
     finally:
         credentials.unlink()
     assert result.code == 0, result

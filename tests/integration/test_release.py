@@ -14,7 +14,7 @@ import pytest
 
 from unit.slsa_rules import check_statement
 
-from .helpers import AARCH64, CORE_TARGETS, X86_64, Cli, copy_fixture
+from .helpers import AARCH64, CORE_TARGETS, X86_64, Cli, copy_fixture, remove_kept_builds
 
 pytestmark = pytest.mark.engine
 
@@ -43,6 +43,8 @@ def test_verify_names_a_planted_difference(tmp_path_factory: pytest.TempPathFact
     assert "release/stamped differs from byte " in verified.stdout, verified
     assert verified.stderr_lines[-1].startswith("error: 1 of 1 artifacts differ"), verified
     assert "release/stamped" in verified.stderr_lines[-1]
+    # Both builds are kept, in directories of their own that the error names.
+    remove_kept_builds(verified)
 
 
 def test_verify_without_an_epoch_says_how_to_set_one(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:

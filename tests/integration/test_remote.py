@@ -192,7 +192,8 @@ def test_targets_spread_over_two_engines(
     crate = RUNNABLE["seed-c-lib"]
     project = copy_fixture(tmp_path_factory, "seed-c-lib").resolve()
     (project / "xpcargo.toml").write_text(f'[target.{X86_64}]\nengine = "{isolated_engine.url}"\n', encoding="utf-8")
-    env = {"XPCARGO_KEEP_WARM": "0"}
+    # The project names an engine: the user consents (config.trust).
+    env = {"XPCARGO_KEEP_WARM": "0", "XPCARGO_TRUST": "1"}
     listed = xpcargo(["targets", "--target", X86_64, "--target", AARCH64], cwd=project, env=env)
     assert f"{isolated_engine.url} (remote)" in listed.stdout
     built = xpcargo(["build", "--target", X86_64, "--target", AARCH64], cwd=project, env=env)

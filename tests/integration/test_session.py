@@ -160,7 +160,8 @@ def test_target_dir_in_cargo_config(tmp_path_factory: pytest.TempPathFactory, xp
     project = copy_fixture(tmp_path_factory, "seed-codegen")
     (project / ".cargo").mkdir()
     (project / ".cargo" / "config.toml").write_text('[build]\ntarget-dir = "../config-target"\n', encoding="utf-8")
-    result = xpcargo(["build", "--target", X86_64], cwd=project)
+    # The project's own config puts the target dir outside the checkout: the user consents (config.trust).
+    result = xpcargo(["build", "--target", X86_64], cwd=project, env={"XPCARGO_TRUST": "1"})
     _assert_built_into(result, project.parent / "config-target", project)
 
 
@@ -193,7 +194,8 @@ def test_project_env_passthrough_and_mounts(
     result = xpcargo(
         ["shell", "--target", X86_64, "--", "sh", "-c", script, "sh", str(shared)],
         cwd=project,
-        env={"MY_VAR": "from-host", "NOT_PASSED": "secret"},
+        # `passthrough` and a mount outside the checkout: the user consents (config.trust).
+        env={"MY_VAR": "from-host", "NOT_PASSED": "secret", "XPCARGO_TRUST": "1"},
     )
     assert result.code == 0, result
     assert result.stdout_lines == ["hi from-host", "unset", "a file from the host", "ro"], result

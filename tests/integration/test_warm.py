@@ -32,6 +32,9 @@ from .helpers import (
     warm_container_of,
 )
 
+# The tests whose project names an `image` of its own: the user consents to it (config.trust).
+CONSENTED = {"XPCARGO_TRUST": "1"}
+
 pytestmark = pytest.mark.engine
 
 
@@ -99,11 +102,11 @@ def test_a_changed_image_or_recreated_target_dir_replaces_the_warm_container(xpc
     (project / "xpcargo.toml").write_text(f'[target.{X86_64}]\nimage = "{tag}"\n', encoding="utf-8")
     try:
         docker("tag", toolchain, tag)
-        assert xpcargo(["build", "--target", X86_64], cwd=project).code == 0
+        assert xpcargo(["build", "--target", X86_64], cwd=project, env=CONSENTED).code == 0
         first = warm_container_of(project, X86_64)
         assert first is not None
         docker("tag", derived, tag)
-        result = xpcargo(["build", "--target", X86_64], cwd=project)
+        result = xpcargo(["build", "--target", X86_64], cwd=project, env=CONSENTED)
         assert result.code == 0, result
         second = warm_container_of(project, X86_64)
         assert second not in (None, first), "the image changed, the warm container did not"
@@ -112,12 +115,12 @@ def test_a_changed_image_or_recreated_target_dir_replaces_the_warm_container(xpc
         # A target dir outside the workspace is a mount of its own. `cargo clean` removes it: the new one must be
         # mounted, not the deleted one that the warm container still holds.
         target_dir = project.parent / "outside-target"
-        built = xpcargo(["build", "--target", X86_64, "--target-dir", str(target_dir)], cwd=project)
+        built = xpcargo(["build", "--target", X86_64, "--target-dir", str(target_dir)], cwd=project, env=CONSENTED)
         assert built.code == 0, built
         third = warm_container_of(project, X86_64)
         assert third not in (None, second)
         shutil.rmtree(target_dir)
-        result = xpcargo(["build", "--target", X86_64, "--target-dir", str(target_dir)], cwd=project)
+        result = xpcargo(["build", "--target", X86_64, "--target-dir", str(target_dir)], cwd=project, env=CONSENTED)
         assert result.code == 0, result
         fourth = warm_container_of(project, X86_64)
         assert fourth not in (None, third)
@@ -250,7 +253,10 @@ def test_image_prune_stops_an_idle_warm_container_of_the_image(xpcargo: Cli, pro
     try:
         docker("tag", image_id, tag)
         (project / "xpcargo.toml").write_text(f'[target.{X86_64}]\nimage = "{tag}"\n', encoding="utf-8")
-        assert xpcargo(["build", "--target", X86_64], cwd=project, env={"XPCARGO_CACHE_DIR": str(cache)}).code == 0
+        assert (
+            xpcargo(["build", "--target", X86_64], cwd=project, env={"XPCARGO_CACHE_DIR": str(cache), **CONSENTED}).code
+            == 0
+        )
         warm = warm_container_of(project, X86_64)
         assert warm is not None
         records = cache / "images"

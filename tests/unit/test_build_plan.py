@@ -152,7 +152,9 @@ def test_links_overrides_go_into_a_config_file(tmp_path: Path) -> None:
     lib, include = tmp_path / "zlib" / "lib", tmp_path / "zlib" / "include"
     lib.mkdir(parents=True)
     include.mkdir()
-    plan = _plan(tmp_path, "build", ["--offline"], xpcargo_toml=LINKS_PROJECT.format(lib=lib, include=include))
+    plan = _plan(
+        tmp_path, "build", ["--offline"], xpcargo_toml=LINKS_PROJECT.format(lib=lib, include=include), XPCARGO_TRUST="1"
+    )
     assert plan.overrides_file == plan.state_dir / "links-overrides.toml"
     argv = plan.cargo_argv()
     assert argv[:7] == [
@@ -199,13 +201,13 @@ def test_links_overrides_merge_the_projects_cargo_config(tmp_path: Path) -> None
 
 def test_configured_mount_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
-        _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{tmp_path / "missing"}"]\n')
+        _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{tmp_path / "missing"}"]\n', XPCARGO_TRUST="1")
 
 
 def test_configured_mount_is_read_only(tmp_path: Path) -> None:
     sdk = tmp_path / "sdk"
     sdk.mkdir()
-    plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{sdk}"]\n')
+    plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{sdk}"]\n', XPCARGO_TRUST="1")
     assert Mount(path=sdk, read_only=True) in plan.mounts
 
 
@@ -213,7 +215,7 @@ def test_configured_mount_with_dotdot_is_mounted(tmp_path: Path) -> None:
     sdk = tmp_path / "sdk"
     sdk.mkdir()
     dotted = tmp_path.resolve() / "app" / ".." / "sdk"
-    plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{dotted}"]\n')
+    plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{dotted}"]\n', XPCARGO_TRUST="1")
     assert any(mount.path.resolve() == sdk.resolve() for mount in plan.mounts)
 
 
@@ -340,3 +342,111 @@ def test_a_target_triple_must_look_like_one(tmp_path: Path) -> None:
     for bad in ("x;id", "aarch64/../x", "../../etc", ""):
         with pytest.raises(UnknownTargetError):
             _plan(tmp_path / str(abs(hash(bad))), "build", [], triple=bad)
+
+
+def test_the_fetch_step_gets_no_env_table_and_the_images_rustc(tmp_path: Path) -> None:
+    """The project's `env` (and a user's wrapper) is for the build: the fetch step runs none of the project's code."""
+    plan = _plan(
+        tmp_path, "build", [], xpcargo_toml='[build]\nenv = { RUSTC_WRAPPER = "./evil.sh", LD_PRELOAD = "x.so" }\n'
+    )
+    fetch = plan.request(Step.FETCH, "img:1")
+    build = plan.request(Step.BUILD, "img:1")
+    assert build.env["RUSTC_WRAPPER"] == "./evil.sh"
+    assert build.env["LD_PRELOAD"] == "x.so"
+    assert "LD_PRELOAD" not in fetch.env
+    assert fetch.env["RUSTC_WRAPPER"] == fetch.env["RUSTC_WORKSPACE_WRAPPER"] == ""
+    assert fetch.env["CARGO_BUILD_RUSTC_WRAPPER"] == fetch.env["CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER"] == ""
+    assert fetch.env["RUSTC"] == fetch.env["CARGO_BUILD_RUSTC"] == "rustc"
+    assert fetch.env["CARGO_ENCODED_RUSTFLAGS"] == ""
+    assert fetch.env["CARGO_HOME"] == build.env["CARGO_HOME"]
+    # A project's `http.cainfo` never decides whom the fetch step trusts.
+    assert fetch.env["CARGO_HTTP_CAINFO"]
+
+
+def test_the_fetch_step_blanks_a_projects_cargo_env_table(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(
+        '[env]\nLD_PRELOAD = { value = "evil.so", force = true, relative = true }\nPLAIN = "x"\n', encoding="utf-8"
+    )
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    plan = build_plan.plan(context, "build", AARCH64, [])
+    assert plan.fetch_config == (
+        "--config",
+        'env."LD_PRELOAD".value=""',
+        "--config",
+        'env."LD_PRELOAD".force=false',
+        "--config",
+        'env."LD_PRELOAD".relative=false',
+        "--config",
+        'env."PLAIN"=""',
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        ('[registry]\nglobal-credential-providers = ["cargo:token", "./steal.sh"]\n', "global-credential-providers"),
+        ('[registry]\ncredential-provider = "cargo:token-from-stdout ./steal.sh"\n', "registry.credential-provider"),
+        ('[registries.corp]\nindex = "sparse+https://x/"\ncredential-provider = ["/x"]\n', "registries.corp"),
+    ],
+)
+def test_a_projects_credential_provider_is_refused(tmp_path: Path, config: str, setting: str) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(config, encoding="utf-8")
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    with pytest.raises(ConfigError, match=setting) as caught:
+        build_plan.plan(context, "build", AARCH64, [])
+    assert "config.toml" in str(caught.value)
+
+
+def test_a_credential_provider_of_the_users_config_above_the_checkout_is_the_users(tmp_path: Path) -> None:
+    # Above the checkout is the user's side of the boundary (config.trust): its provider and its `[env]` stand.
+    root = app_project(tmp_path)
+    user_config = root.parent / ".cargo" / "config.toml"
+    user_config.parent.mkdir()
+    user_config.write_text(
+        '[registry]\nglobal-credential-providers = ["/usr/local/bin/my-provider"]\n[env]\nMINE = "x"\n',
+        encoding="utf-8",
+    )
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    plan = build_plan.plan(context, "build", AARCH64, [])
+    assert plan.fetch_config == ()
+
+
+def test_cargos_own_credential_providers_are_accepted(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(
+        '[registry]\nglobal-credential-providers = ["cargo:token", "cargo:libsecret"]\n', encoding="utf-8"
+    )
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    assert build_plan.plan(context, "build", AARCH64, []).fetch_config == ()
+
+
+def test_the_users_registries_are_pinned_over_the_projects(tmp_path: Path) -> None:
+    """A project's config must not point a registry the user holds a token for at a server of its own."""
+    home = tmp_path / "home" / ".cargo"
+    home.mkdir(parents=True)
+    (home / "config.toml").write_text('[registries.corp-reg]\nindex = "sparse+https://corp/"\n', encoding="utf-8")
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(
+        '[registries.corp-reg]\nindex = "sparse+https://evil/"\n', encoding="utf-8"
+    )
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    plan = build_plan.plan(context, "build", AARCH64, [])
+    for step in (Step.FETCH, Step.BUILD):
+        assert plan.request(step, "img:1").env["CARGO_REGISTRIES_CORP_REG_INDEX"] == "sparse+https://corp/"
+
+
+def test_a_cargo_home_inside_the_workspace_is_still_read_only_outside_the_fetch_step(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    home = root / ".cargo-home"
+    home.mkdir()
+    context = Context.create(cwd=root, environ=_environ(tmp_path, CARGO_HOME=str(home)), stderr_is_terminal=False)
+    plan = build_plan.plan(context, "build", AARCH64, [])
+    for step in (Step.BUILD, Step.SHELL):
+        assert Mount(path=home, read_only=True) in plan.request(step, "img:1").mounts
+    assert not any(mount.path == home for mount in plan.request(Step.FETCH, "img:1").mounts)

@@ -13,6 +13,7 @@ import yaml
 from xpcargo import resources
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.config import targets as config
+from xpcargo.config.schema import read_toml
 from xpcargo.config.targets import load_project_config, load_toolchains, resolve_target
 from xpcargo.context import Settings
 from xpcargo.errors import ConfigError, UnknownTargetError
@@ -763,3 +764,12 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
     assert defaults.toolchains_file == resources.toolchains_file()
     with pytest.raises(ConfigError, match="XPCARGO_RETRY_WAIT"):
         Settings.from_environment({"XPCARGO_RETRY_WAIT": "soon"})
+
+
+@pytest.mark.parametrize("nested", ["a = " + "[" * 5000 + "]" * 5000, "a = " + "{b=" * 3000 + "1" + "}" * 3000])
+def test_toml_nested_too_deeply_is_one_error_naming_the_file(tmp_path: Path, nested: str) -> None:
+    path = tmp_path / "xpcargo.toml"
+    path.write_text(nested + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="nested too deeply") as caught:
+        read_toml(path)
+    assert str(path) in str(caught.value)

@@ -12,6 +12,7 @@ import requests
 from xpcargo.container import docker_runtime
 from xpcargo.container.docker_runtime import DockerRuntime
 from xpcargo.container.spec import REQUEST_LABEL, ContainerRequest
+from xpcargo.errors import ConfigError
 
 
 class LosesTheFirstAnswer:
@@ -101,6 +102,24 @@ def test_an_engine_that_did_not_answer_in_time_is_not_asked_again(monkeypatch: p
     with pytest.raises(requests.exceptions.ReadTimeout):
         docker_runtime._retry(hangs)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("auth", ["!!notbase64", "bm9jb2xvbg=="])
+def test_a_malformed_login_in_the_client_config_names_the_file_and_the_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, auth: str
+) -> None:
+    """The SDK decodes it while making a client: read as "cannot reach a container engine" before."""
+    (tmp_path / "config.json").write_text(f'{{"auths": {{"r.example": {{"auth": "{auth}"}}}}}}', encoding="utf-8")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"the `auth` of `auths.r.example` is malformed") as caught:
+        docker_runtime._check_client_config()
+    assert str(tmp_path / "config.json") in str(caught.value)
+
+
+def test_a_sound_client_config_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config.json").write_text('{"auths": {"r.example": {"auth": "dTpw"}}}', encoding="utf-8")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    docker_runtime._check_client_config()
 
 
 class Records(LosesTheFirstAnswer):

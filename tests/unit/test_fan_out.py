@@ -31,6 +31,8 @@ def _context(root: Path, **environ: str) -> Context:
         "HOME": str(root.parent / "home"),
         "CARGO_HOME": str(home),
         "XPCARGO_CACHE_DIR": str(root.parent / "cache"),
+        # The user consents to the `engine` the projects here name (config.trust).
+        "XPCARGO_TRUST": "1",
         **environ,
     }
     return Context.create(cwd=root, environ=env)

@@ -28,7 +28,13 @@ def root(tmp_path: Path) -> Path:
 
 
 def _context(root: Path, **environ: str) -> Context:
-    env = {"HOME": str(root.parent / "home"), "XPCARGO_CACHE_DIR": str(root.parent / "cache"), **environ}
+    # XPCARGO_TRUST: the user consents to the `image` a project here names (config.trust).
+    env = {
+        "HOME": str(root.parent / "home"),
+        "XPCARGO_CACHE_DIR": str(root.parent / "cache"),
+        "XPCARGO_TRUST": "1",
+        **environ,
+    }
     return Context.create(cwd=root, environ=env)
 
 

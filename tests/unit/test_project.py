@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import textwrap
 from pathlib import Path
 
@@ -468,6 +469,7 @@ def _project(**changes: object) -> Project:
         "outside_paths": (),
         "cargo_config_files": (),
         "manifests": (Path("/w/Cargo.toml"),),
+        "checkout": Path("/w"),
     }
     values.update(changes)
     return Project(**values)  # type: ignore[arg-type]
@@ -555,3 +557,12 @@ def test_requested_toolchain(tmp_path: Path, name: str, text: str, channel: str 
 def test_no_toolchain_file(tmp_path: Path) -> None:
     _package(tmp_path, "ws")
     assert discover(tmp_path, parse_cargo_args([]), environ=_environ(tmp_path)).requested_toolchain() is None
+
+
+def test_a_directory_whose_name_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    """The engine's API is JSON: a mount, a label or a working directory of such a name would name another."""
+    root = Path(os.fsdecode(os.fsencode(tmp_path) + b"/proj-\xff"))
+    (root / "src").mkdir(parents=True)
+    (root / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
+    with pytest.raises(ProjectError, match=r"proj-\\xff` has a name that is not UTF-8"):
+        discover(root, CargoArgs(), environ={"HOME": str(tmp_path)})

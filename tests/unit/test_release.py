@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from xpcargo.errors import ProjectError
 from xpcargo.image.inventory import DebianPackage, ImageInventory, parse_rustc_version
 from xpcargo.release import archive, dist, provenance, verify
 
@@ -251,9 +253,80 @@ def test_a_wasm_module_is_packed_under_its_binarys_name(tmp_path: Path) -> None:
 
     module = tmp_path / "app.wasm"
     module.write_bytes(b"\0asm\x01\0\0\0")
-    artifact = Artifact(path=module, size=8, sha256="0" * 64, kinds=frozenset({"bin"}), package_id="app 0.3.0")
-    packed = dist._pack("wasm32-wasip1", artifact, tmp_path, epoch=0, version_in_name=True)
+    digest = hashlib.sha256(module.read_bytes()).hexdigest()
+    artifact = Artifact(path=module, size=8, sha256=digest, kinds=frozenset({"bin"}), package_id="app 0.3.0")
+    packed = dist._pack("wasm32-wasip1", artifact, tmp_path, target_dir=tmp_path, epoch=0, version_in_name=True)
     assert packed.archive == "app-v0.3.0-wasm32-wasip1.tar.gz"
     assert packed.binary == "app.wasm"
     with tarfile.open(tmp_path / packed.archive) as opened:
         assert opened.getnames() == ["app-v0.3.0-wasm32-wasip1", "app-v0.3.0-wasm32-wasip1/app.wasm"]
+
+
+def _built(tmp_path: Path) -> tuple[Path, Path]:
+    """A target dir with a release binary as Cargo leaves it: `release/app`, hard-linked from `release/deps/`."""
+    target_dir = tmp_path / "target"
+    deps = target_dir / "x86_64-unknown-linux-gnu" / "release" / "deps"
+    deps.mkdir(parents=True)
+    (deps / "app-0123abcd").write_bytes(b"\x7fELF binary")
+    binary = deps.parent / "app"
+    os.link(deps / "app-0123abcd", binary)
+    return target_dir, binary
+
+
+def test_a_binary_cargo_made_is_read(tmp_path: Path) -> None:
+    target_dir, binary = _built(tmp_path)
+    assert dist.read_built_file(target_dir, binary) == b"\x7fELF binary"
+
+
+@pytest.mark.parametrize(
+    "swap",
+    ["symlink to a key", "hard link to a key", "symlinked directory", "outside the target dir", "fifo", "third link"],
+)
+def test_dist_never_packs_anything_but_the_builds_own_file(tmp_path: Path, swap: str) -> None:
+    target_dir, binary = _built(tmp_path)
+    key = tmp_path / "home" / ".ssh" / "id_ed25519"
+    key.parent.mkdir(parents=True)
+    key.write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+    path = binary
+    if swap == "symlink to a key":
+        binary.unlink()
+        binary.symlink_to(key)
+    elif swap == "hard link to a key":
+        binary.unlink()
+        os.link(key, binary)
+    elif swap == "symlinked directory":
+        # The profile directory itself swapped for a link to a directory holding a file of the same name.
+        os.link(key, key.parent / "app")
+        release = binary.parent
+        release.rename(release.with_name("moved"))
+        release.symlink_to(key.parent)
+    elif swap == "outside the target dir":
+        path = key
+    elif swap == "fifo":
+        binary.unlink()
+        os.mkfifo(binary)
+    else:
+        os.link(binary, tmp_path / "elsewhere")
+    with pytest.raises(ProjectError, match="refusing to pack") as caught:
+        dist.read_built_file(target_dir, path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_binary_changed_after_the_build_is_not_packed(tmp_path: Path) -> None:
+    from xpcargo.build.matrix import Artifact  # noqa: PLC0415
+
+    target_dir, binary = _built(tmp_path)
+    artifact = Artifact(path=binary, size=11, sha256="0" * 64, kinds=frozenset({"bin"}), package_id="app 0.1.0")
+    with pytest.raises(ProjectError, match="changed after the build made it"):
+        dist._pack("x86_64-unknown-linux-gnu", artifact, tmp_path / "dist", target_dir=target_dir, epoch=0,
+                   version_in_name=False)  # fmt: skip
+    assert not (tmp_path / "dist").exists()
+
+
+def test_the_provenance_says_whether_the_release_was_verified() -> None:
+    def internal(release: provenance.Release) -> dict[str, object]:
+        found: dict[str, object] = provenance.statement(release)["predicate"]["buildDefinition"]["internalParameters"]
+        return found
+
+    assert internal(_release())["verifiedByRebuild"] is True
+    assert internal(_release(verified=False))["verifiedByRebuild"] is False

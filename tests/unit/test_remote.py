@@ -8,17 +8,19 @@ import io
 import json
 import os
 import socket
+import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
-from xpcargo.build import run, sync
+from xpcargo.build import remote, run, sync
 from xpcargo.build.plan import Step, plan
 from xpcargo.container import volumes
 from xpcargo.container.location import locate
 from xpcargo.context import Context
-from xpcargo.errors import ConfigError
+from xpcargo.errors import ConfigError, ProjectError
 
 from .fake_runtime import Exec, FakeRuntime, Reply, default_script
 from .projects import app_project
@@ -188,9 +190,10 @@ def test_a_second_build_sends_nothing_and_starts_no_sync_container(tmp_path: Pat
     world = RemoteWorld(tmp_path)
     world.build()
     sent = len(world.runtime.archives)
-    # One sync container per volume that changed, each mounting that volume alone.
+    # One sync container per volume, each mounting that volume alone: the target dir's, with nothing to send, is
+    # listed once, for what a later listing must find there.
     syncs = world.runtime.purposes().count("sync")
-    assert syncs == sent
+    assert (syncs, sent) == (4, 3)
     for request in world.runtime.started:
         if request.labels["org.xpcargo.session"].startswith("sync:"):
             assert len(request.mounts) == 1
@@ -299,7 +302,8 @@ def test_a_path_dependency_holding_the_users_home_or_cargo_home_is_not_sent(tmp_
     (tmp_path / "src" / "lib.rs").write_text("")
     manifest = world.root / "Cargo.toml"
     manifest.write_text(manifest.read_text() + f'\n[dependencies]\ndep = {{ path = "{tmp_path}" }}\n')
-    with pytest.raises(ConfigError, match=r"refusing to send .*\(a path dependency\) to a remote engine: it holds"):
+    # Refused by the trust boundary now, before the remote plan: the directory holds HOME (and its ~/.ssh).
+    with pytest.raises(ConfigError, match=r"refusing to mount .*`dependencies\.dep\.path` in .*: it reaches"):
         plan(world.context, "build", X86, [])
     assert world.runtime.archives == []
 
@@ -312,7 +316,205 @@ def test_a_file_that_cannot_come_back_is_refused_and_the_rest_comes_back(tmp_pat
         target / "debug" / "lib.rlib": sync.Listed(path=target / "debug" / "lib.rlib", size=2, mtime_ns=0),
     }
     archive = io.BytesIO(_tar({str(target / "debug" / "app"): b"ab", str(target / "debug" / "lib.rlib"): b"cd"}))
-    received = sync.unpack(archive, listed, [target])
+    received = sync.unpack(archive, listed, [sync.Destination(path=target, anchor=target)])
     assert received.files == 1
     assert received.refused == [str(target / "debug" / "app")]
     assert (target / "debug" / "lib.rlib").read_bytes() == b"cd"
+
+
+# --- the volume's own tree: what a command changed in it is found and reset ----------------------------------------
+
+
+def _listed(tree: sync.Tree) -> dict[str, sync.Signature]:
+    """The tree as the script lists it, run here (GNU find, as in the images)."""
+    output = subprocess.run(["sh", "-c", sync.tree_script([tree])], capture_output=True, check=True).stdout
+    return sync.read_tree(output).get(0, {})
+
+
+def test_a_listing_names_every_path_but_the_skipped_and_follows_no_link(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "main.rs").write_text("fn main() {}\n")
+    (root / "target" / "debug").mkdir(parents=True)
+    (root / "odd *[name]").write_text("")
+    (root / "out").symlink_to(tmp_path)
+    # A skipped name is matched as it is, not as a pattern.
+    (root / "we*rd" / "in").mkdir(parents=True)
+    (root / "weXrd").mkdir()
+    listed = _listed(sync.Tree(root=root, skipped=("target", "we*rd")))
+    assert sorted(listed) == ["odd *[name]", "out", "src", "src/main.rs", "weXrd"]
+    assert listed["out"] == ("l", str(tmp_path))
+    assert listed["src"][0] == "d"
+    assert listed["src/main.rs"][:2] == ("f", "13")
+    only = _listed(sync.Tree(root=root, only=("src/main.rs", "missing.toml")))
+    assert sorted(only) == ["src", "src/main.rs"]
+
+
+def test_a_file_rewritten_with_its_size_and_mtime_kept_is_seen_changed(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    source = root / "message.txt"
+    source.write_text("hello\n")
+    tree = sync.Tree(root=root)
+    before = _listed(tree)
+    status = source.stat()
+    time.sleep(0.05)
+    source.write_text("EVIL!\n")
+    os.utime(source, ns=(status.st_atime_ns, status.st_mtime_ns))
+    after = _listed(tree)
+    assert after["message.txt"][:3] == before["message.txt"][:3]
+    assert after != before
+
+
+def _changes(tmp_path: Path) -> tuple[sync.Changes, dict[str, sync.Signature]]:
+    """A first sync of a small tree, and the tree as it was listed after it."""
+    selection = _tree(tmp_path / "ws")
+    changes = sync.diff(selection, {})
+    unchanged = sync.diff(selection, changes.manifest)
+    return unchanged, _listed(sync.Tree(root=selection.root, skipped=("target",)))
+
+
+def test_an_unchanged_volume_needs_nothing(tmp_path: Path) -> None:
+    changes, tree = _changes(tmp_path)
+    reconciled = sync.reconcile(changes, tree, dict(tree))
+    assert (reconciled.send, reconciled.remove, reconciled.reset) == ((), (), ())
+
+
+def test_what_the_host_does_not_have_is_removed_and_a_changed_file_sent_again(tmp_path: Path) -> None:
+    changes, tree = _changes(tmp_path)
+    listed = {
+        **tree,
+        ".cargo": ("d", "755", "1"),
+        ".cargo/config.toml": ("f", "9", "1", "1", "2", "644"),
+        "src/main.rs": ("f", "13", "1", "2", "3", "644"),
+    }
+    reconciled = sync.reconcile(changes, tree, listed)
+    assert reconciled.remove == (".cargo",)
+    assert reconciled.send == ("src/main.rs",)
+    assert reconciled.reset == (".cargo", "src/main.rs")
+
+
+def test_a_changed_directory_is_removed_and_sent_again_with_all_it_holds(tmp_path: Path) -> None:
+    changes, tree = _changes(tmp_path)
+    # Made unreadable, or replaced by a link: what it holds cannot be trusted (nor even listed).
+    for changed in (("d", "0", tree["src"][2]), ("l", "/elsewhere")):
+        listed = {name: signature for name, signature in tree.items() if not name.startswith("src/")}
+        listed["src"] = changed
+        reconciled = sync.reconcile(changes, tree, listed)
+        assert reconciled.remove == ("src",)
+        assert reconciled.send == ("src", "src/main.rs")
+
+
+def test_a_volume_never_listed_is_sent_everything_and_cleared_of_the_rest(tmp_path: Path) -> None:
+    changes, tree = _changes(tmp_path)
+    reconciled = sync.reconcile(changes, None, {**tree, "stray": ("f", "1", "1", "1", "1", "644")})
+    assert reconciled.send == tuple(sorted(changes.manifest))
+    # Its directories too: what one holds was never seen.
+    assert reconciled.remove == ("src", "stray")
+
+
+def test_a_build_that_changed_the_workspace_volume_has_it_reset_before_the_next_step(tmp_path: Path) -> None:
+    """Against the fake: the listing through the build's own container says the volume holds a file the host does
+    not; a sync container of the workspace's volume alone removes it before Cargo runs."""
+    planted: list[str] = []
+
+    def script(call: Exec) -> Reply:
+        if call.argv[:2] != ("sh", "-c") or "printf '@0" not in call.argv[2]:
+            return default_script(call)
+        # Each tree the script lists, by its index; the workspace's holds what was planted.
+        listing = b""
+        for part in call.argv[2].split("; "):
+            if part.startswith("printf '@"):
+                listing += part.removeprefix("printf '").split("\\")[0].encode() + b"\0"
+            elif part.startswith(f"find -P {world.root} -mindepth 1"):
+                for name in planted:
+                    # kind, size, mtime, ctime, inode, mode, name, link: each ended by a NUL.
+                    listing += b"".join(f"{field}\0".encode() for field in ("f", 9, 1, 1, 7, 644, name, ""))
+        return Reply(stdout=listing)
+
+    world = RemoteWorld(tmp_path, script)
+    assert world.build() == 0
+    syncs = world.runtime.purposes().count("sync")
+    assert world.build() == 0
+    # Nothing changed: the listing agrees, and no sync container starts.
+    assert world.runtime.purposes().count("sync") == syncs
+    planted.append(".cargo-planted")
+    assert world.build() == 0
+    removals = [call.argv for call in world.runtime.execs if call.argv[:3] == ("sh", "-c", remote._REMOVE_SCRIPT)]
+    assert removals == [("sh", "-c", remote._REMOVE_SCRIPT, "xpcargo-remove", str(world.root / ".cargo-planted"))]
+    # Before Cargo ran: the removal comes before this build's `cargo build`.
+    commands = [call.argv[:3] for call in world.runtime.execs]
+    last_build = max(index for index, argv in enumerate(commands) if argv[:2] == ("cargo", "build"))
+    assert commands.index(("sh", "-c", remote._REMOVE_SCRIPT)) < last_build
+
+
+# --- the way back: through no link ---------------------------------------------------------------------------------
+
+
+def _one_file(path: Path) -> tuple[io.BytesIO, dict[Path, sync.Listed]]:
+    return io.BytesIO(_tar({str(path): b"elf"})), {path: sync.Listed(path=path, size=3, mtime_ns=0)}
+
+
+def test_a_target_dir_that_is_a_link_in_the_workspace_gets_nothing(tmp_path: Path) -> None:
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    workspace.mkdir()
+    outside.mkdir()
+    (workspace / "target").symlink_to(outside)
+    binary = workspace / "target" / "debug" / "app"
+    archive, listed = _one_file(binary)
+    received = sync.unpack(archive, listed, [sync.Destination(path=workspace / "target", anchor=workspace)])
+    assert (received.files, received.refused) == (0, [str(binary)])
+    assert list(outside.iterdir()) == []
+
+
+def test_a_link_inside_the_target_dir_is_replaced_or_refused_never_followed(tmp_path: Path) -> None:
+    workspace, outside = tmp_path / "ws", tmp_path / "outside"
+    (workspace / "target" / "debug").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "keep").write_text("canary")
+    (workspace / "target" / "debug" / "app").symlink_to(outside / "keep")
+    (workspace / "target" / "debug" / "deps").symlink_to(outside)
+    destination = sync.Destination(path=workspace / "target", anchor=workspace)
+    binary, library = workspace / "target" / "debug" / "app", workspace / "target" / "debug" / "deps" / "lib.so"
+    archive = io.BytesIO(_tar({str(binary): b"elf", str(library): b"so"}))
+    listed = {path: sync.Listed(path=path, size=2, mtime_ns=0) for path in (binary, library)}
+    received = sync.unpack(archive, listed, [destination])
+    assert received.refused == [str(library)]
+    assert not binary.is_symlink()
+    assert binary.read_bytes() == b"elf"
+    assert sorted(path.name for path in outside.iterdir()) == ["keep"]
+    assert (outside / "keep").read_text() == "canary"
+    # No temporary file is left beside it.
+    assert sorted(path.name for path in binary.parent.iterdir()) == ["app", "deps"]
+
+
+def test_a_target_dir_the_project_ships_as_a_link_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    world = RemoteWorld(tmp_path)
+    (tmp_path / "outside").mkdir()
+    (world.root / "target").symlink_to(tmp_path / "outside")
+    with pytest.raises(ProjectError, match=r"is a symbolic link in the project"):
+        plan(world.context, "build", X86, [])
+    assert world.runtime.started == []
+
+
+@pytest.mark.parametrize("link", ["xpcargo", "xpcargo/build-scripts", "xpcargo/build-scripts/x/debug.json"])
+def test_a_link_in_xpcargos_own_directory_of_the_target_dir_is_refused(tmp_path: Path, link: str) -> None:
+    """This machine writes reports and state files there: never through a link the project ships."""
+    world = RemoteWorld(tmp_path)
+    (tmp_path / "outside").mkdir()
+    path = world.root / "target" / link
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(tmp_path / "outside")
+    with pytest.raises(ProjectError, match=r"is a symbolic link in the project"):
+        plan(world.context, "build", X86, [])
+
+
+def test_cargo_lock_comes_back_after_a_build_only_when_the_host_has_none(tmp_path: Path) -> None:
+    world = RemoteWorld(tmp_path)
+    remote_plan = plan(world.context, "build", X86, []).remote
+    assert remote_plan is not None
+    lock = world.root / "Cargo.lock"
+    lock.unlink(missing_ok=True)
+    assert remote_plan.lock_after_build() == (lock,)
+    lock.write_text("# the host's\n")
+    assert remote_plan.lock_after_build() == ()

@@ -101,13 +101,16 @@ def test_offline_means_no_fetch_container(world: World) -> None:
 
 
 def test_credentials_go_to_the_fetch_command_only(tmp_path: Path) -> None:
-    world = World(tmp_path, CARGO_REGISTRY_TOKEN="s3cret")
+    world = World(tmp_path, CARGO_REGISTRIES_COMPANY_TOKEN="s3cret", CARGO_REGISTRY_TOKEN="publish-only")
     world.run()
     fetch_call = next(call for call in world.runtime.execs if call.command == "fetch")
-    assert fetch_call.env["CARGO_REGISTRY_TOKEN"] == "s3cret"
+    assert fetch_call.env["CARGO_REGISTRIES_COMPANY_TOKEN"] == "s3cret"
     for request in world.runtime.started:
         assert "s3cret" not in request.env.values()
     assert all("s3cret" not in call.env.values() for call in world.runtime.execs if call.command != "fetch")
+    # crates.io's token serves `cargo publish` alone: no step is given it, the fetch step included.
+    assert all("publish-only" not in call.env.values() for call in world.runtime.execs)
+    assert all("publish-only" not in request.env.values() for request in world.runtime.started)
 
 
 def test_a_failed_fetch_returns_cargos_code_and_builds_nothing(world: World) -> None:

@@ -4,12 +4,16 @@ are credentials, kept out of the container's own environment and given only to t
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from xpcargo.build import binfmt
+from xpcargo.config.schema import read_toml
 from xpcargo.config.targets import TargetSpec, env_key
+from xpcargo.errors import ConfigError
 
 # Host variables that change what Cargo builds and so must reach it; anything else stays on the host.
 _PASSED_PREFIXES = ("CARGO_",)
@@ -56,6 +60,109 @@ _HOST_ONLY = frozenset(
         "CARGO_MAKEFLAGS",
     }
 )
+
+
+# What `cargo fetch` and `cargo metadata` would otherwise run from a project's Cargo config: both ask rustc for the
+# target's cfg (through the wrappers), and rustflags could hand that rustc a codegen backend to load. Cargo prefers
+# the environment to every config file, so these put the image's own rustc, no wrapper and no flags in their place in
+# the step that has the network, the tokens and a writable CARGO_HOME. A linker, a runner and build scripts are never
+# run by these two commands (tested with real Cargo in test_fetch_isolation.py).
+FETCH_OVERRIDES: Mapping[str, str] = MappingProxyType(
+    {
+        "RUSTC": "rustc",
+        "CARGO_BUILD_RUSTC": "rustc",
+        "RUSTDOC": "rustdoc",
+        "CARGO_BUILD_RUSTDOC": "rustdoc",
+        "RUSTC_WRAPPER": "",
+        "CARGO_BUILD_RUSTC_WRAPPER": "",
+        "RUSTC_WORKSPACE_WRAPPER": "",
+        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER": "",
+        # Set, even empty, it wins over RUSTFLAGS and every `rustflags` of a config file.
+        "CARGO_ENCODED_RUSTFLAGS": "",
+    }
+)
+# The image's bundle, for a host that has none of its own: the fetch step always names one, so that a project's
+# `http.cainfo` cannot make Cargo trust a proxy of its choosing with the registries' tokens.
+IMAGE_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# crates.io's token: only `cargo publish` and `cargo owner` use it, never a download.
+_PUBLISH_ONLY_CREDENTIALS = frozenset({"CARGO_REGISTRY_TOKEN"})
+# Cargo's own credential providers, which run no program that a project could name.
+_BUILT_IN_PROVIDERS = frozenset({"cargo:token", "cargo:libsecret", "cargo:wincred", "cargo:macos-keychain"})
+
+
+def fetch_credentials(credentials: Mapping[str, str]) -> dict[str, str]:
+    """The credentials `cargo fetch` needs: private registries' tokens and the proxy, not crates.io's token."""
+    return {name: value for name, value in credentials.items() if name not in _PUBLISH_ONLY_CREDENTIALS}
+
+
+def project_config_files(config_files: Iterable[Path], *, cargo_home: Path, checkout: Path) -> list[Path]:
+    """The Cargo config files inside the checkout (and not CARGO_HOME's, which may live there in CI): the project's,
+    which nothing trusts. Those above the checkout are the user's own, as ``config.trust`` draws the line."""
+    return [path for path in config_files if path.is_relative_to(checkout) and not path.is_relative_to(cargo_home)]
+
+
+def fetch_config_args(config_files: Iterable[Path]) -> list[str]:
+    """``--config`` arguments that blank every variable a project's ``[env]`` gives the processes Cargo starts:
+    the fetch step's rustc would otherwise run with the project's ``LD_PRELOAD`` (``force = true`` beats even the
+    environment). An argument on the command line is merged over the files, key by key."""
+    args: list[str] = []
+    for path in config_files:
+        table = read_toml(path).get("env")
+        if not isinstance(table, dict):
+            continue
+        for name, value in table.items():
+            key = f"env.{json.dumps(name)}"
+            if isinstance(value, dict):
+                args += ["--config", f'{key}.value=""', "--config", f"{key}.force=false"]
+                args += ["--config", f"{key}.relative=false"]
+            else:
+                args += ["--config", f'{key}=""']
+    return args
+
+
+def pinned_registries(config_files: Iterable[Path], cargo_home: Path) -> dict[str, str]:
+    """``CARGO_REGISTRIES_<NAME>_INDEX`` for every registry that the user's own Cargo config (CARGO_HOME's) names:
+    the environment wins over the project's config, which could otherwise point a registry the user holds a token
+    for at a server of its own, and the fetch step would send that token there."""
+    pinned: dict[str, str] = {}
+    for path in config_files:
+        if not path.is_relative_to(cargo_home):
+            continue
+        registries = read_toml(path).get("registries")
+        for name, entry in (registries if isinstance(registries, dict) else {}).items():
+            index = entry.get("index") if isinstance(entry, dict) else None
+            if isinstance(index, str):
+                pinned[f"CARGO_REGISTRIES_{name.upper().replace('-', '_')}_INDEX"] = index
+    return pinned
+
+
+def check_credential_providers(config_files: Iterable[Path]) -> None:
+    """A project's Cargo config must not name a credential provider other than Cargo's own: the fetch step would run
+    that program with the user's registry tokens and the network."""
+    for path in config_files:
+        data = read_toml(path)
+        registry = data.get("registry")
+        registries = data.get("registries")
+        named: list[tuple[str, object]] = []
+        if isinstance(registry, dict):
+            named += [("registry.credential-provider", registry.get("credential-provider"))]
+            named += [("registry.global-credential-providers", registry.get("global-credential-providers"))]
+        if isinstance(registries, dict):
+            named += [
+                (f"registries.{name}.credential-provider", entry.get("credential-provider"))
+                for name, entry in registries.items()
+                if isinstance(entry, dict)
+            ]
+        for setting, value in named:
+            providers = value if isinstance(value, list) and all(isinstance(v, str) for v in value) else [value]
+            if value is None or all(provider in _BUILT_IN_PROVIDERS for provider in providers):
+                continue
+            raise ConfigError(
+                f"{path}: `{setting}` names a credential provider of the project's ({value!r}), which would run "
+                "with your registry tokens",
+                hint="use one of Cargo's own providers there (cargo:token), or name your provider in your own "
+                "CARGO_HOME/config.toml",
+            )
 
 
 def toolchain_environment(spec: TargetSpec, host: TargetSpec | None = None) -> dict[str, str]:

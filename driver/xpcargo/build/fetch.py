@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpcargo.build import remote
+from xpcargo.build import environment, remote
 from xpcargo.build.plan import BuildPlan, Step
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
@@ -78,7 +78,16 @@ def read_metadata(
     # Every feature, so that the packages of any feature a build turns on (`--features vendored` brings openssl-src)
     # are listed for the report; `cargo fetch` has fetched every package of the lock file, optional ones included.
     code = session.run(
-        ["cargo", "metadata", "--format-version", "1", "--offline", "--all-features", *plan.manifest_args()],
+        [
+            "cargo",
+            "metadata",
+            *plan.fetch_config,
+            "--format-version",
+            "1",
+            "--offline",
+            "--all-features",
+            *plan.manifest_args(),
+        ],
         env={"CARGO_NET_OFFLINE": "true"},
         on_stdout=captured.append,
         on_stderr=stderr,
@@ -110,9 +119,16 @@ def fetch(
     reporter.status("Fetching", f"dependencies for {plan.project.workspace_root.name} (network step)")
     request = plan.request(Step.FETCH, image)
     with open_session(runtime, request, purpose="fetch", cancellation=cancellation) as session:
+        if plan.remote is not None:
+            remote.verify(
+                session, runtime, plan.remote, image=image, user=plan.user, reporter=reporter, cancellation=cancellation
+            )
         # Credentials reach this one command, never the container's own environment.
         code = session.run(
-            ["cargo", "fetch", *plan.manifest_args()], env=dict(plan.credentials), on_stdout=stdout, on_stderr=stderr
+            ["cargo", "fetch", *plan.fetch_config, *plan.manifest_args()],
+            env=environment.fetch_credentials(plan.credentials),
+            on_stdout=stdout,
+            on_stderr=stderr,
         )
         if code != 0:
             return code, None

@@ -9,22 +9,22 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
 from xpcargo import resources
-from xpcargo.build import environment, floor, reproducible
+from xpcargo.build import environment, floor, git_checkout, reproducible
 from xpcargo.build.floor import Sysroot
 from xpcargo.build.remote import RemotePlan, plan_remote
 from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.links import LinksOverrides
-from xpcargo.cargo.project import Project
-from xpcargo.config.targets import TargetSpec, check_triple
+from xpcargo.cargo.project import Project, refuse_linked_target_dir
+from xpcargo.config import trust
+from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple
 from xpcargo.container.location import EngineAddress
 from xpcargo.container.session import invoking_user
 from xpcargo.container.spec import TARGET_LABEL, WARM_LIFETIME, WORKSPACE_LABEL, ContainerRequest, Mount
@@ -35,9 +35,6 @@ from xpcargo.image.recipe import load_recipe
 
 # Where HOME points for a user that has no home in the image: writable by anyone, gone with the container.
 CONTAINER_HOME = "/tmp"  # noqa: S108 - inside the container, which is private and short-lived
-# Kernel and runtime file systems: mounting them (or a directory above them) hands a build the host's devices,
-# processes, or the engine's own socket.
-_FORBIDDEN = tuple(Path(path) for path in ("/proc", "/sys", "/dev", "/run", "/var/run"))
 
 
 # What Cargo keeps registry tokens in, under CARGO_HOME (the old name without extension, too).
@@ -64,6 +61,10 @@ class BuildPlan:
     env: Mapping[str, str]
     # Registry tokens and proxy settings: given to the fetch step's commands only, never to a container.
     credentials: Mapping[str, str]
+    # The fetch step's environment: what Cargo needs to download, none of the project's `env`, and the image's own
+    # rustc in place of any the project's Cargo config names; and the `--config` arguments that blank its `[env]`.
+    fetch_env: Mapping[str, str]
+    fetch_config: tuple[str, ...]
     terminal_env: Mapping[str, str]
     color: bool
     links: LinksOverrides
@@ -146,7 +147,8 @@ class BuildPlan:
         """The container for ``step``. Only the fetch step has a network, trusts the host's CAs, may write to
         CARGO_HOME and sees its credentials files; the build reads the crates it fetched and nothing else there."""
         user_home = self.reproducible.variation.home if self.reproducible is not None else CONTAINER_HOME
-        mounts, env = self.mounts, {**self.env, "HOME": user_home}
+        # The fetch step runs none of the project's code, so it gets none of the project's environment either.
+        mounts, env = self.mounts, {**(self.fetch_env if step is Step.FETCH else self.env), "HOME": user_home}
         if self.remote is not None:
             # Volumes at the mounts' paths; CARGO_HOME's credentials and the host's CA bundle are not in them.
             mounts = self.remote.mounts(fetch=step is Step.FETCH)
@@ -163,6 +165,9 @@ class BuildPlan:
             home = self.project.cargo_home
             if home.is_dir():
                 mounts = tuple(replace(m, read_only=True) if m.path == home else m for m in mounts)
+                if not any(m.path == home for m in mounts):
+                    # Folded into a writable mount above it (a CARGO_HOME inside the workspace): read-only all the same.
+                    mounts = (*mounts, Mount(path=home, read_only=True))
             # An empty file over each credentials file: a build script must not read the user's registry tokens.
             mounts += tuple(
                 Mount(path=home / name, source=Path("/dev/null"), read_only=True)
@@ -211,31 +216,21 @@ def plan(
         context.toolchains.target(triple)
         raise
     project_config = context.project_config(project.workspace_root)
+    # Before anything is mounted or any engine named: what the checkout's settings reach outside it.
+    boundary = trust.require(trust_boundary(context, project, project_config), triple)
+    # A `target` the project ships as a link would lead the output (and the report this machine writes) elsewhere.
+    refuse_linked_target_dir(project.workspace_root, project.target_dir)
     spec = context.target(triple, project_config)
     host = context.host_target(project_config)
     state_dir = project.target_dir / "xpcargo" / triple
 
     # Cargo merges the `--config` file xpcargo writes into the project's own config key by key; so does this.
     links = spec.links.over(project.links_overrides(triple))
-    extra: list[tuple[Path, str]] = []
-    for configured in spec.mounts:
-        path = Path(os.path.normpath(configured))
-        if not path.exists():
-            raise ConfigError(
-                f"the mount `{path}` configured for {triple} does not exist on this machine",
-                hint="create it or remove it from `mounts` in xpcargo.toml",
-            )
-        extra.append((path, "`mounts`"))
-    extra += [(path, "a `links` override") for path in links.host_paths() if path.exists()]
+    extra = _asked_mounts(spec, links)
 
     passed = environment.passthrough_environment(context.environ, spec)
-    env = {
-        **{name: value for name, value in passed.items() if not environment.is_credential(name)},
-        **environment.toolchain_environment(spec, host),
-        "USER": context.environ.get("USER", "xpcargo"),
-        "CARGO_HOME": str(project.cargo_home),
-        "CARGO_TARGET_DIR": str(project.target_dir),
-    }
+    host_env = {name: value for name, value in passed.items() if not environment.is_credential(name)}
+    env = {**host_env, **environment.toolchain_environment(spec, host), **_places(context, project)}
     # Flags added to the user's own: the reproducible mode's path remapping, and the glibc floor's sysroot.
     remaps: tuple[tuple[Path, str], ...] = ()
     rust_flags: list[str] = []
@@ -267,7 +262,7 @@ def plan(
     if reproducible_settings is not None:
         env.update(reproducible.environment(reproducible_settings))
     engine = context.engine_for(spec)
-    mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(engine)), *_tool_mounts(spec))
+    mounts = _mounts(project, spec, extra, engine=engine, never=boundary.never)
     overrides_file = state_dir / "links-overrides.toml" if spec.links else None
     rustflags_file = state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None
     remote = (
@@ -294,6 +289,8 @@ def plan(
         remote=remote,
         env=MappingProxyType(env),
         credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
+        fetch_env=_fetch_env({**host_env, **_places(context, project)}, own_image=not spec.image),
+        fetch_config=_fetch_config(project),
         terminal_env=MappingProxyType(context.terminal.cargo_env()),
         color=context.terminal.color,
         links=links,
@@ -312,6 +309,65 @@ def plan(
         sysroot=glibc.sysroot,
         image_plan=image_plan,
     )
+
+
+def _places(context: Context, project: Project) -> dict[str, str]:
+    """Where Cargo's files are, and the user's registries where the user's config put them (a variable the user
+    set wins, as it does for Cargo)."""
+    pinned = environment.pinned_registries(project.cargo_config_files, project.cargo_home)
+    return {
+        **{name: index for name, index in pinned.items() if name not in context.environ},
+        "USER": context.environ.get("USER", "xpcargo"),
+        "CARGO_HOME": str(project.cargo_home),
+        "CARGO_TARGET_DIR": str(project.target_dir),
+    }
+
+
+def _fetch_env(cargo_env: Mapping[str, str], *, own_image: bool) -> Mapping[str, str]:
+    """The fetch step's environment: the user's variables and where Cargo's files are (none of the `env` tables),
+    and the image's rustc with no wrapper and no flags in place of what the project's Cargo config names."""
+    # xpcargo's images all have Debian's bundle; an image of the user's may not (the host's, when there is one,
+    # is mounted over this by ``request``).
+    bundle = {"CARGO_HTTP_CAINFO": environment.IMAGE_CA_BUNDLE} if own_image else {}
+    return MappingProxyType({**cargo_env, **bundle, **environment.FETCH_OVERRIDES})
+
+
+def _fetch_config(project: Project) -> tuple[str, ...]:
+    """The fetch step's `--config` arguments, which blank the project's `[env]`; refused first when the project's
+    Cargo config names a credential provider, which that step would run with the user's tokens."""
+    project_config = environment.project_config_files(
+        project.cargo_config_files, cargo_home=project.cargo_home, checkout=project.checkout
+    )
+    environment.check_credential_providers(project_config)
+    return tuple(environment.fetch_config_args(project_config))
+
+
+def _asked_mounts(spec: TargetSpec, links: LinksOverrides) -> list[tuple[Path, str]]:
+    """The host paths the target's `mounts` and its `links` overrides ask for, with what asked for each."""
+    extra: list[tuple[Path, str]] = []
+    for configured in spec.mounts:
+        path = Path(os.path.normpath(configured))
+        if not path.exists():
+            raise ConfigError(
+                f"the mount `{path}` configured for {spec.triple} does not exist on this machine",
+                hint="create it or remove it from `mounts` in xpcargo.toml",
+            )
+        extra.append((path, "`mounts`"))
+    extra += [(path, "a `links` override") for path in links.host_paths() if path.exists()]
+    return extra
+
+
+def _mounts(
+    project: Project,
+    spec: TargetSpec,
+    extra: Iterable[tuple[Path, str]],
+    *,
+    engine: EngineAddress,
+    never: trust.NeverMounted,
+) -> tuple[Mount, ...]:
+    mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(engine), never=never), *_tool_mounts(spec))
+    # A remote engine builds in its own copy of the workspace, whose `.git` the host's git never reads.
+    return mounts if engine.remote else git_checkout.read_only_git(mounts, project.workspace_root)
 
 
 def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
@@ -342,6 +398,18 @@ def remapping(project: Project) -> tuple[tuple[Path, str], ...]:
     )
 
 
+def trust_boundary(context: Context, project: Project, project_config: ProjectConfig) -> trust.Boundary:
+    """The project's checkout and what its manifests, Cargo config files and xpcargo settings ask of the host
+    beyond it: one reading, for `plan` and for `xpcargo trust`, so that both digest the same settings."""
+    return trust.Boundary.of(
+        checkout=project.checkout,
+        asks=(*project.asks, *trust.settings_asks(project_config)),
+        environ=context.environ,
+        cargo_home=project.cargo_home,
+        cache_dir=context.settings.cache_dir,
+    )
+
+
 def reproducibility(context: Context, args: Sequence[str]) -> Reproducibility:
     """The settings of a reproducible build of the project that ``args`` name: its SOURCE_DATE_EPOCH above all."""
     project = context.project(cargo_args.parse_cargo_args(args))
@@ -355,51 +423,42 @@ def _engine_socket(engine: EngineAddress) -> Path:
     return Path(url.removeprefix("unix://")) if url.startswith("unix://") else Path("/var/run/docker.sock")
 
 
-def _check_mount(path: Path, why: str, *, engine_socket: Path) -> None:
-    """Only directories and regular files are mounted, and nothing that holds the host's devices, processes or the
-    engine's socket: a project must not reach out of its container through what it asks to have mounted."""
-    resolved = path.resolve()
-    reaches = next(
-        (place for place in _FORBIDDEN if resolved.is_relative_to(place) or place.is_relative_to(resolved)), None
-    )
-    if reaches is None and engine_socket.resolve().is_relative_to(resolved):
-        reaches = engine_socket
-    try:
-        mode = resolved.stat().st_mode
-    except OSError:
-        mode = None
-    if reaches is not None or (mode is not None and not (stat.S_ISDIR(mode) or stat.S_ISREG(mode))):
-        what = f"reaches {reaches}" if reaches is not None else "is not a directory or a regular file"
-        raise ConfigError(
-            f"refusing to mount `{path}` (asked for by {why}): it {what}",
-            hint="mount only directories and files a build needs; sockets, devices and /proc, /sys, /dev, /run "
-            "are never mounted",
-        )
-
-
 def mounts_for(
-    project: Project, extra_read_only: Iterable[tuple[Path, str]] = (), *, engine_socket: Path
+    project: Project,
+    extra_read_only: Iterable[tuple[Path, str]] = (),
+    *,
+    engine_socket: Path,
+    never: trust.NeverMounted | None = None,
 ) -> tuple[Mount, ...]:
-    """The host directories the container needs, each at its own absolute path, nested ones folded away."""
+    """The host directories the container needs, each at its own absolute path, nested ones folded away; none that
+    ``never`` (the boundary's places never mounted) or the engine's socket forbids."""
+    never = never or trust.NeverMounted.of({}, cargo_home=project.cargo_home, checkout=project.checkout)
+    never = replace(never, sockets=(*never.sockets, Path(os.path.normpath(engine_socket)).resolve()))
     # Lexically normalised (not resolved: a symlink must stay visible at its own path), so that `a/../b` is
     # recognised as `b` when mounts are folded into each other.
-    wanted: list[tuple[Mount, str]] = [
-        (Mount(path=project.workspace_root), "the workspace"),
-        (Mount(path=project.target_dir), "the target dir"),
-        (Mount(path=project.cargo_home), "CARGO_HOME"),
+    # Each with what asked for it, and whether it is xpcargo's own (the user's choice, not the project's: no search
+    # for sockets in it, and it may hold CARGO_HOME).
+    wanted: list[tuple[Mount, str, bool]] = [
+        (Mount(path=project.workspace_root), "the workspace", True),
+        (Mount(path=project.target_dir), "the target dir", True),
+        (Mount(path=project.cargo_home), "CARGO_HOME", True),
         # Outside the workspace, nothing is Cargo's to write: read-only.
-        *((Mount(path=path, read_only=True), "a path dependency") for path in project.outside_paths),
-        *((Mount(path=path.parent, read_only=True), "Cargo's config") for path in project.cargo_config_files),
-        *((Mount(path=Path(os.path.normpath(path)), read_only=True), why) for path, why in extra_read_only),
+        *((Mount(path=path, read_only=True), "a path dependency", False) for path in project.outside_paths),
+        # The file alone, not its directory: `~/.cargo` holds the registry tokens too.
+        *((Mount(path=path, read_only=True), "Cargo's config", True) for path in project.cargo_config_files),
+        *((Mount(path=Path(os.path.normpath(path)), read_only=True), why, False) for path, why in extra_read_only),
     ]
-    # The working directory is where relative arguments (a --manifest-path, say) are resolved.
-    if not any(project.cwd.is_relative_to(mount.path) for mount, _ in wanted):
-        wanted.append((Mount(path=project.cwd, read_only=True), "the working directory"))
-    for mount, why in wanted:
-        _check_mount(mount.path, why, engine_socket=engine_socket)
+    # The working directory is where relative arguments (a --manifest-path, say) are resolved. Not one never mounted
+    # (HOME, with --manifest-path): the engine makes it as the parent of the mounts below it, which is enough for
+    # arguments that lead into them.
+    outside_every_mount = not any(project.cwd.is_relative_to(mount.path) for mount, _, _ in wanted)
+    if outside_every_mount and never.refusal(project.cwd, own=True) is None:
+        wanted.append((Mount(path=project.cwd, read_only=True), "the working directory", True))
+    for mount, why, own in wanted:
+        trust.check_mount(mount.path, why, never=never, own=own)
     chosen: list[Mount] = []
     # A writable mount wins over a read-only one of the same tree; a parent mount covers its children.
-    for mount, _ in sorted(wanted, key=lambda item: (len(item[0].path.parts), item[0].read_only)):
+    for mount, _, _ in sorted(wanted, key=lambda item: (len(item[0].path.parts), item[0].read_only)):
         if any(mount.path.is_relative_to(kept.path) and (kept.read_only <= mount.read_only) for kept in chosen):
             continue
         chosen.append(mount)

@@ -3,11 +3,14 @@ bind-mount is a volume instead, mounted at the same absolute path, so that Cargo
 carry host paths as they do locally.
 
 - The workspace (and each path dependency, Cargo config directory or `mounts` entry outside it) is synced into a
-  volume of its own, by content (``sync``): a build after a one-file change sends that file.
+  volume of its own, by content (``sync``): a build after a one-file change sends that file. Before each step, the
+  volumes it may write to are listed through its own container (``verify``): what an earlier command changed there
+  is reset to the host's copy.
 - The target dir is a volume of its own, which only Cargo writes (xpcargo sends it only its own `--config` files);
   what the host needs comes back after the build: the final artifacts Cargo named, and each build script's run
   directory (`output`, `root-output`, `stderr` and OUT_DIR), which the report reads; and Cargo.lock, which Cargo may
-  have written.
+  had to write (after the fetch step, or after a build when the host has none). Never through a link on the host:
+  a target dir that is a link in the project is refused.
 - CARGO_HOME is a volume the fetch step fills from the network on the engine's side; only CARGO_HOME's Cargo config
   is sent from here. Its credentials files never are: a volume is readable by whatever the engine runs, so in remote
   mode registry tokens reach `cargo fetch` only from the environment (`CARGO_REGISTRY_TOKEN`, ...).
@@ -52,6 +55,11 @@ class SyncedVolume:
     # Mounted for the fetch step only (the host's CA bundle).
     fetch_only: bool = False
 
+    @property
+    def writable(self) -> bool:
+        """Whether a step that runs Cargo (or a shell) may write to it: then its tree is listed before each."""
+        return (not self.read_only or self.cargo_home) and not self.fetch_only
+
 
 @dataclass(frozen=True, kw_only=True)
 class RemotePlan:
@@ -64,6 +72,36 @@ class RemotePlan:
     lock_file: Path
     # The host's CA bundle as the fetch step sees it (in a volume of its own: a volume holds directories).
     ca_bundle: Path | None = None
+
+    def tree(self, synced: SyncedVolume) -> sync.Tree:
+        """How a container that mounts ``synced`` lists it: what the selection leaves out, and where another volume
+        is mounted inside it (the target dir in the workspace, say), are not listed."""
+        root, selection = synced.volume.path, synced.selection
+        if selection.only is not None:
+            return sync.Tree(root=root, only=selection.only)
+        skipped = {str(p.relative_to(selection.root)) for p in selection.exclude if p.is_relative_to(selection.root)}
+        skipped.update(
+            str(other.volume.path.relative_to(root))
+            for other in self.volumes
+            if other.volume.path != root and other.volume.path.is_relative_to(root)
+        )
+        return sync.Tree(root=root, skipped=tuple(sorted(skipped)))
+
+    def destinations(self) -> tuple[sync.Destination, ...]:
+        """Where files come back to: the target dir (reached from the workspace, through no link, when it is in
+        it) and the workspace (its Cargo.lock)."""
+        workspace = self.lock_file.parent
+        anchor = workspace if self.target_dir.is_relative_to(workspace) else self.target_dir
+        return (
+            sync.Destination(path=self.target_dir, anchor=anchor),
+            sync.Destination(path=workspace, anchor=workspace),
+        )
+
+    def lock_after_build(self) -> tuple[Path, ...]:
+        """Cargo.lock, as a build may bring it back: only when the host has none (an offline build's first). The
+        fetch step resolves it, and brings it back; after a build, a changed lock would be a build script's doing,
+        which must not reach the host's checkout (the next step's ``verify`` resets it on the engine)."""
+        return () if os.path.lexists(self.lock_file) else (self.lock_file,)
 
     def mounts(self, *, fetch: bool) -> tuple[Mount, ...]:
         """The volumes as a step mounts them (CARGO_HOME's writable for the fetch step alone)."""
@@ -103,15 +141,16 @@ def plan_remote(
     private = [(home, "CARGO_HOME"), (cache_dir, "xpcargo's cache")]
     if user_home is not None:
         private.append((user_home, "your home directory"))
-    # Cargo's config directories outside the workspace: only their config files travel (a `~/.cargo` holds the
-    # credentials and the registry too).
-    config_files: dict[Path, list[str]] = {}
-    for config in project.cargo_config_files:
-        config_files.setdefault(config.parent, []).append(config.name)
     synced: list[SyncedVolume] = []
     for mount in mounts:
         source = mount.source or mount.path
         if mount.path == target:
+            continue
+        if mount.path in project.cargo_config_files and not mount.path.is_relative_to(workspace):
+            # A Cargo config file outside the workspace is mounted alone (a `~/.cargo` holds the credentials and the
+            # registry too); a volume holds a directory: its directory, with that file only.
+            selection = sync.Selection(root=source.parent, only=(mount.path.name,))
+            synced.append(_volume("cargo-config", mount.path.parent, selection, workspace, read_only=True))
             continue
         if not source.is_dir():
             raise ConfigError(
@@ -132,9 +171,6 @@ def plan_remote(
                     cargo_home=True,
                 )
             )
-        elif mount.path in config_files and not mount.path.is_relative_to(workspace):
-            selection = sync.Selection(root=source, only=tuple(sorted(config_files[mount.path])))
-            synced.append(_volume("cargo-config", mount.path, selection, workspace, read_only=True))
         else:
             kind = "path-dependency" if mount.path in project.outside_paths else "mount"
             _refuse_private(source.resolve(), private, "a path dependency" if kind == "path-dependency" else "a mount")
@@ -210,45 +246,125 @@ def push(
 ) -> Pushed:
     """Bring every volume up to date with the host: one question to the engine when nothing changed; else one
     short-lived container per changed volume (with no network, running nothing of the project's, mounting that volume
-    alone) through which the changes go."""
-    infos = volumes.ensure(runtime, [v.volume for v in remote.volumes])
+    alone) through which the changes go. What a command changed in a volume itself is found by ``verify``."""
+    return _sync(runtime, remote, remote.volumes, image=image, user=user, reporter=reporter, cancellation=cancellation)
+
+
+def verify(
+    session: Session,
+    runtime: Runtime,
+    remote: RemotePlan,
+    *,
+    image: str,
+    user: str,
+    reporter: Reporter,
+    cancellation: Cancellation | None = None,
+) -> None:
+    """Before a step runs anything in ``session``: the volumes it may write to (the workspace's, the target dir's
+    files of xpcargo's, CARGO_HOME's Cargo config) hold what the host has, whatever an earlier command (a build
+    script, a program run, a shell) changed in them. One listing through the session; a volume whose tree is not as
+    it was left is synced again, through a container of its own."""
+    checked = [synced for synced in remote.volumes if synced.writable]
+    if not checked:
+        return
+    listed = _list(session, [remote.tree(synced) for synced in checked])
+    changed = [
+        synced
+        for index, synced in enumerate(checked)
+        if _manifest(remote, synced).load(None).tree != listed.get(index, {})
+    ]
+    if changed:
+        _sync(
+            runtime, remote, changed, image=image, user=user, reporter=reporter, cancellation=cancellation, force=True
+        )
+
+
+def _manifest(remote: RemotePlan, synced: SyncedVolume) -> sync.Manifest:
+    return sync.Manifest(remote.manifests / f"{synced.volume.name}.json")
+
+
+def _list(session: Session, trees: Sequence[sync.Tree]) -> dict[int, dict[str, sync.Signature]]:
+    """The trees as ``session``'s container sees them; nothing is followed (find -P), so any container may list."""
+    output = bytearray()
+    errors = bytearray()
+    code = session.run(["sh", "-c", sync.tree_script(trees)], on_stdout=output.extend, on_stderr=errors.extend)
+    if code != 0:
+        raise EngineError(
+            f"could not list a volume on the engine: the listing exited with {code}: "
+            + errors.decode(errors="replace").strip()[:300]
+        )
+    return sync.read_tree(bytes(output))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Pending:
+    synced: SyncedVolume
+    manifest: sync.Manifest
+    created: str
+    changes: sync.Changes
+    known: sync.Known
+
+
+def _sync(
+    runtime: Runtime,
+    remote: RemotePlan,
+    chosen: Sequence[SyncedVolume],
+    *,
+    image: str,
+    user: str,
+    reporter: Reporter,
+    cancellation: Cancellation | None,
+    force: bool = False,
+) -> Pushed:
+    """Sync those of ``chosen`` that the host changed or that were never listed; with ``force`` (a listing found
+    them changed on the engine) all of them."""
+    infos = volumes.ensure(runtime, [v.volume for v in chosen])
     with _locked(remote.manifests, infos):
         pending = []
-        for synced in remote.volumes:
-            manifest = sync.Manifest(remote.manifests / f"{synced.volume.name}.json")
+        for synced in chosen:
+            manifest = _manifest(remote, synced)
             created = volumes.instance(infos[synced.volume.name])
-            previous = manifest.load(created)
-            changes = sync.diff(synced.selection, previous)
-            if changes.send or changes.remove:
-                pending.append((synced, manifest, created, changes, bool(previous)))
-            elif changes.manifest != previous:
+            known = manifest.load(created)
+            changes = sync.diff(synced.selection, known.entries)
+            if changes.send or changes.remove or known.tree is None or force:
+                pending.append(
+                    _Pending(synced=synced, manifest=manifest, created=created, changes=changes, known=known)
+                )
+            elif changes.manifest != known.entries:
                 # Touched but not changed: remembered, so that the next comparison need not read them again.
-                manifest.save(created, changes.manifest)
+                manifest.save(created, changes.manifest, known.tree)
         if not pending:
             return Pushed(files=0, removed=0, bytes=0)
-        pushed = _send(runtime, remote, pending, image=image, user=user, cancellation=cancellation)
-    reporter.status(
-        "Synced",
-        f"{pushed.files} file(s), {pushed.bytes} bytes sent"
-        + (f", {pushed.removed} removed" if pushed.removed else "")
-        + f" to the engine at {remote.engine}",
-    )
+        pushed = _send(runtime, remote, pending, image=image, user=user, reporter=reporter, cancellation=cancellation)
+    if pushed.bytes or pushed.removed:
+        reporter.status(
+            "Synced",
+            f"{pushed.files} file(s), {pushed.bytes} bytes sent"
+            + (f", {pushed.removed} removed" if pushed.removed else "")
+            + f" to the engine at {remote.engine}",
+        )
     return pushed
+
+
+# argv: the paths to remove. A directory a build made unreadable is made readable first (the owner may), so that
+# `rm` can empty it; find -P and rm -r follow no link.
+_REMOVE_SCRIPT = 'find -P "$@" -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null; rm -rf -- "$@"'
 
 
 def _send(
     runtime: Runtime,
     remote: RemotePlan,
-    pending: Sequence[tuple[SyncedVolume, sync.Manifest, str, sync.Changes, bool]],
+    pending: Sequence[_Pending],
     *,
     image: str,
     user: str,
+    reporter: Reporter,
     cancellation: Cancellation | None,
 ) -> Pushed:
     uid, _, gid = user.partition(":")
     files = removed = sent = 0
-    for synced, manifest, created, changes, known in pending:
-        path = synced.volume.path
+    for item in pending:
+        synced, path = item.synced, item.synced.volume.path
         # Each volume in a container of its own, with no other volume mounted: a build may have put links in the
         # workspace's volume, and writing through them must not reach CARGO_HOME's volume or another's.
         request = ContainerRequest(
@@ -260,8 +376,17 @@ def _send(
             labels=MappingProxyType({WORKSPACE_LABEL: str(remote.lock_file.parent)}),
         )
         with open_session(runtime, request, purpose="sync", cancellation=cancellation) as session:
+            tree = remote.tree(synced)
+            # The volume as it is, against what it was left as: whatever a command changed in it goes too.
+            changes = sync.reconcile(item.changes, item.known.tree, _list(session, [tree]).get(0, {}))
+            if changes.reset:
+                reporter.warn(
+                    f"reset {len(changes.reset)} path(s) that a command changed in the engine's copy of `{path}` "
+                    f"(e.g. `{changes.reset[0]}`) to this machine's: a build script should write into its OUT_DIR only"
+                )
             if changes.remove:
-                _quiet(session, ["rm", "-rf", "--", *(str(path / name) for name in changes.remove)])
+                for chunk in _chunks([str(path / name) for name in changes.remove]):
+                    _quiet(session, ["sh", "-c", _REMOVE_SCRIPT, "xpcargo-remove", *chunk])
                 removed += len(changes.remove)
             if changes.send:
                 with tempfile.NamedTemporaryFile(suffix=".tar") as archive:
@@ -276,13 +401,15 @@ def _send(
                     sent += archive.tell()
                     session.put_archive(path.parent, Path(archive.name))
                 files += sum(1 for name in changes.send if changes.manifest[name].kind == "f")
-                if known:
+                if item.known.entries:
                     # Changed files get the engine's time, not this machine's: Cargo compares a source's mtime with
-                    # the time of its last build there, and a clock behind the engine's would hide the change.
+                    # the time of its last build there, and a clock behind the engine's would hide the change (a
+                    # file reset to this machine's copy too).
                     changed = [str(path / n) for n in changes.send if changes.manifest[n].kind == "f"]
                     for chunk in _chunks(changed):
                         _quiet(session, ["touch", "-c", "--", *chunk])
-            manifest.save(created, changes.manifest)
+            # The tree as this sync left it: what the next listing must find.
+            item.manifest.save(item.created, changes.manifest, _list(session, [tree]).get(0, {}))
     return Pushed(files=files, removed=removed, bytes=sent)
 
 
@@ -365,7 +492,7 @@ def pull(session: Session, remote: RemotePlan, paths: Sequence[Path], reporter: 
             on_stderr=errors.extend,
         )
         archive.seek(0)
-        received = sync.unpack(archive, {item.path: item for item in wanted}, roots)
+        received = sync.unpack(archive, {item.path: item for item in wanted}, remote.destinations())
     if code != 0:
         reporter.warn(f"some files did not come back from the engine: {errors.decode(errors='replace').strip()[:300]}")
     if received.refused:

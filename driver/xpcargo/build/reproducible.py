@@ -10,18 +10,18 @@ The flags are added to the user's own, never put in their place: Cargo reads the
 ``CARGO_ENCODED_RUSTFLAGS``, ``RUSTFLAGS``, ``target.<triple>.rustflags`` (joined with matching
 ``target.<cfg>.rustflags``) and ``build.rustflags``, and the cc crate the first of ``CFLAGS_<target>``,
 ``CFLAGS_<target_with_underscores>``, ``TARGET_CFLAGS`` and ``CFLAGS``. Everything here is pure apart from reading
-the Cargo config files and asking git for the last commit's time.
+the Cargo config files and reading the last commit's time from git.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xpcargo.build import git_checkout
 from xpcargo.config.schema import read_toml
 from xpcargo.errors import ConfigError, ProjectError
 
@@ -90,25 +90,19 @@ def source_date_epoch(environ: Mapping[str, str], workspace_root: Path) -> tuple
             )
         return int(configured), "environment"
     hint = "set SOURCE_DATE_EPOCH to a Unix timestamp, e.g. the release's commit time: `git log -1 --format=%ct`"
-    git = shutil.which("git")
-    if git is None:
+    if shutil.which("git") is None:
         raise ProjectError(
             "a reproducible build needs SOURCE_DATE_EPOCH, and git is not installed to read it", hint=hint
         )
-    completed = subprocess.run(
-        [git, "-C", str(workspace_root), "log", "-1", "--format=%ct"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    stamp = completed.stdout.strip()
-    if completed.returncode != 0 or not stamp.isdigit():
+    # Read without the checkout's git config, which a build script may have written (git_checkout says how).
+    stamp = git_checkout.read(workspace_root, environ).commit_time
+    if stamp is None:
         raise ProjectError(
             f"a reproducible build needs SOURCE_DATE_EPOCH, and {workspace_root} is not in a git repository with a "
             "commit to take it from",
             hint=hint,
         )
-    return int(stamp), "git"
+    return stamp, "git"
 
 
 def remapping(

@@ -103,6 +103,10 @@ def _build(
     with open_session(
         runtime, request, purpose="build", cancellation=cancellation, warm_locks=plan.warm_locks
     ) as session:
+        if plan.remote is not None:
+            remote.verify(
+                session, runtime, plan.remote, image=image, user=plan.user, reporter=reporter, cancellation=cancellation
+            )
         if metadata is None:
             code, metadata = read_metadata(session, plan, image, stderr=stderr)
             if code != 0:
@@ -118,7 +122,7 @@ def _build(
         if plan.remote is not None:
             # Before the report is collected: it reads each build script's output, on the host.
             wanted = remote.wanted_back(reader.messages, plan.project.target_dir)
-            remote.pull(session, plan.remote, [*wanted, plan.remote.lock_file], reporter)
+            remote.pull(session, plan.remote, [*wanted, *plan.remote.lock_after_build()], reporter)
         collected = _collect(session, plan, image, reader, metadata, code=code) if plan.reads_messages else None
     return Outcome(
         code=code,
@@ -331,6 +335,8 @@ def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connec
         remote.push(runtime, build_plan.remote, image=image, user=build_plan.user, reporter=reporter)
     request = build_plan.request(Step.SHELL, image)
     with open_session(runtime, request, purpose="shell", warm_locks=build_plan.warm_locks) as session:
+        if build_plan.remote is not None:
+            remote.verify(session, runtime, build_plan.remote, image=image, user=build_plan.user, reporter=reporter)
         if not argv:
             return session.run_interactive(["bash", "-l"])
         return session.run(list(argv))

@@ -15,6 +15,7 @@ from typing import Any
 
 from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.links import LinksOverrides
+from xpcargo.config import trust
 from xpcargo.config.schema import read_toml
 from xpcargo.errors import ConfigError, ProjectError
 
@@ -38,6 +39,11 @@ class Project:
     outside_paths: tuple[Path, ...]
     cargo_config_files: tuple[Path, ...]
     manifests: tuple[Path, ...]
+    # The git work tree that holds the manifest (else the workspace root): what is inside is the project's own.
+    checkout: Path
+    # What the manifests and Cargo config files inside the checkout ask of the host (paths outside the workspace, a
+    # configured target dir, a `links` override path); ``config.trust`` decides which reach outside the checkout.
+    asks: tuple[trust.Ask, ...] = ()
 
     def requested_toolchain(self) -> tuple[Path, str] | None:
         """The channel a rustup toolchain file asks for (rustup looks from the working directory up), if any."""
@@ -113,6 +119,11 @@ def find_workspace_root(manifest: Path) -> Path:
     explicit = package.get("workspace") if isinstance(package, dict) else None
     if isinstance(explicit, str):
         return (manifest.parent / explicit).resolve()
+    return _enclosing_workspace(manifest) or manifest.parent
+
+
+def _enclosing_workspace(manifest: Path) -> Path | None:
+    """The nearest directory above ``manifest`` whose Cargo.toml is a workspace that counts it as a member."""
     for directory in manifest.parent.parents:
         candidate = directory / "Cargo.toml"
         if not candidate.is_file():
@@ -120,7 +131,7 @@ def find_workspace_root(manifest: Path) -> Path:
         root_data = read_toml(candidate)
         if isinstance(root_data.get("workspace"), dict) and manifest in _members(directory, root_data):
             return directory
-    return manifest.parent
+    return None
 
 
 def _patterns(workspace: Mapping[str, Any], key: str) -> list[str]:
@@ -172,24 +183,33 @@ def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 def _path_dependencies(manifest: Path, data: Mapping[str, Any]) -> Iterator[Path]:
+    for _, _, path in _labelled_path_dependencies(manifest, data):
+        yield path
+
+
+def _labelled_path_dependencies(manifest: Path, data: Mapping[str, Any]) -> Iterator[tuple[str, str, Path]]:
+    """Each `path` of a dependency, patch or replacement: its key (`workspace.dependencies.x.path`), the path as
+    written, and the directory it names."""
+
     # A manifest of the wrong shape (`target = "x"`) is Cargo's to report; here it just names no path.
-    def tables() -> Iterator[object]:
+    def tables() -> Iterator[tuple[str, object]]:
         for name in _DEPENDENCY_TABLES:
-            yield data.get(name)
-        for platform in _table(data, "target").values():
+            yield name, data.get(name)
+        for triple, platform in _table(data, "target").items():
             if isinstance(platform, dict):
                 for name in _DEPENDENCY_TABLES:
-                    yield platform.get(name)
-        yield _table(data, "workspace").get("dependencies")
-        yield from _table(data, "patch").values()
-        yield data.get("replace")
+                    yield f"target.{triple}.{name}", platform.get(name)
+        yield "workspace.dependencies", _table(data, "workspace").get("dependencies")
+        for registry, table in _table(data, "patch").items():
+            yield f"patch.{registry}", table
+        yield "replace", data.get("replace")
 
-    for table in tables():
+    for key, table in tables():
         if not isinstance(table, dict):
             continue
-        for spec in table.values():
+        for name, spec in table.items():
             if isinstance(spec, dict) and isinstance(spec.get("path"), str):
-                yield (manifest.parent / spec["path"]).resolve()
+                yield f"{key}.{name}.path", spec["path"], (manifest.parent / spec["path"]).resolve()
 
 
 def _check_build_command(manifest: Path, data: Mapping[str, Any]) -> None:
@@ -226,14 +246,43 @@ def _cargo_config_files(cwd: Path, cargo_home: Path) -> tuple[Path, ...]:
     return tuple(found)
 
 
-def _configured_target_dir(config_files: Iterable[Path]) -> Path | None:
+def _configured_target_dir(config_files: Iterable[Path]) -> tuple[Path, trust.Ask] | None:
+    """The target dir the highest config file that sets one names, and the ask that names the setting's file."""
     for path in config_files:
         build = read_toml(path).get("build")
         value = build.get("target-dir") if isinstance(build, dict) else None
         if isinstance(value, str):
             # Cargo resolves a relative path against the directory that holds `.cargo/`.
-            return (path.parent.parent / value).resolve()
+            target_dir = (path.parent.parent / value).resolve()
+            return target_dir, trust.Ask(setting="`build.target-dir`", file=path, value=value, path=target_dir)
     return None
+
+
+def _cargo_config_asks(config_files: Iterable[Path]) -> Iterator[trust.Ask]:
+    """The `links` override paths of Cargo config files, for every target they name."""
+    for path in config_files:
+        data = read_toml(path)
+        targets = data.get("target")
+        for triple in targets if isinstance(targets, dict) else {}:
+            overrides = LinksOverrides.from_cargo_config(data, str(triple))
+            yield from trust.links_asks(
+                overrides, setting=f"a `links` override `[target.{triple}", file=path, triple=str(triple)
+            )
+
+
+def _checkout(manifest: Path, root: Path, environ: Mapping[str, str]) -> Path:
+    """The git work tree that holds the manifest the user named; without one, the workspace root, unless the
+    manifest's own `package.workspace` put the root somewhere else: a project's file cannot widen its checkout."""
+    home = environ.get("HOME")
+    found = trust.find_checkout(manifest.parent, home=Path(home).resolve() if home else None)
+    if found is not None:
+        return found
+    package = read_toml(manifest).get("package")
+    if not (isinstance(package, dict) and isinstance(package.get("workspace"), str)) or root == manifest.parent:
+        return root
+    # `package.workspace` names the root: it is the checkout only where Cargo's own search finds the same root, from a
+    # file that lists this package as a member (a file outside the project's files, which it cannot write).
+    return root if _enclosing_workspace(manifest) == root else manifest.parent
 
 
 def cargo_home(environ: Mapping[str, str]) -> Path:
@@ -241,6 +290,20 @@ def cargo_home(environ: Mapping[str, str]) -> Path:
     if configured:
         return Path(configured).resolve()
     return Path(environ.get("HOME") or Path.home()) / ".cargo"
+
+
+def _check_names_carry(*paths: Path) -> None:
+    """Every path xpcargo hands the engine must be UTF-8: the engine's API is JSON, which cannot carry a name's raw
+    bytes, so a mount, a label or the fetch record's key of such a directory would name another one, or none."""
+    for path in paths:
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise ProjectError(
+                f"the directory `{shown}` has a name that is not UTF-8, which the container engine cannot be given",
+                hint="rename it (or move the project) so that every directory on its path has a UTF-8 name",
+            ) from None
 
 
 def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.environ) -> Project:
@@ -251,6 +314,10 @@ def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.envi
 
     manifests: list[Path] = []
     outside: list[Path] = []
+    asks: list[trust.Ask] = []
+    checkout = _checkout(manifest, root, environ)
+    if not root.is_relative_to(checkout):
+        asks.append(trust.Ask(setting="`package.workspace`", file=manifest, value=_workspace_key(manifest), path=root))
     pending = [manifest, root / "Cargo.toml"]
     root_data = read_toml(root / "Cargo.toml") if (root / "Cargo.toml").is_file() else {}
     if isinstance(root_data.get("workspace"), dict):
@@ -262,19 +329,28 @@ def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.envi
         manifests.append(current)
         data = read_toml(current)
         _check_build_command(current, data)
-        for dependency in _path_dependencies(current, data):
-            if not dependency.is_relative_to(root) and not any(dependency.is_relative_to(p) for p in outside):
-                outside.append(dependency)
+        for key, written, dependency in _labelled_path_dependencies(current, data):
+            if not dependency.is_relative_to(root):
+                asks.append(trust.Ask(setting=f"`{key}`", file=current, value=written, path=dependency))
+                if not any(dependency.is_relative_to(p) for p in outside):
+                    outside.append(dependency)
             pending.append(dependency / "Cargo.toml")
 
     config_files = _cargo_config_files(cwd, home)
+    # Cargo config files inside the checkout are the project's; those outside it (the user's own) are trusted.
+    project_files = [path for path in config_files if path.resolve().is_relative_to(checkout)]
+    asks += _cargo_config_asks(project_files)
     if args.target_dir:
         target_dir = (cwd / args.target_dir).resolve()
     elif environ.get("CARGO_TARGET_DIR") or environ.get("CARGO_BUILD_TARGET_DIR"):
         target_dir = (cwd / (environ.get("CARGO_TARGET_DIR") or environ["CARGO_BUILD_TARGET_DIR"])).resolve()
     else:
-        target_dir = _configured_target_dir(config_files) or root / "target"
+        configured = _configured_target_dir(config_files)
+        target_dir = configured[0] if configured is not None else root / "target"
+        if configured is not None and configured[1].file in project_files:
+            asks.append(configured[1])
 
+    _check_names_carry(cwd, root, target_dir, home, *outside, *(path.parent for path in config_files))
     return Project(
         cwd=cwd,
         manifest=manifest,
@@ -284,4 +360,45 @@ def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.envi
         outside_paths=tuple(outside),
         cargo_config_files=config_files,
         manifests=tuple(sorted(manifests)),
+        checkout=checkout,
+        asks=tuple(asks),
     )
+
+
+def _workspace_key(manifest: Path) -> str:
+    package = read_toml(manifest).get("package")
+    value = package.get("workspace") if isinstance(package, dict) else None
+    return value if isinstance(value, str) else str(manifest.parent)
+
+
+def refuse_linked_target_dir(workspace: Path, target: Path) -> None:
+    """Refuses a target dir in the workspace that is (or lies under) a symbolic link there: the project's own link
+    (Cargo's default place, or the project's Cargo config), which the build's output (a remote engine's copy-back,
+    the report this machine writes) would go through, to wherever it points. A target dir the user names
+    (CARGO_TARGET_DIR, --target-dir) is resolved before it gets here. And a link anywhere in xpcargo's own directory
+    of the target dir, which this machine writes (reports, state files)."""
+    inside = target.relative_to(workspace).parts if target.is_relative_to(workspace) else ()
+    for depth in range(1, len(inside) + 1):
+        _refuse_link(workspace.joinpath(*inside[:depth]), target)
+    _refuse_link(target / "xpcargo", target)
+    pending = [target / "xpcargo"]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                children = [Path(entry.path) for entry in entries]
+        except OSError:
+            continue
+        for child in children:
+            _refuse_link(child, target)
+            if child.is_dir():
+                pending.append(child)
+
+
+def _refuse_link(path: Path, target: Path) -> None:
+    if path.is_symlink():
+        raise ProjectError(
+            f"`{path}` is a symbolic link in the project (to `{path.readlink()}`): refusing to write the build's "
+            f"output (the target dir `{target}`) through it",
+            hint="remove the link, or choose where the output goes yourself (CARGO_TARGET_DIR=DIR or --target-dir DIR)",
+        )

@@ -58,11 +58,21 @@ def _read_text(path: Path) -> str:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file as a dict; an unreadable, non-UTF-8 or malformed file is one error that names the file."""
-    text = _read_text(path)
+    return parse_toml(_read_text(path), path)
+
+
+def parse_toml(text: str, path: Path, *, hint: str | None = None) -> dict[str, Any]:
+    """``text``, read from ``path``, as a dict; malformed or nested too deeply for the parser, one error."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML: {exc}", hint=hint) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively: a few thousand levels exhaust Python's stack.
+        raise ConfigError(
+            f"{path}: nested too deeply to read (arrays or inline tables inside each other, hundreds of levels down)",
+            hint=hint or "flatten the nesting: no configuration needs more than a few levels",
+        ) from None
 
 
 def load_yaml(path: Path) -> object:

@@ -346,8 +346,8 @@ def _environment_value(setting: Setting, raw: str) -> object:
         case Kind.LINKS:
             try:
                 return tomllib.loads(f"value = {raw}")["value"]
-            except tomllib.TOMLDecodeError:
-                return raw
+            except (tomllib.TOMLDecodeError, RecursionError):
+                return raw  # not a table: reported as such
 
 
 def environment_layer(environ: Mapping[str, str], prefix: str, source: Source) -> Layer:

@@ -46,7 +46,14 @@ from xpcargo.container.spec import (
     VolumeInfo,
     keeper,
 )
-from xpcargo.errors import ContainerDiedError, ContainerGoneError, EngineError, EngineUnavailableError, XpcargoError
+from xpcargo.errors import (
+    ConfigError,
+    ContainerDiedError,
+    ContainerGoneError,
+    EngineError,
+    EngineUnavailableError,
+    XpcargoError,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -108,6 +115,44 @@ def _describe(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _check_client_config() -> None:
+    """The Docker client config (``~/.docker/config.json``, or DOCKER_CONFIG's) that the SDK decodes when a client
+    is made: a malformed registry login there would otherwise read as an engine that is not running."""
+    import docker.auth  # noqa: PLC0415
+
+    # The SDK's own search (DOCKER_CONFIG, ~/.docker/config.json, ~/.dockercfg), so that the file checked is the
+    # one it reads.
+    found = docker.auth.config.find_config_file()  # type: ignore[attr-defined]
+    if found is None:
+        return
+    path = str(found)
+    try:
+        docker.auth.load_config(path)
+    except Exception as exc:  # noqa: BLE001 - base64, unpacking and the SDK's own errors, from the user's file
+        raise ConfigError(
+            f"{path}: {_bad_login(path) or 'a registry login'} is malformed: {_describe(exc)}",
+            hint="run `docker login` for that registry again, or remove the entry (each `auths.<registry>.auth` is "
+            "the base64 of `user:password`)",
+        ) from None
+
+
+def _bad_login(path: str) -> str | None:
+    """Which entry of the client config's ``auths`` cannot be decoded, for the message."""
+    import docker.auth  # noqa: PLC0415
+
+    try:
+        logins = json.loads(Path(path).read_text(encoding="utf-8")).get("auths") or {}
+        entries = list(logins.items())
+    except (OSError, ValueError, AttributeError):
+        return None
+    for registry, entry in entries:
+        try:
+            docker.auth.decode_auth(entry["auth"])
+        except Exception:  # noqa: BLE001 - whatever the SDK's decoding raises is what is wrong with this entry
+            return f"the `auth` of `auths.{registry}`"
+    return None
+
+
 class DockerRuntime:
     """A connection to a Docker engine (or one that speaks its API)."""
 
@@ -157,6 +202,7 @@ class DockerRuntime:
         # The docker context's endpoint (or Podman's socket), when that is where the engine is: the SDK reads
         # DOCKER_HOST only.
         environ = {**environ, "DOCKER_HOST": host}
+        _check_client_config()
         try:
             connection: dict[str, Any] = docker.utils.kwargs_from_env(environment={**environ, "DOCKER_HOST": host})  # type: ignore[attr-defined]
             # One request says which engine this is, its API version, and that it is there: the ping (see

@@ -15,18 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from xpcargo.config.schema import Table, describe, frozen_map
+from xpcargo.config.schema import Table, describe, frozen_map, parse_toml
 from xpcargo.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 LOCK_FILE = "xpcargo-images.lock"
 FORMAT_VERSION = 2
@@ -132,10 +126,7 @@ def load(workspace_root: Path) -> ImageLocks:
         return ImageLocks(path=path, targets=frozen_map({}))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}", hint=f"rewrite it with `{REFRESH_HINT}`") from None
+    data = parse_toml(text, path, hint=f"rewrite it with `{REFRESH_HINT}`")
     top = Table(path, "", data)
     version = top.value("version", required=True)
     if version != FORMAT_VERSION:

@@ -27,6 +27,9 @@ class Member:
 
     name: str
     source: Path
+    # The content, when the caller has read it already (from a descriptor it checked): then ``source`` is only its
+    # name in messages.
+    data: bytes | None = None
     executable: bool = False
 
 
@@ -50,7 +53,7 @@ def tar_gz_bytes(top: str, members: Sequence[Member], *, mtime: int) -> bytes:
                 info.mode = _EXECUTABLE
                 tar.addfile(info)
                 continue
-            data = file.source.read_bytes()
+            data = file.data if file.data is not None else file.source.read_bytes()
             info.size = len(data)
             info.mode = _EXECUTABLE if file.executable else _REGULAR
             tar.addfile(info, io.BytesIO(data))

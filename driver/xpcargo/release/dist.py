@@ -9,25 +9,28 @@ is not.
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
+import os
 import re
-import shutil
-import subprocess
-from collections.abc import Sequence
+import stat
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from xpcargo import __version__
-from xpcargo.build import matrix, reproducible, run
+from xpcargo.build import git_checkout, matrix, reproducible, run
 from xpcargo.build.matrix import Artifact
 from xpcargo.build.plan import remapping, reproducibility
 from xpcargo.cargo import args as cargo_args
+from xpcargo.cargo.project import Project
 from xpcargo.context import Context
 from xpcargo.errors import ProjectError
 from xpcargo.image.builder import image_for
 from xpcargo.image.inventory import ImageInventory, inventory
-from xpcargo.release import archive, provenance
+from xpcargo.release import archive, provenance, verify
 
 SUMS = "sha256.sum"
 MANIFEST = "dist-manifest.json"
@@ -57,6 +60,7 @@ def dist(
     out_dir: Path | None,
     version_in_name: bool,
     target_jobs: int | None,
+    verified: bool = True,
 ) -> int:
     triples = context.named_targets(names)
     settings = reproducibility(context, args)
@@ -64,28 +68,34 @@ def dist(
     project = context.project(cargo_args.parse_cargo_args(build_args))
     destination = (context.cwd / out_dir) if out_dir is not None else project.target_dir / "dist"
     started = datetime.datetime.now(datetime.timezone.utc)
-    summary = matrix.build_matrix(
-        context,
-        "build",
-        triples,
-        build_args,
-        connect=connect,
-        target_jobs=target_jobs if target_jobs is not None else matrix.default_target_jobs(),
-        fail_fast=True,
-        reproducible=settings,
-    )
-    if summary.exit_code != 0:
-        return summary.exit_code
-    binaries = [(result.triple, artifact) for result in summary.results for artifact in result.artifacts]
-    binaries = [(triple, artifact) for triple, artifact in binaries if "bin" in artifact.kinds]
-    if not binaries:
-        raise ProjectError(
-            "the release build made no binary to pack", hint="dist packs binaries: the project needs a [[bin]] target"
+    directories: list[Path] = []
+    try:
+        built = (
+            _build_verified(context, triples, build_args, settings=settings, connect=connect, directories=directories)
+            if verified
+            else _build_once(context, triples, build_args, settings=settings, connect=connect, target_jobs=target_jobs)
         )
-    packed = [
-        _pack(triple, artifact, destination, epoch=settings.source_date_epoch, version_in_name=version_in_name)
-        for triple, artifact in binaries
-    ]
+        if isinstance(built, int):
+            return built
+        binaries = [(triple, built_by, artifact) for triple, built_by, artifact in built if "bin" in artifact.kinds]
+        if not binaries:
+            raise ProjectError(
+                "the release build made no binary to pack",
+                hint="dist packs binaries: the project needs a [[bin]] target",
+            )
+        packed = [
+            _pack(
+                triple,
+                artifact,
+                destination,
+                target_dir=built_by.target_dir,
+                epoch=settings.source_date_epoch,
+                version_in_name=version_in_name,
+            )
+            for triple, built_by, artifact in binaries
+        ]
+    finally:
+        verify.discard(directories)
     names_seen = [item.archive for item in packed]
     duplicates = sorted({name for name in names_seen if names_seen.count(name) > 1})
     if duplicates:
@@ -110,14 +120,15 @@ def dist(
             inventory(runtime, context.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
         )
     lock = project.workspace_root / "Cargo.lock"
-    remaps = remapping(project)
+    # The paths of the builds whose artifacts were packed (with verification, each target's first copy).
+    remaps = list(dict.fromkeys(pair for _, built_by, _ in built for pair in remapping(built_by)))
     document = provenance.statement(
         provenance.Release(
             subjects=digests,
             command=["xpcargo", "dist", *(f"--target={triple}" for triple in triples), *args],
             targets=triples,
             cargo_args=build_args,
-            source=git_source(project.workspace_root),
+            source=git_source(project.workspace_root, context.environ),
             source_date_epoch=settings.source_date_epoch,
             epoch_source=settings.epoch_source,
             remaps=remaps,
@@ -131,6 +142,7 @@ def dist(
             xpcargo_version=__version__,
             started=started,
             finished=datetime.datetime.now(datetime.timezone.utc),
+            verified=verified,
         )
     )
     archive.write_atomically(destination / PROVENANCE, (json.dumps(document, indent=2) + "\n").encode())
@@ -139,6 +151,58 @@ def dist(
         reporter.status("Packed", f"{destination / item.archive} ({item.sha256[:16]})")
     reporter.status("Wrote", f"{destination / SUMS}, {destination / MANIFEST} and {destination / PROVENANCE}")
     return 0
+
+
+def _build_verified(
+    context: Context,
+    triples: Sequence[str],
+    build_args: Sequence[str],
+    *,
+    settings: reproducible.Reproducibility,
+    connect: run.Connect,
+    directories: list[Path],
+) -> list[tuple[str, Project, Artifact]] | int:
+    """Each target built twice as `verify` builds it; the first build's artifacts, with the project (the copy) that
+    made them, when every artifact of both builds is the same bytes. ``directories`` collects the builds' directories,
+    for the caller to remove once it has packed."""
+    found: list[tuple[str, Project, Artifact]] = []
+    for triple in triples:
+        rebuilt = verify.build_twice(context, triple, build_args, settings=settings, connect=connect)
+        if isinstance(rebuilt, int):
+            return rebuilt
+        if rebuilt.differing:
+            # Kept for the user to look at, as `verify` keeps them.
+            sys.stdout.write(verify.table(rebuilt.comparisons))
+            verify.report_differences(rebuilt, triple)
+        directories.extend(rebuilt.directories)
+        found += [(triple, rebuilt.plans[0].project, artifact) for artifact in rebuilt.artifacts[0]]
+    return found
+
+
+def _build_once(
+    context: Context,
+    triples: Sequence[str],
+    build_args: Sequence[str],
+    *,
+    settings: reproducible.Reproducibility,
+    connect: run.Connect,
+    target_jobs: int | None,
+) -> list[tuple[str, Project, Artifact]] | int:
+    """Every target built once, side by side, in the project's own target dir (`--no-verify`)."""
+    summary = matrix.build_matrix(
+        context,
+        "build",
+        triples,
+        build_args,
+        connect=connect,
+        target_jobs=target_jobs if target_jobs is not None else matrix.default_target_jobs(),
+        fail_fast=True,
+        reproducible=settings,
+    )
+    if summary.exit_code != 0:
+        return summary.exit_code
+    project = context.project(cargo_args.parse_cargo_args(build_args))
+    return [(result.triple, project, artifact) for result in summary.results for artifact in result.artifacts]
 
 
 def release_args(args: Sequence[str]) -> list[str]:
@@ -160,13 +224,23 @@ def _split_program_args(args: Sequence[str]) -> tuple[list[str], list[str], list
     return list(args[:split]), ["--"], list(args[split + 1 :])
 
 
-def _pack(triple: str, artifact: Artifact, destination: Path, *, epoch: int, version_in_name: bool) -> Packed:
+def _pack(
+    triple: str, artifact: Artifact, destination: Path, *, target_dir: Path, epoch: int, version_in_name: bool
+) -> Packed:
     binary = artifact.path.name
     # A WebAssembly module is `<bin>.wasm`; its archive is named after the binary, as every other target's is.
     stem = binary.removesuffix(".wasm")
     package, version = package_name_and_version(artifact.package_id)
     top = f"{stem}-v{version}-{triple}" if version_in_name and version else f"{stem}-{triple}"
-    data = archive.tar_gz_bytes(top, [archive.Member(name=binary, source=artifact.path, executable=True)], mtime=epoch)
+    content = read_built_file(target_dir, artifact.path)
+    content_sha256 = hashlib.sha256(content).hexdigest()
+    if content_sha256 != artifact.sha256:
+        raise ProjectError(
+            f"refusing to pack {artifact.path}: it changed after the build made it",
+            hint="something outside Cargo rewrites the target dir (a process a build script left running?)",
+        )
+    member = archive.Member(name=binary, source=artifact.path, data=content, executable=True)
+    data = archive.tar_gz_bytes(top, [member], mtime=epoch)
     name = f"{top}.tar.gz"
     digest = archive.write_atomically(destination / name, data)
     return Packed(
@@ -175,10 +249,81 @@ def _pack(triple: str, artifact: Artifact, destination: Path, *, epoch: int, ver
         size=len(data),
         target=triple,
         binary=binary,
-        binary_sha256=artifact.sha256,
+        binary_sha256=content_sha256,
         package=package,
         version=version,
     )
+
+
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO planted in the binary's place must not hang; fstat then refuses it.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def read_built_file(target_dir: Path, path: Path) -> bytes:
+    """The content of ``path``, a file the build made in ``target_dir``: a regular file reached from the target dir
+    without following any link, and linked nowhere else but Cargo's own `deps/` copy of it. What is checked is what
+    is read: one descriptor, from a walk that opens each directory below the target dir with O_NOFOLLOW, so that
+    nothing swapped in between the check and the read (a symlink to the user's SSH key, say) is packed."""
+
+    def refuse(why: str) -> ProjectError:
+        return ProjectError(
+            f"refusing to pack {path}: {why}",
+            hint="dist ships only regular files the build made in the target dir; look for a build script or a "
+            "process that replaces the build's output",
+        )
+
+    try:
+        parts = path.relative_to(target_dir).parts
+    except ValueError:
+        raise refuse(f"it is not in the target dir {target_dir}") from None
+    if not parts or ".." in parts:
+        raise refuse(f"it is not in the target dir {target_dir}")
+    descriptors: list[int] = []
+    try:
+        try:
+            descriptors.append(os.open(target_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            for part in parts[:-1]:
+                descriptors.append(os.open(part, _DIRECTORY_FLAGS, dir_fd=descriptors[-1]))
+            file = os.open(parts[-1], _FILE_FLAGS, dir_fd=descriptors[-1])
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise refuse("it, or a directory on its way from the target dir, is a symbolic link") from None
+            raise refuse(error.strerror or str(error)) from None
+        descriptors.append(file)
+        found = os.fstat(file)
+        if not stat.S_ISREG(found.st_mode):
+            raise refuse("it is not a regular file")
+        if found.st_nlink > 1 and not _only_linked_from_deps(descriptors[-2], found):
+            raise refuse(f"it has {found.st_nlink} hard links, and not only Cargo's own in deps/")
+        os.set_blocking(file, True)
+        chunks = []
+        while chunk := os.read(file, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        for descriptor in reversed(descriptors):
+            os.close(descriptor)
+
+
+def _only_linked_from_deps(directory: int, found: os.stat_result) -> bool:
+    """Whether the file's one other link is Cargo's: Cargo hard-links a final artifact from `deps/<name>-<hash>`."""
+    if found.st_nlink != 2:  # the file and its one copy in deps/
+        return False
+    try:
+        deps = os.open("deps", _DIRECTORY_FLAGS, dir_fd=directory)
+    except OSError:
+        return False
+    try:
+        with os.scandir(deps) as entries:
+            return any(
+                entry.is_file(follow_symlinks=False)
+                and (entry.stat(follow_symlinks=False).st_ino, entry.stat(follow_symlinks=False).st_dev)
+                == (found.st_ino, found.st_dev)
+                for entry in entries
+            )
+    finally:
+        os.close(deps)
 
 
 _SPEC = re.compile(r"#(?:(?P<name>[^@#]+)@)?(?P<version>[0-9][^#@]*)$")
@@ -218,20 +363,16 @@ def manifest(packed: Sequence[Packed], epoch: int) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def git_source(root: Path) -> provenance.Source:
-    """The commit and the remote the workspace was checked out from, when git knows them."""
-    git = shutil.which("git")
-    if git is None:
-        return provenance.Source(uri=None, commit=None)
-
-    def ask(*argv: str) -> str | None:
-        completed = subprocess.run([git, "-C", str(root), *argv], capture_output=True, text=True, check=False)
-        return completed.stdout.strip() if completed.returncode == 0 else None
-
-    commit = ask("rev-parse", "HEAD")
-    remote = ask("remote", "get-url", "origin")
-    status = ask("status", "--porcelain", "--untracked-files=no") if commit else None
-    return provenance.Source(uri=_git_uri(remote) if remote else None, commit=commit, dirty=bool(status))
+def git_source(root: Path, environ: Mapping[str, str]) -> provenance.Source:
+    """The commit and the remote the workspace was checked out from, when git knows them: read without the
+    checkout's git config, which a build script may have written (git_checkout says how)."""
+    checkout = git_checkout.read(root, environ)
+    remote = checkout.remote_url
+    return provenance.Source(
+        uri=_git_uri(remote) if remote else None,
+        commit=checkout.commit,
+        dirty=checkout.commit is not None and checkout.dirty,
+    )
 
 
 def _git_uri(remote: str) -> str:

@@ -54,6 +54,9 @@ class Release:
     xpcargo_version: str
     started: datetime.datetime
     finished: datetime.datetime
+    # Whether every archive holds what two builds, the second varied as `verify` varies it, made alike; False only
+    # when the user opted out (`dist --no-verify`).
+    verified: bool = True
 
 
 def rfc3339(moment: datetime.datetime) -> str:
@@ -81,6 +84,7 @@ def statement(release: Release) -> dict[str, Any]:
                     "sourceDateEpochFrom": release.epoch_source,
                     "pathRemapping": [{"from": str(path), "to": name} for path, name in release.remaps],
                     "environment": dict(sorted(release.environment.items())),
+                    "verifiedByRebuild": release.verified,
                 },
                 "resolvedDependencies": _dependencies(release),
             },

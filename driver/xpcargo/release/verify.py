@@ -1,9 +1,10 @@
 """`xpcargo verify`: build twice, as differently as a rebuild elsewhere would, and compare every final artifact.
 
-The first build runs in the workspace; the second in a fresh copy of it at another path, each with a fresh target
+Each build runs in a fresh copy of the workspace in a directory of its own (``build_twice``), with a fresh target
 dir and its own container. The second also runs under another umask, time zone, locale, user name and home. Both
 are reproducible builds with the same SOURCE_DATE_EPOCH. The artifacts Cargo names (binaries, shared and static
-libraries) are compared byte for byte.
+libraries) are compared byte for byte. `dist` builds through ``build_twice`` too, so what it packs is what was
+verified.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 from xpcargo.build import run
 from xpcargo.build.matrix import Artifact, artifacts_of
-from xpcargo.build.plan import BuildPlan, plan, reproducibility
-from xpcargo.build.reproducible import VARIED
+from xpcargo.build.plan import BuildPlan, plan, reproducibility, trust_boundary
+from xpcargo.build.reproducible import VARIED, Reproducibility
 from xpcargo.cargo import args as cargo_args
+from xpcargo.config import trust
 from xpcargo.context import Context
 from xpcargo.errors import NotReproducibleError, ProjectError
 
@@ -41,71 +45,125 @@ class Comparison:
         return self.first is not None and self.second is not None and self.first.sha256 == self.second.sha256
 
 
+@dataclass(frozen=True, kw_only=True)
+class Rebuilt:
+    """Two builds of one target, each in a copy of the workspace in a directory of its own."""
+
+    plans: tuple[BuildPlan, BuildPlan]
+    artifacts: tuple[tuple[Artifact, ...], tuple[Artifact, ...]]
+    comparisons: tuple[Comparison, ...]
+    directories: tuple[Path, ...]
+
+    @property
+    def differing(self) -> tuple[Comparison, ...]:
+        return tuple(comparison for comparison in self.comparisons if not comparison.same)
+
+
 def verify(context: Context, triple: str, args: Sequence[str], *, connect: run.Connect) -> int:
     """Build twice, compare, print the table; raise ``NotReproducibleError`` when anything differs."""
-    settings = reproducibility(context, args)
-    parsed = cargo_args.parse_cargo_args(args)
-    project = context.project(parsed)
-    base = project.target_dir / "xpcargo" / "verify" / triple
-    shutil.rmtree(base, ignore_errors=True)
-    rest = without_options(args, _REPLACED)
+    rebuilt = build_twice(context, triple, args, settings=reproducibility(context, args), connect=connect)
+    if isinstance(rebuilt, int):
+        return rebuilt
+    keep = False
+    try:
+        if not rebuilt.comparisons:
+            raise ProjectError(
+                "the build made no binary or library to compare",
+                hint="verify compares what Cargo names as final artifacts: build a bin, cdylib or staticlib "
+                "(e.g. `--release --bins`)",
+            )
+        sys.stdout.write(table(rebuilt.comparisons))
+        keep = bool(rebuilt.differing)
+        report_differences(rebuilt, triple)
+    finally:
+        if not keep:
+            discard(rebuilt.directories)
+    context.reporter().status(
+        "Verified", f"{len(rebuilt.comparisons)} artifacts for {triple} are identical in both builds"
+    )
+    return 0
 
-    root = _copied_root(project.workspace_root, project.outside_paths)
-    copy = base / "build-2" / "src" / root.name
-    _copy_tree(root, copy, skip=(project.target_dir, base))
-    moved_cwd = copy / context.cwd.relative_to(root) if context.cwd.is_relative_to(root) else copy
-    first = plan(
-        context,
-        "build",
-        triple,
-        [*rest, "--manifest-path", str(project.manifest), "--target-dir", str(base / "build-1" / "target")],
-        reproducible_settings=settings,
-    )
-    second = plan(
-        replace(context, cwd=moved_cwd),
-        "build",
-        triple,
-        [
-            *rest,
-            "--manifest-path",
-            str(copy / project.manifest.relative_to(root)),
-            "--target-dir",
-            str(base / "build-2" / "target"),
-        ],
-        reproducible_settings=settings.with_variation(VARIED),
-    )
-    pool, reporter = run.engines(context, connect), context.reporter()
-    runtime = pool.runtime(first.engine)
-    built: list[tuple[Artifact, ...]] = []
-    for number, build_plan in enumerate((first, second), start=1):
-        reporter.status("Verifying", f"build {number} of 2 in {build_plan.project.workspace_root}")
-        outcome = run.execute(context, build_plan, runtime=runtime, reporter=reporter, engines=pool)
-        if outcome.code != 0:
-            return outcome.code
-        built.append(artifacts_of(outcome.messages, build_plan))
-    comparisons = compare(first, built[0], second, built[1])
-    if not comparisons:
-        raise ProjectError(
-            "the build made no binary or library to compare",
-            hint="verify compares what Cargo names as final artifacts: build a bin, cdylib or staticlib "
-            "(e.g. `--release --bins`)",
-        )
-    sys.stdout.write(table(comparisons))
-    differing = [comparison for comparison in comparisons if not comparison.same]
-    for comparison in differing:
+
+def report_differences(rebuilt: Rebuilt, triple: str) -> None:
+    """Explain each artifact that differs and raise ``NotReproducibleError``; nothing when all are the same."""
+    for comparison in rebuilt.differing:
         sys.stdout.write(explain(comparison))
         if comparison.first is not None and comparison.second is not None:
             _diffoscope(comparison.first.path, comparison.second.path)
     sys.stdout.flush()
-    if differing:
+    if rebuilt.differing:
         raise NotReproducibleError(
-            f"{len(differing)} of {len(comparisons)} artifacts differ between the two builds for {triple}: "
-            + ", ".join(comparison.name for comparison in differing),
-            hint=f"both builds are kept in {base}; look for timestamps, absolute paths or unordered iteration in "
-            "build scripts and proc-macros",
+            f"{len(rebuilt.differing)} of {len(rebuilt.comparisons)} artifacts differ between the two builds for "
+            f"{triple}: " + ", ".join(comparison.name for comparison in rebuilt.differing),
+            hint=f"both builds are kept in {' and '.join(str(path) for path in rebuilt.directories)} (remove them "
+            "when done); look for timestamps, absolute paths or unordered iteration in build scripts and proc-macros",
         )
-    reporter.status("Verified", f"{len(comparisons)} artifacts for {triple} are identical in both builds")
-    return 0
+
+
+def build_twice(
+    context: Context, triple: str, args: Sequence[str], *, settings: Reproducibility, connect: run.Connect
+) -> Rebuilt | int:
+    """Two reproducible builds of the target, the second varied (`VARIED`), and their artifacts compared; or
+    Cargo's exit code when a build fails.
+
+    Each build runs in a fresh copy of the workspace (with its path dependencies) in a directory of its own made
+    by ``mkdtemp`` in the temporary directory, with its target dir beside the copy: the two builds look alike (the
+    same depth, a random name, nothing that says which is checked, or that either is), neither can reach the
+    other's tree (neither mounts the real workspace, which could hold the other), and runs at the same time, of
+    the same workspace or not, never share a directory. The directories are the caller's to ``discard``.
+    """
+    project = context.project(cargo_args.parse_cargo_args(args))
+    # The copies hold the project's settings at other paths: the trust boundary is crossed once, by the project
+    # itself (its checkout, the user's consent to it), and that stands for both copies.
+    trust.require(trust_boundary(context, project, context.project_config(project.workspace_root)), triple)
+    consented = replace(context, environ=MappingProxyType({**context.environ, trust.CONSENT_VARIABLE: "1"}))
+    rest = without_options(args, _REPLACED)
+    root = _copied_root(project.workspace_root, project.outside_paths)
+    directories: list[Path] = []
+    try:
+        plans = []
+        for variation in (settings.variation, VARIED):
+            directory = Path(tempfile.mkdtemp())
+            directories.append(directory)
+            copy = directory / root.name
+            _copy_tree(root, copy, skip=(project.target_dir,))
+            moved_cwd = copy / context.cwd.relative_to(root) if context.cwd.is_relative_to(root) else copy
+            manifest = copy / project.manifest.relative_to(root)
+            plans.append(
+                plan(
+                    replace(consented, cwd=moved_cwd),
+                    "build",
+                    triple,
+                    [*rest, "--manifest-path", str(manifest), "--target-dir", str(directory / "target")],
+                    reproducible_settings=settings.with_variation(variation),
+                )
+            )
+        first, second = plans
+        pool, reporter = run.engines(context, connect), context.reporter()
+        runtime = pool.runtime(first.engine)
+        built: list[tuple[Artifact, ...]] = []
+        for number, build_plan in enumerate(plans, start=1):
+            reporter.status("Verifying", f"build {number} of 2 in {build_plan.project.workspace_root}")
+            outcome = run.execute(context, build_plan, runtime=runtime, reporter=reporter, engines=pool)
+            if outcome.code != 0:
+                discard(directories)
+                return outcome.code
+            built.append(artifacts_of(outcome.messages, build_plan))
+    except BaseException:
+        discard(directories)
+        raise
+    return Rebuilt(
+        plans=(first, second),
+        artifacts=(built[0], built[1]),
+        comparisons=tuple(compare(first, built[0], second, built[1])),
+        directories=tuple(directories),
+    )
+
+
+def discard(directories: Sequence[Path]) -> None:
+    """Remove the directories a run made for itself (only its own: another run's are never touched)."""
+    for directory in directories:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def without_options(args: Sequence[str], names: Sequence[str]) -> list[str]:
