@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from xpcargo import platforms, resources
+from xpcargo.container.spec import WARM_LIFETIME
 from xpcargo.errors import ConfigError, ProjectError
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ KNOBS: Mapping[str, str] = MappingProxyType(
         "hung (default 30)",
         "XPCARGO_KEEP_WARM": "seconds a build's container stays up, idle, for the next command (default 600; 0 "
         "starts a fresh container for every command)",
+        "XPCARGO_WARM_LIFETIME": "seconds after which a warm container takes no more commands, however busy it "
+        "was kept (default 3600)",
         "XPCARGO_REMOTE": "1: the engine cannot see this machine's files, sync them through volumes; 0: it can "
         "(default: remote when DOCKER_HOST or the docker context is tcp:// or ssh://)",
         "XPCARGO_TRUST": "1: consent, for this command, to what the checkout's settings reach outside it (CI; see "
@@ -64,6 +67,7 @@ class Settings:
     retry_wait: float
     engine_timeout: float
     keep_warm: int
+    warm_lifetime: int
     debug: bool
 
     @classmethod
@@ -90,6 +94,9 @@ class Settings:
             retry_wait=_seconds(environ, "XPCARGO_RETRY_WAIT", default=4, low=0, high=600),
             engine_timeout=_seconds(environ, "XPCARGO_ENGINE_TIMEOUT", default=30, low=1, high=3600),
             keep_warm=math.ceil(_seconds(environ, "XPCARGO_KEEP_WARM", default=600, low=0, high=86400)),
+            warm_lifetime=math.ceil(
+                _seconds(environ, "XPCARGO_WARM_LIFETIME", default=WARM_LIFETIME, low=1, high=7 * 86400)
+            ),
             debug=bool(environ.get("XPCARGO_DEBUG")),
         )
 

@@ -158,18 +158,20 @@ def test_what_a_removed_build_script_left_in_the_workspace_volume_does_not_reach
     assert "Synced" not in again.stderr, again
 
 
+@pytest.mark.parametrize("remote", ["1", "0"], ids=["remote", "local"])
 @pytest.mark.parametrize("link", ["target", "target/xpcargo"])
 def test_a_target_dir_the_project_ships_as_a_link_is_refused(
-    xpcargo: Cli, tmp_path: Path, volumes_removed: list[Path], link: str
+    xpcargo: Cli, tmp_path: Path, volumes_removed: list[Path], link: str, remote: str
 ) -> None:
-    """The target dir itself, or xpcargo's own directory in it (where this machine writes the report)."""
+    """The target dir itself, or xpcargo's own directory in it (where this machine writes the report): through a
+    remote engine's copy-back, and, locally, through the report this machine writes."""
     project = _project(tmp_path / "checkout" / "linked")
     volumes_removed.append(project)
     canary = tmp_path / "canary"
     canary.mkdir()
     (project / link).parent.mkdir(parents=True, exist_ok=True)
     (project / link).symlink_to(canary)
-    built = xpcargo(["build", "--target", X86_64], cwd=project, env=REMOTE)
+    built = xpcargo(["build", "--target", X86_64], cwd=project, env={"XPCARGO_REMOTE": remote})
     assert built.code == 5, built
     (line,) = [line for line in built.stderr_lines if line.startswith("error:")]
     assert "is a symbolic link in the project" in line, built.stderr

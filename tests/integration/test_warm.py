@@ -141,26 +141,32 @@ def _child_image(image: str, label: str) -> str:
         docker("rm", "--force", container, check=False)
 
 
-def test_two_commands_at_once_share_one_warm_container(xpcargo: Cli, project: Path) -> None:
-    """Started together with no warm container yet: one is started, the other waits for it; both builds succeed
-    (Cargo's own lock on the target dir serialises what must be)."""
+def test_two_commands_at_once_run_in_two_containers_and_leave_one_warm(xpcargo: Cli, project: Path) -> None:
+    """A warm container runs one command at a time (its commands' processes are all killed when each ends): started
+    together, one command takes the warm container, the other gets one of its own, removed at its end; both builds
+    succeed (Cargo's own lock on the target dir serialises what must be)."""
     env = {**xpcargo.env}
     argv = [sys.executable, "-m", "xpcargo", "build", "--target", X86_64]
     processes = [start_cli(argv, cwd=project, env=env) for _ in range(2)]
     results = [process.communicate(timeout=600) for process in processes]
     for process, (stdout, stderr) in zip(processes, results, strict=True):
         assert process.returncode == 0, f"{stdout}\n{stderr}"
-    assert len(_containers_of(project)) == 1, "two commands at once started two warm containers"
-    # And two at once in the running container.
+    assert len(_containers_of(project)) == 1, "two commands at once left two warm containers"
+    warm = warm_container_of(project, X86_64)
+    # And two at once while the warm container runs: one in it, the other in a container of its own (the end of
+    # one kills every process of its container's commands, which must not be the other's).
+    script = "sleep 3; cat /proc/sys/kernel/hostname"
     processes = [
-        start_cli([*argv[:3], "shell", "--target", X86_64, "--", "sh", "-c", "sleep 2; echo ran"], cwd=project, env=env)
+        start_cli([*argv[:3], "shell", "--target", X86_64, "--", "sh", "-c", script], cwd=project, env=env)
         for _ in range(2)
     ]
+    hosts = set()
     for process in processes:
         stdout, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, f"{stdout}\n{stderr}"
-        assert stdout == "ran\n", stderr
-    assert len(_containers_of(project)) == 1
+        hosts.add(stdout.split()[0])
+    assert len(hosts) == 2, "two commands ran in one container at once"
+    assert _containers_of(project) == {warm}
 
 
 def test_down_stops_this_workspaces_warm_containers(xpcargo: Cli, project: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import json
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,12 +56,18 @@ class Exec:
     workdir: Path = Path("/")
     # The token of a warm container's wrapper, or None for a command run as it is.
     token: str | None = None
+    # Who it runs as; None: the container's own user.
+    user: str | None = None
 
     @classmethod
-    def of(cls, container: str, argv: Sequence[str], env: Mapping[str, str], workdir: Path) -> Exec:
+    def of(
+        cls, container: str, argv: Sequence[str], env: Mapping[str, str], workdir: Path, user: str | None = None
+    ) -> Exec:
         if len(argv) > 7 and argv[3] == "xpcargo-run":
-            return cls(container=container, argv=tuple(argv[7:]), env=dict(env), workdir=workdir, token=argv[5])
-        return cls(container=container, argv=tuple(argv), env=dict(env), workdir=workdir)
+            return cls(
+                container=container, argv=tuple(argv[7:]), env=dict(env), workdir=workdir, token=argv[5], user=user
+            )
+        return cls(container=container, argv=tuple(argv), env=dict(env), workdir=workdir, user=user)
 
     @property
     def warm_script(self) -> str | None:
@@ -141,6 +148,8 @@ class FakeRuntime:
     released: list[str] = field(default_factory=list)
     # Every container ever started, by id: its request and its main process (None: tied to xpcargo).
     containers: dict[str, tuple[ContainerRequest, tuple[str, ...] | None]] = field(default_factory=dict)
+    # When each was started, in seconds since the epoch (the engine's `Created`).
+    created: dict[str, float] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
     execs: list[Exec] = field(default_factory=list)
     imported: list[tuple[Path, tuple[str, ...]]] = field(default_factory=list)
@@ -349,6 +358,7 @@ class FakeRuntime:
             self.started.append(request)
             container_id = f"container-{len(self.containers) + 1}"
             self.containers[container_id] = (request, tuple(main) if main is not None else None)
+            self.created[container_id] = time.time()
             return container_id
 
     def exec(
@@ -362,9 +372,10 @@ class FakeRuntime:
         on_stderr: Output,
         tether: bool = False,
         answer_within: float | None = None,
+        user: str | None = None,
     ) -> int:
         assert container_id in self.running, f"exec into {container_id}, which is not running"
-        call = Exec.of(container_id, argv, env, workdir)
+        call = Exec.of(container_id, argv, env, workdir, user)
         self.execs.append(call)
         reply = self.script(call)
         if reply.stdout:
@@ -375,8 +386,10 @@ class FakeRuntime:
             raise reply.error
         return reply.code
 
-    def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path) -> int:
-        self.execs.append(Exec.of(container_id, argv, env, workdir))
+    def exec_interactive(
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path, user: str | None = None
+    ) -> int:
+        self.execs.append(Exec.of(container_id, argv, env, workdir, user))
         return 0
 
     def remove(self, container_id: str) -> None:
@@ -392,7 +405,13 @@ class FakeRuntime:
             request = self.containers[container][0]
             if not name or request.labels.get(name) == value:
                 found.append(
-                    ContainerInfo(id=container, labels=request.labels, running=True, image=self.image_id(request.image))
+                    ContainerInfo(
+                        id=container,
+                        labels=request.labels,
+                        running=True,
+                        image=self.image_id(request.image),
+                        created=self.created.get(container, 0.0),
+                    )
                 )
         return found
 

@@ -7,6 +7,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from xpcargo import resources
 from xpcargo.build import plan as build_plan
 from xpcargo.build.plan import BuildPlan, Step
+from xpcargo.build.reproducible import VARIED, Reproducibility
 from xpcargo.build.run import _write_overrides_file
 from xpcargo.container.spec import Mount
 from xpcargo.context import Context
@@ -98,6 +100,19 @@ def test_plan_environment(tmp_path: Path) -> None:
     assert plan.request(Step.BUILD, "img").env["HOME"] == "/tmp"
     assert plan.state_dir == tmp_path.resolve() / "app" / "target" / "xpcargo" / AARCH64
     assert plan.overrides_file is None
+
+
+def test_every_step_runs_the_projects_code_confined_with_only_tmp_and_home_writable(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "build", [])
+    for step in Step:
+        request = plan.request(step, "img")
+        assert request.confined, step
+        assert request.scratch == (Path("/tmp"),), step
+        assert request.warm_lifetime == 3600
+    varied = replace(
+        plan, reproducible=Reproducibility(source_date_epoch=1, epoch_source="environment", variation=VARIED)
+    )
+    assert varied.request(Step.BUILD, "img").scratch == (Path("/tmp"), Path("/var/tmp"))
 
 
 def test_a_foreign_target_gets_xpcargos_runner_and_cmake_toolchain_file_read_only(tmp_path: Path) -> None:

@@ -120,3 +120,47 @@ def test_a_sound_client_config_passes(tmp_path: Path, monkeypatch: pytest.Monkey
     (tmp_path / "config.json").write_text('{"auths": {"r.example": {"auth": "dTpw"}}}', encoding="utf-8")
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     docker_runtime._check_client_config()
+
+
+class Records(LosesTheFirstAnswer):
+    """An engine API that answers every create, and keeps what it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.options: list[dict[str, Any]] = []
+
+    def create_container(self, image: str, **options: Any) -> dict[str, str]:
+        self.options.append(options)
+        self.created.append({"Id": f"c{len(self.created) + 1}", "Labels": options["labels"]})
+        return {"Id": self.created[-1]["Id"]}
+
+
+@pytest.mark.parametrize(("user", "keeper"), [("1000:1000", "0"), ("0:0", "65534")])
+def test_a_confined_container_is_read_only_with_a_keeper_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, user: str, keeper: str
+) -> None:
+    monkeypatch.setattr(docker_runtime, "_ContainerWatch", _NoWatch)
+    api = Records()
+    runtime = DockerRuntime(
+        _Client(api),  # type: ignore[arg-type]
+        "unix:///nowhere.sock",
+        engine_timeout=1,
+        connection={"base_url": "unix:///nowhere.sock", "version": "1.41"},
+    )
+    request = ContainerRequest(
+        image="i", user=user, workdir=Path("/"), confined=True, scratch=(Path("/tmp"), Path("/var/tmp"))
+    )
+    runtime.start(request, main=["sh"])
+    (options,) = api.options
+    assert options["user"] == f"{keeper}:{keeper}"
+    host = options["host_config"]
+    assert host["read_only"] is True
+    assert host["tmpfs"] == {
+        "/tmp": "exec,mode=1777",
+        "/var/tmp": "exec,mode=1777",
+        "/run/xpcargo": f"uid={keeper},gid={keeper},mode=0755",
+    }
+    # An image build's container is neither.
+    runtime.start(ContainerRequest(image="i", user=user, workdir=Path("/")), main=["sh"])
+    assert api.options[1]["user"] == user
+    assert api.options[1]["host_config"]["read_only"] is False

@@ -3,12 +3,13 @@ closing, gone, or no longer fits. The scripts themselves run for real in tests/i
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from pathlib import Path
 
 import pytest
 
-from xpcargo.container import session, warm
+from xpcargo.container import session, spec, warm
 from xpcargo.container.spec import TARGET_LABEL, WORKSPACE_LABEL, ContainerRequest, Mount
 from xpcargo.errors import CancelledError, ContainerGoneError, InterruptError
 
@@ -39,7 +40,7 @@ def test_a_second_command_reuses_the_container_with_its_own_environment(tmp_path
     _run(runtime, _request(tmp_path), tmp_path / "locks")
     _run(runtime, _request(tmp_path, env={"A": "changed"}), tmp_path / "locks")
     assert len(runtime.started) == 1
-    assert runtime.containers["container-1"][1] == tuple(warm.main_argv(60))
+    assert runtime.containers["container-1"][1] == tuple(warm.main_argv(60, 3600))
     first, second = runtime.execs
     assert first.env == {"A": "1", "B": "2"}
     assert second.env == {"A": "changed", "B": "2"}
@@ -203,3 +204,92 @@ def test_an_interrupt_passes_its_own_signal_on(tmp_path: Path) -> None:
     assert runtime.execs[-1].warm_script == "xpcargo-stop"
     assert runtime.execs[-1].argv[6] == "HUP"
     assert runtime.running == {"container-1"}
+
+
+def test_a_container_past_its_lifetime_is_not_reused(tmp_path: Path) -> None:
+    """By the engine's clock of its creation, which nothing in the container can change."""
+    runtime = FakeRuntime(every_image=True)
+    _run(runtime, _request(tmp_path, warm_lifetime=3600), tmp_path / "locks")
+    runtime.created["container-1"] -= 3601
+    _run(runtime, _request(tmp_path, warm_lifetime=3600), tmp_path / "locks")
+    assert len(runtime.started) == 2
+    assert runtime.removed == ["container-1"]
+    assert runtime.containers["container-2"][1] == tuple(warm.main_argv(60, 3600))
+
+
+def test_a_command_while_another_runs_in_the_slot_gets_a_container_of_its_own(tmp_path: Path) -> None:
+    runtime = FakeRuntime(every_image=True)
+    _run(runtime, _request(tmp_path), tmp_path / "locks")
+    (lock,) = (tmp_path / "locks").glob("*.lock")
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        _run(runtime, _request(tmp_path), tmp_path / "locks")
+    # Tied to this process, not kept warm, and removed at its end; the warm one is left alone.
+    assert runtime.containers["container-2"][1] is None
+    assert runtime.started[1].keep_warm == 0
+    assert runtime.removed == ["container-2"]
+    assert runtime.running == {"container-1"}
+
+
+def test_confined_commands_run_as_the_user_and_xpcargos_scripts_as_the_keeper(tmp_path: Path) -> None:
+    interrupted: list[str] = []
+
+    def script(call: Exec) -> Reply:
+        if call.token is not None and not interrupted:
+            interrupted.append(call.token)
+            return Reply(error=InterruptError("interrupted", signal_name="INT"))
+        return Reply()
+
+    runtime = FakeRuntime(script=script, every_image=True)
+    with pytest.raises(InterruptError):
+        _run(runtime, _request(tmp_path, confined=True), tmp_path / "locks")
+    command, stop = runtime.execs
+    assert (command.argv, command.user) == (("true",), "1000:1000")
+    # The stop kills what the command left: it must be the command's user to signal it.
+    assert (stop.warm_script, stop.user) == ("xpcargo-stop", "1000:1000")
+    _run(runtime, _request(tmp_path, confined=True, keep_warm=30), tmp_path / "locks")
+    retire = next(call for call in runtime.execs if call.warm_script == "xpcargo-retire")
+    assert retire.user is None
+
+
+def test_a_container_of_its_own_runs_each_command_under_the_wrapper_when_confined(tmp_path: Path) -> None:
+    runtime = FakeRuntime(every_image=True)
+    _run(runtime, _request(tmp_path, confined=True, keep_warm=0), tmp_path / "locks")
+    _run(runtime, _request(tmp_path, keep_warm=0), tmp_path / "locks")
+    confined, plain = runtime.execs
+    assert confined.token is not None
+    assert confined.user == "1000:1000"
+    assert (plain.token, plain.user) == (None, None)
+
+
+@pytest.mark.parametrize(("user", "keeper"), [("1000:1000", "0:0"), ("0:0", "65534:65534"), ("root", "65534:65534")])
+def test_the_keeper_is_never_the_commands_user(user: str, keeper: str) -> None:
+    assert spec.keeper(user) == keeper
+
+
+_TABLE = (
+    "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+    "30 22 0:25 / /proc rw shared:2 - proc proc rw\n"
+    "40 22 0:40 / /srv/other rw shared:9 - tmpfs tmpfs rw\n"
+)
+
+
+def test_a_mount_at_or_under_a_source_changes_the_key_and_one_elsewhere_does_not(tmp_path: Path) -> None:
+    request = _request(tmp_path)
+    before = warm.key(request, "sha256:1", mount_table=_TABLE)
+    assert warm.key(request, "sha256:1", mount_table=_TABLE) == before
+    elsewhere = _TABLE + "41 22 0:41 / /srv/more rw - tmpfs tmpfs rw\n"
+    assert warm.key(request, "sha256:1", mount_table=elsewhere) == before
+    over_target = _TABLE + f"42 22 0:42 / {tmp_path.resolve()}/tar\\040get rw - tmpfs tmpfs rw\n"
+    assert warm.key(request, "sha256:1", mount_table=over_target) != before
+
+
+def test_a_link_put_in_a_sources_place_changes_the_key(tmp_path: Path) -> None:
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    request = _request(tmp_path, mounts=(Mount(path=tmp_path / "ws" / "target"),))
+    (tmp_path / "ws" / "target").mkdir()
+    before = warm.key(request, "sha256:1", mount_table=_TABLE)
+    (tmp_path / "ws" / "target").rmdir()
+    (tmp_path / "ws" / "target").symlink_to(tmp_path / "elsewhere")
+    assert warm.key(request, "sha256:1", mount_table=_TABLE) != before

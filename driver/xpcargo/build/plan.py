@@ -22,12 +22,12 @@ from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.links import LinksOverrides
-from xpcargo.cargo.project import Project
+from xpcargo.cargo.project import Project, refuse_linked_target_dir
 from xpcargo.config import trust
 from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple
 from xpcargo.container.location import EngineAddress
 from xpcargo.container.session import invoking_user
-from xpcargo.container.spec import TARGET_LABEL, WORKSPACE_LABEL, ContainerRequest, Mount
+from xpcargo.container.spec import TARGET_LABEL, WARM_LIFETIME, WORKSPACE_LABEL, ContainerRequest, Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
 from xpcargo.image.plan import ImagePlan, plan_image
@@ -76,6 +76,7 @@ class BuildPlan:
     # Seconds the build's container stays up for the next command (0: one container per command), and where the
     # locks of the warm containers' slots are.
     keep_warm: int = 0
+    warm_lifetime: int = WARM_LIFETIME
     warm_locks: Path | None = None
     user: str = field(default_factory=invoking_user)
     # Reproducible mode (`dist`, `verify`, `--reproducible`), and the Cargo config file that adds rustflags (its
@@ -189,6 +190,10 @@ class BuildPlan:
             # A remote CARGO_HOME holds no bin directory to hide.
             hidden=self.hidden if self.remote is None else (),
             keep_warm=self.keep_warm if warm else 0,
+            warm_lifetime=self.warm_lifetime,
+            # The project's code runs here: nothing of a command outlives it, and the image cannot be changed.
+            confined=True,
+            scratch=tuple(dict.fromkeys((Path(CONTAINER_HOME), Path(user_home)))),
         )
 
 
@@ -213,6 +218,8 @@ def plan(
     project_config = context.project_config(project.workspace_root)
     # Before anything is mounted or any engine named: what the checkout's settings reach outside it.
     boundary = trust.require(trust_boundary(context, project, project_config), triple)
+    # A `target` the project ships as a link would lead the output (and the report this machine writes) elsewhere.
+    refuse_linked_target_dir(project.workspace_root, project.target_dir)
     spec = context.target(triple, project_config)
     host = context.host_target(project_config)
     state_dir = project.target_dir / "xpcargo" / triple
@@ -292,6 +299,7 @@ def plan(
         fetch_record=_fetch_record(context, project, triple, engine),
         ca_bundle=environment.host_ca_bundle(context.environ),
         keep_warm=context.settings.keep_warm,
+        warm_lifetime=context.settings.warm_lifetime,
         warm_locks=context.settings.cache_dir / "warm",
         reproducible=reproducible_settings,
         remaps=remaps,

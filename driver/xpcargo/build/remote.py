@@ -36,7 +36,7 @@ from xpcargo.cargo.project import Project
 from xpcargo.container import volumes
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import WORKSPACE_LABEL, ContainerRequest, Mount, Runtime
-from xpcargo.errors import ConfigError, EngineError, ProjectError
+from xpcargo.errors import ConfigError, EngineError
 from xpcargo.ui import Reporter
 
 # Where the fetch step finds the host's CA bundle.
@@ -126,38 +126,6 @@ def _refuse_private(path: Path, private: Sequence[tuple[Path, str]], why: str) -
             )
 
 
-def _refuse_linked_target_dir(workspace: Path, target: Path) -> None:
-    """A target dir in the workspace that is (or lies under) a symbolic link there: the project's own link (Cargo's
-    default place, or the project's Cargo config), which the build's output would come back through, to wherever
-    it points. A target dir the user names (CARGO_TARGET_DIR, --target-dir) is resolved before it gets here. And a
-    link anywhere in xpcargo's own directory of the target dir, which this machine writes (reports, state files)."""
-    inside = target.relative_to(workspace).parts if target.is_relative_to(workspace) else ()
-    for depth in range(1, len(inside) + 1):
-        _refuse_link(workspace.joinpath(*inside[:depth]), target)
-    _refuse_link(target / "xpcargo", target)
-    pending = [target / "xpcargo"]
-    while pending:
-        directory = pending.pop()
-        try:
-            with os.scandir(directory) as entries:
-                children = [Path(entry.path) for entry in entries]
-        except OSError:
-            continue
-        for child in children:
-            _refuse_link(child, target)
-            if child.is_dir():
-                pending.append(child)
-
-
-def _refuse_link(path: Path, target: Path) -> None:
-    if path.is_symlink():
-        raise ProjectError(
-            f"`{path}` is a symbolic link in the project (to `{path.readlink()}`): refusing to write the build's "
-            f"output (the target dir `{target}`) through it",
-            hint="remove the link, or choose where the output goes yourself (CARGO_TARGET_DIR=DIR or --target-dir DIR)",
-        )
-
-
 def plan_remote(
     project: Project,
     mounts: Sequence[Mount],
@@ -170,7 +138,6 @@ def plan_remote(
 ) -> RemotePlan:
     """The volumes of a build whose bind mounts would be ``mounts``."""
     workspace, target, home = project.workspace_root, project.target_dir, project.cargo_home
-    _refuse_linked_target_dir(workspace, target)
     private = [(home, "CARGO_HOME"), (cache_dir, "xpcargo's cache")]
     if user_home is not None:
         private.append((user_home, "your home directory"))

@@ -369,3 +369,36 @@ def _workspace_key(manifest: Path) -> str:
     package = read_toml(manifest).get("package")
     value = package.get("workspace") if isinstance(package, dict) else None
     return value if isinstance(value, str) else str(manifest.parent)
+
+
+def refuse_linked_target_dir(workspace: Path, target: Path) -> None:
+    """Refuses a target dir in the workspace that is (or lies under) a symbolic link there: the project's own link
+    (Cargo's default place, or the project's Cargo config), which the build's output (a remote engine's copy-back,
+    the report this machine writes) would go through, to wherever it points. A target dir the user names
+    (CARGO_TARGET_DIR, --target-dir) is resolved before it gets here. And a link anywhere in xpcargo's own directory
+    of the target dir, which this machine writes (reports, state files)."""
+    inside = target.relative_to(workspace).parts if target.is_relative_to(workspace) else ()
+    for depth in range(1, len(inside) + 1):
+        _refuse_link(workspace.joinpath(*inside[:depth]), target)
+    _refuse_link(target / "xpcargo", target)
+    pending = [target / "xpcargo"]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                children = [Path(entry.path) for entry in entries]
+        except OSError:
+            continue
+        for child in children:
+            _refuse_link(child, target)
+            if child.is_dir():
+                pending.append(child)
+
+
+def _refuse_link(path: Path, target: Path) -> None:
+    if path.is_symlink():
+        raise ProjectError(
+            f"`{path}` is a symbolic link in the project (to `{path.readlink()}`): refusing to write the build's "
+            f"output (the target dir `{target}`) through it",
+            hint="remove the link, or choose where the output goes yourself (CARGO_TARGET_DIR=DIR or --target-dir DIR)",
+        )

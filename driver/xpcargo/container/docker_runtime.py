@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from xpcargo.container import location
 from xpcargo.container.engine import Engine, EngineKind, check_supported, identify
 from xpcargo.container.spec import (
+    KEEPER_DIR,
     REQUEST_LABEL,
     ContainerInfo,
     ContainerRequest,
@@ -43,6 +44,7 @@ from xpcargo.container.spec import (
     ImageInfo,
     Output,
     VolumeInfo,
+    keeper,
 )
 from xpcargo.errors import (
     ConfigError,
@@ -546,7 +548,8 @@ class DockerRuntime:
                 cap_drop=["ALL"],
                 cap_add=list(request.capabilities) or None,
                 security_opt=["no-new-privileges"],
-                tmpfs={str(path): "" for path in request.hidden},
+                tmpfs=_tmpfs(request, podman=self._engine.kind is EngineKind.PODMAN),
+                read_only=request.confined,
             )
             if keep_id:
                 # The SDK accepts only "host" here; Podman's compatible API takes its own modes.
@@ -557,7 +560,7 @@ class DockerRuntime:
                 # An open stdin that closes for good when its one attached client goes: the tether.
                 stdin_open=main is None,
                 detach=False,
-                user=request.user,
+                user=keeper(request.user) if request.confined else request.user,
                 working_dir=str(request.workdir),
                 # Each command gets the environment with its exec; the main process needs none.
                 labels=dict(request.labels),
@@ -591,6 +594,7 @@ class DockerRuntime:
         on_stderr: Output,
         tether: bool = False,
         answer_within: float | None = None,
+        user: str | None = None,
     ) -> int:
         command = _shown(argv)
         # A container started elsewhere (a warm one) is followed for as long as this command runs.
@@ -601,7 +605,14 @@ class DockerRuntime:
             )
         try:
             exec_id = self._exec_create(
-                container_id, argv, env=env, workdir=workdir, command=command, tether=tether, timeout=answer_within
+                container_id,
+                argv,
+                env=env,
+                workdir=workdir,
+                command=command,
+                tether=tether,
+                timeout=answer_within,
+                user=user,
             )
             try:
                 stream = self._stream.exec_start(exec_id, stream=True, demux=True)
@@ -631,6 +642,7 @@ class DockerRuntime:
         command: str,
         tether: bool,
         timeout: float | None,
+        user: str | None,
     ) -> str:
         api = self._client.api if timeout is None else self._client_like(timeout=timeout)
 
@@ -638,7 +650,7 @@ class DockerRuntime:
             # An attached standard input is held by the stream's connection, which the kernel closes when this
             # process ends, however it ends.
             created = api.exec_create(
-                container_id, list(argv), environment=dict(env), workdir=str(workdir), stdin=tether
+                container_id, list(argv), environment=dict(env), workdir=str(workdir), stdin=tether, user=user or ""
             )
             return str(created["Id"])
 
@@ -735,7 +747,9 @@ class DockerRuntime:
         finally:
             stop.set()
 
-    def exec_interactive(self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path) -> int:
+    def exec_interactive(
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path, user: str | None = None
+    ) -> int:
         """Run ``argv`` attached to this terminal. The SDK has no terminal handling, so this uses the docker CLI."""
         cli = shutil.which("docker")
         if cli is None:
@@ -744,6 +758,8 @@ class DockerRuntime:
                 hint="install it (Debian: `apt-get install docker-cli` or `docker.io`), or pass a command after --",
             )
         command = [cli, "--host", self._host, "exec", "--interactive", "--tty", "--workdir", str(workdir)]
+        if user is not None:
+            command += ["--user", user]
         for name, value in env.items():
             command += ["--env", f"{name}={value}"]
         return subprocess.call([*command, container_id, *argv])
@@ -851,6 +867,18 @@ def _fill_layers(partial: Path, donor: Path, destination: Path) -> None:
                 copy = tarfile.TarInfo(name)
                 copy.size, copy.mode = member.size, 0o644
                 out.addfile(copy, giver.extractfile(member))
+
+
+def _tmpfs(request: ContainerRequest, *, podman: bool) -> dict[str, str]:
+    """Empty file systems: over each hidden path; and in a confined container, the scratch directories (programs
+    run from there: doctests, configure checks) and the keeper's own directory, which only the keeper may write
+    (the container's own user: Podman says so with `U`, and refuses Docker's `uid=`)."""
+    mounts = {str(path): "" for path in request.hidden}
+    if request.confined:
+        mounts.update({str(path): "exec,mode=1777" for path in request.scratch})
+        uid, _, gid = keeper(request.user).partition(":")
+        mounts[str(KEEPER_DIR)] = "U,mode=0755" if podman else f"uid={uid},gid={gid},mode=0755"
+    return mounts
 
 
 def _container_infos(raw: list[dict[str, Any]]) -> list[ContainerInfo]:

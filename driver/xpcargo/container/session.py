@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -69,6 +70,13 @@ class Session:
     def _env(self, env: Mapping[str, str] | None) -> dict[str, str]:
         return {**self._request.env, **(env or {})}
 
+    def _confined(self, argv: Sequence[str]) -> tuple[list[str], str | None]:
+        """The command as it runs in the container: in a confined one, under the wrapper that kills whatever it
+        left when it ends, as the request's user (the container's own is the keeper)."""
+        if not self._request.confined:
+            return list(argv), None
+        return warm.wrapped(uuid.uuid4().hex[:16], argv, tether=False), self._request.user
+
     def run(
         self,
         argv: Sequence[str],
@@ -78,18 +86,21 @@ class Session:
         on_stderr: Output | None = None,
     ) -> int:
         """Run ``argv``; its output goes to this process's stdout and stderr unless callbacks take it."""
+        command, user = self._confined(argv)
         return self._runtime.exec(
             self.container_id,
-            argv,
+            command,
             env=self._env(env),
             workdir=self._request.workdir,
             on_stdout=on_stdout or binary_writer(sys.stdout),
             on_stderr=on_stderr or binary_writer(sys.stderr),
+            user=user,
         )
 
     def run_interactive(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
+        command, user = self._confined(argv)
         return self._runtime.exec_interactive(
-            self.container_id, argv, env=self._env(env), workdir=self._request.workdir
+            self.container_id, command, env=self._env(env), workdir=self._request.workdir, user=user
         )
 
     def put_archive(self, directory: Path, archive: Path) -> None:
@@ -106,14 +117,15 @@ class Session:
 
 
 class WarmSession(Session):
-    """Commands in a warm container. Each runs under ``warm``'s wrapper, so that a signal for xpcargo reaches the
-    command's whole process group and leaves the container ready for the next command; a command refused by a
-    container that was closing, or sent to one that had just ended, runs in a new one."""
+    """Commands in a warm container, one xpcargo command at a time (the caller holds the slot's lock). Each runs
+    under ``warm``'s wrapper, so that a signal for xpcargo reaches the command's whole process group, nothing of it
+    is left when it ends, and the container is ready for the next command; a command refused by a container that
+    was closing, or sent to one that had just ended, runs in a new one."""
 
-    def __init__(self, runtime: Runtime, request: ContainerRequest, *, purpose: str, locks: Path) -> None:
+    def __init__(self, runtime: Runtime, request: ContainerRequest, *, purpose: str) -> None:
+        """``request`` as ``warm_labelled`` made it."""
         super().__init__(runtime, "", request)
         self._purpose = purpose
-        self._locks = locks
         # Containers this session started, whose start-time watch it releases at the end.
         self.started: list[str] = []
         self._running: str | None = None
@@ -121,28 +133,31 @@ class WarmSession(Session):
         self.container_id = self._find_or_start(unusable=frozenset())
 
     def _find_or_start(self, *, unusable: frozenset[str]) -> str:
-        """The slot's container if it still fits; else a new one, once the old ones are retired. Under a lock per
-        slot, so that two commands started together share one container rather than start two."""
-        request = warm_labelled(self._runtime, self._request)
-        slot = request.labels[SLOT_LABEL]
-        with _slot_lock(self._locks, slot):
-            chosen = None
-            for container in self._runtime.list_containers(f"{SLOT_LABEL}={slot}"):
-                fits = container.running and container.labels.get(WARM_KEY_LABEL) == request.labels[WARM_KEY_LABEL]
-                if fits and chosen is None and container.id not in unusable:
-                    chosen = container.id
-                else:
-                    retire(self._runtime, container)
-            if chosen is not None:
-                return chosen
-            # Orphans are reaped when a container is started, as a command of its own would: a reused warm
-            # container costs no more questions to the engine than it must.
-            reap_orphans(self._runtime)
-            container_id = self._runtime.start(
-                labelled(request, self._purpose), main=warm.main_argv(self._request.keep_warm)
+        """The slot's container if it still fits (its key, and its lifetime by the engine's clock of its creation,
+        which nothing in the container can change); else a new one, once the old ones are retired."""
+        request = self._request
+        chosen = None
+        born_after = time.time() - request.warm_lifetime
+        for container in self._runtime.list_containers(f"{SLOT_LABEL}={request.labels[SLOT_LABEL]}"):
+            fits = (
+                container.running
+                and container.labels.get(WARM_KEY_LABEL) == request.labels[WARM_KEY_LABEL]
+                and container.created > born_after
             )
-            self.started.append(container_id)
-            return container_id
+            if fits and chosen is None and container.id not in unusable:
+                chosen = container.id
+            else:
+                retire(self._runtime, container)
+        if chosen is not None:
+            return chosen
+        # Orphans are reaped when a container is started, as a command of its own would: a reused warm
+        # container costs no more questions to the engine than it must.
+        reap_orphans(self._runtime)
+        container_id = self._runtime.start(
+            labelled(request, self._purpose), main=warm.main_argv(request.keep_warm, request.warm_lifetime)
+        )
+        self.started.append(container_id)
+        return container_id
 
     def run(
         self,
@@ -167,6 +182,7 @@ class WarmSession(Session):
                     tether=True,
                     on_stdout=on_stdout or binary_writer(sys.stdout),
                     on_stderr=on_stderr or binary_writer(sys.stderr),
+                    user=self._request.user,
                 )
             except ContainerGoneError:
                 self._move(unusable=False)
@@ -187,7 +203,13 @@ class WarmSession(Session):
         )
 
     def run_interactive(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
-        return super().run_interactive(warm.wrapped(uuid.uuid4().hex[:16], argv, tether=False), env=env)
+        return self._runtime.exec_interactive(
+            self.container_id,
+            warm.wrapped(uuid.uuid4().hex[:16], argv, tether=False),
+            env=self._env(env),
+            workdir=self._request.workdir,
+            user=self._request.user,
+        )
 
     def _refused(self, token: str) -> bool:
         """Whether exit code ``warm.REFUSED`` came from the wrapper, not from the command."""
@@ -207,7 +229,11 @@ class WarmSession(Session):
         container is removed, which certainly ends the command."""
         try:
             _quietly(
-                self._runtime, self.container_id, warm.stop_argv(token, signal_name), answer_within=_STOP_ANSWER_WITHIN
+                self._runtime,
+                self.container_id,
+                warm.stop_argv(token, signal_name),
+                answer_within=_STOP_ANSWER_WITHIN,
+                user=self._request.user,
             )
         except EngineUnavailableError:
             error.left_behind.append(self.container_id)
@@ -236,8 +262,16 @@ def _ignore(chunk: bytes) -> None:
     pass
 
 
-def _quietly(runtime: Runtime, container_id: str, argv: Sequence[str], *, answer_within: float | None = None) -> int:
-    """One of xpcargo's own commands in a warm container (``warm``'s scripts), its output dropped."""
+def _quietly(
+    runtime: Runtime,
+    container_id: str,
+    argv: Sequence[str],
+    *,
+    answer_within: float | None = None,
+    user: str | None = None,
+) -> int:
+    """One of xpcargo's own commands in a warm container (``warm``'s scripts), its output dropped; as the keeper
+    unless ``user`` says otherwise."""
     return runtime.exec(
         container_id,
         argv,
@@ -246,13 +280,14 @@ def _quietly(runtime: Runtime, container_id: str, argv: Sequence[str], *, answer
         on_stdout=_ignore,
         on_stderr=_ignore,
         answer_within=answer_within,
+        user=user,
     )
 
 
 def warm_labelled(runtime: Runtime, request: ContainerRequest) -> ContainerRequest:
     """``request`` with its warm container's labels: slot, key, idle time and user."""
     image = runtime.inspect_image(request.image)
-    key = warm.key(request, image.id if image is not None else request.image)
+    key = warm.key(request, image.id if image is not None else request.image, mount_table=warm.read_mount_table())
     slot = warm.slot(
         request.labels.get(WORKSPACE_LABEL, str(request.workdir)), request.labels.get(TARGET_LABEL, ""), request.user
     )
@@ -267,18 +302,23 @@ def warm_labelled(runtime: Runtime, request: ContainerRequest) -> ContainerReque
 
 
 @contextmanager
-def _slot_lock(directory: Path, slot: str) -> Iterator[None]:
-    """An exclusive lock on the slot, for as long as finding or starting its container takes. Without a writable
-    lock directory, two commands started together may start a container each; both work."""
+def _slot_lock(directory: Path, slot: str) -> Iterator[bool]:
+    """An exclusive lock on the slot, for as long as the session runs commands in its container; yields False when
+    another command of this user holds it (it is not waited for: an open `xpcargo shell` may hold it for hours).
+    Without a writable lock directory, the wrappers still refuse to run two commands at once in one container."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(directory / f"{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
-        yield
+        yield True
         return
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(descriptor)
 
@@ -452,9 +492,14 @@ def open_session(
     if cancellation is not None:
         cancellation.check()
     if request.keep_warm > 0 and warm_locks is not None:
-        with _warm_session(runtime, request, purpose=purpose, locks=warm_locks, cancellation=cancellation) as warmed:
-            yield warmed
-        return
+        warm_request = warm_labelled(runtime, request)
+        with _slot_lock(warm_locks, warm_request.labels[SLOT_LABEL]) as mine:
+            if mine:
+                with _warm_session(runtime, warm_request, purpose=purpose, cancellation=cancellation) as warmed:
+                    yield warmed
+                return
+        # Another command runs in the slot's container: this one gets a container of its own.
+        request = replace(request, keep_warm=0)
     reap_orphans(runtime)
     container_id = runtime.start(labelled(request, purpose))
     session = Session(runtime, container_id, request)
@@ -481,11 +526,11 @@ def open_session(
 
 @contextmanager
 def _warm_session(
-    runtime: Runtime, request: ContainerRequest, *, purpose: str, locks: Path, cancellation: Cancellation | None
+    runtime: Runtime, request: ContainerRequest, *, purpose: str, cancellation: Cancellation | None
 ) -> Iterator[WarmSession]:
     """The container stays when the block ends, however it ends: the session has already stopped whatever an
     interrupt stopped, and the container ends by itself once idle."""
-    session = WarmSession(runtime, request, purpose=purpose, locks=locks)
+    session = WarmSession(runtime, request, purpose=purpose)
     try:
         if cancellation is not None:
             cancellation._enter(session)

@@ -36,6 +36,20 @@ VOLUME_PATH_LABEL = "org.xpcargo.volume-path"
 
 Output = Callable[[bytes], None]
 
+# In a confined container (``ContainerRequest.confined``): the main process's directory, an empty file system that
+# only its user (``keeper``) may write.
+KEEPER_DIR = Path("/run/xpcargo")
+# How long a warm container lives at most, by default (XPCARGO_WARM_LIFETIME).
+WARM_LIFETIME = 3600
+# The keeper of a container whose commands run as root: a user with nothing of its own.
+_NOBODY = "65534:65534"
+
+
+def keeper(user: str) -> str:
+    """Who the main process of a confined container runs as: never the commands' user, so that they can neither
+    signal it (they have no capabilities) nor write its files. Root, unless the commands run as root."""
+    return _NOBODY if user.partition(":")[0] in ("0", "root") else "0:0"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Mount:
@@ -54,7 +68,8 @@ class ContainerRequest:
     """Everything a container is started with.
 
     Every container also drops all capabilities but ``capabilities`` and cannot gain privileges
-    (`no-new-privileges`). One started without a main process of its own ends by itself when the xpcargo process
+    (`no-new-privileges`); a ``confined`` one, which runs a project's code, also keeps nothing of a command past its
+    end (see ``confined`` below). One started without a main process of its own ends by itself when the xpcargo process
     that started it goes away, however it goes; a warm one ends by itself when idle, and each command run in it with
     the xpcargo process that waits on it (see ``docker_runtime`` and ``warm``).
     """
@@ -76,6 +91,13 @@ class ContainerRequest:
     # Seconds a container kept warm for later commands waits idle before it ends; 0: the container lives exactly
     # as long as the session that started it.
     keep_warm: int = 0
+    # Seconds after which a warm container takes no more commands, however busy (it ends once none runs).
+    warm_lifetime: int = WARM_LIFETIME
+    # For a project's code: the container's own file system is read-only but for ``scratch`` (empty directories
+    # writable by every user: /tmp and HOME) and ``KEEPER_DIR``; the main process runs as ``keeper(user)``; every
+    # command runs as ``user`` under ``warm``'s wrapper, and nothing it started outlives it.
+    confined: bool = False
+    scratch: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,8 +237,10 @@ class Runtime(Protocol):
         on_stderr: Output,
         tether: bool = False,
         answer_within: float | None = None,
+        user: str | None = None,
     ) -> int:
-        """Run ``argv`` in the container, stream its output to the callbacks, and return its exit code.
+        """Run ``argv`` in the container (as ``user``, by default the container's own), stream its output to the
+        callbacks, and return its exit code.
 
         With ``tether``, the command's standard input stays open, held by this process, until the command ends:
         if this process goes first, however it goes, the input ends (the command may watch for that).
@@ -228,7 +252,7 @@ class Runtime(Protocol):
         and ``EngineUnavailableError`` when the engine stopped answering or the connection was lost."""
 
     def exec_interactive(
-        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path, user: str | None = None
     ) -> int: ...
     def changes(self, container_id: str) -> list[tuple[str, str]]:
         """What the container changed in its image's file system: ``(kind, path)`` with kind ``A`` (added),
