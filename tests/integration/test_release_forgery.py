@@ -106,6 +106,24 @@ def test_git_config_planted_by_a_build_runs_nothing_on_the_host(
     assert statement["predicate"]["buildDefinition"]["internalParameters"]["sourceDateEpoch"] == int(_COMMIT_TIME)
 
 
+def test_git_config_cannot_be_planted_through_a_git_link(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, xpcargo: Cli
+) -> None:
+    # `.git` a link to the real git dir in the workspace: the engine cannot mount over a link, so what it names.
+    project = copy_fixture(tmp_path_factory, "git-config-planter")
+    _commit(project)
+    (project / ".git").rename(project / ".git-real")
+    (project / ".git").symlink_to(".git-real")
+    config = (project / ".git-real" / "config").read_bytes()
+    (project / "canary-path").write_text(str(tmp_path / "canary"))
+    env, _ = _home(tmp_path)
+
+    built = xpcargo(["build", "--target", X86_64], cwd=project, env=env)
+    assert built.code == 0, built
+    assert "could not plant in" in built.stderr, built
+    assert (project / ".git-real" / "config").read_bytes() == config
+
+
 @pytest.mark.parametrize("verified", [True, False], ids=["dist", "dist --no-verify"])
 def test_a_release_binary_swapped_for_a_link_to_a_key_is_never_packed(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, xpcargo: Cli, verified: bool
