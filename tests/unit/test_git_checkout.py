@@ -194,3 +194,12 @@ def test_a_git_dir_reached_through_a_link_or_a_gitdir_file_is_mounted_read_only(
         Mount(path=separate / "data" / "worktrees" / "w", read_only=True),
         Mount(path=separate / "data", read_only=True),
     )
+
+
+def test_a_gitdir_file_naming_a_link_loop_protects_nothing_more(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / ".git").write_text("gitdir: loop\n", encoding="utf-8")
+    assert git_checkout.read_only_git((Mount(path=tmp_path),), tmp_path)[1:] == (
+        Mount(path=tmp_path / ".git", read_only=True),
+    )
+    assert git_checkout.read(tmp_path, {"PATH": os.environ["PATH"]}).commit is None

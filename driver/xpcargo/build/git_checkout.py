@@ -219,7 +219,7 @@ def read_only_git(mounts: Iterable[Mount], workspace_root: Path) -> tuple[Mount,
         data += [repo.git_dir, repo.common_dir] if repo is not None else []
         for path in data:
             seen = _in_container(path, writable)
-            if seen is not None and seen.exists() and all(seen != mount.path for mount in protected):
+            if seen is not None and all(seen != mount.path for mount in protected):
                 protected.append(Mount(path=seen, read_only=True))
     return (*chosen, *protected)
 
@@ -227,6 +227,8 @@ def read_only_git(mounts: Iterable[Mount], workspace_root: Path) -> tuple[Mount,
 def _in_container(path: Path, writable: Iterable[Path]) -> Path | None:
     """Where the container sees ``path`` through one of the ``writable`` mounts (each at its own host path), if it
     does. Compared resolved: a link or `..` on the way leads a build to the same place."""
+    if not path.exists():
+        return None  # nothing to write to, and a link loop that resolve() would raise on
     resolved = path.resolve()
     for mount in writable:
         if resolved.is_relative_to(mount.resolve()):
