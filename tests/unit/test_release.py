@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -348,3 +349,23 @@ def test_the_provenance_says_whether_the_release_was_verified() -> None:
 
     assert internal(_release())["verifiedByRebuild"] is True
     assert internal(_release(verified=False))["verifiedByRebuild"] is False
+
+
+def test_a_workspace_copy_leaves_out_fifos_and_reports_an_unreadable_file_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "ws"
+    (source / "src").mkdir(parents=True)
+    (source / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
+    os.mkfifo(source / "src" / "pipe")
+    verify._copy_tree(source, tmp_path / "copy", skip=())
+    assert sorted(path.name for path in (tmp_path / "copy" / "src").iterdir()) == ["main.rs"]
+
+    def unreadable(src: Path, dst: Path, **_: object) -> None:
+        # What copytree raises once it has copied all else: every file it could not copy.
+        raise shutil.Error([(str(src / "src" / "main.rs"), str(dst / "src" / "main.rs"), "Permission denied")])
+
+    monkeypatch.setattr(shutil, "copytree", unreadable)
+    with pytest.raises(ProjectError, match="cannot copy the workspace") as caught:
+        verify._copy_tree(source, tmp_path / "again", skip=())
+    assert str(source / "src" / "main.rs") in str(caught.value)
