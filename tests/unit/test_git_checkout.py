@@ -203,3 +203,9 @@ def test_a_gitdir_file_naming_a_link_loop_protects_nothing_more(tmp_path: Path) 
         Mount(path=tmp_path / ".git", read_only=True),
     )
     assert git_checkout.read(tmp_path, {"PATH": os.environ["PATH"]}).commit is None
+
+
+def test_a_fifo_for_head_names_no_commit_and_does_not_block(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    os.mkfifo(tmp_path / ".git" / "HEAD")
+    assert git_checkout.read(tmp_path, {"PATH": os.environ["PATH"]}).commit is None

@@ -82,8 +82,9 @@ def _git_dir(git_dir: Path, work_tree: Path) -> GitDir | None:
 
 
 def _read(path: Path) -> str | None:
+    # Only a regular file: a FIFO in a checkout's `.git` (a tarball can hold one) would block the read for good.
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
     except (OSError, ValueError):
         return None
 
