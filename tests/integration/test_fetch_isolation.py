@@ -100,7 +100,10 @@ __attribute__((constructor)) static void hostile(void) {
 """
 
 
-def test_a_projects_cargo_env_table_reaches_no_process_of_the_fetch_step(tmp_path: Path, xpcargo: Cli) -> None:
+@pytest.mark.parametrize("included", [False, True], ids=["config.toml", "included file"])
+def test_a_projects_cargo_env_table_reaches_no_process_of_the_fetch_step(
+    tmp_path: Path, xpcargo: Cli, included: bool
+) -> None:
     """`[env]` in the project's Cargo config, with `force`, puts an LD_PRELOAD of the project's into the rustc that
     `cargo metadata` asks for the target's cfg; the fetch step blanks it."""
     compiler = shutil.which("cc")
@@ -116,9 +119,13 @@ def test_a_projects_cargo_env_table_reaches_no_process_of_the_fetch_step(tmp_pat
     subprocess.run(
         [compiler, "-shared", "-fPIC", f'-DLOG="{log}"', "-o", str(library), str(source)], check=True, timeout=60
     )
-    (project / ".cargo" / "config.toml").write_text(
-        '[env]\nLD_PRELOAD = { value = "evil-preload.so", force = true, relative = true }\n', encoding="utf-8"
-    )
+    table = '[env]\nLD_PRELOAD = { value = "evil-preload.so", force = true, relative = true }\n'
+    if included:
+        # Cargo reads a file that the config `include`s as part of it; xpcargo must blank its [env] as well.
+        (project / ".cargo" / "config.toml").write_text('include = [{ path = "env.toml" }]\n', encoding="utf-8")
+        (project / ".cargo" / "env.toml").write_text(table, encoding="utf-8")
+    else:
+        (project / ".cargo" / "config.toml").write_text(table, encoding="utf-8")
     _build(xpcargo, project, home)
     # The library is loaded in the build step (the project's own build): the attack is real, and stays there.
     assert "ran preload net=lo, " in log.read_text(encoding="utf-8")
@@ -147,17 +154,19 @@ def test_a_wrapper_the_user_sets_still_runs_in_the_build(tmp_path: Path, xpcargo
     assert all(line.startswith("ran net=lo, ") for line in log.splitlines()), log
 
 
-def test_a_projects_credential_provider_is_refused(tmp_path: Path, cli: Cli) -> None:
+@pytest.mark.parametrize("included", [False, True], ids=["config.toml", "included file"])
+def test_a_projects_credential_provider_is_refused(tmp_path: Path, cli: Cli, included: bool) -> None:
     """Cargo would run it in the fetch step, with the user's tokens and the network: one line, before any
-    container."""
+    container. Also from a file that the project's config `include`s."""
     project = _project(tmp_path, "provider", hostile_config=False)
     (project / ".cargo").mkdir()
-    (project / ".cargo" / "config.toml").write_text(
-        '[registry]\nglobal-credential-providers = ["cargo:token", "./evil-wrapper.sh"]\n', encoding="utf-8"
-    )
+    named = project / ".cargo" / ("provider.toml" if included else "config.toml")
+    named.write_text('[registry]\nglobal-credential-providers = ["cargo:token", "./evil-wrapper.sh"]\n', "utf-8")
+    if included:
+        (project / ".cargo" / "config.toml").write_text('include = ["provider.toml"]\n', encoding="utf-8")
     result = cli(["build", "--target", X86_64], cwd=project, env={"CARGO_HOME": str(_cargo_home(tmp_path))})
     line = single_error_line(result)
     assert result.code == 3, result
-    assert str(project / ".cargo" / "config.toml") in line
+    assert str(named) in line
     assert "registry.global-credential-providers" in line
     assert not (project / "wrapper.log").exists()

@@ -69,3 +69,17 @@ def test_a_malformed_login_in_dockers_client_config(tmp_path: Path, cli: Cli, au
     assert result.code == 3, result
     assert f"{config / 'config.json'}: the `auth` of `auths.registry.example` is malformed" in line
     assert "start Docker" not in line
+
+
+def test_a_fifo_and_a_socket_in_the_workspace_do_not_stop_verify(tmp_path: Path, xpcargo: Cli) -> None:
+    """verify and dist build in copies of the workspace; copying a FIFO was an internal error (and reading one would
+    block). Neither is anything a build reads: left out of the copies, as a remote engine is never sent one."""
+    import socket  # noqa: PLC0415
+
+    project = _project(tmp_path, "special")
+    os.mkfifo(project / "pipe")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(project / "agent.sock"))
+        result = xpcargo(["verify", "--target", X86_64], cwd=project, env={"SOURCE_DATE_EPOCH": "1700000000"})
+    assert "internal error" not in result.stderr, result
+    assert result.code == 0, result

@@ -106,6 +106,24 @@ def test_git_config_planted_by_a_build_runs_nothing_on_the_host(
     assert statement["predicate"]["buildDefinition"]["internalParameters"]["sourceDateEpoch"] == int(_COMMIT_TIME)
 
 
+def test_git_config_cannot_be_planted_through_a_git_link(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, xpcargo: Cli
+) -> None:
+    # `.git` a link to the real git dir in the workspace: the engine cannot mount over a link, so what it names.
+    project = copy_fixture(tmp_path_factory, "git-config-planter")
+    _commit(project)
+    (project / ".git").rename(project / ".git-real")
+    (project / ".git").symlink_to(".git-real")
+    config = (project / ".git-real" / "config").read_bytes()
+    (project / "canary-path").write_text(str(tmp_path / "canary"))
+    env, _ = _home(tmp_path)
+
+    built = xpcargo(["build", "--target", X86_64], cwd=project, env=env)
+    assert built.code == 0, built
+    assert "could not plant in" in built.stderr, built
+    assert (project / ".git-real" / "config").read_bytes() == config
+
+
 @pytest.mark.parametrize("verified", [True, False], ids=["dist", "dist --no-verify"])
 def test_a_release_binary_swapped_for_a_link_to_a_key_is_never_packed(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, xpcargo: Cli, verified: bool
@@ -137,6 +155,42 @@ def test_a_release_binary_swapped_for_a_link_to_a_key_is_never_packed(
                     extracted = opened.extractfile(member)
                     assert extracted is None or extracted.read() != secret, path
     assert not any(path.name.endswith(".tar.gz") for path in shipped), shipped
+
+
+@pytest.mark.parametrize("verified", [True, False], ids=["dist", "dist --no-verify"])
+def test_a_target_dir_swapped_for_a_link_to_another_tree_is_never_packed(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, xpcargo: Cli, verified: bool
+) -> None:
+    """The whole target dir (the project's own, in the workspace: `--no-verify`) replaced by a link to a tree on the
+    host laid out like one: every directory below it is real, so only a walk from the workspace root, which the
+    build cannot replace, refuses it."""
+    project = copy_fixture(tmp_path_factory, "release-dir-swapper")
+    env, _ = _home(tmp_path)
+    decoy = tmp_path / "home" / "other-project" / "target"
+    secret = decoy / X86_64 / "release" / "release-dir-swapper"
+    secret.parent.mkdir(parents=True)
+    secret.write_bytes(Path("/bin/true").read_bytes() + b"canary other project's binary\n")
+    (project / "decoy-path").write_text(str(decoy))
+
+    args = ["dist", "--target", X86_64, *([] if verified else ["--no-verify"])]
+    dist = xpcargo(args, cwd=project, env={**env, "SOURCE_DATE_EPOCH": _COMMIT_TIME})
+
+    packed = b"".join(path.read_bytes() for path in (project / "target.moved").glob("dist/*.tar.gz"))
+    packed += b"".join(path.read_bytes() for path in decoy.glob("dist/*.tar.gz"))
+    assert b"canary" not in packed
+    if verified:
+        # Both builds' target dirs are mounts of their own (beside the copies): the build cannot rename one.
+        assert "could not swap the target dir: Device or resource busy" in dist.stderr, dist
+        assert dist.code == 0, dist
+        return
+    # The swap happened (else the test proves nothing).
+    assert "swapped the target dir for a link" in dist.stderr, dist
+    assert dist.code != 0, dist
+    assert "Traceback" not in dist.stderr
+    last = dist.stderr_lines[-1]
+    assert last.startswith("error: refusing to pack "), dist
+    assert "is a symbolic link" in last, dist
+    assert b"canary" not in packed
 
 
 def test_a_build_deterministic_only_when_checked_fails_dist_and_verify(

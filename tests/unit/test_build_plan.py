@@ -450,3 +450,30 @@ def test_a_cargo_home_inside_the_workspace_is_still_read_only_outside_the_fetch_
     for step in (Step.BUILD, Step.SHELL):
         assert Mount(path=home, read_only=True) in plan.request(step, "img:1").mounts
     assert not any(mount.path == home for mount in plan.request(Step.FETCH, "img:1").mounts)
+
+
+def test_files_a_projects_cargo_config_includes_are_the_projects_too(tmp_path: Path) -> None:
+    # Cargo (1.96) reads `include`d files as part of the including one: their [env] is blanked, in every form,
+    # nested, through a cycle, and with a missing file left for Cargo to report.
+    root = app_project(tmp_path)
+    (root / ".cargo" / "more").mkdir(parents=True)
+    (root / ".cargo" / "config.toml").write_text(
+        'include = ["a.toml", { path = "more/b.toml" }, "missing.toml", "a.toml"]\n', encoding="utf-8"
+    )
+    (root / ".cargo" / "a.toml").write_text('[env]\nA = "x"\n', encoding="utf-8")
+    (root / ".cargo" / "more" / "b.toml").write_text('include = ["c.toml"]\n[env]\nB = "x"\n', encoding="utf-8")
+    (root / ".cargo" / "more" / "c.toml").write_text('include = ["b.toml"]\n[env]\nC = "x"\n', encoding="utf-8")
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    config = build_plan.plan(context, "build", AARCH64, []).fetch_config
+    assert config == ("--config", 'env."A"=""', "--config", 'env."B"=""', "--config", 'env."C"=""')
+
+
+def test_a_credential_provider_in_an_included_file_is_refused(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text('include = [{ path = "p.toml" }]\n', encoding="utf-8")
+    (root / ".cargo" / "p.toml").write_text('[registry]\ncredential-provider = ["/x"]\n', encoding="utf-8")
+    context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
+    with pytest.raises(ConfigError, match=r"registry\.credential-provider") as caught:
+        build_plan.plan(context, "build", AARCH64, [])
+    assert "p.toml" in str(caught.value)

@@ -155,3 +155,57 @@ def test_every_git_dir_a_writable_mount_shows_is_mounted_read_only(tmp_path: Pat
     )
     read_only = (Mount(path=outer, read_only=True),)
     assert git_checkout.read_only_git(read_only, workspace) == read_only
+
+
+@pytest.mark.parametrize(
+    ("dot_git", "commondir"),
+    [("gitdir: a\0b\n", None), ("gitdir: gitdata\n", "common\0dir\n")],
+    ids=["NUL in .git", "NUL in commondir"],
+)
+def test_a_git_file_naming_no_usable_git_dir_names_no_commit(
+    tmp_path: Path, dot_git: str, commondir: str | None
+) -> None:
+    # Untrusted input (a checkout unpacked from anywhere), once a traceback: no commit, no internal error.
+    # A detached HEAD, so that only the path's own oddity could stop git from being asked.
+    (tmp_path / "gitdata").mkdir()
+    (tmp_path / "gitdata" / "HEAD").write_text("0" * 40 + "\n", encoding="utf-8")
+    if commondir is not None:
+        (tmp_path / "gitdata" / "commondir").write_text(commondir, encoding="utf-8")
+    (tmp_path / ".git").write_text(dot_git, encoding="utf-8")
+    found = git_checkout.read(tmp_path, {"PATH": os.environ["PATH"]})
+    assert (found.commit, found.dirty) == (None, False)
+
+
+def test_a_git_dir_reached_through_a_link_or_a_gitdir_file_is_mounted_read_only(tmp_path: Path) -> None:
+    # `.git` a link to a directory in the workspace: the engine cannot mount over the link, so its target.
+    linked = tmp_path / "linked"
+    (linked / ".git-real").mkdir(parents=True)
+    (linked / ".git").symlink_to(".git-real")
+    assert git_checkout.read_only_git((Mount(path=linked),), linked)[1:] == (
+        Mount(path=linked / ".git-real", read_only=True),
+    )
+    # `.git` a file naming a git dir in the workspace whose common dir is elsewhere in it.
+    separate = tmp_path / "separate"
+    (separate / "data" / "worktrees" / "w").mkdir(parents=True)
+    (separate / "data" / "worktrees" / "w" / "commondir").write_text("../..\n", encoding="utf-8")
+    (separate / ".git").write_text("gitdir: data/worktrees/w\n", encoding="utf-8")
+    assert git_checkout.read_only_git((Mount(path=separate),), separate)[1:] == (
+        Mount(path=separate / ".git", read_only=True),
+        Mount(path=separate / "data" / "worktrees" / "w", read_only=True),
+        Mount(path=separate / "data", read_only=True),
+    )
+
+
+def test_a_gitdir_file_naming_a_link_loop_protects_nothing_more(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / ".git").write_text("gitdir: loop\n", encoding="utf-8")
+    assert git_checkout.read_only_git((Mount(path=tmp_path),), tmp_path)[1:] == (
+        Mount(path=tmp_path / ".git", read_only=True),
+    )
+    assert git_checkout.read(tmp_path, {"PATH": os.environ["PATH"]}).commit is None
+
+
+def test_a_fifo_for_head_names_no_commit_and_does_not_block(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    os.mkfifo(tmp_path / ".git" / "HEAD")
+    assert git_checkout.read(tmp_path, {"PATH": os.environ["PATH"]}).commit is None

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -255,7 +256,9 @@ def test_a_wasm_module_is_packed_under_its_binarys_name(tmp_path: Path) -> None:
     module.write_bytes(b"\0asm\x01\0\0\0")
     digest = hashlib.sha256(module.read_bytes()).hexdigest()
     artifact = Artifact(path=module, size=8, sha256=digest, kinds=frozenset({"bin"}), package_id="app 0.3.0")
-    packed = dist._pack("wasm32-wasip1", artifact, tmp_path, target_dir=tmp_path, epoch=0, version_in_name=True)
+    packed = dist._pack(
+        "wasm32-wasip1", artifact, tmp_path, target_dir=tmp_path, workspace_root=tmp_path, epoch=0, version_in_name=True
+    )
     assert packed.archive == "app-v0.3.0-wasm32-wasip1.tar.gz"
     assert packed.binary == "app.wasm"
     with tarfile.open(tmp_path / packed.archive) as opened:
@@ -275,12 +278,20 @@ def _built(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_a_binary_cargo_made_is_read(tmp_path: Path) -> None:
     target_dir, binary = _built(tmp_path)
-    assert dist.read_built_file(target_dir, binary) == b"\x7fELF binary"
+    assert dist.read_built_file(target_dir, binary, workspace_root=tmp_path) == b"\x7fELF binary"
 
 
 @pytest.mark.parametrize(
     "swap",
-    ["symlink to a key", "hard link to a key", "symlinked directory", "outside the target dir", "fifo", "third link"],
+    [
+        "symlink to a key",
+        "hard link to a key",
+        "symlinked directory",
+        "symlinked target dir",
+        "outside the target dir",
+        "fifo",
+        "third link",
+    ],
 )
 def test_dist_never_packs_anything_but_the_builds_own_file(tmp_path: Path, swap: str) -> None:
     target_dir, binary = _built(tmp_path)
@@ -300,6 +311,14 @@ def test_dist_never_packs_anything_but_the_builds_own_file(tmp_path: Path, swap:
         release = binary.parent
         release.rename(release.with_name("moved"))
         release.symlink_to(key.parent)
+    elif swap == "symlinked target dir":
+        # The whole target dir (in the workspace) swapped for a link to a tree laid out like one: every directory
+        # below it is real.
+        decoy = tmp_path / "home" / "other" / "target"
+        (decoy / binary.parent.relative_to(target_dir)).mkdir(parents=True)
+        os.link(key, decoy / binary.relative_to(target_dir))
+        target_dir.rename(tmp_path / "moved")
+        target_dir.symlink_to(decoy)
     elif swap == "outside the target dir":
         path = key
     elif swap == "fifo":
@@ -308,7 +327,7 @@ def test_dist_never_packs_anything_but_the_builds_own_file(tmp_path: Path, swap:
     else:
         os.link(binary, tmp_path / "elsewhere")
     with pytest.raises(ProjectError, match="refusing to pack") as caught:
-        dist.read_built_file(target_dir, path)
+        dist.read_built_file(target_dir, path, workspace_root=tmp_path)
     assert str(path) in str(caught.value)
 
 
@@ -318,8 +337,8 @@ def test_a_binary_changed_after_the_build_is_not_packed(tmp_path: Path) -> None:
     target_dir, binary = _built(tmp_path)
     artifact = Artifact(path=binary, size=11, sha256="0" * 64, kinds=frozenset({"bin"}), package_id="app 0.1.0")
     with pytest.raises(ProjectError, match="changed after the build made it"):
-        dist._pack("x86_64-unknown-linux-gnu", artifact, tmp_path / "dist", target_dir=target_dir, epoch=0,
-                   version_in_name=False)  # fmt: skip
+        dist._pack("x86_64-unknown-linux-gnu", artifact, tmp_path / "dist", target_dir=target_dir,
+                   workspace_root=tmp_path, epoch=0, version_in_name=False)  # fmt: skip
     assert not (tmp_path / "dist").exists()
 
 
@@ -330,3 +349,23 @@ def test_the_provenance_says_whether_the_release_was_verified() -> None:
 
     assert internal(_release())["verifiedByRebuild"] is True
     assert internal(_release(verified=False))["verifiedByRebuild"] is False
+
+
+def test_a_workspace_copy_leaves_out_fifos_and_reports_an_unreadable_file_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "ws"
+    (source / "src").mkdir(parents=True)
+    (source / "src" / "main.rs").write_text("fn main() {}\n", encoding="utf-8")
+    os.mkfifo(source / "src" / "pipe")
+    verify._copy_tree(source, tmp_path / "copy", skip=())
+    assert sorted(path.name for path in (tmp_path / "copy" / "src").iterdir()) == ["main.rs"]
+
+    def unreadable(src: Path, dst: Path, **_: object) -> None:
+        # What copytree raises once it has copied all else: every file it could not copy.
+        raise shutil.Error([(str(src / "src" / "main.rs"), str(dst / "src" / "main.rs"), "Permission denied")])
+
+    monkeypatch.setattr(shutil, "copytree", unreadable)
+    with pytest.raises(ProjectError, match="cannot copy the workspace") as caught:
+        verify._copy_tree(source, tmp_path / "again", skip=())
+    assert str(source / "src" / "main.rs") in str(caught.value)

@@ -97,8 +97,26 @@ def fetch_credentials(credentials: Mapping[str, str]) -> dict[str, str]:
 
 def project_config_files(config_files: Iterable[Path], *, cargo_home: Path, checkout: Path) -> list[Path]:
     """The Cargo config files inside the checkout (and not CARGO_HOME's, which may live there in CI): the project's,
-    which nothing trusts. Those above the checkout are the user's own, as ``config.trust`` draws the line."""
-    return [path for path in config_files if path.is_relative_to(checkout) and not path.is_relative_to(cargo_home)]
+    which nothing trusts (those above the checkout are the user's own, as ``config.trust`` draws the line); and every
+    file they `include`, wherever it is (Cargo reads those as part of the including file, so their `[env]` and
+    credential providers are the project's too)."""
+    found: list[Path] = []
+    pending = [path for path in config_files if path.is_relative_to(checkout) and not path.is_relative_to(cargo_home)]
+    while pending:
+        path = pending.pop(0)
+        if path not in found:
+            found.append(path)
+            pending += _included(path)
+    return found
+
+
+def _included(path: Path) -> list[Path]:
+    """The files that the Cargo config at ``path`` includes (`include = ["a.toml", { path = "b.toml" }]`), relative
+    to its directory; one that is not there is Cargo's to report."""
+    value = read_toml(path).get("include")
+    entries = value if isinstance(value, list) else [value]
+    names = [entry.get("path") if isinstance(entry, dict) else entry for entry in entries]
+    return [path.parent / name for name in names if isinstance(name, str) and (path.parent / name).is_file()]
 
 
 def fetch_config_args(config_files: Iterable[Path]) -> list[str]:

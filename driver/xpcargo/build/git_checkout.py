@@ -53,33 +53,39 @@ def find(start: Path) -> GitDir | None:
     """The git dir of the checkout holding ``start`` (`.git` as a directory, or as a `gitdir:` file)."""
     for directory in (start, *start.parents):
         dot_git = directory / ".git"
-        if dot_git.is_dir():
-            return _git_dir(dot_git, directory)
-        if dot_git.is_file():
-            try:
-                line = dot_git.read_text(encoding="utf-8", errors="replace").strip()
-            except OSError:
-                return None
-            if not line.startswith("gitdir:"):
-                return None
-            target = Path(line.removeprefix("gitdir:").strip())
-            return _git_dir(target if target.is_absolute() else directory / target, directory)
+        if dot_git.is_dir() or dot_git.is_file():
+            return _at(dot_git)
     return None
 
 
-def _git_dir(git_dir: Path, work_tree: Path) -> GitDir:
+def _at(dot_git: Path) -> GitDir | None:
+    """The git dir that ``dot_git`` (an existing `.git`) is or names; None for a `.git` file that names none."""
+    if dot_git.is_dir():
+        return _git_dir(dot_git, dot_git.parent)
+    line = (_read(dot_git) or "").strip()
+    # A NUL cannot be in a path: open() and subprocess would raise on it rather than fail.
+    if not line.startswith("gitdir:") or "\0" in line:
+        return None
+    target = Path(line.removeprefix("gitdir:").strip())
+    return _git_dir(target if target.is_absolute() else dot_git.parent / target, dot_git.parent)
+
+
+def _git_dir(git_dir: Path, work_tree: Path) -> GitDir | None:
     common = git_dir
     commondir = git_dir / "commondir"
     if commondir.is_file():
-        named = Path(commondir.read_text(encoding="utf-8", errors="replace").strip())
-        common = named if named.is_absolute() else git_dir / named
+        named = (_read(commondir) or "").strip()
+        if not named or "\0" in named:
+            return None
+        common = Path(named) if Path(named).is_absolute() else git_dir / named
     return GitDir(git_dir=git_dir, common_dir=common, work_tree=work_tree)
 
 
 def _read(path: Path) -> str | None:
+    # Only a regular file: a FIFO in a checkout's `.git` (a tarball can hold one) would block the read for good.
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+    except (OSError, ValueError):
         return None
 
 
@@ -200,14 +206,32 @@ def _committer_time(body: str) -> int | None:
 
 
 def read_only_git(mounts: Iterable[Mount], workspace_root: Path) -> tuple[Mount, ...]:
-    """``mounts`` with every `.git` at or above ``workspace_root`` that a writable mount shows to the container
-    mounted read-only over it, so that a build cannot plant configuration for the host's git to run later."""
+    """``mounts`` with every git dir of a checkout at or above ``workspace_root`` that a writable mount shows to
+    the container mounted read-only over it, so that a build cannot plant configuration for the host's git to run
+    later: `.git` itself, and what a `.git` link or `gitdir:` file names (and its common dir), wherever it is."""
     chosen = tuple(mounts)
-    protected = []
+    writable = [mount.path for mount in chosen if not mount.read_only and mount.volume is None]
+    protected: list[Mount] = []
     for directory in (workspace_root, *workspace_root.parents):
         dot_git = directory / ".git"
-        if not (dot_git.is_dir() or dot_git.is_file()) or dot_git.is_symlink():
-            continue
-        if any(not mount.read_only and mount.volume is None and dot_git.is_relative_to(mount.path) for mount in chosen):
-            protected.append(Mount(path=dot_git, read_only=True))
+        repo = _at(dot_git) if dot_git.is_dir() or dot_git.is_file() else None
+        # A link is not mounted over (the engine would mount over what it names): what it names is.
+        data = [] if dot_git.is_symlink() or not dot_git.exists() else [dot_git]
+        data += [repo.git_dir, repo.common_dir] if repo is not None else []
+        for path in data:
+            seen = _in_container(path, writable)
+            if seen is not None and all(seen != mount.path for mount in protected):
+                protected.append(Mount(path=seen, read_only=True))
     return (*chosen, *protected)
+
+
+def _in_container(path: Path, writable: Iterable[Path]) -> Path | None:
+    """Where the container sees ``path`` through one of the ``writable`` mounts (each at its own host path), if it
+    does. Compared resolved: a link or `..` on the way leads a build to the same place."""
+    if not path.exists():
+        return None  # nothing to write to, and a link loop that resolve() would raise on
+    resolved = path.resolve()
+    for mount in writable:
+        if resolved.is_relative_to(mount.resolve()):
+            return mount / resolved.relative_to(mount.resolve())
+    return None

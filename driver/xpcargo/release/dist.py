@@ -89,6 +89,7 @@ def dist(
                 artifact,
                 destination,
                 target_dir=built_by.target_dir,
+                workspace_root=built_by.workspace_root,
                 epoch=settings.source_date_epoch,
                 version_in_name=version_in_name,
             )
@@ -225,14 +226,21 @@ def _split_program_args(args: Sequence[str]) -> tuple[list[str], list[str], list
 
 
 def _pack(
-    triple: str, artifact: Artifact, destination: Path, *, target_dir: Path, epoch: int, version_in_name: bool
+    triple: str,
+    artifact: Artifact,
+    destination: Path,
+    *,
+    target_dir: Path,
+    workspace_root: Path,
+    epoch: int,
+    version_in_name: bool,
 ) -> Packed:
     binary = artifact.path.name
     # A WebAssembly module is `<bin>.wasm`; its archive is named after the binary, as every other target's is.
     stem = binary.removesuffix(".wasm")
     package, version = package_name_and_version(artifact.package_id)
     top = f"{stem}-v{version}-{triple}" if version_in_name and version else f"{stem}-{triple}"
-    content = read_built_file(target_dir, artifact.path)
+    content = read_built_file(target_dir, artifact.path, workspace_root=workspace_root)
     content_sha256 = hashlib.sha256(content).hexdigest()
     if content_sha256 != artifact.sha256:
         raise ProjectError(
@@ -260,11 +268,14 @@ _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-def read_built_file(target_dir: Path, path: Path) -> bytes:
+def read_built_file(target_dir: Path, path: Path, *, workspace_root: Path) -> bytes:
     """The content of ``path``, a file the build made in ``target_dir``: a regular file reached from the target dir
     without following any link, and linked nowhere else but Cargo's own `deps/` copy of it. What is checked is what
-    is read: one descriptor, from a walk that opens each directory below the target dir with O_NOFOLLOW, so that
-    nothing swapped in between the check and the read (a symlink to the user's SSH key, say) is packed."""
+    is read: one descriptor, from a walk that opens each directory with O_NOFOLLOW, so that nothing swapped in
+    between the check and the read (a symlink to the user's SSH key, say) is packed. The walk starts at a directory
+    the build cannot replace, being a mount point in its container: the workspace root when the target dir is in
+    it (the build can rename `target` itself and leave a link to another tree on the host in its place), else the
+    target dir, its own mount."""
 
     def refuse(why: str) -> ProjectError:
         return ProjectError(
@@ -279,16 +290,20 @@ def read_built_file(target_dir: Path, path: Path) -> bytes:
         raise refuse(f"it is not in the target dir {target_dir}") from None
     if not parts or ".." in parts:
         raise refuse(f"it is not in the target dir {target_dir}")
+    anchor = workspace_root if target_dir.is_relative_to(workspace_root) else target_dir
+    parts = path.relative_to(anchor).parts
+    if ".." in parts:
+        raise refuse(f"it is not in the target dir {target_dir}")
     descriptors: list[int] = []
     try:
         try:
-            descriptors.append(os.open(target_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            descriptors.append(os.open(anchor, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             for part in parts[:-1]:
                 descriptors.append(os.open(part, _DIRECTORY_FLAGS, dir_fd=descriptors[-1]))
             file = os.open(parts[-1], _FILE_FLAGS, dir_fd=descriptors[-1])
         except OSError as error:
             if error.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise refuse("it, or a directory on its way from the target dir, is a symbolic link") from None
+                raise refuse(f"it, or a directory on its way from {anchor}, is a symbolic link") from None
             raise refuse(error.strerror or str(error)) from None
         descriptors.append(file)
         found = os.fstat(file)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -197,11 +198,36 @@ def _copied_root(workspace: Path, outside: Sequence[Path]) -> Path:
 
 
 def _copy_tree(source: Path, destination: Path, *, skip: Sequence[Path]) -> None:
+    """``source`` copied (links as links) but for ``.git``, ``skip`` and what is neither a file, a directory nor a
+    link: a FIFO, a socket or a device is nothing a build reads (a remote engine is never sent one either), and
+    copying one would block or fail."""
+
     def ignore(directory: str, names: list[str]) -> set[str]:
         here = Path(directory)
-        return {name for name in names if name == ".git" or here / name in skip}
+        return {name for name in names if name == ".git" or here / name in skip or _special(here / name)}
 
-    shutil.copytree(source, destination, ignore=ignore, symlinks=True)
+    try:
+        shutil.copytree(source, destination, ignore=ignore, symlinks=True)
+    except shutil.Error as error:
+        failures = error.args[0] if error.args and isinstance(error.args[0], list) else []
+        where, _, why = failures[0] if failures and len(failures[0]) == 3 else (source, None, str(error))
+        raise ProjectError(
+            f"cannot copy the workspace for the two builds: {where}: {why}",
+            hint="verify and dist build in copies of the workspace; make every file in it readable",
+        ) from None
+    except OSError as error:
+        raise ProjectError(
+            f"cannot copy the workspace for the two builds: {error.filename or source}: {error.strerror or error}",
+            hint="verify and dist build in copies of the workspace; make every file in it readable",
+        ) from None
+
+
+def _special(path: Path) -> bool:
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return False  # copytree reports it
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
 
 
 def compare(
