@@ -87,3 +87,37 @@ def test_a_build_script_reaches_no_credentials_no_socket_and_no_privilege(
     }, result
     assert not (home / "probe-was-here").exists()
     assert not (outside / "probe-was-here").exists()
+
+
+_LINKING_BUILD_SCRIPT = r"""
+use std::{env, fs, os::unix::fs::symlink, path::PathBuf};
+
+fn main() {
+    // Where this machine writes the report after the build: swapped for a link to a place of the attacker's choice.
+    let own = PathBuf::from(env::var("CARGO_TARGET_DIR").unwrap()).join("xpcargo");
+    let _ = fs::remove_dir_all(&own);
+    symlink(env::var("CANARY").unwrap(), &own).unwrap();
+    println!("cargo:rerun-if-changed=build.rs");
+}
+"""
+
+
+def test_a_build_that_links_xpcargos_directory_elsewhere_gets_no_report_written_there(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    root = tmp_path_factory.mktemp("relink")
+    canary = root / "canary"
+    canary.mkdir()
+    project = root / "relink"
+    (project / "src").mkdir(parents=True)
+    (project / "Cargo.toml").write_text('[package]\nname = "relink"\nversion = "0.1.0"\nedition = "2021"\n')
+    (project / "src" / "main.rs").write_text("fn main() {}\n")
+    (project / "build.rs").write_text(_LINKING_BUILD_SCRIPT)
+    (project / "xpcargo.toml").write_text(f'[build]\nenv = {{ CANARY = "{canary}" }}\n')
+
+    result = xpcargo(["build", "--target", X86_64], cwd=project)
+
+    line = single_error_line(result)
+    assert result.code == 5, result
+    assert "is a symbolic link in the project" in line, result
+    assert list(canary.iterdir()) == [], "this machine wrote the build's report through the build's link"

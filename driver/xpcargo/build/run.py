@@ -21,6 +21,7 @@ from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_
 from xpcargo.build.plan import BuildPlan, Step, plan
 from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES, MessageReader
+from xpcargo.cargo.project import refuse_linked_target_dir
 from xpcargo.container.location import EngineAddress, Engines
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
@@ -119,6 +120,9 @@ def _build(
         code = session.run(plan.command_argv(), on_stdout=reader.feed, on_stderr=errors)
         reader.close()
         scanner.close()
+        # The build could write the workspace: before this machine writes the report and the state files into the
+        # target dir, the target dir (and xpcargo's own directory in it) must still be no link to elsewhere.
+        refuse_linked_target_dir(plan.project.workspace_root, plan.project.target_dir)
         if plan.remote is not None:
             # Before the report is collected: it reads each build script's output, on the host.
             wanted = remote.wanted_back(reader.messages, plan.project.target_dir)
