@@ -230,7 +230,8 @@ def plan(
 
     passed = environment.passthrough_environment(context.environ, spec)
     host_env = {name: value for name, value in passed.items() if not environment.is_credential(name)}
-    env = {**host_env, **environment.toolchain_environment(spec, host), **_places(context, project)}
+    places = _places(context, project)
+    env = {**host_env, **environment.toolchain_environment(spec, host), **places}
     # Flags added to the user's own: the reproducible mode's path remapping, and the glibc floor's sysroot.
     remaps: tuple[tuple[Path, str], ...] = ()
     rust_flags: list[str] = []
@@ -289,7 +290,7 @@ def plan(
         remote=remote,
         env=MappingProxyType(env),
         credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
-        fetch_env=_fetch_env({**host_env, **_places(context, project)}, own_image=not spec.image),
+        fetch_env=_fetch_env({**host_env, **places}, own_image=not spec.image),
         fetch_config=_fetch_config(project),
         terminal_env=MappingProxyType(context.terminal.cargo_env()),
         color=context.terminal.color,
