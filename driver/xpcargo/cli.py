@@ -534,6 +534,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exit_:
         code = exit_.exit_code
     except Exception as error:
+        # Read here, not through Settings: the error may have come before (or from) reading the settings.
         if os.environ.get("XPCARGO_DEBUG"):
             raise
         code = _fail(

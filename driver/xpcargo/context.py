@@ -68,7 +68,6 @@ class Settings:
     engine_timeout: float
     keep_warm: int
     warm_lifetime: int
-    debug: bool
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -97,7 +96,6 @@ class Settings:
             warm_lifetime=math.ceil(
                 _seconds(environ, "XPCARGO_WARM_LIFETIME", default=WARM_LIFETIME, low=1, high=7 * 86400)
             ),
-            debug=bool(environ.get("XPCARGO_DEBUG")),
         )
 
 

@@ -568,13 +568,7 @@ def load_last(context: Context, triple: str, args: Sequence[str]) -> BuildReport
     check_triple(triple)
     parsed = cargo_args.parse_cargo_args(args)
     project = context.project(parsed)
-    path = report_path(project.target_dir, triple, cargo_args.profile_dir_name(parsed.profile))
-    try:
-        return load(path)
-    except ReportError as error:
-        if error.hint is None:
-            error.hint = f"run `xpcargo build --target {triple}` first"
-        raise
+    return load(report_path(project.target_dir, triple, cargo_args.profile_dir_name(parsed.profile)))
 
 
 def load(path: Path) -> BuildReport:

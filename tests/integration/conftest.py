@@ -4,10 +4,15 @@ The first run on a machine with an empty engine builds every target's toolchain 
 layer per target: about six minutes, shown as it goes);
 later runs find them and start at once. Tests that never reach the engine (bad input, configuration errors) take
 the ``cli`` fixture, which does not wait for the images.
+
+Every test here carries the ``engine`` marker (``pytest -m "not engine"`` leaves them out). With no engine, they are
+skipped with one line that says why, except under CI, where that stops the run: CI must never pass with them unrun.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +33,58 @@ from .helpers import (
     managed_containers,
     warm_containers,
 )
+
+# --- The engine marker, and the skip without an engine ------------------------------------------------------------
+
+ENGINE_TESTS = Path(__file__).resolve().parent
+# Long enough for a busy engine to answer, short enough that a newcomer without one does not wait.
+ENGINE_ANSWER_SECONDS = 10
+# Why no engine answers, once asked (once per session); empty when one does.
+_ENGINE_ABSENCE = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this directory needs the engine: marked here, so that a new file cannot forget it. Before the
+    mark plugin's own hook (tryfirst), which deselects by marker for `-m "not engine"`."""
+    for item in items:
+        if item.path.is_relative_to(ENGINE_TESTS):
+            item.add_marker(pytest.mark.engine)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """An engine test without an engine is skipped, before its fixtures ask the engine anything. The skip is raised
+    here, at one place, so that `-ra` sums every such test up in one line."""
+    if item.get_closest_marker("engine") is None:
+        return
+    if _ENGINE_ABSENCE not in item.config.stash:
+        item.config.stash[_ENGINE_ABSENCE] = _engine_absence()
+    absence = item.config.stash[_ENGINE_ABSENCE]
+    if not absence:
+        return
+    if os.environ.get("CI"):
+        pytest.exit(f"{absence}, and CI is set: the engine tests must run, not be skipped", returncode=1)
+    pytest.skip(f"{absence}: the engine tests are skipped (start Docker, or run `pytest tests/unit`)")
+
+
+def _engine_absence() -> str:
+    """Why the docker CLI, which these tests drive the engine with as well as xpcargo, gets no answer; empty when it
+    does. `docker version` asks the engine for its version, so it fails when no engine answers."""
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        completed = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            timeout=ENGINE_ANSWER_SECONDS,
+            check=False,
+        )
+    except FileNotFoundError:
+        return "no docker CLI on PATH, so no container engine answers"
+    except subprocess.TimeoutExpired:
+        return f"no container engine answered at {where} within {ENGINE_ANSWER_SECONDS} s"
+    return "" if completed.returncode == 0 else f"no container engine answers at {where}"
+
 
 # --- Fixtures -----------------------------------------------------------------------------------------------------
 

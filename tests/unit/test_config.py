@@ -758,7 +758,6 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
     assert settings.cache_dir == tmp_path / "cache"
     assert settings.recipes_dir == tmp_path / "recipes"
     assert settings.retry_wait == 0.5
-    assert settings.debug
     defaults = Settings.from_environment({"HOME": str(tmp_path)})
     assert defaults.cache_dir == tmp_path / ".cache" / "xpcargo"
     assert defaults.toolchains_file == resources.toolchains_file()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import textwrap
 from pathlib import Path
@@ -13,7 +12,7 @@ from xpcargo.build import plan
 from xpcargo.cargo.args import CargoArgs, parse_cargo_args, profile_dir_name
 from xpcargo.cargo.project import Project, discover, find_manifest, find_workspace_root
 from xpcargo.container.spec import Mount
-from xpcargo.errors import ProjectError, XpcargoError
+from xpcargo.errors import ProjectError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 AARCH64 = "aarch64-unknown-linux-gnu"
@@ -452,8 +451,10 @@ def test_build_false_is_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize("build", ["", "   "])
 def test_blank_build_value_is_an_error_not_a_crash(tmp_path: Path, build: str) -> None:
     _package(tmp_path / "p", "p", f'build = "{build}"\n')
-    with contextlib.suppress(XpcargoError):
+    # A crash (an IndexError on the empty command) would escape pytest.raises, and no error would fail it.
+    with pytest.raises(ProjectError) as caught:
         discover(tmp_path / "p", parse_cargo_args([]), environ=_environ(tmp_path))
+    assert f'`build = "{build}"` is a build command' in caught.value.message
 
 
 # --- mounts ---------------------------------------------------------------------------------------------------------
