@@ -452,3 +452,43 @@ def test_verify_crosses_the_boundary_on_the_project_and_its_copies_inherit_the_c
     assert not isinstance(rebuilt, int)
     assert all(Mount(path=tmp_path / "sdk", read_only=True) in plan.mounts for plan in rebuilt.plans)
     verify.discard(rebuilt.directories)
+
+
+def test_a_link_swapped_after_consent_withdraws_it(tmp_path: Path) -> None:
+    # Hostile: the consented setting stays the same text (`path = "vendor/x"`), but `vendor/x` is a link the project
+    # ships (a `git pull` may change it) whose target moves from the SDK the user saw to a secret-holding directory
+    # that is not among the places never mounted. The digest must follow where the path leads, not how it is written.
+    home = tmp_path / "home"
+    _package(tmp_path / "sdk", "sdk")
+    _write(home / ".config" / "gh" / "hosts.yml", "oauth_token: canary\n")
+    root = tmp_path / "app"
+    _package(root, extra='[dependencies]\nsdk = { path = "vendor/x" }\n')
+    (root / "vendor").mkdir()
+    (root / "vendor" / "x").symlink_to(tmp_path / "sdk")
+    environ = _environ(tmp_path)
+    trust.consent(_boundary(root, environ))
+    trust.require(_boundary(root, environ), X86_64)
+    (root / "vendor" / "x").unlink()
+    (root / "vendor" / "x").symlink_to(home / ".config" / "gh")
+    swapped = _boundary(root, environ)
+    assert [ask.value for ask in swapped.asks] == ["vendor/x"]
+    # What `xpcargo trust` shows names where the link leads, not only its harmless-looking text.
+    assert trust.status(swapped).lines()[0].endswith(f": vendor/x (leads to {(home / '.config' / 'gh').resolve()})")
+    with pytest.raises(UntrustedError, match="changed since you ran `xpcargo trust`"):
+        trust.require(swapped, X86_64)
+
+
+def test_a_mount_through_a_swapped_link_withdraws_consent(tmp_path: Path) -> None:
+    (tmp_path / "sdk").mkdir()
+    (tmp_path / "home" / ".config" / "gh").mkdir(parents=True)
+    link = tmp_path / "links" / "sdk"
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "sdk")
+    root = _consenting_project(tmp_path, f'"{link}"')
+    environ = _environ(tmp_path)
+    trust.consent(_boundary(root, environ))
+    trust.require(_boundary(root, environ), X86_64)
+    link.unlink()
+    link.symlink_to(tmp_path / "home" / ".config" / "gh")
+    with pytest.raises(UntrustedError, match="changed since you ran `xpcargo trust`"):
+        trust.require(_boundary(root, environ), X86_64)

@@ -340,8 +340,12 @@ class Boundary:
 
     @property
     def digest(self) -> str:
-        """Changes with any of the settings that reach outside the checkout, and with nothing else."""
-        items = sorted([ask.setting, str(ask.file), ask.value, ask.triple or ""] for ask in self.asks)
+        """Changes with any of the settings that reach outside the checkout, and with nothing else. A path counts by
+        where it leads too: a link the project ships (`vendor/x`, say) keeps its text when its target changes."""
+        items = sorted(
+            [ask.setting, str(ask.file), ask.value, ask.triple or "", str(_resolved(ask.path)) if ask.path else ""]
+            for ask in self.asks
+        )
         return hashlib.sha256(json.dumps(items, ensure_ascii=True).encode()).hexdigest()
 
 
@@ -452,9 +456,13 @@ class Status:
     changed: bool
 
     def lines(self) -> list[str]:
-        """What the checkout's settings reach outside it, one line each."""
+        """What the checkout's settings reach outside it, one line each, with where a path leads when its text does
+        not say it (a relative path, a link)."""
         return [
-            f"{ask.names()}: {ask.value}" + (f" (for {ask.triple})" if ask.triple else "") for ask in self.boundary.asks
+            f"{ask.names()}: {ask.value}"
+            + (f" (leads to {_resolved(ask.path)})" if ask.path and str(_resolved(ask.path)) != ask.value else "")
+            + (f" (for {ask.triple})" if ask.triple else "")
+            for ask in self.boundary.asks
         ]
 
 
