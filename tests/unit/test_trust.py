@@ -492,3 +492,21 @@ def test_a_mount_through_a_swapped_link_withdraws_consent(tmp_path: Path) -> Non
     link.symlink_to(tmp_path / "home" / ".config" / "gh")
     with pytest.raises(UntrustedError, match="changed since you ran `xpcargo trust`"):
         trust.require(_boundary(root, environ), X86_64)
+
+
+def test_a_cargo_config_of_the_checkout_linked_outside_it_is_the_projects_and_an_ask(tmp_path: Path) -> None:
+    # Hostile: in a monorepo (the checkout above the workspace), the checkout's `.cargo/config.toml` is a link to a
+    # TOML file of the user's secrets. Judged by where it leads, it passed for the user's own config: no consent asked,
+    # and mounted, as itself, at the link's place (outside the workspace), where the build reads the secrets.
+    home = tmp_path / "home"
+    secret = _write(home / ".config" / "tool" / "auth.toml", '[http-basic.corp]\npassword = "canary"\n')
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    _package(repo / "rust")
+    (repo / ".cargo").mkdir()
+    (repo / ".cargo" / "config.toml").symlink_to(secret)
+    environ = _environ(tmp_path)
+    boundary = _boundary(repo / "rust", environ)
+    assert [ask.path for ask in boundary.asks] == [secret.resolve()]
+    with pytest.raises(UntrustedError, match=r"config\.toml.* reaches outside the checkout"):
+        trust.require(boundary, X86_64)

@@ -258,6 +258,15 @@ def _configured_target_dir(config_files: Iterable[Path]) -> tuple[Path, trust.As
     return None
 
 
+def _linked_config_asks(config_files: Iterable[Path], checkout: Path) -> Iterator[trust.Ask]:
+    """A Cargo config file of the checkout that leads outside it (a link, or in a linked `.cargo`): the file it
+    leads to is what gets mounted."""
+    for path in config_files:
+        leads_to = path.resolve()
+        if path.is_relative_to(checkout) and not leads_to.is_relative_to(checkout):
+            yield trust.Ask(setting=f"the link `{path.name}`", file=path.parent, value=str(leads_to), path=leads_to)
+
+
 def _cargo_config_asks(config_files: Iterable[Path]) -> Iterator[trust.Ask]:
     """The `links` override paths of Cargo config files, for every target they name."""
     for path in config_files:
@@ -337,8 +346,13 @@ def discover(cwd: Path, args: CargoArgs, *, environ: Mapping[str, str] = os.envi
             pending.append(dependency / "Cargo.toml")
 
     config_files = _cargo_config_files(cwd, home)
-    # Cargo config files inside the checkout are the project's; those outside it (the user's own) are trusted.
-    project_files = [path for path in config_files if path.resolve().is_relative_to(checkout)]
+    # Cargo config files inside the checkout are the project's; those outside it (the user's own) are trusted. Inside
+    # by where the file is as well as where it leads: a link the project ships to a file outside is still the
+    # project's, and it reaches that file (which is mounted at the link's place).
+    project_files = [
+        path for path in config_files if path.is_relative_to(checkout) or path.resolve().is_relative_to(checkout)
+    ]
+    asks += _linked_config_asks(project_files, checkout)
     asks += _cargo_config_asks(project_files)
     if args.target_dir:
         target_dir = (cwd / args.target_dir).resolve()
