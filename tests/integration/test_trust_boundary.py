@@ -248,3 +248,21 @@ def test_a_mount_outside_the_checkout_after_xpcargo_trust(scene: Scene, xpcargo:
     revoked = xpcargo(["trust", "--revoke"], cwd=scene.project, env=scene.env)
     assert revoked.code == 0, revoked
     assert _build(xpcargo, scene).code == UNTRUSTED
+
+
+def test_a_cargo_config_linked_outside_the_checkout_needs_consent(scene: Scene, xpcargo: Cli) -> None:
+    # A monorepo: the checkout is above the workspace, and its `.cargo/config.toml` is a link the project ships to a
+    # TOML file of the user's secrets. It was taken for the user's own config (judged by where it leads) and mounted
+    # at the link's place, which the engine follows: the build read the secret with no consent asked.
+    secret = scene.home / ".config" / "tool" / "auth.toml"
+    secret.parent.mkdir(parents=True)
+    secret.write_text(f'[tool]\npassword = "{SECRET}"\n', encoding="utf-8")
+    repo = scene.project.parent
+    (repo / ".git").mkdir()
+    (repo / ".cargo").mkdir()
+    (repo / ".cargo" / "config.toml").symlink_to(secret)
+    scene.cargo_config(f'[env]\nREACH_FILE = "{repo / ".cargo" / "config.toml"}"\n')
+    refused = _build(xpcargo, scene)
+    assert refused.code == UNTRUSTED, refused
+    assert f"reaches outside the checkout ({secret})" in single_error_line(refused), refused
+    assert SECRET not in refused.stdout + refused.stderr, refused
