@@ -266,3 +266,30 @@ def test_a_cargo_config_linked_outside_the_checkout_needs_consent(scene: Scene, 
     assert refused.code == UNTRUSTED, refused
     assert f"reaches outside the checkout ({secret})" in single_error_line(refused), refused
     assert SECRET not in refused.stdout + refused.stderr, refused
+
+
+def test_a_link_swapped_after_consent_withdraws_it(scene: Scene, xpcargo: Cli) -> None:
+    # The project ships `vendor/x`, a link the user consented to as leading to an SDK; the link's text stays, its
+    # target moves (a `git pull`, or the build script of the consented build) to a directory of the user's secrets.
+    sdk = scene.project.parent / "sdk"
+    sdk.mkdir()
+    tokens = scene.home / ".config" / "gh"
+    tokens.mkdir(parents=True)
+    (tokens / "hosts.yml").write_text(f"oauth_token: {SECRET}\n", encoding="utf-8")
+    link = scene.project / "vendor" / "x"
+    link.parent.mkdir()
+    link.symlink_to(sdk)
+    scene.manifest('\n[workspace.dependencies]\nx = { path = "vendor/x" }\n')
+    scene.cargo_config(f'[env]\nREACH_FILE = "{tokens / "hosts.yml"}"\n')
+    trusted = xpcargo(["trust"], cwd=scene.project, env=scene.env)
+    assert trusted.code == 0, trusted
+    assert f"vendor/x (leads to {sdk})" in trusted.stdout, trusted
+    assert _build(xpcargo, scene).code == 0
+    link.unlink()
+    link.symlink_to(tokens)
+    # The build script runs again (as it would after any change), so that on the old code it printed the token.
+    (scene.project / "build.rs").touch()
+    swapped = _build(xpcargo, scene)
+    assert swapped.code == UNTRUSTED, swapped
+    assert "changed since you ran `xpcargo trust`" in single_error_line(swapped), swapped
+    assert SECRET not in swapped.stdout + swapped.stderr, swapped
