@@ -486,6 +486,23 @@ def warm_container_of(workspace: Path, triple: str) -> str | None:
     return found[0] if found else None
 
 
+def containers_of(workspace: Path) -> set[str]:
+    """Every container, running or not, labelled with ``workspace`` (a test's own directory)."""
+    return set(
+        docker("ps", "-a", "-q", "--no-trunc", "--filter", f"label={WORKSPACE_LABEL}={workspace.resolve()}").split()
+    )
+
+
+def container_gone(container: str, within: float) -> bool:
+    """Whether ``container`` is gone from the engine within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while docker("ps", "-a", "-q", "--no-trunc", "--filter", f"id={container}").strip():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def command_processes(container: str) -> list[str]:
     """The processes of the commands running in a warm container, as `pid pgid args` lines: all but its init, its
     idle watch (the main process and its `sleep`) and this `ps`; none when the container is gone."""

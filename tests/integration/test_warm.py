@@ -21,10 +21,11 @@ import pytest
 from .helpers import (
     FIXTURES,
     MANAGED_LABEL,
-    WORKSPACE_LABEL,
     X86_64,
     Cli,
     command_processes,
+    container_gone,
+    containers_of,
     copy_fixture,
     docker,
     run_cli,
@@ -43,22 +44,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_fixture(tmp_path_factory, "seed-c-lib")
 
 
-def _containers_of(project: Path) -> set[str]:
-    """Every container, running or not, labelled with this test's project."""
-    return set(
-        docker("ps", "-a", "-q", "--no-trunc", "--filter", f"label={WORKSPACE_LABEL}={project.resolve()}").split()
-    )
-
-
-def _gone(container: str, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while docker("ps", "-a", "-q", "--no-trunc", "--filter", f"id={container}").strip():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
-
-
 def test_the_next_command_runs_in_the_warm_container(xpcargo: Cli, project: Path) -> None:
     first = xpcargo(["build", "--target", X86_64], cwd=project)
     assert first.code == 0, first
@@ -69,7 +54,7 @@ def test_the_next_command_runs_in_the_warm_container(xpcargo: Cli, project: Path
         command = [*args[:1], "--target", X86_64, *args[1:]] + (["true"] if args[0] == "shell" else [])
         result = xpcargo(command, cwd=project)
         assert result.code == 0, result
-        assert _containers_of(project) == {warm}, result
+        assert containers_of(project) == {warm}, result
     listed = xpcargo(["ps"], cwd=project)
     assert listed.code == 0, listed
     row = next(line for line in listed.stdout_lines if line.startswith(warm[:12]))
@@ -88,8 +73,8 @@ def test_a_warm_container_ends_itself_after_its_idle_time(xpcargo: Cli, project:
     assert busy.code == 0, busy
     assert warm_container_of(project, X86_64) == warm, "the container ended while a command ran in it"
     # No host process keeps time: the container's own main process ends it, and the engine removes it.
-    assert _gone(warm, within=15), f"{warm[:12]} outlived its idle time"
-    assert not _containers_of(project), "a labelled container was left after the idle timeout"
+    assert container_gone(warm, within=15), f"{warm[:12]} outlived its idle time"
+    assert not containers_of(project), "a labelled container was left after the idle timeout"
 
 
 def test_a_changed_image_or_recreated_target_dir_replaces_the_warm_container(xpcargo: Cli, project: Path) -> None:
@@ -110,7 +95,7 @@ def test_a_changed_image_or_recreated_target_dir_replaces_the_warm_container(xpc
         assert result.code == 0, result
         second = warm_container_of(project, X86_64)
         assert second not in (None, first), "the image changed, the warm container did not"
-        assert _gone(first, within=10), "the container of the old image was not removed"
+        assert container_gone(first, within=10), "the container of the old image was not removed"
 
         # A target dir outside the workspace is a mount of its own. `cargo clean` removes it: the new one must be
         # mounted, not the deleted one that the warm container still holds.
@@ -126,7 +111,7 @@ def test_a_changed_image_or_recreated_target_dir_replaces_the_warm_container(xpc
         assert fourth not in (None, third)
         assert (target_dir / X86_64 / "debug" / "hello-world-from-c").is_file()
     finally:
-        for container in _containers_of(project):
+        for container in containers_of(project):
             docker("rm", "--force", container, check=False)
         docker("rmi", tag, check=False)
         docker("rmi", derived, check=False)
@@ -151,7 +136,7 @@ def test_two_commands_at_once_run_in_two_containers_and_leave_one_warm(xpcargo: 
     results = [process.communicate(timeout=600) for process in processes]
     for process, (stdout, stderr) in zip(processes, results, strict=True):
         assert process.returncode == 0, f"{stdout}\n{stderr}"
-    assert len(_containers_of(project)) == 1, "two commands at once left two warm containers"
+    assert len(containers_of(project)) == 1, "two commands at once left two warm containers"
     warm = warm_container_of(project, X86_64)
     # And two at once while the warm container runs: one in it, the other in a container of its own (the end of
     # one kills every process of its container's commands, which must not be the other's).
@@ -166,7 +151,7 @@ def test_two_commands_at_once_run_in_two_containers_and_leave_one_warm(xpcargo: 
         assert process.returncode == 0, f"{stdout}\n{stderr}"
         hosts.add(stdout.split()[0])
     assert len(hosts) == 2, "two commands ran in one container at once"
-    assert _containers_of(project) == {warm}
+    assert containers_of(project) == {warm}
 
 
 def test_down_stops_this_workspaces_warm_containers(xpcargo: Cli, project: Path, tmp_path: Path) -> None:
@@ -189,7 +174,7 @@ def test_down_stops_this_workspaces_warm_containers(xpcargo: Cli, project: Path,
     result = xpcargo(["down"], cwd=project / "src")
     assert result.code == 0, result
     assert f"     Stopped warm container {mine[:12]} of {X86_64} ({project.resolve()})" in result.stderr_lines, result
-    assert _gone(mine, within=10)
+    assert container_gone(mine, within=10)
     assert warm_container_of(other, X86_64) == theirs, "down stopped another workspace's container"
     running.communicate(timeout=60)
     assert running.returncode != 0
@@ -235,7 +220,7 @@ def test_down_all_stops_every_warm_container_of_the_user(user_of_its_own: tuple[
     result = run_cli(["down", "--all"], cwd=directory, env=env, prefix=prefix)
     assert result.code == 0, result
     assert sum(line.startswith("     Stopped warm container") for line in result.stderr_lines) == 2, result
-    assert all(_gone(str(container), within=10) for container in warm)
+    assert all(container_gone(str(container), within=10) for container in warm)
     nothing = run_cli(["down"], cwd=directory, env=env, prefix=prefix)
     assert nothing.code == 5, nothing
     assert "pass --all" in nothing.stderr, nothing
@@ -269,9 +254,9 @@ def test_image_prune_stops_an_idle_warm_container_of_the_image(xpcargo: Cli, pro
         )
         assert pruned.code == 0, pruned
         assert f"     Removed {tag}" in pruned.stderr_lines, pruned
-        assert _gone(warm, within=10), pruned
+        assert container_gone(warm, within=10), pruned
     finally:
-        for container in _containers_of(project):
+        for container in containers_of(project):
             docker("rm", "--force", container, check=False)
         docker("rmi", "--force", tag, check=False)
         docker("rmi", "--force", image_id, check=False)
@@ -281,4 +266,4 @@ def test_xpcargo_keep_warm_0_starts_a_container_per_command(xpcargo: Cli, projec
     for _ in range(2):
         result = xpcargo(["build", "--target", X86_64], cwd=project, env={"XPCARGO_KEEP_WARM": "0"})
         assert result.code == 0, result
-        assert not _containers_of(project), "a container outlived its command"
+        assert not containers_of(project), "a container outlived its command"

@@ -21,7 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import WORKSPACE_LABEL, X86_64, Cli, command_processes, copy_fixture, docker, warm_container_of
+from .helpers import (
+    X86_64,
+    Cli,
+    command_processes,
+    container_gone,
+    containers_of,
+    copy_fixture,
+    docker,
+    warm_container_of,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -31,21 +40,6 @@ BINARY = Path("target") / X86_64 / "debug" / "hostile-warm"
 @pytest.fixture
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_fixture(tmp_path_factory, "hostile-warm")
-
-
-def _containers_of(project: Path) -> set[str]:
-    return set(
-        docker("ps", "-a", "-q", "--no-trunc", "--filter", f"label={WORKSPACE_LABEL}={project.resolve()}").split()
-    )
-
-
-def _gone(container: str, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while docker("ps", "-a", "-q", "--no-trunc", "--filter", f"id={container}").strip():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
 
 
 def _digest(path: Path) -> str:
@@ -61,7 +55,7 @@ def test_a_build_scripts_daemon_is_gone_when_the_build_returns(xpcargo: Cli, pro
     warm = warm_container_of(project, X86_64)
     if keep_warm == "0":
         assert warm is None
-        assert not _containers_of(project), "a container of the command's own outlived it"
+        assert not containers_of(project), "a container of the command's own outlived it"
     else:
         assert warm is not None
         assert command_processes(warm) == [], "a process of the build outlived it"
@@ -98,7 +92,7 @@ def test_a_forged_busy_marker_keeps_no_warm_container_up(xpcargo: Cli, project: 
     assert "forged the deadline" not in result, result
     warm = warm_container_of(project, X86_64)
     assert warm is not None
-    assert _gone(warm, within=20), f"{warm[:12]} outlived its idle time: a forged marker kept it up"
+    assert container_gone(warm, within=20), f"{warm[:12]} outlived its idle time: a forged marker kept it up"
 
 
 def test_no_command_keeps_a_warm_container_past_its_lifetime(xpcargo: Cli, project: Path) -> None:
@@ -115,9 +109,9 @@ def test_no_command_keeps_a_warm_container_past_its_lifetime(xpcargo: Cli, proje
         assert shell.code == 0, shell
         used.add(shell.stdout.strip())
         time.sleep(2)
-    assert _gone(first, within=5), f"{first[:12]} outlived its lifetime"
+    assert container_gone(first, within=5), f"{first[:12]} outlived its lifetime"
     assert len(used) >= 2, "every command ran in the first container"
-    for container in _containers_of(project):
+    for container in containers_of(project):
         docker("rm", "--force", container, check=False)
 
 
@@ -134,7 +128,7 @@ def test_the_idle_time_counts_from_the_last_command(xpcargo: Cli, project: Path)
         assert shell.code == 0, shell
         assert warm_container_of(project, X86_64) == warm, "the container ended while commands kept coming"
         time.sleep(1.5)
-    assert _gone(warm, within=15), f"{warm[:12]} outlived its idle time"
+    assert container_gone(warm, within=15), f"{warm[:12]} outlived its idle time"
 
 
 @pytest.fixture
@@ -163,5 +157,5 @@ def test_a_mount_over_the_target_dir_sends_the_next_command_to_a_new_container(
     second = warm_container_of(project, X86_64)
     assert second not in (None, first), "the container that cannot see the new mount was reused"
     assert (elsewhere / X86_64 / "debug" / "hostile-warm").is_file(), "the build's artifacts are not on the host"
-    for container in _containers_of(project):
+    for container in containers_of(project):
         docker("rm", "--force", container, check=False)
