@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -15,3 +18,14 @@ def app_project(tmp_path: Path, xpcargo_toml: str | None = None) -> Path:
     if xpcargo_toml is not None:
         (root / "xpcargo.toml").write_text(textwrap.dedent(xpcargo_toml), encoding="utf-8")
     return root
+
+
+@contextmanager
+def listening(path: Path) -> Iterator[None]:
+    """A unix socket bound at ``path`` for as long as the block runs: what an engine's or an agent's socket is."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    try:
+        yield
+    finally:
+        listener.close()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ from xpcargo.container.spec import Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, UnknownTargetError
 
-from .projects import app_project
+from .projects import app_project, listening
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -289,7 +286,7 @@ def test_special_places_are_never_mounted(tmp_path: Path, path: str) -> None:
 def test_a_socket_named_by_a_links_override_is_refused(tmp_path: Path) -> None:
     """A project's own Cargo config can name any path in a `links` override: a socket must not be mounted."""
     sock_path = tmp_path / "engine.sock"
-    with _listening(sock_path):
+    with listening(sock_path):
         project = app_project(tmp_path)
         (project / ".cargo").mkdir()
         (project / ".cargo" / "config.toml").write_text(
@@ -301,21 +298,10 @@ def test_a_socket_named_by_a_links_override_is_refused(tmp_path: Path) -> None:
         assert "a `links` override" in caught.value.message
 
 
-@contextmanager
-def _listening(path: Path) -> Iterator[None]:
-    """A unix socket bound at ``path`` for as long as the block runs: what an engine's socket is."""
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(path))
-    try:
-        yield
-    finally:
-        listener.close()
-
-
 def test_a_mount_holding_the_engines_socket_is_refused(tmp_path: Path) -> None:
     engine = tmp_path / "engine"
     engine.mkdir()
-    with _listening(engine / "docker.sock"), pytest.raises(ConfigError, match=r"docker\.sock"):
+    with listening(engine / "docker.sock"), pytest.raises(ConfigError, match=r"docker\.sock"):
         _plan(
             tmp_path,
             "build",
@@ -328,7 +314,7 @@ def test_a_mount_holding_the_engines_socket_is_refused(tmp_path: Path) -> None:
 def test_a_mount_holding_the_socket_of_the_targets_own_engine_is_refused(tmp_path: Path) -> None:
     engine = tmp_path / "engine"
     engine.mkdir()
-    with _listening(engine / "podman.sock"), pytest.raises(ConfigError, match=r"podman\.sock"):
+    with listening(engine / "podman.sock"), pytest.raises(ConfigError, match=r"podman\.sock"):
         _plan(
             tmp_path,
             "build",

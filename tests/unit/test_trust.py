@@ -3,11 +3,8 @@ places never mounted. Pure: files in tmp_path, no engine."""
 
 from __future__ import annotations
 
-import socket
 import stat
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,8 @@ from xpcargo.config.targets import load_project_config
 from xpcargo.container.spec import Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, UntrustedError
+
+from .projects import listening
 
 X86_64 = "x86_64-unknown-linux-gnu"
 AARCH64 = "aarch64-unknown-linux-gnu"
@@ -346,22 +345,12 @@ def test_cargo_homes_credentials_are_never_mounted_and_only_xpcargo_may_mount_wh
     assert never.refusal(cargo_home, own=True) is None
 
 
-@contextmanager
-def _listening(path: Path) -> Iterator[None]:
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(path))
-    try:
-        yield
-    finally:
-        listener.close()
-
-
 def test_a_directory_holding_a_socket_is_not_mounted(tmp_path: Path) -> None:
     agent = tmp_path / "agent"
     (agent / "deep" / "er").mkdir(parents=True)
     never = trust.NeverMounted.of(_environ(tmp_path))
     assert never.refusal(agent) is None
-    with _listening(agent / "deep" / "er" / "agent.sock"):
+    with listening(agent / "deep" / "er" / "agent.sock"):
         assert never.refusal(agent) == f"holds the socket or device `{agent / 'deep' / 'er' / 'agent.sock'}`"
         # Inside the checkout, the directory is the project's own: not searched.
         inside = trust.NeverMounted.of(_environ(tmp_path), checkout=tmp_path)
