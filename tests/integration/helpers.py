@@ -503,6 +503,26 @@ def container_gone(container: str, within: float) -> bool:
     return True
 
 
+def remove_workspace_containers_and_volumes(workspace: Path) -> None:
+    """The containers and volumes labelled with ``workspace`` (a test's own directory), removed."""
+    label = f"label={WORKSPACE_LABEL}={workspace}"
+    containers = docker("ps", "-aq", "--filter", label, check=False).split()
+    if containers:
+        docker("rm", "--force", *containers, check=False)
+    names = docker("volume", "ls", "-q", "--filter", label, check=False).split()
+    if names:
+        docker("volume", "rm", *names, check=False)
+
+
+def remove_session_volumes(cargo_home: str) -> None:
+    """The remote-mode volumes of the test session's own CARGO_HOME and of the CA bundle, removed (a volume a
+    command of someone else's still uses is kept: `docker volume rm` refuses it)."""
+    for path in (cargo_home, "/usr/local/share/xpcargo-ca"):
+        names = docker("volume", "ls", "-q", "--filter", f"label=org.xpcargo.volume-path={path}", check=False).split()
+        if names:
+            docker("volume", "rm", *names, check=False)
+
+
 def command_processes(container: str) -> list[str]:
     """The processes of the commands running in a warm container, as `pid pgid args` lines: all but its init, its
     idle watch (the main process and its `sleep`) and this `ps`; none when the container is gone."""

@@ -20,7 +20,17 @@ from pathlib import Path
 import pytest
 
 from . import second_engine
-from .helpers import AARCH64, RUNNABLE, WORKSPACE_LABEL, X86_64, Cli, copy_fixture, docker
+from .helpers import (
+    AARCH64,
+    RUNNABLE,
+    WORKSPACE_LABEL,
+    X86_64,
+    Cli,
+    copy_fixture,
+    docker,
+    remove_session_volumes,
+    remove_workspace_containers_and_volumes,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -62,18 +72,8 @@ def remote_volumes_removed(cli_env: dict[str, str]) -> Iterator[list[Path]]:
     workspaces: list[Path] = []
     yield workspaces
     for workspace in workspaces:
-        label = f"label={WORKSPACE_LABEL}={workspace}"
-        containers = docker("ps", "-aq", "--filter", label, check=False).split()
-        if containers:
-            docker("rm", "--force", *containers, check=False)
-        names = docker("volume", "ls", "-q", "--filter", label, check=False).split()
-        if names:
-            docker("volume", "rm", *names, check=False)
-    # CARGO_HOME's (the session's own), and the CA bundle's, unless a command of someone else's uses it.
-    for path in (cli_env["CARGO_HOME"], "/usr/local/share/xpcargo-ca"):
-        names = docker("volume", "ls", "-q", "--filter", f"label=org.xpcargo.volume-path={path}", check=False).split()
-        if names:
-            docker("volume", "rm", *names, check=False)
+        remove_workspace_containers_and_volumes(workspace)
+    remove_session_volumes(cli_env["CARGO_HOME"])
 
 
 @pytest.mark.parametrize("triple", [X86_64, AARCH64])

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import WORKSPACE_LABEL, X86_64, Cli, docker
+from .helpers import (
+    WORKSPACE_LABEL,
+    X86_64,
+    Cli,
+    docker,
+    remove_session_volumes,
+    remove_workspace_containers_and_volumes,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -111,17 +118,12 @@ def _volume_files(project: Path, kind: str) -> set[str]:
 
 @pytest.fixture
 def volumes_removed(cli_env: dict[str, str]) -> Iterator[list[Path]]:
-    """The workspaces a test adds: their containers and volumes removed at its end."""
+    """The workspaces a test adds: their containers and volumes removed at its end, and the session's CARGO_HOME's."""
     workspaces: list[Path] = []
     yield workspaces
     for workspace in workspaces:
-        label = f"label={WORKSPACE_LABEL}={workspace}"
-        containers = docker("ps", "-aq", "--filter", label, check=False).split()
-        if containers:
-            docker("rm", "--force", *containers, check=False)
-        names = docker("volume", "ls", "-q", "--filter", label, check=False).split()
-        if names:
-            docker("volume", "rm", *names, check=False)
+        remove_workspace_containers_and_volumes(workspace)
+    remove_session_volumes(cli_env["CARGO_HOME"])
 
 
 def _run(binary: Path) -> str:
