@@ -25,9 +25,9 @@ def test_wheel_finds_its_toolchains_and_recipes(tmp_path: Path) -> None:
     probe = (
         "from xpcargo.context import Context; import pathlib; "
         "c = Context.create(cwd=pathlib.Path('/'), environ={}); "
-        "s = c.toolchains.target('aarch64-unknown-linux-gnu'); "
-        "print(c.settings.toolchains_file); print(c.settings.recipes_dir / (s.recipe + '.yaml')); "
-        "print(c.image_plan(s).reference)"
+        "s = c.host.toolchains.target('aarch64-unknown-linux-gnu'); "
+        "print(c.host.settings.toolchains_file); print(c.host.settings.recipes_dir / (s.recipe + '.yaml')); "
+        "print(c.host.image_plan(s).reference)"
     )
     printed = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(installed)!r}); {probe}"],

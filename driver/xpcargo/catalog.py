@@ -7,9 +7,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from xpcargo.build.floor import links_glibc
 from xpcargo.context import Context
 from xpcargo.image.recipe import load_recipe
+from xpcargo.pipeline.floor import links_glibc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,18 +32,18 @@ class TargetInfo:
 
 def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
     """The shipped targets (or those ``names``, `all` included, as the working directory's project sees them)."""
-    from xpcargo.build.floor import floor_of  # noqa: PLC0415
+    from xpcargo.pipeline.floor import floor_of  # noqa: PLC0415
 
     if names:
         project = context.project_config_here()
-        specs = [context.target(triple, project) for triple in context.named_targets(names)]
+        specs = [context.host.target(triple, project) for triple in context.named_targets(names)]
     else:
-        specs = [spec for _, spec in sorted(context.toolchains.targets.items())]
+        specs = [spec for _, spec in sorted(context.host.toolchains.targets.items())]
     infos = []
     for spec in specs:
-        engine = context.engine_for(spec)
-        plan = None if spec.image else context.image_plan(spec)
-        recipe = load_recipe(spec.recipe, directory=context.settings.recipes_dir)
+        engine = context.host.engine_for(spec)
+        plan = None if spec.image else context.host.image_plan(spec)
+        recipe = load_recipe(spec.recipe, directory=context.host.settings.recipes_dir)
         infos.append(
             TargetInfo(
                 target=spec.triple,
@@ -51,8 +51,8 @@ def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
                 plan=plan.digest if plan else None,
                 debian_arch=spec.debian_arch,
                 runner=spec.runner,
-                glibc=floor_of(spec, recipe, cache_dir=context.settings.cache_dir).version,
-                native=context.platform is not None and spec.triple == context.platform.rust_triple,
+                glibc=floor_of(spec, recipe, cache_dir=context.host.settings.cache_dir).version,
+                native=context.host.platform is not None and spec.triple == context.host.platform.rust_triple,
                 engine=engine.url,
                 remote=engine.remote,
             )

@@ -113,7 +113,9 @@ def _context() -> "Context":
 def _connect(context: "Context", address: "EngineAddress | None" = None, /) -> "Runtime":
     from xpcargo.container.docker_runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
 
-    return DockerRuntime.connect(context.environ, address=address, engine_timeout=context.settings.engine_timeout)
+    return DockerRuntime.connect(
+        context.host.environ, address=address, engine_timeout=context.host.settings.engine_timeout
+    )
 
 
 def _define_cargo_command(name: str, summary: str) -> None:
@@ -142,7 +144,7 @@ def _define_cargo_command(name: str, summary: str) -> None:
             ),
         ] = False,
     ) -> int:
-        from xpcargo.build import matrix  # noqa: PLC0415
+        from xpcargo.pipeline import matrix  # noqa: PLC0415
 
         names = _targets(target, name)
         return matrix.cargo_command(
@@ -232,7 +234,7 @@ def dist(
 def shell(ctx: typer.Context, target: TargetOption = None) -> int:
     """Run a command (after --), or an interactive shell, in the target's container with a build's mounts and
     environment."""
-    from xpcargo.build import run  # noqa: PLC0415
+    from xpcargo.pipeline import run  # noqa: PLC0415
 
     triple = _one_target(target, "shell")
     argv = list(ctx.args)
@@ -253,14 +255,14 @@ def trust(
     """Consent to what the checkout's own settings reach outside it (mounts, path dependencies, `links` paths, a
     target dir, `passthrough`, `engine`, `image`): records the checkout and a digest of exactly those settings in
     your config dir; changing any of them withdraws the consent."""
-    from xpcargo.build import plan  # noqa: PLC0415
     from xpcargo.cargo.args import parse_cargo_args  # noqa: PLC0415
     from xpcargo.config import trust as trusting  # noqa: PLC0415
+    from xpcargo.pipeline import plan  # noqa: PLC0415
 
     context = _context()
     project = context.project(parse_cargo_args(["--manifest-path", manifest_path] if manifest_path else []))
     boundary = plan.trust_boundary(context, project, context.project_config(project.workspace_root))
-    reporter = context.reporter()
+    reporter = context.host.reporter()
     if revoke:
         withdrawn = trusting.revoke(boundary)
         reporter.status("Revoked", f"{'the' if withdrawn else 'no'} consent for {boundary.checkout}")
@@ -351,7 +353,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON ob
 @app.command()
 def ps() -> None:
     """List your warm containers: the build containers kept running for the next command (see XPCARGO_KEEP_WARM)."""
-    from xpcargo.build import warm_containers  # noqa: PLC0415
+    from xpcargo.pipeline import warm_containers  # noqa: PLC0415
 
     context = _context()
     found = warm_containers.listing(_connect(context))
@@ -365,11 +367,11 @@ def down(
     ] = False,
 ) -> None:
     """Stop the warm containers of the workspace here (with --all, all of yours), and whatever runs in them."""
-    from xpcargo.build import warm_containers  # noqa: PLC0415
+    from xpcargo.pipeline import warm_containers  # noqa: PLC0415
 
     context = _context()
     stopped = warm_containers.down(context, _connect(context), everything=everything)
-    reporter = context.reporter()
+    reporter = context.host.reporter()
     for container in stopped:
         reporter.status("Stopped", f"warm container {container.id[:12]} of {container.target} ({container.workspace})")
     if not stopped:
@@ -493,8 +495,8 @@ def volumes_prune() -> None:
     from xpcargo.container import volumes  # noqa: PLC0415
 
     context = _context()
-    pruned = volumes.prune(_connect(context), manifests=context.settings.cache_dir / "volumes")
-    reporter = context.reporter()
+    pruned = volumes.prune(_connect(context), manifests=context.host.settings.cache_dir / "volumes")
+    reporter = context.host.reporter()
     for volume in pruned.removed:
         reporter.status("Removed", f"volume {volume.name} ({volumes.host_path(volume)})")
     for volume in pruned.in_use:

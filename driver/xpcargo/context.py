@@ -165,34 +165,15 @@ class Terminal:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Context:
-    cwd: Path
+class Host:
+    """This machine as a command sees it, whatever the project: the environment, xpcargo's knobs, the terminal
+    policy and the platform; the toolchain table and the engine, read on first use. What the layers below the
+    commands take (never the whole ``Context``)."""
+
     environ: Mapping[str, str]
     settings: Settings
     terminal: Terminal
     platform: platforms.Platform | None
-
-    @classmethod
-    def create(
-        cls, *, cwd: Path, environ: Mapping[str, str], stderr_is_terminal: bool = False, columns: int = 80
-    ) -> Context:
-        environ = MappingProxyType(dict(environ))
-        return cls(
-            cwd=cwd,
-            environ=environ,
-            settings=Settings.from_environment(environ),
-            terminal=Terminal.detect(environ, stderr_is_terminal=stderr_is_terminal, columns=columns),
-            platform=platforms.this_machine(),
-        )
-
-    @classmethod
-    def of_this_process(cls) -> Context:
-        return cls.create(
-            cwd=Path.cwd(),
-            environ=os.environ,
-            stderr_is_terminal=sys.stderr.isatty(),
-            columns=shutil.get_terminal_size().columns,
-        )
 
     @cached_property
     def toolchains(self) -> Toolchains:
@@ -210,44 +191,10 @@ class Context:
             )
         return self.platform
 
-    def project(self, args: CargoArgs) -> Project:
-        from xpcargo.cargo.project import discover  # noqa: PLC0415
-
-        return discover(self.cwd, args, environ=self.environ)
-
-    def project_config(self, workspace_root: Path) -> ProjectConfig:
-        from xpcargo.config.targets import load_project_config  # noqa: PLC0415
-
-        return load_project_config(workspace_root)
-
-    def project_config_here(self) -> ProjectConfig:
-        """The configuration of the project in the working directory, or none outside a project."""
-        from xpcargo.cargo.project import find_manifest, find_workspace_root  # noqa: PLC0415
-        from xpcargo.config.targets import ProjectConfig  # noqa: PLC0415
-
-        try:
-            root = find_workspace_root(find_manifest(self.cwd, None))
-        except ProjectError:
-            return ProjectConfig(source=None)
-        return self.project_config(root)
-
     def target(self, triple: str, project_config: ProjectConfig) -> TargetSpec:
         from xpcargo.config.targets import resolve_target  # noqa: PLC0415
 
         return resolve_target(triple, self.toolchains, project_config, environ=self.environ)
-
-    def named_targets(self, names: Sequence[str]) -> list[str]:
-        """The targets a command names, in order, each once; `all` is every target the shipped table and the working
-        directory's project define."""
-        wanted: list[str] = []
-        for name in names:
-            if name == ALL_TARGETS:
-                project = self.project_config_here()
-                expanded = sorted({*self.toolchains.targets, *project.targets})
-            else:
-                expanded = [name]
-            wanted += [triple for triple in expanded if triple not in wanted]
-        return wanted
 
     def host_target(self, project_config: ProjectConfig) -> TargetSpec | None:
         """The entry for the images' own triple: build scripts and proc-macros are built with its tools."""
@@ -282,3 +229,68 @@ class Context:
         from xpcargo.ui import Reporter  # noqa: PLC0415
 
         return Reporter(color=self.terminal.color)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    """Where a command starts: the working directory and this machine. Taken by ``commands/`` only, which find the
+    project and its configuration here and pass the layers below just what they need."""
+
+    cwd: Path
+    host: Host
+
+    @classmethod
+    def create(
+        cls, *, cwd: Path, environ: Mapping[str, str], stderr_is_terminal: bool = False, columns: int = 80
+    ) -> Context:
+        environ = MappingProxyType(dict(environ))
+        host = Host(
+            environ=environ,
+            settings=Settings.from_environment(environ),
+            terminal=Terminal.detect(environ, stderr_is_terminal=stderr_is_terminal, columns=columns),
+            platform=platforms.this_machine(),
+        )
+        return cls(cwd=cwd, host=host)
+
+    @classmethod
+    def of_this_process(cls) -> Context:
+        return cls.create(
+            cwd=Path.cwd(),
+            environ=os.environ,
+            stderr_is_terminal=sys.stderr.isatty(),
+            columns=shutil.get_terminal_size().columns,
+        )
+
+    def project(self, args: CargoArgs) -> Project:
+        from xpcargo.cargo.project import discover  # noqa: PLC0415
+
+        return discover(self.cwd, args, environ=self.host.environ)
+
+    def project_config(self, workspace_root: Path) -> ProjectConfig:
+        from xpcargo.config.targets import load_project_config  # noqa: PLC0415
+
+        return load_project_config(workspace_root)
+
+    def project_config_here(self) -> ProjectConfig:
+        """The configuration of the project in the working directory, or none outside a project."""
+        from xpcargo.cargo.project import find_manifest, find_workspace_root  # noqa: PLC0415
+        from xpcargo.config.targets import ProjectConfig  # noqa: PLC0415
+
+        try:
+            root = find_workspace_root(find_manifest(self.cwd, None))
+        except ProjectError:
+            return ProjectConfig(source=None)
+        return self.project_config(root)
+
+    def named_targets(self, names: Sequence[str]) -> list[str]:
+        """The targets a command names, in order, each once; `all` is every target the shipped table and the working
+        directory's project define."""
+        wanted: list[str] = []
+        for name in names:
+            if name == ALL_TARGETS:
+                project = self.project_config_here()
+                expanded = sorted({*self.host.toolchains.targets, *project.targets})
+            else:
+                expanded = [name]
+            wanted += [triple for triple in expanded if triple not in wanted]
+        return wanted

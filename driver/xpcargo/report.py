@@ -27,8 +27,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import IO, TYPE_CHECKING, Any, TypeGuard, TypeVar
 
-from xpcargo.build.artifacts import FinalArtifact, GlibcNeed, glibc_need
-from xpcargo.build.floor import links_glibc
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.protocol import (
@@ -43,6 +41,8 @@ from xpcargo.cargo.protocol import (
 )
 from xpcargo.config.targets import check_triple
 from xpcargo.errors import BuildScriptProtocolError, ReportError
+from xpcargo.pipeline.artifacts import FinalArtifact, GlibcNeed, glibc_need
+from xpcargo.pipeline.floor import links_glibc
 from xpcargo.ui import escape_controls
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class PackageReport:
     overridden: bool
     # The build script ran for the build machine, not the target: a build-dependency's or a proc-macro's.
     host: bool = False
-    # Where each of ``linked_libs`` came from, after a successful build (see build.origins).
+    # Where each of ``linked_libs`` came from, after a successful build (see pipeline.origins).
     libraries: tuple[LinkedLibrary, ...] = ()
 
 

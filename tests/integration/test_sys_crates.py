@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from xpcargo import resources
-from xpcargo.build import binfmt
-from xpcargo.build.environment import BINFMT_RUNNER, SHARE_DIR
+from xpcargo.pipeline import binfmt
+from xpcargo.pipeline.environment import BINFMT_RUNNER, SHARE_DIR
 
 from .helpers import AARCH64, Cli, assert_elf_for, copy_fixture, docker
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from xpcargo import resources
-from xpcargo.build import plan as build_plan
-from xpcargo.build.plan import BuildPlan, Step
-from xpcargo.build.reproducible import VARIED, Reproducibility
-from xpcargo.build.run import _write_overrides_file
 from xpcargo.container.spec import Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, UnknownTargetError
+from xpcargo.pipeline import plan as build_plan
+from xpcargo.pipeline.plan import BuildPlan, Step
+from xpcargo.pipeline.reproducible import VARIED, Reproducibility
+from xpcargo.pipeline.run import _write_overrides_file
 
 from .projects import app_project, listening
 

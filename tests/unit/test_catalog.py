@@ -33,13 +33,13 @@ def test_every_shipped_target_is_described(context: Context) -> None:
     assert [info.target for info in infos] == SHIPPED
     by_target = {info.target: info for info in infos}
     assert by_target[AARCH64].runner[0] == "qemu-aarch64"
-    assert by_target[AARCH64].image == context.image_plan(context.toolchains.target(AARCH64)).reference
+    assert by_target[AARCH64].image == context.host.image_plan(context.host.toolchains.target(AARCH64)).reference
     assert all(info.glibc == "2.41" for info in infos if info.target != WASM32)
     # A WebAssembly module links no glibc: it has no floor at all.
     assert by_target[WASM32].glibc is None
     assert by_target[WASM32].runner[0] == "node"
-    assert by_target[X86_64].native is (context.platform is not None and context.platform.machine == "x86_64")
-    assert not by_target[AARCH64].native or context.platform is not None
+    assert by_target[X86_64].native is (context.host.platform is not None and context.host.platform.machine == "x86_64")
+    assert not by_target[AARCH64].native or context.host.platform is not None
 
 
 def test_json_has_every_field(context: Context) -> None:

@@ -8,16 +8,16 @@ from types import MappingProxyType
 import pytest
 
 from xpcargo import resources
-from xpcargo.build import binfmt
-from xpcargo.build.environment import (
+from xpcargo.config import targets as config
+from xpcargo.config.targets import env_key
+from xpcargo.pipeline import binfmt
+from xpcargo.pipeline.environment import (
     BINFMT_RUNNER,
     CMAKE_TOOLCHAIN_FILE,
     is_credential,
     passthrough_environment,
     toolchain_environment,
 )
-from xpcargo.config import targets as config
-from xpcargo.config.targets import env_key
 
 X86_64 = "x86_64-unknown-linux-gnu"
 AARCH64 = "aarch64-unknown-linux-gnu"

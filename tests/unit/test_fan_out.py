@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from xpcargo import catalog
-from xpcargo.build import matrix
 from xpcargo.container.location import EngineAddress
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError
+from xpcargo.pipeline import matrix
 
 from .fake_runtime import FakeRuntime, builds_a_binary
 from .projects import app_project
@@ -48,15 +48,15 @@ def test_a_target_names_its_engine_in_the_project_or_the_environment(tmp_path: P
     root = _project(tmp_path, f'[target.{AARCH64}]\nengine = "{ARM_BUILDER}"\n')
     context = _context(root)
     project = context.project_config(root)
-    aarch64 = context.engine_for(context.target(AARCH64, project))
+    aarch64 = context.host.engine_for(context.host.target(AARCH64, project))
     assert (aarch64.url, aarch64.remote) == (ARM_BUILDER, True)
-    assert context.engine_for(context.target(X86_64, project)) == context.engine
+    assert context.host.engine_for(context.host.target(X86_64, project)) == context.host.engine
     overridden = _context(root, XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_ENGINE=OTHER_SOCKET)
-    spec = overridden.target(AARCH64, project)
-    assert (overridden.engine_for(spec).url, overridden.engine_for(spec).remote) == (OTHER_SOCKET, False)
+    spec = overridden.host.target(AARCH64, project)
+    assert (overridden.host.engine_for(spec).url, overridden.host.engine_for(spec).remote) == (OTHER_SOCKET, False)
     # XPCARGO_REMOTE forces every engine's mode.
     forced = _context(root, XPCARGO_REMOTE="1", XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_ENGINE=OTHER_SOCKET)
-    assert forced.engine_for(forced.target(AARCH64, project)).remote is True
+    assert forced.host.engine_for(forced.host.target(AARCH64, project)).remote is True
 
 
 @pytest.mark.parametrize("value", ["arm-builder", "http://x", "unix://relative.sock", "tcp://"])
@@ -64,7 +64,7 @@ def test_an_engine_that_is_no_address_is_refused(tmp_path: Path, value: str) -> 
     root = _project(tmp_path, f'[target.{AARCH64}]\nengine = "{value}"\n')
     context = _context(root)
     with pytest.raises(ConfigError, match="engine") as caught:
-        context.target(AARCH64, context.project_config(root))
+        context.host.target(AARCH64, context.project_config(root))
     assert caught.value.hint is not None
     assert "ssh://HOST" in caught.value.hint
 

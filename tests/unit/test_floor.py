@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from xpcargo import resources
-from xpcargo.build import floor
-from xpcargo.build.plan import Step, plan
-from xpcargo.build.reproducible import Reproducibility
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ImageBuildError
 from xpcargo.image import debian
 from xpcargo.image.recipe import load_recipe
+from xpcargo.pipeline import floor
+from xpcargo.pipeline.plan import Step, plan
+from xpcargo.pipeline.reproducible import Reproducibility
 
 from .projects import app_project
 
@@ -118,7 +118,7 @@ def test_a_floor_for_an_architecture_the_older_suite_lacks_is_refused(tmp_path: 
     recipe = load_recipe("trixie-rust", directory=resources.images_dir())
     root = _project(tmp_path, '[target.aarch64-unknown-linux-gnu]\nglibc = "2.36"\ndebian-arch = "riscv64"\n')
     context = _context(tmp_path, root)
-    spec = context.target(AARCH64, context.project_config(root))
+    spec = context.host.target(AARCH64, context.project_config(root))
     with pytest.raises(ConfigError, match="no such floor for riscv64") as caught:
         floor.floor_of(spec, recipe, cache_dir=tmp_path)
     assert "supported floors for aarch64-unknown-linux-gnu: 2.41 (the image's own)" in (caught.value.hint or "")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo.build import git_checkout, reproducible
 from xpcargo.container.spec import Mount
+from xpcargo.pipeline import git_checkout, reproducible
 from xpcargo.release import dist
 
 _COMMIT_TIME = 1600000000

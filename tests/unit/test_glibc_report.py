@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from xpcargo import report
-from xpcargo.build.artifacts import final_artifacts, glibc_need
-from xpcargo.build.matrix import Artifact, Summary, TargetResult
 from xpcargo.errors import ReportError
+from xpcargo.pipeline.artifacts import final_artifacts, glibc_need
+from xpcargo.pipeline.matrix import Artifact, Summary, TargetResult
 
 from .test_elf import build_elf
 

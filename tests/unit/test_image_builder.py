@@ -37,8 +37,8 @@ def _check_script(fails: bool) -> Any:
 def test_a_missing_image_is_built_checked_then_tagged(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
-    spec = context.toolchains.target(AARCH64)
-    plan = context.image_plan(spec)
+    spec = context.host.toolchains.target(AARCH64)
+    plan = context.host.image_plan(spec)
     assert builder.image_for(context, runtime, spec) == plan.reference
     assert bootstrap.calls == [
         f"bootstrap {AARCH64}",
@@ -65,7 +65,7 @@ def test_a_missing_image_is_built_checked_then_tagged(context: Context, monkeypa
     assert not runtime.running
     assert {plan.base.reference, plan.reference} <= runtime.images
     # The scratch space is gone too.
-    assert list((context.settings.cache_dir / "scratch").iterdir()) == []
+    assert list((context.host.settings.cache_dir / "scratch").iterdir()) == []
 
 
 def test_a_second_target_reuses_the_base_and_extra_packages_add_a_layer(
@@ -73,14 +73,14 @@ def test_a_second_target_reuses_the_base_and_extra_packages_add_a_layer(
 ) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
-    builder.image_for(context, runtime, context.toolchains.target(X86_64))
+    builder.image_for(context, runtime, context.host.toolchains.target(X86_64))
     bootstrap.calls.clear()
     from dataclasses import replace  # noqa: PLC0415
 
-    spec = replace(context.toolchains.target(AARCH64), extra_packages=("libssl-dev:arm64",))
+    spec = replace(context.host.toolchains.target(AARCH64), extra_packages=("libssl-dev:arm64",))
     builder.image_for(context, runtime, spec)
     assert bootstrap.calls == [
-        f"std {context.image_plan(spec).std_deb.filename}",  # type: ignore[union-attr]
+        f"std {context.host.image_plan(spec).std_deb.filename}",  # type: ignore[union-attr]
         f"layer target {AARCH64} std=True",
         f"layer extra-packages {AARCH64} std=False",
     ]
@@ -90,16 +90,16 @@ def test_a_second_target_reuses_the_base_and_extra_packages_add_a_layer(
 
 def test_an_image_whose_base_was_pruned_needs_nothing(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
-    plan = context.image_plan(context.toolchains.target(AARCH64))
+    plan = context.host.image_plan(context.host.toolchains.target(AARCH64))
     runtime = FakeRuntime(images={plan.reference})
-    assert builder.image_for(context, runtime, context.toolchains.target(AARCH64)) == plan.reference
+    assert builder.image_for(context, runtime, context.host.toolchains.target(AARCH64)) == plan.reference
     assert bootstrap.calls == []
 
 
 def test_an_image_that_is_there_is_not_built(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
-    spec = context.toolchains.target(X86_64)
-    runtime = FakeRuntime(images={context.image_plan(spec).reference})
+    spec = context.host.toolchains.target(X86_64)
+    runtime = FakeRuntime(images={context.host.image_plan(spec).reference})
     builder.image_for(context, runtime, spec)
     assert bootstrap.calls == []
     assert runtime.started == []
@@ -108,15 +108,15 @@ def test_an_image_that_is_there_is_not_built(context: Context, monkeypatch: pyte
 def test_a_failed_check_removes_the_image_and_tags_nothing(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     FakeBootstrap(monkeypatch)
     runtime = FakeRuntime(script=_check_script(fails=True))
-    spec = context.toolchains.target(X86_64)
+    spec = context.host.toolchains.target(X86_64)
     with pytest.raises(ImageBuildError, match="failed its check") as caught:
         builder.image_for(context, runtime, spec)
     assert "rustc: not found" in caught.value.message
     # The base failed its check: it is removed, and nothing is built on it.
     assert runtime.removed_images == ["sha256:imported1"]
     assert runtime.loaded == []
-    assert context.image_plan(spec).base.reference not in runtime.images
-    assert context.image_plan(spec).reference not in runtime.images
+    assert context.host.image_plan(spec).base.reference not in runtime.images
+    assert context.host.image_plan(spec).reference not in runtime.images
     assert not runtime.running
 
 
@@ -124,28 +124,30 @@ def test_a_failed_bootstrap_imports_nothing(context: Context, monkeypatch: pytes
     FakeBootstrap(monkeypatch, error=ImageBuildError("mirror down"))
     runtime = FakeRuntime()
     with pytest.raises(ImageBuildError, match="mirror down"):
-        builder.image_for(context, runtime, context.toolchains.target(X86_64))
+        builder.image_for(context, runtime, context.host.toolchains.target(X86_64))
     assert runtime.imported == []
-    assert list((context.settings.cache_dir / "scratch").iterdir()) == []
+    assert list((context.host.settings.cache_dir / "scratch").iterdir()) == []
 
 
 def test_an_engine_of_another_architecture_is_refused(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime(machine="riscv64")
     with pytest.raises(ImageBuildError, match="runs `riscv64`"):
-        builder.image_for(context, runtime, context.toolchains.target(X86_64))
+        builder.image_for(context, runtime, context.host.toolchains.target(X86_64))
     assert bootstrap.calls == []
 
 
 def test_a_configured_image_must_be_in_the_engine(context: Context) -> None:
-    spec = context.target(X86_64, context.project_config_here())
-    named = builder.Builder(runtime=FakeRuntime(), cache=context.settings.cache_dir, reporter=context.reporter())
+    spec = context.host.target(X86_64, context.project_config_here())
+    named = builder.Builder(
+        runtime=FakeRuntime(), cache=context.host.settings.cache_dir, reporter=context.host.reporter()
+    )
     from dataclasses import replace  # noqa: PLC0415
 
     with pytest.raises(ConfigError, match="not in the engine"):
         named.image_for(replace(spec, image="mine:1"), None)
     present = builder.Builder(
-        runtime=FakeRuntime(images={"mine:1"}), cache=context.settings.cache_dir, reporter=context.reporter()
+        runtime=FakeRuntime(images={"mine:1"}), cache=context.host.settings.cache_dir, reporter=context.host.reporter()
     )
     assert present.image_for(replace(spec, image="mine:1"), None) == "mine:1"
 
@@ -154,7 +156,7 @@ def test_build_images_and_the_rows(context: Context, monkeypatch: pytest.MonkeyP
     FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
     builder.build_images(context, runtime, [X86_64])
-    reference = context.image_plan(context.toolchains.target(X86_64)).reference
+    reference = context.host.image_plan(context.host.toolchains.target(X86_64)).reference
     assert reference in runtime.images
     assert [request.image for request in runtime.started] == ["sha256:imported1", runtime.loaded[0]]
 
@@ -167,7 +169,7 @@ def _labelled(runtime: FakeRuntime, reference: str, target: str, digest: str) ->
 def _built(context: Context, runtime: FakeRuntime, reference: str, digest: str, *, used_ago: float = 0) -> None:
     """An image that xpcargo built with this cache: labelled, and recorded."""
     _labelled(runtime, reference, X86_64, digest)
-    cache = context.settings.cache_dir
+    cache = context.host.settings.cache_dir
     records.save(cache, digest=digest, reference=reference, image_id=runtime.image_id(reference), target=X86_64)
     used = time.time() - used_ago
     os.utime(cache / "images" / f"{digest}.json", (used, used))
@@ -180,21 +182,23 @@ def _kept(pruned: builder.Pruned) -> dict[str, str]:
 def test_a_built_image_is_recorded_and_each_use_is_noted(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
-    spec = context.toolchains.target(X86_64)
-    plan = context.image_plan(spec)
+    spec = context.host.toolchains.target(X86_64)
+    plan = context.host.image_plan(spec)
     builder.image_for(context, runtime, spec)
-    base, record = sorted(records.load_all(context.settings.cache_dir), key=lambda r: r.reference)
+    base, record = sorted(records.load_all(context.host.settings.cache_dir), key=lambda r: r.reference)
     assert (base.digest, base.reference, base.image_id) == (plan.base.digest, plan.base.reference, "sha256:imported1")
     assert (record.digest, record.reference, record.image_id) == (plan.digest, plan.reference, runtime.loaded[0])
-    path = context.settings.cache_dir / "images" / f"{plan.digest}.json"
+    path = context.host.settings.cache_dir / "images" / f"{plan.digest}.json"
     os.utime(path, (1, 1))
     builder.image_for(context, runtime, spec)
-    assert {r.digest: r for r in records.load_all(context.settings.cache_dir)}[plan.digest].last_used > time.time() - 60
+    assert {r.digest: r for r in records.load_all(context.host.settings.cache_dir)}[
+        plan.digest
+    ].last_used > time.time() - 60
 
 
 def test_prune_keeps_the_shipped_targets_current_images_wherever_it_runs(context: Context) -> None:
     runtime = FakeRuntime()
-    current = {t: context.image_plan(spec) for t, spec in context.toolchains.targets.items()}
+    current = {t: context.host.image_plan(spec) for t, spec in context.host.toolchains.targets.items()}
     for plan in current.values():
         _built(context, runtime, plan.reference, plan.digest)
     _built(context, runtime, f"xpcargo/{X86_64}:old", "0" * 64)
@@ -207,7 +211,7 @@ def test_prune_keeps_the_shipped_targets_current_images_wherever_it_runs(context
     assert {plan.reference for plan in current.values()} <= runtime.images
     assert _kept(pruned)[current[X86_64].reference] == f"the current image of {X86_64}"
     # Its record went with it.
-    assert "0" * 64 not in {record.digest for record in records.load_all(context.settings.cache_dir)}
+    assert "0" * 64 not in {record.digest for record in records.load_all(context.host.settings.cache_dir)}
 
     everything = builder.prune_images(context, runtime, everything=True)
     assert {reference for reference, _ in everything.removed} == {plan.reference for plan in current.values()}
@@ -227,7 +231,7 @@ def test_prune_removes_only_what_xpcargo_recorded_building(context: Context) -> 
     kept = _kept(pruned)
     assert set(kept) == {"built-from-ours:1", "xpcargo/x:older-xpcargo", "xpcargo/x:renamed"}
     assert all("not built by xpcargo with this cache" in why for why in kept.values())
-    assert {record.digest for record in records.load_all(context.settings.cache_dir)} == set()
+    assert {record.digest for record in records.load_all(context.host.settings.cache_dir)} == set()
 
 
 def test_prune_removes_a_name_not_the_image(context: Context) -> None:
@@ -288,7 +292,7 @@ def test_prune_reports_a_line_for_each_image(context: Context, capsys: pytest.Ca
     builder.prune_images(context, runtime, everything=True)
     assert capsys.readouterr().err.splitlines() == [
         "     Removed xpcargo/x:old",
-        f"        Kept derived:1: not built by xpcargo with this cache (no record in {context.settings.cache_dir}"
+        f"        Kept derived:1: not built by xpcargo with this cache (no record in {context.host.settings.cache_dir}"
         "/images)",
         "      Pruned 1 image(s), 1.00 GB; kept 1",
     ]
@@ -297,7 +301,7 @@ def test_prune_reports_a_line_for_each_image(context: Context, capsys: pytest.Ca
 def test_prune_leaves_an_image_that_is_being_built(context: Context) -> None:
     runtime = FakeRuntime()
     _built(context, runtime, "xpcargo/x:building", "a" * 64)
-    with lock.try_held(context.settings.cache_dir, "a" * 64) as free:
+    with lock.try_held(context.host.settings.cache_dir, "a" * 64) as free:
         assert free
         pruned = builder.prune_images(context, runtime, everything=True)
     assert pruned.removed == []

@@ -42,7 +42,7 @@ def context(project: Path, tmp_path: Path) -> Context:
 
 
 def _spec(context: Context, triple: str) -> object:
-    return context.target(triple, context.project_config_here())
+    return context.host.target(triple, context.project_config_here())
 
 
 def _entry(plan_digest: str, *packages: Package, epoch: int = 1_764_000_000) -> LockedImage:
@@ -64,9 +64,9 @@ def _write_lock(context: Context, triple: str, entry: LockedImage) -> None:
 
 def _locked_plan(context: Context) -> ImagePlan:
     """x86_64's plan once the lock file has an entry (``_entry``) for its unlocked plan."""
-    unlocked = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    unlocked = context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
     _write_lock(context, X86_64, _entry(unlocked.digest))
-    return context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    return context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
 
 
 def test_the_lock_file_reads_back_what_was_written(tmp_path: Path) -> None:
@@ -103,11 +103,11 @@ def test_a_broken_lock_file_is_a_configuration_error(tmp_path: Path) -> None:
 
 
 def test_a_locked_plan_installs_every_package_at_its_version_under_its_own_tag(context: Context) -> None:
-    unlocked = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    unlocked = context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
     _write_lock(context, X86_64, _entry(unlocked.digest))
-    spec = context.target(X86_64, context.project_config_here())
+    spec = context.host.target(X86_64, context.project_config_here())
     assert spec.image_lock is not None
-    plan = context.image_plan(spec)
+    plan = context.host.image_plan(spec)
     assert plan.base.packages == ("base-files=13.8+deb13u8", "ca-certificates=20250419")
     (layer,) = plan.layers
     assert (layer.purpose, layer.packages) == ("locked", ("libc6=2.41-12",))
@@ -115,15 +115,17 @@ def test_a_locked_plan_installs_every_package_at_its_version_under_its_own_tag(c
     assert plan.lock == plan.base.lock == spec.image_lock.digest
     assert all(stage.labels[LABEL_LOCK] == plan.lock for stage in plan.stages)
     assert plan.reference != unlocked.reference
-    assert context.image_plan(spec, locked=False) == unlocked
+    assert context.host.image_plan(spec, locked=False) == unlocked
     # Another date (or any other change to the entry) is another image.
     _write_lock(context, X86_64, _entry(unlocked.digest, epoch=1))
-    assert context.image_plan(context.target(X86_64, context.project_config_here())).reference != plan.reference
+    assert (
+        context.host.image_plan(context.host.target(X86_64, context.project_config_here())).reference != plan.reference
+    )
 
 
 def test_an_unlocked_plan_keeps_its_tag(context: Context) -> None:
     """Locks added two fields to the plan; an unlocked plan hashes as it did, so existing images stay current."""
-    plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    plan = context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
     assert (plan.lock, plan.source_date_epoch) == (None, None)
     assert all(LABEL_LOCK not in stage.labels for stage in plan.stages)
     assert plan.digest == replace(plan).digest
@@ -132,20 +134,20 @@ def test_an_unlocked_plan_keeps_its_tag(context: Context) -> None:
 def test_a_lock_for_another_plan_is_refused_with_the_command_that_renews_it(context: Context) -> None:
     _write_lock(context, X86_64, _entry("0" * 64))
     with pytest.raises(ConfigError) as caught:
-        context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+        context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
     assert caught.value.message.startswith(f"{LOCK_FILE} locks {X86_64} for another image plan than today's")
     assert caught.value.hint == f"run `xpcargo image lock {X86_64}` and commit {LOCK_FILE}"
 
 
 def test_a_foreign_targets_lock_keeps_its_std_and_foreign_architectures(context: Context, tmp_path: Path) -> None:
-    unlocked = context.image_plan(_spec(context, AARCH64))  # type: ignore[arg-type]
+    unlocked = context.host.image_plan(_spec(context, AARCH64))  # type: ignore[arg-type]
     assert unlocked.std_deb is not None
     foreign = Package(name="libssl-dev", arch="arm64", version="3.5.1-1")
     entry = replace(
         _entry(unlocked.digest, *INSTALLED, foreign), std_deb=unlocked.std_deb.url, std_sha256=unlocked.std_deb.sha256
     )
     _write_lock(context, AARCH64, entry)
-    plan = context.image_plan(_spec(context, AARCH64))  # type: ignore[arg-type]
+    plan = context.host.image_plan(_spec(context, AARCH64))  # type: ignore[arg-type]
     assert plan.std_deb == unlocked.std_deb
     assert plan.emulator == "qemu-aarch64"
     command = debian.mmdebstrap_command(plan.base, tmp_path / "r.tar", deb_cache=tmp_path, packages_file=tmp_path / "p")
@@ -165,7 +167,7 @@ def test_a_foreign_targets_lock_keeps_its_std_and_foreign_architectures(context:
 
 
 def test_every_build_writes_out_its_packages(context: Context, tmp_path: Path) -> None:
-    plan = context.image_plan(_spec(context, X86_64)).base  # type: ignore[arg-type]
+    plan = context.host.image_plan(_spec(context, X86_64)).base  # type: ignore[arg-type]
     command = debian.mmdebstrap_command(
         plan, tmp_path / "r.tar", deb_cache=tmp_path, packages_file=tmp_path / "packages.txt"
     )
@@ -231,9 +233,9 @@ def test_lock_records_what_the_build_installed_and_keeps_an_unchanged_entry(
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
     builder.lock_images(context, runtime, [X86_64], refresh=False)
-    unlocked = context.image_plan(_spec(context, X86_64), locked=False)  # type: ignore[arg-type]
+    unlocked = context.host.image_plan(_spec(context, X86_64), locked=False)  # type: ignore[arg-type]
     assert unlocked.reference in runtime.images
-    recorded = {record.digest: record.packages for record in records.load_all(context.settings.cache_dir)}
+    recorded = {record.digest: record.packages for record in records.load_all(context.host.settings.cache_dir)}
     assert recorded == {unlocked.base.digest: INSTALLED[:-1], unlocked.digest: INSTALLED}
     entry = lockfile.load(context.cwd).targets[X86_64]
     assert (entry.plan, entry.packages, entry.std_deb) == (unlocked.digest, INSTALLED, None)
@@ -254,7 +256,7 @@ def test_lock_records_what_the_build_installed_and_keeps_an_unchanged_entry(
     assert locked.source_date_epoch == entry.source_date_epoch
     assert locked.packages == entry.base_specs()
     assert bootstrap.layers[-1].packages == entry.layer_specs()
-    assert context.image_plan(_spec(context, X86_64)).reference in runtime.images  # type: ignore[arg-type]
+    assert context.host.image_plan(_spec(context, X86_64)).reference in runtime.images  # type: ignore[arg-type]
 
 
 def test_refresh_rebuilds_and_records_the_changes(
@@ -285,7 +287,7 @@ def test_an_image_without_a_record_is_asked_with_dpkg_query(context: Context) ->
 
     runtime = FakeRuntime(script=script, images={"shared:1"})
     runtime.image_labels["shared:1"] = {"org.xpcargo.plan-hash": "f" * 64, "org.xpcargo.target": X86_64}
-    found = contents(runtime, context.settings.cache_dir, "shared:1")
+    found = contents(runtime, context.host.settings.cache_dir, "shared:1")
     assert found.packages_from == "dpkg-query"
     assert [str(package) for package in found.packages] == ["base-files:amd64=13.8+deb13u8", "libc6:amd64=2.41-12"]
     assert (found.plan, found.target, found.lock) == ("f" * 64, X86_64, None)
@@ -309,7 +311,7 @@ def test_verify_rebuilds_every_layer_and_compares(
         builder.verify_image(context, runtime, X86_64)
     builder.lock_images(context, runtime, [X86_64], refresh=False)
     builder.build_images(context, runtime, [X86_64])
-    plan = context.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    plan = context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
     images = set(runtime.images)
     capsys.readouterr()
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo.build import matrix
 from xpcargo.context import Context
+from xpcargo.pipeline import matrix
 
 from .fake_runtime import Exec, FakeRuntime, Reply, builds_a_binary, default_script, target_of
 from .projects import app_project
@@ -41,7 +41,7 @@ def _context(root: Path, **environ: str) -> Context:
 def test_named_targets(root: Path) -> None:
     context = _context(root)
     assert context.named_targets([AARCH64, AARCH64, I686]) == [AARCH64, I686]
-    shipped = sorted(context.toolchains.targets)
+    shipped = sorted(context.host.toolchains.targets)
     assert X86_64 in shipped
     assert context.named_targets(["all"]) == shipped
     assert context.named_targets([I686, "all"]) == [I686, *(t for t in shipped if t != I686)]
@@ -159,7 +159,7 @@ def test_an_error_of_xpcargos_in_one_target_is_its_result(
     runtime.every_image = False
     context = _context(root)
     # Only aarch64's image is there; the i686 target has a configured image that is missing.
-    runtime.images.add(context.image_plan(context.toolchains.target(AARCH64)).reference)
+    runtime.images.add(context.host.image_plan(context.host.toolchains.target(AARCH64)).reference)
     (root / "xpcargo.toml").write_text(f'[target.{I686}]\nimage = "missing:1"\n', encoding="utf-8")
     code = matrix.build_matrix(
         context, "build", [AARCH64, I686], [], connect=lambda *_: runtime, target_jobs=2, fail_fast=False

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from xpcargo.build import origins
-from xpcargo.build.origins import Known, Places, Probe, Request, parse_library
+from xpcargo.pipeline import origins
+from xpcargo.pipeline.origins import Known, Places, Probe, Request, parse_library
 from xpcargo.report import BuildReport, LinkedLibrary, Origin, PackageReport
 
 CAPTURED = Path(__file__).parent / "captured"

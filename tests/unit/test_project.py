@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo.build import plan
 from xpcargo.cargo.args import CargoArgs, parse_cargo_args, profile_dir_name
 from xpcargo.cargo.project import Project, discover, find_manifest, find_workspace_root
 from xpcargo.container.spec import Mount
 from xpcargo.errors import ProjectError
+from xpcargo.pipeline import plan
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 AARCH64 = "aarch64-unknown-linux-gnu"

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo.build import remote, run, sync
-from xpcargo.build.plan import Step, plan
 from xpcargo.container import volumes
 from xpcargo.container.location import locate
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
+from xpcargo.pipeline import remote, run, sync
+from xpcargo.pipeline.plan import Step, plan
 
 from .fake_runtime import Exec, FakeRuntime, Reply, default_script
 from .projects import app_project
@@ -147,8 +147,8 @@ class RemoteWorld:
         (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
         self.context = Context.create(cwd=self.root, environ=environ)
         self.runtime = FakeRuntime(script=script)  # type: ignore[arg-type]
-        spec = self.context.target(X86, self.context.project_config(self.root))
-        self.runtime.images.add(self.context.image_plan(spec).reference)
+        spec = self.context.host.target(X86, self.context.project_config(self.root))
+        self.runtime.images.add(self.context.host.image_plan(spec).reference)
 
     def build(self) -> int:
         build_plan = plan(self.context, "build", X86, [])
@@ -156,7 +156,7 @@ class RemoteWorld:
             self.context,
             build_plan,
             runtime=self.runtime,
-            reporter=self.context.reporter(),
+            reporter=self.context.host.reporter(),
             write_stdout=lambda _: None,
         ).code
 

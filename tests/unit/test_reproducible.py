@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo.build import reproducible
-from xpcargo.build.plan import Step, plan
-from xpcargo.build.reproducible import FIXED, Reproducibility
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
+from xpcargo.pipeline import reproducible
+from xpcargo.pipeline.plan import Step, plan
+from xpcargo.pipeline.reproducible import FIXED, Reproducibility
 
 from .projects import app_project
 
@@ -133,7 +133,7 @@ def test_no_repository_says_how_to_set_the_epoch(tmp_path: Path) -> None:
 
 
 def test_no_git_says_how_to_set_the_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("xpcargo.build.reproducible.shutil.which", lambda _: None)
+    monkeypatch.setattr("xpcargo.pipeline.reproducible.shutil.which", lambda _: None)
     with pytest.raises(ProjectError, match="git is not installed"):
         reproducible.source_date_epoch({}, tmp_path)
 

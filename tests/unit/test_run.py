@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from xpcargo import report
-from xpcargo.build import run
-from xpcargo.build.plan import Step, plan
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES
 from xpcargo.context import Context
 from xpcargo.errors import EngineError, InterruptError, ProjectError, ReportError
+from xpcargo.pipeline import run
+from xpcargo.pipeline.plan import Step, plan
 
 from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script, metadata
 from .projects import app_project
@@ -35,8 +35,8 @@ class World:
         self.root = app_project(tmp_path)
         self.context = _context(tmp_path, self.root, **environ)
         self.runtime = FakeRuntime()
-        spec = self.context.target(AARCH64, self.context.project_config(self.root))
-        self.image = self.context.image_plan(spec).reference
+        spec = self.context.host.target(AARCH64, self.context.project_config(self.root))
+        self.image = self.context.host.image_plan(spec).reference
         self.runtime.images.add(self.image)
         self.stdout: list[bytes] = []
         self.stderr: list[bytes] = []
@@ -47,7 +47,7 @@ class World:
             self.context,
             build_plan,
             runtime=self.runtime,
-            reporter=self.context.reporter(),
+            reporter=self.context.host.reporter(),
             write_stdout=self.stdout.append,
             write_stderr=self.stderr.append,
         ).code
@@ -397,7 +397,7 @@ def test_fetch_record_survives_concurrent_saves(world: World) -> None:
     """Two processes saving the record at once each write a temporary file of their own."""
     import threading  # noqa: PLC0415
 
-    from xpcargo.build.fetch import FetchRecord  # noqa: PLC0415
+    from xpcargo.pipeline.fetch import FetchRecord  # noqa: PLC0415
 
     record = FetchRecord(world.root / "target" / "xpcargo" / "record.json")
     errors: list[BaseException] = []

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo.build import run
-from xpcargo.build.plan import plan
 from xpcargo.container.location import EngineAddress, Engines, this_machine
 from xpcargo.context import Context
 from xpcargo.errors import EngineUnavailableError
 from xpcargo.image import builder, send
 from xpcargo.image.plan import ImagePlan
+from xpcargo.pipeline import run
+from xpcargo.pipeline.plan import plan
 from xpcargo.ui import Reporter
 
 from .fake_runtime import FakeBootstrap, FakeRuntime
@@ -36,7 +36,7 @@ def context(tmp_path: Path) -> Context:
 
 
 def _built(context: Context, local: FakeRuntime, triple: str) -> ImagePlan:
-    image_plan = context.image_plan(context.toolchains.target(triple))
+    image_plan = context.host.image_plan(context.host.toolchains.target(triple))
     builder.for_context(context, local, Reporter(color=False)).ensure(image_plan)
     return image_plan
 
@@ -47,7 +47,7 @@ def test_the_missing_chain_is_sent_stage_by_stage_under_the_same_tags(
     FakeBootstrap(monkeypatch)
     local, remote = FakeRuntime(), FakeRuntime()
     image_plan = _built(context, local, AARCH64)
-    sent = send.send(image_plan, local=local, remote=remote, cache=context.settings.cache_dir, reporter=REPORTER)
+    sent = send.send(image_plan, local=local, remote=remote, cache=context.host.settings.cache_dir, reporter=REPORTER)
     assert sent.stages == tuple(stage.reference for stage in image_plan.stages)
     for stage in image_plan.stages:
         there, here = remote.inspect_image(stage.reference), local.inspect_image(stage.reference)
@@ -59,7 +59,9 @@ def test_the_missing_chain_is_sent_stage_by_stage_under_the_same_tags(
     assert (sent.layers_sent, sent.layers_held) == (2, 1)
     # Nothing more to send.
     assert (
-        send.send(image_plan, local=local, remote=remote, cache=context.settings.cache_dir, reporter=REPORTER).stages
+        send.send(
+            image_plan, local=local, remote=remote, cache=context.host.settings.cache_dir, reporter=REPORTER
+        ).stages
         == ()
     )
 
@@ -68,11 +70,15 @@ def test_a_second_target_sends_only_its_own_layer(context: Context, monkeypatch:
     FakeBootstrap(monkeypatch)
     local, remote = FakeRuntime(), FakeRuntime()
     send.send(
-        _built(context, local, AARCH64), local=local, remote=remote, cache=context.settings.cache_dir, reporter=REPORTER
+        _built(context, local, AARCH64),
+        local=local,
+        remote=remote,
+        cache=context.host.settings.cache_dir,
+        reporter=REPORTER,
     )
     x86 = _built(context, local, X86_64)
     assert send.missing_stages(x86, remote) == (x86.stages[-1],)
-    sent = send.send(x86, local=local, remote=remote, cache=context.settings.cache_dir, reporter=REPORTER)
+    sent = send.send(x86, local=local, remote=remote, cache=context.host.settings.cache_dir, reporter=REPORTER)
     assert sent.stages == (x86.reference,)
     assert (sent.layers_sent, sent.layers_held) == (1, 1)
     assert remote.image_exists(x86.reference)
@@ -94,7 +100,7 @@ def test_targets_side_by_side_send_a_shared_base_once(context: Context, monkeypa
 
     def sender(image_plan: ImagePlan) -> None:
         try:
-            send.send(image_plan, local=local, remote=remote, cache=context.settings.cache_dir, reporter=REPORTER)
+            send.send(image_plan, local=local, remote=remote, cache=context.host.settings.cache_dir, reporter=REPORTER)
         except BaseException as error:  # noqa: BLE001 - reported by the test
             failures.append(error)
 
@@ -176,7 +182,12 @@ def test_a_remote_engine_that_lacks_the_image_gets_it_from_this_machine(
     build_plan = plan(context, "build", X86_64, [])
     assert build_plan.remote is not None
     outcome = run.execute(
-        context, build_plan, runtime=remote, reporter=context.reporter(), write_stdout=lambda _: None, engines=engines
+        context,
+        build_plan,
+        runtime=remote,
+        reporter=context.host.reporter(),
+        write_stdout=lambda _: None,
+        engines=engines,
     )
     assert outcome.code == 0
     assert build_plan.image_plan is not None
@@ -195,7 +206,7 @@ def test_without_an_engine_on_this_machine_the_error_names_save_and_load(
     monkeypatch.setattr("xpcargo.container.location.this_machine", lambda environ: None)
     build_plan = plan(context, "build", X86_64, [])
     with pytest.raises(EngineUnavailableError) as caught:
-        run.execute(context, build_plan, runtime=remote, reporter=context.reporter(), engines=engines)
+        run.execute(context, build_plan, runtime=remote, reporter=context.host.reporter(), engines=engines)
     assert "has no xpcargo/" in str(caught.value)
     assert caught.value.hint is not None
     assert "image save" in caught.value.hint

@@ -25,8 +25,8 @@ def context(tmp_path: Path) -> Context:
 
 def _with_images(context: Context) -> FakeRuntime:
     runtime = FakeRuntime()
-    for spec in context.toolchains.targets.values():
-        plan = context.image_plan(spec)
+    for spec in context.host.toolchains.targets.values():
+        plan = context.host.image_plan(spec)
         runtime.images.add(plan.reference)
         runtime.image_labels[plan.reference] = dict(plan.final.labels)
     return runtime
@@ -47,14 +47,16 @@ def test_the_key_changes_exactly_when_a_plan_does(tmp_path: Path, context: Conte
 
 def test_save_then_load_into_an_empty_engine(tmp_path: Path, context: Context) -> None:
     saved = transfer.save(context, _with_images(context), [], tmp_path / "cache")
-    digests = {context.image_plan(spec).digest for spec in context.toolchains.targets.values()}
+    digests = {context.host.image_plan(spec).digest for spec in context.host.toolchains.targets.values()}
     assert {path.name for path in saved} == {f"{digest}.tar" for digest in digests}
 
     empty = FakeRuntime()
     result = transfer.load(context, empty, tmp_path / "cache")
-    assert set(result.loaded) == {context.image_plan(spec).reference for spec in context.toolchains.targets.values()}
+    assert set(result.loaded) == {
+        context.host.image_plan(spec).reference for spec in context.host.toolchains.targets.values()
+    }
     # Loaded images are xpcargo's own: prune may remove them later.
-    assert {record.digest for record in records.load_all(context.settings.cache_dir)} == digests
+    assert {record.digest for record in records.load_all(context.host.settings.cache_dir)} == digests
     again = transfer.load(context, empty, tmp_path / "cache")
     assert again.loaded == ()
     assert len(again.present) == len(digests)
@@ -71,8 +73,8 @@ def test_a_stale_archive_is_skipped(tmp_path: Path, context: Context) -> None:
 def test_an_archive_that_is_not_what_its_name_says_is_refused(tmp_path: Path, context: Context) -> None:
     directory = tmp_path / "cache"
     directory.mkdir()
-    aarch64 = context.image_plan(context.toolchains.target(AARCH64))
-    x86_64 = context.image_plan(context.toolchains.target(X86_64))
+    aarch64 = context.host.image_plan(context.host.toolchains.target(AARCH64))
+    x86_64 = context.host.image_plan(context.host.toolchains.target(X86_64))
     # The aarch64 plan's name, holding an x86_64 image.
     forged = {"reference": x86_64.reference, "labels": {LABEL_PLAN: x86_64.digest, LABEL_TARGET: X86_64}}
     (directory / f"{aarch64.digest}.tar").write_text(json.dumps(forged), encoding="utf-8")

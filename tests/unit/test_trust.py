@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo.build import plan as build_plan
 from xpcargo.cargo.args import parse_cargo_args
 from xpcargo.cargo.project import Project, discover
 from xpcargo.config import trust
@@ -17,6 +16,7 @@ from xpcargo.config.targets import load_project_config
 from xpcargo.container.spec import Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, UntrustedError
+from xpcargo.pipeline import plan as build_plan
 
 from .projects import listening
 

@@ -367,29 +367,29 @@ def _describe(plan: ImagePlan, stage: Stage) -> str:
 def for_context(context: Context, runtime: Runtime, reporter: Reporter | None = None) -> Builder:
     return Builder(
         runtime=runtime,
-        cache=context.settings.cache_dir,
-        reporter=reporter or context.reporter(),
-        retry_wait=context.settings.retry_wait,
+        cache=context.host.settings.cache_dir,
+        reporter=reporter or context.host.reporter(),
+        retry_wait=context.host.settings.retry_wait,
     )
 
 
 def image_for(context: Context, runtime: Runtime, spec: TargetSpec, reporter: Reporter | None = None) -> str:
     """The image reference to run ``spec`` in, built first if need be."""
     builder = for_context(context, runtime, reporter)
-    return builder.image_for(spec, None if spec.image else context.image_plan(spec))
+    return builder.image_for(spec, None if spec.image else context.host.image_plan(spec))
 
 
 def known_targets(context: Context, names: Sequence[str] = ()) -> list[TargetSpec]:
     """``names`` (default: every target the shipped table and the working directory's project define), as the
     project configures them."""
     project_config = context.project_config_here()
-    wanted = names or sorted({*context.toolchains.targets, *project_config.targets})
-    return [context.target(name, project_config) for name in wanted]
+    wanted = names or sorted({*context.host.toolchains.targets, *project_config.targets})
+    return [context.host.target(name, project_config) for name in wanted]
 
 
 def build_images(context: Context, runtime: Runtime, names: Sequence[str]) -> None:
     """`xpcargo image build`: build what the targets need unless the engine has it already."""
-    reporter = context.reporter()
+    reporter = context.host.reporter()
     for spec in known_targets(context, names):
         reference = image_for(context, runtime, spec, reporter)
         reporter.status("Ready", f"{spec.triple}: {reference}")
@@ -397,7 +397,7 @@ def build_images(context: Context, runtime: Runtime, names: Sequence[str]) -> No
 
 def image_rows(context: Context, runtime: Runtime) -> list[tuple[str, str, str, str]]:
     """`xpcargo image list`: xpcargo's images, marking those that today's configuration would use."""
-    plans = [context.image_plan(spec) for spec in known_targets(context) if not spec.image]
+    plans = [context.host.image_plan(spec) for spec in known_targets(context) if not spec.image]
     current = {stage.reference for plan in plans for stage in plan.stages}
     rows = []
     for image in for_context(context, runtime).images():
@@ -413,7 +413,7 @@ def prune_images(context: Context, runtime: Runtime, *, everything: bool, unused
     """`xpcargo image prune`: remove the images xpcargo built, but the current plans of the shipped targets (wherever
     it runs: what is kept does not depend on the working directory) and those used in the last ``unused_for``
     seconds."""
-    keep = [] if everything else [context.image_plan(spec) for spec in context.toolchains.targets.values()]
+    keep = [] if everything else [context.host.image_plan(spec) for spec in context.host.toolchains.targets.values()]
     builder = for_context(context, runtime)
     pruned = builder.prune(keep=keep, unused_for=unused_for)
     for reference, _ in pruned.removed:
@@ -446,11 +446,13 @@ def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, ref
     builder = for_context(context, runtime)
     # Refreshed once per run: the base every target shares.
     refreshed: set[str] = set()
-    for spec in (context.target(name, project_config) for name in names or sorted(context.toolchains.targets)):
+    for spec in (
+        context.host.target(name, project_config) for name in names or sorted(context.host.toolchains.targets)
+    ):
         if spec.image:
             builder.reporter.status("Skipped", f"{spec.triple}: it uses the configured image {spec.image}")
             continue
-        plan = context.image_plan(spec, locked=False)
+        plan = context.host.image_plan(spec, locked=False)
         if refresh:
             builder.rebuild(plan, done=refreshed)
         else:
@@ -494,13 +496,13 @@ def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, ref
 def verify_image(context: Context, runtime: Runtime, name: str) -> Verification:
     """`xpcargo image verify`: build a locked target's layers again and compare them."""
     project_config, locks = _project_locks(context)
-    spec = context.target(name, project_config)
+    spec = context.host.target(name, project_config)
     if spec.image_lock is None:
         raise ConfigError(
             f"{name} has no entry in {locks.path}: there is nothing to verify its image against",
             hint=f"lock it first with `xpcargo image lock {name}`, and commit {LOCK_FILE}",
         )
-    plan = context.image_plan(spec)
+    plan = context.host.image_plan(spec)
     builder = for_context(context, runtime)
     builder.ensure(plan)
     verification = builder.verify(plan)

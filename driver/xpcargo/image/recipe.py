@@ -26,7 +26,7 @@ class RustToolchain:
 @dataclass(frozen=True, kw_only=True)
 class GlibcFloor:
     """An older glibc that binaries built in the image can be linked against: Debian's .debs of another suite,
-    pinned by sha256 per Debian architecture, unpacked on the host into a sysroot (see build.floor)."""
+    pinned by sha256 per Debian architecture, unpacked on the host into a sysroot (see pipeline.floor)."""
 
     version: str
     suite: str

@@ -31,7 +31,7 @@ class Loaded:
 def _plans(context: Context, names: Sequence[str]) -> list[ImagePlan]:
     """The image plans of ``names`` (default: every known target); a target with an image of its own has none."""
     specs: list[TargetSpec] = builder.known_targets(context, names)
-    return [context.image_plan(spec) for spec in specs if not spec.image]
+    return [context.host.image_plan(spec) for spec in specs if not spec.image]
 
 
 def key(context: Context, names: Sequence[str] = ()) -> str:
@@ -49,7 +49,7 @@ def save(context: Context, runtime: Runtime, names: Sequence[str], directory: Pa
         raise ImageBuildError(
             f"cannot save images to {directory}: {error.strerror}", hint="name a directory that can be written"
         ) from None
-    reporter = context.reporter()
+    reporter = context.host.reporter()
     saved = []
     for plan in _plans(context, names):
         archive = directory / f"{plan.digest}.tar"
@@ -82,7 +82,7 @@ def load(context: Context, runtime: Runtime, directory: Path) -> Loaded:
             f"there is no directory {directory} to load images from",
             hint="name the directory `xpcargo image save -o DIR` wrote (a CI cache that was not restored has none)",
         )
-    reporter = context.reporter()
+    reporter = context.host.reporter()
     wanted = {plan.digest: plan for plan in _plans(context, ())}
     loaded, present, skipped = [], [], []
     archives = sorted(path for path in directory.glob("*.tar") if _ARCHIVE.fullmatch(path.name))
@@ -98,7 +98,7 @@ def load(context: Context, runtime: Runtime, directory: Path) -> Loaded:
         references = runtime.load_image(archive)
         _check(runtime, plan, archive, references)
         records.save(
-            context.settings.cache_dir,
+            context.host.settings.cache_dir,
             digest=plan.digest,
             reference=plan.reference,
             image_id=_image_id(runtime, plan),

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xpcargo import __version__
-from xpcargo.build import git_checkout, matrix, reproducible, run
-from xpcargo.build.matrix import Artifact
-from xpcargo.build.plan import remapping, reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.project import Project
 from xpcargo.context import Context
 from xpcargo.errors import ProjectError
 from xpcargo.image.builder import image_for
 from xpcargo.image.inventory import ImageInventory, inventory
+from xpcargo.pipeline import git_checkout, matrix, reproducible, run
+from xpcargo.pipeline.matrix import Artifact
+from xpcargo.pipeline.plan import remapping, reproducibility
 from xpcargo.release import archive, provenance, verify
 
 SUMS = "sha256.sum"
@@ -112,13 +112,13 @@ def dist(
     project_config = context.project_config(project.workspace_root)
     images: list[ImageInventory] = []
     for triple in triples:
-        spec = context.target(triple, project_config)
+        spec = context.host.target(triple, project_config)
         # The image as the engine that built the target holds it (the same content hash on every engine).
-        runtime = pool.runtime(context.engine_for(spec))
+        runtime = pool.runtime(context.host.engine_for(spec))
         reference = image_for(context, runtime, spec)
-        plan_hash = None if spec.image else context.image_plan(spec).digest
+        plan_hash = None if spec.image else context.host.image_plan(spec).digest
         images.append(
-            inventory(runtime, context.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
+            inventory(runtime, context.host.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
         )
     lock = project.workspace_root / "Cargo.lock"
     # The paths of the builds whose artifacts were packed (with verification, each target's first copy).
@@ -129,7 +129,7 @@ def dist(
             command=["xpcargo", "dist", *(f"--target={triple}" for triple in triples), *args],
             targets=triples,
             cargo_args=build_args,
-            source=git_source(project.workspace_root, context.environ),
+            source=git_source(project.workspace_root, context.host.environ),
             source_date_epoch=settings.source_date_epoch,
             epoch_source=settings.epoch_source,
             remaps=remaps,
@@ -139,7 +139,7 @@ def dist(
             },
             cargo_lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None,
             images=images,
-            builder_id=provenance.builder_id(context.environ),
+            builder_id=provenance.builder_id(context.host.environ),
             xpcargo_version=__version__,
             started=started,
             finished=datetime.datetime.now(datetime.timezone.utc),
@@ -147,7 +147,7 @@ def dist(
         )
     )
     archive.write_atomically(destination / PROVENANCE, (json.dumps(document, indent=2) + "\n").encode())
-    reporter = context.reporter()
+    reporter = context.host.reporter()
     for item in sorted(packed, key=lambda item: item.archive):
         reporter.status("Packed", f"{destination / item.archive} ({item.sha256[:16]})")
     reporter.status("Wrote", f"{destination / SUMS}, {destination / MANIFEST} and {destination / PROVENANCE}")

@@ -20,14 +20,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from xpcargo.build import run
-from xpcargo.build.matrix import Artifact, artifacts_of
-from xpcargo.build.plan import BuildPlan, plan, reproducibility, trust_boundary
-from xpcargo.build.reproducible import VARIED, Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.config import trust
 from xpcargo.context import Context
 from xpcargo.errors import NotReproducibleError, ProjectError
+from xpcargo.pipeline import run
+from xpcargo.pipeline.matrix import Artifact, artifacts_of
+from xpcargo.pipeline.plan import BuildPlan, plan, reproducibility, trust_boundary
+from xpcargo.pipeline.reproducible import VARIED, Reproducibility
 
 # Options xpcargo sets itself for each of the two builds.
 _REPLACED = ("--manifest-path", "--target-dir")
@@ -79,7 +79,7 @@ def verify(context: Context, triple: str, args: Sequence[str], *, connect: run.C
     finally:
         if not keep:
             discard(rebuilt.directories)
-    context.reporter().status(
+    context.host.reporter().status(
         "Verified", f"{len(rebuilt.comparisons)} artifacts for {triple} are identical in both builds"
     )
     return 0
@@ -117,7 +117,8 @@ def build_twice(
     # The copies hold the project's settings at other paths: the trust boundary is crossed once, by the project
     # itself (its checkout, the user's consent to it), and that stands for both copies.
     trust.require(trust_boundary(context, project, context.project_config(project.workspace_root)), triple)
-    consented = replace(context, environ=MappingProxyType({**context.environ, trust.CONSENT_VARIABLE: "1"}))
+    consented_environ = MappingProxyType({**context.host.environ, trust.CONSENT_VARIABLE: "1"})
+    consented = replace(context, host=replace(context.host, environ=consented_environ))
     rest = without_options(args, _REPLACED)
     root = _copied_root(project.workspace_root, project.outside_paths)
     directories: list[Path] = []
@@ -140,7 +141,7 @@ def build_twice(
                 )
             )
         first, second = plans
-        pool, reporter = run.engines(context, connect), context.reporter()
+        pool, reporter = run.engines(context, connect), context.host.reporter()
         runtime = pool.runtime(first.engine)
         built: list[tuple[Artifact, ...]] = []
         for number, build_plan in enumerate(plans, start=1):

@@ -15,11 +15,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from xpcargo import report
-from xpcargo.build import floor, hints, origins, remote
-from xpcargo.build.artifacts import final_artifacts
-from xpcargo.build.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
-from xpcargo.build.plan import BuildPlan, Step, plan
-from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES, MessageReader
 from xpcargo.cargo.project import refuse_linked_target_dir
 from xpcargo.container.location import EngineAddress, Engines
@@ -28,6 +23,11 @@ from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
 from xpcargo.errors import ImageBuildError, ProjectError, ReportError
 from xpcargo.image import builder, send
+from xpcargo.pipeline import floor, hints, origins, remote
+from xpcargo.pipeline.artifacts import final_artifacts
+from xpcargo.pipeline.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
+from xpcargo.pipeline.plan import BuildPlan, Step, plan
+from xpcargo.pipeline.reproducible import Reproducibility
 from xpcargo.ui import Reporter, binary_writer
 
 # Cargo says this when an offline build finds a crate missing from CARGO_HOME (someone cleaned the cache).
@@ -41,7 +41,7 @@ class Connect(Protocol):
 
 def engines(context: Context, connect: Connect) -> Engines:
     """The engines of one command, each connected on first use."""
-    return Engines(lambda address: connect(context, address), context.environ)
+    return Engines(lambda address: connect(context, address), context.host.environ)
 
 
 def cargo_command(
@@ -57,7 +57,7 @@ def cargo_command(
     build_plan = plan(context, command, triple, args, reproducible_settings=reproducible)
     pool = engines(context, connect)
     runtime = pool.runtime(build_plan.engine)
-    return execute(context, build_plan, runtime=runtime, reporter=context.reporter(), engines=pool).code
+    return execute(context, build_plan, runtime=runtime, reporter=context.host.reporter(), engines=pool).code
 
 
 class _Tail:
@@ -81,7 +81,7 @@ class Outcome:
     unread_messages: int
     finished: bool | None
     offline_miss: bool
-    # What a failed build script said was missing from the image (see build.hints).
+    # What a failed build script said was missing from the image (see pipeline.hints).
     missing: hints.Missing | None = None
     # The build-script report, collected while the container still ran (so that it could say where each linked
     # library came from), or why it could not be.
@@ -236,7 +236,7 @@ def _image(
         local = engines.local(missing=missing)
         builder.for_context(context, local, reporter).ensure(image_plan)
         if local is not runtime:
-            send.send(image_plan, local=local, remote=runtime, cache=context.settings.cache_dir, reporter=reporter)
+            send.send(image_plan, local=local, remote=runtime, cache=context.host.settings.cache_dir, reporter=reporter)
         return image_plan.reference
     return builder.for_context(context, runtime, reporter).image_for(plan.spec, image_plan)
 
@@ -247,7 +247,10 @@ def _ensure_sysroot(context: Context, plan: BuildPlan, reporter: Reporter) -> No
     if sysroot is None:
         return
     made = floor.ensure(
-        sysroot, cache_dir=context.settings.cache_dir, on_retry=reporter.warn, retry_wait=context.settings.retry_wait
+        sysroot,
+        cache_dir=context.host.settings.cache_dir,
+        on_retry=reporter.warn,
+        retry_wait=context.host.settings.retry_wait,
     )
     if made:
         reporter.status(
@@ -331,7 +334,7 @@ def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connec
         )
     build_plan = plan(context, "shell", triple, [])
     pool = engines(context, connect)
-    runtime, reporter = pool.runtime(build_plan.engine), context.reporter()
+    runtime, reporter = pool.runtime(build_plan.engine), context.host.reporter()
     image = _image(context, build_plan, runtime, reporter, pool)
     _ensure_sysroot(context, build_plan, reporter)
     _write_overrides_file(build_plan)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpcargo.build import environment, remote
-from xpcargo.build.plan import BuildPlan, Step
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
+from xpcargo.pipeline import environment, remote
+from xpcargo.pipeline.plan import BuildPlan, Step
 from xpcargo.ui import Reporter
 
 Metadata = dict[str, Any]

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpcargo.build import git_checkout
 from xpcargo.config.schema import read_toml
 from xpcargo.errors import ConfigError, ProjectError
+from xpcargo.pipeline import git_checkout
 
 # The names the host paths are given in what the compilers write.
 SOURCE_NAME = "/xpcargo/source"

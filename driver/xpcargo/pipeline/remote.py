@@ -30,13 +30,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
 
-from xpcargo.build import sync
-from xpcargo.build.artifacts import SHIPPED_KINDS
 from xpcargo.cargo.project import Project
 from xpcargo.container import volumes
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import WORKSPACE_LABEL, ContainerRequest, Mount, Runtime
 from xpcargo.errors import ConfigError, EngineError
+from xpcargo.pipeline import sync
+from xpcargo.pipeline.artifacts import SHIPPED_KINDS
 from xpcargo.ui import Reporter
 
 # Where the fetch step finds the host's CA bundle.

@@ -15,10 +15,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 from xpcargo import resources
-from xpcargo.build import environment, floor, git_checkout, reproducible
-from xpcargo.build.floor import Sysroot
-from xpcargo.build.remote import RemotePlan, plan_remote
-from xpcargo.build.reproducible import Reproducibility
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.links import LinksOverrides
@@ -32,6 +28,10 @@ from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
 from xpcargo.image.plan import ImagePlan, plan_image
 from xpcargo.image.recipe import load_recipe
+from xpcargo.pipeline import environment, floor, git_checkout, reproducible
+from xpcargo.pipeline.floor import Sysroot
+from xpcargo.pipeline.remote import RemotePlan, plan_remote
+from xpcargo.pipeline.reproducible import Reproducibility
 
 # Where HOME points for a user that has no home in the image: writable by anyone, gone with the container.
 CONTAINER_HOME = "/tmp"  # noqa: S108 - inside the container, which is private and short-lived
@@ -213,22 +213,22 @@ def plan(
         project = context.project(parsed)
     except ProjectError:
         # Outside a project, only the shipped table can know the target: a typo in it is the first thing to say.
-        context.toolchains.target(triple)
+        context.host.toolchains.target(triple)
         raise
     project_config = context.project_config(project.workspace_root)
     # Before anything is mounted or any engine named: what the checkout's settings reach outside it.
     boundary = trust.require(trust_boundary(context, project, project_config), triple)
     # A `target` the project ships as a link would lead the output (and the report this machine writes) elsewhere.
     refuse_linked_target_dir(project.workspace_root, project.target_dir)
-    spec = context.target(triple, project_config)
-    host = context.host_target(project_config)
+    spec = context.host.target(triple, project_config)
+    host = context.host.host_target(project_config)
     state_dir = project.target_dir / "xpcargo" / triple
 
     # Cargo merges the `--config` file xpcargo writes into the project's own config key by key; so does this.
     links = spec.links.over(project.links_overrides(triple))
     extra = _asked_mounts(spec, links)
 
-    passed = environment.passthrough_environment(context.environ, spec)
+    passed = environment.passthrough_environment(context.host.environ, spec)
     host_env = {name: value for name, value in passed.items() if not environment.is_credential(name)}
     places = _places(context, project)
     env = {**host_env, **environment.toolchain_environment(spec, host), **places}
@@ -240,12 +240,14 @@ def plan(
         remaps = remapping(project)
         rust_flags += reproducible.rustc_remap_flags(remaps)
         c_flags += reproducible.c_remap_flags(remaps)
-    recipe = load_recipe(spec.recipe, directory=context.settings.recipes_dir, referenced_from=f"target {spec.triple}")
-    glibc = floor.floor_of(spec, recipe, cache_dir=context.settings.cache_dir)
+    recipe = load_recipe(
+        spec.recipe, directory=context.host.settings.recipes_dir, referenced_from=f"target {spec.triple}"
+    )
+    glibc = floor.floor_of(spec, recipe, cache_dir=context.host.settings.cache_dir)
     image_plan = (
         None
         if spec.image
-        else plan_image(spec, recipe, build_arch=context.build_platform.debian_arch, lock=spec.image_lock)
+        else plan_image(spec, recipe, build_arch=context.host.build_platform.debian_arch, lock=spec.image_lock)
     )
     if glibc.sysroot is not None:
         rust_flags += glibc.sysroot.rust_flags()
@@ -262,7 +264,7 @@ def plan(
         env.update(reproducible.merge_c_flags(c_flags, environ=env, triple=triple))
     if reproducible_settings is not None:
         env.update(reproducible.environment(reproducible_settings))
-    engine = context.engine_for(spec)
+    engine = context.host.engine_for(spec)
     mounts = _mounts(project, spec, extra, engine=engine, never=boundary.never)
     overrides_file = state_dir / "links-overrides.toml" if spec.links else None
     rustflags_file = state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None
@@ -271,10 +273,10 @@ def plan(
             project,
             mounts,
             engine=engine.url,
-            cache_dir=context.settings.cache_dir,
+            cache_dir=context.host.settings.cache_dir,
             state_files=[path for path in (overrides_file, rustflags_file) if path is not None],
-            ca_bundle=environment.host_ca_bundle(context.environ),
-            user_home=Path(context.environ["HOME"]).resolve() if context.environ.get("HOME") else None,
+            ca_bundle=environment.host_ca_bundle(context.host.environ),
+            user_home=Path(context.host.environ["HOME"]).resolve() if context.host.environ.get("HOME") else None,
         )
         if engine.remote
         else None
@@ -292,16 +294,16 @@ def plan(
         credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
         fetch_env=_fetch_env({**host_env, **places}, own_image=not spec.image),
         fetch_config=_fetch_config(project),
-        terminal_env=MappingProxyType(context.terminal.cargo_env()),
-        color=context.terminal.color,
+        terminal_env=MappingProxyType(context.host.terminal.cargo_env()),
+        color=context.host.terminal.color,
         links=links,
         overrides_file=overrides_file,
         state_dir=state_dir,
         fetch_record=_fetch_record(context, project, triple, engine),
-        ca_bundle=environment.host_ca_bundle(context.environ),
-        keep_warm=context.settings.keep_warm,
-        warm_lifetime=context.settings.warm_lifetime,
-        warm_locks=context.settings.cache_dir / "warm",
+        ca_bundle=environment.host_ca_bundle(context.host.environ),
+        keep_warm=context.host.settings.keep_warm,
+        warm_lifetime=context.host.settings.warm_lifetime,
+        warm_locks=context.host.settings.cache_dir / "warm",
         reproducible=reproducible_settings,
         remaps=remaps,
         rustflags_file=rustflags_file,
@@ -317,8 +319,8 @@ def _places(context: Context, project: Project) -> dict[str, str]:
     set wins, as it does for Cargo)."""
     pinned = environment.pinned_registries(project.cargo_config_files, project.cargo_home)
     return {
-        **{name: index for name, index in pinned.items() if name not in context.environ},
-        "USER": context.environ.get("USER", "xpcargo"),
+        **{name: index for name, index in pinned.items() if name not in context.host.environ},
+        "USER": context.host.environ.get("USER", "xpcargo"),
         "CARGO_HOME": str(project.cargo_home),
         "CARGO_TARGET_DIR": str(project.target_dir),
     }
@@ -385,7 +387,7 @@ def _fetch_record(context: Context, project: Project, triple: str, engine: Engin
         # A remote engine's CARGO_HOME is a volume of its own, which a local fetch did not fill.
         identity += f"\0{engine.url}"
     key = hashlib.sha256(identity.encode()).hexdigest()
-    return context.settings.cache_dir / "fetched" / f"{key[:32]}.json"
+    return context.host.settings.cache_dir / "fetched" / f"{key[:32]}.json"
 
 
 def remapping(project: Project) -> tuple[tuple[Path, str], ...]:
@@ -405,16 +407,16 @@ def trust_boundary(context: Context, project: Project, project_config: ProjectCo
     return trust.Boundary.of(
         checkout=project.checkout,
         asks=(*project.asks, *trust.settings_asks(project_config)),
-        environ=context.environ,
+        environ=context.host.environ,
         cargo_home=project.cargo_home,
-        cache_dir=context.settings.cache_dir,
+        cache_dir=context.host.settings.cache_dir,
     )
 
 
 def reproducibility(context: Context, args: Sequence[str]) -> Reproducibility:
     """The settings of a reproducible build of the project that ``args`` name: its SOURCE_DATE_EPOCH above all."""
     project = context.project(cargo_args.parse_cargo_args(args))
-    epoch, source = reproducible.source_date_epoch(context.environ, project.workspace_root)
+    epoch, source = reproducible.source_date_epoch(context.host.environ, project.workspace_root)
     return Reproducibility(source_date_epoch=epoch, epoch_source=source)
 
 

@@ -19,16 +19,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from xpcargo.build import plan as plan_module
-from xpcargo.build import run
-from xpcargo.build.artifacts import NOT_ELF, GlibcNeed, final_artifacts, glibc_need
-from xpcargo.build.plan import BuildPlan, plan
-from xpcargo.build.reproducible import Reproducibility
 from xpcargo.container.location import Engines
 from xpcargo.container.session import Cancellation
 from xpcargo.context import Context
 from xpcargo.errors import CancelledError, InterruptError, XpcargoError
 from xpcargo.hashing import file_sha256
+from xpcargo.pipeline import plan as plan_module
+from xpcargo.pipeline import run
+from xpcargo.pipeline.artifacts import NOT_ELF, GlibcNeed, final_artifacts, glibc_need
+from xpcargo.pipeline.plan import BuildPlan, plan
+from xpcargo.pipeline.reproducible import Reproducibility
 from xpcargo.ui import LineWriter, Reporter, binary_writer
 
 # How long Ctrl-C waits for the targets' own cleanup before it says what it could not confirm.
@@ -200,14 +200,14 @@ def build_matrix(
     """`xpcargo <command> --target A --target B ...`: every target planned first (bad input fails before the
     engine is asked), then run side by side, `target_jobs` at a time; then the summary, shown and returned."""
     # Cargo's progress bar redraws one line; several of them interleaved would be noise.
-    context = replace(context, terminal=replace(context.terminal, progress_width=None))
+    context = replace(context, host=replace(context.host, terminal=replace(context.host.terminal, progress_width=None)))
     plans = [plan(context, command, triple, args, reproducible_settings=reproducible) for triple in triples]
     # One connection per engine the targets name (most often the one), each made once, before any target starts:
     # an engine that is not there fails the command as it does for one target.
     pool = run.engines(context, connect)
     for build_plan in plans:
         pool.runtime(build_plan.engine)
-    output = _Output(triples, color=context.terminal.color)
+    output = _Output(triples, color=context.host.terminal.color)
     cancellation = Cancellation()
     pending: queue.Queue[BuildPlan] = queue.Queue()
     for build_plan in plans:
@@ -262,11 +262,11 @@ def build_matrix(
 
 def _show(summary: Summary, context: Context) -> None:
     """The summary on stderr (stdout may be JSON for a tool), and in GitHub's step summary when there is one."""
-    reporter = context.reporter()
+    reporter = context.host.reporter()
     reporter.status("Summary", summary.headline())
     sys.stderr.write(summary.table(relative_to=context.cwd))
     sys.stderr.flush()
-    step_summary = context.environ.get("GITHUB_STEP_SUMMARY")
+    step_summary = context.host.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         try:
             with Path(step_summary).open("a", encoding="utf-8") as stream:

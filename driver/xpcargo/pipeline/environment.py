@@ -10,10 +10,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from xpcargo.build import binfmt
 from xpcargo.config.schema import read_toml
 from xpcargo.config.targets import TargetSpec, env_key
 from xpcargo.errors import ConfigError
+from xpcargo.pipeline import binfmt
 
 # Host variables that change what Cargo builds and so must reach it; anything else stays on the host.
 _PASSED_PREFIXES = ("CARGO_",)
