@@ -7,9 +7,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from xpcargo.artifacts import links_glibc
 from xpcargo.context import Context
 from xpcargo.image.recipe import load_recipe
-from xpcargo.pipeline.floor import links_glibc
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -321,17 +321,18 @@ def report(
 ) -> None:
     """Print what every build script of the last build for a target decided, and what each artifact needs from
     glibc."""
-    from xpcargo import report as reports  # noqa: PLC0415
+    from xpcargo.report import render, store  # noqa: PLC0415
 
     triple = _one_target(target, "report")
     args = [*(["--release"] if release else []), *(["--profile", profile] if profile else [])]
     args += [*(["--manifest-path", manifest_path] if manifest_path else [])]
     args += [*(["--target-dir", target_dir] if target_dir else [])]
-    loaded = reports.load_last(_context(), triple, args)
+    context = _context()
+    loaded = store.load_last(triple, args, cwd=context.cwd, environ=context.host.environ)
     if artifacts:
-        typer.echo(reports.render_artifacts_json(loaded) if as_json else reports.render_artifacts(loaded))
+        typer.echo(render.render_artifacts_json(loaded) if as_json else render.render_artifacts(loaded))
     else:
-        typer.echo(reports.render_json(loaded) if as_json else reports.render_table(loaded))
+        typer.echo(render.render_json(loaded) if as_json else render.render_table(loaded))
 
 
 @app.command()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo.pipeline import hints
-from xpcargo.pipeline.hints import HintScanner, Missing
+from xpcargo.report import hints
+from xpcargo.report.hints import HintScanner, Missing
 
 CAPTURED = Path(__file__).parent / "captured" / "failures"
 AARCH64 = "aarch64-unknown-linux-gnu"

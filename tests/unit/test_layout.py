@@ -74,8 +74,6 @@ KNOWN_BACKWARD: set[tuple[str, str]] = {
     ("xpcargo.config.trust", "xpcargo.cargo.links"),
     ("xpcargo.image.builder", "xpcargo.context"),
     ("xpcargo.image.transfer", "xpcargo.context"),
-    ("xpcargo.report", "xpcargo.pipeline.artifacts"),
-    ("xpcargo.report", "xpcargo.pipeline.floor"),
 }
 
 
@@ -132,7 +130,6 @@ KNOWN_CONTEXT_TAKERS: set[str] = {
     "xpcargo.pipeline.warm_containers",
     "xpcargo.release.dist",
     "xpcargo.release.verify",
-    "xpcargo.report",
 }
 
 

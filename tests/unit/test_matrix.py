@@ -7,15 +7,19 @@ import hashlib
 import json
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from xpcargo.artifacts import final_artifacts
 from xpcargo.context import Context
 from xpcargo.pipeline import matrix
+from xpcargo.pipeline.matrix import Summary, TargetResult
 
 from .fake_runtime import Exec, FakeRuntime, Reply, builds_a_binary, default_script, target_of
 from .projects import app_project
+from .test_artifacts import artifact_tree
 
 AARCH64 = "aarch64-unknown-linux-gnu"
 I686 = "i686-unknown-linux-gnu"
@@ -203,3 +207,25 @@ def test_line_writer_keeps_lines_whole_and_memory_bounded() -> None:
     writer(b"\nafter\n")
     assert max(len(piece) for piece in written) <= LineWriter.MAX_HELD + 1000 + 16
     assert b"".join(written) == b"T | " + long_line + b"\nT | after\n"
+
+
+def test_the_summary_has_a_glibc_column(tmp_path: Path) -> None:
+    target_dir, messages = artifact_tree(tmp_path)
+    artifacts = tuple(
+        replace(item, size=10, sha256="0" * 64) for item in final_artifacts(messages, target_dir / AARCH64)
+    )
+    summary = Summary(
+        command="build",
+        results=(TargetResult(triple=AARCH64, code=0, seconds=1.0, artifacts=artifacts, glibc_floor="2.41"),),
+        seconds=1.0,
+    )
+    rows = summary.rows(relative_to=tmp_path)
+    assert rows[0] == ("TARGET", "RESULT", "TIME", "ARTIFACT", "SIZE", "GLIBC", "SHA256")
+    assert [(row[3], row[5]) for row in rows[1:]] == [
+        (f"target/{AARCH64}/release/libplug.so", "2.38 (floor 2.41)"),
+        (f"target/{AARCH64}/release/libplug.a", "-"),
+        (f"target/{AARCH64}/release/app", "2.34 (floor 2.41)"),
+    ]
+    assert "| `target/aarch64-unknown-linux-gnu/release/app` | 10 B | 2.34 (floor 2.41) |" in summary.markdown(
+        relative_to=tmp_path
+    )

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from xpcargo.pipeline import origins
-from xpcargo.pipeline.origins import Known, Places, Probe, Request, parse_library
-from xpcargo.report import BuildReport, LinkedLibrary, Origin, PackageReport
+from xpcargo.report import origins
+from xpcargo.report.model import BuildReport, LinkedLibrary, Origin, PackageReport
+from xpcargo.report.origins import Known, Places, Probe, Request, parse_library
 
 CAPTURED = Path(__file__).parent / "captured"
 TRIPLE = "aarch64-unknown-linux-gnu"

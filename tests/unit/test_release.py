@@ -250,7 +250,7 @@ def test_an_inventory_takes_the_packages_of_the_build_record_and_asks_the_image_
 
 
 def test_a_wasm_module_is_packed_under_its_binarys_name(tmp_path: Path) -> None:
-    from xpcargo.pipeline.matrix import Artifact  # noqa: PLC0415
+    from xpcargo.artifacts import Artifact  # noqa: PLC0415
 
     module = tmp_path / "app.wasm"
     module.write_bytes(b"\0asm\x01\0\0\0")
@@ -332,7 +332,7 @@ def test_dist_never_packs_anything_but_the_builds_own_file(tmp_path: Path, swap:
 
 
 def test_a_binary_changed_after_the_build_is_not_packed(tmp_path: Path) -> None:
-    from xpcargo.pipeline.matrix import Artifact  # noqa: PLC0415
+    from xpcargo.artifacts import Artifact  # noqa: PLC0415
 
     target_dir, binary = _built(tmp_path)
     artifact = Artifact(path=binary, size=11, sha256="0" * 64, kinds=frozenset({"bin"}), package_id="app 0.1.0")

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo import report
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES
 from xpcargo.context import Context
 from xpcargo.errors import EngineError, InterruptError, ProjectError, ReportError
 from xpcargo.pipeline import run
 from xpcargo.pipeline.plan import Step, plan
+from xpcargo.report import store
+from xpcargo.report.model import Origin
 
 from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script, metadata
 from .projects import app_project
@@ -203,8 +204,8 @@ def test_report_is_kept_and_a_report_failure_never_changes_cargos_code(world: Wo
 
     world.runtime.script = script
     assert world.run() == 0
-    path = report.report_path(world.root.resolve() / "target", AARCH64, "debug")
-    saved = report.load(path)
+    path = store.report_path(world.root.resolve() / "target", AARCH64, "debug")
+    saved = store.load(path)
     assert [p.package for p in saved.packages] == ["app"]
     assert saved.packages[0].linked_libs == ("static=z",)
     assert saved.packages[0].warnings == ("hi",)
@@ -224,7 +225,7 @@ def test_a_build_script_message_too_long_to_read_leaves_no_report(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.run()
-    path = report.report_path(world.root.resolve() / "target", AARCH64, "debug")
+    path = store.report_path(world.root.resolve() / "target", AARCH64, "debug")
     assert path.exists()
     # Written into Cargo's stdout by a build script: it starts like the message the report needs, and never ends.
     forged = b'{"reason":"build-script-executed","package_id":"' + b"x" * (MAX_MESSAGE_BYTES + 1) + b"\n"
@@ -248,7 +249,7 @@ def test_a_report_that_cannot_be_written_is_a_warning(world: World, capsys: pyte
 
 def test_a_human_message_format_drops_the_stale_report(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     world.run()
-    path = report.report_path(world.root.resolve() / "target", AARCH64, "debug")
+    path = store.report_path(world.root.resolve() / "target", AARCH64, "debug")
     assert path.exists()
     world.run(args=("--message-format", "short"))
     assert not path.exists()
@@ -386,10 +387,10 @@ def test_shell_without_a_command_needs_a_terminal(world: World) -> None:
 
 def test_load_report_after_a_build(world: World) -> None:
     world.run()
-    loaded = report.load_last(world.context, AARCH64, [])
+    loaded = store.load_last(AARCH64, [], cwd=world.context.cwd, environ=world.context.host.environ)
     assert loaded.target == AARCH64
     with pytest.raises(ReportError) as caught:
-        report.load_last(world.context, AARCH64, ["--release"])
+        store.load_last(AARCH64, ["--release"], cwd=world.context.cwd, environ=world.context.host.environ)
     assert caught.value.hint == f"run `xpcargo build --target {AARCH64}` first"
 
 
@@ -572,17 +573,17 @@ def test_the_libraries_origins_are_asked_of_the_build_container_once_after_a_suc
     assert probe_call.command == "sh"
     assert probe_call.container == build.container
     assert probe_call.argv[4] == "aarch64-linux-gnu-gcc"
-    saved = report.load(report.report_path(world.root.resolve() / "target", AARCH64, "debug"))
+    saved = store.load(store.report_path(world.root.resolve() / "target", AARCH64, "debug"))
     hello, libm = saved.packages[0].libraries
-    assert (hello.origin, hello.path) == (report.Origin.OUT_DIR, f"{out_dir}/libhello.a")
-    assert (libm.origin, libm.debian_package) == (report.Origin.IMAGE, "libc6-dev-arm64-cross")
+    assert (hello.origin, hello.path) == (Origin.OUT_DIR, f"{out_dir}/libhello.a")
+    assert (libm.origin, libm.debian_package) == (Origin.IMAGE, "libc6-dev-arm64-cross")
 
     # Built again: everything the probe found is known, and the container is not asked again.
     world.runtime.execs.clear()
     (out_dir / "libhello.a").write_bytes(b"!<arch>\n")
     assert world.run() == 0
     assert "sh" not in world.runtime.commands()
-    again = report.load(report.report_path(world.root.resolve() / "target", AARCH64, "debug"))
+    again = store.load(store.report_path(world.root.resolve() / "target", AARCH64, "debug"))
     assert again.packages[0].libraries == (hello, libm)
 
     # A failed build asks nothing more of the container.

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from xpcargo.artifacts import links_glibc
 from xpcargo.config.targets import TargetSpec
 from xpcargo.elf import version_key
 from xpcargo.errors import ConfigError, ImageBuildError
@@ -89,12 +90,6 @@ class Floor:
 
     version: str | None
     sysroot: Sysroot | None = None
-
-
-def links_glibc(triple: str) -> bool:
-    """Whether a target's programs link against glibc: Rust's `*-linux-gnu*` targets. A wasm32-wasip1 module
-    carries wasi-libc inside it and needs no glibc at all, so it has no floor."""
-    return "-linux-gnu" in triple
 
 
 def floor_of(spec: TargetSpec, recipe: ImageRecipe, *, cache_dir: Path) -> Floor:

@@ -14,36 +14,23 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
+from xpcargo.artifacts import Artifact, final_artifacts
 from xpcargo.container.location import Engines
 from xpcargo.container.session import Cancellation
 from xpcargo.context import Context
 from xpcargo.errors import CancelledError, InterruptError, XpcargoError
-from xpcargo.hashing import file_sha256
 from xpcargo.pipeline import plan as plan_module
 from xpcargo.pipeline import run
-from xpcargo.pipeline.artifacts import NOT_ELF, GlibcNeed, final_artifacts, glibc_need
 from xpcargo.pipeline.plan import BuildPlan, plan
 from xpcargo.pipeline.reproducible import Reproducibility
 from xpcargo.ui import LineWriter, Reporter, binary_writer
 
 # How long Ctrl-C waits for the targets' own cleanup before it says what it could not confirm.
 _CLEANUP_WAIT = 15.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Artifact:
-    path: Path
-    size: int
-    sha256: str
-    # The kinds of the Cargo target that made it (`bin`, `cdylib`, ...), and its package (Cargo's package id).
-    kinds: frozenset[str] = frozenset()
-    package_id: str = ""
-    glibc: GlibcNeed = NOT_ELF
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,22 +56,6 @@ class TargetResult:
         if self.ok:
             return "ok"
         return f"failed ({self.code})"
-
-
-def artifacts_of(messages: Iterable[Mapping[str, Any]], plan: BuildPlan) -> tuple[Artifact, ...]:
-    """The final artifacts Cargo reported for the target (binaries, shared and static libraries, test
-    executables), with their sizes, sha256 and glibc need, in the order Cargo built them."""
-    return tuple(
-        Artifact(
-            path=found.path,
-            size=found.path.stat().st_size,
-            sha256=file_sha256(found.path),
-            kinds=found.kinds,
-            package_id=found.package_id,
-            glibc=glibc_need(found.path),
-        )
-        for found in final_artifacts(messages, plan.project.target_dir / plan.triple)
-    )
 
 
 class _Output:
@@ -146,7 +117,8 @@ def _run_one(
     if outcome.code != 0 and cancellation.cancelled:
         # Its container was removed under it: Cargo's code says so, not what went wrong.
         return TargetResult(triple=build_plan.triple, code=outcome.code, seconds=seconds, cancelled=True)
-    artifacts = artifacts_of(outcome.messages, build_plan) if outcome.code == 0 else ()
+    tree = build_plan.project.target_dir / build_plan.triple
+    artifacts = final_artifacts(outcome.messages, tree, digests=True) if outcome.code == 0 else ()
     reporter.status("Finished" if outcome.code == 0 else "Failed", f"in {seconds:.1f}s")
     return TargetResult(
         triple=build_plan.triple,
@@ -304,7 +276,7 @@ class Summary:
             for index, artifact in enumerate(result.artifacts):
                 lead = first if index == 0 else ("", "", "")
                 shown = (_shown(artifact.path, relative_to), _size(artifact.size))
-                rows.append((*lead, *shown, artifact.glibc.describe(result.glibc_floor), artifact.sha256))
+                rows.append((*lead, *shown, artifact.describe_need(result.glibc_floor), artifact.sha256 or ""))
         return rows
 
     def table(self, *, relative_to: Path) -> str:
@@ -330,7 +302,9 @@ def _shown(path: Path, base: Path) -> str:
     return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
 
 
-def _size(size: int) -> str:
+def _size(size: int | None) -> str:
+    if size is None:
+        return ""
     if size < 1024:
         return f"{size} B"
     if size < 1024**2:

@@ -30,13 +30,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
 
+from xpcargo import artifacts
 from xpcargo.cargo.project import Project
 from xpcargo.container import volumes
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import WORKSPACE_LABEL, ContainerRequest, Mount, Runtime
 from xpcargo.errors import ConfigError, EngineError
 from xpcargo.pipeline import sync
-from xpcargo.pipeline.artifacts import SHIPPED_KINDS
 from xpcargo.ui import Reporter
 
 # Where the fetch step finds the host's CA bundle.
@@ -448,14 +448,7 @@ def wanted_back(messages: Iterable[Mapping[str, Any]], target_dir: Path) -> list
     for message in messages:
         reason = message.get("reason")
         if reason == "compiler-artifact":
-            kinds = set((message.get("target") or {}).get("kind") or ())
-            executable = message.get("executable")
-            names = [executable] if isinstance(executable, str) else []
-            if kinds & SHIPPED_KINDS:
-                names += [n for n in message.get("filenames") or () if isinstance(n, str)]
-            for name in names:
-                if not name.endswith((".rlib", ".rmeta", ".d")):
-                    paths[Path(name)] = None
+            paths.update(dict.fromkeys(artifact.path for artifact in artifacts.named(message)))
         elif reason == "build-script-executed" and isinstance(message.get("out_dir"), str):
             paths[Path(message["out_dir"]).parent] = None
     return [path for path in paths if path.is_absolute() and path.is_relative_to(target_dir) and path != target_dir]

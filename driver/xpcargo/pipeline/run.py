@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from xpcargo import report
-from xpcargo.cargo.messages import MAX_MESSAGE_BYTES, MessageReader
+from xpcargo.cargo.messages import MessageReader
 from xpcargo.cargo.project import refuse_linked_target_dir
 from xpcargo.container.location import EngineAddress, Engines
 from xpcargo.container.session import Cancellation, Session, open_session
@@ -23,11 +22,12 @@ from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
 from xpcargo.errors import ImageBuildError, ProjectError, ReportError
 from xpcargo.image import builder, send
-from xpcargo.pipeline import floor, hints, origins, remote
-from xpcargo.pipeline.artifacts import final_artifacts
+from xpcargo.pipeline import floor, remote
 from xpcargo.pipeline.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.pipeline.plan import BuildPlan, Step, plan
 from xpcargo.pipeline.reproducible import Reproducibility
+from xpcargo.report import collect, hints, origins, store
+from xpcargo.report.model import BuildReport
 from xpcargo.ui import Reporter, binary_writer
 
 # Cargo says this when an offline build finds a crate missing from CARGO_HOME (someone cleaned the cache).
@@ -85,7 +85,7 @@ class Outcome:
     missing: hints.Missing | None = None
     # The build-script report, collected while the container still ran (so that it could say where each linked
     # library came from), or why it could not be.
-    collected: report.BuildReport | ReportError | None = None
+    collected: BuildReport | ReportError | None = None
 
 
 def _build(
@@ -142,31 +142,26 @@ def _build(
 
 def _collect(
     session: Session, plan: BuildPlan, image: str, reader: MessageReader, metadata: Metadata | None, *, code: int
-) -> report.BuildReport | ReportError | None:
+) -> BuildReport | ReportError | None:
     """The build-script report of the command that just ran, with its libraries' origins if it succeeded."""
-    if reader.overflowed or metadata is None:
-        return None
-    try:
-        collected = report.collect(
-            messages=reader.messages,
-            cargo_metadata=metadata,
-            links_overrides=plan.links,
-            target=plan.triple,
-            profile=plan.profile_dir,
-            success=code == 0 and reader.finished is not False,
-        )
-    except ReportError as error:
-        return error
-    if not collected.success:
-        return collected
-    places = origins.Places(
-        target_dir=str(plan.project.target_dir),
-        mounts=tuple(plan.spec.mounts),
-        project=tuple(str(mount.path) for mount in plan.mounts),
-    )
     # xpcargo's own tags are content hashes; a project's own `image` may be retagged under the same name.
     cache = origins.ProbeCache(plan.state_dir / "library-probe.json", image) if plan.spec.image is None else None
-    return origins.find(session, collected, target_cc=plan.spec.cc, places=places, cache=cache)
+    return collect.from_build(
+        session,
+        reader,
+        metadata,
+        code=code,
+        links_overrides=plan.links,
+        target=plan.triple,
+        profile=plan.profile_dir,
+        target_cc=plan.spec.cc,
+        places=origins.Places(
+            target_dir=str(plan.project.target_dir),
+            mounts=tuple(plan.spec.mounts),
+            project=tuple(str(mount.path) for mount in plan.mounts),
+        ),
+        probe_cache=cache,
+    )
 
 
 def execute(
@@ -294,35 +289,17 @@ def _warn_about_toolchain_file(plan: BuildPlan, reporter: Reporter) -> None:
 
 def _keep_report(plan: BuildPlan, outcome: Outcome, reporter: Reporter) -> None:
     """Record what the build scripts decided. Cargo's result stands whatever happens to the report."""
-    try:
-        path = report.report_path(plan.project.target_dir, plan.triple, plan.profile_dir)
-        if not plan.reads_messages:
-            path.unlink(missing_ok=True)
-            reporter.warn(
-                f"build-script report not updated: --message-format={plan.parsed.message_format} hides "
-                "Cargo's build-script messages"
-            )
-            return
-        if outcome.metadata is None:
-            return
-        if outcome.unread_messages:
-            # A report that silently lacks a package is worse than none; the stale one must go too.
-            path.unlink(missing_ok=True)
-            reporter.warn(
-                f"build-script report not saved: {outcome.unread_messages} of Cargo's messages were too long "
-                f"(over {MAX_MESSAGE_BYTES >> 20} MiB) or too many to keep"
-            )
-            return
-        if isinstance(outcome.collected, ReportError):
-            # A stale report must not outlive the build it described.
-            path.unlink(missing_ok=True)
-            raise outcome.collected
-        if outcome.collected is not None:
-            found = final_artifacts(outcome.messages, plan.project.target_dir / plan.triple)
-            artifacts = report.artifact_reports(found)
-            report.save(replace(outcome.collected, glibc_floor=plan.glibc_floor, artifacts=artifacts), path)
-    except (ReportError, OSError) as error:
-        reporter.warn(f"build-script report not saved: {error}")
+    store.keep(
+        outcome.collected,
+        target_dir=plan.project.target_dir,
+        target=plan.triple,
+        profile=plan.profile_dir,
+        hidden_by=None if plan.reads_messages else plan.parsed.message_format,
+        unread_messages=outcome.unread_messages,
+        messages=outcome.messages,
+        glibc_floor=plan.glibc_floor,
+        warn=reporter.warn,
+    )
 
 
 def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connect, interactive: bool) -> int:

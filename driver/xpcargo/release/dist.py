@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xpcargo import __version__
+from xpcargo.artifacts import Artifact
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.project import Project
 from xpcargo.context import Context
@@ -28,7 +29,6 @@ from xpcargo.errors import ProjectError
 from xpcargo.image.builder import image_for
 from xpcargo.image.inventory import ImageInventory, inventory
 from xpcargo.pipeline import git_checkout, matrix, reproducible, run
-from xpcargo.pipeline.matrix import Artifact
 from xpcargo.pipeline.plan import remapping, reproducibility
 from xpcargo.release import archive, provenance, verify
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from xpcargo.artifacts import Artifact, final_artifacts
 from xpcargo.cargo import args as cargo_args
 from xpcargo.config import trust
 from xpcargo.context import Context
 from xpcargo.errors import NotReproducibleError, ProjectError
 from xpcargo.pipeline import run
-from xpcargo.pipeline.matrix import Artifact, artifacts_of
 from xpcargo.pipeline.plan import BuildPlan, plan, reproducibility, trust_boundary
 from xpcargo.pipeline.reproducible import VARIED, Reproducibility
 
@@ -150,7 +150,8 @@ def build_twice(
             if outcome.code != 0:
                 discard(directories)
                 return outcome.code
-            built.append(artifacts_of(outcome.messages, build_plan))
+            tree = build_plan.project.target_dir / build_plan.triple
+            built.append(final_artifacts(outcome.messages, tree, digests=True))
     except BaseException:
         discard(directories)
         raise
@@ -270,8 +271,8 @@ def table(comparisons: Sequence[Comparison]) -> str:
         rows.append(
             (
                 comparison.name,
-                comparison.first.sha256 if comparison.first else "(missing)",
-                comparison.second.sha256 if comparison.second else "(missing)",
+                (comparison.first.sha256 or "") if comparison.first else "(missing)",
+                (comparison.second.sha256 or "") if comparison.second else "(missing)",
                 "same" if comparison.same else "differs",
             )
         )

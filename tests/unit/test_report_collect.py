@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tracemalloc
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +19,10 @@ from hypothesis import strategies as st
 from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.protocol import parse
 from xpcargo.errors import ReportError
-from xpcargo.report import (
-    CAPPED_MARKER,
-    MAX_ENTRIES,
-    MAX_LINE_BYTES,
-    MAX_PACKAGE_CHARS,
-    SCHEMA_VERSION,
-    BuildReport,
-    LinkedLibrary,
-    Origin,
-    PackageReport,
-    collect,
-    load,
-    render_json,
-    render_table,
-    report_path,
-    save,
-)
+from xpcargo.report.collect import CAPPED_MARKER, MAX_ENTRIES, MAX_LINE_BYTES, MAX_PACKAGE_CHARS, collect
+from xpcargo.report.model import BuildReport, PackageReport
+from xpcargo.report.render import render_json, render_table
+from xpcargo.report.store import save
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -590,7 +576,7 @@ def test_a_build_script_message_without_a_usable_out_dir_is_a_report_error(out_d
         _collect_one([message])
 
 
-_JSON = st.recursive(
+ANY_JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
@@ -600,8 +586,8 @@ _JSON = st.recursive(
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     reason=st.sampled_from(["build-script-executed", "compiler-artifact", "compiler-message"]),
-    package_id=st.sampled_from([SYS_ID, "not listed"]) | _JSON,
-    fields=st.dictionaries(st.sampled_from(["out_dir", "filenames", "linked_libs", "env"]), _JSON, max_size=4),
+    package_id=st.sampled_from([SYS_ID, "not listed"]) | ANY_JSON,
+    fields=st.dictionaries(st.sampled_from(["out_dir", "filenames", "linked_libs", "env"]), ANY_JSON, max_size=4),
 )
 def test_any_message_shape_gives_a_report_or_a_report_error(
     tmp_path: Path, reason: str, package_id: object, fields: dict[str, Any]
@@ -645,292 +631,3 @@ def test_packages_sorted_by_name_then_semantic_version(tmp_path: Path) -> None:
         ("b", "1.0.0-rc.1"),
         ("b", "1.0.0"),
     ]
-
-
-# Persistence and rendering.
-
-REPORT = BuildReport(
-    target=TRIPLE,
-    profile="release",
-    success=True,
-    packages=(
-        PackageReport(
-            package="foo-sys",
-            version="0.1.0",
-            links="foo",
-            out_dir="/w/target/aarch64-unknown-linux-gnu/release/build/foo-sys-0123/out",
-            linked_libs=("static=foo",),
-            linked_paths=("native=/w/target/out/lib",),
-            cfgs=("has_foo",),
-            env={"FOO_VERSION": "1.2=3"},
-            metadata={"ROOT": "/opt/foo", "INCLUDE": "/opt/foo/include"},
-            warnings=("foo: deprecated",),
-            overridden=False,
-        ),
-        PackageReport(
-            package="zlib-sys",
-            version="1.1.0",
-            links="z",
-            out_dir=None,
-            linked_libs=("z",),
-            linked_paths=(),
-            cfgs=(),
-            env={},
-            metadata={},
-            warnings=(),
-            overridden=True,
-        ),
-    ),
-)
-
-
-def test_report_path_is_under_xpcargo(tmp_path: Path) -> None:
-    path = report_path(tmp_path, TRIPLE, "release")
-    assert path.is_relative_to(tmp_path / "xpcargo")
-    assert report_path(tmp_path, "/specs/my-board.json", "dev").parent.name == "my-board"
-    assert path != report_path(tmp_path, TRIPLE, "dev")
-    with pytest.raises(ReportError, match="file name"):
-        report_path(tmp_path, TRIPLE, "../x")
-
-
-def test_save_load_round_trip(tmp_path: Path) -> None:
-    path = report_path(tmp_path, TRIPLE, "release")
-    save(REPORT, path)
-    assert load(path) == REPORT
-    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
-    # Overwriting leaves no temporary file behind.
-    save(REPORT, path)
-    assert [entry.name for entry in path.parent.iterdir()] == [path.name]
-
-
-def test_libraries_and_host_round_trip_and_render(tmp_path: Path) -> None:
-    libraries = (
-        LinkedLibrary(name="foo", kind="static", path="/w/target/out/lib/libfoo.a", origin=Origin.OUT_DIR),
-        LinkedLibrary(
-            name="z", kind=None, path="/usr/lib/x/libz.so", origin=Origin.IMAGE, debian_package="zlib1g-dev:arm64"
-        ),
-        LinkedLibrary(name="q", kind="dylib", path=None, origin=Origin.NOT_FOUND),
-    )
-    first = replace(REPORT.packages[0], host=True, libraries=libraries)
-    with_libraries = replace(REPORT, packages=(first, *REPORT.packages[1:]))
-    path = report_path(tmp_path, TRIPLE, "release")
-    save(with_libraries, path)
-    assert load(path) == with_libraries
-    assert json.loads(render_json(with_libraries))[0]["libraries"][1] == {
-        "name": "z",
-        "kind": None,
-        "path": "/usr/lib/x/libz.so",
-        "origin": "image",
-        "debian_package": "zlib1g-dev:arm64",
-    }
-    table = render_table(with_libraries)
-    assert "  runs for:     the build machine (a build-dependency's or a proc-macro's build script)" in table
-    assert "  libraries:    static=foo: /w/target/out/lib/libfoo.a (built in OUT_DIR)" in table
-    assert "                z: /usr/lib/x/libz.so (image, Debian package zlib1g-dev:arm64)" in table
-    assert "                dylib=q: not found on the search paths" in table
-
-
-def test_a_report_written_before_libraries_and_host_still_loads(tmp_path: Path) -> None:
-    path = report_path(tmp_path, TRIPLE, "release")
-    save(REPORT, path)
-    document = json.loads(path.read_text())
-    for package in document["packages"]:
-        del package["host"], package["libraries"]
-    path.write_text(json.dumps(document), encoding="utf-8")
-    assert load(path) == REPORT
-    document["packages"][0]["libraries"] = [{"name": "z", "kind": None, "path": None, "origin": "moon"}]
-    path.write_text(json.dumps(document), encoding="utf-8")
-    with pytest.raises(ReportError, match="corrupt"):
-        load(path)
-
-
-def test_load_missing(tmp_path: Path) -> None:
-    with pytest.raises(ReportError) as caught:
-        load(report_path(tmp_path, TRIPLE, "dev"))
-    assert "no build-script report" in caught.value.message
-    assert caught.value.hint == f"run `xpcargo build --target {TRIPLE}` first"
-
-
-def _document() -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "target": TRIPLE,
-        "profile": "dev",
-        "success": True,
-        "packages": json.loads(render_json(REPORT)),
-    }
-
-
-def _without(document: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in document.items() if k != key}
-
-
-CORRUPT: list[tuple[str, str]] = [
-    ("empty file", ""),
-    ("not JSON", "{'target': 1"),
-    ("a list", "[]"),
-    ("deeply nested", "[" * 100_000),
-    ("no schema version", json.dumps(_without(_document(), "schema_version"))),
-    ("newer schema", json.dumps({**_document(), "schema_version": SCHEMA_VERSION + 1})),
-    ("schema version true", json.dumps({**_document(), "schema_version": True})),
-    ("missing packages", json.dumps(_without(_document(), "packages"))),
-    ("extra field", json.dumps({**_document(), "extra": 1})),
-    ("success a string", json.dumps({**_document(), "success": "yes"})),
-    ("packages a table", json.dumps({**_document(), "packages": {}})),
-    ("package missing a field", json.dumps({**_document(), "packages": [_without(_document()["packages"][0], "env")]})),
-    ("libs not strings", json.dumps({**_document(), "packages": [{**_document()["packages"][0], "linked_libs": [1]}]})),
-    ("env not a table", json.dumps({**_document(), "packages": [{**_document()["packages"][0], "env": []}]})),
-    ("links a number", json.dumps({**_document(), "packages": [{**_document()["packages"][0], "links": 3}]})),
-    # JSON can spell lone surrogates, which no UTF-8 terminal or file takes.
-    ("lone surrogate", json.dumps({**_document(), "packages": [{**_document()["packages"][0], "package": "\ud800"}]})),
-    (
-        "lone surrogate key",
-        json.dumps({**_document(), "packages": [{**_document()["packages"][0], "env": {"\udc80": ""}}]}),
-    ),
-    ("lone surrogate target", json.dumps({**_document(), "target": "\udfff"})),
-]
-
-
-@pytest.mark.parametrize("text", [case[1] for case in CORRUPT], ids=[case[0] for case in CORRUPT])
-def test_load_corrupt(tmp_path: Path, text: str) -> None:
-    path = report_path(tmp_path, TRIPLE, "dev")
-    path.parent.mkdir(parents=True)
-    path.write_text(text)
-    with pytest.raises(ReportError) as caught:
-        load(path)
-    assert "\n" not in caught.value.message
-    assert caught.value.hint == f"run `xpcargo build --target {TRIPLE}` first"
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    field=st.sampled_from(["target", "profile", "success", *json.loads(render_json(REPORT))[0]]),
-    value=_JSON | st.text(alphabet=st.characters(categories=["Cs", "Cc", "L"])),
-)
-def test_any_corrupt_field_is_a_report_error_or_a_showable_report(tmp_path: Path, field: str, value: object) -> None:
-    document = _document()
-    if field in document:
-        document[field] = value
-    else:
-        document["packages"][0][field] = value
-    path = tmp_path / "report.json"
-    path.write_text(json.dumps(document), encoding="utf-8")
-    try:
-        loaded = load(path)
-    except ReportError:
-        return
-    render_table(loaded).encode()
-    render_json(loaded).encode()
-
-
-def test_load_not_utf8(tmp_path: Path) -> None:
-    path = report_path(tmp_path, TRIPLE, "dev")
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"\xff\xfe")
-    with pytest.raises(ReportError):
-        load(path)
-
-
-def test_load_failed_build(tmp_path: Path) -> None:
-    path = report_path(tmp_path, TRIPLE, "release")
-    save(replace(REPORT, success=False), path)
-    with pytest.raises(ReportError, match="last release build for aarch64-unknown-linux-gnu failed") as caught:
-        load(path)
-    assert caught.value.hint is not None
-    assert f"xpcargo build --target {TRIPLE}" in caught.value.hint
-
-
-def test_render_json() -> None:
-    rendered = json.loads(render_json(REPORT))
-    assert [list(entry) for entry in rendered] == [
-        [
-            "package",
-            "version",
-            "links",
-            "out_dir",
-            "linked_libs",
-            "linked_paths",
-            "cfgs",
-            "env",
-            "metadata",
-            "warnings",
-            "overridden",
-            # Added since: after every field of the first version, which stay as they were.
-            "host",
-            "libraries",
-        ]
-    ] * 2
-    assert rendered[0]["env"] == {"FOO_VERSION": "1.2=3"}
-    assert rendered[1] == {
-        "package": "zlib-sys",
-        "version": "1.1.0",
-        "links": "z",
-        "out_dir": None,
-        "linked_libs": ["z"],
-        "linked_paths": [],
-        "cfgs": [],
-        "env": {},
-        "metadata": {},
-        "warnings": [],
-        "overridden": True,
-        "host": False,
-        "libraries": [],
-    }
-
-
-def test_render_table() -> None:
-    assert render_table(REPORT) == (
-        "foo-sys@0.1.0\n"
-        "  links:        foo\n"
-        "  out dir:      /w/target/aarch64-unknown-linux-gnu/release/build/foo-sys-0123/out\n"
-        "  linked libs:  static=foo\n"
-        "  linked paths: native=/w/target/out/lib\n"
-        "  cfgs:         has_foo\n"
-        "  env:          FOO_VERSION=1.2=3\n"
-        "  metadata:     DEP_FOO_ROOT=/opt/foo\n"
-        "                DEP_FOO_INCLUDE=/opt/foo/include\n"
-        "  warnings:     foo: deprecated\n"
-        "\n"
-        "zlib-sys@1.1.0\n"
-        "  links:        z\n"
-        "  out dir:      none: build script overridden by [target.aarch64-unknown-linux-gnu.z]\n"
-        "  linked libs:  z"
-    )
-
-
-# What would act on a terminal: C0 but the newline between lines, DEL, C1, separators, bidi controls, surrogates.
-_TERMINAL_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-
-
-def test_render_table_escapes_control_characters() -> None:
-    hostile = "retitled \x1b]0;pwned\x07 cleared \x1b[2J\rforged\nline \x9b31m \x00\t\x7f \u202e \u2028 \ud800"
-    escaped = r"retitled \x1b]0;pwned\x07 cleared \x1b[2J\rforged\nline \x9b31m \x00\t\x7f \u202e \u2028 \ud800"
-    package = replace(
-        REPORT.packages[0],
-        package="foo\x1b[8m",
-        warnings=(hostile,),
-        env={"E\x1b": hostile},
-        metadata={"K": hostile},
-        cfgs=(hostile,),
-    )
-    rendered = render_table(replace(REPORT, packages=(package,)))
-    assert not _TERMINAL_CONTROLS.findall(rendered)
-    rendered.encode()
-    lines = rendered.splitlines()
-    assert lines[0] == r"foo\x1b[8m@0.1.0"
-    assert f"  cfgs:         {escaped}" in lines
-    assert f"  env:          E\\x1b={escaped}" in lines
-    assert f"  metadata:     DEP_FOO_K={escaped}" in lines
-    assert f"  warnings:     {escaped}" in lines
-
-
-def test_render_json_keeps_control_characters_exactly() -> None:
-    hostile = "retitled \x1b]0;pwned\x07 \r\n \x9b \x00"
-    package = replace(REPORT.packages[0], warnings=(hostile,))
-    rendered = render_json(replace(REPORT, packages=(package,)))
-    assert not _TERMINAL_CONTROLS.findall(rendered.replace("\n", ""))
-    assert json.loads(rendered)[0]["warnings"] == [hostile]
-
-
-def test_render_table_empty() -> None:
-    assert "no package" in render_table(replace(REPORT, packages=()))

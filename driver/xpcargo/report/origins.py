@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from xpcargo.container.session import Session
 from xpcargo.errors import EngineError
-from xpcargo.report import BuildReport, LinkedLibrary, Origin, PackageReport
+from xpcargo.report.model import BuildReport, LinkedLibrary, Origin, PackageReport
 
 # The C compiler that links what runs on the build machine (build scripts, proc-macros): the image's own.
 HOST_CC = "cc"
