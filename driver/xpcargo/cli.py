@@ -1,5 +1,5 @@
-"""The command line: parse the arguments, build the context, call one function below, and turn its errors into one
-line and an exit code."""
+"""The command line: parse the arguments, build the context, call the command's function (``commands/``), print
+what it returns, and turn its errors into one line and an exit code."""
 
 # No `from __future__ import annotations` here: typer reads every command's annotations at each start, and strings
 # would cost an eval each (typer.main.get_command took 18 ms with them, 5 ms without).
@@ -18,8 +18,7 @@ from xpcargo import __version__
 from xpcargo.errors import InternalError, InterruptError, UsageError, XpcargoError
 
 if TYPE_CHECKING:
-    from xpcargo.container.location import EngineAddress
-    from xpcargo.container.spec import Runtime
+    from xpcargo.commands import Output
     from xpcargo.context import Context
 
 
@@ -110,14 +109,6 @@ def _context() -> "Context":
     return Context.of_this_process()
 
 
-def _connect(context: "Context", address: "EngineAddress | None" = None, /) -> "Runtime":
-    from xpcargo.container.docker_runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
-
-    return DockerRuntime.connect(
-        context.host.environ, address=address, engine_timeout=context.host.settings.engine_timeout
-    )
-
-
 def _define_cargo_command(name: str, summary: str) -> None:
     def command(
         ctx: typer.Context,
@@ -144,15 +135,14 @@ def _define_cargo_command(name: str, summary: str) -> None:
             ),
         ] = False,
     ) -> int:
-        from xpcargo.pipeline import matrix  # noqa: PLC0415
+        from xpcargo.commands import cargo  # noqa: PLC0415
 
         names = _targets(target, name)
-        return matrix.cargo_command(
+        return cargo.cargo(
             _context(),
             name,
             names,
             list(ctx.args),
-            connect=_connect,
             target_jobs=target_jobs,
             fail_fast=fail_fast,
             reproducible=reproducible,
@@ -180,10 +170,10 @@ def verify(ctx: typer.Context, target: TargetOption = None) -> int:
     and user) and compare every binary and library; exit 12 when any differs.
 
     Every other argument goes to `cargo build` unchanged."""
-    from xpcargo.release import verify as verifying  # noqa: PLC0415
+    from xpcargo.commands import release  # noqa: PLC0415
 
     triple = _one_target(target, "verify")
-    return verifying.verify(_context(), triple, list(ctx.args), connect=_connect)
+    return release.verify(_context(), triple, list(ctx.args))
 
 
 @app.command(context_settings=_PASS_THROUGH, cls=_PassThroughCommand)
@@ -214,15 +204,12 @@ def dist(
     beside them.
 
     Every other argument goes to `cargo build --release --bins` unchanged."""
-    from pathlib import Path  # noqa: PLC0415
+    from xpcargo.commands import release  # noqa: PLC0415
 
-    from xpcargo.release import dist as releasing  # noqa: PLC0415
-
-    return releasing.dist(
+    return release.dist(
         _context(),
         _targets(target, "dist"),
         list(ctx.args),
-        connect=_connect,
         out_dir=Path(out_dir) if out_dir else None,
         version_in_name=version_in_name,
         target_jobs=target_jobs,
@@ -234,14 +221,11 @@ def dist(
 def shell(ctx: typer.Context, target: TargetOption = None) -> int:
     """Run a command (after --), or an interactive shell, in the target's container with a build's mounts and
     environment."""
-    from xpcargo.pipeline import run  # noqa: PLC0415
+    from xpcargo.commands import cargo  # noqa: PLC0415
 
     triple = _one_target(target, "shell")
-    argv = list(ctx.args)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    return run.shell(_context(), triple, argv, connect=_connect, interactive=interactive)
+    return cargo.shell(_context(), triple, list(ctx.args), interactive=interactive)
 
 
 @app.command()
@@ -255,30 +239,10 @@ def trust(
     """Consent to what the checkout's own settings reach outside it (mounts, path dependencies, `links` paths, a
     target dir, `passthrough`, `engine`, `image`): records the checkout and a digest of exactly those settings in
     your config dir; changing any of them withdraws the consent."""
-    from xpcargo.cargo.args import parse_cargo_args  # noqa: PLC0415
-    from xpcargo.config import trust as trusting  # noqa: PLC0415
-    from xpcargo.pipeline import plan  # noqa: PLC0415
+    from xpcargo.commands import trust as trusting  # noqa: PLC0415
 
     context = _context()
-    project = context.project(parse_cargo_args(["--manifest-path", manifest_path] if manifest_path else []))
-    boundary = plan.trust_boundary(context, project, context.project_config(project.workspace_root))
-    reporter = context.host.reporter()
-    if revoke:
-        withdrawn = trusting.revoke(boundary)
-        reporter.status("Revoked", f"{'the' if withdrawn else 'no'} consent for {boundary.checkout}")
-        return
-    status = trusting.status(boundary) if show else trusting.consent(boundary)
-    for line in status.lines():
-        typer.echo(line)
-    if not boundary.asks:
-        reporter.status(
-            "Trusted", f"nothing to consent to: the settings of {boundary.checkout} reach nothing outside it"
-        )
-    elif status.consented:
-        reporter.status("Trusted", f"{boundary.checkout}, these settings only (recorded in {boundary.store})")
-    else:
-        changed = "; they changed since you consented" if status.changed else ""
-        reporter.status("Untrusted", f"{boundary.checkout}{changed}: `xpcargo trust` consents")
+    _say(context, trusting.trust(context, revoke=revoke, show=show, manifest_path=manifest_path))
 
 
 @app.command()
@@ -292,7 +256,7 @@ def targets(
     ] = False,
 ) -> None:
     """List the targets xpcargo knows: emulator, glibc floor and image of each."""
-    from xpcargo import catalog  # noqa: PLC0415
+    from xpcargo.commands import targets as catalog  # noqa: PLC0415
 
     infos = catalog.describe(_context(), target or [])
     if github_matrix:
@@ -321,44 +285,37 @@ def report(
 ) -> None:
     """Print what every build script of the last build for a target decided, and what each artifact needs from
     glibc."""
-    from xpcargo.report import render, store  # noqa: PLC0415
+    from xpcargo.commands import report as reporting  # noqa: PLC0415
 
     triple = _one_target(target, "report")
-    args = [*(["--release"] if release else []), *(["--profile", profile] if profile else [])]
-    args += [*(["--manifest-path", manifest_path] if manifest_path else [])]
-    args += [*(["--target-dir", target_dir] if target_dir else [])]
-    context = _context()
-    loaded = store.load_last(triple, args, cwd=context.cwd, environ=context.host.environ)
-    if artifacts:
-        typer.echo(render.render_artifacts_json(loaded) if as_json else render.render_artifacts(loaded))
-    else:
-        typer.echo(render.render_json(loaded) if as_json else render.render_table(loaded))
+    shown = reporting.report(
+        _context(),
+        triple,
+        release=release,
+        profile=profile,
+        manifest_path=manifest_path,
+        target_dir=target_dir,
+        artifacts=artifacts,
+        as_json=as_json,
+    )
+    typer.echo(shown)
 
 
 @app.command()
 def info(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
     """Say which engine xpcargo talks to: Docker or Podman, its version and API version, rootless or not, where."""
-    import json  # noqa: PLC0415
+    from xpcargo.commands import engine  # noqa: PLC0415
 
-    details = _connect(_context()).describe()
-    fields = {"xpcargo": __version__, **details.fields()}
-    if as_json:
-        typer.echo(json.dumps(fields, indent=2))
-    else:
-        width = max(len(name) for name in fields)
-        for name, value in fields.items():
-            shown = ("yes" if value else "no") if isinstance(value, bool) else value
-            typer.echo(f"{name + ':':<{width + 1}} {shown}")
+    for line in engine.info(engine.connect(_context()), as_json=as_json):
+        typer.echo(line)
 
 
 @app.command()
 def ps() -> None:
     """List your warm containers: the build containers kept running for the next command (see XPCARGO_KEEP_WARM)."""
-    from xpcargo.pipeline import warm_containers  # noqa: PLC0415
+    from xpcargo.commands import engine  # noqa: PLC0415
 
-    context = _context()
-    found = warm_containers.listing(_connect(context))
-    _print_table([warm_containers.HEADER, *(container.row() for container in found)])
+    _print_table(engine.ps(engine.connect(_context())))
 
 
 @app.command()
@@ -368,15 +325,10 @@ def down(
     ] = False,
 ) -> None:
     """Stop the warm containers of the workspace here (with --all, all of yours), and whatever runs in them."""
-    from xpcargo.pipeline import warm_containers  # noqa: PLC0415
+    from xpcargo.commands import engine  # noqa: PLC0415
 
     context = _context()
-    stopped = warm_containers.down(context, _connect(context), everything=everything)
-    reporter = context.host.reporter()
-    for container in stopped:
-        reporter.status("Stopped", f"warm container {container.id[:12]} of {container.target} ({container.workspace})")
-    if not stopped:
-        reporter.status("Stopped", "nothing: no warm container" + ("" if everything else " for this workspace"))
+    _say(context, engine.down(context, engine.connect(context), everything=everything))
 
 
 @image_app.command("build")
@@ -384,10 +336,10 @@ def image_build(
     target_names: Annotated[list[str] | None, typer.Argument(metavar="[TARGET]...", help="Default: all.")] = None,
 ) -> None:
     """Build the images for these targets (all by default) unless the engine has them already."""
-    from xpcargo.image import builder  # noqa: PLC0415
+    from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    builder.build_images(context, _connect(context), target_names or [])
+    images.build(context, engine.connect(context), target_names or [])
 
 
 @image_app.command("lock")
@@ -398,28 +350,28 @@ def image_lock(
     ] = False,
 ) -> None:
     """Write the exact Debian packages of these targets' images to the project's xpcargo-images.lock."""
-    from xpcargo.image import builder  # noqa: PLC0415
+    from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    builder.lock_images(context, _connect(context), target_names or [], refresh=refresh)
+    images.lock(context, engine.connect(context), target_names or [], refresh=refresh)
 
 
 @image_app.command("verify")
 def image_verify(target: Annotated[str, typer.Argument(metavar="TARGET")]) -> None:
     """Build a locked target's image layers again and check that they are the same."""
-    from xpcargo.image import builder  # noqa: PLC0415
+    from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    builder.verify_image(context, _connect(context), target)
+    images.verify(context, engine.connect(context), target)
 
 
 @image_app.command("list")
 def image_list() -> None:
     """List xpcargo's images, marking those that today's recipes would build."""
-    from xpcargo.image import builder  # noqa: PLC0415
+    from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    _print_table([("IMAGE", "TARGET", "SIZE", "STATUS"), *builder.image_rows(context, _connect(context))])
+    _print_table(images.rows(context, engine.connect(context)))
 
 
 def _duration(text: str) -> float:
@@ -433,9 +385,9 @@ def image_key(
     target_names: Annotated[list[str] | None, typer.Argument(metavar="[TARGET]...", help="Default: all.")] = None,
 ) -> None:
     """Print the CI cache key of these targets' images: it changes exactly when one of the images would."""
-    from xpcargo.image import transfer  # noqa: PLC0415
+    from xpcargo.commands import images  # noqa: PLC0415
 
-    typer.echo(transfer.key(_context(), target_names or []))
+    typer.echo(images.key(_context(), target_names or []))
 
 
 @image_app.command("save")
@@ -445,10 +397,10 @@ def image_save(
     output: Annotated[Path, typer.Option("--output", "-o", help="The directory to write <plan digest>.tar to.")],
 ) -> None:
     """Write these targets' images (built first if missing) to files named by their plan digest, for a CI cache."""
-    from xpcargo.image import transfer  # noqa: PLC0415
+    from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    transfer.save(context, _connect(context), target_names or [], output)
+    images.save(context, engine.connect(context), target_names or [], output)
 
 
 @image_app.command("load")
@@ -456,10 +408,10 @@ def image_load(
     directory: Annotated[Path, typer.Argument(help="A directory written by `xpcargo image save`.")],
 ) -> None:
     """Load the saved images whose plan a target has now; refuse a file that does not hold what its name says."""
-    from xpcargo.image import transfer  # noqa: PLC0415
+    from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    transfer.load(context, _connect(context), directory)
+    images.load(context, engine.connect(context), directory)
 
 
 @image_app.command("prune")
@@ -476,40 +428,41 @@ def image_prune(
     ] = None,
 ) -> None:
     """Remove the images xpcargo built, except the current ones of the shipped targets and any a container uses."""
-    from xpcargo.image import builder  # noqa: PLC0415
+    from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    builder.prune_images(context, _connect(context), everything=everything, unused_for=older_than)
+    images.prune(context, engine.connect(context), everything=everything, unused_for=older_than)
 
 
 @volumes_app.command("list")
 def volumes_list() -> None:
     """List your volumes on the engine (remote mode): what each mirrors, and which containers use it."""
-    from xpcargo.container import volumes  # noqa: PLC0415
+    from xpcargo.commands import engine, volumes  # noqa: PLC0415
 
-    _print_table(volumes.rows(volumes.mine(_connect(_context()))))
+    _print_table(volumes.rows(engine.connect(_context())))
 
 
 @volumes_app.command("prune")
 def volumes_prune() -> None:
     """Remove your volumes on the engine that no container uses (a warm build container keeps its own)."""
-    from xpcargo.container import volumes  # noqa: PLC0415
+    from xpcargo.commands import engine, volumes  # noqa: PLC0415
 
     context = _context()
-    pruned = volumes.prune(_connect(context), manifests=context.host.settings.cache_dir / "volumes")
-    reporter = context.host.reporter()
-    for volume in pruned.removed:
-        reporter.status("Removed", f"volume {volume.name} ({volumes.host_path(volume)})")
-    for volume in pruned.in_use:
-        reporter.status("Kept", f"volume {volume.name}: used by {len(volume.users) or 'a'} container(s)")
-    if not pruned.removed and not pruned.in_use:
-        reporter.status("Removed", "nothing: no volume of yours")
+    _say(context, volumes.prune(context, engine.connect(context)))
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    from xpcargo.ui import render_table  # noqa: PLC0415
+
+    typer.echo(render_table(rows), nl=False)
+
+
+def _say(context: "Context", output: "Output") -> None:
+    for line in output.lines:
+        typer.echo(line)
+    reporter = context.host.reporter()
+    for verb, message in output.statuses:
+        reporter.status(verb, message)
 
 
 def _fail(error: XpcargoError) -> int:

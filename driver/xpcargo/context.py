@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from xpcargo import platforms, resources
 from xpcargo.container.spec import WARM_LIFETIME
@@ -282,11 +282,14 @@ class Context:
             return ProjectConfig(source=None)
         return self.project_config(root)
 
-    def named_targets(self, names: Sequence[str]) -> list[str]:
+    def named_targets(self, names: Sequence[str], *, default: Literal["all", "shipped"] = "all") -> list[str]:
         """The targets a command names, in order, each once; `all` is every target the shipped table and the working
-        directory's project define."""
+        directory's project define. Naming none means ``default``: `all`, or the shipped table's targets alone (the
+        project is not read: what a command does then does not depend on the working directory)."""
+        if not names and default == "shipped":
+            return sorted(self.host.toolchains.targets)
         wanted: list[str] = []
-        for name in names:
+        for name in names or [ALL_TARGETS]:
             if name == ALL_TARGETS:
                 project = self.project_config_here()
                 expanded = sorted({*self.host.toolchains.targets, *project.targets})

@@ -1,5 +1,5 @@
-"""Status lines on stderr, in Cargo's own style, so that xpcargo's steps read like part of the build; and durations
-as people write and read them."""
+"""Status lines on stderr, in Cargo's own style, so that xpcargo's steps read like part of the build; tables; and
+durations as people write and read them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
@@ -136,6 +136,14 @@ class LineWriter:
             with self._lock:
                 self._write(self._lead() + self._pending + b"\n")
         self._pending, self._started = b"", False
+
+
+def render_table(rows: Sequence[Sequence[str]]) -> str:
+    """``rows`` in columns, each as wide as its widest cell and two spaces from the next: one line per row."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
+    )
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

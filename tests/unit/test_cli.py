@@ -12,6 +12,7 @@ import pytest
 
 import xpcargo
 from xpcargo import cli  # imported by conftest.py first, with click's deprecation warnings silenced
+from xpcargo.commands import engine
 from xpcargo.errors import ConfigError, UnknownTargetError
 
 from .fake_runtime import Exec, FakeRuntime, Reply, default_script
@@ -43,7 +44,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_engine(*_: Any) -> Any:
         raise AssertionError("the test reached the Docker engine")
 
-    monkeypatch.setattr(cli, "_connect", no_engine)
+    monkeypatch.setattr(engine, "connect", no_engine)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -204,7 +205,7 @@ def test_arguments_reach_cargo_unchanged_and_its_exit_code_comes_back(
         return Reply(code=101) if call.command == "run" else default_script(call)
 
     runtime = FakeRuntime(script=script, every_image=True)
-    monkeypatch.setattr(cli, "_connect", lambda *_: runtime)
+    monkeypatch.setattr(engine, "connect", lambda *_: runtime)
 
     argv = ["--release", "-p", "app", "-j4", "--features=a b", "--", "--release", "--target", "x", "--"]
     code, _, _ = _run(capsys, "run", "--target", "aarch64-unknown-linux-gnu", *argv)
@@ -231,7 +232,7 @@ def test_several_targets_build_side_by_side(
     _cargo_project(tmp_path, monkeypatch)
     monkeypatch.setenv("XPCARGO_CACHE_DIR", str(tmp_path / "cache"))
     runtime = FakeRuntime(every_image=True)
-    monkeypatch.setattr(cli, "_connect", lambda *_: runtime)
+    monkeypatch.setattr(engine, "connect", lambda *_: runtime)
     code, _, err = _run(capsys, "build", "--target", "all", "--target-jobs", "2", "-j", "1")
     assert code == 0
     builds = [call.argv for call in runtime.execs if call.command == "build"]
@@ -266,7 +267,7 @@ def test_files_that_are_not_utf8_are_one_error(
     path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b'[package]\nname = "\xff\xfe"\n')
-    monkeypatch.setattr(cli, "_connect", lambda *_: FakeRuntime(every_image=True))
+    monkeypatch.setattr(engine, "connect", lambda *_: FakeRuntime(every_image=True))
     code, _, err = _run(capsys, "build", "--target", "aarch64-unknown-linux-gnu")
     if name == "rust-toolchain.toml":
         # rustup's file is only read for a warning; a broken one is no reason to stop.
@@ -284,7 +285,7 @@ def test_manifests_of_the_wrong_shape_are_not_internal_errors(
 ) -> None:
     root = _cargo_project(tmp_path, monkeypatch)
     (root / "Cargo.toml").write_text(f'{manifest}\n[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
-    monkeypatch.setattr(cli, "_connect", lambda *_: FakeRuntime(every_image=True))
+    monkeypatch.setattr(engine, "connect", lambda *_: FakeRuntime(every_image=True))
     _, _, err = _run(capsys, "build", "--target", "aarch64-unknown-linux-gnu")
     assert "internal error" not in err
     assert "Traceback" not in err
@@ -295,7 +296,7 @@ def test_prune_takes_a_duration(
 ) -> None:
     monkeypatch.setenv("XPCARGO_CACHE_DIR", str(tmp_path / "cache"))
     runtime = FakeRuntime()
-    monkeypatch.setattr(cli, "_connect", lambda *_: runtime)
+    monkeypatch.setattr(engine, "connect", lambda *_: runtime)
     code, _, err = _run(capsys, "image", "prune", "--older-than", "7d")
     assert code == 0
     assert err.splitlines() == ["      Pruned 0 image(s), 0.00 GB; kept 0"]

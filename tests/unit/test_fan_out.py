@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo import catalog
+from xpcargo.commands import targets
 from xpcargo.container.location import EngineAddress
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError
@@ -77,7 +77,7 @@ def test_build_takes_no_engine(tmp_path: Path) -> None:
 
 def test_targets_shows_each_targets_engine(tmp_path: Path) -> None:
     root = _project(tmp_path, f'[target.{AARCH64}]\nengine = "{ARM_BUILDER}"\n')
-    rows = {row[0]: row for row in catalog.rows(catalog.describe(_context(root), [AARCH64, X86_64]))}
+    rows = {row[0]: row for row in targets.rows(targets.describe(_context(root), [AARCH64, X86_64]))}
     assert rows[AARCH64][-1] == f"{ARM_BUILDER} (remote)"
     assert rows[X86_64][-1] == "unix:///var/run/docker.sock"
 

@@ -39,7 +39,7 @@ def test_a_missing_image_is_built_checked_then_tagged(context: Context, monkeypa
     runtime = FakeRuntime()
     spec = context.host.toolchains.target(AARCH64)
     plan = context.host.image_plan(spec)
-    assert builder.image_for(context, runtime, spec) == plan.reference
+    assert builder.image_for(context.host, runtime, spec) == plan.reference
     assert bootstrap.calls == [
         f"bootstrap {AARCH64}",
         f"std {plan.std_deb.filename if plan.std_deb else ''}",
@@ -73,12 +73,12 @@ def test_a_second_target_reuses_the_base_and_extra_packages_add_a_layer(
 ) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
-    builder.image_for(context, runtime, context.host.toolchains.target(X86_64))
+    builder.image_for(context.host, runtime, context.host.toolchains.target(X86_64))
     bootstrap.calls.clear()
     from dataclasses import replace  # noqa: PLC0415
 
     spec = replace(context.host.toolchains.target(AARCH64), extra_packages=("libssl-dev:arm64",))
-    builder.image_for(context, runtime, spec)
+    builder.image_for(context.host, runtime, spec)
     assert bootstrap.calls == [
         f"std {context.host.image_plan(spec).std_deb.filename}",  # type: ignore[union-attr]
         f"layer target {AARCH64} std=True",
@@ -92,7 +92,7 @@ def test_an_image_whose_base_was_pruned_needs_nothing(context: Context, monkeypa
     bootstrap = FakeBootstrap(monkeypatch)
     plan = context.host.image_plan(context.host.toolchains.target(AARCH64))
     runtime = FakeRuntime(images={plan.reference})
-    assert builder.image_for(context, runtime, context.host.toolchains.target(AARCH64)) == plan.reference
+    assert builder.image_for(context.host, runtime, context.host.toolchains.target(AARCH64)) == plan.reference
     assert bootstrap.calls == []
 
 
@@ -100,7 +100,7 @@ def test_an_image_that_is_there_is_not_built(context: Context, monkeypatch: pyte
     bootstrap = FakeBootstrap(monkeypatch)
     spec = context.host.toolchains.target(X86_64)
     runtime = FakeRuntime(images={context.host.image_plan(spec).reference})
-    builder.image_for(context, runtime, spec)
+    builder.image_for(context.host, runtime, spec)
     assert bootstrap.calls == []
     assert runtime.started == []
 
@@ -110,7 +110,7 @@ def test_a_failed_check_removes_the_image_and_tags_nothing(context: Context, mon
     runtime = FakeRuntime(script=_check_script(fails=True))
     spec = context.host.toolchains.target(X86_64)
     with pytest.raises(ImageBuildError, match="failed its check") as caught:
-        builder.image_for(context, runtime, spec)
+        builder.image_for(context.host, runtime, spec)
     assert "rustc: not found" in caught.value.message
     # The base failed its check: it is removed, and nothing is built on it.
     assert runtime.removed_images == ["sha256:imported1"]
@@ -124,7 +124,7 @@ def test_a_failed_bootstrap_imports_nothing(context: Context, monkeypatch: pytes
     FakeBootstrap(monkeypatch, error=ImageBuildError("mirror down"))
     runtime = FakeRuntime()
     with pytest.raises(ImageBuildError, match="mirror down"):
-        builder.image_for(context, runtime, context.host.toolchains.target(X86_64))
+        builder.image_for(context.host, runtime, context.host.toolchains.target(X86_64))
     assert runtime.imported == []
     assert list((context.host.settings.cache_dir / "scratch").iterdir()) == []
 
@@ -133,7 +133,7 @@ def test_an_engine_of_another_architecture_is_refused(context: Context, monkeypa
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime(machine="riscv64")
     with pytest.raises(ImageBuildError, match="runs `riscv64`"):
-        builder.image_for(context, runtime, context.host.toolchains.target(X86_64))
+        builder.image_for(context.host, runtime, context.host.toolchains.target(X86_64))
     assert bootstrap.calls == []
 
 
@@ -152,15 +152,6 @@ def test_a_configured_image_must_be_in_the_engine(context: Context) -> None:
     assert present.image_for(replace(spec, image="mine:1"), None) == "mine:1"
 
 
-def test_build_images_and_the_rows(context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
-    FakeBootstrap(monkeypatch)
-    runtime = FakeRuntime()
-    builder.build_images(context, runtime, [X86_64])
-    reference = context.host.image_plan(context.host.toolchains.target(X86_64)).reference
-    assert reference in runtime.images
-    assert [request.image for request in runtime.started] == ["sha256:imported1", runtime.loaded[0]]
-
-
 def _labelled(runtime: FakeRuntime, reference: str, target: str, digest: str) -> None:
     runtime.images.add(reference)
     runtime.image_labels[reference] = {"org.xpcargo.managed": "true", LABEL_TARGET: target, LABEL_PLAN: digest}
@@ -175,6 +166,10 @@ def _built(context: Context, runtime: FakeRuntime, reference: str, digest: str, 
     os.utime(cache / "images" / f"{digest}.json", (used, used))
 
 
+def _prune(context: Context, runtime: FakeRuntime, *, unused_for: float | None = None) -> builder.Pruned:
+    return builder.for_host(context.host, runtime).prune(keep=[], unused_for=unused_for)
+
+
 def _kept(pruned: builder.Pruned) -> dict[str, str]:
     return dict(pruned.kept)
 
@@ -184,37 +179,16 @@ def test_a_built_image_is_recorded_and_each_use_is_noted(context: Context, monke
     runtime = FakeRuntime()
     spec = context.host.toolchains.target(X86_64)
     plan = context.host.image_plan(spec)
-    builder.image_for(context, runtime, spec)
+    builder.image_for(context.host, runtime, spec)
     base, record = sorted(records.load_all(context.host.settings.cache_dir), key=lambda r: r.reference)
     assert (base.digest, base.reference, base.image_id) == (plan.base.digest, plan.base.reference, "sha256:imported1")
     assert (record.digest, record.reference, record.image_id) == (plan.digest, plan.reference, runtime.loaded[0])
     path = context.host.settings.cache_dir / "images" / f"{plan.digest}.json"
     os.utime(path, (1, 1))
-    builder.image_for(context, runtime, spec)
+    builder.image_for(context.host, runtime, spec)
     assert {r.digest: r for r in records.load_all(context.host.settings.cache_dir)}[
         plan.digest
     ].last_used > time.time() - 60
-
-
-def test_prune_keeps_the_shipped_targets_current_images_wherever_it_runs(context: Context) -> None:
-    runtime = FakeRuntime()
-    current = {t: context.host.image_plan(spec) for t, spec in context.host.toolchains.targets.items()}
-    for plan in current.values():
-        _built(context, runtime, plan.reference, plan.digest)
-    _built(context, runtime, f"xpcargo/{X86_64}:old", "0" * 64)
-    rows = builder.image_rows(context, runtime)
-    assert {row[0]: row[3] for row in rows}[f"xpcargo/{X86_64}:old"] == "stale"
-    assert {row[0]: row[3] for row in rows}[current[X86_64].reference] == "current"
-
-    pruned = builder.prune_images(context, runtime, everything=False)
-    assert [reference for reference, _ in pruned.removed] == [f"xpcargo/{X86_64}:old"]
-    assert {plan.reference for plan in current.values()} <= runtime.images
-    assert _kept(pruned)[current[X86_64].reference] == f"the current image of {X86_64}"
-    # Its record went with it.
-    assert "0" * 64 not in {record.digest for record in records.load_all(context.host.settings.cache_dir)}
-
-    everything = builder.prune_images(context, runtime, everything=True)
-    assert {reference for reference, _ in everything.removed} == {plan.reference for plan in current.values()}
 
 
 def test_prune_removes_only_what_xpcargo_recorded_building(context: Context) -> None:
@@ -226,7 +200,7 @@ def test_prune_removes_only_what_xpcargo_recorded_building(context: Context) -> 
     # A record whose name now belongs to another image proves nothing about that image either.
     _built(context, runtime, "xpcargo/x:renamed", "3" * 64)
     runtime.image_ids["xpcargo/x:renamed"] = "sha256:someone-else"
-    pruned = builder.prune_images(context, runtime, everything=True)
+    pruned = _prune(context, runtime)
     assert [reference for reference, _ in pruned.removed] == ["xpcargo/x:old"]
     kept = _kept(pruned)
     assert set(kept) == {"built-from-ours:1", "xpcargo/x:older-xpcargo", "xpcargo/x:renamed"}
@@ -240,7 +214,7 @@ def test_prune_removes_a_name_not_the_image(context: Context) -> None:
     _built(context, runtime, "xpcargo/x:1", "1" * 64)
     runtime.images.add("mine:keep")
     runtime.image_ids["mine:keep"] = runtime.image_id("xpcargo/x:1")
-    pruned = builder.prune_images(context, runtime, everything=True)
+    pruned = _prune(context, runtime)
     assert [reference for reference, _ in pruned.removed] == ["xpcargo/x:1"]
     assert runtime.removed_images == ["xpcargo/x:1"]
     assert "mine:keep" in runtime.images
@@ -255,7 +229,7 @@ def test_prune_keeps_images_in_use_recent_or_refused_and_carries_on(context: Con
     runtime.start(ContainerRequest(image="xpcargo/x:in-use", user="0:0", workdir=Path("/")))
     runtime.refuse_removal[runtime.image_id("xpcargo/x:refused")] = EngineError("conflict: image is being used")
 
-    pruned = builder.prune_images(context, runtime, everything=True, unused_for=7 * 86400)
+    pruned = _prune(context, runtime, unused_for=7 * 86400)
     assert [reference for reference, _ in pruned.removed] == ["xpcargo/x:old"]
     assert _kept(pruned) == {
         "xpcargo/x:in-use": "used by running container container-1",
@@ -263,7 +237,7 @@ def test_prune_keeps_images_in_use_recent_or_refused_and_carries_on(context: Con
         "xpcargo/x:refused": "the engine refused: conflict: image is being used",
     }
     # Without a limit on age, the recent one goes too.
-    again = builder.prune_images(context, runtime, everything=True)
+    again = _prune(context, runtime)
     assert [reference for reference, _ in again.removed] == ["xpcargo/x:recent"]
 
 
@@ -279,23 +253,10 @@ def test_prune_stops_idle_warm_containers_of_an_image_and_keeps_busy_ones(contex
     warm = {"org.xpcargo.slot": "s", "org.xpcargo.managed": "true"}
     for image in ("xpcargo/x:idle", "xpcargo/x:busy"):
         runtime.start(ContainerRequest(image=image, user="0:0", workdir=Path("/"), labels=warm), main=["sh"])
-    pruned = builder.prune_images(context, runtime, everything=True)
+    pruned = _prune(context, runtime)
     assert [reference for reference, _ in pruned.removed] == ["xpcargo/x:idle"]
     assert runtime.removed == ["container-1"]
     assert _kept(pruned) == {"xpcargo/x:busy": "used by running container container-2"}
-
-
-def test_prune_reports_a_line_for_each_image(context: Context, capsys: pytest.CaptureFixture[str]) -> None:
-    runtime = FakeRuntime()
-    _built(context, runtime, "xpcargo/x:old", "1" * 64)
-    _labelled(runtime, "derived:1", X86_64, "1" * 64)
-    builder.prune_images(context, runtime, everything=True)
-    assert capsys.readouterr().err.splitlines() == [
-        "     Removed xpcargo/x:old",
-        f"        Kept derived:1: not built by xpcargo with this cache (no record in {context.host.settings.cache_dir}"
-        "/images)",
-        "      Pruned 1 image(s), 1.00 GB; kept 1",
-    ]
 
 
 def test_prune_leaves_an_image_that_is_being_built(context: Context) -> None:
@@ -303,7 +264,7 @@ def test_prune_leaves_an_image_that_is_being_built(context: Context) -> None:
     _built(context, runtime, "xpcargo/x:building", "a" * 64)
     with lock.try_held(context.host.settings.cache_dir, "a" * 64) as free:
         assert free
-        pruned = builder.prune_images(context, runtime, everything=True)
+        pruned = _prune(context, runtime)
     assert pruned.removed == []
     assert _kept(pruned) == {"xpcargo/x:building": "another xpcargo is building it"}
-    assert [r for r, _ in builder.prune_images(context, runtime, everything=True).removed] == ["xpcargo/x:building"]
+    assert [r for r, _ in _prune(context, runtime).removed] == ["xpcargo/x:building"]

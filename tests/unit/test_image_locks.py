@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from xpcargo.commands import images
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ImageBuildError, ProjectError
-from xpcargo.image import builder, debian, layers, lockfile, records
+from xpcargo.image import debian, layers, lockfile, records
 from xpcargo.image.inventory import contents
 from xpcargo.image.lockfile import LOCK_FILE, LockedImage, Package
 from xpcargo.image.plan import LABEL_LOCK, ImagePlan
@@ -232,7 +233,7 @@ def test_lock_records_what_the_build_installed_and_keeps_an_unchanged_entry(
 ) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
-    builder.lock_images(context, runtime, [X86_64], refresh=False)
+    images.lock(context, runtime, [X86_64], refresh=False)
     unlocked = context.host.image_plan(_spec(context, X86_64), locked=False)  # type: ignore[arg-type]
     assert unlocked.reference in runtime.images
     recorded = {record.digest: record.packages for record in records.load_all(context.host.settings.cache_dir)}
@@ -245,12 +246,12 @@ def test_lock_records_what_the_build_installed_and_keeps_an_unchanged_entry(
 
     # Locking again changes nothing, the date included: the locked image keeps its tag.
     before = (context.cwd / LOCK_FILE).read_text(encoding="utf-8")
-    builder.lock_images(context, runtime, [X86_64], refresh=False)
+    images.lock(context, runtime, [X86_64], refresh=False)
     assert (context.cwd / LOCK_FILE).read_text(encoding="utf-8") == before
     assert len(bootstrap.calls) == 2
 
     # The locked build: every package at its version, with the lock's date.
-    builder.build_images(context, runtime, [X86_64])
+    images.build(context, runtime, [X86_64])
     locked = bootstrap.plans[-1]
     assert locked.lock == entry.digest
     assert locked.source_date_epoch == entry.source_date_epoch
@@ -264,13 +265,13 @@ def test_refresh_rebuilds_and_records_the_changes(
 ) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
-    builder.lock_images(context, runtime, [X86_64], refresh=False)
+    images.lock(context, runtime, [X86_64], refresh=False)
     first = lockfile.load(context.cwd).targets[X86_64]
     newer = Package(name="libc6", arch="amd64", version="2.41-13")
     bootstrap.packages = (INSTALLED[0], INSTALLED[1], newer)
     bootstrap.content = b"\1" * 1024
     capsys.readouterr()
-    builder.lock_images(context, runtime, [X86_64], refresh=True)
+    images.lock(context, runtime, [X86_64], refresh=True)
     assert len(bootstrap.calls) == 4
     second = lockfile.load(context.cwd).targets[X86_64]
     assert second.packages == bootstrap.packages
@@ -299,7 +300,7 @@ def test_an_image_without_a_record_is_asked_with_dpkg_query(context: Context) ->
 def test_lock_outside_a_project_is_refused(tmp_path: Path) -> None:
     outside = Context.create(cwd=tmp_path, environ={"HOME": str(tmp_path)})
     with pytest.raises(ProjectError, match="image locks belong to a project"):
-        builder.lock_images(outside, FakeRuntime(), [X86_64], refresh=False)
+        images.lock(outside, FakeRuntime(), [X86_64], refresh=False)
 
 
 def test_verify_rebuilds_every_layer_and_compares(
@@ -308,27 +309,27 @@ def test_verify_rebuilds_every_layer_and_compares(
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
     with pytest.raises(ConfigError, match=f"{X86_64} has no entry in"):
-        builder.verify_image(context, runtime, X86_64)
-    builder.lock_images(context, runtime, [X86_64], refresh=False)
-    builder.build_images(context, runtime, [X86_64])
+        images.verify(context, runtime, X86_64)
+    images.lock(context, runtime, [X86_64], refresh=False)
+    images.build(context, runtime, [X86_64])
     plan = context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
-    images = set(runtime.images)
+    engine_held = set(runtime.images)
     capsys.readouterr()
 
-    verification = builder.verify_image(context, runtime, X86_64)
+    verification = images.verify(context, runtime, X86_64)
     assert verification.same
     assert len(verification.image_layers) == 2
     err = capsys.readouterr().err.splitlines()
     assert f"      Layers {' '.join(verification.image_layers)} of {plan.reference}" in err
     assert f"      Layers {' '.join(verification.image_layers)} of the rebuild" in err
     # The rebuild is compared, never loaded: the engine holds what it held.
-    assert runtime.images == images
+    assert runtime.images == engine_held
     assert bootstrap.calls[-2:] == [f"bootstrap {X86_64}", f"layer locked {X86_64} std=False"]
 
     # A rebuild with other content is not the image: both shown, exit code 8.
     bootstrap.content = b"\1" * 1024
     with pytest.raises(ImageBuildError, match="has other layers than the image") as caught:
-        builder.verify_image(context, runtime, X86_64)
+        images.verify(context, runtime, X86_64)
     assert caught.value.exit_code == 8
     assert "of the rebuild" in capsys.readouterr().err
 
@@ -377,7 +378,7 @@ def test_a_refresh_of_several_targets_rebuilds_their_shared_base_once(
 ) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
-    builder.lock_images(context, runtime, [X86_64, AARCH64], refresh=True)
+    images.lock(context, runtime, [X86_64, AARCH64], refresh=True)
     assert [call for call in bootstrap.calls if call.startswith("bootstrap")] == [f"bootstrap {X86_64}"]
     assert [call for call in bootstrap.calls if call.startswith("layer")] == [
         f"layer target {X86_64} std=False",

@@ -64,7 +64,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("report",),
     ("pipeline",),
     ("release",),
-    ("commands", "catalog"),
+    ("commands",),
     ("cli", "launch", "__main__"),
 )
 # Imports that still run back up, each to be removed by the renovation that moves it (empty when it is done).
@@ -73,7 +73,6 @@ KNOWN_BACKWARD: set[tuple[str, str]] = {
     ("xpcargo.config.targets", "xpcargo.image.lockfile"),
     ("xpcargo.config.trust", "xpcargo.cargo.links"),
     ("xpcargo.image.builder", "xpcargo.context"),
-    ("xpcargo.image.transfer", "xpcargo.context"),
 }
 
 
@@ -122,12 +121,9 @@ def test_only_the_commands_take_the_whole_context() -> None:
 
 # Modules below the commands that still take the whole Context (empty when the commands layer is done).
 KNOWN_CONTEXT_TAKERS: set[str] = {
-    "xpcargo.image.builder",
-    "xpcargo.image.transfer",
     "xpcargo.pipeline.matrix",
     "xpcargo.pipeline.plan",
     "xpcargo.pipeline.run",
-    "xpcargo.pipeline.warm_containers",
     "xpcargo.release.dist",
     "xpcargo.release.verify",
 }

@@ -51,6 +51,19 @@ def test_named_targets(root: Path) -> None:
     assert context.named_targets([I686, "all"]) == [I686, *(t for t in shipped if t != I686)]
 
 
+def test_naming_no_target_means_all_or_the_shipped_ones(root: Path) -> None:
+    own = "loongarch64-unknown-linux-gnu"
+    (root / "xpcargo.toml").write_text(
+        f'[target.{own}]\nrecipe = "trixie-rust"\ndebian-arch = "loong64"\nrunner = ["qemu-loongarch64"]\n',
+        encoding="utf-8",
+    )
+    context = _context(root)
+    shipped = sorted(context.host.toolchains.targets)
+    assert context.named_targets([]) == context.named_targets(["all"]) == sorted([*shipped, own])
+    assert context.named_targets([], default="shipped") == shipped
+    assert context.named_targets(["all"], default="shipped") == sorted([*shipped, own])
+
+
 def test_three_targets_summary_and_artifacts(
     root: Path, capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
 ) -> None:

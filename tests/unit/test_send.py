@@ -37,7 +37,7 @@ def context(tmp_path: Path) -> Context:
 
 def _built(context: Context, local: FakeRuntime, triple: str) -> ImagePlan:
     image_plan = context.host.image_plan(context.host.toolchains.target(triple))
-    builder.for_context(context, local, Reporter(color=False)).ensure(image_plan)
+    builder.for_host(context.host, local, Reporter(color=False)).ensure(image_plan)
     return image_plan
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from xpcargo.context import Context
 from xpcargo.errors import ImageBuildError
-from xpcargo.image import records, transfer
-from xpcargo.image.plan import LABEL_PLAN, LABEL_TARGET
+from xpcargo.image import builder, records, transfer
+from xpcargo.image.builder import Builder
+from xpcargo.image.plan import LABEL_PLAN, LABEL_TARGET, ImagePlan
 
 from .fake_runtime import FakeRuntime
 
@@ -23,6 +24,17 @@ def context(tmp_path: Path) -> Context:
     return Context.create(cwd=tmp_path, environ={"HOME": str(tmp_path), "XPCARGO_CACHE_DIR": str(tmp_path / "c")})
 
 
+def _plans(context: Context, *names: str) -> list[ImagePlan]:
+    """The plans of ``names`` (default: every shipped target) as configured, as the commands pass them."""
+    project = context.project_config_here()
+    triples = names or sorted(context.host.toolchains.targets)
+    return [context.host.image_plan(context.host.target(triple, project)) for triple in triples]
+
+
+def _builder(context: Context, runtime: FakeRuntime) -> Builder:
+    return builder.for_host(context.host, runtime)
+
+
 def _with_images(context: Context) -> FakeRuntime:
     runtime = FakeRuntime()
     for spec in context.host.toolchains.targets.values():
@@ -33,31 +45,31 @@ def _with_images(context: Context) -> FakeRuntime:
 
 
 def test_the_key_changes_exactly_when_a_plan_does(tmp_path: Path, context: Context) -> None:
-    key = transfer.key(context)
+    key = transfer.key(_plans(context))
     assert key.startswith("xpcargo-images-")
-    assert transfer.key(context) == key
-    assert transfer.key(context, [AARCH64]) != key
+    assert transfer.key(_plans(context)) == key
+    assert transfer.key(_plans(context, AARCH64)) != key
     changed = Context.create(
         cwd=tmp_path,
         environ={"HOME": str(tmp_path), "XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_EXTRA_PACKAGES": "libssl-dev:arm64"},
     )
-    assert transfer.key(changed) != key
-    assert transfer.key(changed, [X86_64]) == transfer.key(context, [X86_64])
+    assert transfer.key(_plans(changed)) != key
+    assert transfer.key(_plans(changed, X86_64)) == transfer.key(_plans(context, X86_64))
 
 
 def test_save_then_load_into_an_empty_engine(tmp_path: Path, context: Context) -> None:
-    saved = transfer.save(context, _with_images(context), [], tmp_path / "cache")
+    saved = transfer.save(_builder(context, _with_images(context)), _plans(context), tmp_path / "cache")
     digests = {context.host.image_plan(spec).digest for spec in context.host.toolchains.targets.values()}
     assert {path.name for path in saved} == {f"{digest}.tar" for digest in digests}
 
     empty = FakeRuntime()
-    result = transfer.load(context, empty, tmp_path / "cache")
+    result = transfer.load(_builder(context, empty), _plans(context), tmp_path / "cache")
     assert set(result.loaded) == {
         context.host.image_plan(spec).reference for spec in context.host.toolchains.targets.values()
     }
     # Loaded images are xpcargo's own: prune may remove them later.
     assert {record.digest for record in records.load_all(context.host.settings.cache_dir)} == digests
-    again = transfer.load(context, empty, tmp_path / "cache")
+    again = transfer.load(_builder(context, empty), _plans(context), tmp_path / "cache")
     assert again.loaded == ()
     assert len(again.present) == len(digests)
 
@@ -66,7 +78,7 @@ def test_a_stale_archive_is_skipped(tmp_path: Path, context: Context) -> None:
     directory = tmp_path / "cache"
     directory.mkdir()
     (directory / f"{'0' * 64}.tar").write_text("{}", encoding="utf-8")
-    result = transfer.load(context, FakeRuntime(), directory)
+    result = transfer.load(_builder(context, FakeRuntime()), _plans(context), directory)
     assert result.skipped == (f"{'0' * 64}.tar",)
 
 
@@ -80,15 +92,15 @@ def test_an_archive_that_is_not_what_its_name_says_is_refused(tmp_path: Path, co
     (directory / f"{aarch64.digest}.tar").write_text(json.dumps(forged), encoding="utf-8")
     runtime = FakeRuntime()
     with pytest.raises(ImageBuildError, match="refusing"):
-        transfer.load(context, runtime, directory)
+        transfer.load(_builder(context, runtime), _plans(context), directory)
     assert x86_64.reference not in runtime.images
     assert aarch64.reference not in runtime.images
 
 
 def test_a_missing_or_unwritable_directory_is_one_error(tmp_path: Path, context: Context) -> None:
     with pytest.raises(ImageBuildError, match="there is no directory"):
-        transfer.load(context, FakeRuntime(), tmp_path / "missing")
+        transfer.load(_builder(context, FakeRuntime()), _plans(context), tmp_path / "missing")
     blocker = tmp_path / "file"
     blocker.write_text("not a directory", encoding="utf-8")
     with pytest.raises(ImageBuildError, match="cannot save images to"):
-        transfer.save(context, _with_images(context), [], blocker / "below")
+        transfer.save(_builder(context, _with_images(context)), _plans(context), blocker / "below")

@@ -20,17 +20,15 @@ from xpcargo import platforms
 from xpcargo.config.targets import TargetSpec
 from xpcargo.container.session import open_session, without_idle_warm
 from xpcargo.container.spec import MANAGED_LABEL, ContainerRequest, ImageInfo, Runtime
-from xpcargo.errors import ConfigError, EngineError, ImageBuildError, ProjectError
+from xpcargo.errors import ConfigError, EngineError, ImageBuildError
 from xpcargo.hashing import file_sha256
 from xpcargo.image import docker_archive, lock, records, scratch
-from xpcargo.image.lockfile import LOCK_FILE, ImageLocks, LockedImage, Package, differences
-from xpcargo.image.lockfile import save as save_locks
-from xpcargo.image.plan import LABEL_RECIPE, LABEL_TARGET, ImagePlan, Layer, Stage
+from xpcargo.image.lockfile import LOCK_FILE, Package
+from xpcargo.image.plan import LABEL_TARGET, ImagePlan, Layer, Stage
 from xpcargo.ui import Reporter, Stopwatch, ago
 
 if TYPE_CHECKING:
-    from xpcargo.config.targets import ProjectConfig
-    from xpcargo.context import Context
+    from xpcargo.context import Host
     from xpcargo.image.layers import BuiltLayer
 
 
@@ -361,157 +359,19 @@ def _describe(plan: ImagePlan, stage: Stage) -> str:
     return f"the {stage.layer.purpose} layer of {plan.target}"
 
 
-# --- The image commands, for the targets a context knows --------------------------------------------------------
+# --- For the commands: a builder as this machine's settings make it -----------------------------------------------
 
 
-def for_context(context: Context, runtime: Runtime, reporter: Reporter | None = None) -> Builder:
+def for_host(host: Host, runtime: Runtime, reporter: Reporter | None = None) -> Builder:
     return Builder(
         runtime=runtime,
-        cache=context.host.settings.cache_dir,
-        reporter=reporter or context.host.reporter(),
-        retry_wait=context.host.settings.retry_wait,
+        cache=host.settings.cache_dir,
+        reporter=reporter or host.reporter(),
+        retry_wait=host.settings.retry_wait,
     )
 
 
-def image_for(context: Context, runtime: Runtime, spec: TargetSpec, reporter: Reporter | None = None) -> str:
+def image_for(host: Host, runtime: Runtime, spec: TargetSpec, reporter: Reporter | None = None) -> str:
     """The image reference to run ``spec`` in, built first if need be."""
-    builder = for_context(context, runtime, reporter)
-    return builder.image_for(spec, None if spec.image else context.host.image_plan(spec))
-
-
-def known_targets(context: Context, names: Sequence[str] = ()) -> list[TargetSpec]:
-    """``names`` (default: every target the shipped table and the working directory's project define), as the
-    project configures them."""
-    project_config = context.project_config_here()
-    wanted = names or sorted({*context.host.toolchains.targets, *project_config.targets})
-    return [context.host.target(name, project_config) for name in wanted]
-
-
-def build_images(context: Context, runtime: Runtime, names: Sequence[str]) -> None:
-    """`xpcargo image build`: build what the targets need unless the engine has it already."""
-    reporter = context.host.reporter()
-    for spec in known_targets(context, names):
-        reference = image_for(context, runtime, spec, reporter)
-        reporter.status("Ready", f"{spec.triple}: {reference}")
-
-
-def image_rows(context: Context, runtime: Runtime) -> list[tuple[str, str, str, str]]:
-    """`xpcargo image list`: xpcargo's images, marking those that today's configuration would use."""
-    plans = [context.host.image_plan(spec) for spec in known_targets(context) if not spec.image]
-    current = {stage.reference for plan in plans for stage in plan.stages}
-    rows = []
-    for image in for_context(context, runtime).images():
-        name = image.tags[0] if image.tags else image.id[7:19]
-        status = "current" if current.intersection(image.tags) else "stale"
-        target = image.labels.get(LABEL_TARGET) or f"base:{image.labels.get(LABEL_RECIPE, '?')}"
-        # The engine counts shared layers in each image's size: a layer's own size is what it adds.
-        rows.append((name, target, f"{image.size / 2**30:.2f} GB", status))
-    return rows
-
-
-def prune_images(context: Context, runtime: Runtime, *, everything: bool, unused_for: float | None = None) -> Pruned:
-    """`xpcargo image prune`: remove the images xpcargo built, but the current plans of the shipped targets (wherever
-    it runs: what is kept does not depend on the working directory) and those used in the last ``unused_for``
-    seconds."""
-    keep = [] if everything else [context.host.image_plan(spec) for spec in context.host.toolchains.targets.values()]
-    builder = for_context(context, runtime)
-    pruned = builder.prune(keep=keep, unused_for=unused_for)
-    for reference, _ in pruned.removed:
-        builder.reporter.status("Removed", reference)
-    for name, why in pruned.kept:
-        builder.reporter.status("Kept", f"{name}: {why}")
-    size = sum(size for _, size in pruned.removed) / 2**30
-    builder.reporter.status("Pruned", f"{len(pruned.removed)} image(s), {size:.2f} GB; kept {len(pruned.kept)}")
-    return pruned
-
-
-def _project_locks(context: Context) -> tuple[ProjectConfig, ImageLocks]:
-    project_config = context.project_config_here()
-    if project_config.image_locks is None:
-        raise ProjectError(
-            f"image locks belong to a project ({LOCK_FILE} at its workspace root), and there is no Cargo project "
-            f"in {context.cwd} or above",
-            hint="run the command in the project, where its Cargo.toml is",
-        )
-    return project_config, project_config.image_locks
-
-
-def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, refresh: bool) -> ImageLocks:
-    """`xpcargo image lock`: record in the project's lock file the exact packages of each target's unlocked image
-    (built first if the engine lacks it, or anew from today's mirror with ``refresh``). An entry whose plan and
-    packages did not change is kept as it is, date included, so that its image keeps its tag."""
-    from xpcargo.image.inventory import contents  # noqa: PLC0415
-
-    project_config, locks = _project_locks(context)
-    builder = for_context(context, runtime)
-    # Refreshed once per run: the base every target shares.
-    refreshed: set[str] = set()
-    for spec in (
-        context.host.target(name, project_config) for name in names or sorted(context.host.toolchains.targets)
-    ):
-        if spec.image:
-            builder.reporter.status("Skipped", f"{spec.triple}: it uses the configured image {spec.image}")
-            continue
-        plan = context.host.image_plan(spec, locked=False)
-        if refresh:
-            builder.rebuild(plan, done=refreshed)
-        else:
-            builder.ensure(plan)
-        found = contents(runtime, builder.cache, plan.reference)
-        base = contents(runtime, builder.cache, plan.base.reference)
-        old = locks.targets.get(spec.triple)
-        if (
-            old is not None
-            and old.plan == plan.digest
-            and old.packages == found.packages
-            and old.base_packages == base.packages
-        ):
-            builder.reporter.status("Unchanged", f"{spec.triple}: {len(old.packages)} packages")
-            continue
-        entry = LockedImage(
-            plan=plan.digest,
-            build_arch=plan.build_arch,
-            suite=plan.suite,
-            mirror=plan.mirror,
-            # Every file of the locked image gets at most this time: a moment before its first build.
-            source_date_epoch=int(time.time()),
-            packages=found.packages,
-            base_packages=base.packages,
-            std_deb=plan.std_deb.url if plan.std_deb else None,
-            std_sha256=plan.std_deb.sha256 if plan.std_deb else None,
-        )
-        changes = differences(old.packages, found.packages) if old is not None else []
-        summary = f"{len(changes)} changed" if old is not None else "new"
-        builder.reporter.status(
-            "Locked", f"{spec.triple}: {len(found.packages)} packages ({summary}) from {found.reference}"
-        )
-        for change in changes:
-            builder.reporter.detail(f"      {change}")
-        locks = locks.with_entry(spec.triple, entry)
-    save_locks(locks)
-    builder.reporter.status("Wrote", str(locks.path))
-    return locks
-
-
-def verify_image(context: Context, runtime: Runtime, name: str) -> Verification:
-    """`xpcargo image verify`: build a locked target's layers again and compare them."""
-    project_config, locks = _project_locks(context)
-    spec = context.host.target(name, project_config)
-    if spec.image_lock is None:
-        raise ConfigError(
-            f"{name} has no entry in {locks.path}: there is nothing to verify its image against",
-            hint=f"lock it first with `xpcargo image lock {name}`, and commit {LOCK_FILE}",
-        )
-    plan = context.host.image_plan(spec)
-    builder = for_context(context, runtime)
-    builder.ensure(plan)
-    verification = builder.verify(plan)
-    builder.reporter.status("Layers", f"{' '.join(verification.image_layers)} of {plan.reference}")
-    builder.reporter.status("Layers", f"{' '.join(verification.rebuilt_layers) or 'none'} of the rebuild")
-    if not verification.same:
-        raise ImageBuildError(
-            f"the rebuild of {plan.reference} from {LOCK_FILE} has other layers than the image",
-            hint="the image is not reproducible: compare the two root file systems (`docker export`) and report it",
-        )
-    builder.reporter.status("Verified", f"{plan.reference}: the rebuild has the same layers")
-    return verification
+    builder = for_host(host, runtime, reporter)
+    return builder.image_for(spec, None if spec.image else host.image_plan(spec))

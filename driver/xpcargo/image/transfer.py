@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xpcargo.config.targets import TargetSpec
 from xpcargo.container.spec import Runtime
-from xpcargo.context import Context
 from xpcargo.errors import ImageBuildError
-from xpcargo.image import builder, records
+from xpcargo.image import records
+from xpcargo.image.builder import Builder
 from xpcargo.image.plan import LABEL_PLAN, LABEL_TARGET, ImagePlan
 
 _ARCHIVE = re.compile(r"[0-9a-f]{64}\.tar")
@@ -28,36 +27,30 @@ class Loaded:
     skipped: tuple[str, ...]
 
 
-def _plans(context: Context, names: Sequence[str]) -> list[ImagePlan]:
-    """The image plans of ``names`` (default: every known target); a target with an image of its own has none."""
-    specs: list[TargetSpec] = builder.known_targets(context, names)
-    return [context.host.image_plan(spec) for spec in specs if not spec.image]
-
-
-def key(context: Context, names: Sequence[str] = ()) -> str:
-    """One line for a CI cache key: it changes exactly when one of the images would."""
-    digests = sorted(plan.digest for plan in _plans(context, names))
+def key(plans: Sequence[ImagePlan]) -> str:
+    """One line for a CI cache key: it changes exactly when one of the images of ``plans`` would."""
+    digests = sorted(plan.digest for plan in plans)
     combined = hashlib.sha256("\n".join(digests).encode()).hexdigest()
     return f"xpcargo-images-{combined[:32]}"
 
 
-def save(context: Context, runtime: Runtime, names: Sequence[str], directory: Path) -> list[Path]:
-    """Build what is missing, then write each target's image to ``<directory>/<plan digest>.tar``."""
+def save(builder: Builder, plans: Sequence[ImagePlan], directory: Path) -> list[Path]:
+    """Build what is missing of ``plans``, then write each image to ``<directory>/<plan digest>.tar``."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ImageBuildError(
             f"cannot save images to {directory}: {error.strerror}", hint="name a directory that can be written"
         ) from None
-    reporter = context.host.reporter()
+    runtime, reporter = builder.runtime, builder.reporter
     saved = []
-    for plan in _plans(context, names):
+    for plan in plans:
         archive = directory / f"{plan.digest}.tar"
         if archive.is_file():
             reporter.status("Fresh", f"{plan.reference} ({archive.name})")
             saved.append(archive)
             continue
-        builder.for_context(context, runtime, reporter).ensure(plan)
+        builder.ensure(plan)
         partial = archive.with_suffix(".tar.part")
         try:
             runtime.save_image(plan.reference, partial)
@@ -74,16 +67,16 @@ def save(context: Context, runtime: Runtime, names: Sequence[str], directory: Pa
     return saved
 
 
-def load(context: Context, runtime: Runtime, directory: Path) -> Loaded:
-    """Load the archives in ``directory`` whose plan a known target has now. One whose content is not the image
-    its name says is refused: it is removed again, and the load fails."""
+def load(builder: Builder, plans: Sequence[ImagePlan], directory: Path) -> Loaded:
+    """Load the archives in ``directory`` whose plan is one of ``plans`` (those the known targets have now). One whose
+    content is not the image its name says is refused: it is removed again, and the load fails."""
     if not directory.is_dir():
         raise ImageBuildError(
             f"there is no directory {directory} to load images from",
             hint="name the directory `xpcargo image save -o DIR` wrote (a CI cache that was not restored has none)",
         )
-    reporter = context.host.reporter()
-    wanted = {plan.digest: plan for plan in _plans(context, ())}
+    runtime, reporter = builder.runtime, builder.reporter
+    wanted = {plan.digest: plan for plan in plans}
     loaded, present, skipped = [], [], []
     archives = sorted(path for path in directory.glob("*.tar") if _ARCHIVE.fullmatch(path.name))
     for archive in archives:
@@ -98,7 +91,7 @@ def load(context: Context, runtime: Runtime, directory: Path) -> Loaded:
         references = runtime.load_image(archive)
         _check(runtime, plan, archive, references)
         records.save(
-            context.host.settings.cache_dir,
+            builder.cache,
             digest=plan.digest,
             reference=plan.reference,
             image_id=_image_id(runtime, plan),

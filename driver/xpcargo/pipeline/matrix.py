@@ -27,7 +27,7 @@ from xpcargo.pipeline import plan as plan_module
 from xpcargo.pipeline import run
 from xpcargo.pipeline.plan import BuildPlan, plan
 from xpcargo.pipeline.reproducible import Reproducibility
-from xpcargo.ui import LineWriter, Reporter, binary_writer
+from xpcargo.ui import LineWriter, Reporter, binary_writer, render_table
 
 # How long Ctrl-C waits for the targets' own cleanup before it says what it could not confirm.
 _CLEANUP_WAIT = 15.0
@@ -280,10 +280,7 @@ class Summary:
         return rows
 
     def table(self, *, relative_to: Path) -> str:
-        rows = self.rows(relative_to=relative_to)
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-        return "\n".join(lines) + "\n"
+        return render_table(self.rows(relative_to=relative_to))
 
     def markdown(self, *, relative_to: Path) -> str:
         rows = self.rows(relative_to=relative_to)

@@ -229,11 +229,11 @@ def _image(
                 f"`DOCKER_HOST={plan.remote.engine} xpcargo image load DIR`",
             )
         local = engines.local(missing=missing)
-        builder.for_context(context, local, reporter).ensure(image_plan)
+        builder.for_host(context.host, local, reporter).ensure(image_plan)
         if local is not runtime:
             send.send(image_plan, local=local, remote=runtime, cache=context.host.settings.cache_dir, reporter=reporter)
         return image_plan.reference
-    return builder.for_context(context, runtime, reporter).image_for(plan.spec, image_plan)
+    return builder.for_host(context.host, runtime, reporter).image_for(plan.spec, image_plan)
 
 
 def _ensure_sysroot(context: Context, plan: BuildPlan, reporter: Reporter) -> None:

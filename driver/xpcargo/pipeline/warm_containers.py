@@ -1,7 +1,8 @@
-"""`xpcargo ps` and `xpcargo down`: the warm containers this user's builds left running for the next command.
+"""The warm containers this user's builds left running for the next command, as `xpcargo ps` and `xpcargo down`
+see them.
 
 They are the session's (``container.session``), which starts, finds and removes them; this module only chooses
-which ones a command is about and says what it found or did.
+which ones a command is about and describes what it found or stopped.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from pathlib import Path
 
 from xpcargo.container import session
 from xpcargo.container.spec import KEEP_WARM_LABEL, TARGET_LABEL, WORKSPACE_LABEL, ContainerInfo, Runtime
-from xpcargo.context import Context
-from xpcargo.errors import ProjectError
-from xpcargo.ui import ago
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,23 +24,6 @@ class WarmContainer:
     busy: bool | None
     up_seconds: float
     keep_warm: str
-
-    def row(self) -> tuple[str, ...]:
-        state = "unknown" if self.busy is None else "running a command" if self.busy else "idle"
-        return (self.id[:12], self.target, state, ago(self.up_seconds), f"{self.keep_warm}s", self.workspace)
-
-
-HEADER = ("CONTAINER", "TARGET", "STATE", "UP", "IDLE LIMIT", "WORKSPACE")
-
-
-def _workspace(context: Context) -> Path:
-    from xpcargo.cargo.project import find_manifest, find_workspace_root  # noqa: PLC0415
-
-    try:
-        return find_workspace_root(find_manifest(context.cwd, None))
-    except ProjectError as error:
-        error.hint = "run it in a Cargo project, or pass --all to stop every warm container of yours"
-        raise
 
 
 def _describe(container: ContainerInfo, now: float, *, busy: bool | None) -> WarmContainer:
@@ -63,9 +44,8 @@ def listing(runtime: Runtime) -> list[WarmContainer]:
     return [_describe(container, now, busy=session.is_busy(runtime, container)) for container in found]
 
 
-def down(context: Context, runtime: Runtime, *, everything: bool) -> list[WarmContainer]:
-    """Stop the warm containers of the workspace here (or all of this user's), with whatever runs in them."""
-    workspace = None if everything else _workspace(context)
+def down(runtime: Runtime, *, workspace: Path | None) -> list[WarmContainer]:
+    """Stop the warm containers of ``workspace`` (or, with none, all of this user's), with whatever runs in them."""
     found = session.warm_containers(runtime, workspace=workspace)
     now = time.time()
     session.stop(runtime, found)

@@ -115,7 +115,7 @@ def dist(
         spec = context.host.target(triple, project_config)
         # The image as the engine that built the target holds it (the same content hash on every engine).
         runtime = pool.runtime(context.host.engine_for(spec))
-        reference = image_for(context, runtime, spec)
+        reference = image_for(context.host, runtime, spec)
         plan_hash = None if spec.image else context.host.image_plan(spec).digest
         images.append(
             inventory(runtime, context.host.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)

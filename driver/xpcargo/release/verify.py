@@ -28,6 +28,7 @@ from xpcargo.errors import NotReproducibleError, ProjectError
 from xpcargo.pipeline import run
 from xpcargo.pipeline.plan import BuildPlan, plan, reproducibility, trust_boundary
 from xpcargo.pipeline.reproducible import VARIED, Reproducibility
+from xpcargo.ui import render_table
 
 # Options xpcargo sets itself for each of the two builds.
 _REPLACED = ("--manifest-path", "--target-dir")
@@ -276,10 +277,7 @@ def table(comparisons: Sequence[Comparison]) -> str:
                 "same" if comparison.same else "differs",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
-    )
+    return render_table(rows)
 
 
 def explain(comparison: Comparison) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo import catalog
+from xpcargo.commands import targets
 from xpcargo.context import Context
 from xpcargo.errors import UnknownTargetError
 
@@ -29,7 +29,7 @@ def context(tmp_path: Path) -> Context:
 
 
 def test_every_shipped_target_is_described(context: Context) -> None:
-    infos = catalog.describe(context)
+    infos = targets.describe(context)
     assert [info.target for info in infos] == SHIPPED
     by_target = {info.target: info for info in infos}
     assert by_target[AARCH64].runner[0] == "qemu-aarch64"
@@ -43,7 +43,7 @@ def test_every_shipped_target_is_described(context: Context) -> None:
 
 
 def test_json_has_every_field(context: Context) -> None:
-    document = json.loads(catalog.as_json(catalog.describe(context)))
+    document = json.loads(targets.as_json(targets.describe(context)))
     assert {item["target"] for item in document} == set(SHIPPED)
     assert set(document[0]) == {
         "target",
@@ -59,20 +59,20 @@ def test_json_has_every_field(context: Context) -> None:
 
 
 def test_github_matrix_is_one_line_of_include(context: Context) -> None:
-    text = catalog.github_matrix(catalog.describe(context, [I686, AARCH64]))
+    text = targets.github_matrix(targets.describe(context, [I686, AARCH64]))
     assert "\n" not in text
     assert json.loads(text) == {"include": [{"target": I686}, {"target": AARCH64}]}
-    everything = json.loads(catalog.github_matrix(catalog.describe(context, ["all"])))
+    everything = json.loads(targets.github_matrix(targets.describe(context, ["all"])))
     assert [entry["target"] for entry in everything["include"]] == SHIPPED
 
 
 def test_an_unknown_target_is_refused(context: Context) -> None:
     with pytest.raises(UnknownTargetError):
-        catalog.describe(context, ["sparc-unknown-linux-gnu"])
+        targets.describe(context, ["sparc-unknown-linux-gnu"])
 
 
 def test_the_table(context: Context) -> None:
-    rows = catalog.rows(catalog.describe(context))
+    rows = targets.rows(targets.describe(context))
     assert rows[0] == ("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE", "ENGINE")
     assert rows[-1][:4] == (X86_64, "amd64", "native", "2.41")
     assert next(row for row in rows if row[0] == WASM32)[:4] == (WASM32, "all", "node", "none")

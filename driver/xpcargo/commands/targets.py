@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from xpcargo.artifacts import links_glibc
-from xpcargo.context import Context
+from xpcargo.config.targets import TargetSpec
+from xpcargo.context import Context, Host
 from xpcargo.image.recipe import load_recipe
 
 
@@ -31,33 +32,34 @@ class TargetInfo:
 
 
 def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
-    """The shipped targets (or those ``names``, `all` included, as the working directory's project sees them)."""
-    from xpcargo.pipeline.floor import floor_of  # noqa: PLC0415
-
+    """The shipped targets as shipped (or those ``names``, `all` included, as the working directory's project sees
+    them)."""
+    triples = context.named_targets(names, default="shipped")
     if names:
         project = context.project_config_here()
-        specs = [context.host.target(triple, project) for triple in context.named_targets(names)]
+        specs = [context.host.target(triple, project) for triple in triples]
     else:
-        specs = [spec for _, spec in sorted(context.host.toolchains.targets.items())]
-    infos = []
-    for spec in specs:
-        engine = context.host.engine_for(spec)
-        plan = None if spec.image else context.host.image_plan(spec)
-        recipe = load_recipe(spec.recipe, directory=context.host.settings.recipes_dir)
-        infos.append(
-            TargetInfo(
-                target=spec.triple,
-                image=spec.image or (plan.reference if plan else ""),
-                plan=plan.digest if plan else None,
-                debian_arch=spec.debian_arch,
-                runner=spec.runner,
-                glibc=floor_of(spec, recipe, cache_dir=context.host.settings.cache_dir).version,
-                native=context.host.platform is not None and spec.triple == context.host.platform.rust_triple,
-                engine=engine.url,
-                remote=engine.remote,
-            )
-        )
-    return infos
+        specs = [context.host.toolchains.target(triple) for triple in triples]
+    return [_info(context.host, spec) for spec in specs]
+
+
+def _info(host: Host, spec: TargetSpec) -> TargetInfo:
+    from xpcargo.pipeline.floor import floor_of  # noqa: PLC0415
+
+    engine = host.engine_for(spec)
+    plan = None if spec.image else host.image_plan(spec)
+    recipe = load_recipe(spec.recipe, directory=host.settings.recipes_dir)
+    return TargetInfo(
+        target=spec.triple,
+        image=spec.image or (plan.reference if plan else ""),
+        plan=plan.digest if plan else None,
+        debian_arch=spec.debian_arch,
+        runner=spec.runner,
+        glibc=floor_of(spec, recipe, cache_dir=host.settings.cache_dir).version,
+        native=host.platform is not None and spec.triple == host.platform.rust_triple,
+        engine=engine.url,
+        remote=engine.remote,
+    )
 
 
 def rows(infos: Sequence[TargetInfo]) -> list[tuple[str, ...]]:
