@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from xpcargo.cargo.project import Project
     from xpcargo.config.targets import ProjectConfig, TargetSpec, Toolchains
     from xpcargo.container.location import EngineAddress
+    from xpcargo.container.spec import Runtime as ImageRuntime
+    from xpcargo.image.builder import Builder
     from xpcargo.image.plan import ImagePlan
     from xpcargo.ui import Reporter
 
@@ -229,6 +231,21 @@ class Host:
         from xpcargo.ui import Reporter  # noqa: PLC0415
 
         return Reporter(color=self.terminal.color)
+
+    def image_builder(self, runtime: ImageRuntime, reporter: Reporter | None = None) -> Builder:
+        """A builder of images on ``runtime`` with this machine's cache and mirror settings."""
+        from xpcargo.image.builder import Builder  # noqa: PLC0415
+
+        return Builder(
+            runtime=runtime,
+            cache=self.settings.cache_dir,
+            reporter=reporter or self.reporter(),
+            retry_wait=self.settings.retry_wait,
+        )
+
+    def image_for(self, spec: TargetSpec, runtime: ImageRuntime, reporter: Reporter | None = None) -> str:
+        """The image reference to run ``spec`` in, built first if need be."""
+        return self.image_builder(runtime, reporter).image_for(spec, None if spec.image else self.image_plan(spec))
 
 
 @dataclass(frozen=True, kw_only=True)

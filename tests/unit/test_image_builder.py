@@ -39,7 +39,7 @@ def test_a_missing_image_is_built_checked_then_tagged(context: Context, monkeypa
     runtime = FakeRuntime()
     spec = context.host.toolchains.target(AARCH64)
     plan = context.host.image_plan(spec)
-    assert builder.image_for(context.host, runtime, spec) == plan.reference
+    assert context.host.image_for(spec, runtime) == plan.reference
     assert bootstrap.calls == [
         f"bootstrap {AARCH64}",
         f"std {plan.std_deb.filename if plan.std_deb else ''}",
@@ -73,12 +73,12 @@ def test_a_second_target_reuses_the_base_and_extra_packages_add_a_layer(
 ) -> None:
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
-    builder.image_for(context.host, runtime, context.host.toolchains.target(X86_64))
+    context.host.image_for(context.host.toolchains.target(X86_64), runtime)
     bootstrap.calls.clear()
     from dataclasses import replace  # noqa: PLC0415
 
     spec = replace(context.host.toolchains.target(AARCH64), extra_packages=("libssl-dev:arm64",))
-    builder.image_for(context.host, runtime, spec)
+    context.host.image_for(spec, runtime)
     assert bootstrap.calls == [
         f"std {context.host.image_plan(spec).std_deb.filename}",  # type: ignore[union-attr]
         f"layer target {AARCH64} std=True",
@@ -92,7 +92,7 @@ def test_an_image_whose_base_was_pruned_needs_nothing(context: Context, monkeypa
     bootstrap = FakeBootstrap(monkeypatch)
     plan = context.host.image_plan(context.host.toolchains.target(AARCH64))
     runtime = FakeRuntime(images={plan.reference})
-    assert builder.image_for(context.host, runtime, context.host.toolchains.target(AARCH64)) == plan.reference
+    assert context.host.image_for(context.host.toolchains.target(AARCH64), runtime) == plan.reference
     assert bootstrap.calls == []
 
 
@@ -100,7 +100,7 @@ def test_an_image_that_is_there_is_not_built(context: Context, monkeypatch: pyte
     bootstrap = FakeBootstrap(monkeypatch)
     spec = context.host.toolchains.target(X86_64)
     runtime = FakeRuntime(images={context.host.image_plan(spec).reference})
-    builder.image_for(context.host, runtime, spec)
+    context.host.image_for(spec, runtime)
     assert bootstrap.calls == []
     assert runtime.started == []
 
@@ -110,7 +110,7 @@ def test_a_failed_check_removes_the_image_and_tags_nothing(context: Context, mon
     runtime = FakeRuntime(script=_check_script(fails=True))
     spec = context.host.toolchains.target(X86_64)
     with pytest.raises(ImageBuildError, match="failed its check") as caught:
-        builder.image_for(context.host, runtime, spec)
+        context.host.image_for(spec, runtime)
     assert "rustc: not found" in caught.value.message
     # The base failed its check: it is removed, and nothing is built on it.
     assert runtime.removed_images == ["sha256:imported1"]
@@ -124,7 +124,7 @@ def test_a_failed_bootstrap_imports_nothing(context: Context, monkeypatch: pytes
     FakeBootstrap(monkeypatch, error=ImageBuildError("mirror down"))
     runtime = FakeRuntime()
     with pytest.raises(ImageBuildError, match="mirror down"):
-        builder.image_for(context.host, runtime, context.host.toolchains.target(X86_64))
+        context.host.image_for(context.host.toolchains.target(X86_64), runtime)
     assert runtime.imported == []
     assert list((context.host.settings.cache_dir / "scratch").iterdir()) == []
 
@@ -133,7 +133,7 @@ def test_an_engine_of_another_architecture_is_refused(context: Context, monkeypa
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime(machine="riscv64")
     with pytest.raises(ImageBuildError, match="runs `riscv64`"):
-        builder.image_for(context.host, runtime, context.host.toolchains.target(X86_64))
+        context.host.image_for(context.host.toolchains.target(X86_64), runtime)
     assert bootstrap.calls == []
 
 
@@ -167,7 +167,7 @@ def _built(context: Context, runtime: FakeRuntime, reference: str, digest: str, 
 
 
 def _prune(context: Context, runtime: FakeRuntime, *, unused_for: float | None = None) -> builder.Pruned:
-    return builder.for_host(context.host, runtime).prune(keep=[], unused_for=unused_for)
+    return context.host.image_builder(runtime).prune(keep=[], unused_for=unused_for)
 
 
 def _kept(pruned: builder.Pruned) -> dict[str, str]:
@@ -179,13 +179,13 @@ def test_a_built_image_is_recorded_and_each_use_is_noted(context: Context, monke
     runtime = FakeRuntime()
     spec = context.host.toolchains.target(X86_64)
     plan = context.host.image_plan(spec)
-    builder.image_for(context.host, runtime, spec)
+    context.host.image_for(spec, runtime)
     base, record = sorted(records.load_all(context.host.settings.cache_dir), key=lambda r: r.reference)
     assert (base.digest, base.reference, base.image_id) == (plan.base.digest, plan.base.reference, "sha256:imported1")
     assert (record.digest, record.reference, record.image_id) == (plan.digest, plan.reference, runtime.loaded[0])
     path = context.host.settings.cache_dir / "images" / f"{plan.digest}.json"
     os.utime(path, (1, 1))
-    builder.image_for(context.host, runtime, spec)
+    context.host.image_for(spec, runtime)
     assert {r.digest: r for r in records.load_all(context.host.settings.cache_dir)}[
         plan.digest
     ].last_used > time.time() - 60

@@ -72,7 +72,6 @@ KNOWN_BACKWARD: set[tuple[str, str]] = {
     ("xpcargo.config.targets", "xpcargo.cargo.links"),
     ("xpcargo.config.targets", "xpcargo.image.lockfile"),
     ("xpcargo.config.trust", "xpcargo.cargo.links"),
-    ("xpcargo.image.builder", "xpcargo.context"),
 }
 
 

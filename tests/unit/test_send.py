@@ -16,7 +16,7 @@ import pytest
 from xpcargo.container.location import EngineAddress, Engines, this_machine
 from xpcargo.context import Context
 from xpcargo.errors import EngineUnavailableError
-from xpcargo.image import builder, send
+from xpcargo.image import send
 from xpcargo.image.plan import ImagePlan
 from xpcargo.pipeline import run
 from xpcargo.pipeline.plan import plan
@@ -37,7 +37,7 @@ def context(tmp_path: Path) -> Context:
 
 def _built(context: Context, local: FakeRuntime, triple: str) -> ImagePlan:
     image_plan = context.host.image_plan(context.host.toolchains.target(triple))
-    builder.for_host(context.host, local, Reporter(color=False)).ensure(image_plan)
+    context.host.image_builder(local, Reporter(color=False)).ensure(image_plan)
     return image_plan
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from xpcargo.context import Context
 from xpcargo.errors import ImageBuildError
-from xpcargo.image import builder, records, transfer
+from xpcargo.image import records, transfer
 from xpcargo.image.builder import Builder
 from xpcargo.image.plan import LABEL_PLAN, LABEL_TARGET, ImagePlan
 
@@ -32,7 +32,7 @@ def _plans(context: Context, *names: str) -> list[ImagePlan]:
 
 
 def _builder(context: Context, runtime: FakeRuntime) -> Builder:
-    return builder.for_host(context.host, runtime)
+    return context.host.image_builder(runtime)
 
 
 def _with_images(context: Context) -> FakeRuntime:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xpcargo.errors import ConfigError, ImageBuildError, ProjectError
-from xpcargo.image import builder, transfer
+from xpcargo.image import transfer
 from xpcargo.image.lockfile import LOCK_FILE, ImageLocks, LockedImage, differences
 from xpcargo.image.lockfile import save as save_locks
 from xpcargo.image.plan import LABEL_RECIPE, LABEL_TARGET, ImagePlan
@@ -36,7 +36,7 @@ def build(context: Context, runtime: Runtime, names: Sequence[str]) -> None:
     """`xpcargo image build`: build what the targets need unless the engine has it already."""
     reporter = context.host.reporter()
     for spec in _specs(context, names):
-        reference = builder.image_for(context.host, runtime, spec, reporter)
+        reference = context.host.image_for(spec, runtime, reporter)
         reporter.status("Ready", f"{spec.triple}: {reference}")
 
 
@@ -44,7 +44,7 @@ def rows(context: Context, runtime: Runtime) -> list[tuple[str, str, str, str]]:
     """`xpcargo image list`: xpcargo's images, marking those that today's configuration would use."""
     current = {stage.reference for plan in _plans(context) for stage in plan.stages}
     found = [("IMAGE", "TARGET", "SIZE", "STATUS")]
-    for image in builder.for_host(context.host, runtime).images():
+    for image in context.host.image_builder(runtime).images():
         name = image.tags[0] if image.tags else image.id[7:19]
         status = "current" if current.intersection(image.tags) else "stale"
         target = image.labels.get(LABEL_TARGET) or f"base:{image.labels.get(LABEL_RECIPE, '?')}"
@@ -59,7 +59,7 @@ def prune(context: Context, runtime: Runtime, *, everything: bool, unused_for: f
     seconds."""
     host = context.host
     keep = [] if everything else [host.image_plan(spec) for spec in host.toolchains.targets.values()]
-    images = builder.for_host(host, runtime)
+    images = host.image_builder(runtime)
     pruned = images.prune(keep=keep, unused_for=unused_for)
     for reference, _ in pruned.removed:
         images.reporter.status("Removed", reference)
@@ -77,12 +77,12 @@ def key(context: Context, names: Sequence[str]) -> str:
 
 def save(context: Context, runtime: Runtime, names: Sequence[str], directory: Path) -> list[Path]:
     """`xpcargo image save`: the targets' images (built first if missing) as files, for a CI cache."""
-    return transfer.save(builder.for_host(context.host, runtime), _plans(context, names), directory)
+    return transfer.save(context.host.image_builder(runtime), _plans(context, names), directory)
 
 
 def load(context: Context, runtime: Runtime, directory: Path) -> transfer.Loaded:
     """`xpcargo image load`: the saved images whose plan a target has now."""
-    return transfer.load(builder.for_host(context.host, runtime), _plans(context), directory)
+    return transfer.load(context.host.image_builder(runtime), _plans(context), directory)
 
 
 def _project_locks(context: Context) -> tuple[ProjectConfig, ImageLocks]:
@@ -101,7 +101,7 @@ def lock(context: Context, runtime: Runtime, names: Sequence[str], *, refresh: b
     (built first if the engine lacks it, or anew from today's mirror with ``refresh``); by default the shipped
     targets'."""
     project_config, locks = _project_locks(context)
-    images = builder.for_host(context.host, runtime)
+    images = context.host.image_builder(runtime)
     # Refreshed once per run: the base every target shares.
     refreshed: set[str] = set()
     for triple in context.named_targets(names, default="shipped"):
@@ -168,7 +168,7 @@ def verify(context: Context, runtime: Runtime, name: str) -> Verification:
             hint=f"lock it first with `xpcargo image lock {name}`, and commit {LOCK_FILE}",
         )
     plan = context.host.image_plan(spec)
-    images = builder.for_host(context.host, runtime)
+    images = context.host.image_builder(runtime)
     images.ensure(plan)
     verification = images.verify(plan)
     images.reporter.status("Layers", f"{' '.join(verification.image_layers)} of {plan.reference}")

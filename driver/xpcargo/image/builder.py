@@ -28,7 +28,6 @@ from xpcargo.image.plan import LABEL_TARGET, ImagePlan, Layer, Stage
 from xpcargo.ui import Reporter, Stopwatch, ago
 
 if TYPE_CHECKING:
-    from xpcargo.context import Host
     from xpcargo.image.layers import BuiltLayer
 
 
@@ -357,21 +356,3 @@ def _describe(plan: ImagePlan, stage: Stage) -> str:
     if stage.layer is None:
         return f"the {plan.base.recipe} base that every target of the recipe shares"
     return f"the {stage.layer.purpose} layer of {plan.target}"
-
-
-# --- For the commands: a builder as this machine's settings make it -----------------------------------------------
-
-
-def for_host(host: Host, runtime: Runtime, reporter: Reporter | None = None) -> Builder:
-    return Builder(
-        runtime=runtime,
-        cache=host.settings.cache_dir,
-        reporter=reporter or host.reporter(),
-        retry_wait=host.settings.retry_wait,
-    )
-
-
-def image_for(host: Host, runtime: Runtime, spec: TargetSpec, reporter: Reporter | None = None) -> str:
-    """The image reference to run ``spec`` in, built first if need be."""
-    builder = for_host(host, runtime, reporter)
-    return builder.image_for(spec, None if spec.image else host.image_plan(spec))

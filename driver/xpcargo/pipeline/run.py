@@ -21,7 +21,7 @@ from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
 from xpcargo.errors import ImageBuildError, ProjectError, ReportError
-from xpcargo.image import builder, send
+from xpcargo.image import send
 from xpcargo.pipeline import floor, remote
 from xpcargo.pipeline.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.pipeline.plan import BuildPlan, Step, plan
@@ -229,11 +229,11 @@ def _image(
                 f"`DOCKER_HOST={plan.remote.engine} xpcargo image load DIR`",
             )
         local = engines.local(missing=missing)
-        builder.for_host(context.host, local, reporter).ensure(image_plan)
+        context.host.image_builder(local, reporter).ensure(image_plan)
         if local is not runtime:
             send.send(image_plan, local=local, remote=runtime, cache=context.host.settings.cache_dir, reporter=reporter)
         return image_plan.reference
-    return builder.for_host(context.host, runtime, reporter).image_for(plan.spec, image_plan)
+    return context.host.image_builder(runtime, reporter).image_for(plan.spec, image_plan)
 
 
 def _ensure_sysroot(context: Context, plan: BuildPlan, reporter: Reporter) -> None:

@@ -26,7 +26,6 @@ from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.project import Project
 from xpcargo.context import Context
 from xpcargo.errors import ProjectError
-from xpcargo.image.builder import image_for
 from xpcargo.image.inventory import ImageInventory, inventory
 from xpcargo.pipeline import git_checkout, matrix, reproducible, run
 from xpcargo.pipeline.plan import remapping, reproducibility
@@ -115,7 +114,7 @@ def dist(
         spec = context.host.target(triple, project_config)
         # The image as the engine that built the target holds it (the same content hash on every engine).
         runtime = pool.runtime(context.host.engine_for(spec))
-        reference = image_for(context.host, runtime, spec)
+        reference = context.host.image_for(spec, runtime)
         plan_hash = None if spec.image else context.host.image_plan(spec).digest
         images.append(
             inventory(runtime, context.host.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
