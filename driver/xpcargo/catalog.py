@@ -34,15 +34,15 @@ def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
     """The shipped targets (or those ``names``, `all` included, as the working directory's project sees them)."""
     from xpcargo.pipeline.floor import floor_of  # noqa: PLC0415
 
-    if names:
-        project = context.project_config_here()
+    project = context.project_config_here() if names else None
+    if project is not None:
         specs = [context.host.target(triple, project) for triple in context.named_targets(names)]
     else:
         specs = [spec for _, spec in sorted(context.host.toolchains.targets.items())]
     infos = []
     for spec in specs:
         engine = context.host.engine_for(spec)
-        plan = None if spec.image else context.host.image_plan(spec)
+        plan = None if spec.image else context.host.image_plan(spec, project)
         recipe = load_recipe(spec.recipe, directory=context.host.settings.recipes_dir)
         infos.append(
             TargetInfo(

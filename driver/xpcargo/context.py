@@ -201,13 +201,16 @@ class Host:
         triple = self.build_platform.rust_triple
         return self.target(triple, project_config) if triple in self.toolchains.targets else None
 
-    def image_plan(self, spec: TargetSpec, *, locked: bool = True) -> ImagePlan:
-        """``spec``'s image plan: locked when the project's lock file has an entry for it, unless ``locked`` is
-        false."""
+    def image_plan(self, spec: TargetSpec, project: ProjectConfig | None = None) -> ImagePlan:
+        """``spec``'s image plan: locked when the lock file of ``project`` has an entry for it (without a project, or
+        outside one, the unlocked plan)."""
         from xpcargo.image.plan import plan_for  # noqa: PLC0415
 
         return plan_for(
-            spec, recipes=self.settings.recipes_dir, build_arch=self.build_platform.debian_arch, locked=locked
+            spec,
+            recipes=self.settings.recipes_dir,
+            build_arch=self.build_platform.debian_arch,
+            project_root=project.root if project is not None else None,
         )
 
     @cached_property

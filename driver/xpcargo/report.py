@@ -28,17 +28,15 @@ from pathlib import Path, PurePath
 from typing import IO, TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from xpcargo.cargo import args as cargo_args
-from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.protocol import (
     TARGET_SETTING_KEYS,
     Instruction,
     LongLine,
-    RustcFlagsError,
     envify,
     instructions,
     output_lines,
-    split_rustc_flags,
 )
+from xpcargo.config.links import LinksOverrides, RustcFlagsError, split_rustc_flags
 from xpcargo.config.targets import check_triple
 from xpcargo.errors import BuildScriptProtocolError, ReportError
 from xpcargo.pipeline.artifacts import FinalArtifact, GlibcNeed, glibc_need

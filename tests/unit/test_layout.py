@@ -69,9 +69,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 # Imports that still run back up, each to be removed by the renovation that moves it (empty when it is done).
 KNOWN_BACKWARD: set[tuple[str, str]] = {
-    ("xpcargo.config.targets", "xpcargo.cargo.links"),
-    ("xpcargo.config.targets", "xpcargo.image.lockfile"),
-    ("xpcargo.config.trust", "xpcargo.cargo.links"),
     ("xpcargo.image.builder", "xpcargo.context"),
     ("xpcargo.image.transfer", "xpcargo.context"),
     ("xpcargo.report", "xpcargo.pipeline.artifacts"),

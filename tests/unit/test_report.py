@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.protocol import parse
+from xpcargo.config.links import LinksOverrides
 from xpcargo.errors import ReportError
 from xpcargo.report import (
     CAPPED_MARKER,

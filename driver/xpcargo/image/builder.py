@@ -24,6 +24,7 @@ from xpcargo.errors import ConfigError, EngineError, ImageBuildError, ProjectErr
 from xpcargo.hashing import file_sha256
 from xpcargo.image import docker_archive, lock, records, scratch
 from xpcargo.image.lockfile import LOCK_FILE, ImageLocks, LockedImage, Package, differences
+from xpcargo.image.lockfile import load as load_locks
 from xpcargo.image.lockfile import save as save_locks
 from xpcargo.image.plan import LABEL_RECIPE, LABEL_TARGET, ImagePlan, Layer, Stage
 from xpcargo.ui import Reporter, Stopwatch, ago
@@ -373,16 +374,22 @@ def for_context(context: Context, runtime: Runtime, reporter: Reporter | None = 
     )
 
 
-def image_for(context: Context, runtime: Runtime, spec: TargetSpec, reporter: Reporter | None = None) -> str:
-    """The image reference to run ``spec`` in, built first if need be."""
+def image_for(
+    context: Context,
+    runtime: Runtime,
+    spec: TargetSpec,
+    reporter: Reporter | None = None,
+    *,
+    project: ProjectConfig | None = None,
+) -> str:
+    """The image reference to run ``spec`` in (locked as ``project``'s lock file says), built first if need be."""
     builder = for_context(context, runtime, reporter)
-    return builder.image_for(spec, None if spec.image else context.host.image_plan(spec))
+    return builder.image_for(spec, None if spec.image else context.host.image_plan(spec, project))
 
 
-def known_targets(context: Context, names: Sequence[str] = ()) -> list[TargetSpec]:
-    """``names`` (default: every target the shipped table and the working directory's project define), as the
-    project configures them."""
-    project_config = context.project_config_here()
+def known_targets(context: Context, project_config: ProjectConfig, names: Sequence[str] = ()) -> list[TargetSpec]:
+    """``names`` (default: every target the shipped table and ``project_config`` define), as the project
+    configures them."""
     wanted = names or sorted({*context.host.toolchains.targets, *project_config.targets})
     return [context.host.target(name, project_config) for name in wanted]
 
@@ -390,14 +397,17 @@ def known_targets(context: Context, names: Sequence[str] = ()) -> list[TargetSpe
 def build_images(context: Context, runtime: Runtime, names: Sequence[str]) -> None:
     """`xpcargo image build`: build what the targets need unless the engine has it already."""
     reporter = context.host.reporter()
-    for spec in known_targets(context, names):
-        reference = image_for(context, runtime, spec, reporter)
+    project_config = context.project_config_here()
+    for spec in known_targets(context, project_config, names):
+        reference = image_for(context, runtime, spec, reporter, project=project_config)
         reporter.status("Ready", f"{spec.triple}: {reference}")
 
 
 def image_rows(context: Context, runtime: Runtime) -> list[tuple[str, str, str, str]]:
     """`xpcargo image list`: xpcargo's images, marking those that today's configuration would use."""
-    plans = [context.host.image_plan(spec) for spec in known_targets(context) if not spec.image]
+    project_config = context.project_config_here()
+    specs = known_targets(context, project_config)
+    plans = [context.host.image_plan(spec, project_config) for spec in specs if not spec.image]
     current = {stage.reference for plan in plans for stage in plan.stages}
     rows = []
     for image in for_context(context, runtime).images():
@@ -427,13 +437,13 @@ def prune_images(context: Context, runtime: Runtime, *, everything: bool, unused
 
 def _project_locks(context: Context) -> tuple[ProjectConfig, ImageLocks]:
     project_config = context.project_config_here()
-    if project_config.image_locks is None:
+    if project_config.root is None:
         raise ProjectError(
             f"image locks belong to a project ({LOCK_FILE} at its workspace root), and there is no Cargo project "
             f"in {context.cwd} or above",
             hint="run the command in the project, where its Cargo.toml is",
         )
-    return project_config, project_config.image_locks
+    return project_config, load_locks(project_config.root)
 
 
 def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, refresh: bool) -> ImageLocks:
@@ -452,7 +462,8 @@ def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, ref
         if spec.image:
             builder.reporter.status("Skipped", f"{spec.triple}: it uses the configured image {spec.image}")
             continue
-        plan = context.host.image_plan(spec, locked=False)
+        # Without the project's locks: the unlocked plan, which the entry records.
+        plan = context.host.image_plan(spec)
         if refresh:
             builder.rebuild(plan, done=refreshed)
         else:
@@ -497,12 +508,12 @@ def verify_image(context: Context, runtime: Runtime, name: str) -> Verification:
     """`xpcargo image verify`: build a locked target's layers again and compare them."""
     project_config, locks = _project_locks(context)
     spec = context.host.target(name, project_config)
-    if spec.image_lock is None:
+    if spec.triple not in locks.targets:
         raise ConfigError(
             f"{name} has no entry in {locks.path}: there is nothing to verify its image against",
             hint=f"lock it first with `xpcargo image lock {name}`, and commit {LOCK_FILE}",
         )
-    plan = context.host.image_plan(spec)
+    plan = context.host.image_plan(spec, project_config)
     builder = for_context(context, runtime)
     builder.ensure(plan)
     verification = builder.verify(plan)

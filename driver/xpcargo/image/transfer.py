@@ -30,8 +30,9 @@ class Loaded:
 
 def _plans(context: Context, names: Sequence[str]) -> list[ImagePlan]:
     """The image plans of ``names`` (default: every known target); a target with an image of its own has none."""
-    specs: list[TargetSpec] = builder.known_targets(context, names)
-    return [context.host.image_plan(spec) for spec in specs if not spec.image]
+    project_config = context.project_config_here()
+    specs: list[TargetSpec] = builder.known_targets(context, project_config, names)
+    return [context.host.image_plan(spec, project_config) for spec in specs if not spec.image]
 
 
 def key(context: Context, names: Sequence[str] = ()) -> str:

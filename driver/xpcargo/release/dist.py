@@ -115,8 +115,8 @@ def dist(
         spec = context.host.target(triple, project_config)
         # The image as the engine that built the target holds it (the same content hash on every engine).
         runtime = pool.runtime(context.host.engine_for(spec))
-        reference = image_for(context, runtime, spec)
-        plan_hash = None if spec.image else context.host.image_plan(spec).digest
+        reference = image_for(context, runtime, spec, project=project_config)
+        plan_hash = None if spec.image else context.host.image_plan(spec, project_config).digest
         images.append(
             inventory(runtime, context.host.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
         )
