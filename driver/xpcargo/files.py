@@ -1,9 +1,9 @@
 """Writing files: one atomic writer, and one TOML writer (the standard library reads TOML but does not write it).
 
-Every file xpcargo writes for a reader to find later (a lock file, a record, a cache entry, a release archive) is
-written by ``write_atomically`` or ``replacing``; every TOML text it writes (the image lock file, the trust record, the
-Cargo config files it hands to Cargo with ``--config``) is made of ``toml_key``, ``toml_string``, ``toml_value`` and
-``toml_table``.
+``write_atomically`` (or ``replacing``, for content written in pieces) is for a file that another process may read,
+or write, at the same time: a lock file, a record, a cache entry, a release file. ``toml_key``, ``toml_string``,
+``toml_value`` and ``toml_table`` make the TOML files xpcargo writes (the image lock file, the trust record, the Cargo
+config files it hands to Cargo with ``--config``), escaping what TOML needs escaped.
 """
 
 from __future__ import annotations
