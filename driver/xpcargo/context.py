@@ -203,13 +203,16 @@ class Host:
         triple = self.build_platform.rust_triple
         return self.target(triple, project_config) if triple in self.toolchains.targets else None
 
-    def image_plan(self, spec: TargetSpec, *, locked: bool = True) -> ImagePlan:
-        """``spec``'s image plan: locked when the project's lock file has an entry for it, unless ``locked`` is
-        false."""
+    def image_plan(self, spec: TargetSpec, project: ProjectConfig | None = None) -> ImagePlan:
+        """``spec``'s image plan: locked when the lock file of ``project`` has an entry for it (without a project, or
+        outside one, the unlocked plan)."""
         from xpcargo.image.plan import plan_for  # noqa: PLC0415
 
         return plan_for(
-            spec, recipes=self.settings.recipes_dir, build_arch=self.build_platform.debian_arch, locked=locked
+            spec,
+            recipes=self.settings.recipes_dir,
+            build_arch=self.build_platform.debian_arch,
+            project_root=project.root if project is not None else None,
         )
 
     @cached_property
@@ -243,9 +246,18 @@ class Host:
             retry_wait=self.settings.retry_wait,
         )
 
-    def image_for(self, spec: TargetSpec, runtime: ImageRuntime, reporter: Reporter | None = None) -> str:
-        """The image reference to run ``spec`` in, built first if need be."""
-        return self.image_builder(runtime, reporter).image_for(spec, None if spec.image else self.image_plan(spec))
+    def image_for(
+        self,
+        spec: TargetSpec,
+        runtime: ImageRuntime,
+        reporter: Reporter | None = None,
+        *,
+        project: ProjectConfig | None = None,
+    ) -> str:
+        """The image reference to run ``spec`` in (locked as ``project``'s lock file says), built first if need
+        be."""
+        plan = None if spec.image else self.image_plan(spec, project)
+        return self.image_builder(runtime, reporter).image_for(spec, plan)
 
 
 @dataclass(frozen=True, kw_only=True)

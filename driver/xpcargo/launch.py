@@ -134,16 +134,18 @@ def _read(path: str) -> str | None:
 def _write(path: str, text: str) -> None:
     """Keep ``text`` at ``path`` (atomically, so that a help printed at the same time never reads half of it) and drop
     the entries of other fingerprints; a cache that cannot be written only costs the next help its speed."""
+    from pathlib import Path  # noqa: PLC0415 - typer is imported by now, and these cost nothing next to it
+
+    from xpcargo.files import write_atomically  # noqa: PLC0415
+
     directory, name = os.path.split(path)
     fingerprint = name.split("-", 1)[0]
-    temporary = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(directory, exist_ok=True)
-        with open(temporary, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
+        write_atomically(Path(path), text)
         for old in os.listdir(directory):
-            if not old.startswith(f"{fingerprint}-"):
+            # A temporary file of this fingerprint's (`.<entry>.<random>.tmp`) may be another help's, being written.
+            if not old.startswith((f"{fingerprint}-", f".{fingerprint}-")):
                 os.unlink(os.path.join(directory, old))
     except OSError:
         return

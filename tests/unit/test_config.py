@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from xpcargo import resources
-from xpcargo.cargo.links import LinksOverrides
 from xpcargo.config import targets as config
+from xpcargo.config.links import LinksOverrides
 from xpcargo.config.schema import read_toml
 from xpcargo.config.targets import load_project_config, load_toolchains, resolve_target
 from xpcargo.context import Settings
@@ -620,7 +620,7 @@ _ANNOTATION_OF_KIND = {
 def test_every_setting_is_a_field_of_its_kind() -> None:
     """The declaration is the only list of settings: each field's annotation agrees with the kind it reads."""
     annotations = {field.name: field.type for field in dataclasses.fields(config.TargetSpec)}
-    assert set(config.SETTINGS) == set(annotations) - {"triple", "image_lock"}
+    assert set(config.SETTINGS) == set(annotations) - {"triple"}
     for name, setting in config.SETTINGS.items():
         assert annotations[name] in _ANNOTATION_OF_KIND[setting.kind], name
         optional = annotations[name] == "str | None"

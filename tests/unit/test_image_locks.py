@@ -42,8 +42,10 @@ def context(project: Path, tmp_path: Path) -> Context:
     return Context.create(cwd=project, environ={"HOME": str(tmp_path), "XPCARGO_CACHE_DIR": str(tmp_path / "cache")})
 
 
-def _spec(context: Context, triple: str) -> object:
-    return context.host.target(triple, context.project_config_here())
+def _plan(context: Context, triple: str) -> ImagePlan:
+    """``triple``'s image plan in the project: locked when its lock file has an entry for the target."""
+    project = context.project_config_here()
+    return context.host.image_plan(context.host.target(triple, project), project)
 
 
 def _entry(plan_digest: str, *packages: Package, epoch: int = 1_764_000_000) -> LockedImage:
@@ -65,9 +67,9 @@ def _write_lock(context: Context, triple: str, entry: LockedImage) -> None:
 
 def _locked_plan(context: Context) -> ImagePlan:
     """x86_64's plan once the lock file has an entry (``_entry``) for its unlocked plan."""
-    unlocked = context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    unlocked = _plan(context, X86_64)
     _write_lock(context, X86_64, _entry(unlocked.digest))
-    return context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    return _plan(context, X86_64)
 
 
 def test_the_lock_file_reads_back_what_was_written(tmp_path: Path) -> None:
@@ -93,6 +95,52 @@ def test_the_lock_file_reads_back_what_was_written(tmp_path: Path) -> None:
     assert entry.layer_specs() == ("libc6=2.41-12", "libssl-dev:arm64=3.5.1-1")
 
 
+def test_the_lock_file_is_written_as_it_was() -> None:
+    """Byte for byte the text the writer before files.py wrote: a diff of a refreshed lock shows versions only."""
+    base = Package(name="base-files", arch="amd64", version="13.8+deb13u8")
+    aarch64 = replace(
+        _entry("a" * 64, base, INSTALLED[2], Package(name="libssl-dev", arch="arm64", version="3.5.1-1")),
+        base_packages=(base,),
+        std_deb="http://deb.debian.org/debian/pool/main/r/rustc-web/libstd-rust-web-dev_1_arm64.deb",
+        std_sha256="b" * 64,
+    )
+    empty = replace(_entry("c" * 64, epoch=1), packages=(), base_packages=())
+    assert lockfile.render({X86_64: empty, AARCH64: aarch64}) == (
+        "# Written by `xpcargo image lock`: the exact Debian packages of each target's image. Commit this file.\n"
+        "# While a target has an entry here, its image is built from exactly these versions, reproducibly.\n"
+        "# When the mirror stops serving one of them, `xpcargo image lock --refresh` rewrites the entries from "
+        "today's mirror.\n"
+        "version = 2\n"
+        "\n"
+        f'[targets."{AARCH64}"]\n'
+        f'plan = "{"a" * 64}"\n'
+        'build-arch = "amd64"\n'
+        'suite = "trixie"\n'
+        'mirror = "http://deb.debian.org/debian"\n'
+        "source-date-epoch = 1764000000\n"
+        'std-deb = "http://deb.debian.org/debian/pool/main/r/rustc-web/libstd-rust-web-dev_1_arm64.deb"\n'
+        f'std-sha256 = "{"b" * 64}"\n'
+        "base-packages = [\n"
+        '    "base-files:amd64=13.8+deb13u8",\n'
+        "]\n"
+        "packages = [\n"
+        '    "libc6:amd64=2.41-12",\n'
+        '    "libssl-dev:arm64=3.5.1-1",\n'
+        "]\n"
+        "\n"
+        f'[targets."{X86_64}"]\n'
+        f'plan = "{"c" * 64}"\n'
+        'build-arch = "amd64"\n'
+        'suite = "trixie"\n'
+        'mirror = "http://deb.debian.org/debian"\n'
+        "source-date-epoch = 1\n"
+        "base-packages = [\n"
+        "]\n"
+        "packages = [\n"
+        "]\n"
+    )
+
+
 def test_a_broken_lock_file_is_a_configuration_error(tmp_path: Path) -> None:
     (tmp_path / LOCK_FILE).write_text('version = 2\n[targets.x]\nplan = "a"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"targets\.x\.source-date-epoch: is missing"):
@@ -104,29 +152,28 @@ def test_a_broken_lock_file_is_a_configuration_error(tmp_path: Path) -> None:
 
 
 def test_a_locked_plan_installs_every_package_at_its_version_under_its_own_tag(context: Context) -> None:
-    unlocked = context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    unlocked = _plan(context, X86_64)
     _write_lock(context, X86_64, _entry(unlocked.digest))
-    spec = context.host.target(X86_64, context.project_config_here())
-    assert spec.image_lock is not None
-    plan = context.host.image_plan(spec)
+    project = context.project_config_here()
+    spec = context.host.target(X86_64, project)
+    lock = lockfile.load(context.cwd).targets[X86_64]
+    plan = context.host.image_plan(spec, project)
     assert plan.base.packages == ("base-files=13.8+deb13u8", "ca-certificates=20250419")
     (layer,) = plan.layers
     assert (layer.purpose, layer.packages) == ("locked", ("libc6=2.41-12",))
     assert plan.source_date_epoch == plan.base.source_date_epoch == 1_764_000_000
-    assert plan.lock == plan.base.lock == spec.image_lock.digest
+    assert plan.lock == plan.base.lock == lock.digest
     assert all(stage.labels[LABEL_LOCK] == plan.lock for stage in plan.stages)
     assert plan.reference != unlocked.reference
-    assert context.host.image_plan(spec, locked=False) == unlocked
+    assert context.host.image_plan(spec) == unlocked
     # Another date (or any other change to the entry) is another image.
     _write_lock(context, X86_64, _entry(unlocked.digest, epoch=1))
-    assert (
-        context.host.image_plan(context.host.target(X86_64, context.project_config_here())).reference != plan.reference
-    )
+    assert _plan(context, X86_64).reference != plan.reference
 
 
 def test_an_unlocked_plan_keeps_its_tag(context: Context) -> None:
     """Locks added two fields to the plan; an unlocked plan hashes as it did, so existing images stay current."""
-    plan = context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    plan = _plan(context, X86_64)
     assert (plan.lock, plan.source_date_epoch) == (None, None)
     assert all(LABEL_LOCK not in stage.labels for stage in plan.stages)
     assert plan.digest == replace(plan).digest
@@ -135,20 +182,20 @@ def test_an_unlocked_plan_keeps_its_tag(context: Context) -> None:
 def test_a_lock_for_another_plan_is_refused_with_the_command_that_renews_it(context: Context) -> None:
     _write_lock(context, X86_64, _entry("0" * 64))
     with pytest.raises(ConfigError) as caught:
-        context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+        _plan(context, X86_64)
     assert caught.value.message.startswith(f"{LOCK_FILE} locks {X86_64} for another image plan than today's")
     assert caught.value.hint == f"run `xpcargo image lock {X86_64}` and commit {LOCK_FILE}"
 
 
 def test_a_foreign_targets_lock_keeps_its_std_and_foreign_architectures(context: Context, tmp_path: Path) -> None:
-    unlocked = context.host.image_plan(_spec(context, AARCH64))  # type: ignore[arg-type]
+    unlocked = _plan(context, AARCH64)
     assert unlocked.std_deb is not None
     foreign = Package(name="libssl-dev", arch="arm64", version="3.5.1-1")
     entry = replace(
         _entry(unlocked.digest, *INSTALLED, foreign), std_deb=unlocked.std_deb.url, std_sha256=unlocked.std_deb.sha256
     )
     _write_lock(context, AARCH64, entry)
-    plan = context.host.image_plan(_spec(context, AARCH64))  # type: ignore[arg-type]
+    plan = _plan(context, AARCH64)
     assert plan.std_deb == unlocked.std_deb
     assert plan.emulator == "qemu-aarch64"
     command = debian.mmdebstrap_command(plan.base, tmp_path / "r.tar", deb_cache=tmp_path, packages_file=tmp_path / "p")
@@ -168,7 +215,7 @@ def test_a_foreign_targets_lock_keeps_its_std_and_foreign_architectures(context:
 
 
 def test_every_build_writes_out_its_packages(context: Context, tmp_path: Path) -> None:
-    plan = context.host.image_plan(_spec(context, X86_64)).base  # type: ignore[arg-type]
+    plan = _plan(context, X86_64).base
     command = debian.mmdebstrap_command(
         plan, tmp_path / "r.tar", deb_cache=tmp_path, packages_file=tmp_path / "packages.txt"
     )
@@ -234,7 +281,8 @@ def test_lock_records_what_the_build_installed_and_keeps_an_unchanged_entry(
     bootstrap = FakeBootstrap(monkeypatch)
     runtime = FakeRuntime()
     images.lock(context, runtime, [X86_64], refresh=False)
-    unlocked = context.host.image_plan(_spec(context, X86_64), locked=False)  # type: ignore[arg-type]
+    # Without the project: the unlocked plan.
+    unlocked = context.host.image_plan(context.host.toolchains.target(X86_64))
     assert unlocked.reference in runtime.images
     recorded = {record.digest: record.packages for record in records.load_all(context.host.settings.cache_dir)}
     assert recorded == {unlocked.base.digest: INSTALLED[:-1], unlocked.digest: INSTALLED}
@@ -257,7 +305,7 @@ def test_lock_records_what_the_build_installed_and_keeps_an_unchanged_entry(
     assert locked.source_date_epoch == entry.source_date_epoch
     assert locked.packages == entry.base_specs()
     assert bootstrap.layers[-1].packages == entry.layer_specs()
-    assert context.host.image_plan(_spec(context, X86_64)).reference in runtime.images  # type: ignore[arg-type]
+    assert _plan(context, X86_64).reference in runtime.images
 
 
 def test_refresh_rebuilds_and_records_the_changes(
@@ -312,7 +360,7 @@ def test_verify_rebuilds_every_layer_and_compares(
         images.verify(context, runtime, X86_64)
     images.lock(context, runtime, [X86_64], refresh=False)
     images.build(context, runtime, [X86_64])
-    plan = context.host.image_plan(_spec(context, X86_64))  # type: ignore[arg-type]
+    plan = _plan(context, X86_64)
     engine_held = set(runtime.images)
     capsys.readouterr()
 

@@ -67,12 +67,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("commands",),
     ("cli", "launch", "__main__"),
 )
-# Imports that still run back up, each to be removed by the renovation that moves it (empty when it is done).
-KNOWN_BACKWARD: set[tuple[str, str]] = {
-    ("xpcargo.config.targets", "xpcargo.cargo.links"),
-    ("xpcargo.config.targets", "xpcargo.image.lockfile"),
-    ("xpcargo.config.trust", "xpcargo.cargo.links"),
-}
 
 
 def _layer(module: str) -> int:
@@ -95,8 +89,7 @@ def backward_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
 
 def test_the_layers_run_one_way() -> None:
     found = backward_imports({name: _imports(name) for name in MODULES if name != "xpcargo"})
-    assert found - KNOWN_BACKWARD == set(), "imports that run back up the layers"
-    assert KNOWN_BACKWARD - found == set(), "fixed: remove these from KNOWN_BACKWARD"
+    assert found == set(), "imports that run back up the layers"
 
 
 def test_a_backward_import_is_caught() -> None:

@@ -1,11 +1,18 @@
-"""`links` overrides: the host paths they name, their merge, and the Cargo config file written from them."""
+"""`links` overrides (config/links.py and cargo/links.py): the host paths they name, their merge, how rustc-flags
+split, the overrides of a Cargo config file and the Cargo config file written from them."""
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
-from xpcargo.cargo.links import LinksOverrides
+import pytest
+import tomllib
+
+from xpcargo.cargo import links
+from xpcargo.config.links import LinksOverrides, split_rustc_flags
+from xpcargo.errors import ConfigError
 
 
 def _paths(tables: dict[str, dict[str, Any]]) -> list[Path]:
@@ -75,7 +82,52 @@ def test_from_cargo_config_skips_the_targets_own_settings() -> None:
             "aarch64-unknown-linux-gnu": {"linker": "x", "runner": ["y"], "z": {"rustc-link-lib": ["z"]}, "bad": 3}
         }
     }
-    overrides = LinksOverrides.from_cargo_config(data, "aarch64-unknown-linux-gnu")
+    overrides = links.from_cargo_config(data, "aarch64-unknown-linux-gnu")
     assert overrides.tables == {"z": {"rustc-link-lib": ["z"]}}
-    assert not LinksOverrides.from_cargo_config(data, "i686-unknown-linux-gnu")
-    assert not LinksOverrides.from_cargo_config({"target": "x"}, "i686-unknown-linux-gnu")
+    assert not links.from_cargo_config(data, "i686-unknown-linux-gnu")
+    assert not links.from_cargo_config({"target": "x"}, "i686-unknown-linux-gnu")
+
+
+def test_split_rustc_flags_whitespace_is_rusts() -> None:
+    assert split_rustc_flags("-lfoo\u3000-L\t/a\n-l\u00a0bar") == (("/a",), ("foo", "bar"))
+
+
+# --- the Cargo config file -----------------------------------------------------------------------------------------
+
+OVERRIDES = LinksOverrides(
+    {
+        "openssl": {
+            "rustc-link-lib": ["ssl", "crypto"],
+            "rustc-link-search": ["native=/opt/ssl/lib"],
+            "include": "/opt/ssl/include",
+            "rustc-flags": "-L /x",
+            "version": 3,
+            "ratio": 1.5,
+            "static": True,
+        },
+        "z": {"rustc-link-lib": []},
+    }
+)
+
+
+def test_the_cargo_config_file_is_what_it_was() -> None:
+    """Byte for byte the file the writer before files.py wrote (a Cargo config's keys quoted, arrays inline)."""
+    assert links.as_cargo_config(OVERRIDES, "aarch64-unknown-linux-gnu") == (
+        '[target."aarch64-unknown-linux-gnu"."openssl"]\n"rustc-link-lib" = ["ssl", "crypto"]\n'
+        '"rustc-link-search" = ["native=/opt/ssl/lib"]\n"include" = "/opt/ssl/include"\n"rustc-flags" = "-L /x"\n'
+        '"version" = 3\n"ratio" = 1.5\n"static" = true\n\n[target."aarch64-unknown-linux-gnu"."z"]\n'
+        '"rustc-link-lib" = []\n'
+    )
+
+
+def test_the_cargo_config_file_reads_back_as_the_overrides() -> None:
+    hostile = LinksOverrides({'we"ird\n': {"root": '/a "b"\\c\n\x7f', 'k"ey': ["\t"]}})
+    triple = "x.y"
+    for overrides in (OVERRIDES, hostile):
+        read = tomllib.loads(links.as_cargo_config(overrides, triple))
+        assert read == {"target": {triple: {name: dict(table) for name, table in overrides.tables.items()}}}
+
+
+def test_a_value_toml_cannot_say_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match=r"a links override holds a value TOML cannot say: datetime.date\(2026"):
+        links.as_cargo_config(LinksOverrides({"z": {"when": [datetime.date(2026, 1, 1)]}}), "x")

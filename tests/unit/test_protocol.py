@@ -20,7 +20,6 @@ from xpcargo.cargo.protocol import (
     instructions,
     output_lines,
     parse,
-    split_rustc_flags,
 )
 from xpcargo.errors import BuildScriptProtocolError
 
@@ -151,10 +150,6 @@ def test_moved_out_dir_is_rewritten_in_values() -> None:
     output = parse(data, moved_out_dir=("/old/out", "/new/out"))
     assert output.link_search == ("native=/new/out",)
     assert output.metadata == (("include", "/new/out/include"),)
-
-
-def test_split_rustc_flags_whitespace_is_rusts() -> None:
-    assert split_rustc_flags("-lfoo\u3000-L\t/a\n-l\u00a0bar") == (("/a",), ("foo", "bar"))
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.protocol import parse
+from xpcargo.config.links import LinksOverrides
 from xpcargo.errors import ReportError
 from xpcargo.report.collect import CAPPED_MARKER, MAX_ENTRIES, MAX_LINE_BYTES, MAX_PACKAGE_CHARS, collect
 from xpcargo.report.model import BuildReport, PackageReport

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
@@ -66,6 +67,24 @@ def test_a_string_in_the_users_config_is_carried_into_ours(tmp_path: Path) -> No
     config = _config(tmp_path, '[build]\nrustflags = "-C debuginfo=1"\n')
     flags = reproducible.merge_rustflags(OURS, environ={}, config_files=[config], triple=AARCH64)
     assert flags.config == f'[build]\nrustflags = "-C debuginfo=1 {OURS[0]}"\n'
+
+
+def test_the_config_file_is_what_it_was_and_reads_back(tmp_path: Path) -> None:
+    """Byte for byte the text the writer before files.py wrote; and a path with a newline, which that one wrote as
+    invalid TOML, reads back as it is."""
+    config = _config(tmp_path, f'[target.{AARCH64}]\nrustflags = ["-C", "x"]\n')
+    flags = reproducible.merge_rustflags(
+        ["--remap-path-prefix=/a=/b", 'q"\\x'], environ={}, config_files=[config], triple=AARCH64
+    )
+    assert flags.config == f'[target.{AARCH64}]\nrustflags = ["--remap-path-prefix=/a=/b", "q\\"\\\\x"]\n'
+    config = _config(tmp_path, '[target."weird.triple"]\nrustflags = "-C x"\n')
+    flags = reproducible.merge_rustflags(
+        ["--remap-path-prefix=/a=/b"], environ={}, config_files=[config], triple="weird.triple"
+    )
+    assert flags.config == '[target."weird.triple"]\nrustflags = "-C x --remap-path-prefix=/a=/b"\n'
+    flags = reproducible.merge_rustflags(["--remap-path-prefix=/a\nb=/x"], environ={}, config_files=[], triple=AARCH64)
+    assert flags.config is not None
+    assert tomllib.loads(flags.config) == {"build": {"rustflags": ["--remap-path-prefix=/a\nb=/x"]}}
 
 
 def test_a_string_config_and_a_path_with_a_space_is_an_error(tmp_path: Path) -> None:

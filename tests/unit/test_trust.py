@@ -3,6 +3,7 @@ places never mounted. Pure: files in tmp_path, no engine."""
 
 from __future__ import annotations
 
+import re
 import stat
 import textwrap
 from pathlib import Path
@@ -258,6 +259,13 @@ def test_consent_round_trip_and_a_change_withdraws_it(tmp_path: Path) -> None:
     store = tmp_path / "config" / "xpcargo" / "trusted.toml"
     assert stat.S_IMODE(store.stat().st_mode) == 0o600
     assert stat.S_IMODE(store.parent.stat().st_mode) == 0o700
+    # The record as it always was written, byte for byte.
+    heading = (
+        "# The checkouts whose settings you consented to with `xpcargo trust`: a path and a digest of the settings "
+        "that reach outside it. `xpcargo trust --revoke` removes one.\n\n"
+    )
+    entry = f'\\[checkout\\.[0-9a-f]{{32}}\\]\npath = "{re.escape(str(root))}"\ndigest = "[0-9a-f]{{64}}"\n'
+    assert re.fullmatch(re.escape(heading) + entry, store.read_text(encoding="utf-8"))
     # Another setting, another digest: the consent no longer holds.
     _write(root / "xpcargo.toml", f'[build]\nmounts = ["{tmp_path / "other"}"]\n')
     changed = _boundary(root, environ)

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xpcargo.cargo import links
 from xpcargo.cargo.args import CargoArgs
-from xpcargo.cargo.links import LinksOverrides
 from xpcargo.config import trust
+from xpcargo.config.links import LinksOverrides
 from xpcargo.config.schema import read_toml
 from xpcargo.errors import ConfigError, ProjectError
 
@@ -86,7 +87,7 @@ class Project:
         merged = LinksOverrides()
         # Files farther from the working directory have lower precedence, so apply them first.
         for path in reversed(self.cargo_config_files):
-            merged = LinksOverrides.from_cargo_config(read_toml(path), triple).over(merged)
+            merged = links.from_cargo_config(read_toml(path), triple).over(merged)
         return merged
 
 
@@ -273,7 +274,7 @@ def _cargo_config_asks(config_files: Iterable[Path]) -> Iterator[trust.Ask]:
         data = read_toml(path)
         targets = data.get("target")
         for triple in targets if isinstance(targets, dict) else {}:
-            overrides = LinksOverrides.from_cargo_config(data, str(triple))
+            overrides = links.from_cargo_config(data, str(triple))
             yield from trust.links_asks(
                 overrides, setting=f"a `links` override `[target.{triple}", file=path, triple=str(triple)
             )

@@ -11,11 +11,11 @@ itself are left out: the package's ``rust-version`` (``cargo::`` needs 1.77) and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Literal, get_args
 
+from xpcargo.config.links import RUST_WHITESPACE, RustcFlagsError, split_rustc_flags
 from xpcargo.errors import BuildScriptProtocolError
 
 # Old-form keys that are instructions; any other `cargo:KEY=VALUE` is metadata. Cargo matches these with the `=`
@@ -39,13 +39,6 @@ _RESERVED_PREFIXES = (
     "rerun-if-changed=",
     "rerun-if-env-changed=",
 )
-
-# Rust's `char::is_whitespace` (the Unicode White_Space property). Python's `str.strip()` also removes U+001C..U+001F,
-# which Rust keeps, so a line starting with one of those is not an instruction for Cargo.
-_RUST_WHITESPACE = (
-    "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
-)
-_RUST_WHITESPACE_RUN = re.compile(f"[{_RUST_WHITESPACE}]+")
 
 _DOCS = "see https://doc.rust-lang.org/cargo/reference/build-scripts.html#outputs-of-the-build-script"
 
@@ -90,33 +83,9 @@ class BuildScriptOutput:
     rerun_if_env_changed: tuple[str, ...] = ()
 
 
-class RustcFlagsError(ValueError):
-    """``rustc-flags`` holds something other than ``-l``/``-L`` flags."""
-
-
 # Keys of `[target.<triple>]` in Cargo's config that are the target's settings; every other table there is a
 # `links` override.
 TARGET_SETTING_KEYS = frozenset({"ar", "linker", "runner", "rustflags", "rustdocflags"})
-
-
-def split_rustc_flags(value: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Split a ``rustc-flags`` value into (search paths, libraries) the way Cargo does.
-
-    Shared with ``[target.<triple>.<links>]`` overrides, whose ``rustc-flags`` Cargo reads with the same function.
-    """
-    words = iter(word for word in _RUST_WHITESPACE_RUN.split(value) if word)
-    paths: list[str] = []
-    libs: list[str] = []
-    for word in words:
-        flag, attached = word[:2], word[2:]
-        if flag not in ("-l", "-L"):
-            raise RustcFlagsError(f"only `-l` and `-L` flags are allowed in rustc-flags, found `{word}`")
-        # pkg-config style output attaches the value (`-lfoo`); hand-written flags often separate it (`-l foo`).
-        argument = attached or next(words, None)
-        if argument is None:
-            raise RustcFlagsError(f"flag `{flag}` in rustc-flags has no value")
-        (libs if flag == "-l" else paths).append(argument)
-    return tuple(paths), tuple(libs)
 
 
 def envify(name: str) -> str:
@@ -216,7 +185,7 @@ def instructions(
             yield LongLine(number=number, length=raw_line)
             continue
         try:
-            line = raw_line.decode("utf-8").strip(_RUST_WHITESPACE)
+            line = raw_line.decode("utf-8").strip(RUST_WHITESPACE)
         except UnicodeDecodeError:
             # Cargo skips such lines silently instead of failing the build.
             continue
@@ -329,7 +298,7 @@ def _interpret(syntax: str, key: str, value: str, *, whence: str) -> Iterator[In
             form = "cargo:KEY=VALUE" if syntax == "cargo:" else "cargo::metadata=KEY=VALUE"
             raise _LineError(f"expected `{form}` with an `=` character, but none was found", f"add `=VALUE`; {_DOCS}")
         # Trimmed after the OUT_DIR rewrite, as Cargo does.
-        yield Instruction(field="metadata", value=(meta_key, meta_value.rstrip(_RUST_WHITESPACE)))
+        yield Instruction(field="metadata", value=(meta_key, meta_value.rstrip(RUST_WHITESPACE)))
     else:
         raise _LineError(
             f"unknown key `{key}`",

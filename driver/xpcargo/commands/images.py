@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from xpcargo.errors import ConfigError, ImageBuildError, ProjectError
 from xpcargo.image import transfer
 from xpcargo.image.lockfile import LOCK_FILE, ImageLocks, LockedImage, differences
+from xpcargo.image.lockfile import load as load_locks
 from xpcargo.image.lockfile import save as save_locks
 from xpcargo.image.plan import LABEL_RECIPE, LABEL_TARGET, ImagePlan
 
@@ -21,22 +22,26 @@ if TYPE_CHECKING:
     from xpcargo.image.builder import Builder, Pruned, Verification
 
 
-def _specs(context: Context, names: Sequence[str] = ()) -> list[TargetSpec]:
-    """The targets ``names`` (default: all), as the working directory's project configures them."""
+def _specs(context: Context, names: Sequence[str] = ()) -> tuple[ProjectConfig, list[TargetSpec]]:
+    """The working directory's project configuration, and the targets ``names`` (default: all) as it configures
+    them."""
     project_config = context.project_config_here()
-    return [context.host.target(triple, project_config) for triple in context.named_targets(names)]
+    return project_config, [context.host.target(triple, project_config) for triple in context.named_targets(names)]
 
 
 def _plans(context: Context, names: Sequence[str] = ()) -> list[ImagePlan]:
-    """The image plans of ``names`` (default: all); a target with an image of its own has none."""
-    return [context.host.image_plan(spec) for spec in _specs(context, names) if not spec.image]
+    """The image plans of ``names`` (default: all), locked as the project's lock file says; a target with an image
+    of its own has none."""
+    project_config, specs = _specs(context, names)
+    return [context.host.image_plan(spec, project_config) for spec in specs if not spec.image]
 
 
 def build(context: Context, runtime: Runtime, names: Sequence[str]) -> None:
     """`xpcargo image build`: build what the targets need unless the engine has it already."""
     reporter = context.host.reporter()
-    for spec in _specs(context, names):
-        reference = context.host.image_for(spec, runtime, reporter)
+    project_config, specs = _specs(context, names)
+    for spec in specs:
+        reference = context.host.image_for(spec, runtime, reporter, project=project_config)
         reporter.status("Ready", f"{spec.triple}: {reference}")
 
 
@@ -87,13 +92,13 @@ def load(context: Context, runtime: Runtime, directory: Path) -> transfer.Loaded
 
 def _project_locks(context: Context) -> tuple[ProjectConfig, ImageLocks]:
     project_config = context.project_config_here()
-    if project_config.image_locks is None:
+    if project_config.root is None:
         raise ProjectError(
             f"image locks belong to a project ({LOCK_FILE} at its workspace root), and there is no Cargo project "
             f"in {context.cwd} or above",
             hint="run the command in the project, where its Cargo.toml is",
         )
-    return project_config, project_config.image_locks
+    return project_config, load_locks(project_config.root)
 
 
 def lock(context: Context, runtime: Runtime, names: Sequence[str], *, refresh: bool) -> ImageLocks:
@@ -109,7 +114,8 @@ def lock(context: Context, runtime: Runtime, names: Sequence[str], *, refresh: b
         if spec.image:
             images.reporter.status("Skipped", f"{spec.triple}: it uses the configured image {spec.image}")
             continue
-        plan = context.host.image_plan(spec, locked=False)
+        # Without the project's locks: the unlocked plan, which the entry records.
+        plan = context.host.image_plan(spec)
         if refresh:
             images.rebuild(plan, done=refreshed)
         else:
@@ -162,12 +168,12 @@ def verify(context: Context, runtime: Runtime, name: str) -> Verification:
     """`xpcargo image verify`: build a locked target's layers again and compare them."""
     project_config, locks = _project_locks(context)
     spec = context.host.target(name, project_config)
-    if spec.image_lock is None:
+    if spec.triple not in locks.targets:
         raise ConfigError(
             f"{name} has no entry in {locks.path}: there is nothing to verify its image against",
             hint=f"lock it first with `xpcargo image lock {name}`, and commit {LOCK_FILE}",
         )
-    plan = context.host.image_plan(spec)
+    plan = context.host.image_plan(spec, project_config)
     images = context.host.image_builder(runtime)
     images.ensure(plan)
     verification = images.verify(plan)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from xpcargo.artifacts import links_glibc
-from xpcargo.config.targets import TargetSpec
+from xpcargo.config.targets import ProjectConfig, TargetSpec
 from xpcargo.context import Context, Host
 from xpcargo.image.recipe import load_recipe
 
@@ -35,19 +35,19 @@ def describe(context: Context, names: Sequence[str] = ()) -> list[TargetInfo]:
     """The shipped targets as shipped (or those ``names``, `all` included, as the working directory's project sees
     them)."""
     triples = context.named_targets(names, default="shipped")
-    if names:
-        project = context.project_config_here()
+    project = context.project_config_here() if names else None
+    if project is not None:
         specs = [context.host.target(triple, project) for triple in triples]
     else:
         specs = [context.host.toolchains.target(triple) for triple in triples]
-    return [_info(context.host, spec) for spec in specs]
+    return [_info(context.host, spec, project) for spec in specs]
 
 
-def _info(host: Host, spec: TargetSpec) -> TargetInfo:
+def _info(host: Host, spec: TargetSpec, project: ProjectConfig | None) -> TargetInfo:
     from xpcargo.pipeline.floor import floor_of  # noqa: PLC0415
 
     engine = host.engine_for(spec)
-    plan = None if spec.image else host.image_plan(spec)
+    plan = None if spec.image else host.image_plan(spec, project)
     recipe = load_recipe(spec.recipe, directory=host.settings.recipes_dir)
     return TargetInfo(
         target=spec.triple,

@@ -22,11 +22,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from xpcargo.cargo.links import LinksOverrides
+from xpcargo.config.links import LinksOverrides
 from xpcargo.config.schema import EMPTY, ENV_NAME, Table, describe, frozen_map, load_yaml, read_toml
 from xpcargo.errors import ConfigError, UnknownTargetError
-from xpcargo.image.lockfile import ImageLocks, LockedImage
-from xpcargo.image.lockfile import load as load_image_locks
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -182,7 +180,7 @@ def _check_sysroot(path: str) -> tuple[str, str | None] | None:
 class TargetSpec:
     """Everything xpcargo needs to know about one target, after every layer of configuration is applied.
 
-    Each field but ``triple`` and ``image_lock`` is a setting: its key in the files is the field name with ``-`` for
+    Each field but ``triple`` is a setting: its key in the files is the field name with ``-`` for
     ``_`` (``debian-arch``), and its environment form is the field name in capitals
     (``XPCARGO_TARGET_<T>_DEBIAN_ARCH``).
     """
@@ -225,8 +223,6 @@ class TargetSpec:
     links: LinksOverrides = _setting(  # noqa: RUF009 - a dataclass field() with a default factory
         Kind.LINKS, sources=frozenset({Source.TARGET}), merge=Merge.UPDATE
     )
-    # Not a setting: the project's xpcargo-images.lock entry for the target, which its image is built from.
-    image_lock: LockedImage | None = None
 
     @property
     def emulator(self) -> str | None:
@@ -477,14 +473,14 @@ class ProjectConfig:
     source: Path | None
     build: Layer = field(default_factory=lambda: Layer(origin="[build]"))
     targets: Mapping[str, Layer] = field(default_factory=lambda: MappingProxyType({}))
-    # The project's image lock file (None outside a project: there is nowhere to keep one).
-    image_locks: ImageLocks | None = None
+    # The workspace root it was read for, where the project's other files are (its image lock file among them);
+    # None outside a project.
+    root: Path | None = None
 
 
 def load_project_config(workspace_root: Path) -> ProjectConfig:
-    """Read ``xpcargo.toml`` from the workspace root, else ``[workspace.metadata.xpcargo]`` of its Cargo.toml; and
-    the image lock file beside it."""
-    return replace(_load_settings(workspace_root), image_locks=load_image_locks(workspace_root))
+    """Read ``xpcargo.toml`` from the workspace root, else ``[workspace.metadata.xpcargo]`` of its Cargo.toml."""
+    return replace(_load_settings(workspace_root), root=workspace_root)
 
 
 def _load_settings(workspace_root: Path) -> ProjectConfig:
@@ -530,6 +526,4 @@ def resolve_target(
         environment_layer(environ, "XPCARGO_BUILD_", Source.BUILD),
         environment_layer(environ, f"XPCARGO_TARGET_{env_key(triple)}_", Source.TARGET),
     ]
-    spec = fold(triple, layers)
-    lock = project.image_locks.targets.get(triple) if project.image_locks is not None else None
-    return replace(spec, image_lock=lock) if lock is not None else spec
+    return fold(triple, layers)

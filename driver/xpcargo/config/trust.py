@@ -21,16 +21,16 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from xpcargo.cargo.links import LinksOverrides
+from xpcargo.config.links import LinksOverrides
 from xpcargo.config.schema import read_toml
 from xpcargo.config.targets import Layer, ProjectConfig, setting_key
 from xpcargo.errors import ConfigError, UntrustedError
+from xpcargo.files import toml_key, toml_string, toml_table, write_atomically
 
 CONSENT_VARIABLE = "XPCARGO_TRUST"
 STORE_NAME = "trusted.toml"
@@ -417,16 +417,10 @@ def _save(store: Path, consents: Mapping[str, Consent]) -> None:
     lines = ["# The checkouts whose settings you consented to with `xpcargo trust`: a path and a digest of the", ""]
     lines[0] += " settings that reach outside it. `xpcargo trust --revoke` removes one."
     for key, consent in sorted(consents.items()):
-        lines += [f"[checkout.{key}]", f"path = {json.dumps(consent.path)}", f'digest = "{consent.digest}"', ""]
-    descriptor, temporary = tempfile.mkstemp(dir=store.parent, prefix=f".{store.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file 0600: the record is the user's alone.
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write("\n".join(lines))
-        Path(temporary).replace(store)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        header = toml_table(toml_key("checkout"), toml_key(key))
+        lines += [header, f"path = {toml_string(consent.path)}", f"digest = {toml_string(consent.digest)}", ""]
+    # 0600: the record is the user's alone.
+    write_atomically(store, "\n".join(lines), mode=0o600)
 
 
 def _update(store: Path, checkout: Path, consent: Consent | None) -> None:

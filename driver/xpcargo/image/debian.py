@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import hashlib
 import os
 import re
 import shlex
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from xpcargo import interrupts
+from xpcargo import files, interrupts
 from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
 from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, LOCK_FILE, REFRESH_HINT, Package, parse_dpkg_query
@@ -126,12 +127,18 @@ def fetch_pool_file(
         return destination
 
     def download() -> None:
-        partial = destination.with_name(destination.name + ".part")
+        # Written beside the destination under a name of its own (two builds may download the same file at once),
+        # and renamed over it only once its hash is the pinned one.
         try:
-            with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:  # noqa: S310
-                shutil.copyfileobj(response, out, 1 << 20)
+            with urllib.request.urlopen(url, timeout=60) as response, files.replacing(destination) as out:  # noqa: S310
+                digest = hashlib.sha256()
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+                if digest.hexdigest() != sha256:
+                    # A mirror mid-sync can serve a truncated or replaced file; another try usually fixes it.
+                    raise TransientMirrorError(f"{url} has sha256 {digest.hexdigest()}, expected the pinned {sha256}")
         except urllib.error.HTTPError as exc:
-            partial.unlink(missing_ok=True)
             exc.close()
             if exc.code >= 500 or exc.code == 429:
                 raise TransientMirrorError(f"HTTP {exc.code} for {url}") from None
@@ -140,15 +147,8 @@ def fetch_pool_file(
                 hint=gone_hint,
             ) from None
         except (urllib.error.URLError, OSError) as exc:
-            partial.unlink(missing_ok=True)
             reason = getattr(exc, "reason", exc)
             raise TransientMirrorError(f"cannot download {url}: {reason}") from None
-        actual = file_sha256(partial)
-        if actual != sha256:
-            partial.unlink(missing_ok=True)
-            # A mirror mid-sync can serve a truncated or replaced file; another try usually fixes it.
-            raise TransientMirrorError(f"{url} has sha256 {actual}, expected the pinned {sha256}")
-        partial.replace(destination)
 
     try:
         retrying(on_retry, step, first_wait=first_wait)(download)

@@ -6,8 +6,8 @@ included, so apt can pick nothing newer) and ``SOURCE_DATE_EPOCH`` fixed, so tha
 root file system, bit for bit. The entry's content hash is part of the image plan: a locked image never shares a
 tag with an unlocked one, nor with one of another lock.
 
-The file is TOML, written by hand here (the standard library reads TOML but does not write it), one entry per
-target, sorted, so that a refreshed lock reads as a diff of versions.
+The file is TOML, one entry per target, sorted, and one package a line, so that a refreshed lock reads as a diff of
+versions.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from xpcargo.config.schema import Table, describe, frozen_map, parse_toml
 from xpcargo.errors import ConfigError
+from xpcargo.files import toml_key, toml_string, toml_table, toml_value, write_atomically
 
 LOCK_FILE = "xpcargo-images.lock"
 FORMAT_VERSION = 2
@@ -143,6 +144,11 @@ def load(workspace_root: Path) -> ImageLocks:
     return ImageLocks(path=path, targets=frozen_map(targets))
 
 
+def entry(workspace_root: Path | None, triple: str) -> LockedImage | None:
+    """The entry for ``triple`` in the lock file of the project at ``workspace_root`` (None outside a project)."""
+    return load(workspace_root).targets.get(triple) if workspace_root is not None else None
+
+
 def _read_entry(table: Table) -> LockedImage:
     epoch = table.value("source-date-epoch", required=True)
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
@@ -178,11 +184,6 @@ def _read_packages(table: Table, key: str) -> tuple[Package, ...]:
     return tuple(sorted(packages))
 
 
-def _quote(text: str) -> str:
-    # A JSON string of printable text is a TOML basic string.
-    return json.dumps(text, ensure_ascii=False)
-
-
 def render(targets: Mapping[str, LockedImage]) -> str:
     lines = [
         "# Written by `xpcargo image lock`: the exact Debian packages of each target's image. Commit this file.",
@@ -194,30 +195,27 @@ def render(targets: Mapping[str, LockedImage]) -> str:
         entry = targets[triple]
         lines += [
             "",
-            f"[targets.{_quote(triple)}]",
-            f"plan = {_quote(entry.plan)}",
-            f"build-arch = {_quote(entry.build_arch)}",
-            f"suite = {_quote(entry.suite)}",
-            f"mirror = {_quote(entry.mirror)}",
-            f"source-date-epoch = {entry.source_date_epoch}",
+            toml_table(toml_key("targets"), toml_key(triple, quoted=True)),
+            f"plan = {toml_string(entry.plan)}",
+            f"build-arch = {toml_string(entry.build_arch)}",
+            f"suite = {toml_string(entry.suite)}",
+            f"mirror = {toml_string(entry.mirror)}",
+            f"source-date-epoch = {toml_value(entry.source_date_epoch)}",
         ]
         if entry.std_deb is not None and entry.std_sha256 is not None:
-            lines += [f"std-deb = {_quote(entry.std_deb)}", f"std-sha256 = {_quote(entry.std_sha256)}"]
+            lines += [f"std-deb = {toml_string(entry.std_deb)}", f"std-sha256 = {toml_string(entry.std_sha256)}"]
         base = set(entry.base_packages)
         added = [package for package in entry.packages if package not in base]
         for key, packages in (("base-packages", entry.base_packages), ("packages", added)):
-            lines += [f"{key} = [", *(f"    {_quote(str(package))}," for package in packages), "]"]
+            lines.append(f"{key} = {toml_value([str(package) for package in packages], multiline=True)}")
     return "\n".join(lines) + "\n"
 
 
 def save(locks: ImageLocks) -> None:
     """Write the lock file whole, or not at all."""
-    partial = locks.path.with_name(f".{locks.path.name}.partial")
     try:
-        partial.write_text(render(locks.targets), encoding="utf-8")
-        partial.replace(locks.path)
+        write_atomically(locks.path, render(locks.targets))
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise ConfigError(
             f"cannot write {locks.path}: {exc.strerror}", hint="run the command where the project is writable"
         ) from None

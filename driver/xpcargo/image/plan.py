@@ -19,6 +19,7 @@ from pathlib import Path
 from xpcargo.config.targets import ARCH_INDEPENDENT, TargetSpec
 from xpcargo.container.spec import MANAGED_LABEL
 from xpcargo.errors import ConfigError
+from xpcargo.image import lockfile
 from xpcargo.image.lockfile import LOCK_FILE, LockedImage
 from xpcargo.image.recipe import ImageRecipe, load_recipe
 
@@ -262,11 +263,12 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
     return ImagePlan(target=spec.triple, base=base, layers=tuple(layers))
 
 
-def plan_for(spec: TargetSpec, *, recipes: Path, build_arch: str, locked: bool = True) -> ImagePlan:
-    """``spec``'s image plan: locked when the project's lock file has an entry for it, unless ``locked`` is false."""
+def plan_for(spec: TargetSpec, *, recipes: Path, build_arch: str, project_root: Path | None) -> ImagePlan:
+    """``spec``'s image plan: locked when the lock file of the project at ``project_root`` has an entry for it (None:
+    no project, or the unlocked plan is asked for)."""
     return plan_image(
         spec,
         load_recipe(spec.recipe, directory=recipes, referenced_from=f"target {spec.triple}"),
         build_arch=build_arch,
-        lock=spec.image_lock if locked else None,
+        lock=lockfile.entry(project_root, spec.triple),
     )

@@ -16,6 +16,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from xpcargo.files import write_atomically
 from xpcargo.image.lockfile import Package
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -47,9 +48,7 @@ def save(
     record: dict[str, object] = {"reference": reference, "image_id": image_id, "target": target, "built": time.time()}
     if packages is not None:
         record["packages"] = [str(package) for package in packages]
-    partial = directory / f".{digest}.{os.getpid()}.json"
-    partial.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    partial.replace(directory / f"{digest}.json")
+    write_atomically(directory / f"{digest}.json", json.dumps(record, indent=1) + "\n")
 
 
 def touch(cache: Path, digest: str) -> None:

@@ -17,15 +17,16 @@ from types import MappingProxyType
 from xpcargo import resources
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.args import CargoArgs
-from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.project import Project, refuse_linked_target_dir
 from xpcargo.config import trust
+from xpcargo.config.links import LinksOverrides
 from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple
 from xpcargo.container.location import EngineAddress
 from xpcargo.container.session import invoking_user
 from xpcargo.container.spec import TARGET_LABEL, WARM_LIFETIME, WORKSPACE_LABEL, ContainerRequest, Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
+from xpcargo.image import lockfile
 from xpcargo.image.plan import ImagePlan, plan_image
 from xpcargo.image.recipe import load_recipe
 from xpcargo.pipeline import environment, floor, git_checkout, reproducible
@@ -247,7 +248,12 @@ def plan(
     image_plan = (
         None
         if spec.image
-        else plan_image(spec, recipe, build_arch=context.host.build_platform.debian_arch, lock=spec.image_lock)
+        else plan_image(
+            spec,
+            recipe,
+            build_arch=context.host.build_platform.debian_arch,
+            lock=lockfile.entry(project.workspace_root, spec.triple),
+        )
     )
     if glibc.sysroot is not None:
         rust_flags += glibc.sysroot.rust_flags()

@@ -23,6 +23,7 @@ from typing import Any
 
 from xpcargo.config.schema import read_toml
 from xpcargo.errors import ConfigError, ProjectError
+from xpcargo.files import toml_key, toml_table, toml_value
 from xpcargo.pipeline import git_checkout
 
 # The names the host paths are given in what the compilers write.
@@ -162,7 +163,6 @@ def merge_rustflags(
     tables = [_read_config(path) for path in config_files]
     key = ("target", triple) if any(_has_target_rustflags(table, triple) for table in tables) else ("build",)
     value = next((found for table in tables if (found := _rustflags_at(table, key)) is not None), None)
-    dotted = ".".join(_toml_key(part) for part in key)
     if isinstance(value, str):
         merged: str | list[str] = " ".join([value, *ours])
         if any(" " in flag for flag in ours):
@@ -172,7 +172,8 @@ def merge_rustflags(
             )
     else:
         merged = list(ours)
-    return RustFlags(env={}, config=f"[{dotted}]\nrustflags = {_toml_value(merged)}\n")
+    header = toml_table(*(toml_key(part) for part in key))
+    return RustFlags(env={}, config=f"{header}\nrustflags = {toml_value(merged)}\n")
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -199,21 +200,6 @@ def _rustflags_at(table: Mapping[str, Any], key: tuple[str, ...]) -> object:
             return None
         current = current.get(part)
     return current.get("rustflags") if isinstance(current, dict) else None
-
-
-def _toml_key(part: str) -> str:
-    return part if part.replace("-", "").replace("_", "").isalnum() else _toml_string(part)
-
-
-def _toml_string(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-def _toml_value(value: str | list[str]) -> str:
-    if isinstance(value, str):
-        return _toml_string(value)
-    return "[" + ", ".join(_toml_string(item) for item in value) + "]"
 
 
 def merge_c_flags(ours: Sequence[str], *, environ: Mapping[str, str], triple: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from xpcargo.cargo import links
 from xpcargo.cargo.messages import MessageReader
 from xpcargo.cargo.project import refuse_linked_target_dir
 from xpcargo.container.location import EngineAddress, Engines
@@ -257,7 +258,7 @@ def _ensure_sysroot(context: Context, plan: BuildPlan, reporter: Reporter) -> No
 def _write_overrides_file(plan: BuildPlan) -> None:
     """xpcargo's own `links` overrides, and reproducible mode's rustflags, as Cargo config files passed with
     `--config`."""
-    files = [(plan.overrides_file, plan.spec.links.as_cargo_config(plan.triple) if plan.overrides_file else "")]
+    files = [(plan.overrides_file, links.as_cargo_config(plan.spec.links, plan.triple) if plan.overrides_file else "")]
     files.append((plan.rustflags_file, plan.rustflags_config or ""))
     for path, text in files:
         if path is None:

@@ -38,6 +38,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Literal
 
+from xpcargo.files import write_atomically
 from xpcargo.hashing import file_sha256
 
 Kind = Literal["f", "d", "l"]
@@ -366,9 +367,7 @@ class Manifest:
         }
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(document), encoding="utf-8")
-            temporary.replace(self.path)
+            write_atomically(self.path, json.dumps(document))
 
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)

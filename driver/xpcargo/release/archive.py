@@ -10,12 +10,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import tarfile
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from xpcargo import files
 
 _EXECUTABLE = 0o755
 _REGULAR = 0o644
@@ -65,17 +65,10 @@ def tar_gz_bytes(top: str, members: Sequence[Member], *, mtime: int) -> bytes:
 
 
 def write_atomically(path: Path, data: bytes) -> str:
-    """Write ``data`` to ``path`` (readers see the old file or the new one, never half of one); return its sha256."""
+    """Write ``data`` to ``path`` as a release file (its directory made, mode 0644; readers see the old file or the
+    new one, never half of one: ``files.write_atomically``); return its sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-        Path(temporary).chmod(_REGULAR)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    files.write_atomically(path, data, mode=_REGULAR)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -114,8 +114,8 @@ def dist(
         spec = context.host.target(triple, project_config)
         # The image as the engine that built the target holds it (the same content hash on every engine).
         runtime = pool.runtime(context.host.engine_for(spec))
-        reference = context.host.image_for(spec, runtime)
-        plan_hash = None if spec.image else context.host.image_plan(spec).digest
+        reference = context.host.image_for(spec, runtime, project=project_config)
+        plan_hash = None if spec.image else context.host.image_plan(spec, project_config).digest
         images.append(
             inventory(runtime, context.host.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
         )

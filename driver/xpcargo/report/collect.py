@@ -27,18 +27,16 @@ from dataclasses import replace
 from pathlib import Path, PurePath
 from typing import IO, Any, TypeGuard
 
-from xpcargo.cargo.links import LinksOverrides
 from xpcargo.cargo.messages import MessageReader
 from xpcargo.cargo.protocol import (
     TARGET_SETTING_KEYS,
     Instruction,
     LongLine,
-    RustcFlagsError,
     envify,
     instructions,
     output_lines,
-    split_rustc_flags,
 )
+from xpcargo.config.links import LinksOverrides, RustcFlagsError, split_rustc_flags
 from xpcargo.container.session import Session
 from xpcargo.errors import BuildScriptProtocolError, ReportError
 from xpcargo.report import origins
