@@ -22,6 +22,7 @@ from typing import ClassVar
 
 from xpcargo.container.session import Session
 from xpcargo.errors import EngineError
+from xpcargo.files import write_atomically
 from xpcargo.report.model import BuildReport, LinkedLibrary, Origin, PackageReport
 
 # The C compiler that links what runs on the build machine (build scripts, proc-macros): the image's own.
@@ -365,14 +366,10 @@ class ProbeCache:
             "files": dict(sorted(known.files.items())),
             "owners": dict(sorted(known.owners.items())),
         }
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
+        # A cache: a probe that cannot be kept is run again next time.
+        with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(json.dumps(document, indent=1), encoding="utf-8")
-            temporary.replace(self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
+            write_atomically(self.path, json.dumps(document, indent=1))
 
 
 def _strings(value: object) -> dict[str, str]:

@@ -4,9 +4,7 @@ all) after a build, or removing the one a build no longer matches, and reading i
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +16,7 @@ from xpcargo.cargo.messages import MAX_MESSAGE_BYTES
 from xpcargo.cargo.project import discover
 from xpcargo.config.targets import check_triple
 from xpcargo.errors import ReportError
+from xpcargo.files import write_atomically
 from xpcargo.report.model import BuildReport, LinkedLibrary, Origin, PackageReport, is_text, target_dir_name
 
 # 2 added `glibc_floor` and `artifacts`; a report of version 1 is still read (with neither).
@@ -112,23 +111,9 @@ def save(report: BuildReport, path: Path) -> None:
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # In the same directory, so that os.replace is a rename within one file system.
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        write_atomically(path, text, mode=0o600)
     except OSError as error:
         raise ReportError(f"cannot write the build-script report {path}: {error}") from None
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        # Path.replace is os.replace: an atomic rename over the old report.
-        Path(temporary).replace(path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise ReportError(f"cannot write the build-script report {path}: {error}") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def keep(
