@@ -20,7 +20,7 @@ from xpcargo.errors import InternalError, InterruptError, UsageError, XpcargoErr
 if TYPE_CHECKING:
     from xpcargo.container.location import EngineAddress
     from xpcargo.container.spec import Runtime
-    from xpcargo.context import Context
+    from xpcargo.context import Context, Host
 
 
 class _PassThroughCommand(typer.core.TyperCommand):
@@ -110,12 +110,10 @@ def _context() -> "Context":
     return Context.of_this_process()
 
 
-def _connect(context: "Context", address: "EngineAddress | None" = None, /) -> "Runtime":
+def _connect(host: "Host", address: "EngineAddress | None" = None, /) -> "Runtime":
     from xpcargo.container.docker_runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
 
-    return DockerRuntime.connect(
-        context.host.environ, address=address, engine_timeout=context.host.settings.engine_timeout
-    )
+    return DockerRuntime.connect(host.environ, address=address, engine_timeout=host.settings.engine_timeout)
 
 
 def _define_cargo_command(name: str, summary: str) -> None:
@@ -235,13 +233,17 @@ def shell(ctx: typer.Context, target: TargetOption = None) -> int:
     """Run a command (after --), or an interactive shell, in the target's container with a build's mounts and
     environment."""
     from xpcargo.pipeline import run  # noqa: PLC0415
+    from xpcargo.pipeline.plan import find_project  # noqa: PLC0415
 
     triple = _one_target(target, "shell")
     argv = list(ctx.args)
     if argv[:1] == ["--"]:
         argv = argv[1:]
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    return run.shell(_context(), triple, argv, connect=_connect, interactive=interactive)
+    run.check_shell(argv, interactive=interactive)
+    context = _context()
+    project = find_project(context.host, triple, [], context.project)
+    return run.shell(context.host, project, triple, argv, connect=_connect, interactive=interactive)
 
 
 @app.command()
@@ -261,7 +263,7 @@ def trust(
 
     context = _context()
     project = context.project(parse_cargo_args(["--manifest-path", manifest_path] if manifest_path else []))
-    boundary = plan.trust_boundary(context, project, context.project_config(project.workspace_root))
+    boundary = plan.trust_boundary(context.host, project, context.project_config(project.workspace_root))
     reporter = context.host.reporter()
     if revoke:
         withdrawn = trusting.revoke(boundary)
@@ -339,7 +341,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON ob
     """Say which engine xpcargo talks to: Docker or Podman, its version and API version, rootless or not, where."""
     import json  # noqa: PLC0415
 
-    details = _connect(_context()).describe()
+    details = _connect(_context().host).describe()
     fields = {"xpcargo": __version__, **details.fields()}
     if as_json:
         typer.echo(json.dumps(fields, indent=2))
@@ -356,7 +358,7 @@ def ps() -> None:
     from xpcargo.pipeline import warm_containers  # noqa: PLC0415
 
     context = _context()
-    found = warm_containers.listing(_connect(context))
+    found = warm_containers.listing(_connect(context.host))
     _print_table([warm_containers.HEADER, *(container.row() for container in found)])
 
 
@@ -370,7 +372,7 @@ def down(
     from xpcargo.pipeline import warm_containers  # noqa: PLC0415
 
     context = _context()
-    stopped = warm_containers.down(context, _connect(context), everything=everything)
+    stopped = warm_containers.down(context, _connect(context.host), everything=everything)
     reporter = context.host.reporter()
     for container in stopped:
         reporter.status("Stopped", f"warm container {container.id[:12]} of {container.target} ({container.workspace})")
@@ -386,7 +388,7 @@ def image_build(
     from xpcargo.image import builder  # noqa: PLC0415
 
     context = _context()
-    builder.build_images(context, _connect(context), target_names or [])
+    builder.build_images(context, _connect(context.host), target_names or [])
 
 
 @image_app.command("lock")
@@ -400,7 +402,7 @@ def image_lock(
     from xpcargo.image import builder  # noqa: PLC0415
 
     context = _context()
-    builder.lock_images(context, _connect(context), target_names or [], refresh=refresh)
+    builder.lock_images(context, _connect(context.host), target_names or [], refresh=refresh)
 
 
 @image_app.command("verify")
@@ -409,7 +411,7 @@ def image_verify(target: Annotated[str, typer.Argument(metavar="TARGET")]) -> No
     from xpcargo.image import builder  # noqa: PLC0415
 
     context = _context()
-    builder.verify_image(context, _connect(context), target)
+    builder.verify_image(context, _connect(context.host), target)
 
 
 @image_app.command("list")
@@ -418,7 +420,7 @@ def image_list() -> None:
     from xpcargo.image import builder  # noqa: PLC0415
 
     context = _context()
-    _print_table([("IMAGE", "TARGET", "SIZE", "STATUS"), *builder.image_rows(context, _connect(context))])
+    _print_table([("IMAGE", "TARGET", "SIZE", "STATUS"), *builder.image_rows(context, _connect(context.host))])
 
 
 def _duration(text: str) -> float:
@@ -447,7 +449,7 @@ def image_save(
     from xpcargo.image import transfer  # noqa: PLC0415
 
     context = _context()
-    transfer.save(context, _connect(context), target_names or [], output)
+    transfer.save(context, _connect(context.host), target_names or [], output)
 
 
 @image_app.command("load")
@@ -458,7 +460,7 @@ def image_load(
     from xpcargo.image import transfer  # noqa: PLC0415
 
     context = _context()
-    transfer.load(context, _connect(context), directory)
+    transfer.load(context, _connect(context.host), directory)
 
 
 @image_app.command("prune")
@@ -478,7 +480,7 @@ def image_prune(
     from xpcargo.image import builder  # noqa: PLC0415
 
     context = _context()
-    builder.prune_images(context, _connect(context), everything=everything, unused_for=older_than)
+    builder.prune_images(context, _connect(context.host), everything=everything, unused_for=older_than)
 
 
 @volumes_app.command("list")
@@ -486,7 +488,7 @@ def volumes_list() -> None:
     """List your volumes on the engine (remote mode): what each mirrors, and which containers use it."""
     from xpcargo.container import volumes  # noqa: PLC0415
 
-    _print_table(volumes.rows(volumes.mine(_connect(_context()))))
+    _print_table(volumes.rows(volumes.mine(_connect(_context().host))))
 
 
 @volumes_app.command("prune")
@@ -495,7 +497,7 @@ def volumes_prune() -> None:
     from xpcargo.container import volumes  # noqa: PLC0415
 
     context = _context()
-    pruned = volumes.prune(_connect(context), manifests=context.host.settings.cache_dir / "volumes")
+    pruned = volumes.prune(_connect(context.host), manifests=context.host.settings.cache_dir / "volumes")
     reporter = context.host.reporter()
     for volume in pruned.removed:
         reporter.status("Removed", f"volume {volume.name} ({volumes.host_path(volume)})")

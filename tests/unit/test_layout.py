@@ -127,8 +127,6 @@ KNOWN_CONTEXT_TAKERS: set[str] = {
     "xpcargo.image.builder",
     "xpcargo.image.transfer",
     "xpcargo.pipeline.matrix",
-    "xpcargo.pipeline.plan",
-    "xpcargo.pipeline.run",
     "xpcargo.pipeline.warm_containers",
     "xpcargo.release.dist",
     "xpcargo.release.verify",
