@@ -306,7 +306,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON ob
     """Say which engine xpcargo talks to: Docker or Podman, its version and API version, rootless or not, where."""
     from xpcargo.commands import engine  # noqa: PLC0415
 
-    for line in engine.info(engine.connect(_context()), as_json=as_json):
+    for line in engine.info(engine.connect(_context().host), as_json=as_json):
         typer.echo(line)
 
 
@@ -315,7 +315,7 @@ def ps() -> None:
     """List your warm containers: the build containers kept running for the next command (see XPCARGO_KEEP_WARM)."""
     from xpcargo.commands import engine  # noqa: PLC0415
 
-    _print_table(engine.ps(engine.connect(_context())))
+    _print_table(engine.ps(engine.connect(_context().host)))
 
 
 @app.command()
@@ -328,7 +328,7 @@ def down(
     from xpcargo.commands import engine  # noqa: PLC0415
 
     context = _context()
-    _say(context, engine.down(context, engine.connect(context), everything=everything))
+    _say(context, engine.down(context, engine.connect(context.host), everything=everything))
 
 
 @image_app.command("build")
@@ -339,7 +339,7 @@ def image_build(
     from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    images.build(context, engine.connect(context), target_names or [])
+    images.build(context, engine.connect(context.host), target_names or [])
 
 
 @image_app.command("lock")
@@ -353,7 +353,7 @@ def image_lock(
     from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    images.lock(context, engine.connect(context), target_names or [], refresh=refresh)
+    images.lock(context, engine.connect(context.host), target_names or [], refresh=refresh)
 
 
 @image_app.command("verify")
@@ -362,7 +362,7 @@ def image_verify(target: Annotated[str, typer.Argument(metavar="TARGET")]) -> No
     from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    images.verify(context, engine.connect(context), target)
+    images.verify(context, engine.connect(context.host), target)
 
 
 @image_app.command("list")
@@ -371,7 +371,7 @@ def image_list() -> None:
     from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    _print_table(images.rows(context, engine.connect(context)))
+    _print_table(images.rows(context, engine.connect(context.host)))
 
 
 def _duration(text: str) -> float:
@@ -400,7 +400,7 @@ def image_save(
     from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    images.save(context, engine.connect(context), target_names or [], output)
+    images.save(context, engine.connect(context.host), target_names or [], output)
 
 
 @image_app.command("load")
@@ -411,7 +411,7 @@ def image_load(
     from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    images.load(context, engine.connect(context), directory)
+    images.load(context, engine.connect(context.host), directory)
 
 
 @image_app.command("prune")
@@ -431,7 +431,7 @@ def image_prune(
     from xpcargo.commands import engine, images  # noqa: PLC0415
 
     context = _context()
-    images.prune(context, engine.connect(context), everything=everything, unused_for=older_than)
+    images.prune(context, engine.connect(context.host), everything=everything, unused_for=older_than)
 
 
 @volumes_app.command("list")
@@ -439,7 +439,7 @@ def volumes_list() -> None:
     """List your volumes on the engine (remote mode): what each mirrors, and which containers use it."""
     from xpcargo.commands import engine, volumes  # noqa: PLC0415
 
-    _print_table(volumes.rows(engine.connect(_context())))
+    _print_table(volumes.rows(engine.connect(_context().host)))
 
 
 @volumes_app.command("prune")
@@ -448,7 +448,7 @@ def volumes_prune() -> None:
     from xpcargo.commands import engine, volumes  # noqa: PLC0415
 
     context = _context()
-    _say(context, volumes.prune(context, engine.connect(context)))
+    _say(context, volumes.prune(context, engine.connect(context.host)))
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:

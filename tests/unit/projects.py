@@ -1,12 +1,17 @@
-"""The smallest Cargo project, written for the unit tests that plan or run a build of one (nothing compiles it)."""
+"""The smallest Cargo project, written for the unit tests that plan or run a build of one (nothing compiles it), and
+its plan as the commands make it."""
 
 from __future__ import annotations
 
 import socket
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from xpcargo.context import Context
+from xpcargo.pipeline.plan import BuildPlan, find_project, plan
+from xpcargo.pipeline.reproducible import Reproducibility
 
 
 def app_project(tmp_path: Path, xpcargo_toml: str | None = None) -> Path:
@@ -18,6 +23,19 @@ def app_project(tmp_path: Path, xpcargo_toml: str | None = None) -> Path:
     if xpcargo_toml is not None:
         (root / "xpcargo.toml").write_text(textwrap.dedent(xpcargo_toml), encoding="utf-8")
     return root
+
+
+def plan_in(
+    context: Context,
+    command: str,
+    triple: str,
+    args: Sequence[str],
+    *,
+    reproducible_settings: Reproducibility | None = None,
+) -> BuildPlan:
+    """The plan of ``command`` for the project that ``context``'s working directory and ``args`` name."""
+    project = find_project(context.host, triple, args, context.project)
+    return plan(context.host, project, command, triple, args, reproducible_settings=reproducible_settings)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import pytest
 
 from xpcargo.commands import targets
 from xpcargo.container.location import EngineAddress
-from xpcargo.context import Context
+from xpcargo.context import Context, Host
 from xpcargo.errors import ConfigError
 from xpcargo.pipeline import matrix
 
@@ -87,7 +87,7 @@ def test_a_multi_target_build_spreads_over_the_engines_each_connected_once(tmp_p
     context = _context(root, XPCARGO_TARGET_I686_UNKNOWN_LINUX_GNU_ENGINE=OTHER_SOCKET)
     runtimes: dict[str, FakeRuntime] = {}
 
-    def connect(_: Context, address: EngineAddress | None = None, /) -> FakeRuntime:
+    def connect(_: Host, address: EngineAddress | None = None, /) -> FakeRuntime:
         assert address is not None
         assert address.url not in runtimes, f"{address.url} connected twice"
         runtimes[address.url] = builds_a_binary(root)
@@ -117,7 +117,7 @@ def test_an_engine_no_target_names_is_never_connected(tmp_path: Path) -> None:
     root = _project(tmp_path, f'[target.{AARCH64}]\nengine = "{ARM_BUILDER}"\n')
     connected: list[str] = []
 
-    def connect(_: Context, address: EngineAddress | None = None, /) -> FakeRuntime:
+    def connect(_: Host, address: EngineAddress | None = None, /) -> FakeRuntime:
         assert address is not None
         connected.append(address.url)
         return builds_a_binary(root)

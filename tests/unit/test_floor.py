@@ -21,10 +21,10 @@ from xpcargo.errors import ConfigError, ImageBuildError
 from xpcargo.image import debian
 from xpcargo.image.recipe import load_recipe
 from xpcargo.pipeline import floor
-from xpcargo.pipeline.plan import Step, plan
 from xpcargo.pipeline.reproducible import Reproducibility
+from xpcargo.pipeline.workspace import Step
 
-from .projects import app_project
+from .projects import app_project, plan_in
 
 # Taken before the unit tests' guard replaces it (conftest.py), for the one test that knows it downloads nothing.
 _FETCH_POOL_FILE = debian.fetch_pool_file
@@ -44,60 +44,60 @@ def _context(tmp_path: Path, root: Path, **environ: str) -> Context:
 
 def test_without_a_floor_the_images_own_glibc_and_nothing_added(tmp_path: Path) -> None:
     root = _project(tmp_path)
-    planned = plan(_context(tmp_path, root), "build", AARCH64, [])
-    assert planned.glibc_floor == "2.41"
-    assert planned.sysroot is None
+    planned = plan_in(_context(tmp_path, root), "build", AARCH64, [])
+    assert planned.flags.glibc_floor == "2.41"
+    assert planned.flags.sysroot is None
     # The target's own sysroot (bindgen's --sysroot) is the image's; no floor's sysroot is mounted or named.
-    assert not any("sysroots" in value for value in planned.env.values())
-    assert planned.rustflags_file is None
+    assert not any("sysroots" in value for value in planned.variables.env.values())
+    assert planned.flags.rustflags_file is None
 
 
 def test_a_lower_floor_links_against_the_older_libc(tmp_path: Path) -> None:
     root = _project(tmp_path, '[target.aarch64-unknown-linux-gnu]\nglibc = "2.36"\n')
-    planned = plan(_context(tmp_path, root), "build", AARCH64, [])
+    planned = plan_in(_context(tmp_path, root), "build", AARCH64, [])
     directory = tmp_path / "cache" / "sysroots" / "glibc-2.36" / "arm64"
-    assert planned.glibc_floor == "2.36"
-    assert planned.sysroot is not None
-    assert planned.sysroot.directory == directory
-    assert [url.rsplit("/", 1)[1].split("_")[0] for url, _ in planned.sysroot.debs] == [
+    assert planned.flags.glibc_floor == "2.36"
+    assert planned.flags.sysroot is not None
+    assert planned.flags.sysroot.directory == directory
+    assert [url.rsplit("/", 1)[1].split("_")[0] for url, _ in planned.flags.sysroot.debs] == [
         "libc6",
         "libc6-dev",
         "linux-libc-dev",
         "libgcc-s1",
     ]
-    assert all("bookworm" not in url and "_arm64.deb" in url for url, _ in planned.sysroot.debs)
+    assert all("bookworm" not in url and "_arm64.deb" in url for url, _ in planned.flags.sysroot.debs)
     # Mounted read-only at its own path, for every step.
     mounts = {mount.path: mount for mount in planned.request(Step.BUILD, "image").mounts}
     assert mounts[directory].read_only
     # The link: the sysroot, its start files first, its libraries before the cross compiler's own directory.
-    assert planned.rustflags_config is not None
-    assert planned.rustflags_config.startswith("[build]\nrustflags = [")
+    assert planned.flags.rustflags_config is not None
+    assert planned.flags.rustflags_config.startswith("[build]\nrustflags = [")
     for flag in (
         f"-Clink-arg=--sysroot={directory}",
         f"-Clink-arg=-B{directory}/usr/lib/aarch64-linux-gnu/",
         f"-Clink-arg=-L{directory}/usr/lib/aarch64-linux-gnu",
         f"-Clink-arg=-L{directory}/lib/aarch64-linux-gnu",
     ):
-        assert f'"{flag}"' in planned.rustflags_config
+        assert f'"{flag}"' in planned.flags.rustflags_config
     # C and C++: the older headers before the cross compiler's.
     expected = (
         f"--sysroot={directory} -isystem{directory}/usr/include/aarch64-linux-gnu -isystem{directory}/usr/include"
     )
-    assert planned.env["CFLAGS_aarch64_unknown_linux_gnu"] == expected
-    assert planned.env["CXXFLAGS_aarch64_unknown_linux_gnu"] == expected
+    assert planned.variables.env["CFLAGS_aarch64_unknown_linux_gnu"] == expected
+    assert planned.variables.env["CXXFLAGS_aarch64_unknown_linux_gnu"] == expected
 
 
 def test_the_floor_joins_the_users_rustflags_and_the_reproducible_remapping(tmp_path: Path) -> None:
     root = _project(tmp_path, '[build]\nenv = { CFLAGS = "-O1" }\n')
     context = _context(tmp_path, root, RUSTFLAGS="-g", XPCARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_GLIBC="2.36")
     settings = Reproducibility(source_date_epoch=1700000000, epoch_source="environment")
-    planned = plan(context, "build", X86_64, [], reproducible_settings=settings)
-    flags = planned.env["CARGO_ENCODED_RUSTFLAGS"].split("\x1f")
+    planned = plan_in(context, "build", X86_64, [], reproducible_settings=settings)
+    flags = planned.variables.env["CARGO_ENCODED_RUSTFLAGS"].split("\x1f")
     assert flags[0] == "-g"
     assert any(flag.startswith("--remap-path-prefix=") for flag in flags)
     assert f"-Clink-arg=--sysroot={tmp_path / 'cache' / 'sysroots' / 'glibc-2.36' / 'amd64'}" in flags
-    assert "RUSTFLAGS" not in planned.env
-    cflags = planned.env["CFLAGS_x86_64_unknown_linux_gnu"]
+    assert "RUSTFLAGS" not in planned.variables.env
+    cflags = planned.variables.env["CFLAGS_x86_64_unknown_linux_gnu"]
     assert cflags.startswith("-O1 -ffile-prefix-map=")
     assert "-isystem" in cflags
     assert "/usr/include/x86_64-linux-gnu" in cflags
@@ -107,7 +107,7 @@ def test_the_floor_joins_the_users_rustflags_and_the_reproducible_remapping(tmp_
 def test_a_floor_the_recipe_cannot_meet_is_one_error_naming_the_supported_ones(tmp_path: Path, version: str) -> None:
     root = _project(tmp_path, f'[target.aarch64-unknown-linux-gnu]\nglibc = "{version}"\n')
     with pytest.raises(ConfigError) as caught:
-        plan(_context(tmp_path, root), "build", AARCH64, [])
+        plan_in(_context(tmp_path, root), "build", AARCH64, [])
     assert caught.value.summary() == (
         f"error: glibc {version} for {AARCH64}: the recipe `trixie-rust` has no such floor for arm64 (hint: supported "
         f"floors for {AARCH64}: 2.36, 2.41 (the image's own); set `glibc` to one of them or remove it)"
@@ -126,14 +126,14 @@ def test_a_floor_for_an_architecture_the_older_suite_lacks_is_refused(tmp_path: 
 
 def test_the_images_own_glibc_asked_for_is_no_sysroot(tmp_path: Path) -> None:
     root = _project(tmp_path, '[target.aarch64-unknown-linux-gnu]\nglibc = "2.41"\n')
-    planned = plan(_context(tmp_path, root), "build", AARCH64, [])
-    assert (planned.glibc_floor, planned.sysroot) == ("2.41", None)
+    planned = plan_in(_context(tmp_path, root), "build", AARCH64, [])
+    assert (planned.flags.glibc_floor, planned.flags.sysroot) == ("2.41", None)
 
 
 def test_a_glibc_setting_that_is_no_version(tmp_path: Path) -> None:
     root = _project(tmp_path, '[target.aarch64-unknown-linux-gnu]\nglibc = "bookworm"\n')
     with pytest.raises(ConfigError, match="`bookworm` is not a glibc version"):
-        plan(_context(tmp_path, root), "build", AARCH64, [])
+        plan_in(_context(tmp_path, root), "build", AARCH64, [])
 
 
 # --- Unpacking ------------------------------------------------------------------------------------------------------
@@ -329,9 +329,9 @@ def test_two_processes_making_the_same_sysroot_leave_one_whole_one(
 
 def test_a_target_that_links_no_glibc_has_no_floor_and_refuses_one(tmp_path: Path) -> None:
     root = _project(tmp_path)
-    planned = plan(_context(tmp_path, root), "build", "wasm32-wasip1", [])
-    assert (planned.glibc_floor, planned.sysroot, planned.rustflags_file) == (None, None, None)
+    planned = plan_in(_context(tmp_path, root), "build", "wasm32-wasip1", [])
+    assert (planned.flags.glibc_floor, planned.flags.sysroot, planned.flags.rustflags_file) == (None, None, None)
     asked = _project(tmp_path / "asked", '[target.wasm32-wasip1]\nglibc = "2.36"\n')
     with pytest.raises(ConfigError, match="link no glibc") as caught:
-        plan(_context(tmp_path / "asked", asked), "build", "wasm32-wasip1", [])
+        plan_in(_context(tmp_path / "asked", asked), "build", "wasm32-wasip1", [])
     assert "remove `glibc`" in (caught.value.hint or "")

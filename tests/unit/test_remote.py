@@ -20,10 +20,11 @@ from xpcargo.container.location import locate
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
 from xpcargo.pipeline import remote, run, sync
-from xpcargo.pipeline.plan import Step, plan
+from xpcargo.pipeline.remote import RemoteWorkspace
+from xpcargo.pipeline.workspace import Step
 
 from .fake_runtime import Exec, FakeRuntime, Reply, default_script
-from .projects import app_project
+from .projects import app_project, plan_in
 
 X86 = "x86_64-unknown-linux-gnu"
 
@@ -151,9 +152,9 @@ class RemoteWorld:
         self.runtime.images.add(self.context.host.image_plan(spec).reference)
 
     def build(self) -> int:
-        build_plan = plan(self.context, "build", X86, [])
+        build_plan = plan_in(self.context, "build", X86, [])
         return run.execute(
-            self.context,
+            self.context.host,
             build_plan,
             runtime=self.runtime,
             reporter=self.context.host.reporter(),
@@ -283,7 +284,7 @@ def test_prune_removes_only_unused_volumes_of_its_own(tmp_path: Path) -> None:
 
 def test_a_fetch_step_may_write_cargo_home(tmp_path: Path) -> None:
     world = RemoteWorld(tmp_path)
-    build_plan = plan(world.context, "build", X86, [])
+    build_plan = plan_in(world.context, "build", X86, [])
     fetch = {m.path: m.read_only for m in build_plan.request(Step.FETCH, "image").mounts}
     assert fetch[world.home] is False
     # The host's CA bundle reaches the fetch step, in a volume of its own, and only the fetch step.
@@ -304,7 +305,7 @@ def test_a_path_dependency_holding_the_users_home_or_cargo_home_is_not_sent(tmp_
     manifest.write_text(manifest.read_text() + f'\n[dependencies]\ndep = {{ path = "{tmp_path}" }}\n')
     # Refused by the trust boundary now, before the remote plan: the directory holds HOME (and its ~/.ssh).
     with pytest.raises(ConfigError, match=r"refusing to mount .*`dependencies\.dep\.path` in .*: it reaches"):
-        plan(world.context, "build", X86, [])
+        plan_in(world.context, "build", X86, [])
     assert world.runtime.archives == []
 
 
@@ -493,7 +494,7 @@ def test_a_target_dir_the_project_ships_as_a_link_is_refused_before_anything_run
     (tmp_path / "outside").mkdir()
     (world.root / "target").symlink_to(tmp_path / "outside")
     with pytest.raises(ProjectError, match=r"is a symbolic link in the project"):
-        plan(world.context, "build", X86, [])
+        plan_in(world.context, "build", X86, [])
     assert world.runtime.started == []
 
 
@@ -506,13 +507,13 @@ def test_a_link_in_xpcargos_own_directory_of_the_target_dir_is_refused(tmp_path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.symlink_to(tmp_path / "outside")
     with pytest.raises(ProjectError, match=r"is a symbolic link in the project"):
-        plan(world.context, "build", X86, [])
+        plan_in(world.context, "build", X86, [])
 
 
 def test_cargo_lock_comes_back_after_a_build_only_when_the_host_has_none(tmp_path: Path) -> None:
     world = RemoteWorld(tmp_path)
-    remote_plan = plan(world.context, "build", X86, []).remote
-    assert remote_plan is not None
+    remote_plan = plan_in(world.context, "build", X86, []).workspace
+    assert isinstance(remote_plan, RemoteWorkspace)
     lock = world.root / "Cargo.lock"
     lock.unlink(missing_ok=True)
     assert remote_plan.lock_after_build() == (lock,)

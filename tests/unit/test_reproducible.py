@@ -12,10 +12,10 @@ import tomllib
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
 from xpcargo.pipeline import reproducible
-from xpcargo.pipeline.plan import Step, plan
 from xpcargo.pipeline.reproducible import FIXED, Reproducibility
+from xpcargo.pipeline.workspace import Step
 
-from .projects import app_project
+from .projects import app_project, plan_in
 
 AARCH64 = "aarch64-unknown-linux-gnu"
 OURS = ["--remap-path-prefix=/w=/xpcargo/source"]
@@ -163,7 +163,7 @@ def test_a_reproducible_plan(tmp_path: Path) -> None:
         cwd=root, environ={"HOME": str(tmp_path / "home"), "RUSTFLAGS": "-g", "XPCARGO_CACHE_DIR": str(tmp_path)}
     )
     settings = Reproducibility(source_date_epoch=1700000000, epoch_source="environment")
-    planned = plan(context, "build", AARCH64, ["--release"], reproducible_settings=settings)
+    planned = plan_in(context, "build", AARCH64, ["--release"], reproducible_settings=settings)
     env = planned.request(Step.BUILD, "image").env
     assert env["SOURCE_DATE_EPOCH"] == "1700000000"
     assert env["CARGO_INCREMENTAL"] == "0"
@@ -178,7 +178,7 @@ def test_a_reproducible_plan(tmp_path: Path) -> None:
     assert env["CARGO_ENCODED_RUSTFLAGS"].startswith(f"-g\x1f--remap-path-prefix={root}=/xpcargo/source")
     assert f"-ffile-prefix-map={root}=/xpcargo/source" in env["CFLAGS_aarch64_unknown_linux_gnu"]
     assert "--locked" in planned.cargo_argv()
-    assert planned.manifest_args()[-1] == "--locked"
+    assert planned.invocation.manifest_args()[-1] == "--locked"
     assert planned.command_argv()[:4] == ["sh", "-c", 'umask "$0" && exec "$@"', "0022"]
     assert planned.command_argv()[4:] == planned.cargo_argv()
 
@@ -186,8 +186,8 @@ def test_a_reproducible_plan(tmp_path: Path) -> None:
 def test_a_plain_plan_is_untouched(tmp_path: Path) -> None:
     root = app_project(tmp_path)
     context = Context.create(cwd=root, environ={"HOME": str(tmp_path / "home"), "XPCARGO_CACHE_DIR": str(tmp_path)})
-    planned = plan(context, "build", AARCH64, [])
+    planned = plan_in(context, "build", AARCH64, [])
     assert "--locked" not in planned.cargo_argv()
     assert planned.command_argv() == planned.cargo_argv()
-    assert "SOURCE_DATE_EPOCH" not in planned.env
-    assert planned.rustflags_file is None
+    assert "SOURCE_DATE_EPOCH" not in planned.variables.env
+    assert planned.flags.rustflags_file is None

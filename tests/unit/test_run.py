@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES
-from xpcargo.context import Context
+from xpcargo.context import Context, Host
 from xpcargo.errors import EngineError, InterruptError, ProjectError, ReportError
 from xpcargo.pipeline import run
-from xpcargo.pipeline.plan import Step, plan
+from xpcargo.pipeline.workspace import Step
 from xpcargo.report import store
 from xpcargo.report.model import Origin
 
 from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script, metadata
-from .projects import app_project
+from .projects import app_project, plan_in
 
 AARCH64 = "aarch64-unknown-linux-gnu"
 OFFLINE_MISS = b"error: failed to download `zlib`\n  attempting to make an HTTP request, but --offline was specified\n"
@@ -43,9 +44,9 @@ class World:
         self.stderr: list[bytes] = []
 
     def run(self, command: str = "build", args: tuple[str, ...] = ()) -> int:
-        build_plan = plan(self.context, command, AARCH64, list(args))
+        build_plan = plan_in(self.context, command, AARCH64, list(args))
         return run.execute(
-            self.context,
+            self.context.host,
             build_plan,
             runtime=self.runtime,
             reporter=self.context.host.reporter(),
@@ -349,39 +350,46 @@ def test_messages_the_user_asked_for_pass_through(world: World) -> None:
 def test_cargo_command_plans_before_it_connects(tmp_path: Path) -> None:
     root = app_project(tmp_path)
     context = _context(tmp_path, root)
-    connected: list[Context] = []
+    connected: list[Host] = []
 
-    def connect(ctx: Context, address: object = None, /) -> FakeRuntime:
-        connected.append(ctx)
+    def connect(host: Host, address: object = None, /) -> FakeRuntime:
+        connected.append(host)
         return FakeRuntime()
 
     from xpcargo.errors import UnknownTargetError  # noqa: PLC0415
 
+    project = context.project(CargoArgs())
     with pytest.raises(UnknownTargetError):
-        run.cargo_command(context, "build", "nonsense-target", [], connect=connect)
+        run.cargo_command(context.host, project, "build", "nonsense-target", [], connect=connect)
     assert connected == []
 
 
 # --- shell and report -----------------------------------------------------------------------------------------
 
 
+def _shell(world: World, argv: list[str], *, interactive: bool) -> int:
+    project = world.context.project(CargoArgs())
+    host = world.context.host
+    return run.shell(host, project, AARCH64, argv, connect=lambda *_: world.runtime, interactive=interactive)
+
+
 def test_shell_runs_a_command_in_a_build_container(world: World) -> None:
     (world.root.parent / "home" / ".cargo").mkdir(parents=True)
-    code = run.shell(world.context, AARCH64, ["uname", "-m"], connect=lambda *_: world.runtime, interactive=False)
+    code = _shell(world, ["uname", "-m"], interactive=False)
     assert code == 0
     (request,) = world.runtime.started
     assert request.network == "none"
     assert world.runtime.execs[0].argv == ("uname", "-m")
     assert not world.runtime.cold_running
-    expected = plan(world.context, "shell", AARCH64, []).request(Step.SHELL, world.image)
+    expected = plan_in(world.context, "shell", AARCH64, []).request(Step.SHELL, world.image)
     assert dataclasses.replace(request, labels={}) == dataclasses.replace(expected, labels={})
     assert expected.labels.items() <= request.labels.items()
 
 
 def test_shell_without_a_command_needs_a_terminal(world: World) -> None:
     with pytest.raises(ProjectError, match="needs a terminal"):
-        run.shell(world.context, AARCH64, [], connect=lambda *_: world.runtime, interactive=False)
-    assert run.shell(world.context, AARCH64, [], connect=lambda *_: world.runtime, interactive=True) == 0
+        _shell(world, [], interactive=False)
+    assert _shell(world, [], interactive=True) == 0
     assert world.runtime.execs[-1].argv == ("bash", "-l")
 
 

@@ -19,11 +19,11 @@ from xpcargo.errors import EngineUnavailableError
 from xpcargo.image import send
 from xpcargo.image.plan import ImagePlan
 from xpcargo.pipeline import run
-from xpcargo.pipeline.plan import plan
+from xpcargo.pipeline.remote import RemoteWorkspace
 from xpcargo.ui import Reporter
 
 from .fake_runtime import FakeBootstrap, FakeRuntime
-from .projects import app_project
+from .projects import app_project, plan_in
 
 AARCH64 = "aarch64-unknown-linux-gnu"
 X86_64 = "x86_64-unknown-linux-gnu"
@@ -179,10 +179,10 @@ def test_a_remote_engine_that_lacks_the_image_gets_it_from_this_machine(
         "xpcargo.container.location.this_machine",
         lambda environ: EngineAddress(url="unix:///local.sock", remote=False, why="test"),
     )
-    build_plan = plan(context, "build", X86_64, [])
-    assert build_plan.remote is not None
+    build_plan = plan_in(context, "build", X86_64, [])
+    assert isinstance(build_plan.workspace, RemoteWorkspace)
     outcome = run.execute(
-        context,
+        context.host,
         build_plan,
         runtime=remote,
         reporter=context.host.reporter(),
@@ -204,9 +204,9 @@ def test_without_an_engine_on_this_machine_the_error_names_save_and_load(
 ) -> None:
     context, remote, engines = _remote_world(tmp_path, local=None)
     monkeypatch.setattr("xpcargo.container.location.this_machine", lambda environ: None)
-    build_plan = plan(context, "build", X86_64, [])
+    build_plan = plan_in(context, "build", X86_64, [])
     with pytest.raises(EngineUnavailableError) as caught:
-        run.execute(context, build_plan, runtime=remote, reporter=context.host.reporter(), engines=engines)
+        run.execute(context.host, build_plan, runtime=remote, reporter=context.host.reporter(), engines=engines)
     assert "has no xpcargo/" in str(caught.value)
     assert caught.value.hint is not None
     assert "image save" in caught.value.hint

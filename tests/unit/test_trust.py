@@ -18,8 +18,9 @@ from xpcargo.container.spec import Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, UntrustedError
 from xpcargo.pipeline import plan as build_plan
+from xpcargo.pipeline.remote import RemoteWorkspace
 
-from .projects import listening
+from .projects import listening, plan_in
 
 X86_64 = "x86_64-unknown-linux-gnu"
 AARCH64 = "aarch64-unknown-linux-gnu"
@@ -51,7 +52,7 @@ def _environ(tmp_path: Path, **extra: str) -> dict[str, str]:
 def _boundary(cwd: Path, environ: dict[str, str], args: tuple[str, ...] = ()) -> trust.Boundary:
     context = Context.create(cwd=cwd, environ=environ)
     project = context.project(parse_cargo_args(list(args)))
-    return build_plan.trust_boundary(context, project, context.project_config(project.workspace_root))
+    return build_plan.trust_boundary(context.host, project, context.project_config(project.workspace_root))
 
 
 def _settings(boundary: trust.Boundary) -> list[str]:
@@ -209,8 +210,8 @@ def test_settings_from_the_environment_are_the_users(tmp_path: Path) -> None:
     _package(root)
     _write(root / "src" / "main.rs", "fn main() {}\n")
     environ = _environ(tmp_path, XPCARGO_BUILD_MOUNTS=str(sdk), XPCARGO_BUILD_PASSTHROUGH="API_TOKEN")
-    plan = build_plan.plan(Context.create(cwd=root, environ=environ), "build", X86_64, [])
-    assert Mount(path=sdk, read_only=True) in plan.mounts
+    plan = plan_in(Context.create(cwd=root, environ=environ), "build", X86_64, [])
+    assert Mount(path=sdk, read_only=True) in plan.workspace.binds
 
 
 def test_metadata_settings_are_the_projects_too(tmp_path: Path) -> None:
@@ -384,18 +385,16 @@ def test_the_users_cargo_config_is_mounted_as_a_file_not_its_directory(tmp_path:
     user_config = _write(tmp_path / ".cargo" / "config.toml", "[net]\nretry = 3\n")
     _write(tmp_path / ".cargo" / "credentials.toml", "[registry]\ntoken = 'x'\n")
     environ = _environ(tmp_path, CARGO_HOME=str(cargo_home))
-    plan = build_plan.plan(Context.create(cwd=root, environ=environ), "build", X86_64, [])
-    assert Mount(path=user_config.resolve(), read_only=True) in plan.mounts
-    assert all(mount.path != (tmp_path / ".cargo").resolve() for mount in plan.mounts)
+    plan = plan_in(Context.create(cwd=root, environ=environ), "build", X86_64, [])
+    assert Mount(path=user_config.resolve(), read_only=True) in plan.workspace.binds
+    assert all(mount.path != (tmp_path / ".cargo").resolve() for mount in plan.workspace.binds)
 
 
 def test_a_project_outside_any_checkout_is_planned_as_before(tmp_path: Path) -> None:
     root = tmp_path / "app"
     _package(root)
     _write(root / "src" / "main.rs", "fn main() {}\n")
-    project: Project = build_plan.plan(
-        Context.create(cwd=root, environ=_environ(tmp_path)), "build", X86_64, []
-    ).project
+    project: Project = plan_in(Context.create(cwd=root, environ=_environ(tmp_path)), "build", X86_64, []).project
     assert project.checkout == root.resolve()
     assert project.asks == ()
 
@@ -410,9 +409,9 @@ def test_a_remote_engine_gets_the_users_cargo_config_file_alone(tmp_path: Path) 
     environ = _environ(
         tmp_path, CARGO_HOME=str(tmp_path / "cargo-home"), DOCKER_HOST="tcp://10.0.0.5:2376", XPCARGO_REMOTE="1"
     )
-    plan = build_plan.plan(Context.create(cwd=root, environ=environ), "build", X86_64, [])
-    assert plan.remote is not None
-    sent = {volume.volume.path: volume.selection for volume in plan.remote.volumes}
+    plan = plan_in(Context.create(cwd=root, environ=environ), "build", X86_64, [])
+    assert isinstance(plan.workspace, RemoteWorkspace)
+    sent = {volume.volume.path: volume.selection for volume in plan.workspace.volumes}
     directory = user_config.parent.resolve()
     assert sent[directory].only == ("config.toml",)
 
@@ -423,9 +422,9 @@ def test_a_working_directory_at_home_is_not_mounted(tmp_path: Path) -> None:
     _package(root)
     _write(root / "src" / "main.rs", "fn main() {}\n")
     context = Context.create(cwd=Path(environ["HOME"]), environ=environ)
-    plan = build_plan.plan(context, "build", X86_64, ["--manifest-path", "projects/app/Cargo.toml"])
-    assert all(mount.path != Path(environ["HOME"]).resolve() for mount in plan.mounts)
-    assert Mount(path=root.resolve()) in plan.mounts
+    plan = plan_in(context, "build", X86_64, ["--manifest-path", "projects/app/Cargo.toml"])
+    assert all(mount.path != Path(environ["HOME"]).resolve() for mount in plan.workspace.binds)
+    assert Mount(path=root.resolve()) in plan.workspace.binds
 
 
 def test_verify_crosses_the_boundary_on_the_project_and_its_copies_inherit_the_consent(tmp_path: Path) -> None:
@@ -440,14 +439,14 @@ def test_verify_crosses_the_boundary_on_the_project_and_its_copies_inherit_the_c
     _write(root / "src" / "main.rs", "fn main() {}\n")
     runtime = FakeRuntime(every_image=True)
     context = Context.create(cwd=root, environ=_environ(tmp_path, SOURCE_DATE_EPOCH="1"))
-    settings = build_plan.reproducibility(context, [])
+    settings = build_plan.reproducibility(context.host, context.project(parse_cargo_args([])))
     with pytest.raises(UntrustedError, match=r"`mounts` of \[build\] in .*/app/xpcargo\.toml"):
         verify.build_twice(context, X86_64, ["--release"], settings=settings, connect=lambda *_: runtime)
     assert runtime.started == []
     trust.consent(_boundary(root, _environ(tmp_path)))
     rebuilt = verify.build_twice(context, X86_64, ["--release"], settings=settings, connect=lambda *_: runtime)
     assert not isinstance(rebuilt, int)
-    assert all(Mount(path=tmp_path / "sdk", read_only=True) in plan.mounts for plan in rebuilt.plans)
+    assert all(Mount(path=tmp_path / "sdk", read_only=True) in plan.workspace.binds for plan in rebuilt.plans)
     verify.discard(rebuilt.directories)
 
 

@@ -40,6 +40,10 @@ def cargo(
 def shell(context: Context, triple: str, argv: Sequence[str], *, interactive: bool) -> int:
     """`xpcargo shell`: ``argv`` (what follows `--`), or an interactive shell, in the target's container."""
     from xpcargo.pipeline import run  # noqa: PLC0415
+    from xpcargo.pipeline.plan import find_project  # noqa: PLC0415
 
     command = list(argv[1:] if argv[:1] == ["--"] else argv)
-    return run.shell(context, triple, command, connect=engine.connect, interactive=interactive)
+    # Before the project is looked for: outside a project, this is the first thing wrong.
+    run.check_shell(command, interactive=interactive)
+    project = find_project(context.host, triple, [], context.project)
+    return run.shell(context.host, project, triple, command, connect=engine.connect, interactive=interactive)

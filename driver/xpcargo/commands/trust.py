@@ -17,7 +17,7 @@ def trust(context: Context, *, revoke: bool, show: bool, manifest_path: str | No
     """Consent (or with ``revoke`` withdraw it, with ``show`` only look): what the settings reach, a line each, and
     whether the checkout is trusted now."""
     project = context.project(parse_cargo_args(["--manifest-path", manifest_path] if manifest_path else []))
-    boundary = plan.trust_boundary(context, project, context.project_config(project.workspace_root))
+    boundary = plan.trust_boundary(context.host, project, context.project_config(project.workspace_root))
     if revoke:
         withdrawn = trusting.revoke(boundary)
         return Output(statuses=(("Revoked", f"{'the' if withdrawn else 'no'} consent for {boundary.checkout}"),))

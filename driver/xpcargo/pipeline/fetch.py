@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpcargo.container.session import Cancellation, Session, open_session
-from xpcargo.container.spec import Output, Runtime
-from xpcargo.pipeline import environment, remote
-from xpcargo.pipeline.plan import BuildPlan, Step
-from xpcargo.ui import Reporter
+from xpcargo.container.session import Session, open_session
+from xpcargo.container.spec import Output
+from xpcargo.pipeline import environment
+from xpcargo.pipeline.plan import BuildPlan
+from xpcargo.pipeline.workspace import Step, Venue
 
 Metadata = dict[str, Any]
 
@@ -32,7 +32,7 @@ class FetchRecord:
 
     @classmethod
     def of(cls, plan: BuildPlan) -> FetchRecord:
-        return cls(plan.fetch_record)
+        return cls(plan.workspace.fetch_record)
 
     def load(self, fingerprint: str) -> Metadata | None:
         try:
@@ -67,7 +67,7 @@ class FetchRecord:
 
 
 def fingerprint(plan: BuildPlan, image: str) -> str:
-    return plan.project.fingerprint(image, plan.parsed.manifest_path or "")
+    return plan.project.fingerprint(image, plan.invocation.parsed.manifest_path or "")
 
 
 def read_metadata(
@@ -81,12 +81,12 @@ def read_metadata(
         [
             "cargo",
             "metadata",
-            *plan.fetch_config,
+            *plan.variables.fetch_config,
             "--format-version",
             "1",
             "--offline",
             "--all-features",
-            *plan.manifest_args(),
+            *plan.invocation.manifest_args(),
         ],
         env={"CARGO_NET_OFFLINE": "true"},
         on_stdout=captured.append,
@@ -106,33 +106,21 @@ def read_metadata(
 
 
 def fetch(
-    runtime: Runtime,
-    plan: BuildPlan,
-    image: str,
-    reporter: Reporter,
-    *,
-    stdout: Output | None = None,
-    stderr: Output | None = None,
-    cancellation: Cancellation | None = None,
+    venue: Venue, plan: BuildPlan, *, stdout: Output | None = None, stderr: Output | None = None
 ) -> tuple[int, Metadata | None]:
     """Download what the build needs into CARGO_HOME, in a container that may use the network."""
-    reporter.status("Fetching", f"dependencies for {plan.project.workspace_root.name} (network step)")
-    request = plan.request(Step.FETCH, image)
-    with open_session(runtime, request, purpose="fetch", cancellation=cancellation) as session:
-        if plan.remote is not None:
-            remote.verify(
-                session, runtime, plan.remote, image=image, user=plan.user, reporter=reporter, cancellation=cancellation
-            )
+    venue.reporter.status("Fetching", f"dependencies for {plan.project.workspace_root.name} (network step)")
+    request = plan.request(Step.FETCH, venue.image)
+    with open_session(venue.runtime, request, purpose="fetch", cancellation=venue.cancellation) as session:
+        plan.workspace.entered(session, venue)
         # Credentials reach this one command, never the container's own environment.
         code = session.run(
-            ["cargo", "fetch", *plan.fetch_config, *plan.manifest_args()],
-            env=environment.fetch_credentials(plan.credentials),
+            ["cargo", "fetch", *plan.variables.fetch_config, *plan.invocation.manifest_args()],
+            env=environment.fetch_credentials(plan.variables.credentials),
             on_stdout=stdout,
             on_stderr=stderr,
         )
         if code != 0:
             return code, None
-        if plan.remote is not None:
-            # `cargo fetch` may have written the lock file, which the fingerprint covers: on the host too.
-            remote.pull(session, plan.remote, [plan.remote.lock_file], reporter)
-        return read_metadata(session, plan, image, stderr=stderr)
+        plan.workspace.fetched(session, venue)
+        return read_metadata(session, plan, venue.image, stderr=stderr)

@@ -19,13 +19,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xpcargo.artifacts import Artifact, final_artifacts
+from xpcargo.cargo.args import parse_cargo_args
 from xpcargo.container.location import Engines
 from xpcargo.container.session import Cancellation
 from xpcargo.context import Context
 from xpcargo.errors import CancelledError, InterruptError, XpcargoError
 from xpcargo.pipeline import plan as plan_module
 from xpcargo.pipeline import run
-from xpcargo.pipeline.plan import BuildPlan, plan
+from xpcargo.pipeline.plan import BuildPlan, find_project, plan
 from xpcargo.pipeline.reproducible import Reproducibility
 from xpcargo.ui import LineWriter, Reporter, binary_writer, render_table
 
@@ -85,12 +86,12 @@ def _run_one(
     context: Context, build_plan: BuildPlan, engines: Engines, output: _Output, cancellation: Cancellation
 ) -> TargetResult:
     started = time.monotonic()
-    stdout, stderr = output.writers(build_plan.triple, raw_stdout=not build_plan.injects_json)
+    stdout, stderr = output.writers(build_plan.triple, raw_stdout=not build_plan.invocation.injects_json)
     reporter = output.reporter(build_plan.triple)
     try:
         cancellation.check()
         outcome = run.execute(
-            context,
+            context.host,
             build_plan,
             runtime=engines.runtime(build_plan.engine),
             reporter=reporter,
@@ -125,7 +126,7 @@ def _run_one(
         code=outcome.code,
         seconds=seconds,
         artifacts=artifacts,
-        glibc_floor=build_plan.glibc_floor,
+        glibc_floor=build_plan.flags.glibc_floor,
     )
 
 
@@ -142,9 +143,14 @@ def cargo_command(
 ) -> int:
     """`xpcargo <command> --target ...`: one target runs as it always has; several run side by side."""
     triples = context.named_targets(names)
-    settings = plan_module.reproducibility(context, args) if reproducible else None
+    settings = None
+    if reproducible:
+        settings = plan_module.reproducibility(context.host, context.project(parse_cargo_args(args)))
     if len(triples) == 1:
-        return run.cargo_command(context, command, triples[0], args, connect=connect, reproducible=settings)
+        project = find_project(context.host, triples[0], args, context.project)
+        return run.cargo_command(
+            context.host, project, command, triples[0], args, connect=connect, reproducible=settings
+        )
     jobs = target_jobs if target_jobs is not None else default_target_jobs()
     return build_matrix(
         context,
@@ -173,10 +179,20 @@ def build_matrix(
     engine is asked), then run side by side, `target_jobs` at a time; then the summary, shown and returned."""
     # Cargo's progress bar redraws one line; several of them interleaved would be noise.
     context = replace(context, host=replace(context.host, terminal=replace(context.host.terminal, progress_width=None)))
-    plans = [plan(context, command, triple, args, reproducible_settings=reproducible) for triple in triples]
+    plans = [
+        plan(
+            context.host,
+            find_project(context.host, triple, args, context.project),
+            command,
+            triple,
+            args,
+            reproducible_settings=reproducible,
+        )
+        for triple in triples
+    ]
     # One connection per engine the targets name (most often the one), each made once, before any target starts:
     # an engine that is not there fails the command as it does for one target.
-    pool = run.engines(context, connect)
+    pool = run.engines(context.host, connect)
     for build_plan in plans:
         pool.runtime(build_plan.engine)
     output = _Output(triples, color=context.host.terminal.color)

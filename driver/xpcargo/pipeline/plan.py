@@ -1,15 +1,14 @@
-"""A Cargo command for a target, planned on the host before the engine is touched: what Cargo is asked, what is
-mounted where, what environment each step gets, and one container request per step.
+"""A Cargo command for a target, planned on the host before the engine is touched: what Cargo is asked, what xpcargo
+adds to it, what environment each step gets, where the build's files are for the engine (``workspace``), and one
+container request per step.
 
 Planning is pure apart from reading the project's files, so everything here is tested without an engine.
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -20,45 +19,60 @@ from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.project import Project, refuse_linked_target_dir
 from xpcargo.config import trust
 from xpcargo.config.links import LinksOverrides
-from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple
+from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple, load_project_config
 from xpcargo.container.location import EngineAddress
 from xpcargo.container.session import invoking_user
 from xpcargo.container.spec import TARGET_LABEL, WARM_LIFETIME, WORKSPACE_LABEL, ContainerRequest, Mount
-from xpcargo.context import Context
+from xpcargo.context import Host
 from xpcargo.errors import ConfigError, ProjectError
 from xpcargo.image import lockfile
 from xpcargo.image.plan import ImagePlan, plan_image
 from xpcargo.image.recipe import load_recipe
-from xpcargo.pipeline import environment, floor, git_checkout, reproducible
+from xpcargo.pipeline import environment, floor, git_checkout, reproducible, workspace
 from xpcargo.pipeline.floor import Sysroot
-from xpcargo.pipeline.remote import RemotePlan, plan_remote
+from xpcargo.pipeline.remote import plan_remote
 from xpcargo.pipeline.reproducible import Reproducibility
+from xpcargo.pipeline.workspace import LocalWorkspace, Step, Workspace
 
 # Where HOME points for a user that has no home in the image: writable by anyone, gone with the container.
 CONTAINER_HOME = "/tmp"  # noqa: S108 - inside the container, which is private and short-lived
 
 
-# What Cargo keeps registry tokens in, under CARGO_HOME (the old name without extension, too).
-_CREDENTIALS_FILES = ("credentials.toml", "credentials")
+@dataclass(frozen=True, kw_only=True)
+class Invocation:
+    """What Cargo is asked, of which project, for which target."""
 
+    command: str
+    args: tuple[str, ...]
+    parsed: CargoArgs
+    spec: TargetSpec
+    project: Project
+    # The JSON `--message-format` xpcargo adds, when the user chose none (in colour when the terminal has it).
+    injected_format: str | None
 
-class Step(enum.Enum):
-    FETCH = "fetch"  # `cargo fetch` and `cargo metadata`, on the host network
-    BUILD = "build"  # the Cargo command itself, with no network
-    SHELL = "shell"  # `xpcargo shell`: a build's container, with a command of the user's
+    @property
+    def profile_dir(self) -> str:
+        return cargo_args.profile_dir_name(self.parsed.profile)
+
+    @property
+    def injects_json(self) -> bool:
+        """Whether xpcargo chooses the message format: when the user did not choose one."""
+        return self.injected_format is not None
+
+    @property
+    def reads_messages(self) -> bool:
+        return self.injects_json or "json" in (self.parsed.message_format or "")
+
+    def manifest_args(self) -> list[str]:
+        args = ["--manifest-path", self.parsed.manifest_path] if self.parsed.manifest_path else []
+        return [*args, "--locked"] if self.parsed.locked else args
 
 
 @dataclass(frozen=True, kw_only=True)
-class BuildPlan:
-    """Everything decided before the engine is touched."""
+class Variables:
+    """The environment of each step."""
 
-    command: str
-    spec: TargetSpec
-    project: Project
-    args: tuple[str, ...]
-    parsed: CargoArgs
-    mounts: tuple[Mount, ...]
-    # The environment of every step's container.
+    # The environment of the build's (and the shell's) container.
     env: Mapping[str, str]
     # Registry tokens and proxy settings: given to the fetch step's commands only, never to a container.
     credentials: Mapping[str, str]
@@ -66,20 +80,17 @@ class BuildPlan:
     # rustc in place of any the project's Cargo config names; and the `--config` arguments that blank its `[env]`.
     fetch_env: Mapping[str, str]
     fetch_config: tuple[str, ...]
+    # The terminal policy, for the steps whose output xpcargo shows.
     terminal_env: Mapping[str, str]
-    color: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flags:
+    """What xpcargo adds to the user's own settings, and the Cargo config files (in ``state_dir``) that carry it."""
+
+    state_dir: Path
     links: LinksOverrides
     overrides_file: Path | None
-    state_dir: Path
-    # What the last fetch saw: in xpcargo's cache, not the target dir, so that `cargo clean` does not forget it.
-    fetch_record: Path
-    ca_bundle: Path | None
-    # Seconds the build's container stays up for the next command (0: one container per command), and where the
-    # locks of the warm containers' slots are.
-    keep_warm: int = 0
-    warm_lifetime: int = WARM_LIFETIME
-    warm_locks: Path | None = None
-    user: str = field(default_factory=invoking_user)
     # Reproducible mode (`dist`, `verify`, `--reproducible`), and the Cargo config file that adds rustflags (its
     # remapping, the glibc floor's sysroot).
     reproducible: Reproducibility | None = None
@@ -90,116 +101,114 @@ class BuildPlan:
     # image's own (downloaded and unpacked by the run, before the first container).
     glibc_floor: str | None = None
     sysroot: Sysroot | None = None
+
+    def config_files(self) -> tuple[Path, ...]:
+        """The Cargo config files xpcargo writes for the build."""
+        return tuple(path for path in (self.overrides_file, self.rustflags_file) if path is not None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Warm:
+    """Seconds the build's container stays up for the next command (0: one container per command), at most how
+    long it serves, and where the locks of the warm containers' slots are."""
+
+    keep: int = 0
+    lifetime: int = WARM_LIFETIME
+    locks: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildPlan:
+    """Everything decided before the engine is touched."""
+
+    invocation: Invocation
+    variables: Variables
+    flags: Flags
     # The target's image, planned from the same reading of its recipe as the floor; None when the project names an
     # image of its own.
-    image_plan: ImagePlan | None = None
-    # The engine the target builds on (``Context.engine_for``), and, when it cannot see this machine's files, the
-    # volumes that stand in for the mounts.
+    image_plan: ImagePlan | None
+    # The engine the target builds on (``Host.engine_for``), and the build's files as that engine sees them.
     engine: EngineAddress
-    remote: RemotePlan | None = None
+    workspace: Workspace
+    warm: Warm = Warm()
+    user: str = field(default_factory=invoking_user)
 
     @property
     def triple(self) -> str:
-        return self.spec.triple
+        return self.invocation.spec.triple
 
     @property
-    def profile_dir(self) -> str:
-        return cargo_args.profile_dir_name(self.parsed.profile)
+    def spec(self) -> TargetSpec:
+        return self.invocation.spec
 
     @property
-    def injects_json(self) -> bool:
-        """Whether xpcargo chooses the message format: when the user did not choose one."""
-        return self.parsed.message_format is None
-
-    @property
-    def reads_messages(self) -> bool:
-        return self.injects_json or "json" in (self.parsed.message_format or "")
-
-    @property
-    def hidden(self) -> tuple[Path, ...]:
-        # CARGO_HOME/bin holds rustup's proxies and host-built tools; Cargo looks there first for `cargo-clippy`
-        # and other subcommands, and would run the host's rustup instead of the image's clippy.
-        bin_dir = self.project.cargo_home / "bin"
-        return (bin_dir,) if bin_dir.is_dir() else ()
+    def project(self) -> Project:
+        return self.invocation.project
 
     def cargo_argv(self) -> list[str]:
-        argv = ["cargo", self.command, "--target", self.triple]
-        if self.injects_json:
-            argv.append("--message-format=json-diagnostic-rendered-ansi" if self.color else "--message-format=json")
-        if self.overrides_file is not None:
-            argv += ["--config", str(self.overrides_file)]
-        if self.rustflags_file is not None:
-            argv += ["--config", str(self.rustflags_file)]
-        if self.reproducible is not None and not cargo_args.parse_cargo_args(self.args).locked:
+        invocation, flags = self.invocation, self.flags
+        argv = ["cargo", invocation.command, "--target", self.triple]
+        if invocation.injected_format is not None:
+            argv.append(f"--message-format={invocation.injected_format}")
+        argv += [arg for path in flags.config_files() for arg in ("--config", str(path))]
+        if flags.reproducible is not None and not cargo_args.parse_cargo_args(invocation.args).locked:
             argv.append("--locked")
-        return [*argv, *self.args]
+        return [*argv, *invocation.args]
 
     def command_argv(self) -> list[str]:
         """What the build container runs: the Cargo command, under the reproducible umask when there is one."""
-        if self.reproducible is None:
+        if self.flags.reproducible is None:
             return self.cargo_argv()
-        return reproducible.umask_argv(self.cargo_argv(), self.reproducible.variation.umask)
-
-    def manifest_args(self) -> list[str]:
-        args = ["--manifest-path", self.parsed.manifest_path] if self.parsed.manifest_path else []
-        return [*args, "--locked"] if self.parsed.locked else args
+        return reproducible.umask_argv(self.cargo_argv(), self.flags.reproducible.variation.umask)
 
     def request(self, step: Step, image: str) -> ContainerRequest:
-        """The container for ``step``. Only the fetch step has a network, trusts the host's CAs, may write to
-        CARGO_HOME and sees its credentials files; the build reads the crates it fetched and nothing else there."""
-        user_home = self.reproducible.variation.home if self.reproducible is not None else CONTAINER_HOME
+        """The container for ``step``. Only the fetch step has a network and trusts the host's CAs; what each step
+        mounts is the workspace's to say."""
+        settings = self.flags.reproducible
+        user_home = settings.variation.home if settings is not None else CONTAINER_HOME
         # The fetch step runs none of the project's code, so it gets none of the project's environment either.
-        mounts, env = self.mounts, {**(self.fetch_env if step is Step.FETCH else self.env), "HOME": user_home}
-        if self.remote is not None:
-            # Volumes at the mounts' paths; CARGO_HOME's credentials and the host's CA bundle are not in them.
-            mounts = self.remote.mounts(fetch=step is Step.FETCH)
-            if step is not Step.FETCH:
-                env["CARGO_NET_OFFLINE"] = "true"
-            elif self.remote.ca_bundle is not None:
-                env["CARGO_HTTP_CAINFO"] = str(self.remote.ca_bundle)
-        elif step is Step.FETCH:
-            if self.ca_bundle is not None:
-                mounts = (*mounts, Mount(path=self.ca_bundle, read_only=True))
-                env["CARGO_HTTP_CAINFO"] = str(self.ca_bundle)
-        else:
+        variables = self.variables
+        env = {**(variables.fetch_env if step is Step.FETCH else variables.env), "HOME": user_home}
+        if step is not Step.FETCH:
             env["CARGO_NET_OFFLINE"] = "true"
-            home = self.project.cargo_home
-            if home.is_dir():
-                mounts = tuple(replace(m, read_only=True) if m.path == home else m for m in mounts)
-                if not any(m.path == home for m in mounts):
-                    # Folded into a writable mount above it (a CARGO_HOME inside the workspace): read-only all the same.
-                    mounts = (*mounts, Mount(path=home, read_only=True))
-            # An empty file over each credentials file: a build script must not read the user's registry tokens.
-            mounts += tuple(
-                Mount(path=home / name, source=Path("/dev/null"), read_only=True)
-                for name in _CREDENTIALS_FILES
-                if (home / name).is_file()
-            )
+        elif self.workspace.ca_bundle is not None:
+            env["CARGO_HTTP_CAINFO"] = str(self.workspace.ca_bundle)
         if step is not Step.SHELL:
-            env.update(self.terminal_env)
+            env.update(variables.terminal_env)
         # The build and the shell share a warm container; the fetch step, with its network and its credentials,
         # and a reproducible build, which owes nothing to an earlier command, have one of their own.
-        warm = step is not Step.FETCH and self.reproducible is None
+        warm = step is not Step.FETCH and settings is None
         return ContainerRequest(
             image=image,
             user=self.user,
             workdir=self.project.cwd,
-            mounts=mounts,
+            mounts=self.workspace.mounts(step),
             env=MappingProxyType(env),
             labels=MappingProxyType({WORKSPACE_LABEL: str(self.project.workspace_root), TARGET_LABEL: self.triple}),
             network="host" if step is Step.FETCH else "none",
-            # A remote CARGO_HOME holds no bin directory to hide.
-            hidden=self.hidden if self.remote is None else (),
-            keep_warm=self.keep_warm if warm else 0,
-            warm_lifetime=self.warm_lifetime,
+            hidden=self.workspace.hidden(),
+            keep_warm=self.warm.keep if warm else 0,
+            warm_lifetime=self.warm.lifetime,
             # The project's code runs here: nothing of a command outlives it, and the image cannot be changed.
             confined=True,
             scratch=tuple(dict.fromkeys((Path(CONTAINER_HOME), Path(user_home)))),
         )
 
 
+def find_project(host: Host, triple: str, args: Sequence[str], discover: Callable[[CargoArgs], Project]) -> Project:
+    """The project that ``args`` name, found by ``discover``. Outside a project only the shipped table can know the
+    target: a typo in it is the first thing to say."""
+    check_triple(triple)
+    try:
+        return discover(cargo_args.parse_cargo_args(args))
+    except ProjectError:
+        host.toolchains.target(triple)
+        raise
+
+
 def plan(
-    context: Context,
+    host: Host,
+    project: Project,
     command: str,
     triple: str,
     args: Sequence[str],
@@ -207,126 +216,158 @@ def plan(
     reproducible_settings: Reproducibility | None = None,
 ) -> BuildPlan:
     check_triple(triple)
-    parsed = cargo_args.parse_cargo_args(args)
-    if reproducible_settings is not None:
-        parsed = replace(parsed, locked=True)
-    try:
-        project = context.project(parsed)
-    except ProjectError:
-        # Outside a project, only the shipped table can know the target: a typo in it is the first thing to say.
-        context.host.toolchains.target(triple)
-        raise
-    project_config = context.project_config(project.workspace_root)
+    project_config = load_project_config(project.workspace_root)
     # Before anything is mounted or any engine named: what the checkout's settings reach outside it.
-    boundary = trust.require(trust_boundary(context, project, project_config), triple)
+    boundary = trust.require(trust_boundary(host, project, project_config), triple)
     # A `target` the project ships as a link would lead the output (and the report this machine writes) elsewhere.
     refuse_linked_target_dir(project.workspace_root, project.target_dir)
-    spec = context.host.target(triple, project_config)
-    host = context.host.host_target(project_config)
-    state_dir = project.target_dir / "xpcargo" / triple
-
+    spec = host.target(triple, project_config)
+    build_host = host.host_target(project_config)
     # Cargo merges the `--config` file xpcargo writes into the project's own config key by key; so does this.
     links = spec.links.over(project.links_overrides(triple))
-    extra = _asked_mounts(spec, links)
-
-    passed = environment.passthrough_environment(context.host.environ, spec)
+    asked = _asked_mounts(spec, links)
+    passed = environment.passthrough_environment(host.environ, spec)
     host_env = {name: value for name, value in passed.items() if not environment.is_credential(name)}
-    places = _places(context, project)
-    env = {**host_env, **environment.toolchain_environment(spec, host), **places}
-    # Flags added to the user's own: the reproducible mode's path remapping, and the glibc floor's sysroot.
-    remaps: tuple[tuple[Path, str], ...] = ()
-    rust_flags: list[str] = []
-    c_flags: list[str] = []
-    if reproducible_settings is not None:
-        remaps = remapping(project)
-        rust_flags += reproducible.rustc_remap_flags(remaps)
-        c_flags += reproducible.c_remap_flags(remaps)
-    recipe = load_recipe(
-        spec.recipe, directory=context.host.settings.recipes_dir, referenced_from=f"target {spec.triple}"
+    places = _places(host, project)
+    env = {**host_env, **environment.toolchain_environment(spec, build_host), **places}
+    glibc, image_plan = _floor_and_image(host, spec, project.workspace_root)
+    flags, env = _flags(project, spec, links, glibc, env, settings=reproducible_settings)
+    if glibc.sysroot is not None:
+        asked.append((glibc.sysroot.directory, f"the glibc {glibc.version} floor"))
+    engine = host.engine_for(spec)
+    binds = _mounts(project, spec, asked, engine=engine, never=boundary.never)
+    chosen = _workspace(host, project, triple, binds, engine=engine, state_files=flags.config_files())
+    return BuildPlan(
+        invocation=_invocation(host, project, spec, command, args, locked=reproducible_settings is not None),
+        variables=Variables(
+            env=MappingProxyType(env),
+            credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
+            fetch_env=_fetch_env({**host_env, **places}, own_image=not spec.image),
+            fetch_config=_fetch_config(project),
+            terminal_env=MappingProxyType(host.terminal.cargo_env()),
+        ),
+        flags=flags,
+        image_plan=image_plan,
+        engine=engine,
+        workspace=chosen,
+        warm=Warm(
+            keep=host.settings.keep_warm, lifetime=host.settings.warm_lifetime, locks=host.settings.cache_dir / "warm"
+        ),
     )
-    glibc = floor.floor_of(spec, recipe, cache_dir=context.host.settings.cache_dir)
-    image_plan = (
-        None
-        if spec.image
-        else plan_image(
-            spec,
-            recipe,
-            build_arch=context.host.build_platform.debian_arch,
-            lock=lockfile.entry(project.workspace_root, spec.triple),
+
+
+def _workspace(
+    host: Host,
+    project: Project,
+    triple: str,
+    binds: tuple[Mount, ...],
+    *,
+    engine: EngineAddress,
+    state_files: Iterable[Path],
+) -> Workspace:
+    """The side of the seam for ``engine``: volumes when it cannot see this machine's files, else ``binds`` as they
+    are, with the checkout's git dirs read-only (a remote engine builds in its own copy of the workspace, whose
+    `.git` the host's git never reads). One fetch record per workspace, target dir and target: two checkouts, or two
+    target dirs, never share one."""
+    ca_bundle = environment.host_ca_bundle(host.environ)
+    identity = f"{project.workspace_root}\0{project.target_dir}\0{triple}"
+    if not engine.remote:
+        return LocalWorkspace(
+            binds=git_checkout.read_only_git(binds, project.workspace_root),
+            cargo_home=project.cargo_home,
+            ca_bundle=ca_bundle,
+            fetch_record=workspace.fetch_record(host.settings.cache_dir, identity),
         )
+    home = host.environ.get("HOME")
+    return plan_remote(
+        project,
+        binds,
+        engine=engine.url,
+        cache_dir=host.settings.cache_dir,
+        state_files=state_files,
+        ca_bundle=ca_bundle,
+        # A remote engine's CARGO_HOME is a volume of its own, which a local fetch did not fill.
+        fetch_record=workspace.fetch_record(host.settings.cache_dir, f"{identity}\0{engine.url}"),
+        user_home=Path(home).resolve() if home else None,
     )
+
+
+def _invocation(
+    host: Host, project: Project, spec: TargetSpec, command: str, args: Sequence[str], *, locked: bool
+) -> Invocation:
+    parsed = cargo_args.parse_cargo_args(args)
+    # A reproducible build is `--locked` (``BuildPlan.cargo_argv``), its fetch step too.
+    parsed = replace(parsed, locked=True) if locked else parsed
+    injected = None
+    if parsed.message_format is None:
+        injected = "json-diagnostic-rendered-ansi" if host.terminal.color else "json"
+    return Invocation(
+        command=command, args=tuple(args), parsed=parsed, spec=spec, project=project, injected_format=injected
+    )
+
+
+def _floor_and_image(host: Host, spec: TargetSpec, project_root: Path) -> tuple[floor.Floor, ImagePlan | None]:
+    """The target's glibc floor and its image plan (locked as the project's lock file says), from one reading of its
+    recipe."""
+    recipe = load_recipe(spec.recipe, directory=host.settings.recipes_dir, referenced_from=f"target {spec.triple}")
+    glibc = floor.floor_of(spec, recipe, cache_dir=host.settings.cache_dir)
+    if spec.image:
+        return glibc, None
+    lock = lockfile.entry(project_root, spec.triple)
+    return glibc, plan_image(spec, recipe, build_arch=host.build_platform.debian_arch, lock=lock)
+
+
+def _flags(
+    project: Project,
+    spec: TargetSpec,
+    links: LinksOverrides,
+    glibc: floor.Floor,
+    env: Mapping[str, str],
+    *,
+    settings: Reproducibility | None,
+) -> tuple[Flags, dict[str, str]]:
+    """The flags added to the user's own (the reproducible mode's path remapping, the glibc floor's sysroot), and
+    ``env`` with them merged in."""
+    merged = dict(env)
+    remaps = remapping(project) if settings is not None else ()
+    rust_flags = reproducible.rustc_remap_flags(remaps)
+    c_flags = reproducible.c_remap_flags(remaps)
     if glibc.sysroot is not None:
         rust_flags += glibc.sysroot.rust_flags()
         c_flags += glibc.sysroot.c_flags()
-        extra.append((glibc.sysroot.directory, f"the glibc {glibc.version} floor"))
     rustflags = None
     if rust_flags:
         rustflags = reproducible.merge_rustflags(
-            rust_flags, environ=env, config_files=project.cargo_config_files, triple=triple
+            rust_flags, environ=merged, config_files=project.cargo_config_files, triple=spec.triple
         )
         for name in rustflags.removed:
-            env.pop(name, None)
-        env.update(rustflags.env)
-        env.update(reproducible.merge_c_flags(c_flags, environ=env, triple=triple))
-    if reproducible_settings is not None:
-        env.update(reproducible.environment(reproducible_settings))
-    engine = context.host.engine_for(spec)
-    mounts = _mounts(project, spec, extra, engine=engine, never=boundary.never)
-    overrides_file = state_dir / "links-overrides.toml" if spec.links else None
-    rustflags_file = state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None
-    remote = (
-        plan_remote(
-            project,
-            mounts,
-            engine=engine.url,
-            cache_dir=context.host.settings.cache_dir,
-            state_files=[path for path in (overrides_file, rustflags_file) if path is not None],
-            ca_bundle=environment.host_ca_bundle(context.host.environ),
-            user_home=Path(context.host.environ["HOME"]).resolve() if context.host.environ.get("HOME") else None,
-        )
-        if engine.remote
-        else None
-    )
-    return BuildPlan(
-        command=command,
-        spec=spec,
-        project=project,
-        args=tuple(args),
-        parsed=parsed,
-        mounts=mounts,
-        engine=engine,
-        remote=remote,
-        env=MappingProxyType(env),
-        credentials=MappingProxyType({n: v for n, v in passed.items() if environment.is_credential(n)}),
-        fetch_env=_fetch_env({**host_env, **places}, own_image=not spec.image),
-        fetch_config=_fetch_config(project),
-        terminal_env=MappingProxyType(context.host.terminal.cargo_env()),
-        color=context.host.terminal.color,
-        links=links,
-        overrides_file=overrides_file,
+            merged.pop(name, None)
+        merged.update(rustflags.env)
+        merged.update(reproducible.merge_c_flags(c_flags, environ=merged, triple=spec.triple))
+    if settings is not None:
+        merged.update(reproducible.environment(settings))
+    state_dir = project.target_dir / "xpcargo" / spec.triple
+    flags = Flags(
         state_dir=state_dir,
-        fetch_record=_fetch_record(context, project, triple, engine),
-        ca_bundle=environment.host_ca_bundle(context.host.environ),
-        keep_warm=context.host.settings.keep_warm,
-        warm_lifetime=context.host.settings.warm_lifetime,
-        warm_locks=context.host.settings.cache_dir / "warm",
-        reproducible=reproducible_settings,
+        links=links,
+        overrides_file=state_dir / "links-overrides.toml" if spec.links else None,
+        reproducible=settings,
         remaps=remaps,
-        rustflags_file=rustflags_file,
+        rustflags_file=state_dir / "rustflags.toml" if rustflags is not None and rustflags.config else None,
         rustflags_config=rustflags.config if rustflags is not None else None,
         glibc_floor=glibc.version,
         sysroot=glibc.sysroot,
-        image_plan=image_plan,
     )
+    return flags, merged
 
 
-def _places(context: Context, project: Project) -> dict[str, str]:
+def _places(host: Host, project: Project) -> dict[str, str]:
     """Where Cargo's files are, and the user's registries where the user's config put them (a variable the user
     set wins, as it does for Cargo)."""
     pinned = environment.pinned_registries(project.cargo_config_files, project.cargo_home)
     return {
-        **{name: index for name, index in pinned.items() if name not in context.host.environ},
-        "USER": context.host.environ.get("USER", "xpcargo"),
+        **{name: index for name, index in pinned.items() if name not in host.environ},
+        "USER": host.environ.get("USER", "xpcargo"),
         "CARGO_HOME": str(project.cargo_home),
         "CARGO_TARGET_DIR": str(project.target_dir),
     }
@@ -374,9 +415,7 @@ def _mounts(
     engine: EngineAddress,
     never: trust.NeverMounted,
 ) -> tuple[Mount, ...]:
-    mounts = (*mounts_for(project, extra, engine_socket=_engine_socket(engine), never=never), *_tool_mounts(spec))
-    # A remote engine builds in its own copy of the workspace, whose `.git` the host's git never reads.
-    return mounts if engine.remote else git_checkout.read_only_git(mounts, project.workspace_root)
+    return (*mounts_for(project, extra, engine_socket=_engine_socket(engine), never=never), *_tool_mounts(spec))
 
 
 def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
@@ -384,16 +423,6 @@ def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
     if not spec.runner and not spec.sysroot:
         return ()
     return (Mount(path=Path(environment.SHARE_DIR), source=resources.share_dir(), read_only=True),)
-
-
-def _fetch_record(context: Context, project: Project, triple: str, engine: EngineAddress) -> Path:
-    """One record per workspace, target dir and target: two checkouts, or two target dirs, never share one."""
-    identity = f"{project.workspace_root}\0{project.target_dir}\0{triple}"
-    if engine.remote:
-        # A remote engine's CARGO_HOME is a volume of its own, which a local fetch did not fill.
-        identity += f"\0{engine.url}"
-    key = hashlib.sha256(identity.encode()).hexdigest()
-    return context.host.settings.cache_dir / "fetched" / f"{key[:32]}.json"
 
 
 def remapping(project: Project) -> tuple[tuple[Path, str], ...]:
@@ -407,22 +436,21 @@ def remapping(project: Project) -> tuple[tuple[Path, str], ...]:
     )
 
 
-def trust_boundary(context: Context, project: Project, project_config: ProjectConfig) -> trust.Boundary:
+def trust_boundary(host: Host, project: Project, project_config: ProjectConfig) -> trust.Boundary:
     """The project's checkout and what its manifests, Cargo config files and xpcargo settings ask of the host
     beyond it: one reading, for `plan` and for `xpcargo trust`, so that both digest the same settings."""
     return trust.Boundary.of(
         checkout=project.checkout,
         asks=(*project.asks, *trust.settings_asks(project_config)),
-        environ=context.host.environ,
+        environ=host.environ,
         cargo_home=project.cargo_home,
-        cache_dir=context.host.settings.cache_dir,
+        cache_dir=host.settings.cache_dir,
     )
 
 
-def reproducibility(context: Context, args: Sequence[str]) -> Reproducibility:
-    """The settings of a reproducible build of the project that ``args`` name: its SOURCE_DATE_EPOCH above all."""
-    project = context.project(cargo_args.parse_cargo_args(args))
-    epoch, source = reproducible.source_date_epoch(context.host.environ, project.workspace_root)
+def reproducibility(host: Host, project: Project) -> Reproducibility:
+    """The settings of a reproducible build of ``project``: its SOURCE_DATE_EPOCH above all."""
+    epoch, source = reproducible.source_date_epoch(host.environ, project.workspace_root)
     return Reproducibility(source_date_epoch=epoch, epoch_source=source)
 
 

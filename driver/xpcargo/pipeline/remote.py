@@ -1,10 +1,10 @@
-"""A build on an engine that cannot see this machine's files (remote mode): every directory a local build would
-bind-mount is a volume instead, mounted at the same absolute path, so that Cargo's messages, OUT_DIRs and the report
-carry host paths as they do locally.
+"""A build on an engine that cannot see this machine's files (remote mode), the remote side of the workspace seam
+(``workspace.Workspace``): every directory a local build would bind-mount is a volume instead, mounted at the same
+absolute path, so that Cargo's messages, OUT_DIRs and the report carry host paths as they do locally.
 
 - The workspace (and each path dependency, Cargo config directory or `mounts` entry outside it) is synced into a
   volume of its own, by content (``sync``): a build after a one-file change sends that file. Before each step, the
-  volumes it may write to are listed through its own container (``verify``): what an earlier command changed there
+  volumes it may write to are listed through its own container (``entered``): what an earlier command changed there
   is reset to the host's copy.
 - The target dir is a volume of its own, which only Cargo writes (xpcargo sends it only its own `--config` files);
   what the host needs comes back after the build: the final artifacts Cargo named, and each build script's run
@@ -16,6 +16,7 @@ carry host paths as they do locally.
   mode registry tokens reach `cargo fetch` only from the environment (`CARGO_REGISTRY_TOKEN`, ...).
 - The host's CA bundle (which the fetch step trusts, as it does locally) is a volume of its own, mounted at
   /usr/local/share/xpcargo-ca for the fetch step only.
+- The target's image is never built on the remote engine: it is built on this machine's engine and sent.
 """
 
 from __future__ import annotations
@@ -25,18 +26,24 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
 
 from xpcargo import artifacts
 from xpcargo.cargo.project import Project
+from xpcargo.config.targets import TargetSpec
 from xpcargo.container import volumes
-from xpcargo.container.session import Cancellation, Session, open_session
-from xpcargo.container.spec import WORKSPACE_LABEL, ContainerRequest, Mount, Runtime
-from xpcargo.errors import ConfigError, EngineError
+from xpcargo.container.location import Engines
+from xpcargo.container.session import Session, open_session
+from xpcargo.container.spec import WORKSPACE_LABEL, ContainerRequest, Mount
+from xpcargo.errors import ConfigError, EngineError, ImageBuildError
+from xpcargo.image import send
+from xpcargo.image.builder import Builder
+from xpcargo.image.plan import ImagePlan
 from xpcargo.pipeline import sync
+from xpcargo.pipeline.workspace import Step, Venue
 from xpcargo.ui import Reporter
 
 # Where the fetch step finds the host's CA bundle.
@@ -62,8 +69,12 @@ class SyncedVolume:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RemotePlan:
+class RemoteWorkspace:
+    """The build's files in volumes of the engine at ``engine`` (``workspace.Workspace``)."""
+
     engine: str
+    # The bind mounts a local build would have, which the volumes stand in for.
+    binds: tuple[Mount, ...]
     volumes: tuple[SyncedVolume, ...]
     # The host's manifests of what each volume was sent.
     manifests: Path
@@ -72,6 +83,7 @@ class RemotePlan:
     lock_file: Path
     # The host's CA bundle as the fetch step sees it (in a volume of its own: a volume holds directories).
     ca_bundle: Path | None = None
+    fetch_record: Path
 
     def tree(self, synced: SyncedVolume) -> sync.Tree:
         """How a container that mounts ``synced`` lists it: what the selection leaves out, and where another volume
@@ -100,17 +112,73 @@ class RemotePlan:
     def lock_after_build(self) -> tuple[Path, ...]:
         """Cargo.lock, as a build may bring it back: only when the host has none (an offline build's first). The
         fetch step resolves it, and brings it back; after a build, a changed lock would be a build script's doing,
-        which must not reach the host's checkout (the next step's ``verify`` resets it on the engine)."""
+        which must not reach the host's checkout (the next step's ``entered`` resets it on the engine)."""
         return () if os.path.lexists(self.lock_file) else (self.lock_file,)
 
-    def mounts(self, *, fetch: bool) -> tuple[Mount, ...]:
-        """The volumes as a step mounts them (CARGO_HOME's writable for the fetch step alone)."""
+    def mounts(self, step: Step) -> tuple[Mount, ...]:
+        """The volumes as a step mounts them (CARGO_HOME's writable, and the CA bundle's, for the fetch step alone):
+        CARGO_HOME's credentials are in none of them."""
+        fetch = step is Step.FETCH
         # Parents first: a target dir inside the workspace is mounted over the workspace's volume.
         ordered = sorted((v for v in self.volumes if fetch or not v.fetch_only), key=lambda v: len(v.volume.path.parts))
         return tuple(
             Mount(path=v.volume.path, volume=v.volume.name, read_only=v.read_only and not (fetch and v.cargo_home))
             for v in ordered
         )
+
+    def hidden(self) -> tuple[Path, ...]:
+        return ()  # A remote CARGO_HOME holds no bin directory to hide.
+
+    def image(self, builder: Builder, spec: TargetSpec, plan: ImagePlan | None, engines: Engines | None) -> str:
+        """Never built on the remote engine, whose layer builds could not bind-mount xpcargo's caches: built on this
+        machine's engine (or found there) and sent, under the same content-hash tags (``image.send``)."""
+        if plan is None or builder.runtime.image_exists(plan.reference):
+            return builder.image_for(spec, plan)
+        missing = f"the engine at {self.engine} has no {plan.reference}"
+        if engines is None:
+            raise ImageBuildError(
+                f"{missing}, and xpcargo builds images only on an engine that sees this machine's files",
+                hint=f"build it here and send it: `xpcargo image save {spec.triple} -o DIR`, then "
+                f"`DOCKER_HOST={self.engine} xpcargo image load DIR`",
+            )
+        local = engines.local(missing=missing)
+        replace(builder, runtime=local).ensure(plan)
+        if local is not builder.runtime:
+            send.send(plan, local=local, remote=builder.runtime, cache=builder.cache, reporter=builder.reporter)
+        return plan.reference
+
+    def push(self, venue: Venue) -> None:
+        """Bring every volume up to date with the host: one question to the engine when nothing changed; else one
+        short-lived container per changed volume (with no network, running nothing of the project's, mounting that
+        volume alone) through which the changes go. What a command changed in a volume itself is found by
+        ``entered``."""
+        _sync(venue, self, self.volumes)
+
+    def entered(self, session: Session, venue: Venue) -> None:
+        """Before a step runs anything in ``session``: the volumes it may write to (the workspace's, the target
+        dir's files of xpcargo's, CARGO_HOME's Cargo config) hold what the host has, whatever an earlier command (a
+        build script, a program run, a shell) changed in them. One listing through the session; a volume whose tree
+        is not as it was left is synced again, through a container of its own."""
+        checked = [synced for synced in self.volumes if synced.writable]
+        if not checked:
+            return
+        listed = _list(session, [self.tree(synced) for synced in checked])
+        changed = [
+            synced
+            for index, synced in enumerate(checked)
+            if _manifest(self, synced).load(None).tree != listed.get(index, {})
+        ]
+        if changed:
+            _sync(venue, self, changed, force=True)
+
+    def fetched(self, session: Session, venue: Venue) -> None:
+        # `cargo fetch` may have written the lock file, which the fetch record's fingerprint covers: on the host too.
+        _pull(session, self, [self.lock_file], venue.reporter)
+
+    def built(self, session: Session, venue: Venue, messages: Sequence[Mapping[str, Any]]) -> None:
+        # Before the report is collected: it reads each build script's output, on the host.
+        wanted = _wanted_back(messages, self.target_dir)
+        _pull(session, self, [*wanted, *self.lock_after_build()], venue.reporter)
 
 
 def _refuse_private(path: Path, private: Sequence[tuple[Path, str]], why: str) -> None:
@@ -134,8 +202,9 @@ def plan_remote(
     cache_dir: Path,
     state_files: Iterable[Path],
     ca_bundle: Path | None,
+    fetch_record: Path,
     user_home: Path | None = None,
-) -> RemotePlan:
+) -> RemoteWorkspace:
     """The volumes of a build whose bind mounts would be ``mounts``."""
     workspace, target, home = project.workspace_root, project.target_dir, project.cargo_home
     private = [(home, "CARGO_HOME"), (cache_dir, "xpcargo's cache")]
@@ -191,13 +260,15 @@ def plan_remote(
                 fetch_only=True,
             )
         )
-    return RemotePlan(
+    return RemoteWorkspace(
         engine=engine,
+        binds=tuple(mounts),
         volumes=tuple(synced),
         manifests=cache_dir / "volumes",
         target_dir=target,
         lock_file=workspace / "Cargo.lock",
         ca_bundle=ca,
+        fetch_record=fetch_record,
     )
 
 
@@ -235,51 +306,7 @@ def _locked(directory: Path, names: Iterable[str]) -> Iterator[None]:
         yield
 
 
-def push(
-    runtime: Runtime,
-    remote: RemotePlan,
-    *,
-    image: str,
-    user: str,
-    reporter: Reporter,
-    cancellation: Cancellation | None = None,
-) -> Pushed:
-    """Bring every volume up to date with the host: one question to the engine when nothing changed; else one
-    short-lived container per changed volume (with no network, running nothing of the project's, mounting that volume
-    alone) through which the changes go. What a command changed in a volume itself is found by ``verify``."""
-    return _sync(runtime, remote, remote.volumes, image=image, user=user, reporter=reporter, cancellation=cancellation)
-
-
-def verify(
-    session: Session,
-    runtime: Runtime,
-    remote: RemotePlan,
-    *,
-    image: str,
-    user: str,
-    reporter: Reporter,
-    cancellation: Cancellation | None = None,
-) -> None:
-    """Before a step runs anything in ``session``: the volumes it may write to (the workspace's, the target dir's
-    files of xpcargo's, CARGO_HOME's Cargo config) hold what the host has, whatever an earlier command (a build
-    script, a program run, a shell) changed in them. One listing through the session; a volume whose tree is not as
-    it was left is synced again, through a container of its own."""
-    checked = [synced for synced in remote.volumes if synced.writable]
-    if not checked:
-        return
-    listed = _list(session, [remote.tree(synced) for synced in checked])
-    changed = [
-        synced
-        for index, synced in enumerate(checked)
-        if _manifest(remote, synced).load(None).tree != listed.get(index, {})
-    ]
-    if changed:
-        _sync(
-            runtime, remote, changed, image=image, user=user, reporter=reporter, cancellation=cancellation, force=True
-        )
-
-
-def _manifest(remote: RemotePlan, synced: SyncedVolume) -> sync.Manifest:
+def _manifest(remote: RemoteWorkspace, synced: SyncedVolume) -> sync.Manifest:
     return sync.Manifest(remote.manifests / f"{synced.volume.name}.json")
 
 
@@ -305,20 +332,10 @@ class _Pending:
     known: sync.Known
 
 
-def _sync(
-    runtime: Runtime,
-    remote: RemotePlan,
-    chosen: Sequence[SyncedVolume],
-    *,
-    image: str,
-    user: str,
-    reporter: Reporter,
-    cancellation: Cancellation | None,
-    force: bool = False,
-) -> Pushed:
+def _sync(venue: Venue, remote: RemoteWorkspace, chosen: Sequence[SyncedVolume], *, force: bool = False) -> Pushed:
     """Sync those of ``chosen`` that the host changed or that were never listed; with ``force`` (a listing found
     them changed on the engine) all of them."""
-    infos = volumes.ensure(runtime, [v.volume for v in chosen])
+    infos = volumes.ensure(venue.runtime, [v.volume for v in chosen])
     with _locked(remote.manifests, infos):
         pending = []
         for synced in chosen:
@@ -335,9 +352,9 @@ def _sync(
                 manifest.save(created, changes.manifest, known.tree)
         if not pending:
             return Pushed(files=0, removed=0, bytes=0)
-        pushed = _send(runtime, remote, pending, image=image, user=user, reporter=reporter, cancellation=cancellation)
+        pushed = _send(venue, remote, pending)
     if pushed.bytes or pushed.removed:
-        reporter.status(
+        venue.reporter.status(
             "Synced",
             f"{pushed.files} file(s), {pushed.bytes} bytes sent"
             + (f", {pushed.removed} removed" if pushed.removed else "")
@@ -351,36 +368,27 @@ def _sync(
 _REMOVE_SCRIPT = 'find -P "$@" -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null; rm -rf -- "$@"'
 
 
-def _send(
-    runtime: Runtime,
-    remote: RemotePlan,
-    pending: Sequence[_Pending],
-    *,
-    image: str,
-    user: str,
-    reporter: Reporter,
-    cancellation: Cancellation | None,
-) -> Pushed:
-    uid, _, gid = user.partition(":")
+def _send(venue: Venue, remote: RemoteWorkspace, pending: Sequence[_Pending]) -> Pushed:
+    uid, _, gid = venue.user.partition(":")
     files = removed = sent = 0
     for item in pending:
         synced, path = item.synced, item.synced.volume.path
         # Each volume in a container of its own, with no other volume mounted: a build may have put links in the
         # workspace's volume, and writing through them must not reach CARGO_HOME's volume or another's.
         request = ContainerRequest(
-            image=image,
-            user=user,
+            image=venue.image,
+            user=venue.user,
             workdir=Path("/"),
             mounts=(Mount(path=path, volume=synced.volume.name),),
             env=MappingProxyType({}),
             labels=MappingProxyType({WORKSPACE_LABEL: str(remote.lock_file.parent)}),
         )
-        with open_session(runtime, request, purpose="sync", cancellation=cancellation) as session:
+        with open_session(venue.runtime, request, purpose="sync", cancellation=venue.cancellation) as session:
             tree = remote.tree(synced)
             # The volume as it is, against what it was left as: whatever a command changed in it goes too.
             changes = sync.reconcile(item.changes, item.known.tree, _list(session, [tree]).get(0, {}))
             if changes.reset:
-                reporter.warn(
+                venue.reporter.warn(
                     f"reset {len(changes.reset)} path(s) that a command changed in the engine's copy of `{path}` "
                     f"(e.g. `{changes.reset[0]}`) to this machine's: a build script should write into its OUT_DIR only"
                 )
@@ -440,7 +448,7 @@ def _quiet(session: Session, argv: Sequence[str]) -> None:
 # --- the way back ---------------------------------------------------------------------------------------------------
 
 
-def wanted_back(messages: Iterable[Mapping[str, Any]], target_dir: Path) -> list[Path]:
+def _wanted_back(messages: Iterable[Mapping[str, Any]], target_dir: Path) -> list[Path]:
     """What the host needs of a build that ran on the engine: the final artifacts Cargo named (binaries, shared and
     static libraries, test executables) and each build script's run directory (its `output`, which the report reads,
     and its OUT_DIR, where the report says a library came from)."""
@@ -458,7 +466,7 @@ def _write(stream: IO[bytes], chunk: bytes) -> None:
     stream.write(chunk)
 
 
-def pull(session: Session, remote: RemotePlan, paths: Sequence[Path], reporter: Reporter) -> sync.Received:
+def _pull(session: Session, remote: RemoteWorkspace, paths: Sequence[Path], reporter: Reporter) -> sync.Received:
     """Copy ``paths`` (files or directories, in the target dir or the workspace's Cargo.lock) back to the host where
     the host's copy differs: one command to list them, one more to send what differs."""
     if not paths:

@@ -16,17 +16,17 @@ from typing import Any, Protocol
 
 from xpcargo.cargo import links
 from xpcargo.cargo.messages import MessageReader
-from xpcargo.cargo.project import refuse_linked_target_dir
+from xpcargo.cargo.project import Project, refuse_linked_target_dir
 from xpcargo.container.location import EngineAddress, Engines
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.container.spec import Output, Runtime
-from xpcargo.context import Context
-from xpcargo.errors import ImageBuildError, ProjectError, ReportError
-from xpcargo.image import send
-from xpcargo.pipeline import floor, remote
+from xpcargo.context import Host
+from xpcargo.errors import ProjectError, ReportError
+from xpcargo.pipeline import floor
 from xpcargo.pipeline.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
-from xpcargo.pipeline.plan import BuildPlan, Step, plan
+from xpcargo.pipeline.plan import BuildPlan, plan
 from xpcargo.pipeline.reproducible import Reproducibility
+from xpcargo.pipeline.workspace import Step, Venue
 from xpcargo.report import collect, hints, origins, store
 from xpcargo.report.model import BuildReport
 from xpcargo.ui import Reporter, binary_writer
@@ -36,17 +36,18 @@ _OFFLINE_MISS = (b"--offline was specified", b"attempting to make an HTTP reques
 
 
 class Connect(Protocol):
-    def __call__(self, context: Context, address: EngineAddress | None = None, /) -> Runtime:
+    def __call__(self, host: Host, address: EngineAddress | None = None, /) -> Runtime:
         """A connection to the engine at ``address``, by default the one the environment names."""
 
 
-def engines(context: Context, connect: Connect) -> Engines:
+def engines(host: Host, connect: Connect) -> Engines:
     """The engines of one command, each connected on first use."""
-    return Engines(lambda address: connect(context, address), context.host.environ)
+    return Engines(lambda address: connect(host, address), host.environ)
 
 
 def cargo_command(
-    context: Context,
+    host: Host,
+    project: Project,
     command: str,
     triple: str,
     args: Sequence[str],
@@ -55,10 +56,10 @@ def cargo_command(
     reproducible: Reproducibility | None = None,
 ) -> int:
     """`xpcargo <command> --target <triple> [args]`: plan first, so bad input fails before the engine is asked."""
-    build_plan = plan(context, command, triple, args, reproducible_settings=reproducible)
-    pool = engines(context, connect)
+    build_plan = plan(host, project, command, triple, args, reproducible_settings=reproducible)
+    pool = engines(host, connect)
     runtime = pool.runtime(build_plan.engine)
-    return execute(context, build_plan, runtime=runtime, reporter=context.host.reporter(), engines=pool).code
+    return execute(host, build_plan, runtime=runtime, reporter=host.reporter(), engines=pool).code
 
 
 class _Tail:
@@ -89,33 +90,20 @@ class Outcome:
     collected: BuildReport | ReportError | None = None
 
 
-def _build(
-    runtime: Runtime,
-    plan: BuildPlan,
-    image: str,
-    metadata: Metadata | None,
-    *,
-    stdout: Output,
-    stderr: Output,
-    cancellation: Cancellation | None,
-    reporter: Reporter,
-) -> Outcome:
+def _build(venue: Venue, plan: BuildPlan, metadata: Metadata | None, *, stdout: Output, stderr: Output) -> Outcome:
     """The Cargo command in a container with no network."""
-    request = plan.request(Step.BUILD, image)
+    request = plan.request(Step.BUILD, venue.image)
     with open_session(
-        runtime, request, purpose="build", cancellation=cancellation, warm_locks=plan.warm_locks
+        venue.runtime, request, purpose="build", cancellation=venue.cancellation, warm_locks=plan.warm.locks
     ) as session:
-        if plan.remote is not None:
-            remote.verify(
-                session, runtime, plan.remote, image=image, user=plan.user, reporter=reporter, cancellation=cancellation
-            )
+        plan.workspace.entered(session, venue)
         if metadata is None:
-            code, metadata = read_metadata(session, plan, image, stderr=stderr)
+            code, metadata = read_metadata(session, plan, venue.image, stderr=stderr)
             if code != 0:
                 return Outcome(
                     code=code, metadata=None, messages=[], unread_messages=0, finished=None, offline_miss=False
                 )
-        reader = MessageReader(echo_messages=not plan.injects_json, write_stdout=stdout, write_stderr=stderr)
+        reader = MessageReader(echo_messages=not plan.invocation.injects_json, write_stdout=stdout, write_stderr=stderr)
         scanner = hints.HintScanner(stderr)
         errors = _Tail(scanner)
         code = session.run(plan.command_argv(), on_stdout=reader.feed, on_stderr=errors)
@@ -124,11 +112,9 @@ def _build(
         # The build could write the workspace: before this machine writes the report and the state files into the
         # target dir, the target dir (and xpcargo's own directory in it) must still be no link to elsewhere.
         refuse_linked_target_dir(plan.project.workspace_root, plan.project.target_dir)
-        if plan.remote is not None:
-            # Before the report is collected: it reads each build script's output, on the host.
-            wanted = remote.wanted_back(reader.messages, plan.project.target_dir)
-            remote.pull(session, plan.remote, [*wanted, *plan.remote.lock_after_build()], reporter)
-        collected = _collect(session, plan, image, reader, metadata, code=code) if plan.reads_messages else None
+        plan.workspace.built(session, venue, reader.messages)
+        reads = plan.invocation.reads_messages
+        collected = _collect(session, plan, venue.image, reader, metadata, code=code) if reads else None
     return Outcome(
         code=code,
         metadata=metadata,
@@ -146,27 +132,27 @@ def _collect(
 ) -> BuildReport | ReportError | None:
     """The build-script report of the command that just ran, with its libraries' origins if it succeeded."""
     # xpcargo's own tags are content hashes; a project's own `image` may be retagged under the same name.
-    cache = origins.ProbeCache(plan.state_dir / "library-probe.json", image) if plan.spec.image is None else None
+    cache = origins.ProbeCache(plan.flags.state_dir / "library-probe.json", image) if plan.spec.image is None else None
     return collect.from_build(
         session,
         reader,
         metadata,
         code=code,
-        links_overrides=plan.links,
+        links_overrides=plan.flags.links,
         target=plan.triple,
-        profile=plan.profile_dir,
+        profile=plan.invocation.profile_dir,
         target_cc=plan.spec.cc,
         places=origins.Places(
             target_dir=str(plan.project.target_dir),
             mounts=tuple(plan.spec.mounts),
-            project=tuple(str(mount.path) for mount in plan.mounts),
+            project=tuple(str(mount.path) for mount in plan.workspace.binds),
         ),
         probe_cache=cache,
     )
 
 
 def execute(
-    context: Context,
+    host: Host,
     plan: BuildPlan,
     *,
     runtime: Runtime,
@@ -180,28 +166,21 @@ def execute(
     and its messages. ``engines`` gives this machine's engine, which builds an image a remote engine lacks."""
     stdout = write_stdout or binary_writer(sys.stdout)
     stderr = write_stderr or binary_writer(sys.stderr)
-    image = _image(context, plan, runtime, reporter, engines)
-    _ensure_sysroot(context, plan, reporter)
-    _write_overrides_file(plan)
     _warn_about_toolchain_file(plan, reporter)
-    if plan.remote is not None:
-        remote.push(runtime, plan.remote, image=image, user=plan.user, reporter=reporter, cancellation=cancellation)
+    venue = _prepare(host, plan, runtime, reporter, engines=engines, cancellation=cancellation)
     record = FetchRecord.of(plan)
+    offline = plan.invocation.parsed.offline
     refetched = False
     while True:
-        metadata = record.load(fingerprint(plan, image))
-        if metadata is None and not plan.parsed.offline:
-            code, metadata = fetch(
-                runtime, plan, image, reporter, stdout=stdout, stderr=stderr, cancellation=cancellation
-            )
+        metadata = record.load(fingerprint(plan, venue.image))
+        if metadata is None and not offline:
+            code, metadata = fetch(venue, plan, stdout=stdout, stderr=stderr)
             if code != 0:
                 return Outcome(
                     code=code, metadata=None, messages=[], unread_messages=0, finished=None, offline_miss=False
                 )
-        outcome = _build(
-            runtime, plan, image, metadata, stdout=stdout, stderr=stderr, cancellation=cancellation, reporter=reporter
-        )
-        if not (outcome.offline_miss and not plan.parsed.offline and not refetched):
+        outcome = _build(venue, plan, metadata, stdout=stdout, stderr=stderr)
+        if not (outcome.offline_miss and not offline and not refetched):
             break
         # The fetch record said all was downloaded, but CARGO_HOME lost crates since: fetch again, once.
         record.forget()
@@ -214,39 +193,32 @@ def execute(
     return outcome
 
 
-def _image(
-    context: Context, plan: BuildPlan, runtime: Runtime, reporter: Reporter, engines: Engines | None = None
-) -> str:
-    """The target's image, built first if the engine lacks it; but never on a remote engine, whose layer builds
-    could not bind-mount xpcargo's caches: there it is built on this machine's engine (or found there) and sent,
-    under the same content-hash tags (``image.send``)."""
-    image_plan = plan.image_plan
-    if plan.remote is not None and image_plan is not None and not runtime.image_exists(image_plan.reference):
-        missing = f"the engine at {plan.remote.engine} has no {image_plan.reference}"
-        if engines is None:
-            raise ImageBuildError(
-                f"{missing}, and xpcargo builds images only on an engine that sees this machine's files",
-                hint=f"build it here and send it: `xpcargo image save {plan.triple} -o DIR`, then "
-                f"`DOCKER_HOST={plan.remote.engine} xpcargo image load DIR`",
-            )
-        local = engines.local(missing=missing)
-        context.host.image_builder(local, reporter).ensure(image_plan)
-        if local is not runtime:
-            send.send(image_plan, local=local, remote=runtime, cache=context.host.settings.cache_dir, reporter=reporter)
-        return image_plan.reference
-    return context.host.image_builder(runtime, reporter).image_for(plan.spec, image_plan)
+def _prepare(
+    host: Host,
+    plan: BuildPlan,
+    runtime: Runtime,
+    reporter: Reporter,
+    *,
+    engines: Engines | None,
+    cancellation: Cancellation | None = None,
+) -> Venue:
+    """What comes before a command's first container: the target's image on the engine, the glibc floor's sysroot,
+    xpcargo's Cargo config files, and the build's files where the engine sees them."""
+    image = plan.workspace.image(host.image_builder(runtime, reporter), plan.spec, plan.image_plan, engines)
+    _ensure_sysroot(host, plan, reporter)
+    _write_overrides_file(plan)
+    venue = Venue(runtime=runtime, image=image, user=plan.user, reporter=reporter, cancellation=cancellation)
+    plan.workspace.push(venue)
+    return venue
 
 
-def _ensure_sysroot(context: Context, plan: BuildPlan, reporter: Reporter) -> None:
+def _ensure_sysroot(host: Host, plan: BuildPlan, reporter: Reporter) -> None:
     """The older libc of a lower glibc floor, on the host before any container mounts it."""
-    sysroot = plan.sysroot
+    sysroot = plan.flags.sysroot
     if sysroot is None:
         return
     made = floor.ensure(
-        sysroot,
-        cache_dir=context.host.settings.cache_dir,
-        on_retry=reporter.warn,
-        retry_wait=context.host.settings.retry_wait,
+        sysroot, cache_dir=host.settings.cache_dir, on_retry=reporter.warn, retry_wait=host.settings.retry_wait
     )
     if made:
         reporter.status(
@@ -258,8 +230,11 @@ def _ensure_sysroot(context: Context, plan: BuildPlan, reporter: Reporter) -> No
 def _write_overrides_file(plan: BuildPlan) -> None:
     """xpcargo's own `links` overrides, and reproducible mode's rustflags, as Cargo config files passed with
     `--config`."""
-    files = [(plan.overrides_file, links.as_cargo_config(plan.spec.links, plan.triple) if plan.overrides_file else "")]
-    files.append((plan.rustflags_file, plan.rustflags_config or ""))
+    flags = plan.flags
+    files = [
+        (flags.overrides_file, links.as_cargo_config(plan.spec.links, plan.triple) if flags.overrides_file else "")
+    ]
+    files.append((flags.rustflags_file, flags.rustflags_config or ""))
     for path, text in files:
         if path is None:
             continue
@@ -294,34 +269,35 @@ def _keep_report(plan: BuildPlan, outcome: Outcome, reporter: Reporter) -> None:
         outcome.collected,
         target_dir=plan.project.target_dir,
         target=plan.triple,
-        profile=plan.profile_dir,
-        hidden_by=None if plan.reads_messages else plan.parsed.message_format,
+        profile=plan.invocation.profile_dir,
+        hidden_by=None if plan.invocation.reads_messages else plan.invocation.parsed.message_format,
         unread_messages=outcome.unread_messages,
         messages=outcome.messages,
-        glibc_floor=plan.glibc_floor,
+        glibc_floor=plan.flags.glibc_floor,
         warn=reporter.warn,
     )
 
 
-def shell(context: Context, triple: str, argv: Sequence[str], *, connect: Connect, interactive: bool) -> int:
-    """Run ``argv`` (or an interactive shell) with exactly the mounts and environment a build gets."""
+def check_shell(argv: Sequence[str], *, interactive: bool) -> None:
+    """`xpcargo shell` without a command needs a terminal: said before the project is looked for."""
     if not argv and not interactive:
         raise ProjectError(
             "`xpcargo shell` without a command needs a terminal",
             hint="pass the command after --, e.g. `xpcargo shell --target T -- uname -m`",
         )
-    build_plan = plan(context, "shell", triple, [])
-    pool = engines(context, connect)
-    runtime, reporter = pool.runtime(build_plan.engine), context.host.reporter()
-    image = _image(context, build_plan, runtime, reporter, pool)
-    _ensure_sysroot(context, build_plan, reporter)
-    _write_overrides_file(build_plan)
-    if build_plan.remote is not None:
-        remote.push(runtime, build_plan.remote, image=image, user=build_plan.user, reporter=reporter)
-    request = build_plan.request(Step.SHELL, image)
-    with open_session(runtime, request, purpose="shell", warm_locks=build_plan.warm_locks) as session:
-        if build_plan.remote is not None:
-            remote.verify(session, runtime, build_plan.remote, image=image, user=build_plan.user, reporter=reporter)
+
+
+def shell(
+    host: Host, project: Project, triple: str, argv: Sequence[str], *, connect: Connect, interactive: bool
+) -> int:
+    """Run ``argv`` (or an interactive shell) with exactly the mounts and environment a build gets."""
+    check_shell(argv, interactive=interactive)
+    build_plan = plan(host, project, "shell", triple, [])
+    pool = engines(host, connect)
+    venue = _prepare(host, build_plan, pool.runtime(build_plan.engine), host.reporter(), engines=pool)
+    request = build_plan.request(Step.SHELL, venue.image)
+    with open_session(venue.runtime, request, purpose="shell", warm_locks=build_plan.warm.locks) as session:
+        build_plan.workspace.entered(session, venue)
         if not argv:
             return session.run_interactive(["bash", "-l"])
         return session.run(list(argv))

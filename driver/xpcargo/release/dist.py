@@ -62,7 +62,7 @@ def dist(
     verified: bool = True,
 ) -> int:
     triples = context.named_targets(names)
-    settings = reproducibility(context, args)
+    settings = reproducibility(context.host, context.project(cargo_args.parse_cargo_args(args)))
     build_args = release_args(args)
     project = context.project(cargo_args.parse_cargo_args(build_args))
     destination = (context.cwd / out_dir) if out_dir is not None else project.target_dir / "dist"
@@ -107,7 +107,7 @@ def dist(
     archive.write_atomically(destination / SUMS, archive.sha256_sums(digests).encode())
     archive.write_atomically(destination / MANIFEST, manifest(packed, settings.source_date_epoch).encode())
 
-    pool = run.engines(context, connect)
+    pool = run.engines(context.host, connect)
     project_config = context.project_config(project.workspace_root)
     images: list[ImageInventory] = []
     for triple in triples:

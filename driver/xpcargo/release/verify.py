@@ -63,7 +63,8 @@ class Rebuilt:
 
 def verify(context: Context, triple: str, args: Sequence[str], *, connect: run.Connect) -> int:
     """Build twice, compare, print the table; raise ``NotReproducibleError`` when anything differs."""
-    rebuilt = build_twice(context, triple, args, settings=reproducibility(context, args), connect=connect)
+    settings = reproducibility(context.host, context.project(cargo_args.parse_cargo_args(args)))
+    rebuilt = build_twice(context, triple, args, settings=settings, connect=connect)
     if isinstance(rebuilt, int):
         return rebuilt
     keep = False
@@ -117,7 +118,7 @@ def build_twice(
     project = context.project(cargo_args.parse_cargo_args(args))
     # The copies hold the project's settings at other paths: the trust boundary is crossed once, by the project
     # itself (its checkout, the user's consent to it), and that stands for both copies.
-    trust.require(trust_boundary(context, project, context.project_config(project.workspace_root)), triple)
+    trust.require(trust_boundary(context.host, project, context.project_config(project.workspace_root)), triple)
     consented_environ = MappingProxyType({**context.host.environ, trust.CONSENT_VARIABLE: "1"})
     consented = replace(context, host=replace(context.host, environ=consented_environ))
     rest = without_options(args, _REPLACED)
@@ -132,22 +133,25 @@ def build_twice(
             _copy_tree(root, copy, skip=(project.target_dir,))
             moved_cwd = copy / context.cwd.relative_to(root) if context.cwd.is_relative_to(root) else copy
             manifest = copy / project.manifest.relative_to(root)
+            copied_args = [*rest, "--manifest-path", str(manifest), "--target-dir", str(directory / "target")]
+            copied = replace(consented, cwd=moved_cwd).project(cargo_args.parse_cargo_args(copied_args))
             plans.append(
                 plan(
-                    replace(consented, cwd=moved_cwd),
+                    consented.host,
+                    copied,
                     "build",
                     triple,
-                    [*rest, "--manifest-path", str(manifest), "--target-dir", str(directory / "target")],
+                    copied_args,
                     reproducible_settings=settings.with_variation(variation),
                 )
             )
         first, second = plans
-        pool, reporter = run.engines(context, connect), context.host.reporter()
+        pool, reporter = run.engines(context.host, connect), context.host.reporter()
         runtime = pool.runtime(first.engine)
         built: list[tuple[Artifact, ...]] = []
         for number, build_plan in enumerate(plans, start=1):
             reporter.status("Verifying", f"build {number} of 2 in {build_plan.project.workspace_root}")
-            outcome = run.execute(context, build_plan, runtime=runtime, reporter=reporter, engines=pool)
+            outcome = run.execute(context.host, build_plan, runtime=runtime, reporter=reporter, engines=pool)
             if outcome.code != 0:
                 discard(directories)
                 return outcome.code

@@ -14,12 +14,12 @@ from xpcargo import resources
 from xpcargo.container.spec import Mount
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, UnknownTargetError
-from xpcargo.pipeline import plan as build_plan
-from xpcargo.pipeline.plan import BuildPlan, Step
+from xpcargo.pipeline.plan import BuildPlan
 from xpcargo.pipeline.reproducible import VARIED, Reproducibility
 from xpcargo.pipeline.run import _write_overrides_file
+from xpcargo.pipeline.workspace import Step
 
-from .projects import app_project, listening
+from .projects import app_project, listening, plan_in
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +42,7 @@ def _plan(
 ) -> BuildPlan:
     root = app_project(tmp_path, kw.pop("xpcargo_toml", None))
     context = Context.create(cwd=root, environ=_environ(tmp_path, **kw), stderr_is_terminal=color)
-    return build_plan.plan(context, command, triple, args)
+    return plan_in(context, command, triple, args)
 
 
 def test_cargo_argv_puts_target_and_format_before_user_args(tmp_path: Path) -> None:
@@ -53,9 +53,9 @@ def test_cargo_argv_puts_target_and_format_before_user_args(tmp_path: Path) -> N
     assert argv[5:] == args
     in_colour = _plan(tmp_path / "colour", "run", args, color=True)
     assert in_colour.cargo_argv()[4] == "--message-format=json-diagnostic-rendered-ansi"
-    assert plan.injects_json
-    assert plan.reads_messages
-    assert plan.profile_dir == "release"
+    assert plan.invocation.injects_json
+    assert plan.invocation.reads_messages
+    assert plan.invocation.profile_dir == "release"
 
 
 def test_no_injection_when_the_user_chose_a_format(tmp_path: Path) -> None:
@@ -68,35 +68,37 @@ def test_no_injection_when_the_user_chose_a_format(tmp_path: Path) -> None:
         "--message-format=json-diagnostic-short",
         "--workspace",
     ]
-    assert not plan.injects_json
-    assert plan.reads_messages
+    assert not plan.invocation.injects_json
+    assert plan.invocation.reads_messages
 
 
 def test_a_human_format_is_not_read(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", ["--message-format", "short"])
     assert not any(arg.startswith("--message-format=") for arg in plan.cargo_argv())
-    assert not plan.reads_messages
+    assert not plan.invocation.reads_messages
 
 
 def test_a_message_format_after_dashdash_is_the_programs(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "run", ["--", "--message-format=short"])
-    assert plan.injects_json
+    assert plan.invocation.injects_json
     assert plan.cargo_argv()[4] == "--message-format=json"
 
 
 def test_plan_environment(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [], RUSTFLAGS="-Dwarnings", RUSTC_WRAPPER="sccache")
-    assert plan.env["CC_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-gcc"
-    assert plan.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].endswith("qemu-aarch64 -L /usr/aarch64-linux-gnu")
-    assert plan.env["RUSTFLAGS"] == "-Dwarnings"
-    assert plan.env["CARGO_HOME"] == str(tmp_path / "home" / ".cargo")
-    assert plan.env["CARGO_TARGET_DIR"] == str(tmp_path.resolve() / "app" / "target")
-    assert "RUSTC_WRAPPER" not in plan.env
-    assert "PATH" not in plan.env
-    assert "HOME" not in plan.env
+    assert plan.variables.env["CC_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-gcc"
+    assert plan.variables.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].endswith(
+        "qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    )
+    assert plan.variables.env["RUSTFLAGS"] == "-Dwarnings"
+    assert plan.variables.env["CARGO_HOME"] == str(tmp_path / "home" / ".cargo")
+    assert plan.variables.env["CARGO_TARGET_DIR"] == str(tmp_path.resolve() / "app" / "target")
+    assert "RUSTC_WRAPPER" not in plan.variables.env
+    assert "PATH" not in plan.variables.env
+    assert "HOME" not in plan.variables.env
     assert plan.request(Step.BUILD, "img").env["HOME"] == "/tmp"
-    assert plan.state_dir == tmp_path.resolve() / "app" / "target" / "xpcargo" / AARCH64
-    assert plan.overrides_file is None
+    assert plan.flags.state_dir == tmp_path.resolve() / "app" / "target" / "xpcargo" / AARCH64
+    assert plan.flags.overrides_file is None
 
 
 def test_every_step_runs_the_projects_code_confined_with_only_tmp_and_home_writable(tmp_path: Path) -> None:
@@ -106,16 +108,15 @@ def test_every_step_runs_the_projects_code_confined_with_only_tmp_and_home_writa
         assert request.confined, step
         assert request.scratch == (Path("/tmp"),), step
         assert request.warm_lifetime == 3600
-    varied = replace(
-        plan, reproducible=Reproducibility(source_date_epoch=1, epoch_source="environment", variation=VARIED)
-    )
+    settings = Reproducibility(source_date_epoch=1, epoch_source="environment", variation=VARIED)
+    varied = replace(plan, flags=replace(plan.flags, reproducible=settings))
     assert varied.request(Step.BUILD, "img").scratch == (Path("/tmp"), Path("/var/tmp"))
 
 
 def test_a_foreign_target_gets_xpcargos_runner_and_cmake_toolchain_file_read_only(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [])
-    toolchain = Path(plan.env["CMAKE_TOOLCHAIN_FILE_aarch64_unknown_linux_gnu"])
-    runner = plan.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].split()
+    toolchain = Path(plan.variables.env["CMAKE_TOOLCHAIN_FILE_aarch64_unknown_linux_gnu"])
+    runner = plan.variables.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].split()
     mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.source == resources.share_dir()]
     assert len(mounted) == 1
     assert mounted[0].read_only
@@ -126,7 +127,7 @@ def test_a_foreign_target_gets_xpcargos_runner_and_cmake_toolchain_file_read_onl
 
 def test_the_native_target_mounts_none_of_xpcargos_files(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [], triple="x86_64-unknown-linux-gnu")
-    assert not [mount for mount in plan.mounts if mount.source == resources.share_dir()]
+    assert not [mount for mount in plan.workspace.binds if mount.source == resources.share_dir()]
 
 
 def test_plan_with_an_unknown_target(tmp_path: Path) -> None:
@@ -152,7 +153,7 @@ def test_links_overrides_go_into_a_config_file(tmp_path: Path) -> None:
     plan = _plan(
         tmp_path, "build", ["--offline"], xpcargo_toml=LINKS_PROJECT.format(lib=lib, include=include), XPCARGO_TRUST="1"
     )
-    assert plan.overrides_file == plan.state_dir / "links-overrides.toml"
+    assert plan.flags.overrides_file == plan.flags.state_dir / "links-overrides.toml"
     argv = plan.cargo_argv()
     assert argv[:7] == [
         "cargo",
@@ -161,12 +162,12 @@ def test_links_overrides_go_into_a_config_file(tmp_path: Path) -> None:
         AARCH64,
         "--message-format=json",
         "--config",
-        str(plan.overrides_file),
+        str(plan.flags.overrides_file),
     ]
     assert argv[7:] == ["--offline"]
 
     _write_overrides_file(plan)
-    written = tomllib.loads(plan.overrides_file.read_text(encoding="utf-8"))
+    written = tomllib.loads(plan.flags.overrides_file.read_text(encoding="utf-8"))
     assert written == {
         "target": {
             AARCH64: {
@@ -182,8 +183,8 @@ def test_links_overrides_go_into_a_config_file(tmp_path: Path) -> None:
         }
     }
     # The directories the override names exist on the host, so they are mounted, read-only.
-    assert Mount(path=lib, read_only=True) in plan.mounts
-    assert Mount(path=include, read_only=True) in plan.mounts
+    assert Mount(path=lib, read_only=True) in plan.workspace.binds
+    assert Mount(path=include, read_only=True) in plan.workspace.binds
 
 
 def test_links_overrides_merge_the_projects_cargo_config(tmp_path: Path) -> None:
@@ -192,8 +193,8 @@ def test_links_overrides_merge_the_projects_cargo_config(tmp_path: Path) -> None
     (root / ".cargo" / "config.toml").write_text(
         f'[target.{AARCH64}.z]\nrustc-link-lib = ["z"]\ninclude = "/from-cargo-config"\n', encoding="utf-8"
     )
-    plan = build_plan.plan(Context.create(cwd=root, environ=_environ(tmp_path)), "build", AARCH64, [])
-    assert plan.links.tables == {"z": {"rustc-link-lib": ["z"], "include": "/from-xpcargo"}}
+    plan = plan_in(Context.create(cwd=root, environ=_environ(tmp_path)), "build", AARCH64, [])
+    assert plan.flags.links.tables == {"z": {"rustc-link-lib": ["z"], "include": "/from-xpcargo"}}
 
 
 def test_configured_mount_must_exist(tmp_path: Path) -> None:
@@ -205,7 +206,7 @@ def test_configured_mount_is_read_only(tmp_path: Path) -> None:
     sdk = tmp_path / "sdk"
     sdk.mkdir()
     plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{sdk}"]\n', XPCARGO_TRUST="1")
-    assert Mount(path=sdk, read_only=True) in plan.mounts
+    assert Mount(path=sdk, read_only=True) in plan.workspace.binds
 
 
 def test_configured_mount_with_dotdot_is_mounted(tmp_path: Path) -> None:
@@ -213,7 +214,7 @@ def test_configured_mount_with_dotdot_is_mounted(tmp_path: Path) -> None:
     sdk.mkdir()
     dotted = tmp_path.resolve() / "app" / ".." / "sdk"
     plan = _plan(tmp_path, "build", [], xpcargo_toml=f'[build]\nmounts = ["{dotted}"]\n', XPCARGO_TRUST="1")
-    assert any(mount.path.resolve() == sdk.resolve() for mount in plan.mounts)
+    assert any(mount.path.resolve() == sdk.resolve() for mount in plan.workspace.binds)
 
 
 # --- Container requests per step ---------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def test_credentials_reach_no_containers_environment(tmp_path: Path) -> None:
         env = plan.request(step, "img").env
         assert not any("secret" in value for value in env.values()), step
         assert env["CARGO_PROFILE_RELEASE_LTO"] == "true"
-    assert dict(plan.credentials) == {
+    assert dict(plan.variables.credentials) == {
         "CARGO_REGISTRY_TOKEN": "secret-1",
         "CARGO_REGISTRIES_CORP_TOKEN": "secret-2",
         "https_proxy": "http://user:secret-3@proxy:3128",
@@ -294,7 +295,7 @@ def test_a_socket_named_by_a_links_override_is_refused(tmp_path: Path) -> None:
         )
         context = Context.create(cwd=project, environ=_environ(tmp_path))
         with pytest.raises(ConfigError, match="not a directory or a regular file") as caught:
-            build_plan.plan(context, "build", AARCH64, [])
+            plan_in(context, "build", AARCH64, [])
         assert "a `links` override" in caught.value.message
 
 
@@ -356,8 +357,8 @@ def test_the_fetch_step_blanks_a_projects_cargo_env_table(tmp_path: Path) -> Non
         '[env]\nLD_PRELOAD = { value = "evil.so", force = true, relative = true }\nPLAIN = "x"\n', encoding="utf-8"
     )
     context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
-    plan = build_plan.plan(context, "build", AARCH64, [])
-    assert plan.fetch_config == (
+    plan = plan_in(context, "build", AARCH64, [])
+    assert plan.variables.fetch_config == (
         "--config",
         'env."LD_PRELOAD".value=""',
         "--config",
@@ -383,7 +384,7 @@ def test_a_projects_credential_provider_is_refused(tmp_path: Path, config: str, 
     (root / ".cargo" / "config.toml").write_text(config, encoding="utf-8")
     context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
     with pytest.raises(ConfigError, match=setting) as caught:
-        build_plan.plan(context, "build", AARCH64, [])
+        plan_in(context, "build", AARCH64, [])
     assert "config.toml" in str(caught.value)
 
 
@@ -397,8 +398,8 @@ def test_a_credential_provider_of_the_users_config_above_the_checkout_is_the_use
         encoding="utf-8",
     )
     context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
-    plan = build_plan.plan(context, "build", AARCH64, [])
-    assert plan.fetch_config == ()
+    plan = plan_in(context, "build", AARCH64, [])
+    assert plan.variables.fetch_config == ()
 
 
 def test_cargos_own_credential_providers_are_accepted(tmp_path: Path) -> None:
@@ -408,7 +409,7 @@ def test_cargos_own_credential_providers_are_accepted(tmp_path: Path) -> None:
         '[registry]\nglobal-credential-providers = ["cargo:token", "cargo:libsecret"]\n', encoding="utf-8"
     )
     context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
-    assert build_plan.plan(context, "build", AARCH64, []).fetch_config == ()
+    assert plan_in(context, "build", AARCH64, []).variables.fetch_config == ()
 
 
 def test_the_users_registries_are_pinned_over_the_projects(tmp_path: Path) -> None:
@@ -422,7 +423,7 @@ def test_the_users_registries_are_pinned_over_the_projects(tmp_path: Path) -> No
         '[registries.corp-reg]\nindex = "sparse+https://evil/"\n', encoding="utf-8"
     )
     context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
-    plan = build_plan.plan(context, "build", AARCH64, [])
+    plan = plan_in(context, "build", AARCH64, [])
     for step in (Step.FETCH, Step.BUILD):
         assert plan.request(step, "img:1").env["CARGO_REGISTRIES_CORP_REG_INDEX"] == "sparse+https://corp/"
 
@@ -432,7 +433,7 @@ def test_a_cargo_home_inside_the_workspace_is_still_read_only_outside_the_fetch_
     home = root / ".cargo-home"
     home.mkdir()
     context = Context.create(cwd=root, environ=_environ(tmp_path, CARGO_HOME=str(home)), stderr_is_terminal=False)
-    plan = build_plan.plan(context, "build", AARCH64, [])
+    plan = plan_in(context, "build", AARCH64, [])
     for step in (Step.BUILD, Step.SHELL):
         assert Mount(path=home, read_only=True) in plan.request(step, "img:1").mounts
     assert not any(mount.path == home for mount in plan.request(Step.FETCH, "img:1").mounts)
@@ -450,7 +451,7 @@ def test_files_a_projects_cargo_config_includes_are_the_projects_too(tmp_path: P
     (root / ".cargo" / "more" / "b.toml").write_text('include = ["c.toml"]\n[env]\nB = "x"\n', encoding="utf-8")
     (root / ".cargo" / "more" / "c.toml").write_text('include = ["b.toml"]\n[env]\nC = "x"\n', encoding="utf-8")
     context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
-    config = build_plan.plan(context, "build", AARCH64, []).fetch_config
+    config = plan_in(context, "build", AARCH64, []).variables.fetch_config
     assert config == ("--config", 'env."A"=""', "--config", 'env."B"=""', "--config", 'env."C"=""')
 
 
@@ -461,5 +462,5 @@ def test_a_credential_provider_in_an_included_file_is_refused(tmp_path: Path) ->
     (root / ".cargo" / "p.toml").write_text('[registry]\ncredential-provider = ["/x"]\n', encoding="utf-8")
     context = Context.create(cwd=root, environ=_environ(tmp_path), stderr_is_terminal=False)
     with pytest.raises(ConfigError, match=r"registry\.credential-provider") as caught:
-        build_plan.plan(context, "build", AARCH64, [])
+        plan_in(context, "build", AARCH64, [])
     assert "p.toml" in str(caught.value)
