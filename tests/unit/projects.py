@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from xpcargo.context import Context
+from xpcargo.context import Context, Host
 from xpcargo.pipeline.plan import BuildPlan, find_project, plan
 from xpcargo.pipeline.reproducible import Reproducibility
 
@@ -34,7 +34,7 @@ def plan_in(
     reproducible_settings: Reproducibility | None = None,
 ) -> BuildPlan:
     """The plan of ``command`` for the project that ``context``'s working directory and ``args`` name."""
-    project = find_project(context.host, triple, args, context.project)
+    project = find_project(context.host, context.cwd, triple, args)
     return plan(context.host, project, command, triple, args, reproducible_settings=reproducible_settings)
 
 
@@ -47,3 +47,8 @@ def listening(path: Path) -> Iterator[None]:
         yield
     finally:
         listener.close()
+
+
+def where(context: Context) -> tuple[Host, Path]:
+    """What the layers below the commands take of a command's context: the Host, and the directory it runs in."""
+    return context.host, context.cwd

@@ -15,7 +15,7 @@ from xpcargo.errors import ConfigError
 from xpcargo.pipeline import matrix
 
 from .fake_runtime import FakeRuntime, builds_a_binary
-from .projects import app_project
+from .projects import app_project, where
 
 AARCH64 = "aarch64-unknown-linux-gnu"
 I686 = "i686-unknown-linux-gnu"
@@ -94,7 +94,7 @@ def test_a_multi_target_build_spreads_over_the_engines_each_connected_once(tmp_p
         return runtimes[address.url]
 
     summary = matrix.build_matrix(
-        context, "build", [AARCH64, I686, X86_64], [], connect=connect, target_jobs=3, fail_fast=False
+        context.host, context.cwd, "build", [AARCH64, I686, X86_64], [], connect=connect, target_jobs=3, fail_fast=False
     )
     assert summary.exit_code == 0
     built = {
@@ -123,7 +123,7 @@ def test_an_engine_no_target_names_is_never_connected(tmp_path: Path) -> None:
         return builds_a_binary(root)
 
     summary = matrix.build_matrix(
-        _context(root), "build", [I686, X86_64], [], connect=connect, target_jobs=2, fail_fast=False
+        *where(_context(root)), "build", [I686, X86_64], [], connect=connect, target_jobs=2, fail_fast=False
     )
     assert summary.exit_code == 0
     assert connected == ["unix:///var/run/docker.sock"]

@@ -108,15 +108,7 @@ def test_only_the_commands_take_the_whole_context() -> None:
                 continue
             if any(alias.name == "Context" for alias in node.names):
                 takers.add(name)
-    assert {name for name in takers if _layer(name) < _layer("xpcargo.commands")} == KNOWN_CONTEXT_TAKERS
-
-
-# Modules below the commands that still take the whole Context (empty when the commands layer is done).
-KNOWN_CONTEXT_TAKERS: set[str] = {
-    "xpcargo.pipeline.matrix",
-    "xpcargo.release.dist",
-    "xpcargo.release.verify",
-}
+    assert {name for name in takers if _layer(name) < _layer("xpcargo.commands")} == set()
 
 
 def test_only_the_docker_runtime_imports_the_sdk() -> None:

@@ -18,7 +18,7 @@ from xpcargo.pipeline import matrix
 from xpcargo.pipeline.matrix import Summary, TargetResult
 
 from .fake_runtime import Exec, FakeRuntime, Reply, builds_a_binary, default_script, target_of
-from .projects import app_project
+from .projects import app_project, where
 from .test_artifacts import artifact_tree
 
 AARCH64 = "aarch64-unknown-linux-gnu"
@@ -71,7 +71,14 @@ def test_three_targets_summary_and_artifacts(
     context = _context(root, GITHUB_STEP_SUMMARY=str(step_summary))
     runtime = builds_a_binary(root)
     code = matrix.build_matrix(
-        context, "build", [AARCH64, I686, X86_64], [], connect=lambda *_: runtime, target_jobs=3, fail_fast=False
+        context.host,
+        context.cwd,
+        "build",
+        [AARCH64, I686, X86_64],
+        [],
+        connect=lambda *_: runtime,
+        target_jobs=3,
+        fail_fast=False,
     ).exit_code
     assert code == 0
     err = capsysbinary.readouterr().err.decode()
@@ -95,7 +102,13 @@ def test_a_failing_target_fails_the_command_and_the_others_finish(
 ) -> None:
     runtime = builds_a_binary(root, failing=frozenset({I686}))
     code = matrix.build_matrix(
-        _context(root), "build", [AARCH64, I686, X86_64], [], connect=lambda *_: runtime, target_jobs=1, fail_fast=False
+        *where(_context(root)),
+        "build",
+        [AARCH64, I686, X86_64],
+        [],
+        connect=lambda *_: runtime,
+        target_jobs=1,
+        fail_fast=False,
     ).exit_code
     assert code == 101
     err = capsysbinary.readouterr().err.decode()
@@ -141,7 +154,14 @@ def test_fail_fast_stops_the_other_targets(
     runtime = Stoppable(script=script, every_image=True)
     context = _context(root, XPCARGO_KEEP_WARM=keep_warm)
     code = matrix.build_matrix(
-        context, "build", [AARCH64, I686], [], connect=lambda *_: runtime, target_jobs=2, fail_fast=True
+        context.host,
+        context.cwd,
+        "build",
+        [AARCH64, I686],
+        [],
+        connect=lambda *_: runtime,
+        target_jobs=2,
+        fail_fast=True,
     ).exit_code
     assert code == 101
     err = capsysbinary.readouterr().err.decode()
@@ -153,7 +173,7 @@ def test_fail_fast_stops_the_other_targets(
 def test_json_messages_pass_through_unchanged(root: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     runtime = builds_a_binary(root)
     code = matrix.build_matrix(
-        _context(root),
+        *where(_context(root)),
         "build",
         [AARCH64, X86_64],
         ["--message-format=json"],
@@ -179,7 +199,14 @@ def test_an_error_of_xpcargos_in_one_target_is_its_result(
     runtime.images.add(context.host.image_plan(context.host.toolchains.target(AARCH64)).reference)
     (root / "xpcargo.toml").write_text(f'[target.{I686}]\nimage = "missing:1"\n', encoding="utf-8")
     code = matrix.build_matrix(
-        context, "build", [AARCH64, I686], [], connect=lambda *_: runtime, target_jobs=2, fail_fast=False
+        context.host,
+        context.cwd,
+        "build",
+        [AARCH64, I686],
+        [],
+        connect=lambda *_: runtime,
+        target_jobs=2,
+        fail_fast=False,
     ).exit_code
     assert code == 3
     err = capsysbinary.readouterr().err.decode()
@@ -198,7 +225,13 @@ def test_a_crash_in_one_target_is_not_a_hang(root: Path) -> None:
     runtime = FakeRuntime(script=script, every_image=True)
     with pytest.raises(RuntimeError, match="a bug"):
         matrix.build_matrix(
-            _context(root), "build", [AARCH64, I686], [], connect=lambda *_: runtime, target_jobs=2, fail_fast=False
+            *where(_context(root)),
+            "build",
+            [AARCH64, I686],
+            [],
+            connect=lambda *_: runtime,
+            target_jobs=2,
+            fail_fast=False,
         )
     assert not runtime.cold_running
 

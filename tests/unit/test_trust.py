@@ -441,10 +441,14 @@ def test_verify_crosses_the_boundary_on_the_project_and_its_copies_inherit_the_c
     context = Context.create(cwd=root, environ=_environ(tmp_path, SOURCE_DATE_EPOCH="1"))
     settings = build_plan.reproducibility(context.host, context.project(parse_cargo_args([])))
     with pytest.raises(UntrustedError, match=r"`mounts` of \[build\] in .*/app/xpcargo\.toml"):
-        verify.build_twice(context, X86_64, ["--release"], settings=settings, connect=lambda *_: runtime)
+        verify.build_twice(
+            context.host, context.cwd, X86_64, ["--release"], settings=settings, connect=lambda *_: runtime
+        )
     assert runtime.started == []
     trust.consent(_boundary(root, _environ(tmp_path)))
-    rebuilt = verify.build_twice(context, X86_64, ["--release"], settings=settings, connect=lambda *_: runtime)
+    rebuilt = verify.build_twice(
+        context.host, context.cwd, X86_64, ["--release"], settings=settings, connect=lambda *_: runtime
+    )
     assert not isinstance(rebuilt, int)
     assert all(Mount(path=tmp_path / "sdk", read_only=True) in plan.workspace.binds for plan in rebuilt.plans)
     verify.discard(rebuilt.directories)

@@ -16,7 +16,7 @@ from xpcargo.image.inventory import ImageInventory
 from xpcargo.release import dist, verify
 
 from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script, target_of
-from .projects import app_project
+from .projects import app_project, where
 
 X86_64 = "x86_64-unknown-linux-gnu"
 
@@ -59,7 +59,7 @@ def test_both_builds_look_alike_and_cannot_reach_each_other(tmp_path: Path, caps
     root = app_project(tmp_path / "verify-me-xpcargo")
     calls: list[Exec] = []
     runtime = _cargo([b"same"], calls)
-    assert verify.verify(_context(root, tmp_path), X86_64, ["--release"], connect=lambda *_: runtime) == 0
+    assert verify.verify(*where(_context(root, tmp_path)), X86_64, ["--release"], connect=lambda *_: runtime) == 0
     assert "same" in capsys.readouterr().out
     first, second = calls
     trees = [Path(call.argv[call.argv.index("--target-dir") + 1]).parent for call in calls]
@@ -86,7 +86,7 @@ def test_runs_at_once_never_share_a_directory(tmp_path: Path) -> None:
     calls: list[Exec] = []
     runtime = _cargo([b"same"], calls)
     for _ in range(2):
-        verify.verify(_context(root), X86_64, ["--release"], connect=lambda *_: runtime)
+        verify.verify(*where(_context(root)), X86_64, ["--release"], connect=lambda *_: runtime)
     trees = {Path(call.argv[call.argv.index("--target-dir") + 1]).parent for call in calls}
     assert len(trees) == 4
 
@@ -97,7 +97,7 @@ def test_dist_packs_only_what_both_builds_made_alike(tmp_path: Path) -> None:
     runtime = _cargo([b"first", b"second"], calls)
     with pytest.raises(NotReproducibleError, match="release/app") as caught:
         dist.dist(
-            _context(root), [X86_64], [], connect=lambda *_: runtime, out_dir=None, version_in_name=False,
+            *where(_context(root)), [X86_64], [], connect=lambda *_: runtime, out_dir=None, version_in_name=False,
             target_jobs=None,
         )  # fmt: skip
     assert not (root / "target" / "dist").exists()
@@ -114,7 +114,13 @@ def test_dist_packs_the_first_build_when_both_agree(tmp_path: Path, monkeypatch:
     runtime = _cargo([b"agreed"], calls)
     monkeypatch.setattr("xpcargo.release.dist.inventory", lambda *_, **__: _inventory())
     code = dist.dist(
-        _context(root), [X86_64], [], connect=lambda *_: runtime, out_dir=None, version_in_name=False, target_jobs=None
+        *where(_context(root)),
+        [X86_64],
+        [],
+        connect=lambda *_: runtime,
+        out_dir=None,
+        version_in_name=False,
+        target_jobs=None,
     )
     assert code == 0
     statement = json.loads((root / "target" / "dist" / "provenance.intoto.json").read_text(encoding="utf-8"))

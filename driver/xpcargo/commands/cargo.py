@@ -26,7 +26,8 @@ def cargo(
     from xpcargo.pipeline import matrix  # noqa: PLC0415
 
     return matrix.cargo_command(
-        context,
+        context.host,
+        context.cwd,
         command,
         context.named_targets(names),
         args,
@@ -45,5 +46,5 @@ def shell(context: Context, triple: str, argv: Sequence[str], *, interactive: bo
     command = list(argv[1:] if argv[:1] == ["--"] else argv)
     # Before the project is looked for: outside a project, this is the first thing wrong.
     run.check_shell(command, interactive=interactive)
-    project = find_project(context.host, triple, [], context.project)
+    project = find_project(context.host, context.cwd, triple, [])
     return run.shell(context.host, project, triple, command, connect=engine.connect, interactive=interactive)

@@ -16,7 +16,7 @@ def verify(context: Context, triple: str, args: Sequence[str]) -> int:
     """`xpcargo verify`: 0 when both builds agree, 12 when an artifact differs."""
     from xpcargo.release import verify as verifying  # noqa: PLC0415
 
-    return verifying.verify(context, triple, args, connect=engine.connect)
+    return verifying.verify(context.host, context.cwd, triple, args, connect=engine.connect)
 
 
 def dist(
@@ -33,7 +33,8 @@ def dist(
     from xpcargo.release import dist as releasing  # noqa: PLC0415
 
     return releasing.dist(
-        context,
+        context.host,
+        context.cwd,
         context.named_targets(names),
         args,
         connect=engine.connect,

@@ -19,14 +19,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xpcargo.artifacts import Artifact, final_artifacts
-from xpcargo.cargo.args import parse_cargo_args
 from xpcargo.container.location import Engines
 from xpcargo.container.session import Cancellation
-from xpcargo.context import Context
+from xpcargo.context import Host
 from xpcargo.errors import CancelledError, InterruptError, XpcargoError
 from xpcargo.pipeline import plan as plan_module
 from xpcargo.pipeline import run
-from xpcargo.pipeline.plan import BuildPlan, find_project, plan
+from xpcargo.pipeline.plan import BuildPlan, find_project, plan, project_at
 from xpcargo.pipeline.reproducible import Reproducibility
 from xpcargo.ui import LineWriter, Reporter, binary_writer, render_table
 
@@ -83,7 +82,7 @@ class _Output:
 
 
 def _run_one(
-    context: Context, build_plan: BuildPlan, engines: Engines, output: _Output, cancellation: Cancellation
+    host: Host, build_plan: BuildPlan, engines: Engines, output: _Output, cancellation: Cancellation
 ) -> TargetResult:
     started = time.monotonic()
     stdout, stderr = output.writers(build_plan.triple, raw_stdout=not build_plan.invocation.injects_json)
@@ -91,7 +90,7 @@ def _run_one(
     try:
         cancellation.check()
         outcome = run.execute(
-            context.host,
+            host,
             build_plan,
             runtime=engines.runtime(build_plan.engine),
             reporter=reporter,
@@ -131,9 +130,10 @@ def _run_one(
 
 
 def cargo_command(
-    context: Context,
+    host: Host,
+    cwd: Path,
     command: str,
-    names: Sequence[str],
+    triples: Sequence[str],
     args: Sequence[str],
     *,
     connect: run.Connect,
@@ -141,19 +141,16 @@ def cargo_command(
     fail_fast: bool,
     reproducible: bool = False,
 ) -> int:
-    """`xpcargo <command> --target ...`: one target runs as it always has; several run side by side."""
-    triples = context.named_targets(names)
-    settings = None
-    if reproducible:
-        settings = plan_module.reproducibility(context.host, context.project(parse_cargo_args(args)))
+    """`xpcargo <command> --target ...` (run from ``cwd``): one target runs as it always has; several run side by
+    side."""
+    settings = plan_module.reproducibility(host, project_at(host, cwd, args)) if reproducible else None
     if len(triples) == 1:
-        project = find_project(context.host, triples[0], args, context.project)
-        return run.cargo_command(
-            context.host, project, command, triples[0], args, connect=connect, reproducible=settings
-        )
+        project = find_project(host, cwd, triples[0], args)
+        return run.cargo_command(host, project, command, triples[0], args, connect=connect, reproducible=settings)
     jobs = target_jobs if target_jobs is not None else default_target_jobs()
     return build_matrix(
-        context,
+        host,
+        cwd,
         command,
         triples,
         args,
@@ -165,7 +162,8 @@ def cargo_command(
 
 
 def build_matrix(
-    context: Context,
+    host: Host,
+    cwd: Path,
     command: str,
     triples: Sequence[str],
     args: Sequence[str],
@@ -178,11 +176,11 @@ def build_matrix(
     """`xpcargo <command> --target A --target B ...`: every target planned first (bad input fails before the
     engine is asked), then run side by side, `target_jobs` at a time; then the summary, shown and returned."""
     # Cargo's progress bar redraws one line; several of them interleaved would be noise.
-    context = replace(context, host=replace(context.host, terminal=replace(context.host.terminal, progress_width=None)))
+    host = replace(host, terminal=replace(host.terminal, progress_width=None))
     plans = [
         plan(
-            context.host,
-            find_project(context.host, triple, args, context.project),
+            host,
+            find_project(host, cwd, triple, args),
             command,
             triple,
             args,
@@ -192,10 +190,10 @@ def build_matrix(
     ]
     # One connection per engine the targets name (most often the one), each made once, before any target starts:
     # an engine that is not there fails the command as it does for one target.
-    pool = run.engines(context.host, connect)
+    pool = run.engines(host, connect)
     for build_plan in plans:
         pool.runtime(build_plan.engine)
-    output = _Output(triples, color=context.host.terminal.color)
+    output = _Output(triples, color=host.terminal.color)
     cancellation = Cancellation()
     pending: queue.Queue[BuildPlan] = queue.Queue()
     for build_plan in plans:
@@ -209,7 +207,7 @@ def build_matrix(
             except queue.Empty:
                 return
             try:
-                done.put(_run_one(context, build_plan, pool, output, cancellation))
+                done.put(_run_one(host, build_plan, pool, output, cancellation))
             except BaseException as crash:  # noqa: BLE001 - handed to the main thread, which raises it
                 done.put(crash)
                 return
@@ -244,21 +242,21 @@ def build_matrix(
         raise interrupt from None
     ordered = [results[triple] for triple in triples]
     summary = Summary(command=command, results=tuple(ordered), seconds=time.monotonic() - started)
-    _show(summary, context)
+    _show(summary, host, cwd)
     return summary
 
 
-def _show(summary: Summary, context: Context) -> None:
+def _show(summary: Summary, host: Host, cwd: Path) -> None:
     """The summary on stderr (stdout may be JSON for a tool), and in GitHub's step summary when there is one."""
-    reporter = context.host.reporter()
+    reporter = host.reporter()
     reporter.status("Summary", summary.headline())
-    sys.stderr.write(summary.table(relative_to=context.cwd))
+    sys.stderr.write(summary.table(relative_to=cwd))
     sys.stderr.flush()
-    step_summary = context.host.environ.get("GITHUB_STEP_SUMMARY")
+    step_summary = host.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         try:
             with Path(step_summary).open("a", encoding="utf-8") as stream:
-                stream.write(summary.markdown(relative_to=context.cwd))
+                stream.write(summary.markdown(relative_to=cwd))
         except OSError as error:
             reporter.warn(f"cannot append the summary to GITHUB_STEP_SUMMARY ({step_summary}): {error.strerror}")
 

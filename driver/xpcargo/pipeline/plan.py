@@ -8,7 +8,7 @@ Planning is pure apart from reading the project's files, so everything here is t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -16,7 +16,7 @@ from types import MappingProxyType
 from xpcargo import resources
 from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.args import CargoArgs
-from xpcargo.cargo.project import Project, refuse_linked_target_dir
+from xpcargo.cargo.project import Project, discover, refuse_linked_target_dir
 from xpcargo.config import trust
 from xpcargo.config.links import LinksOverrides
 from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple, load_project_config
@@ -195,12 +195,17 @@ class BuildPlan:
         )
 
 
-def find_project(host: Host, triple: str, args: Sequence[str], discover: Callable[[CargoArgs], Project]) -> Project:
-    """The project that ``args`` name, found by ``discover``. Outside a project only the shipped table can know the
-    target: a typo in it is the first thing to say."""
+def project_at(host: Host, cwd: Path, args: Sequence[str]) -> Project:
+    """The project that ``args`` name, from ``cwd`` (a --manifest-path is relative to it)."""
+    return discover(cwd, cargo_args.parse_cargo_args(args), environ=host.environ)
+
+
+def find_project(host: Host, cwd: Path, triple: str, args: Sequence[str]) -> Project:
+    """The project that ``args`` name, from ``cwd``, for ``triple``. Outside a project only the shipped table can
+    know the target: a typo in it is the first thing to say."""
     check_triple(triple)
     try:
-        return discover(cargo_args.parse_cargo_args(args))
+        return project_at(host, cwd, args)
     except ProjectError:
         host.toolchains.target(triple)
         raise

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from xpcargo import __version__
 from xpcargo.artifacts import Artifact
-from xpcargo.cargo import args as cargo_args
 from xpcargo.cargo.project import Project
-from xpcargo.context import Context
+from xpcargo.config.targets import load_project_config
+from xpcargo.context import Host
 from xpcargo.errors import ProjectError
 from xpcargo.image.inventory import ImageInventory, inventory
 from xpcargo.pipeline import git_checkout, matrix, reproducible, run
-from xpcargo.pipeline.plan import remapping, reproducibility
+from xpcargo.pipeline.plan import project_at, remapping, reproducibility
 from xpcargo.release import archive, provenance, verify
 
 SUMS = "sha256.sum"
@@ -51,8 +51,9 @@ class Packed:
 
 
 def dist(
-    context: Context,
-    names: Sequence[str],
+    host: Host,
+    cwd: Path,
+    triples: Sequence[str],
     args: Sequence[str],
     *,
     connect: run.Connect,
@@ -61,18 +62,19 @@ def dist(
     target_jobs: int | None,
     verified: bool = True,
 ) -> int:
-    triples = context.named_targets(names)
-    settings = reproducibility(context.host, context.project(cargo_args.parse_cargo_args(args)))
+    settings = reproducibility(host, project_at(host, cwd, args))
     build_args = release_args(args)
-    project = context.project(cargo_args.parse_cargo_args(build_args))
-    destination = (context.cwd / out_dir) if out_dir is not None else project.target_dir / "dist"
+    project = project_at(host, cwd, build_args)
+    destination = (cwd / out_dir) if out_dir is not None else project.target_dir / "dist"
     started = datetime.datetime.now(datetime.timezone.utc)
     directories: list[Path] = []
     try:
         built = (
-            _build_verified(context, triples, build_args, settings=settings, connect=connect, directories=directories)
+            _build_verified(host, cwd, triples, build_args, settings=settings, connect=connect, directories=directories)
             if verified
-            else _build_once(context, triples, build_args, settings=settings, connect=connect, target_jobs=target_jobs)
+            else _build_once(
+                host, cwd, triples, build_args, settings=settings, connect=connect, target_jobs=target_jobs
+            )
         )
         if isinstance(built, int):
             return built
@@ -107,17 +109,17 @@ def dist(
     archive.write_atomically(destination / SUMS, archive.sha256_sums(digests).encode())
     archive.write_atomically(destination / MANIFEST, manifest(packed, settings.source_date_epoch).encode())
 
-    pool = run.engines(context.host, connect)
-    project_config = context.project_config(project.workspace_root)
+    pool = run.engines(host, connect)
+    project_config = load_project_config(project.workspace_root)
     images: list[ImageInventory] = []
     for triple in triples:
-        spec = context.host.target(triple, project_config)
+        spec = host.target(triple, project_config)
         # The image as the engine that built the target holds it (the same content hash on every engine).
-        runtime = pool.runtime(context.host.engine_for(spec))
-        reference = context.host.image_for(spec, runtime, project=project_config)
-        plan_hash = None if spec.image else context.host.image_plan(spec, project_config).digest
+        runtime = pool.runtime(host.engine_for(spec))
+        reference = host.image_for(spec, runtime, project=project_config)
+        plan_hash = None if spec.image else host.image_plan(spec, project_config).digest
         images.append(
-            inventory(runtime, context.host.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
+            inventory(runtime, host.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
         )
     lock = project.workspace_root / "Cargo.lock"
     # The paths of the builds whose artifacts were packed (with verification, each target's first copy).
@@ -128,7 +130,7 @@ def dist(
             command=["xpcargo", "dist", *(f"--target={triple}" for triple in triples), *args],
             targets=triples,
             cargo_args=build_args,
-            source=git_source(project.workspace_root, context.host.environ),
+            source=git_source(project.workspace_root, host.environ),
             source_date_epoch=settings.source_date_epoch,
             epoch_source=settings.epoch_source,
             remaps=remaps,
@@ -138,7 +140,7 @@ def dist(
             },
             cargo_lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None,
             images=images,
-            builder_id=provenance.builder_id(context.host.environ),
+            builder_id=provenance.builder_id(host.environ),
             xpcargo_version=__version__,
             started=started,
             finished=datetime.datetime.now(datetime.timezone.utc),
@@ -146,7 +148,7 @@ def dist(
         )
     )
     archive.write_atomically(destination / PROVENANCE, (json.dumps(document, indent=2) + "\n").encode())
-    reporter = context.host.reporter()
+    reporter = host.reporter()
     for item in sorted(packed, key=lambda item: item.archive):
         reporter.status("Packed", f"{destination / item.archive} ({item.sha256[:16]})")
     reporter.status("Wrote", f"{destination / SUMS}, {destination / MANIFEST} and {destination / PROVENANCE}")
@@ -154,7 +156,8 @@ def dist(
 
 
 def _build_verified(
-    context: Context,
+    host: Host,
+    cwd: Path,
     triples: Sequence[str],
     build_args: Sequence[str],
     *,
@@ -167,7 +170,7 @@ def _build_verified(
     for the caller to remove once it has packed."""
     found: list[tuple[str, Project, Artifact]] = []
     for triple in triples:
-        rebuilt = verify.build_twice(context, triple, build_args, settings=settings, connect=connect)
+        rebuilt = verify.build_twice(host, cwd, triple, build_args, settings=settings, connect=connect)
         if isinstance(rebuilt, int):
             return rebuilt
         if rebuilt.differing:
@@ -180,7 +183,8 @@ def _build_verified(
 
 
 def _build_once(
-    context: Context,
+    host: Host,
+    cwd: Path,
     triples: Sequence[str],
     build_args: Sequence[str],
     *,
@@ -190,7 +194,8 @@ def _build_once(
 ) -> list[tuple[str, Project, Artifact]] | int:
     """Every target built once, side by side, in the project's own target dir (`--no-verify`)."""
     summary = matrix.build_matrix(
-        context,
+        host,
+        cwd,
         "build",
         triples,
         build_args,
@@ -201,7 +206,7 @@ def _build_once(
     )
     if summary.exit_code != 0:
         return summary.exit_code
-    project = context.project(cargo_args.parse_cargo_args(build_args))
+    project = project_at(host, cwd, build_args)
     return [(result.triple, project, artifact) for result in summary.results for artifact in result.artifacts]
 
 

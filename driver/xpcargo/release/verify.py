@@ -21,12 +21,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 from xpcargo.artifacts import Artifact, final_artifacts
-from xpcargo.cargo import args as cargo_args
 from xpcargo.config import trust
-from xpcargo.context import Context
+from xpcargo.config.targets import load_project_config
+from xpcargo.context import Host
 from xpcargo.errors import NotReproducibleError, ProjectError
 from xpcargo.pipeline import run
-from xpcargo.pipeline.plan import BuildPlan, plan, reproducibility, trust_boundary
+from xpcargo.pipeline.plan import BuildPlan, plan, project_at, reproducibility, trust_boundary
 from xpcargo.pipeline.reproducible import VARIED, Reproducibility
 from xpcargo.ui import render_table
 
@@ -61,10 +61,11 @@ class Rebuilt:
         return tuple(comparison for comparison in self.comparisons if not comparison.same)
 
 
-def verify(context: Context, triple: str, args: Sequence[str], *, connect: run.Connect) -> int:
-    """Build twice, compare, print the table; raise ``NotReproducibleError`` when anything differs."""
-    settings = reproducibility(context.host, context.project(cargo_args.parse_cargo_args(args)))
-    rebuilt = build_twice(context, triple, args, settings=settings, connect=connect)
+def verify(host: Host, cwd: Path, triple: str, args: Sequence[str], *, connect: run.Connect) -> int:
+    """Build twice the project that ``args`` name from ``cwd``, compare, print the table; raise
+    ``NotReproducibleError`` when anything differs."""
+    settings = reproducibility(host, project_at(host, cwd, args))
+    rebuilt = build_twice(host, cwd, triple, args, settings=settings, connect=connect)
     if isinstance(rebuilt, int):
         return rebuilt
     keep = False
@@ -81,7 +82,7 @@ def verify(context: Context, triple: str, args: Sequence[str], *, connect: run.C
     finally:
         if not keep:
             discard(rebuilt.directories)
-    context.host.reporter().status(
+    host.reporter().status(
         "Verified", f"{len(rebuilt.comparisons)} artifacts for {triple} are identical in both builds"
     )
     return 0
@@ -104,7 +105,7 @@ def report_differences(rebuilt: Rebuilt, triple: str) -> None:
 
 
 def build_twice(
-    context: Context, triple: str, args: Sequence[str], *, settings: Reproducibility, connect: run.Connect
+    host: Host, cwd: Path, triple: str, args: Sequence[str], *, settings: Reproducibility, connect: run.Connect
 ) -> Rebuilt | int:
     """Two reproducible builds of the target, the second varied (`VARIED`), and their artifacts compared; or
     Cargo's exit code when a build fails.
@@ -115,12 +116,11 @@ def build_twice(
     other's tree (neither mounts the real workspace, which could hold the other), and runs at the same time, of
     the same workspace or not, never share a directory. The directories are the caller's to ``discard``.
     """
-    project = context.project(cargo_args.parse_cargo_args(args))
+    project = project_at(host, cwd, args)
     # The copies hold the project's settings at other paths: the trust boundary is crossed once, by the project
     # itself (its checkout, the user's consent to it), and that stands for both copies.
-    trust.require(trust_boundary(context.host, project, context.project_config(project.workspace_root)), triple)
-    consented_environ = MappingProxyType({**context.host.environ, trust.CONSENT_VARIABLE: "1"})
-    consented = replace(context, host=replace(context.host, environ=consented_environ))
+    trust.require(trust_boundary(host, project, load_project_config(project.workspace_root)), triple)
+    consented = replace(host, environ=MappingProxyType({**host.environ, trust.CONSENT_VARIABLE: "1"}))
     rest = without_options(args, _REPLACED)
     root = _copied_root(project.workspace_root, project.outside_paths)
     directories: list[Path] = []
@@ -131,13 +131,13 @@ def build_twice(
             directories.append(directory)
             copy = directory / root.name
             _copy_tree(root, copy, skip=(project.target_dir,))
-            moved_cwd = copy / context.cwd.relative_to(root) if context.cwd.is_relative_to(root) else copy
+            moved_cwd = copy / cwd.relative_to(root) if cwd.is_relative_to(root) else copy
             manifest = copy / project.manifest.relative_to(root)
             copied_args = [*rest, "--manifest-path", str(manifest), "--target-dir", str(directory / "target")]
-            copied = replace(consented, cwd=moved_cwd).project(cargo_args.parse_cargo_args(copied_args))
+            copied = project_at(consented, moved_cwd, copied_args)
             plans.append(
                 plan(
-                    consented.host,
+                    consented,
                     copied,
                     "build",
                     triple,
@@ -146,12 +146,12 @@ def build_twice(
                 )
             )
         first, second = plans
-        pool, reporter = run.engines(context.host, connect), context.host.reporter()
+        pool, reporter = run.engines(host, connect), host.reporter()
         runtime = pool.runtime(first.engine)
         built: list[tuple[Artifact, ...]] = []
         for number, build_plan in enumerate(plans, start=1):
             reporter.status("Verifying", f"build {number} of 2 in {build_plan.project.workspace_root}")
-            outcome = run.execute(context.host, build_plan, runtime=runtime, reporter=reporter, engines=pool)
+            outcome = run.execute(host, build_plan, runtime=runtime, reporter=reporter, engines=pool)
             if outcome.code != 0:
                 discard(directories)
                 return outcome.code
