@@ -19,7 +19,7 @@ from xpcargo.errors import InternalError, InterruptError, UsageError, XpcargoErr
 
 if TYPE_CHECKING:
     from xpcargo.container.location import EngineAddress
-    from xpcargo.container.spec import Runtime
+    from xpcargo.container.runtime import Runtime
     from xpcargo.context import Context
 
 
@@ -111,7 +111,7 @@ def _context() -> "Context":
 
 
 def _connect(context: "Context", address: "EngineAddress | None" = None, /) -> "Runtime":
-    from xpcargo.container.docker_runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
+    from xpcargo.container.docker.runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
 
     return DockerRuntime.connect(
         context.host.environ, address=address, engine_timeout=context.host.settings.engine_timeout

@@ -20,16 +20,17 @@ from typing import Any
 
 import pytest
 
+from xpcargo.container import warm
 from xpcargo.container.engine import Engine, EngineKind
-from xpcargo.container.spec import (
+from xpcargo.container.runtime import (
     ContainerInfo,
-    ContainerRequest,
     EngineDetails,
     ImageDetails,
     ImageInfo,
     Output,
     VolumeInfo,
 )
+from xpcargo.container.spec import ContainerRequest
 from xpcargo.image import debian, layers
 from xpcargo.image.layers import BuiltLayer
 from xpcargo.image.lockfile import Package
@@ -63,9 +64,10 @@ class Exec:
     def of(
         cls, container: str, argv: Sequence[str], env: Mapping[str, str], workdir: Path, user: str | None = None
     ) -> Exec:
-        if len(argv) > 7 and argv[3] == "xpcargo-run":
+        command = warm.unwrapped(argv)
+        if command is not None:
             return cls(
-                container=container, argv=tuple(argv[7:]), env=dict(env), workdir=workdir, token=argv[5], user=user
+                container=container, argv=command.argv, env=dict(env), workdir=workdir, token=command.token, user=user
             )
         return cls(container=container, argv=tuple(argv), env=dict(env), workdir=workdir, user=user)
 

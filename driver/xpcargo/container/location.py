@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xpcargo.container.engine import default_host
-from xpcargo.container.spec import Runtime
+from xpcargo.container.runtime import Runtime
 from xpcargo.errors import EngineUnavailableError
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, TextIO
 
 from xpcargo import platforms
 from xpcargo.config.targets import TargetSpec
+from xpcargo.container import docker_archive
+from xpcargo.container.runtime import ImageInfo, ImagesAndContainers
 from xpcargo.container.session import open_session, without_idle_warm
-from xpcargo.container.spec import MANAGED_LABEL, ContainerRequest, ImageInfo, Runtime
+from xpcargo.container.spec import MANAGED_LABEL, ContainerRequest
 from xpcargo.errors import ConfigError, EngineError, ImageBuildError, ProjectError
 from xpcargo.hashing import file_sha256
-from xpcargo.image import docker_archive, lock, records, scratch
+from xpcargo.image import lock, records, scratch
 from xpcargo.image.lockfile import LOCK_FILE, ImageLocks, LockedImage, Package, differences
 from xpcargo.image.lockfile import save as save_locks
 from xpcargo.image.plan import LABEL_RECIPE, LABEL_TARGET, ImagePlan, Layer, Stage
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class Builder:
-    runtime: Runtime
+    runtime: ImagesAndContainers
     cache: Path
     reporter: Reporter
     # The first wait before retrying a mirror that is mid-sync.
@@ -364,7 +366,7 @@ def _describe(plan: ImagePlan, stage: Stage) -> str:
 # --- The image commands, for the targets a context knows --------------------------------------------------------
 
 
-def for_context(context: Context, runtime: Runtime, reporter: Reporter | None = None) -> Builder:
+def for_context(context: Context, runtime: ImagesAndContainers, reporter: Reporter | None = None) -> Builder:
     return Builder(
         runtime=runtime,
         cache=context.host.settings.cache_dir,
@@ -373,7 +375,9 @@ def for_context(context: Context, runtime: Runtime, reporter: Reporter | None = 
     )
 
 
-def image_for(context: Context, runtime: Runtime, spec: TargetSpec, reporter: Reporter | None = None) -> str:
+def image_for(
+    context: Context, runtime: ImagesAndContainers, spec: TargetSpec, reporter: Reporter | None = None
+) -> str:
     """The image reference to run ``spec`` in, built first if need be."""
     builder = for_context(context, runtime, reporter)
     return builder.image_for(spec, None if spec.image else context.host.image_plan(spec))
@@ -387,7 +391,7 @@ def known_targets(context: Context, names: Sequence[str] = ()) -> list[TargetSpe
     return [context.host.target(name, project_config) for name in wanted]
 
 
-def build_images(context: Context, runtime: Runtime, names: Sequence[str]) -> None:
+def build_images(context: Context, runtime: ImagesAndContainers, names: Sequence[str]) -> None:
     """`xpcargo image build`: build what the targets need unless the engine has it already."""
     reporter = context.host.reporter()
     for spec in known_targets(context, names):
@@ -395,7 +399,7 @@ def build_images(context: Context, runtime: Runtime, names: Sequence[str]) -> No
         reporter.status("Ready", f"{spec.triple}: {reference}")
 
 
-def image_rows(context: Context, runtime: Runtime) -> list[tuple[str, str, str, str]]:
+def image_rows(context: Context, runtime: ImagesAndContainers) -> list[tuple[str, str, str, str]]:
     """`xpcargo image list`: xpcargo's images, marking those that today's configuration would use."""
     plans = [context.host.image_plan(spec) for spec in known_targets(context) if not spec.image]
     current = {stage.reference for plan in plans for stage in plan.stages}
@@ -409,7 +413,9 @@ def image_rows(context: Context, runtime: Runtime) -> list[tuple[str, str, str, 
     return rows
 
 
-def prune_images(context: Context, runtime: Runtime, *, everything: bool, unused_for: float | None = None) -> Pruned:
+def prune_images(
+    context: Context, runtime: ImagesAndContainers, *, everything: bool, unused_for: float | None = None
+) -> Pruned:
     """`xpcargo image prune`: remove the images xpcargo built, but the current plans of the shipped targets (wherever
     it runs: what is kept does not depend on the working directory) and those used in the last ``unused_for``
     seconds."""
@@ -436,7 +442,7 @@ def _project_locks(context: Context) -> tuple[ProjectConfig, ImageLocks]:
     return project_config, project_config.image_locks
 
 
-def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, refresh: bool) -> ImageLocks:
+def lock_images(context: Context, runtime: ImagesAndContainers, names: Sequence[str], *, refresh: bool) -> ImageLocks:
     """`xpcargo image lock`: record in the project's lock file the exact packages of each target's unlocked image
     (built first if the engine lacks it, or anew from today's mirror with ``refresh``). An entry whose plan and
     packages did not change is kept as it is, date included, so that its image keeps its tag."""
@@ -493,7 +499,7 @@ def lock_images(context: Context, runtime: Runtime, names: Sequence[str], *, ref
     return locks
 
 
-def verify_image(context: Context, runtime: Runtime, name: str) -> Verification:
+def verify_image(context: Context, runtime: ImagesAndContainers, name: str) -> Verification:
     """`xpcargo image verify`: build a locked target's layers again and compare them."""
     project_config, locks = _project_locks(context)
     spec = context.host.target(name, project_config)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xpcargo.config.targets import TargetSpec
-from xpcargo.container.spec import Runtime
+from xpcargo.container.runtime import Images, ImagesAndContainers
 from xpcargo.context import Context
 from xpcargo.errors import ImageBuildError
 from xpcargo.image import builder, records
@@ -41,7 +41,7 @@ def key(context: Context, names: Sequence[str] = ()) -> str:
     return f"xpcargo-images-{combined[:32]}"
 
 
-def save(context: Context, runtime: Runtime, names: Sequence[str], directory: Path) -> list[Path]:
+def save(context: Context, runtime: ImagesAndContainers, names: Sequence[str], directory: Path) -> list[Path]:
     """Build what is missing, then write each target's image to ``<directory>/<plan digest>.tar``."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def save(context: Context, runtime: Runtime, names: Sequence[str], directory: Pa
     return saved
 
 
-def load(context: Context, runtime: Runtime, directory: Path) -> Loaded:
+def load(context: Context, runtime: Images, directory: Path) -> Loaded:
     """Load the archives in ``directory`` whose plan a known target has now. One whose content is not the image
     its name says is refused: it is removed again, and the load fails."""
     if not directory.is_dir():
@@ -109,12 +109,12 @@ def load(context: Context, runtime: Runtime, directory: Path) -> Loaded:
     return Loaded(loaded=tuple(loaded), present=tuple(present), skipped=tuple(skipped))
 
 
-def _image_id(runtime: Runtime, plan: ImagePlan) -> str:
+def _image_id(runtime: Images, plan: ImagePlan) -> str:
     found = [image for image in runtime.list_images(f"{LABEL_PLAN}={plan.digest}") if plan.reference in image.tags]
     return found[0].id if found else ""
 
 
-def _check(runtime: Runtime, plan: ImagePlan, archive: Path, references: Sequence[str]) -> None:
+def _check(runtime: Images, plan: ImagePlan, archive: Path, references: Sequence[str]) -> None:
     """The archive must hold the image its name says: the plan's tag, with the plan's own labels."""
     image = next(
         (i for i in runtime.list_images(f"{LABEL_PLAN}={plan.digest}") if plan.reference in i.tags),

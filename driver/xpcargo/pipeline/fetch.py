@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xpcargo.container.runtime import ContainersAndVolumes, Output
 from xpcargo.container.session import Cancellation, Session, open_session
-from xpcargo.container.spec import Output, Runtime
 from xpcargo.pipeline import environment, remote
 from xpcargo.pipeline.plan import BuildPlan, Step
 from xpcargo.ui import Reporter
@@ -106,7 +106,7 @@ def read_metadata(
 
 
 def fetch(
-    runtime: Runtime,
+    runtime: ContainersAndVolumes,
     plan: BuildPlan,
     image: str,
     reporter: Reporter,

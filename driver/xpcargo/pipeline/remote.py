@@ -32,8 +32,9 @@ from typing import IO, Any
 
 from xpcargo.cargo.project import Project
 from xpcargo.container import volumes
+from xpcargo.container.runtime import ContainersAndVolumes
 from xpcargo.container.session import Cancellation, Session, open_session
-from xpcargo.container.spec import WORKSPACE_LABEL, ContainerRequest, Mount, Runtime
+from xpcargo.container.spec import WORKSPACE_LABEL, ContainerRequest, Mount
 from xpcargo.errors import ConfigError, EngineError
 from xpcargo.pipeline import sync
 from xpcargo.pipeline.artifacts import SHIPPED_KINDS
@@ -236,7 +237,7 @@ def _locked(directory: Path, names: Iterable[str]) -> Iterator[None]:
 
 
 def push(
-    runtime: Runtime,
+    runtime: ContainersAndVolumes,
     remote: RemotePlan,
     *,
     image: str,
@@ -252,7 +253,7 @@ def push(
 
 def verify(
     session: Session,
-    runtime: Runtime,
+    runtime: ContainersAndVolumes,
     remote: RemotePlan,
     *,
     image: str,
@@ -306,7 +307,7 @@ class _Pending:
 
 
 def _sync(
-    runtime: Runtime,
+    runtime: ContainersAndVolumes,
     remote: RemotePlan,
     chosen: Sequence[SyncedVolume],
     *,
@@ -352,7 +353,7 @@ _REMOVE_SCRIPT = 'find -P "$@" -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2
 
 
 def _send(
-    runtime: Runtime,
+    runtime: ContainersAndVolumes,
     remote: RemotePlan,
     pending: Sequence[_Pending],
     *,

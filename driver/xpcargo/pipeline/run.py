@@ -18,8 +18,8 @@ from xpcargo import report
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES, MessageReader
 from xpcargo.cargo.project import refuse_linked_target_dir
 from xpcargo.container.location import EngineAddress, Engines
+from xpcargo.container.runtime import ContainersAndVolumes, ImagesAndContainers, Output, Runtime
 from xpcargo.container.session import Cancellation, Session, open_session
-from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Context
 from xpcargo.errors import ImageBuildError, ProjectError, ReportError
 from xpcargo.image import builder, send
@@ -89,7 +89,7 @@ class Outcome:
 
 
 def _build(
-    runtime: Runtime,
+    runtime: ContainersAndVolumes,
     plan: BuildPlan,
     image: str,
     metadata: Metadata | None,
@@ -219,7 +219,7 @@ def execute(
 
 
 def _image(
-    context: Context, plan: BuildPlan, runtime: Runtime, reporter: Reporter, engines: Engines | None = None
+    context: Context, plan: BuildPlan, runtime: ImagesAndContainers, reporter: Reporter, engines: Engines | None = None
 ) -> str:
     """The target's image, built first if the engine lacks it; but never on a remote engine, whose layer builds
     could not bind-mount xpcargo's caches: there it is built on this machine's engine (or found there) and sent,

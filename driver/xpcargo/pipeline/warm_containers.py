@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xpcargo.container import session
-from xpcargo.container.spec import KEEP_WARM_LABEL, TARGET_LABEL, WORKSPACE_LABEL, ContainerInfo, Runtime
+from xpcargo.container.runtime import ContainerInfo, Containers
+from xpcargo.container.spec import KEEP_WARM_LABEL, TARGET_LABEL, WORKSPACE_LABEL
 from xpcargo.context import Context
 from xpcargo.errors import ProjectError
 from xpcargo.ui import ago
@@ -56,14 +57,14 @@ def _describe(container: ContainerInfo, now: float, *, busy: bool | None) -> War
     )
 
 
-def listing(runtime: Runtime) -> list[WarmContainer]:
+def listing(runtime: Containers) -> list[WarmContainer]:
     """Every warm container of this user's on this engine, each asked whether a command runs in it."""
     now = time.time()
     found = sorted(session.warm_containers(runtime), key=lambda c: (c.labels.get(WORKSPACE_LABEL, ""), c.created))
     return [_describe(container, now, busy=session.is_busy(runtime, container)) for container in found]
 
 
-def down(context: Context, runtime: Runtime, *, everything: bool) -> list[WarmContainer]:
+def down(context: Context, runtime: Containers, *, everything: bool) -> list[WarmContainer]:
     """Stop the warm containers of the workspace here (or all of this user's), with whatever runs in them."""
     workspace = None if everything else _workspace(context)
     found = session.warm_containers(runtime, workspace=workspace)
