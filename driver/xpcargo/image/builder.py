@@ -1,4 +1,4 @@
-"""Building, finding, listing and pruning toolchain images, over a ``Runtime``.
+"""Building, finding, listing and pruning toolchain images, over an engine's images and containers.
 
 A missing image is built (mmdebstrap, then an import), checked in a container (rustc has the target's std, the
 emulator runs), and only then tagged, so a failed build never leaves a tagged half-image. One lock per plan keeps
