@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from xpcargo.cargo.project import Project
     from xpcargo.config.targets import ProjectConfig, TargetSpec, Toolchains
     from xpcargo.container.location import EngineAddress
-    from xpcargo.container.spec import Runtime as ImageRuntime
+    from xpcargo.container.runtime import ImagesAndContainers
     from xpcargo.image.builder import Builder
     from xpcargo.image.plan import ImagePlan
     from xpcargo.ui import Reporter
@@ -235,7 +235,7 @@ class Host:
 
         return Reporter(color=self.terminal.color)
 
-    def image_builder(self, runtime: ImageRuntime, reporter: Reporter | None = None) -> Builder:
+    def image_builder(self, runtime: ImagesAndContainers, reporter: Reporter | None = None) -> Builder:
         """A builder of images on ``runtime`` with this machine's cache and mirror settings."""
         from xpcargo.image.builder import Builder  # noqa: PLC0415
 
@@ -249,7 +249,7 @@ class Host:
     def image_for(
         self,
         spec: TargetSpec,
-        runtime: ImageRuntime,
+        runtime: ImagesAndContainers,
         reporter: Reporter | None = None,
         *,
         project: ProjectConfig | None = None,

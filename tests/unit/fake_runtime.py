@@ -20,16 +20,17 @@ from typing import Any
 
 import pytest
 
+from xpcargo.container import docker_archive, warm
 from xpcargo.container.engine import Engine, EngineKind
-from xpcargo.container.spec import (
+from xpcargo.container.runtime import (
     ContainerInfo,
-    ContainerRequest,
     EngineDetails,
     ImageDetails,
     ImageInfo,
     Output,
     VolumeInfo,
 )
+from xpcargo.container.spec import ContainerRequest
 from xpcargo.image import debian, layers
 from xpcargo.image.layers import BuiltLayer
 from xpcargo.image.lockfile import Package
@@ -63,9 +64,10 @@ class Exec:
     def of(
         cls, container: str, argv: Sequence[str], env: Mapping[str, str], workdir: Path, user: str | None = None
     ) -> Exec:
-        if len(argv) > 7 and argv[3] == "xpcargo-run":
+        command = warm.unwrapped(argv)
+        if command is not None:
             return cls(
-                container=container, argv=tuple(argv[7:]), env=dict(env), workdir=workdir, token=argv[5], user=user
+                container=container, argv=command.argv, env=dict(env), workdir=workdir, token=command.token, user=user
             )
         return cls(container=container, argv=tuple(argv), env=dict(env), workdir=workdir, user=user)
 
@@ -135,23 +137,14 @@ def builds_a_binary(root: Path, failing: frozenset[str] = frozenset()) -> FakeRu
 
 
 @dataclass
-class FakeRuntime:
-    script: Script = default_script
+class FakeImages:
+    """The ``Images`` of a fake engine: what was imported, loaded, tagged and removed, and each image's layers."""
+
     images: set[str] = field(default_factory=set)
     # Every image asked for is there: for tests about what happens before or after the image.
     every_image: bool = False
     machine: str = "x86_64"
     host: str = "fake:///engine"
-    # Raised by `start`, to fail a container's creation.
-    start_error: BaseException | None = None
-    started: list[ContainerRequest] = field(default_factory=list)
-    released: list[str] = field(default_factory=list)
-    # Every container ever started, by id: its request and its main process (None: tied to xpcargo).
-    containers: dict[str, tuple[ContainerRequest, tuple[str, ...] | None]] = field(default_factory=dict)
-    # When each was started, in seconds since the epoch (the engine's `Created`).
-    created: dict[str, float] = field(default_factory=dict)
-    removed: list[str] = field(default_factory=list)
-    execs: list[Exec] = field(default_factory=list)
     imported: list[tuple[Path, tuple[str, ...]]] = field(default_factory=list)
     loaded: list[str] = field(default_factory=list)
     removed_images: list[str] = field(default_factory=list)
@@ -163,30 +156,10 @@ class FakeRuntime:
     image_layers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Image id -> the engine's refusal to remove it.
     refuse_removal: dict[str, BaseException] = field(default_factory=dict)
-    # Volumes by name: their labels, and every tar put into them (the directory it was unpacked at, its member
-    # names, its size in bytes).
-    volumes: dict[str, VolumeInfo] = field(default_factory=dict)
-    archives: list[tuple[Path, tuple[str, ...], int]] = field(default_factory=list)
     # Each layer's tar by its digest, as imported or loaded: what `save_chunks` sends; and every archive loaded
     # through `load_chunks`, with the digests of the layer tars it carried.
     blobs: dict[str, bytes] = field(default_factory=dict)
     streamed: list[tuple[str, ...]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    # --- Runtime ---------------------------------------------------------------------------------------------
-
-    @property
-    def engine(self) -> Engine:
-        return Engine(kind=EngineKind.DOCKER, version="20.10.24", api_version="1.41", host=self.host)
-
-    def describe(self) -> EngineDetails:
-        return EngineDetails(
-            engine=self.engine,
-            rootless=False,
-            architecture=self.machine,
-            operating_system="Fake OS",
-            storage_driver="fake",
-        )
 
     def architecture(self) -> str:
         return self.machine
@@ -262,21 +235,21 @@ class FakeRuntime:
 
     def _load_docker_archive(self, source: Path) -> list[str]:
         """An archive of ``docker_archive``: the engine must hold every layer whose tar it leaves out."""
-        with tarfile.open(source) as archive:
-            (manifest,) = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
-            config_bytes = archive.extractfile(manifest["Config"]).read()  # type: ignore[union-attr]
-            present = set(archive.getnames())
-        config = json.loads(config_bytes)
         held = {layer for layers in self.image_layers.values() for layer in layers}
         with tarfile.open(source) as archive:
-            for name, diff_id in zip(manifest["Layers"], config["rootfs"]["diff_ids"], strict=True):
+            (manifest,) = docker_archive.read_json(archive, "manifest.json")
+            config_bytes = archive.extractfile(manifest["Config"]).read()  # type: ignore[union-attr]
+            present = set(archive.getnames())
+            layers = docker_archive.layers(archive)
+            for name, diff_id in layers:
                 assert name in present or diff_id in held, f"the archive lacks layer {diff_id}, which the engine lacks"
                 if name in present:
                     self.blobs[diff_id] = archive.extractfile(name).read()  # type: ignore[union-attr]
-        image_id = f"sha256:{hashlib.sha256(config_bytes).hexdigest()}"
+        config = json.loads(config_bytes)
+        image_id = docker_archive.image_id(config_bytes)
         self.loaded.append(image_id)
         self.images.add(image_id)
-        self.image_layers[image_id] = tuple(config["rootfs"]["diff_ids"])
+        self.image_layers[image_id] = tuple(diff_id for _, diff_id in layers)
         self.image_labels[image_id] = dict(config["config"]["Labels"])
         for reference in manifest.get("RepoTags") or ():
             self.images.add(reference)
@@ -317,39 +290,26 @@ class FakeRuntime:
             file.flush()
             return self._load_docker_archive(Path(file.name))
 
-    def changes(self, container_id: str) -> list[tuple[str, str]]:
-        return [("A", "/usr/bin/new-tool")]
 
-    def create_volume(self, name: str, *, labels: Mapping[str, str]) -> VolumeInfo:
-        return self.volumes.setdefault(
-            name, VolumeInfo(name=name, labels=dict(labels), created=f"2026-11-25T00:00:{len(self.volumes):02}Z")
-        )
+@dataclass
+class FakeContainers(FakeImages):
+    """The ``Containers`` of a fake engine, over its images: every request started, every command run (played back
+    by ``script``), every container removed."""
 
-    def list_volumes(self, label: str) -> list[VolumeInfo]:
-        name, _, value = label.partition("=")
-        users = {
-            volume: tuple(
-                c for c in sorted(self.running) if any(m.volume == volume for m in self.containers[c][0].mounts)
-            )
-            for volume in self.volumes
-        }
-        return [
-            VolumeInfo(name=v.name, labels=v.labels, created=v.created, users=users[v.name])
-            for v in self.volumes.values()
-            if v.labels.get(name) == value
-        ]
-
-    def remove_volume(self, name: str) -> bool:
-        if any(v.users for v in self.list_volumes("") if v.name == name):
-            return False
-        self.volumes.pop(name, None)
-        return True
-
-    def put_archive(self, container_id: str, directory: Path, archive: Path) -> None:
-        assert container_id in self.containers, f"put into {container_id}, which was never made"
-        with tarfile.open(archive) as opened:
-            names = tuple(opened.getnames())
-        self.archives.append((directory, names, archive.stat().st_size))
+    script: Script = default_script
+    # Raised by `start`, to fail a container's creation.
+    start_error: BaseException | None = None
+    started: list[ContainerRequest] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    # Every container ever started, by id: its request and its main process (None: tied to xpcargo).
+    containers: dict[str, tuple[ContainerRequest, tuple[str, ...] | None]] = field(default_factory=dict)
+    # When each was started, in seconds since the epoch (the engine's `Created`).
+    created: dict[str, float] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    execs: list[Exec] = field(default_factory=list)
+    # Every tar put into a container (the directory it was unpacked at, its member names, its size in bytes).
+    archives: list[tuple[Path, tuple[str, ...], int]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, request: ContainerRequest, *, main: Sequence[str] | None = None) -> str:
         if self.start_error is not None:
@@ -391,6 +351,15 @@ class FakeRuntime:
     ) -> int:
         self.execs.append(Exec.of(container_id, argv, env, workdir, user))
         return 0
+
+    def put_archive(self, container_id: str, directory: Path, archive: Path) -> None:
+        assert container_id in self.containers, f"put into {container_id}, which was never made"
+        with tarfile.open(archive) as opened:
+            names = tuple(opened.getnames())
+        self.archives.append((directory, names, archive.stat().st_size))
+
+    def changes(self, container_id: str) -> list[tuple[str, str]]:
+        return [("A", "/usr/bin/new-tool")]
 
     def remove(self, container_id: str) -> None:
         self.removed.append(container_id)
@@ -440,6 +409,52 @@ class FakeRuntime:
 
     def purposes(self) -> list[str]:
         return [request.labels["org.xpcargo.session"].split(":")[0] for request in self.started]
+
+
+@dataclass
+class FakeRuntime(FakeContainers):
+    """A whole ``Runtime``: the fake engine's images and containers, its volumes, and what it says of itself."""
+
+    # Volumes by name, with their labels.
+    volumes: dict[str, VolumeInfo] = field(default_factory=dict)
+
+    @property
+    def engine(self) -> Engine:
+        return Engine(kind=EngineKind.DOCKER, version="20.10.24", api_version="1.41", host=self.host)
+
+    def describe(self) -> EngineDetails:
+        return EngineDetails(
+            engine=self.engine,
+            rootless=False,
+            architecture=self.machine,
+            operating_system="Fake OS",
+            storage_driver="fake",
+        )
+
+    def create_volume(self, name: str, *, labels: Mapping[str, str]) -> VolumeInfo:
+        return self.volumes.setdefault(
+            name, VolumeInfo(name=name, labels=dict(labels), created=f"2026-11-25T00:00:{len(self.volumes):02}Z")
+        )
+
+    def list_volumes(self, label: str) -> list[VolumeInfo]:
+        name, _, value = label.partition("=")
+        users = {
+            volume: tuple(
+                c for c in sorted(self.running) if any(m.volume == volume for m in self.containers[c][0].mounts)
+            )
+            for volume in self.volumes
+        }
+        return [
+            VolumeInfo(name=v.name, labels=v.labels, created=v.created, users=users[v.name])
+            for v in self.volumes.values()
+            if v.labels.get(name) == value
+        ]
+
+    def remove_volume(self, name: str) -> bool:
+        if any(v.users for v in self.list_volumes("") if v.name == name):
+            return False
+        self.volumes.pop(name, None)
+        return True
 
 
 def _add(archive: tarfile.TarFile, name: str, content: bytes) -> None:

@@ -4,8 +4,6 @@ that lacks its image sends it first; without an engine on this machine, the erro
 
 from __future__ import annotations
 
-import io
-import tarfile
 import threading
 import time
 from collections.abc import Iterable
@@ -113,36 +111,6 @@ def test_targets_side_by_side_send_a_shared_base_once(context: Context, monkeypa
     # Three stages (the base, two targets' layers), three archives, one layer's tar each.
     assert sorted(len(carried) for carried in remote.streamed) == [1, 1, 1]
     assert all(remote.image_exists(image_plan.reference) for image_plan in plans)
-
-
-def test_the_filter_leaves_every_other_byte_as_it_is() -> None:
-    buffer = io.BytesIO()
-    # PAX headers and a long name (over 100 characters) on the way.
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, content in [
-            ("a" * 64 + "/layer.tar", b"held layer"),
-            ("b" * 64 + "/" + "x" * 120, "ü".encode()),
-            ("c" * 64 + "/layer.tar", b"new layer"),
-            ("manifest.json", b"[]"),
-        ]:
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            info.pax_headers = {"comment": "é"}
-            archive.addfile(info, io.BytesIO(content))
-    data = buffer.getvalue()
-    import hashlib  # noqa: PLC0415
-
-    held = frozenset({f"sha256:{hashlib.sha256(b'held layer').hexdigest()}"})
-    chunks = [data[i : i + 333] for i in range(0, len(data), 333)]
-    filtered = b"".join(send._without_layers(chunks, held, send._Counter()))
-    with tarfile.open(fileobj=io.BytesIO(filtered)) as archive:
-        assert [(m.name, archive.extractfile(m).read()) for m in archive.getmembers()] == [  # type: ignore[union-attr]
-            ("b" * 64 + "/" + "x" * 120, "ü".encode()),
-            ("c" * 64 + "/layer.tar", b"new layer"),
-            ("manifest.json", b"[]"),
-        ]
-    # Nothing held: the archive passes byte for byte.
-    assert b"".join(send._without_layers(chunks, frozenset(), send._Counter())) == data
 
 
 def _remote_world(tmp_path: Path, *, local: FakeRuntime | None) -> tuple[Context, FakeRuntime, Engines]:

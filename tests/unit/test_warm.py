@@ -293,3 +293,19 @@ def test_a_link_put_in_a_sources_place_changes_the_key(tmp_path: Path) -> None:
     (tmp_path / "ws" / "target").rmdir()
     (tmp_path / "ws" / "target").symlink_to(tmp_path / "elsewhere")
     assert warm.key(request, "sha256:1", mount_table=_TABLE) != before
+
+
+@pytest.mark.parametrize("tether", [True, False])
+@pytest.mark.parametrize("argv", [("cargo", "build", "--target", "x"), ("sh", "-c", "xpcargo-run"), ()])
+def test_a_wrapped_command_is_recovered_as_it_was_given(tether: bool, argv: tuple[str, ...]) -> None:
+    assert warm.unwrapped(warm.wrapped("t0ken", argv, tether=tether)) == warm.Wrapped(
+        token="t0ken", tether=tether, argv=argv
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["cargo", "build"], warm.stop_argv("t0ken", "INT"), warm.retire_argv(), warm.wrapped("t", [], tether=True)[:6]],
+)
+def test_a_command_not_under_the_wrapper_is_not_unwrapped(argv: list[str]) -> None:
+    assert warm.unwrapped(argv) is None

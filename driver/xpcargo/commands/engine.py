@@ -15,13 +15,13 @@ from xpcargo.ui import ago
 
 if TYPE_CHECKING:
     from xpcargo.container.location import EngineAddress
-    from xpcargo.container.spec import Runtime
+    from xpcargo.container.runtime import Runtime
     from xpcargo.context import Context, Host
 
 
 def connect(host: Host, address: EngineAddress | None = None, /) -> Runtime:
     """A connection to the engine at ``address``, by default the one the environment names."""
-    from xpcargo.container.docker_runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
+    from xpcargo.container.docker.runtime import DockerRuntime  # noqa: PLC0415 - the SDK is not for `--help`
 
     return DockerRuntime.connect(host.environ, address=address, engine_timeout=host.settings.engine_timeout)
 

@@ -17,7 +17,7 @@ from xpcargo.image.plan import LABEL_RECIPE, LABEL_TARGET, ImagePlan
 
 if TYPE_CHECKING:
     from xpcargo.config.targets import ProjectConfig, TargetSpec
-    from xpcargo.container.spec import Runtime
+    from xpcargo.container.runtime import Runtime
     from xpcargo.context import Context
     from xpcargo.image.builder import Builder, Pruned, Verification
 

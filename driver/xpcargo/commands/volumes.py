@@ -8,7 +8,7 @@ from xpcargo.commands import Output
 from xpcargo.container import volumes
 
 if TYPE_CHECKING:
-    from xpcargo.container.spec import Runtime
+    from xpcargo.container.runtime import Runtime
     from xpcargo.context import Context
 
 

@@ -1,2 +1,2 @@
-"""Containers: the request and the ``Runtime`` protocol (``spec``), the Docker implementation, and the session that
-alone owns a container's life."""
+"""Containers: the request (``spec``), what is asked of an engine (``runtime``: images, containers, volumes), the
+Docker implementation (``docker``), and the session that alone owns a container's life."""

@@ -1,12 +1,7 @@
-"""Which engine xpcargo talks to: where its socket is, what kind it is (Docker, Podman), which version, and whether
-xpcargo supports it. Pure: the runtime asks the engine, this module reads the answer.
+"""Which engine xpcargo talks to: what kind it is (Docker, Podman), which version, and whether xpcargo supports it
+(where it listens is ``sockets``'s). Pure: the runtime asks the engine, this module reads the answer.
 
-Where: `DOCKER_HOST`, then Podman's `CONTAINER_HOST`, then the first socket that exists and that this user may open,
-of Docker's (`/var/run/docker.sock`), the invoking user's Podman and the other Podman (rootless
-`$XDG_RUNTIME_DIR/podman/podman.sock` first for a user, the rootful `/run/podman/podman.sock` first for root). A
-Docker user sees nothing change: Docker's variable and Docker's socket come first.
-
-What: the engine's answer to `/_ping`, its cheapest request, names the API version (`Api-Version`) and the server
+The engine's answer to `/_ping`, its cheapest request, names the API version (`Api-Version`) and the server
 (`Server: Docker/20.10.24 (linux)`, `Server: Libpod/4.3.1 (linux)`). It takes 10 ms where `/version` takes 0.45 s on
 Podman (which asks conmon and the OCI runtime for theirs), and it replaces the SDK's own version negotiation, so
 knowing the engine costs no request.
@@ -14,16 +9,11 @@ knowing the engine costs no request.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
 from xpcargo.errors import EngineTooOldError
-
-DOCKER_SOCKET = "/var/run/docker.sock"
-PODMAN_ROOTFUL_SOCKET = "/run/podman/podman.sock"
 
 
 class EngineKind(Enum):
@@ -56,27 +46,6 @@ class Engine:
     def cli(self) -> str:
         """The engine's own command-line client, for hints."""
         return "podman" if self.kind is EngineKind.PODMAN else "docker"
-
-
-def default_host(
-    environ: Mapping[str, str],
-    *,
-    uid: int,
-    exists: Callable[[str], bool] = os.path.exists,
-    usable: Callable[[str], bool] = lambda path: os.access(path, os.R_OK | os.W_OK),
-) -> str:
-    """The engine's address when none is configured otherwise (see the module's docstring for the order)."""
-    for variable in ("DOCKER_HOST", "CONTAINER_HOST"):
-        if environ.get(variable):
-            return environ[variable]
-    runtime_dir = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{uid}"
-    rootless = f"{runtime_dir}/podman/podman.sock"
-    podmans = [PODMAN_ROOTFUL_SOCKET, rootless] if uid == 0 else [rootless, PODMAN_ROOTFUL_SOCKET]
-    present = [path for path in (DOCKER_SOCKET, *podmans) if exists(path)]
-    # A socket this user may not open (Docker's, for a user outside the `docker` group) gives way to one it may
-    # (the user's own rootless Podman); when there is none, the first is named, so the error says what it is.
-    chosen = next((path for path in present if usable(path)), present[0] if present else DOCKER_SOCKET)
-    return f"unix://{chosen}"
 
 
 _SERVER = re.compile(r"^(?P<name>[A-Za-z]+)/(?P<version>\S+)")

@@ -25,11 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from xpcargo.container.engine import default_host
-from xpcargo.container.spec import Runtime
+from xpcargo.container import sockets
+from xpcargo.container.runtime import Runtime
 from xpcargo.errors import EngineUnavailableError
 
-DEFAULT_HOST = "unix:///var/run/docker.sock"
 _LOCAL_SCHEMES = ("unix://", "npipe://", "fd://")
 
 
@@ -71,7 +70,7 @@ def _context_host(environ: Mapping[str, str]) -> tuple[str, str] | None:
 
 def locate(environ: Mapping[str, str]) -> EngineAddress:
     """Where the engine is: `DOCKER_HOST`, else the current docker context, else Podman's `CONTAINER_HOST` or the
-    first socket there is (``engine.default_host``: Docker's, then Podman's)."""
+    first socket there is (``sockets.default_host``: Docker's, then Podman's)."""
     host = environ.get("DOCKER_HOST", "")
     source = "DOCKER_HOST"
     if not host:
@@ -81,7 +80,7 @@ def locate(environ: Mapping[str, str]) -> EngineAddress:
             source = f"docker context `{name}`"
     if host:
         return at(host, environ, source=source)
-    return at(default_host(environ, uid=os.getuid()), environ, source="the default")
+    return at(sockets.default_host(environ, uid=os.getuid()), environ, source="the default")
 
 
 def at(url: str, environ: Mapping[str, str], *, source: str) -> EngineAddress:
@@ -100,11 +99,10 @@ def this_machine(environ: Mapping[str, str]) -> EngineAddress | None:
     candidates = [environ.get("DOCKER_HOST", "")]
     found = _context_host(environ)
     candidates.append(found[0] if found is not None else "")
-    candidates.append(DEFAULT_HOST)
-    if environ.get("XDG_RUNTIME_DIR"):
-        candidates.append(f"unix://{environ['XDG_RUNTIME_DIR']}/docker.sock")
+    candidates += sockets.docker_hosts(environ)
     for url in candidates:
-        if url.startswith("unix://") and Path(url.removeprefix("unix://")).is_socket():
+        path = sockets.path_of(url)
+        if path is not None and path.is_socket():
             return EngineAddress(url=url, remote=False, why="this machine's engine")
     return None
 
@@ -133,7 +131,7 @@ class Engines:
         if address is None:
             raise EngineUnavailableError(
                 f"{missing}, and there is no Docker engine on this machine to build it on (no socket at "
-                f"{DEFAULT_HOST.removeprefix('unix://')}, nor in DOCKER_HOST or the docker context)",
+                f"{sockets.DOCKER_SOCKET}, nor in DOCKER_HOST or the docker context)",
                 hint="build and save it on a machine with an engine (`xpcargo image save TARGET -o DIR`), then load "
                 "it into the remote one (`DOCKER_HOST=... xpcargo image load DIR`)",
             )

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from xpcargo.container import warm
+from xpcargo.container.runtime import ContainerInfo, Containers, Output
 from xpcargo.container.spec import (
     HOST_LABEL,
     KEEP_WARM_LABEL,
@@ -33,10 +34,7 @@ from xpcargo.container.spec import (
     USER_LABEL,
     WARM_KEY_LABEL,
     WORKSPACE_LABEL,
-    ContainerInfo,
     ContainerRequest,
-    Output,
-    Runtime,
 )
 from xpcargo.errors import (
     CancelledError,
@@ -62,7 +60,7 @@ class Session:
     """A running container and the commands run in it, each with the request's working directory and environment
     (and its own additions)."""
 
-    def __init__(self, runtime: Runtime, container_id: str, request: ContainerRequest) -> None:
+    def __init__(self, runtime: Containers, container_id: str, request: ContainerRequest) -> None:
         self._runtime = runtime
         self.container_id = container_id
         self._request = request
@@ -104,11 +102,11 @@ class Session:
         )
 
     def put_archive(self, directory: Path, archive: Path) -> None:
-        """Unpack the tar file ``archive`` at ``directory`` in the container (see ``Runtime.put_archive``)."""
+        """Unpack the tar file ``archive`` at ``directory`` in the container (see ``Containers.put_archive``)."""
         self._runtime.put_archive(self.container_id, directory, archive)
 
     def changes(self) -> list[tuple[str, str]]:
-        """What the commands run so far changed in the image's file system (see ``Runtime.changes``)."""
+        """What the commands run so far changed in the image's file system (see ``Containers.changes``)."""
         return self._runtime.changes(self.container_id)
 
     def cancel(self, signal_name: str) -> None:
@@ -122,7 +120,7 @@ class WarmSession(Session):
     is left when it ends, and the container is ready for the next command; a command refused by a container that
     was closing, or sent to one that had just ended, runs in a new one."""
 
-    def __init__(self, runtime: Runtime, request: ContainerRequest, *, purpose: str) -> None:
+    def __init__(self, runtime: Containers, request: ContainerRequest, *, purpose: str) -> None:
         """``request`` as ``warm_labelled`` made it."""
         super().__init__(runtime, "", request)
         self._purpose = purpose
@@ -263,7 +261,7 @@ def _ignore(chunk: bytes) -> None:
 
 
 def _quietly(
-    runtime: Runtime,
+    runtime: Containers,
     container_id: str,
     argv: Sequence[str],
     *,
@@ -284,7 +282,7 @@ def _quietly(
     )
 
 
-def warm_labelled(runtime: Runtime, request: ContainerRequest) -> ContainerRequest:
+def warm_labelled(runtime: Containers, request: ContainerRequest) -> ContainerRequest:
     """``request`` with its warm container's labels: slot, key, idle time and user."""
     image = runtime.inspect_image(request.image)
     key = warm.key(request, image.id if image is not None else request.image, mount_table=warm.read_mount_table())
@@ -323,7 +321,7 @@ def _slot_lock(directory: Path, slot: str) -> Iterator[bool]:
         os.close(descriptor)
 
 
-def retire(runtime: Runtime, container: ContainerInfo) -> bool:
+def retire(runtime: Containers, container: ContainerInfo) -> bool:
     """Remove a warm container unless a command runs in it; return whether it is gone. An idle one is first told
     to refuse new commands, so that none starts in it while it is removed; a busy one ends by itself once idle."""
     if container.running:
@@ -337,12 +335,12 @@ def retire(runtime: Runtime, container: ContainerInfo) -> bool:
     return True
 
 
-def without_idle_warm(runtime: Runtime, containers: Sequence[ContainerInfo]) -> list[ContainerInfo]:
+def without_idle_warm(runtime: Containers, containers: Sequence[ContainerInfo]) -> list[ContainerInfo]:
     """``containers`` but the idle warm ones, which are retired (so that an image they use can go)."""
     return [c for c in containers if SLOT_LABEL not in c.labels or not retire(runtime, c)]
 
 
-def warm_containers(runtime: Runtime, *, workspace: Path | None = None) -> list[ContainerInfo]:
+def warm_containers(runtime: Containers, *, workspace: Path | None = None) -> list[ContainerInfo]:
     """This user's warm containers, of one workspace or of all."""
     found = runtime.list_containers(f"{USER_LABEL}={os.getuid()}")
     return [
@@ -353,7 +351,7 @@ def warm_containers(runtime: Runtime, *, workspace: Path | None = None) -> list[
     ]
 
 
-def is_busy(runtime: Runtime, container: ContainerInfo) -> bool | None:
+def is_busy(runtime: Containers, container: ContainerInfo) -> bool | None:
     """Whether a command runs in a warm container; None when it could not be asked."""
     if not container.running:
         return False
@@ -364,7 +362,7 @@ def is_busy(runtime: Runtime, container: ContainerInfo) -> bool | None:
     return code == 0
 
 
-def stop(runtime: Runtime, containers: Sequence[ContainerInfo]) -> None:
+def stop(runtime: Containers, containers: Sequence[ContainerInfo]) -> None:
     """Remove these containers now, with whatever runs in them (`xpcargo down`)."""
     for container in containers:
         runtime.remove(container.id)
@@ -407,7 +405,7 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def reap_orphans(runtime: Runtime) -> list[str]:
+def reap_orphans(runtime: Containers) -> list[str]:
     """Remove xpcargo's containers whose process, on this machine, is gone; return their ids.
 
     A container ends by itself when its xpcargo process goes, even by SIGKILL; what is left to reap is a container
@@ -479,7 +477,7 @@ class Cancellation:
 
 @contextmanager
 def open_session(
-    runtime: Runtime,
+    runtime: Containers,
     request: ContainerRequest,
     *,
     purpose: str,
@@ -526,7 +524,7 @@ def open_session(
 
 @contextmanager
 def _warm_session(
-    runtime: Runtime, request: ContainerRequest, *, purpose: str, cancellation: Cancellation | None
+    runtime: Containers, request: ContainerRequest, *, purpose: str, cancellation: Cancellation | None
 ) -> Iterator[WarmSession]:
     """The container stays when the block ends, however it ends: the session has already stopped whatever an
     interrupt stopped, and the container ends by itself once idle."""
@@ -556,7 +554,7 @@ def _make_mount_sources(request: ContainerRequest) -> None:
                 ) from None
 
 
-def _remove_after_error(runtime: Runtime, container_id: str, error: XpcargoError) -> None:
+def _remove_after_error(runtime: Containers, container_id: str, error: XpcargoError) -> None:
     """Remove the container on the way out of a failure; if the engine does not confirm it, the failure still
     says what happened first, and adds what may be left running."""
     try:

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xpcargo.container.location import client_id
+from xpcargo.container.runtime import VolumeInfo, Volumes
 from xpcargo.container.spec import (
     MANAGED_LABEL,
     USER_LABEL,
     VOLUME_KIND_LABEL,
     VOLUME_PATH_LABEL,
     WORKSPACE_LABEL,
-    Runtime,
-    VolumeInfo,
 )
 
 # The machine a volume's files came from: its path means something only there.
@@ -60,7 +59,7 @@ def spec(kind: str, path: Path, *, workspace: Path | None) -> VolumeSpec:
     return VolumeSpec(name=f"xpcargo-{kind}-{key}", kind=kind, path=path, labels=labels)
 
 
-def ensure(runtime: Runtime, wanted: Iterable[VolumeSpec]) -> dict[str, VolumeInfo]:
+def ensure(runtime: Volumes, wanted: Iterable[VolumeSpec]) -> dict[str, VolumeInfo]:
     """Each wanted volume as the engine has it, made first when it is missing: one question when all are there."""
     wanted = list(wanted)
     found = {volume.name: volume for volume in runtime.list_volumes(f"{USER_LABEL}={os.getuid()}")}
@@ -80,7 +79,7 @@ def host_path(volume: VolumeInfo) -> str:
     return volume.labels.get(VOLUME_PATH_LABEL, "?")
 
 
-def mine(runtime: Runtime) -> list[VolumeInfo]:
+def mine(runtime: Volumes) -> list[VolumeInfo]:
     """This user's volumes of this machine, by label: never one that xpcargo did not make."""
     return sorted(
         (
@@ -101,7 +100,7 @@ class Pruned:
     in_use: tuple[VolumeInfo, ...]
 
 
-def prune(runtime: Runtime, *, manifests: Path) -> Pruned:
+def prune(runtime: Volumes, *, manifests: Path) -> Pruned:
     """Remove this user's volumes that no container uses, and what this machine remembers of their contents."""
     removed, in_use = [], []
     for volume in mine(runtime):

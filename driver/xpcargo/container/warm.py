@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from xpcargo.container.spec import HOST_LABEL, KEEPER_DIR, REQUEST_LABEL, SESSION_LABEL, ContainerRequest
@@ -176,11 +177,33 @@ def main_argv(idle_seconds: int, lifetime: int) -> list[str]:
     return ["sh", "-c", _IDLE_WATCH, "xpcargo-keep-warm", STATE_DIR, str(idle_seconds), str(lifetime)]
 
 
+# What every command under the wrapper starts with; then its token, its tether, and the command itself.
+_WRAPPER_HEAD = ("sh", "-c", _WRAPPER, "xpcargo-run", STATE_DIR)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Wrapped:
+    """A command as ``wrapped`` was given it."""
+
+    token: str
+    tether: bool
+    argv: tuple[str, ...]
+
+
 def wrapped(token: str, argv: Sequence[str], *, tether: bool) -> list[str]:
     """``argv`` under the wrapper, run as the request's user; the host finds it later by ``token``. With ``tether``,
-    the command ends when its standard input does (see ``Runtime.exec``); an interactive command's input is the
+    the command ends when its standard input does (see ``Containers.exec``); an interactive command's input is the
     terminal's."""
-    return ["sh", "-c", _WRAPPER, "xpcargo-run", STATE_DIR, token, "1" if tether else "0", *argv]
+    return [*_WRAPPER_HEAD, token, "1" if tether else "0", *argv]
+
+
+def unwrapped(argv: Sequence[str]) -> Wrapped | None:
+    """What ``wrapped`` was given to make ``argv`` (for messages, which name the user's command, not the wrapper);
+    None for a command run as it is."""
+    head = len(_WRAPPER_HEAD)
+    if tuple(argv[:head]) != _WRAPPER_HEAD or len(argv) < head + 2:
+        return None
+    return Wrapped(token=argv[head], tether=argv[head + 1] == "1", argv=tuple(argv[head + 2 :]))
 
 
 def stop_argv(token: str, signal_name: str) -> list[str]:

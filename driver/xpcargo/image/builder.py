@@ -1,4 +1,4 @@
-"""Building, finding, listing and pruning toolchain images, over a ``Runtime``.
+"""Building, finding, listing and pruning toolchain images, over an engine's images and containers.
 
 A missing image is built (mmdebstrap, then an import), checked in a container (rustc has the target's std, the
 emulator runs), and only then tagged, so a failed build never leaves a tagged half-image. One lock per plan keeps
@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, TextIO
 
 from xpcargo import platforms
 from xpcargo.config.targets import TargetSpec
+from xpcargo.container import docker_archive
+from xpcargo.container.runtime import ImageInfo, ImagesAndContainers
 from xpcargo.container.session import open_session, without_idle_warm
-from xpcargo.container.spec import MANAGED_LABEL, ContainerRequest, ImageInfo, Runtime
+from xpcargo.container.spec import MANAGED_LABEL, ContainerRequest
 from xpcargo.errors import ConfigError, EngineError, ImageBuildError
 from xpcargo.hashing import file_sha256
-from xpcargo.image import docker_archive, lock, records, scratch
+from xpcargo.image import lock, records, scratch
 from xpcargo.image.lockfile import LOCK_FILE, Package
 from xpcargo.image.plan import LABEL_TARGET, ImagePlan, Layer, Stage
 from xpcargo.ui import Reporter, Stopwatch, ago
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class Builder:
-    runtime: Runtime
+    runtime: ImagesAndContainers
     cache: Path
     reporter: Reporter
     # The first wait before retrying a mirror that is mid-sync.

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from xpcargo.container.runtime import Containers
 from xpcargo.container.session import Session, invoking_user, open_session
-from xpcargo.container.spec import ContainerRequest, Runtime
+from xpcargo.container.spec import ContainerRequest
 from xpcargo.errors import ConfigError, EngineError, ImageBuildError
 from xpcargo.image import records
 from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, Package, parse_dpkg_query
@@ -36,7 +37,7 @@ class ImageContents:
     packages_from: str
 
 
-def contents(runtime: Runtime, cache: Path, reference: str) -> ImageContents:
+def contents(runtime: Containers, cache: Path, reference: str) -> ImageContents:
     """The image ``reference`` names: id, labels, layers and packages (see the module's docstring)."""
     details = runtime.inspect_image(reference)
     if details is None:
@@ -68,7 +69,7 @@ def _recorded_packages(cache: Path, image_id: str) -> tuple[Package, ...] | None
     return None
 
 
-def installed_packages(runtime: Runtime, image: str, *, name: str) -> tuple[Package, ...]:
+def installed_packages(runtime: Containers, image: str, *, name: str) -> tuple[Package, ...]:
     """Every package dpkg lists as installed in ``image``, asked in a container that lives for that one query."""
     stdout: list[bytes] = []
     stderr: list[bytes] = []
@@ -118,7 +119,9 @@ class ImageInventory:
     packages: tuple[DebianPackage, ...] = ()
 
 
-def inventory(runtime: Runtime, cache: Path, *, triple: str, reference: str, plan_hash: str | None) -> ImageInventory:
+def inventory(
+    runtime: Containers, cache: Path, *, triple: str, reference: str, plan_hash: str | None
+) -> ImageInventory:
     """The image's contents, and its rustc asked in a container of it."""
     found = contents(runtime, cache, reference)
     request = ContainerRequest(image=reference, user=invoking_user(), workdir=Path("/"), network="none")

@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from xpcargo.container.runtime import Containers
 from xpcargo.container.session import invoking_user, open_session
-from xpcargo.container.spec import ContainerRequest, Mount, Runtime
+from xpcargo.container.spec import ContainerRequest, Mount
 from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
 from xpcargo.image.debian import deb_cache_held, foreign_architectures, raise_mirror_failure, retried
@@ -121,7 +122,7 @@ def add_whiteouts(tar: Path, deleted: Sequence[str], *, mtime: int) -> None:
 
 
 def build(
-    runtime: Runtime,
+    runtime: Containers,
     *,
     parent: str,
     layer: Layer,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xpcargo.container.spec import Runtime
+from xpcargo.container.runtime import Images
 from xpcargo.errors import ImageBuildError
 from xpcargo.image import records
 from xpcargo.image.builder import Builder
@@ -102,12 +102,12 @@ def load(builder: Builder, plans: Sequence[ImagePlan], directory: Path) -> Loade
     return Loaded(loaded=tuple(loaded), present=tuple(present), skipped=tuple(skipped))
 
 
-def _image_id(runtime: Runtime, plan: ImagePlan) -> str:
+def _image_id(runtime: Images, plan: ImagePlan) -> str:
     found = [image for image in runtime.list_images(f"{LABEL_PLAN}={plan.digest}") if plan.reference in image.tags]
     return found[0].id if found else ""
 
 
-def _check(runtime: Runtime, plan: ImagePlan, archive: Path, references: Sequence[str]) -> None:
+def _check(runtime: Images, plan: ImagePlan, archive: Path, references: Sequence[str]) -> None:
     """The archive must hold the image its name says: the plan's tag, with the plan's own labels."""
     image = next(
         (i for i in runtime.list_images(f"{LABEL_PLAN}={plan.digest}") if plan.reference in i.tags),

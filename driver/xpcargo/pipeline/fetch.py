@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xpcargo.container.runtime import Output
 from xpcargo.container.session import Session, open_session
-from xpcargo.container.spec import Output
 from xpcargo.pipeline import environment
 from xpcargo.pipeline.plan import BuildPlan
 from xpcargo.pipeline.workspace import Step, Venue

@@ -20,6 +20,7 @@ from xpcargo.cargo.project import Project, discover, refuse_linked_target_dir
 from xpcargo.config import trust
 from xpcargo.config.links import LinksOverrides
 from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple, load_project_config
+from xpcargo.container import sockets
 from xpcargo.container.location import EngineAddress
 from xpcargo.container.session import invoking_user
 from xpcargo.container.spec import TARGET_LABEL, WARM_LIFETIME, WORKSPACE_LABEL, ContainerRequest, Mount
@@ -461,8 +462,7 @@ def reproducibility(host: Host, project: Project) -> Reproducibility:
 
 def _engine_socket(engine: EngineAddress) -> Path:
     """The socket of the target's engine (its own `engine`, or DOCKER_HOST's), which no mount may reach."""
-    url = engine.url
-    return Path(url.removeprefix("unix://")) if url.startswith("unix://") else Path("/var/run/docker.sock")
+    return sockets.engine_socket(engine.url)
 
 
 def mounts_for(

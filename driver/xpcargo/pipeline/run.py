@@ -18,8 +18,8 @@ from xpcargo.cargo import links
 from xpcargo.cargo.messages import MessageReader
 from xpcargo.cargo.project import Project, refuse_linked_target_dir
 from xpcargo.container.location import EngineAddress, Engines
+from xpcargo.container.runtime import Output, Runtime
 from xpcargo.container.session import Cancellation, Session, open_session
-from xpcargo.container.spec import Output, Runtime
 from xpcargo.context import Host
 from xpcargo.errors import ProjectError, ReportError
 from xpcargo.pipeline import floor

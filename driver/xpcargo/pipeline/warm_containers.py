@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xpcargo.container import session
-from xpcargo.container.spec import KEEP_WARM_LABEL, TARGET_LABEL, WORKSPACE_LABEL, ContainerInfo, Runtime
+from xpcargo.container.runtime import ContainerInfo, Containers
+from xpcargo.container.spec import KEEP_WARM_LABEL, TARGET_LABEL, WORKSPACE_LABEL
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,14 +38,14 @@ def _describe(container: ContainerInfo, now: float, *, busy: bool | None) -> War
     )
 
 
-def listing(runtime: Runtime) -> list[WarmContainer]:
+def listing(runtime: Containers) -> list[WarmContainer]:
     """Every warm container of this user's on this engine, each asked whether a command runs in it."""
     now = time.time()
     found = sorted(session.warm_containers(runtime), key=lambda c: (c.labels.get(WORKSPACE_LABEL, ""), c.created))
     return [_describe(container, now, busy=session.is_busy(runtime, container)) for container in found]
 
 
-def down(runtime: Runtime, *, workspace: Path | None) -> list[WarmContainer]:
+def down(runtime: Containers, *, workspace: Path | None) -> list[WarmContainer]:
     """Stop the warm containers of ``workspace`` (or, with none, all of this user's), with whatever runs in them."""
     found = session.warm_containers(runtime, workspace=workspace)
     now = time.time()

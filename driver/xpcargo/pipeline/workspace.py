@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 from xpcargo.config.targets import TargetSpec
 from xpcargo.container.location import Engines
+from xpcargo.container.runtime import Runtime
 from xpcargo.container.session import Cancellation, Session
-from xpcargo.container.spec import Mount, Runtime
+from xpcargo.container.spec import Mount
 from xpcargo.image.builder import Builder
 from xpcargo.image.plan import ImagePlan
 from xpcargo.ui import Reporter

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from xpcargo.config.targets import ARCH_INDEPENDENT
-from xpcargo.container.spec import Output
+from xpcargo.container.runtime import Output
 from xpcargo.ui import escape_controls
 
 # Every message below fits in a line's first KiB; a longer line (a build script's own flood) is read that far.

@@ -1,0 +1,91 @@
+"""One connection to an engine: the SDK's client, which engine it is, what it says about itself, and its calls'
+failures as xpcargo's errors. The images, containers and volumes of ``DockerRuntime`` are each built on it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from xpcargo.container.docker import answers
+from xpcargo.container.docker.errors import retry, translate
+from xpcargo.container.docker.events import ContainerWatch
+from xpcargo.container.engine import Engine, EngineKind
+from xpcargo.container.runtime import EngineDetails
+
+if TYPE_CHECKING:
+    import docker
+
+_T = TypeVar("_T")
+# The version of Podman's own API that xpcargo asks (`/v4.0.0/libpod/info`): every Podman 4 and 5 answers it.
+_PODMAN_API = "4.0.0"
+
+
+class Connection:
+    """A connection to a Docker engine (or one that speaks its API)."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        host: str,
+        *,
+        engine_timeout: float,
+        connection: Mapping[str, Any],
+        engine: Engine | None = None,
+    ) -> None:
+        self._client = client
+        self._host = host
+        self._engine = engine or Engine(kind=EngineKind.DOCKER, version="", api_version="", host=host)
+        # How to open another connection to the same engine (base URL, TLS, API version).
+        self._connection = dict(connection)
+        # Builds can be silent for minutes (a long link); the stream must not time out like a control call.
+        self._stream = self._client_like(timeout=None)
+        self._engine_timeout = engine_timeout
+        # The containers': rootless Podman or not, asked when first needed (see ``DockerContainers._keep_id``), never
+        # on the way to a warm container; and per container, xpcargo's end of the tether (kept referenced: dropping
+        # it ends the container) and the watch on its events.
+        self._rootless: bool | None = None
+        self._tethers: dict[str, Any] = {}
+        self._watches: dict[str, ContainerWatch] = {}
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def describe(self) -> EngineDetails:
+        if self._engine.kind is EngineKind.PODMAN:
+            return answers.podman_engine_details(self._engine, self._call("describe itself", self._podman_info))
+        return answers.engine_details(self._engine, self._call("describe itself", self._client.info))
+
+    def _podman_info(self) -> dict[str, Any]:
+        api = self._client.api
+        answer = api.get(f"{api.base_url}/v{_PODMAN_API}/libpod/info", timeout=math.ceil(self._engine_timeout))
+        answer.raise_for_status()
+        info: dict[str, Any] = answer.json()
+        return info
+
+    def _name(self, reference: str) -> str:
+        """An image name as xpcargo gave it (see ``answers.short_name``)."""
+        return answers.short_name(reference, self._engine.kind)
+
+    def _client_like(self, *, timeout: float | None) -> docker.APIClient:
+        """Another connection to the same engine: a watch or a health check must not queue behind a stream."""
+        import docker  # noqa: PLC0415
+
+        return docker.APIClient(
+            timeout=None if timeout is None else math.ceil(timeout),  # type: ignore[arg-type]
+            **self._connection,
+        )
+
+    def _call(self, what: str, operation: Callable[[], _T]) -> _T:
+        try:
+            return retry(operation)
+        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors; anything else is re-raised
+            raise self._translate(what, exc) from None
+
+    def _translate(self, what: str, exc: Exception) -> Exception:
+        return translate(self._engine, what, exc, timeout=self._engine_timeout)

@@ -1,0 +1,104 @@
+"""``DockerRuntime``: the images, containers and volumes of one engine, over one connection made from the
+environment (``connect``); the connection is the only place the SDK's client is made."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from xpcargo.container import location
+from xpcargo.container.docker.containers import DockerContainers
+from xpcargo.container.docker.errors import describe
+from xpcargo.container.docker.images import DockerImages
+from xpcargo.container.docker.volumes import DockerVolumes
+from xpcargo.container.engine import check_supported, identify
+from xpcargo.errors import ConfigError, EngineUnavailableError
+
+# The API version of the ping's client: any the floor accepts (the ping's URL carries none).
+_PROBE_API = "1.41"
+
+
+class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
+    """A connection to a Docker engine (or one that speaks its API): a ``Runtime``."""
+
+    @classmethod
+    def connect(
+        cls, environ: Mapping[str, str], *, address: location.EngineAddress | None = None, engine_timeout: float = 30
+    ) -> DockerRuntime:
+        """Connect to the engine at ``address``, by default the one the environment names (``location.locate``)."""
+        import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
+
+        address = address or location.locate(environ)
+        host = address.url
+        if address.needs_ssh and importlib.util.find_spec("paramiko") is None:
+            # The SDK's own words ("Install paramiko package...") would come with a hint to start the engine.
+            raise EngineUnavailableError(
+                f"cannot reach the Docker engine at {host}: ssh:// needs the paramiko package, which is not installed",
+                hint="install xpcargo with its ssh extra: `pip install 'xpcargo[ssh]'`",
+            )
+        # The docker context's endpoint (or Podman's socket), when that is where the engine is: the SDK reads
+        # DOCKER_HOST only.
+        environ = {**environ, "DOCKER_HOST": host}
+        _check_client_config()
+        try:
+            connection: dict[str, Any] = docker.utils.kwargs_from_env(environment={**environ, "DOCKER_HOST": host})  # type: ignore[attr-defined]
+            # One request says which engine this is, its API version, and that it is there: the ping (see
+            # ``container.engine``). A client given a version asks nothing on its own.
+            probe = docker.APIClient(version=_PROBE_API, timeout=math.ceil(engine_timeout), **connection)
+            answer = probe.get(f"{probe.base_url}/_ping")
+            answer.raise_for_status()
+        except Exception as exc:  # noqa: BLE001 - the SDK raises a zoo of types for "not there"
+            raise EngineUnavailableError(
+                f"cannot reach a container engine at {host}: {describe(exc)}",
+                hint="start Docker (`sudo systemctl start docker`) or Podman (`systemctl --user start podman.socket`, "
+                "or `podman system service --time=0 &`), or point DOCKER_HOST at a running engine",
+            ) from None
+        engine = identify(
+            server=answer.headers.get("Server", ""), api_version=answer.headers.get("Api-Version", ""), host=host
+        )
+        check_supported(engine)
+        connection["version"] = engine.api_version
+        client = docker.DockerClient(timeout=math.ceil(engine_timeout), **connection)
+        return cls(client, host, engine_timeout=engine_timeout, connection=connection, engine=engine)
+
+
+def _check_client_config() -> None:
+    """The Docker client config (``~/.docker/config.json``, or DOCKER_CONFIG's) that the SDK decodes when a client
+    is made: a malformed registry login there would otherwise read as an engine that is not running."""
+    import docker.auth  # noqa: PLC0415
+
+    # The SDK's own search (DOCKER_CONFIG, ~/.docker/config.json, ~/.dockercfg), so that the file checked is the
+    # one it reads.
+    found = docker.auth.config.find_config_file()  # type: ignore[attr-defined]
+    if found is None:
+        return
+    path = str(found)
+    try:
+        docker.auth.load_config(path)
+    except Exception as exc:  # noqa: BLE001 - base64, unpacking and the SDK's own errors, from the user's file
+        raise ConfigError(
+            f"{path}: {_bad_login(path) or 'a registry login'} is malformed: {describe(exc)}",
+            hint="run `docker login` for that registry again, or remove the entry (each `auths.<registry>.auth` is "
+            "the base64 of `user:password`)",
+        ) from None
+
+
+def _bad_login(path: str) -> str | None:
+    """Which entry of the client config's ``auths`` cannot be decoded, for the message."""
+    import docker.auth  # noqa: PLC0415
+
+    try:
+        logins = json.loads(Path(path).read_text(encoding="utf-8")).get("auths") or {}
+        entries = list(logins.items())
+    except (OSError, ValueError, AttributeError):
+        return None
+    for registry, entry in entries:
+        try:
+            docker.auth.decode_auth(entry["auth"])
+        except Exception:  # noqa: BLE001 - whatever the SDK's decoding raises is what is wrong with this entry
+            return f"the `auth` of `auths.{registry}`"
+    return None
