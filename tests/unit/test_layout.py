@@ -111,6 +111,18 @@ def test_only_the_commands_take_the_whole_context() -> None:
     assert {name for name in takers if _layer(name) < _layer("xpcargo.commands")} == set()
 
 
+# Unit test files that test the package's shape or the repository's files, not one module.
+_TESTS_OF_NO_MODULE = {"layout", "examples"}
+
+
+def test_each_unit_test_file_is_named_for_the_module_it_tests() -> None:
+    """`tests/unit/test_<name>.py`: ``name`` is a module's own name, or its path's last parts joined by `_`
+    (`test_report_store.py` for `report/store.py`), so that a module's tests are found by its name."""
+    names = {"_".join(module.split(".")[-depth:]) for module in MODULES for depth in (1, 2, 3) if module != "xpcargo"}
+    files = {path.stem.removeprefix("test_") for path in Path(__file__).parent.glob("test_*.py")}
+    assert files - names - _TESTS_OF_NO_MODULE == set()
+
+
 def test_only_the_docker_runtime_imports_the_sdk() -> None:
     """The SDK (and requests under it) is the ``container.docker`` package's alone."""
     users = {

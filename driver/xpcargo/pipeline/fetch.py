@@ -8,15 +8,15 @@ it, since the report needs that answer).
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from xpcargo.container.runtime import Output
 from xpcargo.container.session import Session, open_session
+from xpcargo.files import write_atomically
 from xpcargo.pipeline import environment
 from xpcargo.pipeline.plan import BuildPlan
 from xpcargo.pipeline.workspace import Step, Venue
@@ -47,20 +47,10 @@ class FetchRecord:
     def save(self, fingerprint: str, metadata: Metadata) -> None:
         """Atomically, under a name of its own: two xpcargo processes may save at once. A record that cannot be
         written is no error: the next command fetches again."""
-        try:
+        document = json.dumps({"fingerprint": fingerprint, "metadata": metadata})
+        with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        except OSError:
-            return
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                json.dump({"fingerprint": fingerprint, "metadata": metadata}, stream)
-            Path(temporary).replace(self.path)
-        except OSError:
-            Path(temporary).unlink(missing_ok=True)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+            write_atomically(self.path, document, mode=0o600)
 
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -421,7 +421,10 @@ def _mounts(
     engine: EngineAddress,
     never: trust.NeverMounted,
 ) -> tuple[Mount, ...]:
-    return (*mounts_for(project, extra, engine_socket=_engine_socket(engine), never=never), *_tool_mounts(spec))
+    return (
+        *mounts_for(project, extra, engine_socket=sockets.engine_socket(engine.url), never=never),
+        *_tool_mounts(spec),
+    )
 
 
 def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
@@ -458,11 +461,6 @@ def reproducibility(host: Host, project: Project) -> Reproducibility:
     """The settings of a reproducible build of ``project``: its SOURCE_DATE_EPOCH above all."""
     epoch, source = reproducible.source_date_epoch(host.environ, project.workspace_root)
     return Reproducibility(source_date_epoch=epoch, epoch_source=source)
-
-
-def _engine_socket(engine: EngineAddress) -> Path:
-    """The socket of the target's engine (its own `engine`, or DOCKER_HOST's), which no mount may reach."""
-    return sockets.engine_socket(engine.url)
 
 
 def mounts_for(
