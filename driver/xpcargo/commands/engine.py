@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from xpcargo import __version__
 from xpcargo.commands import Output
+from xpcargo.container import warm_containers
 from xpcargo.errors import ProjectError
-from xpcargo.pipeline import warm_containers
 from xpcargo.ui import ago
 
 if TYPE_CHECKING:
