@@ -1,6 +1,7 @@
 """Writing files: one atomic writer, and one TOML writer (the standard library reads TOML but does not write it).
 
-``write_atomically`` (or ``replacing``, for content written in pieces) is for a file that another process may read,
+``write_atomically`` (or ``replacing``, for content written in pieces; ``replacing_path`` for a writer that takes a
+path) is for a file that another process may read,
 or write, at the same time: a lock file, a record, a cache entry, a release file. ``toml_key``, ``toml_string``,
 ``toml_value`` and ``toml_table`` make the TOML files xpcargo writes (the image lock file, the trust record, the Cargo
 config files it hands to Cargo with ``--config``), escaping what TOML needs escaped.
@@ -59,6 +60,21 @@ def write_atomically(path: Path, data: bytes | str, *, mode: int | None = None) 
     """Replace ``path`` with ``data`` (a ``str`` as UTF-8), with the guarantees of ``replacing``."""
     with replacing(path, mode=mode) as stream:
         stream.write(data.encode() if isinstance(data, str) else data)
+
+
+@contextlib.contextmanager
+def replacing_path(path: Path) -> Iterator[Path]:
+    """For a writer that takes a path, not a stream (the engine saving an image): the path of a new, empty temporary
+    file beside ``path``, renamed over ``path`` when the block ends without an error, removed when it does not, as
+    ``replacing`` does (but not fsynced: the writer closed the file)."""
+    temporary, descriptor = _create_beside(path, 0o666)
+    os.close(descriptor)
+    try:
+        yield temporary
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _create_beside(path: Path, mode: int) -> tuple[Path, int]:

@@ -14,7 +14,7 @@ import pytest
 import tomllib
 
 from xpcargo import files
-from xpcargo.files import toml_key, toml_string, toml_table, toml_value, write_atomically
+from xpcargo.files import replacing_path, toml_key, toml_string, toml_table, toml_value, write_atomically
 
 
 def _names(directory: Path) -> list[str]:
@@ -270,3 +270,24 @@ def test_a_value_toml_cannot_say_is_a_type_error() -> None:
         toml_value(None)
     with pytest.raises(TypeError, match="object"):
         toml_value([object()])
+
+
+def test_a_writer_that_takes_a_path_replaces_the_file_only_when_it_succeeds(tmp_path: Path) -> None:
+    target = tmp_path / "image.tar"
+    target.write_bytes(b"old")
+    with replacing_path(target) as first, replacing_path(target) as second:
+        # Each writer has a temporary file of its own, beside the target; the last rename (the outer block's) wins.
+        assert first != second
+        assert first.parent == second.parent == tmp_path
+        first.write_bytes(b"first")
+        second.write_bytes(b"second")
+    assert target.read_bytes() == b"first"
+
+    def save_half(partial: Path) -> None:
+        partial.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"), replacing_path(target) as partial:
+        save_half(partial)
+    assert target.read_bytes() == b"first"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["image.tar"]

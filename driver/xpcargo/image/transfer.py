@@ -13,6 +13,7 @@ from pathlib import Path
 
 from xpcargo.container.runtime import Images
 from xpcargo.errors import ImageBuildError
+from xpcargo.files import replacing_path
 from xpcargo.image import records
 from xpcargo.image.builder import Builder
 from xpcargo.image.plan import LABEL_PLAN, LABEL_TARGET, ImagePlan
@@ -51,17 +52,15 @@ def save(builder: Builder, plans: Sequence[ImagePlan], directory: Path) -> list[
             saved.append(archive)
             continue
         builder.ensure(plan)
-        partial = archive.with_suffix(".tar.part")
         try:
-            runtime.save_image(plan.reference, partial)
-            partial.replace(archive)
+            # Under a name of its own until it is whole: two saves to one directory never share a partial file.
+            with replacing_path(archive) as partial:
+                runtime.save_image(plan.reference, partial)
         except OSError as error:
             raise ImageBuildError(
                 f"cannot save {plan.reference} to {archive}: {error.strerror}",
                 hint="check the free space and the permissions of the directory",
             ) from None
-        finally:
-            partial.unlink(missing_ok=True)
         reporter.status("Saved", f"{plan.reference} to {archive} ({archive.stat().st_size / 2**30:.2f} GB)")
         saved.append(archive)
     return saved
