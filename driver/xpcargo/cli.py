@@ -18,7 +18,7 @@ from xpcargo import __version__
 from xpcargo.errors import InternalError, InterruptError, UsageError, XpcargoError
 
 if TYPE_CHECKING:
-    from xpcargo.commands import Output
+    from xpcargo.commands import Answer
     from xpcargo.context import Context
 
 
@@ -256,15 +256,15 @@ def targets(
     ] = False,
 ) -> None:
     """List the targets xpcargo knows: emulator, glibc floor and image of each."""
-    from xpcargo.commands import targets as catalog  # noqa: PLC0415
+    from xpcargo.commands import targets as listing  # noqa: PLC0415
 
-    infos = catalog.describe(_context(), target or [])
+    infos = listing.describe(_context(), target or [])
     if github_matrix:
-        typer.echo(catalog.github_matrix(infos))
+        typer.echo(listing.github_matrix(infos))
     elif as_json:
-        typer.echo(catalog.as_json(infos))
+        typer.echo(listing.as_json(infos))
     else:
-        _print_table(catalog.rows(infos))
+        _print_table(listing.rows(infos))
 
 
 @app.command()
@@ -457,7 +457,7 @@ def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
     typer.echo(render_table(rows), nl=False)
 
 
-def _say(context: "Context", output: "Output") -> None:
+def _say(context: "Context", output: "Answer") -> None:
     for line in output.lines:
         typer.echo(line)
     reporter = context.host.reporter()

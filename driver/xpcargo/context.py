@@ -1,6 +1,7 @@
-"""Where a command starts from: the working directory and the environment, turned once into what the layers below
-need (the toolchain table, the project and its configuration, every ``XPCARGO_*`` knob, the terminal policy and
-the platform the images run on) and passed down from there.
+"""Where a command starts from, read once: the ``Host`` (this machine as every layer below the commands sees it: the
+environment, every ``XPCARGO_*`` knob, the terminal policy, the platform the images run on, the toolchain table and
+the engine) and the ``Context`` (the Host and the working directory, with the project found there), which only
+``commands/`` and ``cli.py`` take.
 
 Nothing below this module reads ``os.environ`` or the working directory itself.
 """

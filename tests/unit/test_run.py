@@ -388,7 +388,8 @@ def test_shell_runs_a_command_in_a_build_container(world: World) -> None:
 
 def test_shell_without_a_command_needs_a_terminal(world: World) -> None:
     with pytest.raises(ProjectError, match="needs a terminal"):
-        _shell(world, [], interactive=False)
+        run.check_shell([], interactive=False)
+    run.check_shell(["uname"], interactive=False)
     assert _shell(world, [], interactive=True) == 0
     assert world.runtime.execs[-1].argv == ("bash", "-l")
 

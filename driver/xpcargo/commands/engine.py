@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xpcargo import __version__
-from xpcargo.commands import Output
+from xpcargo.commands import Answer
 from xpcargo.container import warm_containers
 from xpcargo.errors import ProjectError
 from xpcargo.ui import ago
@@ -62,7 +62,7 @@ def ps(runtime: Runtime) -> list[tuple[str, ...]]:
     return rows
 
 
-def down(context: Context, runtime: Runtime, *, everything: bool) -> Output:
+def down(context: Context, runtime: Runtime, *, everything: bool) -> Answer:
     """`xpcargo down`: stop the warm containers of the workspace here (or all of this user's), and say which."""
     stopped = warm_containers.down(runtime, workspace=None if everything else _workspace(context))
     statuses = [
@@ -71,7 +71,7 @@ def down(context: Context, runtime: Runtime, *, everything: bool) -> Output:
     ]
     if not stopped:
         statuses.append(("Stopped", "nothing: no warm container" + ("" if everything else " for this workspace")))
-    return Output(statuses=tuple(statuses))
+    return Answer(statuses=tuple(statuses))
 
 
 def _workspace(context: Context) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from xpcargo.cargo.args import parse_cargo_args
-from xpcargo.commands import Output
+from xpcargo.commands import Answer
 from xpcargo.config import trust as trusting
 from xpcargo.pipeline import plan
 
@@ -13,14 +13,14 @@ if TYPE_CHECKING:
     from xpcargo.context import Context
 
 
-def trust(context: Context, *, revoke: bool, show: bool, manifest_path: str | None) -> Output:
+def trust(context: Context, *, revoke: bool, show: bool, manifest_path: str | None) -> Answer:
     """Consent (or with ``revoke`` withdraw it, with ``show`` only look): what the settings reach, a line each, and
     whether the checkout is trusted now."""
     project = context.project(parse_cargo_args(["--manifest-path", manifest_path] if manifest_path else []))
     boundary = plan.trust_boundary(context.host, project, context.project_config(project.workspace_root))
     if revoke:
         withdrawn = trusting.revoke(boundary)
-        return Output(statuses=(("Revoked", f"{'the' if withdrawn else 'no'} consent for {boundary.checkout}"),))
+        return Answer(statuses=(("Revoked", f"{'the' if withdrawn else 'no'} consent for {boundary.checkout}"),))
     status = trusting.status(boundary) if show else trusting.consent(boundary)
     if not boundary.asks:
         verdict = ("Trusted", f"nothing to consent to: the settings of {boundary.checkout} reach nothing outside it")
@@ -29,4 +29,4 @@ def trust(context: Context, *, revoke: bool, show: bool, manifest_path: str | No
     else:
         changed = "; they changed since you consented" if status.changed else ""
         verdict = ("Untrusted", f"{boundary.checkout}{changed}: `xpcargo trust` consents")
-    return Output(lines=tuple(status.lines()), statuses=(verdict,))
+    return Answer(lines=tuple(status.lines()), statuses=(verdict,))

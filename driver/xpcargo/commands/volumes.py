@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xpcargo.commands import Output
+from xpcargo.commands import Answer
 from xpcargo.container import volumes
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ def rows(runtime: Runtime) -> list[tuple[str, ...]]:
     return volumes.rows(volumes.mine(runtime))
 
 
-def prune(context: Context, runtime: Runtime) -> Output:
+def prune(context: Context, runtime: Runtime) -> Answer:
     """`xpcargo volumes prune`: remove this user's volumes that no container uses, and say which went and which
     stayed."""
     pruned = volumes.prune(runtime, manifests=context.host.settings.cache_dir / "volumes")
@@ -27,4 +27,4 @@ def prune(context: Context, runtime: Runtime) -> Output:
     ]
     if not pruned.removed and not pruned.in_use:
         statuses.append(("Removed", "nothing: no volume of yours"))
-    return Output(statuses=tuple(statuses))
+    return Answer(statuses=tuple(statuses))

@@ -1,8 +1,8 @@
 """The warm containers this user's builds left running for the next command, as `xpcargo ps` and `xpcargo down`
 see them.
 
-They are the session's (``container.session``), which starts, finds and removes them; this module only chooses
-which ones a command is about and describes what it found or stopped.
+They are the session's (``container.session``), which starts, finds and removes them; this module lists them (asking
+whether each is busy), stops those of a given workspace, and describes what it found or stopped.
 """
 
 from __future__ import annotations

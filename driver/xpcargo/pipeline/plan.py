@@ -223,6 +223,8 @@ def plan(
 ) -> BuildPlan:
     check_triple(triple)
     project_config = load_project_config(project.workspace_root)
+    # Read with the project's configuration, as one: a broken lock file is an error whatever the target uses.
+    lock = lockfile.load(project.workspace_root).targets.get(triple)
     # Before anything is mounted or any engine named: what the checkout's settings reach outside it.
     boundary = trust.require(trust_boundary(host, project, project_config), triple)
     # A `target` the project ships as a link would lead the output (and the report this machine writes) elsewhere.
@@ -236,7 +238,7 @@ def plan(
     host_env = {name: value for name, value in passed.items() if not environment.is_credential(name)}
     places = _places(host, project)
     env = {**host_env, **environment.toolchain_environment(spec, build_host), **places}
-    glibc, image_plan = _floor_and_image(host, spec, project.workspace_root)
+    glibc, image_plan = _floor_and_image(host, spec, lock)
     flags, env = _flags(project, spec, links, glibc, env, settings=reproducible_settings)
     if glibc.sysroot is not None:
         asked.append((glibc.sysroot.directory, f"the glibc {glibc.version} floor"))
@@ -312,14 +314,15 @@ def _invocation(
     )
 
 
-def _floor_and_image(host: Host, spec: TargetSpec, project_root: Path) -> tuple[floor.Floor, ImagePlan | None]:
+def _floor_and_image(
+    host: Host, spec: TargetSpec, lock: lockfile.LockedImage | None
+) -> tuple[floor.Floor, ImagePlan | None]:
     """The target's glibc floor and its image plan (locked as the project's lock file says), from one reading of its
     recipe."""
     recipe = load_recipe(spec.recipe, directory=host.settings.recipes_dir, referenced_from=f"target {spec.triple}")
     glibc = floor.floor_of(spec, recipe, cache_dir=host.settings.cache_dir)
     if spec.image:
         return glibc, None
-    lock = lockfile.entry(project_root, spec.triple)
     return glibc, plan_image(spec, recipe, build_arch=host.build_platform.debian_arch, lock=lock)
 
 

@@ -83,7 +83,7 @@ class Outcome:
     unread_messages: int
     finished: bool | None
     offline_miss: bool
-    # What a failed build script said was missing from the image (see pipeline.hints).
+    # What a failed build script said was missing from the image (see report.hints).
     missing: hints.Missing | None = None
     # The build-script report, collected while the container still ran (so that it could say where each linked
     # library came from), or why it could not be.
@@ -166,8 +166,7 @@ def execute(
     and its messages. ``engines`` gives this machine's engine, which builds an image a remote engine lacks."""
     stdout = write_stdout or binary_writer(sys.stdout)
     stderr = write_stderr or binary_writer(sys.stderr)
-    _warn_about_toolchain_file(plan, reporter)
-    venue = _prepare(host, plan, runtime, reporter, engines=engines, cancellation=cancellation)
+    venue = _prepare(host, plan, runtime, reporter, engines=engines, cancellation=cancellation, command=True)
     record = FetchRecord.of(plan)
     offline = plan.invocation.parsed.offline
     refetched = False
@@ -201,12 +200,16 @@ def _prepare(
     *,
     engines: Engines | None,
     cancellation: Cancellation | None = None,
+    command: bool = False,
 ) -> Venue:
     """What comes before a command's first container: the target's image on the engine, the glibc floor's sysroot,
-    xpcargo's Cargo config files, and the build's files where the engine sees them."""
+    xpcargo's Cargo config files, for a Cargo ``command`` (not a shell) a word on a rustup toolchain file, and the
+    build's files where the engine sees them."""
     image = plan.workspace.image(host.image_builder(runtime, reporter), plan.spec, plan.image_plan, engines)
     _ensure_sysroot(host, plan, reporter)
     _write_overrides_file(plan)
+    if command:
+        _warn_about_toolchain_file(plan, reporter)
     venue = Venue(runtime=runtime, image=image, user=plan.user, reporter=reporter, cancellation=cancellation)
     plan.workspace.push(venue)
     return venue
@@ -290,8 +293,8 @@ def check_shell(argv: Sequence[str], *, interactive: bool) -> None:
 def shell(
     host: Host, project: Project, triple: str, argv: Sequence[str], *, connect: Connect, interactive: bool
 ) -> int:
-    """Run ``argv`` (or an interactive shell) with exactly the mounts and environment a build gets."""
-    check_shell(argv, interactive=interactive)
+    """Run ``argv`` (or an interactive shell) with exactly the mounts and environment a build gets (the caller has
+    checked with ``check_shell`` that there is one to run)."""
     build_plan = plan(host, project, "shell", triple, [])
     pool = engines(host, connect)
     venue = _prepare(host, build_plan, pool.runtime(build_plan.engine), host.reporter(), engines=pool)

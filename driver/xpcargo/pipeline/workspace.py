@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from xpcargo.config.targets import TargetSpec
 from xpcargo.container.location import Engines
-from xpcargo.container.runtime import Runtime
+from xpcargo.container.runtime import ContainersAndVolumes
 from xpcargo.container.session import Cancellation, Session
 from xpcargo.container.spec import Mount
 from xpcargo.image.builder import Builder
@@ -44,7 +44,7 @@ class Step(enum.Enum):
 class Venue:
     """Where a command's steps run: the engine, the image, as whom, reporting to whom, cancelled by what."""
 
-    runtime: Runtime
+    runtime: ContainersAndVolumes
     image: str
     user: str
     reporter: Reporter

@@ -44,7 +44,9 @@ class Comparison:
 
     @property
     def same(self) -> bool:
-        return self.first is not None and self.second is not None and self.first.sha256 == self.second.sha256
+        # Compared by content: both artifacts must have been read (``final_artifacts(..., digests=True)``).
+        first, second = self.first, self.second
+        return first is not None and second is not None and first.sha256 is not None and first.sha256 == second.sha256
 
 
 @dataclass(frozen=True, kw_only=True)
