@@ -119,6 +119,15 @@ class Layer:
     std_build: StdBuild | None = None
 
 
+def _layer_content(layer: Layer) -> dict[str, object]:
+    """What a layer's digest hashes: every field, but a std build only where there is one, so that adding the field
+    left every other layer's tag as it was."""
+    content = asdict(layer)
+    if layer.std_build is None:
+        del content["std_build"]
+    return content
+
+
 @dataclass(frozen=True, kw_only=True)
 class Stage:
     """One image of a chain: the base, or a layer on the image before it."""
@@ -168,7 +177,7 @@ class ImagePlan:
                     "stage": "layer",
                     "parent": stage.digest,
                     "target": self.target,
-                    "layer": asdict(layer),
+                    "layer": _layer_content(layer),
                     "lock": self.lock,
                     "source_date_epoch": self.source_date_epoch,
                 }
