@@ -537,6 +537,16 @@ def warm_containers() -> set[str]:
     return {container for container, _, warm, _ in _session_containers() if warm}
 
 
+def assert_verified_same(verified: Result) -> None:
+    """`verify --release` succeeded, and found every release artifact the same in both builds."""
+    assert verified.code == 0, verified
+    rows = [line.split() for line in verified.stdout_lines[1:]]
+    assert rows, verified
+    for name, first, second, result in rows:
+        assert (first, result) == (second, "same"), verified
+        assert name.startswith("release/")
+
+
 def single_error_line(result: Result) -> str:
     """Assert the failure xpcargo reports is one `error: ` line, without a traceback; return it."""
     assert result.code != 0, result

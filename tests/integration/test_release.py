@@ -14,7 +14,7 @@ import pytest
 
 from unit.slsa_rules import check_statement
 
-from .helpers import AARCH64, CORE_TARGETS, X86_64, Cli, copy_fixture, remove_kept_builds
+from .helpers import AARCH64, CORE_TARGETS, X86_64, Cli, assert_verified_same, copy_fixture, remove_kept_builds
 
 pytestmark = pytest.mark.engine
 
@@ -27,13 +27,7 @@ def test_verify_passes_for_deterministic_crates(
     tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, fixture: str, triple: str
 ) -> None:
     project = copy_fixture(tmp_path_factory, fixture)
-    verified = xpcargo(["verify", "--target", triple, "--release"], cwd=project, env=EPOCH)
-    assert verified.code == 0, verified
-    rows = [line.split() for line in verified.stdout_lines[1:]]
-    assert rows, verified
-    for name, first, second, result in rows:
-        assert (first, result) == (second, "same"), verified
-        assert name.startswith("release/")
+    assert_verified_same(xpcargo(["verify", "--target", triple, "--release"], cwd=project, env=EPOCH))
 
 
 def test_verify_names_a_planted_difference(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:

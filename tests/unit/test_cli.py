@@ -27,6 +27,7 @@ TRIPLES = (
     "s390x-unknown-linux-gnu",
     "armv5te-unknown-linux-gnueabi",
     "wasm32-wasip1",
+    "x86_64-unknown-linux-musl",
 )
 
 

@@ -20,7 +20,8 @@ PPC64LE = "powerpc64le-unknown-linux-gnu"
 S390X = "s390x-unknown-linux-gnu"
 ARMV5TE = "armv5te-unknown-linux-gnueabi"
 WASM32 = "wasm32-wasip1"
-SHIPPED = sorted([AARCH64, I686, X86_64, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE, WASM32])
+X86_64_MUSL = "x86_64-unknown-linux-musl"
+SHIPPED = sorted([AARCH64, I686, X86_64, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE, WASM32, X86_64_MUSL])
 
 
 @pytest.fixture
@@ -34,9 +35,10 @@ def test_every_shipped_target_is_described(context: Context) -> None:
     by_target = {info.target: info for info in infos}
     assert by_target[AARCH64].runner[0] == "qemu-aarch64"
     assert by_target[AARCH64].image == context.host.image_plan(context.host.toolchains.target(AARCH64)).reference
-    assert all(info.glibc == "2.41" for info in infos if info.target != WASM32)
-    # A WebAssembly module links no glibc: it has no floor at all.
+    assert all(info.glibc == "2.41" for info in infos if info.target not in (WASM32, X86_64_MUSL))
+    # A WebAssembly module links no glibc, nor does a static musl program: they have no floor at all.
     assert by_target[WASM32].glibc is None
+    assert by_target[X86_64_MUSL].glibc is None
     assert by_target[WASM32].runner[0] == "node"
     assert by_target[X86_64].native is (context.host.platform is not None and context.host.platform.machine == "x86_64")
     assert not by_target[AARCH64].native or context.host.platform is not None
@@ -74,5 +76,6 @@ def test_an_unknown_target_is_refused(context: Context) -> None:
 def test_the_table(context: Context) -> None:
     rows = targets.rows(targets.describe(context))
     assert rows[0] == ("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE", "ENGINE")
-    assert rows[-1][:4] == (X86_64, "amd64", "native", "2.41")
+    assert next(row for row in rows if row[0] == X86_64)[:4] == (X86_64, "amd64", "native", "2.41")
+    assert rows[-1][:4] == (X86_64_MUSL, "amd64", "native", "none")
     assert next(row for row in rows if row[0] == WASM32)[:4] == (WASM32, "all", "node", "none")

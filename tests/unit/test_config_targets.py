@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -772,3 +773,29 @@ def test_toml_nested_too_deeply_is_one_error_naming_the_file(tmp_path: Path, nes
     with pytest.raises(ConfigError, match="nested too deeply") as caught:
         read_toml(path)
     assert str(path) in str(caught.value)
+
+
+# --- A std built from source ----------------------------------------------------------------------------------------
+
+
+def test_the_musl_target_builds_its_std_from_source(shipped: config.Toolchains) -> None:
+    spec = shipped.target("x86_64-unknown-linux-musl")
+    assert spec.std_from_source
+    assert spec.std_unwinder == "/usr/lib/llvm-19/lib/libunwind.a"
+    assert not shipped.target("x86_64-unknown-linux-gnu").std_from_source
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('std = "rustup"', "is not where a std comes from"),
+        ('std-unwinder = "/usr/lib/libunwind.a; id"', "not an absolute path of plain characters"),
+        ('std-unwinder = "lib/libunwind.a"', "not an absolute path of plain characters"),
+        ('std-self-contained = ["/usr/lib/../../etc/shadow"]', "not an absolute path of plain characters"),
+        ('std-self-contained = ["/usr/lib/$(id)/crt1.o"]', "not an absolute path of plain characters"),
+    ],
+)
+def test_std_settings_are_checked(tmp_path: Path, line: str, problem: str) -> None:
+    (tmp_path / "xpcargo.toml").write_text(f"[target.x86_64-unknown-linux-musl]\n{line}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        config.load_project_config(tmp_path)

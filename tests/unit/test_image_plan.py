@@ -13,6 +13,7 @@ from xpcargo import resources
 from xpcargo.config import targets as config
 from xpcargo.errors import ConfigError, ImageBuildError
 from xpcargo.image import debian, layers
+from xpcargo.image.lockfile import LockedImage, Package
 from xpcargo.image.plan import LABEL_PARENT, LABEL_PLAN, LABEL_RUST, LABEL_TARGET, ImagePlan, Layer, plan_image
 from xpcargo.image.recipe import ImageRecipe, load_recipe
 
@@ -412,3 +413,79 @@ def test_an_arch_independent_std_comes_through_apt_in_the_targets_layer(shipped:
     armel = plan_image(shipped.target("armv5te-unknown-linux-gnueabi"), recipe_185, build_arch="amd64")
     assert armel.std_deb is not None
     assert plan.base == armel.base
+
+
+# --- A std built from source ----------------------------------------------------------------------------------------
+
+MUSL = "x86_64-unknown-linux-musl"
+
+
+def test_a_std_from_source_comes_from_the_recipes_pinned_sources_not_a_std_deb(
+    shipped: config.Toolchains, recipe: ImageRecipe
+) -> None:
+    plan = _plan(shipped, recipe, MUSL)
+    assert plan.std_deb is None
+    std = plan.std_build
+    assert std is not None
+    source = recipe.rust.source
+    assert source is not None
+    assert std.source.url == f"{recipe.mirror}/{recipe.rust.std_pool}/{source.package}_{source.version}_all.deb"
+    assert std.source.sha256 == source.sha256
+    assert std.triple == MUSL
+    assert std.gnu_triple == "x86_64-linux-gnu"
+    assert "/usr/lib/x86_64-linux-musl/libc.a" in std.self_contained
+    # The sources are the recipe's, so another version of them is another image.
+    other = replace(recipe, rust=replace(recipe.rust, source=replace(source, sha256="0" * 64)))
+    assert plan_image(shipped.target(MUSL), other, build_arch="amd64").reference != plan.reference
+
+
+def test_a_std_from_source_keeps_its_build_when_locked(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
+    unlocked = _plan(shipped, recipe, MUSL)
+    lock = LockedImage(
+        plan=unlocked.digest,
+        build_arch="amd64",
+        suite="trixie",
+        mirror=recipe.mirror,
+        source_date_epoch=1700000000,
+        packages=(Package(name="musl-dev", arch="amd64", version="1.2.5-3.1~deb13u1"),),
+        base_packages=(),
+    )
+    locked = plan_image(shipped.target(MUSL), recipe, build_arch="amd64", lock=lock)
+    assert locked.layers[0].purpose == "locked"
+    assert locked.std_build == unlocked.std_build
+
+
+def test_a_recipe_without_sources_cannot_build_a_std(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
+    bare = replace(recipe, rust=replace(recipe.rust, source=None))
+    with pytest.raises(ConfigError, match=r"has no rust\.source"):
+        plan_image(shipped.target(MUSL), bare, build_arch="amd64")
+
+
+def test_the_std_build_script_is_fixed_and_quotes_every_setting(
+    shipped: config.Toolchains, recipe: ImageRecipe
+) -> None:
+    # The project's own C compiler and environment are for its builds: the layer's std build never runs them.
+    plan = _plan(
+        shipped,
+        recipe,
+        MUSL,
+        cc="sh -c 'touch /pwned-cc'",
+        linker="sh -c 'touch /pwned-linker'",
+        env={"RUSTFLAGS": "-Cpwned"},
+        std_self_contained=("/usr/lib/odd path/crt1.o",),
+    )
+    layer = plan.layers[0]
+    script = layers.install_script(layer, build_arch="amd64", pool_debs=[], owner="0:0", std_source="src all.deb")
+    assert "pwned" not in script
+    lines = script.splitlines()
+    assert f"dpkg-deb -x '{layers.POOL}/src all.deb' {layers.STD_BUILD_DIR}/src" in lines
+    (build,) = [line for line in lines if " cargo build " in line]
+    for flag in ("--offline", "--locked", "--profile dist", f"--target {MUSL}", "-p sysroot", "--remap-path-prefix"):
+        assert flag in build
+    assert "ln -s '/usr/lib/odd path/crt1.o' \"$sysroot/self-contained/\"" in lines
+    assert "x86_64-linux-gnu-gcc -O2 -fPIC -ffreestanding" in script
+    assert lines.index(build) > next(i for i, line in enumerate(lines) if " install " in line)
+    assert f"rm -rf {layers.STD_BUILD_DIR}" in lines
+    # Without the sources' file there is nothing to build from.
+    with pytest.raises(ValueError, match="sources"):
+        layers.install_script(layer, build_arch="amd64", pool_debs=[], owner="0:0")

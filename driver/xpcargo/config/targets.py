@@ -176,6 +176,32 @@ def _check_sysroot(path: str) -> tuple[str, str | None] | None:
     return _check_absolute((path,))
 
 
+# Where a target's Rust std comes from: Debian's package of it (the default), or a build from the recipe's
+# `rust.source` in the target's image layer.
+STD_DEBIAN = "debian"
+STD_SOURCE = "source"
+# A path of the image that the std build copies or links: plain characters only, so that no value could ever be read
+# as more than one word or as an option by the commands of the layer's build.
+_IMAGE_PATH = re.compile(r"^(/[A-Za-z0-9_.+-]+)+$")
+
+
+def _check_std(value: str) -> tuple[str, str | None] | None:
+    if value in (STD_DEBIAN, STD_SOURCE):
+        return None
+    return f"`{value}` is not where a std comes from", f"write `{STD_DEBIAN}` (Debian's package) or `{STD_SOURCE}`"
+
+
+def _check_image_paths(paths: tuple[str, ...]) -> tuple[str, str | None] | None:
+    bad = next((path for path in paths if not _IMAGE_PATH.match(path) or "/../" in f"{path}/"), None)
+    if bad is None:
+        return None
+    return f"`{bad}` is not an absolute path of plain characters", "name a file of the image, e.g. /usr/lib/x/crt1.o"
+
+
+def _check_image_path(path: str) -> tuple[str, str | None] | None:
+    return _check_image_paths((path,))
+
+
 @dataclass(frozen=True, kw_only=True)
 class TargetSpec:
     """Everything xpcargo needs to know about one target, after every layer of configuration is applied.
@@ -203,6 +229,16 @@ class TargetSpec:
     pkg_config_libdir: tuple[str, ...] = _setting(Kind.WORDS, check=_check_absolute)
     # The target's C library and headers (Debian's cross sysroot): qemu's QEMU_LD_PREFIX, bindgen's and CMake's root.
     sysroot: str | None = _setting(Kind.NAME, check=_check_sysroot)
+    # Where the Rust std comes from: `debian` (Debian's package for debian-arch; also when unset), or `source`: built
+    # from the recipe's `rust.source` in the target's image layer, for a target Debian packages no std for (musl).
+    std: str | None = _setting(Kind.NAME, check=_check_std)
+    # A std built from source: files of the image linked into rustc's `self-contained` directory of the target, which
+    # rustc takes a statically linked program's start files and C library from (musl's crt1.o, libc.a, gcc's
+    # crtbegin.o), under their own names.
+    std_self_contained: tuple[str, ...] = _setting(Kind.WORDS, check=_check_image_paths)
+    # A std built from source: a static LLVM libunwind of the image, installed there as libunwind.a (the unwinder a
+    # static musl program links), with the two fortify functions that Debian's build of it calls and musl lacks.
+    std_unwinder: str | None = _setting(Kind.NAME, check=_check_image_path)
     # Extra environment for every command in the container.
     env: Mapping[str, str] = _setting(Kind.ENV, sources=_ALL, merge=Merge.UPDATE)
     # The engine the target builds on, instead of the one DOCKER_HOST (or the docker context) names: `ssh://builder`,
@@ -227,6 +263,10 @@ class TargetSpec:
     @property
     def emulator(self) -> str | None:
         return self.runner[0] if self.runner else None
+
+    @property
+    def std_from_source(self) -> bool:
+        return self.std == STD_SOURCE
 
 
 SETTINGS: Mapping[str, Setting] = MappingProxyType(

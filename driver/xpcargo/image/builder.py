@@ -227,8 +227,17 @@ class Builder:
                     deb.url, deb.sha256, self.cache / "pool", on_retry=reporter.warn, first_wait=self.retry_wait
                 )
             )
+        std_source = None
+        if layer.std_build is not None:
+            source = layer.std_build.source
+            reporter.detail(f"      {source.filename} from the mirror's pool")
+            std_source = debian.fetch_pool_file(
+                source.url, source.sha256, self.cache / "pool", on_retry=reporter.warn, first_wait=self.retry_wait
+            )
         locked = f", locked at {LOCK_FILE}'s versions" if plan.lock else ""
         reporter.detail(f"      [layer] {layer.purpose}: {len(layer.packages)} packages{locked} (apt in a container)")
+        if layer.std_build is not None:
+            reporter.detail(f"      [layer] the Rust std of {plan.target}, built from its sources (minutes, once)")
         return layers.build(
             self.runtime,
             parent=parent,
@@ -243,6 +252,7 @@ class Builder:
             on_line=lambda line: reporter.detail(f"      {line}"),
             on_retry=reporter.warn,
             first_wait=self.retry_wait,
+            std_source=std_source,
         )
 
     def _verify(self, image_id: str, plan: ImagePlan, *, base: bool) -> None:
@@ -253,6 +263,12 @@ class Builder:
             checks.insert(0, f"test -d /usr/lib/rustlib/{plan.target}/lib")
         if plan.emulator and not base:
             checks.append(f"{plan.emulator} --version")
+        if plan.std_build is not None and not base:
+            # The std built in the layer is one rustc takes: a crate that uses it compiles.
+            checks.append(
+                f"echo 'pub fn f() -> String {{ std::env::consts::OS.into() }}' | rustc --target {plan.target} "
+                "--crate-type lib --emit metadata -o /tmp/xpcargo-std-check -"
+            )
         script = " && ".join(checks)
         output: list[bytes] = []
         request = ContainerRequest(image=image_id, user="0:0", workdir=Path("/"))

@@ -26,7 +26,7 @@ from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
 from xpcargo.image.debian import deb_cache_held, foreign_architectures, raise_mirror_failure, retried
 from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, Package, parse_dpkg_query
-from xpcargo.image.plan import Layer
+from xpcargo.image.plan import Layer, StdBuild
 
 # What apt and dpkg need as root: files of any owner and mode, maintainer scripts that switch users or set
 # file capabilities. Nothing else (no mounts, no devices, no network administration).
@@ -53,9 +53,12 @@ class BuiltLayer:
     packages: tuple[Package, ...]
 
 
-def install_script(layer: Layer, *, build_arch: str, pool_debs: Sequence[str], owner: str) -> str:
-    """The shell script that installs ``layer`` as root; ``pool_debs`` are file names under POOL, ``owner`` who
-    gets the .debs it adds to the shared cache (the invoking user's)."""
+def install_script(
+    layer: Layer, *, build_arch: str, pool_debs: Sequence[str], owner: str, std_source: str | None = None
+) -> str:
+    """The shell script that installs ``layer`` as root; ``pool_debs`` are file names under POOL (unpacked into the
+    image), ``std_source`` that of the std's sources (unpacked for the layer's std build only), ``owner`` who gets
+    the .debs it adds to the shared cache (the invoking user's)."""
     # The cache is the invoking user's: what apt leaves there (its lock, partial/, the .debs) goes back to the user
     # however the script ends, or the user's next mmdebstrap could not read it.
     lines = [
@@ -79,8 +82,88 @@ def install_script(layer: Layer, *, build_arch: str, pool_debs: Sequence[str], o
             f"{apt} install -y --no-install-recommends {' '.join(shlex.quote(p) for p in layer.packages)}",
         ]
     lines += [f"dpkg-deb -x {shlex.quote(str(POOL / name))} /" for name in pool_debs]
+    if layer.std_build is not None:
+        if std_source is None:
+            raise ValueError(f"the layer builds {layer.std_build.triple}'s std, and its sources' .deb is not given")
+        lines += std_build_script(layer.std_build, POOL / std_source)
     lines += [f"rm -f {emulator_filter}", "rm -rf /var/lib/apt/lists/*"]
     return "\n".join(lines)
+
+
+# Where the std is built: under /tmp, which no layer holds, at one fixed path, so that the paths the build writes
+# into the libraries are the same wherever and however often the layer is built.
+STD_BUILD_DIR = "/tmp/xpcargo-std"  # noqa: S108 - in the layer's own container, as its root
+# Debian builds LLVM's libunwind with _FORTIFY_SOURCE: it calls glibc's checked printf functions, which musl lacks.
+# These do what the unchecked ones do. No header but the compiler's own, so any gcc of the architecture builds it.
+FORTIFY_SOURCE = """\
+/* Added by xpcargo to Debian's libunwind.a: the checked printf functions it calls, which musl does not have. */
+#include <stdarg.h>
+typedef __SIZE_TYPE__ size_t;
+struct _IO_FILE;
+int vfprintf(struct _IO_FILE *, const char *, va_list);
+int vsnprintf(char *, size_t, const char *, va_list);
+int __vfprintf_chk(struct _IO_FILE *f, int flag, const char *format, va_list ap) {
+    (void)flag;
+    return vfprintf(f, format, ap);
+}
+int __vsnprintf_chk(char *s, size_t n, int flag, size_t length, const char *format, va_list ap) {
+    (void)flag;
+    (void)length;
+    return vsnprintf(s, n, format, ap);
+}
+"""
+
+
+def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
+    """The script's lines that build ``std.triple``'s std from the sources' .deb at ``source`` and install it into
+    rustc's sysroot, as rustup's std would be: the libraries, and the `self-contained` directory of start files, C
+    library and unwinder that rustc links a static program with.
+
+    The build is the one Rust's own build does for its prebuilt std: the library workspace's `sysroot` crate in its
+    `dist` profile (one codegen unit, embedded bitcode for LTO, `panic_abort` built with panic=abort), offline from
+    the vendored dependencies, unstable outside the std (-Zforce-unstable-if-unmarked), source paths written as
+    `/rustc/<commit>` like rustup's. Every value is quoted: a setting is data, never a command."""
+    triple = shlex.quote(std.triple)
+    build = STD_BUILD_DIR
+    config = ['source.crates-io.replace-with="vendored"', 'source.vendored.directory="$library/vendor"']
+    lines = [
+        f"rm -rf {build} && mkdir -p {build}/home",
+        f"dpkg-deb -x {shlex.quote(str(source))} {build}/src",
+        f'library="$(readlink -f {build}/src/usr/lib/rustlib/src/rust)/library"',
+        "commit=$(rustc -vV | sed -n 's/^commit-hash: //p')",
+        f'sysroot="$(rustc --print sysroot)/lib/rustlib/{std.triple}/lib"',
+        f"env CARGO_HOME={build}/home RUSTC_BOOTSTRAP=1"
+        ' RUSTFLAGS="-Zforce-unstable-if-unmarked --remap-path-prefix=${library%/library}=/rustc/$commit"'
+        f' cargo build -Zavoid-dev-deps --manifest-path "$library/Cargo.toml" -p sysroot --profile dist'
+        f" --target {triple} --offline --locked --target-dir {build}/target"
+        + "".join(f' --config "{item.replace(chr(34), chr(92) + chr(34))}"' for item in config),
+        'mkdir -p "$sysroot/self-contained"',
+        # The sysroot crate only gathers the others.
+        f"for rlib in {build}/target/{triple}/dist/deps/*.rlib; do"
+        ' case "${rlib##*/}" in libsysroot-*) ;; *) cp "$rlib" "$sysroot/" ;; esac; done',
+    ]
+    for path in std.self_contained:
+        lines += [_must_exist(path, "std-self-contained"), f'ln -s {shlex.quote(path)} "$sysroot/self-contained/"']
+    if std.unwinder is not None:
+        unwinder = shlex.quote(std.unwinder)
+        lines += [
+            _must_exist(std.unwinder, "std-unwinder"),
+            f"cp {unwinder} {build}/libunwind.a",
+            f"printf '%s' {shlex.quote(FORTIFY_SOURCE)} > {build}/fortify.c",
+            f"{shlex.quote(f'{std.gnu_triple}-gcc')} -O2 -fPIC -ffreestanding -c {build}/fortify.c"
+            f" -o {build}/xpcargo-fortify.o",
+            # D: no dates or owners in the archive.
+            f"ar rcsD {build}/libunwind.a {build}/xpcargo-fortify.o",
+            f'cp {build}/libunwind.a "$sysroot/self-contained/libunwind.a"',
+        ]
+    lines.append(f"rm -rf {build}")
+    return lines
+
+
+def _must_exist(path: str, setting: str) -> str:
+    """A line that fails the build with apt's `E:` form (which the failure quotes) when ``path`` is no file."""
+    quoted = shlex.quote(path)
+    return f"test -f {quoted} || {{ echo 'E: {setting}: '{quoted}' is not a file of the image' >&2; exit 1; }}"
 
 
 def tar_command(list_file: PurePosixPath, *, source_date_epoch: int | None) -> list[str]:
@@ -136,12 +219,14 @@ def build(
     on_line: Callable[[str], None],
     on_retry: Callable[[str], None],
     first_wait: float = 4,
+    std_source: Path | None = None,
 ) -> BuiltLayer:
-    """Install ``layer`` on the image ``parent`` and write what changed to a tar in ``scratch``."""
+    """Install ``layer`` on the image ``parent`` and write what changed to a tar in ``scratch``; ``std_source`` is
+    the std's sources' .deb when the layer builds a std (in the pool directory of ``pool_files``)."""
     inputs = scratch / "input"
     inputs.mkdir(exist_ok=True)
     deb_cache.mkdir(parents=True, exist_ok=True)
-    pools = {file.parent for file in pool_files}
+    pools = {file.parent for file in (*pool_files, *([std_source] if std_source else []))}
     if len(pools) > 1:
         raise ValueError(f"pool .debs from several directories: {sorted(pools)}")
     request = ContainerRequest(
@@ -157,7 +242,11 @@ def build(
         capabilities=CAPABILITIES,
     )
     script = install_script(
-        layer, build_arch=build_arch, pool_debs=[file.name for file in pool_files], owner=invoking_user()
+        layer,
+        build_arch=build_arch,
+        pool_debs=[file.name for file in pool_files],
+        owner=invoking_user(),
+        std_source=std_source.name if std_source else None,
     )
     tar = scratch / "layer.tar"
 

@@ -26,6 +26,19 @@ from xpcargo.image.recipe import ImageRecipe, load_recipe
 # Bump when the way an image is built changes, so that every tag changes with it.
 BUILDER_REVISION = 2
 
+# Debian's GNU triple of an architecture: its `<triple>-gcc` compiles the small C file a std built from source adds
+# to its unwinder (the code is libc-neutral, so the glibc cross compiler serves a musl target too).
+GNU_TRIPLES = {
+    "amd64": "x86_64-linux-gnu",
+    "arm64": "aarch64-linux-gnu",
+    "armel": "arm-linux-gnueabi",
+    "armhf": "arm-linux-gnueabihf",
+    "i386": "i686-linux-gnu",
+    "ppc64el": "powerpc64le-linux-gnu",
+    "riscv64": "riscv64-linux-gnu",
+    "s390x": "s390x-linux-gnu",
+}
+
 LABEL_TARGET = "org.xpcargo.target"
 LABEL_PLAN = "org.xpcargo.plan-hash"
 LABEL_PARENT = "org.xpcargo.parent-plan-hash"
@@ -78,6 +91,23 @@ class BasePlan:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StdBuild:
+    """A Rust std built from Debian's sources in the target's layer and installed as the target's sysroot, so that
+    a project builds with a plain `cargo build --target`. Only data: the layer's fixed script (``image.layers``)
+    does the work, with the image's own tools; nothing here is a command."""
+
+    triple: str
+    # The sources' .deb (the recipe's `rust.source`), unpacked for the build only: it is not in the layer.
+    source: PoolDeb
+    # Files of the image linked into the target's `self-contained` directory under their own names.
+    self_contained: tuple[str, ...] = ()
+    # A static libunwind of the image, installed as `self-contained/libunwind.a` with the fortify functions added,
+    # which `<gnu_triple>-gcc` compiles.
+    unwinder: str | None = None
+    gnu_triple: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Layer:
     """What one thin layer installs on its parent: Debian packages through apt, pinned pool .debs unpacked as they
     are, and of qemu-user's emulators only ``emulator`` (the package ships one per architecture, ~450 MB)."""
@@ -87,6 +117,16 @@ class Layer:
     packages: tuple[str, ...]
     pool_debs: tuple[PoolDeb, ...] = ()
     emulator: str | None = None
+    std_build: StdBuild | None = None
+
+
+def _layer_content(layer: Layer) -> dict[str, object]:
+    """What a layer's digest hashes: every field, but a std build only where there is one, so that adding the field
+    left every other layer's tag as it was."""
+    content = asdict(layer)
+    if layer.std_build is None:
+        del content["std_build"]
+    return content
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,7 +178,7 @@ class ImagePlan:
                     "stage": "layer",
                     "parent": stage.digest,
                     "target": self.target,
-                    "layer": asdict(layer),
+                    "layer": _layer_content(layer),
                     "lock": self.lock,
                     "source_date_epoch": self.source_date_epoch,
                 }
@@ -185,6 +225,10 @@ class ImagePlan:
     def std_deb(self) -> PoolDeb | None:
         return next((deb for layer in self.layers for deb in layer.pool_debs), None)
 
+    @property
+    def std_build(self) -> StdBuild | None:
+        return next((layer.std_build for layer in self.layers if layer.std_build), None)
+
 
 def plan_image(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str, lock: LockedImage | None = None) -> ImagePlan:
     """The image for ``spec``: from the recipe and the target's settings, or, with ``lock``, from exactly the
@@ -212,6 +256,8 @@ def plan_image(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str, lock: 
         packages=lock.layer_specs(),
         pool_debs=tuple(deb for layer in unlocked.layers for deb in layer.pool_debs),
         emulator=unlocked.emulator,
+        # Pinned by the recipe already: the sources' hash, and what the script links.
+        std_build=unlocked.std_build,
     )
     return ImagePlan(
         target=spec.triple,
@@ -225,9 +271,10 @@ def plan_image(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str, lock: 
 def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) -> ImagePlan:
     rust = recipe.rust
     pool_debs: tuple[PoolDeb, ...] = ()
+    std_build = _std_build(spec, recipe) if spec.std_from_source else None
     # The build architecture's std is a dependency of rustc; an arch-independent one (`all`: wasm32's) is in the
     # target's packages. Only a foreign architecture's std comes from the pool.
-    if spec.debian_arch not in (build_arch, ARCH_INDEPENDENT):
+    if std_build is None and spec.debian_arch not in (build_arch, ARCH_INDEPENDENT):
         digest = rust.std_sha256.get(spec.debian_arch)
         if digest is None:
             raise ConfigError(
@@ -254,6 +301,7 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
             packages=tuple(sorted(set(spec.packages))),
             pool_debs=pool_debs,
             emulator=spec.emulator,
+            std_build=std_build,
         )
     ]
     # A package the layers below install already is installed once.
@@ -261,6 +309,29 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
     if extra:
         layers.append(Layer(purpose="extra-packages", packages=tuple(sorted(extra))))
     return ImagePlan(target=spec.triple, base=base, layers=tuple(layers))
+
+
+def _std_build(spec: TargetSpec, recipe: ImageRecipe) -> StdBuild:
+    source = recipe.rust.source
+    if source is None:
+        raise ConfigError(
+            f"target {spec.triple} builds its std from source, and the recipe {recipe.source} has no rust.source",
+            hint="add the std's source package (rust-web-src for rustc-web) to the recipe (images/README.md)",
+        )
+    gnu_triple = GNU_TRIPLES.get(spec.debian_arch)
+    if spec.std_unwinder is not None and gnu_triple is None:
+        raise ConfigError(
+            f"target {spec.triple} names a std-unwinder, and debian-arch `{spec.debian_arch}` has no C compiler "
+            "xpcargo knows to complete it with",
+            hint=f"xpcargo knows {', '.join(sorted(GNU_TRIPLES))}",
+        )
+    return StdBuild(
+        triple=spec.triple,
+        source=PoolDeb(url=f"{recipe.mirror}/{recipe.rust.std_pool}/{source.filename}", sha256=source.sha256),
+        self_contained=spec.std_self_contained,
+        unwinder=spec.std_unwinder,
+        gnu_triple=gnu_triple if spec.std_unwinder is not None else None,
+    )
 
 
 def plan_for(spec: TargetSpec, *, recipes: Path, build_arch: str, project_root: Path | None) -> ImagePlan:

@@ -21,6 +21,23 @@ class RustToolchain:
     std_package: str
     std_pool: str
     std_sha256: Mapping[str, str]
+    # The std's sources (``rust.source``), for a target whose std Debian does not package: built in its layer.
+    source: RustSource | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RustSource:
+    """Debian's package of the std's sources for the recipe's rustc (``rust-web-src``): arch-independent, taken
+    from the pool like a foreign std and pinned by sha256. Its own version: a rebuild of rustc for one
+    architecture (``+b1``) does not rebuild the sources."""
+
+    package: str
+    version: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.package}_{self.version}_all.deb"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +92,7 @@ def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> Ima
         std_package=std.string("package"),
         std_pool=std.string("pool").strip("/"),
         std_sha256=hashes,
+        source=_rust_source(rust.table("source")),
     )
     std.finish()
     rust.finish()
@@ -91,6 +109,17 @@ def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> Ima
     )
     top.finish()
     return recipe
+
+
+def _rust_source(table: Table | None) -> RustSource | None:
+    if table is None:
+        return None
+    digest = table.string("sha256")
+    if not _SHA256.match(digest):
+        raise table.fail("sha256", "expected 64 lowercase hexadecimal digits")
+    source = RustSource(package=table.string("package"), version=table.string("version"), sha256=digest)
+    table.finish()
+    return source
 
 
 def _glibc_floors(table: Table | None) -> Mapping[str, GlibcFloor]:
