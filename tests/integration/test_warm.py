@@ -155,10 +155,13 @@ def test_two_commands_at_once_run_in_two_containers_and_leave_one_warm(xpcargo: 
 
 
 def test_down_stops_this_workspaces_warm_containers(xpcargo: Cli, project: Path, tmp_path: Path) -> None:
-    assert xpcargo(["build", "--target", X86_64], cwd=project).code == 0
+    # Kept warm for longer than the other workspace's build can take on a loaded machine: the shell below must find
+    # this workspace's container still up.
+    kept = {"XPCARGO_KEEP_WARM": "900"}
+    assert xpcargo(["build", "--target", X86_64], cwd=project, env=kept).code == 0
     other = tmp_path / "other"
     shutil.copytree(FIXTURES / "seed-c-lib", other, ignore=shutil.ignore_patterns("target"))
-    assert xpcargo(["build", "--target", X86_64], cwd=other).code == 0
+    assert xpcargo(["build", "--target", X86_64], cwd=other, env=kept).code == 0
     mine, theirs = warm_container_of(project, X86_64), warm_container_of(other, X86_64)
     assert mine is not None
     assert theirs is not None
@@ -166,11 +169,12 @@ def test_down_stops_this_workspaces_warm_containers(xpcargo: Cli, project: Path,
     running = start_cli(
         [sys.executable, "-m", "xpcargo", "shell", "--target", X86_64, "--", "sleep", "600"],
         cwd=project,
-        env=xpcargo.env,
+        env={**xpcargo.env, **kept},
     )
     deadline = time.monotonic() + 60
     while not command_processes(mine) and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert command_processes(mine), "the shell did not run in the workspace's warm container"
     result = xpcargo(["down"], cwd=project / "src")
     assert result.code == 0, result
     assert f"     Stopped warm container {mine[:12]} of {X86_64} ({project.resolve()})" in result.stderr_lines, result
