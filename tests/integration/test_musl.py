@@ -1,8 +1,8 @@
-"""Static musl programs against the real engine: x86_64-unknown-linux-musl, whose Rust std the image builds from
-Debian's sources in its layer. The seed C example and a -sys crate (zlib through the cc crate) build with a plain
-`cargo build --target`, link statically (no interpreter, no needed library) and run; unwinding works (a caught
-panic, a `#[should_panic]` test); `verify --release` finds the builds the same. A project cannot make the layer's
-std build run commands of its own."""
+"""Static musl programs against the real engine: x86_64- and aarch64-unknown-linux-musl, whose Rust std the image
+builds from Debian's sources in its layer (aarch64's programs run under qemu, without a library prefix). The seed C
+example and a -sys crate (zlib through the cc crate) build with a plain `cargo build --target`, link statically (no
+interpreter, no needed library) and run; unwinding works (a caught panic, a `#[should_panic]` test); `verify
+--release` finds the builds the same. A project cannot make the layer's std build run commands of its own."""
 
 from __future__ import annotations
 
@@ -16,12 +16,19 @@ from .helpers import Cli, assert_verified_same, copy_fixture, single_error_line
 pytestmark = pytest.mark.engine
 
 MUSL = "x86_64-unknown-linux-musl"
+# Each musl target, with its architecture as the programs print it.
+MUSL_TARGETS = {MUSL: "x86_64", "aarch64-unknown-linux-musl": "aarch64"}
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 BINARIES = {"seed-c-lib": "hello-world-from-c", "zlib-sys": "zlib-roundtrip"}
-PRINTED = {
-    "seed-c-lib": ["found 42 from C!", "c-arch=x86_64", "arch=x86_64"],
-    "zlib-sys": ["zlib 1.3.2 roundtrip ok", "arch=x86_64"],
-}
+
+
+def printed(fixture: str, arch: str) -> list[str]:
+    """What the fixture's program prints when it ran as ``arch``, its C code compiled for ``arch`` too."""
+    if fixture == "seed-c-lib":
+        return ["found 42 from C!", f"c-arch={arch}", f"arch={arch}"]
+    return ["zlib 1.3.2 roundtrip ok", f"arch={arch}"]
+
+
 _PT_DYNAMIC, _PT_INTERP, _DT_NEEDED = 2, 3, 1
 
 
@@ -47,37 +54,42 @@ def static_elf_problems(path: Path) -> list[str]:
     return problems
 
 
+@pytest.mark.parametrize("target", MUSL_TARGETS)
 @pytest.mark.parametrize("fixture", ["seed-c-lib", "zlib-sys"])
 def test_c_code_builds_statically_and_runs(
-    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, fixture: str
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, fixture: str, target: str
 ) -> None:
     project = copy_fixture(tmp_path_factory, fixture)
-    ran = xpcargo(["run", "--target", MUSL], cwd=project)
+    ran = xpcargo(["run", "--target", target], cwd=project)
     assert ran.code == 0, ran
-    for line in PRINTED[fixture]:
+    for line in printed(fixture, MUSL_TARGETS[target]):
         assert line in ran.stdout_lines, ran
-    binary = project / "target" / MUSL / "debug" / BINARIES[fixture]
+    binary = project / "target" / target / "debug" / BINARIES[fixture]
     assert static_elf_problems(binary) == [], binary
 
 
+@pytest.mark.parametrize("target", MUSL_TARGETS)
 def test_unwinding_catches_panics_and_should_panic_passes(
-    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, target: str
 ) -> None:
     project = copy_fixture(tmp_path_factory, "should-panic")
-    ran = xpcargo(["run", "--release", "--target", MUSL], cwd=project)
+    ran = xpcargo(["run", "--release", "--target", target], cwd=project)
     assert ran.code == 0, ran
     assert ran.stdout_lines[-2:] == ["caught a panic: true", "half of 42 is 21"], ran
-    assert static_elf_problems(project / "target" / MUSL / "release" / "should-panic") == []
-    tested = xpcargo(["test", "--target", MUSL], cwd=project)
+    assert static_elf_problems(project / "target" / target / "release" / "should-panic") == []
+    tested = xpcargo(["test", "--target", target], cwd=project)
     assert tested.code == 0, tested
     assert "test tests::panics_on_odd_numbers - should panic ... ok" in tested.stdout, tested
     assert "test result: ok. 2 passed" in tested.stdout, tested
 
 
+@pytest.mark.parametrize("target", MUSL_TARGETS)
 @pytest.mark.parametrize("fixture", ["seed-c-lib", "zlib-sys"])
-def test_verify_release_is_green(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, fixture: str) -> None:
+def test_verify_release_is_green(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, fixture: str, target: str
+) -> None:
     project = copy_fixture(tmp_path_factory, fixture)
-    assert_verified_same(xpcargo(["verify", "--target", MUSL, "--release"], cwd=project, env=EPOCH))
+    assert_verified_same(xpcargo(["verify", "--target", target, "--release"], cwd=project, env=EPOCH))
 
 
 # --- A project cannot turn the std build into commands of its own ---------------------------------------------------

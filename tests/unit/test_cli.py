@@ -28,6 +28,7 @@ TRIPLES = (
     "armv5te-unknown-linux-gnueabi",
     "wasm32-wasip1",
     "x86_64-unknown-linux-musl",
+    "aarch64-unknown-linux-musl",
 )
 
 

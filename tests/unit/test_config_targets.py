@@ -78,10 +78,14 @@ def test_shipped_toolchains_load_with_every_target(shipped: config.Toolchains) -
         assert spec.recipe == ("trixie-rust-1.85" if spec.debian_arch in ("armel", "all") else "trixie-rust")
         for tool in (spec.cc, spec.cxx, spec.ar, spec.linker):
             assert tool
-        if spec.emulator is not None and spec.emulator.startswith("qemu-"):
+        if spec.emulator is not None and spec.emulator.startswith("qemu-") and not spec.std_from_source:
             # The emulator's -L and QEMU_LD_PREFIX (from `sysroot`) must name the same directory.
             assert spec.runner[1:] == ("-L", spec.sysroot), triple
             assert spec.cc == f"{Path(spec.sysroot or '').name}-gcc", triple
+        if spec.std_from_source:
+            # Static programs (musl): the emulator loads no library, so no -L and no sysroot.
+            assert spec.runner[1:] == (), triple
+            assert spec.sysroot is None, triple
 
 
 def test_every_shipped_recipe_pins_the_std_of_its_targets(shipped: config.Toolchains) -> None:
@@ -783,6 +787,17 @@ def test_the_musl_target_builds_its_std_from_source(shipped: config.Toolchains) 
     assert spec.std_from_source
     assert spec.std_unwinder == "/usr/lib/llvm-19/lib/libunwind.a"
     assert not shipped.target("x86_64-unknown-linux-gnu").std_from_source
+
+
+def test_the_arm64_musl_target_runs_static_programs_under_qemu(shipped: config.Toolchains) -> None:
+    spec = shipped.target("aarch64-unknown-linux-musl")
+    assert spec.std_from_source
+    assert spec.debian_arch == "arm64"
+    assert (spec.cc, spec.linker) == ("aarch64-linux-musl-gcc", "aarch64-linux-musl-gcc")
+    # No -L and no sysroot: a static program loads no library, and QEMU_LD_PREFIX would point at glibc's.
+    assert spec.runner == ("qemu-aarch64",)
+    assert spec.sysroot is None
+    assert spec.pkg_config_libdir == ("/usr/lib/aarch64-linux-musl/pkgconfig",)
 
 
 @pytest.mark.parametrize(

@@ -439,6 +439,31 @@ def test_a_std_from_source_comes_from_the_recipes_pinned_sources_not_a_std_deb(
     assert plan_image(shipped.target(MUSL), other, build_arch="amd64").reference != plan.reference
 
 
+AARCH64_MUSL = "aarch64-unknown-linux-musl"
+
+
+def test_a_foreign_musl_target_is_data_only(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
+    # The generic form: arm64's musl differs from x86_64's in its settings only, and shares its base.
+    plan = _plan(shipped, recipe, AARCH64_MUSL)
+    assert plan.base == _plan(shipped, recipe, MUSL).base
+    assert plan.emulator == "qemu-aarch64"
+    (layer,) = plan.layers
+    assert {"musl-dev:arm64", "libunwind-19-dev:arm64", "gcc-aarch64-linux-gnu"} <= set(layer.packages)
+    std = plan.std_build
+    assert std is not None
+    assert std.triple == AARCH64_MUSL
+    assert std.gnu_triple == "aarch64-linux-gnu"
+    assert std.unwinder == "/usr/lib/aarch64-linux-gnu/libunwind.a"
+    assert "/usr/lib/aarch64-linux-musl/libc.a" in std.self_contained
+    assert "/usr/lib/gcc-cross/aarch64-linux-gnu/14/crtbeginS.o" in std.self_contained
+    script = layers.install_script(layer, build_arch="amd64", pool_debs=[], owner="0:0", std_source="src.deb")
+    lines = script.splitlines()
+    assert "dpkg --add-architecture arm64" in lines
+    assert f"--target {AARCH64_MUSL}" in next(line for line in lines if " cargo build " in line)
+    # The unwinder's fortify functions are compiled for arm64, by the cross gcc the layer installs.
+    assert "aarch64-linux-gnu-gcc -O2 -fPIC -ffreestanding" in script
+
+
 def test_a_std_from_source_keeps_its_build_when_locked(shipped: config.Toolchains, recipe: ImageRecipe) -> None:
     unlocked = _plan(shipped, recipe, MUSL)
     lock = LockedImage(
