@@ -8,8 +8,12 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from xpcargo.cargo.args import parse_cargo_args
 from xpcargo.context import Context, Host
+from xpcargo.pipeline import matrix
+from xpcargo.pipeline.matrix import Summary
 from xpcargo.pipeline.plan import BuildPlan, find_project, plan
 from xpcargo.pipeline.reproducible import Reproducibility
 
@@ -52,3 +56,9 @@ def listening(path: Path) -> Iterator[None]:
 def where(context: Context) -> tuple[Host, Path]:
     """What the layers below the commands take of a command's context: the Host, and the directory it runs in."""
     return context.host, context.cwd
+
+
+def build_matrix(context: Context, command: str, triples: list[str], args: list[str], **options: Any) -> Summary:
+    """``matrix.build_matrix`` as a command calls it: from the context's directory, for the project it finds there."""
+    project = context.project(parse_cargo_args(args))
+    return matrix.build_matrix(context.host, context.cwd, command, triples, args, project=project, **options)

@@ -12,10 +12,9 @@ from xpcargo.commands import targets
 from xpcargo.container.location import EngineAddress
 from xpcargo.context import Context, Host
 from xpcargo.errors import ConfigError
-from xpcargo.pipeline import matrix
 
 from .fake_runtime import FakeRuntime, builds_a_binary
-from .projects import app_project, where
+from .projects import app_project, build_matrix
 
 AARCH64 = "aarch64-unknown-linux-gnu"
 I686 = "i686-unknown-linux-gnu"
@@ -93,8 +92,8 @@ def test_a_multi_target_build_spreads_over_the_engines_each_connected_once(tmp_p
         runtimes[address.url] = builds_a_binary(root)
         return runtimes[address.url]
 
-    summary = matrix.build_matrix(
-        context.host, context.cwd, "build", [AARCH64, I686, X86_64], [], connect=connect, target_jobs=3, fail_fast=False
+    summary = build_matrix(
+        context, "build", [AARCH64, I686, X86_64], [], connect=connect, target_jobs=3, fail_fast=False
     )
     assert summary.exit_code == 0
     built = {
@@ -122,8 +121,6 @@ def test_an_engine_no_target_names_is_never_connected(tmp_path: Path) -> None:
         connected.append(address.url)
         return builds_a_binary(root)
 
-    summary = matrix.build_matrix(
-        *where(_context(root)), "build", [I686, X86_64], [], connect=connect, target_jobs=2, fail_fast=False
-    )
+    summary = build_matrix(_context(root), "build", [I686, X86_64], [], connect=connect, target_jobs=2, fail_fast=False)
     assert summary.exit_code == 0
     assert connected == ["unix:///var/run/docker.sock"]

@@ -14,11 +14,10 @@ import pytest
 
 from xpcargo.artifacts import final_artifacts
 from xpcargo.context import Context
-from xpcargo.pipeline import matrix
 from xpcargo.pipeline.matrix import Summary, TargetResult
 
 from .fake_runtime import Exec, FakeRuntime, Reply, builds_a_binary, default_script, target_of
-from .projects import app_project, where
+from .projects import app_project, build_matrix
 from .test_artifacts import artifact_tree
 
 AARCH64 = "aarch64-unknown-linux-gnu"
@@ -70,9 +69,8 @@ def test_three_targets_summary_and_artifacts(
     step_summary = tmp_path / "step-summary.md"
     context = _context(root, GITHUB_STEP_SUMMARY=str(step_summary))
     runtime = builds_a_binary(root)
-    code = matrix.build_matrix(
-        context.host,
-        context.cwd,
+    code = build_matrix(
+        context,
         "build",
         [AARCH64, I686, X86_64],
         [],
@@ -101,8 +99,8 @@ def test_a_failing_target_fails_the_command_and_the_others_finish(
     root: Path, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
     runtime = builds_a_binary(root, failing=frozenset({I686}))
-    code = matrix.build_matrix(
-        *where(_context(root)),
+    code = build_matrix(
+        _context(root),
         "build",
         [AARCH64, I686, X86_64],
         [],
@@ -153,9 +151,8 @@ def test_fail_fast_stops_the_other_targets(
 
     runtime = Stoppable(script=script, every_image=True)
     context = _context(root, XPCARGO_KEEP_WARM=keep_warm)
-    code = matrix.build_matrix(
-        context.host,
-        context.cwd,
+    code = build_matrix(
+        context,
         "build",
         [AARCH64, I686],
         [],
@@ -172,8 +169,8 @@ def test_fail_fast_stops_the_other_targets(
 
 def test_json_messages_pass_through_unchanged(root: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     runtime = builds_a_binary(root)
-    code = matrix.build_matrix(
-        *where(_context(root)),
+    code = build_matrix(
+        _context(root),
         "build",
         [AARCH64, X86_64],
         ["--message-format=json"],
@@ -198,9 +195,8 @@ def test_an_error_of_xpcargos_in_one_target_is_its_result(
     # Only aarch64's image is there; the i686 target has a configured image that is missing.
     runtime.images.add(context.host.image_plan(context.host.toolchains.target(AARCH64)).reference)
     (root / "xpcargo.toml").write_text(f'[target.{I686}]\nimage = "missing:1"\n', encoding="utf-8")
-    code = matrix.build_matrix(
-        context.host,
-        context.cwd,
+    code = build_matrix(
+        context,
         "build",
         [AARCH64, I686],
         [],
@@ -224,8 +220,8 @@ def test_a_crash_in_one_target_is_not_a_hang(root: Path) -> None:
 
     runtime = FakeRuntime(script=script, every_image=True)
     with pytest.raises(RuntimeError, match="a bug"):
-        matrix.build_matrix(
-            *where(_context(root)),
+        build_matrix(
+            _context(root),
             "build",
             [AARCH64, I686],
             [],

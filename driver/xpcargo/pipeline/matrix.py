@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xpcargo.artifacts import Artifact, final_artifacts
+from xpcargo.cargo.project import Project
 from xpcargo.container.location import Engines
 from xpcargo.container.session import Cancellation
 from xpcargo.context import Host
@@ -143,9 +144,10 @@ def cargo_command(
 ) -> int:
     """`xpcargo <command> --target ...` (run from ``cwd``): one target runs as it always has; several run side by
     side."""
-    settings = plan_module.reproducibility(host, project_at(host, cwd, args)) if reproducible else None
+    # One project for every target: the arguments name it, whatever the target.
+    project = project_at(host, cwd, args) if reproducible else find_project(host, cwd, triples[0], args)
+    settings = plan_module.reproducibility(host, project) if reproducible else None
     if len(triples) == 1:
-        project = find_project(host, cwd, triples[0], args)
         return run.cargo_command(host, project, command, triples[0], args, connect=connect, reproducible=settings)
     jobs = target_jobs if target_jobs is not None else default_target_jobs()
     return build_matrix(
@@ -154,6 +156,7 @@ def cargo_command(
         command,
         triples,
         args,
+        project=project,
         connect=connect,
         target_jobs=jobs,
         fail_fast=fail_fast,
@@ -168,26 +171,18 @@ def build_matrix(
     triples: Sequence[str],
     args: Sequence[str],
     *,
+    project: Project,
     connect: run.Connect,
     target_jobs: int,
     fail_fast: bool,
     reproducible: Reproducibility | None = None,
 ) -> Summary:
-    """`xpcargo <command> --target A --target B ...`: every target planned first (bad input fails before the
-    engine is asked), then run side by side, `target_jobs` at a time; then the summary, shown and returned."""
+    """`xpcargo <command> --target A --target B ...` of ``project`` (run from ``cwd``): every target planned first
+    (bad input fails before the engine is asked), then run side by side, `target_jobs` at a time; then the summary,
+    shown and returned."""
     # Cargo's progress bar redraws one line; several of them interleaved would be noise.
     host = replace(host, terminal=replace(host.terminal, progress_width=None))
-    plans = [
-        plan(
-            host,
-            find_project(host, cwd, triple, args),
-            command,
-            triple,
-            args,
-            reproducible_settings=reproducible,
-        )
-        for triple in triples
-    ]
+    plans = [plan(host, project, command, triple, args, reproducible_settings=reproducible) for triple in triples]
     # One connection per engine the targets name (most often the one), each made once, before any target starts:
     # an engine that is not there fails the command as it does for one target.
     pool = run.engines(host, connect)

@@ -73,7 +73,7 @@ def dist(
             _build_verified(host, cwd, triples, build_args, settings=settings, connect=connect, directories=directories)
             if verified
             else _build_once(
-                host, cwd, triples, build_args, settings=settings, connect=connect, target_jobs=target_jobs
+                host, cwd, project, triples, build_args, settings=settings, connect=connect, target_jobs=target_jobs
             )
         )
         if isinstance(built, int):
@@ -116,8 +116,9 @@ def dist(
         spec = host.target(triple, project_config)
         # The image as the engine that built the target holds it (the same content hash on every engine).
         runtime = pool.runtime(host.engine_for(spec))
-        reference = host.image_for(spec, runtime, project=project_config)
-        plan_hash = None if spec.image else host.image_plan(spec, project_config).digest
+        image_plan = None if spec.image else host.image_plan(spec, project_config)
+        reference = host.image_builder(runtime).image_for(spec, image_plan)
+        plan_hash = image_plan.digest if image_plan else None
         images.append(
             inventory(runtime, host.settings.cache_dir, triple=triple, reference=reference, plan_hash=plan_hash)
         )
@@ -185,6 +186,7 @@ def _build_verified(
 def _build_once(
     host: Host,
     cwd: Path,
+    project: Project,
     triples: Sequence[str],
     build_args: Sequence[str],
     *,
@@ -192,13 +194,14 @@ def _build_once(
     connect: run.Connect,
     target_jobs: int | None,
 ) -> list[tuple[str, Project, Artifact]] | int:
-    """Every target built once, side by side, in the project's own target dir (`--no-verify`)."""
+    """Every target of ``project`` built once, side by side, in its own target dir (`--no-verify`)."""
     summary = matrix.build_matrix(
         host,
         cwd,
         "build",
         triples,
         build_args,
+        project=project,
         connect=connect,
         target_jobs=target_jobs if target_jobs is not None else matrix.default_target_jobs(),
         fail_fast=True,
@@ -206,7 +209,6 @@ def _build_once(
     )
     if summary.exit_code != 0:
         return summary.exit_code
-    project = project_at(host, cwd, build_args)
     return [(result.triple, project, artifact) for result in summary.results for artifact in result.artifacts]
 
 
