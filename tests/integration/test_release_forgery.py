@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tarfile
 import time
@@ -15,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from unit.git_repos import COMMIT_TIME, git, sign
 from xpcargo import resources
 
 from .helpers import X86_64, Cli, copy_fixture, remove_kept_builds, start_cli
 
 pytestmark = pytest.mark.engine
 
-_COMMIT_TIME = "1700000000"
+# SOURCE_DATE_EPOCH as the environment spells it: the time of the commits the tests make.
+_EPOCH = str(COMMIT_TIME)
 
 
 def _home(tmp_path: Path) -> tuple[dict[str, str], Path]:
@@ -36,40 +37,12 @@ def _home(tmp_path: Path) -> tuple[dict[str, str], Path]:
     return env, key
 
 
-def _git(repo: Path, *argv: str) -> str:
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(repo),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_DATE": f"@{_COMMIT_TIME} +0000",
-        "GIT_COMMITTER_DATE": f"@{_COMMIT_TIME} +0000",
-    }
-    command = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *argv]
-    return subprocess.run(command, check=True, env=env, capture_output=True, text=True).stdout
-
-
-def _sign(repo: Path) -> str:
-    """HEAD again, as a commit that carries a (bogus) signature: `git log` with `log.showSignature` runs
-    `gpg.program` for it."""
-    tree = _git(repo, "rev-parse", "HEAD^{tree}").strip()
-    parent = _git(repo, "rev-parse", "HEAD").strip()
-    body = (
-        f"tree {tree}\nparent {parent}\nauthor t <t@t> {_COMMIT_TIME} +0000\ncommitter t <t@t> {_COMMIT_TIME} +0000\n"
-        "gpgsig -----BEGIN PGP SIGNATURE-----\n \n -----END PGP SIGNATURE-----\n\nsigned\n"
-    )
-    (repo / ".git" / "signed-commit").write_text(body, encoding="utf-8")
-    commit = _git(repo, "hash-object", "-t", "commit", "-w", str(repo / ".git" / "signed-commit")).strip()
-    (repo / ".git" / "signed-commit").unlink()
-    _git(repo, "update-ref", "HEAD", commit)
-    return commit
-
-
 def _commit(project: Path) -> str:
     (project / ".gitignore").write_text("/target\n")
-    _git(project, "init", "-q")
-    _git(project, "add", ".")
-    _git(project, "commit", "-q", "-m", "release")
-    return _git(project, "rev-parse", "HEAD").strip()
+    git(project, "init", "-q")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "release")
+    return git(project, "rev-parse", "HEAD").strip()
 
 
 def test_git_config_planted_by_a_build_runs_nothing_on_the_host(
@@ -79,9 +52,9 @@ def test_git_config_planted_by_a_build_runs_nothing_on_the_host(
     commit = _commit(project)
     # Written after the commit: the fixture's own files are what the planted filter and diff drivers match.
     (project / ".gitattributes").write_text("*.rs filter=planted diff=planted\n")
-    _git(project, "add", ".gitattributes")
-    _git(project, "commit", "-q", "-m", "attributes")
-    commit = _sign(project)
+    git(project, "add", ".gitattributes")
+    git(project, "commit", "-q", "-m", "attributes")
+    commit = sign(project)
     config = (project / ".git" / "config").read_bytes()
     canary = tmp_path / "canary"
     (project / "canary-path").write_text(str(canary))
@@ -103,7 +76,7 @@ def test_git_config_planted_by_a_build_runs_nothing_on_the_host(
     source = statement["predicate"]["buildDefinition"]["externalParameters"]["source"]
     # canary-path and planted.sh are untracked: the tree is as committed.
     assert source == {"digest": {"gitCommit": commit}, "dirty": False}
-    assert statement["predicate"]["buildDefinition"]["internalParameters"]["sourceDateEpoch"] == int(_COMMIT_TIME)
+    assert statement["predicate"]["buildDefinition"]["internalParameters"]["sourceDateEpoch"] == int(_EPOCH)
 
 
 def test_git_config_cannot_be_planted_through_a_git_link(
@@ -136,7 +109,7 @@ def test_a_release_binary_swapped_for_a_link_to_a_key_is_never_packed(
     for _ in range(_ATTEMPTS):
         project = copy_fixture(tmp_path_factory, "release-swapper")
         (project / "key-path").write_text(str(key))
-        dist = xpcargo(args, cwd=project, env={**env, "SOURCE_DATE_EPOCH": _COMMIT_TIME})
+        dist = xpcargo(args, cwd=project, env={**env, "SOURCE_DATE_EPOCH": _EPOCH})
         if dist.code != 0:
             break
         _assert_no_key_shipped(project, key.read_bytes())
@@ -186,7 +159,7 @@ def test_a_target_dir_swapped_for_a_link_to_another_tree_is_never_packed(
     (project / "decoy-path").write_text(str(decoy))
 
     args = ["dist", "--target", X86_64, *([] if verified else ["--no-verify"])]
-    dist = xpcargo(args, cwd=project, env={**env, "SOURCE_DATE_EPOCH": _COMMIT_TIME})
+    dist = xpcargo(args, cwd=project, env={**env, "SOURCE_DATE_EPOCH": _EPOCH})
 
     packed = b"".join(path.read_bytes() for path in (project / "target.moved").glob("dist/*.tar.gz"))
     packed += b"".join(path.read_bytes() for path in decoy.glob("dist/*.tar.gz"))
@@ -211,7 +184,7 @@ def test_a_build_deterministic_only_when_checked_fails_dist_and_verify(
     tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
 ) -> None:
     project = copy_fixture(tmp_path_factory, "checked-only-determinism")
-    env = {"SOURCE_DATE_EPOCH": _COMMIT_TIME}
+    env = {"SOURCE_DATE_EPOCH": _EPOCH}
 
     verified = xpcargo(["verify", "--target", X86_64, "--release"], cwd=project, env=env)
     assert verified.code == 12, verified
@@ -242,7 +215,7 @@ def _slow_crate(directory: Path) -> Path:
 
 def test_three_verify_runs_of_one_workspace_at_once_each_reach_a_verdict(tmp_path: Path, xpcargo: Cli) -> None:
     project = _slow_crate(tmp_path / "slow")
-    env = {**xpcargo.env, "SOURCE_DATE_EPOCH": _COMMIT_TIME}
+    env = {**xpcargo.env, "SOURCE_DATE_EPOCH": _EPOCH}
     argv = [sys.executable, "-m", "xpcargo", "verify", "--target", X86_64, "--release"]
     processes = []
     for _ in range(3):

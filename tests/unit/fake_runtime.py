@@ -111,6 +111,18 @@ def target_of(call: Exec) -> str:
     return call.argv[call.argv.index("--target") + 1]
 
 
+def app_built(binary: Path) -> bytes:
+    """What Cargo says of a build that made the binary `app` at ``binary``: its artifact, then success."""
+    artifact = cargo_message(
+        "compiler-artifact",
+        package_id="app 0.1.0",
+        target={"kind": ["bin"], "name": "app"},
+        filenames=[str(binary)],
+        executable=str(binary),
+    )
+    return artifact + cargo_message("build-finished", success=True)
+
+
 def builds_a_binary(root: Path, failing: frozenset[str] = frozenset()) -> FakeRuntime:
     """Cargo that writes a binary `app` for each target under ``root``'s target dir (its bytes are the triple) and
     names it in a compiler-artifact message, or fails for the targets in ``failing``."""
@@ -124,14 +136,7 @@ def builds_a_binary(root: Path, failing: frozenset[str] = frozenset()) -> FakeRu
         binary = root.resolve() / "target" / triple / "debug" / "app"
         binary.parent.mkdir(parents=True, exist_ok=True)
         binary.write_bytes(triple.encode())
-        artifact = cargo_message(
-            "compiler-artifact",
-            package_id="app 0.1.0",
-            target={"kind": ["bin"], "name": "app"},
-            filenames=[str(binary)],
-            executable=str(binary),
-        )
-        return Reply(stdout=artifact + cargo_message("build-finished", success=True), stderr=b"   Compiling app\n")
+        return Reply(stdout=app_built(binary), stderr=b"   Compiling app\n")
 
     return FakeRuntime(script=script, every_image=True)
 

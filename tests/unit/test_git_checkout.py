@@ -14,47 +14,19 @@ from xpcargo.container.spec import Mount
 from xpcargo.pipeline import git_checkout, reproducible
 from xpcargo.release import dist
 
-_COMMIT_TIME = 1600000000
-
-
-def _git(repo: Path, *argv: str) -> str:
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(repo),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_DATE": f"@{_COMMIT_TIME} +0000",
-        "GIT_COMMITTER_DATE": f"@{_COMMIT_TIME} +0000",
-    }
-    argv = ("-c", "user.name=t", "-c", "user.email=t@t", *argv)
-    return subprocess.run(["git", "-C", str(repo), *argv], check=True, env=env, capture_output=True, text=True).stdout
-
-
-def _sign(repo: Path) -> str:
-    """HEAD again, as a commit that carries a (bogus) signature: `git log` with `log.showSignature` runs
-    `gpg.program` for it."""
-    tree = _git(repo, "rev-parse", "HEAD^{tree}").strip()
-    parent = _git(repo, "rev-parse", "HEAD").strip()
-    body = (
-        f"tree {tree}\nparent {parent}\nauthor t <t@t> {_COMMIT_TIME} +0000\ncommitter t <t@t> {_COMMIT_TIME} +0000\n"
-        "gpgsig -----BEGIN PGP SIGNATURE-----\n \n -----END PGP SIGNATURE-----\n\nsigned\n"
-    )
-    (repo / ".git" / "signed-commit").write_text(body, encoding="utf-8")
-    commit = _git(repo, "hash-object", "-t", "commit", "-w", str(repo / ".git" / "signed-commit")).strip()
-    (repo / ".git" / "signed-commit").unlink()
-    _git(repo, "update-ref", "HEAD", commit)
-    return commit
+from .git_repos import COMMIT_TIME, git, sign
 
 
 def _repository(tmp_path: Path) -> Path:
     repo = tmp_path / "project"
     repo.mkdir()
-    _git(repo, "init", "-q")
+    git(repo, "init", "-q")
     (repo / "src.txt").write_text("hello\n", encoding="utf-8")
     (repo / ".gitattributes").write_text("*.txt filter=evil diff=evil\n", encoding="utf-8")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "x")
-    _sign(repo)
-    _git(repo, "remote", "add", "origin", "https://user:token@example.com/o/r.git")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "x")
+    sign(repo)
+    git(repo, "remote", "add", "origin", "https://user:token@example.com/o/r.git")
     return repo
 
 
@@ -92,32 +64,32 @@ def test_a_planted_git_config_runs_nothing(tmp_path: Path) -> None:
     epoch = reproducible.source_date_epoch({"PATH": os.environ["PATH"]}, repo)
     source = dist.git_source(repo, {"PATH": os.environ["PATH"]})
     assert not canary.exists()
-    assert found.commit == _git(repo, "rev-parse", "HEAD").strip()
-    assert found.commit_time == _COMMIT_TIME
-    assert epoch == (_COMMIT_TIME, "git")
+    assert found.commit == git(repo, "rev-parse", "HEAD").strip()
+    assert found.commit_time == COMMIT_TIME
+    assert epoch == (COMMIT_TIME, "git")
     assert found.dirty is False
     assert source.uri == "git+https://example.com/o/r.git"
 
 
 def test_the_dirty_state_branches_and_packed_refs(tmp_path: Path) -> None:
     repo = _repository(tmp_path)
-    commit = _git(repo, "rev-parse", "HEAD").strip()
-    _git(repo, "pack-refs", "--all")
-    _git(repo, "gc", "-q")  # the commit now lives in a pack, its ref in packed-refs
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "pack-refs", "--all")
+    git(repo, "gc", "-q")  # the commit now lives in a pack, its ref in packed-refs
     assert not any((repo / ".git" / "refs" / "heads").iterdir())
     assert git_checkout.read(repo / "src", {"PATH": os.environ["PATH"]}).commit == commit
     (repo / "src.txt").write_text("changed\n", encoding="utf-8")
     found = git_checkout.read(repo, {"PATH": os.environ["PATH"]})
-    assert (found.commit, found.commit_time, found.dirty) == (commit, _COMMIT_TIME, True)
+    assert (found.commit, found.commit_time, found.dirty) == (commit, COMMIT_TIME, True)
     # Reading changed nothing in the checkout: no index refresh, no lock.
     assert not (repo / ".git" / "index.lock").exists()
 
 
 def test_a_linked_worktree_is_read_through_its_gitdir_file(tmp_path: Path) -> None:
     repo = _repository(tmp_path)
-    _git(repo, "worktree", "add", "-q", str(tmp_path / "other"), "-b", "other")
+    git(repo, "worktree", "add", "-q", str(tmp_path / "other"), "-b", "other")
     found = git_checkout.read(tmp_path / "other", {"PATH": os.environ["PATH"]})
-    assert found.commit == _git(repo, "rev-parse", "HEAD").strip()
+    assert found.commit == git(repo, "rev-parse", "HEAD").strip()
     assert found.dirty is False
 
 

@@ -15,7 +15,7 @@ from xpcargo.errors import NotReproducibleError
 from xpcargo.image.inventory import ImageInventory
 from xpcargo.release import dist, verify
 
-from .fake_runtime import Exec, FakeRuntime, Reply, cargo_message, default_script, target_of
+from .fake_runtime import Exec, FakeRuntime, Reply, app_built, default_script, target_of
 from .projects import app_project, where
 
 X86_64 = "x86_64-unknown-linux-gnu"
@@ -43,14 +43,7 @@ def _cargo(content: list[bytes], calls: list[Exec]) -> FakeRuntime:
         (binary.parent / "deps" / "app-0123").write_bytes(content[min(len(calls), len(content)) - 1])
         binary.unlink(missing_ok=True)
         binary.hardlink_to(binary.parent / "deps" / "app-0123")
-        artifact = cargo_message(
-            "compiler-artifact",
-            package_id="app 0.1.0",
-            target={"kind": ["bin"], "name": "app"},
-            filenames=[str(binary)],
-            executable=str(binary),
-        )
-        return Reply(stdout=artifact + cargo_message("build-finished", success=True))
+        return Reply(stdout=app_built(binary))
 
     return FakeRuntime(script=script, every_image=True)
 
