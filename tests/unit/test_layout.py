@@ -114,8 +114,9 @@ def test_only_the_commands_take_the_whole_context() -> None:
     assert {name for name in takers if _layer(name) < _layer("xpcargo.commands")} == set()
 
 
-# Unit test files that test the package's shape or the repository's files, not one module.
-_TESTS_OF_NO_MODULE = {"layout", "examples"}
+# Unit test files that test the package's shape or the repository's files, not one module (release_coverage: the
+# script scripts/release_coverage.py and its data).
+_TESTS_OF_NO_MODULE = {"layout", "examples", "release_coverage"}
 
 
 def test_each_unit_test_file_is_named_for_the_module_it_tests() -> None:
