@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +16,17 @@ from xpcargo.config import targets as config
 from xpcargo.errors import ConfigError, ImageBuildError
 from xpcargo.image import debian, layers
 from xpcargo.image.lockfile import LockedImage, Package
-from xpcargo.image.plan import LABEL_PARENT, LABEL_PLAN, LABEL_RUST, LABEL_TARGET, ImagePlan, Layer, plan_image
+from xpcargo.image.plan import (
+    LABEL_PARENT,
+    LABEL_PLAN,
+    LABEL_RUST,
+    LABEL_TARGET,
+    ImagePlan,
+    Layer,
+    PoolDeb,
+    StdBuild,
+    plan_image,
+)
 from xpcargo.image.recipe import ImageRecipe, load_recipe
 
 from .fake_runtime import Exec, FakeRuntime, Reply
@@ -382,6 +394,33 @@ def test_a_layer_runs_as_a_root_of_few_capabilities_that_sees_no_project(tmp_pat
     assert not runtime.running
 
 
+def test_a_layer_builds_its_std_after_apt_without_holding_the_deb_cache(tmp_path: Path) -> None:
+    # The .deb cache is held while apt runs, and free while the std builds (minutes), for another image build's apt.
+    held: list[tuple[str, bool]] = []
+
+    def cache_is_free() -> bool:
+        fd = os.open(tmp_path / "debs" / ".mmdebstrap.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    def script(call: Exec) -> Reply:
+        if call.argv[0] == "sh":
+            held.append((call.argv[2].splitlines()[1][:12], not cache_is_free()))
+        if call.argv[0] == "dpkg-query":
+            return Reply(stdout=b"musl-dev:amd64=1.2.5-3\n")
+        return Reply()
+
+    std = StdBuild(triple="x86_64-unknown-linux-musl", source=PoolDeb(url="pool/src.deb", sha256="0" * 64))
+    layer = Layer(purpose="target", packages=("musl-dev",), std_build=std)
+    _build_layer(FakeRuntime(script=script), tmp_path, layer=layer, std_source=tmp_path / "pool" / "src.deb")
+    assert held == [("trap 'chown ", True), ("export LC_AL", False)]
+
+
 def test_a_layer_apt_cannot_install_is_one_error_quoting_apt_without_retries(tmp_path: Path) -> None:
     runtime = _layer_runtime(Reply(code=100, stdout=b"Reading package lists...\nE: Unable to locate package nope\n"))
     with pytest.raises(ImageBuildError) as caught:
@@ -456,10 +495,12 @@ def test_a_foreign_musl_target_is_data_only(shipped: config.Toolchains, recipe: 
     assert std.unwinder == "/usr/lib/aarch64-linux-gnu/libunwind.a"
     assert "/usr/lib/aarch64-linux-musl/libc.a" in std.self_contained
     assert "/usr/lib/gcc-cross/aarch64-linux-gnu/14/crtbeginS.o" in std.self_contained
-    script = layers.install_script(layer, build_arch="amd64", pool_debs=[], owner="0:0", std_source="src.deb")
-    lines = script.splitlines()
-    assert "dpkg --add-architecture arm64" in lines
-    assert f"--target {AARCH64_MUSL}" in next(line for line in lines if " cargo build " in line)
+    assert (
+        "dpkg --add-architecture arm64"
+        in layers.install_script(layer, build_arch="amd64", pool_debs=[], owner="0:0").splitlines()
+    )
+    script = layers.std_script(std, "src.deb")
+    assert f"--target {AARCH64_MUSL}" in next(line for line in script.splitlines() if " cargo build " in line)
     # The unwinder's fortify functions are compiled for arm64, by the cross gcc the layer installs.
     assert "aarch64-linux-gnu-gcc -O2 -fPIC -ffreestanding" in script
 
@@ -499,8 +540,9 @@ def test_the_std_build_script_is_fixed_and_quotes_every_setting(
         env={"RUSTFLAGS": "-Cpwned"},
         std_self_contained=("/usr/lib/odd path/crt1.o",),
     )
-    layer = plan.layers[0]
-    script = layers.install_script(layer, build_arch="amd64", pool_debs=[], owner="0:0", std_source="src all.deb")
+    std = plan.std_build
+    assert std is not None
+    script = layers.std_script(std, "src all.deb")
     assert "pwned" not in script
     lines = script.splitlines()
     assert f"dpkg-deb -x '{layers.POOL}/src all.deb' {layers.STD_BUILD_DIR}/src" in lines
@@ -509,8 +551,5 @@ def test_the_std_build_script_is_fixed_and_quotes_every_setting(
         assert flag in build
     assert "ln -s '/usr/lib/odd path/crt1.o' \"$sysroot/self-contained/\"" in lines
     assert "x86_64-linux-gnu-gcc -O2 -fPIC -ffreestanding" in script
-    assert lines.index(build) > next(i for i, line in enumerate(lines) if " install " in line)
+    assert lines[0] == "set -eu"
     assert f"rm -rf {layers.STD_BUILD_DIR}" in lines
-    # Without the sources' file there is nothing to build from.
-    with pytest.raises(ValueError, match="sources"):
-        layers.install_script(layer, build_arch="amd64", pool_debs=[], owner="0:0")

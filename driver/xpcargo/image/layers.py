@@ -53,12 +53,9 @@ class BuiltLayer:
     packages: tuple[Package, ...]
 
 
-def install_script(
-    layer: Layer, *, build_arch: str, pool_debs: Sequence[str], owner: str, std_source: str | None = None
-) -> str:
-    """The shell script that installs ``layer`` as root; ``pool_debs`` are file names under POOL (unpacked into the
-    image), ``std_source`` that of the std's sources (unpacked for the layer's std build only), ``owner`` who gets
-    the .debs it adds to the shared cache (the invoking user's)."""
+def install_script(layer: Layer, *, build_arch: str, pool_debs: Sequence[str], owner: str) -> str:
+    """The shell script that installs ``layer``'s packages as root; ``pool_debs`` are file names under POOL (unpacked
+    into the image), ``owner`` who gets the .debs it adds to the shared cache (the invoking user's)."""
     # The cache is the invoking user's: what apt leaves there (its lock, partial/, the .debs) goes back to the user
     # however the script ends, or the user's next mmdebstrap could not read it.
     lines = [
@@ -82,12 +79,14 @@ def install_script(
             f"{apt} install -y --no-install-recommends {' '.join(shlex.quote(p) for p in layer.packages)}",
         ]
     lines += [f"dpkg-deb -x {shlex.quote(str(POOL / name))} /" for name in pool_debs]
-    if layer.std_build is not None:
-        if std_source is None:
-            raise ValueError(f"the layer builds {layer.std_build.triple}'s std, and its sources' .deb is not given")
-        lines += std_build_script(layer.std_build, POOL / std_source)
     lines += [f"rm -f {emulator_filter}", "rm -rf /var/lib/apt/lists/*"]
     return "\n".join(lines)
+
+
+def std_script(std: StdBuild, std_source: str) -> str:
+    """The shell script that builds the layer's std (after its packages are installed) from the sources' .deb
+    ``std_source``, a file name under POOL."""
+    return "\n".join(["set -eu", "export LC_ALL=C.UTF-8", *std_build_script(std, POOL / std_source)])
 
 
 # Where the std is built: under /tmp, which no layer holds, at one fixed path, so that the paths the build writes
@@ -246,8 +245,8 @@ def build(
         build_arch=build_arch,
         pool_debs=[file.name for file in pool_files],
         owner=invoking_user(),
-        std_source=std_source.name if std_source else None,
     )
+    std = _std_script_of(layer, std_source)
     tar = scratch / "layer.tar"
 
     def attempt() -> tuple[Package, ...]:
@@ -266,9 +265,16 @@ def build(
                         if line.startswith(("E: ", "W: ", "Err:")):
                             on_line(line)
 
-            code = session.run(["sh", "-c", script], on_stdout=take, on_stderr=take)
+            # The .deb cache is held while apt uses it, not for the minutes a std build takes: another image build
+            # installs its packages meanwhile.
+            with deb_cache_held(deb_cache, on_line):
+                code = session.run(["sh", "-c", script], on_stdout=take, on_stderr=take)
             if code != 0:
                 _fail(target, code, list(tail), locked=locked, source=f"{layer.purpose} layer")
+            if std is not None:
+                code = session.run(["sh", "-c", std], on_stdout=take, on_stderr=take)
+                if code != 0:
+                    _fail(target, code, list(tail), locked=locked, source=f"{layer.purpose} layer's std build")
             query: list[bytes] = []
             code = session.run(
                 ["dpkg-query", "-W", "-f", DPKG_QUERY_FORMAT],
@@ -301,11 +307,16 @@ def build(
             add_whiteouts(tar, deleted, mtime=source_date_epoch or 0)
             return parse_dpkg_query(b"".join(query).decode(errors="replace"))
 
-    with deb_cache_held(deb_cache, on_line):
-        packages = retried(
-            attempt, step=f"{layer.purpose} layer", target=target, on_retry=on_retry, first_wait=first_wait
-        )
+    packages = retried(attempt, step=f"{layer.purpose} layer", target=target, on_retry=on_retry, first_wait=first_wait)
     return BuiltLayer(tar=tar, diff_id=f"sha256:{file_sha256(tar)}", packages=packages)
+
+
+def _std_script_of(layer: Layer, std_source: Path | None) -> str | None:
+    if layer.std_build is None:
+        return None
+    if std_source is None:
+        raise ValueError(f"the layer builds {layer.std_build.triple}'s std, and its sources' .deb is not given")
+    return std_script(layer.std_build, std_source.name)
 
 
 def _fail(target: str, code: int, tail: list[str], *, locked: bool, source: str) -> None:
