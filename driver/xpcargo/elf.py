@@ -26,6 +26,10 @@ _PT_INTERP = 3
 _DT_NULL = 0
 _DT_NEEDED = 1
 _DT_STRTAB = 5
+_DT_FLAGS_1 = 0x6FFFFFFB
+_DF_1_PIE = 0x08000000
+_ET_EXEC = 2
+_ET_DYN = 3
 _DT_VERNEED = 0x6FFFFFFE
 _DT_VERNEEDNUM = 0x6FFFFFFF
 # What a real file has by the thousands at most; more is a hostile file looping the reader.
@@ -67,12 +71,15 @@ class ElfInfo:
     # (DT_NEEDED), in file order.
     interpreter: bool = False
     needed: tuple[str, ...] = ()
+    # Whether it is a program: ET_EXEC, or ET_DYN with an interpreter or the linker's DF_1_PIE mark (a PIE; a shared
+    # library has neither).
+    executable: bool = False
 
     @property
     def static(self) -> bool:
-        """Linked statically: nothing to load at run time, neither a loader nor a library (a static-pie too: its
-        dynamic section is for its own relocations)."""
-        return not self.interpreter and not self.needed
+        """A statically linked program: nothing to load at run time, neither a loader nor a library (a static-pie
+        too: its dynamic section is for its own relocations). A shared library that needs nothing is not one."""
+        return self.executable and not self.interpreter and not self.needed
 
     @property
     def glibc(self) -> str | None:
@@ -176,12 +183,12 @@ def _inspect(read: Read, size: int) -> ElfInfo:
         raise ElfError(f"unknown ELF data encoding {ident[5]}")
     reader = _Reader(read, size, big_endian=ident[5] == 2, bits=bits)
     if bits == 64:
-        machine, phoff, shoff, phentsize, phnum, shentsize, shnum = _fields(
-            reader.unpack("HHIQQQIHHHHHH", 16, "the ELF header"), (1, 4, 5, 8, 9, 10, 11)
+        file_type, machine, phoff, shoff, phentsize, phnum, shentsize, shnum = _fields(
+            reader.unpack("HHIQQQIHHHHHH", 16, "the ELF header"), (0, 1, 4, 5, 8, 9, 10, 11)
         )
     else:
-        machine, phoff, shoff, phentsize, phnum, shentsize, shnum = _fields(
-            reader.unpack("HHIIIIIHHHHHH", 16, "the ELF header"), (1, 4, 5, 8, 9, 10, 11)
+        file_type, machine, phoff, shoff, phentsize, phnum, shentsize, shnum = _fields(
+            reader.unpack("HHIIIIIHHHHHH", 16, "the ELF header"), (0, 1, 4, 5, 8, 9, 10, 11)
         )
     segments = _segments(reader, phoff, phentsize, phnum)
     dynamic = any(kind in (_PT_DYNAMIC, _PT_INTERP) for kind, *_ in segments)
@@ -190,14 +197,17 @@ def _inspect(read: Read, size: int) -> ElfInfo:
     if needs is None:
         # No section headers (stripped with sstrip, say): the dynamic segment says the same.
         needs = _needs_from_dynamic(reader, segments, tags)
+    interpreter = any(kind == _PT_INTERP for kind, *_ in segments)
+    pie = any(tag == _DT_FLAGS_1 and value & _DF_1_PIE for tag, value in tags)
     return ElfInfo(
         machine=MACHINES.get(machine, f"machine {machine}"),
         bits=bits,
         big_endian=ident[5] == 2,
         dynamic=dynamic,
         needs=tuple(dict.fromkeys(needs)),
-        interpreter=any(kind == _PT_INTERP for kind, *_ in segments),
+        interpreter=interpreter,
         needed=_needed(reader, segments, tags),
+        executable=file_type == _ET_EXEC or (file_type == _ET_DYN and (interpreter or pie)),
     )
 
 

@@ -54,6 +54,7 @@ def test_a_real_x86_64_file_built_here(tmp_path: Path, flags: list[str]) -> None
     info = inspect_file(output)
     assert (info.machine, info.bits, info.big_endian) == ("x86_64", 64, False)
     assert info.glibc == _readelf_glibc(output)
+    assert info.executable is ("-shared" not in flags)
     if "-static" in flags:
         assert (info.dynamic, info.glibc, info.static, info.needed) == (False, None, True, ())
     else:
@@ -84,11 +85,18 @@ def test_the_dynamic_segment_answers_when_the_section_headers_are_gone(tmp_path:
 
 
 def build_elf(
-    *, bits: int, big_endian: bool, machine: int, needs: dict[str, list[str]], needed: tuple[str, ...] | None = None
+    *,
+    bits: int,
+    big_endian: bool,
+    machine: int,
+    needs: dict[str, list[str]],
+    needed: tuple[str, ...] | None = None,
+    pie: bool = False,
 ) -> bytes:
     """A minimal shared object: an ELF header, a PT_LOAD over the whole file (so addresses are offsets), a
     PT_DYNAMIC with a DT_NEEDED for each of ``needed`` (by default, the libraries of ``needs``), DT_STRTAB,
-    DT_VERNEED and DT_VERNEEDNUM, the .dynstr and .gnu.version_r they point at, and
+    DT_VERNEED and DT_VERNEEDNUM (and with ``pie``, DT_FLAGS_1 with DF_1_PIE: the linker's mark of a PIE), the .dynstr
+    and .gnu.version_r they point at, and
     section headers for null, .dynstr, .gnu.version_r (its sh_link naming .dynstr, sh_info the entry count),
     .dynamic and .shstrtab (binutils' readelf wants the last two to name what it prints).
 
@@ -105,6 +113,7 @@ def build_elf(
 
     entries = [(name(library), [name(version) for version in versions]) for library, versions in needs.items()]
     libraries = [(1, name(library)) for library in (tuple(needs) if needed is None else needed)]
+    libraries += [(0x6FFFFFFB, 0x08000000)] if pie else []
     verneed = bytearray()
     for index, (library, versions) in enumerate(entries):
         size = 16 + 16 * len(versions)
@@ -215,7 +224,7 @@ def test_a_static_pie_is_static_though_it_has_a_dynamic_section(tmp_path: Path) 
     assert "INTERP" not in headers.stdout
     assert "(NEEDED)" not in headers.stdout
     assert "DYNAMIC" in headers.stdout
-    assert (info.dynamic, info.interpreter, info.needed, info.static) == (True, False, (), True)
+    assert (info.dynamic, info.interpreter, info.needed, info.executable, info.static) == (True, False, (), True, True)
 
 
 @needs_gcc
@@ -247,9 +256,14 @@ def test_the_needed_libraries_of_every_class_and_byte_order(
         path = tmp_path / name
         path.write_bytes(data)
         assert _readelf_needed(path) == list(needed)
-    # No library and no interpreter, a dynamic section all the same: a static-pie's shape.
-    bare = inspect_bytes(build_elf(bits=bits, big_endian=big_endian, machine=machine, needs=_NEEDS, needed=()))
-    assert (bare.dynamic, bare.needed, bare.static) == (True, (), True)
+    # No library and no interpreter, a dynamic section all the same: a static-pie's shape, marked as a PIE...
+    bare = inspect_bytes(
+        build_elf(bits=bits, big_endian=big_endian, machine=machine, needs=_NEEDS, needed=(), pie=True)
+    )
+    assert (bare.dynamic, bare.needed, bare.executable, bare.static) == (True, (), True, True)
+    # ...and without the mark, a shared library that needs nothing: no program, static or not.
+    library = inspect_bytes(build_elf(bits=bits, big_endian=big_endian, machine=machine, needs=_NEEDS, needed=()))
+    assert (library.needed, library.executable, library.static) == ((), False, False)
 
 
 def test_a_needed_library_named_outside_the_string_table_is_an_error() -> None:

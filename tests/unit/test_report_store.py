@@ -268,7 +268,9 @@ def test_a_static_program_is_stored_and_shown_as_static(tmp_path: Path) -> None:
     written before the field existed still loads, as not static."""
     tree = tmp_path / "target" / MUSL / "release"
     tree.mkdir(parents=True)
-    (tree / "app").write_bytes(build_elf(bits=64, big_endian=False, machine=62, needs={}, needed=()))
+    (tree / "app").write_bytes(
+        build_elf(bits=64, big_endian=False, machine=62, needs={"libc.so.6": []}, needed=(), pie=True)
+    )
     message = {"reason": "compiler-artifact", "package_id": "app 0.1.0", "target": {"kind": ["bin"]}}
     built = BuildReport(
         target=MUSL,
