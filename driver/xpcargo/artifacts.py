@@ -28,15 +28,19 @@ def links_glibc(triple: str) -> bool:
 @dataclass(frozen=True, kw_only=True)
 class GlibcNeed:
     """What one file needs from glibc: ``machine`` None when it is no ELF file (a static library's archive);
-    ``glibc`` None when it needs no glibc version (linked statically, or not against glibc)."""
+    ``glibc`` None when it needs no glibc version (linked statically, or not against glibc); ``static`` when it is
+    linked statically (no interpreter, no needed library: it runs on any kernel of its machine, whatever libc)."""
 
     machine: str | None
     glibc: str | None
+    static: bool = False
 
     def describe(self, floor: str | None) -> str:
-        """``2.34 (floor 2.36)`` for people; a need above the floor says so."""
+        """``2.34 (floor 2.36)`` for people; a need above the floor says so; ``static`` for a static program."""
         if self.machine is None:
             return "-"
+        if self.static:
+            return "static"
         need = self.glibc or "none"
         if floor is None:
             return need
@@ -53,7 +57,7 @@ def glibc_need(path: Path) -> GlibcNeed:
         info = inspect_file(path)
     except ElfError:
         return NOT_ELF
-    return GlibcNeed(machine=info.machine, glibc=info.glibc)
+    return GlibcNeed(machine=info.machine, glibc=info.glibc, static=info.static)
 
 
 @dataclass(frozen=True, kw_only=True)

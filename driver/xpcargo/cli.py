@@ -255,7 +255,7 @@ def targets(
         typer.Option("--github-matrix", help='Print a GitHub Actions matrix: {"include": [{"target": ...}]}.'),
     ] = False,
 ) -> None:
-    """List the targets xpcargo knows: emulator, glibc floor and image of each."""
+    """List the targets xpcargo knows: C library (glibc floor), linking, runner, Rust and image of each."""
     from xpcargo.commands import targets as listing  # noqa: PLC0415
 
     infos = listing.describe(_context(), target or [])

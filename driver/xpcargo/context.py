@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from xpcargo.container.runtime import ImagesAndContainers
     from xpcargo.image.builder import Builder
     from xpcargo.image.plan import ImagePlan
+    from xpcargo.image.recipe import ImageRecipe
     from xpcargo.ui import Reporter
 
 # Every knob of xpcargo's own, with what it does. XPCARGO_BUILD_<FIELD> and XPCARGO_TARGET_<TRIPLE>_<FIELD> set
@@ -50,6 +51,9 @@ KNOBS: Mapping[str, str] = MappingProxyType(
         "was kept (default 3600)",
         "XPCARGO_REMOTE": "1: the engine cannot see this machine's files, sync them through volumes; 0: it can "
         "(default: remote when DOCKER_HOST or the docker context is tcp:// or ssh://)",
+        "XPCARGO_TOOLCHAIN": "the Rust to build with, over the project's rust-toolchain.toml: a version xpcargo's "
+        "images have (`1.85`, `1.96`), `stable` (the newest for each target), or `default` (each target's own, "
+        "whatever the file asks)",
         "XPCARGO_TRUST": "1: consent, for this command, to what the checkout's settings reach outside it (CI; see "
         "`xpcargo trust`)",
         "XPCARGO_DEBUG": "show a traceback for an internal error",
@@ -195,9 +199,30 @@ class Host:
         return self.platform
 
     def target(self, triple: str, project_config: ProjectConfig) -> TargetSpec:
+        """``triple``'s settings in ``project_config``, with the recipe that has the Rust the project asks for."""
         from xpcargo.config.targets import resolve_target  # noqa: PLC0415
 
-        return resolve_target(triple, self.toolchains, project_config, environ=self.environ)
+        return self.with_rust(
+            resolve_target(triple, self.toolchains, project_config, environ=self.environ), project_config
+        )
+
+    def with_rust(self, spec: TargetSpec, project_config: ProjectConfig) -> TargetSpec:
+        """``spec`` built with the Rust that XPCARGO_TOOLCHAIN, else the project's toolchain file, asks for."""
+        from xpcargo.config import toolchain_file  # noqa: PLC0415
+
+        request = toolchain_file.requested(self.environ, project_config.toolchain)
+        if request is None:
+            return spec
+        from xpcargo.image import toolchain  # noqa: PLC0415
+
+        return toolchain.choose(spec, request, self.recipes, build_arch=self.build_platform.debian_arch)
+
+    @cached_property
+    def recipes(self) -> Mapping[str, ImageRecipe]:
+        """Every image recipe, by name: what Rusts there are to choose from."""
+        from xpcargo.image.toolchain import load_recipes  # noqa: PLC0415
+
+        return MappingProxyType(load_recipes(self.settings.recipes_dir))
 
     def host_target(self, project_config: ProjectConfig) -> TargetSpec | None:
         """The entry for the images' own triple: build scripts and proc-macros are built with its tools."""

@@ -1,5 +1,7 @@
 """What an ELF file needs from glibc: the newest ``GLIBC_x.y`` symbol version among its version needs
-(``.gnu.version_r``, the dynamic section's ``DT_VERNEED``), for 32- and 64-bit files of either byte order.
+(``.gnu.version_r``, the dynamic section's ``DT_VERNEED``), for 32- and 64-bit files of either byte order; and
+whether it is linked statically (no interpreter and no ``DT_NEEDED`` library: a static-pie has a dynamic section
+for its own relocations, and still needs nothing).
 
 The file is untrusted: a build script can leave anything where an artifact should be. Every read is bounded by the
 file's size and by caps on what is read, every chain has an end, and anything that does not parse is an
@@ -22,7 +24,12 @@ _PT_LOAD = 1
 _PT_DYNAMIC = 2
 _PT_INTERP = 3
 _DT_NULL = 0
+_DT_NEEDED = 1
 _DT_STRTAB = 5
+_DT_FLAGS_1 = 0x6FFFFFFB
+_DF_1_PIE = 0x08000000
+_ET_EXEC = 2
+_ET_DYN = 3
 _DT_VERNEED = 0x6FFFFFFE
 _DT_VERNEEDNUM = 0x6FFFFFFF
 # What a real file has by the thousands at most; more is a hostile file looping the reader.
@@ -56,10 +63,23 @@ class ElfInfo:
     machine: str
     bits: int
     big_endian: bool
-    # Whether the file is linked dynamically (it has a dynamic section or asks for an interpreter).
+    # Whether the file has a dynamic section or asks for an interpreter (a static-pie has the first, for itself).
     dynamic: bool
     # Every version the file needs from a library: (library, version), in file order, each once.
     needs: tuple[tuple[str, str], ...]
+    # Whether it asks for a program interpreter (PT_INTERP: the dynamic loader), and the libraries it needs
+    # (DT_NEEDED), in file order.
+    interpreter: bool = False
+    needed: tuple[str, ...] = ()
+    # Whether it is a program: ET_EXEC, or ET_DYN with an interpreter or the linker's DF_1_PIE mark (a PIE; a shared
+    # library has neither).
+    executable: bool = False
+
+    @property
+    def static(self) -> bool:
+        """A statically linked program: nothing to load at run time, neither a loader nor a library (a static-pie
+        too: its dynamic section is for its own relocations). A shared library that needs nothing is not one."""
+        return self.executable and not self.interpreter and not self.needed
 
     @property
     def glibc(self) -> str | None:
@@ -163,25 +183,31 @@ def _inspect(read: Read, size: int) -> ElfInfo:
         raise ElfError(f"unknown ELF data encoding {ident[5]}")
     reader = _Reader(read, size, big_endian=ident[5] == 2, bits=bits)
     if bits == 64:
-        machine, phoff, shoff, phentsize, phnum, shentsize, shnum = _fields(
-            reader.unpack("HHIQQQIHHHHHH", 16, "the ELF header"), (1, 4, 5, 8, 9, 10, 11)
+        file_type, machine, phoff, shoff, phentsize, phnum, shentsize, shnum = _fields(
+            reader.unpack("HHIQQQIHHHHHH", 16, "the ELF header"), (0, 1, 4, 5, 8, 9, 10, 11)
         )
     else:
-        machine, phoff, shoff, phentsize, phnum, shentsize, shnum = _fields(
-            reader.unpack("HHIIIIIHHHHHH", 16, "the ELF header"), (1, 4, 5, 8, 9, 10, 11)
+        file_type, machine, phoff, shoff, phentsize, phnum, shentsize, shnum = _fields(
+            reader.unpack("HHIIIIIHHHHHH", 16, "the ELF header"), (0, 1, 4, 5, 8, 9, 10, 11)
         )
     segments = _segments(reader, phoff, phentsize, phnum)
     dynamic = any(kind in (_PT_DYNAMIC, _PT_INTERP) for kind, *_ in segments)
+    tags = _dynamic_tags(reader, segments)
     needs = _needs_from_sections(reader, shoff, shentsize, shnum)
     if needs is None:
         # No section headers (stripped with sstrip, say): the dynamic segment says the same.
-        needs = _needs_from_dynamic(reader, segments)
+        needs = _needs_from_dynamic(reader, segments, tags)
+    interpreter = any(kind == _PT_INTERP for kind, *_ in segments)
+    pie = any(tag == _DT_FLAGS_1 and value & _DF_1_PIE for tag, value in tags)
     return ElfInfo(
         machine=MACHINES.get(machine, f"machine {machine}"),
         bits=bits,
         big_endian=ident[5] == 2,
         dynamic=dynamic,
         needs=tuple(dict.fromkeys(needs)),
+        interpreter=interpreter,
+        needed=_needed(reader, segments, tags),
+        executable=file_type == _ET_EXEC or (file_type == _ET_DYN and (interpreter or pie)),
     )
 
 
@@ -238,26 +264,51 @@ def _needs_from_sections(reader: _Reader, offset: int, entsize: int, count: int)
     return found
 
 
-def _needs_from_dynamic(reader: _Reader, segments: list[Segment]) -> list[tuple[str, str]]:
+def _dynamic_tags(reader: _Reader, segments: list[Segment]) -> list[tuple[int, int]]:
+    """The dynamic segment's (tag, value) entries up to DT_NULL, in file order; none without a dynamic segment."""
     dynamic = next((segment for segment in segments if segment[0] == _PT_DYNAMIC), None)
     if dynamic is None:
         return []
     _, offset, _, size = dynamic
     entry = 16 if reader.bits == 64 else 8
-    tags: dict[int, int] = {}
+    tags: list[tuple[int, int]] = []
     for index in range(min(size // entry, _MAX_ENTRIES)):
         tag, value = reader.unpack("qQ" if reader.bits == 64 else "iI", offset + index * entry, "a dynamic entry")
         if tag == _DT_NULL:
             break
-        tags.setdefault(tag, value)
-    if _DT_VERNEED not in tags or _DT_STRTAB not in tags:
+        tags.append((tag, value))
+    return tags
+
+
+def _strings_at(reader: _Reader, segments: list[Segment], tags: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The dynamic string table (DT_STRTAB) as (file offset, size), if the dynamic section names one."""
+    address = next((value for tag, value in tags if tag == _DT_STRTAB), None)
+    if address is None:
+        return None
+    strtab = _file_offset([segment for segment in segments if segment[0] == _PT_LOAD], address)
+    # The table's size is not in the dynamic section's reach here (DT_STRSZ may lie); bound it by the file.
+    return strtab, min(reader.size - strtab, _MAX_TABLE_BYTES)
+
+
+def _needed(reader: _Reader, segments: list[Segment], tags: list[tuple[int, int]]) -> tuple[str, ...]:
+    """The libraries the file needs (DT_NEEDED), each once."""
+    indexes = [value for tag, value in tags if tag == _DT_NEEDED]
+    if not indexes:
+        return ()
+    strings = _strings_at(reader, segments, tags)
+    if strings is None:
+        raise ElfError("the dynamic section names libraries but no string table")
+    return tuple(dict.fromkeys(reader.string(*strings, index) for index in indexes))
+
+
+def _needs_from_dynamic(reader: _Reader, segments: list[Segment], tags: list[tuple[int, int]]) -> list[tuple[str, str]]:
+    first = dict(reversed(tags))
+    strings = _strings_at(reader, segments, tags)
+    if _DT_VERNEED not in first or strings is None:
         return []
     loads = [segment for segment in segments if segment[0] == _PT_LOAD]
-    verneed = _file_offset(loads, tags[_DT_VERNEED])
-    strtab = _file_offset(loads, tags[_DT_STRTAB])
-    # The table's size is not in the dynamic section's reach here (DT_STRSZ may lie); bound it by the file.
-    strings = (strtab, min(reader.size - strtab, _MAX_TABLE_BYTES))
-    return _walk_verneed(reader, verneed, tags.get(_DT_VERNEEDNUM, 0), strings, reader.size - verneed)
+    verneed = _file_offset(loads, first[_DT_VERNEED])
+    return _walk_verneed(reader, verneed, first.get(_DT_VERNEEDNUM, 0), strings, reader.size - verneed)
 
 
 def _file_offset(loads: list[Segment], address: int) -> int:

@@ -62,6 +62,7 @@ def test_the_report_and_the_summary_state_each_artifacts_glibc_need(
                 "package_id": json.loads(reported.stdout)[0]["package_id"],
                 "machine": {X86_64: "x86_64", AARCH64: "aarch64"}[triple],
                 "glibc": "2.38",
+                "static": False,
                 "glibc_floor": "2.41",
             }
         ]

@@ -61,7 +61,14 @@ def test_json_has_every_field(context: Context) -> None:
         "native",
         "engine",
         "remote",
+        "libc",
+        "runs",
+        "linking",
+        "rust",
+        "recipe",
     }
+    musl = next(item for item in document if item["target"] == X86_64_MUSL)
+    assert (musl["libc"], musl["linking"], musl["runs"], musl["rust"]) == ("musl", "static", "native", "1.96.0")
 
 
 def test_github_matrix_is_one_line_of_include(context: Context) -> None:
@@ -79,7 +86,41 @@ def test_an_unknown_target_is_refused(context: Context) -> None:
 
 def test_the_table(context: Context) -> None:
     rows = targets.rows(targets.describe(context))
-    assert rows[0] == ("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE", "ENGINE")
-    assert next(row for row in rows if row[0] == X86_64)[:4] == (X86_64, "amd64", "native", "2.41")
-    assert rows[-1][:4] == (X86_64_MUSL, "amd64", "native", "none")
-    assert next(row for row in rows if row[0] == WASM32)[:4] == (WASM32, "all", "node", "none")
+    assert rows[0] == ("TARGET", "LIBC", "LINKING", "RUNS WITH", "RUST", "DEBIAN ARCH", "IMAGE", "ENGINE")
+    by_target = {row[0]: row[1:6] for row in rows[1:]}
+    assert by_target[X86_64] == ("glibc 2.41", "dynamic", "native", "1.96.0", "amd64")
+    assert by_target[AARCH64] == ("glibc 2.41", "dynamic", "qemu-aarch64", "1.96.0", "arm64")
+    assert by_target[ARMV5TE] == ("glibc 2.41", "dynamic", "qemu-arm", "1.85.1", "armel")
+    assert by_target[X86_64_MUSL] == ("musl", "static", "native", "1.96.0", "amd64")
+    assert by_target[AARCH64_MUSL] == ("musl", "static", "qemu-aarch64", "1.96.0", "arm64")
+    assert by_target[WASM32] == ("wasi", "n/a", "node", "1.85.1", "all")
+
+
+def test_the_columns_follow_from_the_settings_and_the_triple(tmp_path: Path) -> None:
+    """A target toolchains.yaml does not know, added by a project: a Windows triple with wine as its runner shows
+    as MinGW, run by wine, linked dynamically (no table of triples to extend); one with an image of the user's says
+    so for its Rust."""
+    (tmp_path / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
+    windows = "x86_64-pc-windows-gnu"
+    fields = 'debian-arch = "amd64"\ncc = "x86_64-w64-mingw32-gcc"\ncxx = "x86_64-w64-mingw32-g++"\n'
+    fields += 'ar = "x86_64-w64-mingw32-ar"\nlinker = "x86_64-w64-mingw32-gcc"\n'
+    (tmp_path / "xpcargo.toml").write_text(
+        f'[target.{windows}]\nrecipe = "trixie-rust"\nrunner = ["/usr/bin/wine"]\n{fields}'
+        f'[target.{I686}]\nimage = "mine:1"\n',
+        encoding="utf-8",
+    )
+    context = Context.create(cwd=tmp_path, environ={"HOME": str(tmp_path)})
+    info = targets.describe(context, [windows, I686])
+    assert (info[0].libc, info[0].runs, info[0].linking, info[0].rust) == ("mingw", "wine", "dynamic", "1.96.0")
+    assert targets.rows(info)[2][4] == "(its image's)"
+    assert targets.libc_of("riscv64gc-unknown-none-elf") == "unknown"
+
+
+def test_a_project_pinned_to_a_rust_shows_it(tmp_path: Path) -> None:
+    (tmp_path / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n', encoding="utf-8")
+    (tmp_path / "rust-toolchain").write_text("1.85\n", encoding="utf-8")
+    context = Context.create(cwd=tmp_path, environ={"HOME": str(tmp_path)})
+    pinned = targets.describe(context, [X86_64, AARCH64])
+    assert [(info.rust, info.recipe) for info in pinned] == [("1.85.1", "trixie-rust-1.85")] * 2
+    # The shipped table as shipped: without names, the project is not read.
+    assert {info.rust for info in targets.describe(context) if info.target == X86_64} == {"1.96.0"}

@@ -54,9 +54,12 @@ def test_a_real_x86_64_file_built_here(tmp_path: Path, flags: list[str]) -> None
     info = inspect_file(output)
     assert (info.machine, info.bits, info.big_endian) == ("x86_64", 64, False)
     assert info.glibc == _readelf_glibc(output)
+    assert info.executable is ("-shared" not in flags)
     if "-static" in flags:
-        assert (info.dynamic, info.glibc) == (False, None)
+        assert (info.dynamic, info.glibc, info.static, info.needed) == (False, None, True, ())
     else:
+        assert not info.static
+        assert "libc.so.6" in info.needed
         # getrandom alone needs 2.25: a dynamic file here needs at least that.
         assert info.dynamic
         assert info.glibc is not None
@@ -81,9 +84,19 @@ def test_the_dynamic_segment_answers_when_the_section_headers_are_gone(tmp_path:
 # --- Files of every class and byte order, built byte by byte --------------------------------------------------------
 
 
-def build_elf(*, bits: int, big_endian: bool, machine: int, needs: dict[str, list[str]]) -> bytes:
+def build_elf(
+    *,
+    bits: int,
+    big_endian: bool,
+    machine: int,
+    needs: dict[str, list[str]],
+    needed: tuple[str, ...] | None = None,
+    pie: bool = False,
+) -> bytes:
     """A minimal shared object: an ELF header, a PT_LOAD over the whole file (so addresses are offsets), a
-    PT_DYNAMIC with DT_STRTAB, DT_VERNEED and DT_VERNEEDNUM, the .dynstr and .gnu.version_r they point at, and
+    PT_DYNAMIC with a DT_NEEDED for each of ``needed`` (by default, the libraries of ``needs``), DT_STRTAB,
+    DT_VERNEED and DT_VERNEEDNUM (and with ``pie``, DT_FLAGS_1 with DF_1_PIE: the linker's mark of a PIE), the .dynstr
+    and .gnu.version_r they point at, and
     section headers for null, .dynstr, .gnu.version_r (its sh_link naming .dynstr, sh_info the entry count),
     .dynamic and .shstrtab (binutils' readelf wants the last two to name what it prints).
 
@@ -99,6 +112,8 @@ def build_elf(*, bits: int, big_endian: bool, machine: int, needs: dict[str, lis
         return len(strings) - len(text) - 1
 
     entries = [(name(library), [name(version) for version in versions]) for library, versions in needs.items()]
+    libraries = [(1, name(library)) for library in (tuple(needs) if needed is None else needed)]
+    libraries += [(0x6FFFFFFB, 0x08000000)] if pie else []
     verneed = bytearray()
     for index, (library, versions) in enumerate(entries):
         size = 16 + 16 * len(versions)
@@ -114,7 +129,7 @@ def build_elf(*, bits: int, big_endian: bool, machine: int, needs: dict[str, lis
     entry = "qQ" if wide else "iI"
     dynamic = b"".join(
         struct.pack(order + entry, tag, value)
-        for tag, value in ((5, dynstr_off), (0x6FFFFFFE, verneed_off), (0x6FFFFFFF, len(entries)), (0, 0))
+        for tag, value in (*libraries, (5, dynstr_off), (0x6FFFFFFE, verneed_off), (0x6FFFFFFF, len(entries)), (0, 0))
     )
     section_names = b"\0.dynstr\0.gnu.version_r\0.dynamic\0.shstrtab\0"
     shstrtab_off = dynamic_off + len(dynamic)
@@ -192,6 +207,79 @@ def test_without_section_headers_the_dynamic_segment_is_read(
     shnum_at = 0x3C if bits == 64 else 0x30
     data[shnum_at : shnum_at + 2] = bytes(2)
     assert inspect_bytes(bytes(data)).glibc == "2.34"
+
+
+@needs_gcc
+def test_a_static_pie_is_static_though_it_has_a_dynamic_section(tmp_path: Path) -> None:
+    """What Rust's musl targets link by default: a PT_DYNAMIC for the program's own relocations, no PT_INTERP,
+    no DT_NEEDED."""
+    source = tmp_path / "program.c"
+    source.write_text(_PROGRAM, encoding="utf-8")
+    output = tmp_path / "program"
+    built = subprocess.run(["gcc", "-static-pie", str(source), "-o", str(output)], capture_output=True, check=False)
+    if built.returncode != 0:
+        pytest.skip(f"the host gcc cannot link -static-pie: {built.stderr.decode()[-200:]}")
+    info = inspect_file(output)
+    headers = subprocess.run(["readelf", "-l", "-d", "-W", str(output)], capture_output=True, text=True, check=True)
+    assert "INTERP" not in headers.stdout
+    assert "(NEEDED)" not in headers.stdout
+    assert "DYNAMIC" in headers.stdout
+    assert (info.dynamic, info.interpreter, info.needed, info.executable, info.static) == (True, False, (), True, True)
+
+
+@needs_gcc
+def test_a_program_that_needs_only_a_loader_is_not_static(tmp_path: Path) -> None:
+    """-nostdlib with an interpreter and no library: PT_INTERP alone makes it dynamic."""
+    source = tmp_path / "start.c"
+    source.write_text("void _start(void) { for (;;) {} }\n", encoding="utf-8")
+    output = tmp_path / "start"
+    subprocess.run(["gcc", "-nostdlib", "-pie", "-Wl,--no-as-needed", str(source), "-o", str(output)], check=True)
+    info = inspect_file(output)
+    assert (info.interpreter, info.needed, info.static) == (True, (), False)
+
+
+def _readelf_needed(path: Path) -> list[str]:
+    output = subprocess.run(["readelf", "-d", "-W", str(path)], capture_output=True, text=True, check=True).stdout
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", output)
+
+
+@pytest.mark.parametrize(("bits", "big_endian", "machine", "name"), _SHAPES)
+def test_the_needed_libraries_of_every_class_and_byte_order(
+    tmp_path: Path, bits: int, big_endian: bool, machine: int, name: str
+) -> None:
+    needed = ("libz.so.1", "libc.so.6", "libz.so.1")
+    data = build_elf(bits=bits, big_endian=big_endian, machine=machine, needs=_NEEDS, needed=needed)
+    info = inspect_bytes(data)
+    assert info.needed == ("libz.so.1", "libc.so.6")
+    assert (info.interpreter, info.static, info.glibc) == (False, False, "2.34")
+    if shutil.which("readelf"):
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert _readelf_needed(path) == list(needed)
+    # No library and no interpreter, a dynamic section all the same: a static-pie's shape, marked as a PIE...
+    bare = inspect_bytes(
+        build_elf(bits=bits, big_endian=big_endian, machine=machine, needs=_NEEDS, needed=(), pie=True)
+    )
+    assert (bare.dynamic, bare.needed, bare.executable, bare.static) == (True, (), True, True)
+    # ...and without the mark, a shared library that needs nothing: no program, static or not.
+    library = inspect_bytes(build_elf(bits=bits, big_endian=big_endian, machine=machine, needs=_NEEDS, needed=()))
+    assert (library.needed, library.executable, library.static) == ((), False, False)
+
+
+def test_a_needed_library_named_outside_the_string_table_is_an_error() -> None:
+    built = build_elf(bits=64, big_endian=False, machine=62, needs=_NEEDS, needed=("libc.so.6",))
+    # The dynamic section starts with the DT_NEEDED entry, then DT_STRTAB (pointing just past the headers).
+    strtab_at = built.index(struct.pack("<qQ", 5, 64 + 2 * 56))
+    needed_at = strtab_at - 16
+    data = bytearray(built)
+    data[needed_at + 8 : needed_at + 16] = struct.pack("<Q", 1 << 40)
+    with pytest.raises(ElfError, match="outside"):
+        inspect_bytes(bytes(data))
+    # DT_STRTAB made a tag nobody knows: libraries without a table to name them.
+    data = bytearray(built)
+    data[strtab_at : strtab_at + 8] = struct.pack("<q", 0x7000_0000)
+    with pytest.raises(ElfError, match="no string table"):
+        inspect_bytes(bytes(data))
 
 
 def test_the_abi_marker_for_relative_relocations_counts_as_2_36() -> None:

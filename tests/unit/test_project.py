@@ -535,31 +535,6 @@ def test_mounts_for_a_discovered_project(tmp_path: Path, workspace: Path) -> Non
     assert tmp_path.resolve() / "outer" in paths - writable
 
 
-@pytest.mark.parametrize(
-    ("name", "text", "channel"),
-    [
-        pytest.param(
-            "rust-toolchain.toml", '[toolchain]\nchannel = "nightly-2025-01-01"\n', "nightly-2025-01-01", id="toml"
-        ),
-        pytest.param("rust-toolchain", "1.80.0\n", "1.80.0", id="legacy"),
-        pytest.param("rust-toolchain.toml", '[toolchain]\ncomponents = ["rustfmt"]\n', None, id="no-channel"),
-        pytest.param("rust-toolchain.toml", "[toolchain\n", None, id="broken"),
-    ],
-)
-def test_requested_toolchain(tmp_path: Path, name: str, text: str, channel: str | None) -> None:
-    _package(tmp_path / "ws", "ws")
-    # rustup looks from the working directory upwards, so a file above the workspace counts too.
-    _write(tmp_path / name, text)
-    project = discover(tmp_path / "ws", parse_cargo_args([]), environ=_environ(tmp_path))
-    found = project.requested_toolchain()
-    assert found == ((tmp_path / name, channel) if channel else None)
-
-
-def test_no_toolchain_file(tmp_path: Path) -> None:
-    _package(tmp_path, "ws")
-    assert discover(tmp_path, parse_cargo_args([]), environ=_environ(tmp_path)).requested_toolchain() is None
-
-
 def test_a_directory_whose_name_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
     """The engine's API is JSON: a mount, a label or a working directory of such a name would name another."""
     root = Path(os.fsdecode(os.fsencode(tmp_path) + b"/proj-\xff"))

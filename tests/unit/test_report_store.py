@@ -12,14 +12,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xpcargo.artifacts import final_artifacts
+from xpcargo.artifacts import GlibcNeed, final_artifacts
 from xpcargo.errors import ReportError
 from xpcargo.report.model import BuildReport, LinkedLibrary, Origin, PackageReport
 from xpcargo.report.render import render_artifacts, render_artifacts_json, render_json, render_table
 from xpcargo.report.store import SCHEMA_VERSION, load, report_path, save
 
 from .test_artifacts import AARCH64, artifact_tree
+from .test_elf import build_elf
 from .test_report_collect import ANY_JSON, TRIPLE
+
+MUSL = "x86_64-unknown-linux-musl"
 
 REPORT = BuildReport(
     target=TRIPLE,
@@ -233,6 +236,7 @@ def test_the_report_keeps_them_and_shows_them_next_to_the_floor(tmp_path: Path) 
         "package_id": "app 0.1.0",
         "machine": "aarch64",
         "glibc": "2.34",
+        "static": False,
     }
     loaded = load(path)
     assert loaded == built
@@ -259,12 +263,41 @@ def test_a_report_of_the_first_schema_is_still_read(tmp_path: Path) -> None:
     assert "none recorded" in render_artifacts(loaded)
 
 
+def test_a_static_program_is_stored_and_shown_as_static(tmp_path: Path) -> None:
+    """A static-pie (a dynamic section, no interpreter, no needed library) says `static` in the report; a report
+    written before the field existed still loads, as not static."""
+    tree = tmp_path / "target" / MUSL / "release"
+    tree.mkdir(parents=True)
+    (tree / "app").write_bytes(
+        build_elf(bits=64, big_endian=False, machine=62, needs={"libc.so.6": []}, needed=(), pie=True)
+    )
+    message = {"reason": "compiler-artifact", "package_id": "app 0.1.0", "target": {"kind": ["bin"]}}
+    built = BuildReport(
+        target=MUSL,
+        profile="release",
+        success=True,
+        packages=(),
+        glibc_floor=None,
+        artifacts=final_artifacts([{**message, "executable": str(tree / "app")}], tree.parent),
+    )
+    path = report_path(tmp_path / "target", MUSL, "release")
+    save(built, path)
+    assert load(path) == built
+    assert render_artifacts(load(path)).splitlines()[1].split() == [str(tree / "app"), "static"]
+    assert json.loads(render_artifacts_json(load(path)))[0]["static"] is True
+    document = json.loads(path.read_text(encoding="utf-8"))
+    del document["artifacts"][0]["static"]
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert load(path).artifacts[0].glibc == GlibcNeed(machine="x86_64", glibc=None, static=False)
+
+
 @pytest.mark.parametrize(
     "artifact",
     [
         {"path": "/a", "kinds": ["bin"], "package_id": "p", "machine": "aarch64"},
         {"path": "/a", "kinds": ["bin"], "package_id": "p", "machine": 7, "glibc": None},
         {"path": "/a", "kinds": "bin", "package_id": "p", "machine": None, "glibc": None},
+        {"path": "/a", "kinds": ["bin"], "package_id": "p", "machine": None, "glibc": None, "static": "yes"},
     ],
 )
 def test_a_corrupt_artifact_entry_is_a_report_error(tmp_path: Path, artifact: dict[str, object]) -> None:

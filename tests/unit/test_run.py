@@ -12,7 +12,7 @@ import pytest
 from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.messages import MAX_MESSAGE_BYTES
 from xpcargo.context import Context, Host
-from xpcargo.errors import EngineError, InterruptError, ProjectError, ReportError
+from xpcargo.errors import ConfigError, EngineError, InterruptError, ProjectError, ReportError
 from xpcargo.pipeline import run
 from xpcargo.pipeline.workspace import Step
 from xpcargo.report import store
@@ -331,13 +331,26 @@ def test_links_overrides_file_is_written_and_passed(tmp_path: Path) -> None:
     assert config_file.read_text(encoding="utf-8").startswith(f'[target."{AARCH64}"."z"]')
 
 
-def test_toolchain_file_asking_for_another_rust_warns(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_toolchain_file_asking_for_a_rust_no_image_has_stops_the_build(tmp_path: Path) -> None:
+    world = World(tmp_path)
     (world.root / "rust-toolchain.toml").write_text('[toolchain]\nchannel = "1.70.0"\n', encoding="utf-8")
-    world.run()
-    assert "asks for Rust `1.70.0`" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"asks for Rust 1\.70\.0, which no xpcargo image provides") as caught:
+        world.run()
+    assert "1.85 and 1.96 (stable)" in str(caught.value.hint)
+    assert world.runtime.started == []
+
+
+def test_the_toolchain_files_other_keys_are_said_not_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = World(tmp_path)
+    text = '[toolchain]\nchannel = "stable"\ncomponents = ["rustfmt"]\ntargets = ["x86_64-pc-windows-msvc"]\n'
+    (world.root / "rust-toolchain.toml").write_text(text, encoding="utf-8")
+    assert world.run() == 0
+    assert "components, targets not applied: the image has what it has (Rust 1.96.0" in capsys.readouterr().err
     (world.root / "rust-toolchain.toml").write_text('[toolchain]\nchannel = "stable"\n', encoding="utf-8")
-    world.run()
-    assert "asks for Rust" not in capsys.readouterr().err
+    assert world.run() == 0
+    assert "not applied" not in capsys.readouterr().err
 
 
 def test_messages_the_user_asked_for_pass_through(world: World) -> None:

@@ -18,7 +18,7 @@ from xpcargo.cargo.args import CargoArgs
 from xpcargo.config import trust
 from xpcargo.config.links import LinksOverrides
 from xpcargo.config.schema import read_toml
-from xpcargo.errors import ConfigError, ProjectError
+from xpcargo.errors import ProjectError
 
 _DEPENDENCY_TABLES = (
     "dependencies",
@@ -45,26 +45,6 @@ class Project:
     # What the manifests and Cargo config files inside the checkout ask of the host (paths outside the workspace, a
     # configured target dir, a `links` override path); ``config.trust`` decides which reach outside the checkout.
     asks: tuple[trust.Ask, ...] = ()
-
-    def requested_toolchain(self) -> tuple[Path, str] | None:
-        """The channel a rustup toolchain file asks for (rustup looks from the working directory up), if any."""
-        for directory in (self.cwd, *self.cwd.parents):
-            for name in ("rust-toolchain.toml", "rust-toolchain"):
-                path = directory / name
-                if not path.is_file():
-                    continue
-                text = path.read_text(encoding="utf-8", errors="replace").strip()
-                # The old `rust-toolchain` may hold just the channel; otherwise `channel = "..."` in [toolchain].
-                legacy = name == "rust-toolchain" and "\n" not in text and not text.startswith("[") and "=" not in text
-                channel: object = text if legacy else None
-                if not legacy:
-                    try:
-                        table = read_toml(path).get("toolchain", {})
-                    except ConfigError:
-                        return None
-                    channel = table.get("channel") if isinstance(table, dict) else None
-                return (path, channel) if isinstance(channel, str) and channel else None
-        return None
 
     def fingerprint(self, *extra: str) -> str:
         """Changes whenever the set of packages Cargo needs may change: then xpcargo fetches again."""

@@ -1,16 +1,28 @@
 """What xpcargo knows about each target, for people and for CI: `xpcargo targets` as a table, as JSON, or as a
-GitHub Actions matrix."""
+GitHub Actions matrix.
+
+Per target: its C library, how its programs run, whether they are static, and its Rust. Each follows from the
+target's settings and its triple, as Rust reads a triple (the environment `gnu`, `musl`, the OS `windows`,
+`wasi`...), not from a table of triples here: a target added to toolchains.yaml or xpcargo.toml shows right."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from xpcargo.artifacts import links_glibc
 from xpcargo.config.targets import ProjectConfig, TargetSpec
 from xpcargo.context import Context, Host
 from xpcargo.image.recipe import load_recipe
+from xpcargo.image.toolchain import rust_of
+
+# C libraries by what the triple says (Rust's `target_env`, and the OS where it says all): the first that matches.
+_LIBCS = (("-linux-gnu", "glibc"), ("-linux-musl", "musl"), ("-windows-gnu", "mingw"), ("-wasi", "wasi"))
+# How programs of each C library are linked by default: Rust's musl targets default to crt-static; a WASI module is
+# not linked against a C library of the machine at all.
+_LINKING = {"glibc": "dynamic", "musl": "static", "mingw": "dynamic", "wasi": "n/a"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +38,16 @@ class TargetInfo:
     glibc: str | None
     # A binary for this target runs here without an emulator; every target's binaries run under `xpcargo run`.
     native: bool
+    # Its C library (`glibc`, `musl`, `mingw`, `wasi`; `unknown` for a triple xpcargo cannot tell), how its programs
+    # run (`native`, or the runner's program: `qemu-aarch64`, `wine`, `node`), and how they are linked by default
+    # (`static`, `dynamic`, `n/a` for WebAssembly).
+    libc: str = "unknown"
+    runs: str = "native"
+    linking: str = "unknown"
+    # The Rust it builds with (upstream's version of the recipe's rustc: `1.96.0`) and the recipe that has it; with
+    # a project's rust-toolchain.toml, the one it asks for. Empty for an image of the user's.
+    rust: str = ""
+    recipe: str = ""
     # The engine the target builds on (its own `engine`, else the environment's), and whether it is remote.
     engine: str = ""
     remote: bool = False
@@ -49,6 +71,7 @@ def _info(host: Host, spec: TargetSpec, project: ProjectConfig | None) -> Target
     engine = host.engine_for(spec)
     plan = None if spec.image else host.image_plan(spec, project)
     recipe = load_recipe(spec.recipe, directory=host.settings.recipes_dir)
+    libc = libc_of(spec.triple)
     return TargetInfo(
         target=spec.triple,
         image=spec.image or (plan.reference if plan else ""),
@@ -59,16 +82,31 @@ def _info(host: Host, spec: TargetSpec, project: ProjectConfig | None) -> Target
         native=host.platform is not None and spec.triple == host.platform.rust_triple,
         engine=engine.url,
         remote=engine.remote,
+        libc=libc,
+        runs=Path(spec.runner[0]).name if spec.runner else "native",
+        linking=_LINKING.get(libc, "unknown"),
+        rust="" if spec.image else rust_of(recipe),
+        recipe="" if spec.image else spec.recipe,
     )
 
 
+def libc_of(triple: str) -> str:
+    """The C library a triple's programs use, as Rust's triple says it."""
+    return next((libc for part, libc in _LIBCS if part in triple), "unknown")
+
+
 def rows(infos: Sequence[TargetInfo]) -> list[tuple[str, ...]]:
-    table: list[tuple[str, ...]] = [("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE", "ENGINE")]
+    table: list[tuple[str, ...]] = [
+        ("TARGET", "LIBC", "LINKING", "RUNS WITH", "RUST", "DEBIAN ARCH", "IMAGE", "ENGINE")
+    ]
     for info in infos:
-        runs = "native" if not info.runner else info.runner[0]
-        floor = info.glibc or ("?" if links_glibc(info.target) else "none")
+        libc = info.libc
+        if libc == "glibc":
+            # The floor: the newest glibc its programs may need.
+            libc = f"glibc {info.glibc or ('?' if links_glibc(info.target) else 'none')}"
         engine = f"{info.engine} (remote)" if info.remote else info.engine
-        table.append((info.target, info.debian_arch, runs, floor, info.image, engine))
+        rust = info.rust or "(its image's)"
+        table.append((info.target, libc, info.linking, info.runs, rust, info.debian_arch, info.image, engine))
     return table
 
 
@@ -77,5 +115,6 @@ def as_json(infos: Sequence[TargetInfo]) -> str:
 
 
 def github_matrix(infos: Sequence[TargetInfo]) -> str:
-    """For `strategy.matrix: ${{ fromJSON(needs.<job>.outputs.matrix) }}`: one line, as `$GITHUB_OUTPUT` wants."""
+    """For `strategy.matrix: ${{ fromJSON(needs.<job>.outputs.matrix) }}`: one line, as `$GITHUB_OUTPUT` wants. The
+    target alone: every key of an entry becomes part of its job's name, and the rest is `--json`'s."""
     return json.dumps({"include": [{"target": info.target} for info in infos]}, separators=(",", ":"))

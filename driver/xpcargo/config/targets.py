@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from xpcargo.config import toolchain_file
 from xpcargo.config.links import LinksOverrides
 from xpcargo.config.schema import EMPTY, ENV_NAME, Table, describe, frozen_map, load_yaml, read_toml
 from xpcargo.errors import ConfigError, UnknownTargetError
@@ -516,11 +517,14 @@ class ProjectConfig:
     # The workspace root it was read for, where the project's other files are (its image lock file among them);
     # None outside a project.
     root: Path | None = None
+    # The Rust the project's toolchain file asks for (rustup's search from the workspace root), if any.
+    toolchain: toolchain_file.Request | None = None
 
 
 def load_project_config(workspace_root: Path) -> ProjectConfig:
-    """Read ``xpcargo.toml`` from the workspace root, else ``[workspace.metadata.xpcargo]`` of its Cargo.toml."""
-    return replace(_load_settings(workspace_root), root=workspace_root)
+    """Read ``xpcargo.toml`` from the workspace root, else ``[workspace.metadata.xpcargo]`` of its Cargo.toml; and
+    the toolchain file rustup would find from there."""
+    return replace(_load_settings(workspace_root), root=workspace_root, toolchain=toolchain_file.find(workspace_root))
 
 
 def _load_settings(workspace_root: Path) -> ProjectConfig:

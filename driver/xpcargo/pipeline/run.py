@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from xpcargo.cargo import links
 from xpcargo.cargo.messages import MessageReader
 from xpcargo.cargo.project import Project, refuse_linked_target_dir
+from xpcargo.config import toolchain_file
 from xpcargo.container.location import EngineAddress, Engines
 from xpcargo.container.runtime import Output, Runtime
 from xpcargo.container.session import Cancellation, Session, open_session
@@ -209,7 +210,7 @@ def _prepare(
     _ensure_sysroot(host, plan, reporter)
     _write_overrides_file(plan)
     if command:
-        _warn_about_toolchain_file(plan, reporter)
+        _note_toolchain_file(plan, reporter)
     venue = Venue(runtime=runtime, image=image, user=plan.user, reporter=reporter, cancellation=cancellation)
     plan.workspace.push(venue)
     return venue
@@ -251,18 +252,15 @@ def _write_overrides_file(plan: BuildPlan) -> None:
             ) from None
 
 
-def _warn_about_toolchain_file(plan: BuildPlan, reporter: Reporter) -> None:
-    """rustup's toolchain file means nothing in the image, which has one pinned Rust: say so when they differ."""
-    requested = plan.project.requested_toolchain()
-    if requested is None or plan.image_plan is None:
-        return
-    path, channel = requested
-    upstream = plan.image_plan.rust_version.split("+", 1)[0]
-    if channel in ("stable", upstream) or upstream.startswith(f"{channel}."):
+def _note_toolchain_file(plan: BuildPlan, reporter: Reporter) -> None:
+    """The keys of rustup's toolchain file that choose more than the Rust (its Rust chose the image already, with
+    ``Host.target``): nothing installs them in the image, which has what it has. Said, not refused."""
+    request = toolchain_file.find(plan.project.workspace_root)
+    if request is None or not request.ignored or plan.image_plan is None:
         return
     reporter.warn(
-        f"{path.name} asks for Rust `{channel}`; the {plan.triple} image builds with Rust {upstream} "
-        "(rustup toolchain files are not read in the container)"
+        f"{request.origin}: {', '.join(request.ignored)} not applied: the image has what it has (Rust "
+        f"{plan.image_plan.rust_version.split('+', 1)[0]} with clippy; `xpcargo targets` lists its targets)"
     )
 
 

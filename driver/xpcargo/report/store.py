@@ -41,6 +41,7 @@ _LIBRARY_FIELDS = ("name", "kind", "path", "origin", "debian_package")
 _REPORT_FIELDS = ("schema_version", "target", "profile", "success", "packages")
 _REPORT_FIELDS_V2 = (*_REPORT_FIELDS, "glibc_floor", "artifacts")
 _ARTIFACT_FIELDS = ("path", "kinds", "package_id", "machine", "glibc")
+_ADDED_ARTIFACT_FIELDS = ("static",)
 
 _PATH_COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -94,6 +95,7 @@ def artifact_json(artifact: Artifact) -> dict[str, Any]:
         "package_id": artifact.package_id,
         "machine": need.machine,
         "glibc": need.glibc,
+        "static": need.static,
     }
 
 
@@ -221,7 +223,7 @@ def _report_from_json(document: object) -> BuildReport:
 
 
 def _artifact_from_json(value: object) -> Artifact:
-    fields = _object(value, _ARTIFACT_FIELDS, "an artifact")
+    fields = _object(value, _ARTIFACT_FIELDS, "an artifact", added=_ADDED_ARTIFACT_FIELDS)
     return Artifact(
         path=Path(_typed(fields, "path", str)),
         kinds=frozenset(_strings(fields, "kinds")),
@@ -229,6 +231,7 @@ def _artifact_from_json(value: object) -> Artifact:
         glibc=GlibcNeed(
             machine=None if fields["machine"] is None else _typed(fields, "machine", str),
             glibc=None if fields["glibc"] is None else _typed(fields, "glibc", str),
+            static=_typed(fields, "static", bool) if "static" in fields else False,
         ),
     )
 
