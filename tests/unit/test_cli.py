@@ -29,6 +29,7 @@ TRIPLES = (
     "wasm32-wasip1",
     "x86_64-unknown-linux-musl",
     "aarch64-unknown-linux-musl",
+    "x86_64-pc-windows-gnu",
 )
 
 
@@ -150,6 +151,7 @@ def test_targets_lists_the_shipped_triples(capsys: pytest.CaptureFixture[str]) -
     assert rows["i686-unknown-linux-gnu"][4].startswith("xpcargo/i686-unknown-linux-gnu:")
     # A target that links no glibc says so instead of a version, and the table stays one row per target.
     assert rows["wasm32-wasip1"][1:4] == ["all", "node", "none"]
+    assert rows["x86_64-pc-windows-gnu"][1:4] == ["amd64", "wine-run", "none"]
 
 
 def test_targets_with_a_broken_toolchain_table(

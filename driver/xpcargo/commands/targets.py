@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from xpcargo.artifacts import links_glibc
 from xpcargo.config.targets import ProjectConfig, TargetSpec
@@ -65,11 +66,20 @@ def _info(host: Host, spec: TargetSpec, project: ProjectConfig | None) -> Target
 def rows(infos: Sequence[TargetInfo]) -> list[tuple[str, ...]]:
     table: list[tuple[str, ...]] = [("TARGET", "DEBIAN ARCH", "RUNS WITH", "GLIBC", "IMAGE", "ENGINE")]
     for info in infos:
-        runs = "native" if not info.runner else info.runner[0]
+        runs = _runs_with(info.runner)
         floor = info.glibc or ("?" if links_glibc(info.target) else "none")
         engine = f"{info.engine} (remote)" if info.remote else info.engine
         table.append((info.target, info.debian_arch, runs, floor, info.image, engine))
     return table
+
+
+def _runs_with(runner: tuple[str, ...]) -> str:
+    """What runs the target's programs, in a word: the emulator, or the script a shell runs (Windows' `wine-run`)."""
+    if not runner:
+        return "native"
+    if runner[0] in ("sh", "bash") and len(runner) > 1:
+        return Path(runner[1]).name
+    return runner[0]
 
 
 def as_json(infos: Sequence[TargetInfo]) -> str:
