@@ -93,6 +93,10 @@ def test_unwinding_catches_panics_and_should_panic_passes(
     assert tested.code == 0, tested
     assert "test tests::panics_on_odd_numbers - should panic ... ok" in tested.stdout, tested
     assert "test result: ok. 2 passed" in tested.stdout, tested
+    # `bench` runs the harness in its bench mode under wine too (the fixture has no #[bench]: both tests ignored).
+    benched = xpcargo(["bench", "--target", WINDOWS], cwd=project)
+    assert benched.code == 0, benched
+    assert "test result: ok. 0 passed; 0 failed; 2 ignored" in benched.stdout, benched
 
 
 @pytest.mark.parametrize("fixture", ["seed-c-lib", "zlib-sys"])
