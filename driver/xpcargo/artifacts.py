@@ -14,6 +14,7 @@ from typing import Any
 
 from xpcargo.elf import ElfError, inspect_file, version_key
 from xpcargo.hashing import file_sha256
+from xpcargo.pe import PeError, file_machine
 
 # Final artifacts worth a line: what a release ships, not the intermediate libraries.
 SHIPPED_KINDS = frozenset({"bin", "cdylib", "dylib", "staticlib"})
@@ -56,7 +57,11 @@ def glibc_need(path: Path) -> GlibcNeed:
     try:
         info = inspect_file(path)
     except ElfError:
-        return NOT_ELF
+        # A Windows program (PE) has a machine and needs no glibc; it loads Windows' DLLs, so it is not static.
+        try:
+            return GlibcNeed(machine=file_machine(path), glibc=None)
+        except PeError:
+            return NOT_ELF
     return GlibcNeed(machine=info.machine, glibc=info.glibc, static=info.static)
 
 

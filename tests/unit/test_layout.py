@@ -55,7 +55,7 @@ def test_no_module_imports_itself_through_others() -> None:
 # above. A name is a top-level module or package of xpcargo.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Shared leaves: no xpcargo concept above them.
-    ("errors", "files", "ui", "hashing", "platforms", "resources", "interrupts", "elf", "artifacts"),
+    ("errors", "files", "ui", "hashing", "platforms", "resources", "interrupts", "elf", "pe", "artifacts"),
     ("config",),
     ("cargo",),
     ("container",),

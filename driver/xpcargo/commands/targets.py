@@ -83,7 +83,7 @@ def _info(host: Host, spec: TargetSpec, project: ProjectConfig | None) -> Target
         engine=engine.url,
         remote=engine.remote,
         libc=libc,
-        runs=Path(spec.runner[0]).name if spec.runner else "native",
+        runs=_runs_with(spec.runner),
         linking=_LINKING.get(libc, "unknown"),
         rust="" if spec.image else rust_of(recipe),
         recipe="" if spec.image else spec.recipe,
@@ -108,6 +108,16 @@ def rows(infos: Sequence[TargetInfo]) -> list[tuple[str, ...]]:
         rust = info.rust or "(its image's)"
         table.append((info.target, libc, info.linking, info.runs, rust, info.debian_arch, info.image, engine))
     return table
+
+
+def _runs_with(runner: tuple[str, ...]) -> str:
+    """What runs the target's programs, in a word: the emulator, or what the script a shell runs wraps (Windows'
+    `wine-run`: wine)."""
+    if not runner:
+        return "native"
+    if runner[0] in ("sh", "bash") and len(runner) > 1:
+        return Path(runner[1]).name.removesuffix("-run")
+    return Path(runner[0]).name
 
 
 def as_json(infos: Sequence[TargetInfo]) -> str:

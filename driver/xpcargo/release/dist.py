@@ -242,8 +242,9 @@ def _pack(
     version_in_name: bool,
 ) -> Packed:
     binary = artifact.path.name
-    # A WebAssembly module is `<bin>.wasm`; its archive is named after the binary, as every other target's is.
-    stem = binary.removesuffix(".wasm")
+    # A WebAssembly module is `<bin>.wasm`, a Windows program `<bin>.exe`; its archive is named after the binary,
+    # as every other target's is.
+    stem = binary.removesuffix(".wasm").removesuffix(".exe")
     package, version = package_name_and_version(artifact.package_id)
     top = f"{stem}-v{version}-{triple}" if version_in_name and version else f"{stem}-{triple}"
     content = read_built_file(target_dir, artifact.path, workspace_root=workspace_root)
@@ -254,8 +255,13 @@ def _pack(
             hint="something outside Cargo rewrites the target dir (a process a build script left running?)",
         )
     member = archive.Member(name=binary, source=artifact.path, data=content, executable=True)
-    data = archive.tar_gz_bytes(top, [member], mtime=epoch)
-    name = f"{top}.tar.gz"
+    if is_windows(triple):
+        # What Windows users unpack, and cargo-dist's choice: a .zip with the .exe at its top.
+        data = archive.zip_bytes([member], mtime=epoch)
+        name = f"{top}.zip"
+    else:
+        data = archive.tar_gz_bytes(top, [member], mtime=epoch)
+        name = f"{top}.tar.gz"
     digest = archive.write_atomically(destination / name, data)
     return Packed(
         archive=name,
@@ -267,6 +273,11 @@ def _pack(
         package=package,
         version=version,
     )
+
+
+def is_windows(triple: str) -> bool:
+    """Whether a target's programs are Windows programs (Rust's `*-windows-*` triples), packed as a .zip."""
+    return triple.split("-")[2:3] == ["windows"]
 
 
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
