@@ -29,6 +29,9 @@ TRIPLES = (
     "wasm32-wasip1",
     "x86_64-unknown-linux-musl",
     "aarch64-unknown-linux-musl",
+    "i686-unknown-linux-musl",
+    "riscv64gc-unknown-linux-musl",
+    "armv7-unknown-linux-musleabihf",
 )
 
 
