@@ -1,5 +1,5 @@
-"""Static musl programs against the real engine: every musl target (x86_64, i686, aarch64, riscv64gc, armv7 with
-hard float), whose Rust std the image builds from Debian's sources in its layer (the foreign ones' programs run
+"""Static musl programs against the real engine: every musl target (x86_64, i686, aarch64, armv7 with hard
+float), whose Rust std the image builds from Debian's sources in its layer (the foreign ones' programs run
 under qemu, without a library prefix). The seed C example and a -sys crate (zlib through the cc crate) build with a
 plain `cargo build --target`, link statically (no interpreter, no needed library) and run; unwinding works (a caught
 panic, a `#[should_panic]` test; ARM's is EHABI, not DWARF); `verify --release` finds the builds the same. C++ fails
@@ -22,7 +22,6 @@ pytestmark = pytest.mark.engine
 MUSL = "x86_64-unknown-linux-musl"
 I686_MUSL = "i686-unknown-linux-musl"
 AARCH64_MUSL = "aarch64-unknown-linux-musl"
-RISCV64_MUSL = "riscv64gc-unknown-linux-musl"
 ARMV7_MUSL = "armv7-unknown-linux-musleabihf"
 
 
@@ -31,7 +30,7 @@ class Arch:
     rust: str  # std::env::consts::ARCH
     c: str  # what the seed's C code says it was compiled for
     bits: int  # the ELF class
-    machine: int  # e_machine: EM_X86_64, EM_386, EM_AARCH64, EM_RISCV, EM_ARM
+    machine: int  # e_machine: EM_X86_64, EM_386, EM_AARCH64, EM_ARM
 
 
 # Each musl target, with its architecture as the programs and their ELF header say it.
@@ -39,7 +38,6 @@ MUSL_TARGETS = {
     MUSL: Arch(rust="x86_64", c="x86_64", bits=64, machine=62),
     I686_MUSL: Arch(rust="x86", c="i686", bits=32, machine=3),
     AARCH64_MUSL: Arch(rust="aarch64", c="aarch64", bits=64, machine=183),
-    RISCV64_MUSL: Arch(rust="riscv64", c="riscv64", bits=64, machine=243),
     ARMV7_MUSL: Arch(rust="arm", c="arm", bits=32, machine=40),
 }
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}

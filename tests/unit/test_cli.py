@@ -30,7 +30,6 @@ TRIPLES = (
     "x86_64-unknown-linux-musl",
     "aarch64-unknown-linux-musl",
     "i686-unknown-linux-musl",
-    "riscv64gc-unknown-linux-musl",
     "armv7-unknown-linux-musleabihf",
 )
 

@@ -22,7 +22,7 @@ ARMV5TE = "armv5te-unknown-linux-gnueabi"
 WASM32 = "wasm32-wasip1"
 X86_64_MUSL = "x86_64-unknown-linux-musl"
 AARCH64_MUSL = "aarch64-unknown-linux-musl"
-MORE_MUSL = ["i686-unknown-linux-musl", "riscv64gc-unknown-linux-musl", "armv7-unknown-linux-musleabihf"]
+MORE_MUSL = ["i686-unknown-linux-musl", "armv7-unknown-linux-musleabihf"]
 SHIPPED = sorted(
     [AARCH64, I686, X86_64, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE, WASM32, X86_64_MUSL, AARCH64_MUSL, *MORE_MUSL]
 )
