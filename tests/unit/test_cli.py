@@ -29,6 +29,8 @@ TRIPLES = (
     "wasm32-wasip1",
     "x86_64-unknown-linux-musl",
     "aarch64-unknown-linux-musl",
+    "i686-unknown-linux-musl",
+    "armv7-unknown-linux-musleabihf",
     "x86_64-pc-windows-gnu",
 )
 

@@ -23,8 +23,23 @@ WASM32 = "wasm32-wasip1"
 X86_64_MUSL = "x86_64-unknown-linux-musl"
 AARCH64_MUSL = "aarch64-unknown-linux-musl"
 WINDOWS = "x86_64-pc-windows-gnu"
+MORE_MUSL = ["i686-unknown-linux-musl", "armv7-unknown-linux-musleabihf"]
 SHIPPED = sorted(
-    [AARCH64, I686, X86_64, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE, WASM32, X86_64_MUSL, AARCH64_MUSL, WINDOWS]
+    [
+        AARCH64,
+        I686,
+        X86_64,
+        ARMV7,
+        RISCV64,
+        PPC64LE,
+        S390X,
+        ARMV5TE,
+        WASM32,
+        X86_64_MUSL,
+        AARCH64_MUSL,
+        *MORE_MUSL,
+        WINDOWS,
+    ]
 )
 
 
@@ -39,13 +54,13 @@ def test_every_shipped_target_is_described(context: Context) -> None:
     by_target = {info.target: info for info in infos}
     assert by_target[AARCH64].runner[0] == "qemu-aarch64"
     assert by_target[AARCH64].image == context.host.image_plan(context.host.toolchains.target(AARCH64)).reference
-    assert all(
-        info.glibc == "2.41" for info in infos if info.target not in (WASM32, X86_64_MUSL, AARCH64_MUSL, WINDOWS)
-    )
+    no_glibc = (WASM32, X86_64_MUSL, AARCH64_MUSL, *MORE_MUSL, WINDOWS)
+    assert all(info.glibc == "2.41" for info in infos if info.target not in no_glibc)
     # A WebAssembly module links no glibc, nor does a static musl program: they have no floor at all.
     assert by_target[WASM32].glibc is None
     assert by_target[X86_64_MUSL].glibc is None
     assert by_target[AARCH64_MUSL].glibc is None
+    assert all(by_target[triple].glibc is None for triple in MORE_MUSL)
     # Nor does a Windows program, which wine runs through xpcargo's runner.
     assert by_target[WINDOWS].glibc is None
     assert targets.rows([by_target[WINDOWS]])[1][1:4] == ("mingw", "dynamic", "wine")

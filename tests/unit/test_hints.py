@@ -2,7 +2,8 @@
 
 Each file in captured/failures/ is Cargo's stderr for one failed build script, as xpcargo showed it for
 aarch64-unknown-linux-gnu with the image of 2026-11 (openssl-sys with and without `vendored`, alsa-sys, prost-build,
-the cmake crate, bindgen), less the `cargo:rerun-if-*`, `rustc-check-cfg` and backtrace lines.
+the cmake crate, bindgen), and for aarch64-unknown-linux-musl in 2026-12 (the cc crate compiling C++, cxx-musl.txt),
+less the `cargo:rerun-if-*`, `rustc-check-cfg` and backtrace lines.
 """
 
 from __future__ import annotations
@@ -141,3 +142,52 @@ def test_a_target_library_missing_for_wasm_names_no_package() -> None:
     assert "extra-packages" not in line
     assert "Debian packages no such library for wasm32-wasip1" in line
     assert "`vendored`" in line
+
+
+MUSL = "x86_64-unknown-linux-musl"
+
+
+def test_a_target_library_missing_for_musl_names_the_crates_feature_that_builds_it() -> None:
+    found, _ = _scan((CAPTURED / "openssl-sys-pkg-config.txt").read_bytes())
+    assert found is not None
+    # Debian's libssl-dev:amd64 is a glibc build, which pkg-config does not even look at for musl.
+    assert hints.hint(found, triple=MUSL, debian_arch="amd64") == (
+        f"the build script of openssl-sys v0.9.118 found no `openssl.pc` for {MUSL}: Debian packages no library built "
+        "for musl (its -dev packages are glibc builds); build it from source with the crate's feature for that "
+        "(`openssl`'s `vendored` feature)"
+    )
+
+
+def test_an_unknown_library_missing_for_musl_gets_the_usual_feature_names() -> None:
+    found = hints.recognise("Package 'libfrobnicate', required by 'virtual:world', not found", "frob-sys v1.0.0")
+    assert found is not None
+    line = hints.hint(found, triple="armv7-unknown-linux-musleabihf", debian_arch="armhf")
+    assert "extra-packages" not in line
+    assert line.endswith("from source with the crate's feature for that (often `vendored`, `bundled` or `static`)")
+
+
+@pytest.mark.parametrize("chunk", [1, 4096])
+def test_cxx_for_musl_is_said_once_with_what_to_do(chunk: int) -> None:
+    data = (CAPTURED / "cxx-musl.txt").read_bytes()
+    found, _ = _scan(data, chunk=chunk)
+    assert found is not None
+    assert found.cxx
+    assert hints.hint(found, triple="armv7-unknown-linux-musleabihf", debian_arch="armhf") == (
+        "the build script of cxx-build v0.1.0 compiles C++, and xpcargo has no C++ standard library for musl targets "
+        "(Debian packages none for musl): build armv7-unknown-linux-musleabihf without the crate's C++ part (a "
+        "feature that leaves it out), or build for armv7-unknown-linux-gnueabihf instead"
+    )
+
+
+def test_the_cxx_scripts_line_outside_a_failed_build_script_names_nothing() -> None:
+    # The cc crate repeats the compiler's stderr as a warning, which Cargo shows for a build script that succeeded
+    # too (one that fell back to C, say): only a failure counts.
+    text = b"warning: x@1.0.0: xpcargo: no C++ standard library for musl targets (x86_64-unknown-linux-musl)\n"
+    assert _scan(text)[0] is None
+
+
+def test_which_triples_are_musl() -> None:
+    assert hints.is_musl("x86_64-unknown-linux-musl")
+    assert hints.is_musl("armv7-unknown-linux-musleabihf")
+    assert not hints.is_musl("armv7-unknown-linux-gnueabihf")
+    assert not hints.is_musl("wasm32-wasip1")

@@ -130,6 +130,19 @@ def test_the_native_target_mounts_none_of_xpcargos_files(tmp_path: Path) -> None
     assert not [mount for mount in plan.workspace.binds if mount.source == resources.share_dir()]
 
 
+def test_a_musl_target_gets_its_cxx_script_read_only_even_when_native(tmp_path: Path) -> None:
+    # x86_64-unknown-linux-musl has no runner and no sysroot; its C++ compiler is xpcargo's script that says there is
+    # no C++ standard library for musl.
+    plan = _plan(tmp_path, "build", [], triple="x86_64-unknown-linux-musl")
+    cxx = plan.variables.env["CXX_x86_64_unknown_linux_musl"].split()
+    mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.source == resources.share_dir()]
+    assert len(mounted) == 1
+    assert mounted[0].read_only
+    assert cxx[0] == "sh"
+    assert Path(cxx[1]).parent == mounted[0].path
+    assert (resources.share_dir() / Path(cxx[1]).name).is_file()
+
+
 def test_plan_with_an_unknown_target(tmp_path: Path) -> None:
     with pytest.raises(UnknownTargetError):
         _plan(tmp_path, "build", [], triple="aarch64-unknown-linux-gnux")

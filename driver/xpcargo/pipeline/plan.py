@@ -431,8 +431,10 @@ def _mounts(
 
 
 def _tool_mounts(spec: TargetSpec) -> tuple[Mount, ...]:
-    """xpcargo's own files that a foreign target's tools read (its runner, the CMake toolchain file), read-only."""
-    if not spec.runner and not spec.sysroot:
+    """xpcargo's own files that a foreign target's tools read (its runner, the CMake toolchain file), or that a
+    target names as a tool (a musl target's C++ compiler, which says there is none), read-only."""
+    tools = (spec.cc, spec.cxx, spec.ar, spec.linker)
+    if not spec.runner and not spec.sysroot and not any(environment.SHARE_DIR in tool for tool in tools):
         return ()
     return (Mount(path=Path(environment.SHARE_DIR), source=resources.share_dir(), read_only=True),)
 

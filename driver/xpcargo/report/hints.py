@@ -5,8 +5,11 @@ for `<package>```, indented by two spaces. ``HintScanner`` passes Cargo's stderr
 sections a line at a time for the messages that the common tools and crates print when something is not
 installed: pkg-config's ``Package X was not found``, clang-sys's ``Unable to find libclang``, the cmake crate's
 ``is `cmake` not installed?``, perl's ``Can't locate X.pm in @INC``, prost-build's ``Could not find `protoc```,
-the shell's ``X: not found``. It keeps the current line (its first ``MAX_LINE_BYTES``) and the first finding, so its
-memory does not grow with Cargo's output. ``hint`` turns the finding into one line naming ``extra-packages``.
+the shell's ``X: not found``, and the line of a musl target's C++ compiler (``images/share/musl-no-cxx``), which
+has no C++ standard library to compile against. It keeps the current line (its first ``MAX_LINE_BYTES``) and the
+first finding, so its memory does not grow with Cargo's output. ``hint`` turns the finding into one line naming
+``extra-packages``, or, for what no Debian package provides for the target (a library for wasm32 or musl, C++ for
+musl), what to do instead.
 """
 
 from __future__ import annotations
@@ -63,6 +66,19 @@ DEV_PACKAGES = {
     "xcb": "libxcb1-dev",
     "xkbcommon": "libxkbcommon-dev",
     "zlib": "zlib1g-dev",
+}
+
+# The feature that builds a library from its bundled sources, by the pkg-config name its -sys crate asks for: what a
+# musl target needs instead of a Debian package (the crate users depend on, and its feature).
+VENDORED_FEATURES = {
+    "libcrypto": "`openssl`'s `vendored` feature",
+    "libcurl": "`curl`'s `static-curl` feature",
+    "libgit2": "`git2`'s `vendored-libgit2` feature",
+    "liblzma": "`xz2`'s `static` feature",
+    "libssl": "`openssl`'s `vendored` feature",
+    "openssl": "`openssl`'s `vendored` feature",
+    "sqlite3": "`rusqlite`'s (or `libsqlite3-sys`'s) `bundled` feature",
+    "zlib": "`libz-sys`'s `static` feature",
 }
 
 # Programs build scripts run, and the Debian packages that install them (for the build machine: no arch).
@@ -126,6 +142,8 @@ _LIBCLANG = re.compile(r"Unable to find libclang")
 _PERL_MODULE = re.compile(r"Can't locate (?P<path>[\w/]+)\.pm in @INC")
 _PROTOC = re.compile(r"Could not find `protoc`")
 _NASM = re.compile(r"Unable to run nasm\b|Make sure you have nasm installed")
+# What images/share/musl-no-cxx, a musl target's C++ compiler, prints (maybe as the cc crate's `cargo:warning=`).
+_NO_CXX = re.compile(r"xpcargo: no C\+\+ standard library for musl targets\b")
 _TOOL = (
     # The cmake crate: `is `cmake` not installed?`; the cc crate: `failed to find tool "clang"`; a shell.
     re.compile(r"is `(?P<tool>[\w.+-]+)` not installed\?"),
@@ -148,12 +166,16 @@ class Missing:
     for_target: bool
     # When ``debian_packages`` is empty or a guess: what the right package is, in words.
     advice: str | None = None
+    # The name pkg-config was asked for, when that is what found nothing.
+    pkg_config_name: str | None = None
+    # The C++ standard library, which no package provides for a musl target.
+    cxx: bool = False
 
 
 def recognise(line: str, package: str) -> Missing | None:
     """The missing thing that one line of a failed build script's output names, if it names one."""
     text = line.strip()
-    for recogniser in (_pkg_config, _perl_module, _program):
+    for recogniser in (_pkg_config, _perl_module, _program, _no_cxx):
         found = recogniser(text, package)
         if found is not None:
             return found
@@ -172,6 +194,7 @@ def _pkg_config(text: str, package: str) -> Missing | None:
                 debian_packages=(dev,) if dev else (),
                 for_target=True,
                 advice=None if dev else f"the Debian -dev package that ships {name}.pc",
+                pkg_config_name=name,
             )
     return None
 
@@ -206,6 +229,18 @@ def _program(text: str, package: str) -> Missing | None:
     return Missing(package=package, what=f"`{tool}`", debian_packages=TOOL_PACKAGES[tool], for_target=False)
 
 
+def _no_cxx(text: str, package: str) -> Missing | None:
+    if not _NO_CXX.search(text):
+        return None
+    return Missing(package=package, what="C++ standard library", debian_packages=(), for_target=True, cxx=True)
+
+
+def is_musl(triple: str) -> bool:
+    """Whether ``triple`` links musl (Rust's `target_env`, the triple's last part: `musl`, `musleabihf`): Debian
+    builds its libraries against glibc, so none of them is for such a target."""
+    return triple.rsplit("-", 1)[-1].startswith("musl")
+
+
 def hint(missing: Missing, *, triple: str, debian_arch: str) -> str:
     """The one line that names the setting adding what was missing, with any control character a build script
     slipped into a name written out as an escape (see ``ui.escape_controls``)."""
@@ -214,6 +249,13 @@ def hint(missing: Missing, *, triple: str, debian_arch: str) -> str:
 
 def _hint(missing: Missing, *, triple: str, debian_arch: str) -> str:
     where = f"[target.{triple}]" if missing.for_target else f"[build] (or [target.{triple}])"
+    if missing.cxx:
+        glibc = triple.replace("-musl", "-gnu")
+        return (
+            f"the build script of {missing.package} compiles C++, and xpcargo has no C++ standard library for musl "
+            f"targets (Debian packages none for musl): build {triple} without the crate's C++ part (a feature that "
+            f"leaves it out), or build for {glibc} instead"
+        )
     lead = f"the build script of {missing.package} found no {missing.what}"
     if missing.for_target:
         lead += f" for {triple}"
@@ -222,6 +264,13 @@ def _hint(missing: Missing, *, triple: str, debian_arch: str) -> str:
             return (
                 f"{lead}: Debian packages no such library for {triple}; build it from source with the crate's feature "
                 "for that (often `vendored`, `bundled` or `static`)"
+            )
+        if is_musl(triple):
+            feature = VENDORED_FEATURES.get(missing.pkg_config_name or "", "often `vendored`, `bundled` or `static`")
+            # pkg-config looks only where musl's own libraries are: a Debian -dev package is a glibc build.
+            return (
+                f"{lead}: Debian packages no library built for musl (its -dev packages are glibc builds); build it "
+                f"from source with the crate's feature for that ({feature})"
             )
     if not missing.debian_packages:
         return (
