@@ -29,6 +29,7 @@ TRIPLES = (
     "wasm32-wasip1",
     "x86_64-unknown-linux-musl",
     "aarch64-unknown-linux-musl",
+    "arm-unknown-linux-musleabihf",
 )
 
 

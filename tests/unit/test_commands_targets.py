@@ -22,7 +22,10 @@ ARMV5TE = "armv5te-unknown-linux-gnueabi"
 WASM32 = "wasm32-wasip1"
 X86_64_MUSL = "x86_64-unknown-linux-musl"
 AARCH64_MUSL = "aarch64-unknown-linux-musl"
-SHIPPED = sorted([AARCH64, I686, X86_64, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE, WASM32, X86_64_MUSL, AARCH64_MUSL])
+ARMV6_MUSL = "arm-unknown-linux-musleabihf"
+SHIPPED = sorted(
+    [AARCH64, I686, X86_64, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE, WASM32, X86_64_MUSL, AARCH64_MUSL, ARMV6_MUSL]
+)
 
 
 @pytest.fixture
@@ -36,7 +39,9 @@ def test_every_shipped_target_is_described(context: Context) -> None:
     by_target = {info.target: info for info in infos}
     assert by_target[AARCH64].runner[0] == "qemu-aarch64"
     assert by_target[AARCH64].image == context.host.image_plan(context.host.toolchains.target(AARCH64)).reference
-    assert all(info.glibc == "2.41" for info in infos if info.target not in (WASM32, X86_64_MUSL, AARCH64_MUSL))
+    assert all(
+        info.glibc == "2.41" for info in infos if info.target not in (WASM32, X86_64_MUSL, AARCH64_MUSL, ARMV6_MUSL)
+    )
     # A WebAssembly module links no glibc, nor does a static musl program: they have no floor at all.
     assert by_target[WASM32].glibc is None
     assert by_target[X86_64_MUSL].glibc is None
