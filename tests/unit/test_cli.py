@@ -32,6 +32,7 @@ TRIPLES = (
     "i686-unknown-linux-musl",
     "armv7-unknown-linux-musleabihf",
     "x86_64-pc-windows-gnu",
+    "arm-unknown-linux-musleabihf",
 )
 
 

@@ -23,7 +23,7 @@ WASM32 = "wasm32-wasip1"
 X86_64_MUSL = "x86_64-unknown-linux-musl"
 AARCH64_MUSL = "aarch64-unknown-linux-musl"
 WINDOWS = "x86_64-pc-windows-gnu"
-MORE_MUSL = ["i686-unknown-linux-musl", "armv7-unknown-linux-musleabihf"]
+MORE_MUSL = ["i686-unknown-linux-musl", "armv7-unknown-linux-musleabihf", "arm-unknown-linux-musleabihf"]
 SHIPPED = sorted(
     [
         AARCH64,

@@ -192,6 +192,27 @@ def _check_std(value: str) -> tuple[str, str | None] | None:
     return f"`{value}` is not where a std comes from", f"write `{STD_DEBIAN}` (Debian's package) or `{STD_SOURCE}`"
 
 
+# The C runtimes a target's layer can build for itself from the recipe's `c-runtime-sources` (`std-c-runtime`).
+C_RUNTIME_MUSL = "musl"
+C_RUNTIMES = (C_RUNTIME_MUSL,)
+# A flag of the C runtime's compiler: one option of plain characters, so that the layer's script (which runs as
+# root) can only ever pass it to gcc as that one option.
+_C_FLAG = re.compile(r"^-[A-Za-z0-9][A-Za-z0-9_.+=,-]*$")
+
+
+def _check_c_runtime(value: str) -> tuple[str, str | None] | None:
+    if value in C_RUNTIMES:
+        return None
+    return f"`{value}` is not a C runtime xpcargo builds", f"known: {', '.join(C_RUNTIMES)}"
+
+
+def _check_c_flags(flags: tuple[str, ...]) -> tuple[str, str | None] | None:
+    bad = next((flag for flag in flags if not _C_FLAG.match(flag)), None)
+    if bad is None:
+        return None
+    return f"`{bad}` is not one compiler option of plain characters", "write options like -march=armv6kz+fp"
+
+
 def _check_image_paths(paths: tuple[str, ...]) -> tuple[str, str | None] | None:
     bad = next((path for path in paths if not _IMAGE_PATH.match(path) or "/../" in f"{path}/"), None)
     if bad is None:
@@ -240,6 +261,13 @@ class TargetSpec:
     # A std built from source: a static LLVM libunwind of the image, installed there as libunwind.a (the unwinder a
     # static musl program links), with the two fortify functions that Debian's build of it calls and musl lacks.
     std_unwinder: str | None = _setting(Kind.NAME, check=_check_image_path)
+    # A std built from source: a C runtime the layer builds for the target from the recipe's pinned Debian sources
+    # (`c-runtime-sources`), for an architecture variant Debian builds no C library for (ARMv6). `musl`: musl's
+    # libc.a and start files, compiler-rt's crtbegin/crtend and LLVM's libunwind, installed under
+    # /opt/xpcargo/<triple>, with a gcc wrapper there (bin/gcc) that compiles for it with musl's headers.
+    std_c_runtime: str | None = _setting(Kind.NAME, check=_check_c_runtime)
+    # The options every file of that C runtime is compiled with, and that its gcc wrapper passes (the architecture).
+    std_c_flags: tuple[str, ...] = _setting(Kind.WORDS, check=_check_c_flags)
     # Extra environment for every command in the container.
     env: Mapping[str, str] = _setting(Kind.ENV, sources=_ALL, merge=Merge.UPDATE)
     # The engine the target builds on, instead of the one DOCKER_HOST (or the docker context) names: `ssh://builder`,

@@ -26,7 +26,7 @@ from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
 from xpcargo.image.debian import deb_cache_held, foreign_architectures, raise_mirror_failure, retried
 from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, Package, parse_dpkg_query
-from xpcargo.image.plan import Layer, StdBuild
+from xpcargo.image.plan import CRuntimeBuild, Layer, StdBuild
 
 # What apt and dpkg need as root: files of any owner and mode, maintainer scripts that switch users or set
 # file capabilities. Nothing else (no mounts, no devices, no network administration).
@@ -127,6 +127,7 @@ def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
     config = ['source.crates-io.replace-with="vendored"', 'source.vendored.directory="$library/vendor"']
     lines = [
         f"rm -rf {build} && mkdir -p {build}/home",
+        *(c_runtime_script(std.c_runtime) if std.c_runtime is not None else []),
         f"dpkg-deb -x {shlex.quote(str(source))} {build}/src",
         f'library="$(readlink -f {build}/src/usr/lib/rustlib/src/rust)/library"',
         "commit=$(rustc -vV | sed -n 's/^commit-hash: //p')",
@@ -157,6 +158,85 @@ def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
         ]
     lines.append(f"rm -rf {build}")
     return lines
+
+
+# LLVM's libunwind as LLVM's own build (and Rust's, for its musl targets) compiles it: C and C++ without exceptions or
+# RTTI, for the one architecture it runs on. Unwind-EHABI is ARM's (empty elsewhere); Unwind-seh is Windows'.
+_UNWIND_C = ("UnwindLevel1", "UnwindLevel1-gcc-ext", "Unwind-sjlj")
+_UNWIND_ASM = ("UnwindRegistersRestore", "UnwindRegistersSave")
+_UNWIND_CXX = ("libunwind", "Unwind-EHABI")
+_UNWIND_FLAGS = (
+    "-O2 -fPIC -funwind-tables -fno-exceptions -fstrict-aliasing -fvisibility=hidden -D_LIBUNWIND_IS_NATIVE_ONLY"
+    " -D_LIBUNWIND_DISABLE_VISIBILITY_ANNOTATIONS -DNDEBUG"
+)
+# compiler-rt's crtbegin.c/crtend.c as Rust's build compiles them for its musl targets' self-contained directory.
+_CRT_FLAGS = "-std=c11 -O2 -DCRT_HAS_INITFINI_ARRAY -DEH_USE_FRAME_REGISTRY"
+
+
+def c_runtime_script(runtime: CRuntimeBuild) -> list[str]:
+    """The lines that build a C runtime (``std-c-runtime: musl``) from the sources' tarballs under POOL and install it
+    under ``runtime.prefix``: musl (Debian's patches applied, in their series' order) as a static library with its
+    start files and gcc specs, LLVM's libunwind, compiler-rt's crtbegin/crtend, each compiled with ``runtime.cflags``
+    by Debian's cross gcc, and ``bin/gcc``, a wrapper that compiles and links for the runtime with the same options.
+    Every value is quoted; the tarballs' contents are pinned by hash (the recipe's c-runtime-sources)."""
+    q = shlex.quote
+    work = f"{STD_BUILD_DIR}/c-runtime"
+    prefix = q(runtime.prefix)
+    gcc, gxx, ar = (q(f"{runtime.gnu_triple}-{tool}") for tool in ("gcc", "g++", "ar"))
+    flags = " ".join(q(flag) for flag in runtime.cflags)
+    musl, llvm = runtime.files("musl"), runtime.files("llvm")
+    lines = [
+        f"mkdir -p {work}/musl {work}/llvm {work}/obj {prefix}/bin {prefix}/lib",
+        f"tar -xf {q(str(POOL / musl[0].filename))} -C {work}/musl --strip-components=1",
+    ]
+    if len(musl) > 1:
+        lines += [
+            f"tar -xf {q(str(POOL / musl[1].filename))} -C {work}/musl",
+            # quilt's series: one patch a line, `#` comments.
+            f"sed -e 's/#.*//' -e '/^[[:space:]]*$/d' {work}/musl/debian/patches/series | while read -r patch _; do"
+            f' patch -d {work}/musl -p1 --quiet --no-backup-if-mismatch < "{work}/musl/debian/patches/$patch"'
+            " || exit 1; done",
+        ]
+    lines += [
+        # --target: Debian's cross toolchain (its -ar and -ranlib too); the wrapper only for its gcc specs.
+        f"(cd {work}/musl && ./configure --prefix={prefix} --target={q(runtime.gnu_triple)} --disable-shared"
+        f' --enable-wrapper=gcc CFLAGS="{flags} -O2" >/dev/null'
+        f' && make -j"$(nproc)" >/dev/null && make install >/dev/null)',
+        f"rm -f {prefix}/bin/musl-gcc",
+        f"tar -xf {q(str(POOL / llvm[0].filename))} -C {work}/llvm --strip-components=1 --wildcards"
+        " '*/libunwind/*' '*/compiler-rt/lib/builtins/crtbegin.c' '*/compiler-rt/lib/builtins/crtend.c'",
+        # musl's headers and gcc's own (stddef.h, arm_acle.h), never the image's glibc ones.
+        f'sys="-nostdinc -isystem {prefix}/include -isystem $({gcc} -print-file-name=include)"',
+        f'unwind="{flags} $sys {_UNWIND_FLAGS} -I{work}/llvm/libunwind/include"',
+        f"for f in {' '.join(_UNWIND_C)}; do"
+        f" {gcc} -std=c99 $unwind -c {work}/llvm/libunwind/src/$f.c -o {work}/obj/$f.o; done",
+        f"for f in {' '.join(_UNWIND_ASM)}; do"
+        f" {gcc} $unwind -c {work}/llvm/libunwind/src/$f.S -o {work}/obj/$f.o; done",
+        f"for f in {' '.join(_UNWIND_CXX)}; do {gxx} -std=c++17 -nostdinc++ -fno-rtti $unwind"
+        f" -c {work}/llvm/libunwind/src/$f.cpp -o {work}/obj/$f.o; done",
+        f"{ar} rcsD {prefix}/lib/libunwind.a {work}/obj/*.o",
+        "for kind in begin end; do"
+        f" {gcc} {_CRT_FLAGS} {flags} $sys -c {work}/llvm/compiler-rt/lib/builtins/crt$kind.c"
+        f" -o {prefix}/lib/crt$kind.o"
+        f" && {gcc} {_CRT_FLAGS} -fPIC {flags} $sys -c {work}/llvm/compiler-rt/lib/builtins/crt$kind.c"
+        f" -o {prefix}/lib/crt${{kind}}S.o; done",
+        f"printf '%s\\n' {' '.join(q(line) for line in _c_runtime_wrapper(runtime))} > {prefix}/bin/gcc",
+        f"chmod 755 {prefix}/bin/gcc",
+        f"rm -rf {work}",
+    ]
+    return lines
+
+
+def _c_runtime_wrapper(runtime: CRuntimeBuild) -> list[str]:
+    """The lines of ``bin/gcc`` of a C runtime: Debian's cross gcc with the runtime's options, its start files found
+    first (-B) and musl's specs (its headers and libraries only)."""
+    q = shlex.quote
+    words = [f"{runtime.gnu_triple}-gcc", *runtime.cflags, f"-B{runtime.prefix}/lib"]
+    return [
+        "#!/bin/sh",
+        "# xpcargo: the C compiler of this target's own C runtime (std-c-runtime).",
+        f'exec {" ".join(q(word) for word in words)} "$@" -specs {q(runtime.prefix + "/lib/musl-gcc.specs")}',
+    ]
 
 
 def _must_exist(path: str, setting: str) -> str:
@@ -219,13 +299,15 @@ def build(
     on_retry: Callable[[str], None],
     first_wait: float = 4,
     std_source: Path | None = None,
+    c_runtime_files: Sequence[Path] = (),
 ) -> BuiltLayer:
     """Install ``layer`` on the image ``parent`` and write what changed to a tar in ``scratch``; ``std_source`` is
-    the std's sources' .deb when the layer builds a std (in the pool directory of ``pool_files``)."""
+    the std's sources' .deb when the layer builds a std, ``c_runtime_files`` the tarballs of its C runtime's sources
+    (all in the pool directory of ``pool_files``)."""
     inputs = scratch / "input"
     inputs.mkdir(exist_ok=True)
     deb_cache.mkdir(parents=True, exist_ok=True)
-    pools = {file.parent for file in (*pool_files, *([std_source] if std_source else []))}
+    pools = {file.parent for file in (*pool_files, *([std_source] if std_source else []), *c_runtime_files)}
     if len(pools) > 1:
         raise ValueError(f"pool .debs from several directories: {sorted(pools)}")
     request = ContainerRequest(

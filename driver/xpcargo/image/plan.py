@@ -21,7 +21,7 @@ from xpcargo.container.spec import MANAGED_LABEL
 from xpcargo.errors import ConfigError
 from xpcargo.image import lockfile
 from xpcargo.image.lockfile import LOCK_FILE, LockedImage
-from xpcargo.image.recipe import ImageRecipe, load_recipe
+from xpcargo.image.recipe import C_RUNTIME_ROLES, ImageRecipe, load_recipe
 
 # Bump when the way an image is built changes, so that every tag changes with it.
 BUILDER_REVISION = 2
@@ -90,6 +90,30 @@ class BasePlan:
         return f"xpcargo/{self.recipe}:{self.digest[:16]}"
 
 
+# Where a target's own C runtime is installed (`std-c-runtime`): a directory of its own per target, outside every path
+# Debian's packages use.
+C_RUNTIME_PREFIX = "/opt/xpcargo"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CRuntimeBuild:
+    """A C runtime built in the target's layer from Debian's sources, before its std (``std-c-runtime``): only data,
+    like StdBuild. ``sources`` are by role (``image.recipe.C_RUNTIME_ROLES``), each its orig tarball and, where
+    Debian patches it, its debian tarball."""
+
+    kind: str
+    # Every file of the runtime is compiled with these (the architecture variant), and the wrapper passes them.
+    cflags: tuple[str, ...]
+    # `<gnu_triple>-gcc`, `-g++` and `-ar` build it: Debian's cross toolchain of the architecture.
+    gnu_triple: str
+    prefix: str
+    # (role, its files), in the order of C_RUNTIME_ROLES.
+    sources: tuple[tuple[str, tuple[PoolDeb, ...]], ...]
+
+    def files(self, role: str) -> tuple[PoolDeb, ...]:
+        return next((files for name, files in self.sources if name == role), ())
+
+
 @dataclass(frozen=True, kw_only=True)
 class StdBuild:
     """A Rust std built from Debian's sources in the target's layer and installed as the target's sysroot, so that
@@ -105,6 +129,7 @@ class StdBuild:
     # which `<gnu_triple>-gcc` compiles.
     unwinder: str | None = None
     gnu_triple: str | None = None
+    c_runtime: CRuntimeBuild | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,11 +146,13 @@ class Layer:
 
 
 def _layer_content(layer: Layer) -> dict[str, object]:
-    """What a layer's digest hashes: every field, but a std build only where there is one, so that adding the field
-    left every other layer's tag as it was."""
+    """What a layer's digest hashes: every field, but a std build (and its C runtime) only where there is one, so
+    that adding the field left every other layer's tag as it was."""
     content = asdict(layer)
     if layer.std_build is None:
         del content["std_build"]
+    elif layer.std_build.c_runtime is None:
+        del content["std_build"]["c_runtime"]
     return content
 
 
@@ -272,6 +299,11 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
     rust = recipe.rust
     pool_debs: tuple[PoolDeb, ...] = ()
     std_build = _std_build(spec, recipe) if spec.std_from_source else None
+    if spec.std_c_runtime is not None and std_build is None:
+        raise ConfigError(
+            f"target {spec.triple} sets std-c-runtime, which only a std built from source links",
+            hint=f'add `std = "source"` to [target.{spec.triple}], or remove std-c-runtime',
+        )
     # The build architecture's std is a dependency of rustc; an arch-independent one (`all`: wasm32's) is in the
     # target's packages. Only a foreign architecture's std comes from the pool.
     if std_build is None and spec.debian_arch not in (build_arch, ARCH_INDEPENDENT):
@@ -331,6 +363,48 @@ def _std_build(spec: TargetSpec, recipe: ImageRecipe) -> StdBuild:
         self_contained=spec.std_self_contained,
         unwinder=spec.std_unwinder,
         gnu_triple=gnu_triple if spec.std_unwinder is not None else None,
+        c_runtime=_c_runtime(spec, recipe, gnu_triple),
+    )
+
+
+def _c_runtime(spec: TargetSpec, recipe: ImageRecipe, gnu_triple: str | None) -> CRuntimeBuild | None:
+    if spec.std_c_runtime is None:
+        if spec.std_c_flags:
+            raise ConfigError(
+                f"target {spec.triple} sets std-c-flags and no std-c-runtime to build with them",
+                hint=f'add `std-c-runtime = "musl"` to [target.{spec.triple}], or remove std-c-flags',
+            )
+        return None
+    if gnu_triple is None:
+        raise ConfigError(
+            f"target {spec.triple} builds its C runtime, and debian-arch `{spec.debian_arch}` has no C compiler "
+            "xpcargo knows to build it with",
+            hint=f"xpcargo knows {', '.join(sorted(GNU_TRIPLES))}",
+        )
+    missing = [role for role in C_RUNTIME_ROLES if role not in recipe.c_runtime_sources]
+    if missing:
+        raise ConfigError(
+            f"target {spec.triple} builds its C runtime ({spec.std_c_runtime}), and the recipe {recipe.source} has "
+            f"no c-runtime-sources for {', '.join(missing)}",
+            hint="pin the Debian source packages in the recipe's c-runtime-sources (images/README.md)",
+        )
+    sources = tuple(
+        (
+            role,
+            tuple(
+                PoolDeb(url=f"{recipe.mirror}/{file.path}", sha256=file.sha256)
+                for file in (recipe.c_runtime_sources[role].orig, recipe.c_runtime_sources[role].debian)
+                if file is not None
+            ),
+        )
+        for role in C_RUNTIME_ROLES
+    )
+    return CRuntimeBuild(
+        kind=spec.std_c_runtime,
+        cflags=spec.std_c_flags,
+        gnu_triple=gnu_triple,
+        prefix=f"{C_RUNTIME_PREFIX}/{spec.triple}",
+        sources=sources,
     )
 
 

@@ -41,6 +41,28 @@ class RustSource:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SourceFile:
+    """One file of a Debian source package in the mirror's pool, pinned by sha256."""
+
+    path: str  # pool/main/m/musl/musl_1.2.5.orig.tar.gz
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourcePackage:
+    """A Debian source package a target's layer builds part of its C runtime from (``c-runtime-sources``): its
+    upstream tarball and, where Debian patches it, its debian tarball (whose patches the build applies)."""
+
+    orig: SourceFile
+    debian: SourceFile | None = None
+
+
+# The source packages a C runtime is built from, by role: musl's C library and start files; LLVM's libunwind and
+# compiler-rt's crtbegin.c/crtend.c (from the same upstream tarball, whose other 160 MB are not unpacked).
+C_RUNTIME_ROLES = ("musl", "llvm")
+
+
+@dataclass(frozen=True, kw_only=True)
 class GlibcFloor:
     """An older glibc that binaries built in the image can be linked against: Debian's .debs of another suite,
     pinned by sha256 per Debian architecture, unpacked on the host into a sysroot (see pipeline.floor)."""
@@ -66,6 +88,8 @@ class ImageRecipe:
     # Lower floors a target may ask for (`glibc = "2.36"`), by version. Not part of the image plan either: the
     # image stays the same, and the older libc is mounted beside it.
     glibc_floors: Mapping[str, GlibcFloor] = field(default_factory=dict)
+    # The Debian sources a target's own C runtime is built from (`std-c-runtime`), by role (C_RUNTIME_ROLES).
+    c_runtime_sources: Mapping[str, SourcePackage] = field(default_factory=dict)
 
 
 def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> ImageRecipe:
@@ -106,6 +130,7 @@ def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> Ima
         dpkg_exclude=top.strings("dpkg-exclude"),
         glibc=top.string("glibc") if top.has("glibc") else None,
         glibc_floors=_glibc_floors(top.table("glibc-floors")),
+        c_runtime_sources=_c_runtime_sources(top.table("c-runtime-sources")),
     )
     top.finish()
     return recipe
@@ -146,3 +171,27 @@ def _glibc_floors(table: Table | None) -> Mapping[str, GlibcFloor]:
         entry.finish()
     table.finish()
     return floors
+
+
+def _c_runtime_sources(table: Table | None) -> Mapping[str, SourcePackage]:
+    if table is None:
+        return {}
+    packages = {}
+    for role in table.names():
+        if role not in C_RUNTIME_ROLES:
+            raise table.fail(role, f"expected one of {', '.join(C_RUNTIME_ROLES)}")
+        entry = table.required_table(role)
+        debian = _source_file(entry, "debian") if entry.has("debian") else None
+        packages[role] = SourcePackage(orig=_source_file(entry, "orig"), debian=debian)
+        entry.finish()
+    table.finish()
+    return packages
+
+
+def _source_file(table: Table, key: str) -> SourceFile:
+    line = table.string(key)
+    path, _, digest = line.partition(" ")
+    digest = digest.strip()
+    if not re.fullmatch(r"pool/[A-Za-z0-9_.+~/-]+\.tar\.(gz|xz)", path) or "/../" in path or not _SHA256.match(digest):
+        raise table.fail(key, f"`{line}` is not `pool/<path>.tar.<gz|xz> <sha256>`")
+    return SourceFile(path=path, sha256=digest)
