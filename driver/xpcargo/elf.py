@@ -10,13 +10,13 @@ file's size and by caps on what is read, every chain has an end, and anything th
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from xpcargo.files import NotRegularFileError, reading_regular
 
 _MAGIC = b"\x7fELF"
 _SHT_GNU_VERNEED = 0x6FFFFFFE
@@ -114,23 +114,12 @@ def inspect_bytes(data: bytes) -> ElfInfo:
 def inspect_file(path: Path) -> ElfInfo:
     """The ELF file at ``path``: a regular file, never a FIFO or a device to block on; a symbolic link is followed."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with reading_regular(path) as (read, size):
+            return _inspect(read, size)
+    except NotRegularFileError:
+        raise ElfError("not a regular file") from None
     except OSError as error:
-        raise ElfError(f"cannot open it: {error.strerror or error}") from None
-    try:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise ElfError("not a regular file")
-
-        def read(offset: int, size: int) -> bytes:
-            return os.pread(descriptor, size, offset)
-
-        try:
-            return _inspect(read, info.st_size)
-        except OSError as error:
-            raise ElfError(f"cannot read it: {error.strerror or error}") from None
-    finally:
-        os.close(descriptor)
+        raise ElfError(f"cannot read it: {error.strerror or error}") from None
 
 
 def glibc_needed(path: Path) -> str | None:

@@ -1,10 +1,12 @@
-"""Writing files: one atomic writer, and one TOML writer (the standard library reads TOML but does not write it).
+"""Writing files: one atomic writer, and one TOML writer (the standard library reads TOML but does not write it);
+and one way to read a file of the build's that may be anything (``reading_regular``).
 
 ``write_atomically`` (or ``replacing``, for content written in pieces; ``replacing_path`` for a writer that takes a
 path) is for a file that another process may read,
 or write, at the same time: a lock file, a record, a cache entry, a release file. ``toml_key``, ``toml_string``,
 ``toml_value`` and ``toml_table`` make the TOML files xpcargo writes (the image lock file, the trust record, the Cargo
-config files it hands to Cargo with ``--config``), escaping what TOML needs escaped.
+config files it hands to Cargo with ``--config``), escaping what TOML needs escaped. ``reading_regular`` reads an
+artifact the build wrote, which a build script may have made a FIFO or a device to block on.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+import stat
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO, NewType
 
@@ -140,3 +143,25 @@ def toml_value(value: object, *, multiline: bool = False) -> str:
         pairs = [f"{toml_key(str(key))} = {toml_value(item)}" for key, item in value.items()]
         return "{ " + ", ".join(pairs) + " }"
     raise TypeError(f"TOML cannot say: {value!r}")
+
+
+class NotRegularFileError(OSError):
+    """What ``reading_regular`` found is no regular file."""
+
+
+@contextlib.contextmanager
+def reading_regular(path: Path) -> Iterator[tuple[Callable[[int, int], bytes], int]]:
+    """``read(offset, size)`` of the regular file at ``path`` and its size; a symbolic link is followed, and a FIFO or a
+    device is refused (NotRegularFileError) without blocking on it. Opening and reading raise OSError."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFileError("not a regular file")
+
+        def read(offset: int, size: int) -> bytes:
+            return os.pread(descriptor, size, offset)
+
+        yield read, info.st_size
+    finally:
+        os.close(descriptor)

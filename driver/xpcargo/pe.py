@@ -7,10 +7,10 @@ both bounded by the file's size, and anything that does not parse is a ``PeError
 
 from __future__ import annotations
 
-import os
-import stat
 import struct
 from pathlib import Path
+
+from xpcargo.files import NotRegularFileError, reading_regular
 
 _DOS_MAGIC = b"MZ"
 _PE_SIGNATURE = b"PE\0\0"
@@ -51,15 +51,10 @@ def machine_of(data: bytes) -> str:
 def file_machine(path: Path) -> str:
     """The machine of the PE file at ``path``: a regular file, never a FIFO or a device to block on."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with reading_regular(path) as (read, _):
+            header = read(0, _MAX_LFANEW + 6)
+    except NotRegularFileError:
+        raise PeError("not a regular file") from None
     except OSError as error:
-        raise PeError(f"cannot open it: {error.strerror or error}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise PeError("not a regular file")
-        try:
-            return machine_of(os.pread(descriptor, _MAX_LFANEW + 6, 0))
-        except OSError as error:
-            raise PeError(f"cannot read it: {error.strerror or error}") from None
-    finally:
-        os.close(descriptor)
+        raise PeError(f"cannot read it: {error.strerror or error}") from None
+    return machine_of(header)

@@ -304,7 +304,7 @@ def test_not_an_elf_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     assert glibc_needed(empty) is None
-    with pytest.raises(ElfError, match="cannot open"):
+    with pytest.raises(ElfError, match="cannot read"):
         inspect_file(tmp_path / "missing")
 
 

@@ -53,7 +53,7 @@ def test_a_file_is_read_without_blocking_on_what_is_no_regular_file(tmp_path: Pa
     os.mkfifo(fifo)
     with pytest.raises(pe.PeError, match="not a regular file"):
         pe.file_machine(fifo)
-    with pytest.raises(pe.PeError, match="cannot open it"):
+    with pytest.raises(pe.PeError, match="cannot read it"):
         pe.file_machine(tmp_path / "missing.exe")
 
 
