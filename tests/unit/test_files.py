@@ -291,3 +291,16 @@ def test_a_writer_that_takes_a_path_replaces_the_file_only_when_it_succeeds(tmp_
         save_half(partial)
     assert target.read_bytes() == b"first"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["image.tar"]
+
+
+def test_reading_regular_reads_at_offsets_and_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    artifact = tmp_path / "artifact"
+    artifact.write_bytes(b"0123456789")
+    with files.reading_regular(artifact) as (read, size):
+        assert (read(3, 4), size) == (b"3456", 10)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(files.NotRegularFileError, match="not a regular file"), files.reading_regular(fifo):
+        pass
+    with pytest.raises(OSError, match="No such file"), files.reading_regular(tmp_path / "missing"):
+        pass
