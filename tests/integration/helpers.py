@@ -38,6 +38,13 @@ TARGETS = (*CORE_TARGETS, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE)
 WASM32 = "wasm32-wasip1"
 ALL_TARGETS = (*TARGETS, WASM32)
 WASM_MAGIC = b"\0asm"
+# The targets whose Rust std the image builds from Debian's sources (test_musl.py, test_armv6.py, test_windows.py).
+X86_64_MUSL = "x86_64-unknown-linux-musl"
+I686_MUSL = "i686-unknown-linux-musl"
+AARCH64_MUSL = "aarch64-unknown-linux-musl"
+ARMV7_MUSL = "armv7-unknown-linux-musleabihf"
+ARMV6_MUSL = "arm-unknown-linux-musleabihf"
+WINDOWS = "x86_64-pc-windows-gnu"
 
 MANAGED_LABEL = "org.xpcargo.managed"
 SESSION_LABEL = "org.xpcargo.session"
@@ -59,8 +66,14 @@ RUST_ARCH = {
     S390X: "s390x",
     ARMV5TE: "arm",
     WASM32: "wasm32",
+    X86_64_MUSL: "x86_64",
+    I686_MUSL: "x86",
+    AARCH64_MUSL: "aarch64",
+    ARMV7_MUSL: "arm",
+    ARMV6_MUSL: "arm",
+    WINDOWS: "x86_64",
 }
-C_ARCH = {**RUST_ARCH, I686: "i686", PPC64LE: "powerpc64le"}
+C_ARCH = {**RUST_ARCH, I686: "i686", PPC64LE: "powerpc64le", I686_MUSL: "i686"}
 ELF_CLASS = {X86_64: 64, I686: 32, AARCH64: 64, ARMV7: 32, RISCV64: 64, PPC64LE: 64, S390X: 64, ARMV5TE: 32}
 # e_machine: EM_X86_64, EM_386, EM_AARCH64, EM_ARM, EM_RISCV, EM_PPC64, EM_S390.
 ELF_MACHINE = {X86_64: 62, I686: 3, AARCH64: 183, ARMV7: 40, RISCV64: 243, PPC64LE: 21, S390X: 22, ARMV5TE: 40}

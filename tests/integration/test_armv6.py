@@ -12,17 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import Cli, assert_verified_same, copy_fixture, single_error_line
+from .helpers import ARMV6_MUSL, RUNNABLE, Cli, assert_verified_same, copy_fixture, single_error_line
 
 pytestmark = pytest.mark.engine
 
-ARMV6 = "arm-unknown-linux-musleabihf"
+ARMV6 = ARMV6_MUSL
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
-BINARIES = {"seed-c-lib": "hello-world-from-c", "zlib-sys": "zlib-roundtrip"}
-PRINTED = {
-    "seed-c-lib": ["found 42 from C!", "c-arch=arm", "arch=arm"],
-    "zlib-sys": ["zlib 1.3.2 roundtrip ok", "arch=arm"],
-}
 
 # Tag_CPU_arch values of the ARM ELF ABI ("Addenda to, and errata in, the ABI for the ARM architecture").
 CPU_ARCH = {6: "v6", 7: "v6KZ", 8: "v6T2", 9: "v6K", 10: "v7", 14: "v8"}
@@ -115,9 +110,9 @@ def test_c_code_runs_on_an_arm1176(tmp_path_factory: pytest.TempPathFactory, xpc
     project = copy_fixture(tmp_path_factory, fixture)
     ran = xpcargo(["run", "--target", ARMV6], cwd=project)
     assert ran.code == 0, ran
-    for line in PRINTED[fixture]:
+    for line in RUNNABLE[fixture].expected_lines(ARMV6):
         assert line in ran.stdout_lines, ran
-    assert_armv6_static(project / "target" / ARMV6 / "debug" / BINARIES[fixture])
+    assert_armv6_static(project / "target" / ARMV6 / "debug" / RUNNABLE[fixture].binary)
 
 
 def test_unwinding_catches_panics_and_should_panic_passes(

@@ -11,7 +11,19 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import AARCH64, RISCV64, X86_64, Cli, copy_fixture
+from .helpers import (
+    AARCH64,
+    AARCH64_MUSL,
+    ARMV6_MUSL,
+    ARMV7_MUSL,
+    I686_MUSL,
+    RISCV64,
+    WINDOWS,
+    X86_64,
+    X86_64_MUSL,
+    Cli,
+    copy_fixture,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -22,13 +34,13 @@ TARGETS = [
     X86_64,
     AARCH64,
     RISCV64,
-    "x86_64-pc-windows-gnu",
+    WINDOWS,
     # aarch64's gcc counts bits with a SIMD instruction: no runtime function is needed.
-    "aarch64-unknown-linux-musl",
-    pytest.param("x86_64-unknown-linux-musl", marks=NO_COMPILER_RT),
-    pytest.param("i686-unknown-linux-musl", marks=NO_COMPILER_RT),
-    pytest.param("armv7-unknown-linux-musleabihf", marks=NO_COMPILER_RT),
-    pytest.param("arm-unknown-linux-musleabihf", marks=NO_COMPILER_RT),
+    AARCH64_MUSL,
+    pytest.param(X86_64_MUSL, marks=NO_COMPILER_RT),
+    pytest.param(I686_MUSL, marks=NO_COMPILER_RT),
+    pytest.param(ARMV7_MUSL, marks=NO_COMPILER_RT),
+    pytest.param(ARMV6_MUSL, marks=NO_COMPILER_RT),
 ]
 
 

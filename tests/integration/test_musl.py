@@ -15,14 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import X86_64, Cli, assert_verified_same, copy_fixture, single_error_line
+from .helpers import (
+    AARCH64_MUSL,
+    ARMV7_MUSL,
+    I686_MUSL,
+    RUNNABLE,
+    X86_64,
+    X86_64_MUSL,
+    Cli,
+    assert_verified_same,
+    copy_fixture,
+    single_error_line,
+)
 
 pytestmark = pytest.mark.engine
 
-MUSL = "x86_64-unknown-linux-musl"
-I686_MUSL = "i686-unknown-linux-musl"
-AARCH64_MUSL = "aarch64-unknown-linux-musl"
-ARMV7_MUSL = "armv7-unknown-linux-musleabihf"
+MUSL = X86_64_MUSL
 
 
 @dataclass(frozen=True)
@@ -41,16 +49,8 @@ MUSL_TARGETS = {
     ARMV7_MUSL: Arch(rust="arm", c="arm", bits=32, machine=40),
 }
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
-BINARIES = {"seed-c-lib": "hello-world-from-c", "zlib-sys": "zlib-roundtrip"}
 # The openssl-sys of tests/fixtures/openssl-app's Cargo.lock.
 OPENSSL_SYS = "0.9.118"
-
-
-def printed(fixture: str, arch: Arch) -> list[str]:
-    """What the fixture's program prints when it ran as ``arch``, its C code compiled for ``arch`` too."""
-    if fixture == "seed-c-lib":
-        return ["found 42 from C!", f"c-arch={arch.c}", f"arch={arch.rust}"]
-    return ["zlib 1.3.2 roundtrip ok", f"arch={arch.rust}"]
 
 
 _PT_DYNAMIC, _PT_INTERP, _DT_NEEDED = 2, 3, 1
@@ -109,9 +109,9 @@ def test_c_code_builds_statically_and_runs(
     project = copy_fixture(tmp_path_factory, fixture)
     ran = xpcargo(["run", "--target", target], cwd=project)
     assert ran.code == 0, ran
-    for line in printed(fixture, MUSL_TARGETS[target]):
+    for line in RUNNABLE[fixture].expected_lines(target):
         assert line in ran.stdout_lines, ran
-    binary = project / "target" / target / "debug" / BINARIES[fixture]
+    binary = project / "target" / target / "debug" / RUNNABLE[fixture].binary
     assert static_elf_problems(binary, MUSL_TARGETS[target]) == [], binary
 
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import Cli
+from .helpers import WINDOWS, Cli
 
 pytestmark = pytest.mark.engine
 
 RIPGREP = "15.2.0"
 # The checksum crates.io's index records for the .crate (index.crates.io/ri/pg/ripgrep).
 RIPGREP_SHA256 = "a30750b6d0743bfdd2656ebbaf4555aa278c43144b84bc389bcbfa399485ec71"
-WINDOWS = "x86_64-pc-windows-gnu"
+
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 # PE: the "MZ" stub points at "PE\0\0", then the COFF machine (0x8664: AMD64).
 _PE_AMD64 = 0x8664

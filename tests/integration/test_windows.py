@@ -17,17 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import Cli, assert_verified_same, base_environment, copy_fixture, image_build_output
+from .helpers import RUNNABLE, WINDOWS, Cli, assert_verified_same, base_environment, copy_fixture, image_build_output
 
 pytestmark = pytest.mark.engine
 
-WINDOWS = "x86_64-pc-windows-gnu"
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
-BINARIES = {"seed-c-lib": "hello-world-from-c", "zlib-sys": "zlib-roundtrip"}
-PRINTED = {
-    "seed-c-lib": ["found 42 from C!", "c-arch=x86_64", "arch=x86_64"],
-    "zlib-sys": ["zlib 1.3.2 roundtrip ok", "arch=x86_64"],
-}
 _IMAGE_FILE_MACHINE_AMD64 = 0x8664
 # IMAGE_SUBSYSTEM_WINDOWS_CUI: a console program.
 _CONSOLE = 3
@@ -62,11 +56,12 @@ def test_c_code_builds_into_an_amd64_program_that_runs_under_wine(
     project = copy_fixture(tmp_path_factory, fixture)
     ran = xpcargo(["run", "--target", WINDOWS], cwd=project)
     assert ran.code == 0, ran
-    assert ran.stdout_lines[-len(PRINTED[fixture]) :] == PRINTED[fixture], ran
+    expected = RUNNABLE[fixture].expected_lines(WINDOWS)
+    assert ran.stdout_lines[-len(expected) :] == expected, ran
     # No wine diagnostics and no display complaints in what the user sees: Cargo's lines, and nothing else.
     said = [line for line in ran.stderr_lines if line.split()[:1] not in (["Compiling"], ["Finished"], ["Running"])]
     assert not [line for line in said if "wine" in line.lower() or "XDG_RUNTIME_DIR" in line], ran
-    program = project / "target" / WINDOWS / "debug" / f"{BINARIES[fixture]}.exe"
+    program = project / "target" / WINDOWS / "debug" / f"{RUNNABLE[fixture].binary}.exe"
     assert pe_header(program) == (_IMAGE_FILE_MACHINE_AMD64, 0x20B, _CONSOLE)
     tested = xpcargo(["test", "--target", WINDOWS], cwd=project)
     assert tested.code == 0, tested
