@@ -20,10 +20,20 @@ from xpcargo.pe import PeError, file_machine
 SHIPPED_KINDS = frozenset({"bin", "cdylib", "dylib", "staticlib"})
 
 
+# The C library of a target's programs, by the part of Rust's triple that says it.
+_LIBCS = (("-linux-gnu", "glibc"), ("-linux-musl", "musl"), ("-windows-gnu", "mingw"), ("-wasi", "wasi"))
+
+
+def libc_of(triple: str) -> str:
+    """The C library a triple's programs use, as Rust's triple says it: `glibc`, `musl`, `mingw`, `wasi`, or
+    `unknown`."""
+    return next((libc for part, libc in _LIBCS if part in triple), "unknown")
+
+
 def links_glibc(triple: str) -> bool:
     """Whether a target's programs link against glibc: Rust's `*-linux-gnu*` targets. A wasm32-wasip1 module
     carries wasi-libc inside it and needs no glibc at all, so it has no floor."""
-    return "-linux-gnu" in triple
+    return libc_of(triple) == "glibc"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xpcargo.artifacts import final_artifacts, glibc_need, links_glibc, named
+from xpcargo.artifacts import final_artifacts, glibc_need, libc_of, links_glibc, named
 
 from .test_elf import build_elf
 
@@ -99,3 +99,13 @@ def test_a_wasm_module_needs_no_glibc(tmp_path: Path) -> None:
     need = glibc_need(module)
     assert (need.machine, need.glibc) == (None, None)
     assert need.describe(None) == "-"
+
+
+def test_the_c_library_of_a_triple() -> None:
+    assert libc_of("x86_64-unknown-linux-musl") == "musl"
+    assert libc_of("armv7-unknown-linux-musleabihf") == "musl"
+    assert libc_of("armv7-unknown-linux-gnueabihf") != "musl"
+    assert libc_of("wasm32-wasip1") != "musl"
+
+    assert libc_of("x86_64-pc-windows-gnu") == "mingw"
+    assert libc_of("aarch64-unknown-linux-gnu") == "glibc"

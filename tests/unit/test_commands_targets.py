@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from xpcargo.artifacts import libc_of
 from xpcargo.commands import targets
 from xpcargo.context import Context
 from xpcargo.errors import UnknownTargetError
@@ -136,7 +137,7 @@ def test_the_columns_follow_from_the_settings_and_the_triple(tmp_path: Path) -> 
     info = targets.describe(context, [windows, I686])
     assert (info[0].libc, info[0].runs, info[0].linking, info[0].rust) == ("mingw", "wine", "dynamic", "1.96.0")
     assert targets.rows(info)[2][4] == "(its image's)"
-    assert targets.libc_of("riscv64gc-unknown-none-elf") == "unknown"
+    assert libc_of("riscv64gc-unknown-none-elf") == "unknown"
 
 
 def test_a_project_pinned_to_a_rust_shows_it(tmp_path: Path) -> None:

@@ -184,10 +184,3 @@ def test_the_cxx_scripts_line_outside_a_failed_build_script_names_nothing() -> N
     # too (one that fell back to C, say): only a failure counts.
     text = b"warning: x@1.0.0: xpcargo: no C++ standard library for musl targets (x86_64-unknown-linux-musl)\n"
     assert _scan(text)[0] is None
-
-
-def test_which_triples_are_musl() -> None:
-    assert hints.is_musl("x86_64-unknown-linux-musl")
-    assert hints.is_musl("armv7-unknown-linux-musleabihf")
-    assert not hints.is_musl("armv7-unknown-linux-gnueabihf")
-    assert not hints.is_musl("wasm32-wasip1")

@@ -12,14 +12,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from xpcargo.artifacts import links_glibc
+from xpcargo.artifacts import libc_of, links_glibc
 from xpcargo.config.targets import ProjectConfig, TargetSpec
 from xpcargo.context import Context, Host
 from xpcargo.image.recipe import load_recipe
 from xpcargo.image.toolchain import rust_of
 
 # C libraries by what the triple says (Rust's `target_env`, and the OS where it says all): the first that matches.
-_LIBCS = (("-linux-gnu", "glibc"), ("-linux-musl", "musl"), ("-windows-gnu", "mingw"), ("-wasi", "wasi"))
 # How programs of each C library are linked by default: Rust's musl targets default to crt-static; a WASI module is
 # not linked against a C library of the machine at all.
 _LINKING = {"glibc": "dynamic", "musl": "static", "mingw": "dynamic", "wasi": "n/a"}
@@ -88,11 +87,6 @@ def _info(host: Host, spec: TargetSpec, project: ProjectConfig | None) -> Target
         rust="" if spec.image else rust_of(recipe),
         recipe="" if spec.image else spec.recipe,
     )
-
-
-def libc_of(triple: str) -> str:
-    """The C library a triple's programs use, as Rust's triple says it."""
-    return next((libc for part, libc in _LIBCS if part in triple), "unknown")
 
 
 def rows(infos: Sequence[TargetInfo]) -> list[tuple[str, ...]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from xpcargo.artifacts import libc_of
 from xpcargo.config.targets import ARCH_INDEPENDENT
 from xpcargo.container.runtime import Output
 from xpcargo.ui import escape_controls
@@ -235,12 +236,6 @@ def _no_cxx(text: str, package: str) -> Missing | None:
     return Missing(package=package, what="C++ standard library", debian_packages=(), for_target=True, cxx=True)
 
 
-def is_musl(triple: str) -> bool:
-    """Whether ``triple`` links musl (Rust's `target_env`, the triple's last part: `musl`, `musleabihf`): Debian
-    builds its libraries against glibc, so none of them is for such a target."""
-    return triple.rsplit("-", 1)[-1].startswith("musl")
-
-
 def hint(missing: Missing, *, triple: str, debian_arch: str) -> str:
     """The one line that names the setting adding what was missing, with any control character a build script
     slipped into a name written out as an escape (see ``ui.escape_controls``)."""
@@ -265,7 +260,7 @@ def _hint(missing: Missing, *, triple: str, debian_arch: str) -> str:
                 f"{lead}: Debian packages no such library for {triple}; build it from source with the crate's feature "
                 "for that (often `vendored`, `bundled` or `static`)"
             )
-        if is_musl(triple):
+        if libc_of(triple) == "musl":
             feature = VENDORED_FEATURES.get(missing.pkg_config_name or "", "often `vendored`, `bundled` or `static`")
             # pkg-config looks only where musl's own libraries are: a Debian -dev package is a glibc build.
             return (
