@@ -3,9 +3,9 @@
 gcc compiles `__builtin_popcountll` into a call of `__popcountdi2` where the baseline CPU has no population-count
 instruction (x86_64, i686, ARMv6/v7, riscv64gc): jemalloc does this, and ripgrep links jemalloc on musl. Rust's link
 has no libgcc (`-nodefaultlibs`): the function must come from the std's `compiler_builtins`, which Rust's and
-Debian's builds compile with LLVM's compiler-rt C sources. Debian's `rust-web-src` has no compiler-rt, so the stds
-xpcargo builds from source lack it today: those targets are expected to fail (strictly: the day they link, this
-test says so) until the layer builds compiler_builtins with its `c` feature. Windows links MinGW's libgcc itself."""
+Debian's builds compile with LLVM's compiler-rt C sources. Debian's `rust-web-src` has no compiler-rt: a std that
+xpcargo builds from source gets it from the recipe's pinned LLVM sources, compiled with the target's `std-cc`.
+Before that, the four 32- and 64-bit musl targets below failed to link. Windows links MinGW's libgcc as well."""
 
 from __future__ import annotations
 
@@ -27,9 +27,6 @@ from .helpers import (
 
 pytestmark = pytest.mark.engine
 
-NO_COMPILER_RT = pytest.mark.xfail(
-    strict=True, reason="std built from Debian's sources: compiler_builtins without compiler-rt (no __popcountdi2)"
-)
 TARGETS = [
     X86_64,
     AARCH64,
@@ -37,10 +34,10 @@ TARGETS = [
     WINDOWS,
     # aarch64's gcc counts bits with a SIMD instruction: no runtime function is needed.
     AARCH64_MUSL,
-    pytest.param(X86_64_MUSL, marks=NO_COMPILER_RT),
-    pytest.param(I686_MUSL, marks=NO_COMPILER_RT),
-    pytest.param(ARMV7_MUSL, marks=NO_COMPILER_RT),
-    pytest.param(ARMV6_MUSL, marks=NO_COMPILER_RT),
+    X86_64_MUSL,
+    I686_MUSL,
+    ARMV7_MUSL,
+    ARMV6_MUSL,
 ]
 
 

@@ -224,6 +224,17 @@ def _check_image_path(path: str) -> tuple[str, str | None] | None:
     return _check_image_paths((path,))
 
 
+# A program of the image that the layer's std build runs: a name found on its PATH, or an absolute path, of plain
+# characters only and never an option, so that the value is one word of the script whatever it holds.
+_IMAGE_PROGRAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def _check_image_program(value: str) -> tuple[str, str | None] | None:
+    if _IMAGE_PROGRAM.match(value) or _check_image_path(value) is None:
+        return None
+    return f"`{value}` is not a program name or absolute path of plain characters", "name a program of the image"
+
+
 @dataclass(frozen=True, kw_only=True)
 class TargetSpec:
     """Everything xpcargo needs to know about one target, after every layer of configuration is applied.
@@ -268,6 +279,12 @@ class TargetSpec:
     std_c_runtime: str | None = _setting(Kind.NAME, check=_check_c_runtime)
     # The options every file of that C runtime is compiled with, and that its gcc wrapper passes (the architecture).
     std_c_flags: tuple[str, ...] = _setting(Kind.WORDS, check=_check_c_flags)
+    # A std built from source: the C compiler and archiver of the image that compile compiler-rt's builtins into its
+    # compiler_builtins (Rust's `compiler-builtins-c`, as in rustup's std): the C functions that C code compiled by
+    # gcc calls and no Rust code defines, like __popcountdi2. Declared apart from `cc`/`ar`, so that a project that
+    # wraps its compiler does not rebuild the std. Unset: the std has the Rust builtins only.
+    std_cc: str | None = _setting(Kind.NAME, check=_check_image_program)
+    std_ar: str | None = _setting(Kind.NAME, check=_check_image_program)
     # Extra environment for every command in the container.
     env: Mapping[str, str] = _setting(Kind.ENV, sources=_ALL, merge=Merge.UPDATE)
     # The engine the target builds on, instead of the one DOCKER_HOST (or the docker context) names: `ssh://builder`,

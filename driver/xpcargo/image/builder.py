@@ -234,23 +234,21 @@ class Builder:
             std_source = debian.fetch_pool_file(
                 source.url, source.sha256, self.cache / "pool", on_retry=reporter.warn, first_wait=self.retry_wait
             )
-        c_runtime_files = []
-        runtime = layer.std_build.c_runtime if layer.std_build is not None else None
-        for _, files in runtime.sources if runtime is not None else ():
-            for file in files:
-                reporter.detail(f"      {file.filename} from the mirror's pool (C runtime sources)")
-                c_runtime_files.append(
-                    debian.fetch_pool_file(
-                        file.url,
-                        file.sha256,
-                        self.cache / "pool",
-                        on_retry=reporter.warn,
-                        first_wait=self.retry_wait,
-                        step="C runtime sources download",
-                        gone_hint="the pinned source package may have left the mirror: update c-runtime-sources in"
-                        " the recipe (images/README.md)",
-                    )
+        source_files = []
+        for file in layer.std_build.source_files if layer.std_build is not None else ():
+            reporter.detail(f"      {file.filename} from the mirror's pool (sources of the std's C parts)")
+            source_files.append(
+                debian.fetch_pool_file(
+                    file.url,
+                    file.sha256,
+                    self.cache / "pool",
+                    on_retry=reporter.warn,
+                    first_wait=self.retry_wait,
+                    step="C sources download",
+                    gone_hint="the pinned source package may have left the mirror: update c-runtime-sources in"
+                    " the recipe (images/README.md)",
                 )
+            )
         locked = f", locked at {LOCK_FILE}'s versions" if plan.lock else ""
         reporter.detail(f"      [layer] {layer.purpose}: {len(layer.packages)} packages{locked} (apt in a container)")
         if layer.std_build is not None:
@@ -270,7 +268,7 @@ class Builder:
             on_retry=reporter.warn,
             first_wait=self.retry_wait,
             std_source=std_source,
-            c_runtime_files=c_runtime_files,
+            source_files=source_files,
         )
 
     def _verify(self, image_id: str, plan: ImagePlan, *, base: bool) -> None:

@@ -26,7 +26,7 @@ from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
 from xpcargo.image.debian import deb_cache_held, foreign_architectures, raise_mirror_failure, retried
 from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, Package, parse_dpkg_query
-from xpcargo.image.plan import CRuntimeBuild, Layer, StdBuild
+from xpcargo.image.plan import CompilerRtBuild, CRuntimeBuild, Layer, StdBuild
 
 # What apt and dpkg need as root: files of any owner and mode, maintainer scripts that switch users or set
 # file capabilities. Nothing else (no mounts, no devices, no network administration).
@@ -132,9 +132,17 @@ def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
         f'library="$(readlink -f {build}/src/usr/lib/rustlib/src/rust)/library"',
         "commit=$(rustc -vV | sed -n 's/^commit-hash: //p')",
         f'sysroot="$(rustc --print sysroot)/lib/rustlib/{std.triple}/lib"',
-        f"env CARGO_HOME={build}/home RUSTC_BOOTSTRAP=1"
+    ]
+    features, env = "", ""
+    if std.compiler_rt is not None:
+        config[1] = f'source.vendored.directory="{build}/vendor"'
+        features = " --features compiler-builtins-c"
+        env = _compiler_rt_env(std.triple, std.compiler_rt)
+        lines += _compiler_rt_script(std.compiler_rt)
+    lines += [
+        f"env CARGO_HOME={build}/home RUSTC_BOOTSTRAP=1{env}"
         ' RUSTFLAGS="-Zforce-unstable-if-unmarked --remap-path-prefix=${library%/library}=/rustc/$commit"'
-        f' cargo build -Zavoid-dev-deps --manifest-path "$library/Cargo.toml" -p sysroot --profile dist'
+        f' cargo build -Zavoid-dev-deps --manifest-path "$library/Cargo.toml" -p sysroot --profile dist{features}'
         f" --target {triple} --offline --locked --target-dir {build}/target"
         + "".join(f' --config "{item.replace(chr(34), chr(92) + chr(34))}"' for item in config),
         'mkdir -p "$sysroot/self-contained"',
@@ -158,6 +166,42 @@ def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
         ]
     lines.append(f"rm -rf {build}")
     return lines
+
+
+# Where the std build finds the crates it compiles compiler-rt with: Debian's packages of them (librust-cc-dev and its
+# dependencies), which the std's vendored sources lack.
+_DEBIAN_CRATES = "/usr/share/cargo/registry"
+
+
+def _compiler_rt_script(compiler_rt: CompilerRtBuild) -> list[str]:
+    """The lines that unpack compiler-rt's builtins from LLVM's tarball under POOL and give the std's build a vendor
+    directory with Debian's `cc` crate beside the std's own crates, with the std's lock file moved to that `cc`."""
+    build = STD_BUILD_DIR
+    return [
+        f"mkdir -p {build}/llvm {build}/vendor",
+        f"tar -xf {shlex.quote(str(POOL / compiler_rt.source.filename))} -C {build}/llvm --strip-components=1"
+        " --wildcards '*/compiler-rt/lib/builtins/*'",
+        f'for crate in "$library"/vendor/* {_DEBIAN_CRATES}/cc-[0-9]* {_DEBIAN_CRATES}/shlex-[0-9]*; do'
+        f' ln -s "$crate" {build}/vendor/; done',
+        # The std's lock names the cc of Rust's own build; Debian's is the one there is: its version and checksum go
+        # into the lock, which the build still holds to (--locked).
+        f"crate=$(ls -d {_DEBIAN_CRATES}/cc-[0-9]* | sort -V | tail -n 1)",
+        """sum=$(sed -n 's/.*"package":"\\([0-9a-f]*\\)".*/\\1/p' "$crate/.cargo-checksum.json")""",
+        """awk -v version="${crate##*/cc-}" -v sum="$sum" '/^name = /{cc = ($0 == "name = \\"cc\\"")}"""
+        """ cc && /^version = /{$0 = "version = \\"" version "\\""}"""
+        """ cc && /^checksum = /{$0 = "checksum = \\"" sum "\\""} {print}'"""
+        f' "$library/Cargo.lock" > {build}/Cargo.lock',
+        f'mv {build}/Cargo.lock "$library/Cargo.lock"',
+    ]
+
+
+def _compiler_rt_env(triple: str, compiler_rt: CompilerRtBuild) -> str:
+    """The variables (each after a space) that make compiler-builtins compile compiler-rt with the image's tools."""
+    suffix = triple.replace("-", "_")
+    return (
+        f" RUST_COMPILER_RT_ROOT={STD_BUILD_DIR}/llvm/compiler-rt"
+        f" CC_{suffix}={shlex.quote(compiler_rt.cc)} AR_{suffix}={shlex.quote(compiler_rt.ar)}"
+    )
 
 
 # LLVM's libunwind as LLVM's own build (and Rust's, for its musl targets) compiles it: C and C++ without exceptions or
@@ -299,15 +343,15 @@ def build(
     on_retry: Callable[[str], None],
     first_wait: float = 4,
     std_source: Path | None = None,
-    c_runtime_files: Sequence[Path] = (),
+    source_files: Sequence[Path] = (),
 ) -> BuiltLayer:
     """Install ``layer`` on the image ``parent`` and write what changed to a tar in ``scratch``; ``std_source`` is
-    the std's sources' .deb when the layer builds a std, ``c_runtime_files`` the tarballs of its C runtime's sources
-    (all in the pool directory of ``pool_files``)."""
+    the std's sources' .deb when the layer builds a std, ``source_files`` the tarballs of its C parts' sources (all
+    in the pool directory of ``pool_files``)."""
     inputs = scratch / "input"
     inputs.mkdir(exist_ok=True)
     deb_cache.mkdir(parents=True, exist_ok=True)
-    pools = {file.parent for file in (*pool_files, *([std_source] if std_source else []), *c_runtime_files)}
+    pools = {file.parent for file in (*pool_files, *([std_source] if std_source else []), *source_files)}
     if len(pools) > 1:
         raise ValueError(f"pool .debs from several directories: {sorted(pools)}")
     request = ContainerRequest(

@@ -115,6 +115,16 @@ class CRuntimeBuild:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CompilerRtBuild:
+    """compiler-rt's C builtins compiled into the std's compiler_builtins (``std-cc``, ``std-ar``): only data."""
+
+    # LLVM's upstream tarball (the recipe's c-runtime-sources `llvm`), of which compiler-rt/lib/builtins is unpacked.
+    source: PoolDeb
+    cc: str
+    ar: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class StdBuild:
     """A Rust std built from Debian's sources in the target's layer and installed as the target's sysroot, so that
     a project builds with a plain `cargo build --target`. Only data: the layer's fixed script (``image.layers``)
@@ -130,6 +140,15 @@ class StdBuild:
     unwinder: str | None = None
     gnu_triple: str | None = None
     c_runtime: CRuntimeBuild | None = None
+    compiler_rt: CompilerRtBuild | None = None
+
+    @property
+    def source_files(self) -> tuple[PoolDeb, ...]:
+        """The sources' tarballs the build unpacks besides the std's .deb, each once (both may take LLVM's)."""
+        files = [file for _, files in self.c_runtime.sources for file in files] if self.c_runtime else []
+        if self.compiler_rt is not None:
+            files.append(self.compiler_rt.source)
+        return tuple(dict.fromkeys(files))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,8 +170,10 @@ def _layer_content(layer: Layer) -> dict[str, object]:
     content = asdict(layer)
     if layer.std_build is None:
         del content["std_build"]
-    elif layer.std_build.c_runtime is None:
-        del content["std_build"]["c_runtime"]
+        return content
+    for optional in ("c_runtime", "compiler_rt"):
+        if getattr(layer.std_build, optional) is None:
+            del content["std_build"][optional]
     return content
 
 
@@ -327,10 +348,12 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
         dpkg_exclude=recipe.dpkg_exclude,
         rust_version=rust.version,
     )
+    # The std's C builtins are compiled with the `cc` crate, which the std's sources do not vendor.
+    build_packages = rust.source.build_packages if std_build and std_build.compiler_rt and rust.source else ()
     layers = [
         Layer(
             purpose="target",
-            packages=tuple(sorted(set(spec.packages))),
+            packages=tuple(sorted({*spec.packages, *build_packages})),
             pool_debs=pool_debs,
             emulator=spec.emulator,
             std_build=std_build,
@@ -364,6 +387,30 @@ def _std_build(spec: TargetSpec, recipe: ImageRecipe) -> StdBuild:
         unwinder=spec.std_unwinder,
         gnu_triple=gnu_triple if spec.std_unwinder is not None else None,
         c_runtime=_c_runtime(spec, recipe, gnu_triple),
+        compiler_rt=_compiler_rt(spec, recipe),
+    )
+
+
+def _compiler_rt(spec: TargetSpec, recipe: ImageRecipe) -> CompilerRtBuild | None:
+    if spec.std_cc is None and spec.std_ar is None:
+        return None
+    if spec.std_cc is None or spec.std_ar is None:
+        missing = "std-ar" if spec.std_ar is None else "std-cc"
+        raise ConfigError(
+            f"target {spec.triple} sets one of std-cc and std-ar: compiler-rt's builtins need both",
+            hint=f"add {missing} to [target.{spec.triple}] (the image's C compiler and archiver for the target)",
+        )
+    llvm = recipe.c_runtime_sources.get("llvm")
+    if llvm is None:
+        raise ConfigError(
+            f"target {spec.triple} compiles compiler-rt into its std, and the recipe {recipe.source} has no "
+            "c-runtime-sources for llvm",
+            hint="pin LLVM's orig tarball in the recipe's c-runtime-sources (images/README.md)",
+        )
+    return CompilerRtBuild(
+        source=PoolDeb(url=f"{recipe.mirror}/{llvm.orig.path}", sha256=llvm.orig.sha256),
+        cc=spec.std_cc,
+        ar=spec.std_ar,
     )
 
 

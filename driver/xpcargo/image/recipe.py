@@ -34,6 +34,9 @@ class RustSource:
     package: str
     version: str
     sha256: str
+    # Debian packages a std build with compiler-rt's C builtins needs that the sources do not vendor: the `cc`
+    # crate that compiler-builtins compiles them with (librust-cc-dev).
+    build_packages: tuple[str, ...] = ()
 
     @property
     def filename(self) -> str:
@@ -58,7 +61,8 @@ class SourcePackage:
 
 
 # The source packages a C runtime is built from, by role: musl's C library and start files; LLVM's libunwind and
-# compiler-rt's crtbegin.c/crtend.c (from the same upstream tarball, whose other 160 MB are not unpacked).
+# compiler-rt's crtbegin.c/crtend.c (from the same upstream tarball, whose other 160 MB are not unpacked). The std's
+# compiler-rt builtins (`std-cc`) come from the same LLVM tarball.
 C_RUNTIME_ROLES = ("musl", "llvm")
 
 
@@ -142,7 +146,12 @@ def _rust_source(table: Table | None) -> RustSource | None:
     digest = table.string("sha256")
     if not _SHA256.match(digest):
         raise table.fail("sha256", "expected 64 lowercase hexadecimal digits")
-    source = RustSource(package=table.string("package"), version=table.string("version"), sha256=digest)
+    source = RustSource(
+        package=table.string("package"),
+        version=table.string("version"),
+        sha256=digest,
+        build_packages=table.strings("build-packages"),
+    )
     table.finish()
     return source
 
