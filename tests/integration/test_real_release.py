@@ -1,11 +1,12 @@
 """A real release, as the release pipelines of popular CLIs make it: ripgrep, exactly as crates.io publishes it (with
-its own Cargo.lock), built for Windows, which 15 of 15 such pipelines ship: the `.exe` prints its version under wine,
-and `dist --no-verify` packs the same `.zip` twice (`verify` itself, the two builds compared, is tested on smaller
-crates for every target: test_release, test_windows, test_musl).
+its own Cargo.lock), built in one command for the three triples such pipelines ship most (x86_64 and aarch64 musl,
+static, and Windows): each binary prints its version under its emulator (none, qemu, wine), and `dist --no-verify`
+packs the same archives twice (`verify` itself, the two builds compared, is tested on smaller crates for every
+target: test_release, test_windows, test_musl).
 
-ripgrep's musl builds are not here yet: they link jemalloc, whose C code needs `__popcountdi2`, which the std that
-xpcargo builds from Debian's sources lacks on x86_64 (test_compiler_runtime), and whose configure cannot link a C
-program with aarch64's musl wrapper (libgcc's outline atomics need glibc's `__getauxval`)."""
+ripgrep links jemalloc on musl, whose C code needs `__popcountdi2` (compiler-rt in the std, test_compiler_runtime)
+and whose configure links C programs dynamically with aarch64's musl compiler (libgcc's outline atomics need a
+`__getauxval` that musl's libc.so does not export: the target's CFLAGS turn them off)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import WINDOWS, Cli
+from .helpers import AARCH64_MUSL, WINDOWS, X86_64_MUSL, Cli
+from .test_musl import MUSL_TARGETS, static_elf_problems
 
 pytestmark = pytest.mark.engine
 
@@ -46,18 +48,28 @@ def ripgrep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where / f"ripgrep-{RIPGREP}"
 
 
-def test_ripgrep_for_windows_prints_its_version_under_wine_and_packs_reproducibly(ripgrep: Path, xpcargo: Cli) -> None:
-    built = xpcargo(["build", "--release", "--locked", "--target", WINDOWS], cwd=ripgrep, env=EPOCH)
-    assert built.code == 0, built
-    assert_amd64_program((ripgrep / "target" / WINDOWS / "release" / "rg.exe").read_bytes())
-    ran = xpcargo(["run", "--release", "--locked", "--target", WINDOWS, "--", "--version"], cwd=ripgrep, env=EPOCH)
-    assert ran.code == 0, ran
-    assert ran.stdout_lines[0].startswith(f"ripgrep {RIPGREP}"), ran
+RELEASE_TARGETS = (X86_64_MUSL, AARCH64_MUSL, WINDOWS)
+ARCHIVES = [f"rg-{AARCH64_MUSL}.tar.gz", f"rg-{X86_64_MUSL}.tar.gz", f"rg-{WINDOWS}.zip"]
 
-    first, second = (_dist(xpcargo, ripgrep, name) for name in ("first", "second"))
-    assert sorted(path.name for path in first.glob("*.zip")) == [f"rg-{WINDOWS}.zip"], sorted(first.iterdir())
+
+def test_ripgrep_for_the_three_release_triples_prints_its_version_and_packs_reproducibly(
+    ripgrep: Path, xpcargo: Cli
+) -> None:
+    targets = [word for target in RELEASE_TARGETS for word in ("--target", target)]
+    built = xpcargo(["build", "--release", "--locked", *targets], cwd=ripgrep, env=EPOCH)
+    assert built.code == 0, built
+    for target in (X86_64_MUSL, AARCH64_MUSL):
+        assert static_elf_problems(ripgrep / "target" / target / "release" / "rg", MUSL_TARGETS[target]) == []
+    assert_amd64_program((ripgrep / "target" / WINDOWS / "release" / "rg.exe").read_bytes())
+    for target in RELEASE_TARGETS:
+        ran = xpcargo(["run", "--release", "--locked", "--target", target, "--", "--version"], cwd=ripgrep, env=EPOCH)
+        assert ran.code == 0, ran
+        assert ran.stdout_lines[0].startswith(f"ripgrep {RIPGREP}"), ran
+
+    first, second = (_dist(xpcargo, ripgrep, name, targets) for name in ("first", "second"))
+    assert sorted(path.name for path in first.glob("rg-*")) == ARCHIVES, sorted(first.iterdir())
     # The provenance records each run's own invocation (its --out-dir): the rest is the same bytes.
-    for name in [f"rg-{WINDOWS}.zip", "sha256.sum", "dist-manifest.json"]:
+    for name in [*ARCHIVES, "sha256.sum", "dist-manifest.json"]:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     with zipfile.ZipFile(first / f"rg-{WINDOWS}.zip") as archive:
         assert archive.namelist() == ["rg.exe"]
@@ -71,10 +83,8 @@ def assert_amd64_program(data: bytes) -> None:
     assert int.from_bytes(data[pe_offset + 4 : pe_offset + 6], "little") == _PE_AMD64
 
 
-def _dist(xpcargo: Cli, project: Path, name: str) -> Path:
+def _dist(xpcargo: Cli, project: Path, name: str, targets: list[str]) -> Path:
     out = project.parent / "dist" / name
-    packed = xpcargo(
-        ["dist", "--no-verify", "--out-dir", str(out), "--target", WINDOWS, "--locked"], cwd=project, env=EPOCH
-    )
+    packed = xpcargo(["dist", "--no-verify", "--out-dir", str(out), *targets, "--locked"], cwd=project, env=EPOCH)
     assert packed.code == 0, packed
     return out

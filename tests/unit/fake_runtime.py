@@ -366,7 +366,7 @@ class FakeContainers(FakeImages):
     def changes(self, container_id: str) -> list[tuple[str, str]]:
         return [("A", "/usr/bin/new-tool")]
 
-    def remove(self, container_id: str) -> None:
+    def remove(self, container_id: str, *, unhurried: bool = False) -> None:
         self.removed.append(container_id)
 
     def release(self, container_id: str) -> None:

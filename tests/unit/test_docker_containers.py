@@ -4,6 +4,7 @@ API is a stand-in."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,8 @@ class Execs:
         self.asked: list[dict[str, Any]] = []
         self.removals: list[Exception | None] = []
         self.removed: list[str] = []
+        # How long the engine takes to delete a container (a large one, on a busy machine).
+        self.removal_takes = 0.0
 
     def exec_create(self, container: str, argv: list[str], **options: Any) -> dict[str, str]:
         if self.refusal is not None:
@@ -169,6 +172,7 @@ class Execs:
         return True
 
     def remove_container(self, container: str, **options: Any) -> None:
+        time.sleep(self.removal_takes)
         failure = self.removals.pop(0) if self.removals else None
         if failure is not None:
             raise failure
@@ -235,6 +239,18 @@ def test_a_removal_tries_again_then_says_what_it_could_not_confirm(monkeypatch: 
     api.removals = [_api_error(500, "container state improper")] * 3
     with pytest.raises(EngineUnavailableError, match=r"did not remove container c1: container state improper"):
         runtime.remove("c1")
+
+
+def test_only_a_removal_nobody_waits_on_gives_a_slow_engine_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(containers, "_REMOVAL_DEADLINE", 0.2)
+    monkeypatch.setattr(containers, "_UNHURRIED_REMOVAL_DEADLINE", 3.0)
+    api = Execs()
+    api.removal_takes = 1.5
+    runtime = _on(api, monkeypatch)
+    with pytest.raises(EngineUnavailableError, match=r"did not remove container c1: no answer within 0s"):
+        runtime.remove("c1")
+    runtime.remove("c2", unhurried=True)
+    assert "c2" in api.removed
 
 
 def test_containers_are_listed_with_their_changes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -127,8 +127,8 @@ def test_fail_fast_stops_the_other_targets(
     removed = threading.Event()
 
     class Stoppable(FakeRuntime):
-        def remove(self, container_id: str) -> None:
-            super().remove(container_id)
+        def remove(self, container_id: str, *, unhurried: bool = False) -> None:
+            super().remove(container_id, unhurried=unhurried)
             if container_id in slow_container:
                 removed.set()
 

@@ -445,7 +445,7 @@ def test_fetch_record_survives_concurrent_saves(world: World) -> None:
 
 def test_an_interrupt_whose_cleanup_fails_names_what_is_left(world: World) -> None:
     class Unremovable(FakeRuntime):
-        def remove(self, container_id: str) -> None:
+        def remove(self, container_id: str, *, unhurried: bool = False) -> None:
             raise EngineError("the engine does not answer")
 
     runtime = Unremovable(every_image=True, script=lambda call: Reply(error=KeyboardInterrupt()))
@@ -460,7 +460,7 @@ def test_an_interrupt_whose_cleanup_fails_names_what_is_left(world: World) -> No
 
 def test_a_failed_removal_after_success_is_an_error(world: World) -> None:
     class Unremovable(FakeRuntime):
-        def remove(self, container_id: str) -> None:
+        def remove(self, container_id: str, *, unhurried: bool = False) -> None:
             raise EngineError("the engine does not answer")
 
     world.runtime = Unremovable(every_image=True)
@@ -468,9 +468,28 @@ def test_a_failed_removal_after_success_is_an_error(world: World) -> None:
         world.run()
 
 
+def test_only_the_removal_after_success_is_unhurried(world: World) -> None:
+    seen: list[bool] = []
+
+    class Recording(FakeRuntime):
+        def remove(self, container_id: str, *, unhurried: bool = False) -> None:
+            seen.append(unhurried)
+            super().remove(container_id, unhurried=unhurried)
+
+    world.runtime = Recording(every_image=True)
+    world.run()
+    assert seen == [True]
+    seen.clear()
+    world.runtime = Recording(every_image=True, script=lambda call: Reply(error=KeyboardInterrupt()))
+    with pytest.raises(InterruptError):
+        world.run()
+    assert seen
+    assert not any(seen)
+
+
 def test_an_engine_error_keeps_its_cause_when_the_cleanup_fails_too(world: World) -> None:
     class Unremovable(FakeRuntime):
-        def remove(self, container_id: str) -> None:
+        def remove(self, container_id: str, *, unhurried: bool = False) -> None:
             raise EngineError("the engine does not answer")
 
     world.runtime = Unremovable(
@@ -484,7 +503,7 @@ def test_an_engine_error_keeps_its_cause_when_the_cleanup_fails_too(world: World
 
 def test_a_second_ctrl_c_during_cleanup_still_says_what_may_be_left(world: World) -> None:
     class SlowToRemove(FakeRuntime):
-        def remove(self, container_id: str) -> None:
+        def remove(self, container_id: str, *, unhurried: bool = False) -> None:
             raise KeyboardInterrupt
 
     world.runtime = SlowToRemove(every_image=True, script=lambda call: Reply(error=KeyboardInterrupt()))

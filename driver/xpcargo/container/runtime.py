@@ -169,9 +169,11 @@ class Containers(ImageLookup, Protocol):
         """What the container changed in its image's file system: ``(kind, path)`` with kind ``A`` (added),
         ``C`` (changed) or ``D`` (deleted), bind mounts left out."""
 
-    def remove(self, container_id: str) -> None:
+    def remove(self, container_id: str, *, unhurried: bool = False) -> None:
         """Stop and remove the container; one that is already gone is fine. Bounded in time: an engine that does
-        not answer within a few seconds raises ``EngineUnavailableError`` rather than hanging."""
+        not answer within a few seconds raises ``EngineUnavailableError`` rather than hanging. ``unhurried``: nobody
+        waits on the way out (the container's work ended well), so the engine gets a minute, which removing a large
+        container on a busy machine can take."""
 
     def release(self, container_id: str) -> None:
         """Stop following a container started with a ``main`` process of its own, and leave it running."""

@@ -516,7 +516,7 @@ def open_session(
         runtime.remove(container_id)
         raise
     else:
-        runtime.remove(container_id)
+        runtime.remove(container_id, unhurried=True)
     finally:
         if cancellation is not None:
             cancellation._leave(session)

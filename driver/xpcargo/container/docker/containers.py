@@ -34,8 +34,11 @@ from xpcargo.container.runtime import ContainerInfo, Output
 from xpcargo.container.spec import REQUEST_LABEL, ContainerRequest
 from xpcargo.errors import ContainerDiedError, EngineError, EngineUnavailableError
 
-# How long the removal on the way out may take before xpcargo says what it could not confirm and exits.
+# How long the removal on the way out may take before xpcargo says what it could not confirm and exits; and, when
+# nobody waits (the work ended well), how long a busy engine may take to delete a large container (an image layer's,
+# measured over 5 s on 2 cores while other builds ran).
 _REMOVAL_DEADLINE = 5.0
+_UNHURRIED_REMOVAL_DEADLINE = 60.0
 _REMOVAL_ATTEMPTS = 3
 # How long to wait for the engine's word on a container after a command in it ended by a signal.
 _DEATH_GRACE = 2.0
@@ -283,7 +286,7 @@ class DockerContainers(Connection):
     def changes(self, container_id: str) -> list[tuple[str, str]]:
         return self._call("list the container's changes", lambda: answers.changes(self._client.api.diff(container_id)))
 
-    def remove(self, container_id: str) -> None:
+    def remove(self, container_id: str, *, unhurried: bool = False) -> None:
         """Untie the container (which ends it, with no request to the engine), then remove it for certain, within
         a deadline: on the way out of a Ctrl-C, a hung engine must not hold xpcargo."""
         import docker.errors  # noqa: PLC0415
@@ -296,7 +299,8 @@ class DockerContainers(Connection):
             untie(tether)
         done = threading.Event()
         failure: list[Exception] = []
-        remover = self._client_like(timeout=_REMOVAL_DEADLINE)
+        deadline = _UNHURRIED_REMOVAL_DEADLINE if unhurried else _REMOVAL_DEADLINE
+        remover = self._client_like(timeout=deadline)
 
         def remove() -> None:
             for attempt in range(_REMOVAL_ATTEMPTS):
@@ -319,8 +323,8 @@ class DockerContainers(Connection):
             done.set()
 
         threading.Thread(target=remove, name="xpcargo-remove", daemon=True).start()
-        if not done.wait(_REMOVAL_DEADLINE + 1) or failure:
-            cause = describe(failure[0]) if failure else f"no answer within {_REMOVAL_DEADLINE:.0f}s"
+        if not done.wait(deadline + 1) or failure:
+            cause = describe(failure[0]) if failure else f"no answer within {deadline:.0f}s"
             raise EngineUnavailableError(
                 f"{self._engine.name} at {self._host} did not remove container {container_id[:12]}: {cause}",
                 hint=f"check the engine (`{self._engine.cli} info`)",
