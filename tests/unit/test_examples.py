@@ -36,7 +36,7 @@ WORKFLOWS = {path.name: path for path in sorted((ROOT / "examples").glob("*.yml"
 SAMPLE_TARGET = "aarch64-unknown-linux-gnu"
 # What the scripts' own variables stand for when a command of theirs is parsed; any other `$` word fails the test, so a
 # placeholder is never parsed as if it were an argument.
-_SHELL_WORDS = {"${targets[@]}": [SAMPLE_TARGET], "$IMAGES": ["/tmp/xpcargo-images"]}
+_SHELL_WORDS = {"${triples[@]}": [SAMPLE_TARGET], "$IMAGES": ["/tmp/xpcargo-images"]}
 # `xpcargo` where a command starts: at the start of a line or of a `$(...)`.
 _COMMAND = re.compile(r"(?:^|\$\()xpcargo\s+([^)|;&>\n]*)")
 _EXPRESSION = re.compile(r"\$\{\{")
@@ -165,10 +165,17 @@ def test_every_xpcargo_command_in_the_action_and_the_workflows_parses() -> None:
         _parses(argv)
 
 
+def test_every_xpcargo_step_of_the_action_runs_in_the_project() -> None:
+    """xpcargo reads the project's xpcargo.toml where it runs (its targets, extra packages: the images' plans)."""
+    for where, step in _steps(_load(ACTION)):
+        if step.get("shell") == "python" or (step.get("shell") == "bash" and _shell_commands(step["run"])):
+            assert step["working-directory"] == "${{ inputs.working-directory }}", where
+
+
 def test_a_placeholder_in_a_script_is_not_parsed_as_an_argument() -> None:
     with pytest.raises(AssertionError, match=r"what does \$TARGET stand for"):
         _shell_commands('xpcargo build --target "$TARGET"')
-    assert _shell_commands('key=$(xpcargo image key "${targets[@]}")') == [["image", "key", SAMPLE_TARGET]]
+    assert _shell_commands('key=$(xpcargo image key "${triples[@]}")') == [["image", "key", SAMPLE_TARGET]]
 
 
 def _interpolated_runs(document: dict[str, Any]) -> list[str]:
@@ -275,6 +282,8 @@ def test_the_action_caches_the_deb_cache_xpcargo_uses(tmp_path: Path, environ: d
     # The deb cache is <cache>/debs (image/builder.py).
     assert outputs["debs"] == str(Settings.from_environment(environ).cache_dir / "debs")
     assert outputs["target-dir"] == f"{tmp_path}/target"
+    subprocess.run(["bash", "-c", step["run"]], check=True, env=env | {"TARGET_DIR": "/abs/target"}, cwd=tmp_path)
+    assert output.read_text(encoding="utf-8").splitlines()[-2] == "target-dir=/abs/target"
     assert outputs["cargo-home"] == "/home/runner/.cargo"
 
 
@@ -349,14 +358,47 @@ def test_the_release_asks_for_the_least_it_needs() -> None:
     assert _load(WORKFLOWS["ci.yml"])["permissions"] == {"contents": "read"}
 
 
-def test_the_release_attests_every_archive_and_publishes_one_sha256_sum() -> None:
+def test_the_release_attests_every_archive_and_publishes_one_sha256_sum(tmp_path: Path) -> None:
     steps = _load(WORKFLOWS["release.yml"])["jobs"]["publish"]["steps"]
     (attest,) = [step for step in steps if step.get("uses") == "actions/attest-build-provenance@v2"]
     # The archive kinds dist makes: .tar.gz, and .zip for Windows.
     assert attest["with"]["subject-path"].split() == ["release/*.tar.gz", "release/*.zip"]
-    scripts = "\n".join(step.get("run", "") for step in steps)
-    assert "> release/sha256.sum" in scripts
-    assert "sha256sum --check --strict sha256.sum" in scripts
+    # The gathering script, run on two targets' dist output as download-artifact lays it out.
+    for target, archive in [
+        ("x86_64-pc-windows-gnu", "tool-v1-x86_64-pc-windows-gnu.zip"),
+        ("a-b", "tool-v1-a-b.tar.gz"),
+    ]:
+        out = tmp_path / "dist" / f"dist-{target}"
+        out.mkdir(parents=True)
+        (out / archive).write_bytes(target.encode())
+        digest = subprocess.run(["sha256sum", archive], cwd=out, check=True, capture_output=True, text=True).stdout
+        (out / "sha256.sum").write_text(digest, encoding="utf-8")
+        (out / "dist-manifest.json").write_text(target, encoding="utf-8")
+        (out / "provenance.intoto.json").write_text(target, encoding="utf-8")
+    (gather,) = [step for step in steps if step.get("name") == "Gather the archives"]
+    subprocess.run(["bash", "-eo", "pipefail", "-c", gather["run"]], cwd=tmp_path, check=True, capture_output=True)
+    release = tmp_path / "release"
+    assert sorted(path.name for path in release.iterdir()) == [
+        "a-b.dist-manifest.json",
+        "a-b.provenance.intoto.json",
+        "sha256.sum",
+        "tool-v1-a-b.tar.gz",
+        "tool-v1-x86_64-pc-windows-gnu.zip",
+        "x86_64-pc-windows-gnu.dist-manifest.json",
+        "x86_64-pc-windows-gnu.provenance.intoto.json",
+    ]
+    sums = (release / "sha256.sum").read_text(encoding="utf-8").splitlines()
+    assert [line.split("  ")[1] for line in sums] == ["tool-v1-a-b.tar.gz", "tool-v1-x86_64-pc-windows-gnu.zip"]
+    (release / "tool-v1-a-b.tar.gz").write_bytes(b"changed")
+    # A file that is not what its sum says fails the job.
+    failed = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", "cd release && sha256sum --check --strict sha256.sum"],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert "sha256sum --check --strict sha256.sum" in gather["run"]
 
 
 def test_the_matrix_output_fits_the_workflows(capsys: pytest.CaptureFixture[str]) -> None:
