@@ -333,6 +333,29 @@ def test_the_action_expands_nothing_in_a_command(tmp_path: Path) -> None:
     assert not (tmp_path / "pwned").exists()
 
 
+def test_a_failed_xpcargo_fails_the_step_that_writes_its_output(tmp_path: Path) -> None:
+    """`echo "key=$(xpcargo ...)"` succeeds whatever xpcargo did (bash -e looks at echo's status): an empty key or
+    matrix would go on to the next step. Each step that writes xpcargo's answer to $GITHUB_OUTPUT is run here with an
+    xpcargo that fails."""
+    fake = tmp_path / "bin" / "xpcargo"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 4\n", encoding="utf-8")
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "GITHUB_OUTPUT": str(tmp_path / "output")}
+    env |= {"TARGETS": SAMPLE_TARGET, "RUNNER_OS": "Linux", "RUNNER_ARCH": "X64"}
+    writers = [
+        (name, where, step["run"])
+        for name, document in _documents().items()
+        for where, step in _steps(document)
+        if "GITHUB_OUTPUT" in step.get("run", "") and _shell_commands(step["run"])
+    ]
+    assert len(writers) == 3, writers
+    for name, where, script in writers:
+        # `bash -e`, as GitHub runs a step that names no shell (`shell: bash` adds pipefail).
+        done = subprocess.run(["bash", "-e", "-c", script], env=env, cwd=tmp_path, check=False)
+        assert done.returncode == 4, (name, where)
+
+
 def test_each_workflow_has_a_matrix_job_fed_by_the_targets_job() -> None:
     for name, path in WORKFLOWS.items():
         jobs = _load(path)["jobs"]
