@@ -1,9 +1,10 @@
 """The integration tests' fixtures: the real CLI against the real engine, once the toolchain images exist.
 
 The first run on a machine with an empty engine builds every target's toolchain image (the two shared bases, then a
-layer per target: about six minutes, shown as it goes);
-later runs find them and start at once. Tests that never reach the engine (bad input, configuration errors) take
-the ``cli`` fixture, which does not wait for the images.
+layer per target: about six minutes, shown as it goes); later runs find them and start at once. The six images whose
+layer builds a Rust std from source take minutes each: they are built in the background while the other tests run,
+and the tests that need them (marked ``std_images``) run last. Tests that never reach the engine (bad input,
+configuration errors) take the ``cli`` fixture, which does not wait for the images.
 
 Every test here carries the ``engine`` marker (``pytest -m "not engine"`` leaves them out). With no engine, they are
 skipped with one line that says why, except under CI, where that stops the run: CI must never pass with them unrun.
@@ -12,8 +13,10 @@ skipped with one line that says why, except under CI, where that stops the run: 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +25,10 @@ import pytest
 
 from .helpers import (
     ALL_TARGETS,
+    IMAGE_BUILD_TIMEOUT,
     MANAGED_LABEL,
+    STARTED_PIDS,
+    STD_FROM_SOURCE_TARGETS,
     TEST_KEEP_WARM,
     Cli,
     Workspace,
@@ -41,6 +47,8 @@ ENGINE_TESTS = Path(__file__).resolve().parent
 ENGINE_ANSWER_SECONDS = 10
 # Why no engine answers, once asked (once per session); empty when one does.
 _ENGINE_ABSENCE = pytest.StashKey[str]()
+# The background build of the std-from-source images, and the file its output goes to.
+_STD_IMAGE_BUILD = pytest.StashKey[tuple[subprocess.Popen[bytes], Path]]()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -50,6 +58,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(ENGINE_TESTS):
             item.add_marker(pytest.mark.engine)
+    # Last, in their order: their images build meanwhile (sorted is stable).
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("std_images") is not None)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -106,7 +116,58 @@ def toolchain_images(request: pytest.FixtureRequest) -> tuple[str, ...]:
         pytest.fail(
             f"`xpcargo image build` failed with exit code {code} after {time.monotonic() - started:.0f}s:\n{output}"
         )
+    if any(item.get_closest_marker("std_images") for item in request.session.items):
+        _start_std_image_build(request, env)
     return ALL_TARGETS
+
+
+def _start_std_image_build(request: pytest.FixtureRequest, env: dict[str, str]) -> None:
+    """Start building the std-from-source images in the background (done at once when the engine has them). A
+    session that ends first (interrupted, or stopped at a failure) interrupts the build as Ctrl-C would."""
+    config = request.config
+    log = Path(tempfile.mkstemp(prefix="xpcargo-std-images-", suffix=".log")[1])
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "xpcargo", "image", "build", *STD_FROM_SOURCE_TARGETS],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    STARTED_PIDS.add(process.pid)
+    config.stash[_STD_IMAGE_BUILD] = (process, log)
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=120)
+        log.unlink(missing_ok=True)
+
+    request.addfinalizer(stop)
+
+
+@pytest.fixture(scope="session")
+def std_images(request: pytest.FixtureRequest, toolchain_images: tuple[str, ...]) -> tuple[str, ...]:
+    """The std-from-source images, once their background build (started with the others' end) has finished."""
+    process, log = request.config.stash[_STD_IMAGE_BUILD]
+    started = time.monotonic()
+    code = process.wait(timeout=IMAGE_BUILD_TIMEOUT)
+    output = log.read_text(encoding="utf-8", errors="replace")
+    if code != 0:
+        pytest.fail(f"`xpcargo image build` of the std-from-source images failed with exit code {code}:\n{output}")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    said = f"\n[integration] the std-from-source images are ready (waited {time.monotonic() - started:.0f} s)\n"
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            sys.stderr.write(said)
+    return STD_FROM_SOURCE_TARGETS
+
+
+@pytest.fixture(autouse=True)
+def std_images_ready(request: pytest.FixtureRequest) -> None:
+    """A test marked ``std_images`` starts once its images are there, however long their build takes, instead of
+    building one itself within its command's timeout."""
+    if request.node.get_closest_marker("std_images") is not None:
+        request.getfixturevalue("std_images")
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,8 @@ AARCH64_MUSL = "aarch64-unknown-linux-musl"
 ARMV7_MUSL = "armv7-unknown-linux-musleabihf"
 ARMV6_MUSL = "arm-unknown-linux-musleabihf"
 WINDOWS = "x86_64-pc-windows-gnu"
+# In the order the test files that use them run (test_armv6 first).
+STD_FROM_SOURCE_TARGETS = (ARMV6_MUSL, X86_64_MUSL, AARCH64_MUSL, I686_MUSL, ARMV7_MUSL, WINDOWS)
 
 MANAGED_LABEL = "org.xpcargo.managed"
 SESSION_LABEL = "org.xpcargo.session"

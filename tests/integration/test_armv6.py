@@ -14,7 +14,7 @@ import pytest
 
 from .helpers import ARMV6_MUSL, RUNNABLE, Cli, assert_verified_same, copy_fixture, single_error_line
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.std_images]
 
 ARMV6 = ARMV6_MUSL
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}

@@ -25,7 +25,7 @@ from .helpers import (
     copy_fixture,
 )
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.std_images]
 
 TARGETS = [
     X86_64,

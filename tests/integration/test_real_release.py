@@ -22,7 +22,7 @@ import pytest
 from .helpers import AARCH64_MUSL, WINDOWS, X86_64_MUSL, Cli
 from .test_musl import MUSL_TARGETS, static_elf_problems
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.std_images]
 
 RIPGREP = "15.2.0"
 # The checksum crates.io's index records for the .crate (index.crates.io/ri/pg/ripgrep).
@@ -49,20 +49,23 @@ def ripgrep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 RELEASE_TARGETS = (X86_64_MUSL, AARCH64_MUSL, WINDOWS)
-ARCHIVES = [f"rg-{AARCH64_MUSL}.tar.gz", f"rg-{X86_64_MUSL}.tar.gz", f"rg-{WINDOWS}.zip"]
+ARCHIVES = sorted([f"rg-{X86_64_MUSL}.tar.gz", f"rg-{AARCH64_MUSL}.tar.gz", f"rg-{WINDOWS}.zip"])
+# As a release pipeline builds: reproducibly, which is how `dist` builds too, so that its build finds everything done
+# (a build with other flags would rebuild all three).
+RELEASE = ["--release", "--locked", "--reproducible"]
 
 
 def test_ripgrep_for_the_three_release_triples_prints_its_version_and_packs_reproducibly(
     ripgrep: Path, xpcargo: Cli
 ) -> None:
     targets = [word for target in RELEASE_TARGETS for word in ("--target", target)]
-    built = xpcargo(["build", "--release", "--locked", *targets], cwd=ripgrep, env=EPOCH)
+    built = xpcargo(["build", *RELEASE, *targets], cwd=ripgrep, env=EPOCH)
     assert built.code == 0, built
     for target in (X86_64_MUSL, AARCH64_MUSL):
         assert static_elf_problems(ripgrep / "target" / target / "release" / "rg", MUSL_TARGETS[target]) == []
     assert_amd64_program((ripgrep / "target" / WINDOWS / "release" / "rg.exe").read_bytes())
     for target in RELEASE_TARGETS:
-        ran = xpcargo(["run", "--release", "--locked", "--target", target, "--", "--version"], cwd=ripgrep, env=EPOCH)
+        ran = xpcargo(["run", *RELEASE, "--target", target, "--", "--version"], cwd=ripgrep, env=EPOCH)
         assert ran.code == 0, ran
         assert ran.stdout_lines[0].startswith(f"ripgrep {RIPGREP}"), ran
 

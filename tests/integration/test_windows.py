@@ -19,7 +19,7 @@ import pytest
 
 from .helpers import RUNNABLE, WINDOWS, Cli, assert_verified_same, base_environment, copy_fixture, image_build_output
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.std_images]
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 _IMAGE_FILE_MACHINE_AMD64 = 0x8664
