@@ -291,15 +291,19 @@ def _run_commands(tmp_path: Path, commands: str) -> tuple[int, list[list[str]]]:
     """The action's command step as GitHub runs it (`shell: python`), with an xpcargo that records its arguments
     and fails when its first one is `fail`."""
     record = tmp_path / "record"
-    fake = tmp_path / "bin" / "xpcargo"
-    fake.parent.mkdir()
-    fake.write_text(
-        f"#!{sys.executable}\n"
+    recorder = tmp_path / "record.py"
+    recorder.write_text(
         "import json, sys\n"
         f"with open({str(record)!r}, 'a') as f:\n"
         "    f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
         "sys.exit(3 if sys.argv[1:2] == ['fail'] else 0)\n",
         encoding="utf-8",
+    )
+    fake = tmp_path / "bin" / "xpcargo"
+    fake.parent.mkdir()
+    # Through sh: a `#!` line cannot name an interpreter at a path with a space (a checkout's .venv may have one).
+    fake.write_text(
+        f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(recorder))} "$@"\n', encoding="utf-8"
     )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     step = _script("xpcargo")
