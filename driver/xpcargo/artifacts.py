@@ -20,7 +20,8 @@ from xpcargo.pe import PeError, file_machine
 SHIPPED_KINDS = frozenset({"bin", "cdylib", "dylib", "staticlib"})
 
 
-# The C library of a target's programs, by the part of Rust's triple that says it.
+# The C library of a target's programs, by the part of Rust's triple that says it (its `target_env`, and the OS
+# where that says all): the first that matches.
 _LIBCS = (("-linux-gnu", "glibc"), ("-linux-musl", "musl"), ("-windows-gnu", "mingw"), ("-wasi", "wasi"))
 
 

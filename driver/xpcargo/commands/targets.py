@@ -18,7 +18,6 @@ from xpcargo.context import Context, Host
 from xpcargo.image.recipe import load_recipe
 from xpcargo.image.toolchain import rust_of
 
-# C libraries by what the triple says (Rust's `target_env`, and the OS where it says all): the first that matches.
 # How programs of each C library are linked by default: Rust's musl targets default to crt-static; a WASI module is
 # not linked against a C library of the machine at all.
 _LINKING = {"glibc": "dynamic", "musl": "static", "mingw": "dynamic", "wasi": "n/a"}

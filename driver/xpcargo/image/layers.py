@@ -124,7 +124,9 @@ def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
     `/rustc/<commit>` like rustup's. Every value is quoted: a setting is data, never a command."""
     triple = shlex.quote(std.triple)
     build = STD_BUILD_DIR
-    config = ['source.crates-io.replace-with="vendored"', 'source.vendored.directory="$library/vendor"']
+    # With compiler-rt, the crates are the std's own and Debian's `cc` beside them (_compiler_rt_script).
+    vendor = f"{build}/vendor" if std.compiler_rt is not None else "$library/vendor"
+    config = ['source.crates-io.replace-with="vendored"', f'source.vendored.directory="{vendor}"']
     lines = [
         f"rm -rf {build} && mkdir -p {build}/home",
         *(c_runtime_script(std.c_runtime) if std.c_runtime is not None else []),
@@ -135,7 +137,6 @@ def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
     ]
     features, env = "", ""
     if std.compiler_rt is not None:
-        config[1] = f'source.vendored.directory="{build}/vendor"'
         features = " --features compiler-builtins-c"
         env = _compiler_rt_env(std.triple, std.compiler_rt)
         lines += _compiler_rt_script(std.compiler_rt)
