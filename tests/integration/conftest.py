@@ -27,7 +27,6 @@ from .helpers import (
     ALL_TARGETS,
     IMAGE_BUILD_TIMEOUT,
     MANAGED_LABEL,
-    STARTED_PIDS,
     STD_FROM_SOURCE_TARGETS,
     TEST_KEEP_WARM,
     Cli,
@@ -133,7 +132,8 @@ def _start_std_image_build(request: pytest.FixtureRequest, env: dict[str, str]) 
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    STARTED_PIDS.add(process.pid)
+    # Not one of STARTED_PIDS: its layer containers live through other tests, whose check for containers left
+    # behind (no_container_left) must not count them; the build removes them itself, also when interrupted.
     config.stash[_STD_IMAGE_BUILD] = (process, log)
 
     def stop() -> None:
