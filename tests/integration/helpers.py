@@ -44,9 +44,10 @@ I686_MUSL = "i686-unknown-linux-musl"
 AARCH64_MUSL = "aarch64-unknown-linux-musl"
 ARMV7_MUSL = "armv7-unknown-linux-musleabihf"
 ARMV6_MUSL = "arm-unknown-linux-musleabihf"
+RISCV64_MUSL = "riscv64gc-unknown-linux-musl"
 WINDOWS = "x86_64-pc-windows-gnu"
 # In the order the test files that use them run (test_armv6 first).
-STD_FROM_SOURCE_TARGETS = (ARMV6_MUSL, X86_64_MUSL, AARCH64_MUSL, I686_MUSL, ARMV7_MUSL, WINDOWS)
+STD_FROM_SOURCE_TARGETS = (ARMV6_MUSL, X86_64_MUSL, AARCH64_MUSL, I686_MUSL, ARMV7_MUSL, RISCV64_MUSL, WINDOWS)
 
 MANAGED_LABEL = "org.xpcargo.managed"
 SESSION_LABEL = "org.xpcargo.session"
@@ -73,6 +74,7 @@ RUST_ARCH = {
     AARCH64_MUSL: "aarch64",
     ARMV7_MUSL: "arm",
     ARMV6_MUSL: "arm",
+    RISCV64_MUSL: "riscv64",
     WINDOWS: "x86_64",
 }
 C_ARCH = {**RUST_ARCH, I686: "i686", PPC64LE: "powerpc64le", I686_MUSL: "i686"}

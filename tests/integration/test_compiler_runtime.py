@@ -18,6 +18,7 @@ from .helpers import (
     ARMV7_MUSL,
     I686_MUSL,
     RISCV64,
+    RISCV64_MUSL,
     WINDOWS,
     X86_64,
     X86_64_MUSL,
@@ -38,6 +39,7 @@ TARGETS = [
     I686_MUSL,
     ARMV7_MUSL,
     ARMV6_MUSL,
+    RISCV64_MUSL,
 ]
 
 

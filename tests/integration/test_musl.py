@@ -1,11 +1,12 @@
-"""Static musl programs against the real engine: every musl target (x86_64, i686, aarch64, armv7 with hard
-float), whose Rust std the image builds from Debian's sources in its layer (the foreign ones' programs run
-under qemu, without a library prefix). The seed C example and a -sys crate (zlib through the cc crate) build with a
-plain `cargo build --target`, link statically (no interpreter, no needed library) and run; unwinding works (a caught
-panic, a `#[should_panic]` test; ARM's is EHABI, not DWARF); `verify --release` finds the builds the same. C++ fails
-with one line that says why, and the hint says what to do; a library that pkg-config does not find gets the hint to
-build it from source. A project cannot make the layer's std build run commands of its own, nor replace the musl
-targets' compilers with its own outside the build's container."""
+"""Static musl programs against the real engine: every musl target (x86_64, i686, aarch64, armv7 with hard float,
+riscv64, which Rust links dynamically unless its `target-features` say `+crt-static`), whose Rust std the image
+builds from Debian's sources in its layer (the foreign ones' programs run under qemu, without a library prefix). The
+seed C example and a -sys crate (zlib through the cc crate) build with a plain `cargo build --target`, link
+statically (no interpreter, no needed library) and run; unwinding works (a caught panic, a `#[should_panic]` test;
+ARM's is EHABI, not DWARF); `verify --release` finds the builds the same. C++ fails with one line that says why, and
+the hint says what to do; a library that pkg-config does not find gets the hint to build it from source. A project
+cannot make the layer's std build run commands of its own, nor replace the musl targets' compilers with its own
+outside the build's container."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .helpers import (
     AARCH64_MUSL,
     ARMV7_MUSL,
     I686_MUSL,
+    RISCV64_MUSL,
     RUNNABLE,
     X86_64,
     X86_64_MUSL,
@@ -38,7 +40,7 @@ class Arch:
     rust: str  # std::env::consts::ARCH
     c: str  # what the seed's C code says it was compiled for
     bits: int  # the ELF class
-    machine: int  # e_machine: EM_X86_64, EM_386, EM_AARCH64, EM_ARM
+    machine: int  # e_machine: EM_X86_64, EM_386, EM_AARCH64, EM_ARM, EM_RISCV
 
 
 # Each musl target, with its architecture as the programs and their ELF header say it.
@@ -47,6 +49,7 @@ MUSL_TARGETS = {
     I686_MUSL: Arch(rust="x86", c="i686", bits=32, machine=3),
     AARCH64_MUSL: Arch(rust="aarch64", c="aarch64", bits=64, machine=183),
     ARMV7_MUSL: Arch(rust="arm", c="arm", bits=32, machine=40),
+    RISCV64_MUSL: Arch(rust="riscv64", c="riscv64", bits=64, machine=243),
 }
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 # The openssl-sys of tests/fixtures/openssl-app's Cargo.lock.

@@ -33,6 +33,7 @@ TRIPLES = (
     "armv7-unknown-linux-musleabihf",
     "x86_64-pc-windows-gnu",
     "arm-unknown-linux-musleabihf",
+    "riscv64gc-unknown-linux-musl",
 )
 
 

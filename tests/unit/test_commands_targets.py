@@ -24,7 +24,12 @@ WASM32 = "wasm32-wasip1"
 X86_64_MUSL = "x86_64-unknown-linux-musl"
 AARCH64_MUSL = "aarch64-unknown-linux-musl"
 WINDOWS = "x86_64-pc-windows-gnu"
-MORE_MUSL = ["i686-unknown-linux-musl", "armv7-unknown-linux-musleabihf", "arm-unknown-linux-musleabihf"]
+MORE_MUSL = [
+    "i686-unknown-linux-musl",
+    "armv7-unknown-linux-musleabihf",
+    "arm-unknown-linux-musleabihf",
+    "riscv64gc-unknown-linux-musl",
+]
 SHIPPED = sorted(
     [
         AARCH64,
@@ -118,6 +123,8 @@ def test_the_table(context: Context) -> None:
     assert by_target[X86_64_MUSL] == ("musl", "static", "native", "1.96.0", "amd64")
     assert by_target[AARCH64_MUSL] == ("musl", "static", "qemu-aarch64", "1.96.0", "arm64")
     assert by_target[WASM32] == ("wasi", "n/a", "node", "1.85.1", "all")
+    # Rust's riscv64 musl target links dynamically by default; its `target-features` make it static.
+    assert by_target["riscv64gc-unknown-linux-musl"] == ("musl", "static", "qemu-riscv64", "1.96.0", "riscv64")
 
 
 def test_the_columns_follow_from_the_settings_and_the_triple(tmp_path: Path) -> None:
@@ -137,6 +144,13 @@ def test_the_columns_follow_from_the_settings_and_the_triple(tmp_path: Path) -> 
     info = targets.describe(context, [windows, I686])
     assert (info[0].libc, info[0].runs, info[0].linking, info[0].rust) == ("mingw", "wine", "dynamic", "1.96.0")
     assert targets.rows(info)[2][4] == "(its image's)"
+    (tmp_path / "xpcargo.toml").write_text(
+        f'[target.{windows}]\nrecipe = "trixie-rust"\n{fields}target-features = ["+crt-static", "-crt-static"]\n'
+        f'[target.{X86_64}]\ntarget-features = ["+crt-static"]\n',
+        encoding="utf-8",
+    )
+    context = Context.create(cwd=tmp_path, environ={"HOME": str(tmp_path)})
+    assert [info.linking for info in targets.describe(context, [windows, X86_64])] == ["dynamic", "static"]
     assert libc_of("riscv64gc-unknown-none-elf") == "unknown"
 
 

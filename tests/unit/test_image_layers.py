@@ -5,7 +5,7 @@ the plan, the layer's script, and the settings a project may not turn into comma
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -160,6 +160,12 @@ def test_a_recipe_without_c_runtime_sources_cannot_build_one(shipped: config.Too
         ("std-cc", "/opt/../tmp/evil"),
         ("std-ar", "ar`touch /pwned`"),
         ("std-ar", "relative/ar"),
+        # Target features go into the std build's RUSTFLAGS and every build's rustflags: one feature each.
+        ("target-features", ["+crt-static -Clinker=/tmp/evil"]),
+        ("target-features", ["+crt-static;touch${IFS}/pwned"]),
+        ("target-features", ["$(touch /pwned)"]),
+        ("target-features", ["crt-static"]),
+        ("target-features", ["-Clinker=/tmp/evil"]),
     ],
 )
 def test_a_project_cannot_pass_commands_as_std_build_settings(
@@ -187,6 +193,22 @@ def test_every_std_built_from_source_has_compiler_rt(shipped: config.Toolchains,
         # The `cc` crate it is compiled with comes through apt, in the std's layer only.
         assert "librust-cc-dev" in plan.layers[0].packages
     assert "librust-cc-dev" not in _plan(shipped, recipe, "x86_64-unknown-linux-gnu").layers[0].packages
+
+
+def test_riscv64_musl_builds_its_std_with_crt_static_and_no_other_std_changes(
+    shipped: config.Toolchains, recipe: ImageRecipe
+) -> None:
+    riscv64 = "riscv64gc-unknown-linux-musl"
+    std = _plan(shipped, recipe, riscv64).std_build
+    assert std is not None
+    assert std.target_features == ("+crt-static",)
+    script = layers.std_build_script(std, PurePosixPath("/src.deb"))
+    build = next(line for line in script if "cargo build" in line)
+    assert ' -Ctarget-feature=+crt-static" cargo build ' in build
+    # A std without target features hashes as before the field existed: no other image's tag moved.
+    plain = _plan(shipped, recipe, MUSL)
+    assert plain.digest == _plan(shipped, recipe, MUSL, target_features=()).digest
+    assert plain.digest != _plan(shipped, recipe, MUSL, target_features=("+crt-static",)).digest
 
 
 def test_armv6_unpacks_llvm_once_for_its_runtime_and_its_builtins(

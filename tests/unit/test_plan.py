@@ -101,6 +101,15 @@ def test_plan_environment(tmp_path: Path) -> None:
     assert plan.flags.overrides_file is None
 
 
+def test_a_targets_features_join_the_users_rustflags_for_its_units_only(tmp_path: Path) -> None:
+    riscv64_musl = "riscv64gc-unknown-linux-musl"
+    plan = _plan(tmp_path, "build", [], triple=riscv64_musl, RUSTFLAGS="-Dwarnings")
+    # The encoded form, which Cargo gives the target's units only (never build scripts or proc macros).
+    assert plan.variables.env["CARGO_ENCODED_RUSTFLAGS"].split("\x1f") == ["-Dwarnings", "-Ctarget-feature=+crt-static"]
+    assert "RUSTFLAGS" not in plan.variables.env
+    assert "CARGO_ENCODED_RUSTFLAGS" not in _plan(tmp_path / "gnu", "build", [], triple=X86_64).variables.env
+
+
 def test_every_step_runs_the_projects_code_confined_with_only_tmp_and_home_writable(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [])
     for step in Step:

@@ -82,10 +82,19 @@ def _info(host: Host, spec: TargetSpec, project: ProjectConfig | None) -> Target
         remote=engine.remote,
         libc=libc,
         runs=_runs_with(spec.runner),
-        linking=_LINKING.get(libc, "unknown"),
+        linking=_linking(libc, spec.target_features),
         rust="" if spec.image else rust_of(recipe),
         recipe="" if spec.image else spec.recipe,
     )
+
+
+def _linking(libc: str, target_features: tuple[str, ...]) -> str:
+    """How the target's programs are linked: its C library's default, unless its `target-features` say otherwise
+    (the last `crt-static` wins, as in rustc)."""
+    crt_static = [feature for feature in target_features if feature[1:] == "crt-static"]
+    if crt_static and libc != "wasi":
+        return "static" if crt_static[-1].startswith("+") else "dynamic"
+    return _LINKING.get(libc, "unknown")
 
 
 def rows(infos: Sequence[TargetInfo]) -> list[tuple[str, ...]]:

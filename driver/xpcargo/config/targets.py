@@ -213,6 +213,18 @@ def _check_c_flags(flags: tuple[str, ...]) -> tuple[str, str | None] | None:
     return f"`{bad}` is not one compiler option of plain characters", "write options like -march=armv6kz+fp"
 
 
+# A target feature every build of the target gets (`-C target-feature=<it>`): a sign and a feature name, so that the
+# value can only ever be that one option, in the std build's script and in the build's rustflags alike.
+_TARGET_FEATURE = re.compile(r"^[+-][A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)*$")
+
+
+def _check_target_features(features: tuple[str, ...]) -> tuple[str, str | None] | None:
+    bad = next((feature for feature in features if not _TARGET_FEATURE.match(feature)), None)
+    if bad is None:
+        return None
+    return f"`{bad}` is not a target feature", "write a sign and a feature name, like +crt-static"
+
+
 def _check_image_paths(paths: tuple[str, ...]) -> tuple[str, str | None] | None:
     bad = next((path for path in paths if not _IMAGE_PATH.match(path) or "/../" in f"{path}/"), None)
     if bad is None:
@@ -285,6 +297,10 @@ class TargetSpec:
     # wraps its compiler does not rebuild the std. Unset: the std has the Rust builtins only.
     std_cc: str | None = _setting(Kind.NAME, check=_check_image_program)
     std_ar: str | None = _setting(Kind.NAME, check=_check_image_program)
+    # Target features (`+crt-static`) that every build of the target and, for a std built from source, the std's
+    # build get as `-C target-feature=...`, added to the user's own rustflags: for a target whose Rust default is not
+    # what its releases ship (riscv64gc-unknown-linux-musl links dynamically unless `+crt-static`).
+    target_features: tuple[str, ...] = _setting(Kind.WORDS, check=_check_target_features)
     # Extra environment for every command in the container.
     env: Mapping[str, str] = _setting(Kind.ENV, sources=_ALL, merge=Merge.UPDATE)
     # The engine the target builds on, instead of the one DOCKER_HOST (or the docker context) names: `ssh://builder`,

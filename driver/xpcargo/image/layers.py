@@ -140,9 +140,12 @@ def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
         features = " --features compiler-builtins-c"
         env = _compiler_rt_env(std.triple, std.compiler_rt)
         lines += _compiler_rt_script(std.compiler_rt)
+    # Target features are checked words of plain characters (config.targets): one option each.
+    rustflags = "-Zforce-unstable-if-unmarked --remap-path-prefix=${library%/library}=/rustc/$commit" + "".join(
+        f" -Ctarget-feature={feature}" for feature in std.target_features
+    )
     lines += [
-        f"env CARGO_HOME={build}/home RUSTC_BOOTSTRAP=1{env}"
-        ' RUSTFLAGS="-Zforce-unstable-if-unmarked --remap-path-prefix=${library%/library}=/rustc/$commit"'
+        f'env CARGO_HOME={build}/home RUSTC_BOOTSTRAP=1{env} RUSTFLAGS="{rustflags}"'
         f' cargo build -Zavoid-dev-deps --manifest-path "$library/Cargo.toml" -p sysroot --profile dist{features}'
         f" --target {triple} --offline --locked --target-dir {build}/target"
         + "".join(f' --config "{item.replace(chr(34), chr(92) + chr(34))}"' for item in config),

@@ -141,6 +141,8 @@ class StdBuild:
     gnu_triple: str | None = None
     c_runtime: CRuntimeBuild | None = None
     compiler_rt: CompilerRtBuild | None = None
+    # The target's `target-features`, which the std is compiled with as every build of the target is.
+    target_features: tuple[str, ...] = ()
 
     @property
     def source_files(self) -> tuple[PoolDeb, ...]:
@@ -171,8 +173,8 @@ def _layer_content(layer: Layer) -> dict[str, object]:
     if layer.std_build is None:
         del content["std_build"]
         return content
-    for optional in ("c_runtime", "compiler_rt"):
-        if getattr(layer.std_build, optional) is None:
+    for optional in ("c_runtime", "compiler_rt", "target_features"):
+        if not getattr(layer.std_build, optional):
             del content["std_build"][optional]
     return content
 
@@ -388,6 +390,7 @@ def _std_build(spec: TargetSpec, recipe: ImageRecipe) -> StdBuild:
         gnu_triple=gnu_triple if spec.std_unwinder is not None else None,
         c_runtime=_c_runtime(spec, recipe, gnu_triple),
         compiler_rt=_compiler_rt(spec, recipe),
+        target_features=spec.target_features,
     )
 
 

@@ -335,11 +335,12 @@ def _flags(
     *,
     settings: Reproducibility | None,
 ) -> tuple[Flags, dict[str, str]]:
-    """The flags added to the user's own (the reproducible mode's path remapping, the glibc floor's sysroot), and
-    ``env`` with them merged in."""
+    """The flags added to the user's own (the reproducible mode's path remapping, the target's `target-features`,
+    the glibc floor's sysroot), and ``env`` with them merged in."""
     merged = dict(env)
     remaps = remapping(project) if settings is not None else ()
     rust_flags = reproducible.rustc_remap_flags(remaps)
+    rust_flags += [f"-Ctarget-feature={feature}" for feature in spec.target_features]
     c_flags = reproducible.c_remap_flags(remaps)
     if glibc.sysroot is not None:
         rust_flags += glibc.sysroot.rust_flags()
