@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -10,7 +11,6 @@ import pytest
 
 from .helpers import (
     AARCH64,
-    MANAGED_LABEL,
     REPO,
     X86_64,
     Cli,
@@ -162,17 +162,26 @@ def test_engine_unreachable(tmp_path_factory: pytest.TempPathFactory, cli: Cli) 
     assert "DOCKER_HOST" in line
 
 
-def _managed_image_ids() -> set[str]:
-    return set(docker("images", "--filter", f"label={MANAGED_LABEL}=true", "-q", "--no-trunc").split())
+def _images_of_plan(plan: str) -> set[str]:
+    """The images in the engine, tagged or not, built for ``plan`` (the plan-hash label of every xpcargo image)."""
+    return set(docker("images", "-a", "--filter", f"label=org.xpcargo.plan-hash={plan}", "-q", "--no-trunc").split())
 
 
-def test_image_build_failure_quotes_apt_and_tags_nothing(tmp_path_factory: pytest.TempPathFactory, cli: Cli) -> None:
+def test_image_build_failure_quotes_apt_and_tags_nothing(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    """Once the shared images exist (the ``xpcargo`` fixture): on an empty engine, the command would build and tag
+    the base and the target's layer itself, which is right, and not what this test is about."""
     project = copy_fixture(tmp_path_factory, "seed-codegen")
     (project / "xpcargo.toml").write_text(
         f'[target.{X86_64}]\nextra-packages = ["xpcargo-no-such-package"]\n', encoding="utf-8"
     )
-    tags_before, ids_before = xpcargo_image_tags(), _managed_image_ids()
-    result = cli(["build", "--target", X86_64], cwd=project, env={"XPCARGO_RETRY_WAIT": "0"})
+    # The image the project's plan names, and its plan: what the failed build must not leave (the engine may be
+    # building other images meanwhile, the std-from-source ones among them, which are not this test's to count).
+    planned = xpcargo(["targets", "--target", X86_64, "--json"], cwd=project)
+    assert planned.code == 0, planned
+    (plan,) = json.loads(planned.stdout)
+    result = xpcargo(["build", "--target", X86_64], cwd=project, env={"XPCARGO_RETRY_WAIT": "0"})
     line = single_error_line(result)
     # The image build's progress comes first; the error is the last line.
     assert result.stderr_lines[-1] == line, result
@@ -183,8 +192,8 @@ def test_image_build_failure_quotes_apt_and_tags_nothing(tmp_path_factory: pytes
     assert "trying again" not in result.stderr, result
     assert "Unable to locate package xpcargo-no-such-package" in line, result
     assert result.stdout == "", result
-    assert xpcargo_image_tags() - tags_before == set(), "a failed build left a tagged image"
-    assert _managed_image_ids() - ids_before == set(), "a failed build left an image behind"
+    assert plan["image"] not in xpcargo_image_tags(), "a failed build left a tagged image"
+    assert _images_of_plan(plan["plan"]) == set(), "a failed build left an image behind"
     assert not (project / "target" / X86_64).exists(), "Cargo ran although there was no image"
 
 
