@@ -107,6 +107,8 @@ def test_a_targets_features_join_the_users_rustflags_for_its_units_only(tmp_path
     # The encoded form, which Cargo gives the target's units only (never build scripts or proc macros).
     assert plan.variables.env["CARGO_ENCODED_RUSTFLAGS"].split("\x1f") == ["-Dwarnings", "-Ctarget-feature=+crt-static"]
     assert "RUSTFLAGS" not in plan.variables.env
+    # No C flags of its own: the cc crate's variables stay as the user and the target's table set them.
+    assert not any(name.startswith(("CFLAGS_", "CXXFLAGS_")) for name in plan.variables.env)
     assert "CARGO_ENCODED_RUSTFLAGS" not in _plan(tmp_path / "gnu", "build", [], triple=X86_64).variables.env
 
 

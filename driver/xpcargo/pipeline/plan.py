@@ -353,6 +353,8 @@ def _flags(
         for name in rustflags.removed:
             merged.pop(name, None)
         merged.update(rustflags.env)
+    if c_flags:
+        # Not for target features alone: a CFLAGS_<target> set here would hide one of the target's `env` table.
         merged.update(reproducible.merge_c_flags(c_flags, environ=merged, triple=spec.triple))
     if settings is not None:
         merged.update(reproducible.environment(settings))
