@@ -1,0 +1,361 @@
+"""The compile cache as planned and run: where its directory is, which steps mount it, when it is off (the user's
+XPCARGO_CACHE, a target's setting, reproducible builds, a rustc wrapper of the build's own), the statistics the build
+leaves (read as untrusted), and the host's records that `xpcargo cache` shows."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from xpcargo.container.spec import Mount
+from xpcargo.context import Context
+from xpcargo.errors import ConfigError
+from xpcargo.pipeline import compile_cache, run
+from xpcargo.pipeline.compile_cache import CacheOff, CompileCache, Stats
+from xpcargo.pipeline.plan import BuildPlan
+from xpcargo.pipeline.reproducible import Reproducibility
+from xpcargo.pipeline.workspace import Step
+
+from .fake_runtime import Exec, FakeRuntime, Reply, default_script
+from .projects import app_project, plan_in
+
+AARCH64 = "aarch64-unknown-linux-gnu"
+X86_64 = "x86_64-unknown-linux-gnu"
+
+
+def _context(tmp_path: Path, root: Path, **environ: str) -> Context:
+    env = {"HOME": str(tmp_path / "home"), "XPCARGO_CACHE_DIR": str(tmp_path / "cache"), **environ}
+    return Context.create(cwd=root, environ=env)
+
+
+def _planned(tmp_path: Path, *, toml: str | None = None, args: tuple[str, ...] = (), **environ: str) -> BuildPlan:
+    root = app_project(tmp_path, toml)
+    return plan_in(_context(tmp_path, root, **environ), "build", AARCH64, list(args))
+
+
+def _cache(planned: BuildPlan) -> CompileCache:
+    assert isinstance(planned.compile_cache, CompileCache), planned.compile_cache
+    return planned.compile_cache
+
+
+def _off(planned: BuildPlan) -> CacheOff:
+    assert isinstance(planned.compile_cache, CacheOff), planned.compile_cache
+    return planned.compile_cache
+
+
+# --- Planned -------------------------------------------------------------------------------------------------------
+
+
+def test_the_build_and_the_shell_mount_the_workspaces_cache_and_the_fetch_step_never(tmp_path: Path) -> None:
+    planned = _planned(tmp_path)
+    cache = _cache(planned)
+    root = planned.project.workspace_root
+    assert cache.directory == tmp_path / "cache" / "compile" / compile_cache.key_of(root)
+    for step in (Step.BUILD, Step.SHELL):
+        request = planned.request(step, "image")
+        assert Mount(path=cache.directory) in request.mounts
+        assert request.env["RUSTC_WRAPPER"] == compile_cache.SCCACHE
+        assert request.env["SCCACHE_DIR"] == str(cache.directory)
+        assert request.env["SCCACHE_IDLE_TIMEOUT"] == "0"
+    fetch = planned.request(Step.FETCH, "image")
+    assert not any(mount.path == cache.directory for mount in fetch.mounts)
+    assert not any(name.startswith("SCCACHE_") for name in fetch.env)
+    assert fetch.env["RUSTC_WRAPPER"] == ""
+
+
+def test_cargo_runs_between_the_start_and_the_stop_of_the_server(tmp_path: Path) -> None:
+    planned = _planned(tmp_path)
+    argv = planned.command_argv()
+    assert compile_cache.unwrapped(argv) == (_cache(planned).stats_file, tuple(planned.cargo_argv()))
+    script = argv[2]
+    assert script.index("--start-server") < script.index('"$@"') < script.index("--show-stats")
+    assert script.index("--show-stats") < script.index("--stop-server")
+    assert script.endswith('exit "$status"')
+
+
+def test_one_cache_per_workspace_shared_by_its_targets(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    context = _context(tmp_path, root)
+    aarch64 = _cache(plan_in(context, "build", AARCH64, []))
+    x86_64 = _cache(plan_in(context, "clippy", X86_64, []))
+    assert aarch64.directory == x86_64.directory
+    assert aarch64.stats_file != x86_64.stats_file
+    other_root = app_project(tmp_path / "elsewhere")
+    other = _cache(plan_in(_context(tmp_path, other_root), "build", AARCH64, []))
+    assert other.directory != aarch64.directory
+    assert other.directory.parent == aarch64.directory.parent
+
+
+def test_a_directory_the_user_names_is_shared_by_every_workspace(tmp_path: Path) -> None:
+    shared = tmp_path / "shared-sccache"
+    planned = _planned(tmp_path, XPCARGO_CACHE=str(shared))
+    assert _cache(planned).directory == shared
+    other = plan_in(_context(tmp_path, app_project(tmp_path / "b"), XPCARGO_CACHE=str(shared)), "build", AARCH64, [])
+    assert _cache(other).directory == shared
+
+
+@pytest.mark.parametrize("value", ["relative/dir", "yes", "OFF"])
+def test_a_bad_xpcargo_cache_is_one_error(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="XPCARGO_CACHE=") as raised:
+        _planned(tmp_path, XPCARGO_CACHE=value)
+    assert raised.value.hint is not None
+    assert "absolute directory" in raised.value.hint
+
+
+def test_the_users_off_turns_it_off_whatever_the_project_says(tmp_path: Path) -> None:
+    planned = _planned(tmp_path, toml='[build]\ncompile-cache = "on"\n', XPCARGO_CACHE="off")
+    assert _off(planned).reason == "XPCARGO_CACHE=off"
+    assert not _off(planned).say
+    assert planned.command_argv() == planned.cargo_argv()
+    request = planned.request(Step.BUILD, "image")
+    assert "RUSTC_WRAPPER" not in request.env
+    assert not any(name.startswith("SCCACHE_") for name in request.env)
+    assert not any("compile" in mount.path.parts for mount in request.mounts)
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ"),
+    [
+        ('[target.aarch64-unknown-linux-gnu]\ncompile-cache = "off"\n', {}),
+        ('[build]\ncompile-cache = "off"\n', {}),
+        (None, {"XPCARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_COMPILE_CACHE": "off"}),
+        (None, {"XPCARGO_BUILD_COMPILE_CACHE": "off"}),
+    ],
+    ids=["project-target", "project-build", "env-target", "env-build"],
+)
+def test_a_target_or_project_setting_turns_it_off(tmp_path: Path, toml: str | None, environ: dict[str, str]) -> None:
+    planned = plan_in(_context(tmp_path, app_project(tmp_path, toml), **environ), "build", AARCH64, [])
+    assert _off(planned).reason == f"compile-cache = off for {AARCH64}"
+
+
+def test_the_setting_takes_on_or_off_only(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="neither on nor off"):
+        _planned(tmp_path, toml='[build]\ncompile-cache = "/elsewhere"\n')
+
+
+def test_a_reproducible_build_runs_without_it(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    settings = Reproducibility(source_date_epoch=1700000000, epoch_source="environment")
+    planned = plan_in(_context(tmp_path, root), "build", AARCH64, ["--release"], reproducible_settings=settings)
+    assert "reproducible" in _off(planned).reason
+    request = planned.request(Step.BUILD, "image")
+    assert "RUSTC_WRAPPER" not in request.env
+    assert not any("compile" in mount.path.parts for mount in request.mounts)
+    assert "--start-server" not in " ".join(planned.command_argv())
+
+
+def test_an_image_of_the_projects_own_runs_without_it(tmp_path: Path) -> None:
+    planned = _planned(tmp_path, toml='[target.aarch64-unknown-linux-gnu]\nimage = "mine:1"\n', XPCARGO_TRUST="1")
+    assert "image" in _off(planned).reason
+
+
+@pytest.mark.parametrize(
+    "config",
+    ['[build]\nrustc-wrapper = "/usr/bin/my-wrapper"\n', '[build]\nrustc-workspace-wrapper = "clippy-driver"\n'],
+    ids=["rustc-wrapper", "workspace-wrapper"],
+)
+def test_a_projects_rustc_wrapper_keeps_it_off_and_says_so(tmp_path: Path, config: str) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text(config, encoding="utf-8")
+    planned = plan_in(_context(tmp_path, root), "build", AARCH64, [])
+    off = _off(planned)
+    assert off.say
+    assert str(root / ".cargo" / "config.toml") in off.reason
+    # Cargo prefers RUSTC_WRAPPER to every config file: set, it would replace the project's wrapper.
+    assert "RUSTC_WRAPPER" not in planned.request(Step.BUILD, "image").env
+
+
+def test_a_wrapper_in_an_included_config_file_counts(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text('include = ["more.toml"]\n', encoding="utf-8")
+    (root / ".cargo" / "more.toml").write_text('[build]\nrustc-wrapper = "w"\n', encoding="utf-8")
+    assert "more.toml" in _off(plan_in(_context(tmp_path, root), "build", AARCH64, [])).reason
+
+
+def test_an_empty_wrapper_is_no_wrapper(tmp_path: Path) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text('[build]\nrustc-wrapper = ""\n', encoding="utf-8")
+    _cache(plan_in(_context(tmp_path, root), "build", AARCH64, []))
+
+
+def test_a_wrapper_in_the_builds_environment_or_arguments_keeps_it_off(tmp_path: Path) -> None:
+    by_env = _planned(tmp_path / "a", toml='[build]\nenv = { RUSTC_WRAPPER = "mine" }\n')
+    assert _off(by_env).reason.startswith("RUSTC_WRAPPER ")
+    assert planned_env(by_env)["RUSTC_WRAPPER"] == "mine"
+    by_user = _planned(tmp_path / "b", XPCARGO_BUILD_ENV="CARGO_BUILD_RUSTC_WRAPPER=theirs")
+    assert _off(by_user).reason.startswith("CARGO_BUILD_RUSTC_WRAPPER ")
+    by_argument = _planned(tmp_path / "c", args=("--config", "build.rustc-wrapper='x'"))
+    assert "--config build.rustc-wrapper" in _off(by_argument).reason
+
+
+def planned_env(planned: BuildPlan) -> dict[str, str]:
+    return dict(planned.request(Step.BUILD, "image").env)
+
+
+def test_the_projects_own_sccache_dir_changes_no_mount(tmp_path: Path) -> None:
+    """A project's `[env]` reaches its own processes, never what xpcargo mounts: the only cache in the container is the
+    workspace's own."""
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    other = tmp_path / "cache" / "compile" / ("0" * 32)
+    (root / ".cargo" / "config.toml").write_text(f'[env]\nSCCACHE_DIR = "{other}"\n', encoding="utf-8")
+    planned = plan_in(_context(tmp_path, root), "build", AARCH64, [])
+    request = planned.request(Step.BUILD, "image")
+    assert [mount for mount in request.mounts if "compile" in mount.path.parts] == [
+        Mount(path=_cache(planned).directory)
+    ]
+    assert request.env["SCCACHE_DIR"] == str(_cache(planned).directory)
+
+
+# --- Run -----------------------------------------------------------------------------------------------------------
+
+
+def _sccache_json(hits: int, misses: int, uncacheable: int = 0) -> bytes:
+    stats = {
+        "compile_requests": hits + misses + uncacheable,
+        "requests_not_cacheable": uncacheable,
+        "cache_hits": {"counts": {"Rust": hits}, "adv_counts": {}},
+        "cache_misses": {"counts": {"Rust": max(0, misses - 1), "C/C++": min(1, misses)}, "adv_counts": {}},
+    }
+    return json.dumps({"stats": stats, "cache_location": "Local disk", "cache_size": 1}).encode()
+
+
+def test_a_build_says_its_hit_rate_and_adds_to_the_workspaces_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = app_project(tmp_path)
+    context = _context(tmp_path, root)
+    runtime = FakeRuntime()
+    planned = plan_in(context, "build", AARCH64, [])
+    runtime.images.add(context.host.image_plan(planned.spec).reference)
+
+    def script(call: Exec) -> Reply:
+        reply = default_script(call)
+        if call.command == "build":
+            return Reply(stdout=reply.stdout, cache_stats=_sccache_json(hits=6, misses=2, uncacheable=1))
+        return reply
+
+    runtime.script = script
+    for _ in range(2):
+        code = run.execute(
+            context.host, planned, runtime=runtime, reporter=context.host.reporter(), write_stdout=lambda _: None
+        ).code
+        assert code == 0
+    build = runtime.execs[-1]
+    assert build.cache_stats == _cache(planned).stats_file
+    assert "Cache 6 hits, 2 misses (75% hit rate), 1 not cacheable" in capsys.readouterr().err
+    assert _cache(planned).directory.is_dir()
+    (record,) = compile_cache.records(tmp_path / "cache")
+    assert (record.directory, record.workspaces, record.builds) == (_cache(planned).directory, (str(root),), 2)
+    assert record.stats == Stats(hits=12, misses=4, uncacheable=2)
+
+
+def test_a_build_that_wrote_no_statistics_says_nothing_of_the_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = app_project(tmp_path)
+    context = _context(tmp_path, root)
+    runtime = FakeRuntime()
+    planned = plan_in(context, "build", AARCH64, [])
+    runtime.images.add(context.host.image_plan(planned.spec).reference)
+    # Statistics of an earlier command are removed before this one runs.
+    stale = _cache(planned).stats_file
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(_sccache_json(1, 1))
+    outcome = run.execute(context.host, planned, runtime=runtime, reporter=context.host.reporter())
+    assert outcome.code == 0
+    assert outcome.cache_stats is None
+    assert "Cache" not in capsys.readouterr().err
+    assert compile_cache.records(tmp_path / "cache") == []
+
+
+def test_a_projects_wrapper_is_said_once_before_the_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = app_project(tmp_path)
+    (root / ".cargo").mkdir()
+    (root / ".cargo" / "config.toml").write_text('[build]\nrustc-wrapper = "w"\n', encoding="utf-8")
+    context = _context(tmp_path, root)
+    runtime = FakeRuntime()
+    planned = plan_in(context, "build", AARCH64, [])
+    runtime.images.add(context.host.image_plan(planned.spec).reference)
+    run.execute(context.host, planned, runtime=runtime, reporter=context.host.reporter(), write_stdout=lambda _: None)
+    said = [line for line in capsys.readouterr().err.splitlines() if "Cache" in line]
+    assert len(said) == 1
+    assert "off:" in said[0]
+    assert "rustc wrapper" in said[0]
+
+
+# --- The statistics a build leaves: untrusted ----------------------------------------------------------------------
+
+
+def test_statistics_are_read_as_numbers_where_numbers_belong(tmp_path: Path) -> None:
+    path = tmp_path / "stats.json"
+    path.write_bytes(_sccache_json(3, 1, 2))
+    assert compile_cache.read_stats(path) == Stats(hits=3, misses=1, uncacheable=2)
+    hostile = {
+        "stats": {
+            "cache_hits": {"counts": {"Rust": True, "C": -5, "x": 2**60, "y": "9", "z": 4}},
+            "cache_misses": ["not", "a", "table"],
+            "requests_not_cacheable": 1.5,
+        }
+    }
+    path.write_text(json.dumps(hostile), encoding="utf-8")
+    assert compile_cache.read_stats(path) == Stats(hits=4)
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"{", b"[]", b'{"stats": 1}', b"[" * 100_000, b'{"stats": {}}' + b" " * 70_000 + b"}"]
+)
+def test_unreadable_statistics_are_none(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "stats.json"
+    path.write_bytes(content)
+    assert compile_cache.read_stats(path) in (None, Stats())
+
+
+def test_a_fifo_in_place_of_the_statistics_does_not_block(tmp_path: Path) -> None:
+    path = tmp_path / "stats.json"
+    os.mkfifo(path)
+    assert compile_cache.read_stats(path) is None
+    assert compile_cache.read_stats(tmp_path / "missing.json") is None
+
+
+# --- Records, sizes, clearing --------------------------------------------------------------------------------------
+
+
+def test_records_add_up_and_clearing_forgets_them(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    directory, record = compile_cache.directory_for(cache_dir, Path("/w/one"), None)
+    (directory / "a" / "b").mkdir(parents=True)
+    (directory / "a" / "b" / "entry").write_bytes(b"x" * 1000)
+    compile_cache.add_to_record(record, Stats(hits=1, misses=3), directory=directory, workspace=Path("/w/one"))
+    compile_cache.add_to_record(record, Stats(hits=2), directory=directory, workspace=Path("/w/one"))
+    (found,) = compile_cache.records(cache_dir)
+    assert found.stats.rate == 0.5
+    assert compile_cache.size_of(directory) == 1000
+    compile_cache.clear(directory, record, shared=False)
+    assert not directory.exists()
+    assert compile_cache.records(cache_dir) == []
+
+
+def test_clearing_a_directory_the_user_named_removes_only_sccaches_entries(tmp_path: Path) -> None:
+    shared = tmp_path / "mine"
+    for name in ("0", "f", "preprocessor", "notes"):
+        (shared / name).mkdir(parents=True)
+    (shared / "README").write_text("the user's\n", encoding="utf-8")
+    _, record = compile_cache.directory_for(tmp_path / "cache", Path("/w"), shared)
+    compile_cache.clear(shared, record, shared=True)
+    assert sorted(path.name for path in shared.iterdir()) == ["README", "notes"]
+
+
+def test_a_record_that_is_not_one_is_skipped(tmp_path: Path) -> None:
+    root = compile_cache.root(tmp_path)
+    root.mkdir(parents=True)
+    (root / "a.json").write_text("[1, 2]", encoding="utf-8")
+    (root / "b.json").write_text('{"directory": "/x", "hits": "many", "workspaces": "w"}', encoding="utf-8")
+    (record,) = compile_cache.records(tmp_path)
+    assert (record.directory, record.stats, record.workspaces) == (Path("/x"), Stats(), ())
