@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -57,13 +58,54 @@ def test_the_build_and_the_shell_mount_the_workspaces_cache_and_the_fetch_step_n
     for step in (Step.BUILD, Step.SHELL):
         request = planned.request(step, "image")
         assert Mount(path=cache.directory) in request.mounts
-        assert request.env["RUSTC_WRAPPER"] == compile_cache.SCCACHE
+        assert request.env["RUSTC_WRAPPER"] == str(cache.directory / ".xpcargo" / "sccache")
         assert request.env["SCCACHE_DIR"] == str(cache.directory)
         assert request.env["SCCACHE_IDLE_TIMEOUT"] == "0"
     fetch = planned.request(Step.FETCH, "image")
     assert not any(mount.path == cache.directory for mount in fetch.mounts)
     assert not any(name.startswith("SCCACHE_") for name in fetch.env)
     assert fetch.env["RUSTC_WRAPPER"] == ""
+
+
+def test_rustc_loses_only_the_cargo_variables_xpcargo_set_for_cargo(tmp_path: Path) -> None:
+    """sccache keys every CARGO_* variable: those xpcargo sets for Cargo alone (the terminal, the target dir, the
+    linkers, offline) go, so that a terminal's width, a checkout or a target is not a cache of its own; the user's
+    and the project's stay, whatever their name."""
+    planned = _planned(
+        tmp_path,
+        toml='[build]\nenv = { CARGO_PROJECT_SETTING = "1" }\n',
+        CARGO_PROFILE_DEV_DEBUG="0",
+        CARGO_TERM_COLOR="always",
+    )
+    env = planned.request(Step.BUILD, "image").env
+    unset = env["XPCARGO_RUSTC_UNSET"].split()
+    assert "CARGO_TARGET_DIR" in unset
+    assert "CARGO_HOME" in unset
+    assert "CARGO_NET_OFFLINE" in unset
+    assert "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER" in unset
+    assert "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER" in unset
+    assert not {"CARGO_PROFILE_DEV_DEBUG", "CARGO_PROJECT_SETTING", "CARGO_TERM_COLOR"} & set(unset)
+    assert all(name in env for name in unset)
+
+
+def test_the_wrapper_takes_the_variables_away_and_runs_sccache(tmp_path: Path) -> None:
+    """The script as the container's sh runs it, with a stand-in for sccache that prints what it was given."""
+    planned = _planned(tmp_path)
+    cache = _cache(planned)
+    cache.prepare()
+    script = cache.wrapper.read_text(encoding="utf-8").replace(compile_cache.SCCACHE, str(tmp_path / "sccache"))
+    (tmp_path / "sccache").write_text('#!/bin/sh\necho "$@"; env | sort\n', encoding="utf-8")
+    (tmp_path / "sccache").chmod(0o755)
+    (tmp_path / "wrapper").write_text(script, encoding="utf-8")
+    env = {"PATH": "/usr/bin:/bin", "CARGO_A": "1", "CARGO_B": "2", "XPCARGO_RUSTC_UNSET": "CARGO_A"}
+    shown = subprocess.run(
+        ["sh", str(tmp_path / "wrapper"), "rustc", "--crate-name", "x"], env=env, capture_output=True, check=True
+    ).stdout.decode()
+    assert shown.splitlines()[0] == "rustc --crate-name x"
+    assert "CARGO_B=2" in shown
+    assert "CARGO_A" not in shown
+    assert "XPCARGO_RUSTC_UNSET" not in shown
+    assert os.access(cache.wrapper, os.X_OK)
 
 
 def test_cargo_runs_between_the_start_and_the_stop_of_the_server(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,21 @@ from xpcargo.pipeline import environment
 
 # Debian's sccache package, in every image of xpcargo's recipes.
 SCCACHE = "/usr/bin/sccache"
+# What Cargo runs rustc through (RUSTC_WRAPPER), and the cc crate the C compilers, from the cache directory: a script,
+# named `sccache` because the cc crate wraps its compiler only in a RUSTC_WRAPPER of that name, that takes away the
+# CARGO_* variables xpcargo set for Cargo alone before it runs sccache. sccache keys every CARGO_* variable a
+# compilation sees, and these (the terminal's width, the target dir, each target's linker and runner) would make
+# every terminal, checkout and target a cache of its own; rustc then sees what it would see on the host.
+_WRAPPER_PATH = Path(".xpcargo") / "sccache"
+_UNSET_VARIABLE = "XPCARGO_RUSTC_UNSET"
+_WRAPPER = f"""#!/bin/sh
+# xpcargo's compile cache (written by xpcargo before each build): the CARGO_* variables that xpcargo set for Cargo
+# alone, taken away, then sccache.
+for name in ${_UNSET_VARIABLE}; do unset "$name"; done
+unset {_UNSET_VARIABLE}
+exec {SCCACHE} "$@"
+"""
+_VARIABLE_NAME = re.compile(r"^CARGO_[A-Z0-9_]+$")
 # The variables that name a rustc wrapper to Cargo, the environment's over every config file.
 _WRAPPER_VARIABLES = (
     "RUSTC_WRAPPER",
@@ -53,7 +69,7 @@ _WRAPPER_KEYS = ("rustc-wrapper", "rustc-workspace-wrapper")
 # The statistics file is the build's to write: read no more of it than statistics take.
 _STATS_LIMIT = 64 * 1024
 # What a directory of sccache's local cache holds (what `clear` removes from a directory the user named).
-_SCCACHE_ENTRIES = frozenset({*"0123456789abcdef", "preprocessor"})
+_SCCACHE_ENTRIES = frozenset({*"0123456789abcdef", "preprocessor", _WRAPPER_PATH.parts[0]})
 # Starts sccache's server with the command's environment, runs the command ("$@"), writes the server's statistics to
 # the file "$0" and stops the server; the command's exit status is the shell's.
 _WRAPPER_SCRIPT = (
@@ -103,13 +119,23 @@ class CompileCache:
     # dir): the build's to write, read as untrusted.
     stats_file: Path
     workspace: Path
+    # The variables of the build that are the user's or the project's: rustc keeps them, whatever their name.
+    kept_variables: frozenset[str] = frozenset()
+
+    @property
+    def wrapper(self) -> Path:
+        return self.directory / _WRAPPER_PATH
 
     def mount(self) -> Mount:
         return Mount(path=self.directory)
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """What the build's environment ``env`` gets: sccache as the wrapper, where its cache is, and the CARGO_*
+        variables of ``env`` that xpcargo set for Cargo alone, which the wrapper takes away from rustc."""
+        unset = sorted(name for name in env if _VARIABLE_NAME.match(name) and name not in self.kept_variables)
         return {
-            "RUSTC_WRAPPER": SCCACHE,
+            "RUSTC_WRAPPER": str(self.wrapper),
+            _UNSET_VARIABLE: " ".join(unset),
             "SCCACHE_DIR": str(self.directory),
             # The command's wrapper stops the server; no idle timeout may end it within a long link.
             "SCCACHE_IDLE_TIMEOUT": "0",
@@ -123,9 +149,12 @@ class CompileCache:
         return ["sh", "-c", _WRAPPER_SCRIPT, str(self.stats_file), *argv]
 
     def prepare(self) -> None:
-        """Before the container: the directory there to mount, no statistics of an earlier command left."""
+        """Before the container: the directory there to mount with the wrapper in it (written anew: the last build
+        could change it), no statistics of an earlier command left."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.wrapper.parent.mkdir(exist_ok=True)
+            files.write_atomically(self.wrapper, _WRAPPER, mode=0o755)
             self.stats_file.unlink(missing_ok=True)
         except OSError as error:
             raise ProjectError(
@@ -192,6 +221,7 @@ def choose(
     args: Sequence[str],
     reproducible: bool,
     remote: bool,
+    kept_variables: Iterable[str] = (),
 ) -> Choice:
     """Whether a build uses the compile cache, and which."""
     off = [
@@ -213,6 +243,7 @@ def choose(
         record=record,
         stats_file=state_dir / "compile-cache-stats.json",
         workspace=workspace_root,
+        kept_variables=frozenset(kept_variables),
     )
 
 

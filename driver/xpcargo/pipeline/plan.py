@@ -186,7 +186,7 @@ class BuildPlan:
         # The fetch step runs none of the project's code and never the cache; the build and the shell (which share
         # a warm container, and so its mounts) have it.
         if step is not Step.FETCH and isinstance(cache, compile_cache.CompileCache):
-            env.update(cache.environment())
+            env.update(cache.environment(env))
             mounts = (*mounts, cache.mount())
         # The build and the shell share a warm container; the fetch step, with its network and its credentials,
         # and a reproducible build, which owes nothing to an earlier command, have one of their own.
@@ -257,7 +257,17 @@ def plan(
     engine = host.engine_for(spec)
     binds = _mounts(project, spec, asked, engine=engine, never=boundary.never)
     chosen = _workspace(host, project, triple, binds, engine=engine, state_files=flags.config_files())
-    cache = _compile_cache(host, project, spec, args, env=env, flags=flags, remote=engine.remote, never=boundary.never)
+    cache = _compile_cache(
+        host,
+        project,
+        spec,
+        args,
+        env=env,
+        flags=flags,
+        remote=engine.remote,
+        never=boundary.never,
+        kept=(*host_env, *spec.env),
+    )
     return BuildPlan(
         invocation=_invocation(host, project, spec, command, args, locked=reproducible_settings is not None),
         variables=Variables(
@@ -324,6 +334,7 @@ def _compile_cache(
     flags: Flags,
     remote: bool,
     never: trust.NeverMounted,
+    kept: Iterable[str],
 ) -> compile_cache.Choice:
     """The build's compile cache (``compile_cache.choose``), a directory that may be mounted."""
     cache = compile_cache.choose(
@@ -338,6 +349,7 @@ def _compile_cache(
         args=args,
         reproducible=flags.reproducible is not None,
         remote=remote,
+        kept_variables=kept,
     )
     if isinstance(cache, compile_cache.CompileCache):
         trust.check_mount(cache.directory, "the compile cache (XPCARGO_CACHE)", never=never, own=True)
