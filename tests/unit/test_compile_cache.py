@@ -61,6 +61,7 @@ def test_the_build_and_the_shell_mount_the_workspaces_cache_and_the_fetch_step_n
         assert request.env["RUSTC_WRAPPER"] == str(cache.directory / ".xpcargo" / "sccache")
         assert request.env["SCCACHE_DIR"] == str(cache.directory)
         assert request.env["SCCACHE_IDLE_TIMEOUT"] == "0"
+        assert request.env["SCCACHE_SERVER_PORT"] == "4226"
     fetch = planned.request(Step.FETCH, "image")
     assert not any(mount.path == cache.directory for mount in fetch.mounts)
     assert not any(name.startswith("SCCACHE_") for name in fetch.env)
@@ -97,25 +98,57 @@ def test_the_wrapper_takes_the_variables_away_and_runs_sccache(tmp_path: Path) -
     (tmp_path / "sccache").write_text('#!/bin/sh\necho "$@"; env | sort\n', encoding="utf-8")
     (tmp_path / "sccache").chmod(0o755)
     (tmp_path / "wrapper").write_text(script, encoding="utf-8")
-    env = {"PATH": "/usr/bin:/bin", "CARGO_A": "1", "CARGO_B": "2", "XPCARGO_RUSTC_UNSET": "CARGO_A"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "CARGO_A": "1",
+        "CARGO_B": "2",
+        "XPCARGO_RUSTC_UNSET": "CARGO_A",
+        "SCCACHE_DIR": "/elsewhere",
+    }
     shown = subprocess.run(
         ["sh", str(tmp_path / "wrapper"), "rustc", "--crate-name", "x"], env=env, capture_output=True, check=True
     ).stdout.decode()
     assert shown.splitlines()[0] == "rustc --crate-name x"
     assert "CARGO_B=2" in shown
+    # The server's settings are the wrapper's, whatever a project's `[env]` gives rustc.
+    assert f"SCCACHE_DIR={cache.directory}" in shown
+    assert "SCCACHE_SERVER_PORT=4226" in shown
     assert "CARGO_A" not in shown
     assert "XPCARGO_RUSTC_UNSET" not in shown
     assert os.access(cache.wrapper, os.X_OK)
 
 
-def test_cargo_runs_between_the_start_and_the_stop_of_the_server(tmp_path: Path) -> None:
+def test_cargo_runs_first_then_the_statistics_and_the_servers_stop(tmp_path: Path) -> None:
     planned = _planned(tmp_path)
     argv = planned.command_argv()
     assert compile_cache.unwrapped(argv) == (_cache(planned).stats_file, tuple(planned.cargo_argv()))
     script = argv[2]
-    assert script.index("--start-server") < script.index('"$@"') < script.index("--show-stats")
+    assert "--start-server" not in script
+    assert script.index('"$@"') < script.index("/proc/net/tcp") < script.index("--show-stats")
     assert script.index("--show-stats") < script.index("--stop-server")
     assert script.endswith('exit "$status"')
+
+
+@pytest.mark.parametrize(("listening", "stopped"), [(True, True), (False, False)])
+def test_the_end_of_a_command_asks_the_server_only_when_one_runs(
+    tmp_path: Path, *, listening: bool, stopped: bool
+) -> None:
+    """The shell as the container's sh runs it, with stand-ins for sccache and for /proc/net/tcp (a no-op build
+    starts no server, and must not start one to ask it for statistics)."""
+    planned = _planned(tmp_path)
+    script = planned.command_argv()[2].replace(compile_cache.SCCACHE, str(tmp_path / "sccache"))
+    tcp = tmp_path / "tcp"
+    line = "   0: 0100007F:1082 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000\n"
+    tcp.write_text(line if listening else "", encoding="utf-8")
+    script = script.replace("/proc/net/tcp", str(tcp))
+    (tmp_path / "sccache").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\necho {{}}\n', encoding="utf-8")
+    (tmp_path / "sccache").chmod(0o755)
+    stats = tmp_path / "stats.json"
+    done = subprocess.run(["sh", "-c", script, str(stats), "sh", "-c", "exit 7"], check=False)
+    assert done.returncode == 7
+    calls = (tmp_path / "calls").read_text(encoding="utf-8") if (tmp_path / "calls").exists() else ""
+    assert ("--stop-server" in calls) is stopped
+    assert stats.exists() is stopped
 
 
 def test_one_cache_per_workspace_shared_by_its_targets(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ machine's, kept across builds, `cargo clean` and warm containers.
   engine (which cannot see this machine's directory). Off, said once, when the build has a rustc wrapper of its own
   (a Cargo config's `build.rustc-wrapper`, or a wrapper in the build's environment): Cargo prefers RUSTC_WRAPPER to
   every config file, so setting it would silently replace the project's wrapper.
-- **Its server's life.** The command runs under a small shell that starts sccache's server (on the loopback of the
-  container, whose network is `none`), runs Cargo, writes the server's statistics for the host and stops the server:
-  nothing of it outlives the command (and if the command is stopped, the session kills the server with every other
-  process of the command).
+- **Its server's life.** The first compilation starts sccache's server (on the loopback of the container, whose
+  network is `none`); the command runs under a small shell that, once Cargo is done, writes the server's statistics
+  for the host and stops it: nothing of it outlives the command (and if the command is stopped, the session kills the
+  server with every other process of the command). A no-op build starts no server.
 - **C and C++.** The cc crate wraps the compiler it is given in RUSTC_WRAPPER when that is sccache, so the
   `CC_<target>` compilers of build scripts are cached too, without changing those variables.
 """
@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,13 +51,30 @@ SCCACHE = "/usr/bin/sccache"
 # every terminal, checkout and target a cache of its own; rustc then sees what it would see on the host.
 _WRAPPER_PATH = Path(".xpcargo") / "sccache"
 _UNSET_VARIABLE = "XPCARGO_RUSTC_UNSET"
-_WRAPPER = f"""#!/bin/sh
-# xpcargo's compile cache (written by xpcargo before each build): the CARGO_* variables that xpcargo set for Cargo
-# alone, taken away, then sccache.
+# sccache's server listens on the loopback of the build's container (its network is `none`), at this port.
+_PORT = 4226
+# How sccache's server is set up, whatever the build's environment (a project's `[env]` reaches rustc too): the
+# command's end stops it, so no idle timeout may end it within a long link; and a cache that fails (a full disk, a
+# server that would not start) compiles without it instead of failing the build.
+_SERVER_SETTINGS = {
+    "SCCACHE_SERVER_PORT": str(_PORT),
+    "SCCACHE_IDLE_TIMEOUT": "0",
+    "SCCACHE_IGNORE_SERVER_IO_ERROR": "1",
+}
+
+
+def _wrapper_script(directory: Path) -> str:
+    settings = "".join(f"export {name}={value}\n" for name, value in _SERVER_SETTINGS.items())
+    return f"""#!/bin/sh
+# xpcargo's compile cache, written by xpcargo before each build: the CARGO_* variables that xpcargo set for Cargo
+# alone taken away, then sccache, with this directory as its cache.
 for name in ${_UNSET_VARIABLE}; do unset "$name"; done
 unset {_UNSET_VARIABLE}
-exec {SCCACHE} "$@"
+export SCCACHE_DIR={shlex.quote(str(directory))}
+{settings}exec {SCCACHE} "$@"
 """
+
+
 _VARIABLE_NAME = re.compile(r"^CARGO_[A-Z0-9_]+$")
 # The variables that name a rustc wrapper to Cargo, the environment's over every config file.
 _WRAPPER_VARIABLES = (
@@ -70,13 +88,16 @@ _WRAPPER_KEYS = ("rustc-wrapper", "rustc-workspace-wrapper")
 _STATS_LIMIT = 64 * 1024
 # What a directory of sccache's local cache holds (what `clear` removes from a directory the user named).
 _SCCACHE_ENTRIES = frozenset({*"0123456789abcdef", "preprocessor", _WRAPPER_PATH.parts[0]})
-# Starts sccache's server with the command's environment, runs the command ("$@"), writes the server's statistics to
-# the file "$0" and stops the server; the command's exit status is the shell's.
+# Runs the command ("$@"); then, if the command started sccache's server (the first compilation does; a no-op build
+# does not, and pays nothing), writes the server's statistics to the file "$0" and stops it. The command's exit status
+# is the shell's. The listening socket is seen in the container's own /proc/net/tcp (127.0.0.1:4226, LISTEN).
+_LISTENING = f"0100007F:{_PORT:04X} 00000000:0000 0A"
 _WRAPPER_SCRIPT = (
-    f"{SCCACHE} --start-server >/dev/null 2>&1; "
     '"$@"; status=$?; '
+    f"if grep -q '{_LISTENING}' /proc/net/tcp 2>/dev/null; then "
     f'{SCCACHE} --show-stats --stats-format=json >"$0" 2>/dev/null; '
     f"{SCCACHE} --stop-server >/dev/null 2>&1; "
+    "fi; "
     'exit "$status"'
 )
 
@@ -137,15 +158,12 @@ class CompileCache:
             "RUSTC_WRAPPER": str(self.wrapper),
             _UNSET_VARIABLE: " ".join(unset),
             "SCCACHE_DIR": str(self.directory),
-            # The command's wrapper stops the server; no idle timeout may end it within a long link.
-            "SCCACHE_IDLE_TIMEOUT": "0",
-            # A cache that fails (full disk, a server that would not start) compiles without it, never fails a build.
-            "SCCACHE_IGNORE_SERVER_IO_ERROR": "1",
+            **_SERVER_SETTINGS,
         }
 
     def wrapped(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` run between the start and the stop of sccache's server, with its statistics written for the
-        host; the exit status is ``argv``'s."""
+        """``argv``, then the statistics of sccache's server written for the host and the server stopped, if the
+        command started one; the exit status is ``argv``'s."""
         return ["sh", "-c", _WRAPPER_SCRIPT, str(self.stats_file), *argv]
 
     def prepare(self) -> None:
@@ -154,7 +172,7 @@ class CompileCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.wrapper.parent.mkdir(exist_ok=True)
-            files.write_atomically(self.wrapper, _WRAPPER, mode=0o755)
+            files.write_atomically(self.wrapper, _wrapper_script(self.directory), mode=0o755)
             self.stats_file.unlink(missing_ok=True)
         except OSError as error:
             raise ProjectError(
