@@ -159,8 +159,8 @@ class BuildPlan:
         return [*argv, *invocation.args]
 
     def command_argv(self) -> list[str]:
-        """What the build container runs: the Cargo command, between the start and the stop of the compile cache's
-        server when there is one, or under the reproducible umask (which never has one)."""
+        """What the build container runs: the Cargo command, under the compile cache's shell (which stops sccache's
+        server at the end) when there is one, or under the reproducible umask (which never has one)."""
         if self.flags.reproducible is not None:
             return reproducible.umask_argv(self.cargo_argv(), self.flags.reproducible.variation.umask)
         if isinstance(self.compile_cache, compile_cache.CompileCache):
