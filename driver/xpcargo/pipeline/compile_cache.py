@@ -173,6 +173,7 @@ class CompileCache:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.wrapper.parent.mkdir(exist_ok=True)
             files.write_atomically(self.wrapper, _wrapper_script(self.directory), mode=0o755)
+            self.stats_file.parent.mkdir(parents=True, exist_ok=True)
             self.stats_file.unlink(missing_ok=True)
         except OSError as error:
             raise ProjectError(
