@@ -434,3 +434,20 @@ def test_a_record_that_is_not_one_is_skipped(tmp_path: Path) -> None:
     (root / "b.json").write_text('{"directory": "/x", "hits": "many", "workspaces": "w"}', encoding="utf-8")
     (record,) = compile_cache.records(tmp_path)
     assert (record.directory, record.stats, record.workspaces) == (Path("/x"), Stats(), ())
+
+
+def test_the_wrapper_is_rewritten_only_when_it_changed(tmp_path: Path) -> None:
+    """Cargo keys its cache of rustc's answers on the wrapper's modification time: an unchanged wrapper keeps it (a
+    no-op build then starts no sccache server); one the last build changed is written anew."""
+    cache = _cache(_planned(tmp_path))
+    cache.prepare()
+    written = cache.wrapper.read_text(encoding="utf-8")
+    os.utime(cache.wrapper, ns=(1_000_000_000, 1_000_000_000))
+    cache.prepare()
+    assert cache.wrapper.stat().st_mtime_ns == 1_000_000_000
+    cache.wrapper.write_text('#!/bin/sh\nexec planted "$@"\n', encoding="utf-8")
+    cache.prepare()
+    assert cache.wrapper.read_text(encoding="utf-8") == written
+    cache.wrapper.chmod(0o777)
+    cache.prepare()
+    assert cache.wrapper.stat().st_mode & 0o777 == 0o755

@@ -30,6 +30,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +173,7 @@ class CompileCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.wrapper.parent.mkdir(exist_ok=True)
-            files.write_atomically(self.wrapper, _wrapper_script(self.directory), mode=0o755)
+            self._write_wrapper()
             self.stats_file.parent.mkdir(parents=True, exist_ok=True)
             self.stats_file.unlink(missing_ok=True)
         except OSError as error:
@@ -180,6 +181,23 @@ class CompileCache:
                 f"cannot prepare the compile cache {self.directory}: {error.strerror}",
                 hint="point XPCARGO_CACHE_DIR at a writable place, or build with XPCARGO_CACHE=off",
             ) from None
+
+    def _write_wrapper(self) -> None:
+        """The wrapper, rewritten only when it is not as xpcargo writes it: Cargo keys its cache of rustc's answers
+        (`-vV`, the target's cfg) on the wrapper's modification time, and asking again through sccache would start its
+        server in every no-op build."""
+        script = _wrapper_script(self.directory)
+        try:
+            info = self.wrapper.lstat()
+            unchanged = (
+                stat.S_ISREG(info.st_mode)
+                and stat.S_IMODE(info.st_mode) == 0o755
+                and self.wrapper.read_text(encoding="utf-8") == script
+            )
+        except (OSError, UnicodeDecodeError):
+            unchanged = False
+        if not unchanged:
+            files.write_atomically(self.wrapper, script, mode=0o755)
 
     def collect(self) -> Stats | None:
         """The command's statistics, added to the directory's totals; None when the command wrote none (it was
