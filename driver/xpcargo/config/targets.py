@@ -225,6 +225,12 @@ def _check_target_features(features: tuple[str, ...]) -> tuple[str, str | None] 
     return f"`{bad}` is not a target feature", "write a sign and a feature name, like +crt-static"
 
 
+def target_feature_flags(features: tuple[str, ...]) -> list[str]:
+    """rustc's options for ``features``: one spelling for the std's build in the image and every build of the
+    target, which must agree."""
+    return [f"-Ctarget-feature={feature}" for feature in features]
+
+
 def _check_image_paths(paths: tuple[str, ...]) -> tuple[str, str | None] | None:
     bad = next((path for path in paths if not _IMAGE_PATH.match(path) or "/../" in f"{path}/"), None)
     if bad is None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from xpcargo.config.targets import target_feature_flags
 from xpcargo.container.runtime import Containers
 from xpcargo.container.session import invoking_user, open_session
 from xpcargo.container.spec import ContainerRequest, Mount
@@ -141,8 +142,11 @@ def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
         env = _compiler_rt_env(std.triple, std.compiler_rt)
         lines += _compiler_rt_script(std.compiler_rt)
     # Target features are checked words of plain characters (config.targets): one option each.
-    rustflags = "-Zforce-unstable-if-unmarked --remap-path-prefix=${library%/library}=/rustc/$commit" + "".join(
-        f" -Ctarget-feature={feature}" for feature in std.target_features
+    rustflags = " ".join(
+        [
+            "-Zforce-unstable-if-unmarked --remap-path-prefix=${library%/library}=/rustc/$commit",
+            *target_feature_flags(std.target_features),
+        ]
     )
     lines += [
         f'env CARGO_HOME={build}/home RUSTC_BOOTSTRAP=1{env} RUSTFLAGS="{rustflags}"'

@@ -19,7 +19,7 @@ from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.project import Project, discover, refuse_linked_target_dir
 from xpcargo.config import trust
 from xpcargo.config.links import LinksOverrides
-from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple, load_project_config
+from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple, load_project_config, target_feature_flags
 from xpcargo.container import sockets
 from xpcargo.container.location import EngineAddress
 from xpcargo.container.session import invoking_user
@@ -340,7 +340,7 @@ def _flags(
     merged = dict(env)
     remaps = remapping(project) if settings is not None else ()
     rust_flags = reproducible.rustc_remap_flags(remaps)
-    rust_flags += [f"-Ctarget-feature={feature}" for feature in spec.target_features]
+    rust_flags += target_feature_flags(spec.target_features)
     c_flags = reproducible.c_remap_flags(remaps)
     if glibc.sysroot is not None:
         rust_flags += glibc.sysroot.rust_flags()
