@@ -54,6 +54,8 @@ SESSION_LABEL = "org.xpcargo.session"
 HOST_LABEL = "org.xpcargo.host"
 SLOT_LABEL = "org.xpcargo.slot"
 WORKSPACE_LABEL = "org.xpcargo.workspace"
+# Every xpcargo image carries its plan's content hash.
+PLAN_LABEL = "org.xpcargo.plan-hash"
 # How long the tests' warm containers wait idle: long enough to be reused from one test to the next, short enough
 # that none outlives an interrupted test session by much.
 TEST_KEEP_WARM = "120"

@@ -11,6 +11,7 @@ import pytest
 
 from .helpers import (
     AARCH64,
+    PLAN_LABEL,
     REPO,
     X86_64,
     Cli,
@@ -163,8 +164,8 @@ def test_engine_unreachable(tmp_path_factory: pytest.TempPathFactory, cli: Cli) 
 
 
 def _images_of_plan(plan: str) -> set[str]:
-    """The images in the engine, tagged or not, built for ``plan`` (the plan-hash label of every xpcargo image)."""
-    return set(docker("images", "-a", "--filter", f"label=org.xpcargo.plan-hash={plan}", "-q", "--no-trunc").split())
+    """The images in the engine, tagged or not, built for ``plan`` (the plan label of every xpcargo image)."""
+    return set(docker("images", "-a", "--filter", f"label={PLAN_LABEL}={plan}", "-q", "--no-trunc").split())
 
 
 def test_image_build_failure_quotes_apt_and_tags_nothing(

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import X86_64, Cli, docker, single_error_line
+from .helpers import PLAN_LABEL, X86_64, Cli, docker, single_error_line
 
 pytestmark = pytest.mark.engine
-
-PLAN_LABEL = "org.xpcargo.plan-hash"
 
 
 def _info(xpcargo: Cli, env: dict[str, str], cwd: Path) -> dict[str, str]:
