@@ -48,6 +48,12 @@ volumes_app = typer.Typer(
     help="List and prune the volumes that stand in for your files on a remote engine.", no_args_is_help=True
 )
 app.add_typer(volumes_app, name="volumes")
+cache_app = typer.Typer(help="The compile cache (sccache) of your builds: stats, clear, path.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+ManifestPathOption = Annotated[
+    str | None,
+    typer.Option("--manifest-path", metavar="PATH", help="The workspace's Cargo.toml (default: found from here)."),
+]
 
 _PASS_THROUGH: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
 TargetOption = Annotated[
@@ -449,6 +455,37 @@ def volumes_prune() -> None:
 
     context = _context()
     _say(context, volumes.prune(context, engine.connect(context.host)))
+
+
+@cache_app.command("stats")
+def cache_stats() -> None:
+    """List the compile caches your builds used: workspace, builds, hits, misses, hit rate, size, directory."""
+    from xpcargo.commands import cache  # noqa: PLC0415
+
+    _print_table(cache.rows(_context()))
+
+
+@cache_app.command("clear")
+def cache_clear(
+    everything: Annotated[
+        bool, typer.Option("--all", help="Clear every compile cache, not only this workspace's.")
+    ] = False,
+    manifest_path: ManifestPathOption = None,
+) -> None:
+    """Empty the compile cache of the workspace here (with --all, every one) and forget its statistics."""
+    from xpcargo.commands import cache  # noqa: PLC0415
+
+    context = _context()
+    _say(context, cache.clear(context, everything=everything, manifest_path=manifest_path))
+
+
+@cache_app.command("path")
+def cache_path(manifest_path: ManifestPathOption = None) -> None:
+    """Print the directory of the workspace's compile cache (to save and restore it in CI)."""
+    from xpcargo.commands import cache  # noqa: PLC0415
+
+    context = _context()
+    _say(context, cache.path(context, manifest_path=manifest_path))
 
 
 def _print_table(rows: Sequence[tuple[str, ...]]) -> None:

@@ -56,6 +56,8 @@ KNOBS: Mapping[str, str] = MappingProxyType(
         "whatever the file asks)",
         "XPCARGO_TRUST": "1: consent, for this command, to what the checkout's settings reach outside it (CI; see "
         "`xpcargo trust`)",
+        "XPCARGO_CACHE": "the compile cache (sccache) of the build step: `on` (default: one per workspace, in the "
+        "cache dir), `off`, or an absolute directory: one cache shared by every workspace built with that value",
         "XPCARGO_DEBUG": "show a traceback for an internal error",
     }
 )
@@ -75,6 +77,10 @@ class Settings:
     engine_timeout: float
     keep_warm: int
     warm_lifetime: int
+    # XPCARGO_CACHE: whether builds use a compile cache, and the directory the user shares between workspaces (None:
+    # one per workspace, in ``cache_dir``).
+    compile_cache: bool = True
+    shared_compile_cache: Path | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -93,6 +99,7 @@ class Settings:
                 hint="1 syncs the build's files to the engine through volumes, 0 bind-mounts them; unset, xpcargo "
                 "decides from DOCKER_HOST (or the docker context)",
             )
+        compile_cache, shared = _compile_cache(environ.get("XPCARGO_CACHE", ""))
         return cls(
             toolchains_file=_path(environ, "XPCARGO_TOOLCHAINS") or resources.toolchains_file(),
             recipes_dir=_path(environ, "XPCARGO_IMAGES") or resources.images_dir(),
@@ -103,7 +110,24 @@ class Settings:
             warm_lifetime=math.ceil(
                 _seconds(environ, "XPCARGO_WARM_LIFETIME", default=WARM_LIFETIME, low=1, high=7 * 86400)
             ),
+            compile_cache=compile_cache,
+            shared_compile_cache=shared,
         )
+
+
+def _compile_cache(value: str) -> tuple[bool, Path | None]:
+    """XPCARGO_CACHE: `on` (or unset), `off`, or an absolute directory shared by every workspace built with it."""
+    if value in ("", "on", "1"):
+        return True, None
+    if value in ("off", "0"):
+        return False, None
+    if Path(value).is_absolute():
+        return True, Path(os.path.normpath(value))
+    raise ConfigError(
+        f"XPCARGO_CACHE={value!r} is neither on, off nor an absolute directory",
+        hint="`off` builds without the compile cache; `on` keeps one per workspace; an absolute directory is one "
+        "cache shared by every workspace built with it",
+    )
 
 
 def _check_setting_variables(names: list[str]) -> None:

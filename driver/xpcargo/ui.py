@@ -150,6 +150,17 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"([0-9]+)([smhdw])")
 
 
+def size(count: int) -> str:
+    """A number of bytes as people read it: `512 B`, `3.5 KiB`, `12.0 MiB`, `1.2 GiB`."""
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024**2:
+        return f"{count / 1024:.1f} KiB"
+    if count < 1024**3:
+        return f"{count / 1024**2:.1f} MiB"
+    return f"{count / 1024**3:.1f} GiB"
+
+
 def parse_duration(text: str, *, option: str) -> float:
     """`30m`, `12h`, `7d` (also `s` and `w`) as seconds; anything else is a usage error naming ``option``."""
     found = _DURATION.fullmatch(text.strip())

@@ -35,6 +35,7 @@ from xpcargo.image import debian, layers
 from xpcargo.image.layers import BuiltLayer
 from xpcargo.image.lockfile import Package
 from xpcargo.image.plan import BasePlan, Layer
+from xpcargo.pipeline import compile_cache
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Reply:
     stderr: bytes = b""
     # Raised after the output is delivered: an engine fault or a signal in the middle of a command.
     error: BaseException | None = None
+    # What sccache says of the command (`--show-stats --stats-format=json`), when it ran with the compile cache.
+    cache_stats: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -59,17 +62,28 @@ class Exec:
     token: str | None = None
     # Who it runs as; None: the container's own user.
     user: str | None = None
+    # Where the compile cache's wrapper writes sccache's statistics, when the command ran under it.
+    cache_stats: Path | None = None
 
     @classmethod
     def of(
         cls, container: str, argv: Sequence[str], env: Mapping[str, str], workdir: Path, user: str | None = None
     ) -> Exec:
         command = warm.unwrapped(argv)
-        if command is not None:
-            return cls(
-                container=container, argv=command.argv, env=dict(env), workdir=workdir, token=command.token, user=user
-            )
-        return cls(container=container, argv=tuple(argv), env=dict(env), workdir=workdir, user=user)
+        token = command.token if command is not None else None
+        argv = command.argv if command is not None else tuple(argv)
+        # The compile cache's shell, which starts sccache's server, runs the command and writes the statistics.
+        cached = compile_cache.unwrapped(argv)
+        stats, argv = cached if cached is not None else (None, tuple(argv))
+        return cls(
+            container=container,
+            argv=tuple(argv),
+            env=dict(env),
+            workdir=workdir,
+            token=token,
+            user=user,
+            cache_stats=stats,
+        )
 
     @property
     def warm_script(self) -> str | None:
@@ -343,6 +357,9 @@ class FakeContainers(FakeImages):
         call = Exec.of(container_id, argv, env, workdir, user)
         self.execs.append(call)
         reply = self.script(call)
+        if call.cache_stats is not None and reply.cache_stats is not None:
+            call.cache_stats.parent.mkdir(parents=True, exist_ok=True)
+            call.cache_stats.write_bytes(reply.cache_stats)
         if reply.stdout:
             on_stdout(reply.stdout)
         if reply.stderr:

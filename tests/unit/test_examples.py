@@ -22,13 +22,16 @@ import click
 import pytest
 import yaml
 
-from xpcargo.context import KNOBS, Settings
+from xpcargo.commands import cache
+from xpcargo.context import KNOBS, Context, Settings
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", r"'click\.utils\.get_(binary|text)_stream' is deprecated", DeprecationWarning)
     import typer.main
 
     from xpcargo import cli
+
+from .projects import app_project
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / "action.yml"
@@ -155,6 +158,7 @@ def test_the_workflows_use_the_action_by_path_and_say_how_to_pin_it() -> None:
 def test_every_xpcargo_command_in_the_action_and_the_workflows_parses() -> None:
     commands = {name: _commands(document) for name, document in _documents().items()}
     assert {tuple(argv[:2]) for argv in commands["action.yml"]} == {
+        ("cache", "path"),
         ("image", "key"),
         ("image", "load"),
         ("image", "save"),
@@ -287,6 +291,26 @@ def test_the_action_caches_the_deb_cache_xpcargo_uses(tmp_path: Path, environ: d
     assert outputs["cargo-home"] == "/home/runner/.cargo"
 
 
+def test_the_action_caches_the_compile_cache_xpcargo_uses(tmp_path: Path) -> None:
+    """The compile cache's directory is xpcargo's own answer (`xpcargo cache path`), run here by the action's step
+    with the real CLI, in a project."""
+    project = app_project(tmp_path)
+    fake = tmp_path / "bin" / "xpcargo"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m xpcargo "$@"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    output = tmp_path / "output"
+    environ = {"HOME": str(tmp_path / "home"), "XPCARGO_CACHE_DIR": str(tmp_path / "cache")}
+    env = {"PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "GITHUB_OUTPUT": str(output), **environ}
+    step = _script("compile-cache")
+    assert step["if"] == "inputs.target-dir != ''"
+    subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], check=True, env=env, cwd=project / "src")
+    expected = cache.path(Context.create(cwd=project, environ=environ)).lines
+    assert output.read_text(encoding="utf-8").splitlines() == [f"path={expected[0]}"]
+    restore = _script("build-cache")
+    assert "${{ steps.compile-cache.outputs.path }}" in restore["with"]["path"]
+
+
 def _run_commands(tmp_path: Path, commands: str) -> tuple[int, list[list[str]]]:
     """The action's command step as GitHub runs it (`shell: python`), with an xpcargo that records its arguments
     and fails when its first one is `fail`."""
@@ -353,7 +377,7 @@ def test_a_failed_xpcargo_fails_the_step_that_writes_its_output(tmp_path: Path) 
         for where, step in _steps(document)
         if "GITHUB_OUTPUT" in step.get("run", "") and _shell_commands(step["run"])
     ]
-    assert len(writers) == 3, writers
+    assert len(writers) == 4, writers
     for name, where, script in writers:
         # `bash -e`, as GitHub runs a step that names no shell (`shell: bash` adds pipefail).
         done = subprocess.run(["bash", "-e", "-c", script], env=env, cwd=tmp_path, check=False)

@@ -14,6 +14,7 @@ import pytest
 
 from xpcargo.artifacts import final_artifacts
 from xpcargo.context import Context
+from xpcargo.pipeline.compile_cache import Stats
 from xpcargo.pipeline.matrix import Summary, TargetResult
 
 from .fake_runtime import Exec, FakeRuntime, Reply, builds_a_binary, default_script, target_of
@@ -271,3 +272,15 @@ def test_the_summary_has_a_glibc_column(tmp_path: Path) -> None:
     assert "| `target/aarch64-unknown-linux-gnu/release/app` | 10 B | 2.34 (floor 2.41) |" in summary.markdown(
         relative_to=tmp_path
     )
+
+
+def test_the_summary_line_says_the_hit_rate_of_the_targets_that_used_the_cache() -> None:
+    cached = [
+        TargetResult(triple=AARCH64, code=0, seconds=1.0, cache_stats=Stats(hits=3, misses=1)),
+        TargetResult(triple=I686, code=0, seconds=1.0, cache_stats=Stats(hits=1, misses=3, uncacheable=9)),
+        TargetResult(triple=X86_64, code=0, seconds=1.0),
+    ]
+    summary = Summary(command="build", results=tuple(cached), seconds=2.0)
+    assert summary.headline() == "`build` for 3 targets in 2.0s: 3 ok; compile cache 50% hit rate"
+    plain = Summary(command="build", results=(replace(cached[2], triple=AARCH64), cached[2]), seconds=2.0)
+    assert "compile cache" not in plain.headline()

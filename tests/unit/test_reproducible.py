@@ -11,7 +11,7 @@ import tomllib
 
 from xpcargo.context import Context
 from xpcargo.errors import ConfigError, ProjectError
-from xpcargo.pipeline import reproducible
+from xpcargo.pipeline import compile_cache, reproducible
 from xpcargo.pipeline.reproducible import FIXED, Reproducibility
 from xpcargo.pipeline.workspace import Step
 
@@ -188,6 +188,10 @@ def test_a_plain_plan_is_untouched(tmp_path: Path) -> None:
     context = Context.create(cwd=root, environ={"HOME": str(tmp_path / "home"), "XPCARGO_CACHE_DIR": str(tmp_path)})
     planned = plan_in(context, "build", AARCH64, [])
     assert "--locked" not in planned.cargo_argv()
-    assert planned.command_argv() == planned.cargo_argv()
+    # No umask: Cargo runs as it is, under the compile cache's shell alone.
+    assert compile_cache.unwrapped(planned.command_argv()) == (
+        planned.flags.state_dir / "compile-cache-stats.json",
+        tuple(planned.cargo_argv()),
+    )
     assert "SOURCE_DATE_EPOCH" not in planned.variables.env
     assert planned.flags.rustflags_file is None

@@ -242,6 +242,17 @@ def _check_image_path(path: str) -> tuple[str, str | None] | None:
     return _check_image_paths((path,))
 
 
+# Whether a target's builds use the compile cache (XPCARGO_CACHE=off turns it off for every target, whatever this says).
+COMPILE_CACHE_ON = "on"
+COMPILE_CACHE_OFF = "off"
+
+
+def _check_on_off(value: str) -> tuple[str, str | None] | None:
+    if value in (COMPILE_CACHE_ON, COMPILE_CACHE_OFF):
+        return None
+    return f"`{value}` is neither on nor off", f"write `{COMPILE_CACHE_ON}` or `{COMPILE_CACHE_OFF}`"
+
+
 # A program of the image that the layer's std build runs: a name found on its PATH, or an absolute path, of plain
 # characters only and never an option, so that the value is one word of the script whatever it holds.
 _IMAGE_PROGRAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -323,6 +334,9 @@ class TargetSpec:
     passthrough: tuple[str, ...] = _setting(Kind.WORDS, sources=_PROJECT, merge=Merge.APPEND, check=_check_env_names)
     # Extra host directories mounted read-only at the same path.
     mounts: tuple[str, ...] = _setting(Kind.WORDS, sources=_PROJECT, merge=Merge.APPEND, check=_check_absolute)
+    # The compile cache (sccache) for the target's builds: `on` (also when unset) or `off`. Only ever turns it off:
+    # XPCARGO_CACHE=off is the user's, and wins over every layer here.
+    compile_cache: str | None = _setting(Kind.NAME, sources=_ALL, check=_check_on_off)
     # `links` overrides, passed to Cargo with --config.
     links: LinksOverrides = _setting(  # noqa: RUF009 - a dataclass field() with a default factory
         Kind.LINKS, sources=frozenset({Source.TARGET}), merge=Merge.UPDATE

@@ -100,8 +100,15 @@ def project_config_files(config_files: Iterable[Path], *, cargo_home: Path, chec
     which nothing trusts (those above the checkout are the user's own, as ``config.trust`` draws the line); and every
     file they `include`, wherever it is (Cargo reads those as part of the including file, so their `[env]` and
     credential providers are the project's too)."""
+    return with_includes(
+        path for path in config_files if path.is_relative_to(checkout) and not path.is_relative_to(cargo_home)
+    )
+
+
+def with_includes(config_files: Iterable[Path]) -> list[Path]:
+    """``config_files`` and every file they `include`, each once, as Cargo reads them."""
     found: list[Path] = []
-    pending = [path for path in config_files if path.is_relative_to(checkout) and not path.is_relative_to(cargo_home)]
+    pending = list(config_files)
     while pending:
         path = pending.pop(0)
         if path not in found:

@@ -24,11 +24,11 @@ from xpcargo.container.location import Engines
 from xpcargo.container.session import Cancellation
 from xpcargo.context import Host
 from xpcargo.errors import CancelledError, InterruptError, XpcargoError
+from xpcargo.pipeline import compile_cache, run
 from xpcargo.pipeline import plan as plan_module
-from xpcargo.pipeline import run
 from xpcargo.pipeline.plan import BuildPlan, find_project, plan, project_at
 from xpcargo.pipeline.reproducible import Reproducibility
-from xpcargo.ui import LineWriter, Reporter, binary_writer, render_table
+from xpcargo.ui import LineWriter, Reporter, binary_writer, render_table, size
 
 # How long Ctrl-C waits for the targets' own cleanup before it says what it could not confirm.
 _CLEANUP_WAIT = 15.0
@@ -45,6 +45,8 @@ class TargetResult:
     glibc_floor: str | None = None
     error: str | None = None
     cancelled: bool = False
+    # What the compile cache said of the target's command, when it ran with one.
+    cache_stats: compile_cache.Stats | None = None
 
     @property
     def ok(self) -> bool:
@@ -127,6 +129,7 @@ def _run_one(
         seconds=seconds,
         artifacts=artifacts,
         glibc_floor=build_plan.flags.glibc_floor,
+        cache_stats=outcome.cache_stats,
     )
 
 
@@ -274,7 +277,10 @@ class Summary:
             key = "cancelled" if result.cancelled else "ok" if result.ok else "failed"
             counts[key] = counts.get(key, 0) + 1
         told = ", ".join(f"{count} {key}" for key, count in counts.items())
-        return f"`{self.command}` for {len(self.results)} targets in {self.seconds:.1f}s: {told}"
+        cached = [result.cache_stats for result in self.results if result.cache_stats is not None]
+        rate = sum(cached, compile_cache.Stats()).rate if cached else None
+        cache = f"; compile cache {rate:.0%} hit rate" if rate is not None else ""
+        return f"`{self.command}` for {len(self.results)} targets in {self.seconds:.1f}s: {told}{cache}"
 
     def rows(self, *, relative_to: Path) -> list[tuple[str, ...]]:
         rows: list[tuple[str, ...]] = [("TARGET", "RESULT", "TIME", "ARTIFACT", "SIZE", "GLIBC", "SHA256")]
@@ -284,7 +290,7 @@ class Summary:
                 rows.append((*first, "-", "", "", ""))
             for index, artifact in enumerate(result.artifacts):
                 lead = first if index == 0 else ("", "", "")
-                shown = (_shown(artifact.path, relative_to), _size(artifact.size))
+                shown = (_shown(artifact.path, relative_to), size(artifact.size) if artifact.size is not None else "")
                 rows.append((*lead, *shown, artifact.describe_need(result.glibc_floor), artifact.sha256 or ""))
         return rows
 
@@ -306,16 +312,6 @@ def _markdown_cell(text: str) -> str:
 
 def _shown(path: Path, base: Path) -> str:
     return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
-
-
-def _size(size: int | None) -> str:
-    if size is None:
-        return ""
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024**2:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / 1024**2:.1f} MiB"
 
 
 def default_target_jobs() -> int:

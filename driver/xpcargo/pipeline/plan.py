@@ -29,7 +29,7 @@ from xpcargo.errors import ConfigError, ProjectError
 from xpcargo.image import lockfile
 from xpcargo.image.plan import ImagePlan, plan_image
 from xpcargo.image.recipe import load_recipe
-from xpcargo.pipeline import environment, floor, git_checkout, reproducible, workspace
+from xpcargo.pipeline import compile_cache, environment, floor, git_checkout, reproducible, workspace
 from xpcargo.pipeline.floor import Sysroot
 from xpcargo.pipeline.remote import plan_remote
 from xpcargo.pipeline.reproducible import Reproducibility
@@ -132,6 +132,8 @@ class BuildPlan:
     engine: EngineAddress
     workspace: Workspace
     warm: Warm = Warm()
+    # sccache in the build step (and the shell), or why not.
+    compile_cache: compile_cache.Choice
     user: str = field(default_factory=invoking_user)
 
     @property
@@ -157,10 +159,13 @@ class BuildPlan:
         return [*argv, *invocation.args]
 
     def command_argv(self) -> list[str]:
-        """What the build container runs: the Cargo command, under the reproducible umask when there is one."""
-        if self.flags.reproducible is None:
-            return self.cargo_argv()
-        return reproducible.umask_argv(self.cargo_argv(), self.flags.reproducible.variation.umask)
+        """What the build container runs: the Cargo command, under the compile cache's shell (which stops sccache's
+        server at the end) when there is one, or under the reproducible umask (which never has one)."""
+        if self.flags.reproducible is not None:
+            return reproducible.umask_argv(self.cargo_argv(), self.flags.reproducible.variation.umask)
+        if isinstance(self.compile_cache, compile_cache.CompileCache):
+            return self.compile_cache.wrapped(self.cargo_argv())
+        return self.cargo_argv()
 
     def request(self, step: Step, image: str) -> ContainerRequest:
         """The container for ``step``. Only the fetch step has a network and trusts the host's CAs; what each step
@@ -176,6 +181,13 @@ class BuildPlan:
             env["CARGO_HTTP_CAINFO"] = str(self.workspace.ca_bundle)
         if step is not Step.SHELL:
             env.update(variables.terminal_env)
+        mounts = self.workspace.mounts(step)
+        cache = self.compile_cache
+        # The fetch step runs none of the project's code and never the cache; the build and the shell (which share
+        # a warm container, and so its mounts) have it.
+        if step is not Step.FETCH and isinstance(cache, compile_cache.CompileCache):
+            env.update(cache.environment(env))
+            mounts = (*mounts, cache.mount())
         # The build and the shell share a warm container; the fetch step, with its network and its credentials,
         # and a reproducible build, which owes nothing to an earlier command, have one of their own.
         warm = step is not Step.FETCH and settings is None
@@ -183,7 +195,7 @@ class BuildPlan:
             image=image,
             user=self.user,
             workdir=self.project.cwd,
-            mounts=self.workspace.mounts(step),
+            mounts=mounts,
             env=MappingProxyType(env),
             labels=MappingProxyType({WORKSPACE_LABEL: str(self.project.workspace_root), TARGET_LABEL: self.triple}),
             network="host" if step is Step.FETCH else "none",
@@ -245,6 +257,17 @@ def plan(
     engine = host.engine_for(spec)
     binds = _mounts(project, spec, asked, engine=engine, never=boundary.never)
     chosen = _workspace(host, project, triple, binds, engine=engine, state_files=flags.config_files())
+    cache = _compile_cache(
+        host,
+        project,
+        spec,
+        args,
+        env=env,
+        flags=flags,
+        remote=engine.remote,
+        never=boundary.never,
+        kept=(*host_env, *spec.env),
+    )
     return BuildPlan(
         invocation=_invocation(host, project, spec, command, args, locked=reproducible_settings is not None),
         variables=Variables(
@@ -261,6 +284,7 @@ def plan(
         warm=Warm(
             keep=host.settings.keep_warm, lifetime=host.settings.warm_lifetime, locks=host.settings.cache_dir / "warm"
         ),
+        compile_cache=cache,
     )
 
 
@@ -298,6 +322,38 @@ def _workspace(
         fetch_record=workspace.fetch_record(host.settings.cache_dir, f"{identity}\0{engine.url}"),
         user_home=Path(home).resolve() if home else None,
     )
+
+
+def _compile_cache(
+    host: Host,
+    project: Project,
+    spec: TargetSpec,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    flags: Flags,
+    remote: bool,
+    never: trust.NeverMounted,
+    kept: Iterable[str],
+) -> compile_cache.Choice:
+    """The build's compile cache (``compile_cache.choose``), a directory that may be mounted."""
+    cache = compile_cache.choose(
+        enabled=host.settings.compile_cache,
+        cache_dir=host.settings.cache_dir,
+        shared=host.settings.shared_compile_cache,
+        workspace_root=project.workspace_root,
+        spec=spec,
+        state_dir=flags.state_dir,
+        env=env,
+        config_files=project.cargo_config_files,
+        args=args,
+        reproducible=flags.reproducible is not None,
+        remote=remote,
+        kept_variables=kept,
+    )
+    if isinstance(cache, compile_cache.CompileCache):
+        trust.check_mount(cache.directory, "the compile cache (XPCARGO_CACHE)", never=never, own=True)
+    return cache
 
 
 def _invocation(

@@ -23,7 +23,7 @@ from xpcargo.container.runtime import Output, Runtime
 from xpcargo.container.session import Cancellation, Session, open_session
 from xpcargo.context import Host
 from xpcargo.errors import ProjectError, ReportError
-from xpcargo.pipeline import floor
+from xpcargo.pipeline import compile_cache, floor
 from xpcargo.pipeline.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.pipeline.plan import BuildPlan, plan
 from xpcargo.pipeline.reproducible import Reproducibility
@@ -89,6 +89,8 @@ class Outcome:
     # The build-script report, collected while the container still ran (so that it could say where each linked
     # library came from), or why it could not be.
     collected: BuildReport | ReportError | None = None
+    # What the compile cache said of the command, when it ran with one.
+    cache_stats: compile_cache.Stats | None = None
 
 
 def _build(venue: Venue, plan: BuildPlan, metadata: Metadata | None, *, stdout: Output, stderr: Output) -> Outcome:
@@ -113,6 +115,8 @@ def _build(venue: Venue, plan: BuildPlan, metadata: Metadata | None, *, stdout: 
         # The build could write the workspace: before this machine writes the report and the state files into the
         # target dir, the target dir (and xpcargo's own directory in it) must still be no link to elsewhere.
         refuse_linked_target_dir(plan.project.workspace_root, plan.project.target_dir)
+        cache = plan.compile_cache
+        cache_stats = cache.collect() if isinstance(cache, compile_cache.CompileCache) else None
         plan.workspace.built(session, venue, reader.messages)
         reads = plan.invocation.reads_messages
         collected = _collect(session, plan, venue.image, reader, metadata, code=code) if reads else None
@@ -125,6 +129,7 @@ def _build(venue: Venue, plan: BuildPlan, metadata: Metadata | None, *, stdout: 
         offline_miss=code != 0 and any(hint in errors.text for hint in _OFFLINE_MISS),
         missing=scanner.found if code != 0 else None,
         collected=collected,
+        cache_stats=cache_stats,
     )
 
 
@@ -187,6 +192,8 @@ def execute(
         refetched = True
         reporter.warn("crates went missing from CARGO_HOME since the last fetch; fetching again")
     _keep_report(plan, outcome, reporter)
+    if outcome.cache_stats is not None:
+        reporter.status("Cache", outcome.cache_stats.describe())
     if outcome.missing is not None:
         # After Cargo's own output, which stays as it was, as does its exit code.
         reporter.hint(hints.hint(outcome.missing, triple=plan.triple, debian_arch=plan.spec.debian_arch))
@@ -209,8 +216,13 @@ def _prepare(
     image = plan.workspace.image(host.image_builder(runtime, reporter), plan.spec, plan.image_plan, engines)
     _ensure_sysroot(host, plan, reporter)
     _write_overrides_file(plan)
+    cache = plan.compile_cache
+    if isinstance(cache, compile_cache.CompileCache):
+        cache.prepare()
     if command:
         _note_toolchain_file(plan, reporter)
+        if isinstance(cache, compile_cache.CacheOff) and cache.say:
+            reporter.status("Cache", f"off: {cache.reason}")
     venue = Venue(runtime=runtime, image=image, user=plan.user, reporter=reporter, cancellation=cancellation)
     plan.workspace.push(venue)
     return venue
