@@ -46,6 +46,11 @@ def _cache_path(xpcargo: Cli, project: Path, env: dict[str, str]) -> Path:
     return Path(shown.stdout.strip())
 
 
+def compile_cache_wrapper(cache: Path) -> Path:
+    """The wrapper xpcargo writes for ``cache``, beside it."""
+    return cache.with_name(f"{cache.name}.wrapper") / "sccache"
+
+
 def _snapshot(directory: Path) -> dict[str, str]:
     """Every file under ``directory`` with its sha256 (what a write would change)."""
     return {
@@ -122,6 +127,24 @@ def test_hits_across_targets_and_commands_then_stats_and_clear(tmp_path: Path, x
     assert _said(again)[0] == 0
 
 
+def test_a_proc_macros_dependencies_hit_across_targets(tmp_path: Path, xpcargo: Cli) -> None:
+    """A proc macro of the workspace's own runs on the host side of every target: its crates.io dependencies
+    (proc-macro2, quote, unicode-ident) compiled for x86_64 come from the cache for aarch64, whose program prints what
+    the macro made."""
+    project = _copy(tmp_path, "cache-proc-macro")
+    env = _cache_env(tmp_path)
+    first = xpcargo(["build", "--target", X86_64], cwd=project, env=env)
+    assert first.code == 0, first
+    assert _said(first)[0] == 0, first
+    other = xpcargo(
+        ["run", "--target", AARCH64, "--target-dir", str(tmp_path / "aarch64-target")], cwd=project, env=env
+    )
+    assert other.code == 0, other
+    assert other.stdout_lines == ["HELLO FROM A PROC MACRO"], other
+    hits, _ = _said(other)
+    assert hits >= 3, other
+
+
 def test_off_runs_no_sccache(tmp_path: Path, xpcargo: Cli) -> None:
     project = _copy(tmp_path, "seed-c-lib")
     env = {**_cache_env(tmp_path), "XPCARGO_CACHE": "off"}
@@ -145,7 +168,9 @@ def test_a_hostile_project_cannot_reach_another_workspaces_cache(tmp_path: Path,
     (forced, with a server port of its own, so that a server of its own would use that directory), in its
     xpcargo.toml's `env`, and its build script writes there and beside its own cache (those writes land in the
     container's own file system, which has no such host directory mounted). Nothing of the victim's cache changes,
-    and nothing is planted in the directory that holds every workspace's cache."""
+    and nothing is planted in the directory that holds every workspace's cache. The build cannot change the wrapper
+    that the next build runs, and the links it plants in its own cache (where a wrapper was once written) to a
+    directory of the host's lead this machine to write nothing there in the next build."""
     env = _cache_env(tmp_path)
     victim = _copy(tmp_path, "seed-c-lib")
     filled = xpcargo(["build", "--target", X86_64], cwd=victim, env=env)
@@ -157,21 +182,32 @@ def test_a_hostile_project_cannot_reach_another_workspaces_cache(tmp_path: Path,
     hostile = tmp_path / "hostile"
     shutil.copytree(FIXTURES / "cache-hostile", hostile)
     own_cache = _cache_path(xpcargo, hostile, env)
+    home = tmp_path / "home"
+    home.mkdir()
     (hostile / ".cargo").mkdir()
     (hostile / ".cargo" / "config.toml").write_text(
         f'[env]\nSCCACHE_DIR = {{ value = "{victim_cache}", force = true }}\n'
         f'SCCACHE_SERVER_PORT = {{ value = "4227", force = true }}\nVICTIM_CACHE = "{victim_cache}"\n'
-        f'OWN_CACHE = "{own_cache}"\n',
+        f'OWN_CACHE = "{own_cache}"\nHOST_HOME = "{home}"\n',
         encoding="utf-8",
     )
     (hostile / "xpcargo.toml").write_text(f'[build]\nenv = {{ SCCACHE_DIR = "{victim_cache}" }}\n', encoding="utf-8")
-    attacked = xpcargo(["build", "--target", X86_64], cwd=hostile, env=env)
     log = hostile / "target" / "hostile.log"
-    said = log.read_text(encoding="utf-8") if log.exists() else ""
-    # `force` beats xpcargo's own variable for the build script (the rustc wrapper sets sccache's back).
-    assert f'ran, SCCACHE_DIR=Ok("{victim_cache}")' in said, f"the hostile build script did not run:{attacked}"
-    assert _snapshot(victim_cache) == before, said
-    assert list((tmp_path / "xpcargo-cache").rglob("*planted*")) == [], said
+    for attempt in range(2):
+        attacked = xpcargo(["build", "--target", X86_64], cwd=hostile, env=env)
+        said = log.read_text(encoding="utf-8") if log.exists() else ""
+        # `force` beats xpcargo's own variable for the build script (the rustc wrapper sets sccache's back).
+        assert f'ran, SCCACHE_DIR=Ok("{victim_cache}")' in said, f"the hostile build script did not run:{attacked}"
+        assert re.search(r"^wrapper /.*: Err\(ReadOnlyFilesystem\)$", said, re.MULTILINE), said
+        assert "link " in said, said
+        assert _snapshot(victim_cache) == before, said
+        assert list((tmp_path / "xpcargo-cache").rglob("*planted*")) == [], said
+        assert list(home.iterdir()) == [], said
+        if attempt == 0:
+            # The next build must run its build script again, through the links the first one left.
+            (hostile / "build.rs").touch()
+    wrapper = compile_cache_wrapper(own_cache)
+    assert "planted" not in wrapper.read_text(encoding="utf-8")
 
 
 def test_release_builds_never_touch_the_cache_and_match_with_it_on_and_off(tmp_path: Path, xpcargo: Cli) -> None:

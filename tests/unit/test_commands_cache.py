@@ -24,6 +24,9 @@ def _context(tmp_path: Path, cwd: Path, **environ: str) -> Context:
 def _fill(directory: Path, record: Path, workspace: Path, stats: Stats, size: int) -> None:
     (directory / "0").mkdir(parents=True)
     (directory / "0" / "entry").write_bytes(b"x" * size)
+    wrapper = compile_cache.wrapper_directory(record)
+    wrapper.mkdir()
+    (wrapper / "sccache").write_text("#!/bin/sh\n", encoding="utf-8")
     compile_cache.add_to_record(record, stats, directory=directory, workspace=workspace)
 
 
@@ -65,7 +68,9 @@ def test_clear_empties_this_workspaces_cache_only_and_all_clears_every_one(tmp_p
     said = cache.clear(_context(tmp_path, one), everything=False)
     assert said.statuses == (("Removed", f"the compile cache {places[one][0]} (100 B)"),)
     assert not places[one][0].exists()
+    assert not compile_cache.wrapper_directory(places[one][1]).exists()
     assert places[two][0].is_dir()
+    assert compile_cache.wrapper_directory(places[two][1]).is_dir()
     assert [record.workspaces for record in compile_cache.records(cache_dir)] == [(str(two),)]
     cache.clear(_context(tmp_path, one), everything=True)
     assert not places[two][0].exists()

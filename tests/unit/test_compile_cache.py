@@ -58,7 +58,10 @@ def test_the_build_and_the_shell_mount_the_workspaces_cache_and_the_fetch_step_n
     for step in (Step.BUILD, Step.SHELL):
         request = planned.request(step, "image")
         assert Mount(path=cache.directory) in request.mounts
-        assert request.env["RUSTC_WRAPPER"] == str(cache.directory / ".xpcargo" / "sccache")
+        # The wrapper is this machine's, beside the cache: the build runs it and cannot change it.
+        wrapper = cache.directory.with_name(f"{cache.directory.name}.wrapper")
+        assert Mount(path=wrapper, read_only=True) in request.mounts
+        assert request.env["RUSTC_WRAPPER"] == str(wrapper / "sccache")
         assert request.env["SCCACHE_DIR"] == str(cache.directory)
         assert request.env["SCCACHE_IDLE_TIMEOUT"] == "0"
         assert request.env["SCCACHE_SERVER_PORT"] == "4226"
@@ -282,8 +285,9 @@ def test_the_projects_own_sccache_dir_changes_no_mount(tmp_path: Path) -> None:
     (root / ".cargo" / "config.toml").write_text(f'[env]\nSCCACHE_DIR = "{other}"\n', encoding="utf-8")
     planned = plan_in(_context(tmp_path, root), "build", AARCH64, [])
     request = planned.request(Step.BUILD, "image")
-    assert [mount for mount in request.mounts if "compile" in mount.path.parts] == [
-        Mount(path=_cache(planned).directory)
+    assert [mount for mount in request.mounts if "compile" in mount.path.parts] == list(_cache(planned).mounts())
+    assert [mount.path for mount in request.mounts if not mount.read_only and "compile" in mount.path.parts] == [
+        _cache(planned).directory
     ]
     assert request.env["SCCACHE_DIR"] == str(_cache(planned).directory)
 

@@ -16,6 +16,9 @@ machine's, kept across builds, `cargo clean` and warm containers.
   network is `none`); the command runs under a small shell that, once Cargo is done, writes the server's statistics
   for the host and stops it: nothing of it outlives the command (and if the command is stopped, the session kills the
   server with every other process of the command). A no-op build starts no server.
+- **The wrapper.** What Cargo runs rustc through is xpcargo's script, written by this machine beside the cache
+  (``<key>.wrapper/sccache``) and mounted read-only: the build writes into the cache, never into what this machine
+  writes, so a link the build plants there cannot turn the next build's write of the wrapper elsewhere.
 - **C and C++.** The cc crate wraps the compiler it is given in RUSTC_WRAPPER when that is sccache, so the
   `CC_<target>` compilers of build scripts are cached too, without changing those variables.
 """
@@ -45,12 +48,12 @@ from xpcargo.pipeline import environment
 
 # Debian's sccache package, in every image of xpcargo's recipes.
 SCCACHE = "/usr/bin/sccache"
-# What Cargo runs rustc through (RUSTC_WRAPPER), and the cc crate the C compilers, from the cache directory: a script,
+# What Cargo runs rustc through (RUSTC_WRAPPER), and the cc crate the C compilers: a script beside the cache directory,
 # named `sccache` because the cc crate wraps its compiler only in a RUSTC_WRAPPER of that name, that takes away the
 # CARGO_* variables xpcargo set for Cargo alone before it runs sccache. sccache keys every CARGO_* variable a
 # compilation sees, and these (the terminal's width, the target dir, each target's linker and runner) would make
 # every terminal, checkout and target a cache of its own; rustc then sees what it would see on the host.
-_WRAPPER_PATH = Path(".xpcargo") / "sccache"
+_WRAPPER_NAME = "sccache"
 _UNSET_VARIABLE = "XPCARGO_RUSTC_UNSET"
 # sccache's server listens on the loopback of the build's container (its network is `none`), at this port.
 _PORT = 4226
@@ -88,7 +91,7 @@ _WRAPPER_KEYS = ("rustc-wrapper", "rustc-workspace-wrapper")
 # The statistics file is the build's to write: read no more of it than statistics take.
 _STATS_LIMIT = 64 * 1024
 # What a directory of sccache's local cache holds (what `clear` removes from a directory the user named).
-_SCCACHE_ENTRIES = frozenset({*"0123456789abcdef", "preprocessor", _WRAPPER_PATH.parts[0]})
+_SCCACHE_ENTRIES = frozenset({*"0123456789abcdef", "preprocessor"})
 # Runs the command ("$@"); then, if the command started sccache's server (the first compilation does; a no-op build
 # does not, and pays nothing), writes the server's statistics to the file "$0" and stops it. The command's exit status
 # is the shell's. The listening socket is seen in the container's own /proc/net/tcp (127.0.0.1:4226, LISTEN).
@@ -146,10 +149,10 @@ class CompileCache:
 
     @property
     def wrapper(self) -> Path:
-        return self.directory / _WRAPPER_PATH
+        return wrapper_directory(self.record) / _WRAPPER_NAME
 
-    def mount(self) -> Mount:
-        return Mount(path=self.directory)
+    def mounts(self) -> tuple[Mount, ...]:
+        return Mount(path=self.directory), Mount(path=self.wrapper.parent, read_only=True)
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
         """What the build's environment ``env`` gets: sccache as the wrapper, where its cache is, and the CARGO_*
@@ -172,7 +175,7 @@ class CompileCache:
         could change it), no statistics of an earlier command left."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.wrapper.parent.mkdir(exist_ok=True)
+            self.wrapper.parent.mkdir(exist_ok=True, mode=0o700)
             self._write_wrapper()
             self.stats_file.parent.mkdir(parents=True, exist_ok=True)
             self.stats_file.unlink(missing_ok=True)
@@ -243,6 +246,11 @@ def directory_for(cache_dir: Path, workspace_root: Path, shared: Path | None) ->
         return shared, root(cache_dir) / f"{key}.json"
     key = key_of(workspace_root)
     return root(cache_dir) / key, root(cache_dir) / f"{key}.json"
+
+
+def wrapper_directory(record: Path) -> Path:
+    """Where this machine writes the wrapper of the cache that ``record`` records: beside it, never in the cache."""
+    return record.with_suffix(".wrapper")
 
 
 def choose(
@@ -445,6 +453,9 @@ def clear(directory: Path, record: Path, *, shared: bool) -> None:
                         shutil.rmtree(entry)
             elif directory.is_dir():
                 shutil.rmtree(directory)
+            wrapper = wrapper_directory(record)
+            if wrapper.is_dir() and not wrapper.is_symlink():
+                shutil.rmtree(wrapper)
             record.unlink(missing_ok=True)
     except OSError as error:
         raise ConfigError(

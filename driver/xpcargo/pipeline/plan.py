@@ -187,7 +187,7 @@ class BuildPlan:
         # a warm container, and so its mounts) have it.
         if step is not Step.FETCH and isinstance(cache, compile_cache.CompileCache):
             env.update(cache.environment(env))
-            mounts = (*mounts, cache.mount())
+            mounts = (*mounts, *cache.mounts())
         # The build and the shell share a warm container; the fetch step, with its network and its credentials,
         # and a reproducible build, which owes nothing to an earlier command, have one of their own.
         warm = step is not Step.FETCH and settings is None
