@@ -177,8 +177,15 @@ def cargo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cli_env(cargo_home: Path) -> dict[str, str]:
-    return {"CARGO_HOME": str(cargo_home), "XPCARGO_KEEP_WARM": TEST_KEEP_WARM}
+def cli_env(cargo_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The session's CARGO_HOME, and one compile cache for every test's builds (XPCARGO_CACHE, as a CI job that
+    shares one between its builds sets it): the same crates.io dependencies, built by many tests' projects, come from
+    it, and nothing is left in the user's cache dir. test_compile_cache.py tests the default, a cache per workspace."""
+    return {
+        "CARGO_HOME": str(cargo_home),
+        "XPCARGO_KEEP_WARM": TEST_KEEP_WARM,
+        "XPCARGO_CACHE": str(tmp_path_factory.mktemp("compile-cache")),
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)
