@@ -11,6 +11,9 @@ too (XPCARGO_CACHE_DIR): nothing of the user's caches is read or written.
   Goal: at most 0.35x.
 - **moved**: the same in a fresh checkout at another path, with the filled cache copied to that checkout's cache
   directory (`xpcargo cache path`), as a CI cache restores it. Goal: at most 0.35x.
+- **moved, one target dir**: the same, but both checkouts build into one target dir outside them (`--target-dir`, a
+  fixed path, as a CI job can set CARGO_TARGET_DIR), so that the paths of build scripts' `OUT_DIR`, which sccache keys
+  where they reach rustc, are the same for both. Goal: at most 0.35x.
 - **cold**: the wrapper's cost on a cold build: the clean build with an empty cache against the same with
   XPCARGO_CACHE=off. Goal: at most 1.05x.
 - **no-op**: the wrapper's cost on a no-op build in a warm container: cache on against XPCARGO_CACHE=off, each
@@ -110,13 +113,35 @@ def paired(name: str, values: list[float], baseline_name: str, baselines: list[f
     return Result(pair=pair, values=values, baselines=baselines)
 
 
-def main() -> None:
+def noop_builds(build: Build, main: Path, off: Path, runs: int) -> Result:
+    """No-op builds, cache on against off, each checkout built once more first (untimed) so that its warm container
+    matches."""
+    off_env = {"XPCARGO_CACHE": "off"}
+    build(main, clean=False)
+    build(off, clean=False, extra=off_env)
+    noop = Pair(
+        name="no-op build, cache on",
+        measure=lambda: build(main, clean=False),
+        baseline_name="cache off",
+        baseline=lambda: build(off, clean=False, extra=off_env),
+        goal=1.05,
+    )
+    run_pairs([noop], 1)
+    (result,) = run_pairs([noop], runs)
+    return result
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="x86_64-unknown-linux-gnu")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--noop-runs", type=int, default=15)
     parser.add_argument("--release", action="store_true", help="build with --release")
-    options = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    options = arguments()
 
     with tempfile.TemporaryDirectory(prefix="xpcargo-bench-cache-") as scratch_name:
         scratch = Path(scratch_name)
@@ -125,12 +150,16 @@ def main() -> None:
             "main": scratch / "one" / "ripgrep",
             "moved": scratch / "elsewhere" / "deeper" / "ripgrep",
             "off": scratch / "three" / "ripgrep",
+            "fixed-first": scratch / "four" / "ripgrep",
+            "fixed-moved": scratch / "five" / "deeper" / "ripgrep",
         }
         for path in checkouts.values():
             shutil.copytree(source, path)
         env = {**os.environ, "XPCARGO_CACHE_DIR": str(scratch / "xpcargo-cache")}
         args = ["build", "--target", options.target, *(["--release"] if options.release else [])]
         build = Build(xpcargo(*args), env)
+        fixed_target = scratch / "fixed-target"
+        fixed = Build(xpcargo(*args, "--target-dir", str(fixed_target)), env)
         off = {"XPCARGO_CACHE": "off"}
         print(
             f"xpcargo benchmark: the compile cache, ripgrep {RIPGREP} for {options.target}"
@@ -143,6 +172,10 @@ def main() -> None:
         filled = cache_path(checkouts["main"], env)
         moved_cache = cache_path(checkouts["moved"], env)
         print(f"filled the cache {filled}: {build.said[0]}", flush=True)
+        fixed(checkouts["fixed-first"], clean=False)
+        filled_fixed = cache_path(checkouts["fixed-first"], env)
+        moved_fixed_cache = cache_path(checkouts["fixed-moved"], env)
+        print(f"filled the cache {filled_fixed} (target dir {fixed_target}): {fixed.said[0]}", flush=True)
 
         def empty_cache() -> float:
             directory = fresh_directory(scratch)
@@ -156,39 +189,44 @@ def main() -> None:
             shutil.copytree(filled, moved_cache, symlinks=True)
             return build(checkouts["moved"], clean=True)
 
+        def moved_one_target_dir() -> float:
+            shutil.rmtree(moved_fixed_cache, ignore_errors=True)
+            shutil.copytree(filled_fixed, moved_fixed_cache, symlinks=True)
+            shutil.rmtree(fixed_target, ignore_errors=True)
+            return fixed(checkouts["fixed-moved"], clean=False)
+
         said_from = len(build.said)
+        fixed_said_from = len(fixed.said)
         values = rounds(
             {
                 "filled": lambda: build(checkouts["main"], clean=True),
                 "empty": empty_cache,
                 "moved": moved,
+                "moved-one-target-dir": moved_one_target_dir,
                 "off": lambda: build(checkouts["off"], clean=True, extra=off),
             },
             options.runs,
         )
         said = build.said[said_from:]
+        said_fixed = fixed.said[fixed_said_from:]
 
-        # The no-op builds: each checkout built once more (untimed) so that its warm container matches.
-        build(checkouts["main"], clean=False)
-        build(checkouts["off"], clean=False, extra=off)
-        noop = Pair(
-            name="no-op build, cache on",
-            measure=lambda: build(checkouts["main"], clean=False),
-            baseline_name="cache off",
-            baseline=lambda: build(checkouts["off"], clean=False, extra=off),
-            goal=1.05,
-        )
-        run_pairs([noop], 1)
-        (noop_result,) = run_pairs([noop], options.noop_runs)
-
+        noop_result = noop_builds(build, checkouts["main"], checkouts["off"], options.noop_runs)
         results = [
             paired("clean build, filled cache", values["filled"], "empty cache", values["empty"], 0.35),
             paired("fresh checkout, cache moved", values["moved"], "empty cache", values["empty"], 0.35),
+            paired(
+                "fresh checkout, cache moved, one target dir",
+                values["moved-one-target-dir"],
+                "empty cache",
+                values["empty"],
+                0.35,
+            ),
             paired("clean build, empty cache", values["empty"], "cache off", values["off"], 1.05),
         ]
         print("\n" + table(results, unit="s"))
         print(table([noop_result], unit="ms").split("\n", 1)[1])
         print("\nwhat the timed clean builds said, in order:", ", ".join(said))
+        print("and those into one target dir:", ", ".join(said_fixed))
         print(f"medians: {', '.join(f'{name} {statistics.median(v):.1f} s' for name, v in values.items())}")
         print(f"measured on {machine()}")
         for path in checkouts.values():
