@@ -13,7 +13,7 @@ import pytest
 
 from xpcargo.container.spec import Mount
 from xpcargo.context import Context
-from xpcargo.errors import ConfigError
+from xpcargo.errors import ConfigError, ProjectError
 from xpcargo.pipeline import compile_cache, run
 from xpcargo.pipeline.compile_cache import CacheOff, CompileCache, Stats
 from xpcargo.pipeline.plan import BuildPlan
@@ -455,3 +455,26 @@ def test_the_wrapper_is_rewritten_only_when_it_changed(tmp_path: Path) -> None:
     cache.wrapper.chmod(0o777)
     cache.prepare()
     assert cache.wrapper.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_target_dir_that_cannot_be_made_is_named_not_the_cache(tmp_path: Path) -> None:
+    """The statistics file lies in the target dir: when that cannot be made, the error names the directory that could
+    not be, with the target dir's hint, not the compile cache's."""
+    cache = _cache(_planned(tmp_path))
+    # A file where the target dir would go: the directory under it is the first that cannot be made.
+    target_dir = next(path for path in reversed(cache.stats_file.parents) if not path.exists())
+    target_dir.write_text("a file, not a directory", encoding="utf-8")
+    with pytest.raises(ProjectError) as raised:
+        cache.prepare()
+    below = cache.stats_file.parents[len(cache.stats_file.parents) - len(target_dir.parents) - 2]
+    assert below.parent == target_dir
+    assert str(raised.value) == f"cannot create {below}: Not a directory"
+    assert "--target-dir" in (raised.value.hint or "")
+
+
+def test_a_cache_dir_that_cannot_be_made_names_the_cache(tmp_path: Path) -> None:
+    planned = _planned(tmp_path)
+    (tmp_path / "cache").write_text("a file, not a directory", encoding="utf-8")
+    with pytest.raises(ProjectError, match=r"^cannot prepare the compile cache .*: Not a directory$") as raised:
+        _cache(planned).prepare()
+    assert "XPCARGO_CACHE" in (raised.value.hint or "")

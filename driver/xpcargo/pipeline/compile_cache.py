@@ -177,12 +177,23 @@ class CompileCache:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.wrapper.parent.mkdir(exist_ok=True, mode=0o700)
             self._write_wrapper()
-            self.stats_file.parent.mkdir(parents=True, exist_ok=True)
-            self.stats_file.unlink(missing_ok=True)
         except OSError as error:
             raise ProjectError(
                 f"cannot prepare the compile cache {self.directory}: {error.strerror}",
                 hint="point XPCARGO_CACHE_DIR at a writable place, or build with XPCARGO_CACHE=off",
+            ) from None
+        # The statistics go to the target dir: a failure there is the target dir's, named by the directory that could
+        # not be made (the target dir itself, on a first build).
+        try:
+            self.stats_file.parent.mkdir(parents=True, exist_ok=True)
+            self.stats_file.unlink(missing_ok=True)
+        except OSError as error:
+            missing = next((path for path in reversed(self.stats_file.parents) if not path.exists()), None)
+            raise ProjectError(
+                f"cannot create {missing}: {error.strerror}"
+                if missing is not None
+                else f"cannot write {self.stats_file}: {error.strerror}",
+                hint="point --target-dir (or CARGO_TARGET_DIR) at a writable place",
             ) from None
 
     def _write_wrapper(self) -> None:
