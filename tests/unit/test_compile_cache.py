@@ -305,14 +305,20 @@ def _sccache_json(hits: int, misses: int, uncacheable: int = 0) -> bytes:
     return json.dumps({"stats": stats, "cache_location": "Local disk", "cache_size": 1}).encode()
 
 
-def test_a_build_says_its_hit_rate_and_adds_to_the_workspaces_record(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _fake_build(tmp_path: Path) -> tuple[Path, Context, FakeRuntime, BuildPlan]:
+    """A project's build of aarch64 planned, with a fake engine that has its image."""
     root = app_project(tmp_path)
     context = _context(tmp_path, root)
     runtime = FakeRuntime()
     planned = plan_in(context, "build", AARCH64, [])
     runtime.images.add(context.host.image_plan(planned.spec).reference)
+    return root, context, runtime, planned
+
+
+def test_a_build_says_its_hit_rate_and_adds_to_the_workspaces_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, context, runtime, planned = _fake_build(tmp_path)
 
     def script(call: Exec) -> Reply:
         reply = default_script(call)
@@ -338,11 +344,7 @@ def test_a_build_says_its_hit_rate_and_adds_to_the_workspaces_record(
 def test_a_build_that_wrote_no_statistics_says_nothing_of_the_cache(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = app_project(tmp_path)
-    context = _context(tmp_path, root)
-    runtime = FakeRuntime()
-    planned = plan_in(context, "build", AARCH64, [])
-    runtime.images.add(context.host.image_plan(planned.spec).reference)
+    _, context, runtime, planned = _fake_build(tmp_path)
     # Statistics of an earlier command are removed before this one runs.
     stale = _cache(planned).stats_file
     stale.parent.mkdir(parents=True)
