@@ -1,10 +1,11 @@
 """Scratch space for image builds: one directory per build under ``<cache>/scratch``, owned by the building process
 through a lock inside it, and swept by a later build once its owner is gone.
 
-mmdebstrap runs with ``TMPDIR`` pointing into the build's directory, so whatever a killed build leaves (a partial
-root filesystem of a GB or more, mmdebstrap's gpg home, a half-written tarball) is in a directory that a later build
-can prove nobody owns. Nothing is deleted while something is mounted under it, and deletion stays on the
-directory's own file system, as `rm -rf --one-file-system` does.
+A build as root runs mmdebstrap with ``TMPDIR`` pointing into the build's directory, so whatever a killed build
+leaves (a partial root filesystem of a GB or more, mmdebstrap's gpg home, a half-written tarball) is in a directory
+that a later build can prove nobody owns. (Another user's mmdebstrap makes its root filesystem in a shared temporary
+directory instead, which its subordinate uids can reach: ``debian.tmpdir_for``.) Nothing is deleted while something
+is mounted under it, and deletion stays on the directory's own file system, as `rm -rf --one-file-system` does.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def owned(root: Path, reporter: Reporter) -> Iterator[Path]:
     """A new scratch directory, locked as this process's until the block ends, then removed."""
     root.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="image-", dir=root))
-    # apt downloads as its own user, `_apt`, into mmdebstrap's temporary root below this directory.
+    # As root, apt downloads as its own user, `_apt`, into mmdebstrap's temporary root below this directory.
     directory.chmod(0o755)
     # Locked before it gets its name, so that a sweep never finds the lock file free while this process lives.
     fd = os.open(directory / ".owner.new", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
