@@ -45,6 +45,9 @@ from .helpers import (
     start_cli,
     warm_container_of,
 )
+from .test_image_interrupts import _RECIPE as TINY_RECIPE
+from .test_image_interrupts import MID_BOOTSTRAP, Watched
+from .test_image_interrupts import _toolchains as tiny_toolchains
 
 TARGETS = (X86_64, AARCH64)
 CRATES = ("seed-c-lib", "zlib-sys")
@@ -450,3 +453,100 @@ def test_warm_containers_are_reused_and_signals_and_sigkill_end_the_command(root
     process.communicate(timeout=30)
     assert _ends(rootful, container, within=10), _commands(rootful, container)
     assert _warm(rootful, project) == container
+
+
+# --- An image build stopped as the rootless user ------------------------------------------------------------------
+
+
+def _left_in_shared_temporary(name: str) -> list[Path]:
+    """What the user and its subordinate uids own in the shared temporary directories: the directory each image build
+    gives mmdebstrap there, and anything mmdebstrap made outside it."""
+    uid = pwd.getpwnam(name).pw_uid
+    subordinate = _subordinate_range(name, "subuid")
+    assert subordinate is not None
+    found = []
+    for shared in (Path("/var/tmp"), Path("/tmp")):
+        for entry in shared.iterdir():
+            owner = entry.lstat().st_uid
+            if owner in subordinate or (owner == uid and entry.name.startswith(("xpcargo-image-", "mmdebstrap"))):
+                found.append(entry)
+    return found
+
+
+def _end_orphans(name: str, made: Path) -> None:
+    """End what a build killed with SIGKILL leaves running (mmdebstrap's helpers, in its namespace: docs/limits.md),
+    as a reboot would: the user's and its subordinate uids' processes that run mmdebstrap or work in ``made``."""
+    uid = pwd.getpwnam(name).pw_uid
+    subordinate = _subordinate_range(name, "subuid")
+    assert subordinate is not None
+    for process in Path("/proc").glob("[0-9]*"):
+        with suppress(OSError, StopIteration):
+            uids = next(line for line in (process / "status").read_text().splitlines() if line.startswith("Uid:"))
+            if int(uids.split()[1]) != uid and int(uids.split()[1]) not in subordinate:
+                continue
+            places = [(process / "root").readlink(), (process / "cwd").readlink()]
+            if b"mmdebstrap" in (process / "cmdline").read_bytes() or any(
+                place == made or made in place.parents for place in places
+            ):
+                os.kill(int(process.name), signal.SIGKILL)
+
+
+def test_a_stopped_rootless_image_build_leaves_nothing_in_the_shared_temporary_directory(rootless: Podman) -> None:
+    """mmdebstrap's temporary root is outside the user's cache (in /var/tmp), owned by a subordinate uid: a build
+    stopped by a signal removes it, and one killed outright leaves it for the next build to sweep."""
+    name = str(rootless.env["USER"])
+    user = pwd.getpwnam(name)
+    home = Path(user.pw_dir)
+    tiny = home / "tiny"
+    tiny.mkdir()
+    (tiny / "tiny.yaml").write_text(TINY_RECIPE, encoding="utf-8")
+    (tiny / "toolchains.yaml").write_text(tiny_toolchains(X86_64, recipe="tiny", packages="[]"), encoding="utf-8")
+    for path in [tiny, *tiny.iterdir()]:
+        os.chown(path, user.pw_uid, user.pw_gid)
+    env = {**rootless.env, "XPCARGO_TOOLCHAINS": str(tiny / "toolchains.yaml"), "XPCARGO_IMAGES": str(tiny)}
+    scratch = home / ".cache" / "xpcargo" / "scratch"
+    argv = [*rootless.prefix, *rootless.python, "xpcargo", "image", "build", X86_64]
+
+    def start() -> Watched:
+        return Watched(start_cli(argv, cwd=tiny, env=env))
+
+    stopped = start()
+    try:
+        stopped.wait_for_line(MID_BOOTSTRAP)
+        # The build's own directory, with mmdebstrap's root filesystem (a subordinate uid's) and its gpg home in it.
+        (made,) = _left_in_shared_temporary(name)
+        assert made.lstat().st_uid == user.pw_uid
+        assert stat.S_IMODE(made.lstat().st_mode) == 0o1733
+        subordinate = _subordinate_range(name, "subuid")
+        assert subordinate is not None
+        roots = [entry for entry in made.iterdir() if entry.lstat().st_uid == subordinate.start]
+        assert [root.name.startswith("mmdebstrap.") for root in roots] == [True], list(made.iterdir())
+        stopped.process.send_signal(signal.SIGINT)
+        assert stopped.finish() == 130, stopped
+    finally:
+        stopped.process.kill()
+    assert not [line for line in stopped.lines if line.startswith("warning")], stopped
+    assert _left_in_shared_temporary(name) == []
+    assert list(scratch.iterdir()) == [], "the build's scratch directory is still there"
+
+    killed = start()
+    try:
+        killed.wait_for_line(MID_BOOTSTRAP)
+        killed.process.kill()
+        assert killed.finish() == -signal.SIGKILL
+    finally:
+        killed.process.kill()
+    (made,) = _left_in_shared_temporary(name)
+    _end_orphans(name, made)
+    (stale,) = scratch.iterdir()
+    following = start()
+    try:
+        following.wait_for_line("(mmdebstrap)")
+        assert f"     Removed {stale}, left by an image build that was killed" in following.lines, following
+        assert not made.exists()
+        following.process.send_signal(signal.SIGINT)
+        assert following.finish() == 130, following
+    finally:
+        following.process.kill()
+    assert _left_in_shared_temporary(name) == []
+    assert list(scratch.iterdir()) == []

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, TypeVar
 from xpcargo import files, interrupts
 from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
+from xpcargo.image import scratch as scratch_space
 from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, LOCK_FILE, REFRESH_HINT, Package, parse_dpkg_query
 from xpcargo.image.plan import BasePlan
 
@@ -194,8 +195,8 @@ def tmpdir_for(
     namespace's root is a subordinate uid, and the scratch directory is in the user's cache, under a home and a
     ~/.cache that are usually closed to others (0700), as they should stay. So it is TMPDIR, or else the first of
     ``shared``, that is a shared temporary directory: sticky and writable by all, with every directory above it
-    open to all. mmdebstrap makes its root there under a random name (0755: apt's `_apt` downloads into it), which
-    holds nothing but Debian's packages, and removes it at the end, which its root may do in a sticky directory.
+    open to all; the build makes a directory of its own there (``scratch.outside``). mmdebstrap's root filesystem
+    in it (0755, under a random name: apt's `_apt` downloads into it) holds nothing but Debian's packages.
     """
     if as_root:
         return scratch
@@ -383,6 +384,9 @@ def bootstrap(
         )
     deb_cache.mkdir(parents=True, exist_ok=True)
     tmpdir = tmpdir_for(scratch, as_root=os.geteuid() == 0, environ=os.environ)
+    if tmpdir != scratch:
+        # Removed with the scratch directory, whatever mmdebstrap leaves there if it is killed.
+        tmpdir = scratch_space.outside(scratch, tmpdir)
     packages_file = scratch / "packages.txt"
     command = mmdebstrap_command(plan, tarball, deb_cache=deb_cache, packages_file=packages_file)
 
