@@ -375,11 +375,7 @@ def test_rootless_podman_builds_as_the_user_and_every_file_is_the_users(rootless
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE((home / ".cache").stat().st_mode) == 0o700
     # mmdebstrap's temporary root (its namespace's root owns it), in a shared temporary directory, went with the build.
-    subordinate = _subordinate_range(name, "subuid")
-    assert subordinate is not None
-    for shared in (Path("/var/tmp"), Path("/tmp")):
-        left = [entry for entry in shared.iterdir() if entry.lstat().st_uid in subordinate]
-        assert left == [], f"the user's image builds left {left}"
+    assert _left_in_shared_temporary(name) == []
 
 
 # --- Warm containers under Podman ----------------------------------------------------------------------------------
