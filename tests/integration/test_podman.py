@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
@@ -487,19 +488,57 @@ def _end_orphans(name: str, made: Path) -> None:
                 os.kill(int(process.name), signal.SIGKILL)
 
 
+def _tiny(rootless: Podman) -> tuple[Path, dict[str, str | None]]:
+    """A directory of the user's with test_image_interrupts' tiny recipe (a bootstrap of ~15 s, an image that never
+    passes its check), and the environment that builds it."""
+    user = pwd.getpwnam(str(rootless.env["USER"]))
+    tiny = Path(user.pw_dir) / "tiny"
+    if not tiny.is_dir():
+        tiny.mkdir()
+        (tiny / "tiny.yaml").write_text(TINY_RECIPE, encoding="utf-8")
+        (tiny / "toolchains.yaml").write_text(tiny_toolchains(X86_64, recipe="tiny", packages="[]"), encoding="utf-8")
+        for path in [tiny, *tiny.iterdir()]:
+            os.chown(path, user.pw_uid, user.pw_gid)
+    return tiny, {**rootless.env, "XPCARGO_TOOLCHAINS": str(tiny / "toolchains.yaml"), "XPCARGO_IMAGES": str(tiny)}
+
+
+def test_a_rootless_bootstrap_that_cannot_write_the_cache_blames_the_cache_not_apt(rootless: Podman) -> None:
+    """A directory of root's in the user's .deb cache (left by a build as root with the user's cache): mmdebstrap's
+    copy out of the build fails without saying why, and the one line says where to look."""
+    user = pwd.getpwnam(str(rootless.env["USER"]))
+    tiny, env = _tiny(rootless)
+    cache = Path(user.pw_dir) / "cache-touched-by-root"
+    subprocess.run([*rootless.prefix, "mkdir", "-p", "-m", "0700", str(cache / "debs")], check=True)
+    (cache / "debs" / "partial").mkdir(mode=0o700)
+    result = run_argv(
+        (*rootless.prefix, *rootless.python, "xpcargo", "image", "build", X86_64),
+        cwd=tiny,
+        env={**env, "XPCARGO_CACHE_DIR": str(cache)},
+        timeout=600,
+    )
+    assert result.code == 8, result
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: image build for {X86_64} failed at step `bootstrap` (mmdebstrap exit "), result
+    hint = (
+        re.escape(
+            f"(hint: not apt's: mmdebstrap failed to copy the .deb cache ({cache / 'debs'}) into or out of the build, "
+            f"or the tarball and package list into {cache / 'scratch'}/"
+        )
+        + r"image-\w+"
+        + re.escape("; everything under them must be yours to read and write (a file left there by root is not))")
+    )
+    assert re.search(f"{hint}$", line), result
+    assert "quotes apt" not in line, result
+    assert _left_in_shared_temporary(user.pw_name) == []
+
+
 def test_a_stopped_rootless_image_build_leaves_nothing_in_the_shared_temporary_directory(rootless: Podman) -> None:
     """mmdebstrap's temporary root is outside the user's cache (in /var/tmp), owned by a subordinate uid: a build
     stopped by a signal removes it, and one killed outright leaves it for the next build to sweep."""
     name = str(rootless.env["USER"])
     user = pwd.getpwnam(name)
     home = Path(user.pw_dir)
-    tiny = home / "tiny"
-    tiny.mkdir()
-    (tiny / "tiny.yaml").write_text(TINY_RECIPE, encoding="utf-8")
-    (tiny / "toolchains.yaml").write_text(tiny_toolchains(X86_64, recipe="tiny", packages="[]"), encoding="utf-8")
-    for path in [tiny, *tiny.iterdir()]:
-        os.chown(path, user.pw_uid, user.pw_gid)
-    env = {**rootless.env, "XPCARGO_TOOLCHAINS": str(tiny / "toolchains.yaml"), "XPCARGO_IMAGES": str(tiny)}
+    tiny, env = _tiny(rootless)
     scratch = home / ".cache" / "xpcargo" / "scratch"
     argv = [*rootless.prefix, *rootless.python, "xpcargo", "image", "build", X86_64]
 

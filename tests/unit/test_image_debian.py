@@ -147,3 +147,23 @@ def test_a_bootstrap_apt_failed_still_quotes_apt(tmp_path: Path, monkeypatch: py
     assert summary.endswith(
         "(hint: check the target's packages and the project's extra-packages; the message quotes apt)"
     ), summary
+
+
+def test_a_bootstrap_whose_hook_failed_names_the_cache_not_apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What mmdebstrap 1.3.5 said when its sync-out met a directory of root's in a user's .deb cache (copied from a
+    # run on this machine): its hook listener dies without a word of why.
+    _failing_mmdebstrap(
+        monkeypatch,
+        "I: installing remaining packages inside the chroot...\n"
+        "E: setup failed: E: hookhelper failed: E: expected okthx but got: error\n"
+        "W: umount /proc failed: 8192\n"
+        "E: setup failed: E: special hook failed with exit code 6400\n"
+        "E: mmdebstrap failed to run",
+    )
+    summary = _bootstrap(tmp_path).summary()
+    assert "\n" not in summary
+    assert summary.endswith(
+        f"(hint: not apt's: mmdebstrap failed to copy the .deb cache ({tmp_path / 'debs'}) into or out of the build, "
+        f"or the tarball and package list into {tmp_path / 'scratch'}; everything under them must be yours to read "
+        "and write (a file left there by root is not))"
+    ), summary

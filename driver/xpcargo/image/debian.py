@@ -59,6 +59,8 @@ VERSION_GONE = re.compile(r"Version '([^']+)' for '([^']+)' was not found")
 # A path the system refused to mmdebstrap (its own "cannot create PATH: Permission denied", tar's and env's
 # "PATH: Permission denied"): the failure is the file system's, not apt's.
 REFUSED = re.compile(r"(/[^\s:;']*)'?: (Permission denied|Operation not permitted)")
+# A special hook's copy (sync-in, sync-out, download) that failed on the outside, which mmdebstrap does not explain.
+HOOK_FAILED = re.compile(r"hookhelper failed|special hook failed")
 
 # Where a build that is not root puts mmdebstrap's temporary root, when TMPDIR is not such a place: shared
 # temporary directories, which the subordinate uids reach as any user does. /var/tmp first: /tmp is often a tmpfs
@@ -229,8 +231,9 @@ def _shared_temporary(path: Path) -> bool:
     )
 
 
-def failure_hint(errors: Sequence[str]) -> str:
-    """What to do about a failed mmdebstrap, from its error lines."""
+def failure_hint(errors: Sequence[str], *, deb_cache: Path, scratch: Path) -> str:
+    """What to do about a failed mmdebstrap, from its error lines; ``deb_cache`` and ``scratch`` are the directories
+    of xpcargo's cache that its hooks copy into and out of."""
     text = "\n".join(errors)
     refused = REFUSED.search(text)
     if refused:
@@ -238,6 +241,13 @@ def failure_hint(errors: Sequence[str]) -> str:
             f"{refused[1]}: {refused[2]}: a file permission problem, not apt's. mmdebstrap's unshared root is one of "
             "your subordinate uids and must reach its temporary root (TMPDIR); the .deb cache and the build's "
             "scratch in xpcargo's cache must be yours to write"
+        )
+    if HOOK_FAILED.search(text):
+        # mmdebstrap's hook listener, which does these copies as the user, dies without saying why.
+        return (
+            f"not apt's: mmdebstrap failed to copy the .deb cache ({deb_cache}) into or out of the build, or the "
+            f"tarball and package list into {scratch}; everything under them must be yours to read and write (a "
+            "file left there by root is not)"
         )
     if "was not found" in text and "Version '" in text:
         return "the pinned Rust left the mirror: update rust.version and the std hashes (images/README.md)"
@@ -429,7 +439,7 @@ def bootstrap(
         raise_mirror_failure(tail, quoted, target=target, locked=plan.lock is not None, mirror=plan.mirror)
         raise ImageBuildError(
             f"image build for {target} failed at step `bootstrap` (mmdebstrap exit {process.returncode}): {quoted}",
-            hint=failure_hint(errors[-3:]),
+            hint=failure_hint(errors[-3:], deb_cache=deb_cache, scratch=scratch),
         )
 
     with deb_cache_held(deb_cache, on_line):
