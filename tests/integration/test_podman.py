@@ -5,8 +5,12 @@ the end. The rootful engine gets the toolchain images from Docker (`xpcargo imag
 for two targets, once, as its image store persists like Docker's); the rootless engine builds its own as the user
 (mmdebstrap's unshare mode), which is the test that image builds work without root.
 
+The rootless user is as ordinary as a real one: made by useradd with a home (0700, as most systems make it now) and
+the subordinate ids useradd gives, a 0700 ~/.cache (as Podman and most desktop tools make it), Podman's settings in
+~/.config/containers, and xpcargo's cache and CARGO_HOME where they are by default.
+
 Needs Podman, catatonit and uidmap (`scripts/install` installs them), and root, to start the rootful service and to
-make the rootless user (with /etc/subuid and /etc/subgid entries, removed at the end).
+make the rootless user (removed at the end with its home and its /etc/subuid and /etc/subgid entries).
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -40,10 +46,14 @@ from .helpers import (
     start_cli,
     warm_container_of,
 )
+from .test_image_interrupts import _RECIPE as TINY_RECIPE
+from .test_image_interrupts import MID_BOOTSTRAP, Watched
+from .test_image_interrupts import _toolchains as tiny_toolchains
 
 TARGETS = (X86_64, AARCH64)
 CRATES = ("seed-c-lib", "zlib-sys")
-USER = "xpcargo-podman-t"
+# One user per run (its pid), so that two runs of the suite on one machine never share one.
+USER_PREFIX = "xpcargo-podman-"
 # This sandbox's hard limits are below Podman's default nofile and nproc ("error setting rlimit type 7"); an
 # ordinary machine needs none of this.
 CONTAINERS_CONF = '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
@@ -171,59 +181,75 @@ def _python_for_any_user() -> tuple[str, ...] | None:
     return None
 
 
+def _leftover_users() -> list[str]:
+    """Users of this test whose run is gone (killed before its cleanup)."""
+    return [
+        entry.pw_name
+        for entry in pwd.getpwall()
+        if entry.pw_name.startswith(USER_PREFIX)
+        and entry.pw_name[len(USER_PREFIX) :].isdigit()
+        and not Path(f"/proc/{entry.pw_name[len(USER_PREFIX) :]}").exists()
+    ]
+
+
+def _as_user(user: pwd.struct_passwd) -> tuple[str, ...]:
+    return ("setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups")
+
+
 @pytest.fixture(scope="module")
 def rootless(cli_env: dict[str, str]) -> Iterator[Podman]:
-    """A user of the test's own, with subordinate ids, running its own Podman service."""
+    """A user of the test's own, with subordinate ids and an ordinary home, running its own Podman service."""
     python = _python_for_any_user()
     if python is None:
         pytest.skip("no Python with xpcargo's packages that another user may run")
-    if any(entry.pw_name == USER for entry in pwd.getpwall()):
-        pytest.fail(f"user {USER} exists already (left by a killed run?): remove it with `userdel {USER}`")
+    left = _leftover_users()
+    if left:
+        pytest.fail(f"user {left[0]} was left by a killed run: remove it with `userdel --remove {left[0]}`")
+    name = f"{USER_PREFIX}{os.getpid()}"
     directory = Path(tempfile.mkdtemp(prefix="xpcargo-podman-"))
     directory.chmod(0o755)
-    home, runtime, cache = directory / "home", directory / "run", directory / "cache"
-    saved = {
-        name: Path(f"/etc/{name}").read_bytes() if Path(f"/etc/{name}").exists() else b""
-        for name in ("subuid", "subgid")
-    }
-    subprocess.run(
-        ["useradd", "--no-create-home", "--user-group", "--home-dir", str(home), "--shell", "/bin/sh", USER],
-        check=True,
-    )
+    runtime = directory / "run"
+    subprocess.run(["useradd", "--create-home", "--user-group", "--shell", "/bin/sh", name], check=True)
     service: subprocess.Popen[bytes] | None = None
-    user = pwd.getpwnam(USER)
+    user = pwd.getpwnam(name)
     podman = None
     try:
-        for name in ("subuid", "subgid"):
-            with Path(f"/etc/{name}").open("a") as table:
-                table.write(f"{USER}:3000000:65536\n")
-        for path in (home, runtime / "podman", cache):
-            path.mkdir(parents=True)
-        for name, text in (("containers.conf", CONTAINERS_CONF), ("storage.conf", STORAGE_CONF)):
-            (directory / name).write_text(text)
-        # The .debs the suite's image builds downloaded, so that the user's build does not fetch them again.
+        home = Path(user.pw_dir)
+        if not _subordinate_range(name, "subuid") or not _subordinate_range(name, "subgid"):
+            # useradd gives them where login.defs says so (SUB_UID_COUNT, Debian's default); else as the docs say.
+            subprocess.run(
+                ["usermod", "--add-subuids", "3000000-3065535", "--add-subgids", "3000000-3065535", name], check=True
+            )
+        # Debian 12's adduser, Ubuntu since 21.04, Fedora and Arch make homes 0700; useradd follows the umask here.
+        home.chmod(0o700)
+        prefix = _as_user(user)
+        config = home / ".config" / "containers"
+        subprocess.run([*prefix, "mkdir", "-m", "0700", str(home / ".cache")], check=True)
+        subprocess.run([*prefix, "mkdir", "-p", str(config)], check=True)
+        for file, text in (("containers.conf", CONTAINERS_CONF), ("storage.conf", STORAGE_CONF)):
+            (config / file).write_text(text)
+            os.chown(config / file, user.pw_uid, user.pw_gid)
+        # The .debs the suite's image builds downloaded, so that the user's build does not fetch them again: as a
+        # user who built before would have them, in the default cache.
         shared = Path(cli_env.get("XPCARGO_CACHE_DIR", Path.home() / ".cache" / "xpcargo"))
+        cache = home / ".cache" / "xpcargo"
         for part in ("debs", "pool"):
             if (shared / part).is_dir():
                 shutil.copytree(shared / part, cache / part, symlinks=True)
-        for path in [home, runtime, cache, *runtime.rglob("*"), *cache.rglob("*")]:
+        for path in [cache, *cache.rglob("*")] if cache.exists() else []:
             os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        (runtime / "podman").mkdir(parents=True)
+        for path in (runtime, runtime / "podman"):
+            os.chown(path, user.pw_uid, user.pw_gid)
         runtime.chmod(0o700)
-        prefix = ("setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups")
-        user_env = {
-            "HOME": str(home),
-            "USER": USER,
-            "XDG_RUNTIME_DIR": str(runtime),
-            "CONTAINERS_CONF": str(directory / "containers.conf"),
-            "CONTAINERS_STORAGE_CONF": str(directory / "storage.conf"),
-        }
+        user_env = {"HOME": str(home), "USER": name, "LOGNAME": name, "XDG_RUNTIME_DIR": str(runtime)}
         socket = runtime / "podman" / "podman.sock"
         log = directory / "service.log"
         with log.open("wb") as output:
             service = subprocess.Popen(
                 [*prefix, "podman", "system", "service", "--time=0", f"unix://{socket}"],
                 env={"PATH": os.environ["PATH"], **user_env},
-                cwd=directory,
+                cwd=home,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -234,17 +260,18 @@ def rootless(cli_env: dict[str, str]) -> Iterator[Podman]:
             host=f"unix://{socket}",
             env={
                 **user_env,
-                # Found as the user's own rootless socket: no DOCKER_HOST.
+                # Found as the user's own rootless socket: no DOCKER_HOST. The cache, CARGO_HOME and Podman's
+                # settings are where they are by default for the user, under the home.
                 "DOCKER_HOST": None,
-                "CARGO_HOME": str(home / ".cargo"),
-                "XPCARGO_CACHE_DIR": str(cache),
+                "XDG_CACHE_HOME": None,
+                "XDG_CONFIG_HOME": None,
                 "XPCARGO_KEEP_WARM": cli_env["XPCARGO_KEEP_WARM"],
                 "PYTHONPATH": os.pathsep.join([str(REPO / "driver"), *site]),
             },
             prefix=prefix,
             python=python,
         )
-        result = podman(["image", "build", *TARGETS], cwd=directory, timeout=3600)
+        result = podman(["image", "build", *TARGETS], cwd=home, timeout=3600)
         assert result.code == 0, result
         yield podman
     finally:
@@ -252,19 +279,29 @@ def rootless(cli_env: dict[str, str]) -> Iterator[Podman]:
             _down_all(podman, directory)
         if service is not None:
             _stop(service, runtime / "libpod" / "tmp" / "pause.pid")
-        _remove_user(user.pw_uid, saved)
+        _remove_user(name, user.pw_uid)
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _remove_user(uid: int, tables: dict[str, bytes]) -> None:
+def _subordinate_range(name: str, table: str) -> range | None:
+    """``name``'s subordinate ids in /etc/subuid or /etc/subgid (``table``)."""
+    path = Path(f"/etc/{table}")
+    for line in path.read_text().splitlines() if path.exists() else []:
+        owner, _, rest = line.partition(":")
+        start, _, count = rest.partition(":")
+        if owner == name and start.isdigit() and count.isdigit():
+            return range(int(start), int(start) + int(count))
+    return None
+
+
+def _remove_user(name: str, uid: int) -> None:
     """What the user's Podman left (a conmon stays 5 minutes after each exec) goes first: the user is the test's
-    own, so every process of its uid is the test's, and userdel refuses a user with processes."""
+    own, so every process of its uid is the test's, and userdel refuses a user with processes. userdel removes the
+    home (files of subordinate uids too) and the user's lines in /etc/subuid and /etc/subgid."""
     for pid in _processes_of(uid):
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    subprocess.run(["userdel", USER], check=False)
-    for name, content in tables.items():
-        Path(f"/etc/{name}").write_bytes(content)
+    subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
 
 
 def _processes_of(uid: int) -> list[int]:
@@ -316,19 +353,30 @@ def test_rootful_podman_builds_and_runs_for_two_targets(rootful: Podman, tmp_pat
 def test_rootless_podman_builds_as_the_user_and_every_file_is_the_users(rootless: Podman) -> None:
     info = _info(rootless)
     assert (info["engine"], info["rootless"], info["host"]) == ("Podman", True, rootless.host), info
-    user = pwd.getpwnam(USER)
-    directory = Path(str(rootless.env["HOME"])).parent / "projects"
+    name = str(rootless.env["USER"])
+    user = pwd.getpwnam(name)
+    home = Path(user.pw_dir)
+    directory = home / "projects"
     directory.mkdir()
     projects = _builds_and_runs(rootless, directory, owner=user.pw_uid)
-    cargo_home = Path(str(rootless.env["CARGO_HOME"]))
+    cargo_home = home / ".cargo"
     assert list((cargo_home / "registry" / "cache").glob("*/libz-sys-*.crate")), "nothing was fetched"
+    # The .deb cache the image builds copied out and the layers' apt wrote to, and the rest of xpcargo's cache.
+    cache = home / ".cache" / "xpcargo"
     walked = 0
-    for root in [*(project / "target" for project in projects), cargo_home]:
+    for root in [*(project / "target" for project in projects), cargo_home, cache]:
         for path in [root, *root.rglob("*")]:
             walked += 1
-            owner = path.lstat().st_uid
-            assert owner == user.pw_uid, f"{path} belongs to uid {owner}, not {USER} ({user.pw_uid})"
+            status = path.lstat()
+            assert status.st_uid == user.pw_uid, f"{path} belongs to uid {status.st_uid}, not {name} ({user.pw_uid})"
+            if not stat.S_ISLNK(status.st_mode):
+                assert not status.st_mode & stat.S_IWOTH, f"{path} is writable by every user"
     assert walked > 1000, "the walk found too little to mean anything"
+    # The builds opened nothing of the user's to others: the home and ~/.cache are as the user had them.
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / ".cache").stat().st_mode) == 0o700
+    # mmdebstrap's temporary root (its namespace's root owns it), in a shared temporary directory, went with the build.
+    assert _left_in_shared_temporary(name) == []
 
 
 # --- Warm containers under Podman ----------------------------------------------------------------------------------
@@ -402,3 +450,138 @@ def test_warm_containers_are_reused_and_signals_and_sigkill_end_the_command(root
     process.communicate(timeout=30)
     assert _ends(rootful, container, within=10), _commands(rootful, container)
     assert _warm(rootful, project) == container
+
+
+# --- An image build stopped as the rootless user ------------------------------------------------------------------
+
+
+def _left_in_shared_temporary(name: str) -> list[Path]:
+    """What the user and its subordinate uids own in the shared temporary directories: the directory each image build
+    gives mmdebstrap there, and anything mmdebstrap made outside it."""
+    uid = pwd.getpwnam(name).pw_uid
+    subordinate = _subordinate_range(name, "subuid")
+    assert subordinate is not None
+    found = []
+    for shared in (Path("/var/tmp"), Path("/tmp")):
+        for entry in shared.iterdir():
+            owner = entry.lstat().st_uid
+            if owner in subordinate or (owner == uid and entry.name.startswith(("xpcargo-image-", "mmdebstrap"))):
+                found.append(entry)
+    return found
+
+
+def _end_orphans(name: str, made: Path) -> None:
+    """End what a build killed with SIGKILL leaves running (mmdebstrap's helpers, in its namespace: docs/limits.md),
+    as a reboot would: the user's and its subordinate uids' processes that run mmdebstrap or work in ``made``."""
+    uid = pwd.getpwnam(name).pw_uid
+    subordinate = _subordinate_range(name, "subuid")
+    assert subordinate is not None
+    for process in Path("/proc").glob("[0-9]*"):
+        with suppress(OSError, StopIteration):
+            uids = next(line for line in (process / "status").read_text().splitlines() if line.startswith("Uid:"))
+            if int(uids.split()[1]) != uid and int(uids.split()[1]) not in subordinate:
+                continue
+            places = [(process / "root").readlink(), (process / "cwd").readlink()]
+            if b"mmdebstrap" in (process / "cmdline").read_bytes() or any(
+                place == made or made in place.parents for place in places
+            ):
+                os.kill(int(process.name), signal.SIGKILL)
+
+
+def _tiny(rootless: Podman) -> tuple[Path, dict[str, str | None]]:
+    """A directory of the user's with test_image_interrupts' tiny recipe (a bootstrap of ~15 s, an image that never
+    passes its check), and the environment that builds it."""
+    user = pwd.getpwnam(str(rootless.env["USER"]))
+    tiny = Path(user.pw_dir) / "tiny"
+    if not tiny.is_dir():
+        tiny.mkdir()
+        (tiny / "tiny.yaml").write_text(TINY_RECIPE, encoding="utf-8")
+        (tiny / "toolchains.yaml").write_text(tiny_toolchains(X86_64, recipe="tiny", packages="[]"), encoding="utf-8")
+        for path in [tiny, *tiny.iterdir()]:
+            os.chown(path, user.pw_uid, user.pw_gid)
+    return tiny, {**rootless.env, "XPCARGO_TOOLCHAINS": str(tiny / "toolchains.yaml"), "XPCARGO_IMAGES": str(tiny)}
+
+
+def test_a_rootless_bootstrap_that_cannot_write_the_cache_blames_the_cache_not_apt(rootless: Podman) -> None:
+    """A directory of root's in the user's .deb cache (left by a build as root with the user's cache): mmdebstrap's
+    copy out of the build fails without saying why, and the one line says where to look."""
+    user = pwd.getpwnam(str(rootless.env["USER"]))
+    tiny, env = _tiny(rootless)
+    cache = Path(user.pw_dir) / "cache-touched-by-root"
+    subprocess.run([*rootless.prefix, "mkdir", "-p", "-m", "0700", str(cache / "debs")], check=True)
+    (cache / "debs" / "partial").mkdir(mode=0o700)
+    result = run_argv(
+        (*rootless.prefix, *rootless.python, "xpcargo", "image", "build", X86_64),
+        cwd=tiny,
+        env={**env, "XPCARGO_CACHE_DIR": str(cache)},
+        timeout=600,
+    )
+    assert result.code == 8, result
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: image build for {X86_64} failed at step `bootstrap` (mmdebstrap exit "), result
+    hint = (
+        re.escape(
+            f"(hint: not apt's: mmdebstrap failed to copy the .deb cache ({cache / 'debs'}) into or out of the build, "
+            f"or the tarball and package list into {cache / 'scratch'}/"
+        )
+        + r"image-\w+"
+        + re.escape("; everything under them must be yours to read and write (a file left there by root is not))")
+    )
+    assert re.search(f"{hint}$", line), result
+    assert "quotes apt" not in line, result
+    assert _left_in_shared_temporary(user.pw_name) == []
+
+
+def test_a_stopped_rootless_image_build_leaves_nothing_in_the_shared_temporary_directory(rootless: Podman) -> None:
+    """mmdebstrap's temporary root is outside the user's cache (in /var/tmp), owned by a subordinate uid: a build
+    stopped by a signal removes it, and one killed outright leaves it for the next build to sweep."""
+    name = str(rootless.env["USER"])
+    user = pwd.getpwnam(name)
+    home = Path(user.pw_dir)
+    tiny, env = _tiny(rootless)
+    scratch = home / ".cache" / "xpcargo" / "scratch"
+    argv = [*rootless.prefix, *rootless.python, "xpcargo", "image", "build", X86_64]
+
+    def start() -> Watched:
+        return Watched(start_cli(argv, cwd=tiny, env=env))
+
+    stopped = start()
+    try:
+        stopped.wait_for_line(MID_BOOTSTRAP)
+        # The build's own directory, with mmdebstrap's root filesystem (a subordinate uid's) and its gpg home in it.
+        (made,) = _left_in_shared_temporary(name)
+        assert made.lstat().st_uid == user.pw_uid
+        assert stat.S_IMODE(made.lstat().st_mode) == 0o1733
+        subordinate = _subordinate_range(name, "subuid")
+        assert subordinate is not None
+        roots = [entry for entry in made.iterdir() if entry.lstat().st_uid == subordinate.start]
+        assert [root.name.startswith("mmdebstrap.") for root in roots] == [True], list(made.iterdir())
+        stopped.process.send_signal(signal.SIGINT)
+        assert stopped.finish() == 130, stopped
+    finally:
+        stopped.process.kill()
+    assert not [line for line in stopped.lines if line.startswith("warning")], stopped
+    assert _left_in_shared_temporary(name) == []
+    assert list(scratch.iterdir()) == [], "the build's scratch directory is still there"
+
+    killed = start()
+    try:
+        killed.wait_for_line(MID_BOOTSTRAP)
+        killed.process.kill()
+        assert killed.finish() == -signal.SIGKILL
+    finally:
+        killed.process.kill()
+    (made,) = _left_in_shared_temporary(name)
+    _end_orphans(name, made)
+    (stale,) = scratch.iterdir()
+    following = start()
+    try:
+        following.wait_for_line("(mmdebstrap)")
+        assert f"     Removed {stale}, left by an image build that was killed" in following.lines, following
+        assert not made.exists()
+        following.process.send_signal(signal.SIGINT)
+        assert following.finish() == 130, following
+    finally:
+        following.process.kill()
+    assert _left_in_shared_temporary(name) == []
+    assert list(scratch.iterdir()) == []

@@ -6,6 +6,11 @@ failures are retried with backoff; anything else (a package that does not exist)
 mmdebstrap runs in its unshare mode, so the chroot's proc, sys and dev mounts live in a mount namespace of its own
 and vanish with its processes: none is ever made on the host. As root, it runs as the init of a PID namespace of
 its own that dies with xpcargo (SIGKILL included), and takes every process of the build with it.
+
+Who touches what, for a user who is not root: mmdebstrap's own process runs as the user, and so does its hook
+listener, which copies the .deb cache in and out and writes the tarball and the package list, all in the user's
+cache. Its user namespace maps root to the user's first subordinate uid (and apt's `_apt` to another), not to the
+user: that root fills the temporary root filesystem, so that directory must be one it can reach (``tmpdir_for``).
 """
 
 from __future__ import annotations
@@ -19,17 +24,19 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from xpcargo import files, interrupts
 from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
+from xpcargo.image import scratch as scratch_space
 from xpcargo.image.lockfile import DPKG_QUERY_FORMAT, LOCK_FILE, REFRESH_HINT, Package, parse_dpkg_query
 from xpcargo.image.plan import BasePlan
 
@@ -48,6 +55,17 @@ MIRROR_TROUBLE = re.compile(
 
 # apt's words for a `name=version` that the mirror's index does not have.
 VERSION_GONE = re.compile(r"Version '([^']+)' for '([^']+)' was not found")
+
+# A path the system refused to mmdebstrap (its own "cannot create PATH: Permission denied", tar's and env's
+# "PATH: Permission denied"): the failure is the file system's, not apt's.
+REFUSED = re.compile(r"(/[^\s:;']*)'?: (Permission denied|Operation not permitted)")
+# A special hook's copy (sync-in, sync-out, download) that failed on the outside, which mmdebstrap does not explain.
+HOOK_FAILED = re.compile(r"hookhelper failed|special hook failed")
+
+# Where a build that is not root puts mmdebstrap's temporary root, when TMPDIR is not such a place: shared
+# temporary directories, which the subordinate uids reach as any user does. /var/tmp first: /tmp is often a tmpfs
+# in memory, and the root filesystem takes 1 to 2 GB (Podman stages its images in /var/tmp too).
+SHARED_TEMPORARY = (Path("/var/tmp"), Path("/tmp"))  # noqa: S108 - the build makes its own directory there (mkdtemp)
 
 
 class TransientMirrorError(Exception):
@@ -164,6 +182,76 @@ def foreign_architectures(packages: Iterable[str], *, native: str) -> list[str]:
     """Architectures named by multiarch package specs such as `libssl-dev:arm64` or `zlib1g-dev:i386=1:1.3`."""
     found = {spec.split("=", 1)[0].partition(":")[2] for spec in packages}
     return sorted(arch for arch in found if arch and arch not in (native, "any", "native", "all"))
+
+
+def tmpdir_for(
+    scratch: Path,
+    *,
+    as_root: bool,
+    environ: Mapping[str, str],
+    shared: Iterable[Path] = SHARED_TEMPORARY,
+) -> Path:
+    """The TMPDIR for mmdebstrap, where it makes its temporary root filesystem.
+
+    As root, the build's scratch directory, which a later build sweeps if this one is killed. Otherwise the
+    namespace's root is a subordinate uid, and the scratch directory is in the user's cache, under a home and a
+    ~/.cache that are usually closed to others (0700), as they should stay. So it is TMPDIR, or else the first of
+    ``shared``, that is a shared temporary directory: sticky and writable by all, with every directory above it
+    open to all; the build makes a directory of its own there (``scratch.outside``). mmdebstrap's root filesystem
+    in it (0755, under a random name: apt's `_apt` downloads into it) holds nothing but Debian's packages.
+    """
+    if as_root:
+        return scratch
+    candidates = [Path(environ["TMPDIR"])] if environ.get("TMPDIR", "").startswith("/") else []
+    for candidate in [*candidates, *shared]:
+        if _shared_temporary(candidate):
+            return candidate
+    tried = ", ".join(str(path) for path in [*candidates, *shared])
+    raise ImageBuildError(
+        "image build failed at step `bootstrap`: no temporary directory that mmdebstrap's user namespace can reach "
+        f"(tried {tried})",
+        hint="mmdebstrap's unshared root is a subordinate uid of yours: point TMPDIR at a directory that is sticky "
+        "and writable by all (mode 1777, as /var/tmp is), under directories open to all",
+    )
+
+
+def _shared_temporary(path: Path) -> bool:
+    """Whether ``path`` is a directory that every user can reach and make a directory in, as /tmp is."""
+    try:
+        resolved = Path(os.path.realpath(path))
+        mode = resolved.stat().st_mode
+        above = [parent.stat().st_mode for parent in resolved.parents]
+    except OSError:
+        return False
+    sticky_and_open = stat.S_ISVTX | stat.S_IWOTH | stat.S_IXOTH
+    return (
+        stat.S_ISDIR(mode)
+        and mode & sticky_and_open == sticky_and_open
+        and all(parent & stat.S_IXOTH for parent in above)
+    )
+
+
+def failure_hint(errors: Sequence[str], *, deb_cache: Path, scratch: Path) -> str:
+    """What to do about a failed mmdebstrap, from its error lines; ``deb_cache`` and ``scratch`` are the directories
+    of xpcargo's cache that its hooks copy into and out of."""
+    text = "\n".join(errors)
+    refused = REFUSED.search(text)
+    if refused:
+        return (
+            f"{refused[1]}: {refused[2]}: a file permission problem, not apt's. mmdebstrap's unshared root is one of "
+            "your subordinate uids and must reach its temporary root (TMPDIR); the .deb cache and the build's "
+            "scratch in xpcargo's cache must be yours to write"
+        )
+    if HOOK_FAILED.search(text):
+        # mmdebstrap's hook listener, which does these copies as the user, dies without saying why.
+        return (
+            f"not apt's: mmdebstrap failed to copy the .deb cache ({deb_cache}) into or out of the build, or the "
+            f"tarball and package list into {scratch}; everything under them must be yours to read and write (a "
+            "file left there by root is not)"
+        )
+    if "was not found" in text and "Version '" in text:
+        return "the pinned Rust left the mirror: update rust.version and the std hashes (images/README.md)"
+    return "check the target's packages and the project's extra-packages; the message quotes apt"
 
 
 def mmdebstrap_command(plan: BasePlan, tarball: Path, *, deb_cache: Path, packages_file: Path) -> list[str]:
@@ -305,15 +393,17 @@ def bootstrap(
             hint="install it (Debian/Ubuntu: `sudo apt-get install mmdebstrap`), or run scripts/install",
         )
     deb_cache.mkdir(parents=True, exist_ok=True)
+    tmpdir = tmpdir_for(scratch, as_root=os.geteuid() == 0, environ=os.environ)
+    if tmpdir != scratch:
+        # Removed with the scratch directory, whatever mmdebstrap leaves there if it is killed.
+        tmpdir = scratch_space.outside(scratch, tmpdir)
     packages_file = scratch / "packages.txt"
     command = mmdebstrap_command(plan, tarball, deb_cache=deb_cache, packages_file=packages_file)
 
     def run() -> None:
         tarball.unlink(missing_ok=True)
         tail: deque[str] = deque(maxlen=40)
-        # mmdebstrap's temporary root and gpg home go to the build's own scratch directory, which a later build
-        # sweeps if this one is killed.
-        environment = {**os.environ, "LC_ALL": "C.UTF-8", "TMPDIR": str(scratch)}
+        environment = {**os.environ, "LC_ALL": "C.UTF-8", "TMPDIR": str(tmpdir)}
         # A locked image is reproducible: mmdebstrap clamps every time to SOURCE_DATE_EPOCH and sorts the tar. An
         # unlocked one takes no date from the user's shell.
         environment.pop("SOURCE_DATE_EPOCH", None)
@@ -349,11 +439,7 @@ def bootstrap(
         raise_mirror_failure(tail, quoted, target=target, locked=plan.lock is not None, mirror=plan.mirror)
         raise ImageBuildError(
             f"image build for {target} failed at step `bootstrap` (mmdebstrap exit {process.returncode}): {quoted}",
-            hint=(
-                "the pinned Rust left the mirror: update rust.version and the std hashes (images/README.md)"
-                if "was not found" in quoted and "Version '" in quoted
-                else "check the target's packages and the project's extra-packages; the message quotes apt"
-            ),
+            hint=failure_hint(errors[-3:], deb_cache=deb_cache, scratch=scratch),
         )
 
     with deb_cache_held(deb_cache, on_line):
