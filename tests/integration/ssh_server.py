@@ -141,6 +141,10 @@ class SshServer:
         """How many logins the server has let in so far."""
         return self.log().count("Accepted publickey")
 
+    def sessions(self) -> int:
+        """How many channels with a command (`docker system dial-stdio`) the server has started so far."""
+        return self.log().count("Starting session")
+
     def connections(self) -> int:
         """How many connections reached the server so far, let in or not."""
         return self.log().count("Connection from")

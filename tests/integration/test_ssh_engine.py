@@ -117,10 +117,15 @@ def test_what_ssh_costs_against_the_local_socket(
         assert _timed(xpcargo, project, env) > 0  # each way's first build: the sync, the fetch, a warm container
     main = project / "src" / "main.rs"
     times: dict[tuple[str, str], list[float]] = {}
+    # Per ssh no-op build: the channels opened (each runs `docker system dial-stdio` on the host), the logins.
+    channels: list[tuple[int, int]] = []
     for round_ in range(ROUNDS):
         order = list(ways) if round_ % 2 == 0 else list(reversed(ways))
         for way in order:
+            sessions, logins = sshd.sessions(), sshd.logins()
             times.setdefault(("no-op", way), []).append(_timed(xpcargo, project, ways[way]))
+            if way == "ssh":
+                channels.append((sshd.sessions() - sessions, sshd.logins() - logins))
         for way in order:
             main.write_text(main.read_text(encoding="utf-8") + f"// {way} {round_}\n", encoding="utf-8")
             times.setdefault(("one-line change", way), []).append(_timed(xpcargo, project, ways[way]))
@@ -133,7 +138,10 @@ def test_what_ssh_costs_against_the_local_socket(
             f"(median of {ROUNDS}; {ssh_median / socket_median:.1f}x; "
             f"ssh {_rounded(times[(what, 'ssh')])}, socket {_rounded(times[(what, 'socket')])})"
         )
-    print("\n" + "\n".join(lines))
+    print("\n" + "\n".join(lines) + f"\nssh no-op builds: (channels, logins) {channels}")
+    # Each connection's requests share its channels (ssh.one_pool): the SDK's pool per URL opened 15 channels over 9
+    # logins for each no-op build.
+    assert all(opened <= logins for opened, logins in channels), channels
 
 
 def _project(factory: pytest.TempPathFactory) -> Path:

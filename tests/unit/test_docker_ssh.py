@@ -125,3 +125,23 @@ def test_a_port_that_is_no_ssh_server_fails_in_one_line_without_paramikos_traceb
     _, stderr = capfd.readouterr()
     assert "Traceback" not in stderr
     assert stderr == ""
+
+
+def test_every_request_of_a_client_shares_one_pool_of_ssh_channels() -> None:
+    """The SDK keys its ssh pools by the request's URL: each new path opened a channel (a `docker system dial-stdio`
+    on the host) of its own."""
+    asked: list[str] = []
+
+    class Adapter:
+        def get_connection(self, url: str, proxies: object = None) -> str:
+            asked.append(url)
+            return f"pool for {url}"
+
+    client = SimpleNamespace(_custom_adapter=Adapter())
+    ssh.one_pool(client)
+    first = client._custom_adapter.get_connection("http+docker://ssh/v1.41/containers/abc/json")
+    second = client._custom_adapter.get_connection("http+docker://ssh/v1.41/exec/def/start", None)
+    assert first == second
+    assert asked == ["http+docker://ssh", "http+docker://ssh"]
+    # A client of another transport is left as it is.
+    ssh.one_pool(SimpleNamespace())

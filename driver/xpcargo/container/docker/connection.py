@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from xpcargo.container.docker import answers
+from xpcargo.container.docker import answers, ssh
 from xpcargo.container.docker.errors import retry, translate
 from xpcargo.container.docker.events import ContainerWatch
 from xpcargo.container.engine import Engine, EngineKind
@@ -76,10 +76,13 @@ class Connection:
         """Another connection to the same engine: a watch or a health check must not queue behind a stream."""
         import docker  # noqa: PLC0415
 
-        return docker.APIClient(
+        client = docker.APIClient(
             timeout=None if timeout is None else math.ceil(timeout),  # type: ignore[arg-type]
             **self._connection,
         )
+        if self._host.startswith("ssh://"):
+            ssh.one_pool(client)
+        return client
 
     def _call(self, what: str, operation: Callable[[], _T]) -> _T:
         try:

@@ -70,6 +70,8 @@ class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
         try:
             # Over ssh://, each client (and each of ``Connection._client_like``) makes an ssh connection of its own.
             client = docker.DockerClient(timeout=math.ceil(engine_timeout), **connection)
+            if address.needs_ssh:
+                ssh.one_pool(client.api)
             return cls(client, host, engine_timeout=engine_timeout, connection=connection, engine=engine)
         except Exception as exc:  # noqa: BLE001 - as above: the engine went away between the ping and these
             raise _unreachable(address, exc) from None
