@@ -150,7 +150,7 @@ def _project(factory: pytest.TempPathFactory) -> Path:
 
 
 def test_no_ssh_server_on_the_port(
-    cli: Cli, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, sshd: ssh_server.SshServer
+    cli: Cli, tmp_path_factory: pytest.TempPathFactory, sshd: ssh_server.SshServer
 ) -> None:
     project = _project(tmp_path_factory)
     closed = ssh_server.free_port()
