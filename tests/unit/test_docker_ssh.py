@@ -145,3 +145,18 @@ def test_every_request_of_a_client_shares_one_pool_of_ssh_channels() -> None:
     assert asked == ["http+docker://ssh", "http+docker://ssh"]
     # A client of another transport is left as it is.
     ssh.one_pool(SimpleNamespace())
+
+
+def test_a_client_over_the_login_sends_every_request_through_its_adapter() -> None:
+    """Each client the SDK makes for an ssh:// address logs in again; one made for the placeholder (which connects
+    to nothing) and put over the login sends its requests through the login's adapter instead."""
+    import docker  # noqa: PLC0415
+    import requests.adapters  # noqa: PLC0415
+
+    shared = requests.adapters.HTTPAdapter()
+    login = SimpleNamespace(_custom_adapter=shared)
+    client = docker.APIClient(base_url=ssh.PLACEHOLDER, version="1.41", timeout=5)
+    ssh.over_login(login, client)
+    assert client.base_url == "http+docker://ssh"
+    assert client.get_adapter(f"{client.base_url}/v1.41/containers/abc/json") is shared
+    assert client.get_adapter(f"{client.base_url}/_ping") is shared

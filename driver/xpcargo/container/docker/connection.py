@@ -76,13 +76,18 @@ class Connection:
         """Another connection to the same engine: a watch or a health check must not queue behind a stream."""
         import docker  # noqa: PLC0415
 
-        client = docker.APIClient(
+        if self._host.startswith("ssh://"):
+            # Over the command's one ssh login (``ssh.over_login``), a channel of its own for each request.
+            client = docker.APIClient(
+                timeout=None if timeout is None else math.ceil(timeout),  # type: ignore[arg-type]
+                **{**self._connection, "base_url": ssh.PLACEHOLDER},
+            )
+            ssh.over_login(self._client.api, client)
+            return client
+        return docker.APIClient(
             timeout=None if timeout is None else math.ceil(timeout),  # type: ignore[arg-type]
             **self._connection,
         )
-        if self._host.startswith("ssh://"):
-            ssh.one_pool(client)
-        return client
 
     def _call(self, what: str, operation: Callable[[], _T]) -> _T:
         try:

@@ -53,6 +53,8 @@ class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
             # ``container.engine``). A client given a version asks nothing on its own; for an ssh:// engine, making
             # it makes the ssh connection.
             probe = docker.APIClient(version=_PROBE_API, timeout=math.ceil(engine_timeout), **connection)
+            if address.needs_ssh:
+                ssh.one_pool(probe)
         except Exception as exc:  # noqa: BLE001 - the SDK raises a zoo of types for "not there"
             raise _unreachable(address, exc) from None
         try:
@@ -68,10 +70,14 @@ class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
         check_supported(engine)
         connection["version"] = engine.api_version
         try:
-            # Over ssh://, each client (and each of ``Connection._client_like``) makes an ssh connection of its own.
-            client = docker.DockerClient(timeout=math.ceil(engine_timeout), **connection)
             if address.needs_ssh:
-                ssh.one_pool(client.api)
+                # The client (and each of ``Connection._client_like``) goes over the probe's login.
+                client = docker.DockerClient(
+                    timeout=math.ceil(engine_timeout), **{**connection, "base_url": ssh.PLACEHOLDER}
+                )
+                ssh.over_login(probe, client.api)
+            else:
+                client = docker.DockerClient(timeout=math.ceil(engine_timeout), **connection)
             return cls(client, host, engine_timeout=engine_timeout, connection=connection, engine=engine)
         except Exception as exc:  # noqa: BLE001 - as above: the engine went away between the ping and these
             raise _unreachable(address, exc) from None

@@ -17,6 +17,11 @@ from xpcargo.errors import EngineUnavailableError
 _CONFIG_HONOURED = "xpcargo reads HostName, Port, User, IdentityFile and ProxyCommand of ~/.ssh/config"
 # The key of the one pool of an ssh:// client's connections (see ``one_pool``): the SDK's base URL for ssh.
 _ONE_POOL = "http+docker://ssh"
+# The address a client that goes ``over_login`` is made for: it is never connected to.
+PLACEHOLDER = "tcp://127.0.0.1:9"
+# Idle channels kept for reuse on one login: more than the clients of a command hold at once (the SDK's 10 would
+# discard channels with a warning of urllib3's when a multi-target build's watches and streams come back).
+_POOL_SIZE = 64
 # How long the question put to the host after the engine gave no answer may take (see ``why_no_engine``).
 _ASK_SECONDS = 10
 
@@ -24,16 +29,29 @@ _ASK_SECONDS = 10
 def one_pool(client: Any) -> None:
     """The SDK's ssh adapter keeps a pool of connections per request URL, path and query included, so that nearly
     every request opens a channel of its own, for which the host starts `docker system dial-stdio` (a docker CLI)
-    again: about 0.2 s a request here. One pool for all the requests of ``client`` (an APIClient) reuses them."""
+    again: about 0.2 s a request here. One pool for all the requests of ``client`` (an APIClient) reuses them; it
+    keeps as many idle channels as the clients that share the login (``over_login``) may hold at once."""
     adapter = getattr(client, "_custom_adapter", None)
     get_connection = getattr(adapter, "get_connection", None)
     if get_connection is None:
         return
+    adapter.max_pool_size = _POOL_SIZE  # type: ignore[union-attr]
 
     def pooled(url: str, proxies: Any = None) -> Any:
         return get_connection(_ONE_POOL, proxies)
 
     adapter.get_connection = pooled  # type: ignore[union-attr]
+
+
+def over_login(login: Any, client: Any) -> None:
+    """``client``, an APIClient made for ``PLACEHOLDER`` (which connects to nothing), sends its requests through the
+    ssh login of ``login`` (the APIClient whose making logged in): each new client of the SDK's own would log in
+    again (a key exchange and an authentication, 9 in a no-op build). Each request still has a channel of its own
+    on that login, so a watch or a health check does not queue behind a stream."""
+    adapter = login._custom_adapter
+    client.mount(_ONE_POOL, adapter)
+    client._custom_adapter = adapter
+    client.base_url = _ONE_POOL
 
 
 def silence_paramiko_log() -> None:
