@@ -2,7 +2,9 @@
 ``~/.ssh/known_hosts`` (a host it does not find there is refused), authenticates with the ssh agent's keys, the
 ``IdentityFile`` of ``~/.ssh/config`` or ``~/.ssh/id_*``, and then runs ``docker system dial-stdio`` on the host for
 each connection to the engine. What fails on the way, as one line whose hint fits the step that failed: the SDK's
-own words come with a hint to start Docker on this machine, which mends none of them.
+own words come with a hint to start Docker on this machine, which mends none of them. And what the SDK does slowly
+over ssh: each of its clients logs in on its own, and it pools channels per request URL; a command here logs in
+once (``over_login``) and keeps one pool of channels (``one_pool``).
 """
 
 from __future__ import annotations
