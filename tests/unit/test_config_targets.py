@@ -815,3 +815,41 @@ def test_std_settings_are_checked(tmp_path: Path, line: str, problem: str) -> No
     (tmp_path / "xpcargo.toml").write_text(f"[target.x86_64-unknown-linux-musl]\n{line}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=re.escape(problem)):
         config.load_project_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "ssh://builder",
+        "ssh://me@arm-builder.example:2222",
+        "ssh://root@127.0.0.1:42253",
+        "ssh://[fd00::5]:22",
+        "ssh://build_box",
+    ],
+)
+def test_an_ssh_engine_is_a_host_an_optional_user_and_port(tmp_path: Path, engine: str) -> None:
+    root = _workspace(tmp_path, xpcargo_toml=f'[target.{AARCH64}]\nengine = "{engine}"\n')
+    assert load_project_config(root).targets[AARCH64].values["engine"] == engine
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        # Words for a ProxyCommand of ~/.ssh/config that names the host (`%h`), which paramiko splits into words.
+        "ssh://-oProxyCommand=touch /tmp/pwned",
+        "ssh://builder -W evil:22",
+        "ssh://me@-builder",
+        "ssh://builder;id",
+        "ssh://builder/path",
+        "ssh://builder:22x",
+        "ssh://",
+    ],
+)
+def test_an_ssh_engine_that_would_be_more_than_a_host_is_refused(tmp_path: Path, engine: str) -> None:
+    root = _workspace(tmp_path, xpcargo_toml=f'[target.{AARCH64}]\nengine = "{engine}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_project_config(root)
+    assert f"target.{AARCH64}.engine" in str(caught.value)
+    assert "is not an ssh:// engine's address" in str(caught.value)
+    assert caught.value.hint is not None
+    assert "ssh://[USER@]HOST[:PORT]" in caught.value.hint

@@ -519,3 +519,16 @@ def test_cargo_lock_comes_back_after_a_build_only_when_the_host_has_none(tmp_pat
     assert remote_plan.lock_after_build() == (lock,)
     lock.write_text("# the host's\n")
     assert remote_plan.lock_after_build() == ()
+
+
+def test_a_cargo_home_not_made_yet_is_said_to_be_missing_not_a_file(tmp_path: Path) -> None:
+    world = RemoteWorld(tmp_path)
+    for name in ("config.toml", "credentials.toml"):
+        (world.home / name).unlink()
+    world.home.rmdir()
+    with pytest.raises(ConfigError, match=r"does not exist") as caught:
+        world.build()
+    assert str(world.home) in caught.value.message
+    assert "is a file" not in caught.value.message
+    assert caught.value.hint is not None
+    assert f"mkdir -p {world.home}" in caught.value.hint

@@ -164,8 +164,25 @@ def _check_absolute(paths: tuple[str, ...]) -> tuple[str, str | None] | None:
     return (f"`{relative}` is not an absolute path", None) if relative else None
 
 
+# An ssh:// engine: `ssh://[USER@]HOST[:PORT]`, the host a name or an address. Nothing else: the host reaches a
+# ProxyCommand of ~/.ssh/config (`%h`) that paramiko splits into words, so a host of spaces or one that starts with
+# `-` (`ssh://-oProxyCommand=...`) would be words of the user's command line, not a host.
+_SSH_ENGINE = re.compile(
+    r"ssh://(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?"
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::[0-9]{1,5})?"
+)
+
+
 def _check_engine(url: str) -> tuple[str, str | None] | None:
-    if url.startswith(("unix:///", "tcp://", "ssh://")) and url.split("://", 1)[1].strip("/"):
+    if url.startswith("ssh://"):
+        if _SSH_ENGINE.fullmatch(url):
+            return None
+        return (
+            f"`{url}` is not an ssh:// engine's address",
+            "write it as ssh://[USER@]HOST[:PORT], the host a name or an address (aliases of ~/.ssh/config work too)",
+        )
+    if url.startswith(("unix:///", "tcp://")) and url.split("://", 1)[1].strip("/"):
         return None
     return (
         f"`{url}` is not an engine's address",

@@ -221,6 +221,12 @@ def plan_remote(
             selection = sync.Selection(root=source.parent, only=(mount.path.name,))
             synced.append(_volume("cargo-config", mount.path.parent, selection, workspace, read_only=True))
             continue
+        if not source.exists():
+            # A CARGO_HOME not made yet (Cargo makes it on first use) was said to be "a file".
+            raise ConfigError(
+                f"`{mount.path}` does not exist, and a remote engine's volume is sent from it",
+                hint=f"create it (`mkdir -p {mount.path}`), or build with a local engine (XPCARGO_REMOTE=0)",
+            )
         if not source.is_dir():
             raise ConfigError(
                 f"`{mount.path}` is a file, and a remote engine's volumes hold directories",

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from xpcargo.container.docker import answers
+from xpcargo.container.docker import answers, ssh
 from xpcargo.container.docker.errors import retry, translate
 from xpcargo.container.docker.events import ContainerWatch
 from xpcargo.container.engine import Engine, EngineKind
@@ -76,6 +76,14 @@ class Connection:
         """Another connection to the same engine: a watch or a health check must not queue behind a stream."""
         import docker  # noqa: PLC0415
 
+        if self._host.startswith("ssh://"):
+            # Over the command's one ssh login (``ssh.over_login``), a channel of its own for each request.
+            client = docker.APIClient(
+                timeout=None if timeout is None else math.ceil(timeout),  # type: ignore[arg-type]
+                **{**self._connection, "base_url": ssh.PLACEHOLDER},
+            )
+            ssh.over_login(self._client.api, client)
+            return client
         return docker.APIClient(
             timeout=None if timeout is None else math.ceil(timeout),  # type: ignore[arg-type]
             **self._connection,

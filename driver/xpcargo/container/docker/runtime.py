@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from xpcargo.container import location
+from xpcargo.container.docker import ssh
 from xpcargo.container.docker.containers import DockerContainers
 from xpcargo.container.docker.errors import describe
 from xpcargo.container.docker.images import DockerImages
@@ -44,26 +45,53 @@ class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
         # DOCKER_HOST only.
         environ = {**environ, "DOCKER_HOST": host}
         _check_client_config()
+        if address.needs_ssh:
+            ssh.silence_paramiko_log()
         try:
             connection: dict[str, Any] = docker.utils.kwargs_from_env(environment={**environ, "DOCKER_HOST": host})  # type: ignore[attr-defined]
             # One request says which engine this is, its API version, and that it is there: the ping (see
-            # ``container.engine``). A client given a version asks nothing on its own.
+            # ``container.engine``). A client given a version asks nothing on its own; for an ssh:// engine, making
+            # it makes the ssh connection.
             probe = docker.APIClient(version=_PROBE_API, timeout=math.ceil(engine_timeout), **connection)
+            if address.needs_ssh:
+                ssh.one_pool(probe)
+        except Exception as exc:  # noqa: BLE001 - the SDK raises a zoo of types for "not there"
+            raise _unreachable(address, exc) from None
+        try:
             answer = probe.get(f"{probe.base_url}/_ping")
             answer.raise_for_status()
-        except Exception as exc:  # noqa: BLE001 - the SDK raises a zoo of types for "not there"
-            raise EngineUnavailableError(
-                f"cannot reach a container engine at {host}: {describe(exc)}",
-                hint="start Docker (`sudo systemctl start docker`) or Podman (`systemctl --user start podman.socket`, "
-                "or `podman system service --time=0 &`), or point DOCKER_HOST at a running engine",
-            ) from None
+        except Exception as exc:  # noqa: BLE001 - as above
+            if address.needs_ssh:
+                raise ssh.no_engine(host, exc, probe) from None
+            raise _unreachable(address, exc) from None
         engine = identify(
             server=answer.headers.get("Server", ""), api_version=answer.headers.get("Api-Version", ""), host=host
         )
         check_supported(engine)
         connection["version"] = engine.api_version
-        client = docker.DockerClient(timeout=math.ceil(engine_timeout), **connection)
-        return cls(client, host, engine_timeout=engine_timeout, connection=connection, engine=engine)
+        try:
+            if address.needs_ssh:
+                # The client (and each of ``Connection._client_like``) goes over the probe's login.
+                client = docker.DockerClient(
+                    timeout=math.ceil(engine_timeout), **{**connection, "base_url": ssh.PLACEHOLDER}
+                )
+                ssh.over_login(probe, client.api)
+            else:
+                client = docker.DockerClient(timeout=math.ceil(engine_timeout), **connection)
+            return cls(client, host, engine_timeout=engine_timeout, connection=connection, engine=engine)
+        except Exception as exc:  # noqa: BLE001 - as above: the engine went away between the ping and these
+            raise _unreachable(address, exc) from None
+
+
+def _unreachable(address: location.EngineAddress, exc: BaseException) -> EngineUnavailableError:
+    """No connection to the engine at ``address`` could be made (``exc``): one line, with a hint that fits it."""
+    if address.needs_ssh:
+        return ssh.unreachable(address.url, exc)
+    return EngineUnavailableError(
+        f"cannot reach a container engine at {address.url}: {describe(exc)}",
+        hint="start Docker (`sudo systemctl start docker`) or Podman (`systemctl --user start podman.socket`, "
+        "or `podman system service --time=0 &`), or point DOCKER_HOST at a running engine",
+    )
 
 
 def _check_client_config() -> None:
