@@ -9,8 +9,8 @@ machine's engine at its default socket. Neither the machine's sshd, its /etc/ssh
 one thing outside the directory is /run/sshd, sshd's privilege separation directory, made if missing and removed
 at the end if it was made here.
 
-Needs root (sshd logs a user in only as root) and Debian's openssh-server (`scripts/install` installs it); ``missing``
-says what is missing, for a skip.
+Needs root (sshd logs a user in only as root) and Debian's openssh-server (`XPCARGO_INSTALL_SSH=1 scripts/install`
+installs it; CI's .ci/run does); ``missing`` says what is missing, for a skip.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def missing() -> str | None:
     if os.geteuid() != 0:
         return "an sshd that logs a user in needs root"
     if not SSHD.is_file():
-        return f"no {SSHD} (Debian's openssh-server; scripts/install installs it)"
+        return f"no {SSHD} (Debian's openssh-server: XPCARGO_INSTALL_SSH=1 scripts/install installs it)"
     for tool in ("ssh-keygen", "docker"):
         if shutil.which(tool) is None:
             return f"an ssh:// engine needs `{tool}` on PATH"
