@@ -72,16 +72,17 @@ class Running:
     def _started(self) -> bool:
         if not self.warm:
             found = managed_containers(self.label)
-            if found:
-                (self.container,) = found
-            return bool(found)
-        warm = warm_container_of(self.project, X86_64)
-        if warm is None:
-            return False
-        self.container = warm
-        # The command itself, not one of xpcargo's own short commands that come before it in the container (on a
-        # busy machine, a fault injected during those hits another step than the one under test).
-        return any(self.command in process for process in command_processes(warm))
+            if not found:
+                return False
+            (self.container,) = found
+        else:
+            warm = warm_container_of(self.project, X86_64)
+            if warm is None:
+                return False
+            self.container = warm
+        # The command itself, not the container's start or one of xpcargo's own short commands that come before it
+        # (on a busy machine, a fault injected during those hits another step than the one under test).
+        return any(self.command in process for process in command_processes(self.container))
 
     def finish(self, timeout: float = 90) -> tuple[Result, float]:
         """Wait for xpcargo to exit; return its result and how long that took."""

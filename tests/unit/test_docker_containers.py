@@ -4,6 +4,7 @@ API is a stand-in."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,33 @@ def test_a_confined_container_is_read_only_with_a_keeper_of_its_own(
     runtime.start(ContainerRequest(image="i", user=user, workdir=Path("/")), main=["sh"])
     assert api.options[1]["user"] == user
     assert api.options[1]["host_config"]["read_only"] is False
+
+
+class HangsAfterCreating(Records):
+    """An engine that stops answering once the container is created: its start and its removal time out."""
+
+    def attach_socket(self, container: str, params: dict[str, int]) -> object:
+        self.tether = socket.socketpair()
+        return self.tether[0]
+
+    def start(self, container: str) -> None:
+        raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=5)")
+
+    def remove_container(self, container: str, **options: Any) -> None:
+        raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=5)")
+
+
+def test_a_start_that_fails_says_why_and_names_the_container_it_could_not_remove(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = HangsAfterCreating()
+    runtime = _containers(api, monkeypatch)
+    monkeypatch.setattr(runtime, "_client_like", lambda **_: api)
+    with pytest.raises(EngineUnavailableError, match=r"while trying to start the container") as caught:
+        runtime.start(ContainerRequest(image="i", user="0:0", workdir=Path("/")))
+    assert caught.value.left_behind == ["c1"]
+    assert "docker rm -f c1" in caught.value.summary()
+    api.tether[1].close()
 
 
 def _api_error(status: int, explanation: str = "") -> docker.errors.APIError:

@@ -32,7 +32,7 @@ from xpcargo.container.docker.options import create_options, host_options, shown
 from xpcargo.container.engine import EngineKind
 from xpcargo.container.runtime import ContainerInfo, Output
 from xpcargo.container.spec import REQUEST_LABEL, ContainerRequest
-from xpcargo.errors import ContainerDiedError, EngineError, EngineUnavailableError
+from xpcargo.errors import ContainerDiedError, EngineError, EngineUnavailableError, XpcargoError
 
 # How long the removal on the way out may take before xpcargo says what it could not confirm and exits; and, when
 # nobody waits (the work ended well), how long a busy engine may take to delete a large container (an image layer's,
@@ -105,8 +105,14 @@ class DockerContainers(Connection):
                 )
             self._watches[container_id] = ContainerWatch(self._client_like(timeout=None), container_id, since)
             self._call("start the container", lambda: self._client.api.start(container_id))
-        except BaseException:
-            self.remove(container_id)
+        except BaseException as error:
+            try:
+                self.remove(container_id)
+            except XpcargoError:
+                # A hung engine fails the start and then the removal: the start's failure is what happened.
+                if not isinstance(error, XpcargoError):
+                    raise
+                error.left_behind.append(container_id)
             raise
         return container_id
 
