@@ -18,7 +18,7 @@ from xpcargo.container import warm
 from xpcargo.container.docker import containers
 from xpcargo.container.docker.containers import DockerContainers
 from xpcargo.container.spec import REQUEST_LABEL, ContainerRequest
-from xpcargo.errors import ContainerGoneError, EngineError, EngineUnavailableError
+from xpcargo.errors import ContainerGoneError, EngineError, EngineLostError, EngineUnavailableError
 
 
 class LosesTheFirstAnswer:
@@ -248,8 +248,16 @@ def test_an_exec_refused_by_a_container_gone_ran_nothing(monkeypatch: pytest.Mon
 
 
 def test_an_exec_whose_result_is_lost_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(EngineUnavailableError, match=r"lost the output of `true` while it still ran"):
+    # Lost once started: the command may run on, which a warm session names.
+    with pytest.raises(EngineLostError, match=r"lost the output of `true` while it still ran"):
         _exec(_on(Execs(code=None), monkeypatch), ["true"], [])
+
+
+def test_an_exec_the_engine_never_took_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    unanswered = requests.exceptions.ReadTimeout("read timed out")
+    with pytest.raises(EngineUnavailableError, match=r"while trying to start `true`") as caught:
+        _exec(_on(Execs(refusal=unanswered), monkeypatch), ["true"], [])
+    assert not isinstance(caught.value, EngineLostError)
 
 
 def test_a_removal_tries_again_then_says_what_it_could_not_confirm(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -237,6 +237,7 @@ def build_matrix(
         for thread in workers:
             thread.join(max(0.0, deadline - time.monotonic()))
         interrupt.left_behind += cancellation.left_behind
+        interrupt.still_running += cancellation.still_running
         raise interrupt from None
     ordered = [results[triple] for triple in triples]
     summary = Summary(command=command, results=tuple(ordered), seconds=time.monotonic() - started)
