@@ -19,23 +19,35 @@ class XpcargoError(Exception):
         self.hint = hint
         # Containers that the cleanup on the way out could not confirm removed (the engine did not answer).
         self.left_behind: list[str] = []
+        # Warm containers (and the command, as messages name it) where the engine did not confirm that the command
+        # ended: the container is meant to stay, the command may still run in it.
+        self.still_running: list[tuple[str, str]] = []
 
     def __str__(self) -> str:
         return self.message
 
     def summary(self) -> str:
         """The one line the user sees: the message, what may be left running, and the hint in brackets."""
-        if self.left_behind:
-            return f"error: {self.message}; {_left_behind(self.left_behind)}"
+        if self.left_behind or self.still_running:
+            return f"error: {self.message}; {_left_running(self.left_behind, self.still_running)}"
         return f"error: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
 
 
-def _left_behind(containers: list[str]) -> str:
-    ids = " ".join(container[:12] for container in containers)
-    return (
-        f"the engine did not confirm the removal of container {ids}, which may still be running "
-        f"(hint: once the engine answers, `docker rm -f {ids}`)"
-    )
+def _left_running(containers: list[str], commands: list[tuple[str, str]]) -> str:
+    """What may still run after a failure whose cleanup the engine did not confirm, and how to stop it."""
+    said = []
+    if containers:
+        ids = " ".join(container[:12] for container in containers)
+        said.append(f"the engine did not confirm the removal of container {ids}, which may still be running")
+    said += [
+        f"the engine did not confirm that `{command}` ended in warm container {container[:12]}, where it may still "
+        "be running"
+        for container, command in commands
+    ]
+    every = " ".join(dict.fromkeys(c[:12] for c in [*containers, *(container for container, _ in commands)]))
+    # Removing a warm container is the one sure stop of its command that needs nothing from inside it; the next
+    # command starts another.
+    return "; ".join(said) + f" (hint: once the engine answers, `docker rm -f {every}`)"
 
 
 class UsageError(XpcargoError):
@@ -66,6 +78,11 @@ class EngineUnavailableError(XpcargoError):
     """The engine (Docker, Podman) cannot be reached."""
 
     exit_code = 6
+
+
+class EngineLostError(EngineUnavailableError):
+    """The engine stopped answering, or the connection to it dropped, after a command was started in a container:
+    the command may still be running there."""
 
 
 class EngineError(XpcargoError):
@@ -136,8 +153,8 @@ class InterruptError(XpcargoError):
         self.signal_name = signal_name
 
     def summary(self) -> str:
-        if self.left_behind:
-            return f"error: {self.message}; {_left_behind(self.left_behind)}"
+        if self.left_behind or self.still_running:
+            return f"error: {self.message}; {_left_running(self.left_behind, self.still_running)}"
         return f"error: {self.message}; nothing was left running"
 
 

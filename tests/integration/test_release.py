@@ -14,7 +14,16 @@ import pytest
 
 from unit.slsa_rules import check_statement
 
-from .helpers import AARCH64, CORE_TARGETS, X86_64, Cli, assert_verified_same, copy_fixture, remove_kept_builds
+from .helpers import (
+    AARCH64,
+    CORE_TARGETS,
+    X86_64,
+    Cli,
+    assert_verified_same,
+    copy_fixture,
+    remove_kept_builds,
+    single_error_line,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -46,6 +55,30 @@ def test_verify_without_an_epoch_says_how_to_set_one(tmp_path_factory: pytest.Te
     verified = xpcargo(["verify", "--target", AARCH64], cwd=project, env={"SOURCE_DATE_EPOCH": None})
     assert verified.code == 5, verified
     assert "SOURCE_DATE_EPOCH" in verified.stderr_lines[-1]
+
+
+def test_a_release_without_a_lock_file_says_it_is_locked_and_how_to_make_one(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    """Cargo would say "because --locked was passed", a flag the user never passed, about a copy's Cargo.lock."""
+    project = copy_fixture(tmp_path_factory, "bin-exe")
+    (project / "Cargo.lock").unlink()
+    expected = (
+        "error: release builds (dist, verify, --reproducible) are locked (Cargo's --locked, added by xpcargo), and "
+        f"{project.resolve()} has no Cargo.lock (hint: create it with `xpcargo shell --target {X86_64} -- cargo "
+        "generate-lockfile` (or `cargo generate-lockfile` on the host), commit it, and run again)"
+    )
+    for command in ("verify", "dist", "build --reproducible"):
+        refused = xpcargo([*command.split(), "--target", X86_64, "--release"], cwd=project, env=EPOCH)
+        assert refused.code == 5, refused
+        assert single_error_line(refused) == expected, refused
+        assert "--locked was passed" not in refused.stderr, refused
+    assert not (project / "Cargo.lock").exists()
+    # The hint's own command makes it, and the release builds.
+    made = xpcargo(["shell", "--target", X86_64, "--", "cargo", "generate-lockfile"], cwd=project)
+    assert made.code == 0, made
+    assert (project / "Cargo.lock").is_file()
+    assert_verified_same(xpcargo(["verify", "--target", X86_64, "--release"], cwd=project, env=EPOCH))
 
 
 def _dist(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, name: str) -> Path:

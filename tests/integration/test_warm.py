@@ -77,6 +77,32 @@ def test_a_warm_container_ends_itself_after_its_idle_time(xpcargo: Cli, project:
     assert not containers_of(project), "a labelled container was left after the idle timeout"
 
 
+def test_short_commands_keep_a_warm_container_up_and_idle_counts_from_the_last(xpcargo: Cli, project: Path) -> None:
+    """Idle means idle since the last command ended. Each command here is over long before the idle watch's next
+    look (once a second), so only the pids the kernel gave out in between show that it ran: a watch that only
+    looked for a running command ended (and the next command replaced) the container while it was in use."""
+    idle = 5
+    env = {"XPCARGO_KEEP_WARM": str(idle)}
+    first = xpcargo(["shell", "--target", X86_64, "--", "true"], cwd=project, env=env)
+    assert first.code == 0, first
+    warm = warm_container_of(project, X86_64)
+    assert warm is not None
+    started = time.monotonic()
+    # A short command every 1.6 s, for more than three idle times.
+    while time.monotonic() - started < 3 * idle + 2:
+        time.sleep(1.6)
+        result = xpcargo(["shell", "--target", X86_64, "--", "true"], cwd=project, env=env)
+        assert result.code == 0, result
+        assert warm_container_of(project, X86_64) == warm, f"replaced after {time.monotonic() - started:.1f}s"
+    last_ended = time.monotonic()
+    # `docker ps`, not `docker exec`: looking must not start a process in the container.
+    time.sleep(idle - 2)
+    assert warm_container_of(project, X86_64) == warm, "ended before its idle time had passed since the last command"
+    assert container_gone(warm, within=15), f"{warm[:12]} outlived its idle time"
+    assert time.monotonic() - last_ended >= idle
+    assert not containers_of(project)
+
+
 def test_a_changed_image_or_recreated_target_dir_replaces_the_warm_container(xpcargo: Cli, project: Path) -> None:
     tag = f"xpcargo-test-warm-{uuid.uuid4().hex[:12]}:1"
     toolchain = next(

@@ -4,6 +4,7 @@ API is a stand-in."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from xpcargo.container import warm
 from xpcargo.container.docker import containers
 from xpcargo.container.docker.containers import DockerContainers
 from xpcargo.container.spec import REQUEST_LABEL, ContainerRequest
-from xpcargo.errors import ContainerGoneError, EngineError, EngineUnavailableError
+from xpcargo.errors import ContainerGoneError, EngineError, EngineLostError, EngineUnavailableError
 
 
 class LosesTheFirstAnswer:
@@ -124,6 +125,33 @@ def test_a_confined_container_is_read_only_with_a_keeper_of_its_own(
     assert api.options[1]["host_config"]["read_only"] is False
 
 
+class HangsAfterCreating(Records):
+    """An engine that stops answering once the container is created: its start and its removal time out."""
+
+    def attach_socket(self, container: str, params: dict[str, int]) -> object:
+        self.tether = socket.socketpair()
+        return self.tether[0]
+
+    def start(self, container: str) -> None:
+        raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=5)")
+
+    def remove_container(self, container: str, **options: Any) -> None:
+        raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=5)")
+
+
+def test_a_start_that_fails_says_why_and_names_the_container_it_could_not_remove(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = HangsAfterCreating()
+    runtime = _containers(api, monkeypatch)
+    monkeypatch.setattr(runtime, "_client_like", lambda **_: api)
+    with pytest.raises(EngineUnavailableError, match=r"while trying to start the container") as caught:
+        runtime.start(ContainerRequest(image="i", user="0:0", workdir=Path("/")))
+    assert caught.value.left_behind == ["c1"]
+    assert "docker rm -f c1" in caught.value.summary()
+    api.tether[1].close()
+
+
 def _api_error(status: int, explanation: str = "") -> docker.errors.APIError:
     response = requests.Response()
     response.status_code = status
@@ -220,8 +248,16 @@ def test_an_exec_refused_by_a_container_gone_ran_nothing(monkeypatch: pytest.Mon
 
 
 def test_an_exec_whose_result_is_lost_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(EngineUnavailableError, match=r"lost the output of `true` while it still ran"):
+    # Lost once started: the command may run on, which a warm session names.
+    with pytest.raises(EngineLostError, match=r"lost the output of `true` while it still ran"):
         _exec(_on(Execs(code=None), monkeypatch), ["true"], [])
+
+
+def test_an_exec_the_engine_never_took_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    unanswered = requests.exceptions.ReadTimeout("read timed out")
+    with pytest.raises(EngineUnavailableError, match=r"while trying to start `true`") as caught:
+        _exec(_on(Execs(refusal=unanswered), monkeypatch), ["true"], [])
+    assert not isinstance(caught.value, EngineLostError)
 
 
 def test_a_removal_tries_again_then_says_what_it_could_not_confirm(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 
 from xpcargo import resources
+from xpcargo.cargo.args import parse_cargo_args
 from xpcargo.container.spec import Mount
 from xpcargo.context import Context
-from xpcargo.errors import ConfigError, UnknownTargetError
-from xpcargo.pipeline.plan import BuildPlan
+from xpcargo.errors import ConfigError, ProjectError, UnknownTargetError
+from xpcargo.pipeline.plan import BuildPlan, reproducibility
 from xpcargo.pipeline.reproducible import VARIED, Reproducibility
 from xpcargo.pipeline.run import _write_overrides_file
 from xpcargo.pipeline.workspace import Step
 
-from .projects import app_project, listening, plan_in
+from .projects import APP_LOCK, app_project, listening, plan_in
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -122,6 +123,23 @@ def test_every_step_runs_the_projects_code_confined_with_only_tmp_and_home_writa
     settings = Reproducibility(source_date_epoch=1, epoch_source="environment", variation=VARIED)
     varied = replace(plan, flags=replace(plan.flags, reproducible=settings))
     assert varied.request(Step.BUILD, "img").scratch == (Path("/tmp"), Path("/var/tmp"))
+
+
+def test_a_release_build_without_a_lock_file_says_it_is_locked_and_how_to_make_one(tmp_path: Path) -> None:
+    """Cargo would refuse it "because --locked was passed", a flag the user never passed, from a copy's path."""
+    root = app_project(tmp_path)
+    context = Context.create(cwd=root, environ=_environ(tmp_path, SOURCE_DATE_EPOCH="1700000000"))
+    project = context.project(parse_cargo_args([]))
+    with pytest.raises(ProjectError) as caught:
+        reproducibility(context.host, project, X86_64)
+    assert caught.value.exit_code == 5
+    assert caught.value.summary() == (
+        "error: release builds (dist, verify, --reproducible) are locked (Cargo's --locked, added by xpcargo), and "
+        f"{root.resolve()} has no Cargo.lock (hint: create it with `xpcargo shell --target {X86_64} -- cargo "
+        "generate-lockfile` (or `cargo generate-lockfile` on the host), commit it, and run again)"
+    )
+    (root / "Cargo.lock").write_text(APP_LOCK, encoding="utf-8")
+    assert reproducibility(context.host, project, X86_64).source_date_epoch == 1700000000
 
 
 def test_a_foreign_target_gets_xpcargos_runner_and_cmake_toolchain_file_read_only(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from xpcargo.errors import ConfigError, UntrustedError
 from xpcargo.pipeline import plan as build_plan
 from xpcargo.pipeline.remote import RemoteWorkspace
 
-from .projects import listening, plan_in
+from .projects import APP_LOCK, listening, plan_in
 
 X86_64 = "x86_64-unknown-linux-gnu"
 AARCH64 = "aarch64-unknown-linux-gnu"
@@ -437,9 +437,10 @@ def test_verify_crosses_the_boundary_on_the_project_and_its_copies_inherit_the_c
     (tmp_path / "sdk").mkdir()
     root = _consenting_project(tmp_path, f'"{tmp_path / "sdk"}"')
     _write(root / "src" / "main.rs", "fn main() {}\n")
+    _write(root / "Cargo.lock", APP_LOCK)
     runtime = FakeRuntime(every_image=True)
     context = Context.create(cwd=root, environ=_environ(tmp_path, SOURCE_DATE_EPOCH="1"))
-    settings = build_plan.reproducibility(context.host, context.project(parse_cargo_args([])))
+    settings = build_plan.reproducibility(context.host, context.project(parse_cargo_args([])), X86_64)
     with pytest.raises(UntrustedError, match=r"`mounts` of \[build\] in .*/app/xpcargo\.toml"):
         verify.build_twice(
             context.host, context.cwd, X86_64, ["--release"], settings=settings, connect=lambda *_: runtime

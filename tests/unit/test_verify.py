@@ -49,7 +49,7 @@ def _cargo(content: list[bytes], calls: list[Exec]) -> FakeRuntime:
 
 
 def test_both_builds_look_alike_and_cannot_reach_each_other(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = app_project(tmp_path / "verify-me-xpcargo")
+    root = app_project(tmp_path / "verify-me-xpcargo", locked=True)
     calls: list[Exec] = []
     runtime = _cargo([b"same"], calls)
     assert verify.verify(*where(_context(root, tmp_path)), X86_64, ["--release"], connect=lambda *_: runtime) == 0
@@ -75,7 +75,7 @@ def test_both_builds_look_alike_and_cannot_reach_each_other(tmp_path: Path, caps
 
 
 def test_runs_at_once_never_share_a_directory(tmp_path: Path) -> None:
-    root = app_project(tmp_path)
+    root = app_project(tmp_path, locked=True)
     calls: list[Exec] = []
     runtime = _cargo([b"same"], calls)
     for _ in range(2):
@@ -85,7 +85,7 @@ def test_runs_at_once_never_share_a_directory(tmp_path: Path) -> None:
 
 
 def test_dist_packs_only_what_both_builds_made_alike(tmp_path: Path) -> None:
-    root = app_project(tmp_path)
+    root = app_project(tmp_path, locked=True)
     calls: list[Exec] = []
     runtime = _cargo([b"first", b"second"], calls)
     with pytest.raises(NotReproducibleError, match="release/app") as caught:
@@ -102,7 +102,7 @@ def test_dist_packs_only_what_both_builds_made_alike(tmp_path: Path) -> None:
 
 
 def test_dist_packs_the_first_build_when_both_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = app_project(tmp_path)
+    root = app_project(tmp_path, locked=True)
     calls: list[Exec] = []
     runtime = _cargo([b"agreed"], calls)
     monkeypatch.setattr("xpcargo.release.dist.inventory", lambda *_, **__: _inventory())

@@ -11,7 +11,13 @@ import pytest
 
 from xpcargo.container import session, spec, warm
 from xpcargo.container.spec import TARGET_LABEL, WORKSPACE_LABEL, ContainerRequest, Mount
-from xpcargo.errors import CancelledError, ContainerGoneError, InterruptError
+from xpcargo.errors import (
+    CancelledError,
+    ContainerGoneError,
+    EngineLostError,
+    EngineUnavailableError,
+    InterruptError,
+)
 
 from .fake_runtime import Exec, FakeRuntime, Reply, default_script
 
@@ -192,6 +198,37 @@ def test_cancelling_stops_the_running_command_and_then_refuses_the_next(tmp_path
     assert not runtime.removed
 
 
+def test_a_cancelled_command_whose_stop_goes_unanswered_is_named(tmp_path: Path) -> None:
+    started, stopped = threading.Event(), threading.Event()
+
+    def script(call: Exec) -> Reply:
+        if call.warm_script == "xpcargo-stop":
+            stopped.set()
+            return Reply(error=EngineUnavailableError("no answer within 3s"))
+        if call.token is not None:
+            started.set()
+            assert stopped.wait(10)
+            return Reply(code=143)
+        return Reply()
+
+    runtime = FakeRuntime(script=script, every_image=True)
+    cancellation = session.Cancellation()
+
+    def build() -> None:
+        with session.open_session(
+            runtime, _request(tmp_path), purpose="build", cancellation=cancellation, warm_locks=tmp_path / "locks"
+        ) as opened:
+            opened.run(["cargo", "build"])
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    assert started.wait(10)
+    cancellation.cancel("INT")
+    worker.join(10)
+    assert cancellation.still_running == [("container-1", "cargo build")]
+    assert cancellation.left_behind == []
+
+
 def test_an_interrupt_passes_its_own_signal_on(tmp_path: Path) -> None:
     def script(call: Exec) -> Reply:
         if call.token is not None:
@@ -204,6 +241,74 @@ def test_an_interrupt_passes_its_own_signal_on(tmp_path: Path) -> None:
     assert runtime.execs[-1].warm_script == "xpcargo-stop"
     assert runtime.execs[-1].argv[6] == "HUP"
     assert runtime.running == {"container-1"}
+
+
+def _engine_lost(stop: Reply) -> FakeRuntime:
+    """The engine lost while `cargo build` runs in a warm container; the stop that follows gets ``stop``."""
+
+    def script(call: Exec) -> Reply:
+        if call.warm_script == "xpcargo-stop":
+            return stop
+        if call.token is not None:
+            return Reply(error=EngineLostError("Docker engine stopped answering while `cargo build` ran", hint="h"))
+        return Reply()
+
+    return FakeRuntime(script=script, every_image=True)
+
+
+def test_a_command_the_engine_lost_is_stopped_when_the_engine_takes_it(tmp_path: Path) -> None:
+    runtime = _engine_lost(Reply())
+    with pytest.raises(EngineLostError) as caught:
+        _run(runtime, _request(tmp_path), tmp_path / "locks", ("cargo", "build", "--release"))
+    stop = runtime.execs[-1]
+    assert (stop.warm_script, stop.argv[6]) == ("xpcargo-stop", "TERM")
+    assert caught.value.summary() == "error: Docker engine stopped answering while `cargo build` ran (hint: h)"
+    # The container stays warm for the next command.
+    assert runtime.running == {"container-1"}
+
+
+def test_a_command_the_engine_lost_and_cannot_stop_is_named_with_its_container(tmp_path: Path) -> None:
+    """The engine frozen under a warm command: the container is meant to stay, the command may run on in it."""
+    runtime = _engine_lost(Reply(error=EngineUnavailableError("no answer within 3s")))
+    with pytest.raises(EngineLostError) as caught:
+        _run(runtime, _request(tmp_path), tmp_path / "locks", ("cargo", "build", "--release"))
+    assert caught.value.still_running == [("container-1", "cargo build")]
+    assert caught.value.summary() == (
+        "error: Docker engine stopped answering while `cargo build` ran; the engine did not confirm that `cargo "
+        "build` ended in warm container container-1, where it may still be running (hint: once the engine answers, "
+        "`docker rm -f container-1`)"
+    )
+    assert not runtime.removed
+
+
+def test_an_engine_out_of_reach_before_the_command_started_names_nothing(tmp_path: Path) -> None:
+    def script(call: Exec) -> Reply:
+        if call.token is not None:
+            return Reply(error=EngineUnavailableError("lost Docker engine while trying to start `cargo build`"))
+        return Reply()
+
+    runtime = FakeRuntime(script=script, every_image=True)
+    with pytest.raises(EngineUnavailableError) as caught:
+        _run(runtime, _request(tmp_path), tmp_path / "locks", ("cargo", "build"))
+    assert caught.value.summary() == "error: lost Docker engine while trying to start `cargo build`"
+    assert not any(call.warm_script == "xpcargo-stop" for call in runtime.execs)
+
+
+def test_an_interrupt_whose_stop_goes_unanswered_names_the_command_not_a_removal(tmp_path: Path) -> None:
+    def script(call: Exec) -> Reply:
+        if call.warm_script == "xpcargo-stop":
+            return Reply(error=EngineUnavailableError("no answer within 3s"))
+        if call.token is not None:
+            return Reply(error=InterruptError("interrupted"))
+        return Reply()
+
+    runtime = FakeRuntime(script=script, every_image=True)
+    with pytest.raises(InterruptError) as caught:
+        _run(runtime, _request(tmp_path), tmp_path / "locks", ("sleep", "600"))
+    assert caught.value.summary() == (
+        "error: interrupted; the engine did not confirm that `sleep 600` ended in warm container container-1, where "
+        "it may still be running (hint: once the engine answers, `docker rm -f container-1`)"
+    )
 
 
 def test_a_container_past_its_lifetime_is_not_reused(tmp_path: Path) -> None:

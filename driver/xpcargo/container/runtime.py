@@ -156,7 +156,9 @@ class Containers(ImageLookup, Protocol):
 
         Raises ``ContainerGoneError`` when the container was not running when asked (nothing ran),
         ``ContainerDiedError`` when the container (or the command, by the OOM killer) was killed under it,
-        and ``EngineUnavailableError`` when the engine stopped answering or the connection was lost."""
+        ``EngineUnavailableError`` when the engine could not be reached to start the command (nothing ran), and
+        ``EngineLostError`` when it stopped answering or the connection was lost after that (the command may still
+        be running)."""
 
     def exec_interactive(
         self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path, user: str | None = None

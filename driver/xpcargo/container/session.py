@@ -39,6 +39,7 @@ from xpcargo.container.spec import (
 from xpcargo.errors import (
     CancelledError,
     ContainerGoneError,
+    EngineLostError,
     EngineUnavailableError,
     InterruptError,
     ProjectError,
@@ -126,7 +127,8 @@ class WarmSession(Session):
         self._purpose = purpose
         # Containers this session started, whose start-time watch it releases at the end.
         self.started: list[str] = []
-        self._running: str | None = None
+        # The token and command of what runs now, for cancel() from another thread.
+        self._running: tuple[str, Sequence[str]] | None = None
         self._cancelled = False
         self.container_id = self._find_or_start(unusable=frozenset())
 
@@ -168,7 +170,7 @@ class WarmSession(Session):
         for _ in range(_WARM_ATTEMPTS):
             token = uuid.uuid4().hex[:16]
             # Set before the check, read after cancel() sets the flag: one of the two sees the other.
-            self._running = token
+            self._running = (token, argv)
             if self._cancelled:
                 raise CancelledError("cancelled: another target failed or the build was interrupted")
             try:
@@ -185,9 +187,14 @@ class WarmSession(Session):
             except ContainerGoneError:
                 self._move(unusable=False)
                 continue
+            except EngineLostError as error:
+                # The command may run on in a container that stays (a container of its own would be removed here):
+                # stopped if the engine takes that now, else named.
+                self._stop(token, "TERM", error, argv)
+                raise
             except (InterruptError, KeyboardInterrupt) as caught:
                 interrupt = caught if isinstance(caught, InterruptError) else InterruptError("interrupted")
-                self._stop(token, interrupt.signal_name, interrupt)
+                self._stop(token, interrupt.signal_name, interrupt, argv)
                 raise interrupt from None
             finally:
                 self._running = None
@@ -220,11 +227,11 @@ class WarmSession(Session):
         previous = self.container_id
         self.container_id = self._find_or_start(unusable=frozenset({previous}) if unusable else frozenset())
 
-    def _stop(self, token: str, signal_name: str, error: XpcargoError) -> None:
+    def _stop(self, token: str, signal_name: str, error: XpcargoError, argv: Sequence[str]) -> None:
         """Pass the signal on to the command's process group and wait for it to end. If the engine does not take
-        that at once, the command is named as left behind (it still ends when its tether does, once the engine
-        hears that this process is gone); if the stop fails otherwise, or a second Ctrl-C cuts it short, the
-        container is removed, which certainly ends the command."""
+        that at once, the command (``argv``) is named in ``error`` as still running (it ends when its tether does,
+        once the engine hears that this process is gone); if the stop fails otherwise, or a second Ctrl-C cuts it
+        short, the container is removed, which certainly ends the command."""
         try:
             _quietly(
                 self._runtime,
@@ -234,7 +241,7 @@ class WarmSession(Session):
                 user=self._request.user,
             )
         except EngineUnavailableError:
-            error.left_behind.append(self.container_id)
+            error.still_running.append((self.container_id, " ".join(argv[:2])))
         except (XpcargoError, KeyboardInterrupt):
             try:
                 self._runtime.remove(self.container_id)
@@ -243,13 +250,18 @@ class WarmSession(Session):
 
     def cancel(self, signal_name: str) -> None:
         self._cancelled = True
-        token = self._running
-        if token is not None:
+        running = self._running
+        if running is not None:
+            token, argv = running
             stopped = CancelledError("cancelled")
-            self._stop(token, signal_name, stopped)
-            if stopped.left_behind:
+            self._stop(token, signal_name, stopped, argv)
+            if stopped.left_behind or stopped.still_running:
                 # Cancellation names it among what may still run.
-                raise EngineUnavailableError(f"the engine did not confirm the stop of a command in {self.container_id}")
+                unconfirmed = EngineUnavailableError(
+                    f"the engine did not confirm the stop of a command in {self.container_id}"
+                )
+                unconfirmed.left_behind, unconfirmed.still_running = stopped.left_behind, stopped.still_running
+                raise unconfirmed
 
     def close(self) -> None:
         for container_id in self.started:
@@ -442,8 +454,10 @@ class Cancellation:
         self._lock = threading.Lock()
         self._live: list[Session] = []
         self._cancelled = False
-        # Containers the engine did not confirm removed when they were cancelled.
+        # Containers the engine did not confirm removed when they were cancelled, and the warm containers where it
+        # did not confirm that the cancelled command ended.
         self.left_behind: list[str] = []
+        self.still_running: list[tuple[str, str]] = []
 
     @property
     def cancelled(self) -> bool:
@@ -471,8 +485,11 @@ class Cancellation:
         for session in live:
             try:
                 session.cancel(signal_name)
-            except XpcargoError:
-                self.left_behind.append(session.container_id)
+            except XpcargoError as error:
+                if error.still_running:
+                    self.still_running += error.still_running
+                else:
+                    self.left_behind.append(session.container_id)
 
 
 @contextmanager

@@ -149,7 +149,7 @@ def cargo_command(
     side."""
     # One project for every target: the arguments name it, whatever the target.
     project = project_at(host, cwd, args) if reproducible else find_project(host, cwd, triples[0], args)
-    settings = plan_module.reproducibility(host, project) if reproducible else None
+    settings = plan_module.reproducibility(host, project, triples[0]) if reproducible else None
     if len(triples) == 1:
         return run.cargo_command(host, project, command, triples[0], args, connect=connect, reproducible=settings)
     jobs = target_jobs if target_jobs is not None else default_target_jobs()
@@ -237,6 +237,7 @@ def build_matrix(
         for thread in workers:
             thread.join(max(0.0, deadline - time.monotonic()))
         interrupt.left_behind += cancellation.left_behind
+        interrupt.still_running += cancellation.still_running
         raise interrupt from None
     ordered = [results[triple] for triple in triples]
     summary = Summary(command=command, results=tuple(ordered), seconds=time.monotonic() - started)

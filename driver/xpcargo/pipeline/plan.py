@@ -521,9 +521,20 @@ def trust_boundary(host: Host, project: Project, project_config: ProjectConfig) 
     )
 
 
-def reproducibility(host: Host, project: Project) -> Reproducibility:
-    """The settings of a reproducible build of ``project``: its SOURCE_DATE_EPOCH above all."""
+def reproducibility(host: Host, project: Project, triple: str) -> Reproducibility:
+    """The settings of a reproducible build of ``project``: its SOURCE_DATE_EPOCH above all. ``triple`` (one of the
+    targets built) is for the hint when the project has no lock file."""
     epoch, source = reproducible.source_date_epoch(host.environ, project.workspace_root)
+    lock = project.workspace_root / "Cargo.lock"
+    # The build adds --locked, with which Cargo refuses to write a missing lock file; its message blames a flag the
+    # user never passed, and would come from inside a copy of the workspace (verify, dist).
+    if not lock.is_file():
+        raise ProjectError(
+            f"release builds (dist, verify, --reproducible) are locked (Cargo's --locked, added by xpcargo), and "
+            f"{project.workspace_root} has no Cargo.lock",
+            hint=f"create it with `xpcargo shell --target {triple} -- cargo generate-lockfile` (or `cargo "
+            "generate-lockfile` on the host), commit it, and run again",
+        )
     return Reproducibility(source_date_epoch=epoch, epoch_source=source)
 
 

@@ -62,7 +62,7 @@ def dist(
     target_jobs: int | None,
     verified: bool = True,
 ) -> int:
-    settings = reproducibility(host, project_at(host, cwd, args))
+    settings = reproducibility(host, project_at(host, cwd, args), triples[0])
     build_args = release_args(args)
     project = project_at(host, cwd, build_args)
     destination = (cwd / out_dir) if out_dir is not None else project.target_dir / "dist"

@@ -66,7 +66,7 @@ class Rebuilt:
 def verify(host: Host, cwd: Path, triple: str, args: Sequence[str], *, connect: run.Connect) -> int:
     """Build twice the project that ``args`` name from ``cwd``, compare, print the table; raise
     ``NotReproducibleError`` when anything differs."""
-    settings = reproducibility(host, project_at(host, cwd, args))
+    settings = reproducibility(host, project_at(host, cwd, args), triple)
     rebuilt = build_twice(host, cwd, triple, args, settings=settings, connect=connect)
     if isinstance(rebuilt, int):
         return rebuilt

@@ -32,7 +32,7 @@ from xpcargo.container.docker.options import create_options, host_options, shown
 from xpcargo.container.engine import EngineKind
 from xpcargo.container.runtime import ContainerInfo, Output
 from xpcargo.container.spec import REQUEST_LABEL, ContainerRequest
-from xpcargo.errors import ContainerDiedError, EngineError, EngineUnavailableError
+from xpcargo.errors import ContainerDiedError, EngineError, EngineLostError, EngineUnavailableError, XpcargoError
 
 # How long the removal on the way out may take before xpcargo says what it could not confirm and exits; and, when
 # nobody waits (the work ended well), how long a busy engine may take to delete a large container (an image layer's,
@@ -105,8 +105,14 @@ class DockerContainers(Connection):
                 )
             self._watches[container_id] = ContainerWatch(self._client_like(timeout=None), container_id, since)
             self._call("start the container", lambda: self._client.api.start(container_id))
-        except BaseException:
-            self.remove(container_id)
+        except BaseException as error:
+            try:
+                self.remove(container_id)
+            except XpcargoError:
+                # A hung engine fails the start and then the removal: the start's failure is what happened.
+                if not isinstance(error, XpcargoError):
+                    raise
+                error.left_behind.append(container_id)
             raise
         return container_id
 
@@ -142,22 +148,31 @@ class DockerContainers(Connection):
                 user=user,
             )
             try:
-                stream = self._stream.exec_start(exec_id, stream=True, demux=True)
-            except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
-                raise self._translate_exec(container_id, command, exc) from None
-            with self._health_check(on_hung=stream.close) as hung:
-                try:
-                    for out, err in stream:
-                        if out:
-                            on_stdout(out)
-                        if err:
-                            on_stderr(err)
-                except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
-                    raise self._translate(f"read the output of `{command}`", exc) from None
-            return self._exec_result(container_id, exec_id, command, hung=hung.is_set())
+                return self._exec_start(container_id, exec_id, command, on_stdout=on_stdout, on_stderr=on_stderr)
+            except EngineUnavailableError as error:
+                # Once asked to start, the command may run whether or not the engine said so.
+                raise EngineLostError(error.message, hint=error.hint) from None
         finally:
             if watch is not None:
                 self.release(container_id)
+
+    def _exec_start(
+        self, container_id: str, exec_id: str, command: str, *, on_stdout: Output, on_stderr: Output
+    ) -> int:
+        try:
+            stream = self._stream.exec_start(exec_id, stream=True, demux=True)
+        except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
+            raise self._translate_exec(container_id, command, exc) from None
+        with self._health_check(on_hung=stream.close) as hung:
+            try:
+                for out, err in stream:
+                    if out:
+                        on_stdout(out)
+                    if err:
+                        on_stderr(err)
+            except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
+                raise self._translate(f"read the output of `{command}`", exc) from None
+        return self._exec_result(container_id, exec_id, command, hung=hung.is_set())
 
     def _exec_create(
         self,
