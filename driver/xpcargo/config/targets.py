@@ -314,6 +314,11 @@ class TargetSpec:
     # wraps its compiler does not rebuild the std. Unset: the std has the Rust builtins only.
     std_cc: str | None = _setting(Kind.NAME, check=_check_image_program)
     std_ar: str | None = _setting(Kind.NAME, check=_check_image_program)
+    # A std built from source: the program of the image that links the std's own dylib (the std's `dylib` crate
+    # type), for a target that links dynamically and whose Rust default linker (`cc`) is the build machine's: a glibc
+    # target (armv5te). Unset: rustc's default for the target (MinGW's gcc for windows-gnu; a static musl target
+    # links no dylib). Apart from `linker`, like std-cc, so that a project's own linker never rebuilds the std.
+    std_linker: str | None = _setting(Kind.NAME, check=_check_image_program)
     # Target features (`+crt-static`) that every build of the target and, for a std built from source, the std's
     # build get as `-C target-feature=...`, added to the user's own rustflags: for a target whose Rust default is not
     # what its releases ship (riscv64gc-unknown-linux-musl links dynamically unless `+crt-static`).

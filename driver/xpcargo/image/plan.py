@@ -143,6 +143,8 @@ class StdBuild:
     compiler_rt: CompilerRtBuild | None = None
     # The target's `target-features`, which the std is compiled with as every build of the target is.
     target_features: tuple[str, ...] = ()
+    # What links the std's dylib (``std-linker``); None: rustc's default for the target.
+    linker: str | None = None
 
     @property
     def source_files(self) -> tuple[PoolDeb, ...]:
@@ -173,7 +175,7 @@ def _layer_content(layer: Layer) -> dict[str, object]:
     if layer.std_build is None:
         del content["std_build"]
         return content
-    for optional in ("c_runtime", "compiler_rt", "target_features"):
+    for optional in ("c_runtime", "compiler_rt", "target_features", "linker"):
         if not getattr(layer.std_build, optional):
             del content["std_build"][optional]
     return content
@@ -391,6 +393,7 @@ def _std_build(spec: TargetSpec, recipe: ImageRecipe) -> StdBuild:
         c_runtime=_c_runtime(spec, recipe, gnu_triple),
         compiler_rt=_compiler_rt(spec, recipe),
         target_features=spec.target_features,
+        linker=spec.std_linker,
     )
 
 
