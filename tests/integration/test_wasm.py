@@ -119,3 +119,40 @@ def test_a_library_from_pkg_config_is_not_found_and_the_hint_says_to_build_it_fr
         f"no such library for {WASM32}; build it from source with the crate's feature for that (often `vendored`, "
         "`bundled` or `static`)"
     ), result
+
+
+# --- An import the runner does not provide ----------------------------------------------------------------------------
+
+
+def test_a_missing_import_is_one_line_naming_it_and_what_provides_it(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    project = copy_fixture(tmp_path_factory, "wasm-missing-import")
+    result = xpcargo(["run", "-q", "--target", WASM32, "--bin", "embedder-import"], cwd=project)
+    # Not started (it would print `started`): the runner exits as the dynamic loader does for a missing library.
+    assert result.code == 127, result
+    assert "started" not in result.stdout, result
+    said = [line for line in result.stderr_lines if line.startswith("wasi-run:")]
+    assert said == [
+        "wasi-run: target/wasm32-wasip1/debug/embedder-import.wasm: imports function \"host_log\" from module "
+        "\"host\", which this runner (Node's WASI preview 1) does not provide; usually provided by the module's own "
+        "host (a `#[link(wasm_import_module = ...)]` block, or an embedder's API); not WASI"
+    ], result
+    # Not Node's own words for it.
+    assert "TypeError" not in result.stderr, result
+    assert "WebAssembly.instantiate" not in result.stderr, result
+
+
+def test_import_names_cannot_forge_the_runners_line(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "wasm-missing-import")
+    result = xpcargo(["run", "-q", "--target", WASM32, "--bin", "forged-import"], cwd=project)
+    assert result.code == 127, result
+    said = [line for line in result.stderr_lines if line.startswith("wasi-run:")]
+    assert len(said) == 1, result
+    # The names are shown quoted and escaped: the newline, the escape and the override stay on the one line.
+    assert 'from module "env\\nerror: forged line\\u001b[2J\\u202e"' in said[0], result
+    assert 'imports function "clock\\nerror: forged too' in said[0], result
+    assert "x" * 101 not in said[0], result
+    assert not any(line.startswith("error: forged") for line in result.stderr_lines), result
+    assert "\x1b" not in result.stderr, result
+    assert "\u202e" not in result.stderr, result
