@@ -1,7 +1,7 @@
 """The integration tests' fixtures: the real CLI against the real engine, once the toolchain images exist.
 
 The first run on a machine with an empty engine builds every target's toolchain image (the two shared bases, then a
-layer per target: about seven minutes, shown as it goes); later runs find them and start at once. The eight images
+layer per target: about seven minutes, shown as it goes); later runs find them and start at once. The nine images
 whose layer builds a Rust std from source take minutes each: they are built in the background while the other tests
 run, and the tests that need them (marked ``std_images``) run last. Tests that never reach the engine (bad input,
 configuration errors) take the ``cli`` fixture, which does not wait for the images.

@@ -39,7 +39,7 @@ WASM32 = "wasm32-wasip1"
 ALL_TARGETS = (*TARGETS, WASM32)
 WASM_MAGIC = b"\0asm"
 # The targets whose Rust std the image builds from Debian's sources (test_musl.py, test_armv5te.py, test_armv6.py,
-# test_windows.py). armv5te is one of TARGETS too (a glibc target, in `--target all`).
+# test_wasm.py, test_windows.py). armv5te and wasm32 are in ALL_TARGETS too (in `--target all`).
 X86_64_MUSL = "x86_64-unknown-linux-musl"
 I686_MUSL = "i686-unknown-linux-musl"
 AARCH64_MUSL = "aarch64-unknown-linux-musl"
@@ -56,6 +56,7 @@ STD_FROM_SOURCE_TARGETS = (
     I686_MUSL,
     ARMV7_MUSL,
     RISCV64_MUSL,
+    WASM32,
     WINDOWS,
 )
 

@@ -43,15 +43,15 @@ def test_each_recipe_says_its_rust(recipes: dict[str, ImageRecipe]) -> None:
 X86_64 = "x86_64-unknown-linux-gnu"
 ARMV5TE = "armv5te-unknown-linux-gnueabi"
 # What each channel gives each kind of target, read from the recipes: a GNU target's std is Debian's package for its
-# arch (in both recipes), wasm32's only in 1.85's, a std from source needs the recipe's rust.source, except where
-# Debian packages the target's std for the other Rust (armel's, for 1.85).
+# arch (in both recipes), a std from source needs the recipe's rust.source, except where Debian packages the target's
+# std for the other Rust (armel's and wasm32's, for 1.85).
 EXPECTED: dict[str, dict[str, str | None]] = {
     X86_64: {"1.85": OLD, "1.85.1": OLD, "1.96": NEW, "1.96.0": NEW, "stable": NEW},
     "aarch64-unknown-linux-gnu": {"1.85": OLD, "1.96": NEW, "stable": NEW},
     "i686-unknown-linux-gnu": {"1.85.1": OLD, "1.96.0": NEW, "stable": NEW},
     "s390x-unknown-linux-gnu": {"1.85": OLD, "stable": NEW},
     ARMV5TE: {"1.85": OLD, "1.85.1": OLD, "stable": NEW, "1.96": NEW},
-    "wasm32-wasip1": {"1.85": OLD, "stable": OLD, "1.96": None},
+    "wasm32-wasip1": {"1.85": OLD, "1.85.1": OLD, "stable": NEW, "1.96": NEW},
     "x86_64-unknown-linux-musl": {"1.85": None, "stable": NEW, "1.96": NEW},
 }
 
@@ -89,6 +89,23 @@ def test_armv5te_builds_its_std_on_1_96_and_takes_debians_on_1_85(
     # Debian's armhf std is ARMv7 glibc's: never a std-from-source target of another libc or variant.
     armv6 = shipped["arm-unknown-linux-musleabihf"]
     assert "which the trixie-rust-1.85 recipe lacks" in str(unable(armv6, recipes[OLD], build_arch="amd64"))
+
+
+def test_wasm32_builds_its_std_on_1_96_and_takes_debians_package_on_1_85(
+    recipes: dict[str, ImageRecipe], shipped: dict[str, TargetSpec]
+) -> None:
+    wasm = shipped["wasm32-wasip1"]
+    assert wasm.std_from_source
+    assert recipes[OLD].rust.std_arch_independent == {"wasm32-wasip1": "libstd-rust-dev-wasm32"}
+    assert recipes[NEW].rust.std_arch_independent == {}
+    old = choose(wasm, Request(channel="1.85", origin=FILE), recipes, build_arch="amd64")
+    assert (old.recipe, old.std_from_source) == (OLD, False)
+    # A recipe that names no package of it, and has no sources, cannot build it.
+    unnamed = replace(recipes[OLD], rust=replace(recipes[OLD].rust, std_arch_independent={}))
+    assert "which the trixie-rust-1.85 recipe lacks" in str(unable(wasm, unnamed, build_arch="amd64"))
+    packaged = replace(wasm, std="debian")
+    assert unable(packaged, unnamed, build_arch="amd64") == "Debian packages no std of it for 1.85.1"
+    assert unable(packaged, recipes[NEW], build_arch="amd64") == "Debian packages no std of it for 1.96.0"
 
 
 def test_why_a_recipe_cannot_build_a_target(recipes: dict[str, ImageRecipe], shipped: dict[str, TargetSpec]) -> None:

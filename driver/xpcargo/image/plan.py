@@ -341,6 +341,17 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
             )
         filename = f"{rust.std_package}_{rust.version}_{spec.debian_arch}.deb"
         pool_debs = (PoolDeb(url=f"{recipe.mirror}/{rust.std_pool}/{filename}", sha256=digest),)
+    # An arch-independent std (wasm32's) is a package of the recipe's Rust, pinned to it, in the target's layer.
+    std_packages: tuple[str, ...] = ()
+    if std_build is None and spec.debian_arch == ARCH_INDEPENDENT:
+        package = rust.std_arch_independent.get(spec.triple)
+        if package is None:
+            raise ConfigError(
+                f"{recipe.source}: rust.std.arch-independent: has no package of the std of target {spec.triple}",
+                hint=f'build the std from the recipe\'s sources (`std = "source"` in [target.{spec.triple}]), or '
+                "name Debian's package of it there",
+            )
+        std_packages = (f"{package}={rust.version}",)
     pinned = tuple(f"{name}={rust.version}" for name in rust.packages)
     # apt does not care about order, and neither must the hash.
     base = BasePlan(
@@ -357,7 +368,7 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
     layers = [
         Layer(
             purpose="target",
-            packages=tuple(sorted({*spec.packages, *build_packages})),
+            packages=tuple(sorted({*spec.packages, *build_packages, *std_packages})),
             pool_debs=pool_debs,
             emulator=spec.emulator,
             std_build=std_build,

@@ -49,7 +49,10 @@ DEBIAN_STD_TARGETS = {
 def packages_std(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) -> bool:
     """Whether Debian packages ``spec``'s std for ``recipe``'s Rust: the std package of its architecture, which
     holds that architecture's GNU target only (a musl target of the same architecture is not it), is rustc's own
-    (the build machine's) or pinned in the recipe."""
+    (the build machine's) or pinned in the recipe; or the recipe names an arch-independent package of it (wasm32's,
+    for 1.85 only)."""
+    if spec.debian_arch == ARCH_INDEPENDENT:
+        return spec.triple in recipe.rust.std_arch_independent
     if DEBIAN_STD_TARGETS.get(spec.debian_arch) != spec.triple:
         return False
     return spec.debian_arch == build_arch or spec.debian_arch in recipe.rust.std_sha256
@@ -63,9 +66,9 @@ def unable(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) -> str | N
         if recipe.rust.source is None and not packages_std(spec, recipe, build_arch=build_arch):
             return f"its std is built from the sources of the image's rustc, which the {recipe.name} recipe lacks"
     elif spec.debian_arch == ARCH_INDEPENDENT:
-        # Its std is one of the target's own packages, pinned to the Rust of the recipe toolchains.yaml names.
-        if recipe.name != spec.recipe:
-            return "its std is a package of its own recipe's Rust"
+        # Its std is an arch-independent package of the recipe's Rust, if Debian has one.
+        if not packages_std(spec, recipe, build_arch=build_arch):
+            return f"Debian packages no std of it for {rust_of(recipe)}"
     elif spec.debian_arch != build_arch and spec.debian_arch not in recipe.rust.std_sha256:
         return f"Debian packages no {recipe.rust.std_package} {rust_of(recipe)} for {spec.debian_arch}"
     if spec.glibc is not None and spec.glibc != recipe.glibc and spec.glibc not in recipe.glibc_floors:
