@@ -216,7 +216,8 @@ def test_without_the_emulations_wasi_libc_refuses_the_c_code(
     _with_settings(project, "wasi-emulated = []")
     result = xpcargo(["build", "--target", WASM32], cwd=project)
     assert result.code == 101, result
-    assert "WASI lacks process-associated clocks" in result.stderr, result
+    assert "wasm lacks signal support; to enable minimal signal emulation" in result.stderr, result
+    assert "WASI lacks a true mmap; to enable minimal mmap emulation" in result.stderr, result
 
 
 @pytest.mark.parametrize(
@@ -226,6 +227,9 @@ def test_without_the_emulations_wasi_libc_refuses_the_c_code(
         ('wasi-emulated = ["process-clocks -Clink-arg=--export-all"]', "wasi-emulated"),
         ('wasi-emulated = ["../../../tmp/evil"]', "wasi-emulated"),
         ('wasi-emulated = ["pthread"]', "wasi-emulated"),
+        # The archives every link takes are files of the image: never a flag, never a second word.
+        ('link-archives = ["/usr/lib/wasm32-wasip1/libc.a -Clink-arg=--export-all"]', "link-archives"),
+        ('link-archives = ["--whole-archive"]', "link-archives"),
         # The std's build runs in the image layer (as root, with the network): one program, files of the image only.
         ('std-cc = "clang-22 --target=wasm32-wasip1 -fplugin=/tmp/evil.so"', "std-cc"),
         (

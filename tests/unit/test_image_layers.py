@@ -166,6 +166,10 @@ def test_a_recipe_without_c_runtime_sources_cannot_build_one(shipped: config.Too
         ("std-linker", "arm-linux-gnueabi-gcc -Wl,--wrap=main"),
         ("std-linker", "gcc;touch${IFS}/pwned"),
         ("std-linker", "-fuse-ld=/tmp/evil"),
+        # The archives every link of the target takes (wasm32's pthread stubs): files of the image, never a flag.
+        ("link-archives", ["/usr/lib/x.a -Clink-arg=--export-all"]),
+        ("link-archives", ["--whole-archive"]),
+        ("wasi-emulated", ["getpid;touch${IFS}/pwned"]),
         # Target features go into the std build's RUSTFLAGS and every build's rustflags: one feature each.
         ("target-features", ["+crt-static -Clinker=/tmp/evil"]),
         ("target-features", ["+crt-static;touch${IFS}/pwned"]),

@@ -128,19 +128,23 @@ def test_wasm32s_c_code_gets_wasi_libcs_emulations_after_the_users_flags(tmp_pat
     # The cc crate reads only the first of its variables: the project's flags are carried into the one set here.
     assert env["CFLAGS_wasm32_wasip1"].split() == ["-O1", "-DMINE", *EMULATED_DEFINES]
     assert env["CXXFLAGS_wasm32_wasip1"].split() == EMULATED_DEFINES
-    # Each emulation's archive is one more input of the link: wasm-ld takes from it only what the module calls.
+    # Each emulation's archive is one more input of the link: wasm-ld takes from it only what the module calls. So
+    # is the pthread emulation's, for Rust's std (link-archives), whose functions C code is not given.
     assert env["CARGO_ENCODED_RUSTFLAGS"].split("\x1f") == [
         "-Dwarnings",
         *(
             f"-Clink-arg=/usr/lib/wasm32-wasip1/libwasi-emulated-{name}.a"
-            for name in ("process-clocks", "signal", "mman", "getpid")
+            for name in ("process-clocks", "signal", "mman", "getpid", "pthread")
         ),
     ]
 
 
 def test_a_project_can_turn_the_emulations_off_but_not_name_others(tmp_path: Path) -> None:
     off = _plan(tmp_path, "build", [], triple=WASM32, xpcargo_toml=f"[target.{WASM32}]\nwasi-emulated = []\n")
-    assert not any(name.startswith(("CFLAGS_", "CARGO_ENCODED")) for name in off.variables.env)
+    assert not any(name.startswith("CFLAGS_") for name in off.variables.env)
+    # Rust's std still gets its pthread stubs.
+    assert "-Clink-arg=/usr/lib/wasm32-wasip1/libwasi-emulated-pthread.a" in str(off.flags.rustflags_config)
+    assert "emulated-signal" not in str(off.flags.rustflags_config)
     some = _plan(tmp_path / "some", "build", [], triple=WASM32, XPCARGO_TARGET_WASM32_WASIP1_WASI_EMULATED="getpid")
     assert some.variables.env["CFLAGS_wasm32_wasip1"] == "-D_WASI_EMULATED_GETPID"
     for index, bad in enumerate(("getpid -Clink-arg=--export-all", "pthread", "../x")):

@@ -247,6 +247,11 @@ def wasi_emulated_flags(names: tuple[str, ...]) -> tuple[list[str], list[str]]:
     return c_flags, rust_flags
 
 
+def link_archive_flags(archives: tuple[str, ...]) -> list[str]:
+    """rustc's options that give the linker each of ``archives`` (checked image paths) as one more input."""
+    return [f"-Clink-arg={archive}" for archive in archives]
+
+
 def target_feature_flags(features: tuple[str, ...]) -> list[str]:
     """rustc's options for ``features``: one spelling for the std's build in the image and every build of the
     target, which must agree."""
@@ -348,6 +353,11 @@ class TargetSpec:
     # wasi-libc's emulations (WASI_EMULATIONS) that C code of the target gets: their defines added to the user's own
     # CFLAGS_<target>, their libraries to the link. `[]` turns them off.
     wasi_emulated: tuple[str, ...] = _setting(Kind.WORDS, check=_check_wasi_emulated)
+    # Static archives of the image that every link of the target takes as inputs after everything else (the linker
+    # takes from an archive only the members that define what is still undefined): for a std built from source
+    # against a C library that lacks functions the std calls (wasm32-wasip1's pthread stubs). Files of the image of
+    # plain characters only, each one `-Clink-arg=<path>` added to the user's rustflags.
+    link_archives: tuple[str, ...] = _setting(Kind.WORDS, check=_check_image_paths)
     # Extra environment for every command in the container.
     env: Mapping[str, str] = _setting(Kind.ENV, sources=_ALL, merge=Merge.UPDATE)
     # The engine the target builds on, instead of the one DOCKER_HOST (or the docker context) names: `ssh://builder`,

@@ -23,6 +23,7 @@ from xpcargo.config.targets import (
     ProjectConfig,
     TargetSpec,
     check_triple,
+    link_archive_flags,
     load_project_config,
     target_feature_flags,
     wasi_emulated_flags,
@@ -398,8 +399,8 @@ def _flags(
     *,
     settings: Reproducibility | None,
 ) -> tuple[Flags, dict[str, str]]:
-    """The flags added to the user's own (the reproducible mode's path remapping, the target's `target-features`
-    and `wasi-emulated`, the glibc floor's sysroot), and ``env`` with them merged in."""
+    """The flags added to the user's own (the reproducible mode's path remapping, the target's `target-features`,
+    `wasi-emulated` and `link-archives`, the glibc floor's sysroot), and ``env`` with them merged in."""
     merged = dict(env)
     remaps = remapping(project) if settings is not None else ()
     rust_flags = reproducible.rustc_remap_flags(remaps)
@@ -407,6 +408,7 @@ def _flags(
     c_flags = reproducible.c_remap_flags(remaps)
     emulated_c, emulated_rust = wasi_emulated_flags(spec.wasi_emulated)
     rust_flags += emulated_rust
+    rust_flags += link_archive_flags(spec.link_archives)
     c_flags += emulated_c
     if glibc.sysroot is not None:
         rust_flags += glibc.sysroot.rust_flags()
