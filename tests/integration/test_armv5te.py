@@ -1,7 +1,8 @@
 """ARMv5TE with soft float (armv5te-unknown-linux-gnueabi, Debian's armel) against the real engine, on Rust 1.96 with
 its std built in the image layer from Debian's sources of that rustc (Debian packages armel's std for 1.85.1 only).
-The seed C example and a -sys crate (zlib through the cc crate) build and run under qemu-arm; the programs are
-ARMv5TE soft-float EABI programs for armel's dynamic loader; current crates.io crates that 1.85 cannot build (globset,
+The seed C example and a -sys crate (zlib through the cc crate) build and run under qemu-arm's ARM926 (ARMv5TEJ,
+which faults on ARMv7 code: a program with one ARMv7 function does); the programs are ARMv5TE soft-float EABI
+programs for armel's dynamic loader; current crates.io crates that 1.85 cannot build (globset,
 url through ICU4X 2), locked by today's stable Cargo, build and run; unwinding works (EHABI, through glibc's
 libgcc_s). A project pinned to 1.85 still gets Debian's 1.85.1 with its packaged std. A project cannot turn the std
 build's linker into a command, and its own linker and flags never reach the std build (the image stays the same)."""
@@ -19,8 +20,8 @@ from .test_armv6 import cpu_arch
 
 pytestmark = [pytest.mark.engine, pytest.mark.std_images]
 
-# Tag_CPU_arch 4: ARMv5TE (the ARM ELF ABI's addenda).
-V5TE = 4
+# Tag_CPU_arch 4: ARMv5TE, 10: ARMv7 (the ARM ELF ABI's addenda).
+V5TE, V7 = 4, 10
 # e_flags of an EABI version 5 object for the soft-float procedure call standard (EF_ARM_ABI_FLOAT_SOFT): armel's.
 # armhf's say EF_ARM_ABI_FLOAT_HARD (0x400) instead.
 EABI5_SOFT_FLOAT = 0x05000200
@@ -91,6 +92,22 @@ def test_unwinding_catches_panics_and_should_panic_passes(
     assert tested.code == 0, tested
     assert "test tests::panics_on_odd_numbers - should panic ... ok" in tested.stdout, tested
     assert "test result: ok. 2 passed" in tested.stdout, tested
+
+
+def test_an_armv7_object_faults_on_the_arm926_and_is_caught(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    """The judge bites: one C function built for ARMv7 links into the program, its ELF then says ARMv7 (which the
+    other tests' check refuses), and the runner's ARM926 faults on its instruction."""
+    project = copy_fixture(tmp_path_factory, "armv7-instruction")
+    built = xpcargo(["build", "--target", ARMV5TE], cwd=project)
+    assert built.code == 0, built
+    assert cpu_arch(project / "target" / ARMV5TE / "debug" / "armv7-instruction") == V7
+    ran = xpcargo(["run", "--target", ARMV5TE], cwd=project)
+    assert ran.code != 0, ran
+    assert "before the ARMv7 instruction" in ran.stdout_lines, ran
+    assert "armv7 says 42" not in ran.stdout, ran
+    assert "Illegal instruction" in ran.stderr, ran
 
 
 def test_a_project_pinned_to_1_85_gets_debians_1_85_and_its_std(

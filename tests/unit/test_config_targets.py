@@ -79,8 +79,10 @@ def test_shipped_toolchains_load_with_every_target(shipped: config.Toolchains) -
         for tool in (spec.cc, spec.cxx, spec.ar, spec.linker):
             assert tool
         if spec.emulator is not None and spec.emulator.startswith("qemu-") and spec.sysroot is not None:
-            # The emulator's -L and QEMU_LD_PREFIX (from `sysroot`) must name the same directory.
-            assert spec.runner[1:] == ("-L", spec.sysroot), triple
+            # The emulator's -L and QEMU_LD_PREFIX (from `sysroot`) must name the same directory (after a CPU model,
+            # where one is named: armv5te's `-cpu arm926`).
+            assert spec.runner[-2:] == ("-L", spec.sysroot), triple
+            assert spec.runner[1:-2] in ((), ("-cpu", "arm926")), triple
             assert spec.cc == f"{Path(spec.sysroot or '').name}-gcc", triple
         if spec.std_from_source and "-linux-gnu" not in triple:
             # Static programs (musl): the emulator loads no library, so no -L and no sysroot (a CPU model may be named:
