@@ -39,7 +39,8 @@ WASM32 = "wasm32-wasip1"
 ALL_TARGETS = (*TARGETS, WASM32)
 WASM_MAGIC = b"\0asm"
 # The targets whose Rust std the image builds from Debian's sources (test_musl.py, test_armv5te.py, test_armv6.py,
-# test_wasm.py, test_windows.py). armv5te and wasm32 are in ALL_TARGETS too (in `--target all`).
+# test_wasm.py, test_windows.py). armv5te and wasm32 are in ALL_TARGETS too (built with the first images, since
+# tests without the std_images mark use them).
 X86_64_MUSL = "x86_64-unknown-linux-musl"
 I686_MUSL = "i686-unknown-linux-musl"
 AARCH64_MUSL = "aarch64-unknown-linux-musl"
