@@ -15,10 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ARMV5TE, RUNNABLE, Cli, assert_elf_for, copy_fixture, single_error_line
+from .helpers import (
+    ARMV5TE,
+    RUNNABLE,
+    Cli,
+    assert_elf_for,
+    assert_verified_same,
+    copy_fixture,
+    single_error_line,
+)
 from .test_armv6 import cpu_arch
 
 pytestmark = [pytest.mark.engine, pytest.mark.std_images]
+
+EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
 # Tag_CPU_arch 4: ARMv5TE, 10: ARMv7 (the ARM ELF ABI's addenda).
 V5TE, V7 = 4, 10
@@ -108,6 +118,12 @@ def test_an_armv7_object_faults_on_the_arm926_and_is_caught(
     assert "before the ARMv7 instruction" in ran.stdout_lines, ran
     assert "armv7 says 42" not in ran.stdout, ran
     assert "Illegal instruction" in ran.stderr, ran
+
+
+def test_verify_release_is_green(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    # The std built in the layer is one set of rlibs: two release builds of a program with C code are the same bytes.
+    project = copy_fixture(tmp_path_factory, "seed-c-lib")
+    assert_verified_same(xpcargo(["verify", "--target", ARMV5TE, "--release"], cwd=project, env=EPOCH))
 
 
 def test_a_project_pinned_to_1_85_gets_debians_1_85_and_its_std(
