@@ -3,7 +3,9 @@
 // environment, and exits with the program's exit code. The program sees the working directory, both as `.` and at
 // its own absolute path, so that relative paths and paths under it (CARGO_MANIFEST_DIR when Cargo runs a test
 // from its package) work; nothing else of the file system is open to it. A trap (a panic: wasm32-wasip1 aborts on
-// panic) exits with 134, as a program killed by SIGABRT does, the code wasmtime gives a trap too.
+// panic) exits with 134, as a program killed by SIGABRT does, the code wasmtime gives a trap too. A module that
+// imports what the runner does not provide is not started: one line names the import and what usually provides it,
+// and the runner exits with 127, as the dynamic loader does for a missing library.
 import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { WASI } from "node:wasi";
@@ -21,10 +23,54 @@ const wasi = new WASI({
     preopens: { ".": cwd, [cwd]: cwd },
     returnOnExit: true,
 });
+// What usually provides an import of ``module``: the reason a module built elsewhere, or linked incompletely, asks
+// for it.
+function providedBy(module) {
+    if (module === "wasi_snapshot_preview1") {
+        return "a WASI preview 1 function that Node's WASI does not implement";
+    }
+    if (module === "wasi_unstable") {
+        return "WASI's old snapshot 0, which Node's WASI preview 1 does not provide: rebuild for wasm32-wasip1";
+    }
+    if (module.startsWith("wasi:")) {
+        return "a WASI preview 2 interface (a component, wasm32-wasip2): this runner runs preview 1 modules only";
+    }
+    if (module === "env") {
+        return (
+            "a C function that no linked library defines, left to the host by the linker: link the C library that " +
+            "defines it (for wasi-libc's emulations, its -lwasi-emulated-* library)"
+        );
+    }
+    if (module === "wbg" || module.startsWith("__wbindgen")) {
+        return "wasm-bindgen's JavaScript glue (wasm32-unknown-unknown, for a browser), which WASI does not have";
+    }
+    return "the module's own host (a `#[link(wasm_import_module = ...)]` block, or an embedder's API); not WASI";
+}
+
+// A name from the module, shown as data: quoted and escaped (no control character reaches the terminal), and cut.
+function shown(name) {
+    const quoted = JSON.stringify(name.length > 100 ? `${name.slice(0, 100)}...` : name);
+    return quoted.replace(/[\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/gu, (c) => `\\u${c.codePointAt(0).toString(16).padStart(4, "0")}`);
+}
+
 let code;
 try {
     const module = await WebAssembly.compile(await readFile(program));
-    const instance = await WebAssembly.instantiate(module, wasi.getImportObject());
+    const provided = wasi.getImportObject();
+    const missing = WebAssembly.Module.imports(module).filter(
+        (item) => !Object.hasOwn(provided, item.module) || !Object.hasOwn(provided[item.module], item.name),
+    );
+    if (missing.length > 0) {
+        const [first] = missing;
+        const others = missing.length > 1 ? ` (and ${missing.length - 1} other missing import(s))` : "";
+        process.stderr.write(
+            `wasi-run: ${program}: imports ${first.kind} ${shown(first.name)} from module ${shown(first.module)}` +
+                `${others}, which this runner (Node's WASI preview 1) does not provide; ` +
+                `usually provided by ${providedBy(first.module)}\n`,
+        );
+        process.exit(127);
+    }
+    const instance = await WebAssembly.instantiate(module, provided);
     code = wasi.start(instance);
 } catch (error) {
     process.stderr.write(`wasi-run: ${program}: ${error instanceof Error ? error.stack : error}\n`);

@@ -1,10 +1,11 @@
 """The integration tests' fixtures: the real CLI against the real engine, once the toolchain images exist.
 
 The first run on a machine with an empty engine builds every target's toolchain image (the two shared bases, then a
-layer per target: about seven minutes, shown as it goes); later runs find them and start at once. The seven images
-whose layer builds a Rust std from source take minutes each: they are built in the background while the other tests
-run, and the tests that need them (marked ``std_images``) run last. Tests that never reach the engine (bad input,
-configuration errors) take the ``cli`` fixture, which does not wait for the images.
+layer per target, armv5te's and wasm32's with their std built from source: about eleven minutes, shown as it goes);
+later runs find them and start at once. The seven other images whose layer builds a Rust std from source take
+minutes each: they are built in the background while the other tests run, and the tests that need them (marked
+``std_images``) run last. Tests that never reach the engine (bad input, configuration errors) take the ``cli``
+fixture, which does not wait for the images.
 
 Every test here carries the ``engine`` marker (``pytest -m "not engine"`` leaves them out). With no engine, they are
 skipped with one line that says why, except under CI, where that stops the run: CI must never pass with them unrun.
@@ -101,6 +102,8 @@ def _engine_absence() -> str:
 @pytest.fixture(scope="session")
 def toolchain_images(request: pytest.FixtureRequest) -> tuple[str, ...]:
     """Every target's toolchain image, built first if the engine lacks it (progress shown, not captured)."""
+    # armv5te's and wasm32's std is built from source too (minutes each), yet they are built here, not in the
+    # background: tests without the std_images mark (test_images, test_matrix) need every one of ALL_TARGETS.
     command = [sys.executable, "-m", "xpcargo", "image", "build", *ALL_TARGETS]
     env = base_environment()
     capture = request.config.pluginmanager.getplugin("capturemanager")

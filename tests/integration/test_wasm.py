@@ -1,16 +1,21 @@
-"""wasm32-wasip1 against the real engine: a pure-Rust program, the seed C example (C compiled by clang for wasm32,
-linked by wasm-ld) and a crates.io -sys crate (libz-sys, through the cc crate) build into WebAssembly modules and
-run under Node's WASI with their arguments, the working directory and their exit code."""
+"""wasm32-wasip1 against the real engine, on Rust 1.96 with its std built in the image layer from Debian's sources
+(Debian packages wasm32's std for 1.85.1 only): a pure-Rust program, the seed C example (C compiled by clang for
+wasm32, linked by wasm-ld) and a crates.io -sys crate (libz-sys, through the cc crate) build into WebAssembly modules
+and run under Node's WASI with their arguments, the working directory and their exit code; current crates that 1.85
+cannot build do. C code gets wasi-libc's emulations (clock, signal, mman, getpid) by default, after the project's own
+flags, and a project cannot turn that setting into flags of its own. A module that imports what the runner does not
+provide is one line that names the import."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from .helpers import WASM32, Cli, Workspace, assert_wasm_module, copy_fixture
+from .helpers import WASM32, Cli, Workspace, assert_wasm_module, copy_fixture, single_error_line
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.std_images]
 
 PROGRAM_MANIFEST = """\
 [package]
@@ -119,3 +124,129 @@ def test_a_library_from_pkg_config_is_not_found_and_the_hint_says_to_build_it_fr
         f"no such library for {WASM32}; build it from source with the crate's feature for that (often `vendored`, "
         "`bundled` or `static`)"
     ), result
+
+
+# --- An import the runner does not provide ----------------------------------------------------------------------------
+
+
+def test_a_missing_import_is_one_line_naming_it_and_what_provides_it(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    project = copy_fixture(tmp_path_factory, "wasm-missing-import")
+    result = xpcargo(["run", "-q", "--target", WASM32, "--bin", "embedder-import"], cwd=project)
+    # Not started (it would print `started`): the runner exits as the dynamic loader does for a missing library.
+    assert result.code == 127, result
+    assert "started" not in result.stdout, result
+    said = [line for line in result.stderr_lines if line.startswith("wasi-run:")]
+    assert said == [
+        'wasi-run: target/wasm32-wasip1/debug/embedder-import.wasm: imports function "host_log" from module '
+        "\"host\", which this runner (Node's WASI preview 1) does not provide; usually provided by the module's own "
+        "host (a `#[link(wasm_import_module = ...)]` block, or an embedder's API); not WASI"
+    ], result
+    # Not Node's own words for it.
+    assert "TypeError" not in result.stderr, result
+    assert "WebAssembly.instantiate" not in result.stderr, result
+
+
+def test_import_names_cannot_forge_the_runners_line(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "wasm-missing-import")
+    result = xpcargo(["run", "-q", "--target", WASM32, "--bin", "forged-import"], cwd=project)
+    assert result.code == 127, result
+    said = [line for line in result.stderr_lines if line.startswith("wasi-run:")]
+    assert len(said) == 1, result
+    # The names are shown quoted and escaped: the newline, the escape and the override stay on the one line.
+    assert 'from module "env\\nerror: forged line\\u001b[2J\\u202e"' in said[0], result
+    assert 'imports function "clock\\nerror: forged too' in said[0], result
+    assert "x" * 101 not in said[0], result
+    assert not any(line.startswith("error: forged") for line in result.stderr_lines), result
+    assert "\x1b" not in result.stderr, result
+    assert "\u202e" not in result.stderr, result
+
+
+# --- Rust 1.96, its std built from source ----------------------------------------------------------------------------
+
+
+def test_current_crates_build_and_run_where_1_85_cannot(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "current-crates")
+    ran = xpcargo(["run", "-q", "--target", WASM32], cwd=project)
+    assert ran.code == 0, ran
+    assert ran.stdout_lines == [
+        "glob main.rs=true notes.txt=false",
+        "url host=xn--bcher-kva.example path=/b",
+        "arch=wasm32",
+    ], ran
+    assert_wasm_module(project / "target" / WASM32 / "debug" / "current-crates.wasm")
+    listed = xpcargo(["targets", "--target", WASM32, "--json"], cwd=project)
+    assert [(item["rust"], item["recipe"]) for item in json.loads(listed.stdout)] == [("1.96.0", "trixie-rust")]
+    # The control: the same lock on Debian's 1.85 (the Rust this target had before) is refused by Cargo.
+    old = xpcargo(["build", "--target", WASM32], cwd=project, env={"XPCARGO_TOOLCHAIN": "1.85"})
+    assert old.code == 101, old
+    assert "rustc 1.85.1 is not supported" in old.stderr, old
+
+
+# --- wasi-libc's emulations for C code -------------------------------------------------------------------------------
+
+EMULATED = ["clock ok=1", "raise handled=1", "mmap ok=1", "getpid positive=1"]
+
+
+def _with_settings(project: Path, settings: str) -> None:
+    (project / "xpcargo.toml").write_text(f"[target.{WASM32}]\n{settings}\n", encoding="utf-8")
+
+
+def test_c_code_gets_wasi_libcs_emulations_by_default(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "wasi-emulated-c")
+    ran = xpcargo(["run", "-q", "--target", WASM32], cwd=project)
+    assert ran.code == 0, ran
+    assert ran.stdout_lines == [*EMULATED, "from user=0", "arch=wasm32"], ran
+
+
+def test_the_projects_own_c_flags_come_first_and_stay(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = copy_fixture(tmp_path_factory, "wasi-emulated-c")
+    _with_settings(project, 'env = { CFLAGS_wasm32_wasip1 = "-DFROM_USER=7" }')
+    ran = xpcargo(["run", "-q", "--target", WASM32], cwd=project)
+    assert ran.code == 0, ran
+    assert ran.stdout_lines == [*EMULATED, "from user=7", "arch=wasm32"], ran
+
+
+def test_without_the_emulations_wasi_libc_refuses_the_c_code(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    # The judge bites: what makes the fixture build is the setting, which a project can turn off.
+    project = copy_fixture(tmp_path_factory, "wasi-emulated-c")
+    _with_settings(project, "wasi-emulated = []")
+    result = xpcargo(["build", "--target", WASM32], cwd=project)
+    assert result.code == 101, result
+    assert "wasm lacks signal support; to enable minimal signal emulation" in result.stderr, result
+    assert "WASI lacks a true mmap; to enable minimal mmap emulation" in result.stderr, result
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        # The emulations' flags are xpcargo's, from a closed set: a name can never become a flag or a path.
+        ('wasi-emulated = ["process-clocks -Clink-arg=--export-all"]', "wasi-emulated"),
+        ('wasi-emulated = ["../../../tmp/evil"]', "wasi-emulated"),
+        ('wasi-emulated = ["pthread"]', "wasi-emulated"),
+        # The archives every link takes are files of the image: never a flag, never a second word.
+        ('link-archives = ["/usr/lib/wasm32-wasip1/libc.a -Clink-arg=--export-all"]', "link-archives"),
+        ('link-archives = ["--whole-archive"]', "link-archives"),
+        # The std's build runs in the image layer (as root, with the network): one program, files of the image only.
+        ('std-cc = "clang-22 --target=wasm32-wasip1 -fplugin=/tmp/evil.so"', "std-cc"),
+        (
+            'std-self-contained = ["/usr/lib/wasm32-wasip1/libc.a $(touch /tmp/xpcargo-wasm-pwned)"]',
+            "std-self-contained",
+        ),
+    ],
+)
+def test_a_project_cannot_turn_the_emulations_or_the_std_build_into_flags_of_its_own(
+    tmp_path_factory: pytest.TempPathFactory, cli: Cli, settings: str, said: str
+) -> None:
+    project = copy_fixture(tmp_path_factory, "wasi-emulated-c")
+    _with_settings(project, settings)
+    result = cli(["build", "--target", WASM32], cwd=project)
+    assert result.code == 3, result
+    line = single_error_line(result)
+    assert "xpcargo.toml" in line, result
+    assert said in line, result
+    assert "Building image" not in result.stderr, result
+    assert not Path("/tmp/xpcargo-wasm-pwned").exists()

@@ -164,7 +164,7 @@ def test_targets_lists_the_shipped_triples(capsys: pytest.CaptureFixture[str]) -
     assert rows["x86_64-unknown-linux-gnu"][1:7] == ["glibc", "2.41", "dynamic", "native", "1.96.0", "amd64"]
     assert rows["i686-unknown-linux-gnu"][7].startswith("xpcargo/i686-unknown-linux-gnu:")
     # A target that links no glibc names its C library instead, and the table stays one row per target.
-    assert rows["wasm32-wasip1"][1:6] == ["wasi", "n/a", "node", "1.85.1", "all"]
+    assert rows["wasm32-wasip1"][1:6] == ["wasi", "n/a", "node", "1.96.0", "all"]
     assert rows["x86_64-pc-windows-gnu"][1:6] == ["mingw", "dynamic", "wine", "1.96.0", "amd64"]
     assert rows["x86_64-unknown-linux-musl"][1:6] == ["musl", "static", "native", "1.96.0", "amd64"]
 

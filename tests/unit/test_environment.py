@@ -255,8 +255,9 @@ def test_an_unknown_emulator_runs_without_binfmt(shipped: config.Toolchains) -> 
 
 def test_the_wasm_target_runs_under_node_and_is_no_qemu_target(shipped: config.Toolchains) -> None:
     env = toolchain_environment(shipped.target("wasm32-wasip1"), shipped.target(X86_64))
-    assert env["CC_wasm32_wasip1"] == "clang-19 --target=wasm32-wasip1"
-    assert env["CARGO_TARGET_WASM32_WASIP1_LINKER"] == "wasm-ld-19"
+    # LLVM 22's, the LLVM of the image's rustc.
+    assert env["CC_wasm32_wasip1"] == "clang-22 --target=wasm32-wasip1"
+    assert env["CARGO_TARGET_WASM32_WASIP1_LINKER"] == "wasm-ld-22"
     # pkg-config answers for the target (finding nothing) rather than refusing to cross-compile.
     assert env["PKG_CONFIG_LIBDIR_wasm32_wasip1"] == "/usr/lib/wasm32-wasi/pkgconfig"
     assert env["PKG_CONFIG_ALLOW_CROSS_wasm32_wasip1"] == "1"

@@ -4,6 +4,7 @@ the plan, the layer's script, and the settings a project may not turn into comma
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
@@ -13,6 +14,7 @@ from xpcargo import resources
 from xpcargo.config import targets as config
 from xpcargo.errors import ConfigError
 from xpcargo.image import layers
+from xpcargo.image import plan as image_plan
 from xpcargo.image.plan import ImagePlan, plan_image
 from xpcargo.image.recipe import ImageRecipe, load_recipe
 
@@ -160,6 +162,14 @@ def test_a_recipe_without_c_runtime_sources_cannot_build_one(shipped: config.Too
         ("std-cc", "/opt/../tmp/evil"),
         ("std-ar", "ar`touch /pwned`"),
         ("std-ar", "relative/ar"),
+        # The linker of the std's dylib (armv5te's): one program of the image too.
+        ("std-linker", "arm-linux-gnueabi-gcc -Wl,--wrap=main"),
+        ("std-linker", "gcc;touch${IFS}/pwned"),
+        ("std-linker", "-fuse-ld=/tmp/evil"),
+        # The archives every link of the target takes (wasm32's pthread stubs): files of the image, never a flag.
+        ("link-archives", ["/usr/lib/x.a -Clink-arg=--export-all"]),
+        ("link-archives", ["--whole-archive"]),
+        ("wasi-emulated", ["getpid;touch${IFS}/pwned"]),
         # Target features go into the std build's RUSTFLAGS and every build's rustflags: one feature each.
         ("target-features", ["+crt-static -Clinker=/tmp/evil"]),
         ("target-features", ["+crt-static;touch${IFS}/pwned"]),
@@ -283,3 +293,49 @@ def test_a_recipe_without_llvm_sources_cannot_compile_compiler_rt(
     bare = replace(recipe, c_runtime_sources={})
     with pytest.raises(ConfigError, match="no c-runtime-sources for llvm"):
         plan_image(shipped.target(MUSL), bare, build_arch="amd64")
+
+
+# --- A glibc target's std built from source (armv5te) -----------------------------------------------------------------
+
+ARMV5TE = "armv5te-unknown-linux-gnueabi"
+
+
+def test_armv5te_links_its_std_dylib_with_the_cross_gcc_and_nothing_of_the_project(
+    shipped: config.Toolchains, recipe: ImageRecipe
+) -> None:
+    plan = _plan(shipped, recipe, ARMV5TE, linker="sh -c 'touch /pwned-linker'", env={"RUSTFLAGS": "-Cpwned"})
+    std = plan.std_build
+    assert std is not None
+    assert plan.std_deb is None
+    # glibc, libgcc_s and the start files are the cross gcc's: nothing is self-contained, no unwinder is completed.
+    assert (std.self_contained, std.unwinder, std.c_runtime) == ((), None, None)
+    assert std.linker == "arm-linux-gnueabi-gcc"
+    script = layers.std_script(std, "src.deb")
+    assert "pwned" not in script
+    build = next(line for line in script.splitlines() if " cargo build " in line)
+    assert " CARGO_TARGET_ARMV5TE_UNKNOWN_LINUX_GNUEABI_LINKER=arm-linux-gnueabi-gcc " in build
+    assert "CC_armv5te_unknown_linux_gnueabi=arm-linux-gnueabi-gcc" in build
+    # The project's own linker never rebuilds the std; the std's does.
+    assert plan.digest == _plan(shipped, recipe, ARMV5TE).digest
+    assert plan.digest != _plan(shipped, recipe, ARMV5TE, std_linker="arm-linux-gnueabi-gcc-14").digest
+
+
+def test_a_std_without_its_own_linker_is_built_and_hashed_as_before(
+    shipped: config.Toolchains, recipe: ImageRecipe
+) -> None:
+    for triple in (MUSL, WINDOWS, ARMV6):
+        std = _plan(shipped, recipe, triple).std_build
+        assert std is not None
+        assert std.linker is None
+        assert "_LINKER=" not in layers.std_script(std, "src.deb")
+    # The field is left out of what the tag hashes when unset: no other image's tag moved when it was added.
+    plain = _plan(shipped, recipe, MUSL)
+    assert "linker" not in json.dumps(plain_layer_content(plain))
+    assert plain.digest != _plan(shipped, recipe, MUSL, std_linker="musl-gcc").digest
+
+
+def plain_layer_content(plan: ImagePlan) -> object:
+    """What the target layer's tag hashes of its std build."""
+    content = image_plan._layer_content(plan.layers[0])
+    assert isinstance(content, dict)
+    return content["std_build"]

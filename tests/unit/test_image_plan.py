@@ -442,14 +442,23 @@ def test_a_mirror_mid_sync_is_tried_again_in_a_new_container(tmp_path: Path) -> 
 
 
 def test_an_arch_independent_std_comes_through_apt_in_the_targets_layer(shipped: config.Toolchains) -> None:
-    wasm = shipped.target("wasm32-wasip1")
-    recipe_185 = load_recipe(wasm.recipe, directory=resources.images_dir())
+    # On 1.85 (a project's rust-toolchain.toml asks for it: image.toolchain then takes Debian's std instead of
+    # building it), wasm32's std is the package the recipe names, pinned to its Rust.
+    recipe_185 = load_recipe("trixie-rust-1.85", directory=resources.images_dir())
+    wasm = replace(shipped.target("wasm32-wasip1"), recipe=recipe_185.name, std="debian")
     plan = plan_image(wasm, recipe_185, build_arch="amd64")
     assert plan.std_deb is None
+    assert plan.std_build is None
     (layer,) = plan.layers
     assert f"libstd-rust-dev-wasm32={recipe_185.rust.version}" in layer.packages
-    # It shares the base of armel's target, whose std is a pool .deb.
-    armel = plan_image(shipped.target("armv5te-unknown-linux-gnueabi"), recipe_185, build_arch="amd64")
+    # A recipe that names none cannot give it a packaged std: one line that says to build it from source.
+    bare = replace(recipe_185, rust=replace(recipe_185.rust, std_arch_independent={}))
+    with pytest.raises(ConfigError, match="has no package of the std of target wasm32-wasip1") as caught:
+        plan_image(wasm, bare, build_arch="amd64")
+    assert 'std = "source"' in str(caught.value.hint)
+    # It shares the base of armel's target on 1.85, whose std is a pool .deb.
+    armel_185 = replace(shipped.target("armv5te-unknown-linux-gnueabi"), recipe=recipe_185.name, std="debian")
+    armel = plan_image(armel_185, recipe_185, build_arch="amd64")
     assert armel.std_deb is not None
     assert plan.base == armel.base
 

@@ -41,15 +41,17 @@ def test_each_recipe_says_its_rust(recipes: dict[str, ImageRecipe]) -> None:
 
 
 X86_64 = "x86_64-unknown-linux-gnu"
+ARMV5TE = "armv5te-unknown-linux-gnueabi"
 # What each channel gives each kind of target, read from the recipes: a GNU target's std is Debian's package for its
-# arch (in both recipes), armel's and wasm32's only in 1.85's, a std from source needs the recipe's rust.source.
+# arch (in both recipes), a std from source needs the recipe's rust.source, except where Debian packages the target's
+# std for the other Rust (armel's and wasm32's, for 1.85).
 EXPECTED: dict[str, dict[str, str | None]] = {
     X86_64: {"1.85": OLD, "1.85.1": OLD, "1.96": NEW, "1.96.0": NEW, "stable": NEW},
     "aarch64-unknown-linux-gnu": {"1.85": OLD, "1.96": NEW, "stable": NEW},
     "i686-unknown-linux-gnu": {"1.85.1": OLD, "1.96.0": NEW, "stable": NEW},
     "s390x-unknown-linux-gnu": {"1.85": OLD, "stable": NEW},
-    "armv5te-unknown-linux-gnueabi": {"1.85": OLD, "stable": OLD, "1.96": None},
-    "wasm32-wasip1": {"1.85": OLD, "stable": OLD, "1.96": None},
+    ARMV5TE: {"1.85": OLD, "1.85.1": OLD, "stable": NEW, "1.96": NEW},
+    "wasm32-wasip1": {"1.85": OLD, "1.85.1": OLD, "stable": NEW, "1.96": NEW},
     "x86_64-unknown-linux-musl": {"1.85": None, "stable": NEW, "1.96": NEW},
 }
 
@@ -69,9 +71,44 @@ def test_a_channel_a_recipe_has_selects_it(
     assert f"{OVERRIDE}=default" in str(caught.value.hint)
 
 
+def test_armv5te_builds_its_std_on_1_96_and_takes_debians_on_1_85(
+    recipes: dict[str, ImageRecipe], shipped: dict[str, TargetSpec]
+) -> None:
+    armel = shipped[ARMV5TE]
+    assert armel.std_from_source
+    assert unable(armel, recipes[NEW], build_arch="amd64") is None
+    # Debian's std of armel is ARMv5TE's: 1.85's recipe pins it, and its sources are not there.
+    assert unable(armel, recipes[OLD], build_arch="amd64") is None
+    old = choose(armel, Request(channel="1.85", origin=FILE), recipes, build_arch="amd64")
+    assert (old.recipe, old.std_from_source) == (OLD, False)
+    new = choose(armel, Request(channel="stable", origin=FILE), recipes, build_arch="amd64")
+    assert (new.recipe, new.std_from_source) == (NEW, True)
+    # Without Debian's package of it in the recipe, the sources are the only way.
+    unpinned = replace(recipes[OLD], rust=replace(recipes[OLD].rust, std_sha256={}))
+    assert "which the trixie-rust-1.85 recipe lacks" in str(unable(armel, unpinned, build_arch="amd64"))
+    # Debian's armhf std is ARMv7 glibc's: never a std-from-source target of another libc or variant.
+    armv6 = shipped["arm-unknown-linux-musleabihf"]
+    assert "which the trixie-rust-1.85 recipe lacks" in str(unable(armv6, recipes[OLD], build_arch="amd64"))
+
+
+def test_wasm32_builds_its_std_on_1_96_and_takes_debians_package_on_1_85(
+    recipes: dict[str, ImageRecipe], shipped: dict[str, TargetSpec]
+) -> None:
+    wasm = shipped["wasm32-wasip1"]
+    assert wasm.std_from_source
+    assert recipes[OLD].rust.std_arch_independent == {"wasm32-wasip1": "libstd-rust-dev-wasm32"}
+    assert recipes[NEW].rust.std_arch_independent == {}
+    old = choose(wasm, Request(channel="1.85", origin=FILE), recipes, build_arch="amd64")
+    assert (old.recipe, old.std_from_source) == (OLD, False)
+    # A recipe that names no package of it, and has no sources, cannot build it.
+    unnamed = replace(recipes[OLD], rust=replace(recipes[OLD].rust, std_arch_independent={}))
+    assert "which the trixie-rust-1.85 recipe lacks" in str(unable(wasm, unnamed, build_arch="amd64"))
+    packaged = replace(wasm, std="debian")
+    assert unable(packaged, unnamed, build_arch="amd64") == "Debian packages no std of it for 1.85.1"
+    assert unable(packaged, recipes[NEW], build_arch="amd64") == "Debian packages no std of it for 1.96.0"
+
+
 def test_why_a_recipe_cannot_build_a_target(recipes: dict[str, ImageRecipe], shipped: dict[str, TargetSpec]) -> None:
-    armel = shipped["armv5te-unknown-linux-gnueabi"]
-    assert unable(armel, recipes[NEW], build_arch="amd64") == "Debian packages no libstd-rust-web-dev 1.96.0 for armel"
     musl = shipped["x86_64-unknown-linux-musl"]
     assert "which the trixie-rust-1.85 recipe lacks" in str(unable(musl, recipes[OLD], build_arch="amd64"))
     # The build machine's own std comes with rustc; another machine's x86_64 std is a pool .deb like any other.
@@ -135,7 +172,8 @@ def test_the_host_builds_each_target_with_what_the_project_asks(tmp_path: Path) 
     assert recipe(X86_64) == OLD
     assert recipe(X86_64, XPCARGO_TOOLCHAIN="default") == NEW
     assert recipe(X86_64, XPCARGO_TOOLCHAIN="1.96") == NEW
-    assert recipe("armv5te-unknown-linux-gnueabi", XPCARGO_TOOLCHAIN="stable") == OLD
+    assert recipe(ARMV5TE) == OLD
+    assert recipe(ARMV5TE, XPCARGO_TOOLCHAIN="stable") == NEW
     with pytest.raises(ConfigError, match="XPCARGO_TOOLCHAIN asks for Rust nightly"):
         recipe(X86_64, XPCARGO_TOOLCHAIN="nightly")
     (tmp_path / "rust-toolchain.toml").unlink()

@@ -113,6 +113,53 @@ def test_a_targets_features_join_the_users_rustflags_for_its_units_only(tmp_path
     assert "CARGO_ENCODED_RUSTFLAGS" not in _plan(tmp_path / "gnu", "build", [], triple=X86_64).variables.env
 
 
+WASM32 = "wasm32-wasip1"
+EMULATED_DEFINES = [
+    "-D_WASI_EMULATED_PROCESS_CLOCKS",
+    "-D_WASI_EMULATED_SIGNAL",
+    "-D_WASI_EMULATED_MMAN",
+    "-D_WASI_EMULATED_GETPID",
+]
+
+
+def test_wasm32s_c_code_gets_wasi_libcs_emulations_after_the_users_flags(tmp_path: Path) -> None:
+    own = f'[target.{WASM32}]\nenv = {{ CFLAGS_wasm32_wasip1 = "-O1 -DMINE" }}\n'
+    plan = _plan(tmp_path, "build", [], triple=WASM32, xpcargo_toml=own, RUSTFLAGS="-Dwarnings")
+    env = plan.variables.env
+    # The cc crate reads only the first of its variables: the project's flags are carried into the one set here.
+    assert env["CFLAGS_wasm32_wasip1"].split() == ["-O1", "-DMINE", *EMULATED_DEFINES]
+    assert env["CXXFLAGS_wasm32_wasip1"].split() == EMULATED_DEFINES
+    # Each emulation's archive is one more input of the link: wasm-ld takes from it only what the module calls. So
+    # is the pthread emulation's, for Rust's std (link-archives), whose functions C code is not given.
+    assert env["CARGO_ENCODED_RUSTFLAGS"].split("\x1f") == [
+        "-Dwarnings",
+        *(
+            f"-Clink-arg=/usr/lib/wasm32-wasip1/libwasi-emulated-{name}.a"
+            for name in ("process-clocks", "signal", "mman", "getpid", "pthread")
+        ),
+    ]
+
+
+def test_a_project_can_turn_the_emulations_off_but_not_name_others(tmp_path: Path) -> None:
+    off = _plan(tmp_path, "build", [], triple=WASM32, xpcargo_toml=f"[target.{WASM32}]\nwasi-emulated = []\n")
+    assert not any(name.startswith("CFLAGS_") for name in off.variables.env)
+    # Rust's std still gets its pthread stubs.
+    assert "-Clink-arg=/usr/lib/wasm32-wasip1/libwasi-emulated-pthread.a" in str(off.flags.rustflags_config)
+    assert "emulated-signal" not in str(off.flags.rustflags_config)
+    some = _plan(tmp_path / "some", "build", [], triple=WASM32, XPCARGO_TARGET_WASM32_WASIP1_WASI_EMULATED="getpid")
+    assert some.variables.env["CFLAGS_wasm32_wasip1"] == "-D_WASI_EMULATED_GETPID"
+    for index, bad in enumerate(("getpid -Clink-arg=--export-all", "pthread", "../x")):
+        with pytest.raises(ConfigError, match="wasi-emulated") as caught:
+            _plan(
+                tmp_path / f"bad{index}",
+                "build",
+                [],
+                triple=WASM32,
+                xpcargo_toml=f'[target.{WASM32}]\nwasi-emulated = ["{bad}"]\n',
+            )
+        assert "\n" not in str(caught.value)
+
+
 def test_every_step_runs_the_projects_code_confined_with_only_tmp_and_home_writable(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [])
     for step in Step:

@@ -242,6 +242,33 @@ def _check_target_features(features: tuple[str, ...]) -> tuple[str, str | None] 
     return f"`{bad}` is not a target feature", "write a sign and a feature name, like +crt-static"
 
 
+# wasi-libc's emulations of POSIX interfaces WASI preview 1 lacks, which C code gets by default on wasm32-wasip1
+# (`wasi-emulated`): each is a define that makes wasi-libc's headers declare the functions, and a static library of
+# Debian's wasi-libc that defines them. The library is linked as an archive, so a module takes only what it calls.
+WASI_EMULATIONS = ("process-clocks", "signal", "mman", "getpid")
+WASI_LIBC_DIR = "/usr/lib/wasm32-wasip1"
+
+
+def _check_wasi_emulated(names: tuple[str, ...]) -> tuple[str, str | None] | None:
+    bad = next((name for name in names if name not in WASI_EMULATIONS), None)
+    if bad is None:
+        return None
+    return f"`{bad}` is not one of wasi-libc's emulations", f"known: {', '.join(WASI_EMULATIONS)}"
+
+
+def wasi_emulated_flags(names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The C compiler's options and rustc's for ``names`` (checked against WASI_EMULATIONS): the define each
+    emulation's declarations need, and its archive of wasi-libc as one more input of the link."""
+    c_flags = [f"-D_WASI_EMULATED_{name.replace('-', '_').upper()}" for name in names]
+    rust_flags = [f"-Clink-arg={WASI_LIBC_DIR}/libwasi-emulated-{name}.a" for name in names]
+    return c_flags, rust_flags
+
+
+def link_archive_flags(archives: tuple[str, ...]) -> list[str]:
+    """rustc's options that give the linker each of ``archives`` (checked image paths) as one more input."""
+    return [f"-Clink-arg={archive}" for archive in archives]
+
+
 def target_feature_flags(features: tuple[str, ...]) -> list[str]:
     """rustc's options for ``features``: one spelling for the std's build in the image and every build of the
     target, which must agree."""
@@ -331,10 +358,23 @@ class TargetSpec:
     # wraps its compiler does not rebuild the std. Unset: the std has the Rust builtins only.
     std_cc: str | None = _setting(Kind.NAME, check=_check_image_program)
     std_ar: str | None = _setting(Kind.NAME, check=_check_image_program)
+    # A std built from source: the program of the image that links the std's own dylib (the std's `dylib` crate
+    # type), for a target that links dynamically and whose Rust default linker (`cc`) is the build machine's: a glibc
+    # target (armv5te). Unset: rustc's default for the target (MinGW's gcc for windows-gnu; a static musl target
+    # links no dylib). Apart from `linker`, like std-cc, so that a project's own linker never rebuilds the std.
+    std_linker: str | None = _setting(Kind.NAME, check=_check_image_program)
     # Target features (`+crt-static`) that every build of the target and, for a std built from source, the std's
     # build get as `-C target-feature=...`, added to the user's own rustflags: for a target whose Rust default is not
     # what its releases ship (riscv64gc-unknown-linux-musl links dynamically unless `+crt-static`).
     target_features: tuple[str, ...] = _setting(Kind.WORDS, check=_check_target_features)
+    # wasi-libc's emulations (WASI_EMULATIONS) that C code of the target gets: their defines added to the user's own
+    # CFLAGS_<target>, their libraries to the link. `[]` turns them off.
+    wasi_emulated: tuple[str, ...] = _setting(Kind.WORDS, check=_check_wasi_emulated)
+    # Static archives of the image that every link of the target takes as inputs after everything else (the linker
+    # takes from an archive only the members that define what is still undefined): for a std built from source
+    # against a C library that lacks functions the std calls (wasm32-wasip1's pthread stubs). Files of the image of
+    # plain characters only, each one `-Clink-arg=<path>` added to the user's rustflags.
+    link_archives: tuple[str, ...] = _setting(Kind.WORDS, check=_check_image_paths)
     # Extra environment for every command in the container.
     env: Mapping[str, str] = _setting(Kind.ENV, sources=_ALL, merge=Merge.UPDATE)
     # The engine the target builds on, instead of the one DOCKER_HOST (or the docker context) names: `ssh://builder`,

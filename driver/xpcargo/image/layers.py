@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from xpcargo.config.targets import target_feature_flags
+from xpcargo.config.targets import env_key, target_feature_flags
 from xpcargo.container.runtime import Containers
 from xpcargo.container.session import invoking_user, open_session
 from xpcargo.container.spec import ContainerRequest, Mount
@@ -141,6 +141,9 @@ def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
         features = " --features compiler-builtins-c"
         env = _compiler_rt_env(std.triple, std.compiler_rt)
         lines += _compiler_rt_script(std.compiler_rt)
+    if std.linker is not None:
+        # The std's dylib is linked for the target by the image's linker for it, not rustc's default `cc`.
+        env += f" CARGO_TARGET_{env_key(std.triple)}_LINKER={shlex.quote(std.linker)}"
     # Target features are checked words of plain characters (config.targets): one option each.
     rustflags = " ".join(
         [

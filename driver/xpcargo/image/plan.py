@@ -143,6 +143,8 @@ class StdBuild:
     compiler_rt: CompilerRtBuild | None = None
     # The target's `target-features`, which the std is compiled with as every build of the target is.
     target_features: tuple[str, ...] = ()
+    # What links the std's dylib (``std-linker``); None: rustc's default for the target.
+    linker: str | None = None
 
     @property
     def source_files(self) -> tuple[PoolDeb, ...]:
@@ -173,7 +175,7 @@ def _layer_content(layer: Layer) -> dict[str, object]:
     if layer.std_build is None:
         del content["std_build"]
         return content
-    for optional in ("c_runtime", "compiler_rt", "target_features"):
+    for optional in ("c_runtime", "compiler_rt", "target_features", "linker"):
         if not getattr(layer.std_build, optional):
             del content["std_build"][optional]
     return content
@@ -339,6 +341,17 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
             )
         filename = f"{rust.std_package}_{rust.version}_{spec.debian_arch}.deb"
         pool_debs = (PoolDeb(url=f"{recipe.mirror}/{rust.std_pool}/{filename}", sha256=digest),)
+    # An arch-independent std (wasm32's) is a package of the recipe's Rust, pinned to it, in the target's layer.
+    std_packages: tuple[str, ...] = ()
+    if std_build is None and spec.debian_arch == ARCH_INDEPENDENT:
+        package = rust.std_arch_independent.get(spec.triple)
+        if package is None:
+            raise ConfigError(
+                f"{recipe.source}: rust.std.arch-independent: has no package of the std of target {spec.triple}",
+                hint=f'build the std from the recipe\'s sources (`std = "source"` in [target.{spec.triple}]), or '
+                "name Debian's package of it there",
+            )
+        std_packages = (f"{package}={rust.version}",)
     pinned = tuple(f"{name}={rust.version}" for name in rust.packages)
     # apt does not care about order, and neither must the hash.
     base = BasePlan(
@@ -355,7 +368,7 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
     layers = [
         Layer(
             purpose="target",
-            packages=tuple(sorted({*spec.packages, *build_packages})),
+            packages=tuple(sorted({*spec.packages, *build_packages, *std_packages})),
             pool_debs=pool_debs,
             emulator=spec.emulator,
             std_build=std_build,
@@ -391,6 +404,7 @@ def _std_build(spec: TargetSpec, recipe: ImageRecipe) -> StdBuild:
         c_runtime=_c_runtime(spec, recipe, gnu_triple),
         compiler_rt=_compiler_rt(spec, recipe),
         target_features=spec.target_features,
+        linker=spec.std_linker,
     )
 
 

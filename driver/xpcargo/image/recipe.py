@@ -23,6 +23,9 @@ class RustToolchain:
     std_sha256: Mapping[str, str]
     # The std's sources (``rust.source``), for a target whose std Debian does not package: built in its layer.
     source: RustSource | None = None
+    # Debian's arch-independent std packages of this Rust, by target (``rust.std.arch-independent``: wasm32-wasip1's
+    # libstd-rust-dev-wasm32), installed through apt with the target's packages, pinned to ``version``.
+    std_arch_independent: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +124,7 @@ def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> Ima
         std_pool=std.string("pool").strip("/"),
         std_sha256=hashes,
         source=_rust_source(rust.table("source")),
+        std_arch_independent=_arch_independent(std.table("arch-independent")),
     )
     std.finish()
     rust.finish()
@@ -138,6 +142,22 @@ def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> Ima
     )
     top.finish()
     return recipe
+
+
+_PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+def _arch_independent(table: Table | None) -> Mapping[str, str]:
+    if table is None:
+        return {}
+    packages = {}
+    for triple in table.names():
+        package = table.string(triple)
+        if not _PACKAGE_NAME.match(package):
+            raise table.fail(triple, f"`{package}` is not a Debian package name")
+        packages[triple] = package
+    table.finish()
+    return packages
 
 
 def _rust_source(table: Table | None) -> RustSource | None:

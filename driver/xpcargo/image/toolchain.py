@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from xpcargo.config.targets import ARCH_INDEPENDENT, TargetSpec
+from xpcargo.config.targets import ARCH_INDEPENDENT, STD_DEBIAN, TargetSpec
 from xpcargo.config.toolchain_file import CHANNEL, DEFAULT, OVERRIDE, Request
 from xpcargo.elf import version_key
 from xpcargo.errors import ConfigError
@@ -32,16 +32,43 @@ def load_recipes(directory: Path) -> dict[str, ImageRecipe]:
     return {path.stem: load_recipe(path.stem, directory=directory) for path in sorted(directory.glob("*.yaml"))}
 
 
+# The Rust target whose std Debian's std package of an architecture (libstd-rust-dev, libstd-rust-web-dev) holds: the
+# architecture's own GNU target, as Debian's rustc is built for it (armel's is ARMv5TE, armhf's ARMv7).
+DEBIAN_STD_TARGETS = {
+    "amd64": "x86_64-unknown-linux-gnu",
+    "arm64": "aarch64-unknown-linux-gnu",
+    "armel": "armv5te-unknown-linux-gnueabi",
+    "armhf": "armv7-unknown-linux-gnueabihf",
+    "i386": "i686-unknown-linux-gnu",
+    "ppc64el": "powerpc64le-unknown-linux-gnu",
+    "riscv64": "riscv64gc-unknown-linux-gnu",
+    "s390x": "s390x-unknown-linux-gnu",
+}
+
+
+def packages_std(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) -> bool:
+    """Whether Debian packages ``spec``'s std for ``recipe``'s Rust: the std package of its architecture, which
+    holds that architecture's GNU target only (a musl target of the same architecture is not it), is rustc's own
+    (the build machine's) or pinned in the recipe; or the recipe names an arch-independent package of it (wasm32's,
+    for 1.85 only)."""
+    if spec.debian_arch == ARCH_INDEPENDENT:
+        return spec.triple in recipe.rust.std_arch_independent
+    if DEBIAN_STD_TARGETS.get(spec.debian_arch) != spec.triple:
+        return False
+    return spec.debian_arch == build_arch or spec.debian_arch in recipe.rust.std_sha256
+
+
 def unable(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) -> str | None:
     """Why ``recipe`` cannot build ``spec`` (None: it can), from the recipe's data and the target's: where its std
-    comes from, and its glibc floor."""
+    comes from, and its glibc floor. A target whose std is built from source can also take Debian's package of it
+    from a recipe without the sources, where Debian packages it for that Rust (armv5te's for 1.85)."""
     if spec.std_from_source:
-        if recipe.rust.source is None:
+        if recipe.rust.source is None and not packages_std(spec, recipe, build_arch=build_arch):
             return f"its std is built from the sources of the image's rustc, which the {recipe.name} recipe lacks"
     elif spec.debian_arch == ARCH_INDEPENDENT:
-        # Its std is one of the target's own packages, pinned to the Rust of the recipe toolchains.yaml names.
-        if recipe.name != spec.recipe:
-            return "its std is a package of its own recipe's Rust"
+        # Its std is an arch-independent package of the recipe's Rust, if Debian has one.
+        if not packages_std(spec, recipe, build_arch=build_arch):
+            return f"Debian packages no std of it for {rust_of(recipe)}"
     elif spec.debian_arch != build_arch and spec.debian_arch not in recipe.rust.std_sha256:
         return f"Debian packages no {recipe.rust.std_package} {rust_of(recipe)} for {spec.debian_arch}"
     if spec.glibc is not None and spec.glibc != recipe.glibc and spec.glibc not in recipe.glibc_floors:
@@ -106,4 +133,9 @@ def choose(spec: TargetSpec, request: Request, recipes: Mapping[str, ImageRecipe
     best = [recipe for recipe in able if version_key(rust_of(recipe)) == newest]
     # The target's own recipe when it is among the best: no other image for the same Rust.
     chosen = next((recipe for recipe in best if recipe.name == spec.recipe), best[0])
-    return spec if chosen.name == spec.recipe else replace(spec, recipe=chosen.name)
+    if chosen.name == spec.recipe:
+        return spec
+    if spec.std_from_source and chosen.rust.source is None:
+        # A recipe without the std's sources can build the target only with Debian's package of its std (unable).
+        return replace(spec, recipe=chosen.name, std=STD_DEBIAN)
+    return replace(spec, recipe=chosen.name)

@@ -19,7 +19,15 @@ from xpcargo.cargo.args import CargoArgs
 from xpcargo.cargo.project import Project, discover, refuse_linked_target_dir
 from xpcargo.config import trust
 from xpcargo.config.links import LinksOverrides
-from xpcargo.config.targets import ProjectConfig, TargetSpec, check_triple, load_project_config, target_feature_flags
+from xpcargo.config.targets import (
+    ProjectConfig,
+    TargetSpec,
+    check_triple,
+    link_archive_flags,
+    load_project_config,
+    target_feature_flags,
+    wasi_emulated_flags,
+)
 from xpcargo.container import sockets
 from xpcargo.container.location import EngineAddress
 from xpcargo.container.session import invoking_user
@@ -392,12 +400,16 @@ def _flags(
     settings: Reproducibility | None,
 ) -> tuple[Flags, dict[str, str]]:
     """The flags added to the user's own (the reproducible mode's path remapping, the target's `target-features`,
-    the glibc floor's sysroot), and ``env`` with them merged in."""
+    `wasi-emulated` and `link-archives`, the glibc floor's sysroot), and ``env`` with them merged in."""
     merged = dict(env)
     remaps = remapping(project) if settings is not None else ()
     rust_flags = reproducible.rustc_remap_flags(remaps)
     rust_flags += target_feature_flags(spec.target_features)
     c_flags = reproducible.c_remap_flags(remaps)
+    emulated_c, emulated_rust = wasi_emulated_flags(spec.wasi_emulated)
+    rust_flags += emulated_rust
+    rust_flags += link_archive_flags(spec.link_archives)
+    c_flags += emulated_c
     if glibc.sysroot is not None:
         rust_flags += glibc.sysroot.rust_flags()
         c_flags += glibc.sysroot.c_flags()
