@@ -121,6 +121,46 @@ def test_the_wrapper_takes_the_variables_away_and_runs_sccache(tmp_path: Path) -
     assert os.access(cache.wrapper, os.X_OK)
 
 
+def _wrapper_with(tmp_path: Path, sccache: str) -> Path:
+    """The cache's wrapper, with a stand-in for sccache (the shell script ``sccache``)."""
+    cache = _cache(_planned(tmp_path))
+    cache.prepare()
+    fake = tmp_path / "fake-sccache"
+    fake.write_text(f"#!/bin/sh\n{sccache}", encoding="utf-8")
+    fake.chmod(0o755)
+    wrapper = tmp_path / "wrapper"
+    wrapper.write_text(cache.wrapper.read_text(encoding="utf-8").replace(compile_cache.SCCACHE, str(fake)))
+    return wrapper
+
+
+@pytest.mark.parametrize("rustc", ["rustc", "/usr/bin/rustc", "clippy-driver"])
+def test_rustc_always_goes_to_sccache_whatever_it_says(tmp_path: Path, rustc: str) -> None:
+    wrapper = _wrapper_with(tmp_path, 'echo "sccache: caused by: Compiler not supported" >&2; exit 2\n')
+    ran = subprocess.run(["sh", str(wrapper), rustc, "-vV"], capture_output=True, text=True, check=False)
+    assert (ran.returncode, ran.stderr) == (2, "sccache: caused by: Compiler not supported\n")
+
+
+def test_a_c_compiler_that_sccache_does_not_know_runs_as_it_is(tmp_path: Path) -> None:
+    """sccache refuses a compiler it cannot identify (a script) before running anything: the cc crate's compile then
+    runs the compiler itself, whose own words and status are the build's."""
+    wrapper = _wrapper_with(
+        tmp_path,
+        'echo "sccache: error: failed to execute compile" >&2\n'
+        'echo "sccache: caused by: Compiler not supported: \\"\\"" >&2; exit 2\n',
+    )
+    compiler = 'echo "no C++ here: $*" >&2; echo out; exit 7'
+    ran = subprocess.run(
+        ["sh", str(wrapper), "sh", "-c", compiler, "sh", "-c", "x.cpp"], capture_output=True, text=True, check=False
+    )
+    assert (ran.returncode, ran.stdout, ran.stderr) == (7, "out\n", "no C++ here: -c x.cpp\n")
+
+
+def test_a_c_compile_that_fails_under_sccache_keeps_its_words_and_status(tmp_path: Path) -> None:
+    wrapper = _wrapper_with(tmp_path, 'echo "x.c:1: error: expected ;" >&2; echo partial; exit 1\n')
+    ran = subprocess.run(["sh", str(wrapper), "gcc", "-c", "x.c"], capture_output=True, text=True, check=False)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (1, "partial\n", "x.c:1: error: expected ;\n")
+
+
 def test_cargo_runs_first_then_the_statistics_and_the_servers_stop(tmp_path: Path) -> None:
     planned = _planned(tmp_path)
     argv = planned.command_argv()

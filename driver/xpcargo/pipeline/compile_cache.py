@@ -75,9 +75,20 @@ def _wrapper_script(directory: Path) -> str:
 for name in ${_UNSET_VARIABLE}; do unset "$name"; done
 unset {_UNSET_VARIABLE}
 export SCCACHE_DIR={shlex.quote(str(directory))}
-{settings}exec {SCCACHE} "$@"
-"""
+{settings}case "${{1##*/}}" in
+  rustc|rustc-*|clippy-driver) exec {SCCACHE} "$@" ;;
+esac
+# A C or C++ compiler that the cc crate runs through this script: sccache where it knows the compiler. One it does
+# not know (a script, such as a musl target's C++ compiler that says why there is no C++) it refuses before running
+# anything; that compiler then runs as it is, uncached, as it would without the cache.
+{_UNKNOWN_COMPILER_FALLBACK}"""
 
+
+_UNKNOWN_COMPILER_FALLBACK = f"""errors=$(mktemp 2>/dev/null) || exec {SCCACHE} "$@"
+{SCCACHE} "$@" 2>"$errors"; status=$?
+if [ "$status" -ne 0 ] && grep -q 'Compiler not supported' "$errors"; then rm -f "$errors"; exec "$@"; fi
+cat "$errors" >&2; rm -f "$errors"; exit "$status"
+"""
 
 _VARIABLE_NAME = re.compile(r"^CARGO_[A-Z0-9_]+$")
 # The variables that name a rustc wrapper to Cargo, the environment's over every config file.
