@@ -92,3 +92,26 @@ def test_a_failing_test_binary_cannot_forge_a_success(
     assert "test result: ok. 1 passed" in result.stdout, result
     assert "wasi-run: forged: exited with 0" in result.stderr, result
     assert "outside an exit status's 0 to 255: exiting with 1" in result.stderr, result
+
+
+# --- Doc tests -------------------------------------------------------------------------------------------------------
+
+
+def test_doc_tests_run_on_1_96_and_1_85_says_it_skips_them(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+) -> None:
+    project = _big_memory(tmp_path_factory)
+    old = xpcargo(["test", "--target", WASM32], cwd=project, env={"XPCARGO_TOOLCHAIN": "1.85"})
+    assert old.code == 0, old
+    # Cargo 1.85 runs no doc test for a cross target and says nothing: seven runs, not eight, and xpcargo's line.
+    assert old.stdout.count(PASSED) == 7, old
+    assert "Doc-tests" not in old.stderr, old
+    assert [line for line in old.stderr_lines if "doc tests" in line] == [
+        f"warning: doc tests are not run: Cargo 1.85.1 skips them for {WASM32} (not this machine's target); Rust "
+        "1.89 and later run them under the target's runner (XPCARGO_TOOLCHAIN=default: the target's own Rust)"
+    ], old
+    new = xpcargo(["test", "--target", WASM32, "--doc"], cwd=project)
+    assert new.code == 0, new
+    # The doc test ran as a wasm32 module under the runner: it checks its own architecture.
+    assert "test src/lib.rs - grown (line 5) ... ok" in new.stdout, new
+    assert "doc tests" not in new.stderr, new
