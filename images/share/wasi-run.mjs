@@ -8,7 +8,16 @@
 // and the runner exits with 127, as the dynamic loader does for a missing library.
 import { readFile } from "node:fs/promises";
 import process from "node:process";
+import v8 from "node:v8";
 import { WASI } from "node:wasi";
+
+// Node 20 calls its WASI functions from WebAssembly through V8's fast API calls, in which V8 must not collect
+// garbage; but each call's allocations are reported to V8 as external memory, and once a module's memory has grown
+// past about 32 MiB that report starts a collection inside the fast call, which leaves the heap corrupt: Node then
+// crashes (SIGSEGV, exit 139) in the JavaScript it runs after the module returned, most of the time, whatever the
+// program's exit code (nodejs/node#46777, #53087). Without fast calls each WASI call is an ordinary API call, where
+// a collection is safe. Set before any module is compiled: V8 reads the flag when it compiles the module's imports.
+v8.setFlagsFromString("--no-turbo-fast-api-calls");
 
 const [program, ...args] = process.argv.slice(2);
 if (program === undefined) {
@@ -75,5 +84,11 @@ try {
 } catch (error) {
     process.stderr.write(`wasi-run: ${program}: ${error instanceof Error ? error.stack : error}\n`);
     code = error instanceof WebAssembly.RuntimeError ? 134 : 1;
+}
+// A process's exit status is 8 bits: Node, like the kernel, keeps the low byte of a larger code, so a program that
+// exits with 256 would be reported a success. A code outside 0 to 255 is a failure, and exits with 1.
+if (code !== undefined && !(Number.isInteger(code) && code >= 0 && code <= 255)) {
+    process.stderr.write(`wasi-run: ${program}: exited with ${code}, outside an exit status's 0 to 255: exiting with 1\n`);
+    code = 1;
 }
 process.exitCode = code;

@@ -636,3 +636,23 @@ def test_the_libraries_origins_are_asked_of_the_build_container_once_after_a_suc
     )
     assert world.run() == 101
     assert "sh" not in world.runtime.commands()
+
+
+def test_a_test_run_on_a_rust_that_skips_cross_doc_tests_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = World(tmp_path)
+    assert world.run("test") == 0
+    assert "doc tests" not in capsys.readouterr().err
+    # Cargo 1.85 skips a cross target's doc tests without a word: xpcargo says it, once, for `test` only.
+    (world.root / "rust-toolchain.toml").write_text('[toolchain]\nchannel = "1.85"\n', encoding="utf-8")
+    spec = world.context.host.target(AARCH64, world.context.project_config(world.root))
+    world.runtime.images.add(world.context.host.image_plan(spec).reference)
+    assert world.run("test") == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "doc tests" in line]
+    assert said == [
+        f"warning: doc tests are not run: Cargo 1.85.1 skips them for {AARCH64} (not this machine's target); Rust "
+        "1.89 and later run them under the target's runner (XPCARGO_TOOLCHAIN=default: the target's own Rust)"
+    ]
+    assert world.run("build") == 0
+    assert "doc tests" not in capsys.readouterr().err

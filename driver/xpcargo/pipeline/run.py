@@ -221,6 +221,7 @@ def _prepare(
         cache.prepare()
     if command:
         _note_toolchain_file(plan, reporter)
+        _note_doc_tests(plan, reporter)
         if isinstance(cache, compile_cache.CacheOff) and cache.say:
             reporter.status("Cache", f"off: {cache.reason}")
     venue = Venue(runtime=runtime, image=image, user=plan.user, reporter=reporter, cancellation=cancellation)
@@ -273,6 +274,25 @@ def _note_toolchain_file(plan: BuildPlan, reporter: Reporter) -> None:
     reporter.warn(
         f"{request.origin}: {', '.join(request.ignored)} not applied: the image has what it has (Rust "
         f"{plan.image_plan.rust_version.split('+', 1)[0]} with clippy; `xpcargo targets` lists its targets)"
+    )
+
+
+# The first Cargo that runs a cross-compiled target's doc tests (with the target's runner): doctest-xcompile, stable
+# since 1.89. Before it, `cargo test` skips them for any target other than the machine's, without a word.
+DOC_TESTS_CROSS_SINCE = (1, 89)
+
+
+def _note_doc_tests(plan: BuildPlan, reporter: Reporter) -> None:
+    """`xpcargo test` for a target that runs under a runner (not the machine's own), with a Cargo that skips its doc
+    tests: said in one line, since Cargo says nothing."""
+    if plan.invocation.command != "test" or plan.image_plan is None or not plan.spec.runner:
+        return
+    rust = plan.image_plan.rust_version.split("+", 1)[0]
+    if tuple(int(part) for part in rust.split(".")[:2] if part.isdigit()) >= DOC_TESTS_CROSS_SINCE:
+        return
+    reporter.warn(
+        f"doc tests are not run: Cargo {rust} skips them for {plan.triple} (not this machine's target); Rust 1.89 "
+        "and later run them under the target's runner (XPCARGO_TOOLCHAIN=default: the target's own Rust)"
     )
 
 

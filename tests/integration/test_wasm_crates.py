@@ -1,0 +1,165 @@
+"""Acceptance for wasm32-wasip1, as a new user would try it: the own test suites of crates.io's current releases of
+itoa, semver, serde_json and zstd pass under `xpcargo test --target wasm32-wasip1` (unit, integration and doc tests,
+under Node's WASI through xpcargo's runner). Each crate is the .crate from static.crates.io, checked against the
+sha256 that crates.io's index gives for it (and pinned here: a new release is a change of this file), unpacked, with
+the lock file it ships (each of the four ships one; a crate without would get one from the host's Cargo).
+
+What cannot pass on this target is skipped by name, each with its reason: a test that needs a socket and a thread
+(WASI preview 1 has neither), a test that catches a panic (wasm32-wasip1 aborts on panic), and zstd's unit tests that
+read files its package leaves out. The expected counts make a run that skips more than that fail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .helpers import WASM32, Cli, Result
+
+pytestmark = [pytest.mark.engine, pytest.mark.std_images]
+
+DOWNLOAD_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    version: str
+    # The .crate's sha256, as crates.io's index has it (its `cksum`).
+    sha256: str
+
+
+ITOA = Release("itoa", "1.0.19", "3bd1574e617a9a6c1f8f8181bd7e841e1f20e4277607ef28945765188d6284d4")
+SEMVER = Release("semver", "1.0.28", "8a7852d02fc848982e0c167ef163aaff9cd91dc640ba85e263cb1ce46fae51cd")
+SERDE_JSON = Release("serde_json", "1.0.154", "e7e9cc8b1b85264074fbcc02a88680c4096b1e47df8f739dceb03bf482f04bd6")
+ZSTD = Release("zstd", "0.14.5", "465cb081cac3a28a84ef547702dba1fe0f4a9f22e4e57a0b675ceee028c2af80")
+# zstd's unit tests compress zstd-sys's bindings as "some long text"; the version and sha256 are zstd's Cargo.lock's.
+ZSTD_SYS = Release("zstd-sys", "2.2.0+zstd.1.6.0", "c3f4089cda6dda4dc43c43dd9f8964140064fd2f752f3da46c3a483c3c175160")
+
+
+def _index_path(name: str) -> str:
+    """Where crates.io's sparse index keeps a crate's entries."""
+    name = name.lower()
+    if len(name) <= 2:
+        return f"{len(name)}/{name}"
+    if len(name) == 3:
+        return f"3/{name[0]}/{name}"
+    return f"{name[:2]}/{name[2:4]}/{name}"
+
+
+def _fetch(url: str) -> bytes:
+    assert url.startswith("https://"), url
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:  # noqa: S310 (https only, above)
+        data: bytes = response.read()
+    return data
+
+
+def _crate(release: Release, into: Path) -> bytes:
+    """The release's .crate, its sha256 checked against the index and against the pin."""
+    entries = [json.loads(line) for line in _fetch(f"https://index.crates.io/{_index_path(release.name)}").splitlines()]
+    (entry,) = [entry for entry in entries if entry["vers"] == release.version]
+    assert entry["cksum"] == release.sha256, f"crates.io's index has another sha256 for {release}: {entry['cksum']}"
+    assert not entry["yanked"], release
+    version = release.version.replace("+", "%2B")
+    data = _fetch(f"https://static.crates.io/crates/{release.name}/{release.name}-{version}.crate")
+    assert hashlib.sha256(data).hexdigest() == release.sha256, f"{release}'s .crate does not match its sha256"
+    (into / f"{release.name}-{release.version}.crate").write_bytes(data)
+    return data
+
+
+def _unpacked(release: Release, factory: pytest.TempPathFactory) -> Path:
+    into = factory.mktemp(release.name)
+    _crate(release, into)
+    with tarfile.open(into / f"{release.name}-{release.version}.crate", "r:gz") as archive:
+        archive.extractall(into, filter="data")
+    project = into / f"{release.name}-{release.version}"
+    if not (project / "Cargo.lock").exists():
+        cargo = shutil.which("cargo")
+        assert cargo is not None, f"{release} ships no Cargo.lock and the host has no cargo to make one"
+        subprocess.run([cargo, "generate-lockfile"], cwd=project, check=True, timeout=300)
+    return project
+
+
+def _counts(result: Result) -> tuple[int, int]:
+    """How many test runs reported, and how many tests passed in all; asserts that none failed."""
+    summaries = [line for line in result.stdout_lines if line.startswith("test result: ")]
+    assert all(line.startswith("test result: ok.") for line in summaries), result
+    return len(summaries), sum(int(line.split()[3]) for line in summaries)
+
+
+def test_itoa(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = _unpacked(ITOA, tmp_path_factory)
+    result = xpcargo(["test", "--target", WASM32], cwd=project)
+    assert result.code == 0, result
+    # The unit tests (none), tests/test.rs and the doc tests.
+    assert _counts(result) == (3, 13), result
+    assert "Doc-tests itoa" in result.stderr, result
+
+
+def test_semver(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = _unpacked(SEMVER, tmp_path_factory)
+    result = xpcargo(["test", "--target", WASM32], cwd=project)
+    assert result.code == 0, result
+    assert _counts(result) == (6, 38), result
+    assert "Doc-tests semver" in result.stderr, result
+
+
+def test_serde_json(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = _unpacked(SERDE_JSON, tmp_path_factory)
+    # test_deserialize_from_stream binds a TCP listener and serves it from a thread: WASI preview 1 has neither
+    # (`TcpListener::bind` fails, and the test panics). Its compile tests (trybuild) are ignored off nightly.
+    result = xpcargo(["test", "--target", WASM32, "--", "--skip", "test_deserialize_from_stream"], cwd=project)
+    assert result.code == 0, result
+    assert _counts(result) == (9, 239), result
+    assert "1 filtered out" in result.stdout, result
+    assert "Doc-tests serde_json" in result.stderr, result
+
+
+def test_zstd(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    project = _unpacked(ZSTD, tmp_path_factory)
+    # zstd's C library is compiled by clang for wasm32 (zstd-sys through the cc crate), its own tests run as shipped.
+    integration = xpcargo(["test", "--target", WASM32, "--test", "*"], cwd=project)
+    assert integration.code == 0, integration
+    assert _counts(integration) == (9, 20), integration
+    doc = xpcargo(["test", "--target", WASM32, "--doc"], cwd=project)
+    assert doc.code == 0, doc
+    assert _counts(doc) == (1, 10), doc
+
+    # The unit tests do not compile from the package, on any target: they include two files it leaves out.
+    missing = xpcargo(["test", "--target", WASM32, "--lib", "--no-run"], cwd=project)
+    assert missing.code == 101, missing
+    assert "couldn't read `src/stream/../../assets/example.txt.zst`" in missing.stderr, missing
+    # Put back as the repository has them: the CLI's compression of the example, zstd-sys's bindings (any long text).
+    zstd_cli = shutil.which("zstd")
+    assert zstd_cli is not None, "the host needs the zstd program to make assets/example.txt.zst"
+    subprocess.run(
+        [zstd_cli, "-q", "-f", "assets/example.txt", "-o", "assets/example.txt.zst"], cwd=project, check=True
+    )
+    _crate(ZSTD_SYS, project.parent)
+    bindings = project / "zstd-safe" / "zstd-sys" / "src" / "bindings_zstd.rs"
+    bindings.parent.mkdir(parents=True)
+    with tarfile.open(project.parent / f"zstd-sys-{ZSTD_SYS.version}.crate", "r:gz") as archive:
+        member = archive.extractfile(f"zstd-sys-{ZSTD_SYS.version}/src/bindings_zstd.rs")
+        assert member is not None
+        bindings.write_bytes(member.read())
+    skipped = [
+        # Reads assets/example.txt.v5.zst to .v8.zst (the legacy formats), which the package leaves out too.
+        "test_legacy",
+        # Each catches a panic (catch_unwind, or #[should_panic]): wasm32-wasip1 aborts on panic, which ends the run.
+        "test_noop_reads_the_capacity_once",
+        "test_auto_wrappers_panicking_writer",
+        "test_auto_wrappers_panic_while_unwinding",
+        "test_write_after_try_finish",
+    ]
+    args = [word for name in skipped for word in ("--skip", name)]
+    unit = xpcargo(["test", "--target", WASM32, "--lib", "--", *args], cwd=project)
+    assert unit.code == 0, unit
+    assert _counts(unit) == (1, 63), unit
+    assert "5 filtered out" in unit.stdout, unit
