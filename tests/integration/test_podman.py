@@ -220,6 +220,9 @@ def rootless(cli_env: dict[str, str]) -> Iterator[Podman]:
             subprocess.run(
                 ["usermod", "--add-subuids", "3000000-3065535", "--add-subgids", "3000000-3065535", name], check=True
             )
+        # A user removed earlier may have had this uid (useradd gives the lowest free one) and left files in the
+        # shared temporary directories: not this user's, and not this test's to judge.
+        _NOT_OURS[name] = frozenset(_owned_in_shared_temporary(name))
         # Debian 12's adduser, Ubuntu since 21.04, Fedora and Arch make homes 0700; useradd follows the umask here.
         home.chmod(0o700)
         prefix = _as_user(user)
@@ -296,20 +299,33 @@ def _subordinate_range(name: str, table: str) -> range | None:
 
 def _remove_user(name: str, uid: int) -> None:
     """What the user's Podman left (a conmon stays 5 minutes after each exec) goes first: the user is the test's
-    own, so every process of its uid is the test's, and userdel refuses a user with processes. userdel removes the
-    home (files of subordinate uids too) and the user's lines in /etc/subuid and /etc/subgid."""
-    for pid in _processes_of(uid):
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+    own, so every process of its uid and its subordinate uids is the test's, and userdel refuses a user with
+    processes. userdel removes the home (files of subordinate uids too) and the user's lines in /etc/subuid and
+    /etc/subgid."""
+    subordinate = _subordinate_range(name, "subuid") or range(0)
+    # A killed process is the user's until it is gone, and an image build killed mid-bootstrap (a test that failed
+    # there) leaves mmdebstrap running as a subordinate uid: killed until none is left, and userdel, which refuses
+    # while one is, tried again for a while.
+    for _ in range(50):
+        left = _processes_of(uid, subordinate)
+        if not left:
+            break
+        for pid in left:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    for _ in range(10):
+        if subprocess.run(["userdel", "--remove", name], check=False, capture_output=True).returncode in (0, 6):
+            break
+        time.sleep(0.5)
 
 
-def _processes_of(uid: int) -> list[int]:
+def _processes_of(uid: int, subordinate: range = range(0)) -> list[int]:
     found = []
     for status in Path("/proc").glob("[0-9]*/status"):
         with suppress(OSError):
             uids = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
-            if int(uids.split()[1]) == uid:
+            if int(uids.split()[1]) == uid or int(uids.split()[1]) in subordinate:
                 found.append(int(status.parent.name))
     return found
 
@@ -455,9 +471,17 @@ def test_warm_containers_are_reused_and_signals_and_sigkill_end_the_command(root
 # --- An image build stopped as the rootless user ------------------------------------------------------------------
 
 
+# What the shared temporary directories held of each test user's uids when the user was made (``rootless``).
+_NOT_OURS: dict[str, frozenset[Path]] = {}
+
+
 def _left_in_shared_temporary(name: str) -> list[Path]:
     """What the user and its subordinate uids own in the shared temporary directories: the directory each image build
-    gives mmdebstrap there, and anything mmdebstrap made outside it."""
+    gives mmdebstrap there, and anything mmdebstrap made outside it; not what was there before the user was made."""
+    return [entry for entry in _owned_in_shared_temporary(name) if entry not in _NOT_OURS.get(name, frozenset())]
+
+
+def _owned_in_shared_temporary(name: str) -> list[Path]:
     uid = pwd.getpwnam(name).pw_uid
     subordinate = _subordinate_range(name, "subuid")
     assert subordinate is not None

@@ -59,6 +59,19 @@ def test_the_outside_directory_is_sticky_unlistable_and_goes_with_the_build(tmp_
     assert said.getvalue() == ""
 
 
+def test_a_build_stopped_before_its_directory_was_made_leaves_nothing(tmp_path: Path, shared: Path) -> None:
+    """The directory is recorded before it is made: a build stopped in between leaves a record naming nothing, which
+    its removal passes over (a directory made but not recorded was left in /var/tmp by a Ctrl-C in test_podman)."""
+    directory = tmp_path / "scratch" / "image-stopped"
+    directory.mkdir(parents=True)
+    made = scratch.outside(directory, shared)
+    assert (directory / "outside").read_text(encoding="utf-8") == f"{made}\n"
+    made.rmdir()
+    assert scratch.remove(directory) is None
+    assert not directory.exists()
+    assert list(shared.iterdir()) == []
+
+
 def test_the_sweep_removes_it_for_a_build_that_is_gone(tmp_path: Path, shared: Path) -> None:
     reporter = Reporter(stream=io.StringIO())
     # A build killed with SIGKILL: its directory and the one outside stay, its lock is free.

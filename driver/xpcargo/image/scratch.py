@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import secrets
 import stat
 import subprocess
 import tempfile
@@ -29,6 +30,7 @@ _OWNER = "owner.lock"
 # Names the build's directory outside its scratch directory (``outside``), for a build that is not root.
 _OUTSIDE = "outside"
 _OUTSIDE_PREFIX = "xpcargo-image-"
+_NAME_ATTEMPTS = 100
 _OUTSIDE_NAME = re.compile(r"xpcargo-image-[A-Za-z0-9_]{8}")
 # mmdebstrap's name for its temporary root (File::Temp's `mmdebstrap.XXXXXXXXXX`).
 _MMDEBSTRAP_ROOT = re.compile(r"mmdebstrap\.[A-Za-z0-9_]{10}")
@@ -119,10 +121,24 @@ def outside(directory: Path, shared: Path) -> Path:
     is, so that only an entry's owner removes it, and not listable by others: everything else mmdebstrap makes there
     has an unguessable name of its own, made without following links.
     """
-    made = Path(tempfile.mkdtemp(prefix=_OUTSIDE_PREFIX, dir=shared))
-    made.chmod(0o1733)
-    (directory / _OUTSIDE).write_text(f"{made}\n", encoding="utf-8")
-    return made
+    record = directory / _OUTSIDE
+    for _ in range(_NAME_ATTEMPTS):
+        made = shared / f"{_OUTSIDE_PREFIX}{_random_name()}"
+        # Recorded before it exists: an interrupt (a Ctrl-C right after the first lines of the build) at any point
+        # leaves nothing that the removal of ``directory`` would not find.
+        record.write_text(f"{made}\n", encoding="utf-8")
+        try:
+            made.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        made.chmod(0o1733)
+        return made
+    raise FileExistsError(f"no free name for a directory of the build's in {shared}")
+
+
+def _random_name() -> str:
+    """What mkdtemp would add to the prefix: eight characters of its alphabet."""
+    return "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789_") for _ in range(8))
 
 
 def remove(directory: Path) -> str | None:
