@@ -586,3 +586,17 @@ def single_error_line(result: Result) -> str:
     assert len(errors) == 1, result
     assert errors[0].startswith("error: "), result
     return errors[0]
+
+
+def assert_unwinding(xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, target: str) -> Path:
+    """The should-panic fixture on ``target``: a release run catches a panic, and the `#[should_panic]` test passes
+    (unwinding works, in the std the target has). The project, whose release binary the caller checks."""
+    project = copy_fixture(tmp_path_factory, "should-panic")
+    ran = xpcargo(["run", "--release", "--target", target], cwd=project)
+    assert ran.code == 0, ran
+    assert ran.stdout_lines[-2:] == ["caught a panic: true", "half of 42 is 21"], ran
+    tested = xpcargo(["test", "--target", target], cwd=project)
+    assert tested.code == 0, tested
+    assert "test tests::panics_on_odd_numbers - should panic ... ok" in tested.stdout, tested
+    assert "test result: ok. 2 passed" in tested.stdout, tested
+    return project

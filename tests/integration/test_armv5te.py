@@ -20,6 +20,7 @@ from .helpers import (
     RUNNABLE,
     Cli,
     assert_elf_for,
+    assert_unwinding,
     assert_verified_same,
     copy_fixture,
     single_error_line,
@@ -93,15 +94,8 @@ def test_current_crates_build_and_run_where_1_85_cannot(tmp_path_factory: pytest
 def test_unwinding_catches_panics_and_should_panic_passes(
     tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
 ) -> None:
-    project = copy_fixture(tmp_path_factory, "should-panic")
-    ran = xpcargo(["run", "--release", "--target", ARMV5TE], cwd=project)
-    assert ran.code == 0, ran
-    assert ran.stdout_lines[-2:] == ["caught a panic: true", "half of 42 is 21"], ran
+    project = assert_unwinding(xpcargo, tmp_path_factory, ARMV5TE)
     assert_armv5te_program(project / "target" / ARMV5TE / "release" / "should-panic")
-    tested = xpcargo(["test", "--target", ARMV5TE], cwd=project)
-    assert tested.code == 0, tested
-    assert "test tests::panics_on_odd_numbers - should panic ... ok" in tested.stdout, tested
-    assert "test result: ok. 2 passed" in tested.stdout, tested
 
 
 def test_an_armv7_object_faults_on_the_arm926_and_is_caught(

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import RUNNABLE, WINDOWS, Cli, assert_verified_same, base_environment, copy_fixture, image_build_output
+from .helpers import (
+    RUNNABLE,
+    WINDOWS,
+    Cli,
+    assert_unwinding,
+    assert_verified_same,
+    base_environment,
+    copy_fixture,
+    image_build_output,
+)
 
 pytestmark = [pytest.mark.engine, pytest.mark.std_images]
 
@@ -80,14 +89,7 @@ def test_the_report_names_the_machine_and_no_glibc(tmp_path_factory: pytest.Temp
 def test_unwinding_catches_panics_and_should_panic_passes(
     tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
 ) -> None:
-    project = copy_fixture(tmp_path_factory, "should-panic")
-    ran = xpcargo(["run", "--release", "--target", WINDOWS], cwd=project)
-    assert ran.code == 0, ran
-    assert ran.stdout_lines[-2:] == ["caught a panic: true", "half of 42 is 21"], ran
-    tested = xpcargo(["test", "--target", WINDOWS], cwd=project)
-    assert tested.code == 0, tested
-    assert "test tests::panics_on_odd_numbers - should panic ... ok" in tested.stdout, tested
-    assert "test result: ok. 2 passed" in tested.stdout, tested
+    project = assert_unwinding(xpcargo, tmp_path_factory, WINDOWS)
     # `bench` runs the harness in its bench mode under wine too (the fixture has no #[bench]: both tests ignored).
     benched = xpcargo(["bench", "--target", WINDOWS], cwd=project)
     assert benched.code == 0, benched
