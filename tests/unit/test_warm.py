@@ -414,3 +414,10 @@ def test_a_wrapped_command_is_recovered_as_it_was_given(tether: bool, argv: tupl
 )
 def test_a_command_not_under_the_wrapper_is_not_unwrapped(argv: list[str]) -> None:
     assert warm.unwrapped(argv) is None
+
+
+def test_a_command_is_named_by_its_own_words_also_under_a_shell_script() -> None:
+    assert session.command_name(["sleep", "600"]) == "sleep 600"
+    assert session.command_name(["cargo", "build", "--target", "x"]) == "cargo build"
+    # The compile cache runs Cargo as the arguments of its script: `sh -c SCRIPT STATS cargo build ...`.
+    assert session.command_name(["sh", "-c", '"$@"; exit $?', "/t/stats.json", "cargo", "test", "-q"]) == "cargo test"

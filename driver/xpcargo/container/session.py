@@ -241,7 +241,7 @@ class WarmSession(Session):
                 user=self._request.user,
             )
         except EngineUnavailableError:
-            error.still_running.append((self.container_id, " ".join(argv[:2])))
+            error.still_running.append((self.container_id, command_name(argv)))
         except (XpcargoError, KeyboardInterrupt):
             try:
                 self._runtime.remove(self.container_id)
@@ -345,6 +345,14 @@ def retire(runtime: Containers, container: ContainerInfo) -> bool:
             return False
     runtime.remove(container.id)
     return True
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """How a message names the command ``argv``: its first two words; for a shell script given its arguments
+    (`sh -c SCRIPT NAME ARG...`, as a build runs Cargo under the compile cache's script), those of the arguments."""
+    if len(argv) > 4 and argv[0] in ("sh", "bash") and argv[1] == "-c":
+        argv = argv[4:]
+    return " ".join(argv[:2])
 
 
 def without_idle_warm(runtime: Containers, containers: Sequence[ContainerInfo]) -> list[ContainerInfo]:
