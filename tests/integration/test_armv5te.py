@@ -25,14 +25,14 @@ from .helpers import (
     copy_fixture,
     single_error_line,
 )
-from .test_armv6 import cpu_arch
+from .test_armv6 import assert_an_armv7_instruction_faults, cpu_arch
 
 pytestmark = [pytest.mark.engine, pytest.mark.std_images]
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
-# Tag_CPU_arch 4: ARMv5TE, 10: ARMv7 (the ARM ELF ABI's addenda).
-V5TE, V7 = 4, 10
+# Tag_CPU_arch 4: ARMv5TE (the ARM ELF ABI's addenda; test_armv6.CPU_ARCH names the others).
+V5TE = 4
 # e_flags of an EABI version 5 object for the soft-float procedure call standard (EF_ARM_ABI_FLOAT_SOFT): armel's.
 # armhf's say EF_ARM_ABI_FLOAT_HARD (0x400) instead.
 EABI5_SOFT_FLOAT = 0x05000200
@@ -103,15 +103,7 @@ def test_an_armv7_object_faults_on_the_arm926_and_is_caught(
 ) -> None:
     """The judge bites: one C function built for ARMv7 links into the program, its ELF then says ARMv7 (which the
     other tests' check refuses), and the runner's ARM926 faults on its instruction."""
-    project = copy_fixture(tmp_path_factory, "armv7-instruction")
-    built = xpcargo(["build", "--target", ARMV5TE], cwd=project)
-    assert built.code == 0, built
-    assert cpu_arch(project / "target" / ARMV5TE / "debug" / "armv7-instruction") == V7
-    ran = xpcargo(["run", "--target", ARMV5TE], cwd=project)
-    assert ran.code != 0, ran
-    assert "before the ARMv7 instruction" in ran.stdout_lines, ran
-    assert "armv7 says 42" not in ran.stdout, ran
-    assert "Illegal instruction" in ran.stderr, ran
+    assert_an_armv7_instruction_faults(xpcargo, tmp_path_factory, ARMV5TE)
 
 
 def test_verify_release_is_green(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
