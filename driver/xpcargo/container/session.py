@@ -83,8 +83,10 @@ class Session:
         env: Mapping[str, str] | None = None,
         on_stdout: Output | None = None,
         on_stderr: Output | None = None,
+        name: str | None = None,
     ) -> int:
-        """Run ``argv``; its output goes to this process's stdout and stderr unless callbacks take it."""
+        """Run ``argv``; its output goes to this process's stdout and stderr unless callbacks take it. ``name`` is
+        how a message names the command (a warm session's, when the engine does not confirm its end)."""
         command, user = self._confined(argv)
         return self._runtime.exec(
             self.container_id,
@@ -127,8 +129,8 @@ class WarmSession(Session):
         self._purpose = purpose
         # Containers this session started, whose start-time watch it releases at the end.
         self.started: list[str] = []
-        # The token and command of what runs now, for cancel() from another thread.
-        self._running: tuple[str, Sequence[str]] | None = None
+        # The token and name of the command that runs now, for cancel() from another thread.
+        self._running: tuple[str, str] | None = None
         self._cancelled = False
         self.container_id = self._find_or_start(unusable=frozenset())
 
@@ -166,11 +168,13 @@ class WarmSession(Session):
         env: Mapping[str, str] | None = None,
         on_stdout: Output | None = None,
         on_stderr: Output | None = None,
+        name: str | None = None,
     ) -> int:
+        name = name or " ".join(argv[:2])
         for _ in range(_WARM_ATTEMPTS):
             token = uuid.uuid4().hex[:16]
             # Set before the check, read after cancel() sets the flag: one of the two sees the other.
-            self._running = (token, argv)
+            self._running = (token, name)
             if self._cancelled:
                 raise CancelledError("cancelled: another target failed or the build was interrupted")
             try:
@@ -190,11 +194,11 @@ class WarmSession(Session):
             except EngineLostError as error:
                 # The command may run on in a container that stays (a container of its own would be removed here):
                 # stopped if the engine takes that now, else named.
-                self._stop(token, "TERM", error, argv)
+                self._stop(token, "TERM", error, name)
                 raise
             except (InterruptError, KeyboardInterrupt) as caught:
                 interrupt = caught if isinstance(caught, InterruptError) else InterruptError("interrupted")
-                self._stop(token, interrupt.signal_name, interrupt, argv)
+                self._stop(token, interrupt.signal_name, interrupt, name)
                 raise interrupt from None
             finally:
                 self._running = None
@@ -227,9 +231,9 @@ class WarmSession(Session):
         previous = self.container_id
         self.container_id = self._find_or_start(unusable=frozenset({previous}) if unusable else frozenset())
 
-    def _stop(self, token: str, signal_name: str, error: XpcargoError, argv: Sequence[str]) -> None:
+    def _stop(self, token: str, signal_name: str, error: XpcargoError, name: str) -> None:
         """Pass the signal on to the command's process group and wait for it to end. If the engine does not take
-        that at once, the command (``argv``) is named in ``error`` as still running (it ends when its tether does,
+        that at once, the command (``name``) is named in ``error`` as still running (it ends when its tether does,
         once the engine hears that this process is gone); if the stop fails otherwise, or a second Ctrl-C cuts it
         short, the container is removed, which certainly ends the command."""
         try:
@@ -241,7 +245,7 @@ class WarmSession(Session):
                 user=self._request.user,
             )
         except EngineUnavailableError:
-            error.still_running.append((self.container_id, command_name(argv)))
+            error.still_running.append((self.container_id, name))
         except (XpcargoError, KeyboardInterrupt):
             try:
                 self._runtime.remove(self.container_id)
@@ -252,9 +256,9 @@ class WarmSession(Session):
         self._cancelled = True
         running = self._running
         if running is not None:
-            token, argv = running
+            token, name = running
             stopped = CancelledError("cancelled")
-            self._stop(token, signal_name, stopped, argv)
+            self._stop(token, signal_name, stopped, name)
             if stopped.left_behind or stopped.still_running:
                 # Cancellation names it among what may still run.
                 unconfirmed = EngineUnavailableError(
@@ -345,14 +349,6 @@ def retire(runtime: Containers, container: ContainerInfo) -> bool:
             return False
     runtime.remove(container.id)
     return True
-
-
-def command_name(argv: Sequence[str]) -> str:
-    """How a message names the command ``argv``: its first two words; for a shell script given its arguments
-    (`sh -c SCRIPT NAME ARG...`, as a build runs Cargo under the compile cache's script), those of the arguments."""
-    if len(argv) > 4 and argv[0] in ("sh", "bash") and argv[1] == "-c":
-        argv = argv[4:]
-    return " ".join(argv[:2])
 
 
 def without_idle_warm(runtime: Containers, containers: Sequence[ContainerInfo]) -> list[ContainerInfo]:

@@ -109,7 +109,10 @@ def _build(venue: Venue, plan: BuildPlan, metadata: Metadata | None, *, stdout: 
         reader = MessageReader(echo_messages=not plan.invocation.injects_json, write_stdout=stdout, write_stderr=stderr)
         scanner = hints.HintScanner(stderr)
         errors = _Tail(scanner)
-        code = session.run(plan.command_argv(), on_stdout=reader.feed, on_stderr=errors)
+        # Named by Cargo's own words: the compile cache runs Cargo as the arguments of its script.
+        code = session.run(
+            plan.command_argv(), on_stdout=reader.feed, on_stderr=errors, name=" ".join(plan.cargo_argv()[:2])
+        )
         reader.close()
         scanner.close()
         # The build could write the workspace: before this machine writes the report and the state files into the
