@@ -65,7 +65,7 @@ HOOK_FAILED = re.compile(r"hookhelper failed|special hook failed")
 # Where a build that is not root puts mmdebstrap's temporary root, when TMPDIR is not such a place: shared
 # temporary directories, which the subordinate uids reach as any user does. /var/tmp first: /tmp is often a tmpfs
 # in memory, and the root filesystem takes 1 to 2 GB (Podman stages its images in /var/tmp too).
-SHARED_TEMPORARY = (Path("/var/tmp"), Path("/tmp"))  # noqa: S108 - the build makes its own directory there (mkdtemp)
+SHARED_TEMPORARY = (Path("/var/tmp"), Path("/tmp"))  # noqa: S108 - the build makes its own directory there (scratch.outside)
 
 
 class TransientMirrorError(Exception):
