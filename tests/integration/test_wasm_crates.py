@@ -94,21 +94,16 @@ def _counts(result: Result) -> tuple[int, int]:
     return len(summaries), sum(int(line.split()[3]) for line in summaries)
 
 
-def test_itoa(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
-    project = _unpacked(ITOA, tmp_path_factory)
+# The test runs that report and the tests that pass: itoa's unit tests (none), tests/test.rs and its doc tests.
+@pytest.mark.parametrize(("release", "counts"), [(ITOA, (3, 13)), (SEMVER, (6, 38))], ids=["itoa", "semver"])
+def test_a_whole_suite_passes(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, release: Release, counts: tuple[int, int]
+) -> None:
+    project = _unpacked(release, tmp_path_factory)
     result = xpcargo(["test", "--target", WASM32], cwd=project)
     assert result.code == 0, result
-    # The unit tests (none), tests/test.rs and the doc tests.
-    assert _counts(result) == (3, 13), result
-    assert "Doc-tests itoa" in result.stderr, result
-
-
-def test_semver(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
-    project = _unpacked(SEMVER, tmp_path_factory)
-    result = xpcargo(["test", "--target", WASM32], cwd=project)
-    assert result.code == 0, result
-    assert _counts(result) == (6, 38), result
-    assert "Doc-tests semver" in result.stderr, result
+    assert _counts(result) == counts, result
+    assert f"Doc-tests {release.name}" in result.stderr, result
 
 
 def test_serde_json(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
