@@ -558,6 +558,7 @@ def test_the_std_build_script_is_fixed_and_quotes_every_setting(
     (build,) = [line for line in lines if " cargo build " in line]
     for flag in ("--offline", "--locked", "--profile dist", f"--target {MUSL}", "-p sysroot", "--remap-path-prefix"):
         assert flag in build
+    assert f'--config "profile.dist.codegen-units={std.codegen_units}"' in build
     assert "ln -s '/usr/lib/odd path/crt1.o' \"$sysroot/self-contained/\"" in lines
     assert "x86_64-linux-gnu-gcc -O2 -fPIC -ffreestanding" in script
     assert lines[0] == "set -eu"

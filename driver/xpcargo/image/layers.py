@@ -120,14 +120,19 @@ def std_build_script(std: StdBuild, source: PurePosixPath) -> list[str]:
     library and unwinder that rustc links a static program with.
 
     The build is the one Rust's own build does for its prebuilt std: the library workspace's `sysroot` crate in its
-    `dist` profile (one codegen unit, embedded bitcode for LTO, `panic_abort` built with panic=abort), offline from
-    the vendored dependencies, unstable outside the std (-Zforce-unstable-if-unmarked), source paths written as
-    `/rustc/<commit>` like rustup's. Every value is quoted: a setting is data, never a command."""
+    `dist` profile (embedded bitcode for LTO, `panic_abort` built with panic=abort), offline from the vendored
+    dependencies, unstable outside the std (-Zforce-unstable-if-unmarked), source paths written as `/rustc/<commit>`
+    like rustup's. One change: ``std.codegen_units`` instead of the profile's one. Every value is quoted: a setting is
+    data, never a command."""
     triple = shlex.quote(std.triple)
     build = STD_BUILD_DIR
     # With compiler-rt, the crates are the std's own and Debian's `cc` beside them (_compiler_rt_script).
     vendor = f"{build}/vendor" if std.compiler_rt is not None else "$library/vendor"
-    config = ['source.crates-io.replace-with="vendored"', f'source.vendored.directory="{vendor}"']
+    config = [
+        'source.crates-io.replace-with="vendored"',
+        f'source.vendored.directory="{vendor}"',
+        f"profile.dist.codegen-units={std.codegen_units}",
+    ]
     lines = [
         f"rm -rf {build} && mkdir -p {build}/home",
         *(c_runtime_script(std.c_runtime) if std.c_runtime is not None else []),

@@ -145,6 +145,10 @@ class StdBuild:
     target_features: tuple[str, ...] = ()
     # What links the std's dylib (``std-linker``); None: rustc's default for the target.
     linker: str | None = None
+    # The dist profile's one codegen unit makes `core` and `std` one LLVM module each, optimized on one core: with 16
+    # (and rustc's crate-local ThinLTO across them) x86_64's std built in 112 s against 323 s on two busy cores, and
+    # a fresh machine, CI's included, builds every std layer on its first run (docs/costs.md).
+    codegen_units: int = 16
 
     @property
     def source_files(self) -> tuple[PoolDeb, ...]:
