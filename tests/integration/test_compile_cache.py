@@ -1,8 +1,8 @@
 """The compile cache against the real engine and real Cargo: sccache's hits across two targets' shared host-side
 dependencies and across two commands, C compiled by the cc crate cached too; `xpcargo cache stats|clear|path`;
 XPCARGO_CACHE=off running no sccache; a hostile project that cannot reach another workspace's cache, nor name a remote
-backend (the images' sccache has none); and release builds
-(`verify`, `dist`) that never touch the cache and give the same bytes with it on and off."""
+backend (the images' sccache has none); and release builds (`verify`, `dist`) that never touch the cache and give the
+same bytes with it on and off."""
 
 from __future__ import annotations
 
