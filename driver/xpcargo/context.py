@@ -123,6 +123,14 @@ def _compile_cache(value: str) -> tuple[bool, Path | None]:
         return False, None
     if Path(value).is_absolute():
         return True, Path(os.path.normpath(value))
+    scheme, separator, _ = value.partition("://")
+    if separator:
+        # Only the scheme is repeated: the rest of a cache's URL may hold its password.
+        raise ConfigError(
+            f"XPCARGO_CACHE names a {scheme}:// cache: the compile cache has no remote backend",
+            hint="the images' sccache (Debian's 0.10) is built without any (Redis, S3, GitHub Actions, ...); an "
+            "absolute directory is one cache shared by every workspace built with it",
+        )
     raise ConfigError(
         f"XPCARGO_CACHE={value!r} is neither on, off nor an absolute directory",
         hint="`off` builds without the compile cache; `on` keeps one per workspace; an absolute directory is one "

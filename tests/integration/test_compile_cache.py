@@ -1,7 +1,8 @@
 """The compile cache against the real engine and real Cargo: sccache's hits across two targets' shared host-side
 dependencies and across two commands, C compiled by the cc crate cached too; `xpcargo cache stats|clear|path`;
-XPCARGO_CACHE=off running no sccache; a hostile project that cannot reach another workspace's cache; and release builds
-(`verify`, `dist`) that never touch the cache and give the same bytes with it on and off."""
+XPCARGO_CACHE=off running no sccache; a hostile project that cannot reach another workspace's cache, nor name a remote
+backend (the images' sccache has none); and release builds (`verify`, `dist`) that never touch the cache and give the
+same bytes with it on and off."""
 
 from __future__ import annotations
 
@@ -211,6 +212,53 @@ def test_a_hostile_project_cannot_reach_another_workspaces_cache(tmp_path: Path,
             (hostile / "build.rs").touch()
     wrapper = compile_cache_wrapper(own_cache)
     assert "planted" not in wrapper.read_text(encoding="utf-8")
+
+
+# What names a remote backend to sccache 0.10: each backend's variables, and a config file of the project's own.
+_REMOTE_BACKENDS = {
+    "SCCACHE_REDIS_ENDPOINT": "redis://127.0.0.1:6379/0",
+    "SCCACHE_BUCKET": "bucket",
+    "SCCACHE_ENDPOINT": "http://127.0.0.1:9000",
+    "SCCACHE_GHA_ENABLED": "on",
+    "SCCACHE_MEMCACHED_ENDPOINT": "tcp://127.0.0.1:11211",
+    "SCCACHE_WEBDAV_ENDPOINT": "http://127.0.0.1:8080/",
+    "SCCACHE_GCS_BUCKET": "bucket",
+    "SCCACHE_AZURE_CONNECTION_STRING": "BlobEndpoint=http://127.0.0.1:10000/",
+    "SCCACHE_OSS_BUCKET": "bucket",
+}
+
+
+def test_a_projects_remote_backend_changes_nothing(tmp_path: Path, xpcargo: Cli) -> None:
+    """The images' sccache (Debian's 0.10) is built without remote backends, as the docs say: a project that names
+    one for every backend (its Cargo config's `[env]`, forced, its xpcargo.toml's `env`, and an sccache config file of
+    its own through SCCACHE_CONF) builds into its own local cache (Rust and zlib's C), which its next build hits.
+    Were a backend compiled in, sccache would prefer it to the disk, and its statistics would name it."""
+    project = _copy(tmp_path, "zlib-sys")
+    env = _cache_env(tmp_path)
+    cache = _cache_path(xpcargo, project, env)
+    conf = project / "sccache.toml"
+    conf.write_text('[cache.redis]\nendpoint = "redis://127.0.0.1:6379/0"\n', encoding="utf-8")
+    # SCCACHE_CACHE_SIZE shows that what the project names does reach sccache's server (its statistics say the size).
+    named = {**_REMOTE_BACKENDS, "SCCACHE_CONF": str(conf), "SCCACHE_CACHE_SIZE": "7G"}
+    (project / ".cargo").mkdir()
+    (project / ".cargo" / "config.toml").write_text(
+        "[env]\n" + "".join(f'{name} = {{ value = "{value}", force = true }}\n' for name, value in named.items()),
+        encoding="utf-8",
+    )
+    table = ", ".join(f'{name} = "{value}"' for name, value in named.items())
+    (project / "xpcargo.toml").write_text(f"[build]\nenv = {{ {table} }}\n", encoding="utf-8")
+    stats_file = project / "target" / "xpcargo" / X86_64 / "compile-cache-stats.json"
+    for attempt in range(2):
+        built = xpcargo(["build", "--target", X86_64], cwd=project, env=env)
+        assert built.code == 0, built
+        hits, misses = _said(built)
+        # The first build fills the cache; the second, after `cargo clean`'s like, hits it.
+        assert (hits == 0 and misses > 0) if attempt == 0 else hits > 0, built
+        said = json.loads(stats_file.read_text(encoding="utf-8"))
+        assert said["max_cache_size"] == 7 << 30, said
+        assert said["cache_location"] == f'Local disk: "{cache}"', said
+        assert _snapshot(cache), cache
+        shutil.rmtree(project / "target")
 
 
 def test_release_builds_never_touch_the_cache_and_match_with_it_on_and_off(tmp_path: Path, xpcargo: Cli) -> None:

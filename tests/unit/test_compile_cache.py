@@ -312,6 +312,17 @@ def test_a_wrapper_in_the_builds_environment_or_arguments_keeps_it_off(tmp_path:
     assert "--config build.rustc-wrapper" in _off(by_argument).reason
 
 
+@pytest.mark.parametrize("value", ["redis://:hunter2@cache.example:6379/0", "s3://bucket", "gha://"])
+def test_a_remote_cache_is_one_error_that_keeps_its_url_to_itself(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"no remote backend") as raised:
+        _planned(tmp_path, XPCARGO_CACHE=value)
+    said = f"{raised.value} {raised.value.hint}"
+    assert f"{value.partition(':')[0]}://" in said
+    assert value.partition("://")[2] not in said or not value.partition("://")[2]
+    assert "hunter2" not in said
+    assert "absolute directory" in said
+
+
 def planned_env(planned: BuildPlan) -> dict[str, str]:
     return dict(planned.request(Step.BUILD, "image").env)
 

@@ -19,6 +19,8 @@ machine's, kept across builds, `cargo clean` and warm containers.
 - **The wrapper.** What Cargo runs rustc through is xpcargo's script, written by this machine beside the cache
   (``<key>.wrapper/sccache``) and mounted read-only: the build writes into the cache, never into what this machine
   writes, so a link the build plants there cannot turn the next build's write of the wrapper elsewhere.
+- **No remote backend.** Debian's sccache 0.10 is built with none (Redis, S3, GitHub Actions, ...): it ignores a
+  project's SCCACHE_REDIS_ENDPOINT and the like and stays on SCCACHE_DIR, and the build step has no network anyway.
 - **C and C++.** The cc crate wraps the compiler it is given in RUSTC_WRAPPER when that is sccache, so the
   `CC_<target>` compilers of build scripts are cached too, without changing those variables.
 """
