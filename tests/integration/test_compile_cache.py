@@ -232,13 +232,14 @@ def test_a_projects_remote_backend_changes_nothing(tmp_path: Path, xpcargo: Cli)
     """The images' sccache (Debian's 0.10) is built without remote backends, as the docs say: a project that names
     one for every backend (its Cargo config's `[env]`, forced, its xpcargo.toml's `env`, and an sccache config file of
     its own through SCCACHE_CONF) builds into its own local cache (Rust and zlib's C), which its next build hits.
-    Were a backend compiled in, sccache would prefer it to the disk, and its statistics would name it."""
+    None of its SCCACHE_* settings reaches sccache's server: the wrapper takes them away (were one to, a backend
+    compiled in would be preferred to the disk, and the statistics would name it; a size would be the project's)."""
     project = _copy(tmp_path, "zlib-sys")
     env = _cache_env(tmp_path)
     cache = _cache_path(xpcargo, project, env)
     conf = project / "sccache.toml"
     conf.write_text('[cache.redis]\nendpoint = "redis://127.0.0.1:6379/0"\n', encoding="utf-8")
-    # SCCACHE_CACHE_SIZE shows that what the project names does reach sccache's server (its statistics say the size).
+    # A project's SCCACHE_CACHE_SIZE would show in the statistics: they keep sccache's default, 10 GiB.
     named = {**_REMOTE_BACKENDS, "SCCACHE_CONF": str(conf), "SCCACHE_CACHE_SIZE": "7G"}
     (project / ".cargo").mkdir()
     (project / ".cargo" / "config.toml").write_text(
@@ -255,7 +256,7 @@ def test_a_projects_remote_backend_changes_nothing(tmp_path: Path, xpcargo: Cli)
         # The first build fills the cache; the second, after `cargo clean`'s like, hits it.
         assert (hits == 0 and misses > 0) if attempt == 0 else hits > 0, built
         said = json.loads(stats_file.read_text(encoding="utf-8"))
-        assert said["max_cache_size"] == 7 << 30, said
+        assert said["max_cache_size"] == 10 << 30, said
         assert said["cache_location"] == f'Local disk: "{cache}"', said
         assert _snapshot(cache), cache
         shutil.rmtree(project / "target")

@@ -19,8 +19,8 @@ machine's, kept across builds, `cargo clean` and warm containers.
 - **The wrapper.** What Cargo runs rustc through is xpcargo's script, written by this machine beside the cache
   (``<key>.wrapper/sccache``) and mounted read-only: the build writes into the cache, never into what this machine
   writes, so a link the build plants there cannot turn the next build's write of the wrapper elsewhere.
-- **No remote backend.** Debian's sccache 0.10 is built with none (Redis, S3, GitHub Actions, ...): it ignores a
-  project's SCCACHE_REDIS_ENDPOINT and the like and stays on SCCACHE_DIR, and the build step has no network anyway.
+- **No remote backend.** Debian's sccache 0.10 is built with none (Redis, S3, GitHub Actions, ...), and the build
+  step has no network anyway. The wrapper removes a project's SCCACHE_* variables: sccache's settings are xpcargo's.
 - **C and C++.** The cc crate wraps the compiler it is given in RUSTC_WRAPPER when that is sccache, so the
   `CC_<target>` compilers of build scripts are cached too, without changing those variables.
 """
@@ -76,6 +76,9 @@ def _wrapper_script(directory: Path) -> str:
 # alone taken away, then sccache, with this directory as its cache.
 for name in ${_UNSET_VARIABLE}; do unset "$name"; done
 unset {_UNSET_VARIABLE}
+# sccache's server takes its settings from the compilation that starts it, which a project's `[env]` reaches (its
+# size, say, which would evict what other workspaces put in a shared cache): only xpcargo's are kept.
+for name in $(env | sed -n 's/=.*//; /^SCCACHE_[A-Za-z0-9_]*$/p'); do unset "$name"; done
 export SCCACHE_DIR={shlex.quote(str(directory))}
 {settings}case "${{1##*/}}" in
   rustc|rustc-*|clippy-driver) exec {SCCACHE} "$@" ;;
