@@ -1,12 +1,15 @@
 """A second Docker engine on this machine that cannot see the host's files, reached over tcp:// on a loopback port.
 
 It is the machine's own dockerd binary, started with a root, an exec root, a pid file, a containerd and a socket of
-its own, no bridge and no iptables rules (its containers use `--network none`, or the host's network for a fetch),
-inside ``unshare --mount``: a private mount namespace in which /tmp (every test's project and CARGO_HOME), /work,
-/root and /home are empty tmpfs. A bind mount of a host path there finds an empty directory, as on another machine.
-It starts with no image.
+its own, a bridge of its own and no iptables rules (its containers use `--network none`, or the host's network for a
+fetch), inside ``unshare --mount``: a private mount namespace in which /tmp (every test's project and CARGO_HOME),
+/work, /root and /home are empty tmpfs. A bind mount of a host path there finds an empty directory, as on another
+machine. It starts with no image.
 
-Needs root, `unshare` and `dockerd` (Debian's docker.io); ``start`` says what is missing, for a skip.
+Needs root, `unshare`, `ip` and `dockerd` (Debian's docker.io); ``start`` says what is missing, for a skip.
+
+Not `--bridge=none`: a dockerd started so deletes the network interface `docker0` it finds, which is the host
+engine's, and every later container of the host engine on its default network then fails to start.
 """
 
 from __future__ import annotations
@@ -37,10 +40,15 @@ def missing() -> str | None:
     """Why a second engine cannot start here, or None."""
     if os.geteuid() != 0:
         return "a second dockerd needs root"
-    for tool in ("unshare", "dockerd", "docker"):
+    for tool in ("unshare", "ip", "dockerd", "docker"):
         if shutil.which(tool) is None:
             return f"a second engine needs `{tool}` on PATH"
     return None
+
+
+def host_bridge_exists() -> bool:
+    """Whether the host engine's default network interface, docker0, is there."""
+    return subprocess.run(["ip", "link", "show", "docker0"], capture_output=True, check=False).returncode == 0
 
 
 class SecondEngine:
@@ -48,21 +56,26 @@ class SecondEngine:
         self.root = Path(tempfile.mkdtemp(prefix="xpc-engine-", dir=_PARENT))
         self.port = _free_port()
         self.url = f"tcp://127.0.0.1:{self.port}"
+        # Its default network's interface: a bridge of its own name (at most 15 characters), not the host's docker0.
+        self.bridge = f"xpce{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         (self.root / "daemon.json").write_text("{}\n", encoding="utf-8")
+        subprocess.run(["ip", "link", "add", "name", self.bridge, "type", "bridge"], check=True)
+        address = f"10.213.{self.port % 250}.1/24"
+        subprocess.run(["ip", "address", "add", address, "dev", self.bridge], check=True)
         hide = "".join(f"mount -t tmpfs tmpfs {path} && " for path in HIDDEN if Path(path).is_dir())
         script = (
             "mount --make-rprivate / && "
             + hide
             + 'exec dockerd --config-file "$1/daemon.json" --data-root "$1/data" --exec-root "$1/exec" '
-            '--pidfile "$1/dockerd.pid" -H "$2" --bridge=none --iptables=false --ip-masq=false '
+            '--pidfile "$1/dockerd.pid" -H "$2" --bridge="$3" --iptables=false --ip-masq=false '
             "--storage-driver=fuse-overlayfs"
         )
         log = (self.root / "dockerd.log").open("wb")
         self._process = subprocess.Popen(
-            ["unshare", "--mount", "sh", "-c", script, "second-engine", str(self.root), self.url],
+            ["unshare", "--mount", "sh", "-c", script, "second-engine", str(self.root), self.url, self.bridge],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -101,5 +114,6 @@ class SecondEngine:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-        # Its mounts were in its own namespace, which ended with it: what is left is plain files.
+        # Its mounts were in its own namespace, which ended with it: what is left is plain files, and its bridge.
         shutil.rmtree(self.root, ignore_errors=True)
+        subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True, check=False)

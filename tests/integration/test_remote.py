@@ -139,12 +139,15 @@ def isolated_engine() -> Iterator[second_engine.SecondEngine]:
     why = second_engine.missing()
     if why is not None:
         pytest.skip(why)
+    host_bridge = second_engine.host_bridge_exists()
     engine = second_engine.SecondEngine()
     try:
         engine.start()
         yield engine
     finally:
         engine.stop()
+    # The host engine's default network outlives it (a dockerd with --bridge=none deletes docker0).
+    assert second_engine.host_bridge_exists() == host_bridge
 
 
 _SENT = re.compile(r"Sent (\d+) image\(s\), ([0-9.]+) MiB \((\d+) layer\(s\); (\d+) the engine held\)")
