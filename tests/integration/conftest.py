@@ -104,7 +104,7 @@ def toolchain_images(request: pytest.FixtureRequest) -> tuple[str, ...]:
     """Every target's toolchain image, built first if the engine lacks it (progress shown, not captured)."""
     # armv5te's and wasm32's std is built from source too (minutes each), yet they are built here, not in the
     # background: tests without the std_images mark (test_images, test_matrix) need every one of ALL_TARGETS.
-    command = [sys.executable, "-m", "xpcargo", "image", "build", *ALL_TARGETS]
+    command = [sys.executable, "-m", "xpcargo", "image", "build", *_this_workers_order(request, ALL_TARGETS)]
     env = base_environment()
     capture = request.config.pluginmanager.getplugin("capturemanager")
     started = time.monotonic()
@@ -123,6 +123,14 @@ def toolchain_images(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return ALL_TARGETS
 
 
+def _this_workers_order(request: pytest.FixtureRequest, targets: tuple[str, ...]) -> tuple[str, ...]:
+    """``targets`` in the order this test process builds their images: the second worker of two (pytest-xdist's
+    gw1) from the other end, so that the two build different images side by side; each waits for an image the other
+    builds (xpcargo's lock per image) only once they meet."""
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "gw0")
+    return targets[::-1] if worker == "gw1" else targets
+
+
 def _start_std_image_build(request: pytest.FixtureRequest, env: dict[str, str]) -> None:
     """Start building the std-from-source images in the background (done at once when the engine has them). A
     session that ends first (interrupted, or stopped at a failure) interrupts the build as Ctrl-C would."""
@@ -130,7 +138,7 @@ def _start_std_image_build(request: pytest.FixtureRequest, env: dict[str, str]) 
     log = Path(tempfile.mkstemp(prefix="xpcargo-std-images-", suffix=".log")[1])
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "xpcargo", "image", "build", *STD_FROM_SOURCE_TARGETS],
+            [sys.executable, "-m", "xpcargo", "image", "build", *_this_workers_order(request, STD_FROM_SOURCE_TARGETS)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
