@@ -101,6 +101,13 @@ class ContainerDiedError(EngineError):
     exit_code = 11
 
 
+class ContainerBusyError(EngineError):
+    """A command did not start: in the container of the command's own, a process that xpcargo did not start runs as
+    the command's user (a `docker exec` into it)."""
+
+    exit_code = 11
+
+
 class ContainerGoneError(ContainerDiedError):
     """A command was asked of a container that was no longer running: nothing ran (a warm container that had just
     ended after its idle time, say)."""

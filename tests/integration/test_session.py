@@ -4,8 +4,11 @@ test_faults.py.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +232,58 @@ def test_shell_passes_the_exit_code_through(xpcargo: Cli, workspace: Workspace) 
     assert result.code == 3, result
     assert result.stdout == "out\n", result
     assert result.stderr == "err\n", result
+
+
+# --- A container of the command's own ------------------------------------------------------------------------------
+
+# A session in a confined container of its own as UNPRIVILEGED_UID (argv[1]: the image), run in a process of its own
+# as xpcargo runs it: a first command, then a `docker exec` of that user's that stays, then a second command. Prints
+# the second's exit code, or its error's exit code and message.
+_INTRUDED_SESSION = """
+import json, os, subprocess, sys, time
+from pathlib import Path
+from xpcargo.container.docker.runtime import DockerRuntime
+from xpcargo.container.session import open_session
+from xpcargo.container.spec import ContainerRequest
+from xpcargo.errors import XpcargoError
+
+user = sys.argv[2]
+request = ContainerRequest(image=sys.argv[1], user=user, workdir=Path("/"), confined=True, scratch=(Path("/tmp"),))
+with open_session(DockerRuntime.connect(os.environ), request, purpose="test") as session:
+    assert session.run(["true"]) == 0
+    intruder = subprocess.Popen(["docker", "exec", "--user", user, session.container_id, "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 30
+        while "sleep 60" not in subprocess.run(
+            ["docker", "top", session.container_id], capture_output=True, text=True, check=False
+        ).stdout:
+            assert time.monotonic() < deadline, "the exec'd process never started"
+            time.sleep(0.2)
+        try:
+            said = {"code": session.run(["true"])}
+        except XpcargoError as error:
+            said = {"error": error.exit_code, "message": str(error)}
+    finally:
+        intruder.kill()
+        intruder.wait()
+print(json.dumps(said))
+"""
+
+
+def test_a_process_exec_d_into_the_commands_container_is_named_not_a_silent_exit_code(
+    xpcargo: Cli, tmp_path: Path
+) -> None:
+    """A `docker exec` into a command's own container as the command's user, still running when xpcargo's next
+    command there starts: the wrapper refuses to start it beside a process it did not start, and the refusal is one
+    error that says so (it used to be exit code 199, silently, as if the command had returned it)."""
+    listed = xpcargo(["targets", "--json"], cwd=tmp_path)
+    assert listed.code == 0, listed
+    (image,) = [str(entry["image"]) for entry in json.loads(listed.stdout) if entry["target"] == X86_64]
+    user = f"{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}"
+    completed = subprocess.run(
+        [sys.executable, "-c", _INTRUDED_SESSION, image, user], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert completed.returncode == 0, completed
+    said = json.loads(completed.stdout.splitlines()[-1])
+    assert said["error"] == 11, said
+    assert "a process that xpcargo did not start runs as its user" in said["message"], said

@@ -38,6 +38,7 @@ from xpcargo.container.spec import (
 )
 from xpcargo.errors import (
     CancelledError,
+    ContainerBusyError,
     ContainerGoneError,
     EngineLostError,
     EngineUnavailableError,
@@ -69,12 +70,31 @@ class Session:
     def _env(self, env: Mapping[str, str] | None) -> dict[str, str]:
         return {**self._request.env, **(env or {})}
 
-    def _confined(self, argv: Sequence[str]) -> tuple[list[str], str | None]:
+    def _confined(self, argv: Sequence[str]) -> tuple[list[str], str | None, str | None]:
         """The command as it runs in the container: in a confined one, under the wrapper that kills whatever it
-        left when it ends, as the request's user (the container's own is the keeper)."""
+        left when it ends, as the request's user (the container's own is the keeper), with the wrapper's token."""
         if not self._request.confined:
-            return list(argv), None
-        return warm.wrapped(uuid.uuid4().hex[:16], argv, tether=False), self._request.user
+            return list(argv), None, None
+        token = uuid.uuid4().hex[:16]
+        return warm.wrapped(token, argv, tether=False), self._request.user, token
+
+    def _checked(self, code: int, token: str | None, argv: Sequence[str]) -> int:
+        """``code``, unless the wrapper refused to start the command: in a container of the command's own that
+        means a process of the command's user that xpcargo did not start runs there (a `docker exec` into it)."""
+        if token is None or code != warm.REFUSED:
+            return code
+        try:
+            refused = _quietly(self._runtime, self.container_id, warm.refused_argv(token)) == 0
+        except ContainerGoneError:
+            return code
+        if not refused:
+            return code
+        raise ContainerBusyError(
+            f"`{' '.join(argv[:2])}` did not start: a process that xpcargo did not start runs as its user in the "
+            f"container {self.container_id[:12]}",
+            hint="a `docker exec` into a build's container as its user must end before the build's next command; "
+            "run the command again",
+        )
 
     def run(
         self,
@@ -87,8 +107,8 @@ class Session:
     ) -> int:
         """Run ``argv``; its output goes to this process's stdout and stderr unless callbacks take it. ``name`` is
         how a message names the command (a warm session's, when the engine does not confirm its end)."""
-        command, user = self._confined(argv)
-        return self._runtime.exec(
+        command, user, token = self._confined(argv)
+        code = self._runtime.exec(
             self.container_id,
             command,
             env=self._env(env),
@@ -97,12 +117,14 @@ class Session:
             on_stderr=on_stderr or binary_writer(sys.stderr),
             user=user,
         )
+        return self._checked(code, token, argv)
 
     def run_interactive(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
-        command, user = self._confined(argv)
-        return self._runtime.exec_interactive(
+        command, user, token = self._confined(argv)
+        code = self._runtime.exec_interactive(
             self.container_id, command, env=self._env(env), workdir=self._request.workdir, user=user
         )
+        return self._checked(code, token, argv)
 
     def put_archive(self, directory: Path, archive: Path) -> None:
         """Unpack the tar file ``archive`` at ``directory`` in the container (see ``Containers.put_archive``)."""
