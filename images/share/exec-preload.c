@@ -34,32 +34,41 @@ static spawn_fn *real_spawnp;
 static const char preload_name[] = "LD_PRELOAD=";
 
 /* The program is then as the test started it: qemu put this library into LD_PRELOAD, and the environment that the
- * program sees and passes on does not show it. A foreign child gets it back through qemu's -E. */
+ * program sees and passes on does not show it. A foreign child gets it back through qemu's -E. `environ` itself is
+ * changed, not through unsetenv: a program may define its own (bash does, and it does nothing before bash's main). */
 static void hide_self(void) {
-    const char *value = getenv("LD_PRELOAD");
-    if (value == NULL)
-        return;
-    size_t length = strlen(value);
-    char kept[length + 1];
-    size_t used = 0;
-    const char *word = value;
-    while (*word) {
-        size_t size = strcspn(word, ": ");
-        if (size > 0 && !(size == strlen(XPCARGO_SELF) && strncmp(word, XPCARGO_SELF, size) == 0)) {
-            if (used > 0)
-                kept[used++] = ':';
-            memcpy(kept + used, word, size);
-            used += size;
+    for (char **entry = environ; entry != NULL && *entry != NULL;) {
+        if (strncmp(*entry, preload_name, sizeof preload_name - 1) != 0) {
+            entry++;
+            continue;
         }
-        word += size;
-        if (*word)
-            word++;
+        const char *word = *entry + sizeof preload_name - 1;
+        char *kept = malloc(strlen(*entry) + 1);
+        if (kept == NULL)
+            return;
+        strcpy(kept, preload_name);
+        size_t used = sizeof preload_name - 1, start = used;
+        while (*word) {
+            size_t size = strcspn(word, ": ");
+            if (size > 0 && !(size == strlen(XPCARGO_SELF) && strncmp(word, XPCARGO_SELF, size) == 0)) {
+                if (used > start)
+                    kept[used++] = ':';
+                memcpy(kept + used, word, size);
+                used += size;
+            }
+            word += size;
+            if (*word)
+                word++;
+        }
+        kept[used] = '\0';
+        if (used > start) {
+            *entry++ = kept;
+            continue;
+        }
+        free(kept);
+        for (char **rest = entry; *rest != NULL; rest++)
+            rest[0] = rest[1];
     }
-    kept[used] = '\0';
-    if (used == 0)
-        unsetenv("LD_PRELOAD");
-    else
-        setenv("LD_PRELOAD", kept, 1);
 }
 
 __attribute__((constructor)) static void start(void) {
