@@ -40,7 +40,8 @@ _PROXY_NAMES = frozenset(
 _CREDENTIAL = re.compile(r"^CARGO_(REGISTRY|REGISTRIES_[A-Z0-9_]+)_(TOKEN|CREDENTIAL_PROVIDER|SECRET_KEY.*)$")
 _DEBIAN_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Where a foreign target's container has xpcargo's own files (images/share/, mounted read-only): the CMake
-# toolchain file, the runner that registers the emulator in the container's own binfmt_misc, and the WASI runner.
+# toolchain file, the runner that registers the emulator in the container's own binfmt_misc (a static target's), and
+# the WASI runner.
 SHARE_DIR = "/usr/local/share/xpcargo"
 CMAKE_TOOLCHAIN_FILE = f"{SHARE_DIR}/toolchain.cmake"
 BINFMT_RUNNER = f"{SHARE_DIR}/binfmt-run"
