@@ -39,8 +39,8 @@ class ExecPreload:
     # Debian's GNU triple: `<gnu_triple>-gcc` compiles it.
     gnu_triple: str
     emulator: str
-    # qemu's -L for the programs it starts: the target's sysroot.
-    prefix: str
+    # The runner's options, which the programs it starts get too: -L <the target's sysroot>, -cpu where there is one.
+    emulator_args: tuple[str, ...]
     path: str
     # EI_CLASS, EI_DATA (1: little-endian, 2: big) and e_machine of the emulator's programs.
     elf_class: int
@@ -52,13 +52,20 @@ class ExecPreload:
     def defines(self) -> tuple[str, ...]:
         """The compiler's -D options that make the source this target's."""
         return (
-            f'-DXPCARGO_EMULATOR="/usr/bin/{self.emulator}"',
-            f'-DXPCARGO_PREFIX="{self.prefix}"',
-            f'-DXPCARGO_SELF="{self.path}"',
+            f"-DXPCARGO_EMULATOR={c_string(f'/usr/bin/{self.emulator}')}",
+            f"-DXPCARGO_EMULATOR_ARGS={', '.join(c_string(arg) for arg in self.emulator_args)}",
+            f"-DXPCARGO_SELF={c_string(self.path)}",
             f"-DXPCARGO_CLASS={self.elf_class}",
             f"-DXPCARGO_DATA={self.elf_data}",
             f"-DXPCARGO_MACHINE={self.machine}",
         )
+
+
+def c_string(text: str) -> str:
+    """``text`` as a C string literal that nothing in it can end: the runner's words are settings a project may give,
+    so every byte but a plain character is an octal escape."""
+    plain = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=")
+    return '"' + "".join(chr(b) if chr(b) in plain else f"\\{b:03o}" for b in text.encode()) + '"'
 
 
 def preload_source() -> str:
@@ -82,10 +89,12 @@ def exec_preload(spec: TargetSpec) -> ExecPreload | None:
     if path is None or spec.emulator is None or spec.sysroot is None:
         return None
     bits, big_endian, machine = MACHINES[spec.emulator]
+    # The program's environment may be emptied (env_clear), and QEMU_LD_PREFIX with it: -L always.
+    args = spec.runner[1:] if "-L" in spec.runner[1:] else (*spec.runner[1:], "-L", spec.sysroot)
     return ExecPreload(
         gnu_triple=GNU_TRIPLES[spec.debian_arch],
         emulator=spec.emulator,
-        prefix=spec.sysroot,
+        emulator_args=args,
         path=path,
         elf_class=bits,
         elf_data=2 if big_endian else 1,

@@ -5,9 +5,10 @@
  * registering the emulator in binfmt_misc needs a user namespace that Docker's default seccomp profile refuses.
  * Anything else (a host program, a script, a missing file) goes to the real call unchanged.
  *
- * The layer's build defines: XPCARGO_EMULATOR (/usr/bin/qemu-<arch>), XPCARGO_PREFIX (qemu's -L, the target's
- * sysroot), XPCARGO_SELF (this library's path), XPCARGO_CLASS, XPCARGO_DATA and XPCARGO_MACHINE (the ELF header's
- * EI_CLASS, EI_DATA and e_machine of the emulator's programs). */
+ * The layer's build defines: XPCARGO_EMULATOR (/usr/bin/qemu-<arch>), XPCARGO_EMULATOR_ARGS (the runner's options,
+ * as string literals separated by commas: -L <the target's sysroot>, and -cpu where the target has one), XPCARGO_SELF
+ * (this library's path), XPCARGO_CLASS, XPCARGO_DATA and XPCARGO_MACHINE (the ELF header's EI_CLASS, EI_DATA and
+ * e_machine of the emulator's programs). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -32,6 +33,8 @@ static spawn_fn *real_spawn;
 static spawn_fn *real_spawnp;
 
 static const char preload_name[] = "LD_PRELOAD=";
+static char *const emulator_args[] = {XPCARGO_EMULATOR_ARGS};
+#define EMULATOR_ARGS (sizeof emulator_args / sizeof emulator_args[0])
 
 /* The program is then as the test started it: qemu put this library into LD_PRELOAD, and the environment that the
  * program sees and passes on does not show it. A foreign child gets it back through qemu's -E. `environ` itself is
@@ -127,9 +130,9 @@ static size_t count(char *const list[]) {
     return n;
 }
 
-/* The emulator's argv and environment for running `path`: qemu-<arch> -L <prefix> -0 <argv[0]> -E LD_PRELOAD=<this
- * library>[:<the program's own preload>] <path> <argv[1]...>, and `envp` without LD_PRELOAD, which the host's loader
- * would try (and fail) to load into qemu itself. */
+/* The emulator's argv and environment for running `path`: qemu-<arch> <the runner's options> -0 <argv[0]> -E
+ * LD_PRELOAD=<this library>[:<the program's own preload>] <path> <argv[1]...>, and `envp` without LD_PRELOAD, which
+ * the host's loader would try (and fail) to load into qemu itself. */
 #define EMULATED(path, argv, envp, then)                                                                             \
     do {                                                                                                             \
         size_t argc = count(argv), envc = count(envp);                                                               \
@@ -153,11 +156,11 @@ static size_t count(char *const list[]) {
             strcat(preload, ":");                                                                                    \
             strcat(preload, theirs);                                                                                 \
         }                                                                                                            \
-        char *args[argc + 9];                                                                                        \
+        char *args[argc + EMULATOR_ARGS + 7];                                                                        \
         size_t n = 0;                                                                                                \
         args[n++] = (char *)XPCARGO_EMULATOR;                                                                        \
-        args[n++] = (char *)"-L";                                                                                    \
-        args[n++] = (char *)XPCARGO_PREFIX;                                                                          \
+        for (size_t i = 0; i < EMULATOR_ARGS; i++)                                                                   \
+            args[n++] = emulator_args[i];                                                                            \
         args[n++] = (char *)"-0";                                                                                    \
         args[n++] = argc > 0 ? argv[0] : (char *)(path);                                                             \
         args[n++] = (char *)"-E";                                                                                    \

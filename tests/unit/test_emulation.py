@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from xpcargo.config import targets as config
-from xpcargo.emulation import PRELOAD_CFLAGS, exec_preload, preload_path, preload_source
+from xpcargo.emulation import PRELOAD_CFLAGS, c_string, exec_preload, preload_path, preload_source
 from xpcargo.image.layers import exec_preload_script, install_script
 from xpcargo.image.plan import Layer, _layer_content
 
@@ -38,7 +38,7 @@ def test_a_foreign_glibc_target_gets_the_preload(shipped: config.Toolchains, tri
     preload = exec_preload(spec)
     assert preload is not None
     assert preload.path == preload_path(spec) == f"/usr/local/lib/xpcargo/{triple}/exec-preload.so"
-    assert preload.prefix == spec.sysroot
+    assert preload.emulator_args == ("-L", spec.sysroot)
     assert preload.emulator == spec.runner[0]
     # Compiled by the layer's own cross gcc, from the shipped source, to its fixed path.
     script = "\n".join(exec_preload_script(preload))
@@ -52,6 +52,19 @@ def test_a_foreign_glibc_target_gets_the_preload(shipped: config.Toolchains, tri
 def test_a_static_or_native_target_gets_none(shipped: config.Toolchains, triple: str) -> None:
     assert exec_preload(shipped.target(triple)) is None
     assert preload_path(shipped.target(triple)) is None
+
+
+def test_the_runners_cpu_goes_to_the_children_too(shipped: config.Toolchains) -> None:
+    preload = exec_preload(shipped.target("armv5te-unknown-linux-gnueabi"))
+    assert preload is not None
+    assert preload.emulator_args == ("-cpu", "arm926", "-L", "/usr/arm-linux-gnueabi")
+    assert '-DXPCARGO_EMULATOR_ARGS="-cpu", "arm926", "-L", "/usr/arm-linux-gnueabi"' in preload.defines()
+
+
+def test_a_runner_word_cannot_end_its_c_string() -> None:
+    # Every byte but a plain character is an octal escape: no quote, backslash, comma or newline survives.
+    assert c_string('x", evil(), "') == '"x\\042\\054\\040evil\\050\\051\\054\\040\\042"'
+    assert c_string("a\\\nb") == '"a\\134\\012b"'
 
 
 def test_crt_static_turns_it_off(shipped: config.Toolchains) -> None:
@@ -94,7 +107,7 @@ def preloaded(tmp_path: Path) -> tuple[Path, Path, Path]:
     source.write_text(preload_source())
     defines = [
         f'-DXPCARGO_EMULATOR="{emulator}"',
-        '-DXPCARGO_PREFIX="/usr/aarch64-linux-gnu"',
+        '-DXPCARGO_EMULATOR_ARGS="-L", "/usr/aarch64-linux-gnu"',
         f'-DXPCARGO_SELF="{library}"',
         "-DXPCARGO_CLASS=2",
         "-DXPCARGO_DATA=1",
