@@ -29,8 +29,8 @@ def images_dir() -> Path:
 
 def share_dir() -> Path:
     """xpcargo's files that every foreign target's container gets, read-only: the CMake toolchain file
-    (``CMAKE_TOOLCHAIN_FILE_<target>``), the runner that registers the emulator in binfmt_misc, and wasm32-wasip1's
-    runner under Node's WASI."""
+    (``CMAKE_TOOLCHAIN_FILE_<target>``), the runner that registers the emulator in binfmt_misc (static targets),
+    wasm32-wasip1's runner under Node's WASI; and the exec preload's source, which a glibc target's layer compiles."""
     return data_dir() / "images" / "share"
 
 

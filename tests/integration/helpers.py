@@ -5,13 +5,16 @@ Nothing here is mocked. The fixtures that use these live in conftest.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import struct
 import subprocess
 import sys
+import tarfile
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -599,4 +602,61 @@ def assert_unwinding(xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, tar
     assert tested.code == 0, tested
     assert "test tests::panics_on_odd_numbers - should panic ... ok" in tested.stdout, tested
     assert "test result: ok. 2 passed" in tested.stdout, tested
+    return project
+
+
+# crates.io releases, as a new user gets them: the .crate, checked against the index's sha256 and a pin.
+DOWNLOAD_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Release:
+    """A crates.io release, pinned by its .crate's sha256."""
+
+    name: str
+    version: str
+    # The .crate's sha256, as crates.io's index has it (its `cksum`).
+    sha256: str
+
+
+def _index_path(name: str) -> str:
+    """Where crates.io's sparse index keeps a crate's entries."""
+    name = name.lower()
+    if len(name) <= 2:
+        return f"{len(name)}/{name}"
+    if len(name) == 3:
+        return f"3/{name[0]}/{name}"
+    return f"{name[:2]}/{name[2:4]}/{name}"
+
+
+def _fetch(url: str) -> bytes:
+    assert url.startswith("https://"), url
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:  # noqa: S310 (https only, above)
+        data: bytes = response.read()
+    return data
+
+
+def crates_io_crate(release: Release, into: Path) -> bytes:
+    """The release's .crate, its sha256 checked against the index and against the pin."""
+    entries = [json.loads(line) for line in _fetch(f"https://index.crates.io/{_index_path(release.name)}").splitlines()]
+    (entry,) = [entry for entry in entries if entry["vers"] == release.version]
+    assert entry["cksum"] == release.sha256, f"crates.io's index has another sha256 for {release}: {entry['cksum']}"
+    assert not entry["yanked"], release
+    version = release.version.replace("+", "%2B")
+    data = _fetch(f"https://static.crates.io/crates/{release.name}/{release.name}-{version}.crate")
+    assert hashlib.sha256(data).hexdigest() == release.sha256, f"{release}'s .crate does not match its sha256"
+    (into / f"{release.name}-{release.version}.crate").write_bytes(data)
+    return data
+
+
+def crates_io_release(release: Release, factory: pytest.TempPathFactory) -> Path:
+    into = factory.mktemp(release.name)
+    crates_io_crate(release, into)
+    with tarfile.open(into / f"{release.name}-{release.version}.crate", "r:gz") as archive:
+        archive.extractall(into, filter="data")
+    project = into / f"{release.name}-{release.version}"
+    if not (project / "Cargo.lock").exists():
+        cargo = shutil.which("cargo")
+        assert cargo is not None, f"{release} ships no Cargo.lock and the host has no cargo to make one"
+        subprocess.run([cargo, "generate-lockfile"], cwd=project, check=True, timeout=300)
     return project

@@ -1,7 +1,7 @@
 """Real crates.io -sys crates for aarch64 with no xpcargo configuration beyond what the docs say is required:
 OpenSSL vendored (its build runs perl and make) and from the system (`extra-packages = ["libssl-dev:arm64"]`),
-a build script using bindgen (libclang), one using the cmake crate (xpcargo's CMake toolchain file), and
-integration tests that run the crate's own binary (`CARGO_BIN_EXE_<name>` under cross's `CROSS_RUNNER`)."""
+a build script using bindgen (libclang), one using the cmake crate (xpcargo's CMake toolchain file), and integration
+tests that run the crate's own binary (`CARGO_BIN_EXE_<name>` under cross's `CROSS_RUNNER`, and directly)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from xpcargo import resources
 from xpcargo.pipeline import binfmt
 from xpcargo.pipeline.environment import BINFMT_RUNNER, SHARE_DIR
 
-from .helpers import AARCH64, Cli, assert_elf_for, copy_fixture, docker
+from .helpers import AARCH64, ARMV7, RUST_ARCH, Cli, assert_elf_for, copy_fixture, docker
 
 pytestmark = pytest.mark.engine
 
@@ -82,27 +82,58 @@ def test_a_cmake_build_script_cross_compiles(tmp_path_factory: pytest.TempPathFa
     ], result
 
 
-def test_integration_tests_run_the_crates_own_binary(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
-    project = copy_fixture(tmp_path_factory, "bin-exe")
-    result = xpcargo(["test", "--target", AARCH64], cwd=project)
-    assert result.code == 0, result
-    assert "test greets_through_the_cross_runner ... ok" in result.stdout, result
-    assert "1 ignored" in result.stdout, result
-
-
-def test_running_the_binary_directly_needs_qemu_in_the_hosts_binfmt_misc(
-    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli
+@pytest.mark.parametrize("triple", [AARCH64, ARMV7])
+def test_integration_tests_run_the_crates_own_binary(
+    tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, triple: str
 ) -> None:
-    """What docs/targets.md says of a test that executes CARGO_BIN_EXE_<name> itself: it runs where the host kernel has
-    qemu registered for aarch64 (fix-binary), and elsewhere the child exits with 127 and prints nothing (the exec
-    fails with ENOEXEC inside qemu's emulated posix_spawn, which reports it only as that status). xpcargo never
-    registers it."""
+    """Through cross's CROSS_RUNNER, and directly (env!("CARGO_BIN_EXE_greet") given to Command::new) under Docker's
+    default seccomp profile and no capability: the image's exec preload runs the child under the emulator. The child
+    says it is the target's binary (its std::env::consts::ARCH), that it was started with the preload (qemu mapped
+    it: nothing else puts it there) under its own argv[0], and that neither it nor the test sees LD_PRELOAD."""
+    copied = copy_fixture(tmp_path_factory, "bin-exe")
+    project = copied.rename(copied.parent / "a project dir")
+    result = xpcargo(["test", "--target", triple, "--test", "cli", "--", "--nocapture"], cwd=project)
+    assert result.code == 0, result
+    arch = RUST_ARCH[triple]
+    for name in (
+        "greets_through_the_cross_runner",
+        "greets_when_run_directly",
+        "greets_when_run_directly_with_an_empty_environment",
+        "says_how_it_was_started",
+    ):
+        assert f"test {name} ... ok" in result.stdout, result
+    assert "4 passed; 0 failed; 0 ignored" in result.stdout, result
+    greet = project / "target" / triple / "debug" / "greet"
+    for line in (
+        "exec-preload mapped: true",
+        f"argv0: {greet}",
+        "LD_PRELOAD: None",
+        f"by name: hello, tests, from {arch}",
+        "test process LD_PRELOAD: None",
+    ):
+        assert line in result.stdout_lines, result
+    # What Cargo prints for the runner: the emulator and the program, as cross's does.
+    run = xpcargo(["run", "--target", triple, "--", "you"], cwd=project)
+    assert run.code == 0, run
+    runner = {AARCH64: "qemu-aarch64 -L /usr/aarch64-linux-gnu", ARMV7: "qemu-arm -L /usr/arm-linux-gnueabihf"}[triple]
+    assert f"Running `{runner} target/{triple}/debug/greet you`" in run.stderr, run
+    assert run.stdout_lines == [f"hello, you, from {arch}"], run
+
+
+def test_a_static_test_binary_ignores_the_preload(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
+    """What docs/targets.md says of a static program (musl's, or glibc's with +crt-static): it has no dynamic loader
+    to load the preload, so where the host kernel has no qemu registered for aarch64 and the engine refuses a user
+    namespace (Docker's default), the child it starts directly exits with 127 and prints nothing (the exec fails with
+    ENOEXEC inside qemu's emulated posix_spawn, which reports it only as that status)."""
     project = copy_fixture(tmp_path_factory, "bin-exe")
-    result = xpcargo(["test", "--target", AARCH64, "--test", "cli", "--", "--ignored"], cwd=project)
+    result = xpcargo(
+        ["test", "--target", AARCH64, "--test", "cli", "--", "--exact", "greets_when_run_directly"],
+        cwd=project,
+        env={"RUSTFLAGS": "-C target-feature=+crt-static"},
+    )
     registered = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
     if registered.is_file() and "enabled" in registered.read_text(encoding="utf-8"):
         assert result.code == 0, result
-        assert "test greets_when_run_directly ... ok" in result.stdout, result
     else:
         assert result.code == 101, result
         assert 'Output { status: ExitStatus(unix_wait_status(32512)), stdout: "", stderr: "" }' in result.stdout, result

@@ -10,31 +10,15 @@ read files its package leaves out. The expected counts make a run that skips mor
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import subprocess
 import tarfile
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from .helpers import WASM32, Cli, Result
+from .helpers import WASM32, Cli, Release, Result, crates_io_crate, crates_io_release
 
 pytestmark = [pytest.mark.engine, pytest.mark.std_images]
-
-DOWNLOAD_TIMEOUT = 60
-
-
-@dataclass(frozen=True)
-class Release:
-    name: str
-    version: str
-    # The .crate's sha256, as crates.io's index has it (its `cksum`).
-    sha256: str
-
 
 ITOA = Release("itoa", "1.0.19", "3bd1574e617a9a6c1f8f8181bd7e841e1f20e4277607ef28945765188d6284d4")
 SEMVER = Release("semver", "1.0.28", "8a7852d02fc848982e0c167ef163aaff9cd91dc640ba85e263cb1ce46fae51cd")
@@ -42,49 +26,6 @@ SERDE_JSON = Release("serde_json", "1.0.154", "e7e9cc8b1b85264074fbcc02a88680c40
 ZSTD = Release("zstd", "0.14.5", "465cb081cac3a28a84ef547702dba1fe0f4a9f22e4e57a0b675ceee028c2af80")
 # zstd's unit tests compress zstd-sys's bindings as "some long text"; the version and sha256 are zstd's Cargo.lock's.
 ZSTD_SYS = Release("zstd-sys", "2.2.0+zstd.1.6.0", "c3f4089cda6dda4dc43c43dd9f8964140064fd2f752f3da46c3a483c3c175160")
-
-
-def _index_path(name: str) -> str:
-    """Where crates.io's sparse index keeps a crate's entries."""
-    name = name.lower()
-    if len(name) <= 2:
-        return f"{len(name)}/{name}"
-    if len(name) == 3:
-        return f"3/{name[0]}/{name}"
-    return f"{name[:2]}/{name[2:4]}/{name}"
-
-
-def _fetch(url: str) -> bytes:
-    assert url.startswith("https://"), url
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:  # noqa: S310 (https only, above)
-        data: bytes = response.read()
-    return data
-
-
-def _crate(release: Release, into: Path) -> bytes:
-    """The release's .crate, its sha256 checked against the index and against the pin."""
-    entries = [json.loads(line) for line in _fetch(f"https://index.crates.io/{_index_path(release.name)}").splitlines()]
-    (entry,) = [entry for entry in entries if entry["vers"] == release.version]
-    assert entry["cksum"] == release.sha256, f"crates.io's index has another sha256 for {release}: {entry['cksum']}"
-    assert not entry["yanked"], release
-    version = release.version.replace("+", "%2B")
-    data = _fetch(f"https://static.crates.io/crates/{release.name}/{release.name}-{version}.crate")
-    assert hashlib.sha256(data).hexdigest() == release.sha256, f"{release}'s .crate does not match its sha256"
-    (into / f"{release.name}-{release.version}.crate").write_bytes(data)
-    return data
-
-
-def _unpacked(release: Release, factory: pytest.TempPathFactory) -> Path:
-    into = factory.mktemp(release.name)
-    _crate(release, into)
-    with tarfile.open(into / f"{release.name}-{release.version}.crate", "r:gz") as archive:
-        archive.extractall(into, filter="data")
-    project = into / f"{release.name}-{release.version}"
-    if not (project / "Cargo.lock").exists():
-        cargo = shutil.which("cargo")
-        assert cargo is not None, f"{release} ships no Cargo.lock and the host has no cargo to make one"
-        subprocess.run([cargo, "generate-lockfile"], cwd=project, check=True, timeout=300)
-    return project
 
 
 def _counts(result: Result) -> tuple[int, int]:
@@ -99,7 +40,7 @@ def _counts(result: Result) -> tuple[int, int]:
 def test_a_whole_suite_passes(
     tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli, release: Release, counts: tuple[int, int]
 ) -> None:
-    project = _unpacked(release, tmp_path_factory)
+    project = crates_io_release(release, tmp_path_factory)
     result = xpcargo(["test", "--target", WASM32], cwd=project)
     assert result.code == 0, result
     assert _counts(result) == counts, result
@@ -107,7 +48,7 @@ def test_a_whole_suite_passes(
 
 
 def test_serde_json(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
-    project = _unpacked(SERDE_JSON, tmp_path_factory)
+    project = crates_io_release(SERDE_JSON, tmp_path_factory)
     # test_deserialize_from_stream binds a TCP listener and serves it from a thread: WASI preview 1 has neither
     # (`TcpListener::bind` fails, and the test panics). Its compile tests (trybuild) are ignored off nightly.
     result = xpcargo(["test", "--target", WASM32, "--", "--skip", "test_deserialize_from_stream"], cwd=project)
@@ -118,7 +59,7 @@ def test_serde_json(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> N
 
 
 def test_zstd(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
-    project = _unpacked(ZSTD, tmp_path_factory)
+    project = crates_io_release(ZSTD, tmp_path_factory)
     # zstd's C library is compiled by clang for wasm32 (zstd-sys through the cc crate), its own tests run as shipped.
     integration = xpcargo(["test", "--target", WASM32, "--test", "*"], cwd=project)
     assert integration.code == 0, integration
@@ -137,7 +78,7 @@ def test_zstd(tmp_path_factory: pytest.TempPathFactory, xpcargo: Cli) -> None:
     subprocess.run(
         [zstd_cli, "-q", "-f", "assets/example.txt", "-o", "assets/example.txt.zst"], cwd=project, check=True
     )
-    _crate(ZSTD_SYS, project.parent)
+    crates_io_crate(ZSTD_SYS, project.parent)
     bindings = project / "zstd-safe" / "zstd-sys" / "src" / "bindings_zstd.rs"
     bindings.parent.mkdir(parents=True)
     with tarfile.open(project.parent / f"zstd-sys-{ZSTD_SYS.version}.crate", "r:gz") as archive:

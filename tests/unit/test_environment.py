@@ -37,10 +37,10 @@ def test_toolchain_environment_for_aarch64(shipped: config.Toolchains) -> None:
     assert env["CXX_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-g++"
     assert env["AR_aarch64_unknown_linux_gnu"] == "aarch64-linux-gnu-ar"
     assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER"] == "aarch64-linux-gnu-gcc"
-    # The emulator, behind xpcargo's runner, which first registers it in the container's own binfmt_misc.
-    assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == (
-        f"sh {BINFMT_RUNNER} {binfmt.registration('qemu-aarch64')} qemu-aarch64 -L /usr/aarch64-linux-gnu"
-    )
+    # The emulator as it is (what Cargo prints reads like cross's), and the exec preload that qemu sets in the
+    # program's own environment, which runs what the program starts of the target's under the emulator too.
+    assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == "qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    assert env["QEMU_SET_ENV"] == "LD_PRELOAD=/usr/local/lib/xpcargo/aarch64-unknown-linux-gnu/exec-preload.so"
     assert env["PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu"] == (
         "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig"
     )
@@ -246,11 +246,25 @@ def test_the_binfmt_line_of_a_big_endian_machine() -> None:
     assert line.split(":")[5].endswith(r"\xff\xfe\xff\xff")
 
 
+@pytest.mark.parametrize("triple", ["aarch64-unknown-linux-musl", "armv7-unknown-linux-musleabihf"])
+def test_a_static_target_keeps_the_binfmt_runner_and_gets_no_preload(shipped: config.Toolchains, triple: str) -> None:
+    spec = shipped.target(triple)
+    env = toolchain_environment(spec, shipped.target(X86_64))
+    # A static program has no dynamic loader to honour a preload: the emulator goes behind xpcargo's runner, which
+    # registers it in the container's own binfmt_misc where a user namespace is allowed.
+    runner = env[f"CARGO_TARGET_{env_key(triple)}_RUNNER"]
+    assert runner == f"sh {BINFMT_RUNNER} {binfmt.registration(spec.emulator)} {' '.join(spec.runner)}"
+    assert "QEMU_SET_ENV" not in env
+
+
 def test_an_unknown_emulator_runs_without_binfmt(shipped: config.Toolchains) -> None:
     assert binfmt.registration("my-wrapper") is None
     assert binfmt.registration(None) is None
     spec = replace(shipped.target(AARCH64), runner=("my-wrapper", "--flag"))
-    assert toolchain_environment(spec)["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == "my-wrapper --flag"
+    env = toolchain_environment(spec)
+    assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"] == "my-wrapper --flag"
+    # Nor a preload, which only qemu would set.
+    assert "QEMU_SET_ENV" not in env
 
 
 def test_the_wasm_target_runs_under_node_and_is_no_qemu_target(shipped: config.Toolchains) -> None:

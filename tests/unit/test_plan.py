@@ -189,16 +189,27 @@ def test_a_release_build_without_a_lock_file_says_it_is_locked_and_how_to_make_o
     assert reproducibility(context.host, project, X86_64).source_date_epoch == 1700000000
 
 
-def test_a_foreign_target_gets_xpcargos_runner_and_cmake_toolchain_file_read_only(tmp_path: Path) -> None:
+def test_a_foreign_target_gets_xpcargos_cmake_toolchain_file_read_only(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [])
     toolchain = Path(plan.variables.env["CMAKE_TOOLCHAIN_FILE_aarch64_unknown_linux_gnu"])
-    runner = plan.variables.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].split()
+    # The plain emulator: the image's exec preload runs what the program starts under it (test_environment).
+    assert plan.variables.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].split()[0] == "qemu-aarch64"
     mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.source == resources.share_dir()]
     assert len(mounted) == 1
     assert mounted[0].read_only
-    for path in (toolchain, Path(runner[1])):
-        assert path.parent == mounted[0].path
-        assert (resources.share_dir() / path.name).is_file()
+    assert toolchain.parent == mounted[0].path
+    assert (resources.share_dir() / toolchain.name).is_file()
+
+
+def test_a_static_foreign_target_gets_xpcargos_binfmt_runner_read_only(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "build", [], triple="aarch64-unknown-linux-musl")
+    runner = plan.variables.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER"].split()
+    mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.source == resources.share_dir()]
+    assert len(mounted) == 1
+    assert mounted[0].read_only
+    assert runner[0] == "sh"
+    assert Path(runner[1]).parent == mounted[0].path
+    assert (resources.share_dir() / Path(runner[1]).name).is_file()
 
 
 def test_the_native_target_mounts_none_of_xpcargos_files(tmp_path: Path) -> None:

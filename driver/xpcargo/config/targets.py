@@ -46,6 +46,19 @@ _DEBIAN_ARCHES = frozenset(
 # Debian's architecture of packages that run anywhere. As a target's debian-arch: a target with no Debian architecture
 # of its own (wasm32), whose std is such a package.
 ARCH_INDEPENDENT = "all"
+# Debian's GNU triple of an architecture: its `<triple>-gcc` compiles an image layer's small C files: the one a std
+# built from source adds to its unwinder (libc-neutral: the glibc cross compiler serves a musl target too), and the
+# exec preload of a foreign glibc target (xpcargo.emulation).
+GNU_TRIPLES = {
+    "amd64": "x86_64-linux-gnu",
+    "arm64": "aarch64-linux-gnu",
+    "armel": "arm-linux-gnueabi",
+    "armhf": "arm-linux-gnueabihf",
+    "i386": "i686-linux-gnu",
+    "ppc64el": "powerpc64le-linux-gnu",
+    "riscv64": "riscv64-linux-gnu",
+    "s390x": "s390x-linux-gnu",
+}
 # What Rust (and the kernel) call an architecture that Debian names otherwise.
 _RUST_TO_DEBIAN_ARCH = {
     "x86_64": "amd64",

@@ -23,6 +23,7 @@ from xpcargo.config.targets import env_key, target_feature_flags
 from xpcargo.container.runtime import Containers
 from xpcargo.container.session import invoking_user, open_session
 from xpcargo.container.spec import ContainerRequest, Mount
+from xpcargo.emulation import PRELOAD_CFLAGS, PRELOAD_SOURCE, ExecPreload, preload_source
 from xpcargo.errors import ImageBuildError
 from xpcargo.hashing import file_sha256
 from xpcargo.image.debian import deb_cache_held, foreign_architectures, raise_mirror_failure, retried
@@ -80,8 +81,28 @@ def install_script(layer: Layer, *, build_arch: str, pool_debs: Sequence[str], o
             f"{apt} install -y --no-install-recommends {' '.join(shlex.quote(p) for p in layer.packages)}",
         ]
     lines += [f"dpkg-deb -x {shlex.quote(str(POOL / name))} /" for name in pool_debs]
+    if layer.exec_preload is not None:
+        lines += exec_preload_script(layer.exec_preload)
     lines += [f"rm -f {emulator_filter}", "rm -rf /var/lib/apt/lists/*"]
     return "\n".join(lines)
+
+
+# As the std's: at one fixed path, which no layer holds.
+_PRELOAD_BUILD_DIR = "/tmp/xpcargo-preload"  # noqa: S108 - in the layer's own container, as its root
+
+
+def exec_preload_script(preload: ExecPreload) -> list[str]:
+    """The lines that compile xpcargo's exec preload (``emulation``) with the target's cross gcc, which the layer
+    has just installed, from a fixed path under /tmp (which no layer holds) to its fixed place in the image."""
+    q = shlex.quote
+    source = f"{_PRELOAD_BUILD_DIR}/{PRELOAD_SOURCE}"
+    options = " ".join(q(option) for option in (*PRELOAD_CFLAGS, *preload.defines()))
+    return [
+        f"mkdir -p {_PRELOAD_BUILD_DIR} {q(str(PurePosixPath(preload.path).parent))}",
+        f"printf '%s' {q(preload_source())} > {source}",
+        f"{q(preload.gnu_triple + '-gcc')} {options} -o {q(preload.path)} {source}",
+        f"rm -rf {_PRELOAD_BUILD_DIR}",
+    ]
 
 
 def std_script(std: StdBuild, std_source: str) -> str:

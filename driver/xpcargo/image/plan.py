@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
-from xpcargo.config.targets import ARCH_INDEPENDENT, TargetSpec
+from xpcargo.config.targets import ARCH_INDEPENDENT, GNU_TRIPLES, TargetSpec
 from xpcargo.container.spec import MANAGED_LABEL
+from xpcargo.emulation import ExecPreload, exec_preload
 from xpcargo.errors import ConfigError
 from xpcargo.image import lockfile
 from xpcargo.image.lockfile import LOCK_FILE, LockedImage
@@ -25,19 +26,6 @@ from xpcargo.image.recipe import C_RUNTIME_ROLES, ImageRecipe, load_recipe
 
 # Bump when the way an image is built changes, so that every tag changes with it.
 BUILDER_REVISION = 2
-
-# Debian's GNU triple of an architecture: its `<triple>-gcc` compiles the small C file a std built from source adds
-# to its unwinder (the code is libc-neutral, so the glibc cross compiler serves a musl target too).
-GNU_TRIPLES = {
-    "amd64": "x86_64-linux-gnu",
-    "arm64": "aarch64-linux-gnu",
-    "armel": "arm-linux-gnueabi",
-    "armhf": "arm-linux-gnueabihf",
-    "i386": "i686-linux-gnu",
-    "ppc64el": "powerpc64le-linux-gnu",
-    "riscv64": "riscv64-linux-gnu",
-    "s390x": "s390x-linux-gnu",
-}
 
 LABEL_TARGET = "org.xpcargo.target"
 LABEL_PLAN = "org.xpcargo.plan-hash"
@@ -170,12 +158,16 @@ class Layer:
     pool_debs: tuple[PoolDeb, ...] = ()
     emulator: str | None = None
     std_build: StdBuild | None = None
+    # xpcargo's exec preload, compiled once the layer's cross gcc is installed (a foreign glibc target's).
+    exec_preload: ExecPreload | None = None
 
 
 def _layer_content(layer: Layer) -> dict[str, object]:
-    """What a layer's digest hashes: every field, but a std build (and its C runtime) only where there is one, so
-    that adding the field left every other layer's tag as it was."""
+    """What a layer's digest hashes: every field, but a std build (and its C runtime) and an exec preload only where
+    there is one, so that adding the field left every other layer's tag as it was."""
     content = asdict(layer)
+    if layer.exec_preload is None:
+        del content["exec_preload"]
     if layer.std_build is None:
         del content["std_build"]
         return content
@@ -285,6 +277,10 @@ class ImagePlan:
     def std_build(self) -> StdBuild | None:
         return next((layer.std_build for layer in self.layers if layer.std_build), None)
 
+    @property
+    def exec_preload(self) -> ExecPreload | None:
+        return next((layer.exec_preload for layer in self.layers if layer.exec_preload), None)
+
 
 def plan_image(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str, lock: LockedImage | None = None) -> ImagePlan:
     """The image for ``spec``: from the recipe and the target's settings, or, with ``lock``, from exactly the
@@ -314,6 +310,7 @@ def plan_image(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str, lock: 
         emulator=unlocked.emulator,
         # Pinned by the recipe already: the sources' hash, and what the script links.
         std_build=unlocked.std_build,
+        exec_preload=unlocked.exec_preload,
     )
     return ImagePlan(
         target=spec.triple,
@@ -376,6 +373,7 @@ def _unlocked_plan(spec: TargetSpec, recipe: ImageRecipe, *, build_arch: str) ->
             pool_debs=pool_debs,
             emulator=spec.emulator,
             std_build=std_build,
+            exec_preload=exec_preload(spec),
         )
     ]
     # A package the layers below install already is installed once.

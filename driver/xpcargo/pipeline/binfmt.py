@@ -1,22 +1,15 @@
 """The binfmt_misc line that makes the kernel run a foreign target's executables under its emulator.
 
 xpcargo's runner (``images/share/binfmt-run``) registers it in a binfmt_misc instance of the container's own user
-namespace, never the host's, so that a test that executes the crate's own binary directly runs it under qemu.
+namespace, never the host's, so that a test that executes the crate's own binary directly runs it under qemu. It
+serves the foreign targets that the exec preload (``xpcargo.emulation``) cannot: static programs (musl).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-# What each emulator runs, as ELF header fields: EI_CLASS (1: 32-bit, 2: 64-bit), big-endian, e_machine.
-_MACHINES = {
-    "qemu-i386": (1, False, 3),
-    "qemu-arm": (1, False, 40),
-    "qemu-aarch64": (2, False, 183),
-    "qemu-riscv64": (2, False, 243),
-    "qemu-ppc64le": (2, False, 21),
-    "qemu-s390x": (2, True, 22),
-}
+from xpcargo.emulation import MACHINES
 
 
 def registration(emulator: str | None) -> str | None:
@@ -24,9 +17,9 @@ def registration(emulator: str | None) -> str | None:
     emulator xpcargo does not know. It matches what qemu's own binfmt definitions match: the ELF identification
     (any OS ABI) and e_type 2 or 3 (executables and position-independent ones) of that machine. ``F`` opens the
     emulator at registration, so it also runs programs that see another root."""
-    if emulator is None or emulator not in _MACHINES:
+    if emulator is None or emulator not in MACHINES:
         return None
-    bits, big_endian, machine = _MACHINES[emulator]
+    bits, big_endian, machine = MACHINES[emulator]
     order: Literal["big", "little"] = "big" if big_endian else "little"
     magic = b"\x7fELF" + bytes([bits, 2 if big_endian else 1, 1]) + bytes(9)
     magic += (2).to_bytes(2, order) + machine.to_bytes(2, order)

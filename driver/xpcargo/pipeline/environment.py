@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from xpcargo.config.schema import read_toml
 from xpcargo.config.targets import TargetSpec, env_key
+from xpcargo.emulation import preload_path
 from xpcargo.errors import ConfigError
 from xpcargo.pipeline import binfmt
 
@@ -39,7 +40,8 @@ _PROXY_NAMES = frozenset(
 _CREDENTIAL = re.compile(r"^CARGO_(REGISTRY|REGISTRIES_[A-Z0-9_]+)_(TOKEN|CREDENTIAL_PROVIDER|SECRET_KEY.*)$")
 _DEBIAN_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Where a foreign target's container has xpcargo's own files (images/share/, mounted read-only): the CMake
-# toolchain file, the runner that registers the emulator in the container's own binfmt_misc, and the WASI runner.
+# toolchain file, the runner that registers the emulator in the container's own binfmt_misc (a static target's), and
+# the WASI runner.
 SHARE_DIR = "/usr/local/share/xpcargo"
 CMAKE_TOOLCHAIN_FILE = f"{SHARE_DIR}/toolchain.cmake"
 BINFMT_RUNNER = f"{SHARE_DIR}/binfmt-run"
@@ -219,6 +221,12 @@ def _foreign_variables(spec: TargetSpec) -> dict[str, str]:
         env[f"BINDGEN_EXTRA_CLANG_ARGS_{lower}"] = f"--sysroot={spec.sysroot}"
         env[f"CMAKE_TOOLCHAIN_FILE_{lower}"] = CMAKE_TOOLCHAIN_FILE
         env["XPCARGO_TARGET"] = spec.triple
+    preload = preload_path(spec)
+    if preload is not None:
+        # Read by qemu only, which sets it in the program's own environment (never its own: the host's loader would
+        # try to load a foreign library into qemu). The library then runs what the program starts of the target's
+        # programs under qemu, and takes itself out of the environment the program sees.
+        env["QEMU_SET_ENV"] = f"LD_PRELOAD={preload}"
     return env
 
 
@@ -232,7 +240,9 @@ def _tool_variables(spec: TargetSpec) -> dict[str, str]:
         f"CARGO_TARGET_{upper}_LINKER": spec.linker,
     }
     if spec.runner:
-        line = binfmt.registration(spec.emulator)
+        # The emulator as it is, where the exec preload runs what the program starts under it; else xpcargo's runner
+        # that registers it in binfmt_misc where a user namespace is allowed (a static program ignores a preload).
+        line = None if preload_path(spec) is not None else binfmt.registration(spec.emulator)
         # Through a shell: the file is mounted without its mode bits mattering.
         wrapper = ["sh", BINFMT_RUNNER, line] if line is not None else []
         env[f"CARGO_TARGET_{upper}_RUNNER"] = " ".join([*wrapper, *spec.runner])
