@@ -7,9 +7,14 @@
   and user: the floor of any tool that builds in containers. Goal: at most 1.5x.
 - the same with warm containers off (XPCARGO_KEEP_WARM=0: a container per command), against `docker run --rm` of
   the same: what a fresh-container-per-command tool pays. Goal: at most 1.5x.
+- `xpcargo image list` against `docker images`, in the project (goal: at most 3x; `bench_startup.py` measures it
+  outside any project, beside the other start-up costs).
 - peak memory (max RSS) of the xpcargo process during the warm no-op build, against the `docker exec` CLI's.
 - with --cold: the first build with the target's image removed and an empty cache (image build included). This
   deletes that one image (xpcargo rebuilds it); nothing else is touched.
+
+Against cross on the same image: not measured here; with cross installed this says so and measures nothing more
+(see docs/costs.md).
 
 Each pair is timed back to back, in alternating order, --runs times; the table shows the medians and the median of
 the per-pair ratios. Nothing here is a test: it prints numbers for a human (or a note) to read.
@@ -138,9 +143,16 @@ def main() -> None:
                 baseline=lambda: run(["docker", "run", "--rm", *common, image, *cargo], cwd=project),
                 goal=1.5,
             )
+            listing = Pair(
+                name="xpcargo image list",
+                measure=lambda: run(xpcargo("image", "list"), cwd=project),
+                baseline_name="docker images",
+                baseline=lambda: run(["docker", "images"], cwd=project),
+                goal=3,
+            )
             # One untimed run of each first: caches, and the first exec into a container.
-            run_pairs([warm, fresh], 1)
-            results = run_pairs([warm, fresh], options.runs)
+            run_pairs([warm, fresh, listing], 1)
+            results = run_pairs([warm, fresh, listing], options.runs)
             exec_memory = peak_rss_mib(["docker", "exec", container, *cargo], cwd=project)
         finally:
             subprocess.run(["docker", "rm", "-f", container], check=True, capture_output=True)
@@ -151,6 +163,12 @@ def main() -> None:
             f"{exec_memory:.1f} MiB ({memory / exec_memory:.1f}x)"
         )
         print(f"measured on {machine()}")
+        cross = shutil.which("cross")
+        print(
+            "cross: not installed, so xpcargo against cross on the same image is not measured"
+            if cross is None
+            else f"cross: installed ({cross}), but this benchmark does not run it yet"
+        )
         subprocess.run(xpcargo("down"), cwd=project, check=False, capture_output=True)
 
 
