@@ -95,6 +95,12 @@ def engine_arguments(target: str, project: Path) -> list[str]:
     common += ["-v", f"{project}:{project}", "-v", f"{home}:{home}:ro"]
     share = REPO / "images" / "share"
     common += ["-v", f"{share}:/usr/local/share/xpcargo:ro"]
+    # The compile cache (on by default): its wrapper, which Cargo runs for rustc, and the cache it fills.
+    if "RUSTC_WRAPPER" in env:
+        wrapper = Path(env["RUSTC_WRAPPER"]).parent
+        common += ["-v", f"{wrapper}:{wrapper}:ro"]
+    if "SCCACHE_DIR" in env:
+        common += ["-v", f"{env['SCCACHE_DIR']}:{env['SCCACHE_DIR']}"]
     for name, value in env.items():
         common += ["-e", f"{name}={value}"]
     return common
