@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +22,9 @@ from xpcargo.container.docker.volumes import DockerVolumes
 from xpcargo.container.engine import check_supported, identify
 from xpcargo.errors import ConfigError, EngineUnavailableError
 
+# Held while the SDK is imported with paramiko kept out, so that no other thread (targets side by side, each with
+# an engine of its own) imports the SDK's ssh transport in that window and finds paramiko "not installed".
+_SDK_IMPORT = threading.Lock()
 # The API version of the ping's client: any the floor accepts (the ping's URL carries none).
 _PROBE_API = "1.41"
 
@@ -89,25 +93,26 @@ def import_sdk(*, ssh: bool) -> ModuleType:
     ssh adapter, and with it paramiko (and invoke, cryptography), whenever paramiko is installed (xpcargo's ssh
     extra): as long again as the rest of the SDK, on every command, for an engine reached over a socket or tcp://
     that needs none of it."""
-    if not ssh and "docker" not in sys.modules and "paramiko" not in sys.modules:
-        # None in sys.modules makes `import paramiko` raise ImportError, which the SDK takes for "no ssh support";
-        # only for the time of this import: paramiko stays importable for anything else.
-        sys.modules["paramiko"] = None  # type: ignore[assignment]
-        try:
-            import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
-        finally:
-            del sys.modules["paramiko"]
-    import docker  # noqa: PLC0415
-    import docker.api.client  # noqa: PLC0415
-    import docker.transport  # noqa: PLC0415
+    with _SDK_IMPORT:
+        if not ssh and "docker" not in sys.modules and "paramiko" not in sys.modules:
+            # None in sys.modules makes `import paramiko` raise ImportError, which the SDK takes for "no ssh
+            # support"; only for the time of this import: paramiko stays importable for anything else.
+            sys.modules["paramiko"] = None  # type: ignore[assignment]
+            try:
+                import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
+            finally:
+                del sys.modules["paramiko"]
+        import docker  # noqa: PLC0415
+        import docker.api.client  # noqa: PLC0415
+        import docker.transport  # noqa: PLC0415
 
-    if ssh and not hasattr(docker.api.client, "SSHHTTPAdapter"):
-        # Imported without it earlier in this process (a local engine first): the adapter the SDK would have had.
-        from docker.transport.sshconn import SSHHTTPAdapter  # noqa: PLC0415
+        if ssh and not hasattr(docker.api.client, "SSHHTTPAdapter"):
+            # Imported without it earlier in this process (a local engine first): the adapter the SDK would have had.
+            from docker.transport.sshconn import SSHHTTPAdapter  # noqa: PLC0415
 
-        for module in (docker.transport, docker.api.client):
-            setattr(module, "SSHHTTPAdapter", SSHHTTPAdapter)  # noqa: B010 - an attribute typeshed does not declare
-    return docker
+            for module in (docker.transport, docker.api.client):
+                setattr(module, "SSHHTTPAdapter", SSHHTTPAdapter)  # noqa: B010 - an attribute typeshed lacks
+        return docker
 
 
 def _unreachable(address: location.EngineAddress, exc: BaseException) -> EngineUnavailableError:
