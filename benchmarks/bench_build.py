@@ -7,9 +7,14 @@
   and user: the floor of any tool that builds in containers. Goal: at most 1.5x.
 - the same with warm containers off (XPCARGO_KEEP_WARM=0: a container per command), against `docker run --rm` of
   the same: what a fresh-container-per-command tool pays. Goal: at most 1.5x.
+- `xpcargo image list` against `docker images`, in the project (goal: at most 3x; `bench_startup.py` measures it
+  outside any project, beside the other start-up costs).
 - peak memory (max RSS) of the xpcargo process during the warm no-op build, against the `docker exec` CLI's.
 - with --cold: the first build with the target's image removed and an empty cache (image build included). This
   deletes that one image (xpcargo rebuilds it); nothing else is touched.
+
+Against cross on the same image: not measured here; with cross installed this says so and measures nothing more
+(see docs/costs.md).
 
 Each pair is timed back to back, in alternating order, --runs times; the table shows the medians and the median of
 the per-pair ratios. Nothing here is a test: it prints numbers for a human (or a note) to read.
@@ -90,6 +95,12 @@ def engine_arguments(target: str, project: Path) -> list[str]:
     common += ["-v", f"{project}:{project}", "-v", f"{home}:{home}:ro"]
     share = REPO / "images" / "share"
     common += ["-v", f"{share}:/usr/local/share/xpcargo:ro"]
+    # The compile cache (on by default): its wrapper, which Cargo runs for rustc, and the cache it fills.
+    if "RUSTC_WRAPPER" in env:
+        wrapper = Path(env["RUSTC_WRAPPER"]).parent
+        common += ["-v", f"{wrapper}:{wrapper}:ro"]
+    if "SCCACHE_DIR" in env:
+        common += ["-v", f"{env['SCCACHE_DIR']}:{env['SCCACHE_DIR']}"]
     for name, value in env.items():
         common += ["-e", f"{name}={value}"]
     return common
@@ -101,6 +112,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--cold", action="store_true", help="also time a cold first build (removes the image)")
     options = parser.parse_args()
+    # Bytecode written and used as in an installed package: with this set, every module edited since its bytecode
+    # was last written is compiled again by every command (xpcargo's own imports took 1.8x as long).
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        print("(PYTHONDONTWRITEBYTECODE was set here and is dropped for the commands, as a user does not set it)")
 
     with tempfile.TemporaryDirectory(prefix="xpcargo-bench-") as scratch:
         project = Path(scratch) / "seed-c-lib"
@@ -138,9 +153,16 @@ def main() -> None:
                 baseline=lambda: run(["docker", "run", "--rm", *common, image, *cargo], cwd=project),
                 goal=1.5,
             )
+            listing = Pair(
+                name="xpcargo image list",
+                measure=lambda: run(xpcargo("image", "list"), cwd=project),
+                baseline_name="docker images",
+                baseline=lambda: run(["docker", "images"], cwd=project),
+                goal=3,
+            )
             # One untimed run of each first: caches, and the first exec into a container.
-            run_pairs([warm, fresh], 1)
-            results = run_pairs([warm, fresh], options.runs)
+            run_pairs([warm, fresh, listing], 1)
+            results = run_pairs([warm, fresh, listing], options.runs)
             exec_memory = peak_rss_mib(["docker", "exec", container, *cargo], cwd=project)
         finally:
             subprocess.run(["docker", "rm", "-f", container], check=True, capture_output=True)
@@ -151,6 +173,12 @@ def main() -> None:
             f"{exec_memory:.1f} MiB ({memory / exec_memory:.1f}x)"
         )
         print(f"measured on {machine()}")
+        cross = shutil.which("cross")
+        print(
+            "cross: not installed, so xpcargo against cross on the same image is not measured"
+            if cross is None
+            else f"cross: installed ({cross}), but this benchmark does not run it yet"
+        )
         subprocess.run(xpcargo("down"), cwd=project, check=False, capture_output=True)
 
 

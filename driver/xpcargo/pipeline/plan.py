@@ -39,7 +39,6 @@ from xpcargo.image.plan import ImagePlan, plan_image
 from xpcargo.image.recipe import load_recipe
 from xpcargo.pipeline import compile_cache, environment, floor, git_checkout, reproducible, workspace
 from xpcargo.pipeline.floor import Sysroot
-from xpcargo.pipeline.remote import plan_remote
 from xpcargo.pipeline.reproducible import Reproducibility
 from xpcargo.pipeline.workspace import LocalWorkspace, Step, Workspace
 
@@ -318,6 +317,9 @@ def _workspace(
             ca_bundle=ca_bundle,
             fetch_record=workspace.fetch_record(host.settings.cache_dir, identity),
         )
+    # Volumes, the sync and the image send are a remote engine's only: a local build does not import them.
+    from xpcargo.pipeline.remote import plan_remote  # noqa: PLC0415
+
     home = host.environ.get("HOME")
     return plan_remote(
         project,

@@ -6,8 +6,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from xpcargo.container import location
@@ -19,6 +22,9 @@ from xpcargo.container.docker.volumes import DockerVolumes
 from xpcargo.container.engine import check_supported, identify
 from xpcargo.errors import ConfigError, EngineUnavailableError
 
+# Held while the SDK is imported with paramiko kept out, so that no other thread (targets side by side, each with
+# an engine of its own) imports the SDK's ssh transport in that window and finds paramiko "not installed".
+_SDK_IMPORT = threading.Lock()
 # The API version of the ping's client: any the floor accepts (the ping's URL carries none).
 _PROBE_API = "1.41"
 
@@ -31,8 +37,6 @@ class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
         cls, environ: Mapping[str, str], *, address: location.EngineAddress | None = None, engine_timeout: float = 30
     ) -> DockerRuntime:
         """Connect to the engine at ``address``, by default the one the environment names (``location.locate``)."""
-        import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
-
         address = address or location.locate(environ)
         host = address.url
         if address.needs_ssh and importlib.util.find_spec("paramiko") is None:
@@ -44,11 +48,12 @@ class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
         # The docker context's endpoint (or Podman's socket), when that is where the engine is: the SDK reads
         # DOCKER_HOST only.
         environ = {**environ, "DOCKER_HOST": host}
+        docker = import_sdk(ssh=address.needs_ssh)
         _check_client_config()
         if address.needs_ssh:
             ssh.silence_paramiko_log()
         try:
-            connection: dict[str, Any] = docker.utils.kwargs_from_env(environment={**environ, "DOCKER_HOST": host})  # type: ignore[attr-defined]
+            connection: dict[str, Any] = docker.utils.kwargs_from_env(environment={**environ, "DOCKER_HOST": host})
             # One request says which engine this is, its API version, and that it is there: the ping (see
             # ``container.engine``). A client given a version asks nothing on its own; for an ssh:// engine, making
             # it makes the ssh connection.
@@ -81,6 +86,33 @@ class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
             return cls(client, host, engine_timeout=engine_timeout, connection=connection, engine=engine)
         except Exception as exc:  # noqa: BLE001 - as above: the engine went away between the ping and these
             raise _unreachable(address, exc) from None
+
+
+def import_sdk(*, ssh: bool) -> ModuleType:
+    """The Docker SDK, with its ssh transport only for an ssh:// engine. The SDK's ``docker.transport`` imports its
+    ssh adapter, and with it paramiko (and invoke, cryptography), whenever paramiko is installed (xpcargo's ssh
+    extra): as long again as the rest of the SDK, on every command, for an engine reached over a socket or tcp://
+    that needs none of it."""
+    with _SDK_IMPORT:
+        if not ssh and "docker" not in sys.modules and "paramiko" not in sys.modules:
+            # None in sys.modules makes `import paramiko` raise ImportError, which the SDK takes for "no ssh
+            # support"; only for the time of this import: paramiko stays importable for anything else.
+            sys.modules["paramiko"] = None  # type: ignore[assignment]
+            try:
+                import docker  # noqa: PLC0415 - the SDK pulls in requests and urllib3: keep it off `xpcargo --help`
+            finally:
+                del sys.modules["paramiko"]
+        import docker  # noqa: PLC0415
+        import docker.api.client  # noqa: PLC0415
+        import docker.transport  # noqa: PLC0415
+
+        if ssh and not hasattr(docker.api.client, "SSHHTTPAdapter"):
+            # Imported without it earlier in this process (a local engine first): the adapter the SDK would have had.
+            from docker.transport.sshconn import SSHHTTPAdapter  # noqa: PLC0415
+
+            for module in (docker.transport, docker.api.client):
+                setattr(module, "SSHHTTPAdapter", SSHHTTPAdapter)  # noqa: B010 - an attribute typeshed lacks
+        return docker
 
 
 def _unreachable(address: location.EngineAddress, exc: BaseException) -> EngineUnavailableError:
