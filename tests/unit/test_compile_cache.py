@@ -215,6 +215,16 @@ def test_a_directory_the_user_names_is_shared_by_every_workspace(tmp_path: Path)
     assert _cache(other).directory == shared
 
 
+def test_a_directory_the_user_names_is_ready_on_a_machine_without_xpcargos_cache_dir(tmp_path: Path) -> None:
+    """A fresh machine: the wrapper goes beside the cache's record, in an xpcargo cache dir not made yet."""
+    shared = tmp_path / "shared-sccache"
+    cache = _cache(_planned(tmp_path, XPCARGO_CACHE=str(shared)))
+    assert not cache.wrapper.parent.parent.exists()
+    cache.prepare()
+    assert shared.is_dir()
+    assert cache.wrapper.read_text(encoding="utf-8").startswith("#!/bin/sh")
+
+
 @pytest.mark.parametrize("value", ["relative/dir", "yes", "OFF"])
 def test_a_bad_xpcargo_cache_is_one_error(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="XPCARGO_CACHE=") as raised:

@@ -191,11 +191,13 @@ class CompileCache:
         could change it), no statistics of an earlier command left."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.wrapper.parent.mkdir(exist_ok=True, mode=0o700)
+            # Beside the record, in xpcargo's cache dir: with a cache the user names, the first build on a machine
+            # makes that directory.
+            self.wrapper.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._write_wrapper()
         except OSError as error:
             raise ProjectError(
-                f"cannot prepare the compile cache {self.directory}: {error.strerror}",
+                f"cannot prepare the compile cache {error.filename or self.directory}: {error.strerror}",
                 hint="point XPCARGO_CACHE_DIR at a writable place, or build with XPCARGO_CACHE=off",
             ) from None
         # The statistics go to the target dir: a failure there is the target dir's, named by the directory that could
