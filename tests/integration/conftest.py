@@ -5,7 +5,8 @@ layer per target, armv5te's and wasm32's with their std built from source: about
 later runs find them and start at once. The seven other images whose layer builds a Rust std from source take
 minutes each: they are built in the background while the other tests run, and the tests that need them (marked
 ``std_images``) run last. Tests that never reach the engine (bad input, configuration errors) take the ``cli``
-fixture, which does not wait for the images.
+fixture, which does not wait for the images. With two test processes (pytest-xdist), each builds what is missing,
+the second in the other order, so that they build different images side by side.
 
 Every test here carries the ``engine`` marker (``pytest -m "not engine"`` leaves them out). With no engine, they are
 skipped with one line that says why, except under CI, where that stops the run: CI must never pass with them unrun.
