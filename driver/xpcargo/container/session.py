@@ -84,7 +84,7 @@ class Session:
         if token is None or code != warm.REFUSED:
             return code
         try:
-            refused = _quietly(self._runtime, self.container_id, warm.refused_argv(token)) == 0
+            refused = self._wrapper_refused(token)
         except ContainerGoneError:
             return code
         if not refused:
@@ -95,6 +95,11 @@ class Session:
             hint="a `docker exec` into a build's container as its user must end before the build's next command; "
             "run the command again",
         )
+
+    def _wrapper_refused(self, token: str) -> bool:
+        """Whether exit code ``warm.REFUSED`` came from the wrapper of ``token``, not from the command (raises
+        ContainerGoneError when the container has ended)."""
+        return _quietly(self._runtime, self.container_id, warm.refused_argv(token)) == 0
 
     def run(
         self,
@@ -243,9 +248,10 @@ class WarmSession(Session):
         )
 
     def _refused(self, token: str) -> bool:
-        """Whether exit code ``warm.REFUSED`` came from the wrapper, not from the command."""
+        """Whether exit code ``warm.REFUSED`` came from the wrapper, not from the command; a container that has
+        ended refused it too (the command runs in the next one)."""
         try:
-            return _quietly(self._runtime, self.container_id, warm.refused_argv(token)) == 0
+            return self._wrapper_refused(token)
         except ContainerGoneError:
             return True
 
