@@ -189,27 +189,28 @@ def test_a_release_build_without_a_lock_file_says_it_is_locked_and_how_to_make_o
     assert reproducibility(context.host, project, X86_64).source_date_epoch == 1700000000
 
 
+def _assert_a_shared_file_mounted_read_only(plan: BuildPlan, path: Path) -> None:
+    """``path`` (in the container) is one of xpcargo's files: the build's one mount of images/share/, read-only."""
+    mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.source == resources.share_dir()]
+    assert len(mounted) == 1
+    assert mounted[0].read_only
+    assert path.parent == mounted[0].path
+    assert (resources.share_dir() / path.name).is_file()
+
+
 def test_a_foreign_target_gets_xpcargos_cmake_toolchain_file_read_only(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [])
     toolchain = Path(plan.variables.env["CMAKE_TOOLCHAIN_FILE_aarch64_unknown_linux_gnu"])
     # The plain emulator: the image's exec preload runs what the program starts under it (test_environment).
     assert plan.variables.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"].split()[0] == "qemu-aarch64"
-    mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.source == resources.share_dir()]
-    assert len(mounted) == 1
-    assert mounted[0].read_only
-    assert toolchain.parent == mounted[0].path
-    assert (resources.share_dir() / toolchain.name).is_file()
+    _assert_a_shared_file_mounted_read_only(plan, toolchain)
 
 
 def test_a_static_foreign_target_gets_xpcargos_binfmt_runner_read_only(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "build", [], triple="aarch64-unknown-linux-musl")
     runner = plan.variables.env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER"].split()
-    mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.source == resources.share_dir()]
-    assert len(mounted) == 1
-    assert mounted[0].read_only
     assert runner[0] == "sh"
-    assert Path(runner[1]).parent == mounted[0].path
-    assert (resources.share_dir() / Path(runner[1]).name).is_file()
+    _assert_a_shared_file_mounted_read_only(plan, Path(runner[1]))
 
 
 def test_the_native_target_mounts_none_of_xpcargos_files(tmp_path: Path) -> None:
@@ -222,12 +223,8 @@ def test_a_musl_target_gets_its_cxx_script_read_only_even_when_native(tmp_path: 
     # no C++ standard library for musl.
     plan = _plan(tmp_path, "build", [], triple="x86_64-unknown-linux-musl")
     cxx = plan.variables.env["CXX_x86_64_unknown_linux_musl"].split()
-    mounted = [mount for mount in plan.request(Step.BUILD, "img").mounts if mount.source == resources.share_dir()]
-    assert len(mounted) == 1
-    assert mounted[0].read_only
     assert cxx[0] == "sh"
-    assert Path(cxx[1]).parent == mounted[0].path
-    assert (resources.share_dir() / Path(cxx[1]).name).is_file()
+    _assert_a_shared_file_mounted_read_only(plan, Path(cxx[1]))
 
 
 def test_plan_with_an_unknown_target(tmp_path: Path) -> None:
