@@ -3,10 +3,11 @@
 The first run on a machine with an empty engine builds every target's toolchain image (the two shared bases, then a
 layer per target, armv5te's and wasm32's with their std built from source: about eleven minutes, shown as it goes);
 later runs find them and start at once. The seven other images whose layer builds a Rust std from source take
-minutes each: they are built in the background while the other tests run, and the tests that need them (marked
-``std_images``) run last. Tests that never reach the engine (bad input, configuration errors) take the ``cli``
-fixture, which does not wait for the images. With two test processes (pytest-xdist), each builds what is missing,
-the second in the other order, so that they build different images side by side.
+minutes each and only some tests need them (marked ``std_images``, with the targets they need): they are built in the
+background from the session's start, the glibc layers' apt work beside their compiling, and their tests run last,
+each once its own targets' images exist. Tests that never reach the engine (bad input, configuration errors) take
+the ``cli`` fixture, which does not wait for the images. With two test processes (pytest-xdist), each builds what is
+missing, the second in the other order, so that they build different images side by side.
 
 Every test here carries the ``engine`` marker (``pytest -m "not engine"`` leaves them out). With no engine, they are
 skipped with one line that says why, except under CI, where that stops the run: CI must never pass with them unrun.
@@ -27,9 +28,8 @@ import pytest
 
 from .helpers import (
     ALL_TARGETS,
-    IMAGE_BUILD_TIMEOUT,
     MANAGED_LABEL,
-    STD_FROM_SOURCE_TARGETS,
+    STD_BUILD_ORDER,
     TEST_KEEP_WARM,
     Cli,
     Workspace,
@@ -48,8 +48,8 @@ ENGINE_TESTS = Path(__file__).resolve().parent
 ENGINE_ANSWER_SECONDS = 10
 # Why no engine answers, once asked (once per session); empty when one does.
 _ENGINE_ABSENCE = pytest.StashKey[str]()
-# The background build of the std-from-source images, and the file its output goes to.
-_STD_IMAGE_BUILD = pytest.StashKey[tuple[subprocess.Popen[bytes], Path]]()
+# The std-from-source targets whose images this process has seen built.
+_STD_IMAGES_READY = pytest.StashKey[set[str]]()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -59,8 +59,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(ENGINE_TESTS):
             item.add_marker(pytest.mark.engine)
-    # Last, in their order: their images build meanwhile (sorted is stable).
-    items[:] = sorted(items, key=lambda item: item.get_closest_marker("std_images") is not None)
+    # Last, those whose images are built first before the others (sorted is stable): their images build meanwhile.
+    items[:] = sorted(items, key=_std_images_position)
+
+
+def std_targets(item: pytest.Item) -> tuple[str, ...]:
+    """The std-from-source targets whose images ``item`` needs: its ``std_images`` mark's arguments, or all of them
+    for a mark without any."""
+    mark = item.get_closest_marker("std_images")
+    if mark is None:
+        return ()
+    return tuple(mark.args) or STD_BUILD_ORDER
+
+
+def _std_images_position(item: pytest.Item) -> int:
+    """-1 for a test that needs no std-from-source image; else how far into the background build its last image is."""
+    needed = std_targets(item)
+    return max((STD_BUILD_ORDER.index(target) for target in needed), default=-1)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -103,10 +118,19 @@ def _engine_absence() -> str:
 @pytest.fixture(scope="session")
 def toolchain_images(request: pytest.FixtureRequest) -> tuple[str, ...]:
     """Every target's toolchain image, built first if the engine lacks it (progress shown, not captured)."""
+    env = base_environment()
+    if any(std_targets(item) for item in request.session.items):
+        _start_std_image_build(request, env)
     # armv5te's and wasm32's std is built from source too (minutes each), yet they are built here, not in the
     # background: tests without the std_images mark (test_images, test_matrix) need every one of ALL_TARGETS.
-    command = [sys.executable, "-m", "xpcargo", "image", "build", *_this_workers_order(request, ALL_TARGETS)]
-    env = base_environment()
+    _build_images(request, _this_workers_order(request, ALL_TARGETS), env)
+    return ALL_TARGETS
+
+
+def _build_images(request: pytest.FixtureRequest, targets: tuple[str, ...], env: dict[str, str]) -> None:
+    """`xpcargo image build` of ``targets``, its progress shown as it goes (at once done when the engine has them);
+    the test fails with its output if it fails."""
+    command = [sys.executable, "-m", "xpcargo", "image", "build", *targets]
     capture = request.config.pluginmanager.getplugin("capturemanager")
     started = time.monotonic()
     if capture is not None:
@@ -119,9 +143,6 @@ def toolchain_images(request: pytest.FixtureRequest) -> tuple[str, ...]:
         pytest.fail(
             f"`xpcargo image build` failed with exit code {code} after {time.monotonic() - started:.0f}s:\n{output}"
         )
-    if any(item.get_closest_marker("std_images") for item in request.session.items):
-        _start_std_image_build(request, env)
-    return ALL_TARGETS
 
 
 def _this_workers_order(request: pytest.FixtureRequest, targets: tuple[str, ...]) -> tuple[str, ...]:
@@ -133,20 +154,20 @@ def _this_workers_order(request: pytest.FixtureRequest, targets: tuple[str, ...]
 
 
 def _start_std_image_build(request: pytest.FixtureRequest, env: dict[str, str]) -> None:
-    """Start building the std-from-source images in the background (done at once when the engine has them). A
-    session that ends first (interrupted, or stopped at a failure) interrupts the build as Ctrl-C would."""
-    config = request.config
+    """Start building the std-from-source images in the background, at the session's start: their compiling is
+    mostly CPU, the glibc layers' (built meanwhile) mostly apt and disk. A session that ends first (interrupted, or
+    stopped at a failure) interrupts the build as Ctrl-C would."""
     log = Path(tempfile.mkstemp(prefix="xpcargo-std-images-", suffix=".log")[1])
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "xpcargo", "image", "build", *_this_workers_order(request, STD_FROM_SOURCE_TARGETS)],
+            [sys.executable, "-m", "xpcargo", "image", "build", *_this_workers_order(request, STD_BUILD_ORDER)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
     # Not one of STARTED_PIDS: its layer containers live through other tests, whose check for containers left
-    # behind (no_container_left) must not count them; the build removes them itself, also when interrupted.
-    config.stash[_STD_IMAGE_BUILD] = (process, log)
+    # behind (no_container_left) must not count them; the build removes them itself, also when interrupted. Its
+    # failure is not looked at here: the test that needs the image builds it again, and fails with the output.
 
     def stop() -> None:
         if process.poll() is None:
@@ -157,29 +178,20 @@ def _start_std_image_build(request: pytest.FixtureRequest, env: dict[str, str]) 
     request.addfinalizer(stop)
 
 
-@pytest.fixture(scope="session")
-def std_images(request: pytest.FixtureRequest, toolchain_images: tuple[str, ...]) -> tuple[str, ...]:
-    """The std-from-source images, once their background build (started with the others' end) has finished."""
-    process, log = request.config.stash[_STD_IMAGE_BUILD]
-    started = time.monotonic()
-    code = process.wait(timeout=IMAGE_BUILD_TIMEOUT)
-    output = log.read_text(encoding="utf-8", errors="replace")
-    if code != 0:
-        pytest.fail(f"`xpcargo image build` of the std-from-source images failed with exit code {code}:\n{output}")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    said = f"\n[integration] the std-from-source images are ready (waited {time.monotonic() - started:.0f} s)\n"
-    if capture is not None:
-        with capture.global_and_fixture_disabled():
-            sys.stderr.write(said)
-    return STD_FROM_SOURCE_TARGETS
-
-
 @pytest.fixture(autouse=True)
 def std_images_ready(request: pytest.FixtureRequest) -> None:
-    """A test marked ``std_images`` starts once its images are there, however long their build takes, instead of
-    building one itself within its command's timeout."""
-    if request.node.get_closest_marker("std_images") is not None:
-        request.getfixturevalue("std_images")
+    """A test marked ``std_images`` starts once its own targets' images are there, however long their build takes,
+    instead of building one within its command's timeout. It builds them itself: an image the background build is
+    making is waited for (xpcargo's lock per image), one it has not reached yet is built beside it."""
+    needed = std_targets(request.node)
+    if not needed:
+        return
+    request.getfixturevalue("toolchain_images")
+    ready = request.config.stash.setdefault(_STD_IMAGES_READY, set())
+    missing = tuple(target for target in needed if target not in ready)
+    if missing:
+        _build_images(request, missing, base_environment())
+        ready.update(missing)
 
 
 @pytest.fixture(scope="session")

@@ -41,9 +41,8 @@ TARGETS = (*CORE_TARGETS, ARMV7, RISCV64, PPC64LE, S390X, ARMV5TE)
 WASM32 = "wasm32-wasip1"
 ALL_TARGETS = (*TARGETS, WASM32)
 WASM_MAGIC = b"\0asm"
-# The targets whose Rust std the image builds from Debian's sources (test_musl.py, test_armv5te.py, test_armv6.py,
-# test_wasm.py, test_windows.py). armv5te and wasm32 are in ALL_TARGETS too (built with the first images, since
-# tests without the std_images mark use them).
+# The other targets whose Rust std the image builds from Debian's sources (armv5te's and wasm32's are in ALL_TARGETS,
+# built with the first images, since tests without the std_images mark use them).
 X86_64_MUSL = "x86_64-unknown-linux-musl"
 I686_MUSL = "i686-unknown-linux-musl"
 AARCH64_MUSL = "aarch64-unknown-linux-musl"
@@ -51,17 +50,17 @@ ARMV7_MUSL = "armv7-unknown-linux-musleabihf"
 ARMV6_MUSL = "arm-unknown-linux-musleabihf"
 RISCV64_MUSL = "riscv64gc-unknown-linux-musl"
 WINDOWS = "x86_64-pc-windows-gnu"
-# In the order the test files that use them run (test_armv5te first, then test_armv6).
-STD_FROM_SOURCE_TARGETS = (
-    ARMV5TE,
-    ARMV6_MUSL,
+# The order the session builds their images in, in the background from its start (the second test process from the
+# other end): first the three of the longest test, ripgrep's release (test_real_release.py), which runs as soon as
+# they exist. The tests marked std_images run in this order too, each once its own targets' images are built.
+STD_BUILD_ORDER = (
     X86_64_MUSL,
     AARCH64_MUSL,
+    WINDOWS,
+    ARMV6_MUSL,
     I686_MUSL,
     ARMV7_MUSL,
     RISCV64_MUSL,
-    WASM32,
-    WINDOWS,
 )
 
 MANAGED_LABEL = "org.xpcargo.managed"

@@ -27,7 +27,7 @@ from .helpers import (
 )
 from .test_armv6 import assert_an_armv7_instruction_faults, cpu_arch
 
-pytestmark = [pytest.mark.engine, pytest.mark.std_images]
+pytestmark = pytest.mark.engine
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 

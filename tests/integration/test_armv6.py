@@ -22,7 +22,7 @@ from .helpers import (
     single_error_line,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.std_images]
+pytestmark = [pytest.mark.engine, pytest.mark.std_images(ARMV6_MUSL)]
 
 ARMV6 = ARMV6_MUSL
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}

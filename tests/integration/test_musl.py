@@ -31,8 +31,6 @@ from .helpers import (
     single_error_line,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.std_images]
-
 MUSL = X86_64_MUSL
 
 
@@ -52,6 +50,9 @@ MUSL_TARGETS = {
     ARMV7_MUSL: Arch(rust="arm", c="arm", bits=32, machine=40),
     RISCV64_MUSL: Arch(rust="riscv64", c="riscv64", bits=64, machine=243),
 }
+
+pytestmark = [pytest.mark.engine, pytest.mark.std_images(*MUSL_TARGETS)]
+
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 # The openssl-sys of tests/fixtures/openssl-app's Cargo.lock.
 OPENSSL_SYS = "0.9.118"

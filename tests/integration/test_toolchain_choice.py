@@ -15,7 +15,7 @@ import pytest
 from .helpers import AARCH64, X86_64, Cli, copy_fixture, single_error_line
 from .test_musl import MUSL, MUSL_TARGETS, static_elf_problems
 
-pytestmark = [pytest.mark.engine, pytest.mark.std_images]
+pytestmark = [pytest.mark.engine, pytest.mark.std_images(MUSL)]
 
 # An address no engine listens on: a command that reached for the engine would fail with another exit code (6).
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/xpcargo-no-engine.sock"}

@@ -15,7 +15,7 @@ import pytest
 
 from .helpers import WASM32, Cli, Workspace, assert_wasm_module, copy_fixture, single_error_line
 
-pytestmark = [pytest.mark.engine, pytest.mark.std_images]
+pytestmark = pytest.mark.engine
 
 PROGRAM_MANIFEST = """\
 [package]

@@ -12,7 +12,7 @@ import pytest
 
 from .helpers import WASM32, Cli, copy_fixture
 
-pytestmark = [pytest.mark.engine, pytest.mark.std_images]
+pytestmark = pytest.mark.engine
 
 PASSED = "test result: ok."
 

@@ -28,7 +28,7 @@ from .helpers import (
     image_build_output,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.std_images]
+pytestmark = [pytest.mark.engine, pytest.mark.std_images(WINDOWS)]
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 _IMAGE_FILE_MACHINE_AMD64 = 0x8664
