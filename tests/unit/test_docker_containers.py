@@ -67,14 +67,15 @@ class _NoWatch:
 
 
 def _containers(api: object, monkeypatch: pytest.MonkeyPatch) -> DockerContainers:
-    # The watch on the container's events talks to an engine of its own; there is none here.
-    monkeypatch.setattr(containers, "ContainerWatch", _NoWatch)
-    return DockerContainers(
+    runtime = DockerContainers(
         _Client(api),  # type: ignore[arg-type]
         "unix:///nowhere.sock",
         engine_timeout=1,
         connection={"base_url": "unix:///nowhere.sock", "version": "1.41"},
     )
+    # The watch on the container's events talks to an engine of its own; there is none here.
+    monkeypatch.setattr(runtime, "_watch", _NoWatch)
+    return runtime
 
 
 def test_a_create_whose_answer_was_lost_is_found_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,7 +220,7 @@ class Execs:
 def _on(api: Execs, monkeypatch: pytest.MonkeyPatch) -> DockerContainers:
     runtime = _containers(api, monkeypatch)
     # The stream, the health check's pings and the removal each talk on a connection of their own: the stand-in.
-    monkeypatch.setattr(runtime, "_stream", api)
+    monkeypatch.setattr(runtime, "_sdk_stream", api)
     monkeypatch.setattr(runtime, "_client_like", lambda **_: api)
     return runtime
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,12 +21,8 @@ class _Events:
         pass
 
 
-class _Api:
-    def __init__(self, *events: dict[str, Any]) -> None:
-        self.events_given = list(events)
-
-    def events(self, **options: Any) -> _Events:
-        return _Events(self.events_given)
+def _api(*events: dict[str, Any]) -> Callable[[], _Events]:
+    return lambda: _Events(list(events))
 
 
 def _event(action: str, **attributes: str) -> dict[str, Any]:
@@ -43,7 +39,7 @@ def _event(action: str, **attributes: str) -> dict[str, Any]:
     ],
 )
 def test_a_death_is_told_as_it_was(events: list[dict[str, Any]], death: str) -> None:
-    watch = ContainerWatch(_Api(*events), "c1", 0)  # type: ignore[arg-type]
+    watch = ContainerWatch(_api(*events))
     told = watch.death(grace=5)
     assert told is not None
     assert told.startswith(death)
@@ -51,7 +47,7 @@ def test_a_death_is_told_as_it_was(events: list[dict[str, Any]], death: str) -> 
 
 
 def test_a_container_alive_has_no_death() -> None:
-    watch = ContainerWatch(_Api(_event("start")), "c1", 0)  # type: ignore[arg-type]
+    watch = ContainerWatch(_api(_event("start")))
     assert watch.death(grace=0.05) is None
     assert not watch.oom
     watch.close()

@@ -64,7 +64,7 @@ def _images(api: Images, monkeypatch: pytest.MonkeyPatch, engine: Engine = PODMA
         connection={"base_url": engine.host, "version": "1.41"},
         engine=engine,
     )
-    monkeypatch.setattr(runtime, "_stream", api)
+    monkeypatch.setattr(runtime, "_sdk_stream", api)
     return runtime
 
 

@@ -26,8 +26,7 @@ from typing import Any
 
 from xpcargo.container.docker import answers
 from xpcargo.container.docker.connection import Connection
-from xpcargo.container.docker.errors import describe, retry, translate_exec
-from xpcargo.container.docker.events import ContainerWatch
+from xpcargo.container.docker.errors import describe, retry, status, translate_exec
 from xpcargo.container.docker.options import create_options, host_options, shown
 from xpcargo.container.engine import EngineKind
 from xpcargo.container.runtime import ContainerInfo, Output
@@ -103,7 +102,7 @@ class DockerContainers(Connection):
                     "attach to the container",
                     lambda: self._client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1}),
                 )
-            self._watches[container_id] = ContainerWatch(self._client_like(timeout=None), container_id, since)
+            self._watches[container_id] = self._watch(container_id, since)
             self._call("start the container", lambda: self._client.api.start(container_id))
         except BaseException as error:
             try:
@@ -133,9 +132,7 @@ class DockerContainers(Connection):
         # A container started elsewhere (a warm one) is followed for as long as this command runs.
         watch = None
         if container_id not in self._watches:
-            watch = self._watches[container_id] = ContainerWatch(
-                self._client_like(timeout=None), container_id, time.time() - 1
-            )
+            watch = self._watches[container_id] = self._watch(container_id, time.time() - 1)
         try:
             exec_id = self._exec_create(
                 container_id,
@@ -160,7 +157,11 @@ class DockerContainers(Connection):
         self, container_id: str, exec_id: str, command: str, *, on_stdout: Output, on_stderr: Output
     ) -> int:
         try:
-            stream = self._stream.exec_start(exec_id, stream=True, demux=True)
+            if self._local is not None:
+                # The engine's answer within the timeout; then the output, however long the command is silent.
+                stream: Any = self._local.exec_start(exec_id, timeout=self._engine_timeout)
+            else:
+                stream = self._stream.exec_start(exec_id, stream=True, demux=True)
         except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
             raise self._translate_exec(container_id, command, exc) from None
         with self._health_check(on_hung=stream.close) as hung:
@@ -171,7 +172,11 @@ class DockerContainers(Connection):
                     if err:
                         on_stderr(err)
             except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors
-                raise self._translate(f"read the output of `{command}`", exc) from None
+                # A stream cut by the health check ends however the cut found it: the hung engine is what happened.
+                if not hung.is_set():
+                    raise self._translate(f"read the output of `{command}`", exc) from None
+            finally:
+                stream.close()
         return self._exec_result(container_id, exec_id, command, hung=hung.is_set())
 
     def _exec_create(
@@ -186,11 +191,22 @@ class DockerContainers(Connection):
         timeout: float | None,
         user: str | None,
     ) -> str:
-        api = self._client.api if timeout is None else self._client_like(timeout=timeout)
+        local = self._local
 
         def create() -> str:
             # An attached standard input is held by the stream's connection, which the kernel closes when this
             # process ends, however it ends.
+            if local is not None:
+                return local.exec_create(
+                    container_id,
+                    argv,
+                    env=env,
+                    workdir=str(workdir),
+                    stdin=tether,
+                    user=user or "",
+                    timeout=timeout or self._engine_timeout,
+                )
+            api = self._client.api if timeout is None else self._client_like(timeout=timeout)
             created = api.exec_create(
                 container_id, list(argv), environment=dict(env), workdir=str(workdir), stdin=tether, user=user or ""
             )
@@ -205,8 +221,6 @@ class DockerContainers(Connection):
         return translate_exec(self._engine, container_id, command, exc, timeout=self._engine_timeout)
 
     def _exec_result(self, container_id: str, exec_id: str, command: str, *, hung: bool) -> int:
-        import docker.errors  # noqa: PLC0415
-
         if hung:
             raise EngineUnavailableError(
                 f"{self._engine.name} at {self._host} stopped answering while `{command}` ran "
@@ -215,9 +229,7 @@ class DockerContainers(Connection):
                 "XPCARGO_ENGINE_TIMEOUT sets how long xpcargo waits",
             )
         try:
-            result = self._client.api.exec_inspect(exec_id)
-        except docker.errors.NotFound:
-            result = None  # the container is gone, and its execs with it
+            result = self._exec_state(exec_id)
         except Exception as exc:  # noqa: BLE001 - the stream ended because the connection did: say that first
             raise EngineUnavailableError(
                 f"lost the connection to {self._engine.name} at {self._host} while `{command}` ran: {describe(exc)}",
@@ -233,6 +245,18 @@ class DockerContainers(Connection):
                 hint="check that the engine is still running, then run the command again",
             )
         return int(code)
+
+    def _exec_state(self, exec_id: str) -> dict[str, Any] | None:
+        """The exec's `Running` and `ExitCode`; None when the container is gone, and its execs with it."""
+        if self._local is not None:
+            return self._local.exec_inspect(exec_id, timeout=self._engine_timeout)
+        try:
+            found: dict[str, Any] = self._client.api.exec_inspect(exec_id)
+        except Exception as exc:
+            if status(exc) == 404:
+                return None
+            raise
+        return found
 
     def _raise_if_died(self, container_id: str, command: str, code: int | None) -> None:
         watch = self._watches.get(container_id)
@@ -260,14 +284,17 @@ class DockerContainers(Connection):
         seconds without an answer, call ``on_hung`` (which ends the wait) and set the event it yields."""
         hung, stop = threading.Event(), threading.Event()
         interval = max(self._engine_timeout / 3, 0.5)
-        pinger = self._client_like(timeout=interval)
+        local = self._local
+        ping: Callable[[], object] = (
+            (lambda: local.ping(timeout=interval)) if local is not None else self._client_like(timeout=interval).ping
+        )
 
         def watch() -> None:
             last_answer = time.monotonic()
             while not stop.wait(interval):
                 # Any failure to answer counts as silence.
                 with suppress(Exception):
-                    pinger.ping()
+                    ping()
                     last_answer = time.monotonic()
                 if time.monotonic() - last_answer >= self._engine_timeout:
                     hung.set()
@@ -304,8 +331,6 @@ class DockerContainers(Connection):
     def remove(self, container_id: str, *, unhurried: bool = False) -> None:
         """Untie the container (which ends it, with no request to the engine), then remove it for certain, within
         a deadline: on the way out of a Ctrl-C, a hung engine must not hold xpcargo."""
-        import docker.errors  # noqa: PLC0415
-
         watch = self._watches.pop(container_id, None)
         if watch is not None:
             watch.close()
@@ -315,25 +340,28 @@ class DockerContainers(Connection):
         done = threading.Event()
         failure: list[Exception] = []
         deadline = _UNHURRIED_REMOVAL_DEADLINE if unhurried else _REMOVAL_DEADLINE
-        remover = self._client_like(timeout=deadline)
+        local = self._local
+        remove_container: Callable[[], None]
+        if local is not None:
+            remove_container = lambda: local.remove_container(container_id, timeout=deadline)  # noqa: E731
+        else:
+            remover = self._client_like(timeout=deadline)
+            remove_container = lambda: remover.remove_container(container_id, force=True, v=True)  # noqa: E731
 
         def remove() -> None:
             for attempt in range(_REMOVAL_ATTEMPTS):
                 try:
-                    remover.remove_container(container_id, force=True, v=True)
-                except docker.errors.NotFound:
-                    pass
-                except docker.errors.APIError as exc:
-                    # 409: the engine is already removing it (auto_remove after the untie). Podman may also refuse
-                    # while the container ends by itself ("could not be stopped ... container state improper"):
-                    # asked again a moment later, it removes it or says it is gone.
-                    if exc.status_code != 409:
-                        if attempt + 1 < _REMOVAL_ATTEMPTS:
-                            time.sleep(0.25)
-                            continue
-                        failure.append(exc)
+                    remove_container()
                 except Exception as exc:  # noqa: BLE001 - reported below as xpcargo's own error
-                    failure.append(exc)
+                    code = status(exc)
+                    # 404: gone already. 409: the engine is already removing it (auto_remove after the untie).
+                    # Podman may also refuse while the container ends by itself ("could not be stopped ...
+                    # container state improper"): asked again a moment later, it removes it or says it is gone.
+                    if code is not None and code not in (404, 409) and attempt + 1 < _REMOVAL_ATTEMPTS:
+                        time.sleep(0.25)
+                        continue
+                    if code not in (404, 409):
+                        failure.append(exc)
                 break
             done.set()
 
@@ -351,6 +379,8 @@ class DockerContainers(Connection):
             watch.close()
 
     def _api_containers(self, label: str) -> list[dict[str, Any]]:
+        if self._local is not None:
+            return self._local.containers(label, timeout=self._engine_timeout)
         found: list[dict[str, Any]] = self._client.api.containers(all=True, filters={"label": label})
         return found
 

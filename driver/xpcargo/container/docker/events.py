@@ -4,33 +4,37 @@ OOM-killed, or stopped."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    import docker
+
+class EventStream(Protocol):
+    """A container's events as they come, the SDK's (decoded) or ``socket_api``'s; ``close`` ends them."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+    def close(self) -> None: ...
 
 
 class ContainerWatch:
     """Follows one container's events from before it started: whether it was OOM-killed, killed, or died."""
 
-    def __init__(self, api: docker.APIClient, container_id: str, since: float) -> None:
+    def __init__(self, open_events: Callable[[], EventStream]) -> None:
+        """``open_events`` asks the engine for the container's events, from a time before it started."""
         self.oom = False
         self._kill_signal: str | None = None
         self._exit_code: str | None = None
         self._died = threading.Event()
-        self._stream: Any = None
+        self._stream: EventStream | None = None
         self._closed = False
         self._thread = threading.Thread(
-            target=self._follow, args=(api, container_id, since), name="xpcargo-container-events", daemon=True
+            target=self._follow, args=(open_events,), name="xpcargo-container-events", daemon=True
         )
         self._thread.start()
 
-    def _follow(self, api: docker.APIClient, container_id: str, since: float) -> None:
+    def _follow(self, open_events: Callable[[], EventStream]) -> None:
         with suppress(Exception):
-            self._stream = api.events(
-                since=int(since), filters={"container": container_id, "type": "container"}, decode=True
-            )
+            self._stream = open_events()
             if self._closed:
                 self._stream.close()
             for event in self._stream:

@@ -22,32 +22,35 @@ class DockerImages(Connection):
         return str(info.get("Architecture", ""))
 
     def image_exists(self, reference: str) -> bool:
-        import docker.errors  # noqa: PLC0415
-
-        def inspect() -> bool:
-            try:
-                self._client.api.inspect_image(reference)  # type: ignore[no-untyped-call]
-            except docker.errors.ImageNotFound:
-                return False
-            return True
-
-        return self._call(f"inspect image {reference}", inspect)
+        return self._call(f"inspect image {reference}", lambda: self._raw_image(reference) is not None)
 
     def inspect_image(self, reference: str) -> ImageDetails | None:
-        import docker.errors  # noqa: PLC0415
-
         def inspect() -> ImageDetails | None:
-            try:
-                raw: dict[str, Any] = self._client.api.inspect_image(reference)  # type: ignore[no-untyped-call]
-            except docker.errors.ImageNotFound:
-                return None
-            return answers.image_details(raw, self._engine.kind)
+            raw = self._raw_image(reference)
+            return None if raw is None else answers.image_details(raw, self._engine.kind)
 
         return self._call(f"inspect image {reference}", inspect)
 
+    def _raw_image(self, reference: str) -> dict[str, Any] | None:
+        """The image's inspection, or None when the engine has no such image."""
+        if self._local is not None:
+            return self._local.inspect_image(reference, timeout=self._engine_timeout)
+        import docker.errors  # noqa: PLC0415
+
+        try:
+            raw: dict[str, Any] = self._client.api.inspect_image(reference)  # type: ignore[no-untyped-call]
+        except docker.errors.ImageNotFound:
+            return None
+        return raw
+
     def list_images(self, label: str) -> list[ImageInfo]:
-        raw: list[dict[str, Any]] = self._call("list images", lambda: self._client.api.images(filters={"label": label}))
-        return answers.image_infos(raw, self._engine.kind)
+        def images() -> list[dict[str, Any]]:
+            if self._local is not None:
+                return self._local.images(label, timeout=self._engine_timeout)
+            found: list[dict[str, Any]] = self._client.api.images(filters={"label": label})
+            return found
+
+        return answers.image_infos(self._call("list images", images), self._engine.kind)
 
     def remove_image(self, image: str) -> None:
         self._call(f"remove image {image}", lambda: self._client.api.remove_image(image, noprune=False))

@@ -1,5 +1,6 @@
 """``DockerRuntime``: the images, containers and volumes of one engine, over one connection made from the
-environment (``connect``); the connection is the only place the SDK's client is made."""
+environment (``connect``); the connection is the only place the SDK's client is made. An engine on a unix socket is
+pinged through ``socket_api``, and its SDK client made (the SDK imported) only for a request that needs it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from xpcargo.container import location
-from xpcargo.container.docker import ssh
+from xpcargo.container import location, sockets
+from xpcargo.container.docker import socket_api, ssh
 from xpcargo.container.docker.containers import DockerContainers
 from xpcargo.container.docker.errors import describe
 from xpcargo.container.docker.images import DockerImages
@@ -39,6 +40,9 @@ class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
         """Connect to the engine at ``address``, by default the one the environment names (``location.locate``)."""
         address = address or location.locate(environ)
         host = address.url
+        path = sockets.path_of(host)
+        if path is not None:
+            return cls._connect_socket(environ, address, str(path), engine_timeout=engine_timeout)
         if address.needs_ssh and importlib.util.find_spec("paramiko") is None:
             # The SDK's own words ("Install paramiko package...") would come with a hint to start the engine.
             raise EngineUnavailableError(
@@ -86,6 +90,39 @@ class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
             return cls(client, host, engine_timeout=engine_timeout, connection=connection, engine=engine)
         except Exception as exc:  # noqa: BLE001 - as above: the engine went away between the ping and these
             raise _unreachable(address, exc) from None
+
+    @classmethod
+    def _connect_socket(
+        cls, environ: Mapping[str, str], address: location.EngineAddress, path: str, *, engine_timeout: float
+    ) -> DockerRuntime:
+        """The engine on the unix socket at ``path``: the ping and the requests of a warm build through
+        ``socket_api``, the SDK's client made when another request first needs it."""
+        host = address.url
+        try:
+            answer = socket_api.SocketAPI(path, version=_PROBE_API).ping(timeout=engine_timeout)
+        except socket_api.SocketAPIError as exc:
+            raise _unreachable(address, exc) from None
+        engine = identify(server=answer.get("server", ""), api_version=answer.get("api-version", ""), host=host)
+        check_supported(engine)
+
+        def make_client() -> tuple[Any, dict[str, Any]]:
+            docker = import_sdk(ssh=False)
+            _check_client_config()
+            try:
+                connection: dict[str, Any] = docker.utils.kwargs_from_env(environment={**environ, "DOCKER_HOST": host})
+                connection["version"] = engine.api_version
+                return docker.DockerClient(timeout=math.ceil(engine_timeout), **connection), connection
+            except Exception as exc:  # noqa: BLE001 - as in ``connect``
+                raise _unreachable(address, exc) from None
+
+        return cls(
+            None,
+            host,
+            engine_timeout=engine_timeout,
+            engine=engine,
+            local=socket_api.SocketAPI(path, version=engine.api_version),
+            make_client=make_client,
+        )
 
 
 def import_sdk(*, ssh: bool) -> ModuleType:
