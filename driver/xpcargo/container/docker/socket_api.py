@@ -289,8 +289,9 @@ def _refusal(answer: Answer) -> RefusedError:
 
 
 class Stream:
-    """An answer read as it comes (an exec's output, the events), on a connection of its own; ``close`` from any
-    thread ends the reading (and, for an exec, its standard input: the tether)."""
+    """An answer read as it comes (an exec's output, the events), on a connection of its own, which ends with the
+    reading (however it ends); ``close`` from any thread ends the reading (and, for an exec, its standard input:
+    the tether)."""
 
     def __init__(self, sock: socket.socket, reader: _Reader) -> None:
         self._sock = sock
@@ -306,11 +307,15 @@ class Stream:
 
 class ExecOutput(Stream):
     """An exec's output, demultiplexed as the SDK gives it: ``(stdout, None)`` or ``(None, stderr)``. Its standard
-    input, when attached, is this connection's: it stays open until ``close`` or this process's end."""
+    input, when attached, is this connection's: it stays open until the output ends, ``close``, or this process's
+    end."""
 
     def __iter__(self) -> Iterator[tuple[bytes | None, bytes | None]]:
-        for kind, piece in frames(self.reader):
-            yield (None, piece) if kind == _STDERR else (piece, None)
+        try:
+            for kind, piece in frames(self.reader):
+                yield (None, piece) if kind == _STDERR else (piece, None)
+        finally:
+            self.close()
 
 
 class Events(Stream):
@@ -320,7 +325,10 @@ class Events(Stream):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         pieces = chunks(self.reader) if self._chunked else iter(lambda: self.reader.some(_RECEIVE), b"")
-        yield from events(pieces)
+        try:
+            yield from events(pieces)
+        finally:
+            self.close()
 
 
 class SocketAPI:
