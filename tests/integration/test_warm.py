@@ -7,6 +7,7 @@ Every test works in a project directory of its own, and looks only at containers
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -28,6 +29,7 @@ from .helpers import (
     containers_of,
     copy_fixture,
     docker,
+    run_argv,
     run_cli,
     start_cli,
     warm_container_of,
@@ -61,6 +63,31 @@ def test_the_next_command_runs_in_the_warm_container(xpcargo: Cli, project: Path
     assert X86_64 in row, listed
     assert "idle" in row, listed
     assert str(project.resolve()) in row, listed
+
+
+def test_a_warm_no_op_build_and_image_list_ask_the_engine_without_the_docker_sdk(
+    xpcargo: Cli, project: Path, tmp_path: Path
+) -> None:
+    """On the engine's unix socket, a warm build's requests (and `image list`'s) go through xpcargo's own client:
+    the SDK, requests and urllib3 cost more to import than a whole `docker exec`."""
+    first = xpcargo(["build", "--target", X86_64], cwd=project)
+    assert first.code == 0, first
+    warm = warm_container_of(project, X86_64)
+    listing = tmp_path / "modules.json"
+    # Written at exit: xpcargo ends by SystemExit.
+    code = (
+        "import atexit, json, sys\n"
+        f"atexit.register(lambda: open({str(listing)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+        "from xpcargo.launch import main\n"
+        "main()\n"
+    )
+    sdk = ("docker", "requests", "urllib3")
+    for args in (["build", "--target", X86_64], ["image", "list"]):
+        result = run_argv([sys.executable, "-c", code, *args], cwd=project, env=xpcargo.env)
+        assert result.code == 0, result
+        imported = json.loads(listing.read_text(encoding="utf-8"))
+        assert [name for name in imported if name.split(".")[0] in sdk] == [], result
+    assert containers_of(project) == {warm}
 
 
 def test_a_warm_container_ends_itself_after_its_idle_time(xpcargo: Cli, project: Path) -> None:

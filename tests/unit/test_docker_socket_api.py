@@ -5,6 +5,7 @@ and sees what the client sends, and when it closes."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import time
@@ -311,6 +312,7 @@ def test_an_exec_s_frames_split_anywhere_and_its_tether_held_until_the_end(engin
     server, api = engine(start)
     output = api.exec_start("e1", timeout=5)
     out = b"".join(piece for piece, _ in output if piece)
+    server.close()  # its handler done: it saw the tether open while the output came, then its end
     assert out == b"out\nin-as-out" + big
     assert tether == [b"still open", b""]
     head, _, body = server.requests[0].partition(b"\r\n\r\n")
@@ -349,6 +351,8 @@ def test_a_cut_or_garbled_stream_after_what_came_whole(
     with pytest.raises(error, match=words):
         _drain(output, received)
     assert received[0] == b"first"
+    # A stream that failed is of no more use: its connection (and the exec's standard input) is closed.
+    assert output._sock.fileno() == -1
 
 
 def test_a_frame_that_claims_gigabytes_is_passed_on_as_it_comes(engine: Start) -> None:
@@ -369,6 +373,35 @@ def test_an_exec_start_refused_or_answered_oddly(engine: Start) -> None:
     assert isinstance(errors.translate_exec(ENGINE, "c1", "true", caught.value, timeout=30), ContainerGoneError)
     with pytest.raises(GarbledError, match=r"status 302"):
         api.exec_start("e2", timeout=5)
+
+
+def test_an_interrupt_while_the_output_is_read_leaves_the_tether_to_the_session(engine: Start) -> None:
+    """A signal arrives as an exception raised inside the read (``interrupts``): the session then passes the signal
+    on to the command, through another exec, which a closed tether would have pre-empted."""
+    done = threading.Event()
+
+    def silent(connection: socket.socket, request: bytes) -> None:
+        connection.sendall(UPGRADED + frame(1, b"compiling"))
+        done.wait(10)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    _, api = engine(silent)
+    output = api.exec_start("e1", timeout=5)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    received: list[bytes] = []
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            _drain(output, received)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert received == [b"compiling"]
+    assert output._sock.fileno() != -1
+    output.close()
+    done.set()
 
 
 def test_a_stream_closed_from_another_thread_ends_the_read(engine: Start) -> None:

@@ -175,8 +175,6 @@ class DockerContainers(Connection):
                 # A stream cut by the health check ends however the cut found it: the hung engine is what happened.
                 if not hung.is_set():
                     raise self._translate(f"read the output of `{command}`", exc) from None
-            finally:
-                stream.close()
         return self._exec_result(container_id, exec_id, command, hung=hung.is_set())
 
     def _exec_create(

@@ -290,8 +290,7 @@ def _refusal(answer: Answer) -> RefusedError:
 
 class Stream:
     """An answer read as it comes (an exec's output, the events), on a connection of its own, which ends with the
-    reading (however it ends); ``close`` from any thread ends the reading (and, for an exec, its standard input:
-    the tether)."""
+    reading; ``close`` from any thread ends the reading (and, for an exec, its standard input: the tether)."""
 
     def __init__(self, sock: socket.socket, reader: _Reader) -> None:
         self._sock = sock
@@ -307,15 +306,18 @@ class Stream:
 
 class ExecOutput(Stream):
     """An exec's output, demultiplexed as the SDK gives it: ``(stdout, None)`` or ``(None, stderr)``. Its standard
-    input, when attached, is this connection's: it stays open until the output ends, ``close``, or this process's
-    end."""
+    input, when attached, is this connection's: it stays open until the output ends or fails, ``close``, or this
+    process's end. Not at an interrupt raised while it is read: the session passes the signal on to the command
+    first, which closing its tether would pre-empt."""
 
     def __iter__(self) -> Iterator[tuple[bytes | None, bytes | None]]:
         try:
             for kind, piece in frames(self.reader):
                 yield (None, piece) if kind == _STDERR else (piece, None)
-        finally:
+        except SocketAPIError:
             self.close()
+            raise
+        self.close()
 
 
 class Events(Stream):
