@@ -1,13 +1,14 @@
 """What each way of talking to the engine costs a command before its first answer, against `python -c pass` measured
-in the same run, and printed as ratios: the Docker SDK (what xpcargo uses, with paramiko kept out and with it), a
-client of the engine's HTTP API on Python's standard library over the unix socket (http.client, or HTTP written by
-hand on a socket), and the docker CLI.
+in the same run, and printed as ratios: xpcargo's own client of the engine's HTTP API on the unix socket
+(``container/docker/socket_api.py``, what a warm build and `image list` use on a local engine), the Docker SDK (what
+xpcargo uses for the rest, with paramiko kept out and with it), the standard library's http.client, HTTP written by
+hand on a socket, and the docker CLI.
 
     .venv/bin/python benchmarks/bench_engine_client.py [--runs N]
 
 Each is a fresh Python (or the docker CLI) that imports what it needs and asks the engine for `/_ping` once: the
-cost a warm no-op build pays on top of the exec it is there for. The standard-library clients here are measuring
-sticks, a few lines long, not xpcargo's: in xpcargo only ``container/docker/`` talks to the engine. Runs only against
+cost a warm no-op build pays on top of the exec it is there for. The http.client and by-hand clients here are
+measuring sticks, a few lines long: in xpcargo only ``container/docker/`` talks to the engine. Runs only against
 a local engine on its unix socket (DOCKER_HOST unix://..., or /var/run/docker.sock). Each measurement and its
 baseline run alternately, the order swapped every run; the table shows the medians and the median of the paired
 ratios. Nothing here is a test: it prints numbers for a human (or a note) to read.
@@ -30,6 +31,10 @@ _SDK = (
     "sys.modules['paramiko'] = None\n"
     "import docker\n"
     "docker.APIClient(base_url='unix://{socket}', version='1.41').ping()\n"
+)
+_SOCKET_API = (
+    "from xpcargo.container.docker.socket_api import SocketAPI\n"
+    "SocketAPI('{socket}', version='1.41').ping(timeout=30)\n"
 )
 _SDK_WITH_PARAMIKO = "import docker\ndocker.APIClient(base_url='unix://{socket}', version='1.41').ping()\n"
 _STANDARD_LIBRARY = (
@@ -76,6 +81,7 @@ def main() -> None:
 
         pass_ = partial(run, [python, "-c", "pass"])
         cases = {
+            "xpcargo's socket_api: /_ping": [python, "-c", _SOCKET_API.format(socket=socket)],
             "Docker SDK, no paramiko: /_ping": [python, "-c", _SDK.format(socket=socket)],
             "Docker SDK with paramiko: /_ping": [python, "-c", _SDK_WITH_PARAMIKO.format(socket=socket)],
             "http.client on the socket: /_ping": [python, "-c", _STANDARD_LIBRARY.format(socket=socket)],
