@@ -197,6 +197,9 @@ def test_a_chunked_answer_cut_at_awkward_places(engine: Start) -> None:
     [
         (b"zz\r\n{}\r\n0\r\n\r\n", GarbledError),  # not a size
         (b"-2\r\n{}\r\n0\r\n\r\n", GarbledError),
+        (b"0_2\r\n{}\r\n0\r\n\r\n", GarbledError),  # what int() would take, and HTTP does not
+        (b"0x2\r\n{}\r\n0\r\n\r\n", GarbledError),
+        (b"2\r\n[]\r\n0\r\n" + b"T: 1\r\n" * 200 + b"\r\n", GarbledError),  # endless trailers
         (b"2\r\n{}XX0\r\n\r\n", GarbledError),  # no CRLF after the chunk
         (b"10\r\n[{}]", ConnectionFailedError),  # the connection ends in the middle of a chunk
         (b"2\r\n[]\r\n", ConnectionFailedError),  # no last chunk
@@ -218,6 +221,7 @@ def test_a_broken_chunked_answer(engine: Start, body: bytes, error: type[Excepti
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 20000 + b"\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 200 + b"\r\n",
         # A length no answer of the engine's has: refused before anything is read.
         b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",

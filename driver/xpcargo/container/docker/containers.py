@@ -145,7 +145,9 @@ class DockerContainers(Connection):
                 user=user,
             )
             try:
-                return self._exec_start(container_id, exec_id, command, on_stdout=on_stdout, on_stderr=on_stderr)
+                return self._exec_start(
+                    container_id, exec_id, command, on_stdout=on_stdout, on_stderr=on_stderr, timeout=answer_within
+                )
             except EngineUnavailableError as error:
                 # Once asked to start, the command may run whether or not the engine said so.
                 raise EngineLostError(error.message, hint=error.hint) from None
@@ -154,12 +156,19 @@ class DockerContainers(Connection):
                 self.release(container_id)
 
     def _exec_start(
-        self, container_id: str, exec_id: str, command: str, *, on_stdout: Output, on_stderr: Output
+        self,
+        container_id: str,
+        exec_id: str,
+        command: str,
+        *,
+        on_stdout: Output,
+        on_stderr: Output,
+        timeout: float | None,
     ) -> int:
         try:
             if self._local is not None:
                 # The engine's answer within the timeout; then the output, however long the command is silent.
-                stream: Any = self._local.exec_start(exec_id, timeout=self._engine_timeout)
+                stream: Any = self._local.exec_start(exec_id, timeout=timeout or self._engine_timeout)
             else:
                 stream = self._stream.exec_start(exec_id, stream=True, demux=True)
         except Exception as exc:  # noqa: BLE001 - translated into xpcargo's own errors

@@ -35,6 +35,7 @@ _RECEIVE = 64 * 1024
 # the engine's own error), three zero bytes and the payload's length, big-endian.
 FRAME_HEADER = 8
 _STDERR, _SYSTEM_ERROR = 2, 3
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 class SocketAPIError(Exception):
@@ -106,6 +107,8 @@ class _Reader:
         start = 0
         while True:
             end = self._buffer.find(b"\n", start)
+            if end > _LINE_LIMIT:
+                raise GarbledError(f"a line of more than {_LINE_LIMIT} bytes")
             if end >= 0:
                 line = bytes(self._buffer[:end])
                 del self._buffer[: end + 1]
@@ -165,16 +168,15 @@ def chunks(reader: _Reader) -> Iterator[bytes]:
     while True:
         line = reader.line()
         size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise GarbledError(f"not a chunk's size: {line[:80]!r}") from None
-        if size < 0 or size_text.startswith((b"-", b"+", b"0x", b"0X")):
+        # Hex digits only: Python's int() would also take a sign, `0x`, underscores and spaces.
+        if not size_text or len(size_text) > 16 or size_text.strip(_HEX_DIGITS):
             raise GarbledError(f"not a chunk's size: {line[:80]!r}")
+        size = int(size_text, 16)
         if size == 0:
-            while reader.line():
-                pass
-            return
+            for _ in range(_HEADER_LINES):
+                if not reader.line():
+                    return
+            raise GarbledError(f"more than {_HEADER_LINES} trailer lines")
         remaining = size
         while remaining:
             piece = reader.some(min(remaining, _RECEIVE))
