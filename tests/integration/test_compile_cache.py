@@ -17,7 +17,8 @@ import pytest
 
 from .helpers import AARCH64, FIXTURES, X86_64, Cli, Result, assert_verified_same
 
-pytestmark = pytest.mark.engine
+# Minutes: dealt to a test process first (conftest's _dealing_order).
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 _SAID = re.compile(r"^\s+Cache (\d+) hits, (\d+) misses \(.*\), (\d+) not cacheable$", re.MULTILINE)

@@ -9,7 +9,8 @@ import pytest
 
 from .helpers import AARCH64, ARMV7, RUST_ARCH, Cli, Release, copy_fixture, crates_io_release
 
-pytestmark = pytest.mark.engine
+# Minutes: dealt to a test process first (conftest's _dealing_order).
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 # A small file-finding CLI whose integration tests start its binary directly, with std::process::Command.
 FSELECT = Release("fselect", "0.10.4", "e1e39b7f9cb1931250c3a9685ec064d636048de11a248eaac5174041a16067eb")

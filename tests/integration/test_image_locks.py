@@ -18,7 +18,8 @@ import pytest
 
 from .helpers import X86_64, Cli, docker
 
-pytestmark = pytest.mark.engine
+# Minutes: dealt to a test process first (conftest's _dealing_order).
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 LOCK_FILE = "xpcargo-images.lock"
 

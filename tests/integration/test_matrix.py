@@ -31,7 +31,8 @@ from .helpers import (
     start_cli,
 )
 
-pytestmark = pytest.mark.engine
+# Minutes: dealt to a test process first (conftest's _dealing_order).
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 BINARIES = {"seed-c-lib": "hello-world-from-c", "zlib-sys": "zlib-roundtrip"}
 

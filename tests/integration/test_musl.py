@@ -51,7 +51,8 @@ MUSL_TARGETS = {
     RISCV64_MUSL: Arch(rust="riscv64", c="riscv64", bits=64, machine=243),
 }
 
-pytestmark = [pytest.mark.engine, pytest.mark.std_images(*MUSL_TARGETS)]
+# Minutes: dealt to a test process first (conftest's _dealing_order).
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.std_images(*MUSL_TARGETS)]
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 # The openssl-sys of tests/fixtures/openssl-app's Cargo.lock.

@@ -61,10 +61,14 @@ CONTAINERS_CONF = '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4
 # own overlay works rootless (docs/engines.md, "Podman, rootless").
 STORAGE_CONF = '[storage]\ndriver = "overlay"\n'
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("podman") is None or os.getuid() != 0 or shutil.which("setpriv") is None,
-    reason="needs podman (scripts/install installs it), root and setpriv",
-)
+# Minutes (rootless images built in the tests): dealt to a test process first (conftest's _dealing_order).
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("podman") is None or os.getuid() != 0 or shutil.which("setpriv") is None,
+        reason="needs podman (scripts/install installs it), root and setpriv",
+    ),
+]
 
 
 @dataclass(frozen=True)

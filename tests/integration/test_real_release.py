@@ -22,7 +22,8 @@ import pytest
 from .helpers import AARCH64_MUSL, WINDOWS, X86_64_MUSL, Cli
 from .test_musl import MUSL_TARGETS, static_elf_problems
 
-pytestmark = [pytest.mark.engine, pytest.mark.std_images(X86_64_MUSL, AARCH64_MUSL, WINDOWS)]
+# Minutes: dealt to a test process first (conftest's _dealing_order).
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.std_images(X86_64_MUSL, AARCH64_MUSL, WINDOWS)]
 
 RIPGREP = "15.2.0"
 # The checksum crates.io's index records for the .crate (index.crates.io/ri/pg/ripgrep).

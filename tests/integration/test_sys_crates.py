@@ -17,7 +17,8 @@ from xpcargo.pipeline.environment import BINFMT_RUNNER, SHARE_DIR
 
 from .helpers import AARCH64, ARMV7, RUST_ARCH, Cli, assert_elf_for, copy_fixture, docker
 
-pytestmark = pytest.mark.engine
+# Minutes: dealt to a test process first (conftest's _dealing_order).
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 SYSROOT = "aarch64-linux-gnu"
 

@@ -15,7 +15,8 @@ import pytest
 
 from .helpers import WASM32, Cli, Workspace, assert_wasm_module, copy_fixture, single_error_line
 
-pytestmark = pytest.mark.engine
+# Minutes: dealt to a test process first (conftest's _dealing_order).
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 PROGRAM_MANIFEST = """\
 [package]

@@ -18,7 +18,8 @@ import pytest
 
 from .helpers import WASM32, Cli, Release, Result, crates_io_crate, crates_io_release
 
-pytestmark = pytest.mark.engine
+# Minutes: dealt to a test process first (conftest's _dealing_order).
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 ITOA = Release("itoa", "1.0.19", "3bd1574e617a9a6c1f8f8181bd7e841e1f20e4277607ef28945765188d6284d4")
 SEMVER = Release("semver", "1.0.28", "8a7852d02fc848982e0c167ef163aaff9cd91dc640ba85e263cb1ce46fae51cd")
