@@ -177,13 +177,7 @@ def chunks(reader: _Reader) -> Iterator[bytes]:
                 if not reader.line():
                     return
             raise GarbledError(f"more than {_HEADER_LINES} trailer lines")
-        remaining = size
-        while remaining:
-            piece = reader.some(min(remaining, _RECEIVE))
-            if not piece:
-                raise ConnectionFailedError("the engine closed the connection in the middle of a chunk")
-            remaining -= len(piece)
-            yield piece
+        yield from _pieces(reader, size, cut="the engine closed the connection in the middle of a chunk")
         if reader.exactly(2) != b"\r\n":
             raise GarbledError("a chunk not followed by CRLF")
 
@@ -224,13 +218,20 @@ def frames(reader: _Reader) -> Iterator[tuple[int, bytes]]:
         if kind == _SYSTEM_ERROR:
             text = _within_frame(reader, min(size, _EVENT_LIMIT))
             raise RefusedError(500, text.decode("utf-8", "replace").strip() or "an error in the output stream")
-        remaining = size
-        while remaining:
-            piece = reader.some(min(remaining, _RECEIVE))
-            if not piece:
-                raise ConnectionFailedError("the engine closed the stream in the middle of a frame")
-            remaining -= len(piece)
-            yield (_STDERR if kind == _STDERR else 1, piece)
+        stream = _STDERR if kind == _STDERR else 1
+        for piece in _pieces(reader, size, cut="the engine closed the stream in the middle of a frame"):
+            yield (stream, piece)
+
+
+def _pieces(reader: _Reader, size: int, *, cut: str) -> Iterator[bytes]:
+    """The next ``size`` bytes, in pieces as they come; an end of the connection first is ``cut``."""
+    remaining = size
+    while remaining:
+        piece = reader.some(min(remaining, _RECEIVE))
+        if not piece:
+            raise ConnectionFailedError(cut)
+        remaining -= len(piece)
+        yield piece
 
 
 def _within_frame(reader: _Reader, count: int) -> bytes:
