@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,23 +166,21 @@ def _start_std_image_build(request: pytest.FixtureRequest, env: dict[str, str]) 
     """Start building the std-from-source images in the background, at the session's start: their compiling is
     mostly CPU, the glibc layers' (built meanwhile) mostly apt and disk. A session that ends first (interrupted, or
     stopped at a failure) interrupts the build as Ctrl-C would."""
-    log = Path(tempfile.mkstemp(prefix="xpcargo-std-images-", suffix=".log")[1])
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "xpcargo", "image", "build", *_this_workers_order(request, STD_BUILD_ORDER)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    # Its output and its failure are not looked at here: the test that needs an image builds it again in its setup,
+    # where the output is shown, and fails with it.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xpcargo", "image", "build", *_this_workers_order(request, STD_BUILD_ORDER)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # Not one of STARTED_PIDS: its layer containers live through other tests, whose check for containers left
-    # behind (no_container_left) must not count them; the build removes them itself, also when interrupted. Its
-    # failure is not looked at here: the test that needs the image builds it again, and fails with the output.
+    # behind (no_container_left) must not count them; the build removes them itself, also when interrupted.
 
     def stop() -> None:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=120)
-        log.unlink(missing_ok=True)
 
     request.addfinalizer(stop)
 
