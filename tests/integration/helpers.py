@@ -548,12 +548,14 @@ def remove_workspace_containers_and_volumes(workspace: Path) -> None:
 
 
 def remove_session_volumes(cargo_home: str) -> None:
-    """The remote-mode volumes of the test session's own CARGO_HOME and of the CA bundle, removed (a volume a
-    command of someone else's still uses is kept: `docker volume rm` refuses it)."""
-    for path in (cargo_home, "/usr/local/share/xpcargo-ca"):
-        names = docker("volume", "ls", "-q", "--filter", f"label=org.xpcargo.volume-path={path}", check=False).split()
-        if names:
-            docker("volume", "rm", *names, check=False)
+    """The remote-mode volume of the test session's own CARGO_HOME, removed (one that a command of someone else's
+    still uses is kept: `docker volume rm` refuses it). The CA bundle's volume stays, as the images do: it is this
+    machine's, shared by every remote build on it, the other test process's too, whose next no-op build would find
+    it made again and send it again."""
+    label = f"label=org.xpcargo.volume-path={cargo_home}"
+    names = docker("volume", "ls", "-q", "--filter", label, check=False).split()
+    if names:
+        docker("volume", "rm", *names, check=False)
 
 
 def command_processes(container: str) -> list[str]:
