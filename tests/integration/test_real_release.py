@@ -22,7 +22,7 @@ import pytest
 from .helpers import AARCH64_MUSL, WINDOWS, X86_64_MUSL, Cli
 from .test_musl import MUSL_TARGETS, static_elf_problems
 
-# Minutes: dealt to a test process first (conftest's _dealing_order).
+# Minutes: `-m "not slow"` leaves this file out of a quick run.
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.std_images(X86_64_MUSL, AARCH64_MUSL, WINDOWS)]
 
 RIPGREP = "15.2.0"
@@ -60,7 +60,9 @@ def test_ripgrep_for_the_three_release_triples_prints_its_version_and_packs_repr
     ripgrep: Path, xpcargo: Cli
 ) -> None:
     targets = [word for target in RELEASE_TARGETS for word in ("--target", target)]
-    built = xpcargo(["build", *RELEASE, *targets], cwd=ripgrep, env=EPOCH)
+    # Three release builds one after another (they share the target dir's build lock): 5 to 10 min on two cores,
+    # more when the other test process compiles too; the timeout only guards against a hang.
+    built = xpcargo(["build", *RELEASE, *targets], cwd=ripgrep, env=EPOCH, timeout=2400)
     assert built.code == 0, built
     for target in (X86_64_MUSL, AARCH64_MUSL):
         assert static_elf_problems(ripgrep / "target" / target / "release" / "rg", MUSL_TARGETS[target]) == []
