@@ -4,13 +4,11 @@ The first run on a machine with an empty engine builds every target's toolchain 
 layer per target, armv5te's and wasm32's with their std built from source: about eleven minutes, shown as it goes);
 later runs find them and start at once. The seven other images whose layer builds a Rust std from source take
 minutes each and only some tests need them (marked ``std_images``, with the targets they need): they are built in the
-background from the session's start, the glibc layers' apt work beside their compiling, and their tests come after
-the others of their kind, each once its own targets' images exist. The files marked ``slow`` (minutes each) are
-dealt first, so that none starts last and ends the run alone. Tests that never reach the engine (bad input,
-configuration errors) take the ``cli`` fixture, which does not wait for the images. With two test processes
-(pytest-xdist, which deals whole files in this order: `--no-loadscope-reorder`, where its default would deal the files
-with the most tests first and the long one-test files last), each builds what is missing, the second in the other
-order, so that they build different images side by side.
+background from the session's start, the glibc layers' apt work beside their compiling, and each of their tests
+first waits for its own targets' images. Tests that never reach the engine (bad input, configuration errors) take
+the ``cli`` fixture, which does not wait for the images. With two test processes (pytest-xdist, which deals whole
+files, those with the most tests first), each builds what is missing, the second in the other order, so that they
+build different images side by side.
 
 Every test here carries the ``engine`` marker (``pytest -m "not engine"`` leaves them out). With no engine, they are
 skipped with one line that says why, except under CI, where that stops the run: CI must never pass with them unrun.
@@ -61,15 +59,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(ENGINE_TESTS):
             item.add_marker(pytest.mark.engine)
-    items[:] = sorted(items, key=_dealing_order)
-
-
-def _dealing_order(item: pytest.Item) -> tuple[bool, int]:
-    """The order test files are dealt to the test processes in (pytest-xdist keeps it: `--no-loadscope-reorder`;
-    sorted is stable). The files marked ``slow`` first, so that none of them starts last and ends the run alone while
-    the other process idles; among both kinds, those needing std-from-source images last, theirs first built first,
-    so that those images build meanwhile."""
-    return item.get_closest_marker("slow") is None, _std_images_position(item)
+    # For a run in one process (-n 0): last, those whose images are built first (sorted is stable), so that their
+    # images build meanwhile. pytest-xdist deals whole files in its own order.
+    items[:] = sorted(items, key=_std_images_position)
 
 
 def std_targets(item: pytest.Item) -> tuple[str, ...]:

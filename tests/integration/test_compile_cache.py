@@ -17,7 +17,7 @@ import pytest
 
 from .helpers import AARCH64, FIXTURES, X86_64, Cli, Result, assert_verified_same
 
-# Minutes: dealt to a test process first (conftest's _dealing_order).
+# Minutes: `-m "not slow"` leaves this file out of a quick run.
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}

@@ -9,7 +9,7 @@ import pytest
 
 from .helpers import AARCH64, ARMV7, RUST_ARCH, Cli, Release, copy_fixture, crates_io_release
 
-# Minutes: dealt to a test process first (conftest's _dealing_order).
+# Minutes: `-m "not slow"` leaves this file out of a quick run.
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 # A small file-finding CLI whose integration tests start its binary directly, with std::process::Command.

@@ -18,7 +18,7 @@ import pytest
 
 from .helpers import X86_64, Cli, docker
 
-# Minutes: dealt to a test process first (conftest's _dealing_order).
+# Minutes: `-m "not slow"` leaves this file out of a quick run.
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 LOCK_FILE = "xpcargo-images.lock"

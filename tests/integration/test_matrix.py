@@ -31,7 +31,7 @@ from .helpers import (
     start_cli,
 )
 
-# Minutes: dealt to a test process first (conftest's _dealing_order).
+# Minutes: `-m "not slow"` leaves this file out of a quick run.
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 BINARIES = {"seed-c-lib": "hello-world-from-c", "zlib-sys": "zlib-roundtrip"}

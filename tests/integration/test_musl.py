@@ -51,7 +51,7 @@ MUSL_TARGETS = {
     RISCV64_MUSL: Arch(rust="riscv64", c="riscv64", bits=64, machine=243),
 }
 
-# Minutes: dealt to a test process first (conftest's _dealing_order).
+# Minutes: `-m "not slow"` leaves this file out of a quick run.
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.std_images(*MUSL_TARGETS)]
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}

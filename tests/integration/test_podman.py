@@ -61,7 +61,7 @@ CONTAINERS_CONF = '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4
 # own overlay works rootless (docs/engines.md, "Podman, rootless").
 STORAGE_CONF = '[storage]\ndriver = "overlay"\n'
 
-# Minutes (rootless images built in the tests): dealt to a test process first (conftest's _dealing_order).
+# Minutes (rootless images built in the tests): `-m "not slow"` leaves this file out of a quick run.
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(

@@ -17,7 +17,7 @@ from xpcargo.pipeline.environment import BINFMT_RUNNER, SHARE_DIR
 
 from .helpers import AARCH64, ARMV7, RUST_ARCH, Cli, assert_elf_for, copy_fixture, docker
 
-# Minutes: dealt to a test process first (conftest's _dealing_order).
+# Minutes: `-m "not slow"` leaves this file out of a quick run.
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 SYSROOT = "aarch64-linux-gnu"

@@ -15,7 +15,7 @@ import pytest
 
 from .helpers import WASM32, Cli, Workspace, assert_wasm_module, copy_fixture, single_error_line
 
-# Minutes: dealt to a test process first (conftest's _dealing_order).
+# Minutes: `-m "not slow"` leaves this file out of a quick run.
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 PROGRAM_MANIFEST = """\

@@ -18,7 +18,7 @@ import pytest
 
 from .helpers import WASM32, Cli, Release, Result, crates_io_crate, crates_io_release
 
-# Minutes: dealt to a test process first (conftest's _dealing_order).
+# Minutes: `-m "not slow"` leaves this file out of a quick run.
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 ITOA = Release("itoa", "1.0.19", "3bd1574e617a9a6c1f8f8181bd7e841e1f20e4277607ef28945765188d6284d4")
