@@ -140,10 +140,9 @@ def test_what_ssh_costs_against_the_local_socket(
         )
     print("\n" + "\n".join(lines) + f"\nssh no-op builds: (channels, logins) {channels}")
     # One login per command (ssh.over_login), whose requests share their channels (ssh.one_pool): the SDK's own
-    # clients logged in 9 times per no-op build, and its pool per URL opened 15 channels. How many requests overlap
-    # (the events watch, the exec's stream, the health check) and so need a channel of their own varies: 7 here,
-    # 11 in CI's run at 5210151.
-    assert all(logins == 1 and opened < 15 for opened, logins in channels), channels
+    # clients logged in 9 times per no-op build, and its pool per URL opened 15 channels. 7 here; CI's 11 at 5210151
+    # were the CA bundle's volume made and sent again, after the other test process's teardown had removed it.
+    assert all(logins == 1 and opened <= 10 for opened, logins in channels), channels
 
 
 def _project(factory: pytest.TempPathFactory) -> Path:
