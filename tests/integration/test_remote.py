@@ -133,6 +133,37 @@ def test_a_second_build_sends_only_what_changed(
     assert str(project) in listed.stdout
 
 
+def test_a_volume_the_engine_made_without_labels_is_made_again_and_sent_once(
+    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, remote_volumes_removed: list[Path]
+) -> None:
+    """A container that mounts the name of a removed volume has the engine make one, without xpcargo's labels (CI's
+    runs had it happen to the CA bundle's volume, whose every no-op build then sent it again). The next build makes
+    it again and sends it all once; the one after sends nothing."""
+    project = copy_fixture(tmp_path_factory, "seed-c-lib").resolve()
+    remote_volumes_removed.append(project)
+    sources = str(sum(1 for path in project.rglob("*") if path.is_file()))
+    # No warm container, which would keep the volume in use.
+    env = {**REMOTE, "XPCARGO_KEEP_WARM": "0"}
+    assert xpcargo(["build", "--target", X86_64], cwd=project, env=env).code == 0
+    label = f"label={WORKSPACE_LABEL}={project}"
+    (name,) = docker(
+        "volume", "ls", "-q", "--filter", label, "--filter", "label=org.xpcargo.volume-kind=workspace"
+    ).split()
+    try:
+        docker("volume", "rm", name)
+        docker("volume", "create", name)
+        rebuilt = xpcargo(["build", "--target", X86_64], cwd=project, env=env)
+        assert rebuilt.code == 0, rebuilt
+        assert [files for files, _ in _SYNCED.findall(rebuilt.stderr)] == [sources], rebuilt
+        labels = json.loads(docker("volume", "inspect", "--format", "{{json .Labels}}", name))
+        assert (labels or {}).get("org.xpcargo.volume-instance"), labels
+        again = xpcargo(["build", "--target", X86_64], cwd=project, env=env)
+        assert again.code == 0, again
+        assert not _SYNCED.findall(again.stderr), again
+    finally:
+        docker("volume", "rm", name, check=False)
+
+
 @pytest.fixture(scope="module")
 def isolated_engine() -> Iterator[second_engine.SecondEngine]:
     """A second engine that cannot see this machine's files, stopped (and its root removed) at the module's end."""

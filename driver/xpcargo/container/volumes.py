@@ -65,9 +65,19 @@ def ensure(runtime: Volumes, wanted: Iterable[VolumeSpec]) -> dict[str, VolumeIn
     found = {volume.name: volume for volume in runtime.list_volumes(f"{USER_LABEL}={os.getuid()}")}
     for volume in wanted:
         if volume.name not in found:
-            labels = {**volume.labels, INSTANCE_LABEL: uuid.uuid4().hex}
-            found[volume.name] = runtime.create_volume(volume.name, labels=labels)
+            found[volume.name] = _make(runtime, volume)
     return {volume.name: found[volume.name] for volume in wanted}
+
+
+def _make(runtime: Volumes, volume: VolumeSpec) -> VolumeInfo:
+    labels = {**volume.labels, INSTANCE_LABEL: uuid.uuid4().hex}
+    made = runtime.create_volume(volume.name, labels=labels)
+    if INSTANCE_LABEL not in made.labels and runtime.remove_volume(volume.name):
+        # The engine answered with a volume of that name without labels: one it made itself for a container that
+        # mounted the name after ours was removed. Nothing of what it holds is known, and list and prune would never
+        # see it; made again, unless a container uses it (then it is sent everything each time).
+        made = runtime.create_volume(volume.name, labels=labels)
+    return made
 
 
 def instance(volume: VolumeInfo) -> str:

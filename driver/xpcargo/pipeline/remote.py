@@ -341,8 +341,9 @@ class _Pending:
 def _sync(venue: Venue, remote: RemoteWorkspace, chosen: Sequence[SyncedVolume], *, force: bool = False) -> Pushed:
     """Sync those of ``chosen`` that the host changed or that were never listed; with ``force`` (a listing found
     them changed on the engine) all of them."""
-    infos = volumes.ensure(venue.runtime, [v.volume for v in chosen])
-    with _locked(remote.manifests, infos):
+    # Made under the locks too: a volume made again (volumes.ensure) must not be another command's, half sent.
+    with _locked(remote.manifests, [v.volume.name for v in chosen]):
+        infos = volumes.ensure(venue.runtime, [v.volume for v in chosen])
         pending = []
         for synced in chosen:
             manifest = _manifest(remote, synced)
