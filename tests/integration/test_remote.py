@@ -136,9 +136,9 @@ def test_a_second_build_sends_only_what_changed(
 def test_a_volume_the_engine_made_without_labels_is_made_again_and_sent_once(
     xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, remote_volumes_removed: list[Path]
 ) -> None:
-    """A container that mounts the name of a removed volume has the engine make one, without xpcargo's labels (CI's
-    runs had it happen to the CA bundle's volume, whose every no-op build then sent it again). The next build makes
-    it again and sends it all once; the one after sends nothing."""
+    """A container that mounts the name of a removed volume has the engine make one, without xpcargo's labels (a
+    run of this suite had it happen to the CA bundle's volume, whose every no-op build then sent it again). The
+    next build makes it again and sends it all once; the one after sends nothing."""
     project = copy_fixture(tmp_path_factory, "seed-c-lib").resolve()
     remote_volumes_removed.append(project)
     sources = str(sum(1 for path in project.rglob("*") if path.is_file()))
