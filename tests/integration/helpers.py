@@ -68,6 +68,7 @@ SESSION_LABEL = "org.xpcargo.session"
 HOST_LABEL = "org.xpcargo.host"
 SLOT_LABEL = "org.xpcargo.slot"
 WORKSPACE_LABEL = "org.xpcargo.workspace"
+VOLUME_KIND_LABEL = "org.xpcargo.volume-kind"
 # Every xpcargo image carries its plan's content hash.
 PLAN_LABEL = "org.xpcargo.plan-hash"
 # How long the tests' warm containers wait idle: long enough to be reused from one test to the next, short enough
@@ -542,20 +543,29 @@ def remove_workspace_containers_and_volumes(workspace: Path) -> None:
     containers = docker("ps", "-aq", "--filter", label, check=False).split()
     if containers:
         docker("rm", "--force", *containers, check=False)
-    names = docker("volume", "ls", "-q", "--filter", label, check=False).split()
-    if names:
-        docker("volume", "rm", *names, check=False)
+    _remove_volumes(label)
 
 
 def remove_session_volumes(cargo_home: str) -> None:
-    """The remote-mode volume of the test session's own CARGO_HOME, removed (one that a command of someone else's
-    still uses is kept: `docker volume rm` refuses it). The CA bundle's volume stays, as the images do: it is this
-    machine's, shared by every remote build on it, the other test process's too, whose next no-op build would find
-    it made again and send it again."""
-    label = f"label=org.xpcargo.volume-path={cargo_home}"
+    """The remote-mode volume of the test session's own CARGO_HOME, removed. The CA bundle's volume stays, as the
+    images do: it is this machine's, shared by every remote build on it, the other test process's too, whose next
+    no-op build would find it made again and send it again."""
+    _remove_volumes(f"label=org.xpcargo.volume-path={cargo_home}")
+
+
+def _remove_volumes(label: str) -> None:
+    """The volumes with ``label`` (a `docker volume ls` filter), removed; one that a command of someone else's still
+    uses is kept (`docker volume rm` refuses it)."""
     names = docker("volume", "ls", "-q", "--filter", label, check=False).split()
     if names:
         docker("volume", "rm", *names, check=False)
+
+
+def project_volume(project: Path, kind: str) -> str:
+    """The name of the project's remote-mode volume of ``kind`` (workspace, target-dir, ...): exactly one."""
+    workspace, of_kind = f"label={WORKSPACE_LABEL}={project}", f"label={VOLUME_KIND_LABEL}={kind}"
+    (name,) = docker("volume", "ls", "-q", "--filter", workspace, "--filter", of_kind).split()
+    return name
 
 
 def command_processes(container: str) -> list[str]:

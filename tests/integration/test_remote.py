@@ -28,6 +28,7 @@ from .helpers import (
     Cli,
     copy_fixture,
     docker,
+    project_volume,
     remove_session_volumes,
     remove_workspace_containers_and_volumes,
 )
@@ -145,10 +146,7 @@ def test_a_volume_the_engine_made_without_labels_is_made_again_and_sent_once(
     # No warm container, which would keep the volume in use.
     env = {**REMOTE, "XPCARGO_KEEP_WARM": "0"}
     assert xpcargo(["build", "--target", X86_64], cwd=project, env=env).code == 0
-    label = f"label={WORKSPACE_LABEL}={project}"
-    (name,) = docker(
-        "volume", "ls", "-q", "--filter", label, "--filter", "label=org.xpcargo.volume-kind=workspace"
-    ).split()
+    name = project_volume(project, "workspace")
     try:
         docker("volume", "rm", name)
         docker("volume", "create", name)

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from .helpers import (
-    WORKSPACE_LABEL,
     X86_64,
     Cli,
     docker,
+    project_volume,
     remove_session_volumes,
     remove_workspace_containers_and_volumes,
 )
@@ -96,15 +96,7 @@ def _project(root: Path) -> Path:
 
 def _volume_files(project: Path, kind: str) -> set[str]:
     """The paths in the project's volume of ``kind``, as the engine holds them (listed by a throwaway container)."""
-    (name,) = docker(
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        f"label={WORKSPACE_LABEL}={project}",
-        "--filter",
-        f"label=org.xpcargo.volume-kind={kind}",
-    ).split()
+    name = project_volume(project, kind)
     image = next(
         tag
         for tag in docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()
