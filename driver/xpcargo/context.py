@@ -82,6 +82,11 @@ class Settings:
     compile_cache: bool = True
     shared_compile_cache: Path | None = None
 
+    @property
+    def parsed_dir(self) -> Path:
+        """Where the parses of the toolchain table and the recipes are kept (``schema.load_yaml``)."""
+        return self.cache_dir / "parsed"
+
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
         for name in environ:
@@ -218,7 +223,7 @@ class Host:
     def toolchains(self) -> Toolchains:
         from xpcargo.config.targets import load_toolchains  # noqa: PLC0415 - PyYAML is not for `--help`
 
-        return load_toolchains(self.settings.toolchains_file)
+        return load_toolchains(self.settings.toolchains_file, parsed=self.settings.parsed_dir)
 
     @property
     def build_platform(self) -> platforms.Platform:
@@ -254,7 +259,7 @@ class Host:
         """Every image recipe, by name: what Rusts there are to choose from."""
         from xpcargo.image.toolchain import load_recipes  # noqa: PLC0415
 
-        return MappingProxyType(load_recipes(self.settings.recipes_dir))
+        return MappingProxyType(load_recipes(self.settings.recipes_dir, parsed=self.settings.parsed_dir))
 
     def host_target(self, project_config: ProjectConfig) -> TargetSpec | None:
         """The entry for the images' own triple: build scripts and proc-macros are built with its tools."""
@@ -269,6 +274,7 @@ class Host:
         return plan_for(
             spec,
             recipes=self.settings.recipes_dir,
+            parsed=self.settings.parsed_dir,
             build_arch=self.build_platform.debian_arch,
             project_root=project.root if project is not None else None,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -537,6 +538,8 @@ def test_a_target_dir_that_cannot_be_made_is_named_not_the_cache(tmp_path: Path)
 
 def test_a_cache_dir_that_cannot_be_made_names_the_cache(tmp_path: Path) -> None:
     planned = _planned(tmp_path)
+    # Planning made the cache dir (it keeps the recipes' parses there): a file in its place, after.
+    shutil.rmtree(tmp_path / "cache")
     (tmp_path / "cache").write_text("a file, not a directory", encoding="utf-8")
     with pytest.raises(ProjectError, match=r"^cannot prepare the compile cache .*: Not a directory$") as raised:
         _cache(planned).prepare()

@@ -68,7 +68,7 @@ def _info(host: Host, spec: TargetSpec, project: ProjectConfig | None) -> Target
 
     engine = host.engine_for(spec)
     plan = None if spec.image else host.image_plan(spec, project)
-    recipe = load_recipe(spec.recipe, directory=host.settings.recipes_dir)
+    recipe = load_recipe(spec.recipe, directory=host.settings.recipes_dir, parsed=host.settings.parsed_dir)
     libc = libc_of(spec.triple)
     return TargetInfo(
         target=spec.triple,

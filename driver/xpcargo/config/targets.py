@@ -638,9 +638,9 @@ def check_triple(triple: str) -> str:
     return triple
 
 
-def load_toolchains(path: Path) -> Toolchains:
-    """Load and validate a toolchains.yaml."""
-    top = Table(path, "", load_yaml(path))
+def load_toolchains(path: Path, *, parsed: Path | None = None) -> Toolchains:
+    """Load and validate a toolchains.yaml (``parsed``: see ``load_yaml``)."""
+    top = Table(path, "", load_yaml(path, parsed=parsed))
     version = top.value("version", required=True)
     if version != 1:
         raise top.fail("version", f"unsupported version {version!r} (this xpcargo reads version 1)")

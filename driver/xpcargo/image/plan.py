@@ -474,12 +474,14 @@ def _c_runtime(spec: TargetSpec, recipe: ImageRecipe, gnu_triple: str | None) ->
     )
 
 
-def plan_for(spec: TargetSpec, *, recipes: Path, build_arch: str, project_root: Path | None) -> ImagePlan:
+def plan_for(
+    spec: TargetSpec, *, recipes: Path, build_arch: str, project_root: Path | None, parsed: Path | None = None
+) -> ImagePlan:
     """``spec``'s image plan: locked when the lock file of the project at ``project_root`` has an entry for it (None:
-    no project, or the unlocked plan is asked for)."""
+    no project, or the unlocked plan is asked for; ``parsed``: see ``load_yaml``)."""
     return plan_image(
         spec,
-        load_recipe(spec.recipe, directory=recipes, referenced_from=f"target {spec.triple}"),
+        load_recipe(spec.recipe, directory=recipes, referenced_from=f"target {spec.triple}", parsed=parsed),
         build_arch=build_arch,
         lock=lockfile.entry(project_root, spec.triple),
     )

@@ -99,9 +99,9 @@ class ImageRecipe:
     c_runtime_sources: Mapping[str, SourcePackage] = field(default_factory=dict)
 
 
-def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> ImageRecipe:
+def load_recipe(name: str, *, directory: Path, referenced_from: str = "", parsed: Path | None = None) -> ImageRecipe:
     """Load and validate ``<directory>/<name>.yaml``. ``name`` is a bare name (configuration checks that), so a
-    recipe can only ever come from the recipes directory."""
+    recipe can only ever come from the recipes directory (``parsed``: see ``load_yaml``)."""
     path = directory / f"{name}.yaml"
     if "/" in name or not path.is_file():
         known = sorted(p.stem for p in directory.glob("*.yaml"))
@@ -110,7 +110,7 @@ def load_recipe(name: str, *, directory: Path, referenced_from: str = "") -> Ima
             f"image recipe `{name}`{where} does not exist in {directory}",
             hint=f"known recipes: {', '.join(known) or 'none'}",
         )
-    top = Table(path, "", load_yaml(path))
+    top = Table(path, "", load_yaml(path, parsed=parsed))
     rust = top.required_table("rust")
     std = rust.required_table("std")
     hashes = std.string_map("sha256")

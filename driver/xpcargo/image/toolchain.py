@@ -27,9 +27,12 @@ def rust_of(recipe: ImageRecipe) -> str:
     return recipe.rust.version.split("+", 1)[0].split("~", 1)[0]
 
 
-def load_recipes(directory: Path) -> dict[str, ImageRecipe]:
-    """Every recipe of ``directory``, by name."""
-    return {path.stem: load_recipe(path.stem, directory=directory) for path in sorted(directory.glob("*.yaml"))}
+def load_recipes(directory: Path, *, parsed: Path | None = None) -> dict[str, ImageRecipe]:
+    """Every recipe of ``directory``, by name (``parsed``: see ``load_yaml``)."""
+    return {
+        path.stem: load_recipe(path.stem, directory=directory, parsed=parsed)
+        for path in sorted(directory.glob("*.yaml"))
+    }
 
 
 # The Rust target whose std Debian's std package of an architecture (libstd-rust-dev, libstd-rust-web-dev) holds: the

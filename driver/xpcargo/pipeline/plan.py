@@ -385,7 +385,12 @@ def _floor_and_image(
 ) -> tuple[floor.Floor, ImagePlan | None]:
     """The target's glibc floor and its image plan (locked as the project's lock file says), from one reading of its
     recipe."""
-    recipe = load_recipe(spec.recipe, directory=host.settings.recipes_dir, referenced_from=f"target {spec.triple}")
+    recipe = load_recipe(
+        spec.recipe,
+        directory=host.settings.recipes_dir,
+        referenced_from=f"target {spec.triple}",
+        parsed=host.settings.parsed_dir,
+    )
     glibc = floor.floor_of(spec, recipe, cache_dir=host.settings.cache_dir)
     if spec.image:
         return glibc, None

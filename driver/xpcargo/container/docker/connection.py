@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from xpcargo.container.docker import answers, ssh
+from xpcargo.container.docker import answers
 from xpcargo.container.docker.errors import retry, translate
 from xpcargo.container.docker.events import ContainerWatch
 from xpcargo.container.docker.socket_api import SocketAPI
@@ -111,6 +111,8 @@ class Connection:
 
         sdk = self._client
         if self._host.startswith("ssh://"):
+            from xpcargo.container.docker import ssh  # noqa: PLC0415 - paramiko's logging is for ssh:// only
+
             # Over the command's one ssh login (``ssh.over_login``), a channel of its own for each request.
             client = docker.APIClient(
                 timeout=None if timeout is None else math.ceil(timeout),  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from xpcargo.container import location, sockets
-from xpcargo.container.docker import socket_api, ssh
+from xpcargo.container.docker import socket_api
 from xpcargo.container.docker.containers import DockerContainers
 from xpcargo.container.docker.errors import describe
 from xpcargo.container.docker.images import DockerImages
@@ -49,6 +49,10 @@ class DockerRuntime(DockerImages, DockerContainers, DockerVolumes):
                 f"cannot reach the Docker engine at {host}: ssh:// needs the paramiko package, which is not installed",
                 hint="install xpcargo with its ssh extra: `pip install 'xpcargo[ssh]'`",
             )
+        # Not imported for an engine on a socket: paramiko's logging and the rest are for ssh:// (and the SDK, which
+        # the paths below import, costs far more).
+        from xpcargo.container.docker import ssh  # noqa: PLC0415
+
         # The docker context's endpoint (or Podman's socket), when that is where the engine is: the SDK reads
         # DOCKER_HOST only.
         environ = {**environ, "DOCKER_HOST": host}
@@ -155,6 +159,8 @@ def import_sdk(*, ssh: bool) -> ModuleType:
 def _unreachable(address: location.EngineAddress, exc: BaseException) -> EngineUnavailableError:
     """No connection to the engine at ``address`` could be made (``exc``): one line, with a hint that fits it."""
     if address.needs_ssh:
+        from xpcargo.container.docker import ssh  # noqa: PLC0415 - see ``connect``
+
         return ssh.unreachable(address.url, exc)
     return EngineUnavailableError(
         f"cannot reach a container engine at {address.url}: {describe(exc)}",
