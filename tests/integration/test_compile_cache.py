@@ -174,7 +174,9 @@ def test_a_hostile_project_cannot_reach_another_workspaces_cache(tmp_path: Path,
     container's own file system, which has no such host directory mounted). Nothing of the victim's cache changes,
     and nothing is planted in the directory that holds every workspace's cache. The build cannot change the wrapper
     that the next build runs, and the links it plants in its own cache (where a wrapper was once written) to a
-    directory of the host's lead this machine to write nothing there in the next build."""
+    directory of the host's lead this machine to write nothing there in the next build. Nor can it forge the parses of
+    xpcargo's own YAML files that the host keeps in its cache dir (``schema.load_yaml``), which the next command reads
+    instead of the toolchain table and the recipes."""
     env = _cache_env(tmp_path)
     victim = _copy(tmp_path, "zlib-sys")
     filled = xpcargo(["build", "--target", X86_64], cwd=victim, env=env)
@@ -183,6 +185,10 @@ def test_a_hostile_project_cannot_reach_another_workspaces_cache(tmp_path: Path,
     before = _snapshot(victim_cache)
     # Entries of the victim's crates.io dependencies and of zlib's C files.
     assert len(before) >= 10, before
+    parsed = tmp_path / "xpcargo-cache" / "parsed"
+    parses = _snapshot(parsed)
+    # The toolchain table's and the target's recipe's.
+    assert len(parses) >= 2, parses
 
     hostile = tmp_path / "hostile"
     shutil.copytree(FIXTURES / "cache-hostile", hostile)
@@ -193,7 +199,7 @@ def test_a_hostile_project_cannot_reach_another_workspaces_cache(tmp_path: Path,
     (hostile / ".cargo" / "config.toml").write_text(
         f'[env]\nSCCACHE_DIR = {{ value = "{victim_cache}", force = true }}\n'
         f'SCCACHE_SERVER_PORT = {{ value = "4227", force = true }}\nVICTIM_CACHE = "{victim_cache}"\n'
-        f'OWN_CACHE = "{own_cache}"\nHOST_HOME = "{home}"\n',
+        f'OWN_CACHE = "{own_cache}"\nHOST_HOME = "{home}"\nPARSED = "{parsed}"\n',
         encoding="utf-8",
     )
     (hostile / "xpcargo.toml").write_text(f'[build]\nenv = {{ SCCACHE_DIR = "{victim_cache}" }}\n', encoding="utf-8")
@@ -206,6 +212,8 @@ def test_a_hostile_project_cannot_reach_another_workspaces_cache(tmp_path: Path,
         assert re.search(r"^wrapper /.*: Err\(ReadOnlyFilesystem\)$", said, re.MULTILINE), said
         assert "link " in said, said
         assert _snapshot(victim_cache) == before, said
+        assert f"parsed {parsed}: NotFound" in said, said
+        assert _snapshot(parsed) == parses, said
         assert list((tmp_path / "xpcargo-cache").rglob("*planted*")) == [], said
         assert list(home.iterdir()) == [], said
         if attempt == 0:
