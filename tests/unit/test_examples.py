@@ -14,7 +14,7 @@ import stat
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,7 @@ def test_the_action_is_a_composite_one_with_its_inputs() -> None:
         "extra-cache-paths",
         "install",
         "python-version",
+        "cargo-incremental",
     }
     assert inputs["command"]["required"] is True
     assert all(inputs[name]["required"] is False and "default" in inputs[name] for name in set(inputs) - {"command"})
@@ -311,15 +312,18 @@ def test_the_action_caches_the_compile_cache_xpcargo_uses(tmp_path: Path) -> Non
     assert "${{ steps.compile-cache.outputs.path }}" in restore["with"]["path"]
 
 
-def _run_commands(tmp_path: Path, commands: str) -> tuple[int, list[list[str]]]:
+def _run_commands(
+    tmp_path: Path, commands: str, *, incremental: str = "0", job: Mapping[str, str] | None = None
+) -> tuple[int, list[list[str]]]:
     """The action's command step as GitHub runs it (`shell: python`), with an xpcargo that records its arguments
-    and fails when its first one is `fail`."""
+    (and, after them, the CARGO_INCREMENTAL it was given, or None) and fails when its first one is `fail`.
+    ``incremental`` is the cargo-incremental input, ``job`` the job's own environment."""
     record = tmp_path / "record"
     recorder = tmp_path / "record.py"
     recorder.write_text(
-        "import json, sys\n"
+        "import json, os, sys\n"
         f"with open({str(record)!r}, 'a') as f:\n"
-        "    f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "    f.write(json.dumps([*sys.argv[1:], os.environ.get('CARGO_INCREMENTAL')]) + '\\n')\n"
         "sys.exit(3 if sys.argv[1:2] == ['fail'] else 0)\n",
         encoding="utf-8",
     )
@@ -332,8 +336,9 @@ def _run_commands(tmp_path: Path, commands: str) -> tuple[int, list[list[str]]]:
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     step = _script("xpcargo")
     assert step["shell"] == "python"
-    assert step["env"] == {"COMMANDS": "${{ inputs.command }}"}
+    assert step["env"] == {"COMMANDS": "${{ inputs.command }}", "INCREMENTAL": "${{ inputs.cargo-incremental }}"}
     env = {"PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path), "COMMANDS": commands}
+    env |= {**(job or {}), "INCREMENTAL": incremental}
     done = subprocess.run([sys.executable, "-c", step["run"]], env=env, cwd=tmp_path, capture_output=True, check=False)
     lines = record.read_text(encoding="utf-8").splitlines() if record.exists() else []
     return done.returncode, [json.loads(line) for line in lines]
@@ -342,12 +347,36 @@ def _run_commands(tmp_path: Path, commands: str) -> tuple[int, list[list[str]]]:
 def test_the_action_runs_each_line_as_one_xpcargo_command(tmp_path: Path) -> None:
     code, ran = _run_commands(tmp_path, "build --release --target a\n\n  test --features 'x y'\n")
     assert code == 0
-    assert ran == [["build", "--release", "--target", "a"], ["test", "--features", "x y"]]
+    assert ran == [["build", "--release", "--target", "a", "0"], ["test", "--features", "x y", "0"]]
+
+
+@pytest.mark.parametrize(
+    ("incremental", "job", "given"),
+    [
+        ("0", {}, "0"),
+        ("0", {"CARGO_INCREMENTAL": "1"}, "0"),
+        ("1", {}, "1"),
+        ("", {"CARGO_INCREMENTAL": "1"}, "1"),
+        ("", {}, None),
+    ],
+)
+def test_the_commands_get_the_cargo_incremental_asked_for(
+    tmp_path: Path, incremental: str, job: dict[str, str], given: str | None
+) -> None:
+    """The input's default is what a CI job wants (the compile cache keeps no incremental compilation); empty leaves
+    the job's own setting."""
+    code, ran = _run_commands(tmp_path, "build\n", incremental=incremental, job=job)
+    assert (code, ran) == (0, [["build", given]])
+
+
+def test_a_cargo_incremental_that_is_not_a_switch_is_one_error_before_any_command(tmp_path: Path) -> None:
+    code, ran = _run_commands(tmp_path, "build\n", incremental="yes; rm -rf /")
+    assert (code, ran) == (1, [])
 
 
 def test_the_action_stops_at_the_first_failed_command_with_its_code(tmp_path: Path) -> None:
     code, ran = _run_commands(tmp_path, "build\nfail now\ntest\n")
-    assert (code, ran) == (3, [["build"], ["fail", "now"]])
+    assert (code, ran) == (3, [["build", "0"], ["fail", "now", "0"]])
 
 
 def test_the_action_expands_nothing_in_a_command(tmp_path: Path) -> None:
@@ -356,7 +385,10 @@ def test_the_action_expands_nothing_in_a_command(tmp_path: Path) -> None:
     code, ran = _run_commands(tmp_path, "build $(touch pwned) `touch pwned`; touch pwned && echo $HOME * > pwned\n")
     assert code == 0
     assert ran == [
-        ["build", "$(touch", "pwned)", "`touch", "pwned`;", "touch", "pwned", "&&", "echo", "$HOME", "*", ">", "pwned"]
+        [
+            *["build", "$(touch", "pwned)", "`touch", "pwned`;", "touch", "pwned", "&&", "echo", "$HOME", "*", ">"],
+            *["pwned", "0"],
+        ]
     ]
     assert not (tmp_path / "pwned").exists()
 
