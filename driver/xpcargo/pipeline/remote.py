@@ -270,7 +270,7 @@ def plan_remote(
         engine=engine,
         binds=tuple(mounts),
         volumes=tuple(synced),
-        manifests=cache_dir / "volumes",
+        manifests=volumes.manifests_dir(cache_dir, engine),
         target_dir=target,
         lock_file=workspace / "Cargo.lock",
         ca_bundle=ca,
