@@ -182,28 +182,6 @@ def isolated_engine() -> Iterator[second_engine.SecondEngine]:
 _SENT = re.compile(r"Sent (\d+) image\(s\), ([0-9.]+) MiB \((\d+) layer\(s\); (\d+) the engine held\)")
 
 
-def test_two_engines_in_turn_each_keep_what_they_were_sent(
-    xpcargo: Cli,
-    tmp_path_factory: pytest.TempPathFactory,
-    isolated_engine: second_engine.SecondEngine,
-    remote_volumes_removed: list[Path],
-) -> None:
-    """One project built on the second engine, then on this machine's (remote mode: volumes there too), then on the
-    second again: each engine's volumes have a manifest of their own, so the third build sends nothing. With one
-    manifest per volume name, the third found the second's (another volume) and sent every file again."""
-    project = copy_fixture(tmp_path_factory, "seed-c-lib").resolve()
-    remote_volumes_removed.append(project)
-    other = {"DOCKER_HOST": isolated_engine.url, "XPCARGO_KEEP_WARM": "0"}
-    here = {**REMOTE, "XPCARGO_KEEP_WARM": "0"}
-    for env in (other, here):
-        built = xpcargo(["build", "--target", X86_64], cwd=project, env=env)
-        assert built.code == 0, built
-        assert _SYNCED.findall(built.stderr), built.stderr
-    again = xpcargo(["build", "--target", X86_64], cwd=project, env=other)
-    assert again.code == 0, again
-    assert not _SYNCED.findall(again.stderr), again.stderr
-
-
 def test_a_build_through_an_engine_that_cannot_see_this_machines_files(
     xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, isolated_engine: second_engine.SecondEngine
 ) -> None:

@@ -20,7 +20,7 @@ def rows(runtime: Runtime) -> list[tuple[str, ...]]:
 def prune(context: Context, runtime: Runtime) -> Answer:
     """`xpcargo volumes prune`: remove this user's volumes that no container uses, and say which went and which
     stayed."""
-    pruned = volumes.prune(runtime, manifests=volumes.manifests_dir(context.host.settings.cache_dir, runtime.host))
+    pruned = volumes.prune(runtime, manifests=context.host.settings.cache_dir / "volumes")
     statuses = [("Removed", f"volume {volume.name} ({volumes.host_path(volume)})") for volume in pruned.removed]
     statuses += [
         ("Kept", f"volume {volume.name}: used by {len(volume.users) or 'a'} container(s)") for volume in pruned.in_use

@@ -110,13 +110,6 @@ class Pruned:
     in_use: tuple[VolumeInfo, ...]
 
 
-def manifests_dir(cache_dir: Path, engine: str) -> Path:
-    """Where this machine keeps what it sent into each volume of the engine at ``engine`` (its URL): a directory per
-    engine. One project built on two engines has a volume of the same name on each, holding what each was sent; with
-    one manifest for both, every build on the other engine found the manifest of the last one and sent everything."""
-    return cache_dir / "volumes" / hashlib.sha256(engine.encode()).hexdigest()[:16]
-
-
 def prune(runtime: Volumes, *, manifests: Path) -> Pruned:
     """Remove this user's volumes that no container uses, and what this machine remembers of their contents."""
     removed, in_use = [], []

@@ -270,7 +270,7 @@ def plan_remote(
         engine=engine,
         binds=tuple(mounts),
         volumes=tuple(synced),
-        manifests=volumes.manifests_dir(cache_dir, engine),
+        manifests=cache_dir / "volumes",
         target_dir=target,
         lock_file=workspace / "Cargo.lock",
         ca_bundle=ca,

@@ -1,12 +1,12 @@
 """Files between this machine and a remote engine's volumes, as tar streams: the way in by content, the way back by
 what the container lists.
 
-The way in: each volume has a manifest in xpcargo's cache (`<cache>/volumes/<engine>/<volume>.json`, a directory per
-engine: per path its type, size, mtime, mode and sha256) of what was last sent into it, valid while the volume is the
-one the engine made then (its creation time is kept too). A file whose size, mtime and mode are unchanged is not
-read; one whose stat changed is hashed, and sent only when its content or mode did change. Paths gone from the host
-are removed from the volume. Symbolic links travel as links, never followed (a project's `evil -> ~/.ssh/id_rsa`
-stays a dangling link); sockets, devices and FIFOs never travel.
+The way in: each volume has a manifest in xpcargo's cache (`<cache>/volumes/<volume>.json`: per path its type, size,
+mtime, mode and sha256) of what was last sent into it, valid while the volume is the one the engine made then (its
+creation time is kept too). A file whose size, mtime and mode are unchanged is not read; one whose stat changed is
+hashed, and sent only when its content or mode did change. Paths gone from the host are removed from the volume.
+Symbolic links travel as links, never followed (a project's `evil -> ~/.ssh/id_rsa` stays a dangling link);
+sockets, devices and FIFOs never travel.
 
 The volume's own tree: a command may change a volume it mounts writable (a build script writing into the workspace).
 Right after each sync the volume's tree is listed (kind, size, mtime, ctime, inode, mode, link target: a build can
