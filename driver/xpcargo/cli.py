@@ -109,10 +109,11 @@ def _one_target(targets: list[str] | None, command: str) -> str:
     return named[0]
 
 
-def _context() -> "Context":
+def _context(*, command_line: Sequence[str] | None = None) -> "Context":
+    """The command's context; ``command_line``, its arguments as typed (``main`` keeps them as click's ``obj``)."""
     from xpcargo.context import Context  # noqa: PLC0415
 
-    return Context.of_this_process()
+    return Context.of_this_process(command_line=tuple(command_line or ()))
 
 
 def _define_cargo_command(name: str, summary: str) -> None:
@@ -145,7 +146,7 @@ def _define_cargo_command(name: str, summary: str) -> None:
 
         names = _targets(target, name)
         return cargo.cargo(
-            _context(),
+            _context(command_line=ctx.obj),
             name,
             names,
             list(ctx.args),
@@ -512,7 +513,8 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         with interrupts.as_errors():
-            result = app(args=argv, prog_name="xpcargo", standalone_mode=False)
+            args = sys.argv[1:] if argv is None else argv
+            result = app(args=args, prog_name="xpcargo", standalone_mode=False, obj=tuple(args))
         code = result if isinstance(result, int) else 0
     except XpcargoError as error:
         code = _fail(error)

@@ -58,6 +58,8 @@ KNOBS: Mapping[str, str] = MappingProxyType(
         "`xpcargo trust`)",
         "XPCARGO_CACHE": "the compile cache (sccache) of the build step: `on` (default: one per workspace, in the "
         "cache dir), `off`, or an absolute directory: one cache shared by every workspace built with that value",
+        "XPCARGO_REPLAY": "0: run every build the usual way; 1 (default): a no-op `build`, `check` or `clippy` run "
+        "again unchanged is replayed in its warm container without loading the rest of xpcargo (docs/costs.md)",
         "XPCARGO_DEBUG": "show a traceback for an internal error",
     }
 )
@@ -81,6 +83,8 @@ class Settings:
     # one per workspace, in ``cache_dir``).
     compile_cache: bool = True
     shared_compile_cache: Path | None = None
+    # XPCARGO_REPLAY: whether a no-op build leaves a record for ``xpcargo.replay``.
+    replay: bool = True
 
     @property
     def parsed_dir(self) -> Path:
@@ -104,6 +108,12 @@ class Settings:
                 hint="1 syncs the build's files to the engine through volumes, 0 bind-mounts them; unset, xpcargo "
                 "decides from DOCKER_HOST (or the docker context)",
             )
+        # Read by xpcargo.replay too, before this: it replays only what a build with the same environment recorded.
+        if environ.get("XPCARGO_REPLAY", "") not in ("", "0", "1"):
+            raise ConfigError(
+                f"XPCARGO_REPLAY={environ['XPCARGO_REPLAY']!r} is neither 1 nor 0",
+                hint="0 runs every build the usual way; 1 (the default) replays a no-op build run again unchanged",
+            )
         compile_cache, shared = _compile_cache(environ.get("XPCARGO_CACHE", ""))
         return cls(
             toolchains_file=_path(environ, "XPCARGO_TOOLCHAINS") or resources.toolchains_file(),
@@ -117,6 +127,7 @@ class Settings:
             ),
             compile_cache=compile_cache,
             shared_compile_cache=shared,
+            replay=environ.get("XPCARGO_REPLAY", "") != "0",
         )
 
 
@@ -218,6 +229,8 @@ class Host:
     settings: Settings
     terminal: Terminal
     platform: platforms.Platform | None
+    # xpcargo's arguments as the user typed them: what a replayed build is found by (``xpcargo.replay``).
+    command_line: tuple[str, ...] = ()
 
     @cached_property
     def toolchains(self) -> Toolchains:
@@ -334,7 +347,13 @@ class Context:
 
     @classmethod
     def create(
-        cls, *, cwd: Path, environ: Mapping[str, str], stderr_is_terminal: bool = False, columns: int = 80
+        cls,
+        *,
+        cwd: Path,
+        environ: Mapping[str, str],
+        stderr_is_terminal: bool = False,
+        columns: int = 80,
+        command_line: tuple[str, ...] = (),
     ) -> Context:
         environ = MappingProxyType(dict(environ))
         host = Host(
@@ -342,16 +361,18 @@ class Context:
             settings=Settings.from_environment(environ),
             terminal=Terminal.detect(environ, stderr_is_terminal=stderr_is_terminal, columns=columns),
             platform=platforms.this_machine(),
+            command_line=command_line,
         )
         return cls(cwd=cwd, host=host)
 
     @classmethod
-    def of_this_process(cls) -> Context:
+    def of_this_process(cls, *, command_line: tuple[str, ...] = ()) -> Context:
         return cls.create(
             cwd=Path.cwd(),
             environ=os.environ,
             stderr_is_terminal=sys.stderr.isatty(),
             columns=shutil.get_terminal_size().columns,
+            command_line=command_line,
         )
 
     def project(self, args: CargoArgs) -> Project:

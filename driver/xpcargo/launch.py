@@ -1,5 +1,5 @@
-"""What runs first: a request for help answered from the help that typer printed before, and everything else handed
-to the CLI.
+"""What runs first: a request for help answered from the help that typer printed before, a no-op build replayed
+(``replay``), and everything else handed to the CLI.
 
 Importing click and typer and turning every command into a click command costs several times Python's own start-up,
 which is all that `xpcargo --help` would need to pay. So the help text typer prints for `xpcargo [COMMAND...] --help`
@@ -20,19 +20,27 @@ _MIN_WIDTH = 50
 # `xpcargo --help`, `xpcargo image --help`, `xpcargo image list --help`: at most two command words.
 _MAX_WORDS = 2
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# The commands that ``replay`` may answer (its COMMANDS, repeated so that no other command imports it).
+_REPLAYED = frozenset({"build", "check", "clippy"})
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     name = _entry_name(args)
     if name is not None:
-        entry = os.path.join(_cache_dir(), "help", f"{_fingerprint()}-{_help_width()}-{name}.txt")
+        entry = os.path.join(cache_dir(), "help", f"{source_fingerprint()}-{_help_width()}-{name}.txt")
         text = _read(entry)
         if text is not None:
             sys.stdout.write(text)
             sys.stdout.flush()
             sys.exit(0)
         _help_and_keep(args, entry)
+    if args[:1] and args[0] in _REPLAYED:
+        from xpcargo import replay  # noqa: PLC0415 - a command that is not replayed does not pay for it
+
+        code = replay.replay(args, cache_dir=cache_dir(), fingerprint=source_fingerprint)
+        if code is not None:
+            sys.exit(code)
     from xpcargo.cli import main as cli_main  # noqa: PLC0415 - click and typer are what a cached help avoids
 
     cli_main(args)
@@ -74,7 +82,7 @@ def _help_and_keep(args: list[str], entry: str) -> None:
     sys.exit(code)
 
 
-def _fingerprint() -> str:
+def source_fingerprint() -> str:
     """A checksum of what the help text is made from: this Python, xpcargo's source and the installed packages."""
     import zlib  # noqa: PLC0415 - a built-in module: costs nothing like hashlib's OpenSSL
 
@@ -114,7 +122,7 @@ def _click_width() -> int:
     return max(min(shutil.get_terminal_size().columns, _MAX_WIDTH) - 2, _MIN_WIDTH)
 
 
-def _cache_dir() -> str:
+def cache_dir() -> str:
     """The user's cache, found as context.Settings finds it (XPCARGO_CACHE_DIR, else resources.default_cache_dir)."""
     environ = os.environ
     if environ.get("XPCARGO_CACHE_DIR"):

@@ -28,6 +28,7 @@ from xpcargo.container.runtime import (
     ImageDetails,
     ImageInfo,
     Output,
+    RecordedExec,
     VolumeInfo,
 )
 from xpcargo.container.spec import ContainerRequest
@@ -373,6 +374,12 @@ class FakeContainers(FakeImages):
     ) -> int:
         self.execs.append(Exec.of(container_id, argv, env, workdir, user))
         return 0
+
+    def recorded_exec(
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path, user: str, token: str
+    ) -> RecordedExec | None:
+        # No unix socket: a replay has nothing to send a fake's commands to.
+        return None
 
     def put_archive(self, container_id: str, directory: Path, archive: Path) -> None:
         assert container_id in self.containers, f"put into {container_id}, which was never made"

@@ -62,6 +62,18 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecordedExec:
+    """An exec's request as the engine's unix socket takes it: the socket, the API version, how long a request may
+    go unanswered, and the request's body in two pieces around the place of the wrapper's token."""
+
+    socket: str
+    api: str
+    timeout: float
+    body_head: bytes
+    body_tail: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
 class EngineDetails:
     """What `xpcargo info` says about the engine, beyond what connecting to it told (``Engine``)."""
 
@@ -163,6 +175,12 @@ class Containers(ImageLookup, Protocol):
     def exec_interactive(
         self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path, user: str | None = None
     ) -> int: ...
+    def recorded_exec(
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path, user: str, token: str
+    ) -> RecordedExec | None:
+        """The tethered exec that ``exec`` would ask for, as ``xpcargo.replay`` sends it again: None unless the
+        engine is reached on a local unix socket. ``token`` (once in ``argv``) is where the next one's goes."""
+
     def put_archive(self, container_id: str, directory: Path, archive: Path) -> None:
         """Unpack the tar file ``archive`` at ``directory`` in the container (into its volumes, if mounted there),
         with the owners and modes its entries name. The container need not run."""

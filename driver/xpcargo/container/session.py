@@ -18,11 +18,11 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xpcargo.container import warm
-from xpcargo.container.runtime import ContainerInfo, Containers, Output
+from xpcargo.container.runtime import ContainerInfo, Containers, Output, RecordedExec
 from xpcargo.container.spec import (
     HOST_LABEL,
     KEEP_WARM_LABEL,
@@ -52,6 +52,18 @@ from xpcargo.ui import binary_writer
 _WARM_ATTEMPTS = 3
 # How long the engine has to take the stop of an interrupted command: Ctrl-C must not wait on a hung engine.
 _STOP_ANSWER_WITHIN = 3.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayableCommand:
+    """A command of a warm session as ``xpcargo.replay`` runs it again: the container, until when (seconds since
+    the epoch) it takes commands, the slot's lock, its image's reference and the exec's request."""
+
+    container_id: str
+    ends: float
+    lock: Path | None
+    image: str
+    exec: RecordedExec
 
 
 def invoking_user() -> str:
@@ -150,10 +162,15 @@ class WarmSession(Session):
     is left when it ends, and the container is ready for the next command; a command refused by a container that
     was closing, or sent to one that had just ended, runs in a new one."""
 
-    def __init__(self, runtime: Containers, request: ContainerRequest, *, purpose: str) -> None:
-        """``request`` as ``warm_labelled`` made it."""
+    def __init__(
+        self, runtime: Containers, request: ContainerRequest, *, purpose: str, lock: Path | None = None
+    ) -> None:
+        """``request`` as ``warm_labelled`` made it; ``lock``, the slot's lock file that the caller holds."""
         super().__init__(runtime, "", request)
         self._purpose = purpose
+        self.lock = lock
+        # When the container in use was created (seconds since the epoch), when it was found rather than started.
+        self.created: float | None = None
         # Containers this session started, whose start-time watch it releases at the end.
         self.started: list[str] = []
         # The token and name of the command that runs now, for cancel() from another thread.
@@ -175,6 +192,7 @@ class WarmSession(Session):
             )
             if fits and chosen is None and container.id not in unusable:
                 chosen = container.id
+                self.created = container.created
             else:
                 retire(self._runtime, container)
         if chosen is not None:
@@ -182,6 +200,7 @@ class WarmSession(Session):
         # Orphans are reaped when a container is started, as a command of its own would: a reused warm
         # container costs no more questions to the engine than it must.
         reap_orphans(self._runtime)
+        self.created = None
         container_id = self._runtime.start(
             labelled(request, self._purpose), main=warm.main_argv(request.keep_warm, request.warm_lifetime)
         )
@@ -236,6 +255,31 @@ class WarmSession(Session):
         raise ContainerGoneError(
             f"no warm container stayed up long enough to run `{' '.join(argv[:2])}`",
             hint="run the command again, or turn warm containers off with XPCARGO_KEEP_WARM=0",
+        )
+
+    def recorded(self, argv: Sequence[str]) -> ReplayableCommand | None:
+        """How ``xpcargo.replay`` runs ``argv`` again as ``run`` ran it (with no ``env`` of its own), in this
+        container while it lives; None when it cannot (a container this session started, whose creation time it
+        did not see, or an engine not on a local socket)."""
+        if self.created is None:
+            return None
+        token = uuid.uuid4().hex[:16]
+        recorded = self._runtime.recorded_exec(
+            self.container_id,
+            warm.wrapped(token, argv, tether=True),
+            env=self._env(None),
+            workdir=self._request.workdir,
+            user=self._request.user,
+            token=token,
+        )
+        if recorded is None:
+            return None
+        return ReplayableCommand(
+            container_id=self.container_id,
+            ends=self.created + self._request.warm_lifetime,
+            lock=self.lock,
+            image=self._request.image,
+            exec=recorded,
         )
 
     def run_interactive(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
@@ -350,7 +394,7 @@ def _slot_lock(directory: Path, slot: str) -> Iterator[bool]:
     Without a writable lock directory, the wrappers still refuse to run two commands at once in one container."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(directory / f"{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        descriptor = os.open(_lock_file(directory, slot), os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         yield True
         return
@@ -363,6 +407,10 @@ def _slot_lock(directory: Path, slot: str) -> Iterator[bool]:
         yield True
     finally:
         os.close(descriptor)
+
+
+def _lock_file(directory: Path, slot: str) -> Path:
+    return directory / f"{slot}.lock"
 
 
 def retire(runtime: Containers, container: ContainerInfo) -> bool:
@@ -540,9 +588,12 @@ def open_session(
         cancellation.check()
     if request.keep_warm > 0 and warm_locks is not None:
         warm_request = warm_labelled(runtime, request)
-        with _slot_lock(warm_locks, warm_request.labels[SLOT_LABEL]) as mine:
+        slot = warm_request.labels[SLOT_LABEL]
+        with _slot_lock(warm_locks, slot) as mine:
             if mine:
-                with _warm_session(runtime, warm_request, purpose=purpose, cancellation=cancellation) as warmed:
+                with _warm_session(
+                    runtime, warm_request, purpose=purpose, cancellation=cancellation, lock=_lock_file(warm_locks, slot)
+                ) as warmed:
                     yield warmed
                 return
         # Another command runs in the slot's container: this one gets a container of its own.
@@ -573,11 +624,11 @@ def open_session(
 
 @contextmanager
 def _warm_session(
-    runtime: Containers, request: ContainerRequest, *, purpose: str, cancellation: Cancellation | None
+    runtime: Containers, request: ContainerRequest, *, purpose: str, cancellation: Cancellation | None, lock: Path
 ) -> Iterator[WarmSession]:
     """The container stays when the block ends, however it ends: the session has already stopped whatever an
     interrupt stopped, and the container ends by itself once idle."""
-    session = WarmSession(runtime, request, purpose=purpose)
+    session = WarmSession(runtime, request, purpose=purpose, lock=lock)
     try:
         if cancellation is not None:
             cancellation._enter(session)

@@ -151,7 +151,9 @@ def cargo_command(
     project = project_at(host, cwd, args) if reproducible else find_project(host, cwd, triples[0], args)
     settings = plan_module.reproducibility(host, project, triples[0]) if reproducible else None
     if len(triples) == 1:
-        return run.cargo_command(host, project, command, triples[0], args, connect=connect, reproducible=settings)
+        return run.cargo_command(
+            host, project, command, triples[0], args, connect=connect, reproducible=settings, cwd=cwd
+        )
     jobs = target_jobs if target_jobs is not None else default_target_jobs()
     return build_matrix(
         host,

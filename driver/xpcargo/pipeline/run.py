@@ -9,9 +9,11 @@ looks as it would without xpcargo.
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from xpcargo.cargo import links
@@ -20,10 +22,10 @@ from xpcargo.cargo.project import Project, refuse_linked_target_dir
 from xpcargo.config import toolchain_file
 from xpcargo.container.location import EngineAddress, Engines
 from xpcargo.container.runtime import Output, Runtime
-from xpcargo.container.session import Cancellation, Session, open_session
+from xpcargo.container.session import Cancellation, Session, WarmSession, open_session
 from xpcargo.context import Host
 from xpcargo.errors import ProjectError, ReportError
-from xpcargo.pipeline import compile_cache, floor
+from xpcargo.pipeline import compile_cache, floor, replay_record
 from xpcargo.pipeline.fetch import FetchRecord, Metadata, fetch, fingerprint, read_metadata
 from xpcargo.pipeline.plan import BuildPlan, plan
 from xpcargo.pipeline.reproducible import Reproducibility
@@ -55,12 +57,37 @@ def cargo_command(
     *,
     connect: Connect,
     reproducible: Reproducibility | None = None,
+    cwd: Path | None = None,
 ) -> int:
-    """`xpcargo <command> --target <triple> [args]`: plan first, so bad input fails before the engine is asked."""
+    """`xpcargo <command> --target <triple> [args]`: plan first, so bad input fails before the engine is asked. Run
+    from ``cwd`` as ``host.command_line``, a no-op is recorded for ``xpcargo.replay`` to run again."""
     build_plan = plan(host, project, command, triple, args, reproducible_settings=reproducible)
     pool = engines(host, connect)
     runtime = pool.runtime(build_plan.engine)
-    return execute(host, build_plan, runtime=runtime, reporter=host.reporter(), engines=pool).code
+    reporter = host.reporter()
+    capture = None
+    if cwd is not None and host.settings.replay:
+        capture = replay_record.capture(host.command_line, cwd, build_plan, cache_dir=host.settings.cache_dir)
+    if capture is None:
+        return execute(host, build_plan, runtime=runtime, reporter=reporter, engines=pool).code
+    # A copy of xpcargo's own lines: a command that said anything is no no-op.
+    said = io.StringIO()
+    reporter = replace(reporter, copy=said)
+    outcome = execute(host, build_plan, runtime=runtime, reporter=reporter, engines=pool, capture=capture)
+    replay_record.keep_or_forget(
+        capture,
+        build_plan,
+        code=outcome.code,
+        metadata=outcome.metadata,
+        quiet=not said.getvalue() and outcome.unread_messages == 0,
+        image_id=lambda reference: _image_id(runtime, reference),
+    )
+    return outcome.code
+
+
+def _image_id(runtime: Runtime, reference: str) -> str | None:
+    found = runtime.inspect_image(reference)
+    return found.id if found is not None else None
 
 
 class _Tail:
@@ -93,8 +120,17 @@ class Outcome:
     cache_stats: compile_cache.Stats | None = None
 
 
-def _build(venue: Venue, plan: BuildPlan, metadata: Metadata | None, *, stdout: Output, stderr: Output) -> Outcome:
-    """The Cargo command in a container with no network."""
+def _build(
+    venue: Venue,
+    plan: BuildPlan,
+    metadata: Metadata | None,
+    *,
+    stdout: Output,
+    stderr: Output,
+    capture: replay_record.Capture | None = None,
+) -> Outcome:
+    """The Cargo command in a container with no network; with ``capture``, what a replay of it needs is kept
+    there."""
     request = plan.request(Step.BUILD, venue.image)
     with open_session(
         venue.runtime, request, purpose="build", cancellation=venue.cancellation, warm_locks=plan.warm.locks
@@ -110,8 +146,12 @@ def _build(venue: Venue, plan: BuildPlan, metadata: Metadata | None, *, stdout: 
         scanner = hints.HintScanner(stderr)
         errors = _Tail(scanner)
         # Named by Cargo's own words: the compile cache runs Cargo as the arguments of its script.
+        on_stdout: Output = reader.feed
+        if capture is not None and isinstance(session, WarmSession):
+            capture.command = session.recorded(plan.command_argv())
+            on_stdout = capture.tee(reader.feed)
         code = session.run(
-            plan.command_argv(), on_stdout=reader.feed, on_stderr=errors, name=" ".join(plan.cargo_argv()[:2])
+            plan.command_argv(), on_stdout=on_stdout, on_stderr=errors, name=" ".join(plan.cargo_argv()[:2])
         )
         reader.close()
         scanner.close()
@@ -170,9 +210,11 @@ def execute(
     write_stderr: Output | None = None,
     cancellation: Cancellation | None = None,
     engines: Engines | None = None,
+    capture: replay_record.Capture | None = None,
 ) -> Outcome:
     """Run the planned Cargo command on ``runtime`` (the plan's engine); return what came of it: Cargo's exit code
-    and its messages. ``engines`` gives this machine's engine, which builds an image a remote engine lacks."""
+    and its messages. ``engines`` gives this machine's engine, which builds an image a remote engine lacks.
+    ``capture`` keeps what a replay needs of a build that neither fetched nor read the project's metadata."""
     stdout = write_stdout or binary_writer(sys.stdout)
     stderr = write_stderr or binary_writer(sys.stderr)
     venue = _prepare(host, plan, runtime, reporter, engines=engines, cancellation=cancellation, command=True)
@@ -187,7 +229,9 @@ def execute(
                 return Outcome(
                     code=code, metadata=None, messages=[], unread_messages=0, finished=None, offline_miss=False
                 )
-        outcome = _build(venue, plan, metadata, stdout=stdout, stderr=stderr)
+        outcome = _build(
+            venue, plan, metadata, stdout=stdout, stderr=stderr, capture=capture if metadata is not None else None
+        )
         if not (outcome.offline_miss and not offline and not refetched):
             break
         # The fetch record said all was downloaded, but CARGO_HOME lost crates since: fetch again, once.

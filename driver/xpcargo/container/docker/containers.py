@@ -24,12 +24,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from xpcargo.container.docker import answers
+from xpcargo.container.docker import answers, socket_api
 from xpcargo.container.docker.connection import Connection
 from xpcargo.container.docker.errors import describe, retry, status, translate_exec
 from xpcargo.container.docker.options import create_options, host_options, shown
 from xpcargo.container.engine import EngineKind
-from xpcargo.container.runtime import ContainerInfo, Output
+from xpcargo.container.runtime import ContainerInfo, Output, RecordedExec
 from xpcargo.container.spec import REQUEST_LABEL, ContainerRequest
 from xpcargo.errors import ContainerDiedError, EngineError, EngineLostError, EngineUnavailableError, XpcargoError
 
@@ -154,6 +154,24 @@ class DockerContainers(Connection):
         finally:
             if watch is not None:
                 self.release(container_id)
+
+    def recorded_exec(
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: Path, user: str, token: str
+    ) -> RecordedExec | None:
+        if self._local is None:
+            return None
+        body = socket_api.encode(socket_api.exec_body(argv, env=env, workdir=str(workdir), stdin=True, user=user))
+        quoted = socket_api.encode(token)
+        if body.count(quoted) != 1:
+            return None
+        head, tail = body.split(quoted)
+        return RecordedExec(
+            socket=self._local.path,
+            api=self._local.version,
+            timeout=self._engine_timeout,
+            body_head=head + b'"',
+            body_tail=b'"' + tail,
+        )
 
     def _exec_start(
         self,

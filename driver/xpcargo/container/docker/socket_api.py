@@ -38,6 +38,26 @@ _STDERR, _SYSTEM_ERROR = 2, 3
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
+def exec_body(argv: Sequence[str], *, env: Mapping[str, str], workdir: str, stdin: bool, user: str) -> dict[str, Any]:
+    """An exec's creation request."""
+    return {
+        "AttachStdin": stdin,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "Tty": False,
+        "Privileged": False,
+        "User": user,
+        "Cmd": list(argv),
+        "Env": [f"{name}={value}" for name, value in env.items()],
+        "WorkingDir": workdir,
+    }
+
+
+def encode(body: object) -> bytes:
+    """A request's body as it is sent."""
+    return json.dumps(body).encode()
+
+
 class SocketAPIError(Exception):
     """A request to the engine that failed: one of the four below."""
 
@@ -366,7 +386,7 @@ class SocketAPI:
         lines = [f"{method} {target} HTTP/1.1", "Host: docker", "User-Agent: xpcargo"]
         payload = b""
         if body is not None:
-            payload = json.dumps(body).encode()
+            payload = encode(body)
             lines.append("Content-Type: application/json")
         if body is not None or method in ("POST", "PUT"):
             lines.append(f"Content-Length: {len(payload)}")
@@ -449,17 +469,7 @@ class SocketAPI:
         user: str,
         timeout: float | None,
     ) -> str:
-        body = {
-            "AttachStdin": stdin,
-            "AttachStdout": True,
-            "AttachStderr": True,
-            "Tty": False,
-            "Privileged": False,
-            "User": user,
-            "Cmd": list(argv),
-            "Env": [f"{name}={value}" for name, value in env.items()],
-            "WorkingDir": workdir,
-        }
+        body = exec_body(argv, env=env, workdir=workdir, stdin=stdin, user=user)
         created = self._json(
             "POST", self._target(f"/containers/{quote(container_id)}/exec", None), timeout=timeout, body=body
         )

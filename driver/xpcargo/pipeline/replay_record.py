@@ -1,0 +1,242 @@
+"""The record a no-op build leaves for ``xpcargo.replay``: what its plan read, what it asked of the engine and
+what Cargo answered. Written only when a replay of the same command would do exactly what this one did; forgotten
+whenever a command with the same arguments, in the same place, did anything else.
+
+What the plan depends on is named here, once: every file it reads or looks for (``inputs``), and the files of the
+project's packages (``sources``). tests/integration/test_replay.py watches a build's every open and checks that
+nothing it read is missing from the record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xpcargo import launch, replay, resources
+from xpcargo.config.trust import store_path
+from xpcargo.container.session import ReplayableCommand
+from xpcargo.files import write_atomically
+from xpcargo.pipeline import compile_cache
+from xpcargo.pipeline.plan import BuildPlan
+from xpcargo.pipeline.workspace import LocalWorkspace, Step
+from xpcargo.report import store
+from xpcargo.report.model import target_dir_name
+
+# What a plan looks for in the working directory and each directory above it, and in the workspace's: Cargo's
+# manifests, lock file and config, rustup's toolchain files and xpcargo's own.
+_LOOKED_FOR = (
+    "Cargo.toml",
+    "Cargo.lock",
+    "xpcargo.toml",
+    "xpcargo-images.lock",
+    "rust-toolchain",
+    "rust-toolchain.toml",
+    ".cargo",
+    ".cargo/config",
+    ".cargo/config.toml",
+)
+# A project with more files than this is not recorded: checking them all would cost what a replay saves.
+_MOST_FILES = 20_000
+_MOUNT_TABLE = "/proc/self/mountinfo"
+
+
+@dataclass(kw_only=True)
+class Capture:
+    """What the usual way saw of a build that may be recorded: filled in as it runs."""
+
+    argv: tuple[str, ...]
+    cwd: str
+    path: str
+    # The project's files before the build (compared with after: an edit while Cargo ran is no no-op).
+    sources_before: list[tuple[str, replay.Signature]] | None
+    command: ReplayableCommand | None = None
+    stdout: list[bytes] = field(default_factory=list)
+
+    def tee(self, write: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        def both(chunk: bytes) -> None:
+            self.stdout.append(chunk)
+            write(chunk)
+
+        return both
+
+
+def capture(command_line: Sequence[str], cwd: Path, plan: BuildPlan, *, cache_dir: Path) -> Capture | None:
+    """A capture for this build, or None when no replay could run it."""
+    argv = tuple(command_line)
+    path = replay.record_path(str(cache_dir), argv, str(cwd))
+    recordable = (
+        argv[:1] == (plan.invocation.command,)
+        and plan.invocation.command in replay.COMMANDS
+        and plan.invocation.injects_json
+        and plan.flags.reproducible is None
+        and plan.warm.keep > 0
+        and plan.warm.locks is not None
+        and isinstance(plan.workspace, LocalWorkspace)
+    )
+    if not recordable:
+        # A record of the same arguments stays: it names the environment it was made in, and what it read.
+        return None
+    return Capture(argv=argv, cwd=str(cwd), path=path, sources_before=project_files(plan, None))
+
+
+def keep_or_forget(
+    capture: Capture,
+    plan: BuildPlan,
+    *,
+    code: int,
+    metadata: Mapping[str, Any] | None,
+    quiet: bool,
+    image_id: Callable[[str], str | None],
+) -> None:
+    """Record the build when a replay would do what it did: Cargo did nothing and said so (exit code 0, every
+    artifact fresh), xpcargo said nothing, the project did not change meanwhile. Else forget any record."""
+    command = capture.command
+    no_op = code == 0 and quiet and command is not None and metadata is not None and _did_nothing(capture.stdout)
+    after = project_files(plan, metadata) if no_op else None
+    unchanged = capture.sources_before is not None and project_files(plan, None) == capture.sources_before
+    if not no_op or command is None or after is None or not unchanged:
+        replay.forget(capture.path)
+        return
+    image = image_id(command.image)
+    if image is None:
+        replay.forget(capture.path)
+        return
+    files = [(path, replay.signature(path)) for path in inputs(plan, capture.cwd, image=command.image)]
+    record = {
+        "format": replay.FORMAT,
+        "argv": list(capture.argv),
+        "cwd": capture.cwd,
+        "fingerprint": launch.source_fingerprint(),
+        "environ": replay.environment_digest(os.environ),
+        "terminal": replay.terminal_state(),
+        "files": [*files, *after, *_build_outputs(plan)],
+        "contents": [(path, replay.content_digest(path)) for path in [_MOUNT_TABLE, *state_files(plan)]],
+        "absent_after": [str(path) for path in _absent_after(plan)],
+        "socket": command.exec.socket,
+        "api": command.exec.api,
+        "timeout": command.exec.timeout,
+        "image": (command.image, image),
+        "container": command.container_id,
+        "container_ends": command.ends,
+        "lock": str(command.lock) if command.lock is not None else None,
+        "exec_head": command.exec.body_head,
+        "exec_tail": command.exec.body_tail,
+        "stdout": replay.digest(b"".join(capture.stdout)),
+        "name": " ".join(plan.cargo_argv()[:2]),
+    }
+    try:
+        Path(capture.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomically(Path(capture.path), replay.encode(record), mode=0o600)
+    except OSError:
+        replay.forget(capture.path)
+
+
+def _did_nothing(stdout: Sequence[bytes]) -> bool:
+    """Whether Cargo's messages say that every artifact was fresh and the build finished well, and nothing else
+    was printed."""
+    finished = False
+    for line in b"".join(stdout).splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(message, dict):
+            return False
+        reason = message.get("reason")
+        if reason == "compiler-artifact" and message.get("fresh") is not True:
+            return False
+        if reason == "build-finished":
+            finished = message.get("success") is True
+        elif reason not in ("compiler-artifact", "build-script-executed"):
+            return False
+    return finished
+
+
+def inputs(plan: BuildPlan, cwd: str, *, image: str) -> list[str]:
+    """Every file the plan read or looked for, whether or not it is there now, and where the container's mounts
+    lead (a link in the project that leads elsewhere now would mount another place)."""
+    project = plan.project
+    found: list[str] = [str(store_path(os.environ))]
+    for mount in plan.request(Step.BUILD, image).mounts:
+        if mount.volume is None:
+            found.append(str(mount.source or mount.path))
+    for start in (Path(cwd), project.workspace_root):
+        for directory in (start, *start.parents):
+            found += [str(directory / name) for name in _LOOKED_FOR]
+    found += [str(path) for path in (*project.manifests, *project.cargo_config_files)]
+    environ = os.environ
+    cargo_home = Path(environ.get("CARGO_HOME") or Path.home() / ".cargo")
+    found += [str(cargo_home / name) for name in ("config", "config.toml")]
+    docker_config = Path(environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    found += [str(docker_config / "config.json"), str(docker_config / "contexts" / "meta")]
+    found.append(str(resources.toolchains_file()))
+    found += [path for path, _ in replay.walk([str(resources.images_dir())], skip=(), limit=_MOST_FILES) or []]
+    found.append(str(plan.workspace.fetch_record))
+    cache = plan.compile_cache
+    if isinstance(cache, compile_cache.CompileCache):
+        found += [str(cache.wrapper), str(cache.record)]
+    if plan.flags.sysroot is not None:
+        found.append(str(plan.flags.sysroot.directory))
+    return sorted(set(found))
+
+
+def project_files(plan: BuildPlan, metadata: Mapping[str, Any] | None) -> list[tuple[str, replay.Signature]] | None:
+    """The signatures of the files of the project's packages (the target dir left out), those of path dependencies
+    outside the workspace too when ``metadata`` names them; None for a project too large."""
+    project = plan.project
+    roots = [str(project.workspace_root), *(str(package) for package in _local_packages(metadata))]
+    return replay.walk(sorted(set(roots)), skip=[str(project.target_dir)], limit=_MOST_FILES)
+
+
+def state_files(plan: BuildPlan) -> list[str]:
+    """xpcargo's files of this target in the target dir (its Cargo config files, the report): checked by their
+    contents, which a command that builds anew writes again (the same, when nothing changed)."""
+    found = []
+    for directory in (plan.flags.state_dir, _report_dir(plan)):
+        try:
+            found += [entry.path for entry in os.scandir(directory) if entry.is_file(follow_symlinks=False)]
+        except OSError:
+            continue
+    return sorted(path for path in found if not path.endswith(".tmp"))
+
+
+def _report_dir(plan: BuildPlan) -> Path:
+    return store.report_path(plan.project.target_dir, plan.triple, plan.invocation.profile_dir).parent
+
+
+def _build_outputs(plan: BuildPlan) -> Iterator[tuple[str, replay.Signature]]:
+    """The profile directory's own files (the final artifacts; not their dep-info, which Cargo writes again on
+    every build) and each build script's `output`."""
+    profile = plan.project.target_dir / target_dir_name(plan.triple) / plan.invocation.profile_dir
+    for directory, names in ((profile, None), (profile / "build", ("output",))):
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError:
+            continue
+        for entry in entries:
+            paths = [entry.path] if names is None else [str(Path(entry.path) / name) for name in names]
+            for path in paths:
+                found = replay.signature(path)
+                if found is not None and (names is not None or not (entry.is_dir() or entry.name.endswith(".d"))):
+                    yield path, found
+
+
+def _local_packages(metadata: Mapping[str, Any] | None) -> list[Path]:
+    """The directories of the packages Cargo builds from local paths (path dependencies outside the workspace)."""
+    packages = metadata.get("packages") if metadata is not None else None
+    found = []
+    for package in packages if isinstance(packages, list) else []:
+        if isinstance(package, dict) and package.get("source") is None:
+            manifest = package.get("manifest_path")
+            if isinstance(manifest, str):
+                found.append(Path(manifest).parent)
+    return found
+
+
+def _absent_after(plan: BuildPlan) -> list[Path]:
+    cache = plan.compile_cache
+    return [cache.stats_file] if isinstance(cache, compile_cache.CompileCache) else []

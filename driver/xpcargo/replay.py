@@ -1,0 +1,288 @@
+"""A no-op build replayed: the same `xpcargo build|check|clippy` again, in the same place, with nothing changed
+since the last one, runs its Cargo command in the same warm container without importing the rest of xpcargo.
+
+Python's start-up and the imports of the whole driver cost twice a `docker exec` (docs/costs.md), and a no-op's
+answer depends on nothing that changed. So a build that found nothing to do (every artifact fresh, xpcargo silent,
+Cargo's exit code 0) leaves a record of what it read and what it asked of the engine (``pipeline.replay_record``
+writes it), and the next command with the same arguments, in the same directory, checks that record and, when
+nothing in it changed, sends the engine the same exec itself.
+
+Nothing is taken on trust from the record but what xpcargo wrote there; it lives in the user's cache, which no
+container mounts. It names:
+- what the build's plan depends on: xpcargo's own files and the installed packages (``launch.source_fingerprint``),
+  the environment (a digest), the terminal, every file the plan read or looked for and did not find, the files in
+  the project's packages (so that an edit takes the usual way at once, rather than after Cargo's answer), the host's
+  mount table, and the image its tag names on the engine;
+- the warm container and until when it may take commands, the slot's lock, and the exec's request;
+- what the build printed on its standard output (a digest) and the files that must still be missing after it.
+
+Any difference before the exec and this module returns None: nothing ran, and the command runs the usual way.
+After the exec, an answer that differs from the record's (Cargo did something, or failed) is not a no-op's: the
+record is dropped and the command runs again the usual way, whose Cargo then finds its work done and whose report
+and hints are the usual ones. Cargo's standard error is passed on as it comes, in both runs.
+
+Only the standard library's built-in modules are imported here (``os``, ``sys``, ``marshal``, ``fcntl``, ``time``
+and the digest), and ``container.docker.replay_exec`` for the engine.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, NoReturn
+
+try:
+    from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]  # Python 3.12 and later
+except ImportError:  # pragma: no cover - Python 3.11
+    from _sha256 import sha256  # type: ignore[import-not-found, no-redef, unused-ignore]
+
+# The commands whose standard output is Cargo's messages alone (no program of the project's prints there).
+COMMANDS = frozenset({"build", "check", "clippy"})
+# The record's layout; a record of another is ignored.
+FORMAT = 1
+# What the environment may change between two commands of one shell without changing what a build does.
+_SHELL_VARIABLES = frozenset({"_", "OLDPWD"})
+# A warm container this close to the end of its lifetime is left to the usual way, which replaces it.
+_LIFETIME_MARGIN = 5.0
+# context.KNOBS says what it does, and Settings checks its value; read here before them: "0" turns replays off.
+SETTING = "XPCARGO_REPLAY"
+
+Signature = tuple[int, int, int, int, int, int]
+
+
+def signature(path: str) -> Signature | None:
+    """What changes when a file or directory is written, replaced, renamed over or made (the change time, which
+    no user can set, included); None when there is nothing at ``path``."""
+    try:
+        return _of(os.stat(path))
+    except OSError:
+        return None
+
+
+def _of(found: os.stat_result) -> Signature:
+    return (found.st_mode, found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+
+def walk(roots: Sequence[str], *, skip: Sequence[str], limit: int) -> list[tuple[str, Signature]] | None:
+    """The signature of every directory and file under ``roots`` (symbolic links as links), ``skip`` and every
+    `.git` left out; None when there are more than ``limit`` (a replay would cost what it saves)."""
+    found: list[tuple[str, Signature]] = []
+    pending = [root for root in roots if os.path.isdir(root)]
+    skipped = set(skip)
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name == ".git" or entry.path in skipped:
+                continue
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            found.append(
+                (entry.path, (stat.st_mode, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+            )
+            if len(found) > limit:
+                return None
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+    return sorted(found)
+
+
+def content_digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as file:
+            return str(sha256(file.read()).hexdigest())
+    except OSError:
+        return None
+
+
+def environment_digest(environ: Mapping[str, str]) -> str:
+    digest = sha256()
+    for name in sorted(environ):
+        if name not in _SHELL_VARIABLES:
+            digest.update(f"{name}={environ[name]}\0".encode("utf-8", "surrogateescape"))
+    return str(digest.hexdigest())
+
+
+def digest(data: bytes) -> str:
+    return str(sha256(data).hexdigest())
+
+
+def terminal_state() -> tuple[int, ...]:
+    """Which of the standard streams are terminals, and the size of standard error's: Cargo's colours and progress
+    bar follow them."""
+    state = [int(os.isatty(fd)) for fd in (0, 1, 2)]
+    if state[2]:
+        try:
+            state += os.get_terminal_size(2)
+        except OSError:
+            state.append(-1)
+    return tuple(state)
+
+
+def record_path(cache_dir: str, argv: Sequence[str], cwd: str) -> str:
+    """Where the record of ``argv`` run in ``cwd`` by this user is kept."""
+    # Not marshal's bytes, which depend on how each string was made (interned or not).
+    words = [str(FORMAT), cwd, str(os.getuid()), str(os.getgid()), *argv]
+    key = digest("\0".join(words).encode("utf-8", "surrogateescape"))[:32]
+    return os.path.join(cache_dir, "replay", key)
+
+
+def load(path: str) -> dict[str, Any] | None:
+    """The record at ``path``, or None when there is none or it is damaged (its digest covers it)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    digest, payload = data[:32], data[32:]
+    if sha256(payload).digest() != digest:
+        return None
+    try:
+        record = marshal.loads(payload)
+    except (EOFError, ValueError, TypeError):
+        return None
+    return record if isinstance(record, dict) and record.get("format") == FORMAT else None
+
+
+def encode(record: Mapping[str, Any]) -> bytes:
+    payload = marshal.dumps(dict(record))
+    return bytes(sha256(payload).digest()) + payload
+
+
+def forget(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        return
+
+
+def unchanged(record: Mapping[str, Any]) -> bool:
+    """Whether every file the record names is as it was, and every content it hashed the same."""
+    for path, expected in record["files"]:
+        if signature(path) != expected:
+            return False
+    return all(content_digest(path) == expected for path, expected in record["contents"])
+
+
+def _fits(record: Mapping[str, Any], argv: Sequence[str], *, fingerprint: str) -> bool:
+    import time  # noqa: PLC0415 - a built-in module, needed here only
+
+    return (
+        record["argv"] == list(argv)
+        and record["cwd"] == os.getcwd()
+        and record["fingerprint"] == fingerprint
+        and record["environ"] == environment_digest(os.environ)
+        and record["terminal"] == terminal_state()
+        and time.time() < record["container_ends"] - _LIFETIME_MARGIN
+        and unchanged(record)
+    )
+
+
+def _locked(path: str | None) -> int | None:
+    """The slot's lock, held until this process ends; None when another command holds it (or it cannot be had)."""
+    import fcntl  # noqa: PLC0415
+
+    if path is None:
+        return -1
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def replay(argv: Sequence[str], *, cache_dir: str, fingerprint: Callable[[], str]) -> int | None:
+    """Cargo's exit code when the command was replayed; None when it must run the usual way (then nothing of it
+    ran, or what ran is to be run again: Cargo finds its work done)."""
+    if not argv or argv[0] not in COMMANDS or os.environ.get(SETTING) == "0":
+        return None
+    path = record_path(cache_dir, argv, os.getcwd())
+    record = load(path)
+    if record is None:
+        return None
+    try:
+        if not _fits(record, argv, fingerprint=fingerprint()):
+            return None
+    except (KeyError, TypeError, ValueError):
+        forget(path)
+        return None
+    lock = _locked(record["lock"])
+    if lock is None:
+        return None
+    try:
+        return _run(record, path)
+    finally:
+        if lock >= 0:
+            os.close(lock)
+
+
+def _run(record: Mapping[str, Any], path: str) -> int | None:
+    from xpcargo.container.docker import replay_exec  # noqa: PLC0415
+
+    engine, api, timeout = record["socket"], record["api"], record["timeout"]
+    reference, image = record["image"]
+    try:
+        if replay_exec.image_id(engine, api, reference, timeout=timeout) != image:
+            return None
+        token = os.urandom(8).hex()
+        exec_id = replay_exec.create_exec(
+            engine,
+            api,
+            record["container"],
+            record["exec_head"] + token.encode() + record["exec_tail"],
+            timeout=timeout,
+        )
+    except replay_exec.NotStarted:
+        return None
+    try:
+        code, stdout = replay_exec.run_exec(engine, api, exec_id, timeout=timeout, on_stderr=replay_exec.write_stderr)
+    except replay_exec.Lost as error:
+        _fail_lost(record, str(error))
+    except KeyboardInterrupt:
+        # The connection is closed: the command's tether ends, and the wrapper kills whatever is left of it.
+        _fail_interrupted()
+    done = (
+        code == 0
+        and digest(stdout) == record["stdout"]
+        and all(not os.path.lexists(absent) for absent in record["absent_after"])
+    )
+    if done:
+        return 0
+    # Not a no-op's answer (or a wrapper that refused, in a container about to end): the usual way runs it again.
+    forget(path)
+    return None
+
+
+def _fail_lost(record: Mapping[str, Any], reason: str) -> NoReturn:
+    from xpcargo.errors import EngineLostError  # noqa: PLC0415
+
+    error = EngineLostError(
+        f"lost the engine while `{record['name']}` ran: {reason}",
+        hint="check that the engine is still running, then run the command again",
+    )
+    error.still_running.append((record["container"], record["name"]))
+    print(error.summary(), file=sys.stderr)
+    sys.exit(error.exit_code)
+
+
+def _fail_interrupted() -> NoReturn:
+    from xpcargo.errors import InterruptError  # noqa: PLC0415
+
+    error = InterruptError("interrupted")
+    print(error.summary(), file=sys.stderr)
+    sys.exit(error.exit_code)

@@ -1,0 +1,180 @@
+"""A no-op build replayed (``xpcargo.replay``), on the real engine: the third `xpcargo build` of an unchanged project
+runs Cargo in its warm container without importing the CLI, says what the usual way says, and leaves the report as
+it was; an edit, or a consent withdrawn, takes the usual way at once; and a build script cannot forge the record a
+replay is made from (the replay-hostile fixture).
+
+Which way a command took is read off Python's own import log (`-X importtime`): a replay never imports
+``xpcargo.cli``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from .helpers import X86_64, Cli, Result, copy_fixture, run_argv, single_error_line
+
+pytestmark = pytest.mark.engine
+
+UNTRUSTED = 13
+
+
+# All that a replay may import of xpcargo's; and what it must not import of the standard library (each costs more
+# than the replay's own work: docs/costs.md).
+_REPLAY_MODULES = {
+    "xpcargo",
+    "xpcargo.launch",
+    "xpcargo.replay",
+    "xpcargo.container",
+    "xpcargo.container.docker",
+    "xpcargo.container.docker.replay_exec",
+}
+_NOT_IN_A_REPLAY = {"socket", "json", "re", "typing", "pathlib", "dataclasses", "enum", "hashlib", "selectors"}
+
+
+def _xpcargo(cli: Cli, project: Path, args: list[str], env: Mapping[str, str | None]) -> tuple[Result, bool]:
+    """Run xpcargo as its console script does; the result without the import log, and whether it was replayed
+    (checking, when it was, that it imported no more than a replay may)."""
+    argv = (sys.executable, "-X", "importtime", "-m", "xpcargo", *args)
+    result = run_argv(argv, cwd=project, env={**cli.env, **env})
+    lines = result.stderr.splitlines()
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    replayed = "xpcargo.cli" not in imported
+    if replayed:
+        assert {name for name in imported if name.startswith("xpcargo")} <= _REPLAY_MODULES, imported
+        assert not imported & _NOT_IN_A_REPLAY, imported & _NOT_IN_A_REPLAY
+    said = "".join(f"{line}\n" for line in lines if not line.startswith("import time:"))
+    return dataclasses.replace(result, stderr=said), replayed
+
+
+def _build(cli: Cli, project: Path, env: Mapping[str, str | None]) -> tuple[Result, bool]:
+    return _xpcargo(cli, project, ["build", "--target", X86_64], env)
+
+
+def _said(result: Result) -> list[str]:
+    """Cargo's lines without their timing."""
+    return [line.split(" in ", 1)[0] for line in result.stderr.splitlines()]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> dict[str, str | None]:
+    """A user's home as Podman and desktops leave it: 0700, with a 0700 `~/.cache` that xpcargo's cache goes in."""
+    home = tmp_path / "home of a user"
+    (home / ".cache").mkdir(parents=True)
+    home.chmod(0o700)
+    (home / ".cache").chmod(0o700)
+    return {
+        "HOME": str(home),
+        "XDG_CACHE_HOME": None,
+        "XPCARGO_CACHE_DIR": None,
+        "XDG_CONFIG_HOME": str(home / ".config"),
+    }
+
+
+def test_a_no_op_build_run_again_is_replayed_as_the_usual_way_would_run_it(
+    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, home: dict[str, str | None]
+) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-c-lib")
+    first, replayed = _build(xpcargo, project, home)
+    assert first.code == 0, first
+    assert not replayed, first
+    usual, replayed = _build(xpcargo, project, home)
+    assert usual.code == 0, usual
+    assert not replayed, usual
+    report = xpcargo(["report", "--target", X86_64, "--json"], cwd=project, env=home)
+    for _ in range(2):
+        again, replayed = _build(xpcargo, project, home)
+        assert again.code == 0, again
+        assert replayed, again
+        assert _said(again) == _said(usual), again
+        assert again.stdout == usual.stdout == "", again
+    assert xpcargo(["report", "--target", X86_64, "--json"], cwd=project, env=home).stdout == report.stdout
+    records = list((Path(str(home["HOME"])) / ".cache" / "xpcargo" / "replay").iterdir())
+    assert len(records) == 1, records
+    assert records[0].stat().st_mode & 0o077 == 0, records
+    # Turned off, and in another environment: the usual way, which leaves the record of the first as it is.
+    off, replayed = _build(xpcargo, project, {**home, "XPCARGO_REPLAY": "0"})
+    assert off.code == 0, off
+    assert not replayed, off
+    assert _build(xpcargo, project, home)[1]
+
+
+def test_an_edit_takes_the_usual_way_at_once_and_prints_once(
+    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, home: dict[str, str | None]
+) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-c-lib")
+    for _ in range(3):
+        built, replayed = _build(xpcargo, project, home)
+        assert built.code == 0, built
+    assert replayed
+    main = next((project / "src").glob("*.rs"))
+    main.write_text(main.read_text(encoding="utf-8") + "\n// edited\n", encoding="utf-8")
+    edited, replayed = _build(xpcargo, project, home)
+    assert edited.code == 0, edited
+    assert not replayed, edited
+    assert sum("Compiling" in line for line in edited.stderr.splitlines()) == 1, edited
+    assert sum("Finished" in line for line in edited.stderr.splitlines()) == 1, edited
+    # A build that fails is never replayed: it fails again, the usual way, with Cargo's words and exit code.
+    main.write_text(main.read_text(encoding="utf-8") + "\nfn broken( {}\n", encoding="utf-8")
+    for _ in range(2):
+        broken, replayed = _build(xpcargo, project, home)
+        assert broken.code == 101, broken
+        assert not replayed, broken
+        assert "error" in broken.stderr, broken
+
+
+def test_a_withdrawn_consent_is_not_replayed(
+    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, home: dict[str, str | None]
+) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-c-lib")
+    sdk = tmp_path / "sdk"
+    sdk.mkdir()
+    (project / "xpcargo.toml").write_text(f'[build]\nmounts = ["{sdk}"]\n', encoding="utf-8")
+    assert xpcargo(["trust"], cwd=project, env=home).code == 0
+    for _ in range(3):
+        built, replayed = _build(xpcargo, project, home)
+        assert built.code == 0, built
+    assert replayed
+    assert xpcargo(["trust", "--revoke"], cwd=project, env=home).code == 0
+    refused, replayed = _build(xpcargo, project, home)
+    assert refused.code == UNTRUSTED, refused
+    assert not replayed, refused
+    assert "`mounts` of [build] in " in single_error_line(refused), refused
+
+
+def test_a_build_script_cannot_forge_the_record_of_a_replay(
+    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, home: dict[str, str | None]
+) -> None:
+    project = copy_fixture(tmp_path_factory, "replay-hostile")
+    records = Path(str(home["HOME"])) / ".cache" / "xpcargo" / "replay"
+    # A record the build script would overwrite, were the directory within its reach.
+    records.mkdir(parents=True, mode=0o700)
+    decoy = records / ("0" * 32)
+    decoy.write_bytes(b"a record of another command")
+    (project / ".cargo").mkdir()
+    (project / ".cargo" / "config.toml").write_text(f'[env]\nREPLAY = "{records}"\n', encoding="utf-8")
+    for _ in range(2):
+        built, replayed = _build(xpcargo, project, home)
+        assert built.code == 0, built
+        assert not replayed, built
+    (record,) = (path for path in records.iterdir() if path != decoy)
+    kept = record.read_bytes()
+    again, replayed = _build(xpcargo, project, home)
+    assert again.code == 0, again
+    assert replayed, again
+    said = (project / "target" / "hostile.log").read_text(encoding="utf-8")
+    # The build script ran once (the first build), and found no such directory: what it planted went to the
+    # container's own files.
+    assert said.count("ran\n") == 1, said
+    assert f"RUSTC_WRAPPER list {records}: NotFound" in said, said
+    assert sorted(records.iterdir()) == sorted([decoy, record])
+    assert decoy.read_bytes() == b"a record of another command"
+    assert record.read_bytes() == kept
+    binary = project / "target" / X86_64 / "debug" / "replay-hostile"
+    ran = subprocess.run([binary], capture_output=True, text=True, check=True)
+    assert ran.stdout == "replay-hostile 1\n"
