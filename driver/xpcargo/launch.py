@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import sys
 
+from xpcargo import installation
+
 # click's help is as wide as the terminal up to 80 columns, less 2, and never narrower than 50 (HelpFormatter).
 _MAX_WIDTH = 80
 _MIN_WIDTH = 50
 # `xpcargo --help`, `xpcargo image --help`, `xpcargo image list --help`: at most two command words.
 _MAX_WORDS = 2
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # The commands that ``replay`` may answer (its COMMANDS, repeated so that no other command imports it).
 _REPLAYED = frozenset({"build", "check", "clippy"})
 
@@ -28,7 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     name = _entry_name(args)
     if name is not None:
-        entry = os.path.join(cache_dir(), "help", f"{source_fingerprint()}-{_help_width()}-{name}.txt")
+        entry = os.path.join(
+            installation.cache_dir(), "help", f"{installation.source_fingerprint()}-{_help_width()}-{name}.txt"
+        )
         text = _read(entry)
         if text is not None:
             sys.stdout.write(text)
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] and args[0] in _REPLAYED:
         from xpcargo import replay  # noqa: PLC0415 - a command that is not replayed does not pay for it
 
-        code = replay.replay(args, cache_dir=cache_dir(), fingerprint=source_fingerprint)
+        code = replay.replay(args, cache_dir=installation.cache_dir(), fingerprint=installation.source_fingerprint)
         if code is not None:
             sys.exit(code)
     from xpcargo.cli import main as cli_main  # noqa: PLC0415 - click and typer are what a cached help avoids
@@ -82,26 +85,6 @@ def _help_and_keep(args: list[str], entry: str) -> None:
     sys.exit(code)
 
 
-def source_fingerprint() -> str:
-    """A checksum of what the help text is made from: this Python, xpcargo's source and the installed packages."""
-    import zlib  # noqa: PLC0415 - a built-in module: costs nothing like hashlib's OpenSSL
-
-    parts = [sys.version, sys.executable]
-    for root, dirs, files in os.walk(_PACKAGE_DIR):
-        dirs[:] = sorted(name for name in dirs if name != "__pycache__")
-        for name in sorted(files):
-            if name.endswith(".py"):
-                stat = os.stat(os.path.join(root, name))
-                parts.append(f"{root}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
-    # sys.path[0] is the script's directory or the working directory, which neither typer nor click come from.
-    for directory in sys.path[1:]:
-        try:
-            parts.append(f"{directory}:{os.stat(directory).st_mtime_ns}")
-        except OSError:
-            continue
-    return f"{zlib.crc32(chr(0).join(parts).encode('utf-8', 'surrogateescape')):08x}"
-
-
 def _help_width() -> int:
     """The width click lays help out at, computed as shutil.get_terminal_size does without importing shutil."""
     try:
@@ -120,15 +103,6 @@ def _click_width() -> int:
     import shutil  # noqa: PLC0415
 
     return max(min(shutil.get_terminal_size().columns, _MAX_WIDTH) - 2, _MIN_WIDTH)
-
-
-def cache_dir() -> str:
-    """The user's cache, found as context.Settings finds it (XPCARGO_CACHE_DIR, else resources.default_cache_dir)."""
-    environ = os.environ
-    if environ.get("XPCARGO_CACHE_DIR"):
-        return environ["XPCARGO_CACHE_DIR"]
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "xpcargo")
 
 
 def _read(path: str) -> str | None:

@@ -9,10 +9,11 @@ nothing in it changed, sends the engine the same exec itself.
 
 Nothing is taken on trust from the record but what xpcargo wrote there; it lives in the user's cache, which no
 container mounts. It names:
-- what the build's plan depends on: xpcargo's own files and the installed packages (``launch.source_fingerprint``),
-  the environment (a digest), the terminal, every file the plan read or looked for and did not find, the files in
-  the project's packages (so that an edit takes the usual way at once, rather than after Cargo's answer), the host's
-  mount table, and the image its tag names on the engine;
+- what the build's plan depends on: xpcargo's own files and the installed packages
+  (``installation.source_fingerprint``), the environment (a digest), the terminal, every file the plan read or
+  looked for (there or not), where the mounts lead, the files in the project's packages (so that an edit takes the
+  usual way at once, rather than after Cargo's answer), the contents of xpcargo's own files in the target dir and of
+  the host's mount table, and the image its tag names on the engine;
 - the warm container and until when it may take commands, the slot's lock, and the exec's request;
 - what the build printed on its standard output (a digest) and the files that must still be missing after it.
 

@@ -29,6 +29,7 @@ UNTRUSTED = 13
 _REPLAY_MODULES = {
     "xpcargo",
     "xpcargo.launch",
+    "xpcargo.installation",
     "xpcargo.replay",
     "xpcargo.container",
     "xpcargo.container.docker",

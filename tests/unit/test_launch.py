@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from xpcargo import cli, launch
+from xpcargo import cli, installation, launch
 from xpcargo.errors import EngineUnavailableError
 
 
@@ -93,17 +93,17 @@ def test_the_fingerprint_follows_the_source_and_the_installed_packages(
     site.mkdir()
     source = package / "cli.py"
     source.write_text("help = 'one'\n", encoding="utf-8")
-    monkeypatch.setattr(launch, "_PACKAGE_DIR", str(package))
+    monkeypatch.setattr(installation, "PACKAGE_DIR", str(package))
     monkeypatch.setattr(sys, "path", ["", str(site)])
-    before = launch.source_fingerprint()
-    assert launch.source_fingerprint() == before
+    before = installation.source_fingerprint()
+    assert installation.source_fingerprint() == before
 
     os.utime(source, ns=(0, source.stat().st_mtime_ns + 1))
-    edited = launch.source_fingerprint()
+    edited = installation.source_fingerprint()
     assert edited != before
 
     os.utime(site, ns=(0, site.stat().st_mtime_ns + 1))  # pip installed, upgraded or removed a package
-    assert launch.source_fingerprint() != edited
+    assert installation.source_fingerprint() != edited
 
 
 def test_entries_of_an_older_fingerprint_are_dropped(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,7 +111,7 @@ def test_entries_of_an_older_fingerprint_are_dropped(cache: Path, capsys: pytest
     (cache / "00000000-78-xpcargo.txt").write_text("stale help\n", encoding="utf-8")
     _, out, _ = _run(capsys, launch.main, "--help")
     assert out.startswith("Usage: xpcargo")
-    assert [entry.name.split("-")[0] for entry in cache.iterdir()] == [launch.source_fingerprint()]
+    assert [entry.name.split("-")[0] for entry in cache.iterdir()] == [installation.source_fingerprint()]
 
 
 def test_a_cache_that_cannot_be_written_still_prints_the_help(
@@ -130,10 +130,11 @@ def test_a_cache_that_cannot_be_written_still_prints_the_help(
 # have no business there refused. A change that adds a module to these paths raises the budget here, on purpose.
 # Both with xpcargo.emulation: the exec preload, which a foreign glibc target's runner sets and its layer's plan
 # (its digest) holds. Both with xpcargo.container.docker.socket_api, the engine's API on its socket.
-# A build with xpcargo.replay too, which is tried first, and xpcargo.pipeline.replay_record, which keeps a no-op's
-# record (what a replay imports is tests/integration/test_replay.py's).
-_BUILD_BUDGET = 79
-_IMAGE_LIST_BUDGET = 50
+# Both with xpcargo.installation (the cache dir and the source's fingerprint, moved out of xpcargo.launch). A build
+# with xpcargo.replay too, which is tried first, and xpcargo.pipeline.replay_record, which keeps a no-op's record
+# (what a replay imports is tests/integration/test_replay.py's).
+_BUILD_BUDGET = 80
+_IMAGE_LIST_BUDGET = 51
 # The Docker SDK, and requests and urllib3 under it: an engine on a unix socket is asked through ``socket_api`` on
 # these paths (the SDK's import alone costs more than a whole `docker exec`). paramiko (and invoke, cryptography,
 # asyncio and unittest under it) came with the SDK whenever the ssh extra was installed. The rest is a remote

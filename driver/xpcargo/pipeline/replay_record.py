@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xpcargo import launch, replay, resources
+from xpcargo import installation, replay, resources
 from xpcargo.config.trust import store_path
 from xpcargo.container.session import ReplayableCommand
 from xpcargo.files import write_atomically
@@ -110,7 +110,7 @@ def keep_or_forget(
         "format": replay.FORMAT,
         "argv": list(capture.argv),
         "cwd": capture.cwd,
-        "fingerprint": launch.source_fingerprint(),
+        "fingerprint": installation.source_fingerprint(),
         "environ": replay.environment_digest(os.environ),
         "terminal": replay.terminal_state(),
         "files": [*files, *after, *_build_outputs(plan)],
