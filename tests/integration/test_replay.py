@@ -10,12 +10,15 @@ Which way a command took is read off Python's own import log (`-X importtime`): 
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+
+from xpcargo import installation, replay
 
 from .helpers import X86_64, Cli, Result, copy_fixture, run_argv, single_error_line
 
@@ -179,3 +182,57 @@ def test_a_build_script_cannot_forge_the_record_of_a_replay(
     binary = project / "target" / X86_64 / "debug" / "replay-hostile"
     ran = subprocess.run([binary], capture_output=True, text=True, check=True)
     assert ran.stdout == "replay-hostile 1\n"
+
+
+# Logs every file the command opens to read, as Python's audit hook sees it, to the file named first.
+_WATCHED = """
+import atexit, json, os, sys
+opened = []
+def watch(event, args):
+    if event == "open" and isinstance(args[0], str):
+        mode, flags = args[1], args[2]
+        if (mode is not None and "r" in mode and "+" not in mode) or (mode is None and flags & os.O_ACCMODE == 0):
+            opened.append(os.path.abspath(args[0]))
+log = sys.argv.pop(1)
+atexit.register(lambda: open(log, "w").write(json.dumps(opened)))
+sys.addaudithook(watch)
+from xpcargo.launch import main
+main()
+"""
+
+
+def test_the_record_names_everything_the_usual_way_read(
+    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, home: dict[str, str | None]
+) -> None:
+    """A file the usual way reads that the record does not name could change what a build does without ending its
+    replays: every file a no-op build opened is named (or derived from what is, or Python's own)."""
+    project = copy_fixture(tmp_path_factory, "seed-c-lib")
+    first, _ = _build(xpcargo, project, home)
+    assert first.code == 0, first
+    log = tmp_path / "opened.json"
+    argv = (sys.executable, "-c", _WATCHED, str(log), "build", "--target", X86_64)
+    watched = run_argv(argv, cwd=project, env={**xpcargo.env, **home})
+    assert watched.code == 0, watched
+    cache = Path(str(home["HOME"])) / ".cache" / "xpcargo"
+    (record_file,) = (cache / "replay").iterdir()
+    record = replay.load(str(record_file))
+    assert record is not None
+    named = {path for path, _ in record["files"]} | {path for path, _ in record["contents"]}
+    named |= set(record["absent_after"])
+    # Python and its packages; xpcargo's own source (the record's fingerprint); what is derived from named files
+    # (the parses of the YAML files) or is the replay's own (its records, the slots' locks).
+    derived = (sys.base_prefix, sys.prefix, installation.PACKAGE_DIR, str(cache / "parsed"), str(cache / "replay"))
+    opened = json.loads(log.read_text(encoding="utf-8"))
+    unnamed = sorted(
+        {
+            path
+            for path in opened
+            if path not in named
+            and not path.startswith(tuple(f"{place}/" for place in derived))
+            and not path.startswith("/dev/")
+            and not (path.startswith(str(cache / "warm") + "/") and path.endswith(".lock"))
+        }
+    )
+    assert unnamed == [], unnamed
+    # And the check can fail: a file the record does not name is found.
+    assert "/etc/hostname" not in named

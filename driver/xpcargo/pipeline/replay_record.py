@@ -210,9 +210,9 @@ def _report_dir(plan: BuildPlan) -> Path:
 
 def _build_outputs(plan: BuildPlan) -> Iterator[tuple[str, replay.Signature]]:
     """The profile directory's own files (the final artifacts; not their dep-info, which Cargo writes again on
-    every build) and each build script's `output`."""
+    every build) and each build script's `output` and `root-output`."""
     profile = plan.project.target_dir / target_dir_name(plan.triple) / plan.invocation.profile_dir
-    for directory, names in ((profile, None), (profile / "build", ("output",))):
+    for directory, names in ((profile, None), (profile / "build", ("output", "root-output"))):
         try:
             entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
         except OSError:
