@@ -12,8 +12,8 @@ container mounts. It names:
 - what the build's plan depends on: xpcargo's own files and the installed packages
   (``installation.source_fingerprint``), the environment (a digest), the terminal, every file the plan read or
   looked for (there or not), where the mounts lead, the files in the project's packages (so that an edit takes the
-  usual way at once, rather than after Cargo's answer), the contents of xpcargo's own files in the target dir and of
-  the host's mount table, and the image its tag names on the engine;
+  usual way at once, rather than after Cargo's answer), the contents of xpcargo's own files in the target dir, what
+  the host shows at the mounts' sources (``container.host_view``), and the image its tag names on the engine;
 - the warm container and until when it may take commands, the slot's lock, and the exec's request;
 - what the build printed on its standard output (a digest) and the files that must still be missing after it.
 
@@ -168,11 +168,17 @@ def forget(path: str) -> None:
 
 
 def unchanged(record: Mapping[str, Any]) -> bool:
-    """Whether every file the record names is as it was, and every content it hashed the same."""
+    """Whether every file the record names is as it was, every content it hashed the same, and the host shows what
+    it showed at each of the mounts' sources."""
     for path, expected in record["files"]:
         if signature(path) != expected:
             return False
-    return all(content_digest(path) == expected for path, expected in record["contents"])
+    if not all(content_digest(path) == expected for path, expected in record["contents"]):
+        return False
+    from xpcargo.container.host_view import host_view, read_mount_table  # noqa: PLC0415
+
+    table = read_mount_table()
+    return all(host_view(source, table) == expected for source, expected in record["views"])
 
 
 def _fits(record: Mapping[str, Any], argv: Sequence[str], *, fingerprint: str) -> bool:
@@ -207,11 +213,33 @@ def _locked(path: str | None) -> int | None:
     return descriptor
 
 
+class _Exec:
+    """The record's exec and what its answer must be, read from the record once, before anything runs."""
+
+    __slots__ = ("absent_after", "api", "container", "engine", "head", "image", "name", "reference", "stdout", "tail")
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        self.engine, self.api = str(record["socket"]), str(record["api"])
+        self.reference, self.image = (str(part) for part in record["image"])
+        self.container, self.name = str(record["container"]), str(record["name"])
+        self.head, self.tail = bytes(record["exec_head"]), bytes(record["exec_tail"])
+        self.stdout, self.absent_after = str(record["stdout"]), [str(path) for path in record["absent_after"]]
+
+
 def replay(argv: Sequence[str], *, cache_dir: str, fingerprint: Callable[[], str]) -> int | None:
     """Cargo's exit code when the command was replayed; None when it must run the usual way (then nothing of it
     ran, or what ran is to be run again: Cargo finds its work done)."""
     if not argv or argv[0] not in COMMANDS or os.environ.get(SETTING) == "0":
         return None
+    try:
+        return _replay(argv, cache_dir=cache_dir, fingerprint=fingerprint)
+    except KeyboardInterrupt:
+        # Before the exec nothing ran; after it, the closed connection ends the command's tether, and the wrapper
+        # kills whatever is left of it.
+        _fail_interrupted()
+
+
+def _replay(argv: Sequence[str], *, cache_dir: str, fingerprint: Callable[[], str]) -> int | None:
     path = record_path(cache_dir, argv, os.getcwd())
     record = load(path)
     if record is None:
@@ -219,48 +247,40 @@ def replay(argv: Sequence[str], *, cache_dir: str, fingerprint: Callable[[], str
     try:
         if not _fits(record, argv, fingerprint=fingerprint()):
             return None
+        command, lock_path, timeout = _Exec(record), record["lock"], float(record["timeout"])
     except (KeyError, TypeError, ValueError):
+        # A record of an older xpcargo's (the fingerprint names the source, not the record's layout).
         forget(path)
         return None
-    lock = _locked(record["lock"])
+    lock = _locked(lock_path if isinstance(lock_path, str) else None)
     if lock is None:
         return None
     try:
-        return _run(record, path)
+        return _run(command, path, timeout=timeout)
     finally:
         if lock >= 0:
             os.close(lock)
 
 
-def _run(record: Mapping[str, Any], path: str) -> int | None:
+def _run(command: _Exec, path: str, *, timeout: float) -> int | None:
     from xpcargo.container.docker import replay_exec  # noqa: PLC0415
 
-    engine, api, timeout = record["socket"], record["api"], record["timeout"]
-    reference, image = record["image"]
+    engine, api = command.engine, command.api
     try:
-        if replay_exec.image_id(engine, api, reference, timeout=timeout) != image:
+        if replay_exec.image_id(engine, api, command.reference, timeout=timeout) != command.image:
             return None
-        token = os.urandom(8).hex()
-        exec_id = replay_exec.create_exec(
-            engine,
-            api,
-            record["container"],
-            record["exec_head"] + token.encode() + record["exec_tail"],
-            timeout=timeout,
-        )
+        body = command.head + os.urandom(8).hex().encode() + command.tail
+        exec_id = replay_exec.create_exec(engine, api, command.container, body, timeout=timeout)
     except replay_exec.NotStarted:
         return None
     try:
         code, stdout = replay_exec.run_exec(engine, api, exec_id, timeout=timeout, on_stderr=replay_exec.write_stderr)
     except replay_exec.Lost as error:
-        _fail_lost(record, str(error))
-    except KeyboardInterrupt:
-        # The connection is closed: the command's tether ends, and the wrapper kills whatever is left of it.
-        _fail_interrupted()
+        _fail_lost(command, str(error))
     done = (
         code == 0
-        and digest(stdout) == record["stdout"]
-        and all(not os.path.lexists(absent) for absent in record["absent_after"])
+        and digest(stdout) == command.stdout
+        and all(not os.path.lexists(absent) for absent in command.absent_after)
     )
     if done:
         return 0
@@ -269,14 +289,14 @@ def _run(record: Mapping[str, Any], path: str) -> int | None:
     return None
 
 
-def _fail_lost(record: Mapping[str, Any], reason: str) -> NoReturn:
+def _fail_lost(command: _Exec, reason: str) -> NoReturn:
     from xpcargo.errors import EngineLostError  # noqa: PLC0415
 
     error = EngineLostError(
-        f"lost the engine while `{record['name']}` ran: {reason}",
+        f"lost the engine while `{command.name}` ran: {reason}",
         hint="check that the engine is still running, then run the command again",
     )
-    error.still_running.append((record["container"], record["name"]))
+    error.still_running.append((command.container, command.name))
     print(error.summary(), file=sys.stderr)
     sys.exit(error.exit_code)
 

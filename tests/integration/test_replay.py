@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from xpcargo import installation, replay
+from xpcargo.container.host_view import MOUNT_TABLE
 
 from .helpers import X86_64, Cli, Result, copy_fixture, run_argv, single_error_line
 
@@ -37,6 +38,7 @@ _REPLAY_MODULES = {
     "xpcargo.container",
     "xpcargo.container.docker",
     "xpcargo.container.docker.replay_exec",
+    "xpcargo.container.host_view",
 }
 _NOT_IN_A_REPLAY = {"socket", "json", "re", "typing", "pathlib", "dataclasses", "enum", "hashlib", "selectors"}
 
@@ -217,7 +219,7 @@ def test_the_record_names_everything_the_usual_way_read(
     (record_file,) = (cache / "replay").iterdir()
     record = replay.load(str(record_file))
     assert record is not None
-    named = {path for path, _ in record["files"]} | {path for path, _ in record["contents"]}
+    named = {path for path, _ in record["files"]} | {path for path, _ in record["contents"]} | {MOUNT_TABLE}
     named |= set(record["absent_after"])
     # Python and its packages; xpcargo's own source (the record's fingerprint); what is derived from named files
     # (the parses of the YAML files) or is the replay's own (its records, the slots' locks).

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xpcargo.container import warm
+from xpcargo.container.host_view import read_mount_table
 from xpcargo.container.runtime import ContainerInfo, Containers, Output, RecordedExec
 from xpcargo.container.spec import (
     HOST_LABEL,
@@ -373,7 +374,7 @@ def _quietly(
 def warm_labelled(runtime: Containers, request: ContainerRequest) -> ContainerRequest:
     """``request`` with its warm container's labels: slot, key, idle time and user."""
     image = runtime.inspect_image(request.image)
-    key = warm.key(request, image.id if image is not None else request.image, mount_table=warm.read_mount_table())
+    key = warm.key(request, image.id if image is not None else request.image, mount_table=read_mount_table())
     slot = warm.slot(
         request.labels.get(WORKSPACE_LABEL, str(request.workdir)), request.labels.get(TARGET_LABEL, ""), request.user
     )

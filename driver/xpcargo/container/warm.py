@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from xpcargo.container.host_view import host_view
 from xpcargo.container.spec import HOST_LABEL, KEEPER_DIR, REQUEST_LABEL, SESSION_LABEL, ContainerRequest
 
 STATE_DIR = str(KEEPER_DIR)
@@ -241,7 +240,7 @@ def key(request: ContainerRequest, image_id: str, *, mount_table: str | None = N
             mounts.append([str(mount.path), f"volume:{mount.volume}", mount.read_only, []])
             continue
         source = mount.source or mount.path
-        mounts.append([str(mount.path), str(source), mount.read_only, host_view(source, mount_table)])
+        mounts.append([str(mount.path), str(source), mount.read_only, host_view(str(source), mount_table)])
     fields = {
         "image": image_id,
         "user": request.user,
@@ -256,45 +255,6 @@ def key(request: ContainerRequest, image_id: str, *, mount_table: str | None = N
         "labels": sorted((k, v) for k, v in request.labels.items() if k not in _PER_COMMAND_LABELS),
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-
-
-def host_view(source: Path, mount_table: str | None) -> list[object]:
-    """What the host shows at a bind mount's source now: the identity of the directory, where it really is, and
-    every mount of the host's at, under or above it. A bind mount pins what was there when the container started;
-    a directory deleted and made again, a link put in a path's place, or a file system mounted over the target dir
-    inside the workspace changes this, and the container no longer shows what the host does."""
-    try:
-        status = source.stat()
-        identity: list[object] = [status.st_dev, status.st_ino, os.path.realpath(source)]
-    except OSError:
-        return []
-    real = Path(str(identity[2]))
-    if mount_table is None:
-        return identity
-    covering = []
-    for line in mount_table.splitlines():
-        fields = line.split(" ")
-        if len(fields) < 5:
-            continue
-        point = Path(_unescape(fields[4]))
-        if point.is_relative_to(real) or real.is_relative_to(point):
-            # Mount id, device and the root of the mount within it: a new mount at the same place differs.
-            covering.append(" ".join((fields[0], fields[2], _unescape(fields[3]), str(point))))
-    return [*identity, sorted(covering)]
-
-
-def _unescape(field: str) -> str:
-    """A path as /proc/self/mountinfo writes it: space, tab, newline and backslash as octal escapes."""
-    for escaped, plain in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(escaped, plain)
-    return field
-
-
-def read_mount_table() -> str | None:
-    try:
-        return Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError:
-        return None
 
 
 def slot(workspace: str, target: str, user: str) -> str:

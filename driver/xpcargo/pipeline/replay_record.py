@@ -18,6 +18,7 @@ from typing import Any
 
 from xpcargo import installation, replay, resources
 from xpcargo.config.trust import store_path
+from xpcargo.container.host_view import host_view, read_mount_table
 from xpcargo.container.session import ReplayableCommand
 from xpcargo.files import write_atomically
 from xpcargo.pipeline import compile_cache
@@ -41,7 +42,6 @@ _LOOKED_FOR = (
 )
 # A project with more files than this is not recorded: checking them all would cost what a replay saves.
 _MOST_FILES = 20_000
-_MOUNT_TABLE = "/proc/self/mountinfo"
 
 
 @dataclass(kw_only=True)
@@ -114,7 +114,8 @@ def keep_or_forget(
         "environ": replay.environment_digest(os.environ),
         "terminal": replay.terminal_state(),
         "files": [*files, *after, *_build_outputs(plan)],
-        "contents": [(path, replay.content_digest(path)) for path in [_MOUNT_TABLE, *state_files(plan)]],
+        "contents": [(path, replay.content_digest(path)) for path in state_files(plan)],
+        "views": _views(plan, command.image),
         "absent_after": [str(path) for path in _absent_after(plan)],
         "socket": command.exec.socket,
         "api": command.exec.api,
@@ -133,6 +134,13 @@ def keep_or_forget(
         write_atomically(Path(capture.path), replay.encode(record), mode=0o600)
     except OSError:
         replay.forget(capture.path)
+
+
+def _views(plan: BuildPlan, image: str) -> list[tuple[str, list[object]]]:
+    """What the host shows at each bind mount's source (the warm container's key holds the same)."""
+    table = read_mount_table()
+    sources = [str(mount.source or mount.path) for mount in plan.request(Step.BUILD, image).mounts if not mount.volume]
+    return [(source, host_view(source, table)) for source in sources]
 
 
 def _did_nothing(stdout: Sequence[bytes]) -> bool:
