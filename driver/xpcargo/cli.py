@@ -373,12 +373,12 @@ def image_verify(target: Annotated[str, typer.Argument(metavar="TARGET")]) -> No
 
 
 @image_app.command("list")
-def image_list() -> None:
+def image_list(ctx: typer.Context) -> None:
     """List xpcargo's images, marking those that today's recipes would build."""
     from xpcargo.commands import engine, images  # noqa: PLC0415
 
-    context = _context()
-    _print_table(images.rows(context, engine.connect(context.host)))
+    context = _context(command_line=ctx.obj)
+    typer.echo(images.listing(context, engine.connect(context.host)), nl=False)
 
 
 def _duration(text: str) -> float:

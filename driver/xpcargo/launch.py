@@ -21,7 +21,7 @@ _MAX_WIDTH = 80
 _MIN_WIDTH = 50
 # `xpcargo --help`, `xpcargo image --help`, `xpcargo image list --help`: at most two command words.
 _MAX_WORDS = 2
-# The commands that ``replay`` may answer (its COMMANDS, repeated so that no other command imports it).
+# The commands that ``replay`` may answer (its COMMANDS and LISTINGS, repeated so that no other command imports it).
 _REPLAYED = frozenset({"build", "check", "clippy"})
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout.flush()
             sys.exit(0)
         _help_and_keep(args, entry)
-    if args[:1] and args[0] in _REPLAYED:
+    if (args[:1] and args[0] in _REPLAYED) or args == ["image", "list"]:
         from xpcargo import replay  # noqa: PLC0415 - a command that is not replayed does not pay for it
 
         code = replay.replay(args, cache_dir=installation.cache_dir(), fingerprint=installation.source_fingerprint)

@@ -44,6 +44,8 @@ except ImportError:  # pragma: no cover - Python 3.11
 
 # The commands whose standard output is Cargo's messages alone (no program of the project's prints there).
 COMMANDS = frozenset({"build", "check", "clippy"})
+# The listings whose output is the engine's answer read with what the plans name: replayed when both are unchanged.
+LISTINGS = frozenset({("image", "list")})
 # The record's layout; a record of another is ignored.
 FORMAT = 1
 # What the environment may change between two commands of one shell without changing what a build does.
@@ -190,7 +192,7 @@ def _fits(record: Mapping[str, Any], argv: Sequence[str], *, fingerprint: str) -
         and record["fingerprint"] == fingerprint
         and record["environ"] == environment_digest(os.environ)
         and record["terminal"] == terminal_state()
-        and time.time() < record["container_ends"] - _LIFETIME_MARGIN
+        and (record["kind"] == "listing" or time.time() < record["container_ends"] - _LIFETIME_MARGIN)
         and unchanged(record)
     )
 
@@ -229,7 +231,7 @@ class _Exec:
 def replay(argv: Sequence[str], *, cache_dir: str, fingerprint: Callable[[], str]) -> int | None:
     """Cargo's exit code when the command was replayed; None when it must run the usual way (then nothing of it
     ran, or what ran is to be run again: Cargo finds its work done)."""
-    if not argv or argv[0] not in COMMANDS or os.environ.get(SETTING) == "0":
+    if not argv or (argv[0] not in COMMANDS and tuple(argv) not in LISTINGS) or os.environ.get(SETTING) == "0":
         return None
     try:
         return _replay(argv, cache_dir=cache_dir, fingerprint=fingerprint)
@@ -247,6 +249,8 @@ def _replay(argv: Sequence[str], *, cache_dir: str, fingerprint: Callable[[], st
     try:
         if not _fits(record, argv, fingerprint=fingerprint()):
             return None
+        if record["kind"] == "listing":
+            return _list(record, path)
         command, lock_path, timeout = _Exec(record), record["lock"], float(record["timeout"])
     except (KeyError, TypeError, ValueError):
         # A record of an older xpcargo's (the fingerprint names the source, not the record's layout).
@@ -287,6 +291,26 @@ def _run(command: _Exec, path: str, *, timeout: float) -> int | None:
     # Not a no-op's answer (or a wrapper that refused, in a container about to end): the usual way runs it again.
     forget(path)
     return None
+
+
+def _list(record: Mapping[str, Any], path: str) -> int | None:
+    """A listing's output, again, when the engine's answer is the one it was made from."""
+    from xpcargo.container.docker import replay_exec  # noqa: PLC0415
+
+    engine, target, timeout, output = (
+        str(record["socket"]),
+        str(record["target"]),
+        float(record["timeout"]),
+        record["output"],
+    )
+    try:
+        if digest(replay_exec.answer(engine, target, timeout=timeout)) != record["answer"]:
+            return None
+    except replay_exec.NotStarted:
+        return None
+    sys.stdout.write(str(output))
+    sys.stdout.flush()
+    return 0
 
 
 def _fail_lost(command: _Exec, reason: str) -> NoReturn:

@@ -21,7 +21,7 @@ import pytest
 from xpcargo import installation, replay
 from xpcargo.container.host_view import MOUNT_TABLE
 
-from .helpers import X86_64, Cli, Result, copy_fixture, run_argv, single_error_line
+from .helpers import X86_64, Cli, Result, copy_fixture, docker, run_argv, single_error_line
 
 pytestmark = pytest.mark.engine
 
@@ -203,24 +203,33 @@ main()
 """
 
 
+@pytest.mark.parametrize("command", [["build", "--target", X86_64], ["image", "list"]], ids=["build", "image-list"])
 def test_the_record_names_everything_the_usual_way_read(
-    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, home: dict[str, str | None]
+    xpcargo: Cli,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    home: dict[str, str | None],
+    command: list[str],
 ) -> None:
-    """A file the usual way reads that the record does not name could change what a build does without ending its
-    replays: every file a no-op build opened is named (or derived from what is, or Python's own)."""
+    """A file the usual way reads that the record does not name could change what a command does without ending its
+    replays: every file a no-op build, or `image list`, opened is named (or derived from what is, or Python's
+    own)."""
     project = copy_fixture(tmp_path_factory, "seed-c-lib")
-    first, _ = _build(xpcargo, project, home)
+    first, _ = _xpcargo(xpcargo, project, command, home)
     assert first.code == 0, first
+    cache = Path(str(home["HOME"])) / ".cache" / "xpcargo"
+    # The watched command takes the usual way (and records): `image list` was recorded by the first.
+    for record_file in (cache / "replay").glob("*"):
+        record_file.unlink()
     log = tmp_path / "opened.json"
-    argv = (sys.executable, "-c", _WATCHED, str(log), "build", "--target", X86_64)
+    argv = (sys.executable, "-c", _WATCHED, str(log), *command)
     watched = run_argv(argv, cwd=project, env={**xpcargo.env, **home})
     assert watched.code == 0, watched
-    cache = Path(str(home["HOME"])) / ".cache" / "xpcargo"
     (record_file,) = (cache / "replay").iterdir()
     record = replay.load(str(record_file))
     assert record is not None
     named = {path for path, _ in record["files"]} | {path for path, _ in record["contents"]} | {MOUNT_TABLE}
-    named |= set(record["absent_after"])
+    named |= set(record.get("absent_after", []))
     # Python and its packages; xpcargo's own source (the record's fingerprint); what is derived from named files
     # (the parses of the YAML files) or is the replay's own (its records, the slots' locks).
     derived = (sys.base_prefix, sys.prefix, installation.PACKAGE_DIR, str(cache / "parsed"), str(cache / "replay"))
@@ -238,3 +247,48 @@ def test_the_record_names_everything_the_usual_way_read(
     assert unnamed == [], unnamed
     # And the check can fail: a file the record does not name is found.
     assert "/etc/hostname" not in named
+
+
+def _list(cli: Cli, cwd: Path, env: Mapping[str, str | None]) -> tuple[Result, bool]:
+    return _xpcargo(cli, cwd, ["image", "list"], env)
+
+
+def test_image_list_run_again_is_replayed_until_the_configuration_or_the_engine_changes(
+    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, home: dict[str, str | None]
+) -> None:
+    project = copy_fixture(tmp_path_factory, "seed-c-lib")
+    # Other tests' image builds change the engine's answer meanwhile, which ends a replay as it should: a replay is
+    # looked for in a few tries, each against the listing just before it.
+    for _ in range(5):
+        usual, replayed = _list(xpcargo, project, home)
+        assert usual.code == 0, usual
+        again, replayed = _list(xpcargo, project, home)
+        assert again.code == 0, again
+        if replayed:
+            assert again.stdout == usual.stdout, again
+            assert again.stderr == "", again
+            break
+    else:
+        pytest.fail("`xpcargo image list` was never replayed")
+    # Another configuration: the project names a target of its own, and the listing is made again.
+    (project / "xpcargo.toml").write_text(
+        '[target.x86_64-unknown-linux-gnu]\nimage = "example/own:1"\n', encoding="utf-8"
+    )
+    changed, replayed = _list(xpcargo, project, home)
+    assert changed.code == 0, changed
+    assert not replayed, changed
+    # Another answer from the engine: a name of the test's own on an image of xpcargo's.
+    image = usual.stdout.splitlines()[1].split()[0]
+    name = f"xpcargo-test-replay/{project.parent.name}:listed"
+    docker("tag", image, name)
+    try:
+        for _ in range(5):
+            tagged, replayed = _list(xpcargo, project, home)
+            assert tagged.code == 0, tagged
+            assert not replayed or name in tagged.stdout, tagged
+            if name in tagged.stdout:
+                break
+        else:
+            pytest.fail(f"{name} never listed")
+    finally:
+        docker("rmi", name)

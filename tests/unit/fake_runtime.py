@@ -29,6 +29,7 @@ from xpcargo.container.runtime import (
     ImageInfo,
     Output,
     RecordedExec,
+    RecordedRequest,
     VolumeInfo,
 )
 from xpcargo.container.spec import ContainerRequest
@@ -200,6 +201,9 @@ class FakeImages:
             labels=self.image_labels.get(image_id) or self.image_labels.get(reference, {}),
             layers=self.image_layers.get(image_id, (f"sha256:layer-of-{reference}",)),
         )
+
+    def recorded_listing(self, label: str) -> RecordedRequest | None:
+        return None
 
     def list_images(self, label: str) -> list[ImageInfo]:
         name, _, value = label.partition("=")

@@ -131,11 +131,12 @@ def test_a_cache_that_cannot_be_written_still_prints_the_help(
 # Both with xpcargo.emulation: the exec preload, which a foreign glibc target's runner sets and its layer's plan
 # (its digest) holds. Both with xpcargo.container.docker.socket_api, the engine's API on its socket.
 # Both with xpcargo.installation (the cache dir and the source's fingerprint, moved out of xpcargo.launch) and
-# xpcargo.container.host_view (the warm key's view of the mounts' sources, out of xpcargo.container.warm). A build
-# with xpcargo.replay too, which is tried first, and xpcargo.pipeline.replay_record, which keeps a no-op's record
-# (what a replay imports is tests/integration/test_replay.py's).
-_BUILD_BUDGET = 81
-_IMAGE_LIST_BUDGET = 52
+# xpcargo.container.host_view (the warm key's view of the mounts' sources, out of xpcargo.container.warm), and with
+# xpcargo.replay, which is tried first. A build with xpcargo.pipeline.replay_record and xpcargo.replay_listing, which
+# keep a no-op's record; `image list` with xpcargo.replay_listing once the engine answered (what a replay imports is
+# tests/integration/test_replay.py's).
+_BUILD_BUDGET = 82
+_IMAGE_LIST_BUDGET = 53
 # The Docker SDK, and requests and urllib3 under it: an engine on a unix socket is asked through ``socket_api`` on
 # these paths (the SDK's import alone costs more than a whole `docker exec`). paramiko (and invoke, cryptography,
 # asyncio and unittest under it) came with the SDK whenever the ssh extra was installed. The rest is a remote

@@ -76,7 +76,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("report",),
     ("context",),
     # A no-op build replayed: the engine's exec, as the pipeline recorded it.
-    ("replay",),
+    ("replay", "replay_listing"),
     ("pipeline",),
     ("release",),
     ("commands",),

@@ -58,6 +58,20 @@ def rows(context: Context, runtime: Runtime) -> list[tuple[str, str, str, str]]:
     return found
 
 
+def listing(context: Context, runtime: Runtime) -> str:
+    """`xpcargo image list` as it is printed; recorded for a replay (``xpcargo.replay``) when the engine's answer
+    did not change while the table was made from it."""
+    from xpcargo import replay_listing  # noqa: PLC0415
+    from xpcargo.image.builder import MANAGED_IMAGES  # noqa: PLC0415
+    from xpcargo.ui import render_table  # noqa: PLC0415
+
+    before = runtime.recorded_listing(MANAGED_IMAGES)
+    output = render_table(rows(context, runtime))
+    after = runtime.recorded_listing(MANAGED_IMAGES) if before is not None else None
+    replay_listing.keep_listing(context.host, context.cwd, before if after == before else None, output)
+    return output
+
+
 def prune(context: Context, runtime: Runtime, *, everything: bool, unused_for: float | None = None) -> Pruned:
     """`xpcargo image prune`: remove the images xpcargo built, but the current plans of the shipped targets (wherever
     it runs: what is kept does not depend on the working directory) and those used in the last ``unused_for``

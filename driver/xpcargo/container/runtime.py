@@ -74,6 +74,18 @@ class RecordedExec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecordedRequest:
+    """A request on the engine's unix socket whose answer ``xpcargo.replay`` compares: the socket, the API
+    version, how long a request may go unanswered, the request's target, and a digest of the answer it had."""
+
+    socket: str
+    api: str
+    timeout: float
+    target: str
+    answer: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class EngineDetails:
     """What `xpcargo info` says about the engine, beyond what connecting to it told (``Engine``)."""
 
@@ -116,6 +128,11 @@ class Images(ImageLookup, Protocol):
         """The machine the engine runs images for, as the kernel names it: `x86_64`, `aarch64`."""
 
     def image_exists(self, reference: str) -> bool: ...
+    def recorded_listing(self, label: str) -> RecordedRequest | None:
+        """The listing of the images with ``label`` as ``xpcargo.replay`` asks for it again, with a digest of what
+        the engine answers now; None unless the engine is reached on a local unix socket, or when it does not
+        answer."""
+
     def list_images(self, label: str) -> list[ImageInfo]: ...
     def remove_image(self, image: str) -> None: ...
     def import_rootfs(self, tarball: Path, *, changes: Sequence[str]) -> str: ...

@@ -32,6 +32,9 @@ from xpcargo.ui import Reporter, Stopwatch, ago
 if TYPE_CHECKING:
     from xpcargo.image.layers import BuiltLayer
 
+# The images xpcargo built: what `image list` and `image prune` ask the engine for.
+MANAGED_IMAGES = f"{MANAGED_LABEL}=true"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Builder:
@@ -298,7 +301,7 @@ class Builder:
             )
 
     def images(self) -> list[ImageInfo]:
-        images = self.runtime.list_images(f"{MANAGED_LABEL}=true")
+        images = self.runtime.list_images(MANAGED_IMAGES)
         return sorted(images, key=lambda image: (image.labels.get(LABEL_TARGET, ""), image.created))
 
     def prune(self, *, keep: Sequence[ImagePlan], unused_for: float | None = None) -> Pruned:
@@ -311,7 +314,7 @@ class Builder:
         scratch.sweep(self.cache / "scratch", self.reporter)
         # A plan keeps its whole chain: the base and the target's layer too, which other targets and projects share.
         kept_plans = {stage.reference: plan.target for plan in keep for stage in plan.stages}
-        images = self.runtime.list_images(f"{MANAGED_LABEL}=true")
+        images = self.runtime.list_images(MANAGED_IMAGES)
         by_id = {image.id: image for image in images}
         result = Pruned()
         recorded: set[str] = set()

@@ -16,32 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xpcargo import installation, replay, resources
+from xpcargo import replay, replay_listing
 from xpcargo.config.trust import store_path
 from xpcargo.container.host_view import host_view, read_mount_table
 from xpcargo.container.session import ReplayableCommand
-from xpcargo.files import write_atomically
+from xpcargo.context import Settings
 from xpcargo.pipeline import compile_cache
 from xpcargo.pipeline.plan import BuildPlan
 from xpcargo.pipeline.workspace import LocalWorkspace, Step
 from xpcargo.report import store
 from xpcargo.report.model import target_dir_name
-
-# What a plan looks for in the working directory and each directory above it, and in the workspace's: Cargo's
-# manifests, lock file and config, rustup's toolchain files and xpcargo's own.
-_LOOKED_FOR = (
-    "Cargo.toml",
-    "Cargo.lock",
-    "xpcargo.toml",
-    "xpcargo-images.lock",
-    "rust-toolchain",
-    "rust-toolchain.toml",
-    ".cargo",
-    ".cargo/config",
-    ".cargo/config.toml",
-)
-# A project with more files than this is not recorded: checking them all would cost what a replay saves.
-_MOST_FILES = 20_000
 
 
 @dataclass(kw_only=True)
@@ -51,6 +35,7 @@ class Capture:
     argv: tuple[str, ...]
     cwd: str
     path: str
+    settings: Settings
     # The project's files before the build (compared with after: an edit while Cargo ran is no no-op).
     sources_before: list[tuple[str, replay.Signature]] | None
     command: ReplayableCommand | None = None
@@ -64,10 +49,10 @@ class Capture:
         return both
 
 
-def capture(command_line: Sequence[str], cwd: Path, plan: BuildPlan, *, cache_dir: Path) -> Capture | None:
+def capture(command_line: Sequence[str], cwd: Path, plan: BuildPlan, *, settings: Settings) -> Capture | None:
     """A capture for this build, or None when no replay could run it."""
     argv = tuple(command_line)
-    path = replay.record_path(str(cache_dir), argv, str(cwd))
+    path = replay.record_path(str(settings.cache_dir), argv, str(cwd))
     recordable = (
         argv[:1] == (plan.invocation.command,)
         and plan.invocation.command in replay.COMMANDS
@@ -80,7 +65,7 @@ def capture(command_line: Sequence[str], cwd: Path, plan: BuildPlan, *, cache_di
     if not recordable:
         # A record of the same arguments stays: it names the environment it was made in, and what it read.
         return None
-    return Capture(argv=argv, cwd=str(cwd), path=path, sources_before=project_files(plan, None))
+    return Capture(argv=argv, cwd=str(cwd), path=path, settings=settings, sources_before=project_files(plan, None))
 
 
 def keep_or_forget(
@@ -105,14 +90,12 @@ def keep_or_forget(
     if image is None:
         replay.forget(capture.path)
         return
-    files = [(path, replay.signature(path)) for path in inputs(plan, capture.cwd, image=command.image)]
+    files = [
+        (path, replay.signature(path))
+        for path in inputs(plan, capture.cwd, image=command.image, settings=capture.settings)
+    ]
     record = {
-        "format": replay.FORMAT,
-        "argv": list(capture.argv),
-        "cwd": capture.cwd,
-        "fingerprint": installation.source_fingerprint(),
-        "environ": replay.environment_digest(os.environ),
-        "terminal": replay.terminal_state(),
+        **replay_listing.common(capture.argv, capture.cwd, kind="build"),
         "files": [*files, *after, *_build_outputs(plan)],
         "contents": [(path, replay.content_digest(path)) for path in state_files(plan)],
         "views": _views(plan, command.image),
@@ -129,11 +112,7 @@ def keep_or_forget(
         "stdout": replay.digest(b"".join(capture.stdout)),
         "name": " ".join(plan.cargo_argv()[:2]),
     }
-    try:
-        Path(capture.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomically(Path(capture.path), replay.encode(record), mode=0o600)
-    except OSError:
-        replay.forget(capture.path)
+    replay_listing.write(capture.path, record)
 
 
 def _views(plan: BuildPlan, image: str) -> list[tuple[str, list[object]]]:
@@ -164,25 +143,18 @@ def _did_nothing(stdout: Sequence[bytes]) -> bool:
     return finished
 
 
-def inputs(plan: BuildPlan, cwd: str, *, image: str) -> list[str]:
+def inputs(plan: BuildPlan, cwd: str, *, image: str, settings: Settings) -> list[str]:
     """Every file the plan read or looked for, whether or not it is there now, and where the container's mounts
     lead (a link in the project that leads elsewhere now would mount another place)."""
     project = plan.project
-    found: list[str] = [str(store_path(os.environ))]
+    found = replay_listing.configuration(settings, Path(cwd), project.workspace_root)
+    found.append(str(store_path(os.environ)))
     for mount in plan.request(Step.BUILD, image).mounts:
         if mount.volume is None:
             found.append(str(mount.source or mount.path))
-    for start in (Path(cwd), project.workspace_root):
-        for directory in (start, *start.parents):
-            found += [str(directory / name) for name in _LOOKED_FOR]
     found += [str(path) for path in (*project.manifests, *project.cargo_config_files)]
-    environ = os.environ
-    cargo_home = Path(environ.get("CARGO_HOME") or Path.home() / ".cargo")
+    cargo_home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
     found += [str(cargo_home / name) for name in ("config", "config.toml")]
-    docker_config = Path(environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
-    found += [str(docker_config / "config.json"), str(docker_config / "contexts" / "meta")]
-    found.append(str(resources.toolchains_file()))
-    found += [path for path, _ in replay.walk([str(resources.images_dir())], skip=(), limit=_MOST_FILES) or []]
     found.append(str(plan.workspace.fetch_record))
     cache = plan.compile_cache
     if isinstance(cache, compile_cache.CompileCache):
@@ -197,7 +169,7 @@ def project_files(plan: BuildPlan, metadata: Mapping[str, Any] | None) -> list[t
     outside the workspace too when ``metadata`` names them; None for a project too large."""
     project = plan.project
     roots = [str(project.workspace_root), *(str(package) for package in _local_packages(metadata))]
-    return replay.walk(sorted(set(roots)), skip=[str(project.target_dir)], limit=_MOST_FILES)
+    return replay.walk(sorted(set(roots)), skip=[str(project.target_dir)], limit=replay_listing.MOST_FILES)
 
 
 def state_files(plan: BuildPlan) -> list[str]:

@@ -67,7 +67,7 @@ def cargo_command(
     reporter = host.reporter()
     capture = None
     if cwd is not None and host.settings.replay:
-        capture = replay_record.capture(host.command_line, cwd, build_plan, cache_dir=host.settings.cache_dir)
+        capture = replay_record.capture(host.command_line, cwd, build_plan, settings=host.settings)
     if capture is None:
         return execute(host, build_plan, runtime=runtime, reporter=reporter, engines=pool).code
     # A copy of xpcargo's own lines: a command that said anything is no no-op.

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from xpcargo.container import docker_archive
-from xpcargo.container.docker import answers
+from xpcargo.container.docker import answers, socket_api
 from xpcargo.container.docker.connection import Connection
 from xpcargo.container.docker.errors import describe
 from xpcargo.container.engine import EngineKind
-from xpcargo.container.runtime import ImageDetails, ImageInfo
+from xpcargo.container.runtime import ImageDetails, ImageInfo, RecordedRequest
 from xpcargo.errors import EngineError, XpcargoError
 
 
@@ -51,6 +52,25 @@ class DockerImages(Connection):
             return found
 
         return answers.image_infos(self._call("list images", images), self._engine.kind)
+
+    def recorded_listing(self, label: str) -> RecordedRequest | None:
+        local = self._local
+        if local is None:
+            return None
+        target = local.images_target(label)
+        try:
+            answer = local.request("GET", target, timeout=self._engine_timeout)
+        except socket_api.SocketAPIError:
+            return None
+        if answer.status != 200:
+            return None
+        return RecordedRequest(
+            socket=local.path,
+            api=local.version,
+            timeout=self._engine_timeout,
+            target=target,
+            answer=hashlib.sha256(answer.body).hexdigest(),
+        )
 
     def remove_image(self, image: str) -> None:
         self._call(f"remove image {image}", lambda: self._client.api.remove_image(image, noprune=False))

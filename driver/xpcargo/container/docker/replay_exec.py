@@ -1,10 +1,10 @@
-"""The engine requests of a replayed build (``xpcargo.replay``): an image's id, and one exec in a warm container with
-its standard input held open as its tether, on the engine's unix socket. Written on ``_socket`` and ``_json`` alone:
-``socket`` imports ``enum`` and ``selectors``, ``json`` imports ``re``, and each costs more than the whole request
-(docs/costs.md). The requests and their bodies are ``socket_api``'s, which made the replay's record: the exec's
-body is the one it encoded, kept in the record as bytes around the wrapper's token.
+"""The engine requests of a replayed command (``xpcargo.replay``): an image's id, one exec in a warm container with
+its standard input held open as its tether, and the answer to a listing, on the engine's unix socket. Written on
+``_socket`` and ``_json`` alone: ``socket`` imports ``enum`` and ``selectors``, ``json`` imports ``re``, and each
+costs more than the whole request (docs/costs.md). The requests and their bodies are ``socket_api``'s, which made the
+replay's record: the exec's body is the one it encoded, kept in the record as bytes around the wrapper's token.
 
-Two failures, by what they leave: ``NotStarted`` (nothing ran: the caller builds the usual way) and ``Lost`` (the
+Two failures, by what they leave: ``NotStarted`` (nothing ran: the caller takes the usual way) and ``Lost`` (the
 command may have run or may run on: the caller names it). The engine's bytes are read with limits, as
 ``socket_api`` reads them.
 """
@@ -178,15 +178,31 @@ class _Connection:
         self._sock.close()
 
 
-def _request(socket_path: str, method: str, target: str, *, timeout: float, body: bytes | None = None) -> Any:
-    """A request's answer as JSON, None for 404 (no such thing); OSError or ValueError for anything else."""
+def _answer(socket_path: str, method: str, target: str, *, timeout: float, body: bytes | None) -> tuple[int, bytes]:
     connection = _Connection(socket_path, timeout)
     try:
         connection.send(method, target, body)
         status, headers = connection.head()
-        data = connection.body(headers)
+        return status, connection.body(headers)
     finally:
         connection.close()
+
+
+def answer(socket_path: str, target: str, *, timeout: float) -> bytes:
+    """The body of the engine's answer to a GET of ``target``; NotStarted for anything but a whole answer with
+    status 200."""
+    try:
+        status, data = _answer(socket_path, "GET", target, timeout=timeout, body=None)
+    except OSError as error:
+        raise NotStarted(f"{target}: {error}") from None
+    if status != 200:
+        raise NotStarted(f"{target}: status {status}")
+    return data
+
+
+def _request(socket_path: str, method: str, target: str, *, timeout: float, body: bytes | None = None) -> Any:
+    """A request's answer as JSON, None for 404 (no such thing); OSError or ValueError for anything else."""
+    status, data = _answer(socket_path, method, target, timeout=timeout, body=body)
     if status == 404:
         return None
     if status >= 400:

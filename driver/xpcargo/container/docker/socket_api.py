@@ -445,8 +445,12 @@ class SocketAPI:
     def inspect_image(self, reference: str, *, timeout: float | None) -> dict[str, Any] | None:
         return self._found(self._target(f"/images/{quote(reference, safe='/:')}/json", None), timeout=timeout)
 
+    def images_target(self, label: str) -> str:
+        """The request target of the list of the images with ``label``."""
+        return self._target("/images/json", {"filters": json.dumps({"label": [label]})})
+
     def images(self, label: str, *, timeout: float | None) -> list[dict[str, Any]]:
-        return self._list(self._target("/images/json", {"filters": json.dumps({"label": [label]})}), timeout=timeout)
+        return self._list(self.images_target(label), timeout=timeout)
 
     def containers(self, label: str, *, timeout: float | None) -> list[dict[str, Any]]:
         params = {"all": 1, "filters": json.dumps({"label": [label]})}
