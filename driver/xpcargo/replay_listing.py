@@ -5,7 +5,9 @@ from the engine's answer to one request and from the configuration (the toolchai
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,9 @@ _LOOKED_FOR = (
 )
 # A tree with more files than this is not recorded: checking them all would cost what a replay saves.
 MOST_FILES = 20_000
+# A record not written again for this long is dropped when another is written (a replayed one is read, not written:
+# it takes the usual way once, which writes it again).
+FORGOTTEN_AFTER = 30 * 86400
 
 
 def configuration(settings: Settings, *starts: Path) -> list[str]:
@@ -82,8 +87,18 @@ def common(argv: Sequence[str], cwd: str, *, kind: str) -> dict[str, Any]:
 
 
 def write(path: str, record: Mapping[str, Any]) -> None:
+    """Keep ``record`` at ``path``, and drop the records not written for ``FORGOTTEN_AFTER`` seconds (a record is
+    one per command and directory: those of projects long gone would pile up). A record that cannot be written
+    only costs the next command its replay."""
+    directory = Path(path).parent
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomically(Path(path), replay.encode(record), mode=0o600)
     except OSError:
         replay.forget(path)
+        return
+    old = time.time() - FORGOTTEN_AFTER
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if entry.stat(follow_symlinks=False).st_mtime < old:
+                replay.forget(entry.path)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from xpcargo import replay
+from xpcargo import replay, replay_listing
 from xpcargo.container.docker import replay_exec
 from xpcargo.context import Settings
 from xpcargo.errors import ConfigError
@@ -116,3 +117,16 @@ def test_the_engines_json_is_read_without_the_json_module() -> None:
     for garbled in (b"", b"{", b'{"a": 1} {"b": 2}', b"NaN", b"\xff"):
         with pytest.raises(ValueError):  # noqa: PT011 - each is a ValueError of its own words
             replay_exec.parse_json(garbled)
+
+
+def test_records_not_written_for_a_month_are_dropped_when_another_is_written(tmp_path: Path) -> None:
+    records = tmp_path / "replay"
+    records.mkdir()
+    old, recent = records / "old", records / "recent"
+    for path in (old, recent):
+        path.write_bytes(b"a record")
+    month_ago = time.time() - replay_listing.FORGOTTEN_AFTER - 60
+    os.utime(old, (month_ago, month_ago))
+    replay_listing.write(str(records / "new"), _record())
+    assert sorted(path.name for path in records.iterdir()) == ["new", "recent"]
+    assert replay.load(str(records / "new")) == _record()
