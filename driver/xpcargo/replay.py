@@ -1,5 +1,7 @@
 """A no-op build replayed: the same `xpcargo build|check|clippy` again, in the same place, with nothing changed
-since the last one, runs its Cargo command in the same warm container without importing the rest of xpcargo.
+since the last one, runs its Cargo command in the same warm container without importing the rest of xpcargo; and
+`xpcargo image list` again, with the same configuration and the same answer from the engine, prints what it printed
+(``replay_listing`` records it).
 
 Python's start-up and the imports of the whole driver cost twice a `docker exec` (docs/costs.md), and a no-op's
 answer depends on nothing that changed. So a build that found nothing to do (every artifact fresh, xpcargo silent,
@@ -15,7 +17,9 @@ container mounts. It names:
   usual way at once, rather than after Cargo's answer), the contents of xpcargo's own files in the target dir, what
   the host shows at the mounts' sources (``container.host_view``), and the image its tag names on the engine;
 - the warm container and until when it may take commands, the slot's lock, and the exec's request;
-- what the build printed on its standard output (a digest) and the files that must still be missing after it.
+- each line the build printed on its standard output (a digest) with what the usual way printed for it on standard
+  error (a diagnostic as Cargo rendered it, printed again as the line comes), and the files that must still be
+  missing after it.
 
 Any difference before the exec and this module returns None: nothing ran, and the command runs the usual way.
 After the exec, an answer that differs from the record's (Cargo did something, or failed) is not a no-op's: the
@@ -90,9 +94,7 @@ def walk(roots: Sequence[str], *, skip: Sequence[str], limit: int) -> list[tuple
                 stat = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            found.append(
-                (entry.path, (stat.st_mode, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
-            )
+            found.append((entry.path, _of(stat)))
             if len(found) > limit:
                 return None
             if entry.is_dir(follow_symlinks=False):
@@ -215,17 +217,56 @@ def _locked(path: str | None) -> int | None:
     return descriptor
 
 
+class _Lines:
+    """Cargo's standard output, line by line against the record's: what the usual way printed for a line (a
+    diagnostic Cargo rendered) is printed as the line comes, as long as every line so far is the record's."""
+
+    __slots__ = ("_expected", "_pending", "_seen", "_wrong")
+
+    def __init__(self, expected: Sequence[tuple[str, bytes]]) -> None:
+        self._expected = expected
+        self._pending = b""
+        self._seen = 0
+        self._wrong = False
+
+    def feed(self, piece: bytes) -> None:
+        if self._wrong:
+            return
+        self._pending += piece
+        while not self._wrong and b"\n" in self._pending:
+            line, self._pending = self._pending.split(b"\n", 1)
+            self._line(line + b"\n")
+
+    def _line(self, line: bytes) -> None:
+        if self._seen >= len(self._expected) or digest(line) != self._expected[self._seen][0]:
+            self._wrong = True
+            return
+        rendered = self._expected[self._seen][1]
+        if rendered:
+            from xpcargo.container.docker.replay_exec import write_stderr  # noqa: PLC0415
+
+            write_stderr(rendered)
+        self._seen += 1
+
+    def matched(self) -> bool:
+        if self._pending and not self._wrong:
+            self._line(self._pending)
+            self._pending = b""
+        return not self._wrong and self._seen == len(self._expected)
+
+
 class _Exec:
     """The record's exec and what its answer must be, read from the record once, before anything runs."""
 
-    __slots__ = ("absent_after", "api", "container", "engine", "head", "image", "name", "reference", "stdout", "tail")
+    __slots__ = ("absent_after", "api", "container", "engine", "head", "image", "lines", "name", "reference", "tail")
 
     def __init__(self, record: Mapping[str, Any]) -> None:
         self.engine, self.api = str(record["socket"]), str(record["api"])
         self.reference, self.image = (str(part) for part in record["image"])
         self.container, self.name = str(record["container"]), str(record["name"])
         self.head, self.tail = bytes(record["exec_head"]), bytes(record["exec_tail"])
-        self.stdout, self.absent_after = str(record["stdout"]), [str(path) for path in record["absent_after"]]
+        self.lines = [(str(line), bytes(rendered)) for line, rendered in record["lines"]]
+        self.absent_after = [str(path) for path in record["absent_after"]]
 
 
 def replay(argv: Sequence[str], *, cache_dir: str, fingerprint: Callable[[], str]) -> int | None:
@@ -277,15 +318,14 @@ def _run(command: _Exec, path: str, *, timeout: float) -> int | None:
         exec_id = replay_exec.create_exec(engine, api, command.container, body, timeout=timeout)
     except replay_exec.NotStarted:
         return None
+    lines = _Lines(command.lines)
     try:
-        code, stdout = replay_exec.run_exec(engine, api, exec_id, timeout=timeout, on_stderr=replay_exec.write_stderr)
+        code = replay_exec.run_exec(
+            engine, api, exec_id, timeout=timeout, on_stdout=lines.feed, on_stderr=replay_exec.write_stderr
+        )
     except replay_exec.Lost as error:
         _fail_lost(command, str(error))
-    done = (
-        code == 0
-        and digest(stdout) == command.stdout
-        and all(not os.path.lexists(absent) for absent in command.absent_after)
-    )
+    done = code == 0 and lines.matched() and all(not os.path.lexists(absent) for absent in command.absent_after)
     if done:
         return 0
     # Not a no-op's answer (or a wrapper that refused, in a container about to end): the usual way runs it again.

@@ -292,3 +292,24 @@ def test_image_list_run_again_is_replayed_until_the_configuration_or_the_engine_
             pytest.fail(f"{name} never listed")
     finally:
         docker("rmi", name)
+
+
+def test_a_warning_cargo_shows_again_is_shown_again_by_a_replay(
+    xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, home: dict[str, str | None]
+) -> None:
+    # Cargo prints a fresh unit's warnings again on every build, from its cache: the usual way renders them from
+    # Cargo's messages, and a replay prints the same text at the same place of the output.
+    project = copy_fixture(tmp_path_factory, "seed-c-lib")
+    main = next((project / "src").glob("*.rs"))
+    main.write_text(main.read_text(encoding="utf-8") + "\nfn never_called() {}\n", encoding="utf-8")
+    for _ in range(2):
+        usual, replayed = _build(xpcargo, project, home)
+        assert usual.code == 0, usual
+        assert not replayed, usual
+    assert "never_called" in usual.stderr, usual
+    again, replayed = _build(xpcargo, project, home)
+    assert again.code == 0, again
+    assert replayed, again
+    # The same lines; in an order of the engine's, which reads Cargo's stdout and stderr through two pipes and can
+    # pass on the `Finished` line before the warning that came from a message (the usual way does too, now and then).
+    assert sorted(_said(again)) == sorted(_said(usual)), again

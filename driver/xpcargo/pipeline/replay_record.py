@@ -2,9 +2,10 @@
 what Cargo answered. Written only when a replay of the same command would do exactly what this one did; forgotten
 whenever a command with the same arguments, in the same place, did anything else.
 
-What the plan depends on is named here, once: every file it reads or looks for (``inputs``), and the files of the
-project's packages (``sources``). tests/integration/test_replay.py watches a build's every open and checks that
-nothing it read is missing from the record.
+What the plan depends on is named here, once: every file it reads or looks for (``inputs``), the files of the
+project's packages (``project_files``) and xpcargo's own in the target dir (``state_files``).
+tests/integration/test_replay.py watches a build's every open and checks that nothing it read is missing from the
+record.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xpcargo import replay, replay_listing
+from xpcargo.cargo.messages import MessageReader
 from xpcargo.config.trust import store_path
 from xpcargo.container.host_view import host_view, read_mount_table
 from xpcargo.container.session import ReplayableCommand
@@ -81,9 +83,10 @@ def keep_or_forget(
     artifact fresh), xpcargo said nothing, the project did not change meanwhile. Else forget any record."""
     command = capture.command
     no_op = code == 0 and quiet and command is not None and metadata is not None and _did_nothing(capture.stdout)
-    after = project_files(plan, metadata) if no_op else None
+    lines = _lines(capture.stdout) if no_op else None
+    after = project_files(plan, metadata) if lines is not None else None
     unchanged = capture.sources_before is not None and project_files(plan, None) == capture.sources_before
-    if not no_op or command is None or after is None or not unchanged:
+    if command is None or lines is None or after is None or not unchanged:
         replay.forget(capture.path)
         return
     image = image_id(command.image)
@@ -109,7 +112,7 @@ def keep_or_forget(
         "lock": str(command.lock) if command.lock is not None else None,
         "exec_head": command.exec.body_head,
         "exec_tail": command.exec.body_tail,
-        "stdout": replay.digest(b"".join(capture.stdout)),
+        "lines": lines,
         "name": " ".join(plan.cargo_argv()[:2]),
     }
     replay_listing.write(capture.path, record)
@@ -123,8 +126,8 @@ def _views(plan: BuildPlan, image: str) -> list[tuple[str, list[object]]]:
 
 
 def _did_nothing(stdout: Sequence[bytes]) -> bool:
-    """Whether Cargo's messages say that every artifact was fresh and the build finished well, and nothing else
-    was printed."""
+    """Whether Cargo's messages say that every artifact was fresh and the build finished well, and nothing but its
+    messages was printed (a diagnostic of a fresh unit is Cargo's replay of it, as on every build)."""
     finished = False
     for line in b"".join(stdout).splitlines():
         try:
@@ -138,9 +141,25 @@ def _did_nothing(stdout: Sequence[bytes]) -> bool:
             return False
         if reason == "build-finished":
             finished = message.get("success") is True
-        elif reason not in ("compiler-artifact", "build-script-executed"):
+        elif reason not in ("compiler-artifact", "build-script-executed", "compiler-message"):
             return False
     return finished
+
+
+def _lines(stdout: Sequence[bytes]) -> list[tuple[str, bytes]] | None:
+    """Each line of Cargo's standard output (a digest) with what the usual way printed for it on standard error (a
+    diagnostic as Cargo rendered it), read by the reader the usual way reads them with; None when it would have
+    printed anything on standard output."""
+    printed: list[bytes] = []
+    rendered: list[bytes] = []
+    reader = MessageReader(echo_messages=False, write_stdout=printed.append, write_stderr=rendered.append)
+    lines = []
+    for line in b"".join(stdout).splitlines(keepends=True):
+        reader.feed(line)
+        lines.append((replay.digest(line), b"".join(rendered)))
+        rendered.clear()
+    reader.close()
+    return None if printed or rendered else lines
 
 
 def inputs(plan: BuildPlan, cwd: str, *, image: str, settings: Settings) -> list[str]:
