@@ -1,5 +1,5 @@
-"""What runs first: a request for help answered from the help that typer printed before, a no-op build replayed
-(``replay``), and everything else handed to the CLI.
+"""What runs first: a request for help answered from the help that typer printed before, a no-op build or `image list`
+replayed (``replay``), and everything else handed to the CLI.
 
 Importing click and typer and turning every command into a click command costs several times Python's own start-up,
 which is all that `xpcargo --help` would need to pay. So the help text typer prints for `xpcargo [COMMAND...] --help`
