@@ -54,6 +54,8 @@ LISTINGS = frozenset({("image", "list")})
 FORMAT = 1
 # What the environment may change between two commands of one shell without changing what a build does.
 _SHELL_VARIABLES = frozenset({"_", "OLDPWD"})
+# Longer than any line of Cargo's messages that the usual way reads as one (cargo.messages.MAX_MESSAGE_BYTES).
+_LONGEST_LINE = 4 << 20
 # A warm container this close to the end of its lifetime is left to the usual way, which replaces it.
 _LIFETIME_MARGIN = 5.0
 # context.KNOBS says what it does, and Settings checks its value; read here before them: "0" turns replays off.
@@ -233,6 +235,11 @@ class _Lines:
         if self._wrong:
             return
         self._pending += piece
+        if len(self._pending) > _LONGEST_LINE:
+            # No line of a no-op's is this long (and this process's memory must not grow with one that is).
+            self._wrong = True
+            self._pending = b""
+            return
         while not self._wrong and b"\n" in self._pending:
             line, self._pending = self._pending.split(b"\n", 1)
             self._line(line + b"\n")

@@ -130,3 +130,22 @@ def test_records_not_written_for_a_month_are_dropped_when_another_is_written(tmp
     replay_listing.write(str(records / "new"), _record())
     assert sorted(path.name for path in records.iterdir()) == ["new", "recent"]
     assert replay.load(str(records / "new")) == _record()
+
+
+def test_a_replay_compares_cargos_lines_as_they_come_and_holds_no_long_one() -> None:
+    lines = [(replay.digest(b'{"reason":"a"}\n'), b""), (replay.digest(b'{"reason":"b"}'), b"")]
+    same = replay._Lines(lines)
+    for piece in (b'{"reason"', b':"a"}\n{"rea', b'son":"b"}'):
+        same.feed(piece)
+    assert same.matched()
+    other = replay._Lines(lines)
+    other.feed(b'{"reason":"a"}\n{"reason":"c"}')
+    assert not other.matched()
+    fewer = replay._Lines(lines)
+    fewer.feed(b'{"reason":"a"}\n')
+    assert not fewer.matched()
+    flood = replay._Lines(lines)
+    for _ in range(80):
+        flood.feed(b"x" * (64 << 10))
+    assert not flood.matched()
+    assert flood._pending == b""

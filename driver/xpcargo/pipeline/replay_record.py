@@ -29,6 +29,10 @@ from xpcargo.pipeline.workspace import LocalWorkspace, Step
 from xpcargo.report import store
 from xpcargo.report.model import target_dir_name
 
+# The most of Cargo's standard output a capture keeps: a no-op's messages of some thousand units (a build script
+# can print far more there, and xpcargo's memory must not grow with it).
+_MOST_STDOUT = 16 << 20
+
 
 @dataclass(kw_only=True)
 class Capture:
@@ -41,11 +45,18 @@ class Capture:
     # The project's files before the build (compared with after: an edit while Cargo ran is no no-op).
     sources_before: list[tuple[str, replay.Signature]] | None
     command: ReplayableCommand | None = None
-    stdout: list[bytes] = field(default_factory=list)
+    # Cargo's standard output, up to _MOST_STDOUT bytes (None past that: no no-op's).
+    stdout: list[bytes] | None = field(default_factory=list)
+    _kept: int = 0
 
     def tee(self, write: Callable[[bytes], None]) -> Callable[[bytes], None]:
         def both(chunk: bytes) -> None:
-            self.stdout.append(chunk)
+            if self.stdout is not None:
+                self._kept += len(chunk)
+                if self._kept > _MOST_STDOUT:
+                    self.stdout = None
+                else:
+                    self.stdout.append(chunk)
             write(chunk)
 
         return both
@@ -82,8 +93,9 @@ def keep_or_forget(
     """Record the build when a replay would do what it did: Cargo did nothing and said so (exit code 0, every
     artifact fresh), xpcargo said nothing, the project did not change meanwhile. Else forget any record."""
     command = capture.command
-    no_op = code == 0 and quiet and command is not None and metadata is not None and _did_nothing(capture.stdout)
-    lines = _lines(capture.stdout) if no_op else None
+    stdout = capture.stdout
+    no_op = code == 0 and quiet and command is not None and metadata is not None and stdout is not None
+    lines = _lines(stdout) if no_op and stdout is not None and _did_nothing(stdout) else None
     after = project_files(plan, metadata) if lines is not None else None
     unchanged = capture.sources_before is not None and project_files(plan, None) == capture.sources_before
     if command is None or lines is None or after is None or not unchanged:
