@@ -37,14 +37,17 @@ MOST_FILES = 20_000
 FORGOTTEN_AFTER = 30 * 86400
 
 
-def configuration(settings: Settings, *starts: Path) -> list[str]:
+def configuration(settings: Settings, *starts: Path) -> list[str] | None:
     """What any command's configuration comes from: the files looked for in each of ``starts`` and the directories
-    above, the toolchain table and the recipes, and docker's config (which engine)."""
+    above, the toolchain table and the recipes, and docker's config (which engine); None for a recipe directory too
+    large to check."""
+    recipes = replay.walk([str(settings.recipes_dir)], skip=(), limit=MOST_FILES)
+    if recipes is None:
+        return None
     found = [str(directory / name) for start in starts for directory in (start, *start.parents) for name in _LOOKED_FOR]
     docker_config = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
     found += [str(docker_config / "config.json"), str(docker_config / "contexts" / "meta")]
-    found.append(str(settings.toolchains_file))
-    found += [path for path, _ in replay.walk([str(settings.recipes_dir)], skip=(), limit=MOST_FILES) or []]
+    found += [str(settings.toolchains_file), str(settings.recipes_dir), *(path for path, _ in recipes)]
     return found
 
 
@@ -55,10 +58,11 @@ def keep_listing(host: Host, cwd: Path, recorded: RecordedRequest | None, output
     if argv != ("image", "list") or not host.settings.replay:
         return
     path = replay.record_path(str(host.settings.cache_dir), argv, str(cwd))
-    if recorded is None:
+    named = configuration(host.settings, cwd)
+    if recorded is None or named is None:
         replay.forget(path)
         return
-    files = sorted(set(configuration(host.settings, cwd)))
+    files = sorted(set(named))
     record = {
         **common(argv, str(cwd), kind="listing"),
         "files": [(file, replay.signature(file)) for file in files],

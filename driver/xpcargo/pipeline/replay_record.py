@@ -105,10 +105,11 @@ def keep_or_forget(
     if image is None:
         replay.forget(capture.path)
         return
-    files = [
-        (path, replay.signature(path))
-        for path in inputs(plan, capture.cwd, image=command.image, settings=capture.settings)
-    ]
+    named = inputs(plan, capture.cwd, image=command.image, settings=capture.settings)
+    if named is None:
+        replay.forget(capture.path)
+        return
+    files = [(path, replay.signature(path)) for path in named]
     record = {
         **replay_listing.common(capture.argv, capture.cwd, kind="build"),
         "files": [*files, *after, *_build_outputs(plan)],
@@ -174,12 +175,15 @@ def _lines(stdout: Sequence[bytes]) -> list[tuple[str, bytes]] | None:
     return None if printed or rendered else lines
 
 
-def inputs(plan: BuildPlan, cwd: str, *, image: str, settings: Settings) -> list[str]:
+def inputs(plan: BuildPlan, cwd: str, *, image: str, settings: Settings) -> list[str] | None:
     """Every file the plan read or looked for, whether or not it is there now, and where the container's mounts
-    lead (a link in the project that leads elsewhere now would mount another place)."""
+    lead (a link in the project that leads elsewhere now would mount another place); None when there are too many
+    to check."""
     project = plan.project
-    found = replay_listing.configuration(settings, Path(cwd), project.workspace_root)
-    found.append(str(store_path(os.environ)))
+    configuration = replay_listing.configuration(settings, Path(cwd), project.workspace_root)
+    if configuration is None:
+        return None
+    found = [*configuration, str(store_path(os.environ))]
     for mount in plan.request(Step.BUILD, image).mounts:
         if mount.volume is None:
             found.append(str(mount.source or mount.path))
