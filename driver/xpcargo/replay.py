@@ -298,7 +298,7 @@ def _replay(argv: Sequence[str], *, cache_dir: str, fingerprint: Callable[[], st
         if not _fits(record, argv, fingerprint=fingerprint()):
             return None
         if record["kind"] == "listing":
-            return _list(record, path)
+            return _list(record)
         command, lock_path, timeout = _Exec(record), record["lock"], float(record["timeout"])
     except (KeyError, TypeError, ValueError):
         # A record of an older xpcargo's (the fingerprint names the source, not the record's layout).
@@ -340,7 +340,7 @@ def _run(command: _Exec, path: str, *, timeout: float) -> int | None:
     return None
 
 
-def _list(record: Mapping[str, Any], path: str) -> int | None:
+def _list(record: Mapping[str, Any]) -> int | None:
     """A listing's output, again, when the engine's answer is the one it was made from."""
     from xpcargo.container.docker import replay_exec  # noqa: PLC0415
 
