@@ -191,7 +191,8 @@ def answer(socket_path: str, target: str, *, timeout: float) -> bytes:
     status 200."""
     try:
         status, data = _answer(socket_path, "GET", target, timeout=timeout, body=None)
-    except OSError as error:
+    except (OSError, ValueError) as error:
+        # ValueError: a chunk's size that is no number.
         raise NotStarted(f"{target}: {error}") from None
     if status != 200:
         raise NotStarted(f"{target}: status {status}")
