@@ -3,9 +3,9 @@ what Cargo answered. Written only when a replay of the same command would do exa
 whenever a command with the same arguments, in the same place, did anything else.
 
 What the plan depends on is named here, once: every file it reads or looks for (``inputs``), the files of the
-project's packages (``project_files``) and xpcargo's own in the target dir (``state_files``).
-tests/integration/test_replay.py watches a build's every open and checks that nothing it read is missing from the
-record.
+workspace and of its path dependencies (``project_files``, ``_outside_files``) and xpcargo's own in the target dir
+(``state_files``). tests/integration/test_replay.py watches a build's every open and checks that nothing it read
+is missing from the record.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def capture(command_line: Sequence[str], cwd: Path, plan: BuildPlan, *, settings
     if not recordable:
         # A record of the same arguments stays: it names the environment it was made in, and what it read.
         return None
-    return Capture(argv=argv, cwd=str(cwd), path=path, settings=settings, sources_before=project_files(plan, None))
+    return Capture(argv=argv, cwd=str(cwd), path=path, settings=settings, sources_before=project_files(plan))
 
 
 def keep_or_forget(
@@ -93,28 +93,32 @@ def keep_or_forget(
     """Record the build when a replay would do what it did: Cargo did nothing and said so (exit code 0, every
     artifact fresh), xpcargo said nothing, the project did not change meanwhile. Else forget any record."""
     command = capture.command
-    stdout = capture.stdout
+    stdout = b"".join(capture.stdout) if capture.stdout is not None else None
     no_op = code == 0 and quiet and command is not None and metadata is not None and stdout is not None
     lines = _lines(stdout) if no_op and stdout is not None and _did_nothing(stdout) else None
-    after = project_files(plan, metadata) if lines is not None else None
-    unchanged = capture.sources_before is not None and project_files(plan, None) == capture.sources_before
-    if command is None or lines is None or after is None or not unchanged:
+    # The project's files after the build (the same as before it, or Cargo may have seen an edit), and those of its
+    # path dependencies outside the workspace.
+    inside = project_files(plan) if lines is not None else None
+    outside = _outside_files(plan, metadata) if inside is not None and inside == capture.sources_before else None
+    if command is None or lines is None or inside is None or outside is None:
         replay.forget(capture.path)
         return
     image = image_id(command.image)
     if image is None:
         replay.forget(capture.path)
         return
-    named = inputs(plan, capture.cwd, image=command.image, settings=capture.settings)
+    sources = _mount_sources(plan, command.image)
+    named = inputs(plan, capture.cwd, mount_sources=sources, settings=capture.settings)
     if named is None:
         replay.forget(capture.path)
         return
     files = [(path, replay.signature(path)) for path in named]
+    table = read_mount_table()
     record = {
         **replay_listing.common(capture.argv, capture.cwd, kind="build"),
-        "files": [*files, *after, *_build_outputs(plan)],
+        "files": [*files, *inside, *outside, *_build_outputs(plan)],
         "contents": [(path, replay.content_digest(path)) for path in state_files(plan)],
-        "views": _views(plan, command.image),
+        "views": [(source, host_view(source, table)) for source in sources],
         "absent_after": [str(path) for path in _absent_after(plan)],
         "socket": command.exec.socket,
         "api": command.exec.api,
@@ -131,18 +135,17 @@ def keep_or_forget(
     replay_listing.write(capture.path, record)
 
 
-def _views(plan: BuildPlan, image: str) -> list[tuple[str, list[object]]]:
-    """What the host shows at each bind mount's source (the warm container's key holds the same)."""
-    table = read_mount_table()
-    sources = [str(mount.source or mount.path) for mount in plan.request(Step.BUILD, image).mounts if not mount.volume]
-    return [(source, host_view(source, table)) for source in sources]
+def _mount_sources(plan: BuildPlan, image: str) -> list[str]:
+    """Where the build container's bind mounts come from on the host (the warm container's key holds what the host
+    shows there)."""
+    return [str(mount.source or mount.path) for mount in plan.request(Step.BUILD, image).mounts if not mount.volume]
 
 
-def _did_nothing(stdout: Sequence[bytes]) -> bool:
+def _did_nothing(stdout: bytes) -> bool:
     """Whether Cargo's messages say that every artifact was fresh and the build finished well, and nothing but its
     messages was printed (a diagnostic of a fresh unit is Cargo's replay of it, as on every build)."""
     finished = False
-    for line in b"".join(stdout).splitlines():
+    for line in stdout.splitlines():
         try:
             message = json.loads(line)
         except ValueError:
@@ -159,7 +162,7 @@ def _did_nothing(stdout: Sequence[bytes]) -> bool:
     return finished
 
 
-def _lines(stdout: Sequence[bytes]) -> list[tuple[str, bytes]] | None:
+def _lines(stdout: bytes) -> list[tuple[str, bytes]] | None:
     """Each line of Cargo's standard output (a digest) with what the usual way printed for it on standard error (a
     diagnostic as Cargo rendered it), read by the reader the usual way reads them with; None when it would have
     printed anything on standard output."""
@@ -167,7 +170,7 @@ def _lines(stdout: Sequence[bytes]) -> list[tuple[str, bytes]] | None:
     rendered: list[bytes] = []
     reader = MessageReader(echo_messages=False, write_stdout=printed.append, write_stderr=rendered.append)
     lines = []
-    for line in b"".join(stdout).splitlines(keepends=True):
+    for line in stdout.splitlines(keepends=True):
         reader.feed(line)
         lines.append((replay.digest(line), b"".join(rendered)))
         rendered.clear()
@@ -175,7 +178,7 @@ def _lines(stdout: Sequence[bytes]) -> list[tuple[str, bytes]] | None:
     return None if printed or rendered else lines
 
 
-def inputs(plan: BuildPlan, cwd: str, *, image: str, settings: Settings) -> list[str] | None:
+def inputs(plan: BuildPlan, cwd: str, *, mount_sources: Sequence[str], settings: Settings) -> list[str] | None:
     """Every file the plan read or looked for, whether or not it is there now, and where the container's mounts
     lead (a link in the project that leads elsewhere now would mount another place); None when there are too many
     to check."""
@@ -183,10 +186,7 @@ def inputs(plan: BuildPlan, cwd: str, *, image: str, settings: Settings) -> list
     configuration = replay_listing.configuration(settings, Path(cwd), project.workspace_root)
     if configuration is None:
         return None
-    found = [*configuration, str(store_path(os.environ))]
-    for mount in plan.request(Step.BUILD, image).mounts:
-        if mount.volume is None:
-            found.append(str(mount.source or mount.path))
+    found = [*configuration, str(store_path(os.environ)), *mount_sources]
     found += [str(path) for path in (*project.manifests, *project.cargo_config_files)]
     cargo_home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
     found += [str(cargo_home / name) for name in ("config", "config.toml")]
@@ -199,12 +199,23 @@ def inputs(plan: BuildPlan, cwd: str, *, image: str, settings: Settings) -> list
     return sorted(set(found))
 
 
-def project_files(plan: BuildPlan, metadata: Mapping[str, Any] | None) -> list[tuple[str, replay.Signature]] | None:
-    """The signatures of the files of the project's packages (the target dir left out), those of path dependencies
-    outside the workspace too when ``metadata`` names them; None for a project too large."""
+def project_files(plan: BuildPlan) -> list[tuple[str, replay.Signature]] | None:
+    """The signatures of the files of the workspace (its target dir left out); None for a project too large."""
     project = plan.project
-    roots = [str(project.workspace_root), *(str(package) for package in _local_packages(metadata))]
-    return replay.walk(sorted(set(roots)), skip=[str(project.target_dir)], limit=replay_listing.MOST_FILES)
+    return replay.walk([str(project.workspace_root)], skip=[str(project.target_dir)], limit=replay_listing.MOST_FILES)
+
+
+def _outside_files(plan: BuildPlan, metadata: Mapping[str, Any] | None) -> list[tuple[str, replay.Signature]] | None:
+    """The signatures of the files of the path dependencies outside the workspace that ``metadata`` names (each
+    directory once, however the packages nest); None for too many."""
+    root = plan.project.workspace_root
+    roots: list[Path] = []
+    for package in sorted(set(_local_packages(metadata))):
+        if not package.is_relative_to(root) and not any(package.is_relative_to(kept) for kept in roots):
+            roots.append(package)
+    return replay.walk(
+        [str(path) for path in roots], skip=[str(plan.project.target_dir)], limit=replay_listing.MOST_FILES
+    )
 
 
 def state_files(plan: BuildPlan) -> list[str]:
