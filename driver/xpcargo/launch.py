@@ -21,8 +21,6 @@ _MAX_WIDTH = 80
 _MIN_WIDTH = 50
 # `xpcargo --help`, `xpcargo image --help`, `xpcargo image list --help`: at most two command words.
 _MAX_WORDS = 2
-# The commands that ``replay`` may answer (its COMMANDS and LISTINGS, repeated so that no other command imports it).
-_REPLAYED = frozenset({"build", "check", "clippy"})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,12 +36,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout.flush()
             sys.exit(0)
         _help_and_keep(args, entry)
-    if (args[:1] and args[0] in _REPLAYED) or args == ["image", "list"]:
-        from xpcargo import replay  # noqa: PLC0415 - a command that is not replayed does not pay for it
+    # replay imports only built-in modules: which commands it answers is its own to say (replay.COMMANDS, LISTINGS).
+    from xpcargo import replay  # noqa: PLC0415 - not paid by a help from the cache
 
-        code = replay.replay(args, cache_dir=installation.cache_dir(), fingerprint=installation.source_fingerprint)
-        if code is not None:
-            sys.exit(code)
+    code = replay.replay(args, cache_dir=installation.cache_dir(), fingerprint=installation.source_fingerprint)
+    if code is not None:
+        sys.exit(code)
     from xpcargo.cli import main as cli_main  # noqa: PLC0415 - click and typer are what a cached help avoids
 
     cli_main(args)
