@@ -62,6 +62,14 @@ def _build(cli: Cli, project: Path, env: Mapping[str, str | None]) -> tuple[Resu
     return _xpcargo(cli, project, ["build", "--target", X86_64], env)
 
 
+def _built_until_replayed(cli: Cli, project: Path, env: Mapping[str, str | None]) -> None:
+    """Three builds: the first builds, the second is the usual way's no-op and records, the third is replayed."""
+    for _ in range(3):
+        built, replayed = _build(cli, project, env)
+        assert built.code == 0, built
+    assert replayed, built
+
+
 def _said(result: Result) -> list[str]:
     """Cargo's lines without their timing."""
     return [line.split(" in ", 1)[0] for line in result.stderr.splitlines()]
@@ -114,10 +122,7 @@ def test_an_edit_takes_the_usual_way_at_once_and_prints_once(
     xpcargo: Cli, tmp_path_factory: pytest.TempPathFactory, home: dict[str, str | None]
 ) -> None:
     project = copy_fixture(tmp_path_factory, "seed-c-lib")
-    for _ in range(3):
-        built, replayed = _build(xpcargo, project, home)
-        assert built.code == 0, built
-    assert replayed
+    _built_until_replayed(xpcargo, project, home)
     main = next((project / "src").glob("*.rs"))
     main.write_text(main.read_text(encoding="utf-8") + "\n// edited\n", encoding="utf-8")
     edited, replayed = _build(xpcargo, project, home)
@@ -142,10 +147,7 @@ def test_a_withdrawn_consent_is_not_replayed(
     sdk.mkdir()
     (project / "xpcargo.toml").write_text(f'[build]\nmounts = ["{sdk}"]\n', encoding="utf-8")
     assert xpcargo(["trust"], cwd=project, env=home).code == 0
-    for _ in range(3):
-        built, replayed = _build(xpcargo, project, home)
-        assert built.code == 0, built
-    assert replayed
+    _built_until_replayed(xpcargo, project, home)
     assert xpcargo(["trust", "--revoke"], cwd=project, env=home).code == 0
     refused, replayed = _build(xpcargo, project, home)
     assert refused.code == UNTRUSTED, refused
