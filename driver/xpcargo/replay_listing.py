@@ -72,7 +72,8 @@ def keep_listing(host: Host, cwd: Path, recorded: RecordedRequest | None, output
         "api": recorded.api,
         "timeout": recorded.timeout,
         "target": recorded.target,
-        "answer": recorded.answer,
+        # Digested as the replay digests its own answer.
+        "answer": replay.digest(recorded.answer),
         "output": output,
     }
     write(path, record)

@@ -76,13 +76,13 @@ class RecordedExec:
 @dataclass(frozen=True, kw_only=True)
 class RecordedRequest:
     """A request on the engine's unix socket whose answer ``xpcargo.replay`` compares: the socket, the API
-    version, how long a request may go unanswered, the request's target, and a digest of the answer it had."""
+    version, how long a request may go unanswered, the request's target, and the body of the answer it had."""
 
     socket: str
     api: str
     timeout: float
     target: str
-    answer: str
+    answer: bytes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,9 +129,8 @@ class Images(ImageLookup, Protocol):
 
     def image_exists(self, reference: str) -> bool: ...
     def recorded_listing(self, label: str) -> RecordedRequest | None:
-        """The listing of the images with ``label`` as ``xpcargo.replay`` asks for it again, with a digest of what
-        the engine answers now; None unless the engine is reached on a local unix socket, or when it does not
-        answer."""
+        """The listing of the images with ``label`` as ``xpcargo.replay`` asks for it again, with what the engine
+        answers now; None unless the engine is reached on a local unix socket, or when it does not answer."""
 
     def list_images(self, label: str) -> list[ImageInfo]: ...
     def remove_image(self, image: str) -> None: ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -69,7 +68,7 @@ class DockerImages(Connection):
             api=local.version,
             timeout=self._engine_timeout,
             target=target,
-            answer=hashlib.sha256(answer.body).hexdigest(),
+            answer=answer.body,
         )
 
     def remove_image(self, image: str) -> None:
