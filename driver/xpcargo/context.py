@@ -58,8 +58,9 @@ KNOBS: Mapping[str, str] = MappingProxyType(
         "`xpcargo trust`)",
         "XPCARGO_CACHE": "the compile cache (sccache) of the build step: `on` (default: one per workspace, in the "
         "cache dir), `off`, or an absolute directory: one cache shared by every workspace built with that value",
-        "XPCARGO_REPLAY": "0: run every build the usual way; 1 (default): a no-op `build`, `check` or `clippy` run "
-        "again unchanged is replayed in its warm container without loading the rest of xpcargo (docs/costs.md)",
+        "XPCARGO_REPLAY": "0: run every command the usual way; 1 (default): a no-op `build`, `check` or `clippy` "
+        "run again unchanged is replayed in its warm container, and `image list` run again with the same images "
+        "prints what it printed, without loading the rest of xpcargo (docs/costs.md)",
         "XPCARGO_DEBUG": "show a traceback for an internal error",
     }
 )
@@ -83,7 +84,7 @@ class Settings:
     # one per workspace, in ``cache_dir``).
     compile_cache: bool = True
     shared_compile_cache: Path | None = None
-    # XPCARGO_REPLAY: whether a no-op build leaves a record for ``xpcargo.replay``.
+    # XPCARGO_REPLAY: whether a no-op build and `image list` leave a record for ``xpcargo.replay``.
     replay: bool = True
 
     @property
@@ -112,7 +113,8 @@ class Settings:
         if environ.get("XPCARGO_REPLAY", "") not in ("", "0", "1"):
             raise ConfigError(
                 f"XPCARGO_REPLAY={environ['XPCARGO_REPLAY']!r} is neither 1 nor 0",
-                hint="0 runs every build the usual way; 1 (the default) replays a no-op build run again unchanged",
+                hint="0 runs every command the usual way; 1 (the default) replays a no-op build or `image list` run "
+                "again unchanged",
             )
         compile_cache, shared = _compile_cache(environ.get("XPCARGO_CACHE", ""))
         return cls(
